@@ -1,0 +1,139 @@
+import { readFileSync } from 'node:fs';
+import { InvalidOptionError } from './errors.js';
+
+/** TLS settings for talking to Consul over HTTPS. */
+export interface ConsulTlsOptions {
+  /** PEM CA bundle (contents, not a path). */
+  ca?: string | Buffer;
+  /** PEM client certificate (contents), for mutual TLS. */
+  cert?: string | Buffer;
+  /** PEM client key (contents), for mutual TLS. */
+  key?: string | Buffer;
+  /** SNI / certificate name to verify instead of the host name. */
+  serverName?: string;
+  /** Verify the server certificate. Default `true`. */
+  rejectUnauthorized?: boolean;
+}
+
+/** How to reach a Consul agent's HTTP API. */
+export interface ConsulConnectionOptions {
+  /**
+   * `host:port` or a full `http(s)://host:port` URL.
+   * Default: `CONSUL_HTTP_ADDR`, else `127.0.0.1:8500`.
+   */
+  address?: string;
+  /** Use HTTPS when `address` has no scheme. Default: `CONSUL_HTTP_SSL`, else `false`. */
+  secure?: boolean;
+  /** ACL token, sent only in the `X-Consul-Token` header. Default: `CONSUL_HTTP_TOKEN`. */
+  token?: string;
+  /** TLS settings. Default: from `CONSUL_CACERT`, `CONSUL_CLIENT_CERT`, `CONSUL_CLIENT_KEY`, `CONSUL_TLS_SERVER_NAME`, `CONSUL_HTTP_SSL_VERIFY`. */
+  tls?: ConsulTlsOptions;
+  /** Per-request timeout for non-blocking calls, in ms. Default 10 000. */
+  timeoutMs?: number;
+  /** Largest response body accepted, in bytes. Default 16 MiB. */
+  maxResponseBytes?: number;
+  /** Most concurrent connections to the agent (each blocking query holds one). Default 64; Consul refuses more than 200 per client IP. */
+  maxConnections?: number;
+}
+
+/** A fully resolved connection configuration. */
+export interface ResolvedConsulConnection {
+  /** Origin, e.g. `https://127.0.0.1:8501`. Never contains credentials. */
+  readonly origin: string;
+  readonly token: string | undefined;
+  readonly tls: ConsulTlsOptions | undefined;
+  readonly timeoutMs: number;
+  readonly maxResponseBytes: number;
+  readonly maxConnections: number;
+}
+
+function truthy(value: string | undefined): boolean | undefined {
+  if (value === undefined || value === '') return undefined;
+  return ['1', 'true', 'yes', 'on'].includes(value.toLowerCase());
+}
+
+function readPem(env: NodeJS.ProcessEnv, name: string): Buffer | undefined {
+  const path = env[name];
+  if (!path) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new InvalidOptionError(name, path, `cannot be read: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Reads Consul's conventional environment variables, as Consul's own CLI does.
+ * Explicit options passed to {@link resolveConsulConnection} override these.
+ */
+export function consulOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): ConsulConnectionOptions {
+  const options: ConsulConnectionOptions = {};
+  if (env['CONSUL_HTTP_ADDR']) options.address = env['CONSUL_HTTP_ADDR'];
+  const ssl = truthy(env['CONSUL_HTTP_SSL']);
+  if (ssl !== undefined) options.secure = ssl;
+  if (env['CONSUL_HTTP_TOKEN']) options.token = env['CONSUL_HTTP_TOKEN'];
+  const tls: ConsulTlsOptions = {};
+  const ca = readPem(env, 'CONSUL_CACERT');
+  if (ca) tls.ca = ca;
+  const cert = readPem(env, 'CONSUL_CLIENT_CERT');
+  if (cert) tls.cert = cert;
+  const key = readPem(env, 'CONSUL_CLIENT_KEY');
+  if (key) tls.key = key;
+  if (env['CONSUL_TLS_SERVER_NAME']) tls.serverName = env['CONSUL_TLS_SERVER_NAME'];
+  const verify = truthy(env['CONSUL_HTTP_SSL_VERIFY']);
+  if (verify !== undefined) tls.rejectUnauthorized = verify;
+  if (Object.keys(tls).length > 0) options.tls = tls;
+  return options;
+}
+
+function positiveInt(option: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > max) {
+    throw new InvalidOptionError(option, value, `must be an integer between 1 and ${max}`);
+  }
+  return value;
+}
+
+/**
+ * Merges explicit options over the environment and validates the result.
+ * @param options - explicit settings; they win over the environment.
+ * @param env - environment to read defaults from (default `process.env`).
+ */
+export function resolveConsulConnection(
+  options: ConsulConnectionOptions = {},
+  env: NodeJS.ProcessEnv = process.env,
+): ResolvedConsulConnection {
+  const fromEnv = consulOptionsFromEnv(env);
+  const address = options.address ?? fromEnv.address ?? '127.0.0.1:8500';
+  const secure = options.secure ?? fromEnv.secure ?? false;
+  const token = options.token ?? fromEnv.token;
+  if (token !== undefined && (typeof token !== 'string' || /[\r\n]/.test(token))) {
+    // Never echo the token itself.
+    throw new InvalidOptionError('token', '<redacted>', 'must be a string without line breaks');
+  }
+  const tls = options.tls ?? fromEnv.tls;
+
+  let url: URL;
+  try {
+    url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(address) ? address : `${secure ? 'https' : 'http'}://${address}`);
+  } catch {
+    throw new InvalidOptionError('address', address, 'is not a host:port or http(s) URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new InvalidOptionError('address', address, 'must use http or https');
+  }
+  if (url.username || url.password) {
+    throw new InvalidOptionError('address', `${url.protocol}//${url.host}`, 'must not carry credentials; use the token option');
+  }
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
+    throw new InvalidOptionError('address', address, 'must not have a path, query or fragment');
+  }
+  return {
+    origin: url.origin,
+    token,
+    tls: url.protocol === 'https:' ? (tls ?? {}) : undefined,
+    timeoutMs: positiveInt('timeoutMs', options.timeoutMs, 10_000, 600_000),
+    maxResponseBytes: positiveInt('maxResponseBytes', options.maxResponseBytes, 16 * 1024 * 1024),
+    maxConnections: positiveInt('maxConnections', options.maxConnections, 64, 200),
+  };
+}

@@ -1,0 +1,217 @@
+import { Pool, errors as undiciErrors } from 'undici';
+import {
+  AbortedError,
+  ClosedError,
+  ProxylessError,
+  TimeoutError,
+  type ProxylessErrorOptions,
+} from './errors.js';
+import {
+  resolveConsulConnection,
+  type ConsulConnectionOptions,
+  type ResolvedConsulConnection,
+} from './consul-config.js';
+
+/**
+ * Consul's HTTP API answered with a non-success status.
+ * `status` is the HTTP status; `consulMessage` is Consul's (truncated) text.
+ */
+export class ConsulApiError extends ProxylessError {
+  readonly status: number;
+  readonly method: string;
+  /** Request path without query string (never contains a token). */
+  readonly path: string;
+  readonly consulMessage: string;
+
+  constructor(method: string, path: string, status: number, consulMessage: string) {
+    super('ERR_CONSUL_API', `Consul ${method} ${path} answered ${status}: ${consulMessage || '(empty body)'}`);
+    this.method = method;
+    this.path = path;
+    this.status = status;
+    this.consulMessage = consulMessage;
+  }
+}
+
+/** Consul could not be reached (connection refused, reset, DNS, TLS…). */
+export class ConsulUnreachableError extends ProxylessError {
+  constructor(origin: string, options: ProxylessErrorOptions) {
+    super('ERR_CONSUL_UNREACHABLE', `Consul at ${origin} is unreachable: ${describeCause(options.cause)}`, options);
+  }
+}
+
+/** Consul answered with a body that is not what the API promises (bad JSON, wrong shape, too large). */
+export class BadResponseError extends ProxylessError {
+  constructor(message: string, options: ProxylessErrorOptions = {}) {
+    super('ERR_BAD_RESPONSE', message, options);
+  }
+}
+
+function describeCause(cause: unknown): string {
+  if (cause instanceof Error) {
+    const code = (cause as { code?: unknown }).code;
+    return typeof code === 'string' ? `${code} ${cause.message}` : cause.message;
+  }
+  return String(cause);
+}
+
+/** One call to {@link ConsulHttpClient.request}. */
+export interface ConsulRequest {
+  method?: 'GET' | 'PUT' | 'POST' | 'DELETE';
+  /** Path starting with `/v1/`; every dynamic segment must already be URL-encoded. */
+  path: string;
+  /** Query parameters; `true` sends a bare flag (`?passing`), `undefined`/`false` omit it, arrays repeat it. */
+  query?: Record<string, string | number | boolean | readonly string[] | undefined>;
+  /** JSON body. */
+  body?: unknown;
+  /** Caller cancellation. */
+  signal?: AbortSignal;
+  /** Time limit for the whole call (headers and body). Default: the client's `timeoutMs`. */
+  timeoutMs?: number;
+}
+
+/** A decoded answer. `body` is parsed JSON (or `undefined` for an empty body). */
+export interface ConsulResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: unknown;
+}
+
+/** Builds a query string; exported for tests. @internal */
+export function encodeQuery(query: ConsulRequest['query']): string {
+  if (!query) return '';
+  const parts: string[] = [];
+  for (const [key, value] of Object.entries(query)) {
+    if (value === undefined || value === false) continue;
+    const k = encodeURIComponent(key);
+    if (value === true) parts.push(k);
+    else if (Array.isArray(value)) for (const v of value as readonly string[]) parts.push(`${k}=${encodeURIComponent(v)}`);
+    else parts.push(`${k}=${encodeURIComponent(String(value))}`);
+  }
+  return parts.length > 0 ? `?${parts.join('&')}` : '';
+}
+
+/**
+ * A small, strict client for Consul's HTTP API on undici.
+ *
+ * Why not the `consul` npm package here: every call needs its own AbortSignal
+ * and deadline, a cap on the response size, the raw `X-Consul-*` headers of
+ * blocking queries, and a bounded keep-alive pool shared by all watches of a
+ * process; undici gives all of that directly.
+ *
+ * The ACL token goes only in the `X-Consul-Token` header; it never appears in
+ * a URL, an error message or a log line.
+ */
+export class ConsulHttpClient {
+  /** The resolved settings (origin, limits). */
+  readonly connection: ResolvedConsulConnection;
+  readonly #pool: Pool;
+  readonly #headers: Record<string, string>;
+  #closed = false;
+
+  constructor(options: ConsulConnectionOptions = {}, env: NodeJS.ProcessEnv = process.env) {
+    this.connection = resolveConsulConnection(options, env);
+    const tls = this.connection.tls;
+    this.#pool = new Pool(this.connection.origin, {
+      connections: this.connection.maxConnections,
+      // Blocking queries can legitimately hold a response for minutes; our own
+      // per-call AbortSignal enforces the real limit.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      keepAliveTimeout: 30_000,
+      ...(tls
+        ? {
+            connect: {
+              ...(tls.ca ? { ca: tls.ca } : {}),
+              ...(tls.cert ? { cert: tls.cert } : {}),
+              ...(tls.key ? { key: tls.key } : {}),
+              ...(tls.serverName ? { servername: tls.serverName } : {}),
+              rejectUnauthorized: tls.rejectUnauthorized ?? true,
+            },
+          }
+        : {}),
+    });
+    this.#headers = { accept: 'application/json' };
+    if (this.connection.token) this.#headers['x-consul-token'] = this.connection.token;
+  }
+
+  /** True after {@link ConsulHttpClient.close}. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Sends one request and decodes the JSON answer.
+   * @throws {@link ConsulApiError} for non-2xx answers, {@link ConsulUnreachableError},
+   *   {@link TimeoutError}, {@link AbortedError}, {@link BadResponseError}, {@link ClosedError}.
+   */
+  async request(req: ConsulRequest): Promise<ConsulResponse> {
+    if (this.#closed) throw new ClosedError('Consul client');
+    const method = req.method ?? 'GET';
+    const timeoutMs = req.timeoutMs ?? this.connection.timeoutMs;
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = req.signal ? AbortSignal.any([req.signal, timeout]) : timeout;
+    const headers =
+      req.body === undefined ? this.#headers : { ...this.#headers, 'content-type': 'application/json' };
+    try {
+      const res = await this.#pool.request({
+        method,
+        path: req.path + encodeQuery(req.query),
+        headers,
+        body: req.body === undefined ? null : JSON.stringify(req.body),
+        signal,
+      });
+      const text = await this.#readCapped(res.body, req.path);
+      if (res.statusCode < 200 || res.statusCode >= 300) {
+        throw new ConsulApiError(method, req.path, res.statusCode, text.trim().slice(0, 512));
+      }
+      let body: unknown;
+      if (text.length > 0) {
+        try {
+          body = JSON.parse(text);
+        } catch (error) {
+          throw new BadResponseError(`Consul ${method} ${req.path} returned invalid JSON`, { cause: error });
+        }
+      }
+      return { status: res.statusCode, headers: res.headers, body };
+    } catch (error) {
+      throw this.#convert(error, method, req, timeout, timeoutMs);
+    }
+  }
+
+  async #readCapped(body: AsyncIterable<Buffer> & { destroy(): unknown }, path: string): Promise<string> {
+    const limit = this.connection.maxResponseBytes;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of body) {
+      size += chunk.length;
+      if (size > limit) {
+        body.destroy();
+        throw new BadResponseError(`Consul response for ${path} exceeds ${limit} bytes`);
+      }
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks, size).toString('utf8');
+  }
+
+  #convert(error: unknown, method: string, req: ConsulRequest, timeout: AbortSignal, timeoutMs: number): unknown {
+    if (error instanceof ProxylessError) return error;
+    if (req.signal?.aborted) return new AbortedError(`Consul ${method} ${req.path}`, req.signal.reason);
+    if (timeout.aborted) return new TimeoutError(`Consul ${method} ${req.path}`, timeoutMs, error);
+    if (this.#closed || error instanceof undiciErrors.ClientDestroyedError || error instanceof undiciErrors.ClientClosedError) {
+      return new ClosedError('Consul client');
+    }
+    return new ConsulUnreachableError(this.connection.origin, { cause: error });
+  }
+
+  /** Cancels in-flight calls and closes every connection. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#pool.destroy();
+  }
+
+  /** Same as {@link ConsulHttpClient.close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

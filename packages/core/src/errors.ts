@@ -1,0 +1,122 @@
+/**
+ * The error family every Proxyless package throws.
+ *
+ * Every error has a stable `code`; retry and fallback decisions test codes,
+ * never messages. `instanceof` works across duplicate copies of the package
+ * (a `Symbol.for` brand), and {@link isProxylessError} is the guard to use
+ * when in doubt.
+ */
+
+const brand = Symbol.for('@proxyless/error');
+
+/** Stable error codes. Packages may add their own `ERR_*` codes. */
+export type ProxylessErrorCode =
+  | 'ERR_INVALID_OPTION'
+  | 'ERR_INVALID_SERVICE_NAME'
+  | 'ERR_CLOSED'
+  | 'ERR_ABORTED'
+  | 'ERR_TIMEOUT'
+  | 'ERR_NO_HEALTHY_INSTANCES'
+  | 'ERR_RESOLUTION_FAILED'
+  | 'ERR_CONSUL_UNREACHABLE'
+  | 'ERR_CONSUL_API'
+  | 'ERR_BAD_RESPONSE'
+  | (string & {});
+
+/** Options accepted by every {@link ProxylessError} constructor. */
+export interface ProxylessErrorOptions {
+  /** The underlying error. */
+  cause?: unknown;
+}
+
+/**
+ * Base class of every error Proxyless throws.
+ * @example
+ * try { await resolver.resolve('web'); }
+ * catch (error) { if (isProxylessError(error, 'ERR_NO_HEALTHY_INSTANCES')) { ... } }
+ */
+export class ProxylessError extends Error {
+  /** Stable, machine-readable code. */
+  readonly code: ProxylessErrorCode;
+
+  constructor(code: ProxylessErrorCode, message: string, options: ProxylessErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    Object.defineProperty(this, brand, { value: true });
+  }
+
+  override get name(): string {
+    return this.constructor.name;
+  }
+
+  /** Matches errors of this class from any copy of the package (by brand and name). */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (typeof value !== 'object' || value === null || !(brand in value)) return false;
+    if (this === ProxylessError) return true;
+    // Subclass check: walk the prototype chain comparing class names, so a
+    // second copy of the package still matches.
+    for (let proto = Object.getPrototypeOf(value) as object | null; proto; proto = Object.getPrototypeOf(proto) as object | null) {
+      if (proto.constructor.name === this.name) return true;
+    }
+    return false;
+  }
+}
+
+/** True when `error` is a Proxyless error (optionally with the given code). */
+export function isProxylessError(error: unknown, code?: ProxylessErrorCode): error is ProxylessError {
+  return error instanceof ProxylessError && (code === undefined || error.code === code);
+}
+
+/** An option (or argument) is missing, malformed or out of range. */
+export class InvalidOptionError extends ProxylessError {
+  /** Dotted path of the option, e.g. `heartbeat.ttlMs`. */
+  readonly option: string;
+  /** The rejected value. */
+  readonly value: unknown;
+
+  constructor(option: string, value: unknown, expectation: string, code: ProxylessErrorCode = 'ERR_INVALID_OPTION') {
+    super(code, `Invalid option "${option}": ${describeValue(value)} ${expectation}`);
+    this.option = option;
+    this.value = value;
+  }
+}
+
+/** A service name, tag or datacenter that cannot be safely put in a URL or DNS question. */
+export class InvalidServiceNameError extends InvalidOptionError {
+  constructor(option: string, value: unknown, expectation: string) {
+    super(option, value, expectation, 'ERR_INVALID_SERVICE_NAME');
+  }
+}
+
+/** The resource was closed; no more calls are accepted. */
+export class ClosedError extends ProxylessError {
+  constructor(what: string) {
+    super('ERR_CLOSED', `${what} is closed`);
+  }
+}
+
+/** The caller's AbortSignal fired. */
+export class AbortedError extends ProxylessError {
+  constructor(what: string, cause?: unknown) {
+    super('ERR_ABORTED', `${what} was aborted`, { cause });
+  }
+}
+
+/** An operation did not complete within its time limit. */
+export class TimeoutError extends ProxylessError {
+  /** The limit that was exceeded. */
+  readonly timeoutMs: number;
+
+  constructor(what: string, timeoutMs: number, cause?: unknown) {
+    super('ERR_TIMEOUT', `${what} timed out after ${timeoutMs} ms`, { cause });
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** Renders a value for an error message without dumping huge or secret-looking input. */
+function describeValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return String(value);
+  if (Array.isArray(value)) return `array(${value.length})`;
+  return typeof value;
+}

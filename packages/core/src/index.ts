@@ -1,0 +1,29 @@
+/**
+ * `@proxyless/core`: service instances, resolvers (Consul health API, DNS SRV,
+ * static), shared watches, balancers, and the error family every Proxyless
+ * package uses.
+ *
+ * @example
+ * ```ts
+ * import { ConsulHttpClient } from '@proxyless/core';
+ * const consul = new ConsulHttpClient(); // CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, TLS from the environment
+ * const { body } = await consul.request({ path: '/v1/status/leader' });
+ * await consul.close();
+ * ```
+ * @packageDocumentation
+ */
+export {
+  ProxylessError,
+  InvalidOptionError,
+  InvalidServiceNameError,
+  ClosedError,
+  AbortedError,
+  TimeoutError,
+  isProxylessError,
+} from './errors.js';
+export type { ProxylessErrorCode, ProxylessErrorOptions } from './errors.js';
+export { consulOptionsFromEnv, resolveConsulConnection } from './consul-config.js';
+export type { ConsulConnectionOptions, ConsulTlsOptions, ResolvedConsulConnection } from './consul-config.js';
+export { ConsulHttpClient, ConsulApiError, ConsulUnreachableError, BadResponseError } from './consul-http.js';
+export type { ConsulRequest, ConsulResponse } from './consul-http.js';
+export { validateServiceName, validateTag, validateDatacenter } from './validate.js';

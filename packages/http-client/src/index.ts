@@ -1,0 +1,5 @@
+/**
+ * `@proxyless/http-client` — see the package README for status.
+ * @packageDocumentation
+ */
+export {};

@@ -1,0 +1,5 @@
+/**
+ * `@proxyless/registrar` — see the package README for status.
+ * @packageDocumentation
+ */
+export {};
