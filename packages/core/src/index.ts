@@ -27,3 +27,12 @@ export type { ConsulConnectionOptions, ConsulTlsOptions, ResolvedConsulConnectio
 export { ConsulHttpClient, ConsulApiError, ConsulUnreachableError, BadResponseError } from './consul-http.js';
 export type { ConsulRequest, ConsulResponse } from './consul-http.js';
 export { validateServiceName, validateTag, validateDatacenter } from './validate.js';
+export type { ServiceInstance, ServiceWeights, HealthStatus } from './service-instance.js';
+export type {
+  Resolver,
+  ServiceWatch,
+  ServiceWatchEvents,
+  ServiceSnapshot,
+  SnapshotChange,
+  CallOptions,
+} from './resolver.js';

@@ -1,0 +1,68 @@
+import type { EventEmitter } from 'eventemitter3';
+import type { ServiceInstance } from './service-instance.js';
+
+/** Per-call controls accepted by {@link Resolver.resolve}. */
+export interface CallOptions {
+  /** Caller cancellation. */
+  signal?: AbortSignal;
+  /** Time limit for the call, in ms. */
+  timeoutMs?: number;
+}
+
+/** An immutable view of a service's healthy instances at one moment. */
+export interface ServiceSnapshot {
+  readonly service: string;
+  /** Healthy instances, frozen. */
+  readonly instances: readonly ServiceInstance[];
+  /** True while the source is failing and this is the last good answer (stale-if-error). */
+  readonly stale: boolean;
+  /** When this data was last confirmed by its source (epoch ms). Age = `Date.now() - updatedAt`. */
+  readonly updatedAt: number;
+  /** Which resolver produced it, e.g. `consul`, `dns`, `static`. */
+  readonly source: string;
+}
+
+/** What changed between two snapshots. */
+export interface SnapshotChange {
+  readonly added: readonly ServiceInstance[];
+  readonly removed: readonly ServiceInstance[];
+  /** New versions of instances whose key stayed but whose data changed. */
+  readonly updated: readonly ServiceInstance[];
+}
+
+/** Events of a {@link ServiceWatch}. */
+export interface ServiceWatchEvents {
+  /** A new snapshot; emitted only when the set really changed, or its staleness did. Never synchronously from `watch()`. */
+  update: [snapshot: ServiceSnapshot, change: SnapshotChange];
+  /** The source failed; the last good snapshot stays (marked stale). Never thrown at subscribers. */
+  error: [error: Error];
+}
+
+/** One subscriber's view of a shared watch. */
+export interface ServiceWatch extends EventEmitter<ServiceWatchEvents> {
+  readonly service: string;
+  /** The latest snapshot, once one arrived. */
+  readonly current: ServiceSnapshot | undefined;
+  /** The last error from the source, cleared on the next success. */
+  readonly lastError: Error | undefined;
+  /** Resolves with the first snapshot (or the current one). Rejects if the watch is closed first or the signal aborts. */
+  ready(options?: CallOptions): Promise<ServiceSnapshot>;
+  /** Unsubscribes. The underlying poll stops when the last subscriber leaves. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Turns a service name into healthy instances, once or continuously.
+ * `Query` carries resolver-specific query options (tags, datacenter…).
+ */
+export interface Resolver<Query extends object = object> {
+  /**
+   * Resolves once.
+   * @throws `ERR_NO_HEALTHY_INSTANCES` when none, `ERR_RESOLUTION_FAILED` (with `cause`), `ERR_INVALID_SERVICE_NAME`, `ERR_CLOSED`.
+   */
+  resolve(service: string, options?: Query & CallOptions): Promise<readonly ServiceInstance[]>;
+  /** Subscribes to a service; one shared poll per (service, query) however many subscribers. */
+  watch(service: string, query?: Query): ServiceWatch;
+  /** Cancels every poll at once; leaves no timer or socket behind. Idempotent. */
+  close(): Promise<void>;
+}
