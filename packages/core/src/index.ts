@@ -36,3 +36,4 @@ export type {
   SnapshotChange,
   CallOptions,
 } from './resolver.js';
+export type { Balancer, Picker, PickContext, BalancerEndpoint, EndpointLoad } from './balancer.js';

@@ -1,0 +1,48 @@
+import type { ServiceInstance } from './service-instance.js';
+
+/**
+ * Live load statistics of one endpoint, read by balancers at pick time.
+ * The transport (e.g. `@proxyless/http-client`) owns and updates them.
+ */
+export interface EndpointLoad {
+  /** Requests in flight on this endpoint now. */
+  readonly inFlight: number;
+  /** Peak-EWMA latency estimate in ms (0 when unknown). */
+  readonly ewmaMs: number;
+  /** When the endpoint joined the ready set (epoch ms), for slow start. */
+  readonly readySince: number;
+}
+
+/** An endpoint as balancers see it: an instance plus its live load. */
+export interface BalancerEndpoint {
+  readonly instance: ServiceInstance;
+  readonly load: EndpointLoad;
+}
+
+/** Per-request facts a picker may use (e.g. the hash key for affinity). */
+export interface PickContext {
+  /** Key for consistent hashing (e.g. a user id or session cookie). */
+  readonly hashKey?: string | undefined;
+  /** Endpoints to avoid if any other is available (e.g. those a retry already tried). */
+  readonly exclude?: ReadonlySet<BalancerEndpoint> | undefined;
+}
+
+/**
+ * An immutable choice function over one set of ready endpoints.
+ * `pick()` is synchronous and cheap; it returns `undefined` only when the set is empty.
+ */
+export interface Picker<E extends BalancerEndpoint = BalancerEndpoint> {
+  readonly endpoints: readonly E[];
+  pick(context?: PickContext): E | undefined;
+}
+
+/**
+ * A balancing strategy, as a value: builds a new {@link Picker} whenever the
+ * ready set changes (instances added/removed, breakers opened/closed, ejections).
+ */
+export interface Balancer {
+  /** Strategy name, e.g. `peak-ewma`. */
+  readonly name: string;
+  /** Builds a picker over `endpoints` (which may be empty). */
+  createPicker<E extends BalancerEndpoint>(endpoints: readonly E[]): Picker<E>;
+}
