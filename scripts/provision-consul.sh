@@ -16,6 +16,11 @@
 set -euo pipefail
 
 CONSUL_VERSION="${PROXYLESS_CONSUL_VERSION:-1.22.7}"
+# The root module's go.mod pins github.com/hashicorp/consul/api v1.33.7, but
+# v1.22.7's sources use API fields (ACLToken.Name, ACLAuthMethod.TokenNameFormat)
+# that only the in-tree ./api had; api v1.34.5 is the first published one that
+# builds with it. (Checked: the plain build fails with "token.Name undefined".)
+CONSUL_API_VERSION="${PROXYLESS_CONSUL_API_VERSION:-v1.34.5}"
 CACHE_ROOT="${PROXYLESS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/proxyless}"
 CACHE_DIR="$CACHE_ROOT/consul-$CONSUL_VERSION"
 CACHED_BIN="$CACHE_DIR/consul"
@@ -72,6 +77,7 @@ chmod -R u+w "$src"
 # Drop `replace ... => ./sibling` lines (single-line and inside a replace block).
 sed -i -E '/^[[:space:]]*(replace[[:space:]]+)?[^[:space:]]+([[:space:]]+v[^[:space:]]+)?[[:space:]]+=>[[:space:]]+\.\.?\//d' "$src/go.mod"
 sed -i -E '/^replace[[:space:]]*\([[:space:]]*$/{N;/\n[[:space:]]*\)/d}' "$src/go.mod"
+(cd "$src" && go mod edit -require="github.com/hashicorp/consul/api@$CONSUL_API_VERSION")
 
 (
   cd "$src"

@@ -334,7 +334,7 @@ export interface ConsulCluster {
   readonly members: readonly ConsulAgent[];
   /** The member whose node currently leads, if any. */
   leader(): Promise<ConsulAgent | undefined>;
-  /** Waits until every running member agrees on one leader. */
+  /** Waits until every running member agrees on one leader that is itself running. */
   waitForLeader(timeoutMs?: number): Promise<ConsulAgent>;
   stop(): Promise<void>;
 }
@@ -401,7 +401,8 @@ export async function startConsulCluster(size = 3): Promise<ConsulCluster> {
         }
         const [only] = [...leaders];
         if (answered > 0 && leaders.size === 1 && only) {
-          const leader = members.find((m) => only === `127.0.0.1:${m.ports.server}`);
+          // A stopped member may still be named leader until the others notice.
+          const leader = members.find((m) => m.running && only === `127.0.0.1:${m.ports.server}`);
           if (leader) return leader;
         }
         await sleep(200);
