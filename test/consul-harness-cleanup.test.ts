@@ -17,7 +17,7 @@ async function startOwner(): Promise<{ owner: ReturnType<typeof spawn>; agentPid
   const owner = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', 'test/fixtures/agent-owner.ts'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const lines = createInterface({ input: owner.stdout! });
+  const lines = createInterface({ input: owner.stdout });
   const [line] = (await once(lines, 'line')) as [string];
   lines.close();
   const agentPid = Number(line);
