@@ -37,3 +37,19 @@ export type {
   CallOptions,
 } from './resolver.js';
 export type { Balancer, Picker, PickContext, BalancerEndpoint, EndpointLoad } from './balancer.js';
+export { roundRobin } from './balancer-round-robin.js';
+export type { RoundRobinOptions } from './balancer-round-robin.js';
+export { random } from './balancer-random.js';
+export type { RandomOptions } from './balancer-random.js';
+export { weightedRoundRobin, consulWeight } from './balancer-weighted.js';
+export type { WeightedRoundRobinOptions } from './balancer-weighted.js';
+export { leastRequest } from './balancer-least-request.js';
+export type { LeastRequestOptions } from './balancer-least-request.js';
+export { peakEwma, PeakEwma } from './balancer-peak-ewma.js';
+export type { PeakEwmaOptions, PeakEwmaEstimatorOptions } from './balancer-peak-ewma.js';
+export { consistentHash, hashKey32 } from './balancer-hash.js';
+export type { ConsistentHashOptions } from './balancer-hash.js';
+export { locality } from './locality.js';
+export type { LocalityOptions } from './locality.js';
+export { slowStart } from './slow-start.js';
+export type { SlowStartOptions } from './slow-start.js';

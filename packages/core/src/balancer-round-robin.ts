@@ -1,0 +1,47 @@
+import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
+import { checkOptions, checkRandom, emptyPicker, hasExclude, nextAllowed, randomIndex } from './balancer-util.js';
+
+/** Options of {@link roundRobin}. */
+export interface RoundRobinOptions {
+  /** Random source for the starting offset, in [0, 1). Default `Math.random`. */
+  random?: () => number;
+}
+
+/**
+ * Round-robin: endpoints in turn, starting at a random offset so that many
+ * clients created at once do not all hit the first endpoint together.
+ * Excluded endpoints (already tried by a retry) are skipped unless every
+ * endpoint is excluded.
+ *
+ * @example
+ * ```ts
+ * import { roundRobin } from '@proxyless/core';
+ * const picker = roundRobin().createPicker(endpoints);
+ * const endpoint = picker.pick();
+ * ```
+ */
+export function roundRobin(options: RoundRobinOptions = {}): Balancer {
+  checkOptions('roundRobin', options);
+  const random = checkRandom('random', options.random);
+  return {
+    name: 'round-robin',
+    createPicker<E extends BalancerEndpoint>(endpoints: readonly E[]): Picker<E> {
+      const n = endpoints.length;
+      if (n === 0) return emptyPicker(endpoints);
+      let next = randomIndex(random, n);
+      return {
+        endpoints,
+        pick(context?: PickContext): E | undefined {
+          let i = next;
+          const exclude = context?.exclude;
+          if (hasExclude(exclude)) {
+            const allowed = nextAllowed(endpoints, i, exclude);
+            if (allowed >= 0) i = allowed;
+          }
+          next = i + 1 === n ? 0 : i + 1;
+          return endpoints[i];
+        },
+      };
+    },
+  };
+}
