@@ -120,3 +120,29 @@ function describeValue(value: unknown): string {
   if (Array.isArray(value)) return `array(${value.length})`;
   return typeof value;
 }
+
+/** A service resolved, but none of its instances is healthy (or it has none). */
+export class NoHealthyInstancesError extends ProxylessError {
+  /** The service that has no healthy instance. */
+  readonly service: string;
+
+  constructor(service: string, detail = 'has no healthy instances') {
+    super('ERR_NO_HEALTHY_INSTANCES', `Service "${service}" ${detail}`);
+    this.service = service;
+  }
+}
+
+/** Discovery failed (registry unreachable, bad answer…); `cause` holds the underlying error. */
+export class ResolutionFailedError extends ProxylessError {
+  /** The service being resolved. */
+  readonly service: string;
+  /** Which resolver failed, e.g. `consul`, `dns`. */
+  readonly source: string;
+
+  constructor(service: string, source: string, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super('ERR_RESOLUTION_FAILED', `Resolving "${service}" via ${source} failed: ${reason}`, { cause });
+    this.service = service;
+    this.source = source;
+  }
+}

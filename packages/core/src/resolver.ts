@@ -20,6 +20,24 @@ export interface ServiceSnapshot {
   readonly updatedAt: number;
   /** Which resolver produced it, e.g. `consul`, `dns`, `static`. */
   readonly source: string;
+  /** Source-specific freshness details (Consul consistency headers, DNS TTL), when known. */
+  readonly info?: SnapshotSourceInfo | undefined;
+}
+
+/** Freshness details a source may attach to a snapshot. */
+export interface SnapshotSourceInfo {
+  /** Consul `X-Consul-Index` of the answer. */
+  readonly index?: number;
+  /** Consul `X-Consul-KnownLeader`: false means the answering server has no leader (data may be old). */
+  readonly knownLeader?: boolean;
+  /** Consul `X-Consul-LastContact`: ms since the answering server last heard from the leader (`stale` reads). */
+  readonly lastContactMs?: number;
+  /** Consul agent cache (`?cached`): `X-Cache` was `HIT`. */
+  readonly cacheHit?: boolean;
+  /** Consul agent cache: `Age` header, in seconds. */
+  readonly cacheAgeSeconds?: number;
+  /** DNS: the TTL applied (after floor and ceiling), in ms. */
+  readonly ttlMs?: number;
 }
 
 /** What changed between two snapshots. */

@@ -1,0 +1,164 @@
+import { ClosedError, InvalidOptionError, ResolutionFailedError, isProxylessError } from './errors.js';
+import type { CallOptions, Resolver, ServiceSnapshot, ServiceWatch } from './resolver.js';
+import type { ServiceInstance } from './service-instance.js';
+import { validateServiceName } from './validate.js';
+import { WatchHub, type WatchSink } from './watch-hub.js';
+
+/** Options of {@link FallbackResolver}. */
+export interface FallbackResolverOptions<PrimaryQuery extends object, SecondaryQuery extends object> {
+  /** Asked first, and preferred whenever it has fresh data. */
+  primary: Resolver<PrimaryQuery>;
+  /** Used while the primary fails or has no data yet. */
+  secondary: Resolver<SecondaryQuery>;
+  /** Translates a primary query for the secondary. Default: passes it unchanged. */
+  secondaryQuery?: (query: PrimaryQuery) => SecondaryQuery;
+  /** Close both resolvers in {@link FallbackResolver.close}. Default false. */
+  closeResolvers?: boolean;
+}
+
+/** Errors that another source cannot fix: bad input, closure, cancellation. */
+function isFinal(error: unknown): boolean {
+  return ['ERR_INVALID_OPTION', 'ERR_INVALID_SERVICE_NAME', 'ERR_CLOSED', 'ERR_ABORTED'].some((code) => isProxylessError(error, code));
+}
+
+/**
+ * Composes two resolvers: the primary first; the secondary while the primary
+ * errors, is stale or has not answered yet; back to the primary as soon as it
+ * publishes fresh data again. The secondary is watched only while needed.
+ * Primary errors are still reported as `error` events.
+ *
+ * @example
+ * ```ts
+ * const resolver = new FallbackResolver({
+ *   primary: new ConsulResolver(),
+ *   secondary: new DnsSrvResolver({ servers: ['127.0.0.1:8600'] }),
+ *   secondaryQuery: (q) => ({ tags: q.tags?.slice(0, 1), datacenter: q.datacenter }),
+ * });
+ * const watch = resolver.watch('web'); // snapshot.source says which one answered
+ * ```
+ */
+export class FallbackResolver<PrimaryQuery extends object = object, SecondaryQuery extends object = object> implements Resolver<PrimaryQuery> {
+  readonly #primary: Resolver<PrimaryQuery>;
+  readonly #secondary: Resolver<SecondaryQuery>;
+  readonly #map: (query: PrimaryQuery) => SecondaryQuery;
+  readonly #closeResolvers: boolean;
+  readonly #hub: WatchHub<PrimaryQuery>;
+  readonly #keys = new WeakMap<object, number>();
+  #nextKey = 0;
+  #closed = false;
+
+  constructor(options: FallbackResolverOptions<PrimaryQuery, SecondaryQuery>) {
+    if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'must be an object');
+    for (const name of ['primary', 'secondary'] as const) {
+      const r = options[name] as Partial<Resolver> | undefined;
+      if (typeof r?.watch !== 'function' || typeof r.resolve !== 'function') throw new InvalidOptionError(name, r, 'must be a Resolver');
+    }
+    this.#primary = options.primary;
+    this.#secondary = options.secondary;
+    this.#map = options.secondaryQuery ?? ((q) => q as unknown as SecondaryQuery);
+    this.#closeResolvers = options.closeResolvers ?? false;
+    this.#hub = new WatchHub<PrimaryQuery>('fallback', (service, query, sink) => this.#run(service, query, sink));
+  }
+
+  async #run(service: string, query: PrimaryQuery, sink: WatchSink): Promise<void> {
+    const primary = this.#primary.watch(service, query);
+    let secondary: ServiceWatch | undefined;
+    const primaryHealthy = (): boolean => primary.current !== undefined && !primary.current.stale;
+    const publish = (snapshot: ServiceSnapshot): void => {
+      sink.publish(snapshot.instances, { source: snapshot.source, stale: snapshot.stale, updatedAt: snapshot.updatedAt, info: snapshot.info });
+    };
+    const openSecondary = (): void => {
+      if (secondary || sink.signal.aborted) return;
+      const watch = this.#secondary.watch(service, this.#map(query));
+      secondary = watch;
+      watch.on('update', (snapshot) => {
+        if (!primaryHealthy()) publish(snapshot);
+      });
+      watch.on('error', (error) => {
+        if (!primaryHealthy()) sink.fail(error);
+      });
+    };
+    const closeSecondary = (): void => {
+      const watch = secondary;
+      secondary = undefined;
+      void watch?.close();
+    };
+    primary.on('update', (snapshot) => {
+      if (!snapshot.stale) {
+        closeSecondary();
+        publish(snapshot);
+        return;
+      }
+      openSecondary();
+      const fallback = secondary?.current;
+      if (fallback && !fallback.stale) publish(fallback);
+      else publish(snapshot);
+    });
+    primary.on('error', (error) => {
+      openSecondary();
+      const fallback = secondary?.current;
+      // Keep serving the secondary's fresh data; the primary's error is still reported.
+      sink.fail(error, { markStale: !(fallback && !fallback.stale) });
+    });
+    await new Promise<void>((resolve) => sink.signal.addEventListener('abort', () => resolve(), { once: true }));
+    await Promise.all([primary.close(), secondary?.close()]);
+  }
+
+  /**
+   * Resolves with the primary, or with the secondary when the primary fails.
+   * @throws the secondary's `ERR_NO_HEALTHY_INSTANCES` when both have none, else {@link ResolutionFailedError} with the primary's error as `cause`.
+   */
+  async resolve(service: string, options: PrimaryQuery & CallOptions = {} as PrimaryQuery & CallOptions): Promise<readonly ServiceInstance[]> {
+    if (this.#closed) throw new ClosedError('Resolver');
+    validateServiceName(service);
+    try {
+      return await this.#primary.resolve(service, options);
+    } catch (primaryError) {
+      if (isFinal(primaryError)) throw primaryError;
+      const { signal, timeoutMs, ...query } = options;
+      const callOptions: CallOptions = {};
+      if (signal) callOptions.signal = signal;
+      if (timeoutMs !== undefined) callOptions.timeoutMs = timeoutMs;
+      try {
+        return await this.#secondary.resolve(service, { ...this.#map(query as PrimaryQuery), ...callOptions });
+      } catch (secondaryError) {
+        if (isFinal(secondaryError)) throw secondaryError;
+        if (isProxylessError(primaryError, 'ERR_NO_HEALTHY_INSTANCES') && isProxylessError(secondaryError, 'ERR_NO_HEALTHY_INSTANCES')) throw secondaryError;
+        throw new ResolutionFailedError(service, 'fallback', primaryError);
+      }
+    }
+  }
+
+  #key(service: string, query: PrimaryQuery): string {
+    // Queries are opaque here: equal JSON means the same watch.
+    let text: string;
+    try {
+      text = JSON.stringify(query);
+    } catch {
+      let id = this.#keys.get(query);
+      if (id === undefined) this.#keys.set(query, (id = this.#nextKey++));
+      text = `#${id}`;
+    }
+    return `${service}|${text}`;
+  }
+
+  /** Watches a service through the composition; one shared watch per (service, query). */
+  watch(service: string, query: PrimaryQuery = {} as PrimaryQuery): ServiceWatch {
+    if (this.#closed) throw new ClosedError('Resolver');
+    validateServiceName(service);
+    return this.#hub.subscribe(this.#key(service, query), service, query);
+  }
+
+  /** Stops every watch (and closes both resolvers if `closeResolvers`). Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#hub.close();
+    if (this.#closeResolvers) await Promise.all([this.#primary.close(), this.#secondary.close()]);
+  }
+
+  /** Same as {@link FallbackResolver.close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

@@ -1,0 +1,345 @@
+/**
+ * Shared watches: one poll loop per (service, canonical query) per resolver,
+ * fanned out to any number of subscribers. Resolvers supply only the loop
+ * (a {@link WatchRunner}); this module owns snapshots, diffs, staleness,
+ * subscriber lifecycles and cancellation.
+ * @internal
+ */
+import { EventEmitter } from 'eventemitter3';
+import { AbortedError, ClosedError, InvalidOptionError, TimeoutError } from './errors.js';
+import type { CallOptions, ServiceSnapshot, ServiceWatch, ServiceWatchEvents, SnapshotChange, SnapshotSourceInfo } from './resolver.js';
+import { diffInstances, isEmptyDiff, type ServiceInstance } from './service-instance.js';
+
+/** How a runner publishes a fresh answer. @internal */
+export interface PublishOptions {
+  /** Mark the data stale although it came from the source (e.g. no known leader). Default false. */
+  stale?: boolean;
+  /** Override the hub's source label (fallback composition). */
+  source?: string;
+  /** When the data was confirmed. Default now. */
+  updatedAt?: number;
+  info?: SnapshotSourceInfo | undefined;
+}
+
+/** What a {@link WatchRunner} talks to. @internal */
+export interface WatchSink {
+  /** Aborted when the last subscriber leaves or the resolver closes. */
+  readonly signal: AbortSignal;
+  /** The latest snapshot, if any. */
+  readonly current: ServiceSnapshot | undefined;
+  /** Publishes an answer; subscribers hear about it only if the set (or staleness/source) changed. */
+  publish(instances: readonly ServiceInstance[], options?: PublishOptions): void;
+  /** Reports a failure: an `error` event, and (by default) the last snapshot marked stale. */
+  fail(error: Error, options?: { markStale?: boolean }): void;
+}
+
+/** The poll loop of one shared watch; returns when `sink.signal` aborts. @internal */
+export type WatchRunner<Query> = (service: string, query: Query, sink: WatchSink) => Promise<void>;
+
+/**
+ * Resolves after `ms` or as soon as `signal` aborts (never rejects). The timer
+ * is unref'd: a pending backoff never keeps the process alive.
+ * @internal
+ */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) {
+      resolve();
+      return;
+    }
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, ms));
+    timer.unref();
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** Capped exponential backoff settings, in ms. */
+export interface BackoffOptions {
+  /** First delay ceiling. Default 250. */
+  initialMs?: number;
+  /** Largest delay. Default 30 000. */
+  maxMs?: number;
+}
+
+/**
+ * Capped exponential backoff with full jitter (AWS architecture blog):
+ * a uniform delay in `[0, min(maxMs, initialMs·2^attempt))`, so a fleet of
+ * clients that lost Consul at the same moment does not come back in lockstep.
+ * @param attempt - 0 for the first retry.
+ */
+export function backoffDelay(attempt: number, options: BackoffOptions = {}, random: () => number = Math.random): number {
+  const initial = options.initialMs ?? 250;
+  const max = options.maxMs ?? 30_000;
+  const ceiling = Math.min(max, initial * 2 ** Math.min(Math.max(0, attempt), 30));
+  return Math.floor(random() * ceiling);
+}
+
+/** Validates a {@link BackoffOptions} object. @internal */
+export function checkBackoff(option: string, value: BackoffOptions | undefined): Required<BackoffOptions> {
+  const initialMs = value?.initialMs ?? 250;
+  const maxMs = value?.maxMs ?? 30_000;
+  if (!Number.isFinite(initialMs) || initialMs <= 0) throw new InvalidOptionError(`${option}.initialMs`, initialMs, 'must be a positive number');
+  if (!Number.isFinite(maxMs) || maxMs < initialMs) throw new InvalidOptionError(`${option}.maxMs`, maxMs, 'must be a number ≥ initialMs');
+  return { initialMs, maxMs };
+}
+
+const emptyList: readonly ServiceInstance[] = Object.freeze([]);
+const noChange: SnapshotChange = Object.freeze({ added: emptyList, removed: emptyList, updated: emptyList });
+
+/** Rethrows a subscriber's exception outside our loop, like a throwing listener on a Node EventEmitter. */
+function rethrowLater(error: unknown): void {
+  queueMicrotask(() => {
+    throw error;
+  });
+}
+
+class SharedWatch<Query> implements WatchSink {
+  snapshot: ServiceSnapshot | undefined;
+  lastError: Error | undefined;
+  readonly subscribers = new Set<WatchHandle>();
+  readonly controller = new AbortController();
+  done: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly hub: WatchHub<Query>,
+    readonly key: string,
+    readonly service: string,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  get current(): ServiceSnapshot | undefined {
+    return this.snapshot;
+  }
+
+  publish(instances: readonly ServiceInstance[], options: PublishOptions = {}): void {
+    if (this.signal.aborted) return;
+    const previous = this.snapshot;
+    const before = previous?.instances ?? emptyList;
+    const diff = diffInstances(before, instances);
+    const changed = !isEmptyDiff(diff);
+    const stale = options.stale ?? false;
+    const source = options.source ?? this.hub.source;
+    const snapshot: ServiceSnapshot = Object.freeze({
+      service: this.service,
+      // Keep the old array when nothing changed, so identity means "same set".
+      instances: previous && !changed ? previous.instances : Object.freeze([...instances]),
+      stale,
+      updatedAt: options.updatedAt ?? Date.now(),
+      source,
+      info: options.info === undefined ? undefined : Object.freeze({ ...options.info }),
+    });
+    this.snapshot = snapshot;
+    this.lastError = undefined;
+    if (previous && !changed && previous.stale === stale && previous.source === source) return;
+    for (const handle of this.subscribers) handle.deliver(snapshot, diff, before);
+  }
+
+  fail(error: Error, options: { markStale?: boolean } = {}): void {
+    if (this.signal.aborted) return;
+    this.lastError = error;
+    const previous = this.snapshot;
+    if ((options.markStale ?? true) && previous && !previous.stale) {
+      // Stale-if-error: keep the last good set, flag it, keep its updatedAt (its age grows).
+      const stale = Object.freeze({ ...previous, stale: true });
+      this.snapshot = stale;
+      for (const handle of this.subscribers) handle.deliver(stale, noChange, previous.instances);
+    }
+    for (const handle of this.subscribers) handle.report(error);
+  }
+}
+
+class WatchHandle extends EventEmitter<ServiceWatchEvents> implements ServiceWatch {
+  #delivered: readonly ServiceInstance[] | undefined;
+  #closed = false;
+  readonly #waiters = new Set<{ resolve: (s: ServiceSnapshot) => void; reject: (e: Error) => void }>();
+
+  constructor(
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the handle never touches the query
+    readonly shared: SharedWatch<any>,
+    readonly onClose: (handle: WatchHandle) => Promise<void>,
+  ) {
+    super();
+  }
+
+  get service(): string {
+    return this.shared.service;
+  }
+
+  get current(): ServiceSnapshot | undefined {
+    return this.shared.snapshot;
+  }
+
+  get lastError(): Error | undefined {
+    return this.shared.lastError;
+  }
+
+  /** True once closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Sends the current snapshot to a new subscriber, if it has heard nothing yet. */
+  greet(): void {
+    const snapshot = this.shared.snapshot;
+    if (this.#closed || this.#delivered !== undefined || !snapshot) return;
+    this.deliver(snapshot, diffInstances(emptyList, snapshot.instances), emptyList);
+  }
+
+  deliver(snapshot: ServiceSnapshot, diff: SnapshotChange, before: readonly ServiceInstance[]): void {
+    if (this.#closed) return;
+    // A subscriber that joined mid-way (or missed nothing) gets a diff against what it actually saw.
+    const change = this.#delivered === undefined && before !== emptyList
+      ? diffInstances(emptyList, snapshot.instances)
+      : this.#delivered === undefined || this.#delivered === before
+        ? diff
+        : diffInstances(this.#delivered, snapshot.instances);
+    this.#delivered = snapshot.instances;
+    for (const waiter of this.#waiters) waiter.resolve(snapshot);
+    this.#waiters.clear();
+    try {
+      this.emit('update', snapshot, change);
+    } catch (error) {
+      rethrowLater(error);
+    }
+  }
+
+  report(error: Error): void {
+    if (this.#closed) return;
+    try {
+      this.emit('error', error);
+    } catch (thrown) {
+      rethrowLater(thrown);
+    }
+  }
+
+  ready(options: CallOptions = {}): Promise<ServiceSnapshot> {
+    const current = this.shared.snapshot;
+    if (current) return Promise.resolve(current);
+    if (this.#closed) return Promise.reject(new ClosedError('Watch'));
+    const { signal, timeoutMs } = options;
+    if (signal?.aborted) return Promise.reject(new AbortedError(`Watch of "${this.service}"`, signal.reason));
+    return new Promise<ServiceSnapshot>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const cleanup = (): void => {
+        if (timer) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.#waiters.delete(waiter);
+      };
+      const waiter = {
+        resolve: (s: ServiceSnapshot) => {
+          cleanup();
+          resolve(s);
+        },
+        reject: (e: Error) => {
+          cleanup();
+          reject(e);
+        },
+      };
+      const onAbort = (): void => waiter.reject(new AbortedError(`Watch of "${this.service}"`, signal?.reason));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => waiter.reject(new TimeoutError(`Waiting for "${this.service}"`, timeoutMs)), timeoutMs);
+        timer.unref();
+      }
+      this.#waiters.add(waiter);
+    });
+  }
+
+  /** Detaches without stopping anything (the hub does that). */
+  detach(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const waiter of this.#waiters) waiter.reject(new ClosedError('Watch'));
+    this.#waiters.clear();
+    this.removeAllListeners();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.detach();
+    await this.onClose(this);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/**
+ * Owns the shared watches of one resolver.
+ * @internal
+ */
+export class WatchHub<Query> {
+  readonly #watches = new Map<string, SharedWatch<Query>>();
+  #closed = false;
+
+  /**
+   * @param source - label put on snapshots (`consul`, `dns`…).
+   * @param runner - the poll loop.
+   */
+  constructor(
+    readonly source: string,
+    readonly runner: WatchRunner<Query>,
+  ) {}
+
+  /** Number of live shared watches (one poll loop each). */
+  get size(): number {
+    return this.#watches.size;
+  }
+
+  /** The latest snapshot of a running watch, if any. */
+  peek(key: string): ServiceSnapshot | undefined {
+    return this.#watches.get(key)?.snapshot;
+  }
+
+  /**
+   * Adds a subscriber to the watch for `key`, starting its loop if needed.
+   * @param key - canonical (service, query) key; equal keys share one loop.
+   */
+  subscribe(key: string, service: string, query: Query): ServiceWatch {
+    if (this.#closed) throw new ClosedError('Resolver');
+    let shared = this.#watches.get(key);
+    if (!shared) {
+      const created = new SharedWatch<Query>(this, key, service);
+      this.#watches.set(key, created);
+      created.done = this.runner(service, query, created).catch((error: unknown) => {
+        created.fail(error instanceof Error ? error : new Error(String(error)));
+      });
+      shared = created;
+    }
+    const handle = new WatchHandle(shared, (h) => this.#leave(key, h));
+    shared.subscribers.add(handle);
+    if (shared.snapshot) setImmediate(() => handle.greet());
+    return handle;
+  }
+
+  async #leave(key: string, handle: WatchHandle): Promise<void> {
+    const shared = this.#watches.get(key);
+    if (!shared || !shared.subscribers.delete(handle)) return;
+    if (shared.subscribers.size > 0) return;
+    this.#watches.delete(key);
+    shared.controller.abort(new ClosedError('Watch'));
+    await shared.done;
+  }
+
+  /** Aborts every loop at once (in-flight requests included) and detaches every subscriber. Idempotent. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const all = [...this.#watches.values()];
+    this.#watches.clear();
+    for (const shared of all) {
+      shared.controller.abort(new ClosedError('Resolver'));
+      for (const handle of shared.subscribers) handle.detach();
+      shared.subscribers.clear();
+    }
+    await Promise.all(all.map((s) => s.done));
+  }
+}
