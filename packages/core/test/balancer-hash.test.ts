@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'mocha';
+import fc from 'fast-check';
+import { consistentHash, hashKey32 } from '../src/balancer-hash.js';
+import { InvalidOptionError } from '../src/errors.js';
+import { endpoint, seeded, tally, type TestEndpoint } from './balancer-fixtures.js';
+
+const keys = Array.from({ length: 2000 }, (_, i) => `user-${i}`);
+const uniqueKeys = fc.uniqueArray(fc.string({ minLength: 1, maxLength: 12 }), { minLength: 2, maxLength: 16 });
+
+function mapping(set: readonly TestEndpoint[], algorithm: 'ring' | 'maglev'): Map<string, string> {
+  const picker = consistentHash({ algorithm, replicas: 50, tableSize: 5003 }).createPicker(set);
+  return new Map(keys.map((k) => [k, picker.pick({ hashKey: k })!.instance.key]));
+}
+
+describe('consistentHash()', () => {
+  it('returns undefined for an empty set', () => {
+    assert.equal(consistentHash().createPicker([]).pick({ hashKey: 'a' }), undefined);
+    assert.equal(consistentHash({ algorithm: 'maglev' }).createPicker([]).pick(), undefined);
+  });
+
+  for (const algorithm of ['ring', 'maglev'] as const) {
+    describe(algorithm, () => {
+      it('sends a key to the same endpoint every time, whatever the snapshot order', () => {
+        const set = Array.from({ length: 8 }, (_, i) => endpoint(`10.0.0.${i}:80`));
+        const a = mapping(set, algorithm);
+        const b = mapping([...set].reverse(), algorithm);
+        assert.deepEqual(a, b);
+        assert.deepEqual(mapping(set, algorithm), a);
+      });
+
+      it('spreads keys over every endpoint', () => {
+        const set = Array.from({ length: 5 }, (_, i) => endpoint(`10.0.0.${i}:80`));
+        const picker = consistentHash({ algorithm }).createPicker(set);
+        let i = 0;
+        const counts = tally(() => picker.pick({ hashKey: `k${i++}` }), 20_000);
+        for (const c of counts.values()) assert.ok(c > 4000 * 0.75 && c < 4000 * 1.25, `count ${c}`);
+      });
+
+      it('falls back to random without a hash key', () => {
+        const set = Array.from({ length: 4 }, (_, i) => endpoint(`e${i}`));
+        const picker = consistentHash({ algorithm, random: seeded(2) }).createPicker(set);
+        assert.equal(tally(() => picker.pick(), 400).size, 4);
+      });
+
+      it('walks on to the next endpoint when the hashed one is excluded', () => {
+        const set = Array.from({ length: 6 }, (_, i) => endpoint(`e${i}`));
+        const picker = consistentHash({ algorithm }).createPicker(set);
+        for (const k of keys.slice(0, 200)) {
+          const first = picker.pick({ hashKey: k })!;
+          const exclude = new Set([first]);
+          const second = picker.pick({ hashKey: k, exclude })!;
+          assert.notEqual(second, first);
+          assert.equal(picker.pick({ hashKey: k, exclude }), second, 'retries of one key agree');
+          exclude.add(second);
+          assert.ok(!exclude.has(picker.pick({ hashKey: k, exclude })!));
+        }
+        assert.ok(picker.pick({ hashKey: 'x', exclude: new Set(set) }) !== undefined);
+        const noKey = new Set(set.slice(1));
+        assert.equal(picker.pick({ exclude: noKey }), set[0]);
+      });
+    });
+  }
+
+  it('ring: removing or adding an endpoint moves only its own keys; no key moves between two others (property)', () => {
+    fc.assert(
+      fc.property(uniqueKeys, fc.nat(), (names, which) => {
+        const set = names.map((n) => endpoint(n));
+        const removed = set[which % set.length]!;
+        const before = mapping(set, 'ring');
+        const after = mapping(set.filter((e) => e !== removed), 'ring');
+        for (const [k, owner] of before) {
+          if (owner !== removed.instance.key) assert.equal(after.get(k), owner, `key ${k} moved between unaffected endpoints`);
+          else assert.notEqual(after.get(k), owner);
+        }
+        // Adding it back is the same change reversed: keys move only onto the new endpoint.
+        for (const [k, owner] of after) {
+          const now = before.get(k);
+          assert.ok(now === owner || now === removed.instance.key);
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('maglev: removing an endpoint remaps at most a small fraction of the other keys (property)', () => {
+    fc.assert(
+      fc.property(uniqueKeys, fc.nat(), (names, which) => {
+        const set = names.map((n) => endpoint(n));
+        const removed = set[which % set.length]!;
+        const before = mapping(set, 'maglev');
+        const after = mapping(set.filter((e) => e !== removed), 'maglev');
+        let others = 0;
+        let moved = 0;
+        for (const [k, owner] of before) {
+          if (owner === removed.instance.key) continue;
+          others++;
+          if (after.get(k) !== owner) moved++;
+        }
+        assert.ok(moved <= others * 0.05, `moved ${moved} of ${others}`);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('hashKey32 is stable and well spread', () => {
+    assert.equal(hashKey32('user-42'), hashKey32('user-42'));
+    assert.notEqual(hashKey32('user-42'), hashKey32('user-43'));
+    const buckets = new Array<number>(16).fill(0);
+    for (const k of keys) buckets[hashKey32(k) % 16]!++;
+    for (const b of buckets) assert.ok(b > 80 && b < 170, `bucket ${b}`);
+  });
+
+  it('validates its options, naming them', () => {
+    const cases: [string, object][] = [
+      ['algorithm', { algorithm: 'rendezvous' }],
+      ['replicas', { replicas: 0 }],
+      ['tableSize', { tableSize: 65536 }],
+      ['random', { random: 1 }],
+    ];
+    for (const [option, value] of cases) {
+      assert.throws(() => consistentHash(value as never), (e: unknown) => e instanceof InvalidOptionError && e.option === option);
+    }
+  });
+});

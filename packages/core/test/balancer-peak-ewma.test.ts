@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'mocha';
+import fc from 'fast-check';
+import { PeakEwma, peakEwma } from '../src/balancer-peak-ewma.js';
+import { InvalidOptionError } from '../src/errors.js';
+import { endpoint, endpoints, seeded, tally } from './balancer-fixtures.js';
+
+const cost = (e: { load: { ewmaMs: number; inFlight: number } }): number => e.load.ewmaMs * (e.load.inFlight + 1);
+
+describe('peakEwma()', () => {
+  it('returns undefined for an empty set', () => {
+    assert.equal(peakEwma().createPicker([]).pick(), undefined);
+  });
+
+  it('never picks the costlier (ewma × (inFlight + 1)) of its two samples (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.double({ min: 0.1, max: 1000, noNaN: true }), fc.nat(20)), { minLength: 2, maxLength: 40 }),
+        fc.double({ min: 0, max: 0.9999999, noNaN: true }),
+        fc.double({ min: 0, max: 0.9999999, noNaN: true }),
+        (loads, r1, r2) => {
+          const set = loads.map(([ewmaMs, inFlight], i) => endpoint(`e${i}`, {}, { ewmaMs, inFlight }));
+          const values = [r1, r2];
+          let k = 0;
+          const picked = peakEwma({ random: () => values[k++ % 2]! }).createPicker(set).pick()!;
+          const a = Math.floor(r1 * set.length);
+          const b = (a + 1 + Math.floor(r2 * (set.length - 1))) % set.length;
+          assert.ok(picked === set[a] || picked === set[b]);
+          const other = picked === set[a] ? set[b]! : set[a]!;
+          assert.ok(cost(picked) <= cost(other));
+        },
+      ),
+    );
+  });
+
+  it('moves traffic away from a slow endpoint', () => {
+    const set = endpoints(5);
+    set.forEach((e) => (e.load.ewmaMs = 5));
+    set[4]!.load.ewmaMs = 55;
+    const picker = peakEwma({ random: seeded(11) }).createPicker(set);
+    // Closed-loop-ish: each pick adds in-flight load that drains over time.
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 20_000; i++) {
+      const e = picker.pick()!;
+      counts.set(e.instance.key, (counts.get(e.instance.key) ?? 0) + 1);
+      e.load.inFlight++;
+      if (i % 4 === 3) for (const x of set) x.load.inFlight = Math.max(0, x.load.inFlight - 1);
+    }
+    const slowShare = (counts.get('e4') ?? 0) / 20_000;
+    assert.ok(slowShare < 0.05, `slow endpoint share ${slowShare}`);
+  });
+
+  it('probes a new endpoint without latency data (neutral default cost)', () => {
+    const set = endpoints(4);
+    set.forEach((e) => (e.load.ewmaMs = 20));
+    set[3]!.load.ewmaMs = 0; // just joined
+    const picker = peakEwma({ random: seeded(5) }).createPicker(set);
+    const counts = tally(() => picker.pick(), 4000);
+    const share = (counts.get('e3') ?? 0) / 4000;
+    assert.ok(share > 0.15 && share < 0.6, `new endpoint share ${share}`);
+    // An explicit default latency makes it look expensive.
+    const cautiousPicker = peakEwma({ random: seeded(5), defaultLatencyMs: 1000 }).createPicker(set);
+    const cautious = tally(() => cautiousPicker.pick(), 4000);
+    assert.equal(cautious.get('e3'), undefined);
+  });
+
+  it('rejects a negative defaultLatencyMs', () => {
+    assert.throws(() => peakEwma({ defaultLatencyMs: -1 }), (e: unknown) => e instanceof InvalidOptionError && e.option === 'defaultLatencyMs');
+  });
+});
+
+describe('PeakEwma', () => {
+  it('jumps to a higher sample at once and decays toward lower ones with tau', () => {
+    const ewma = new PeakEwma({ tauMs: 1000 });
+    assert.equal(ewma.valueMs, 0);
+    assert.equal(ewma.observe(10, 0), 10);
+    assert.equal(ewma.observe(100, 10), 100);
+    const after = ewma.observe(10, 1010); // one tau later: 100·e⁻¹ + 10·(1 − e⁻¹)
+    assert.ok(Math.abs(after - (100 * Math.exp(-1) + 10 * (1 - Math.exp(-1)))) < 1e-9);
+    // Samples at the same instant do not move the estimate down.
+    assert.equal(ewma.observe(1, 1010), after);
+  });
+
+  it('converges to a steady latency and decays while idle', () => {
+    const ewma = new PeakEwma();
+    ewma.observe(500, 0);
+    let t = 0;
+    for (let i = 0; i < 1000; i++) ewma.observe(20, (t += 100));
+    assert.ok(Math.abs(ewma.valueMs - 20) < 0.05, `estimate ${ewma.valueMs}`);
+    assert.ok(ewma.valueAt(t + 10_000) < ewma.valueMs / 2);
+    ewma.reset();
+    assert.equal(ewma.valueAt(t), 0);
+  });
+
+  it('ignores negative and non-finite samples and validates tauMs', () => {
+    const ewma = new PeakEwma();
+    ewma.observe(5, 0);
+    assert.equal(ewma.observe(-1, 1), 5);
+    assert.equal(ewma.observe(Number.NaN, 1), 5);
+    assert.equal(ewma.observe(Infinity, 1), 5);
+    assert.throws(() => new PeakEwma({ tauMs: 0 }), (e: unknown) => e instanceof InvalidOptionError && e.option === 'tauMs');
+  });
+});
