@@ -1,0 +1,354 @@
+import { hostname, networkInterfaces } from 'node:os';
+import {
+  ConsulHttpClient,
+  InvalidOptionError,
+  validateServiceName,
+  validateTag,
+  type ConsulConnectionOptions,
+} from '@proxyless/core';
+
+/** A TTL check status, as Consul names it. */
+export type CheckStatus = 'passing' | 'warning' | 'critical';
+
+/** What a health function returns: a status, or a status with a human-readable output. */
+export type HealthReport = CheckStatus | { status: CheckStatus; output?: string };
+
+/**
+ * Decides the status of each heartbeat. It may be async; it is given an
+ * AbortSignal that fires when the beat's time is up (then the beat reports
+ * `critical`). A throw also reports `critical`, with the error message as output.
+ */
+export type HealthFunction = (signal: AbortSignal) => HealthReport | Promise<HealthReport>;
+
+/** Consul's service weights: how much traffic a passing or warning instance gets in DNS answers. */
+export interface RegistrationWeights {
+  /** Weight while passing. Integer ≥ 1. Default 1. */
+  passing: number;
+  /** Weight while warning. Integer ≥ 0. Default 1. */
+  warning: number;
+}
+
+/** Backoff used while the agent is unreachable or refuses a (re-)registration. */
+export interface RetryBackoffOptions {
+  /** First delay, in ms. Default 250. */
+  minDelayMs?: number;
+  /**
+   * Largest delay, in ms. Default: the heartbeat interval, so that the
+   * instance is back within one heartbeat interval after the agent is.
+   */
+  maxDelayMs?: number;
+}
+
+/** Options of a {@link Registrar}. Durations are in milliseconds. */
+export interface RegistrarOptions {
+  /** Service name (letters, digits, `-`, `_`; 1–63 characters). Required. */
+  name: string;
+  /** Port the instance serves on (1–65535). Required. */
+  port: number;
+  /**
+   * Instance ID, unique on its agent. Default `<name>-<hostname>-<port>`, which
+   * is stable across restarts of the same instance (a restart replaces its own
+   * stale registration) and distinct between instances sharing an agent.
+   */
+  id?: string;
+  /**
+   * Address other instances reach this one at. Default: the first non-internal
+   * IPv4 address of this host. `0.0.0.0` and `::` are refused (Consul answers 400).
+   */
+  address?: string;
+  /** Tags (1–255 printable ASCII characters each). Default none. */
+  tags?: readonly string[];
+  /**
+   * Service metadata. Consul's rules apply: at most 64 pairs; keys
+   * `[A-Za-z0-9_-]{1,128}` without the `consul-` prefix; values up to 512 characters.
+   */
+  meta?: Readonly<Record<string, string>>;
+  /** DNS weights. Default Consul's (`{ passing: 1, warning: 1 }`). */
+  weights?: RegistrationWeights;
+  /** TTL check ID. Default `service:<id>`. */
+  checkId?: string;
+  /** TTL check name. Default `<name> TTL heartbeat`. */
+  checkName?: string;
+  /** TTL of the check, in ms. At least 1000. Default 15 000. */
+  ttlMs?: number;
+  /** Interval between heartbeats, in ms. At most `ttlMs / 2`. Default `ttlMs / 3`. */
+  heartbeatIntervalMs?: number;
+  /** Jitter of each beat around its fixed-rate slot, as a fraction of the interval (0–0.25). Default 0.1. */
+  jitter?: number;
+  /**
+   * How long the check may stay critical before the agent reaps the
+   * registration, in ms. Consul's minimum is 60 000. Default 60 000.
+   * `0` disables reaping (not recommended).
+   */
+  deregisterCriticalServiceAfterMs?: number;
+  /** Decides each beat's status. Default: always passing (unless {@link Registrar.setStatus} says otherwise). */
+  health?: HealthFunction;
+  /** Time limit of each agent call, in ms. Default `min(5000, heartbeatIntervalMs)`. */
+  requestTimeoutMs?: number;
+  /** Backoff while the agent is unreachable. */
+  retry?: RetryBackoffOptions;
+  /**
+   * The Consul agent: connection options (default: `CONSUL_HTTP_ADDR`,
+   * `CONSUL_HTTP_TOKEN` and the TLS variables) or a client to share. A shared
+   * client is not closed by {@link Registrar.close}.
+   */
+  consul?: ConsulConnectionOptions | ConsulHttpClient;
+}
+
+/** {@link RegistrarOptions} after defaults and validation (see there for meanings and units). */
+export interface ResolvedRegistrarOptions {
+  /** Service name. */
+  readonly name: string;
+  /** Instance ID. */
+  readonly id: string;
+  /** Advertised address. */
+  readonly address: string;
+  /** Advertised port. */
+  readonly port: number;
+  /** Tags. */
+  readonly tags: readonly string[];
+  /** Service metadata. */
+  readonly meta: Readonly<Record<string, string>>;
+  /** DNS weights, if set. */
+  readonly weights: RegistrationWeights | undefined;
+  /** TTL check ID. */
+  readonly checkId: string;
+  /** TTL check name. */
+  readonly checkName: string;
+  /** Check TTL, ms. */
+  readonly ttlMs: number;
+  /** Heartbeat interval, ms. */
+  readonly heartbeatIntervalMs: number;
+  /** Jitter fraction. */
+  readonly jitter: number;
+  /** Reap delay for a critical check, ms (0: never). */
+  readonly deregisterCriticalServiceAfterMs: number;
+  /** Health function, if any. */
+  readonly health: HealthFunction | undefined;
+  /** Time limit of each agent call, ms. */
+  readonly requestTimeoutMs: number;
+  /** First retry delay, ms. */
+  readonly retryMinDelayMs: number;
+  /** Largest retry delay, ms. */
+  readonly retryMaxDelayMs: number;
+}
+
+/** Consul's minimum for `DeregisterCriticalServiceAfter`. */
+export const MIN_DEREGISTER_AFTER_MS = 60_000;
+/** Smallest TTL accepted. */
+export const MIN_TTL_MS = 1000;
+/** Consul caps check output at 4 KiB. */
+export const MAX_OUTPUT_BYTES = 4096;
+
+const idPattern = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
+const metaKeyPattern = /^[A-Za-z0-9_-]{1,128}$/;
+
+function integer(option: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidOptionError(option, value, `must be an integer between ${min} and ${max}`);
+  }
+  return value;
+}
+
+/**
+ * Checks service metadata against Consul's rules.
+ * @throws InvalidOptionError naming the offending key.
+ */
+export function validateMeta(meta: unknown, option = 'meta'): Record<string, string> {
+  if (meta === undefined) return {};
+  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) {
+    throw new InvalidOptionError(option, meta, 'must be an object of string values');
+  }
+  const entries = Object.entries(meta as Record<string, unknown>);
+  if (entries.length > 64) throw new InvalidOptionError(option, meta, `has ${entries.length} pairs; Consul allows at most 64`);
+  const out: Record<string, string> = {};
+  for (const [key, value] of entries) {
+    if (!metaKeyPattern.test(key)) {
+      throw new InvalidOptionError(`${option}.${key}`, key, 'is not a valid meta key ([A-Za-z0-9_-], 1-128 characters)');
+    }
+    if (key.toLowerCase().startsWith('consul-')) {
+      throw new InvalidOptionError(`${option}.${key}`, key, 'uses the "consul-" prefix Consul reserves');
+    }
+    if (typeof value !== 'string') throw new InvalidOptionError(`${option}.${key}`, value, 'must be a string');
+    if (value.length > 512) throw new InvalidOptionError(`${option}.${key}`, value, 'is longer than 512 characters');
+    out[key] = value;
+  }
+  return out;
+}
+
+/**
+ * The first non-internal IPv4 address of this host, if any.
+ * @internal
+ */
+export function defaultAddress(interfaces = networkInterfaces()): string | undefined {
+  for (const list of Object.values(interfaces)) {
+    for (const info of list ?? []) {
+      if (info.family === 'IPv4' && !info.internal && info.address !== '0.0.0.0') return info.address;
+    }
+  }
+  return undefined;
+}
+
+function validateAddress(address: unknown): string {
+  if (typeof address !== 'string' || address.length === 0 || address.length > 255 || /[\s/?#@]/.test(address)) {
+    throw new InvalidOptionError('address', address, 'must be a host name or IP address');
+  }
+  if (address === '0.0.0.0' || address === '::' || address === '[::]' || address === '::0') {
+    throw new InvalidOptionError('address', address, 'is a wildcard address; give an address others can reach');
+  }
+  return address;
+}
+
+/** A host name made safe for an instance ID. */
+function idSafe(text: string): string {
+  return text.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 63) || 'host';
+}
+
+/**
+ * Applies defaults and validates every option once.
+ * @throws InvalidOptionError naming the option and the bad value.
+ * @internal
+ */
+export function resolveRegistrarOptions(options: RegistrarOptions): ResolvedRegistrarOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidOptionError('options', options, 'must be an object');
+  }
+  if (options.name === undefined || options.name === '') {
+    throw new InvalidOptionError('name', options.name, 'is required');
+  }
+  const name = validateServiceName(options.name, 'name');
+  const port = integer('port', options.port, 1, 65_535);
+  const id = options.id ?? `${name}-${idSafe(hostname())}-${port}`;
+  if (typeof id !== 'string' || !idPattern.test(id)) {
+    throw new InvalidOptionError('id', id, 'must be 1-128 characters of [A-Za-z0-9_.:-], starting with a letter or digit');
+  }
+  let address = options.address;
+  if (address === undefined) {
+    address = defaultAddress();
+    if (address === undefined) {
+      throw new InvalidOptionError('address', undefined, 'could not be determined (no non-internal IPv4 interface); set it explicitly');
+    }
+  }
+  validateAddress(address);
+  const tags: readonly string[] = options.tags ?? [];
+  if (!Array.isArray(tags)) throw new InvalidOptionError('tags', tags, 'must be an array of strings');
+  tags.forEach((tag, i) => validateTag(tag, `tags[${i}]`));
+  const meta = validateMeta(options.meta);
+  let weights: RegistrationWeights | undefined;
+  if (options.weights !== undefined) {
+    if (typeof options.weights !== 'object' || options.weights === null) {
+      throw new InvalidOptionError('weights', options.weights, 'must be { passing, warning }');
+    }
+    weights = {
+      passing: integer('weights.passing', options.weights.passing, 1, 65_535),
+      warning: integer('weights.warning', options.weights.warning, 0, 65_535),
+    };
+  }
+  const checkId = options.checkId ?? `service:${id}`;
+  if (typeof checkId !== 'string' || !idPattern.test(checkId)) {
+    throw new InvalidOptionError('checkId', checkId, 'must be 1-128 characters of [A-Za-z0-9_.:-], starting with a letter or digit');
+  }
+  const checkName = options.checkName ?? `${name} TTL heartbeat`;
+  if (typeof checkName !== 'string' || checkName.length === 0 || checkName.length > 256) {
+    throw new InvalidOptionError('checkName', checkName, 'must be a non-empty string of at most 256 characters');
+  }
+  const ttlMs = integer('ttlMs', options.ttlMs ?? 15_000, MIN_TTL_MS, 24 * 3600_000);
+  const heartbeatIntervalMs =
+    options.heartbeatIntervalMs === undefined
+      ? Math.round(ttlMs / 3)
+      : integer('heartbeatIntervalMs', options.heartbeatIntervalMs, 100, Number.MAX_SAFE_INTEGER);
+  if (heartbeatIntervalMs > ttlMs / 2) {
+    // Beating at the TTL itself flaps the check on every slow beat; at TTL/2 one late beat is survivable.
+    throw new InvalidOptionError(
+      'ttlMs',
+      ttlMs,
+      `is too short for a heartbeat every ${heartbeatIntervalMs} ms; it must be at least twice the heartbeat interval`,
+    );
+  }
+  const jitter = options.jitter ?? 0.1;
+  if (typeof jitter !== 'number' || !(jitter >= 0 && jitter <= 0.25)) {
+    throw new InvalidOptionError('jitter', jitter, 'must be a number between 0 and 0.25');
+  }
+  const deregisterAfter = options.deregisterCriticalServiceAfterMs ?? MIN_DEREGISTER_AFTER_MS;
+  if (deregisterAfter !== 0) {
+    integer('deregisterCriticalServiceAfterMs', deregisterAfter, MIN_DEREGISTER_AFTER_MS, 365 * 24 * 3600_000);
+  }
+  if (options.health !== undefined && typeof options.health !== 'function') {
+    throw new InvalidOptionError('health', options.health, 'must be a function');
+  }
+  const requestTimeoutMs =
+    options.requestTimeoutMs === undefined
+      ? Math.min(5000, heartbeatIntervalMs)
+      : integer('requestTimeoutMs', options.requestTimeoutMs, 1, 600_000);
+  if (requestTimeoutMs > ttlMs) {
+    throw new InvalidOptionError('requestTimeoutMs', requestTimeoutMs, `must not exceed ttlMs (${ttlMs}): a hung beat would let the check expire`);
+  }
+  const retryMinDelayMs = integer('retry.minDelayMs', options.retry?.minDelayMs ?? 250, 1, 3600_000);
+  const retryMaxDelayMs = integer(
+    'retry.maxDelayMs',
+    options.retry?.maxDelayMs ?? Math.max(retryMinDelayMs, heartbeatIntervalMs),
+    retryMinDelayMs,
+    3600_000,
+  );
+  if (options.consul !== undefined && !(options.consul instanceof ConsulHttpClient) && typeof options.consul !== 'object') {
+    throw new InvalidOptionError('consul', options.consul, 'must be connection options or a ConsulHttpClient');
+  }
+  return {
+    name,
+    id,
+    address,
+    port,
+    tags: Array.from<string>(tags),
+    meta,
+    weights,
+    checkId,
+    checkName,
+    ttlMs,
+    heartbeatIntervalMs,
+    jitter,
+    deregisterCriticalServiceAfterMs: deregisterAfter,
+    health: options.health,
+    requestTimeoutMs,
+    retryMinDelayMs,
+    retryMaxDelayMs,
+  };
+}
+
+const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3600_000 };
+
+/**
+ * Parses a duration such as `500ms`, `15s`, `1m`, `1m30s` or `1.5s` into milliseconds.
+ * @throws InvalidOptionError naming `option`.
+ */
+export function parseDuration(text: string, option = 'duration'): number {
+  const trimmed = text.trim();
+  if (trimmed === '0') return 0;
+  const part = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
+  let total = 0;
+  let matched = 0;
+  let m: RegExpExecArray | null;
+  while ((m = part.exec(trimmed)) !== null) {
+    total += Number(m[1]) * (durationUnits[m[2] ?? 'ms'] ?? 1);
+    matched = part.lastIndex;
+  }
+  if (matched === 0 || matched !== trimmed.length) {
+    throw new InvalidOptionError(option, text, 'is not a duration (e.g. 500ms, 15s, 1m)');
+  }
+  return Math.round(total);
+}
+
+/** Renders milliseconds as a Go duration string for Consul (`15s`, `1500ms`). @internal */
+export function formatDuration(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+/** Truncates a check output to Consul's 4 KiB cap without splitting a UTF-8 sequence. @internal */
+export function truncateOutput(output: string): string {
+  const bytes = Buffer.from(output, 'utf8');
+  if (bytes.length <= MAX_OUTPUT_BYTES) return output;
+  const marker = '…[truncated]';
+  let end = MAX_OUTPUT_BYTES - Buffer.byteLength(marker);
+  // Step back to a character boundary (continuation bytes are 10xxxxxx).
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end).toString('utf8') + marker;
+}

@@ -1,0 +1,540 @@
+import { EventEmitter } from 'eventemitter3';
+import pRetry, { type Options as RetryOptions } from 'p-retry';
+import {
+  AbortedError,
+  ClosedError,
+  ConsulApiError,
+  ConsulHttpClient,
+  InvalidOptionError,
+  TimeoutError,
+} from '@proxyless/core';
+import {
+  formatDuration,
+  resolveRegistrarOptions,
+  truncateOutput,
+  type CheckStatus,
+  type HealthReport,
+  type RegistrarOptions,
+  type ResolvedRegistrarOptions,
+} from './options.js';
+import { asError, isRetryable, isUnknownCheck, isUnreachable, nextBeat, retryOptions, type LostReason } from './heartbeat.js';
+import { ShutdownCoordinator, type ShutdownOptions } from './shutdown.js';
+
+/**
+ * Public lifecycle states of a {@link Registrar}.
+ * - `idle`: constructed, or stopped after a failed deregistration;
+ * - `registering`: {@link Registrar.start} is registering;
+ * - `registered`: registered and heartbeating;
+ * - `lost`: the agent forgot the registration or cannot be reached; re-registering with backoff;
+ * - `deregistering` / `deregistered`: {@link Registrar.stop} in progress / done;
+ * - `closed`: {@link Registrar.close} was called.
+ */
+export type RegistrarState = 'idle' | 'registering' | 'registered' | 'lost' | 'deregistering' | 'deregistered' | 'closed';
+
+/** What this instance is registered as. */
+export interface RegistrationInfo {
+  /** Service name. */
+  readonly name: string;
+  /** Instance ID. */
+  readonly id: string;
+  /** Advertised address. */
+  readonly address: string;
+  /** Advertised port. */
+  readonly port: number;
+  /** TTL check ID. */
+  readonly checkId: string;
+}
+
+/** One heartbeat the agent accepted. */
+export interface HeartbeatInfo {
+  /** Status sent. */
+  readonly status: CheckStatus;
+  /** Output sent (truncated to 4 KiB). */
+  readonly output: string;
+  /** `Date.now()` when the agent accepted it. */
+  readonly at: number;
+}
+
+/** Events of a {@link Registrar}; names are camelCase, payloads typed. */
+export interface RegistrarEvents {
+  /** First successful registration after {@link Registrar.start}. */
+  registered: [info: RegistrationInfo];
+  /** The agent accepted a heartbeat. */
+  heartbeat: [beat: HeartbeatInfo];
+  /** The registration is gone (`unknown-check`) or the agent is unreachable; re-registration starts at once. */
+  lost: [reason: LostReason, error: Error];
+  /** Registered again after `lost`. */
+  reregistered: [info: RegistrationInfo];
+  /** A failed agent call or health function (also kept as {@link Registrar.lastError}). */
+  error: [error: Error];
+  /** Deregistered by {@link Registrar.stop}. */
+  deregistered: [info: RegistrationInfo];
+  /** Maintenance mode was switched on or off. */
+  maintenance: [enabled: boolean, reason: string | undefined];
+  /** Every state transition. */
+  stateChange: [state: RegistrarState, previous: RegistrarState];
+}
+
+/** Per-call options. */
+export interface RegistrarCallOptions {
+  /** Caller cancellation. */
+  signal?: AbortSignal;
+  /** Time limit of the whole call, in ms. */
+  timeoutMs?: number;
+}
+
+const statusRank: Record<CheckStatus, number> = { passing: 0, warning: 1, critical: 2 };
+
+function normalizeReport(report: HealthReport): { status: CheckStatus; output: string } {
+  if (typeof report === 'string') return { status: report, output: '' };
+  return { status: report.status, output: report.output ?? '' };
+}
+
+function isCheckStatus(value: unknown): value is CheckStatus {
+  return value === 'passing' || value === 'warning' || value === 'critical';
+}
+
+/**
+ * Owns one service registration in the local Consul agent and its TTL check.
+ *
+ * {@link Registrar.start} registers (call it once the app is ready to serve)
+ * and sends the first heartbeat at once; heartbeats then run on a fixed-rate,
+ * jittered, unref'd timer at about TTL/3. A beat that finds its check unknown
+ * re-registers at once; while the agent is unreachable the registrar retries
+ * with capped backoff, forever, and re-registers when the agent is back.
+ *
+ * @example
+ * ```ts
+ * const registrar = new Registrar({ name: 'web', port: 8080, ttlMs: 15_000 });
+ * registrar.on('lost', (reason) => console.warn('registration lost:', reason));
+ * server.listen(8080, () => void registrar.start());
+ * registrar.handleSignals({ servers: [server] }); // drain + deregister on SIGTERM
+ * ```
+ */
+export class Registrar extends EventEmitter<RegistrarEvents> {
+  /** The validated options, with defaults applied. */
+  readonly options: ResolvedRegistrarOptions;
+  readonly #client: ConsulHttpClient;
+  readonly #ownsClient: boolean;
+  #state: RegistrarState = 'idle';
+  #lastError: Error | undefined;
+  #run: AbortController | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #chain: Promise<void> = Promise.resolve();
+  #anchor = 0;
+  #beatIndex = 0;
+  #manual: { status: CheckStatus; output: string } | undefined;
+  #draining = false;
+  #maintenance: { reason: string | undefined } | undefined;
+  #started: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+  #recoverRetry: RetryOptions | undefined;
+
+  /**
+   * Validates every option; nothing is sent to the agent until {@link Registrar.start}.
+   * @throws InvalidOptionError naming the option and the rejected value.
+   */
+  constructor(options: RegistrarOptions) {
+    super();
+    this.options = resolveRegistrarOptions(options);
+    if (options.consul instanceof ConsulHttpClient) {
+      this.#client = options.consul;
+      this.#ownsClient = false;
+    } else {
+      this.#client = new ConsulHttpClient(options.consul ?? {});
+      this.#ownsClient = true;
+    }
+  }
+
+  /** The current state. */
+  get state(): RegistrarState {
+    return this.#state;
+  }
+
+  /** The last error reported through the `error` event, if any. */
+  get lastError(): Error | undefined {
+    return this.#lastError;
+  }
+
+  /** What this instance registers as. */
+  get registration(): RegistrationInfo {
+    const { name, id, address, port, checkId } = this.options;
+    return { name, id, address, port, checkId };
+  }
+
+  /** True while draining (the check reports critical for shutdown). */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** True while maintenance mode is on. */
+  get maintenance(): boolean {
+    return this.#maintenance !== undefined;
+  }
+
+  /**
+   * Registers the instance and starts heartbeating. Resolves once the agent
+   * has accepted the registration and the first heartbeat. Unreachable agents,
+   * 429 and 5xx answers are retried with backoff until `signal` or `timeoutMs`
+   * ends the wait; 400 and 403 reject at once. Idempotent while running.
+   * @throws ConsulApiError, TimeoutError, AbortedError, ClosedError.
+   */
+  start(options: RegistrarCallOptions = {}): Promise<void> {
+    if (this.#state === 'closed') return Promise.reject(new ClosedError('Registrar'));
+    if (this.#started && this.#state !== 'idle' && this.#state !== 'deregistered') return this.#started;
+    this.#started = this.#start(options);
+    this.#started.catch(() => undefined);
+    return this.#started;
+  }
+
+  async #start(options: RegistrarCallOptions): Promise<void> {
+    const run = new AbortController();
+    this.#run = run;
+    this.#setState('registering');
+    const signals = [run.signal];
+    if (options.signal) signals.push(options.signal);
+    if (options.timeoutMs !== undefined) signals.push(AbortSignal.timeout(options.timeoutMs));
+    const startSignal = AbortSignal.any(signals);
+    this.#recoverRetry = retryOptions(
+      this.options.retryMinDelayMs,
+      this.options.retryMaxDelayMs,
+      run.signal,
+      ({ error }) => this.#reportError(error),
+    );
+    try {
+      await pRetry(
+        async () => {
+          const report = await this.#evaluate();
+          await this.#register(report, startSignal);
+          await this.#update(report, startSignal);
+        },
+        retryOptions(
+          this.options.retryMinDelayMs,
+          this.options.retryMaxDelayMs,
+          startSignal,
+          ({ error }) => this.#reportError(error),
+          isRetryable,
+        ),
+      );
+    } catch (error) {
+      if (this.#state === 'registering') this.#setState('idle');
+      if (startSignal.aborted && !(error instanceof ConsulApiError)) {
+        if (options.timeoutMs !== undefined && !run.signal.aborted && !options.signal?.aborted) {
+          throw new TimeoutError('Registrar.start', options.timeoutMs, error);
+        }
+        throw new AbortedError('Registrar.start', error);
+      }
+      throw error;
+    }
+    if (run.signal.aborted) throw new AbortedError('Registrar.start');
+    this.#setState('registered');
+    this.emit('registered', this.registration);
+    this.#anchor = Date.now();
+    this.#beatIndex = 0;
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    const run = this.#run;
+    if (!run || run.signal.aborted) return;
+    const { index, delayMs } = nextBeat(this.#anchor, this.options.heartbeatIntervalMs, this.#beatIndex, Date.now(), this.options.jitter);
+    this.#beatIndex = index;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#enqueueBeat().finally(() => this.#schedule());
+    }, delayMs);
+    // A heartbeat alone must not keep the process alive.
+    this.#timer.unref();
+  }
+
+  /** Queues one beat behind any beat or recovery in progress; beats never overlap. */
+  #enqueueBeat(): Promise<void> {
+    const beat = this.#chain.then(() => this.#beatOnce());
+    this.#chain = beat.catch(() => undefined);
+    return beat;
+  }
+
+  async #beatOnce(): Promise<void> {
+    const run = this.#run;
+    if (!run || run.signal.aborted) return;
+    const report = await this.#evaluate();
+    try {
+      await this.#update(report, run.signal);
+    } catch (error) {
+      if (run.signal.aborted) return;
+      if (isUnknownCheck(error)) await this.#recover('unknown-check', error, run);
+      else if (isUnreachable(error)) await this.#recover('unreachable', error, run);
+      else this.#reportError(error);
+    }
+  }
+
+  async #recover(reason: LostReason, error: unknown, run: AbortController): Promise<void> {
+    this.#reportError(error);
+    this.#setState('lost');
+    this.emit('lost', reason, asError(error));
+    try {
+      await pRetry(async () => {
+        // Re-evaluated per attempt: a drain that started during the outage registers as critical.
+        const report = await this.#evaluate();
+        await this.#register(report, run.signal);
+        if (this.#maintenance) await this.#putMaintenance(true, this.#maintenance.reason, run.signal);
+        await this.#update(report, run.signal);
+      }, this.#recoverRetry);
+    } catch (failure) {
+      if (run.signal.aborted) return;
+      this.#reportError(failure);
+      return;
+    }
+    if (run.signal.aborted) return;
+    this.#setState('registered');
+    this.emit('reregistered', this.registration);
+  }
+
+  /** The status of the next beat: the worst of drain, the app's {@link Registrar.setStatus} and the health function. */
+  async #evaluate(): Promise<{ status: CheckStatus; output: string }> {
+    if (this.#draining) return { status: 'critical', output: 'draining: out of rotation for shutdown' };
+    let result = this.#manual ?? { status: 'passing' as CheckStatus, output: '' };
+    const health = this.options.health;
+    if (health) {
+      const limit = this.options.requestTimeoutMs;
+      const signal = AbortSignal.timeout(limit);
+      let fromHealth: { status: CheckStatus; output: string };
+      try {
+        const report = await Promise.race([
+          Promise.resolve(health(signal)),
+          new Promise<never>((_, reject) => {
+            signal.addEventListener('abort', () => reject(new TimeoutError('health function', limit)), { once: true });
+          }),
+        ]);
+        fromHealth = normalizeReport(report);
+        if (!isCheckStatus(fromHealth.status)) {
+          fromHealth = { status: 'critical', output: `health function returned an invalid status: ${String(fromHealth.status)}` };
+        }
+      } catch (error) {
+        fromHealth = { status: 'critical', output: `health function failed: ${asError(error).message}` };
+      }
+      const worse = statusRank[fromHealth.status] - statusRank[result.status];
+      if (worse > 0 || (worse === 0 && fromHealth.output !== '')) result = fromHealth;
+    }
+    return { status: result.status, output: truncateOutput(result.output) };
+  }
+
+  async #register(report: { status: CheckStatus }, signal: AbortSignal): Promise<void> {
+    const o = this.options;
+    await this.#client.request({
+      method: 'PUT',
+      path: '/v1/agent/service/register',
+      query: { 'replace-existing-checks': true },
+      body: {
+        ID: o.id,
+        Name: o.name,
+        Address: o.address,
+        Port: o.port,
+        Tags: o.tags,
+        Meta: o.meta,
+        ...(o.weights ? { Weights: { Passing: o.weights.passing, Warning: o.weights.warning } } : {}),
+        Check: {
+          CheckID: o.checkId,
+          Name: o.checkName,
+          TTL: formatDuration(o.ttlMs),
+          // A new check starts critical unless told otherwise; we only register once ready.
+          Status: report.status,
+          Notes: `TTL heartbeat every ~${o.heartbeatIntervalMs} ms by @proxyless/registrar`,
+          ...(o.deregisterCriticalServiceAfterMs > 0
+            ? { DeregisterCriticalServiceAfter: formatDuration(o.deregisterCriticalServiceAfterMs) }
+            : {}),
+        },
+      },
+      signal,
+      timeoutMs: o.requestTimeoutMs,
+    });
+  }
+
+  async #update(report: { status: CheckStatus; output: string }, signal: AbortSignal): Promise<void> {
+    await this.#client.request({
+      method: 'PUT',
+      path: `/v1/agent/check/update/${encodeURIComponent(this.options.checkId)}`,
+      body: { Status: report.status, Output: report.output },
+      signal,
+      timeoutMs: this.options.requestTimeoutMs,
+    });
+    this.emit('heartbeat', { status: report.status, output: report.output, at: Date.now() });
+  }
+
+  async #putMaintenance(enable: boolean, reason: string | undefined, signal?: AbortSignal): Promise<void> {
+    await this.#client.request({
+      method: 'PUT',
+      path: `/v1/agent/service/maintenance/${encodeURIComponent(this.options.id)}`,
+      query: { enable: enable ? 'true' : 'false', reason: enable ? reason : undefined },
+      ...(signal ? { signal } : {}),
+      timeoutMs: this.options.requestTimeoutMs,
+    });
+  }
+
+  #reportError(error: unknown): void {
+    const e = asError(error);
+    this.#lastError = e;
+    this.emit('error', e);
+  }
+
+  #setState(state: RegistrarState): void {
+    const previous = this.#state;
+    if (previous === state) return;
+    this.#state = state;
+    this.emit('stateChange', state, previous);
+  }
+
+  #assertOpen(): void {
+    if (this.#state === 'closed') throw new ClosedError('Registrar');
+  }
+
+  /**
+   * Sets the status the app reports (for example `warning` while degraded) and
+   * sends a heartbeat with it at once. With a health function, the worse of
+   * the two wins. `setStatus('passing')` clears a degradation.
+   * Resolves when the beat is done (its failures go to the `error` event).
+   */
+  async setStatus(status: CheckStatus, output = ''): Promise<void> {
+    this.#assertOpen();
+    if (!isCheckStatus(status)) throw new InvalidOptionError('status', status, 'must be passing, warning or critical');
+    this.#manual = status === 'passing' && output === '' ? undefined : { status, output };
+    if (this.#state === 'registered' || this.#state === 'lost') await this.#enqueueBeat();
+  }
+
+  /**
+   * Takes the instance out of rotation by failing its check (status
+   * `critical`, output `draining…`) and keeps it failing on every beat, so
+   * watchers drop it while the app still serves. Resolves once the agent has
+   * the critical status. Used by the {@link ShutdownCoordinator}.
+   */
+  async drain(): Promise<void> {
+    this.#assertOpen();
+    this.#draining = true;
+    if (this.#state === 'registered' || this.#state === 'lost') await this.#enqueueBeat();
+  }
+
+  /** Switches maintenance mode on: the agent adds a critical `_service_maintenance:<id>` check. */
+  async enableMaintenance(reason?: string, options: RegistrarCallOptions = {}): Promise<void> {
+    this.#assertOpen();
+    await this.#putMaintenance(true, reason, options.signal);
+    this.#maintenance = { reason };
+    this.emit('maintenance', true, reason);
+  }
+
+  /** Switches maintenance mode off. */
+  async disableMaintenance(options: RegistrarCallOptions = {}): Promise<void> {
+    this.#assertOpen();
+    await this.#putMaintenance(false, undefined, options.signal);
+    this.#maintenance = undefined;
+    this.emit('maintenance', false, undefined);
+  }
+
+  /**
+   * Waits until this instance is absent from the agent's passing health
+   * query (`GET /v1/health/service/:name?passing`), using blocking queries.
+   * @returns `true` once it is gone, `false` if `timeoutMs` (default 5000) ran out first.
+   */
+  async waitUntilNotPassing(options: RegistrarCallOptions = {}): Promise<boolean> {
+    this.#assertOpen();
+    const deadline = Date.now() + (options.timeoutMs ?? 5000);
+    let index: string | undefined;
+    while (Date.now() < deadline) {
+      const remaining = deadline - Date.now();
+      try {
+        const res = await this.#client.request({
+          path: `/v1/health/service/${encodeURIComponent(this.options.name)}`,
+          query: { passing: true, index, wait: index === undefined ? undefined : `${Math.max(1, remaining)}ms` },
+          ...(options.signal ? { signal: options.signal } : {}),
+          timeoutMs: Math.max(1, remaining + 100),
+        });
+        const entries = Array.isArray(res.body) ? (res.body as { Service?: { ID?: unknown } }[]) : [];
+        if (!entries.some((e) => e.Service?.ID === this.options.id)) return true;
+        const next = res.headers['x-consul-index'];
+        const nextIndex = typeof next === 'string' ? next : undefined;
+        if (nextIndex === index) await new Promise((r) => setTimeout(r, 50));
+        index = nextIndex;
+      } catch (error) {
+        if (options.signal?.aborted) throw error;
+        if (error instanceof TimeoutError) return false;
+        this.#reportError(error);
+        await new Promise((r) => setTimeout(r, Math.min(200, Math.max(0, deadline - Date.now()))));
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Stops heartbeating and deregisters (`404` counts as done). Retryable
+   * failures are retried until `timeoutMs` (default 5000). Resolves at once
+   * when not registered.
+   * @throws the last agent error when deregistration did not succeed in time.
+   */
+  async stop(options: RegistrarCallOptions = {}): Promise<void> {
+    if (this.#state === 'closed' || this.#state === 'idle' || this.#state === 'deregistered') return;
+    this.#run?.abort();
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#started?.catch(() => undefined);
+    await this.#chain;
+    this.#setState('deregistering');
+    const deadline = Date.now() + (options.timeoutMs ?? 5000);
+    for (let attempt = 0; ; attempt++) {
+      const remaining = deadline - Date.now();
+      try {
+        await this.#client.request({
+          method: 'PUT',
+          path: `/v1/agent/service/deregister/${encodeURIComponent(this.options.id)}`,
+          ...(options.signal ? { signal: options.signal } : {}),
+          timeoutMs: Math.max(1, Math.min(this.options.requestTimeoutMs, remaining)),
+        });
+        break;
+      } catch (error) {
+        if (error instanceof ConsulApiError && error.status === 404) break; // already gone
+        this.#reportError(error);
+        const wait = Math.min(this.options.retryMinDelayMs * 2 ** attempt, 1000);
+        if (!isRetryable(error) || options.signal?.aborted || Date.now() + wait >= deadline) {
+          this.#setState('idle');
+          throw error;
+        }
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+    this.#draining = false;
+    this.#maintenance = undefined;
+    this.#setState('deregistered');
+    this.emit('deregistered', this.registration);
+  }
+
+  /**
+   * Installs a {@link ShutdownCoordinator} for this registrar: on SIGTERM or
+   * SIGINT, drain, deregister, close `servers`, run hooks, exit.
+   */
+  handleSignals(options: Omit<ShutdownOptions, 'registrars'> = {}): ShutdownCoordinator {
+    const coordinator = new ShutdownCoordinator({ ...options, registrars: [this] });
+    coordinator.install();
+    return coordinator;
+  }
+
+  /**
+   * Deregisters if registered (errors go to the `error` event), stops every
+   * timer and closes the Consul client if the registrar created it. Idempotent.
+   */
+  close(options: RegistrarCallOptions = {}): Promise<void> {
+    this.#closing ??= (async () => {
+      try {
+        await this.stop(options);
+      } catch {
+        // already reported through 'error'
+      }
+      this.#run?.abort();
+      this.#setState('closed');
+      if (this.#ownsClient) await this.#client.close();
+    })();
+    return this.#closing;
+  }
+
+  /** Same as {@link Registrar.close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

@@ -1,0 +1,283 @@
+import { EventEmitter } from 'eventemitter3';
+import { constants } from 'node:os';
+import { InvalidOptionError, TimeoutError } from '@proxyless/core';
+import type { Registrar } from './registrar.js';
+import { drainServer, type DrainableServer } from './server-drain.js';
+
+/** An app hook run after the servers are closed; it gets a signal that fires at the deadline. */
+export type ShutdownHook = (signal: AbortSignal) => void | Promise<void>;
+
+/** Names of the ordered shutdown steps, as reported by the `step` event. */
+export type ShutdownStep = 'outOfRotation' | 'propagation' | 'drainDelay' | 'deregister' | 'closeServers' | 'hooks';
+
+/** Options of a {@link ShutdownCoordinator}. Durations are in milliseconds. */
+export interface ShutdownOptions {
+  /** Registrations to take out of rotation and deregister. */
+  registrars?: readonly Registrar[];
+  /** HTTP servers to close after deregistration. */
+  servers?: readonly DrainableServer[];
+  /** App hooks, run in order after the servers are closed. */
+  hooks?: readonly ShutdownHook[];
+  /** Signals that start the shutdown. Default `['SIGTERM', 'SIGINT']`. */
+  signals?: readonly NodeJS.Signals[];
+  /** Total time from the signal to exit. Default 9000: inside Docker's 10 s stop grace period. */
+  deadlineMs?: number;
+  /**
+   * How the instance leaves rotation: `'check'` fails its TTL check (default),
+   * `'maintenance'` switches maintenance mode on.
+   */
+  outOfRotation?: 'check' | 'maintenance';
+  /**
+   * Longest wait for the instance to disappear from the agent's passing health
+   * query. Default 3000.
+   */
+  propagationTimeoutMs?: number;
+  /**
+   * Extra time after that for watchers that poll or cache (blocking-query
+   * watchers see the change at once). Default 1000.
+   */
+  drainDelayMs?: number;
+  /** Time kept in reserve for deregistration and closing servers. Default `min(3000, deadlineMs / 3)`. */
+  reserveMs?: number;
+  /**
+   * Exit at the end: `true` (default) calls `process.exit`, a function is
+   * called with the exit code instead, `false` does not exit.
+   */
+  exit?: boolean | ((code: number) => void);
+  /** Deregister and exit non-zero on an uncaught exception. Default `true`. */
+  handleUncaughtExceptions?: boolean;
+  /** Where progress lines go. Default: one line per step to stderr. */
+  log?: (message: string) => void;
+}
+
+/** Events of a {@link ShutdownCoordinator}. */
+export interface ShutdownEvents {
+  /** A shutdown started, because of a signal name or a reason given to {@link ShutdownCoordinator.shutdown}. */
+  start: [reason: string];
+  /** A step finished, `elapsedMs` after the start. */
+  step: [step: ShutdownStep, elapsedMs: number];
+  /** A step failed or ran out of time; the shutdown goes on. */
+  error: [error: Error, step: ShutdownStep];
+  /** The shutdown finished; `code` is the exit code. */
+  done: [code: number];
+}
+
+function positive(option: string, value: number | undefined, fallback: number, min = 0): number {
+  const v = value ?? fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
+    throw new InvalidOptionError(option, v, `must be a number ≥ ${min}`);
+  }
+  return v;
+}
+
+/** Runs `work` but gives up (rejecting with a TimeoutError) after `ms`. */
+async function bounded<T>(what: string, ms: number, work: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = Math.max(0, Math.round(ms));
+  try {
+    return await Promise.race([
+      work(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new TimeoutError(what, limit)), limit);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function signalNumber(signal: NodeJS.Signals): number {
+  return (constants.signals as Record<string, number | undefined>)[signal] ?? 15;
+}
+
+/**
+ * Maps signals to an ordered, deadline-bounded drain:
+ * take the instance out of rotation → wait until it has left the agent's
+ * passing set (bounded) → a short delay for polling watchers → deregister →
+ * close the HTTP servers (stop accepting, finish in-flight requests, close
+ * idle keep-alive sockets, force-close at the deadline) → run the app's hooks
+ * → exit (0 when every step succeeded, 1 otherwise). A second signal exits at
+ * once with `128 + signal number`.
+ *
+ * @example
+ * ```ts
+ * const shutdown = new ShutdownCoordinator({ registrars: [registrar], servers: [server] });
+ * shutdown.addHook(async () => { await db.end(); });
+ * shutdown.install();
+ * ```
+ */
+export class ShutdownCoordinator extends EventEmitter<ShutdownEvents> {
+  readonly #registrars: Registrar[];
+  readonly #servers: DrainableServer[];
+  readonly #hooks: ShutdownHook[];
+  readonly #signals: readonly NodeJS.Signals[];
+  readonly #deadlineMs: number;
+  readonly #outOfRotation: 'check' | 'maintenance';
+  readonly #propagationTimeoutMs: number;
+  readonly #drainDelayMs: number;
+  readonly #reserveMs: number;
+  readonly #exit: ((code: number) => void) | undefined;
+  readonly #handleUncaught: boolean;
+  readonly #log: (message: string) => void;
+  #installed = false;
+  #running: Promise<number> | undefined;
+  readonly #onSignal = (signal: NodeJS.Signals): void => {
+    if (this.#running) {
+      this.#log(`second ${signal}: exiting now`);
+      this.#exitNow(128 + signalNumber(signal));
+      return;
+    }
+    void this.shutdown(signal);
+  };
+  readonly #onUncaught = (error: Error): void => {
+    this.#log(`uncaught exception: ${error.stack ?? error.message}`);
+    if (this.#running) {
+      this.#exitNow(1);
+      return;
+    }
+    // The process is in an unknown state: skip the drain, only deregister (briefly) and exit.
+    this.#running = (async () => {
+      await Promise.allSettled(this.#registrars.map((r) => r.stop({ timeoutMs: 2000 })));
+      this.#exitNow(1);
+      return 1;
+    })();
+  };
+
+  /** Validates options; nothing happens until {@link ShutdownCoordinator.install} or {@link ShutdownCoordinator.shutdown}. */
+  constructor(options: ShutdownOptions = {}) {
+    super();
+    this.#registrars = [...(options.registrars ?? [])];
+    this.#servers = [...(options.servers ?? [])];
+    this.#hooks = [...(options.hooks ?? [])];
+    this.#signals = options.signals ?? ['SIGTERM', 'SIGINT'];
+    if (!Array.isArray(this.#signals) || this.#signals.some((s) => typeof s !== 'string' || !(s in constants.signals))) {
+      throw new InvalidOptionError('signals', this.#signals, 'must be an array of signal names');
+    }
+    this.#deadlineMs = positive('deadlineMs', options.deadlineMs, 9000, 100);
+    this.#outOfRotation = options.outOfRotation ?? 'check';
+    if (this.#outOfRotation !== 'check' && this.#outOfRotation !== 'maintenance') {
+      throw new InvalidOptionError('outOfRotation', this.#outOfRotation, 'must be "check" or "maintenance"');
+    }
+    this.#propagationTimeoutMs = positive('propagationTimeoutMs', options.propagationTimeoutMs, 3000);
+    this.#drainDelayMs = positive('drainDelayMs', options.drainDelayMs, 1000);
+    this.#reserveMs = positive('reserveMs', options.reserveMs, Math.min(3000, this.#deadlineMs / 3));
+    if (this.#reserveMs >= this.#deadlineMs) {
+      throw new InvalidOptionError('reserveMs', this.#reserveMs, `must be less than deadlineMs (${this.#deadlineMs})`);
+    }
+    const exit = options.exit ?? true;
+    this.#exit = exit === true ? (code) => process.exit(code) : exit === false ? undefined : exit;
+    this.#handleUncaught = options.handleUncaughtExceptions ?? true;
+    this.#log = options.log ?? ((message) => process.stderr.write(`[proxyless shutdown] ${message}\n`));
+  }
+
+  /** Adds a registrar to drain and deregister. */
+  addRegistrar(registrar: Registrar): this {
+    this.#registrars.push(registrar);
+    return this;
+  }
+
+  /** Adds an HTTP server to close. */
+  addServer(server: DrainableServer): this {
+    this.#servers.push(server);
+    return this;
+  }
+
+  /** Adds an app hook, run after the servers are closed. */
+  addHook(hook: ShutdownHook): this {
+    this.#hooks.push(hook);
+    return this;
+  }
+
+  /** True once a shutdown has started. */
+  get shuttingDown(): boolean {
+    return this.#running !== undefined;
+  }
+
+  /** Installs the signal (and uncaught exception) handlers. Idempotent. */
+  install(): this {
+    if (this.#installed) return this;
+    this.#installed = true;
+    for (const signal of this.#signals) process.on(signal, this.#onSignal);
+    if (this.#handleUncaught) process.on('uncaughtException', this.#onUncaught);
+    return this;
+  }
+
+  /** Removes the handlers installed by {@link ShutdownCoordinator.install}. */
+  uninstall(): this {
+    if (!this.#installed) return this;
+    this.#installed = false;
+    for (const signal of this.#signals) process.off(signal, this.#onSignal);
+    process.off('uncaughtException', this.#onUncaught);
+    return this;
+  }
+
+  /**
+   * Runs the ordered shutdown once (later calls return the same promise) and
+   * resolves with the exit code; exits the process unless `exit: false`.
+   */
+  shutdown(reason = 'shutdown'): Promise<number> {
+    this.#running ??= this.#run(reason);
+    return this.#running;
+  }
+
+  #exitNow(code: number): void {
+    if (this.#exit) this.#exit(code);
+  }
+
+  async #run(reason: string): Promise<number> {
+    const started = Date.now();
+    const deadline = started + this.#deadlineMs;
+    const deadlineAbort = new AbortController();
+    let ok = true;
+    this.#log(`${reason}: draining (deadline ${this.#deadlineMs} ms)`);
+    this.emit('start', reason);
+    // The last resort: whatever is still pending at the deadline, exit.
+    const hardStop = setTimeout(() => {
+      deadlineAbort.abort();
+      this.#log(`deadline of ${this.#deadlineMs} ms reached: forcing exit`);
+      for (const server of this.#servers) server.closeAllConnections();
+      this.emit('done', 1);
+      this.#exitNow(1);
+    }, this.#deadlineMs);
+    const softBudget = (): number => Math.max(0, deadline - this.#reserveMs - Date.now());
+    const step = async (name: ShutdownStep, budgetMs: number, work: () => Promise<unknown>): Promise<void> => {
+      try {
+        await bounded(name, budgetMs, work);
+      } catch (error) {
+        ok = false;
+        const e = error instanceof Error ? error : new Error(String(error));
+        this.#log(`${name} failed: ${e.message}`);
+        this.emit('error', e, name);
+      }
+      this.emit('step', name, Date.now() - started);
+    };
+
+    const registrars = this.#registrars.filter((r) => r.state === 'registered' || r.state === 'lost');
+    await step('outOfRotation', softBudget(), () =>
+      Promise.all(registrars.map((r) => (this.#outOfRotation === 'maintenance' ? r.enableMaintenance('shutting down') : r.drain()))),
+    );
+    await step('propagation', softBudget(), async () => {
+      const budget = Math.min(this.#propagationTimeoutMs, softBudget());
+      const gone = await Promise.all(registrars.map((r) => r.waitUntilNotPassing({ timeoutMs: budget })));
+      if (gone.includes(false)) this.#log(`still passing after ${budget} ms; going on`);
+    });
+    await step('drainDelay', softBudget() + 1, () => new Promise((r) => setTimeout(r, Math.min(this.#drainDelayMs, softBudget()))));
+    await step('deregister', Math.max(0, deadline - Date.now() - 100), () =>
+      Promise.all(registrars.map((r) => r.stop({ timeoutMs: Math.max(1, Math.min(3000, deadline - Date.now() - 200)) }))),
+    );
+    await step('closeServers', Math.max(0, deadline - Date.now()), async () => {
+      const results = await Promise.all(this.#servers.map((s) => drainServer(s, { deadline: deadline - 50 })));
+      if (results.some((r) => r.forced)) throw new TimeoutError('closing HTTP servers', this.#deadlineMs);
+    });
+    await step('hooks', Math.max(0, deadline - Date.now()), async () => {
+      for (const hook of this.#hooks) await hook(deadlineAbort.signal);
+    });
+    clearTimeout(hardStop);
+    const code = ok ? 0 : 1;
+    this.#log(`done in ${Date.now() - started} ms, exit code ${code}`);
+    this.emit('done', code);
+    this.uninstall();
+    this.#exitNow(code);
+    return code;
+  }
+}
