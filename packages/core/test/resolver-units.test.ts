@@ -1,0 +1,389 @@
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import {
+  BadResponseError,
+  ConsulResolver,
+  DnsSrvResolver,
+  FallbackResolver,
+  InvalidOptionError,
+  InvalidServiceNameError,
+  NoHealthyInstancesError,
+  ResolutionFailedError,
+  StaticResolver,
+  backoffDelay,
+  createServiceInstance,
+  decodeAddrTarget,
+  diffInstances,
+  isProxylessError,
+  orderSrvRecords,
+  type ServiceInstance,
+  type ServiceSnapshot,
+  type SnapshotChange,
+} from '@proxyless/core';
+import { mapHealthEntries, consulInfo } from '../src/resolver-consul.js';
+import { TtlCache, validateDnsName } from '../src/resolver-dns-srv.js';
+import { decodeDnsMessage, matchesQuery } from '../src/dns-transport.js';
+
+function instance(port: number, extra: Partial<Parameters<typeof createServiceInstance>[0]> = {}): ServiceInstance {
+  return createServiceInstance({ service: 'web', address: '10.0.0.1', port, ...extra });
+}
+
+async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('createServiceInstance', () => {
+  it('returns a frozen instance with defaults', () => {
+    const i = instance(80, { meta: { zone: 'a' } });
+    assert.ok(Object.isFrozen(i) && Object.isFrozen(i.tags) && Object.isFrozen(i.meta) && Object.isFrozen(i.weights));
+    assert.equal(i.key, '10.0.0.1:80');
+    assert.equal(i.zone, 'a');
+    assert.deepEqual(i.weights, { passing: 1, warning: 1 });
+    assert.equal(i.health, 'passing');
+  });
+
+  it('rejects absurd ports, unusable addresses and bad weights with a typed error naming the field', () => {
+    for (const port of [0, -1, 65536, 1.5, Number.NaN]) {
+      assert.throws(() => instance(port), (e: unknown) => e instanceof InvalidOptionError && e.option === 'instance.port');
+    }
+    for (const address of ['', '0.0.0.0', '::', 'bad host', 'a/b', '999.1.1.1']) {
+      assert.throws(() => createServiceInstance({ service: 'web', address, port: 1 }), (e: unknown) => e instanceof InvalidOptionError && e.option === 'instance.address');
+    }
+    assert.throws(() => instance(1, { weights: { passing: -1, warning: 0 } }), InvalidOptionError);
+  });
+});
+
+describe('diffInstances', () => {
+  it('reports added, removed and updated by key, ignoring order', () => {
+    const a = instance(1);
+    const b = instance(2);
+    const c = instance(3);
+    const b2 = instance(2, { tags: ['v2'] });
+    const diff = diffInstances([a, b], [c, b2]);
+    assert.deepEqual(diff.added, [c]);
+    assert.deepEqual(diff.removed, [a]);
+    assert.deepEqual(diff.updated, [b2]);
+    const same = diffInstances([a, b], [instance(2), instance(1)]);
+    assert.equal(same.added.length + same.removed.length + same.updated.length, 0);
+  });
+
+  it('sees a change in meta or weights as an update', () => {
+    assert.equal(diffInstances([instance(1, { meta: { a: '1' } })], [instance(1, { meta: { a: '2' } })]).updated.length, 1);
+    assert.equal(diffInstances([instance(1)], [instance(1, { weights: { passing: 5, warning: 1 } })]).updated.length, 1);
+  });
+});
+
+describe('mapping Consul health entries', () => {
+  const entry = (overrides: Record<string, unknown> = {}, svc: Record<string, unknown> = {}): unknown => ({
+    Node: { Node: 'n1', Address: '10.1.1.1', Datacenter: 'dc1' },
+    Service: { ID: 'web-1', Service: 'web', Address: '10.2.2.2', Port: 8080, Tags: ['a'], Meta: { zone: 'z1' }, Weights: { Passing: 3, Warning: 1 }, ...svc },
+    Checks: [{ Status: 'passing' }],
+    ...overrides,
+  });
+
+  it('maps a well-formed entry', () => {
+    const { instances } = mapHealthEntries([entry()], 'web');
+    assert.equal(instances.length, 1);
+    const i = instances[0]!;
+    assert.equal(i.key, 'n1/web-1');
+    assert.equal(i.address, '10.2.2.2');
+    assert.equal(i.datacenter, 'dc1');
+    assert.equal(i.zone, 'z1');
+    assert.deepEqual(i.weights, { passing: 3, warning: 1 });
+  });
+
+  it('uses Node.Address when Service.Address is empty', () => {
+    assert.equal(mapHealthEntries([entry({}, { Address: '' })], 'web').instances[0]?.address, '10.1.1.1');
+  });
+
+  it('drops entries with absurd ports, another service name, bad shapes or unhealthy checks', () => {
+    const body = [
+      entry({}, { Port: 70000 }),
+      entry({}, { Port: '80' }),
+      entry({}, { Service: 'db' }),
+      entry({}, { Tags: [1] }),
+      entry({ Checks: [{ Status: 'critical' }] }),
+      entry({ Node: null }),
+      entry({}, { Address: '', ID: 'x' }),
+      null,
+      'x',
+    ];
+    (body[6] as { Node: { Address: string } }).Node.Address = '';
+    const { instances, dropped } = mapHealthEntries(body, 'web');
+    assert.equal(instances.length, 0);
+    assert.equal(dropped, body.length);
+  });
+
+  it('keeps warning instances when not passing-only, with their health', () => {
+    const { instances } = mapHealthEntries([entry({ Checks: [{ Status: 'passing' }, { Status: 'warning' }] })], 'web', false);
+    assert.equal(instances[0]?.health, 'warning');
+  });
+
+  it('throws a typed BadResponseError when the body is not an array', () => {
+    for (const body of [{}, 'x', null, 1]) assert.throws(() => mapHealthEntries(body, 'web'), BadResponseError);
+  });
+
+  it('never crashes on random JSON: a typed error or valid instances only', () => {
+    const anyEntry = fc.record({
+      Node: fc.oneof(fc.anything(), fc.record({ Node: fc.oneof(fc.string(), fc.anything()), Address: fc.oneof(fc.ipV4(), fc.string(), fc.anything()) })),
+      Service: fc.oneof(
+        fc.anything(),
+        fc.record({
+          ID: fc.oneof(fc.string(), fc.anything()),
+          Service: fc.constantFrom('web', 'db', ''),
+          Address: fc.oneof(fc.ipV4(), fc.ipV6(), fc.domain(), fc.string(), fc.anything()),
+          Port: fc.oneof(fc.integer({ min: -10, max: 70000 }), fc.double(), fc.anything()),
+          Tags: fc.oneof(fc.array(fc.string()), fc.anything()),
+          Meta: fc.oneof(fc.dictionary(fc.string(), fc.string()), fc.anything()),
+          Weights: fc.oneof(fc.record({ Passing: fc.integer({ min: -5, max: 100000 }), Warning: fc.integer({ min: -5, max: 10 }) }), fc.anything()),
+        }),
+      ),
+      Checks: fc.oneof(fc.array(fc.record({ Status: fc.constantFrom('passing', 'warning', 'critical', 'x') })), fc.anything()),
+    });
+    fc.assert(
+      fc.property(fc.oneof(fc.anything(), fc.array(anyEntry), fc.array(fc.anything())), (body) => {
+        try {
+          const { instances } = mapHealthEntries(body, 'web');
+          for (const i of instances) {
+            assert.ok(Object.isFrozen(i));
+            assert.equal(i.service, 'web');
+            assert.ok(Number.isInteger(i.port) && i.port >= 1 && i.port <= 65535);
+            assert.ok(typeof i.address === 'string' && i.address.length > 0);
+            assert.equal(i.health, 'passing');
+          }
+          assert.equal(new Set(instances.map((i) => i.key)).size, instances.length);
+        } catch (error) {
+          assert.ok(error instanceof BadResponseError, String(error));
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('reads consistency headers into snapshot info', () => {
+    const info = consulInfo({ 'x-consul-index': '42', 'x-consul-knownleader': 'false', 'x-consul-lastcontact': '120', 'x-cache': 'HIT', age: '3' });
+    assert.deepEqual(info, { index: 42, knownLeader: false, lastContactMs: 120, cacheHit: true, cacheAgeSeconds: 3 });
+    assert.equal(consulInfo({ 'x-consul-index': '-5' }).index, 0);
+  });
+});
+
+describe('validation of names and options', () => {
+  it('rejects service names, tags and datacenters that could inject a path, parameter or label', async () => {
+    const consul = new ConsulResolver({ address: '127.0.0.1:1' }, );
+    try {
+      for (const bad of ['', 'a/b', '../x', 'web?x=1', 'a.b', 'web%2f', 'x'.repeat(64), 'a b']) {
+        assert.throws(() => consul.watch(bad), (e: unknown) => e instanceof InvalidServiceNameError && e.value === bad);
+        await assert.rejects(consul.resolve(bad), InvalidServiceNameError);
+      }
+      assert.throws(() => consul.watch('web', { tags: ['a b'] }), InvalidServiceNameError);
+      assert.throws(() => consul.watch('web', { datacenter: 'dc1&x=y' }), InvalidServiceNameError);
+      assert.throws(() => consul.watch('web', { filter: 'a\nb' }), InvalidOptionError);
+      assert.throws(() => consul.watch('web', { consistency: 'consistent', cached: true }), InvalidOptionError);
+      assert.throws(() => new ConsulResolver({ waitMs: 10 }), (e: unknown) => e instanceof InvalidOptionError && e.option === 'waitMs');
+      assert.throws(() => new ConsulResolver({ backoff: { initialMs: 0 } }), InvalidOptionError);
+    } finally {
+      await consul.close();
+    }
+    const dns = new DnsSrvResolver({ servers: ['127.0.0.1:1'] });
+    try {
+      assert.throws(() => dns.watch('web', { tags: ['a.b'] }), InvalidServiceNameError);
+      assert.throws(() => dns.watch('web', { tags: ['a', 'b'] }), InvalidOptionError);
+      assert.throws(() => dns.watch('web', { name: '_web._tcp.exa mple.com' }), InvalidServiceNameError);
+      assert.equal(dns.srvName('web', { tags: ['v2'], datacenter: 'dc1' }), 'v2.web.service.dc1.consul');
+      assert.equal(dns.srvName('web', { name: '_web._tcp.example.com.' }), '_web._tcp.example.com');
+    } finally {
+      await dns.close();
+    }
+    assert.throws(() => new DnsSrvResolver({ servers: ['localhost:53'] }), InvalidOptionError);
+    assert.throws(() => new DnsSrvResolver({ minTtlMs: 10, maxTtlMs: 5 }), InvalidOptionError);
+    assert.equal(new DnsSrvResolver({ style: 'rfc2782' }).srvName('web'), '_web._tcp.service.consul');
+    assert.throws(() => validateDnsName('a..b'), InvalidServiceNameError);
+  });
+});
+
+describe('backoffDelay', () => {
+  it('stays within [0, min(max, initial·2^attempt)) with full jitter', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 100 }), fc.double({ min: 0, max: 0.999999, noNaN: true }), (attempt, r) => {
+        const d = backoffDelay(attempt, { initialMs: 100, maxMs: 10_000 }, () => r);
+        assert.ok(d >= 0 && d < Math.min(10_000, 100 * 2 ** attempt), `${attempt} ${d}`);
+      }),
+    );
+    assert.equal(backoffDelay(3, { initialMs: 100, maxMs: 10_000 }, () => 0.999999), 799);
+    assert.equal(backoffDelay(50, { initialMs: 100, maxMs: 10_000 }, () => 0.5), 5000);
+  });
+});
+
+describe('DNS helpers', () => {
+  it('decodes Consul .addr. targets: 8 hex digits are IPv4, 32 are IPv6', () => {
+    assert.equal(decodeAddrTarget('7f000007.addr.dc1.consul.'), '127.0.0.7');
+    assert.equal(decodeAddrTarget('c0a80001.addr.dc1.consul'), '192.168.0.1');
+    assert.equal(decodeAddrTarget('20010db8000000000000000000000001.addr.dc1.consul'), '2001:db8::1');
+    assert.equal(decodeAddrTarget('7f00007.addr.dc1.consul'), undefined);
+    assert.equal(decodeAddrTarget('node1.node.dc1.consul'), undefined);
+    assert.equal(decodeAddrTarget('zz000007.addr.dc1.consul'), undefined);
+  });
+
+  it('orders SRV records by priority, then weighted random (RFC 2782)', () => {
+    const records = [
+      { priority: 2, weight: 100, id: 'late' },
+      { priority: 1, weight: 30, id: 'a' },
+      { priority: 1, weight: 10, id: 'b' },
+      { priority: 1, weight: 0, id: 'z' },
+    ];
+    const firsts = new Map<string, number>();
+    const runs = 20_000;
+    let seed = 1;
+    const random = (): number => {
+      seed = (seed * 16807) % 2147483647;
+      return (seed - 1) / 2147483646;
+    };
+    for (let i = 0; i < runs; i++) {
+      const ordered = orderSrvRecords(records, random);
+      assert.equal(ordered.length, 4);
+      assert.equal(ordered[3]!.id, 'late');
+      firsts.set(ordered[0]!.id, (firsts.get(ordered[0]!.id) ?? 0) + 1);
+    }
+    // Weight share of the first pick: a 30/41, b 10/41, z (weight 0) 1/41.
+    assert.ok(Math.abs(firsts.get('a')! / runs - 30 / 41) < 0.02, JSON.stringify([...firsts]));
+    assert.ok(Math.abs(firsts.get('b')! / runs - 10 / 41) < 0.02, JSON.stringify([...firsts]));
+    assert.ok((firsts.get('z') ?? 0) / runs < 0.05);
+  });
+
+  it('caches with a TTL floor and ceiling, and NXDOMAIN for the negative TTL', () => {
+    let now = 1000;
+    const cache = new TtlCache<string>(1000, 60_000, 5000, 3, () => now);
+    assert.equal(cache.set('a', 'x', 0), 1000); // Consul's TTL 0 → the floor
+    assert.equal(cache.set('b', 'y', 3600), 60_000); // ceiling
+    assert.equal(cache.set('c', 'z', 10), 10_000);
+    now += 999;
+    assert.equal(cache.get('a')?.value, 'x');
+    now += 1;
+    assert.equal(cache.get('a'), undefined);
+    assert.equal(cache.setNegative('n', 'none', 0), 1000);
+    assert.equal(cache.setNegative('m', 'none', 3600), 5000);
+    assert.equal(cache.get('m')?.negative, true);
+    // maxEntries = 3: the oldest went.
+    assert.equal(cache.get('b'), undefined);
+  });
+
+  it('never throws untyped on random bytes fed to the decoder', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => {
+        try {
+          const packet = decodeDnsMessage(Buffer.from(bytes));
+          matchesQuery(packet, 1, 'web.service.consul', 'SRV');
+        } catch (error) {
+          assert.ok(error instanceof BadResponseError, String(error));
+        }
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('rejects a compression loop and a truncated packet with a typed error', () => {
+    // Header (1 question) then a name that points at itself: offset 12 → 0xc00c.
+    const loop = Buffer.from([0, 1, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 33, 0, 1]);
+    assert.throws(() => decodeDnsMessage(loop), BadResponseError);
+    const truncated = Buffer.from([0, 1, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 3, 0x77, 0x65]);
+    assert.throws(() => decodeDnsMessage(truncated), BadResponseError);
+  });
+});
+
+describe('shared watches (StaticResolver)', () => {
+  it('delivers the current snapshot to a new subscriber asynchronously, never from watch()', async () => {
+    const resolver = new StaticResolver({ services: { web: [{ address: '10.0.0.1', port: 80 }] } });
+    try {
+      const first = resolver.watch('web');
+      await first.ready({ timeoutMs: 5000 });
+      const events: SnapshotChange[] = [];
+      const second = resolver.watch('web');
+      second.on('update', (_s, change) => events.push(change));
+      assert.equal(events.length, 0);
+      await until(() => events.length === 1);
+      assert.equal(events[0]!.added.length, 1);
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('emits only real changes, with what changed', async () => {
+    const resolver = new StaticResolver({ services: { web: [{ address: '10.0.0.1', port: 80 }] } });
+    try {
+      const watch = resolver.watch('web');
+      const updates: [ServiceSnapshot, SnapshotChange][] = [];
+      watch.on('update', (s, c) => updates.push([s, c]));
+      await until(() => updates.length === 1);
+      resolver.set('web', [{ address: '10.0.0.1', port: 80 }]); // same set
+      resolver.set('web', [{ address: '10.0.0.1', port: 80 }, { address: '10.0.0.2', port: 80 }]);
+      await until(() => updates.length >= 2);
+      await new Promise((r) => setImmediate(r));
+      assert.equal(updates.length, 2);
+      assert.deepEqual(updates[1]![1].added.map((i) => i.address), ['10.0.0.2']);
+      assert.equal(updates[1]![0].instances.length, 2);
+      assert.ok(Object.isFrozen(updates[1]![0]));
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('ready() rejects with ERR_CLOSED when the watch closes first, and close() is idempotent', async () => {
+    const resolver = new StaticResolver();
+    const watch = resolver.watch('web');
+    const ready = watch.ready();
+    await watch.close();
+    await watch.close();
+    await assert.rejects(ready, (e: unknown) => isProxylessError(e, 'ERR_CLOSED'));
+    await resolver.close();
+    await resolver.close();
+    assert.throws(() => resolver.watch('web'), (e: unknown) => isProxylessError(e, 'ERR_CLOSED'));
+    await assert.rejects(resolver.resolve('web'), (e: unknown) => isProxylessError(e, 'ERR_CLOSED'));
+  });
+
+  it('resolve() throws NoHealthyInstancesError for an empty service', async () => {
+    const resolver = new StaticResolver();
+    await assert.rejects(resolver.resolve('web'), NoHealthyInstancesError);
+    await resolver.close();
+  });
+});
+
+describe('FallbackResolver', () => {
+  it('uses the secondary while the primary fails, and the primary when it answers', async () => {
+    const secondary = new StaticResolver({ services: { web: [{ address: '10.9.9.9', port: 80 }] } });
+    const primary = new StaticResolver();
+    const resolver = new FallbackResolver({ primary, secondary, closeResolvers: true });
+    try {
+      assert.equal((await resolver.resolve('web'))[0]?.address, '10.9.9.9');
+      primary.set('web', [{ address: '10.0.0.1', port: 80 }]);
+      assert.equal((await resolver.resolve('web'))[0]?.address, '10.0.0.1');
+      primary.set('web', []);
+      secondary.set('web', []);
+      await assert.rejects(resolver.resolve('web'), NoHealthyInstancesError);
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('watch: serves the secondary while the primary cannot reach Consul, and reports the primary errors', async () => {
+    const consul = new ConsulResolver({ address: '127.0.0.1:1', backoff: { initialMs: 50, maxMs: 100 }, timeoutMs: 1000 });
+    const secondary = new StaticResolver({ services: { web: [{ address: '10.9.9.9', port: 80 }] } });
+    const resolver = new FallbackResolver({ primary: consul, secondary, closeResolvers: true });
+    try {
+      const watch = resolver.watch('web');
+      const errors: Error[] = [];
+      watch.on('error', (e) => errors.push(e));
+      const snapshot = await watch.ready({ timeoutMs: 10_000 });
+      assert.equal(snapshot.source, 'static');
+      assert.equal(snapshot.instances[0]?.address, '10.9.9.9');
+      assert.equal(snapshot.stale, false);
+      await until(() => errors.length > 0, 10_000);
+      assert.ok(errors[0] instanceof ResolutionFailedError);
+    } finally {
+      await resolver.close();
+    }
+  });
+});
