@@ -119,7 +119,7 @@ describe('consistentHash()', () => {
       ['random', { random: 1 }],
     ];
     for (const [option, value] of cases) {
-      assert.throws(() => consistentHash(value as never), (e: unknown) => e instanceof InvalidOptionError && e.option === option);
+      assert.throws(() => consistentHash(value), (e: unknown) => e instanceof InvalidOptionError && e.option === option);
     }
   });
 });
