@@ -1,5 +1,51 @@
 /**
- * `@proxyless/http-client` — see the package README for status.
+ * `@proxyless/http-client`: a balancing HTTP client that calls a service by
+ * name with no proxy hop — per-endpoint keep-alive pools fed by a resolver's
+ * snapshots, peak-EWMA balancing, per-endpoint circuit breakers, passive
+ * outlier ejection, safe retries under a retry budget, deadlines and typed errors.
+ *
+ * @example
+ * ```ts
+ * import { createClient } from '@proxyless/http-client';
+ *
+ * const client = createClient({ service: 'users', resolver, timeoutMs: 2_000 });
+ * client.on('eject', (endpoint, ms) => console.warn(`ejected ${endpoint.label} for ${ms} ms`));
+ * const res = await client.request('/users/42');
+ * console.log(res.statusCode, await res.body.json());
+ * const viaFetch = await client.fetch('/users/42', { method: 'PUT', body: '{}' });
+ * await client.close();
+ * ```
  * @packageDocumentation
  */
-export {};
+export { createClient, ProxylessClient } from './client.js';
+export type {
+  RequestOptions,
+  RequestBody,
+  ClientResponse,
+  BufferedResponse,
+  ProxylessRequestInit,
+  ClientStats,
+  EndpointStats,
+} from './client.js';
+export type { ClientEvents } from './events.js';
+export type { EndpointInfo } from './endpoint.js';
+export type { BreakerState } from './breaker.js';
+export type {
+  ClientOptions,
+  BreakerOptions,
+  OutlierDetectionOptions,
+  RetryOptions,
+  RetryBudgetOptions,
+} from './options.js';
+export { RetryBudget } from './retry-budget.js';
+export {
+  RequestError,
+  NoHealthyEndpointsError,
+  CircuitOpenError,
+  DeadlineExceededError,
+  RetryBudgetExhaustedError,
+  RequestFailedError,
+  ResponseTooLargeError,
+} from './errors.js';
+export type { FailureKind, RequestErrorContext } from './errors.js';
+export { ClosedError, AbortedError, InvalidOptionError } from '@proxyless/core';

@@ -1,0 +1,223 @@
+import { EventEmitter as NodeEventEmitter } from 'node:events';
+import type { EventEmitter } from 'eventemitter3';
+import type { Balancer, PickContext, Picker, ServiceInstance } from '@proxyless/core';
+import { Endpoint } from './endpoint.js';
+import { isPanic, mayEject } from './outlier-detection.js';
+import type { ResolvedOptions } from './options.js';
+import type { ClientEvents } from './events.js';
+
+/** Why no endpoint could be picked. @internal */
+export type EmptyReason = 'none' | 'circuitOpen';
+
+/**
+ * The endpoints of one service: follows snapshots, owns per-endpoint state,
+ * and keeps an immutable picker over the ready set, rebuilt only when that
+ * set changes (membership, breaker, ejection, panic).
+ * @internal
+ */
+export class EndpointSet {
+  readonly #options: ResolvedOptions;
+  readonly #balancer: Balancer;
+  readonly #events: EventEmitter<ClientEvents>;
+  readonly #byKey = new Map<string, Endpoint>();
+  readonly #draining = new Set<Promise<void>>();
+  /** Shared bucket-rotation clock for every breaker (one timer per client, not per endpoint). */
+  readonly #rotate = new NodeEventEmitter();
+  readonly #rotateTimer: NodeJS.Timeout | undefined;
+  #picker: Picker<Endpoint>;
+  #panic = false;
+  #ejectedCount = 0;
+  #closed = false;
+  /** True once a snapshot was applied. */
+  hasSnapshot = false;
+
+  constructor(options: ResolvedOptions, balancer: Balancer, events: EventEmitter<ClientEvents>) {
+    this.#options = options;
+    this.#balancer = balancer;
+    this.#events = events;
+    this.#rotate.setMaxListeners(0);
+    this.#picker = balancer.createPicker<Endpoint>([]);
+    if (options.breaker) {
+      const t = setInterval(() => this.#rotate.emit('rotate'), options.breaker.rollingWindowMs / options.breaker.rollingBuckets);
+      t.unref();
+      this.#rotateTimer = t;
+    }
+  }
+
+  /** All current (non-removed) endpoints. */
+  get endpoints(): IterableIterator<Endpoint> {
+    return this.#byKey.values();
+  }
+
+  get size(): number {
+    return this.#byKey.size;
+  }
+
+  get panic(): boolean {
+    return this.#panic;
+  }
+
+  get picker(): Picker<Endpoint> {
+    return this.#picker;
+  }
+
+  /** Picks an endpoint, honouring half-open trials (one at a time). Hot path. */
+  pick(context: PickContext | undefined): Endpoint | undefined {
+    const ep = this.#picker.pick(context);
+    if (ep === undefined) return undefined;
+    const breaker = ep.breaker;
+    if (breaker === undefined || breaker.tryAcquire()) return ep;
+    return this.#pickAvoiding(ep, context);
+  }
+
+  #pickAvoiding(first: Endpoint, context: PickContext | undefined): Endpoint | undefined {
+    const exclude = new Set(context?.exclude as ReadonlySet<Endpoint> | undefined);
+    exclude.add(first);
+    const ctx: PickContext = { hashKey: context?.hashKey, exclude };
+    for (let i = 0; i < this.#picker.endpoints.length; i++) {
+      const ep = this.#picker.pick(ctx);
+      if (ep === undefined || exclude.has(ep)) return undefined;
+      if (ep.breaker === undefined || ep.breaker.tryAcquire()) return ep;
+      exclude.add(ep);
+    }
+    return undefined;
+  }
+
+  /** Why the picker is empty. */
+  emptyReason(): EmptyReason {
+    for (const ep of this.#byKey.values()) if (ep.breakerState !== 'closed') return 'circuitOpen';
+    return 'none';
+  }
+
+  /** Applies a snapshot: adds new instances, updates changed ones, drains removed ones. */
+  apply(instances: readonly ServiceInstance[]): void {
+    if (this.#closed) return;
+    this.hasSnapshot = true;
+    const seen = new Set<string>();
+    let changed = false;
+    for (const instance of instances) {
+      seen.add(instance.key);
+      const existing = this.#byKey.get(instance.key);
+      if (existing) {
+        if (existing.instance !== instance) {
+          if (existing.instance.address !== instance.address || existing.instance.port !== instance.port) {
+            // Same identity, new address: a new endpoint (new pool).
+            this.#remove(existing);
+            this.#add(instance);
+          } else {
+            existing.instance = instance;
+          }
+          changed = true;
+        }
+        continue;
+      }
+      this.#add(instance);
+      changed = true;
+    }
+    for (const ep of [...this.#byKey.values()]) {
+      if (!seen.has(ep.instance.key)) {
+        this.#remove(ep);
+        changed = true;
+      }
+    }
+    if (changed) this.rebuild();
+  }
+
+  #add(instance: ServiceInstance): void {
+    const ep: Endpoint = new Endpoint(instance, this.#options, this.#rotate, {
+      onBreakerOpen: () => this.#onBreaker(ep, 'breakerOpen'),
+      onBreakerHalfOpen: () => this.#onBreaker(ep, 'breakerHalfOpen'),
+      onBreakerClose: () => this.#onBreaker(ep, 'breakerClose'),
+    });
+    this.#byKey.set(instance.key, ep);
+    this.#events.emit('endpointAdded', ep.info);
+  }
+
+  #onBreaker(ep: Endpoint, event: 'breakerOpen' | 'breakerHalfOpen' | 'breakerClose'): void {
+    if (ep.removed) return;
+    this.#events.emit(event, ep.info);
+    this.rebuild();
+  }
+
+  #remove(ep: Endpoint): void {
+    this.#byKey.delete(ep.instance.key);
+    ep.removed = true;
+    if (ep.outlier.ejected) this.#ejectedCount--;
+    ep.outlier.dispose();
+    ep.breaker?.shutdown();
+    this.#events.emit('endpointRemoved', ep.info);
+    this.#drain(ep, this.#options.drainTimeoutMs);
+  }
+
+  /** Closes the pool once in-flight requests finish (bounded), then destroys it. */
+  #drain(ep: Endpoint, timeoutMs: number): void {
+    let timer: NodeJS.Timeout | undefined;
+    const done: Promise<void> = Promise.race([
+      ep.pool.close().catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+        timer.unref();
+      }),
+    ])
+      .then(() => {
+        clearTimeout(timer);
+        // close() resolved: a no-op; the drain timed out: cut what is left.
+        return ep.pool.destroy().catch(() => undefined);
+      })
+      .finally(() => this.#draining.delete(done));
+    this.#draining.add(done);
+  }
+
+  /** Records an attempt's failure for outlier detection; may eject. */
+  outlierFailure(ep: Endpoint): void {
+    const o = this.#options.outlier;
+    if (!o || ep.removed || !ep.outlier.failure(o)) return;
+    if (!mayEject(this.#ejectedCount, this.#byKey.size, o.maxEjectionPercent)) return;
+    const duration = ep.outlier.eject(o, Date.now());
+    this.#ejectedCount++;
+    const timer = setTimeout(() => this.#restore(ep), duration);
+    timer.unref();
+    ep.outlier.timer = timer;
+    this.#events.emit('eject', ep.info, duration);
+    this.rebuild();
+  }
+
+  #restore(ep: Endpoint): void {
+    if (ep.removed || !ep.outlier.ejected) return;
+    ep.outlier.restore(Date.now());
+    this.#ejectedCount--;
+    this.#events.emit('restore', ep.info);
+    this.rebuild();
+  }
+
+  /** Rebuilds the picker over the ready set (or, in panic, over every endpoint whose breaker is not open). */
+  rebuild(): void {
+    if (this.#closed) return;
+    const all = [...this.#byKey.values()];
+    const ready = all.filter((ep) => !ep.outlier.ejected && ep.breakerState !== 'open');
+    const o = this.#options.outlier;
+    const panic = o !== false && isPanic(ready.length, all.length, o.panicThresholdPercent);
+    const set = panic ? all.filter((ep) => ep.breakerState !== 'open') : ready;
+    this.#picker = this.#balancer.createPicker(set);
+    if (panic !== this.#panic) {
+      this.#panic = panic;
+      this.#events.emit('panic', panic);
+    }
+  }
+
+  /** Drains (bounded by `graceMs`) and closes every pool; stops every timer. */
+  async close(graceMs: number): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#rotateTimer) clearInterval(this.#rotateTimer);
+    for (const ep of [...this.#byKey.values()]) {
+      this.#byKey.delete(ep.instance.key);
+      ep.removed = true;
+      ep.outlier.dispose();
+      ep.breaker?.shutdown();
+      this.#drain(ep, graceMs);
+    }
+    this.#picker = this.#balancer.createPicker<Endpoint>([]);
+    await Promise.all([...this.#draining]);
+  }
+}

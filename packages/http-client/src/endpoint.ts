@@ -1,0 +1,90 @@
+import { Pool } from 'undici';
+import type { BalancerEndpoint, ServiceInstance } from '@proxyless/core';
+import { EndpointBreaker, type BreakerListener, type BreakerState } from './breaker.js';
+import { OutlierState } from './outlier-detection.js';
+import type { ResolvedOptions } from './options.js';
+import type { EventEmitter as NodeEventEmitter } from 'node:events';
+
+/** Public identity of an endpoint, as events, responses and errors show it. */
+export interface EndpointInfo {
+  /** Instance identity (`ServiceInstance.key`). */
+  readonly key: string;
+  readonly address: string;
+  readonly port: number;
+  /** `address:port` (IPv6 in brackets). */
+  readonly label: string;
+}
+
+/** Mutable load statistics read by balancers. @internal */
+export interface MutableLoad {
+  inFlight: number;
+  ewmaMs: number;
+  readySince: number;
+}
+
+/** Decay time of the peak-EWMA latency estimate, in ms (Finagle's default is 10 s). */
+const EWMA_DECAY_MS = 10_000;
+/** Latency recorded for a failed attempt, as a multiple of the current estimate (errors look slow). */
+const FAILURE_PENALTY = 2;
+
+/**
+ * An instance plus its live state: keep-alive pool, load (in-flight, peak
+ * EWMA), breaker, ejection and counters. Created when the instance appears,
+ * drained and closed when it leaves.
+ * @internal
+ */
+export class Endpoint implements BalancerEndpoint {
+  instance: ServiceInstance;
+  readonly info: EndpointInfo;
+  readonly load: MutableLoad;
+  readonly pool: Pool;
+  readonly breaker: EndpointBreaker | undefined;
+  readonly outlier = new OutlierState();
+  successes = 0;
+  failures = 0;
+  #lastSampleAt = 0;
+  removed = false;
+
+  constructor(instance: ServiceInstance, options: ResolvedOptions, rotate: NodeEventEmitter, listener: BreakerListener) {
+    this.instance = instance;
+    const host = instance.address.includes(':') ? `[${instance.address}]` : instance.address;
+    const label = `${host}:${instance.port}`;
+    this.info = Object.freeze({ key: instance.key, address: instance.address, port: instance.port, label });
+    this.load = { inFlight: 0, ewmaMs: 0, readySince: Date.now() };
+    this.pool = new Pool(`http://${label}`, {
+      connections: options.connectionsPerEndpoint,
+      keepAliveTimeout: options.keepAliveTimeoutMs,
+      headersTimeout: options.perTryTimeoutMs,
+      bodyTimeout: options.perTryTimeoutMs,
+      connect: { timeout: options.connectTimeoutMs },
+    });
+    this.breaker = options.breaker ? new EndpointBreaker(options.breaker, rotate, listener, label) : undefined;
+  }
+
+  /** Breaker state (`closed` when breakers are disabled). */
+  get breakerState(): BreakerState {
+    return this.breaker ? this.breaker.state : 'closed';
+  }
+
+  /**
+   * Feeds a latency sample (ms) to the peak-EWMA estimate: a sample above the
+   * estimate replaces it at once (peak), otherwise it decays toward the sample
+   * with weight exp(-Δt/τ).
+   */
+  observe(latencyMs: number, nowMs: number): void {
+    const load = this.load;
+    const prev = load.ewmaMs;
+    if (latencyMs > prev || this.#lastSampleAt === 0) {
+      load.ewmaMs = latencyMs;
+    } else {
+      const w = Math.exp(-(nowMs - this.#lastSampleAt) / EWMA_DECAY_MS);
+      load.ewmaMs = prev * w + latencyMs * (1 - w);
+    }
+    this.#lastSampleAt = nowMs;
+  }
+
+  /** Penalises the estimate after a failure, so balancers shy away. */
+  penalise(latencyMs: number, nowMs: number): void {
+    this.observe(Math.max(latencyMs, this.load.ewmaMs * FAILURE_PENALTY, 1), nowMs);
+  }
+}

@@ -1,0 +1,102 @@
+import { ProxylessError, type ProxylessErrorOptions } from '@proxyless/core';
+
+/** Context every request error of this package carries. */
+export interface RequestErrorContext {
+  /** Service the request was for. */
+  service: string;
+  /** Attempts made (0 when none reached a transport). */
+  attempts: number;
+  /** `address:port` of every endpoint tried, in order (may repeat). */
+  endpointsTried: readonly string[];
+  /** The underlying error, if any. */
+  cause?: unknown;
+}
+
+/** Base class of request errors: carries the service, attempts and endpoints tried. */
+export class RequestError extends ProxylessError {
+  /** Service the request was for. */
+  readonly service: string;
+  /** Attempts made. */
+  readonly attempts: number;
+  /** `address:port` of every endpoint tried, in order. */
+  readonly endpointsTried: readonly string[];
+
+  constructor(code: string, message: string, context: RequestErrorContext) {
+    const options: ProxylessErrorOptions = context.cause === undefined ? {} : { cause: context.cause };
+    super(code, `${message} (service "${context.service}", ${context.attempts} attempt(s)${
+      context.endpointsTried.length > 0 ? `, tried ${context.endpointsTried.join(', ')}` : ''
+    })`, options);
+    this.service = context.service;
+    this.attempts = context.attempts;
+    this.endpointsTried = context.endpointsTried;
+  }
+}
+
+/** The service has no endpoint to send to (none resolved, or all ejected without panic). Code `ERR_NO_HEALTHY_ENDPOINTS`. */
+export class NoHealthyEndpointsError extends RequestError {
+  constructor(context: RequestErrorContext) {
+    super('ERR_NO_HEALTHY_ENDPOINTS', 'No healthy endpoint', context);
+  }
+}
+
+/** Every candidate endpoint's circuit breaker is open. Code `ERR_CIRCUIT_OPEN`. */
+export class CircuitOpenError extends RequestError {
+  constructor(context: RequestErrorContext) {
+    super('ERR_CIRCUIT_OPEN', 'Circuit open', context);
+  }
+}
+
+/** The overall deadline (or a per-try timeout on the last allowed try) passed. Code `ERR_DEADLINE_EXCEEDED`. */
+export class DeadlineExceededError extends RequestError {
+  /** The overall deadline, in ms. */
+  readonly timeoutMs: number;
+
+  constructor(timeoutMs: number, context: RequestErrorContext) {
+    super('ERR_DEADLINE_EXCEEDED', `Deadline of ${timeoutMs} ms exceeded`, context);
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** A retry was needed but the retry budget is spent. `cause` is the last failure. Code `ERR_RETRY_BUDGET_EXHAUSTED`. */
+export class RetryBudgetExhaustedError extends RequestError {
+  constructor(context: RequestErrorContext) {
+    super('ERR_RETRY_BUDGET_EXHAUSTED', 'Retry budget exhausted', context);
+  }
+}
+
+/**
+ * The request failed at the transport (refused, reset, malformed answer) and
+ * could not be retried, or every retry failed too. `cause` is the transport error,
+ * `reason` its class. Code `ERR_REQUEST_FAILED`.
+ */
+export class RequestFailedError extends RequestError {
+  /** Failure class of the last attempt. */
+  readonly reason: FailureKind;
+
+  constructor(reason: FailureKind, context: RequestErrorContext) {
+    super('ERR_REQUEST_FAILED', `Request failed (${reason})`, context);
+    this.reason = reason;
+  }
+}
+
+/** A buffered response body exceeded `maxResponseBytes`. Code `ERR_RESPONSE_TOO_LARGE`. */
+export class ResponseTooLargeError extends RequestError {
+  /** The limit, in bytes. */
+  readonly maxResponseBytes: number;
+
+  constructor(maxResponseBytes: number, context: RequestErrorContext) {
+    super('ERR_RESPONSE_TOO_LARGE', `Response body exceeds ${maxResponseBytes} bytes`, context);
+    this.maxResponseBytes = maxResponseBytes;
+  }
+}
+
+/**
+ * How an attempt failed, as outlier detection, breakers and retries see it.
+ * - `connect`: never reached the server (refused, unreachable, connect timeout) — always safe to retry.
+ * - `reset`: the connection broke after the request may have been written.
+ * - `timeout`: the per-try timeout passed.
+ * - `status`: the server answered with a status counted as failure (5xx by default).
+ * - `protocol`: a malformed or oversized answer.
+ * - `other`: anything else.
+ */
+export type FailureKind = 'connect' | 'reset' | 'timeout' | 'status' | 'protocol' | 'other';

@@ -1,0 +1,26 @@
+import type { ServiceSnapshot } from '@proxyless/core';
+import type { EndpointInfo } from './endpoint.js';
+
+/** Events of a {@link ProxylessClient}, for every endpoint state change. */
+export interface ClientEvents {
+  /** An instance appeared in the resolver's snapshot; its pool is ready. */
+  endpointAdded: [endpoint: EndpointInfo];
+  /** An instance left the snapshot; its pool drains its in-flight requests, then closes. */
+  endpointRemoved: [endpoint: EndpointInfo];
+  /** The endpoint's breaker opened: it leaves the pick set. */
+  breakerOpen: [endpoint: EndpointInfo];
+  /** The reset timeout passed: the next call to the endpoint is a trial. */
+  breakerHalfOpen: [endpoint: EndpointInfo];
+  /** A trial succeeded: the endpoint is back. */
+  breakerClose: [endpoint: EndpointInfo];
+  /** Outlier detection ejected the endpoint for `durationMs`. */
+  eject: [endpoint: EndpointInfo, durationMs: number];
+  /** An ejected endpoint returned to the pick set. */
+  restore: [endpoint: EndpointInfo];
+  /** Panic mode entered (`true`: too few endpoints available, balancing over all) or left (`false`). */
+  panic: [active: boolean];
+  /** The resolver published a snapshot the client applied. */
+  update: [snapshot: ServiceSnapshot];
+  /** The resolver reported an error (the last good endpoints stay in use). */
+  error: [error: Error];
+}

@@ -1,0 +1,47 @@
+import type { FailureKind } from './errors.js';
+
+const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+/** Is a body replayable (it can be sent again as is)? Strings, buffers and no body are. @internal */
+export function isReplayableBody(body: unknown): boolean {
+  return body === undefined || body === null || typeof body === 'string' || body instanceof Uint8Array;
+}
+
+/**
+ * The retry safety rule.
+ * - A request that never reached the server (`connect`) is always safe to resend.
+ * - Otherwise only if the method is idempotent (GET, HEAD, OPTIONS, PUT,
+ *   DELETE, TRACE) or the caller marked it so, and its body can be replayed.
+ * @internal
+ */
+export function isSafeToRetry(kind: FailureKind, method: string, idempotent: boolean | undefined, replayable: boolean): boolean {
+  if (!replayable) return false;
+  if (kind === 'connect') return true;
+  if (kind === 'protocol' || kind === 'other') return false;
+  return idempotent ?? IDEMPOTENT_METHODS.has(method);
+}
+
+/**
+ * Exponential backoff with full jitter (AWS architecture blog): retry `n`
+ * (1-based) waits a uniform random time in `[0, min(maxMs, baseMs × 2^(n-1))]`.
+ * @internal
+ */
+export function backoffMs(retry: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
+  const cap = Math.min(maxMs, baseMs * 2 ** Math.max(0, retry - 1));
+  return Math.floor(random() * cap);
+}
+
+/**
+ * Parses `Retry-After` (delta-seconds or an HTTP date) into ms from `nowMs` (epoch).
+ * Returns `undefined` when absent or malformed; never negative.
+ * @internal
+ */
+export function parseRetryAfter(value: string | string[] | undefined, nowMs: number = Date.now()): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (v === undefined) return undefined;
+  const trimmed = v.trim();
+  if (/^\d+$/.test(trimmed)) return Math.min(Number(trimmed), 86_400) * 1000;
+  const at = Date.parse(trimmed);
+  if (Number.isNaN(at)) return undefined;
+  return Math.max(0, at - nowMs);
+}
