@@ -20,7 +20,11 @@ export interface ConsistentHashOptions {
    * moving a small fraction of unrelated keys on a change.
    */
   algorithm?: 'ring' | 'maglev';
-  /** Ring: virtual nodes per endpoint, integer 1–1000. Default 100 (about ±10% load spread). */
+  /**
+   * Ring: virtual nodes per endpoint, integer 1–1000. Default 100 (about
+   * ±10–25% load spread). Building a picker sorts n × replicas points:
+   * ≈ 0.2 s at 10 000 endpoints, so use `maglev` for very large sets.
+   */
   replicas?: number;
   /**
    * Maglev: lookup table size, a prime well above the endpoint count

@@ -35,7 +35,7 @@ export interface SlowStartOptions {
  * rebuilding pickers as time passes. When every endpoint is equally young
  * (a client starting up) the swaps cancel out and nothing is throttled.
  * Once the youngest endpoint of the set has left the window, a pick costs
- * one clock read more than the inner pick.
+ * what the inner pick costs (no more clock reads).
  *
  * With consistent hashing, a re-pick with the same key returns the same
  * endpoint, so hashing is effectively not slowed; wrap load-aware or
@@ -64,13 +64,17 @@ export function slowStart(inner: Balancer, options: SlowStartOptions = {}): Bala
       for (const e of endpoints) if (e.load.readySince > youngest) youngest = e.load.readySince;
       // Past this instant no endpoint of the set is ramping (readySince changes rebuild the picker).
       const rampEndsAt = youngest + windowMs;
+      let ramping = true;
       return {
         endpoints,
         pick(context?: PickContext): E | undefined {
           let chosen = picker.pick(context);
-          if (chosen === undefined) return undefined;
+          if (chosen === undefined || !ramping) return chosen;
           const t = now();
-          if (t >= rampEndsAt) return chosen;
+          if (t >= rampEndsAt) {
+            ramping = false; // for good: the set, and so every readySince, is fixed for this picker
+            return chosen;
+          }
           for (let k = 0; k < maxRepicks; k++) {
             const age = t - chosen.load.readySince;
             if (age >= windowMs) return chosen;
