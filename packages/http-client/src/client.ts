@@ -301,9 +301,20 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     const load = ep.load;
     const perTry = req.perTryTimeoutMs ?? this.#perTryTimeoutMs;
     const remaining = deadline - start;
-    // A constant per-try timeout lets undici refresh its parser timer instead
-    // of re-arming it; only near the deadline do we pass the (smaller) rest.
-    const t = remaining < perTry ? Math.max(1, Math.ceil(remaining)) : perTry;
+    // Per-try timeout: undici's own parser timers (headersTimeout/bodyTimeout),
+    // which cost nothing extra per request but are coarse (~1 s resolution
+    // above 1 s). A constant value lets undici refresh its timer instead of
+    // re-arming it. When the overall deadline is what bounds this attempt, it
+    // must be precise: then (only then) one AbortSignal.timeout, linked with
+    // the caller's signal, goes down to the transport.
+    let t = perTry;
+    let signal = req.signal;
+    let deadlineSignal: AbortSignal | undefined;
+    if (remaining <= perTry) {
+      t = Math.max(1, Math.ceil(remaining));
+      deadlineSignal = AbortSignal.timeout(t);
+      signal = signal ? AbortSignal.any([signal, deadlineSignal]) : deadlineSignal;
+    }
     load.inFlight++;
     let data: Dispatcher.ResponseData;
     try {
@@ -312,7 +323,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
         path: req.path,
         headers: req.headers,
         body: req.body,
-        signal: req.signal,
+        signal,
         headersTimeout: t,
         bodyTimeout: t,
       });
@@ -320,7 +331,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       load.inFlight--;
       const now = performance.now();
       if (req.signal?.aborted) throw new AttemptFailure('aborted', error, ep, undefined, undefined, undefined);
-      const kind = classifyError(error);
+      const kind = deadlineSignal?.aborted ? 'timeout' : classifyError(error);
       this.#recordFailure(ep, error as Error, now - start, now);
       throw new AttemptFailure(kind, error, ep, undefined, undefined, undefined);
     }
@@ -504,7 +515,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       }
     } catch (error) {
       if (error instanceof ResponseTooLargeError) throw error;
-      if (timedOut) throw new DeadlineExceededError(timeoutMs, { ...context(), cause: error });
+      if (timedOut || performance.now() >= deadline - 2) throw new DeadlineExceededError(timeoutMs, { ...context(), cause: error });
       if (req.signal?.aborted) throw new AbortedError(`Request to "${this.#service}"`, req.signal.reason);
       const kind = classifyError(error);
       if (kind === 'timeout') throw new DeadlineExceededError(timeoutMs, { ...context(), cause: error });
