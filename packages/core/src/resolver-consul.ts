@@ -78,13 +78,15 @@ function header(headers: ConsulResponse['headers'], name: string): string | unde
 export function consulInfo(headers: ConsulResponse['headers']): SnapshotSourceInfo & { index: number } {
   const rawIndex = header(headers, 'x-consul-index');
   const index = rawIndex !== undefined && /^\d{1,19}$/.test(rawIndex) ? Number(rawIndex) : 0;
-  const info: { index: number; knownLeader?: boolean; lastContactMs?: number; cacheHit?: boolean; cacheAgeSeconds?: number } = { index };
+  const info: { index: number; knownLeader?: boolean; lastContactMs?: number; cacheHit?: boolean; cacheAgeSeconds?: number; queryBackend?: string } = { index };
   const leader = header(headers, 'x-consul-knownleader');
   if (leader !== undefined) info.knownLeader = leader === 'true';
   const contact = header(headers, 'x-consul-lastcontact');
   if (contact !== undefined && /^\d{1,12}$/.test(contact)) info.lastContactMs = Number(contact);
   const cache = header(headers, 'x-cache');
   if (cache !== undefined) info.cacheHit = cache === 'HIT';
+  const backend = header(headers, 'x-consul-query-backend');
+  if (backend !== undefined && /^[a-z-]{1,32}$/.test(backend)) info.queryBackend = backend;
   const age = header(headers, 'age');
   if (age !== undefined && /^\d{1,12}$/.test(age)) info.cacheAgeSeconds = Number(age);
   return info;
@@ -348,7 +350,10 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
           index = Math.max(1, info.index);
         }
         // A server without a known leader may serve old data (stale reads): publish it, flagged.
-        sink.publish(instances, { stale: info.knownLeader === false, info });
+        // The agent's streaming backend (blocking health queries) and its cache always say
+        // KnownLeader=false, so the header means something only from the blocking-query backend.
+        const leaderless = info.knownLeader === false && info.queryBackend === 'blocking-query' && info.cacheHit === undefined;
+        sink.publish(instances, { stale: leaderless, info });
         await sleep(this.#minGapMs + Math.random() * this.#jitterMs, signal);
       } catch (error) {
         if (signal.aborted) return;
