@@ -1,0 +1,334 @@
+/**
+ * A Zuul-style API gateway built on Proxyless: routes `/<service>/**` to the
+ * instances of every service in Consul's catalog, plus explicit routes,
+ * through pre/route/post filters, streaming bodies both ways.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse, type OutgoingHttpHeaders } from 'node:http';
+import { once } from 'node:events';
+import { pipeline } from 'node:stream/promises';
+import type { AddressInfo } from 'node:net';
+import { isProxylessError } from '@proxyless/core';
+import { CatalogWatch } from './catalog-watch.js';
+import { catalogRoute, resolveRoutes, type GatewayConfig, type ResolvedRoute } from './config.js';
+import { authFilter, byOrder, requestIdFilter, responseHeadersFilter, type AuthorizeHook, type Filter, type FilterContext, type FilterResponse } from './filters.js';
+import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { statusPageHtml, type GatewayStatus } from './status-page.js';
+import { Upstreams, type Upstream } from './upstreams.js';
+
+/** Options of {@link Gateway}: the config plus code-level hooks. */
+export interface GatewayOptions extends GatewayConfig {
+  /** Extra filters, run with the built-in ones by type and order. */
+  filters?: Filter[];
+  /** Decides bearer tokens on `auth: true` routes. Default: accept `authTokens`. */
+  authorize?: AuthorizeHook;
+  /** Catalog watch tuning (tests). */
+  catalog?: { waitMs?: number; minIntervalMs?: number };
+}
+
+/** Maps an error from the upstream client to a gateway answer. */
+export function errorResponse(error: unknown): { status: number; code: string; message: string } {
+  const code = isProxylessError(error) ? error.code : 'ERR_INTERNAL';
+  const message = error instanceof Error ? error.message : String(error);
+  switch (code) {
+    case 'ERR_NO_HEALTHY_INSTANCES':
+    case 'ERR_NO_HEALTHY_ENDPOINTS':
+    case 'ERR_CIRCUIT_OPEN':
+    case 'ERR_CLOSED':
+    case 'ERR_RETRY_BUDGET_EXHAUSTED':
+      return { status: 503, code, message };
+    case 'ERR_DEADLINE_EXCEEDED':
+    case 'ERR_TIMEOUT':
+      return { status: 504, code, message };
+    default:
+      return { status: 502, code, message };
+  }
+}
+
+const statusPrefix = '/_proxyless';
+
+/** The gateway server. */
+export class Gateway {
+  readonly server: Server;
+  readonly upstreams: Upstreams;
+  readonly catalog: CatalogWatch;
+  readonly name: string;
+  readonly #config: GatewayOptions;
+  readonly #routes: ResolvedRoute[];
+  readonly #filters: Filter[];
+  readonly #clients = new Map<string, Upstream>();
+  readonly #catalogServices = new Set<string>();
+  readonly #ignored: Set<string>;
+  readonly #startedAt = Date.now();
+  #requests = 0;
+  #inFlight = 0;
+  #errors = 0;
+  #idle: (() => void) | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: GatewayOptions = {}) {
+    this.#config = options;
+    this.name = options.serviceName ?? 'gateway';
+    this.#routes = resolveRoutes(options);
+    this.#ignored = new Set(['consul', this.name, ...(options.discovery?.ignored ?? [])]);
+    this.#filters = [
+      requestIdFilter(),
+      authFilter({ ...(options.authTokens ? { tokens: options.authTokens } : {}), ...(options.authorize ? { authorize: options.authorize } : {}) }),
+      responseHeadersFilter(),
+      ...(options.filters ?? []),
+    ];
+    this.upstreams = new Upstreams(options.consulAddress ?? process.env['CONSUL_HTTP_ADDR'] ?? '127.0.0.1:8500');
+    this.catalog = new CatalogWatch(this.upstreams.consul, options.catalog);
+    this.catalog.on('update', (services) => this.#syncCatalog(services));
+    this.catalog.on('error', () => undefined); // shown on the status page via lastError
+    for (const route of this.#routes) this.#client(route.service);
+    this.server = createServer((req, res) => void this.#handle(req, res));
+    // Node's default (5 s) is shorter than many clients' idle timeouts; avoid racing them.
+    this.server.keepAliveTimeout = 65_000;
+  }
+
+  /** Starts the catalog watch, then listens. Resolves with the base URL. */
+  async listen(): Promise<string> {
+    if (this.#config.discovery?.enabled !== false) await this.catalog.start();
+    this.server.listen(this.#config.port ?? 8080, this.#config.host ?? '127.0.0.1');
+    await once(this.server, 'listening');
+    return this.url;
+  }
+
+  /** `http://host:port` once listening. */
+  get url(): string {
+    const address = this.server.address() as AddressInfo;
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    return `http://${host}:${address.port}`;
+  }
+
+  /** Requests being forwarded now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  #client(service: string): Upstream {
+    let client = this.#clients.get(service);
+    if (!client) {
+      client = this.upstreams.open(service);
+      this.#clients.set(service, client);
+    }
+    return client;
+  }
+
+  #syncCatalog(services: ReadonlyMap<string, readonly string[]>): void {
+    if (this.#closing) return;
+    const explicit = new Set(this.#routes.map((r) => r.service));
+    for (const name of services.keys()) {
+      if (this.#ignored.has(name)) continue;
+      this.#catalogServices.add(name);
+      this.#client(name);
+    }
+    for (const name of [...this.#catalogServices]) {
+      if (services.has(name)) continue;
+      this.#catalogServices.delete(name);
+      if (explicit.has(name)) continue;
+      const client = this.#clients.get(name);
+      this.#clients.delete(name);
+      void client?.close();
+    }
+  }
+
+  /** Finds the route for a path: explicit routes (longest prefix) first, then `/<service>/**`. */
+  match(path: string): ResolvedRoute | undefined {
+    const matches = (prefix: string): boolean => path === prefix || path.startsWith(`${prefix}/`) || prefix === '';
+    const explicit = this.#routes.find((r) => matches(r.prefix));
+    if (explicit) return explicit;
+    if (this.#config.discovery?.enabled === false) return undefined;
+    const first = path.split('/')[1] ?? '';
+    let service: string;
+    try {
+      service = decodeURIComponent(first);
+    } catch {
+      return undefined;
+    }
+    if (!this.#catalogServices.has(service)) return undefined;
+    return catalogRoute(service, this.#config);
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const queryAt = url.indexOf('?');
+    const path = queryAt === -1 ? url : url.slice(0, queryAt);
+    const query = queryAt === -1 ? '' : url.slice(queryAt);
+    if (path === statusPrefix || path.startsWith(`${statusPrefix}/`)) {
+      this.#handleAdmin(path, req, res);
+      return;
+    }
+    this.#requests++;
+    const route = this.match(path);
+    if (!route) {
+      this.#errors++;
+      req.resume();
+      sendJson(res, 404, { error: 'no_route', message: `no route for ${path}` });
+      return;
+    }
+    this.#inFlight++;
+    res.once('close', () => {
+      this.#inFlight--;
+      if (this.#inFlight === 0) this.#idle?.();
+    });
+    const rest = route.stripPrefix ? path.slice(route.prefix.length) : path;
+    const ctx: FilterContext = {
+      req,
+      requestId: '',
+      route,
+      upstreamPath: (rest.startsWith('/') ? rest : `/${rest}`) + query,
+      upstreamHeaders: upstreamRequestHeaders(req, route.stripPrefix ? route.prefix : undefined),
+      responseHeaders: {},
+      startedAt: Date.now(),
+      attributes: new Map(),
+    };
+    try {
+      for (const filter of byOrder(this.#filters, 'pre')) {
+        const answer = await filter.run(ctx);
+        if (answer) {
+          await this.#answer(ctx, res, answer);
+          return;
+        }
+      }
+      for (const filter of byOrder(this.#filters, 'route')) {
+        const answer = await filter.run(ctx);
+        if (answer) {
+          await this.#answer(ctx, res, answer);
+          return;
+        }
+      }
+      await this.#forward(ctx, res);
+    } catch (error) {
+      const mapped = errorResponse(error);
+      ctx.error = { status: mapped.status, code: mapped.code };
+      if (res.headersSent) {
+        res.destroy(error as Error);
+        return;
+      }
+      await this.#answer(ctx, res, { status: mapped.status, body: { error: mapped.code, message: mapped.message, requestId: ctx.requestId } });
+    }
+  }
+
+  async #forward(ctx: FilterContext, res: ServerResponse): Promise<void> {
+    const req = ctx.req;
+    const abort = new AbortController();
+    // The client went away: cancel the upstream call (and its body streams).
+    res.once('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    const length = req.headers['content-length'];
+    const hasBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+    if (!hasBody) req.resume();
+    const upstream = await this.#client(ctx.route.service).request({
+      method: req.method ?? 'GET',
+      path: ctx.upstreamPath,
+      headers: ctx.upstreamHeaders,
+      body: hasBody ? req : null,
+      signal: abort.signal,
+      timeoutMs: ctx.route.timeoutMs,
+      retries: ctx.route.retries,
+      retryOnStatus: ctx.route.retryOnStatus,
+    });
+    ctx.upstream = { endpoint: upstream.endpoint, statusCode: upstream.statusCode, attempts: upstream.attempts };
+    await this.#runPost(ctx);
+    res.writeHead(upstream.statusCode, { ...clientResponseHeaders(upstream.headers), ...ctx.responseHeaders });
+    try {
+      await pipeline(upstream.body, res);
+    } catch {
+      // The client or the instance hung up mid-body; both sides are already torn down.
+      this.#errors++;
+    }
+  }
+
+  async #runPost(ctx: FilterContext): Promise<void> {
+    for (const filter of byOrder(this.#filters, 'post')) await filter.run(ctx);
+  }
+
+  async #answer(ctx: FilterContext, res: ServerResponse, answer: FilterResponse): Promise<void> {
+    if (answer.status >= 400) this.#errors++;
+    ctx.req.resume();
+    await this.#runPost(ctx).catch(() => undefined);
+    sendJson(res, answer.status, answer.body, { ...answer.headers, ...ctx.responseHeaders });
+  }
+
+  #handleAdmin(path: string, req: IncomingMessage, res: ServerResponse): void {
+    req.resume();
+    if (path === `${statusPrefix}/status` || path === `${statusPrefix}/status/`) {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+      res.end(statusPageHtml);
+    } else if (path === `${statusPrefix}/status.json`) {
+      sendJson(res, 200, this.status(), { 'cache-control': 'no-store' });
+    } else if (path === `${statusPrefix}/health`) {
+      sendJson(res, this.#closing ? 503 : 200, { status: this.#closing ? 'draining' : 'ok' });
+    } else {
+      sendJson(res, 404, { error: 'not_found' });
+    }
+  }
+
+  /** The document behind `/_proxyless/status.json`. */
+  status(): GatewayStatus {
+    const now = Date.now();
+    const routesOf = (service: string): string[] => [
+      ...this.#routes.filter((r) => r.service === service).map((r) => `${r.prefix}/**`),
+      ...(this.#catalogServices.has(service) ? [`/${service}/**`] : []),
+    ];
+    return {
+      gateway: {
+        name: this.name,
+        startedAt: this.#startedAt,
+        uptimeMs: now - this.#startedAt,
+        requests: this.#requests,
+        inFlight: this.#inFlight,
+        errors: this.#errors,
+        catalogError: this.catalog.lastError?.message ?? null,
+      },
+      services: [...this.#clients.entries()]
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([name, client]) => ({ name, routes: routesOf(name), endpoints: client.stats().sort((a, b) => a.key.localeCompare(b.key)) })),
+      generatedAt: now,
+    };
+  }
+
+  /**
+   * Drains and stops: stops accepting connections, lets in-flight requests
+   * finish (up to `graceMs`, default 10 000), then closes every socket,
+   * the catalog watch and the upstream clients. Idempotent.
+   */
+  close(options: { graceMs?: number } = {}): Promise<void> {
+    this.#closing ??= this.#close(options.graceMs ?? 10_000);
+    return this.#closing;
+  }
+
+  async #close(graceMs: number): Promise<void> {
+    const closed = this.server.listening ? once(this.server, 'close') : Promise.resolve([]);
+    if (this.server.listening) this.server.close();
+    this.server.closeIdleConnections();
+    if (this.#inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        timer.unref();
+        this.#idle = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    this.server.closeAllConnections();
+    await closed;
+    await this.catalog.close();
+    await Promise.all([...this.#clients.values()].map((c) => c.close()));
+    this.#clients.clear();
+    await this.upstreams.close();
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: OutgoingHttpHeaders = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

@@ -1,0 +1,37 @@
+/**
+ * Runs the gateway: `node --conditions=proxyless-source --import tsx
+ * examples/gateway/src/main.ts [config.json]`. It registers itself in Consul
+ * (TTL check) and, on SIGTERM/SIGINT, leaves rotation, drains, deregisters
+ * and exits, like any Proxyless service.
+ */
+import { Registrar } from '@proxyless/registrar';
+import { loadConfigFile, type GatewayConfig } from './config.js';
+import { Gateway } from './gateway.js';
+
+const configPath = process.argv[2] ?? process.env['GATEWAY_CONFIG'];
+const config: GatewayConfig = configPath ? loadConfigFile(configPath) : {};
+if (process.env['PORT']) config.port = Number(process.env['PORT']);
+if (process.env['GATEWAY_HOST']) config.host = process.env['GATEWAY_HOST'];
+const consulAddress = config.consulAddress ?? process.env['CONSUL_HTTP_ADDR'] ?? '127.0.0.1:8500';
+
+const gateway = new Gateway({ ...config, consulAddress });
+const url = await gateway.listen();
+const port = Number(new URL(url).port);
+const host = config.host ?? '127.0.0.1';
+
+const registrar = new Registrar({
+  name: gateway.name,
+  port,
+  // A gateway bound to every interface advertises the host's address (the registrar's default).
+  ...(host === '0.0.0.0' || host === '::' ? {} : { address: host }),
+  tags: ['gateway'],
+  meta: { statusPage: '/_proxyless/status' },
+  consul: gateway.upstreams.consul,
+});
+registrar.on('error', (error) => process.stderr.write(`registrar: ${error.message}\n`));
+registrar.handleSignals({
+  servers: [gateway.server],
+  hooks: [() => registrar.close(), () => gateway.close({ graceMs: 0 })],
+});
+await registrar.start();
+process.stdout.write(`gateway listening on ${url} (status page ${url}/_proxyless/status), Consul ${consulAddress}\n`);

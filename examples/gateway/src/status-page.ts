@@ -1,0 +1,124 @@
+/**
+ * The live status page, in the spirit of HAProxy's stats page: one table per
+ * service, one row per endpoint. Self-contained (no CDN): the page fetches
+ * `status.json` every second and re-renders with `textContent` only.
+ */
+import type { EndpointStatus } from './upstreams.js';
+
+/** The JSON document served at `/_proxyless/status.json`. */
+export interface GatewayStatus {
+  readonly gateway: {
+    readonly name: string;
+    readonly startedAt: number;
+    readonly uptimeMs: number;
+    readonly requests: number;
+    readonly inFlight: number;
+    readonly errors: number;
+    readonly catalogError: string | null;
+  };
+  readonly services: readonly {
+    readonly name: string;
+    readonly routes: readonly string[];
+    readonly endpoints: readonly EndpointStatus[];
+  }[];
+  readonly generatedAt: number;
+}
+
+export const statusPageHtml = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Proxyless gateway status</title>
+<style>
+  body { font: 13px/1.4 system-ui, sans-serif; margin: 16px; color: #222; background: #fafafa; }
+  h1 { font-size: 18px; margin: 0 0 4px; }
+  h2 { font-size: 14px; margin: 18px 0 4px; }
+  #summary { color: #555; margin-bottom: 8px; }
+  table { border-collapse: collapse; min-width: 760px; background: #fff; }
+  th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+  th { background: #dde6f0; }
+  td:first-child, th:first-child { text-align: left; }
+  tr.up td { background: #e6f6e6; }
+  tr.open td, tr.ejected td { background: #fbe3e3; }
+  tr.halfOpen td { background: #fff4d6; }
+  .routes { color: #666; font-weight: normal; }
+  .empty { color: #a00; }
+  #error { color: #a00; }
+</style>
+</head>
+<body>
+<h1>Proxyless gateway</h1>
+<div id="summary">loading…</div>
+<div id="error"></div>
+<div id="services"></div>
+<script>
+"use strict";
+const cols = [
+  ['endpoint', (e) => e.address + ':' + e.port],
+  ['id', (e) => e.id],
+  ['health', (e) => e.health],
+  ['inFlight', (e) => String(e.inFlight)],
+  ['ewmaMs', (e) => e.ewmaMs.toFixed(1)],
+  ['successes', (e) => String(e.successes)],
+  ['failures', (e) => String(e.failures)],
+  ['breaker', (e) => e.breaker],
+  ['ejected', (e) => (e.ejected ? 'yes' : 'no')],
+];
+const titles = { endpoint: 'Endpoint', id: 'Instance', health: 'Health', inFlight: 'In flight', ewmaMs: 'EWMA ms',
+  successes: 'Successes', failures: 'Failures', breaker: 'Breaker', ejected: 'Ejected' };
+function el(tag, attrs, text) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+function render(status) {
+  const g = status.gateway;
+  document.getElementById('summary').textContent = g.name + ' · up ' + Math.round(g.uptimeMs / 1000) + ' s · requests ' +
+    g.requests + ' · in flight ' + g.inFlight + ' · errors ' + g.errors + ' · updated ' + new Date(status.generatedAt).toLocaleTimeString();
+  document.getElementById('error').textContent = g.catalogError ? 'catalog watch: ' + g.catalogError : '';
+  const root = document.getElementById('services');
+  const next = document.createDocumentFragment();
+  for (const svc of status.services) {
+    const section = el('section', { 'data-service': svc.name });
+    const h = el('h2', {}, svc.name + ' ');
+    h.appendChild(el('span', { class: 'routes' }, svc.routes.join(', ')));
+    section.appendChild(h);
+    const table = el('table', { 'data-service': svc.name });
+    const head = el('tr');
+    for (const [name] of cols) head.appendChild(el('th', {}, titles[name]));
+    table.appendChild(el('thead')).appendChild(head);
+    const body = table.appendChild(el('tbody'));
+    if (svc.endpoints.length === 0) {
+      const row = el('tr', { class: 'empty' });
+      row.appendChild(el('td', { colspan: String(cols.length), class: 'empty' }, 'no healthy endpoints'));
+      body.appendChild(row);
+    }
+    for (const e of svc.endpoints) {
+      const state = e.ejected ? 'ejected' : e.breaker !== 'closed' ? e.breaker : 'up';
+      const row = el('tr', { 'data-endpoint': e.address + ':' + e.port, class: state });
+      for (const [name, value] of cols) row.appendChild(el('td', { 'data-col': name }, value(e)));
+      body.appendChild(row);
+    }
+    section.appendChild(table);
+    next.appendChild(section);
+  }
+  root.replaceChildren(next);
+  document.body.setAttribute('data-generated-at', String(status.generatedAt));
+}
+async function refresh() {
+  try {
+    const res = await fetch('status.json', { cache: 'no-store' });
+    if (!res.ok) throw new Error('status.json answered ' + res.status);
+    render(await res.json());
+  } catch (error) {
+    document.getElementById('error').textContent = 'refresh failed: ' + error.message;
+  } finally {
+    setTimeout(refresh, 1000);
+  }
+}
+refresh();
+</script>
+</body>
+</html>
+`;

@@ -1,0 +1,403 @@
+/**
+ * End to end: the example gateway (examples/gateway) against a real Consul
+ * dev agent and real backend services on loopback, its status page driven in
+ * headless Chromium.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { chromium, type Browser } from 'playwright-core';
+import { startConsulAgent, type ConsulAgent } from './support/consul.js';
+import { Gateway } from '../examples/gateway/src/gateway.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+/** Polls `check` until it returns a truthy value or the deadline passes. */
+async function eventually<T>(what: string, check: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
+    await sleep(50);
+  }
+}
+
+/** What a backend saw of one request. */
+interface Seen {
+  instance: string;
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+}
+
+interface Backend {
+  readonly name: string;
+  readonly server: Server;
+  readonly port: number;
+  readonly seen: Seen[];
+  /** Resolvers waiting for the streaming test's signals. */
+  readonly hooks: { firstChunk?: () => void; release?: Promise<void> };
+}
+
+async function startBackend(name: string): Promise<Backend> {
+  const seen: Seen[] = [];
+  const hooks: Backend['hooks'] = {};
+  const server = createServer((req, res) => {
+    const url = req.url ?? '/';
+    seen.push({ instance: name, method: req.method ?? '', url, headers: req.headers });
+    if (url.startsWith('/echo-body')) {
+      // Streams the request body straight back.
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-instance': name });
+      req.pipe(res);
+      return;
+    }
+    if (url.startsWith('/stream')) {
+      // Request direction: report the first chunk before the client has finished.
+      req.once('data', () => hooks.firstChunk?.());
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first;');
+      void Promise.all([hooks.release ?? Promise.resolve(), once(req, 'end')]).then(() => res.end('last'));
+      return;
+    }
+    if (url.startsWith('/slow')) {
+      const timer = setTimeout(() => res.end('late'), 3_000);
+      res.once('close', () => clearTimeout(timer));
+      req.resume();
+      return;
+    }
+    req.resume();
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'x-instance': name,
+      // Hop-by-hop headers the gateway must not pass back to the client.
+      connection: 'keep-alive, X-Backend-Hop',
+      'x-backend-hop': 'secret',
+      'keep-alive': 'timeout=5',
+    });
+    res.end(JSON.stringify({ instance: name, method: req.method, url }));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { name, server, port: (server.address() as AddressInfo).port, seen, hooks };
+}
+
+async function stopBackend(backend: Backend): Promise<void> {
+  backend.server.closeAllConnections();
+  backend.server.close();
+  await once(backend.server, 'close').catch(() => undefined);
+}
+
+interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+function send(url: string, options: { method?: string; headers?: Record<string, string>; body?: Buffer | string } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: options.method ?? 'GET', headers: options.headers ?? {}, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+describe('example gateway, end to end (real Consul, real services, headless Chromium)', function () {
+  this.timeout(120_000);
+  let agent: ConsulAgent;
+  let gateway: Gateway;
+  let base: string;
+  const backends: Backend[] = [];
+
+  async function register(backend: Backend, service: string, id = backend.name): Promise<void> {
+    const res = await fetch(`${agent.httpUrl}/v1/agent/service/register`, {
+      method: 'PUT',
+      body: JSON.stringify({ Name: service, ID: id, Address: '127.0.0.1', Port: backend.port }),
+    });
+    assert.equal(res.status, 200, await res.text());
+  }
+
+  async function deregister(id: string): Promise<void> {
+    const res = await fetch(`${agent.httpUrl}/v1/agent/service/deregister/${id}`, { method: 'PUT' });
+    await res.arrayBuffer();
+  }
+
+  async function backend(name: string, service: string): Promise<Backend> {
+    const b = await startBackend(name);
+    backends.push(b);
+    await register(b, service);
+    return b;
+  }
+
+  before(async () => {
+    agent = await startConsulAgent();
+    await backend('users-1', 'users');
+    await backend('users-2', 'users');
+    await backend('orders-1', 'orders');
+    gateway = new Gateway({
+      consulAddress: agent.httpAddr,
+      port: 0,
+      routes: [
+        { path: '/api/people/**', service: 'users' },
+        { path: '/secure/**', service: 'orders', auth: true },
+        { path: '/quick/**', service: 'orders', timeoutMs: 300, retries: 0 },
+        { path: '/nowhere/**', service: 'absent' },
+      ],
+      authTokens: ['s3cret'],
+    });
+    base = await gateway.listen();
+  });
+
+  after(async () => {
+    await gateway?.close({ graceMs: 1_000 });
+    await Promise.all(backends.map(stopBackend));
+    await agent?.stop();
+  });
+
+  it('routes /<service>/** to every instance of each catalog service, and explicit routes with their prefix stripped', async () => {
+    const reached = new Set<string>();
+    await eventually('both users instances and the orders instance to answer', async () => {
+      for (const path of ['/users/u/42?x=1', '/orders/o/7']) {
+        const reply = await send(base + path);
+        if (reply.status !== 200) return false;
+        const body = JSON.parse(reply.body.toString()) as { instance: string; url: string };
+        assert.equal(body.url, path.replace(/^\/(users|orders)/, ''));
+        assert.match(String(reply.headers['x-proxyless-upstream']), /^(users|orders)@127\.0\.0\.1:\d+$/);
+        reached.add(body.instance);
+      }
+      return reached.size === 3;
+    });
+    const explicit = await send(`${base}/api/people/p/1`);
+    assert.equal(explicit.status, 200);
+    const body = JSON.parse(explicit.body.toString()) as { instance: string; url: string };
+    assert.match(body.instance, /^users-/);
+    assert.equal(body.url, '/p/1');
+    assert.equal((await send(`${base}/unknown-service/x`)).status, 404);
+  });
+
+  it('routes a service registered after the gateway started, without a restart', async () => {
+    assert.equal((await send(`${base}/billing/invoices`)).status, 404);
+    await backend('billing-1', 'billing');
+    const reply = await eventually('billing to become routable', async () => {
+      const r = await send(`${base}/billing/invoices`);
+      return r.status === 200 ? r : undefined;
+    });
+    assert.equal(JSON.parse(reply.body.toString()).instance, 'billing-1');
+  });
+
+  it('removes hop-by-hop headers both ways and adds X-Forwarded-* and X-Request-Id', async () => {
+    const users = backends.filter((b) => b.name.startsWith('users-'));
+    for (const b of users) b.seen.length = 0;
+    const reply = await send(`${base}/users/headers`, {
+      headers: {
+        host: 'public.example:8443',
+        connection: 'keep-alive, X-Client-Hop',
+        'x-client-hop': 'drop me',
+        'keep-alive': 'timeout=5',
+        te: 'trailers',
+        'proxy-authorization': 'Basic Zm9vOmJhcg==',
+        'x-forwarded-for': '203.0.113.9',
+        'x-end-to-end': 'keep me',
+      },
+    });
+    assert.equal(reply.status, 200);
+    const seen = users.flatMap((b) => b.seen).find((s) => s.url === '/headers');
+    assert.ok(seen, 'the backend saw the request');
+    for (const name of ['x-client-hop', 'te', 'proxy-authorization']) assert.equal(seen.headers[name], undefined, `${name} was forwarded`);
+    assert.notEqual(seen.headers['keep-alive'], 'timeout=5');
+    assert.ok(!(seen.headers.connection ?? '').toLowerCase().includes('x-client-hop'));
+    assert.equal(seen.headers['x-end-to-end'], 'keep me');
+    assert.equal(seen.headers['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
+    assert.equal(seen.headers['x-forwarded-proto'], 'http');
+    assert.equal(seen.headers['x-forwarded-host'], 'public.example:8443');
+    assert.equal(seen.headers['x-forwarded-prefix'], '/users');
+    assert.match(String(seen.headers['x-request-id']), /^[0-9a-f-]{36}$/);
+    // Response direction: the backend's hop-by-hop headers stay behind.
+    assert.equal(reply.headers['x-backend-hop'], undefined);
+    assert.equal(reply.headers['x-request-id'], seen.headers['x-request-id']);
+    // A client's own request id is kept.
+    const own = await send(`${base}/users/headers`, { headers: { 'x-request-id': 'abc-123' } });
+    assert.equal(own.headers['x-request-id'], 'abc-123');
+  });
+
+  it('rejects auth routes without a valid bearer token', async () => {
+    const none = await send(`${base}/secure/o/1`);
+    assert.equal(none.status, 401);
+    assert.equal(JSON.parse(none.body.toString()).error, 'unauthorized');
+    assert.equal((await send(`${base}/secure/o/1`, { headers: { authorization: 'Bearer wrong' } })).status, 401);
+    const ok = await send(`${base}/secure/o/1`, { headers: { authorization: 'Bearer s3cret' } });
+    assert.equal(ok.status, 200);
+    assert.equal(JSON.parse(ok.body.toString()).url, '/o/1');
+  });
+
+  it('streams a 5 MB upload to the instance and its echo back', async () => {
+    const payload = randomBytes(5 * 1024 * 1024);
+    const reply = await new Promise<{ status: number; digest: string; size: number }>((resolve, reject) => {
+      const req = httpRequest(`${base}/users/echo-body`, { method: 'POST', agent: false, headers: { 'transfer-encoding': 'chunked' } }, (res) => {
+        const hash = createHash('sha256');
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          hash.update(c);
+          size += c.length;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, digest: hash.digest('hex'), size }));
+      });
+      req.on('error', reject);
+      for (let i = 0; i < payload.length; i += 64 * 1024) req.write(payload.subarray(i, i + 64 * 1024));
+      req.end();
+    });
+    assert.equal(reply.status, 200);
+    assert.equal(reply.size, payload.length);
+    assert.equal(reply.digest, createHash('sha256').update(payload).digest('hex'));
+  });
+
+  it('does not buffer: request bytes reach the instance and response bytes reach the client before either body ends', async () => {
+    const orders = backends.find((b) => b.name === 'orders-1')!;
+    let release!: () => void;
+    orders.hooks.release = new Promise<void>((r) => (release = r));
+    const firstChunkSeen = new Promise<void>((r) => (orders.hooks.firstChunk = r));
+    const req = httpRequest(`${base}/orders/stream`, { method: 'POST', agent: false, headers: { 'transfer-encoding': 'chunked' } });
+    req.write('hello;');
+    // The instance sees our first chunk while our request is still open.
+    await firstChunkSeen;
+    const [res] = (await once(req, 'response')) as [IncomingMessage];
+    // And we see its first chunk while its response is still open.
+    const [first] = (await once(res, 'data')) as [Buffer];
+    assert.equal(first.toString(), 'first;');
+    const rest: Buffer[] = [];
+    res.on('data', (c: Buffer) => rest.push(c));
+    release();
+    req.end('bye');
+    await once(res, 'end');
+    assert.equal(Buffer.concat(rest).toString(), 'last');
+    delete orders.hooks.release;
+    delete orders.hooks.firstChunk;
+  });
+
+  it('answers 504 past a route timeout, 503 with no instances, 502 when the instance is unreachable, as small JSON', async () => {
+    const slow = await send(`${base}/quick/slow`);
+    assert.equal(slow.status, 504);
+    assert.equal(JSON.parse(slow.body.toString()).error, 'ERR_DEADLINE_EXCEEDED');
+    const none = await eventually('a 503 for a service with no instances', async () => {
+      const r = await send(`${base}/nowhere/x`);
+      return r.status === 503 ? r : undefined;
+    });
+    assert.match(String(none.headers['content-type']), /application\/json/);
+    // An instance registered at a port nobody listens on.
+    const ghost = await startBackend('ghost-1');
+    await stopBackend(ghost);
+    await register(ghost, 'ghost');
+    const dead = await eventually('a 502 from an unreachable instance', async () => {
+      const r = await send(`${base}/ghost/x`);
+      return r.status === 502 ? r : undefined;
+    });
+    assert.ok(JSON.parse(dead.body.toString()).requestId);
+    await deregister('ghost-1');
+  });
+
+  describe('status page in headless Chromium', () => {
+    let browser: Browser | undefined;
+    let profile: string | undefined;
+
+    before(async function () {
+      if (!existsSync(CHROMIUM)) {
+        if (process.env['CI'] === 'true') throw new Error(`${CHROMIUM} is missing; CI must install Debian's chromium`);
+        this.skip();
+      }
+      profile = mkdtempSync(join(tmpdir(), 'proxyless-gateway-chromium-'));
+      // A fresh user-data-dir per run (launchPersistentContext is how Playwright takes one).
+      const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+      browser = context.browser() ?? undefined;
+      contexts.push(context);
+    });
+    const contexts: Awaited<ReturnType<typeof chromium.launchPersistentContext>>[] = [];
+
+    after(async () => {
+      for (const c of contexts) await c.close();
+      await browser?.close();
+      if (profile) rmSync(profile, { recursive: true, force: true });
+    });
+
+    it('shows every service and endpoint and refreshes live as traffic flows and instances join', async () => {
+      const page = await contexts[0]!.newPage();
+      await page.goto(`${base}/_proxyless/status`);
+      const rows = (service: string) => page.locator(`table[data-service="${service}"] tbody tr[data-endpoint]`);
+      const cell = (service: string, port: number, col: string) =>
+        page.locator(`table[data-service="${service}"] tr[data-endpoint="127.0.0.1:${port}"] td[data-col="${col}"]`);
+
+      const users = backends.filter((b) => b.name.startsWith('users-'));
+      await eventually('users and orders tables with their endpoints', async () =>
+        (await rows('users').count()) === 2 && (await rows('orders').count()) === 1 && (await rows('billing').count()) === 1);
+      for (const b of users) {
+        assert.equal(await cell('users', b.port, 'health').textContent(), 'passing');
+        assert.equal(await cell('users', b.port, 'breaker').textContent(), 'closed');
+      }
+      const successes = async (): Promise<number> => {
+        let total = 0;
+        for (const b of users) total += Number(await cell('users', b.port, 'successes').textContent());
+        return total;
+      };
+      const before = await successes();
+      for (let i = 0; i < 10; i++) assert.equal((await send(`${base}/users/ping`)).status, 200);
+      // No reload: the page's own once-a-second fetch picks the counts up.
+      await eventually('the success counts on the page to grow by 10', async () => (await successes()) >= before + 10);
+
+      const late = await backend('users-3', 'users');
+      await eventually('the new users endpoint to appear on the page', async () => (await cell('users', late.port, 'endpoint').count()) === 1);
+      assert.equal(await cell('users', late.port, 'endpoint').textContent(), `127.0.0.1:${late.port}`);
+      await page.close();
+    });
+  });
+
+  describe('as a process (examples/gateway/src/main.ts)', () => {
+    it('registers itself in Consul and, on SIGTERM, drains, deregisters and exits 0', async () => {
+      const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', 'examples/gateway/src/main.ts'], {
+        env: { ...process.env, CONSUL_HTTP_ADDR: agent.httpAddr, PORT: '0' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+      const exited = once(child, 'exit');
+      try {
+        const url = await eventually('the gateway to listen', () => /listening on (http:\/\/\S+)/.exec(output)?.[1], 30_000);
+        await eventually('the gateway to be registered and passing', async () => {
+          const r = await fetch(`${agent.httpUrl}/v1/health/service/gateway?passing`);
+          return ((await r.json()) as unknown[]).length === 1;
+        });
+        const reply = await eventually('a request through the child gateway', async () => {
+          const r = await send(`${url}/orders/x`);
+          return r.status === 200 ? r : undefined;
+        });
+        assert.equal(JSON.parse(reply.body.toString()).instance, 'orders-1');
+        child.kill('SIGTERM');
+        const [code] = (await exited) as [number | null];
+        assert.equal(code, 0, output);
+        const r = await fetch(`${agent.httpUrl}/v1/catalog/service/gateway`);
+        assert.deepEqual(await r.json(), []);
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      }
+    });
+  });
+});
