@@ -17,18 +17,19 @@ export async function waitFor<T>(
   for (;;) {
     try {
       const value = await check();
-      if (value) return value as NonNullable<T>;
+      if (value) return value;
     } catch (error) {
       lastError = error;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${String(lastError)})` : ''}`);
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError instanceof Error ? ` (last error: ${lastError.message})` : ''}`);
     }
     await sleep(intervalMs);
   }
 }
 
 /** GET against the agent; returns status and parsed JSON (or undefined). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export async function consulGet(httpUrl: string, path: string): Promise<{ status: number; body: any; index: string | null }> {
   const res = await fetch(`${httpUrl}${path}`, { signal: AbortSignal.timeout(5000) });
   const text = await res.text();
@@ -58,7 +59,7 @@ export async function checkStatus(httpUrl: string, checkId: string): Promise<str
 export interface ChildEvent {
   event: string;
   t: number;
-  [key: string]: any;
+  [key: string]: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
 /** A child process that reports JSON lines on stdout. */
@@ -127,3 +128,85 @@ export function wrap(child: ChildProcess): ReportingChild {
 }
 
 export const fixture = (file: string): string => join(packageRoot, 'test', 'fixtures', file);
+
+/** One request of the load client. */
+export interface ClientRequest {
+  instance: string;
+  start: number;
+  end: number;
+  status?: number;
+  error?: string;
+}
+
+/**
+ * A client that discovers `name` through blocking queries on the passing
+ * health endpoint (as Proxyless clients do) and keeps `concurrency` requests
+ * in flight against the instances it currently sees.
+ */
+export function startWatchingClient(httpUrl: string, name: string, concurrency = 4, delayMs = 40) {
+  let endpoints: { id: string; url: string }[] = [];
+  const changes: { t: number; ids: string[] }[] = [];
+  const requests: ClientRequest[] = [];
+  let stopped = false;
+  const stop = new AbortController();
+
+  const watch = async (): Promise<void> => {
+    let index = '0';
+    while (!stopped) {
+      try {
+        const res = await fetch(`${httpUrl}/v1/health/service/${name}?passing&index=${index}&wait=5s`, {
+          signal: AbortSignal.any([stop.signal, AbortSignal.timeout(10_000)]),
+        });
+        const body = (await res.json()) as { Service: { ID: string; Address: string; Port: number } }[];
+        index = res.headers.get('x-consul-index') ?? index;
+        const next = body.map((e) => ({ id: e.Service.ID, url: `http://${e.Service.Address}:${e.Service.Port}` }));
+        const ids = next.map((e) => e.id).sort();
+        const last = changes[changes.length - 1];
+        if (!last || last.ids.join() !== ids.join()) changes.push({ t: Date.now(), ids });
+        endpoints = next;
+      } catch {
+        if (!stopped) await sleep(50);
+      }
+    }
+  };
+
+  const worker = async (w: number): Promise<void> => {
+    let i = w;
+    while (!stopped) {
+      const list = endpoints;
+      if (list.length === 0) {
+        await sleep(10);
+        continue;
+      }
+      const target = list[i++ % list.length]!;
+      const entry: ClientRequest = { instance: target.id, start: Date.now(), end: 0 };
+      requests.push(entry);
+      try {
+        const res = await fetch(`${target.url}/?delay=${delayMs}`, { signal: AbortSignal.timeout(10_000) });
+        await res.text();
+        entry.status = res.status;
+      } catch (error) {
+        entry.error = String((error as Error & { cause?: unknown }).cause ?? error);
+      }
+      entry.end = Date.now();
+    }
+  };
+
+  const running = Promise.all([watch(), ...Array.from({ length: concurrency }, (_, w) => worker(w))]);
+  return {
+    requests,
+    changes,
+    /** First time after `after` at which the client's view no longer contains `id`. */
+    leftAt(id: string, after: number): number | undefined {
+      return changes.find((c) => c.t >= after && !c.ids.includes(id))?.t;
+    },
+    sees(id: string): boolean {
+      return endpoints.some((e) => e.id === id);
+    },
+    async stop(): Promise<void> {
+      stopped = true;
+      stop.abort();
+      await running;
+    },
+  };
+}
