@@ -30,7 +30,9 @@ fail() { log "ERROR: $*"; exit 1; }
 
 report() {
   local bin="$1" how="$2" version
-  version="$("$bin" version 2>/dev/null | head -n1)" || fail "$bin does not run ('$bin version' failed)"
+  # Capture all of it: `| head -n1` would SIGPIPE consul and, under pipefail, fail at random.
+  version="$("$bin" version 2>/dev/null)" || fail "$bin does not run ('$bin version' failed)"
+  version="${version%%$'\n'*}"
   log "using $how: $bin ($version)"
   printf '%s\n' "$bin"
 }
