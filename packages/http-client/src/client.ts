@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { EventEmitter } from 'eventemitter3';
 import pRetry, { type Options as PRetryOptions, type RetryContext } from 'p-retry';
 import type { Dispatcher } from 'undici';
-import { AbortedError, ClosedError, type Balancer, type PickContext, type ServiceWatch } from '@proxyless/core';
+import { AbortedError, ClosedError, peakEwma, type Balancer, type PickContext, type ServiceWatch } from '@proxyless/core';
 import type { Endpoint, EndpointInfo } from './endpoint.js';
 import { EndpointSet } from './endpoint-set.js';
 import {
@@ -20,7 +20,6 @@ import type { ClientEvents } from './events.js';
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js';
 import { RetryBudget } from './retry-budget.js';
 import { backoffMs, isReplayableBody, isSafeToRetry, parseRetryAfter } from './retry.js';
-import { fallbackBalancer } from './default-balancer.js';
 import type { BreakerState } from './breaker.js';
 
 /** Request body types. Strings and byte arrays are replayable (retries may resend them); streams are not. */
@@ -226,7 +225,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     const o = resolveOptions(options);
     this.#options = o;
     this.#service = o.service;
-    this.#balancer = o.balancer ?? fallbackBalancer();
+    this.#balancer = o.balancer ?? peakEwma();
     this.#timeoutMs = o.timeoutMs;
     this.#perTryTimeoutMs = o.perTryTimeoutMs;
     this.#failureStatus = statusTable(o.outlier ? o.outlier.failureStatuses : Array.from({ length: 100 }, (_, i) => 500 + i));

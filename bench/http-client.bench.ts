@@ -1,0 +1,241 @@
+/**
+ * @proxyless/http-client vs a raw undici Pool, undici BalancedPool and nginx
+ * as the central proxy — side by side in one run, same backends, 64 in flight.
+ *
+ * Closed loop (64 workers, each awaiting its previous request): this
+ * understates tail latency (coordinated omission); treat p99.9 as relative.
+ * Every configuration runs RUNS times, interleaved, after a warm-up; each run
+ * is bounded by request count and by duration. Backends run in child
+ * processes so this process's CPU time (process.cpuUsage) is the client's own.
+ *
+ * Run: npm run bench -- bench/http-client.bench.ts
+ */
+import { execSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import * as hdr from 'hdr-histogram-js';
+import { Pool, BalancedPool } from 'undici';
+import { StaticResolver, roundRobin, leastRequest, peakEwma, type Balancer } from '@proxyless/core';
+import { createClient, type ProxylessClient } from '@proxyless/http-client';
+import { freePorts, nginxVersion, startNginx, startNodeBackends, stop } from './support/processes.js';
+
+const CONCURRENCY = 64;
+const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
+const RUN_MS = Number(process.env['BENCH_RUN_MS'] ?? 2_000);
+const MAX_REQUESTS = 200_000;
+
+interface Result {
+  requests: number;
+  errors: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  cpuUsPerReq: number;
+}
+
+type Call = () => Promise<void>;
+
+async function load(call: Call, ms: number, max: number): Promise<Result> {
+  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+  let requests = 0;
+  let errors = 0;
+  const stopAt = performance.now() + ms;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const worker = async (): Promise<void> => {
+    while (requests + errors < max && performance.now() < stopAt) {
+      const s = performance.now();
+      try {
+        await call();
+        requests++;
+        histogram.recordValue(Math.max(1, Math.round((performance.now() - s) * 1000)));
+      } catch {
+        errors++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  const elapsed = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  const r: Result = {
+    requests,
+    errors,
+    rps: (requests / elapsed) * 1000,
+    p50: histogram.getValueAtPercentile(50) / 1000,
+    p99: histogram.getValueAtPercentile(99) / 1000,
+    p999: histogram.getValueAtPercentile(99.9) / 1000,
+    cpuUsPerReq: (cpu.user + cpu.system) / Math.max(1, requests),
+  };
+  histogram.destroy();
+  return r;
+}
+
+interface Config {
+  name: string;
+  call: Call;
+}
+
+function poolCall(pool: Pool | BalancedPool): Call {
+  return async () => {
+    const { body } = await pool.request({ path: '/', method: 'GET' });
+    await body.dump();
+  };
+}
+
+function clientCall(client: ProxylessClient): Call {
+  return async () => {
+    const { body } = await client.request({ path: '/', method: 'GET' });
+    await body.dump();
+  };
+}
+
+function makeClient(ports: number[], balancer?: Balancer): { client: ProxylessClient; resolver: StaticResolver } {
+  const resolver = new StaticResolver({ services: { svc: ports.map((port) => ({ address: '127.0.0.1', port })) } });
+  // Breakers, outlier detection and retries all on (defaults).
+  const client = createClient({ service: 'svc', resolver, ...(balancer ? { balancer } : {}) });
+  return { client, resolver };
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+};
+
+async function compare(title: string, configs: Config[], baseline: string | undefined): Promise<Map<string, Result[]>> {
+  process.stdout.write(`\n### ${title}\n(warm-up…)\n`);
+  for (const c of configs) await load(c.call, 400, MAX_REQUESTS);
+  const results = new Map<string, Result[]>(configs.map((c) => [c.name, []]));
+  for (let run = 0; run < RUNS; run++) {
+    for (const c of configs) results.get(c.name)!.push(await load(c.call, RUN_MS, MAX_REQUESTS));
+  }
+  const fmt = (xs: number[], digits: number): string =>
+    `${median(xs).toFixed(digits)} [${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]`;
+  const base = baseline ? results.get(baseline)! : undefined;
+  const rows = [['config', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'CPU µs/req', 'req/s ×base', 'CPU ×base', 'errors']];
+  for (const [name, rs] of results) {
+    rows.push([
+      name,
+      fmt(rs.map((r) => r.rps), 0),
+      fmt(rs.map((r) => r.p50), 2),
+      fmt(rs.map((r) => r.p99), 2),
+      fmt(rs.map((r) => r.p999), 2),
+      fmt(rs.map((r) => r.cpuUsPerReq), 1),
+      base ? (median(rs.map((r) => r.rps)) / median(base.map((r) => r.rps))).toFixed(2) : '',
+      base ? (median(rs.map((r) => r.cpuUsPerReq)) / median(base.map((r) => r.cpuUsPerReq))).toFixed(2) : '',
+      String(rs.reduce((a, r) => a + r.errors, 0)),
+    ]);
+  }
+  process.stdout.write(`${rows.map((r) => `| ${r.join(' | ')} |`).join('\n').replace(/\n/, `\n|${rows[0]!.map(() => '---').join('|')}|\n`)}\n`);
+  return results;
+}
+
+const med = (rs: Result[] | undefined, key: keyof Result): number => median((rs ?? []).map((r) => r[key]));
+
+function verdict(label: string, ok: boolean, detail: string): string {
+  return `- ${ok ? 'MET   ' : 'MISSED'} ${label}: ${detail}`;
+}
+
+export async function run(): Promise<void> {
+  const version = (p: string): string =>
+    (JSON.parse(readFileSync(new URL(`../node_modules/${p}/package.json`, import.meta.url), 'utf8')) as { version: string }).version;
+  let model = 'unknown';
+  try {
+    model = execSync("lscpu | grep -E 'Model name|^CPU\\(s\\)'", { encoding: 'utf8' }).replace(/\s+/g, ' ').trim();
+  } catch { /* no lscpu */ }
+  process.stdout.write(
+    `# http-client bench\ncommand: ${process.argv.map((a) => a.replace(/^.*node_modules\//, '')).join(' ')}\n` +
+      `node ${process.version}, undici ${version('undici')}, opossum ${version('opossum')}, p-retry ${version('p-retry')}, nginx ${nginxVersion() ?? 'absent'}\n` +
+      `machine: ${model}\nconcurrency ${CONCURRENCY}, ${RUNS} interleaved runs × ${RUN_MS} ms (≤ ${MAX_REQUESTS} requests) per config; median [min–max]\n`,
+  );
+  if (!nginxVersion()) throw new Error('nginx is required (apt-get install -y nginx)');
+
+  const [t1, t2, t3, proxyPort, n1, n2, n3, s1, s2, s3, s4, s5] = await freePorts(12) as [number, number, number, number, number, number, number, number, number, number, number, number];
+  const trivial = [t1, t2, t3];
+  const nodePorts = [n1, n2, n3];
+  const slowPorts = [s1, s2, s3, s4, s5];
+  const nginx = await startNginx(trivial, proxyPort, nodePorts);
+  const nodeBackends = await startNodeBackends(nodePorts.map((port) => ({ port, delayMs: 0 })));
+  const healthy5 = await startNodeBackends(slowPorts.slice(0, 4).map((port) => ({ port, delayMs: 0 })));
+  const slowOne = await startNodeBackends([{ port: s5, delayMs: 50 }]);
+  const closers: (() => Promise<void>)[] = [];
+  try {
+    // 1. Overhead: trivial nginx backends.
+    const raw = new Pool(`http://127.0.0.1:${t1}`);
+    const balanced = new BalancedPool(trivial.map((p) => `http://127.0.0.1:${p}`));
+    const { client: px } = makeClient(trivial);
+    closers.push(() => raw.close(), () => balanced.close(), () => px.close());
+    const overhead = await compare(
+      'Overhead — trivial nginx backends (return 200 "ok")',
+      [
+        { name: 'raw undici Pool → 1 backend', call: poolCall(raw) },
+        { name: 'undici BalancedPool ×3', call: poolCall(balanced) },
+        { name: 'proxyless client ×3 (peak EWMA, breakers, ejection, retries)', call: clientCall(px) },
+      ],
+      'raw undici Pool → 1 backend',
+    );
+
+    // 2. Realistic: Node backends, direct vs via nginx as the central proxy.
+    const rawNode = new Pool(`http://127.0.0.1:${n1}`);
+    const viaNginx = new Pool(`http://127.0.0.1:${proxyPort}`);
+    const { client: pxNode } = makeClient(nodePorts);
+    closers.push(() => rawNode.close(), () => viaNginx.close(), () => pxNode.close());
+    const realistic = await compare(
+      'Realistic — 3 Node backends: direct vs nginx central proxy',
+      [
+        { name: 'raw undici Pool → 1 Node backend', call: poolCall(rawNode) },
+        { name: 'proxyless client ×3 Node backends', call: clientCall(pxNode) },
+        { name: 'undici Pool → nginx proxy → 3 Node backends', call: poolCall(viaNginx) },
+      ],
+      'undici Pool → nginx proxy → 3 Node backends',
+    );
+
+    // 3. Slow backend: 5 Node backends, one +50 ms.
+    const healthyClient = makeClient([...slowPorts.slice(0, 4), n1]).client; // 5 healthy (n1 is a healthy Node backend)
+    const rr = makeClient(slowPorts, roundRobin()).client;
+    const lr = makeClient(slowPorts, leastRequest()).client;
+    const pe = makeClient(slowPorts, peakEwma()).client;
+    closers.push(() => healthyClient.close(), () => rr.close(), () => lr.close(), () => pe.close());
+    const slow = await compare(
+      'Slow backend — 5 Node backends, one +50 ms (closed loop, 64 in flight)',
+      [
+        { name: 'peak EWMA, all 5 healthy (reference)', call: clientCall(healthyClient) },
+        { name: 'round-robin, one slow', call: clientCall(rr) },
+        { name: 'least-request (P2C), one slow', call: clientCall(lr) },
+        { name: 'peak EWMA, one slow', call: clientCall(pe) },
+      ],
+      undefined,
+    );
+
+    const o = (n: string, k: keyof Result): number => med(overhead.get(n), k);
+    const rawName = 'raw undici Pool → 1 backend';
+    const pxName = 'proxyless client ×3 (peak EWMA, breakers, ejection, retries)';
+    const r = (n: string, k: keyof Result): number => med(realistic.get(n), k);
+    const nginxName = 'undici Pool → nginx proxy → 3 Node backends';
+    const pxNodeName = 'proxyless client ×3 Node backends';
+    const sl = (n: string, k: keyof Result): number => med(slow.get(n), k);
+    const lines = [
+      verdict('client CPU/req ≤ 1.1× raw Pool', o(pxName, 'cpuUsPerReq') <= 1.1 * o(rawName, 'cpuUsPerReq'),
+        `${o(pxName, 'cpuUsPerReq').toFixed(1)} vs ${o(rawName, 'cpuUsPerReq').toFixed(1)} µs (${(o(pxName, 'cpuUsPerReq') / o(rawName, 'cpuUsPerReq')).toFixed(2)}×)`),
+      verdict('throughput ≥ 0.9× raw Pool', o(pxName, 'rps') >= 0.9 * o(rawName, 'rps'),
+        `${o(pxName, 'rps').toFixed(0)} vs ${o(rawName, 'rps').toFixed(0)} req/s (${(o(pxName, 'rps') / o(rawName, 'rps')).toFixed(2)}×)`),
+      verdict('p99.9 ≤ raw Pool + 1 ms', o(pxName, 'p999') <= o(rawName, 'p999') + 1,
+        `${o(pxName, 'p999').toFixed(2)} vs ${o(rawName, 'p999').toFixed(2)} ms`),
+      verdict('≥ 1.8× nginx-proxy throughput', r(pxNodeName, 'rps') >= 1.8 * r(nginxName, 'rps'),
+        `${r(pxNodeName, 'rps').toFixed(0)} vs ${r(nginxName, 'rps').toFixed(0)} req/s (${(r(pxNodeName, 'rps') / r(nginxName, 'rps')).toFixed(2)}×)`),
+      verdict('≤ 0.6× nginx-proxy p50', r(pxNodeName, 'p50') <= 0.6 * r(nginxName, 'p50'),
+        `${r(pxNodeName, 'p50').toFixed(2)} vs ${r(nginxName, 'p50').toFixed(2)} ms (${(r(pxNodeName, 'p50') / r(nginxName, 'p50')).toFixed(2)}×)`),
+      verdict('peak-EWMA p99 (one slow of five) ≤ 1.5× all-healthy p99', sl('peak EWMA, one slow', 'p99') <= 1.5 * sl('peak EWMA, all 5 healthy (reference)', 'p99'),
+        `${sl('peak EWMA, one slow', 'p99').toFixed(2)} vs ${sl('peak EWMA, all 5 healthy (reference)', 'p99').toFixed(2)} ms`),
+    ];
+    process.stdout.write(`\n### Targets\n${lines.join('\n')}\n`);
+  } finally {
+    for (const c of closers) await c().catch(() => undefined);
+    await stop(nodeBackends);
+    await stop(healthy5);
+    await stop(slowOne);
+    await stop(nginx.child);
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await run();
