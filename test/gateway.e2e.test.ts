@@ -297,12 +297,13 @@ describe('example gateway, end to end (real Consul, real services, headless Chro
   it('answers 504 past a route timeout, 503 with no instances, 502 when the instance is unreachable, as small JSON', async () => {
     const slow = await send(`${base}/quick/slow`);
     assert.equal(slow.status, 504);
-    assert.equal(JSON.parse(slow.body.toString()).error, 'ERR_DEADLINE_EXCEEDED');
+    assert.equal(JSON.parse(slow.body.toString()).error, 'gateway_timeout');
     const none = await eventually('a 503 for a service with no instances', async () => {
       const r = await send(`${base}/nowhere/x`);
       return r.status === 503 ? r : undefined;
     });
     assert.match(String(none.headers['content-type']), /application\/json/);
+    assert.equal(JSON.parse(none.body.toString()).error, 'service_unavailable');
     // An instance registered at a port nobody listens on.
     const ghost = await startBackend('ghost-1');
     await stopBackend(ghost);
@@ -311,6 +312,7 @@ describe('example gateway, end to end (real Consul, real services, headless Chro
       const r = await send(`${base}/ghost/x`);
       return r.status === 502 ? r : undefined;
     });
+    assert.equal(JSON.parse(dead.body.toString()).error, 'bad_gateway');
     assert.ok(JSON.parse(dead.body.toString()).requestId);
     await deregister('ghost-1');
   });

@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import type { AddressInfo } from 'node:net';
 import { isProxylessError } from '@proxyless/core';
 import { CatalogWatch } from './catalog-watch.js';
-import { catalogRoute, resolveRoutes, type GatewayConfig, type ResolvedRoute } from './config.js';
+import { catalogRoute, resolvePolicy, resolveRoutes, type GatewayConfig, type ResolvedRoute } from './config.js';
 import { authFilter, byOrder, requestIdFilter, responseHeadersFilter, type AuthorizeHook, type Filter, type FilterContext, type FilterResponse } from './filters.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { statusPageHtml, type GatewayStatus } from './status-page.js';
@@ -39,6 +39,9 @@ export function errorResponse(error: unknown): { status: number; code: string; m
     case 'ERR_DEADLINE_EXCEEDED':
     case 'ERR_TIMEOUT':
       return { status: 504, code, message };
+    case 'ERR_REQUEST_FAILED':
+      // A try that timed out without retries left is a gateway timeout too.
+      return { status: (error as { reason?: unknown }).reason === 'timeout' ? 504 : 502, code, message };
     default:
       return { status: 502, code, message };
   }
@@ -109,7 +112,8 @@ export class Gateway {
   #client(service: string): Upstream {
     let client = this.#clients.get(service);
     if (!client) {
-      client = this.upstreams.open(service);
+      const defaults = resolvePolicy('defaults', this.#config.defaults ?? {});
+      client = this.upstreams.open(service, defaults);
       this.#clients.set(service, client);
     }
     return client;
@@ -199,14 +203,15 @@ export class Gateway {
         }
       }
       await this.#forward(ctx, res);
-    } catch (error) {
-      const mapped = errorResponse(error);
+    } catch (failure) {
+      const mapped = errorResponse(failure);
       ctx.error = { status: mapped.status, code: mapped.code };
       if (res.headersSent) {
-        res.destroy(error as Error);
+        res.destroy(failure as Error);
         return;
       }
-      await this.#answer(ctx, res, { status: mapped.status, body: { error: mapped.code, message: mapped.message, requestId: ctx.requestId } });
+      const error = mapped.status === 504 ? 'gateway_timeout' : mapped.status === 503 ? 'service_unavailable' : 'bad_gateway';
+      await this.#answer(ctx, res, { status: mapped.status, body: { error, code: mapped.code, message: mapped.message, requestId: ctx.requestId } });
     }
   }
 
@@ -283,6 +288,7 @@ export class Gateway {
         errors: this.#errors,
         catalogError: this.catalog.lastError?.message ?? null,
       },
+      events: this.upstreams.events.slice(0, 20),
       services: [...this.#clients.entries()]
         .sort(([a], [b]) => a.localeCompare(b))
         .map(([name, client]) => ({ name, routes: routesOf(name), endpoints: client.stats().sort((a, b) => a.key.localeCompare(b.key)) })),

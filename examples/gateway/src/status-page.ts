@@ -3,7 +3,7 @@
  * service, one row per endpoint. Self-contained (no CDN): the page fetches
  * `status.json` every second and re-renders with `textContent` only.
  */
-import type { EndpointStatus } from './upstreams.js';
+import type { EndpointStatus, UpstreamEvent } from './upstreams.js';
 
 /** The JSON document served at `/_proxyless/status.json`. */
 export interface GatewayStatus {
@@ -16,6 +16,8 @@ export interface GatewayStatus {
     readonly errors: number;
     readonly catalogError: string | null;
   };
+  /** Latest endpoint events (added, removed, breaker, ejection), newest first. */
+  readonly events: readonly UpstreamEvent[];
   readonly services: readonly {
     readonly name: string;
     readonly routes: readonly string[];
@@ -51,10 +53,12 @@ export const statusPageHtml = `<!doctype html>
 <div id="summary">loading…</div>
 <div id="error"></div>
 <div id="services"></div>
+<h2>Recent endpoint events</h2>
+<ul id="events"></ul>
 <script>
 "use strict";
 const cols = [
-  ['endpoint', (e) => e.address + ':' + e.port],
+  ['endpoint', (e) => e.label],
   ['id', (e) => e.id],
   ['health', (e) => e.health],
   ['inFlight', (e) => String(e.inFlight)],
@@ -96,7 +100,7 @@ function render(status) {
     }
     for (const e of svc.endpoints) {
       const state = e.ejected ? 'ejected' : e.breaker !== 'closed' ? e.breaker : 'up';
-      const row = el('tr', { 'data-endpoint': e.address + ':' + e.port, class: state });
+      const row = el('tr', { 'data-endpoint': e.label, class: state });
       for (const [name, value] of cols) row.appendChild(el('td', { 'data-col': name }, value(e)));
       body.appendChild(row);
     }
@@ -104,6 +108,9 @@ function render(status) {
     next.appendChild(section);
   }
   root.replaceChildren(next);
+  const log = el('ul', { id: 'events' });
+  for (const ev of status.events) log.appendChild(el('li', {}, new Date(ev.at).toLocaleTimeString() + ' ' + ev.service + ' ' + ev.endpoint + ': ' + ev.event));
+  document.getElementById('events').replaceWith(log);
   document.body.setAttribute('data-generated-at', String(status.generatedAt));
 }
 async function refresh() {
