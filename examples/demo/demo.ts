@@ -1,0 +1,291 @@
+/**
+ * `npm run demo`: Proxyless end to end, on nothing but this machine.
+ *
+ * Starts a Consul dev agent, three instances of examples/service (each
+ * registers itself with @proxyless/registrar), and drives a
+ * @proxyless/http-client client at them through a Consul blocking-query
+ * watch, step by step: balanced traffic; SIGTERM (drain + deregister);
+ * SIGKILL (breaker/ejection + retries); new instances; a slow instance
+ * (peak EWMA). Prints a summary and stops everything, also on Ctrl-C.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConsulResolver, peakEwma } from '@proxyless/core';
+import { createClient, type ProxylessClient } from '@proxyless/http-client';
+import { startConsulAgent, type ConsulAgent } from '../../test/support/consul.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const SERVICE = 'hello';
+const CONCURRENCY = 8;
+const tty = process.stdout.isTTY;
+const bold = (s: string): string => (tty ? `\x1b[1m${s}\x1b[0m` : s);
+const green = (s: string): string => (tty ? `\x1b[32m${s}\x1b[0m` : s);
+const red = (s: string): string => (tty ? `\x1b[31m${s}\x1b[0m` : s);
+
+interface Instance {
+  name: string;
+  proc: ChildProcess;
+  port?: number;
+  readyAt?: number;
+  firstServedAt?: number;
+  exit?: Promise<number | null>;
+}
+
+const instances = new Map<string, Instance>();
+let agent: ConsulAgent | undefined;
+let client: ProxylessClient | undefined;
+let resolver: ConsulResolver | undefined;
+
+function log(message: string): void {
+  process.stdout.write(`${message}\n`);
+}
+
+async function startInstance(name: string): Promise<Instance> {
+  const proc = spawn(
+    process.execPath,
+    ['--conditions=proxyless-source', '--import', 'tsx', join(here, '..', 'service', 'server.ts')],
+    {
+      env: {
+        ...process.env,
+        SERVICE_NAME: SERVICE,
+        INSTANCE: name,
+        CONSUL_HTTP_ADDR: agent!.httpAddr,
+        TTL_MS: '3000',
+        DRAIN_DELAY_MS: '300',
+        EXIT_WITH_PARENT: '1',
+      },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
+  const inst: Instance = { name, proc };
+  inst.exit = once(proc, 'exit').then(([code]) => code as number | null);
+  instances.set(name, inst);
+  const lines = createInterface({ input: proc.stdout });
+  const ready = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name} did not register in 30 s`)), 30_000);
+    lines.on('line', (line) => {
+      const m = /^READY (\S+) (\d+)/.exec(line);
+      if (m && !inst.readyAt) {
+        inst.port = Number(m[2]);
+        inst.readyAt = Date.now();
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    void inst.exit!.then((code) => reject(new Error(`${name} exited (${String(code)}) before registering`)));
+  });
+  await ready;
+  return inst;
+}
+
+// ---- load and accounting -------------------------------------------------
+interface StepStats {
+  ok: number;
+  failed: number;
+  retried: number;
+  perInstance: Map<string, number>;
+  errors: Map<string, number>;
+}
+const newStats = (): StepStats => ({ ok: 0, failed: 0, retried: 0, perInstance: new Map(), errors: new Map() });
+let current = newStats();
+let running = true;
+
+async function worker(): Promise<void> {
+  while (running) {
+    try {
+      const res = await client!.request({ path: '/', timeoutMs: 3000 });
+      const who = String(res.headers['x-instance'] ?? res.endpoint.label);
+      await res.body.dump();
+      const stats = current;
+      stats.ok++;
+      if (res.attempts > 1) stats.retried++;
+      stats.perInstance.set(who, (stats.perInstance.get(who) ?? 0) + 1);
+      const inst = instances.get(who);
+      if (inst && !inst.firstServedAt) inst.firstServedAt = Date.now();
+    } catch (error) {
+      const stats = current;
+      stats.failed++;
+      const code = (error as { code?: string }).code ?? (error as Error).name;
+      stats.errors.set(code, (stats.errors.get(code) ?? 0) + 1);
+      await sleep(5);
+    }
+  }
+}
+
+function table(stats: StepStats, elapsedMs: number): string {
+  const total = stats.ok || 1;
+  const rows = [...instances.keys()].map((name) => {
+    const n = stats.perInstance.get(name) ?? 0;
+    const share = ((100 * n) / total).toFixed(1).padStart(5);
+    const bar = '#'.repeat(Math.round((30 * n) / total));
+    return `    ${name.padEnd(8)} ${String(n).padStart(7)}  ${share}%  ${bar}`;
+  });
+  const rate = Math.round((stats.ok * 1000) / Math.max(elapsedMs, 1));
+  const failures = stats.failed === 0 ? green('0 failed') : red(`${stats.failed} failed`);
+  return [
+    `    ${String(stats.ok)} ok, ${failures}, ${String(stats.retried)} answered after a retry, ~${String(rate)} req/s`,
+    ...rows,
+  ].join('\n');
+}
+
+/** Runs `ms` of traffic, redrawing the live table, and returns the step's counters. */
+async function phase(ms: number, during?: () => Promise<void>): Promise<StepStats> {
+  current = newStats();
+  const start = Date.now();
+  let lines = 0;
+  const draw = (): void => {
+    const text = table(current, Date.now() - start);
+    if (tty && lines > 0) process.stdout.write(`\x1b[${String(lines)}A\x1b[J`);
+    process.stdout.write(`${text}\n`);
+    lines = text.split('\n').length;
+  };
+  const timer = tty ? setInterval(draw, 250) : undefined;
+  if (during) await during();
+  await sleep(Math.max(0, ms - (Date.now() - start)));
+  if (timer) clearInterval(timer);
+  if (tty) draw();
+  else log(table(current, Date.now() - start));
+  return current;
+}
+
+async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await condition()) return true;
+    await sleep(20);
+  }
+  return false;
+}
+
+async function passingIds(): Promise<string[]> {
+  const r = await fetch(`${agent!.httpUrl}/v1/health/service/${SERVICE}?passing`);
+  const body = (await r.json()) as { Service: { ID: string } }[];
+  return body.map((e) => e.Service.ID);
+}
+
+// ---- the story -------------------------------------------------------------
+async function main(): Promise<void> {
+  const started = Date.now();
+  log(bold('Proxyless demo: client-side load balancing with Consul, no proxy in the path\n'));
+  log('1. Starting a Consul dev agent (provisioned by scripts/provision-consul.sh)…');
+  agent = await startConsulAgent();
+  log(`   Consul at ${agent.httpUrl}, DNS on ${agent.dns.host}:${String(agent.dns.port)}`);
+
+  log(`2. Starting three instances of "${SERVICE}"; each registers itself with @proxyless/registrar…`);
+  await Promise.all(['a', 'b', 'c'].map((n) => startInstance(n)));
+  for (const inst of instances.values()) log(`   ${inst.name} on 127.0.0.1:${String(inst.port)}: registered, passing`);
+
+  resolver = new ConsulResolver({ address: agent.httpAddr });
+  client = createClient({ service: SERVICE, resolver, balancer: peakEwma(), timeoutMs: 3000 });
+  await waitFor(() => client!.stats().ready === 3, 10_000);
+
+  log(bold(`\n3. Balanced traffic: ${String(CONCURRENCY)} concurrent callers, peak-EWMA picks an instance per request`));
+  const workers = Array.from({ length: CONCURRENCY }, () => worker());
+  const balanced = await phase(3000);
+
+  log(bold('\n4. SIGTERM to instance a: it leaves the passing set, drains in-flight requests, deregisters, exits'));
+  const a = instances.get('a')!;
+  let sigtermAt = 0;
+  let deregisteredAfter = -1;
+  let exitedAfter = -1;
+  const graceful = await phase(4000, async () => {
+    sigtermAt = Date.now();
+    a.proc.kill('SIGTERM');
+    void waitFor(async () => !(await passingIds()).includes('a'), 10_000).then(() => {
+      deregisteredAfter = Date.now() - sigtermAt;
+    });
+    void a.exit!.then(() => {
+      exitedAfter = Date.now() - sigtermAt;
+    });
+  });
+  log(`   a left the passing set ${String(deregisteredAfter)} ms after SIGTERM and exited after ${String(exitedAfter)} ms (code ${String(await a.exit)})`);
+
+  log(bold('\n5. SIGKILL to instance b: no drain, connections reset; retries go to another instance, outlier detection ejects b'));
+  const b = instances.get('b')!;
+  let ejectedAfter = -1;
+  let killAt = 0;
+  const onEject = (): void => {
+    if (ejectedAfter < 0) ejectedAfter = Date.now() - killAt;
+  };
+  client.on('eject', onEject);
+  client.on('breakerOpen', onEject);
+  client.on('endpointRemoved', onEject);
+  const failover = await phase(5000, async () => {
+    killAt = Date.now();
+    b.proc.kill('SIGKILL');
+  });
+  const hitB = failover.perInstance.get('b') ?? 0;
+  log(`   requests that still reached b after the kill: ${String(failover.retried)} failed attempts, all retried on another instance;`);
+  log(`   peak EWMA's failure penalty steered traffic off b at once; b left the pick set after ${String(ejectedAfter)} ms`);
+  log(`   (ejection, open breaker or its TTL check going critical, whichever came first)${hitB > 0 ? `; ${String(hitB)} answers from b were in flight at the kill` : ''}`);
+
+  log(bold('\n6. Two new instances, d and e, start and register: the watch pushes them to the client at once'));
+  const scaleUp = await phase(3000, async () => {
+    await Promise.all(['d', 'e'].map((n) => startInstance(n)));
+  });
+  const firstTraffic = ['d', 'e'].map((n) => {
+    const inst = instances.get(n)!;
+    return inst.firstServedAt && inst.readyAt ? inst.firstServedAt - inst.readyAt : -1;
+  });
+  log(`   first request served after registration: d ${String(firstTraffic[0])} ms, e ${String(firstTraffic[1])} ms`);
+
+  log(bold('\n7. Instance c becomes slow (+50 ms per request): peak EWMA moves traffic away from it'));
+  await fetch(`http://127.0.0.1:${String(instances.get('c')!.port)}/admin/delay?ms=50`, { method: 'PUT' });
+  const slow = await phase(4000);
+  const slowShare = (100 * (slow.perInstance.get('c') ?? 0)) / Math.max(slow.ok, 1);
+
+  running = false;
+  await Promise.all(workers);
+
+  const all = [balanced, graceful, failover, scaleUp, slow];
+  const requests = all.reduce((n, s) => n + s.ok + s.failed, 0);
+  const failures = all.reduce((n, s) => n + s.failed, 0);
+  log(bold('\nSummary'));
+  log(`   requests: ${String(requests)}, failed: ${String(failures)} (errors: ${JSON.stringify(Object.fromEntries(all.flatMap((s) => [...s.errors])))})`);
+  log(`   graceful step (SIGTERM):  ${graceful.failed === 0 ? green('0 failed') : red(`${String(graceful.failed)} failed`)}; deregistered after ${String(deregisteredAfter)} ms, exited after ${String(exitedAfter)} ms`);
+  log(`   failover step (SIGKILL):  ${failover.failed === 0 ? green('0 failed') : red(`${String(failover.failed)} failed`)}; ${String(failover.retried)} requests answered after a retry; b out after ${String(ejectedAfter)} ms`);
+  log(`   scale-up: new instances served traffic ${String(firstTraffic[0])} / ${String(firstTraffic[1])} ms after registering`);
+  log(`   slow instance c: ${slowShare.toFixed(1)}% of traffic (a fair share is 33.3%)`);
+  const shares = [...balanced.perInstance].map(([n, c]) => `${n} ${((100 * c) / Math.max(balanced.ok, 1)).toFixed(1)}%`);
+  log(`   balanced step shares: ${shares.join(', ')}`);
+  log(`   total time ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  process.exitCode = graceful.failed === 0 && failover.failed === 0 ? 0 : 1;
+}
+
+async function cleanup(): Promise<void> {
+  running = false;
+  await client?.close();
+  await resolver?.close();
+  await Promise.all(
+    [...instances.values()].map(async (inst) => {
+      if (inst.proc.exitCode === null && inst.proc.signalCode === null) {
+        inst.proc.kill('SIGTERM');
+        const timer = setTimeout(() => inst.proc.kill('SIGKILL'), 5000);
+        await inst.exit;
+        clearTimeout(timer);
+      }
+    }),
+  );
+  await agent?.stop();
+}
+
+process.once('SIGINT', () => {
+  log('\nInterrupted: stopping everything…');
+  for (const inst of instances.values()) inst.proc.kill('SIGKILL');
+  // The Consul harness kills its agent on exit.
+  process.exit(130);
+});
+
+try {
+  await main();
+} catch (error) {
+  process.exitCode = 1;
+  process.stderr.write(`demo failed: ${(error as Error).stack ?? String(error)}\n`);
+} finally {
+  await cleanup();
+  log('Stopped every process the demo started.');
+}
