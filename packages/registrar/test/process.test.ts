@@ -120,4 +120,20 @@ describe('a registering service in a child process (real agent, real signals)', 
     assert.ok(exit.t - t < 2000, `exited ${exit.t - t} ms after the second signal`);
     assert.equal(exit.code, 128 + 15);
   });
+
+  it('deregisters and exits non-zero on an uncaught exception', async function () {
+    const svc = spawnNode(fixture('service.ts'), [], {
+      CONSUL_HTTP_ADDR: agent.httpAddr,
+      SERVICE_NAME: 'crashing',
+      TTL_MS: '3000',
+      THROW_AFTER_REGISTER: '1',
+    });
+    children.push(svc);
+    const registered = await svc.waitEvent('registered');
+    const exit = await svc.exited;
+    assert.equal(exit.code, 1, svc.stderr());
+    const deregistered = svc.events.find((e) => e.event === 'deregistered');
+    assert.ok(deregistered && deregistered.t <= exit.t, JSON.stringify(svc.events));
+    assert.equal((await consulGet(agent.httpUrl, `/v1/agent/service/${registered.id}`)).status, 404);
+  });
 });

@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
+import { startConsulAgent, freePort, type ConsulAgent } from '../../../test/support/consul.js';
+import { consulGet, packageRoot, passingIds, repoRoot, startWatchingClient, waitFor, wrap, type ReportingChild } from './helpers.js';
+
+const cliPath = `${packageRoot}/src/cli.ts`;
+
+function runCli(args: string[], env: NodeJS.ProcessEnv = {}): ReportingChild {
+  const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', cliPath, ...args], {
+    cwd: repoRoot,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return wrap(child);
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+describe('proxyless-register CLI', function () {
+  this.timeout(120_000);
+  let agent: ConsulAgent;
+  const children: ReportingChild[] = [];
+
+  before(async function () {
+    agent = await startConsulAgent();
+  });
+  after(async function () {
+    for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
+    await agent?.stop();
+  });
+
+  it('rejects bad usage with exit code 2 and a clear message', async function () {
+    const cases: [string[], RegExp][] = [
+      [['--port', '8080', '--', 'true'], /--name is required/],
+      [['--name', 'web', '--port', '99999', '--', 'true'], /--port must be a number between 1 and 65535/],
+      [['--name', 'web', '--port', '8080'], /a command to run is required/],
+      [['--name', 'web', '--port', '8080', '--ttl', 'soon', '--', 'true'], /--ttl.*not a duration/],
+      [['--name', 'web', '--port', '8080', '--bogus', '--', 'true'], /Unknown option '--bogus'/],
+      [['--name', 'web', '--port', '8080', '--deregister-after', '30s', '--address', '10.0.0.1', '--', 'true'], /deregisterCriticalServiceAfterMs/],
+      [['--name', 'web', '--port', '8080', '--address', '0.0.0.0', '--', 'true'], /wildcard address/],
+    ];
+    await Promise.all(
+      cases.map(async ([args, expected]) => {
+        const cli = runCli(args);
+        const exit = await cli.exited;
+        assert.equal(exit.code, 2, `${args.join(' ')}: ${cli.stderr()}`);
+        assert.match(cli.stderr(), expected);
+        assert.match(cli.stderr(), /Usage: proxyless-register/);
+      }),
+    );
+  });
+
+  it('wraps python3 -m http.server: registers once it answers, drains and deregisters before passing SIGTERM on', async function () {
+    const port = await freePort();
+    const t0 = Date.now();
+    const cli = runCli(
+      [
+        '--name', 'pyweb', '--port', String(port), '--address', '127.0.0.1',
+        '--ttl', '3s', '--check-http', '/', '--drain-delay', '500ms', '--deadline', '8s',
+        '--tag', 'python', '--meta', 'runtime=python3',
+        '--', 'python3', '-m', 'http.server', String(port), '--bind', '127.0.0.1',
+      ],
+      { CONSUL_HTTP_ADDR: agent.httpAddr },
+    );
+    children.push(cli);
+    const id = await waitFor(
+      'pyweb passing',
+      async () => (await passingIds(agent.httpUrl, 'pyweb'))[0],
+      { timeoutMs: 30_000, intervalMs: 10 },
+    );
+    console.log(`      [measure] CLI spawn → passing: ${Date.now() - t0} ms`);
+    const { body: service } = await consulGet(agent.httpUrl, `/v1/agent/service/${id}`);
+    assert.equal(service.Port, port);
+    assert.deepEqual(service.Tags, ['python']);
+    assert.deepEqual(service.Meta, { runtime: 'python3' });
+
+    const client = startWatchingClient(agent.httpUrl, 'pyweb', 2, 0);
+    try {
+      await waitFor('a stream of requests', () => client.requests.filter((r) => r.status === 200).length >= 30, { timeoutMs: 20_000 });
+      // Watch, from outside, when the registration disappears and when the port stops accepting.
+      let goneAt: number | undefined;
+      let refusedAt: number | undefined;
+      let watching = true;
+      const observer = (async () => {
+        while (watching) {
+          const now = Date.now();
+          if (goneAt === undefined && (await consulGet(agent.httpUrl, `/v1/agent/service/${id}`)).status === 404) goneAt = now;
+          if (refusedAt === undefined && !(await accepts(port))) refusedAt = now;
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      })();
+      const sigtermAt = Date.now();
+      cli.child.kill('SIGTERM');
+      const exit = await cli.exited;
+      await waitFor('python gone', async () => !(await accepts(port)));
+      watching = false;
+      await observer;
+      await client.stop();
+
+      const leftAt = client.leftAt(id, sigtermAt);
+      assert.ok(leftAt !== undefined, JSON.stringify(client.changes));
+      assert.ok(goneAt !== undefined && refusedAt !== undefined);
+      assert.ok(leftAt < goneAt, 'out of the passing view before deregistration');
+      assert.ok(goneAt < refusedAt, `deregistered (+${goneAt - sigtermAt}) before the command stopped accepting (+${refusedAt - sigtermAt})`);
+      assert.ok(goneAt < exit.t);
+      const failed = client.requests.filter((r) => r.status !== 200);
+      assert.deepEqual(failed, [], JSON.stringify(failed.slice(0, 5)));
+      // python3's http.server dies of the SIGTERM it was passed: 128 + 15.
+      assert.equal(exit.code, 143, cli.stderr());
+      assert.ok(exit.t - sigtermAt < 8000);
+      assert.match(cli.stderr(), /passing SIGTERM to the command/);
+      console.log(
+        `      [measure] CLI SIGTERM → out of client view: ${leftAt - sigtermAt} ms, → deregistered: ${goneAt - sigtermAt} ms, ` +
+          `→ command stops accepting: ${refusedAt - sigtermAt} ms, → exit: ${exit.t - sigtermAt} ms (${client.requests.length} requests, 0 failed)`,
+      );
+    } finally {
+      await client.stop();
+    }
+  });
+
+  it('reports critical while the command does not answer, and deregisters and exits with its code when it ends', async function () {
+    const port = await freePort();
+    // The command answers for a while, stops answering (server killed), then exits 7.
+    const script = `python3 -m http.server ${port} --bind 127.0.0.1 >/dev/null 2>&1 & pid=$!; ` +
+      `while [ ! -e "$STOP_FILE" ]; do sleep 0.05; done; kill -9 $pid; wait $pid; ` +
+      `while [ ! -e "$EXIT_FILE" ]; do sleep 0.05; done; exit 7`;
+    const dir = (await import('node:fs')).mkdtempSync(`${(await import('node:os')).tmpdir()}/cli-test-`);
+    const fs = await import('node:fs');
+    const cli = runCli(
+      ['--name', 'shweb', '--port', String(port), '--address', '127.0.0.1', '--ttl', '3s', '--check-tcp', '--', 'sh', '-c', script],
+      { CONSUL_HTTP_ADDR: agent.httpAddr, STOP_FILE: `${dir}/stop`, EXIT_FILE: `${dir}/exit` },
+    );
+    children.push(cli);
+    const id = await waitFor('shweb passing', async () => (await passingIds(agent.httpUrl, 'shweb'))[0], { timeoutMs: 30_000 });
+    fs.writeFileSync(`${dir}/stop`, '');
+    // The next probe fails: critical within about one heartbeat interval (1 s).
+    await waitFor('critical', async () => {
+      const { body } = await consulGet(agent.httpUrl, '/v1/agent/checks');
+      return body[`service:${id}`]?.Status === 'critical' && /TCP/.test(body[`service:${id}`]?.Output);
+    }, { timeoutMs: 5000 });
+    fs.writeFileSync(`${dir}/exit`, '');
+    const exit = await cli.exited;
+    assert.equal(exit.code, 7, cli.stderr());
+    assert.equal((await consulGet(agent.httpUrl, `/v1/agent/service/${id}`)).status, 404);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
