@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type BrowserContext } from 'playwright-core';
 import { startConsulAgent, type ConsulAgent } from './support/consul.js';
 import { Gateway } from '../examples/gateway/src/gateway.js';
 
@@ -162,6 +162,8 @@ describe('example gateway, end to end (real Consul, real services, headless Chro
         { path: '/secure/**', service: 'orders', auth: true },
         { path: '/quick/**', service: 'orders', timeoutMs: 300, retries: 0 },
         { path: '/nowhere/**', service: 'absent' },
+        { path: '/orders/keep/**', service: 'orders', stripPrefix: false },
+        { path: '/sturdy/**', service: 'flaky', retries: 2 },
       ],
       authTokens: ['s3cret'],
     });
@@ -238,6 +240,30 @@ describe('example gateway, end to end (real Consul, real services, headless Chro
     // A client's own request id is kept.
     const own = await send(`${base}/users/headers`, { headers: { 'x-request-id': 'abc-123' } });
     assert.equal(own.headers['x-request-id'], 'abc-123');
+  });
+
+  it('keeps the prefix on routes with stripPrefix: false, and retries a refused connection on another instance', async () => {
+    const kept = await send(`${base}/orders/keep/o/9`);
+    assert.equal(kept.status, 200);
+    assert.equal(JSON.parse(kept.body.toString()).url, '/orders/keep/o/9');
+
+    // One live instance and one registered at a port nobody listens on.
+    await backend('flaky-1', 'flaky');
+    const ghost = await startBackend('flaky-ghost');
+    await stopBackend(ghost);
+    await register(ghost, 'flaky');
+    const ghostLabel = `127.0.0.1:${ghost.port}`;
+    await eventually('both flaky instances in the gateway', () =>
+      gateway.status().services.find((s) => s.name === 'flaky')?.endpoints.length === 2);
+    // Every request succeeds; the dead instance was tried (and failed) along the way.
+    await eventually('a failed try on the dead instance', async () => {
+      const reply = await send(`${base}/sturdy/x`);
+      assert.equal(reply.status, 200, reply.body.toString());
+      assert.match(String(reply.headers['x-proxyless-upstream']), /^flaky@/);
+      const dead = gateway.status().services.find((s) => s.name === 'flaky')?.endpoints.find((e) => e.label === ghostLabel);
+      return (dead?.failures ?? 0) > 0;
+    });
+    await deregister('flaky-ghost');
   });
 
   it('rejects auth routes without a valid bearer token', async () => {
@@ -318,8 +344,8 @@ describe('example gateway, end to end (real Consul, real services, headless Chro
   });
 
   describe('status page in headless Chromium', () => {
-    let browser: Browser | undefined;
     let profile: string | undefined;
+    const contexts: BrowserContext[] = [];
 
     before(async function () {
       if (!existsSync(CHROMIUM)) {
@@ -328,15 +354,11 @@ describe('example gateway, end to end (real Consul, real services, headless Chro
       }
       profile = mkdtempSync(join(tmpdir(), 'proxyless-gateway-chromium-'));
       // A fresh user-data-dir per run (launchPersistentContext is how Playwright takes one).
-      const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
-      browser = context.browser() ?? undefined;
-      contexts.push(context);
+      contexts.push(await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true }));
     });
-    const contexts: Awaited<ReturnType<typeof chromium.launchPersistentContext>>[] = [];
 
     after(async () => {
       for (const c of contexts) await c.close();
-      await browser?.close();
       if (profile) rmSync(profile, { recursive: true, force: true });
     });
 
