@@ -287,7 +287,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     try {
       data = await this.#attempt(ep, req, deadline, start);
     } catch (error) {
-      return this.#retryPath(error as AttemptFailure, req, deadline, timeoutMs);
+      return this.#retryPath(error, req, deadline, timeoutMs);
     }
     if (this.#retryStatus[data.statusCode] === 1 && this.#retryEnabled) {
       return this.#retryPath(new AttemptFailure('status', undefined, ep, data, undefined, undefined), req, deadline, timeoutMs);
@@ -318,7 +318,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     let data: Dispatcher.ResponseData;
     try {
       data = await ep.pool.request({
-        method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+        method: (req.method ?? 'GET'),
         path: req.path,
         headers: req.headers,
         body: req.body,
@@ -372,7 +372,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   }
 
   /** Entered only after a first failure: decides, backs off and retries via p-retry. */
-  async #retryPath(first: AttemptFailure, req: RequestOptions, deadline: number, timeoutMs: number): Promise<ClientResponse> {
+  async #retryPath(first: unknown, req: RequestOptions, deadline: number, timeoutMs: number): Promise<ClientResponse> {
     if (!(first instanceof AttemptFailure)) throw first;
     const method = req.method ?? 'GET';
     const state: RetryState = {
@@ -420,7 +420,8 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
 
   /** p-retry's `shouldRetry`: safety, deadline, budget, then our backoff (full jitter, Retry-After). */
   async #shouldRetry(context: RetryContext): Promise<boolean> {
-    const failure = context.error as AttemptFailure;
+    const failure = context.error;
+    if (!(failure instanceof AttemptFailure)) return false;
     const state = failure.state;
     const retry = this.#options.retry;
     if (state === undefined || retry === false || failure.terminal || failure.kind === 'aborted') return false;
@@ -434,7 +435,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       if (!failure.response) state.final = this.#deadlineError(state, failure.cause);
       return false;
     }
-    if (!this.#budget!.tryWithdraw(now)) {
+    if (this.#budget === undefined || !this.#budget.tryWithdraw(now)) {
       if (!failure.response) {
         state.final = new RetryBudgetExhaustedError({
           service: this.#service,
@@ -541,36 +542,36 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     let url: string;
     let method = init.method;
     let headersInit = init.headers;
-    let bodyInit: unknown = init.body;
+    let bodyInit: RequestInit['body'] = init.body;
     let signal = init.signal ?? undefined;
-    if (typeof input === 'object' && 'url' in input && typeof (input as Request).arrayBuffer === 'function') {
-      const r = input as Request;
-      url = r.url;
-      method ??= r.method;
-      headersInit ??= r.headers;
-      signal ??= r.signal;
-      if (bodyInit === undefined && r.body !== null) bodyInit = new Uint8Array(await r.arrayBuffer());
+    if (input instanceof Request) {
+      url = input.url;
+      method ??= input.method;
+      headersInit ??= input.headers;
+      signal ??= input.signal;
+      if (bodyInit === undefined && input.body !== null) bodyInit = new Uint8Array(await input.arrayBuffer());
     } else {
-      url = String(input);
+      url = input instanceof URL ? input.href : input;
     }
-    const path = url.startsWith('/') ? url : (() => {
+    let path = url;
+    if (!url.startsWith('/')) {
       const u = new URL(url);
-      return u.pathname + u.search;
-    })();
+      path = u.pathname + u.search;
+    }
     const headers: Record<string, string> = {};
     if (headersInit !== undefined) new Headers(headersInit).forEach((value, key) => (headers[key] = value));
     let body: RequestBody | undefined;
     if (bodyInit === undefined || bodyInit === null || typeof bodyInit === 'string' || bodyInit instanceof Uint8Array) {
-      body = bodyInit as RequestBody | undefined;
-    } else if (bodyInit instanceof ArrayBuffer) {
-      body = new Uint8Array(bodyInit);
-    } else if (bodyInit instanceof URLSearchParams) {
-      body = bodyInit.toString();
-      headers['content-type'] ??= 'application/x-www-form-urlencoded;charset=UTF-8';
+      body = bodyInit;
     } else if (bodyInit instanceof ReadableStream) {
-      body = Readable.fromWeb(bodyInit as import('node:stream/web').ReadableStream);
+      // Not replayable: such a request is never retried once it may have been sent.
+      body = Readable.fromWeb(bodyInit as import('node:stream/web').ReadableStream<Uint8Array>);
     } else {
-      body = String(bodyInit as string);
+      // ArrayBuffer, views, Blob, URLSearchParams, FormData: let the platform serialise (and set content-type).
+      const serialised = new Response(bodyInit);
+      body = new Uint8Array(await serialised.arrayBuffer());
+      const type = serialised.headers.get('content-type');
+      if (type !== null) headers['content-type'] ??= type;
     }
     const req: RequestOptions = { path, method: (method ?? 'GET').toUpperCase(), headers, body };
     if (signal) req.signal = signal;

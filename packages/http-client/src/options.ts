@@ -120,12 +120,12 @@ function num(
   return value;
 }
 
-function obj<T extends object>(option: string, value: unknown): T | false | undefined {
+function obj(option: string, value: unknown): object | false | undefined {
   if (value === undefined || value === false) return value;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new InvalidOptionError(option, value, 'must be an object or false');
   }
-  return value as T;
+  return value;
 }
 
 function statuses(option: string, value: unknown, fallback: readonly number[]): readonly number[] {
@@ -160,7 +160,7 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   const connectionsPerEndpoint =
     connections === null ? null : num('connectionsPerEndpoint', connections, 256, { min: 1, max: 65_536 });
 
-  const b = obj<BreakerOptions>('breaker', options.breaker);
+  const b = obj('breaker', options.breaker) as BreakerOptions | false | undefined;
   const breaker =
     b === false
       ? false
@@ -175,7 +175,7 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     throw new InvalidOptionError('breaker.rollingBuckets', breaker.rollingBuckets, 'must divide breaker.rollingWindowMs evenly');
   }
 
-  const o = obj<OutlierDetectionOptions>('outlierDetection', options.outlierDetection);
+  const o = obj('outlierDetection', options.outlierDetection) as OutlierDetectionOptions | false | undefined;
   const outlier =
     o === false
       ? false
@@ -191,10 +191,10 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     throw new InvalidOptionError('outlierDetection.maxEjectionTimeMs', outlier.maxEjectionTimeMs, 'must be ≥ outlierDetection.baseEjectionTimeMs');
   }
 
-  const r = obj<RetryOptions>('retry', options.retry);
+  const r = obj('retry', options.retry) as RetryOptions | false | undefined;
   let retry: ResolvedOptions['retry'] = false;
   if (r !== false) {
-    const bud = obj<RetryBudgetOptions>('retry.budget', r?.budget);
+    const bud = obj('retry.budget', r?.budget) as RetryBudgetOptions | false | undefined;
     if (bud === false) throw new InvalidOptionError('retry.budget', false, 'must be an object');
     retry = {
       maxRetries: num('retry.maxRetries', r?.maxRetries, 2, { min: 0, max: 100 }),

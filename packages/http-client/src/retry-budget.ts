@@ -36,8 +36,8 @@ export class RetryBudget {
       for (let i = 1; i <= steps; i++) {
         const idx = (this.#epoch + i) % BUCKETS;
         const j = idx < 0 ? idx + BUCKETS : idx;
-        this.#requestSum -= this.#requests[j]!;
-        this.#retrySum -= this.#retries[j]!;
+        this.#requestSum -= this.#requests[j] ?? 0;
+        this.#retrySum -= this.#retries[j] ?? 0;
         this.#requests[j] = 0;
         this.#retries[j] = 0;
       }
@@ -49,7 +49,7 @@ export class RetryBudget {
   /** Counts one request (first attempts only). `nowMs` is any monotonic clock in ms. */
   deposit(nowMs: number): void {
     const i = this.#advance(nowMs);
-    this.#requests[i]!++;
+    this.#requests[i] = (this.#requests[i] ?? 0) + 1;
     this.#requestSum++;
   }
 
@@ -57,7 +57,7 @@ export class RetryBudget {
   tryWithdraw(nowMs: number): boolean {
     const i = this.#advance(nowMs);
     if (this.#retrySum + 1 > this.#ratio * this.#requestSum + this.#floor) return false;
-    this.#retries[i]!++;
+    this.#retries[i] = (this.#retries[i] ?? 0) + 1;
     this.#retrySum++;
     return true;
   }

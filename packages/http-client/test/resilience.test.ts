@@ -102,7 +102,7 @@ describe('http-client: failures and hostile backends', () => {
     resolver.set(servers.map((s) => instance(s.port)));
     client = createClient({ service: 'svc', resolver });
     for (let i = 0; i < 10; i++) {
-      const res = await client.request('/');
+      const res: ClientResponse = await client.request('/');
       assert.equal(res.statusCode, 200);
       assert.equal(res.endpoint.port, fine.port);
       await res.body.dump();
