@@ -90,12 +90,16 @@ describe('proxyless-register CLI', function () {
       // Watch, from outside, when the registration disappears and when the port stops accepting.
       let goneAt: number | undefined;
       let refusedAt: number | undefined;
+      let registeredWhenRefused: boolean | undefined;
       let watching = true;
       const observer = (async () => {
         while (watching) {
-          const now = Date.now();
-          if (goneAt === undefined && (await consulGet(agent.httpUrl, `/v1/agent/service/${id}`)).status === 404) goneAt = now;
-          if (refusedAt === undefined && !(await accepts(port))) refusedAt = now;
+          if (goneAt === undefined && (await consulGet(agent.httpUrl, `/v1/agent/service/${id}`)).status === 404) goneAt = Date.now();
+          if (refusedAt === undefined && !(await accepts(port))) {
+            refusedAt = Date.now();
+            // The moment the command refuses connections, the registration must already be gone.
+            registeredWhenRefused = (await consulGet(agent.httpUrl, `/v1/agent/service/${id}`)).status !== 404;
+          }
           await new Promise((r) => setTimeout(r, 10));
         }
       })();
@@ -111,7 +115,8 @@ describe('proxyless-register CLI', function () {
       assert.ok(leftAt !== undefined, JSON.stringify(client.changes));
       assert.ok(goneAt !== undefined && refusedAt !== undefined);
       assert.ok(leftAt < goneAt, 'out of the passing view before deregistration');
-      assert.ok(goneAt < refusedAt, `deregistered (+${goneAt - sigtermAt}) before the command stopped accepting (+${refusedAt - sigtermAt})`);
+      assert.equal(registeredWhenRefused, false, 'still registered when the command stopped accepting');
+      assert.ok(goneAt <= refusedAt, `deregistered (+${goneAt - sigtermAt}) before the command stopped accepting (+${refusedAt - sigtermAt})`);
       assert.ok(goneAt < exit.t);
       const failed = client.requests.filter((r) => r.status !== 200);
       assert.deepEqual(failed, [], JSON.stringify(failed.slice(0, 5)));
