@@ -342,13 +342,10 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
         const { instances, info } = await this.#fetch(service, q, index, signal);
         if (signal.aborted) return;
         failures = 0;
-        if (index !== undefined && info.index < index) {
-          // The index went backwards (agent restarted, snapshot restore): start over.
-          index = undefined;
-        } else {
-          // Never block on 0: it returns at once and would spin.
-          index = Math.max(1, info.index);
-        }
+        // Never block on 0: it returns at once and would spin. So 0 counts as 1.
+        const next = Math.max(1, info.index);
+        // An index that went backwards (agent restarted, snapshot restore): start over.
+        index = index !== undefined && next < index ? undefined : next;
         // A server without a known leader may serve old data (stale reads): publish it, flagged.
         // The agent's streaming backend (blocking health queries) and its cache always say
         // KnownLeader=false, so the header means something only from the blocking-query backend.
