@@ -198,7 +198,7 @@ describe('http-client units', () => {
     for (const [option, override] of bad) {
       it(`rejects a bad ${option} at construction, naming it`, () => {
         assert.throws(
-          () => createClient({ service: 'svc', resolver, ...override } as never),
+          () => createClient({ service: 'svc', resolver, ...override }),
           (e: unknown) => e instanceof InvalidOptionError && e.code === 'ERR_INVALID_OPTION' && e.option === option,
         );
       });
