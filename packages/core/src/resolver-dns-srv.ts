@@ -274,6 +274,9 @@ export class DnsSrvResolver implements Resolver<DnsSrvQuery> {
   /** The SRV name asked for a service and query (validated). */
   srvName(service: string, query: DnsSrvQuery = {}): string {
     validateServiceName(service);
+    // A Consul filter expression cannot be expressed in DNS: ignoring it would return instances the caller excluded.
+    const filter = (query as { filter?: unknown }).filter;
+    if (filter !== undefined) throw new InvalidOptionError('filter', filter, 'cannot be applied over DNS (map the query for the DNS resolver)');
     if (query.name !== undefined) return validateDnsName(query.name);
     const tags = query.tags ?? [];
     if (!Array.isArray(tags) || tags.length > 1) throw new InvalidOptionError('tags', tags, 'must hold at most one tag for DNS');

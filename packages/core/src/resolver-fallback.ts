@@ -63,13 +63,22 @@ export class FallbackResolver<PrimaryQuery extends object = object, SecondaryQue
   async #run(service: string, query: PrimaryQuery, sink: WatchSink): Promise<void> {
     const primary = this.#primary.watch(service, query);
     let secondary: ServiceWatch | undefined;
+    let secondaryBroken = false;
     const primaryHealthy = (): boolean => primary.current !== undefined && !primary.current.stale;
     const publish = (snapshot: ServiceSnapshot): void => {
       sink.publish(snapshot.instances, { source: snapshot.source, stale: snapshot.stale, updatedAt: snapshot.updatedAt, info: snapshot.info });
     };
     const openSecondary = (): void => {
-      if (secondary || sink.signal.aborted) return;
-      const watch = this.#secondary.watch(service, this.#map(query));
+      if (secondary || secondaryBroken || sink.signal.aborted) return;
+      let watch: ServiceWatch;
+      try {
+        watch = this.#secondary.watch(service, this.#map(query));
+      } catch (error) {
+        // E.g. a query the secondary cannot honour: report it once, keep the primary's data.
+        secondaryBroken = true;
+        sink.fail(error instanceof Error ? error : new Error(String(error)), { markStale: false });
+        return;
+      }
       secondary = watch;
       watch.on('update', (snapshot) => {
         if (!primaryHealthy()) publish(snapshot);

@@ -387,3 +387,21 @@ describe('FallbackResolver', () => {
     }
   });
 });
+
+describe('FallbackResolver with a query the secondary cannot honour', () => {
+  it('DNS refuses a Consul filter instead of silently widening the set; the fallback reports it and keeps going', async () => {
+    const dns = new DnsSrvResolver({ servers: ['127.0.0.1:1'] });
+    assert.throws(() => dns.watch('web', { filter: 'Service.Meta.zone == "a"' } as never), (e: unknown) => e instanceof InvalidOptionError && e.option === 'filter');
+    const consul = new ConsulResolver({ address: '127.0.0.1:1', backoff: { initialMs: 50, maxMs: 100 }, timeoutMs: 1000 });
+    const resolver = new FallbackResolver({ primary: consul, secondary: dns, closeResolvers: true });
+    try {
+      const watch = resolver.watch('web', { filter: 'Service.Meta.zone == "a"' });
+      const errors: Error[] = [];
+      watch.on('error', (e) => errors.push(e));
+      await until(() => errors.some((e) => e instanceof InvalidOptionError), 10_000);
+      assert.equal(watch.current, undefined);
+    } finally {
+      await resolver.close();
+    }
+  });
+});
