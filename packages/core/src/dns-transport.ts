@@ -104,7 +104,9 @@ function parseServer(value: DnsServer | string, i: number): Required<DnsServer> 
   }
   const port = server.port ?? 53;
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidOptionError(`servers[${i}].port`, port, 'must be an integer between 1 and 65535');
-  return { host: server.host, port };
+  // Answers are matched against the source address in its canonical form (as Node reports it).
+  const host = isIP(server.host) === 6 ? new URL(`http://[${server.host}]`).hostname.slice(1, -1) : server.host;
+  return { host, port };
 }
 
 /**

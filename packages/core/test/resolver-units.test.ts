@@ -405,3 +405,15 @@ describe('FallbackResolver with a query the secondary cannot honour', () => {
     }
   });
 });
+
+describe('DnsTransport servers', () => {
+  it('accepts host:port, [v6]:port and bare IPs, canonicalising IPv6 for source matching', async () => {
+    const { DnsTransport } = await import('@proxyless/core');
+    const t = new DnsTransport({ servers: ['127.0.0.1:8600', '[0:0::1]:53', '::1', { host: '10.0.0.1' }] });
+    assert.deepEqual(t.servers.map((s) => `${s.host}|${s.port}`), ['127.0.0.1|8600', '::1|53', '::1|53', '10.0.0.1|53']);
+    assert.throws(() => new DnsTransport({ servers: ['dns.example:53'] }), InvalidOptionError);
+    assert.throws(() => new DnsTransport({ servers: ['127.0.0.1:70000'] }), InvalidOptionError);
+    assert.throws(() => new DnsTransport({ servers: [] }), InvalidOptionError);
+    await t.close();
+  });
+});
