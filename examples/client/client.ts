@@ -1,0 +1,40 @@
+/**
+ * A minimal Proxyless client: discovers a service through the local Consul
+ * agent, calls it N times (balanced, no proxy hop) and prints which instance
+ * answered each call, then a per-instance tally. Exits by itself.
+ *
+ *   node --conditions=proxyless-source --import tsx examples/client/client.ts [service] [count]
+ *
+ * Consul's address comes from CONSUL_HTTP_ADDR (default 127.0.0.1:8500).
+ */
+import { ConsulResolver } from '@proxyless/core';
+import { createClient } from '@proxyless/http-client';
+
+const service = process.argv[2] ?? 'hello';
+const count = Number(process.argv[3] ?? 10);
+
+const resolver = new ConsulResolver(); // CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, TLS from the environment
+const client = createClient({ service, resolver, timeoutMs: 5_000 });
+
+const tally = new Map<string, number>();
+let failures = 0;
+try {
+  for (let i = 1; i <= count; i++) {
+    try {
+      const res = await client.json<{ instance?: string }>('/');
+      const who = res.body.instance ?? res.endpoint.label;
+      tally.set(who, (tally.get(who) ?? 0) + 1);
+      console.log(`#${String(i)} ${String(res.statusCode)} from ${who} (${res.endpoint.label}, ${String(res.attempts)} attempt(s))`);
+    } catch (error) {
+      failures++;
+      console.log(`#${String(i)} failed: ${(error as Error).name}: ${(error as Error).message}`);
+    }
+  }
+  console.log(`${service}: ${String(count - failures)}/${String(count)} ok`);
+  for (const [who, n] of [...tally].sort()) console.log(`  ${who}: ${String(n)}`);
+} finally {
+  // Closing the client and the resolver stops the watch and the pools: the process exits by itself.
+  await client.close();
+  await resolver.close();
+}
+process.exitCode = failures === 0 ? 0 : 1;

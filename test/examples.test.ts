@@ -1,0 +1,398 @@
+/**
+ * Every example runs as written.
+ *
+ * - The commands of examples/README.md (and examples/** /README.md) marked
+ *   `<!-- example: command <id> -->` are run verbatim (`sh -c`, repository root),
+ *   with only the environment pointing at a throw-away Consul dev agent.
+ * - The ```ts blocks of every README marked `<!-- example: runs -->` (must exit 0
+ *   by itself) or `<!-- example: serves -->` (must register a passing instance,
+ *   then deregister and exit 0 on SIGTERM) are written to a temporary file in
+ *   the repository, so that `@proxyless/*` imports resolve, and run with tsx.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort, startConsulAgent, type ConsulAgent } from './support/consul.js';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+// ---------------------------------------------------------------- README parsing
+
+interface MarkedBlock {
+  file: string;
+  line: number;
+  marker: string;
+  lang: string;
+  code: string;
+}
+
+/** Fenced blocks preceded (blank lines allowed) by `<!-- example: … -->`. */
+function markedBlocks(file: string): MarkedBlock[] {
+  const lines = readFileSync(file, 'utf8').split('\n');
+  const blocks: MarkedBlock[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const marker = /^\s*<!--\s*example:\s*(.+?)\s*-->\s*$/.exec(lines[i]!)?.[1];
+    if (marker === undefined) continue;
+    let j = i + 1;
+    while (j < lines.length && lines[j]!.trim() === '') j++;
+    const fence = /^(\s*)(```+|~~~+)\s*([\w-]*)/.exec(lines[j] ?? '');
+    assert.ok(fence, `${relative(repoRoot, file)}:${String(i + 1)}: "<!-- example: ${marker} -->" is not followed by a fenced code block`);
+    const close = fence[2]!;
+    const body: string[] = [];
+    let k = j + 1;
+    while (k < lines.length && !lines[k]!.trim().startsWith(close)) body.push(lines[k++]!);
+    blocks.push({ file, line: j + 1, marker, lang: fence[3] ?? '', code: body.join('\n') });
+    i = k;
+  }
+  return blocks;
+}
+
+function readmes(): string[] {
+  const found: string[] = [];
+  const root = join(repoRoot, 'README.md');
+  if (existsSync(root)) found.push(root);
+  for (const pkg of readdirSync(join(repoRoot, 'packages'))) {
+    const file = join(repoRoot, 'packages', pkg, 'README.md');
+    if (existsSync(file)) found.push(file);
+  }
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      if (entry.name === 'node_modules' || entry.name.startsWith('.')) continue;
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (entry.name === 'README.md') found.push(path);
+    }
+  };
+  walk(join(repoRoot, 'examples'));
+  return found;
+}
+
+const allBlocks = readmes().flatMap(markedBlocks);
+const where = (b: MarkedBlock): string => `${relative(repoRoot, b.file)}:${String(b.line)}`;
+
+/** One command line per `<!-- example: command <id> -->`; the same id in two READMEs must say the same thing. */
+const commands = new Map<string, { command: string; at: string }>();
+for (const block of allBlocks) {
+  const id = /^command\s+([\w-]+)$/.exec(block.marker)?.[1];
+  if (id === undefined) continue;
+  const command = block.code.trim();
+  assert.ok(!command.includes('\n'), `${where(block)}: a command block holds one command line`);
+  const seen = commands.get(id);
+  if (seen) assert.equal(command, seen.command, `command "${id}" differs between ${seen.at} and ${where(block)}`);
+  else commands.set(id, { command, at: where(block) });
+}
+const codeBlocks = allBlocks.filter((b) => b.marker === 'runs' || b.marker === 'serves');
+for (const block of allBlocks) {
+  const known = block.marker === 'runs' || block.marker === 'serves' || block.marker.startsWith('command ');
+  assert.ok(known, `${where(block)}: unknown marker "<!-- example: ${block.marker} -->" (runs | serves | command <id>)`);
+  if (block.marker !== 'runs' && block.marker !== 'serves') continue;
+  assert.ok(['ts', 'typescript'].includes(block.lang), `${where(block)}: runnable blocks are \`\`\`ts blocks`);
+}
+
+function command(id: string): string {
+  const entry = commands.get(id);
+  assert.ok(entry, `examples/README.md has no "<!-- example: command ${id} -->" block`);
+  return entry.command;
+}
+
+// ---------------------------------------------------------------- processes
+
+interface Running {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves with the match once the output matches. */
+  waitFor: (pattern: RegExp, timeoutMs: number, what: string) => Promise<RegExpExecArray>;
+}
+
+const started: ChildProcess[] = [];
+
+/** Child processes of `pid`, recursively (Linux /proc). */
+function descendants(pid: number): number[] {
+  try {
+    const children = readFileSync(`/proc/${String(pid)}/task/${String(pid)}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return [...children, ...children.flatMap(descendants)];
+  } catch {
+    return [];
+  }
+}
+
+function killTree(child: ChildProcess): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  // The registrar CLI starts its command in a process group of its own: collect the whole tree first.
+  for (const pid of [...descendants(child.pid), child.pid]) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/**
+ * Runs a README command line as written. `exec env` makes the spawned
+ * process become the command itself (dash would otherwise stay in between),
+ * so the signal we send reaches it as it would from a terminal or `docker stop`,
+ * and its exit code is the command's.
+ */
+function run(commandLine: string, env: Record<string, string>, file = 'sh', args = ['-c', `exec env ${commandLine}`]): Running {
+  const child = spawn(file, args, {
+    cwd: repoRoot,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  started.push(child);
+  let out = '';
+  const listeners = new Set<() => void>();
+  const onData = (chunk: Buffer): void => {
+    out += chunk.toString();
+    for (const l of listeners) l();
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((ok) => {
+    child.once('exit', (code, signal) => {
+      // Let the last output chunks arrive.
+      setImmediate(() => ok({ code, signal }));
+    });
+  });
+  const waitFor = (pattern: RegExp, timeoutMs: number, what: string): Promise<RegExpExecArray> =>
+    new Promise((ok, fail) => {
+      const check = (): boolean => {
+        const m = pattern.exec(out);
+        if (m) {
+          cleanup();
+          ok(m);
+          return true;
+        }
+        return false;
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        fail(new Error(`${what}: no ${String(pattern)} in ${String(timeoutMs)} ms; output:\n${out}`));
+      }, timeoutMs);
+      const onExit = (): void => {
+        if (!check()) {
+          cleanup();
+          fail(new Error(`${what}: exited (${String(child.exitCode ?? child.signalCode)}) before ${String(pattern)}; output:\n${out}`));
+        }
+      };
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        listeners.delete(listener);
+        child.off('exit', onExit);
+      };
+      const listener = (): void => void check();
+      if (check()) return;
+      listeners.add(listener);
+      child.once('exit', onExit);
+    });
+  return { child, output: () => out, exited, waitFor };
+}
+
+async function exitWithin(p: Running, timeoutMs: number, what: string): Promise<number | null> {
+  const result = await Promise.race([p.exited, sleep(timeoutMs, undefined, { ref: false })]);
+  assert.ok(result, `${what}: still running after ${String(timeoutMs)} ms; output:\n${p.output()}`);
+  return result.code ?? (result.signal ? -1 : null);
+}
+
+/** Thrown by a condition of {@link until} to stop waiting at once. */
+class GiveUp extends Error {}
+
+/** Polls `condition` until it returns a value other than undefined, or fails at the deadline. */
+async function until<T>(condition: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await condition();
+      if (value !== undefined) return value;
+    } catch (error) {
+      if (error instanceof GiveUp) throw error;
+      last = error;
+    }
+    await sleep(100);
+  }
+  throw new Error(`${what}: not true within ${String(timeoutMs)} ms${last instanceof Error ? ` (last error: ${last.message})` : ''}`);
+}
+
+// ---------------------------------------------------------------- Consul
+
+interface AgentService {
+  ID: string;
+  Service: string;
+  Port: number;
+  Address: string;
+}
+
+let agent: ConsulAgent;
+
+async function agentServices(): Promise<Record<string, AgentService>> {
+  const res = await fetch(`${agent.httpUrl}/v1/agent/services`);
+  return (await res.json()) as Record<string, AgentService>;
+}
+
+async function passing(service: string): Promise<AgentService[]> {
+  const res = await fetch(`${agent.httpUrl}/v1/health/service/${service}?passing=true`);
+  return ((await res.json()) as { Service: AgentService }[]).map((e) => e.Service);
+}
+
+const consulEnv = (): Record<string, string> => ({
+  CONSUL_HTTP_ADDR: agent.httpAddr,
+  CONSUL_DNS_ADDR: `${agent.dns.host}:${String(agent.dns.port)}`,
+});
+
+// ---------------------------------------------------------------- tests
+
+describe('examples run as written', function () {
+  this.timeout(90_000);
+
+  before(async function () {
+    this.timeout(60_000);
+    agent = await startConsulAgent();
+  });
+
+  after(async () => {
+    for (const child of started) killTree(child);
+    await agent?.stop();
+  });
+
+  describe('client and DNS client against two instances of examples/service', () => {
+    const services: { run: Running; id: string; port: number }[] = [];
+
+    before(async function () {
+      this.timeout(60_000);
+      for (let n = 0; n < 2; n++) {
+        const p = run(command('service'), { ...consulEnv(), PORT: '0' });
+        services.push({ run: p, id: '', port: 0 });
+      }
+      for (const s of services) {
+        const m = await s.run.waitFor(/READY (\S+) (\d+)/, 45_000, 'examples/service');
+        s.id = m[1]!;
+        s.port = Number(m[2]);
+      }
+      await until(async () => ((await passing('hello')).length === 2 ? true : undefined), 15_000, 'two passing hello instances');
+    });
+
+    after(() => {
+      for (const s of services) killTree(s.run.child);
+    });
+
+    it('client: every call succeeds, answered by the registered instances, and the process exits by itself', async () => {
+      const p = run(command('client'), consulEnv());
+      const code = await exitWithin(p, 45_000, 'examples/client');
+      const out = p.output();
+      assert.equal(code, 0, out);
+      assert.match(out, /hello: 10\/10 ok/);
+      const answered = [...out.matchAll(/^#\d+ 200 from (\S+)/gm)].map((m) => m[1]!);
+      assert.equal(answered.length, 10, out);
+      const ids = services.map((s) => s.id);
+      for (const who of answered) assert.ok(ids.includes(who), `answer from ${who}, not one of ${ids.join(', ')}:\n${out}`);
+    });
+
+    it('DNS client: prints both instances from SRV records, then the removal of one seen by its watch', async () => {
+      const p = run(command('dns-client'), consulEnv());
+      await p.waitFor(/watching hello/, 45_000, 'examples/dns-client');
+      const resolved = /RFC 2782 order:\n((?: {2}\d+\. .*\n)+)/.exec(p.output());
+      assert.ok(resolved, p.output());
+      for (const s of services) assert.match(resolved[1]!, new RegExp(`127\\.0\\.0\\.1:${String(s.port)} `), p.output());
+      // Stop one instance while the watch runs: it leaves the passing set at once (drain).
+      const leaving = services[1]!;
+      leaving.run.child.kill('SIGTERM');
+      await p.waitFor(new RegExp(`^ {2}- 127\\.0\\.0\\.1:${String(leaving.port)} `, 'm'), 15_000, 'DNS watch removal');
+      const code = await exitWithin(p, 20_000, 'examples/dns-client');
+      assert.equal(code, 0, p.output());
+      assert.equal(await exitWithin(leaving.run, 20_000, 'examples/service'), 0, leaving.run.output());
+    });
+  });
+
+  it('service-fastify: registers, serves, and on SIGTERM deregisters and exits 0', async () => {
+    const p = run(command('service-fastify'), { ...consulEnv(), SERVICE_NAME: 'fastify-example', PORT: '0' });
+    const m = await p.waitFor(/READY (\S+) (\S+):(\d+)/, 45_000, 'examples/service-fastify');
+    const [, id, address, port] = m;
+    const healthy = await until(async () => {
+      const list = await passing('fastify-example');
+      return list.some((s) => s.ID === id) ? list : undefined;
+    }, 15_000, 'fastify instance passing');
+    assert.equal(healthy.find((s) => s.ID === id)?.Port, Number(port));
+    const res = await fetch(`http://${address!}:${port!}/`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { instance: id, port: Number(port) });
+    p.child.kill('SIGTERM');
+    assert.equal(await exitWithin(p, 30_000, 'examples/service-fastify after SIGTERM'), 0, p.output());
+    assert.match(p.output(), new RegExp(`DEREGISTERED ${id!}`));
+    assert.equal((await agentServices())[id!], undefined, 'still registered after exit');
+  });
+
+  describe('container entrypoint (the Dockerfile ENTRYPOINT command line, without Docker)', () => {
+    it('Dockerfile runs entrypoint.sh in front of the app, and entrypoint.sh execs proxyless-register', () => {
+      const dockerfile = readFileSync(join(repoRoot, 'examples/container/Dockerfile'), 'utf8');
+      assert.match(dockerfile, /^ENTRYPOINT \["\.\/entrypoint\.sh"\]$/m);
+      assert.match(dockerfile, /^CMD \["node", "server\.js"\]$/m);
+      assert.match(command('container'), /examples\/container\/entrypoint\.sh node examples\/container\/server\.js$/);
+      const script = readFileSync(join(repoRoot, 'examples/container/entrypoint.sh'), 'utf8');
+      assert.match(script, /^exec \$\{PROXYLESS_REGISTER:-proxyless-register\}/m);
+    });
+
+    for (const appExitCode of [0, 3]) {
+      it(`registers the app, and on SIGTERM deregisters before the app is signalled and exits with its code (${String(appExitCode)})`, async () => {
+        const port = await freePort();
+        const name = `container-example-${String(appExitCode)}`;
+        const p = run(command('container'), { ...consulEnv(), PORT: String(port), SERVICE_NAME: name, APP_EXIT_CODE: String(appExitCode), DRAIN_DELAY: '200ms' });
+        const [instance] = await until(async () => {
+          const list = await passing(name);
+          return list.length > 0 ? list : undefined;
+        }, 45_000, `${name} registered and passing`);
+        assert.equal(instance!.Port, port);
+        const res = await fetch(`http://127.0.0.1:${String(port)}/`);
+        assert.equal(res.status, 200);
+        assert.equal(((await res.json()) as { app: string }).app, 'container-example');
+
+        p.child.kill('SIGTERM');
+        await p.waitFor(/app: SIGTERM, closing/, 20_000, 'app signalled');
+        // The CLI passes the signal on only after deregistering.
+        assert.equal((await agentServices())[instance!.ID], undefined, `still registered when the app got SIGTERM:\n${p.output()}`);
+        assert.equal(await exitWithin(p, 20_000, 'proxyless-register after SIGTERM'), appExitCode, p.output());
+      });
+    }
+  });
+
+  describe('README code blocks', () => {
+    const tmpDir = join(repoRoot, 'test', 'fixtures', `examples-readme-tmp-${String(process.pid)}`);
+
+    before(() => mkdirSync(tmpDir, { recursive: true }));
+    after(() => rmSync(tmpDir, { recursive: true, force: true }));
+
+    it('finds the runnable blocks of the package READMEs', () => {
+      assert.ok(codeBlocks.length > 0, 'no <!-- example: runs|serves --> block in any README');
+    });
+
+    for (const [n, block] of codeBlocks.entries()) {
+      it(`${where(block)} (${block.marker})`, async () => {
+        const file = join(tmpDir, `block-${String(n)}.ts`);
+        writeFileSync(file, `// ${where(block)}\n${block.code}\n`);
+        const before = await agentServices();
+        const p = run('', consulEnv(), process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', file]);
+        if (block.marker === 'runs') {
+          assert.equal(await exitWithin(p, 30_000, where(block)), 0, p.output());
+          return;
+        }
+        const id = await until(async () => {
+          const now = await agentServices();
+          for (const svc of Object.values(now)) {
+            if (before[svc.ID]) continue;
+            if ((await passing(svc.Service)).some((s) => s.ID === svc.ID)) return svc.ID;
+          }
+          if (p.child.exitCode !== null) throw new GiveUp(`exited ${String(p.child.exitCode)}:\n${p.output()}`);
+          return undefined;
+        }, 30_000, `${where(block)} registers a passing instance`);
+        p.child.kill('SIGTERM');
+        assert.equal(await exitWithin(p, 30_000, `${where(block)} after SIGTERM`), 0, p.output());
+        assert.equal((await agentServices())[id], undefined, `${id} still registered after exit`);
+      });
+    }
+  });
+});
