@@ -277,8 +277,17 @@ describe('examples run as written', function () {
       await until(async () => ((await passing('hello')).length === 2 ? true : undefined), 15_000, 'two passing hello instances');
     });
 
-    after(() => {
-      for (const s of services) killTree(s.run.child);
+    after(async function () {
+      this.timeout(30_000);
+      // Gracefully (deregistered, not left behind as passing until their TTL runs out), then by force.
+      await Promise.all(
+        services.map(async (s) => {
+          if (s.run.child.exitCode !== null || s.run.child.signalCode !== null) return;
+          s.run.child.kill('SIGTERM');
+          await Promise.race([s.run.exited, sleep(15_000, undefined, { ref: false })]);
+          killTree(s.run.child);
+        }),
+      );
     });
 
     it('client: every call succeeds, answered by the registered instances, and the process exits by itself', async () => {
@@ -363,17 +372,33 @@ describe('examples run as written', function () {
   describe('README code blocks', () => {
     const tmpDir = join(repoRoot, 'test', 'fixtures', `examples-readme-tmp-${String(process.pid)}`);
 
-    before(() => mkdirSync(tmpDir, { recursive: true }));
+    const blockFile = (n: number): string => join(tmpDir, `block-${String(n)}.ts`);
+
+    before(() => {
+      mkdirSync(tmpDir, { recursive: true });
+      // Each block is a module of its own (`export {}`), so top-level names do not clash.
+      for (const [n, block] of codeBlocks.entries()) writeFileSync(blockFile(n), `// ${where(block)}\n${block.code}\nexport {};\n`);
+      writeFileSync(
+        join(tmpDir, 'tsconfig.json'),
+        JSON.stringify({ extends: '../../../tsconfig.check.json', compilerOptions: { rootDir: '../../..' }, include: ['*.ts'] }),
+      );
+    });
     after(() => rmSync(tmpDir, { recursive: true, force: true }));
 
     it('finds the runnable blocks of the package READMEs', () => {
       assert.ok(codeBlocks.length > 0, 'no <!-- example: runs|serves --> block in any README');
     });
 
+    it('the runnable blocks type-check (tsc, the repository\'s strict settings)', async function () {
+      this.timeout(180_000);
+      const tsc = run('', {}, process.execPath, [join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', join(tmpDir, 'tsconfig.json'), '--pretty', 'false']);
+      const code = await exitWithin(tsc, 170_000, 'tsc');
+      assert.equal(code, 0, tsc.output().replaceAll(`${tmpDir}/block-`, 'block-'));
+    });
+
     for (const [n, block] of codeBlocks.entries()) {
       it(`${where(block)} (${block.marker})`, async () => {
-        const file = join(tmpDir, `block-${String(n)}.ts`);
-        writeFileSync(file, `// ${where(block)}\n${block.code}\n`);
+        const file = blockFile(n);
         const before = await agentServices();
         const p = run('', consulEnv(), process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', file]);
         if (block.marker === 'runs') {
