@@ -233,10 +233,10 @@ export async function run(): Promise<void> {
     console.log('command: node --conditions=proxyless-source --import tsx bench/propagation.bench.ts');
     console.log(`node ${process.version}, Consul ${consulBinary().version} (-dev, loopback), undici ${version('undici')}, dns-packet ${version('dns-packet')}`);
     console.log(`machine: ${cpu ?? 'unknown CPU'} × ${cpus().length}`);
-    const header = ['subscriber', 'samples', 'missed', 'p50', 'p99', 'max', 'Consul req/min at steady state'];
+    const header = ['subscriber', 'samples', 'missed', 'p50', 'p90', 'p99', 'max', 'Consul req/min at steady state'];
     const rows = views.map((v, i) => {
       const s = [...(samples.get(v.name) ?? [])].sort((a, b) => a - b);
-      return [v.name, String(s.length), String(missed.get(v.name) ?? 0), percentile(s, 50).toFixed(1), percentile(s, 99).toFixed(1), (s[s.length - 1] ?? Number.NaN).toFixed(1), perMinute[i]!.toFixed(1)];
+      return [v.name, String(s.length), String(missed.get(v.name) ?? 0), percentile(s, 50).toFixed(1), percentile(s, 90).toFixed(1), percentile(s, 99).toFixed(1), (s[s.length - 1] ?? Number.NaN).toFixed(1), perMinute[i]!.toFixed(1)];
     });
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     const line = (row: string[]): string => row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
