@@ -49,7 +49,7 @@ export async function startNodeBackends(specs: { port: number; delayMs: number }
   });
   await new Promise<void>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`backends exited ${String(code)}`)));
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       if (d.toString().includes('ready')) resolve();
     });
   });

@@ -25,16 +25,17 @@ function replayFailure(error: Error): never {
  * rolling counts; we feed it outcomes.
  *
  * Cost on the success path matters (it runs on every request): a success is
- * recorded by emitting opossum's own `fire` + `success` events (which is all
- * `fire()` does for a success, minus its Promise, argument copy and closures);
- * a failure goes through a real `fire()` so opossum's threshold logic opens
- * the circuit. Snapshots and rolling percentiles are off (they sort every
+ * one increment of opossum's rolling counts (see {@link EndpointBreaker.success});
+ * a failure goes through a real `fire()` so opossum's own threshold logic
+ * opens the circuit. Snapshots and rolling percentiles are off (they sort every
  * latency sample once a second on the event loop), and every breaker of a
  * client shares one bucket-rotation timer (`rotateBucketController`).
  * @internal
  */
 export class EndpointBreaker {
   readonly #cb: CircuitBreaker<[Error], never>;
+  /** opossum's Status: `increment()` is public in opossum 9 but missing from @types/opossum. */
+  readonly #status: OpossumStatus;
   #trialInFlight = false;
 
   constructor(options: Required<BreakerOptions>, rotate: NodeEventEmitter, listener: BreakerListener, name: string) {
@@ -50,6 +51,7 @@ export class EndpointBreaker {
       enableSnapshots: false,
       rotateBucketController: rotate,
     });
+    this.#status = this.#cb.status as unknown as OpossumStatus;
     this.#cb.on('open', () => {
       this.#trialInFlight = false;
       listener.onBreakerOpen();
@@ -84,9 +86,19 @@ export class EndpointBreaker {
     return false;
   }
 
-  /** Records a success (closes a half-open breaker). */
+  /**
+   * Records a success. Closed breaker (the hot path): one increment of
+   * opossum's rolling `fires` count through its public `status` — opossum's
+   * open decision reads only `failures / fires`, and our own counters keep
+   * successes, so nothing else is needed (no event, no latency sample pushed).
+   * Half-open: emit opossum's `success`, which closes the breaker.
+   */
   success(latencyMs: number): void {
     const cb = this.#cb;
+    if (cb.closed) {
+      this.#status.increment('fires');
+      return;
+    }
     cb.emit('fire');
     cb.emit('success', undefined, latencyMs);
   }
@@ -99,16 +111,20 @@ export class EndpointBreaker {
     cb.fire(error).catch(noop);
   }
 
-  /** Rolling-window counts (successes, failures, fires). */
-  get counts(): { fires: number; successes: number; failures: number } {
+  /** Rolling-window counts: calls (`fires`) and `failures`. */
+  get counts(): { fires: number; failures: number } {
     const s = this.#cb.stats;
-    return { fires: s.fires, successes: s.successes, failures: s.failures };
+    return { fires: s.fires, failures: s.failures };
   }
 
   /** Stops timers and listeners. */
   shutdown(): void {
     this.#cb.shutdown();
   }
+}
+
+interface OpossumStatus {
+  increment(property: 'fires' | 'successes' | 'failures'): void;
 }
 
 function noop(): void {

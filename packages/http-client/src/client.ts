@@ -283,11 +283,33 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     this.#budget?.deposit(start);
     const ep = this.#set.pick(req.hashKey === undefined ? undefined : { hashKey: req.hashKey });
     if (ep === undefined) throw this.#emptyError(0, []);
+    // First attempt inlined (one async frame fewer on the hot path than calling #attempt).
+    const perTry = req.perTryTimeoutMs ?? this.#perTryTimeoutMs;
     let data: Dispatcher.ResponseData;
-    try {
-      data = await this.#attempt(ep, req, deadline, start);
-    } catch (error) {
-      return this.#retryPath(error, req, deadline, timeoutMs);
+    if (timeoutMs > perTry && req.signal === undefined) {
+      const load = ep.load;
+      load.inFlight++;
+      try {
+        data = await ep.pool.request({
+          method: (req.method ?? 'GET'),
+          path: req.path,
+          headers: req.headers,
+          body: req.body,
+          headersTimeout: perTry,
+          bodyTimeout: perTry,
+        });
+      } catch (error) {
+        load.inFlight--;
+        return this.#retryPath(this.#failed(ep, req, error, start, undefined), req, deadline, timeoutMs);
+      }
+      load.inFlight--;
+      this.#settled(ep, data.statusCode, start);
+    } else {
+      try {
+        data = await this.#attempt(ep, req, deadline, start);
+      } catch (error) {
+        return this.#retryPath(error, req, deadline, timeoutMs);
+      }
     }
     if (this.#retryStatus[data.statusCode] === 1 && this.#retryEnabled) {
       return this.#retryPath(new AttemptFailure('status', undefined, ep, data, undefined, undefined), req, deadline, timeoutMs);
@@ -328,23 +350,33 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       });
     } catch (error) {
       load.inFlight--;
-      const now = performance.now();
-      if (req.signal?.aborted) throw new AttemptFailure('aborted', error, ep, undefined, undefined, undefined);
-      const kind = deadlineSignal?.aborted ? 'timeout' : classifyError(error);
-      this.#recordFailure(ep, error as Error, now - start, now);
-      throw new AttemptFailure(kind, error, ep, undefined, undefined, undefined);
+      throw this.#failed(ep, req, error, start, deadlineSignal);
     }
     load.inFlight--;
+    this.#settled(ep, data.statusCode, start);
+    return data;
+  }
+
+  /** Records a response: a failure status, or a success (latency, breaker, ejection count). */
+  #settled(ep: Endpoint, statusCode: number, start: number): void {
     const now = performance.now();
-    if (this.#failureStatus[data.statusCode] === 1) {
-      this.#recordFailure(ep, new Error(`status ${data.statusCode}`), now - start, now);
+    if (this.#failureStatus[statusCode] === 1) {
+      this.#recordFailure(ep, new Error(`status ${statusCode}`), now - start, now);
     } else {
       ep.successes++;
       ep.observe(now - start, now);
       ep.outlier.consecutiveFailures = 0;
       ep.breaker?.success(now - start);
     }
-    return data;
+  }
+
+  /** Records a transport failure and wraps it for the retry policy. */
+  #failed(ep: Endpoint, req: RequestOptions, error: unknown, start: number, deadlineSignal: AbortSignal | undefined): AttemptFailure {
+    if (req.signal?.aborted) return new AttemptFailure('aborted', error, ep, undefined, undefined, undefined);
+    const now = performance.now();
+    const kind = deadlineSignal?.aborted ? 'timeout' : classifyError(error);
+    this.#recordFailure(ep, error instanceof Error ? error : new Error(String(error)), now - start, now);
+    return new AttemptFailure(kind, error, ep, undefined, undefined, undefined);
   }
 
   #recordFailure(ep: Endpoint, error: Error, latencyMs: number, now: number): void {

@@ -24,6 +24,7 @@ export class EndpointSet {
   /** Shared bucket-rotation clock for every breaker (one timer per client, not per endpoint). */
   readonly #rotate = new NodeEventEmitter();
   readonly #rotateTimer: NodeJS.Timeout | undefined;
+  readonly #decayTimer: NodeJS.Timeout;
   #picker: Picker<Endpoint>;
   #panic = false;
   #ejectedCount = 0;
@@ -42,6 +43,11 @@ export class EndpointSet {
       t.unref();
       this.#rotateTimer = t;
     }
+    this.#decayTimer = setInterval(() => {
+      const now = performance.now();
+      for (const ep of this.#byKey.values()) ep.decayIdle(now);
+    }, 1000);
+    this.#decayTimer.unref();
   }
 
   /** All current (non-removed) endpoints. */
@@ -210,6 +216,7 @@ export class EndpointSet {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#rotateTimer) clearInterval(this.#rotateTimer);
+    clearInterval(this.#decayTimer);
     for (const ep of [...this.#byKey.values()]) {
       this.#byKey.delete(ep.instance.key);
       ep.removed = true;

@@ -83,6 +83,19 @@ export class Endpoint implements BalancerEndpoint {
     this.#lastSampleAt = nowMs;
   }
 
+  /**
+   * Decays an idle endpoint's estimate toward zero (Finagle's peak EWMA reads
+   * its cost as `observe(0)`): without it, an endpoint penalised once and then
+   * never picked would keep its penalty forever. Called from a 1 s timer, off
+   * the request path.
+   */
+  decayIdle(nowMs: number): void {
+    const load = this.load;
+    if (load.ewmaMs === 0 || nowMs - this.#lastSampleAt < 1000) return;
+    load.ewmaMs *= Math.exp(-(nowMs - this.#lastSampleAt) / EWMA_DECAY_MS);
+    this.#lastSampleAt = nowMs;
+  }
+
   /** Penalises the estimate after a failure, so balancers shy away. */
   penalise(latencyMs: number, nowMs: number): void {
     this.observe(Math.max(latencyMs, this.load.ewmaMs * FAILURE_PENALTY, 1), nowMs);
