@@ -414,7 +414,7 @@ describe('examples run as written', function () {
       await exitWithin(tsc, 170_000, 'tsc');
       // Only the blocks' own diagnostics: errors inside the packages' sources are the lint run's business.
       const own = tsc.output().split('\n').filter((line) => line.includes(`${relative(repoRoot, tmpDir)}/block-`) || line.startsWith(`${tmpDir}/block-`));
-      const names = new Map(codeBlocks.map((b, n) => [`block-${String(n)}.ts`, where(b)] as const));
+      const names = new Map<string, string>(codeBlocks.map((b, n) => [`block-${String(n)}.ts`, where(b)]));
       assert.deepEqual(own.map((line) => line.replace(/^.*?(block-\d+\.ts)/, (_, f: string) => names.get(f) ?? f)), []);
     });
 
