@@ -150,13 +150,14 @@ export async function run(): Promise<void> {
   );
   if (!nginxVersion()) throw new Error('nginx is required (apt-get install -y nginx)');
 
-  const [t1, t2, t3, proxyPort, n1, n2, n3, s1, s2, s3, s4, s5] = await freePorts(12) as [number, number, number, number, number, number, number, number, number, number, number, number];
+  const [t1, t2, t3, proxyPort, n1, n2, n3, s1, s2, s3, s4, s5, h5] = (await freePorts(13)) as [number, number, number, number, number, number, number, number, number, number, number, number, number];
   const trivial = [t1, t2, t3];
   const nodePorts = [n1, n2, n3];
   const slowPorts = [s1, s2, s3, s4, s5];
   const nginx = await startNginx(trivial, proxyPort, nodePorts);
-  const nodeBackends = await startNodeBackends(nodePorts.map((port) => ({ port, delayMs: 0 })));
-  const healthy5 = await startNodeBackends(slowPorts.slice(0, 4).map((port) => ({ port, delayMs: 0 })));
+  // One process per Node backend, as in a real deployment (a single process would be the bottleneck of every path).
+  const nodeBackends = await Promise.all(nodePorts.map((port) => startNodeBackends([{ port, delayMs: 0 }])));
+  const healthy5 = await startNodeBackends([...slowPorts.slice(0, 4), h5].map((port) => ({ port, delayMs: 0 })));
   const slowOne = await startNodeBackends([{ port: s5, delayMs: 50 }]);
   const closers: (() => Promise<void>)[] = [];
   try {
@@ -164,12 +165,23 @@ export async function run(): Promise<void> {
     const raw = new Pool(`http://127.0.0.1:${t1}`);
     const balanced = new BalancedPool(trivial.map((p) => `http://127.0.0.1:${p}`));
     const { client: px } = makeClient(trivial);
-    closers.push(() => raw.close(), () => balanced.close(), () => px.close());
+    const { client: px1 } = makeClient([t1]);
+    const rrPools = trivial.map((p) => new Pool(`http://127.0.0.1:${p}`));
+    let next = 0;
+    const rrCall: Call = async () => {
+      const pool = rrPools[next]!;
+      next = next === rrPools.length - 1 ? 0 : next + 1;
+      const { body } = await pool.request({ path: '/', method: 'GET' });
+      await body.dump();
+    };
+    closers.push(() => raw.close(), () => balanced.close(), () => px.close(), () => px1.close(), ...rrPools.map((p) => () => p.close()));
     const overhead = await compare(
       'Overhead — trivial nginx backends (return 200 "ok")',
       [
         { name: 'raw undici Pool → 1 backend', call: poolCall(raw) },
+        { name: 'proxyless client → 1 backend', call: clientCall(px1) },
         { name: 'undici BalancedPool ×3', call: poolCall(balanced) },
+        { name: 'round-robin over 3 raw undici Pools', call: rrCall },
         { name: 'proxyless client ×3 (peak EWMA, breakers, ejection, retries)', call: clientCall(px) },
       ],
       'raw undici Pool → 1 backend',
@@ -191,7 +203,7 @@ export async function run(): Promise<void> {
     );
 
     // 3. Slow backend: 5 Node backends, one +50 ms.
-    const healthyClient = makeClient([...slowPorts.slice(0, 4), n1]).client; // 5 healthy (n1 is a healthy Node backend)
+    const healthyClient = makeClient([...slowPorts.slice(0, 4), h5]).client; // the same four plus a healthy fifth
     const rr = makeClient(slowPorts, roundRobin()).client;
     const lr = makeClient(slowPorts, leastRequest()).client;
     const pe = makeClient(slowPorts, peakEwma()).client;
@@ -214,12 +226,22 @@ export async function run(): Promise<void> {
     const nginxName = 'undici Pool → nginx proxy → 3 Node backends';
     const pxNodeName = 'proxyless client ×3 Node backends';
     const sl = (n: string, k: keyof Result): number => med(slow.get(n), k);
+    const px1Name = 'proxyless client → 1 backend';
+    const rrName = 'round-robin over 3 raw undici Pools';
     const lines = [
-      verdict('client CPU/req ≤ 1.1× raw Pool', o(pxName, 'cpuUsPerReq') <= 1.1 * o(rawName, 'cpuUsPerReq'),
+      verdict('[same backend] client CPU/req ≤ 1.1× raw Pool', o(px1Name, 'cpuUsPerReq') <= 1.1 * o(rawName, 'cpuUsPerReq'),
+        `${o(px1Name, 'cpuUsPerReq').toFixed(1)} vs ${o(rawName, 'cpuUsPerReq').toFixed(1)} µs (${(o(px1Name, 'cpuUsPerReq') / o(rawName, 'cpuUsPerReq')).toFixed(2)}×)`),
+      verdict('[same backend] throughput ≥ 0.9× raw Pool', o(px1Name, 'rps') >= 0.9 * o(rawName, 'rps'),
+        `${o(px1Name, 'rps').toFixed(0)} vs ${o(rawName, 'rps').toFixed(0)} req/s (${(o(px1Name, 'rps') / o(rawName, 'rps')).toFixed(2)}×)`),
+      verdict('[same backend] p99.9 ≤ raw Pool + 1 ms', o(px1Name, 'p999') <= o(rawName, 'p999') + 1,
+        `${o(px1Name, 'p999').toFixed(2)} vs ${o(rawName, 'p999').toFixed(2)} ms`),
+      verdict('[×3 backends] client CPU/req ≤ 1.1× round-robin over 3 raw Pools', o(pxName, 'cpuUsPerReq') <= 1.1 * o(rrName, 'cpuUsPerReq'),
+        `${o(pxName, 'cpuUsPerReq').toFixed(1)} vs ${o(rrName, 'cpuUsPerReq').toFixed(1)} µs (${(o(pxName, 'cpuUsPerReq') / o(rrName, 'cpuUsPerReq')).toFixed(2)}×)`),
+      verdict('[×3 backends] client CPU/req ≤ 1.1× raw Pool', o(pxName, 'cpuUsPerReq') <= 1.1 * o(rawName, 'cpuUsPerReq'),
         `${o(pxName, 'cpuUsPerReq').toFixed(1)} vs ${o(rawName, 'cpuUsPerReq').toFixed(1)} µs (${(o(pxName, 'cpuUsPerReq') / o(rawName, 'cpuUsPerReq')).toFixed(2)}×)`),
-      verdict('throughput ≥ 0.9× raw Pool', o(pxName, 'rps') >= 0.9 * o(rawName, 'rps'),
+      verdict('[×3 backends] throughput ≥ 0.9× raw Pool', o(pxName, 'rps') >= 0.9 * o(rawName, 'rps'),
         `${o(pxName, 'rps').toFixed(0)} vs ${o(rawName, 'rps').toFixed(0)} req/s (${(o(pxName, 'rps') / o(rawName, 'rps')).toFixed(2)}×)`),
-      verdict('p99.9 ≤ raw Pool + 1 ms', o(pxName, 'p999') <= o(rawName, 'p999') + 1,
+      verdict('[×3 backends] p99.9 ≤ raw Pool + 1 ms', o(pxName, 'p999') <= o(rawName, 'p999') + 1,
         `${o(pxName, 'p999').toFixed(2)} vs ${o(rawName, 'p999').toFixed(2)} ms`),
       verdict('≥ 1.8× nginx-proxy throughput', r(pxNodeName, 'rps') >= 1.8 * r(nginxName, 'rps'),
         `${r(pxNodeName, 'rps').toFixed(0)} vs ${r(nginxName, 'rps').toFixed(0)} req/s (${(r(pxNodeName, 'rps') / r(nginxName, 'rps')).toFixed(2)}×)`),
@@ -231,7 +253,7 @@ export async function run(): Promise<void> {
     process.stdout.write(`\n### Targets\n${lines.join('\n')}\n`);
   } finally {
     for (const c of closers) await c().catch(() => undefined);
-    await stop(nodeBackends);
+    for (const b of nodeBackends) await stop(b);
     await stop(healthy5);
     await stop(slowOne);
     await stop(nginx.child);
