@@ -46,23 +46,21 @@ export function registerClientMetrics(client: ProxylessClient, options: Promethe
   const registry = options.registry ?? defaultRegistry;
   const prefix = options.prefix ?? 'proxyless_http_client_';
   const service = client.service;
+  // Names of everything registered here, for unregister().
   const names: string[] = [];
-  const metrics = { push: (..._ms: object[]): void => undefined };
 
   const perEndpoint = (name: string, help: string, read: (e: ReturnType<ProxylessClient['stats']>['endpoints'][number]) => number): void => {
     names.push(prefix + name);
-    metrics.push(
-      new Gauge({
-        name: prefix + name,
-        help,
-        labelNames: ['service', 'endpoint'],
-        registers: [registry],
-        collect() {
-          this.reset();
-          for (const e of client.stats().endpoints) this.set({ service, endpoint: e.label }, read(e));
-        },
-      }),
-    );
+    new Gauge({
+      name: prefix + name,
+      help,
+      labelNames: ['service', 'endpoint'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const e of client.stats().endpoints) this.set({ service, endpoint: e.label }, read(e));
+      },
+    });
   };
   perEndpoint('endpoint_in_flight', 'Requests in flight per endpoint.', (e) => e.inFlight);
   perEndpoint('endpoint_ewma_latency_ms', 'Peak-EWMA latency estimate per endpoint, in ms.', (e) => e.ewmaMs);
@@ -70,34 +68,30 @@ export function registerClientMetrics(client: ProxylessClient, options: Promethe
   perEndpoint('endpoint_ejected', 'Whether outlier detection ejected the endpoint (1) or not (0).', (e) => (e.ejected ? 1 : 0));
 
   names.push(`${prefix}endpoint_attempts_total`, `${prefix}ejections_total`, `${prefix}breaker_opens_total`);
-  metrics.push(
-    new Counter({
-      name: `${prefix}endpoint_attempts_total`,
-      help: 'Attempts per endpoint by outcome, since the endpoint appeared.',
-      labelNames: ['service', 'endpoint', 'outcome'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const e of client.stats().endpoints) {
-          this.inc({ service, endpoint: e.label, outcome: 'success' }, e.successes);
-          this.inc({ service, endpoint: e.label, outcome: 'failure' }, e.failures);
-        }
-      },
-    }),
-  );
+  new Counter({
+    name: `${prefix}endpoint_attempts_total`,
+    help: 'Attempts per endpoint by outcome, since the endpoint appeared.',
+    labelNames: ['service', 'endpoint', 'outcome'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const e of client.stats().endpoints) {
+        this.inc({ service, endpoint: e.label, outcome: 'success' }, e.successes);
+        this.inc({ service, endpoint: e.label, outcome: 'failure' }, e.failures);
+      }
+    },
+  });
   const clientGauge = (name: string, help: string, read: (s: ReturnType<ProxylessClient['stats']>) => number): void => {
     names.push(prefix + name);
-    metrics.push(
-      new Gauge({
-        name: prefix + name,
-        help,
-        labelNames: ['service'],
-        registers: [registry],
-        collect() {
-          this.set({ service }, read(client.stats()));
-        },
-      }),
-    );
+    new Gauge({
+      name: prefix + name,
+      help,
+      labelNames: ['service'],
+      registers: [registry],
+      collect() {
+        this.set({ service }, read(client.stats()));
+      },
+    });
   };
   clientGauge('ready_endpoints', 'Endpoints in the pick set.', (s) => s.ready);
   clientGauge('panic', 'Panic mode (1: balancing over every endpoint).', (s) => (s.panic ? 1 : 0));

@@ -29,9 +29,14 @@ describe('http-client: failures and hostile backends', () => {
     await Promise.all(rawServers.splice(0).map((s) => new Promise((r) => s.close(r))));
   });
 
+  /** Server-side sockets of `raw()` servers still open: the client must not leave any behind. */
+  let openRaw = 0;
   async function raw(onSocket: (socket: Socket) => void): Promise<number> {
     const server = createNetServer((socket) => {
       rawSockets.add(socket);
+      openRaw++;
+      socket.once('close', () => openRaw--);
+      socket.on('data', () => undefined); // keep reading, so the client's close is seen
       socket.on('error', () => undefined);
       onSocket(socket);
     });
@@ -170,6 +175,9 @@ describe('http-client: failures and hostile backends', () => {
     const t0 = Date.now();
     await assert.rejects(client.request('/'), DeadlineExceededError);
     assert.ok(Date.now() - t0 < 1_000, `took ${Date.now() - t0} ms`);
+    // undici destroys the hung connection when the deadline aborts it (and may open a fresh idle one); close() leaves none.
+    await client.close();
+    await until(() => openRaw === 0, 2_000, 'every connection to the hung backend to be closed');
   });
 
   it('meets the deadline when a backend sends half a body', async () => {
@@ -182,6 +190,8 @@ describe('http-client: failures and hostile backends', () => {
     const t0 = Date.now();
     await assert.rejects(client.text('/'), DeadlineExceededError);
     assert.ok(Date.now() - t0 < 1_500, `took ${Date.now() - t0} ms`);
+    await client.close();
+    await until(() => openRaw === 0, 2_000, 'every connection to the half-answering backend to be closed');
   });
 
   it('fails typed when a backend resets mid-response', async () => {
