@@ -73,11 +73,12 @@ export function nginxVersion(): string | undefined {
 /**
  * Runs nginx in the foreground from a temp dir: `trivialPorts` answer
  * `return 200 "ok"`; `proxyPort` proxies to `upstreamPorts` with upstream keep-alive.
+ * `workers`: 1 (default, the cheapest on a 2-core box) or `auto` (Debian's default config).
  */
-export async function startNginx(trivialPorts: number[], proxyPort: number, upstreamPorts: number[]): Promise<{ child: ChildProcess; dir: string }> {
+export async function startNginx(trivialPorts: number[], proxyPort: number, upstreamPorts: number[], workers: number | 'auto' = 1): Promise<{ child: ChildProcess; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'proxyless-bench-nginx-'));
   const conf = `
-worker_processes 1;
+worker_processes ${workers};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 events { worker_connections 4096; }
