@@ -1,5 +1,5 @@
 import { Pool } from 'undici';
-import type { BalancerEndpoint, ServiceInstance } from '@proxyless/core';
+import { PeakEwma, type BalancerEndpoint, type ServiceInstance } from '@proxyless/core';
 import { EndpointBreaker, type BreakerListener, type BreakerState } from './breaker.js';
 import { OutlierState } from './outlier-detection.js';
 import type { ResolvedOptions } from './options.js';
@@ -22,8 +22,6 @@ export interface MutableLoad {
   readySince: number;
 }
 
-/** Decay time of the peak-EWMA latency estimate, in ms (Finagle's default is 10 s). */
-const EWMA_DECAY_MS = 10_000;
 /** Latency recorded for a failed attempt, as a multiple of the current estimate (errors look slow). */
 const FAILURE_PENALTY = 2;
 
@@ -42,6 +40,8 @@ export class Endpoint implements BalancerEndpoint {
   readonly outlier = new OutlierState();
   successes = 0;
   failures = 0;
+  /** Latency estimator (core's PeakEwma, τ = 10 s as Finagle); its value is published as `load.ewmaMs`. */
+  readonly #ewma = new PeakEwma();
   #lastSampleAt = 0;
   removed = false;
 
@@ -72,28 +72,19 @@ export class Endpoint implements BalancerEndpoint {
    * with weight exp(-Δt/τ).
    */
   observe(latencyMs: number, nowMs: number): void {
-    const load = this.load;
-    const prev = load.ewmaMs;
-    if (latencyMs > prev || this.#lastSampleAt === 0) {
-      load.ewmaMs = latencyMs;
-    } else {
-      const w = Math.exp(-(nowMs - this.#lastSampleAt) / EWMA_DECAY_MS);
-      load.ewmaMs = prev * w + latencyMs * (1 - w);
-    }
+    this.load.ewmaMs = this.#ewma.observe(latencyMs, nowMs);
     this.#lastSampleAt = nowMs;
   }
 
   /**
-   * Decays an idle endpoint's estimate toward zero (Finagle's peak EWMA reads
-   * its cost as `observe(0)`): without it, an endpoint penalised once and then
-   * never picked would keep its penalty forever. Called from a 1 s timer, off
-   * the request path.
+   * Decays an idle endpoint's estimate toward zero (as Finagle's peak EWMA
+   * does when read): without it, an endpoint penalised once and then never
+   * picked would keep its penalty forever. Called from a 1 s timer, off the
+   * request path.
    */
   decayIdle(nowMs: number): void {
-    const load = this.load;
-    if (load.ewmaMs === 0 || nowMs - this.#lastSampleAt < 1000) return;
-    load.ewmaMs *= Math.exp(-(nowMs - this.#lastSampleAt) / EWMA_DECAY_MS);
-    this.#lastSampleAt = nowMs;
+    if (this.load.ewmaMs === 0 || nowMs - this.#lastSampleAt < 1000) return;
+    this.load.ewmaMs = this.#ewma.valueAt(nowMs);
   }
 
   /** Penalises the estimate after a failure, so balancers shy away. */
