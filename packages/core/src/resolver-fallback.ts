@@ -14,6 +14,12 @@ export interface FallbackResolverOptions<PrimaryQuery extends object, SecondaryQ
   secondaryQuery?: (query: PrimaryQuery) => SecondaryQuery;
   /** Close both resolvers in {@link FallbackResolver.close}. Default false. */
   closeResolvers?: boolean;
+  /**
+   * How long a new watch waits for the primary's first answer before it also
+   * opens the secondary, in ms. Covers a primary that hangs rather than fails
+   * (its own request timeout can be many seconds). Default 2000.
+   */
+  primaryTimeoutMs?: number;
 }
 
 /** Errors that another source cannot fix: bad input, closure, cancellation. */
@@ -42,6 +48,7 @@ export class FallbackResolver<PrimaryQuery extends object = object, SecondaryQue
   readonly #secondary: Resolver<SecondaryQuery>;
   readonly #map: (query: PrimaryQuery) => SecondaryQuery;
   readonly #closeResolvers: boolean;
+  readonly #primaryTimeoutMs: number;
   readonly #hub: WatchHub<PrimaryQuery>;
   readonly #keys = new WeakMap<object, number>();
   #nextKey = 0;
@@ -57,6 +64,11 @@ export class FallbackResolver<PrimaryQuery extends object = object, SecondaryQue
     this.#secondary = options.secondary;
     this.#map = options.secondaryQuery ?? ((q) => q as unknown as SecondaryQuery);
     this.#closeResolvers = options.closeResolvers ?? false;
+    const timeout = options.primaryTimeoutMs ?? 2000;
+    if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout < 0) {
+      throw new InvalidOptionError('primaryTimeoutMs', timeout, 'must be a finite number >= 0');
+    }
+    this.#primaryTimeoutMs = timeout;
     this.#hub = new WatchHub<PrimaryQuery>('fallback', (service, query, sink) => this.#run(service, query, sink));
   }
 
@@ -109,7 +121,13 @@ export class FallbackResolver<PrimaryQuery extends object = object, SecondaryQue
       // Keep serving the secondary's fresh data; the primary's error is still reported.
       sink.fail(error, { markStale: !(fallback && !fallback.stale) });
     });
+    // A primary that hangs (no answer, no error) must not leave the watch empty.
+    const firstAnswer = setTimeout(() => {
+      if (primary.current === undefined) openSecondary();
+    }, this.#primaryTimeoutMs);
+    firstAnswer.unref();
     await new Promise<void>((resolve) => sink.signal.addEventListener('abort', () => resolve(), { once: true }));
+    clearTimeout(firstAnswer);
     await Promise.all([primary.close(), secondary?.close()]);
   }
 

@@ -388,6 +388,37 @@ describe('FallbackResolver', () => {
   });
 });
 
+describe('FallbackResolver with a hung primary', () => {
+  it('opens the secondary when the primary has not answered within primaryTimeoutMs', async () => {
+    const { createServer } = await import('node:net');
+    // Accepts connections and never answers: a hung agent, not a refused one.
+    const sockets = new Set<import('node:net').Socket>();
+    const hung = createServer((socket) => sockets.add(socket));
+    await new Promise<void>((r) => hung.listen(0, '127.0.0.1', r));
+    const { port } = hung.address() as { port: number };
+    const consul = new ConsulResolver({ address: `127.0.0.1:${String(port)}`, env: {}, timeoutMs: 60_000 });
+    const secondary = new StaticResolver({ services: { web: [{ address: '10.9.9.9', port: 80 }] } });
+    const resolver = new FallbackResolver({ primary: consul, secondary, closeResolvers: true, primaryTimeoutMs: 200 });
+    try {
+      const started = Date.now();
+      const snapshot = await resolver.watch('web').ready({ timeoutMs: 5000 });
+      assert.equal(snapshot.source, 'static');
+      assert.ok(Date.now() - started < 3000, `took ${String(Date.now() - started)} ms`);
+    } finally {
+      await resolver.close();
+      for (const s of sockets) s.destroy();
+      hung.close();
+    }
+  });
+
+  it('rejects a negative primaryTimeoutMs, naming it', () => {
+    assert.throws(
+      () => new FallbackResolver({ primary: new StaticResolver(), secondary: new StaticResolver(), primaryTimeoutMs: -1 }),
+      (e: unknown) => e instanceof InvalidOptionError && e.option === 'primaryTimeoutMs',
+    );
+  });
+});
+
 describe('FallbackResolver with a query the secondary cannot honour', () => {
   it('DNS refuses a Consul filter instead of silently widening the set; the fallback reports it and keeps going', async () => {
     const dns = new DnsSrvResolver({ servers: ['127.0.0.1:1'] });
