@@ -252,7 +252,9 @@ export class ShutdownCoordinator extends EventEmitter<ShutdownEvents> {
       this.emit('step', name, Date.now() - started);
     };
 
-    const registrars = this.#registrars.filter((r) => r.state === 'registered' || r.state === 'lost');
+    // 'registering' too: the register PUT may already be applied while start()
+    // still waits for its first heartbeat; skipping it would leave it behind.
+    const registrars = this.#registrars.filter((r) => r.state === 'registered' || r.state === 'lost' || r.state === 'registering');
     await step('outOfRotation', softBudget(), () =>
       Promise.all(registrars.map((r) => (this.#outOfRotation === 'maintenance' ? r.enableMaintenance('shutting down') : r.drain()))),
     );

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { startConsulAgent, freePort, type ConsulAgent } from '../../../test/support/consul.js';
 import { ConsulApiError, ConsulUnreachableError, TimeoutError } from '@proxyless/core';
-import { Registrar, type RegistrarOptions } from '../src/index.js';
+import { Registrar, ShutdownCoordinator, type RegistrarOptions } from '../src/index.js';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
 import { checkStatus, passingIds, waitFor } from './helpers.js';
 
@@ -175,6 +175,26 @@ describe('Registrar with agent faults (fault proxy in front of the real agent)',
     proxy.setFault({ kind: 'pass' });
     await waitFor('reregistered', () => events.includes('reregistered'), { timeoutMs: 5000 });
     assert.deepEqual(await passingIds(agent.httpUrl, registrar.options.name), [registrar.options.id]);
+  });
+
+  it('a shutdown while start() is still in flight deregisters what the agent already has', async function () {
+    // The register PUT goes through; the first heartbeat hangs, so start() is
+    // still 'registering' when the signal comes.
+    proxy.setFault({ kind: 'hang' }, '/v1/agent/check/update/');
+    const registrar = make();
+    void registrar.start().catch(() => undefined);
+    await waitFor('the agent to hold the registration', async () => {
+      const r = await fetch(`${agent.httpUrl}/v1/agent/services`);
+      const services = (await r.json()) as Record<string, unknown>;
+      return services[registrar.options.id] !== undefined;
+    }, { timeoutMs: 10_000 });
+    assert.equal(registrar.state, 'registering');
+    proxy.setFault({ kind: 'pass' });
+    const coordinator = new ShutdownCoordinator({ registrars: [registrar], exit: false, propagationTimeoutMs: 500, drainDelayMs: 1, deadlineMs: 5000, log: () => undefined });
+    assert.equal(await coordinator.shutdown('test'), 0);
+    const r = await fetch(`${agent.httpUrl}/v1/agent/services`);
+    const services = (await r.json()) as Record<string, unknown>;
+    assert.equal(services[registrar.options.id], undefined, 'registration left behind');
   });
 
   it('after close() calls reject with ERR_CLOSED, and close() is idempotent', async function () {
