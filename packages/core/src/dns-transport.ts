@@ -182,81 +182,67 @@ export class DnsTransport {
   }
 
   #udp(server: Required<DnsServer>, name: string, type: DnsQueryType, signal: AbortSignal): Promise<DnsMessage> {
-    return new Promise((resolve, reject) => {
-      const id = randomInt(0, 65536);
-      const socket = createSocket(isIP(server.host) === 6 ? 'udp6' : 'udp4');
-      let settled = false;
-      const finish = (error: Error | undefined, packet?: DnsMessage): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        signal.removeEventListener('abort', onAbort);
-        socket.close();
-        if (error) reject(error);
-        else if (packet) resolve(packet);
-      };
-      const onAbort = (): void => finish(new AbortedError(`DNS query for ${name}`, signal.reason));
-      const timer = setTimeout(() => finish(new TimeoutError(`DNS query for ${name} to ${server.host}:${server.port}`, this.#timeoutMs)), this.#timeoutMs);
-      timer.unref();
-      signal.addEventListener('abort', onAbort, { once: true });
-      socket.on('error', (error) => finish(error));
-      socket.on('message', (message, remote) => {
-        // Anything not from our server, undecodable, or not our question is dropped (spoofing, late answers).
-        if (remote.address !== server.host || remote.port !== server.port) return;
-        let packet: DnsMessage;
-        try {
-          packet = decodeDnsMessage(message);
-        } catch {
-          return;
-        }
-        if (matchesQuery(packet, id, name, type)) finish(undefined, packet);
-      });
-      socket.send(this.#encode(id, name, type), server.port, server.host, (error) => {
-        if (error) finish(error);
-      });
-    });
+    const id = randomInt(0, 65536);
+    const socket = createSocket(isIP(server.host) === 6 ? 'udp6' : 'udp4');
+    return settleOnce<DnsMessage>(
+      signal,
+      this.#timeoutMs,
+      () => new TimeoutError(`DNS query for ${name} to ${server.host}:${server.port}`, this.#timeoutMs),
+      () => new AbortedError(`DNS query for ${name}`, signal.reason),
+      () => socket.close(),
+      (finish) => {
+        socket.on('error', (error) => finish(error));
+        socket.on('message', (message, remote) => {
+          // Anything not from our server, undecodable, or not our question is dropped (spoofing, late answers).
+          if (remote.address !== server.host || remote.port !== server.port) return;
+          let packet: DnsMessage;
+          try {
+            packet = decodeDnsMessage(message);
+          } catch {
+            return;
+          }
+          if (matchesQuery(packet, id, name, type)) finish(undefined, packet);
+        });
+        socket.send(this.#encode(id, name, type), server.port, server.host, (error) => {
+          if (error) finish(error);
+        });
+      },
+    );
   }
 
   #tcp(server: Required<DnsServer>, name: string, type: DnsQueryType, signal: AbortSignal): Promise<DnsMessage> {
-    return new Promise((resolve, reject) => {
-      const id = randomInt(0, 65536);
-      const socket = connect({ host: server.host, port: server.port });
-      let buffered = Buffer.alloc(0);
-      let settled = false;
-      const finish = (error: Error | undefined, packet?: DnsMessage): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        signal.removeEventListener('abort', onAbort);
-        socket.destroy();
-        if (error) reject(error);
-        else if (packet) resolve(packet);
-      };
-      const onAbort = (): void => finish(new AbortedError(`DNS query for ${name}`, signal.reason));
-      const timer = setTimeout(() => finish(new TimeoutError(`DNS/TCP query for ${name} to ${server.host}:${server.port}`, this.#timeoutMs)), this.#timeoutMs);
-      timer.unref();
-      signal.addEventListener('abort', onAbort, { once: true });
-      socket.on('error', (error) => finish(error));
-      socket.on('close', () => finish(new BadResponseError(`DNS/TCP connection for ${name} closed before a full answer`)));
-      socket.on('data', (chunk: Buffer) => {
-        buffered = Buffer.concat([buffered, chunk]);
-        if (buffered.length < 2) return;
-        const length = buffered.readUInt16BE(0);
-        if (buffered.length < 2 + length) return;
-        try {
-          const packet = decodeDnsMessage(buffered.subarray(2, 2 + length));
-          if (!matchesQuery(packet, id, name, type)) throw new BadResponseError(`DNS/TCP answer for ${name} does not match the query`);
-          finish(undefined, packet);
-        } catch (error) {
-          finish(error as Error);
-        }
-      });
-      const query = this.#encode(id, name, type);
-      const frame = Buffer.alloc(2 + query.length);
-      frame.writeUInt16BE(query.length, 0);
-      query.copy(frame, 2);
-      socket.write(frame);
-    });
+    const id = randomInt(0, 65536);
+    const socket = connect({ host: server.host, port: server.port });
+    let buffered = Buffer.alloc(0);
+    return settleOnce<DnsMessage>(
+      signal,
+      this.#timeoutMs,
+      () => new TimeoutError(`DNS/TCP query for ${name} to ${server.host}:${server.port}`, this.#timeoutMs),
+      () => new AbortedError(`DNS query for ${name}`, signal.reason),
+      () => socket.destroy(),
+      (finish) => {
+        socket.on('error', (error) => finish(error));
+        socket.on('close', () => finish(new BadResponseError(`DNS/TCP connection for ${name} closed before a full answer`)));
+        socket.on('data', (chunk: Buffer) => {
+          buffered = Buffer.concat([buffered, chunk]);
+          if (buffered.length < 2) return;
+          const length = buffered.readUInt16BE(0);
+          if (buffered.length < 2 + length) return;
+          try {
+            const packet = decodeDnsMessage(buffered.subarray(2, 2 + length));
+            if (!matchesQuery(packet, id, name, type)) throw new BadResponseError(`DNS/TCP answer for ${name} does not match the query`);
+            finish(undefined, packet);
+          } catch (error) {
+            finish(error as Error);
+          }
+        });
+        const query = this.#encode(id, name, type);
+        const frame = Buffer.alloc(2 + query.length);
+        frame.writeUInt16BE(query.length, 0);
+        query.copy(frame, 2);
+        socket.write(frame);
+      },
+    );
   }
 
   /** Cancels in-flight queries; later calls reject with `ERR_CLOSED`. Idempotent. */
@@ -264,4 +250,39 @@ export class DnsTransport {
     this.#close.abort(new ClosedError('DNS transport'));
     return Promise.resolve();
   }
+}
+
+/**
+ * One query's settle-once scaffolding: a timeout, the caller's abort, and a
+ * cleanup that runs exactly once whichever of them (or an answer) comes first.
+ */
+function settleOnce<T>(
+  signal: AbortSignal,
+  timeoutMs: number,
+  onTimeout: () => Error,
+  onAbort: () => Error,
+  cleanup: () => void,
+  start: (finish: (error: Error | undefined, value?: T) => void) => void,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const finish = (error: Error | undefined, value?: T): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal.removeEventListener('abort', aborted);
+      cleanup();
+      if (error) reject(error);
+      else if (value !== undefined) resolve(value);
+    };
+    const aborted = (): void => finish(onAbort());
+    const timer = setTimeout(() => finish(onTimeout()), timeoutMs);
+    timer.unref();
+    signal.addEventListener('abort', aborted, { once: true });
+    try {
+      start(finish);
+    } catch (error) {
+      finish(error instanceof Error ? error : new Error(String(error)));
+    }
+  });
 }
