@@ -16,13 +16,14 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { createSocket } from 'node:dgram';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort, trackChild } from './processes.js';
+
+export { freePort };
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -60,32 +61,6 @@ export function consulBinary(): { path: string; version: string } {
   cachedBinary = { path, version };
   return cachedBinary;
 }
-
-/** Finds a port free for both TCP and UDP on 127.0.0.1 (DNS and Serf use both). */
-export async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const server = createServer();
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const address = server.address();
-    const port = typeof address === 'object' && address ? address.port : 0;
-    const udp = createSocket('udp4');
-    const udpOk = await new Promise<boolean>((ok) => {
-      udp.once('error', () => ok(false));
-      udp.bind(port, '127.0.0.1', () => ok(true));
-    });
-    udp.close();
-    server.close();
-    await once(server, 'close');
-    if (udpOk && !reservedPorts.has(port)) {
-      reservedPorts.add(port);
-      return port;
-    }
-  }
-  throw new Error('no free loopback port found');
-}
-// Ports handed out in this process: two agents starting at once never get the same one.
-const reservedPorts = new Set<number>();
 
 /** The loopback ports of one agent. */
 export interface AgentPorts {
@@ -142,38 +117,6 @@ export interface ConsulAgent {
   restart(): Promise<void>;
 }
 
-const liveProcesses = new Set<ChildProcess>();
-let watchdogPidFile: string | undefined;
-
-function ensureWatchdog(): string {
-  if (watchdogPidFile) return watchdogPidFile;
-  const dir = mkdtempSync(join(tmpdir(), 'proxyless-consul-'));
-  watchdogPidFile = join(dir, 'pids');
-  writeFileSync(watchdogPidFile, '');
-  // A detached shell that outlives us only long enough to kill our agents if
-  // this process dies without running its exit handlers (SIGKILL, OOM).
-  const script = `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; ` +
-    `for p in $(cat "${watchdogPidFile}" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done; rm -rf "${dir}"`;
-  const dog = spawn('sh', ['-c', script], { detached: true, stdio: 'ignore' });
-  dog.unref();
-  process.once('exit', () => {
-    for (const child of liveProcesses) {
-      try {
-        child.kill('SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  });
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(signal, () => {
-      for (const child of liveProcesses) child.kill('SIGKILL');
-      process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1));
-    });
-  }
-  return watchdogPidFile;
-}
-
 let nodeCounter = 0;
 
 async function waitReady(httpUrl: string, child: ChildProcess, deadline: number, logs: () => string): Promise<void> {
@@ -220,7 +163,6 @@ function createAgent(spec: AgentSpec): ConsulAgent {
   const start = async (): Promise<void> => {
     if (child && !exited(child)) return;
     const { path } = consulBinary();
-    const pidFile = ensureWatchdog();
     output = [];
     const args = [
       'agent',
@@ -239,15 +181,13 @@ function createAgent(spec: AgentSpec): ConsulAgent {
     ];
     const proc = spawn(path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     child = proc;
-    liveProcesses.add(proc);
-    if (proc.pid) appendFileSync(pidFile, `${proc.pid}\n`);
+    trackChild(proc);
     const collect = (chunk: Buffer): void => {
       output.push(chunk.toString());
       if (output.length > 400) output = output.slice(-200);
     };
     proc.stdout?.on('data', collect);
     proc.stderr?.on('data', collect);
-    proc.once('exit', () => liveProcesses.delete(proc));
     const deadline = Date.now() + spec.startTimeoutMs;
     if (spec.waitForLeader) {
       await waitReady(httpUrl, proc, deadline, logs);

@@ -1,14 +1,17 @@
 /**
- * Mocha root hooks: provision Consul once for the whole run and print which
- * agent the integration tests talk to. A Consul that cannot be provisioned
- * fails the run (it never skips the integration tests).
+ * Mocha root hooks: provision Consul and etcd once for the whole run and print
+ * which servers the integration tests talk to. A registry that cannot be
+ * provisioned fails the run (it never skips the integration tests).
  */
 import { consulBinary } from './consul.js';
+import { etcdBinary } from './etcd.js';
 
 export const mochaHooks = {
   beforeAll(this: Mocha.Context): void {
-    this.timeout(30 * 60_000); // a cold Go build of Consul takes minutes
-    const { path, version } = consulBinary();
-    process.stderr.write(`Integration tests use Consul ${version} (${path})\n`);
+    this.timeout(30 * 60_000); // a cold Go build of Consul (or etcd) takes minutes
+    const consul = consulBinary();
+    process.stderr.write(`Integration tests use Consul ${consul.version} (${consul.path})\n`);
+    const etcd = etcdBinary();
+    process.stderr.write(`Integration tests use etcd ${etcd.version} (${etcd.path})\n`);
   },
 };

@@ -1,0 +1,81 @@
+/**
+ * Test support shared by the registry harnesses (Consul, etcd): free loopback
+ * ports, and child processes that never outlive the process that started them
+ * (killed on exit and on SIGINT/SIGTERM/SIGHUP; a detached watchdog kills them
+ * if this process itself is SIGKILLed).
+ *
+ * Not part of any package's public API.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** Finds a port free for both TCP and UDP on 127.0.0.1 (DNS and Serf use both). */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const server = createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const address = server.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    const udp = createSocket('udp4');
+    const udpOk = await new Promise<boolean>((ok) => {
+      udp.once('error', () => ok(false));
+      udp.bind(port, '127.0.0.1', () => ok(true));
+    });
+    udp.close();
+    server.close();
+    await once(server, 'close');
+    if (udpOk && !reservedPorts.has(port)) {
+      reservedPorts.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free loopback port found');
+}
+// Ports handed out in this process: two servers starting at once never get the same one.
+const reservedPorts = new Set<number>();
+
+const liveProcesses = new Set<ChildProcess>();
+let watchdogPidFile: string | undefined;
+
+function ensureWatchdog(): string {
+  if (watchdogPidFile) return watchdogPidFile;
+  const dir = mkdtempSync(join(tmpdir(), 'proxyless-children-'));
+  watchdogPidFile = join(dir, 'pids');
+  writeFileSync(watchdogPidFile, '');
+  // A detached shell that outlives us only long enough to kill our children if
+  // this process dies without running its exit handlers (SIGKILL, OOM).
+  const script = `while kill -0 ${process.pid} 2>/dev/null; do sleep 1; done; ` +
+    `for p in $(cat "${watchdogPidFile}" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done; rm -rf "${dir}"`;
+  const dog = spawn('sh', ['-c', script], { detached: true, stdio: 'ignore' });
+  dog.unref();
+  process.once('exit', () => {
+    for (const child of liveProcesses) {
+      try {
+        child.kill('SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  });
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      for (const child of liveProcesses) child.kill('SIGKILL');
+      process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1));
+    });
+  }
+  return watchdogPidFile;
+}
+
+/** Registers a child so that it is killed with this process, however this process ends. */
+export function trackChild(child: ChildProcess): void {
+  const pidFile = ensureWatchdog();
+  liveProcesses.add(child);
+  if (child.pid) appendFileSync(pidFile, `${child.pid}\n`);
+  child.once('exit', () => liveProcesses.delete(child));
+}
