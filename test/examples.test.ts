@@ -418,6 +418,23 @@ describe('examples run as written', function () {
       assert.deepEqual(own.map((line) => line.replace(/^.*?(block-\d+\.ts)/, (_, f: string) => names.get(f) ?? f)), []);
     });
 
+    it('README.md quick start with no agent reachable: fails within its start() timeout, naming the address and CONSUL_HTTP_ADDR', async () => {
+      const n = codeBlocks.findIndex((b) => relative(repoRoot, b.file) === 'README.md' && b.code.includes('new Registrar('));
+      assert.ok(n >= 0, 'the README quick start block');
+      const nowhere = `127.0.0.1:${String(await freePort())}`; // nothing listens there
+      const p = run('', { CONSUL_HTTP_ADDR: nowhere }, process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', blockFile(n)]);
+      const t0 = Date.now();
+      const code = await exitWithin(p, 30_000, 'quick start without an agent');
+      const out = p.output();
+      assert.notEqual(code, 0, out);
+      assert.ok(Date.now() - t0 >= 9000, `gave up after ${String(Date.now() - t0)} ms, before its 10 s timeout:\n${out}`);
+      const hint = new RegExp(`Consul at http://${nowhere.replace(/\./g, '\\.')} is unreachable: .*Set CONSUL_HTTP_ADDR`, 'g');
+      // Once as the registrar's warning while it retries, once in the rejection that ends the process.
+      assert.match(out, /proxyless registrar hello-\S+: Consul at .* retrying for up to 10000 ms/);
+      assert.match(out, /TimeoutError: Registrar\.start timed out after 10000 ms: Consul at /);
+      assert.equal(out.match(hint)?.length, 2, out);
+    });
+
     for (const [n, block] of codeBlocks.entries()) {
       it(`${where(block)} (${block.marker})`, async () => {
         const file = blockFile(n);

@@ -15,7 +15,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isProxylessError } from '@proxyless/core';
+import { isProxylessError, resolveConsulConnection, type ConsulConnectionOptions } from '@proxyless/core';
 import { parseCliArgs, usage, UsageError, type CliConfig } from './cli-args.js';
 import type { HealthReport } from './options.js';
 import { Registrar } from './registrar.js';
@@ -84,7 +84,8 @@ async function main(argv: readonly string[]): Promise<number> {
 
   let registrar: Registrar;
   try {
-    registrar = new Registrar({ ...config.registrar, health: probe });
+    // The registrar says, once per outage, what is wrong with the agent and what to set.
+    registrar = new Registrar({ ...config.registrar, health: probe, logger: { warn: log, info: log } });
   } catch (error) {
     if (isProxylessError(error, 'ERR_INVALID_OPTION') || isProxylessError(error, 'ERR_INVALID_SERVICE_NAME')) {
       process.stderr.write(`proxyless-register: ${error.message}\n\n${usage}\n`);
@@ -92,12 +93,11 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     throw error;
   }
-  registrar.on('error', (error) => log(`consul: ${error.message}`));
-  registrar.on('lost', (reason) => log(`registration lost (${reason}); re-registering`));
-  registrar.on('reregistered', () => log('re-registered'));
-
+  // parseCliArgs builds connection options (never a client) from --consul; the constructor above validated them.
+  const consulOrigin = resolveConsulConnection(config.registrar.consul as ConsulConnectionOptions | undefined).origin;
   const [command, ...args] = config.command as [string, ...string[]];
-  const child = spawn(command, args, { stdio: 'inherit', detached: true });
+  // PORT: the convention most servers read their port from, so `--port` alone configures both sides.
+  const child = spawn(command, args, { stdio: 'inherit', detached: true, env: { ...process.env, PORT: String(port) } });
   const spawned = await Promise.race([
     once(child, 'spawn').then(() => true),
     once(child, 'error').then(([error]) => {
@@ -107,6 +107,7 @@ async function main(argv: readonly string[]): Promise<number> {
   ]);
   if (!spawned) {
     await registrar.close();
+    log('exiting with code 127 (command not started)');
     return 127;
   }
   const exited = new Promise<number>((resolve) => child.once('exit', () => resolve(childExitCode(child))));
@@ -138,14 +139,16 @@ async function main(argv: readonly string[]): Promise<number> {
       log('command still running at the deadline: SIGKILL');
       child.kill('SIGKILL');
     }
-    return exited;
+    const code = await exited;
+    log(`exiting with code ${code}, the command's (${describeExit(child)})`);
+    return code;
   };
 
   let result: Promise<number> | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (signal === 'SIGTERM' || signal === 'SIGINT') {
       if (shuttingDown) {
-        log(`second ${signal}: passing it on and exiting now`);
+        log(`second ${signal}: passing it on; exiting with code ${128 + signalNumber(signal)} now`);
         child.kill(signal);
         process.exit(128 + signalNumber(signal));
       }
@@ -166,15 +169,24 @@ async function main(argv: readonly string[]): Promise<number> {
   void exited.then(() => {
     childGone = true;
   });
+  const target = config.probe.kind === 'http' ? `GET ${config.probe.url} to answer 2xx` : `TCP ${config.checkHost}:${port} to accept connections`;
+  log(`started ${command} (pid ${child.pid ?? '?'}, PORT=${port}); waiting for ${target} before registering ${config.registrar.name}`);
+  let nextReminder = startedAt + 10_000;
   while (!childGone && !shuttingDown) {
     const report = await probe();
     const status = typeof report === 'string' ? report : report.status;
     if (status === 'passing') break;
+    if (Date.now() >= nextReminder) {
+      const output = typeof report === 'string' ? '' : `: ${report.output?.split('\n')[0] ?? ''}`;
+      log(`still waiting for ${target} after ${Math.round((Date.now() - startedAt) / 1000)} s${output}`);
+      nextReminder += 10_000;
+    }
     await sleep(200);
   }
   if (!childGone && !shuttingDown) {
     const ready = new AbortController();
     void exited.then(() => ready.abort());
+    log(`${command} answers; registering with the Consul agent at ${consulOrigin}`);
     try {
       await registrar.start({ signal: ready.signal });
       log(`registered ${registrar.options.id} (${registrar.options.address}:${port}) after ${Date.now() - startedAt} ms`);
@@ -186,15 +198,21 @@ async function main(argv: readonly string[]): Promise<number> {
   const code = await exited;
   if (result) return result;
   // The command ended by itself: deregister before leaving.
-  log(`command exited with code ${code}; deregistering`);
+  log(`command exited (${describeExit(child)}); deregistering`);
   await registrar.close({ timeoutMs: 3000 });
+  log(`exiting with code ${code}, the command's`);
   return code;
+}
+
+function describeExit(child: ChildProcess): string {
+  return child.exitCode !== null ? `exit code ${child.exitCode}` : `killed by ${child.signalCode ?? 'a signal'}`;
 }
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
     log(`fatal: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    log('exiting with code 1');
     process.exit(1);
   },
 );

@@ -36,6 +36,7 @@ export type {
   ResolvedRegistrarOptions,
 } from './options.js';
 export type { LostReason } from './heartbeat.js';
+export type { RegistrarLogger } from './agent-report.js';
 export { ShutdownCoordinator } from './shutdown.js';
 export type { ShutdownOptions, ShutdownEvents, ShutdownHook, ShutdownStep } from './shutdown.js';
 export { drainServer } from './server-drain.js';

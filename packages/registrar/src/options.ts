@@ -6,6 +6,7 @@ import {
   validateTag,
   type ConsulConnectionOptions,
 } from '@proxyless/core';
+import type { RegistrarLogger } from './agent-report.js';
 
 /** A TTL check status, as Consul names it. */
 export type CheckStatus = 'passing' | 'warning' | 'critical';
@@ -93,6 +94,13 @@ export interface RegistrarOptions {
    * client is not closed by {@link Registrar.close}.
    */
   consul?: ConsulConnectionOptions | ConsulHttpClient;
+  /**
+   * Where to say, in one line per outage, that the agent cannot be reached
+   * (naming the address tried and `CONSUL_HTTP_ADDR`) or refuses us, and when
+   * it is back. Default `console`; `false` silences it (the `error` event and
+   * {@link Registrar.lastError} still carry every failure).
+   */
+  logger?: RegistrarLogger | false;
 }
 
 /** {@link RegistrarOptions} after defaults and validation (see there for meanings and units). */
@@ -131,6 +139,8 @@ export interface ResolvedRegistrarOptions {
   readonly retryMinDelayMs: number;
   /** Largest retry delay, ms. */
   readonly retryMaxDelayMs: number;
+  /** Where outages are reported; `undefined` when silenced. */
+  readonly logger: RegistrarLogger | undefined;
 }
 
 /** Consul's minimum for `DeregisterCriticalServiceAfter`. */
@@ -293,6 +303,13 @@ export function resolveRegistrarOptions(options: RegistrarOptions): ResolvedRegi
   if (options.consul !== undefined && !(options.consul instanceof ConsulHttpClient) && typeof options.consul !== 'object') {
     throw new InvalidOptionError('consul', options.consul, 'must be connection options or a ConsulHttpClient');
   }
+  const logger = options.logger === undefined ? console : options.logger;
+  if (
+    logger !== false &&
+    (typeof logger !== 'object' || logger === null || typeof logger.warn !== 'function' || typeof logger.info !== 'function')
+  ) {
+    throw new InvalidOptionError('logger', logger, 'must be false or an object with warn(message) and info(message) methods');
+  }
   return {
     name,
     id,
@@ -311,6 +328,7 @@ export function resolveRegistrarOptions(options: RegistrarOptions): ResolvedRegi
     requestTimeoutMs,
     retryMinDelayMs,
     retryMaxDelayMs,
+    logger: logger === false ? undefined : logger,
   };
 }
 

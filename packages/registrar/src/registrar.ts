@@ -19,6 +19,7 @@ import {
 } from './options.js';
 import { asError, isRetryable, isUnknownCheck, isUnreachable, nextBeat, retryOptions, type LostReason } from './heartbeat.js';
 import { ShutdownCoordinator, type ShutdownOptions } from './shutdown.js';
+import { describeAgentFailure } from './agent-report.js';
 
 /**
  * Public lifecycle states of a {@link Registrar}.
@@ -129,6 +130,8 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   #started: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
   #recoverRetry: RetryOptions | undefined;
+  /** Set while a failure streak has been reported through the logger; cleared (with an info line) by the next success. */
+  #outage = false;
 
   /**
    * Validates every option; nothing is sent to the agent until {@link Registrar.start}.
@@ -201,6 +204,11 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       run.signal,
       ({ error }) => this.#reportError(error),
     );
+    const retrying =
+      options.timeoutMs === undefined
+        ? 'retrying until it answers (start({ timeoutMs }) gives up instead)'
+        : `retrying for up to ${options.timeoutMs} ms`;
+    let lastFailure: unknown;
     try {
       await pRetry(
         async () => {
@@ -212,7 +220,11 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
           this.options.retryMinDelayMs,
           this.options.retryMaxDelayMs,
           startSignal,
-          ({ error }) => this.#reportError(error),
+          ({ error }) => {
+            lastFailure = error;
+            this.#reportError(error);
+            if (!startSignal.aborted) this.#warnOnce(error, isRetryable(error) ? retrying : 'not retrying');
+          },
           isRetryable,
         ),
       );
@@ -220,13 +232,14 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       if (this.#state === 'registering') this.#setState('idle');
       if (startSignal.aborted && !(error instanceof ConsulApiError)) {
         if (options.timeoutMs !== undefined && !run.signal.aborted && !options.signal?.aborted) {
-          throw new TimeoutError('Registrar.start', options.timeoutMs, error);
+          throw this.#startTimeout(options.timeoutMs, lastFailure ?? error);
         }
         throw new AbortedError('Registrar.start', error);
       }
       throw error;
     }
     if (run.signal.aborted) throw new AbortedError('Registrar.start');
+    this.#backToNormal(`registered ${this.options.id}`);
     this.#setState('registered');
     this.emit('registered', this.registration);
     this.#anchor = Date.now();
@@ -260,16 +273,26 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     const report = await this.#evaluate();
     try {
       await this.#update(report, run.signal);
+      this.#backToNormal('heartbeats accepted again');
     } catch (error) {
       if (run.signal.aborted) return;
       if (isUnknownCheck(error)) await this.#recover('unknown-check', error, run);
       else if (isUnreachable(error)) await this.#recover('unreachable', error, run);
-      else this.#reportError(error);
+      else {
+        this.#reportError(error);
+        this.#warnOnce(error, 'heartbeats go on');
+      }
     }
   }
 
   async #recover(reason: LostReason, error: unknown, run: AbortController): Promise<void> {
     this.#reportError(error);
+    if (reason === 'unknown-check') {
+      if (!this.#outage) this.#log('warn', `the Consul agent at ${this.#client.connection.origin} no longer knows ${this.options.id}; registering again`);
+      this.#outage = true;
+    } else {
+      this.#warnOnce(error, 're-registering when it answers');
+    }
     this.#setState('lost');
     this.emit('lost', reason, asError(error));
     try {
@@ -286,6 +309,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       return;
     }
     if (run.signal.aborted) return;
+    this.#backToNormal(`registered ${this.options.id} again`);
     this.#setState('registered');
     this.emit('reregistered', this.registration);
   }
@@ -369,6 +393,34 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       ...(signal ? { signal } : {}),
       timeoutMs: this.options.requestTimeoutMs,
     });
+  }
+
+  #log(level: 'warn' | 'info', message: string): void {
+    this.options.logger?.[level](`proxyless registrar ${this.options.id}: ${message}`);
+  }
+
+  /** One line per failure streak: what failed at the agent, what to do, and what happens next. */
+  #warnOnce(error: unknown, next: string): void {
+    if (this.#outage) return;
+    this.#outage = true;
+    this.#log('warn', `${describeAgentFailure(error, this.#client.connection.origin, this.options.name)}; ${next}`);
+  }
+
+  #backToNormal(what: string): void {
+    if (!this.#outage) return;
+    this.#outage = false;
+    this.#log('info', `the Consul agent at ${this.#client.connection.origin} answers again: ${what}`);
+  }
+
+  /** The rejection of a timed-out start(): says why it could not register, not just that time ran out. */
+  #startTimeout(timeoutMs: number, failure: unknown): TimeoutError {
+    const error = new TimeoutError('Registrar.start', timeoutMs, failure);
+    if (failure !== undefined) {
+      error.message += `: ${describeAgentFailure(failure, this.#client.connection.origin, this.options.name)}`;
+      // The stack's first line was rendered from the shorter message.
+      Error.captureStackTrace(error, this.#startTimeout);
+    }
+    return error;
   }
 
   #reportError(error: unknown): void {

@@ -276,7 +276,12 @@ export class ShutdownCoordinator extends EventEmitter<ShutdownEvents> {
     });
     clearTimeout(hardStop);
     const code = ok ? 0 : 1;
-    this.#log(`done in ${Date.now() - started} ms, exit code ${code}`);
+    // Only when this coordinator ends the process is its code the process's exit code; otherwise the owner decides.
+    this.#log(
+      this.#exit
+        ? `done in ${Date.now() - started} ms, exit code ${code}`
+        : `done in ${Date.now() - started} ms, ${ok ? 'every step succeeded' : 'a step failed'}`,
+    );
     this.emit('done', code);
     this.uninstall();
     this.#exitNow(code);

@@ -15,6 +15,10 @@ function runCli(args: string[], env: NodeJS.ProcessEnv = {}): ReportingChild {
   return wrap(child);
 }
 
+function lastLine(text: string): string {
+  return text.trimEnd().split('\n').at(-1) ?? '';
+}
+
 function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ host: '127.0.0.1', port });
@@ -122,6 +126,9 @@ describe('proxyless-register CLI', function () {
       assert.deepEqual(failed, [], JSON.stringify(failed.slice(0, 5)));
       // python3's http.server dies of the SIGTERM it was passed: 128 + 15.
       assert.equal(exit.code, 143, cli.stderr());
+      // The last line states the code the process really ends with (the command's), not the drain's.
+      assert.match(lastLine(cli.stderr()), /exiting with code 143, the command's \(killed by SIGTERM\)/);
+      assert.doesNotMatch(cli.stderr(), /exit code 0/);
       assert.ok(exit.t - sigtermAt < 8000);
       assert.match(cli.stderr(), /passing SIGTERM to the command/);
       console.log(
@@ -156,7 +163,50 @@ describe('proxyless-register CLI', function () {
     fs.writeFileSync(`${dir}/exit`, '');
     const exit = await cli.exited;
     assert.equal(exit.code, 7, cli.stderr());
+    assert.match(lastLine(cli.stderr()), /exiting with code 7, the command's/);
     assert.equal((await consulGet(agent.httpUrl, `/v1/agent/service/${id}`)).status, 404);
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('exports PORT to the command and says what it waits for before registering', async function () {
+    const port = await freePort();
+    // Serves only if PORT arrives: the command has no port of its own; it answers after a second.
+    const cli = runCli(
+      ['--name', 'portweb', '--port', String(port), '--address', '127.0.0.1', '--ttl', '3s', '--check-http', '/',
+        '--', 'sh', '-c', 'sleep 1; exec python3 -m http.server "$PORT" --bind 127.0.0.1'],
+      { CONSUL_HTTP_ADDR: agent.httpAddr },
+    );
+    children.push(cli);
+    const id = await waitFor('portweb passing', async () => (await passingIds(agent.httpUrl, 'portweb'))[0], { timeoutMs: 30_000 });
+    assert.equal((await consulGet(agent.httpUrl, `/v1/agent/service/${id}`)).body.Port, port);
+    const err = cli.stderr();
+    assert.match(err, new RegExp(`PORT=${port}\\); waiting for GET http://127\\.0\\.0\\.1:${port}/ to answer 2xx before registering portweb`));
+    assert.match(err, new RegExp(`registering with the Consul agent at http://${agent.httpAddr.replace(/\./g, '\\.')}`));
+    cli.child.kill('SIGTERM');
+    const exit = await cli.exited;
+    assert.equal(exit.code, 143, err);
+  });
+
+  it('with no agent reachable: one line naming the address and CONSUL_HTTP_ADDR, the command keeps serving, SIGTERM still ends it', async function () {
+    const port = await freePort();
+    const deadAgent = `127.0.0.1:${await freePort()}`; // nothing listens there
+    const cli = runCli(
+      ['--name', 'lonely', '--port', String(port), '--address', '127.0.0.1', '--ttl', '3s',
+        '--', 'python3', '-m', 'http.server', String(port), '--bind', '127.0.0.1'],
+      { CONSUL_HTTP_ADDR: deadAgent },
+    );
+    children.push(cli);
+    await waitFor('the unreachable-agent line', () => /Set CONSUL_HTTP_ADDR/.test(cli.stderr()), { timeoutMs: 30_000 });
+    // Several retries happen in these 3 s (backoff from 250 ms); still one line.
+    await new Promise((r) => setTimeout(r, 3000));
+    const lines = cli.stderr().split('\n').filter((l) => l.includes('CONSUL_HTTP_ADDR'));
+    assert.equal(lines.length, 1, cli.stderr());
+    assert.match(lines[0]!, new RegExp(`Consul at http://${deadAgent.replace(/\./g, '\\.')} is unreachable: ECONNREFUSED`));
+    assert.match(lines[0]!, /retrying until it answers/);
+    assert.ok(await accepts(port), 'the command serves while the agent is away');
+    cli.child.kill('SIGTERM');
+    const exit = await cli.exited;
+    assert.equal(exit.code, 143, cli.stderr());
+    assert.match(lastLine(cli.stderr()), /exiting with code 143/);
   });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { startConsulAgent, type ConsulAgent } from '../../../test/support/consul.js';
-import { ConsulApiError } from '@proxyless/core';
+import { createServer, connect, type Socket } from 'node:net';
+import { freePort, startConsulAgent, type ConsulAgent } from '../../../test/support/consul.js';
+import { ConsulApiError, isProxylessError } from '@proxyless/core';
 import { Registrar, type RegistrarState } from '../src/index.js';
 import { checkStatus, consulGet, passingIds, waitFor } from './helpers.js';
 
@@ -157,8 +158,11 @@ describe('Registrar against a real Consul agent', function () {
   });
 
   it('comes back passing within one heartbeat interval after the dev agent restarts', async function () {
-    const registrar = make({ ttlMs: 3000 }); // heartbeat every 1 s; backoff capped at 1 s
+    const lines: string[] = [];
+    const logger = { warn: (m: string) => lines.push(`warn ${m}`), info: (m: string) => lines.push(`info ${m}`) };
+    const registrar = make({ ttlMs: 3000, logger }); // heartbeat every 1 s; backoff capped at 1 s
     await registrar.start();
+    assert.deepEqual(lines, [], 'nothing to say while all is well');
     const events: string[] = [];
     registrar.on('lost', (reason) => events.push(`lost:${reason}`));
     registrar.on('reregistered', () => events.push('reregistered'));
@@ -173,5 +177,92 @@ describe('Registrar against a real Consul agent', function () {
     assert.ok(elapsed <= registrar.options.heartbeatIntervalMs + 1500, `took ${elapsed} ms`);
     assert.ok(events.includes('reregistered'), events.join(','));
     assert.equal(registrar.state, 'registered');
+    // One warning per outage, one line when it is over: never a line per retry.
+    assert.ok(lines.length >= 2, lines.join('\n'));
+    lines.forEach((line, i) => assert.match(line, new RegExp(`^${i % 2 === 0 ? 'warn' : 'info'} proxyless registrar ${registrar.options.id}: `), lines.join('\n')));
+    assert.match(lines.at(-1)!, /answers again: registered .* again$/);
+  });
+
+  describe('when the agent cannot be reached', () => {
+    const nowhere = async (): Promise<string> => `127.0.0.1:${await freePort()}`; // nothing listens there
+
+    it('start({ timeoutMs }) logs one line naming the address and CONSUL_HTTP_ADDR, then rejects with it', async function () {
+      const address = await nowhere();
+      const lines: string[] = [];
+      const registrar = make({
+        consul: { address },
+        retry: { minDelayMs: 20, maxDelayMs: 100 },
+        logger: { warn: (m) => lines.push(m), info: (m) => lines.push(`info ${m}`) },
+      });
+      let attempts = 0;
+      registrar.on('error', () => attempts++);
+      const t0 = Date.now();
+      const failure = await registrar.start({ timeoutMs: 1500 }).then(() => undefined, (e: unknown) => e);
+      const elapsed = Date.now() - t0;
+      assert.ok(isProxylessError(failure, 'ERR_TIMEOUT'), String(failure));
+      assert.ok(elapsed >= 1400 && elapsed < 5000, `rejected after ${elapsed} ms`);
+      const escaped = address.replace(/\./g, '\\.');
+      assert.match(failure.message, new RegExp(`^Registrar\\.start timed out after 1500 ms: Consul at http://${escaped} is unreachable: .*ECONNREFUSED.*Set CONSUL_HTTP_ADDR`));
+      assert.match(String(failure.stack), /Set CONSUL_HTTP_ADDR/, 'the printed stack carries the hint too');
+      assert.ok(attempts > 3, `retried (${attempts} attempts)`);
+      assert.equal(lines.length, 1, lines.join('\n'));
+      assert.match(lines[0]!, new RegExp(`^proxyless registrar ${registrar.options.id}: Consul at http://${escaped} is unreachable: .*Set CONSUL_HTTP_ADDR .*; retrying for up to 1500 ms$`));
+      assert.equal(registrar.state, 'idle');
+    });
+
+    it('logs to console.warn by default, and not at all with logger: false', async function () {
+      const address = await nowhere();
+      const seen: unknown[][] = [];
+      const original = console.warn;
+      console.warn = (...args: unknown[]) => void seen.push(args);
+      try {
+        await make({ consul: { address } }).start({ timeoutMs: 300 }).catch(() => undefined);
+        assert.equal(seen.length, 1);
+        assert.match(String(seen[0]![0]), /CONSUL_HTTP_ADDR/);
+        seen.length = 0;
+        await make({ consul: { address }, logger: false }).start({ timeoutMs: 300 }).catch(() => undefined);
+        assert.deepEqual(seen, []);
+      } finally {
+        console.warn = original;
+      }
+    });
+
+    it('refuses a logger without warn and info', function () {
+      assert.throws(() => make({ logger: { warn() {} } as never }), (e: unknown) => isProxylessError(e, 'ERR_INVALID_OPTION') && /logger/.test(e.message));
+    });
+
+    it('keeps trying without a timeout, and says so once the agent is there', async function () {
+      const lines: string[] = [];
+      const port = await freePort();
+      const registrar = make({
+        consul: { address: `127.0.0.1:${port}` },
+        retry: { minDelayMs: 20, maxDelayMs: 200 },
+        logger: { warn: (m) => lines.push(`warn ${m}`), info: (m) => lines.push(`info ${m}`) },
+      });
+      const started = registrar.start();
+      await waitFor('the warning', () => lines.length > 0, { timeoutMs: 5000 });
+      assert.match(lines[0]!, /retrying until it answers \(start\(\{ timeoutMs \}\) gives up instead\)$/);
+      // The agent "comes up": a TCP relay on that port to the real one.
+      const sockets = new Set<Socket>();
+      const relay = createServer((socket) => {
+        const upstream = connect(agent.ports.http, '127.0.0.1');
+        sockets.add(socket).add(upstream);
+        socket.pipe(upstream).pipe(socket);
+        const end = (): void => { socket.destroy(); upstream.destroy(); };
+        socket.on('error', end);
+        upstream.on('error', end);
+      });
+      relay.listen(port, '127.0.0.1');
+      try {
+        await started;
+        assert.equal(lines.length, 2, lines.join('\n'));
+        assert.match(lines[1]!, new RegExp(`^info proxyless registrar ${registrar.options.id}: the Consul agent at http://127\\.0\\.0\\.1:${port} answers again: registered ${registrar.options.id}$`));
+        assert.deepEqual(await passingIds(agent.httpUrl, registrar.options.name), [registrar.options.id]);
+        await registrar.close();
+      } finally {
+        relay.close();
+        for (const socket of sockets) socket.destroy();
+      }
+    });
   });
 });
