@@ -1,14 +1,7 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
 import { InvalidOptionError } from './errors.js';
-import {
-  checkNumber,
-  checkOptions,
-  checkRandom,
-  emptyPicker,
-  hasExclude,
-  nextAllowed,
-  randomIndex,
-} from './balancer-util.js';
+import { checkRandom, emptyPicker, hasExclude, nextAllowed, randomIndex } from './balancer-util.js';
+import { checkNumber, checkOptions } from './validate.js';
 
 /** Options of {@link consistentHash}. */
 export interface ConsistentHashOptions {

@@ -1,5 +1,6 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
-import { checkNumber, checkOptions, checkRandom, emptyPicker, pickOfChoices } from './balancer-util.js';
+import { checkRandom, emptyPicker, pickOfChoices } from './balancer-util.js';
+import { checkNumber, checkOptions } from './validate.js';
 
 /** Options of {@link leastRequest}. */
 export interface LeastRequestOptions {

@@ -1,5 +1,6 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
-import { checkOptions, checkRandom, emptyPicker, hasExclude, nextAllowed, randomIndex } from './balancer-util.js';
+import { checkRandom, emptyPicker, hasExclude, nextAllowed, randomIndex } from './balancer-util.js';
+import { checkOptions } from './validate.js';
 
 /** Options of {@link roundRobin}. */
 export interface RoundRobinOptions {

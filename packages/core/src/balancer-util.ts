@@ -24,33 +24,6 @@ export function checkClock(option: string, value: unknown): () => number {
   return value as () => number;
 }
 
-/** Number constraints for {@link checkNumber}. @internal */
-export interface NumberRule {
-  min?: number;
-  max?: number;
-  /** Exclusive lower bound. */
-  above?: number;
-  integer?: boolean;
-}
-
-/** Validates an optional finite number option; returns `fallback` when absent. @internal */
-export function checkNumber(option: string, value: unknown, fallback: number, rule: NumberRule = {}): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value)) throw new InvalidOptionError(option, value, 'must be a finite number');
-  if (rule.integer === true && !Number.isInteger(value)) throw new InvalidOptionError(option, value, 'must be an integer');
-  if (rule.min !== undefined && value < rule.min) throw new InvalidOptionError(option, value, `must be ≥ ${rule.min}`);
-  if (rule.max !== undefined && value > rule.max) throw new InvalidOptionError(option, value, `must be ≤ ${rule.max}`);
-  if (rule.above !== undefined && value <= rule.above) throw new InvalidOptionError(option, value, `must be > ${rule.above}`);
-  return value;
-}
-
-/** Rejects a non-object options argument. @internal */
-export function checkOptions(option: string, value: unknown): void {
-  if (value !== undefined && (typeof value !== 'object' || value === null)) {
-    throw new InvalidOptionError(option, value, 'must be an options object');
-  }
-}
-
 /** Validates the inner balancer of a wrapper. @internal */
 export function checkBalancer(option: string, value: unknown): void {
   if (typeof value !== 'object' || value === null || typeof (value as { createPicker?: unknown }).createPicker !== 'function') {

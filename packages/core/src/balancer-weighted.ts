@@ -1,6 +1,7 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
 import type { ServiceInstance } from './service-instance.js';
-import { checkOptions, emptyPicker, hasExclude } from './balancer-util.js';
+import { emptyPicker, hasExclude } from './balancer-util.js';
+import { checkOptions } from './validate.js';
 import { InvalidOptionError } from './errors.js';
 
 /** Options of {@link weightedRoundRobin}. */

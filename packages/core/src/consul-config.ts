@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { InvalidOptionError } from './errors.js';
+import { checkNumber } from './validate.js';
 
 /** TLS settings for talking to Consul over HTTPS. */
 export interface ConsulTlsOptions {
@@ -86,14 +87,6 @@ export function consulOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Cons
   return options;
 }
 
-function positiveInt(option: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > max) {
-    throw new InvalidOptionError(option, value, `must be an integer between 1 and ${max}`);
-  }
-  return value;
-}
-
 /**
  * Merges explicit options over the environment and validates the result.
  * @param options - explicit settings; they win over the environment.
@@ -132,8 +125,8 @@ export function resolveConsulConnection(
     origin: url.origin,
     token,
     tls: url.protocol === 'https:' ? (tls ?? {}) : undefined,
-    timeoutMs: positiveInt('timeoutMs', options.timeoutMs, 10_000, 600_000),
-    maxResponseBytes: positiveInt('maxResponseBytes', options.maxResponseBytes, 16 * 1024 * 1024),
-    maxConnections: positiveInt('maxConnections', options.maxConnections, 64, 200),
+    timeoutMs: checkNumber('timeoutMs', options.timeoutMs, 10_000, { integer: true, min: 1, max: 600_000 }),
+    maxResponseBytes: checkNumber('maxResponseBytes', options.maxResponseBytes, 16 * 1024 * 1024, { integer: true, min: 1 }),
+    maxConnections: checkNumber('maxConnections', options.maxConnections, 64, { integer: true, min: 1, max: 200 }),
   };
 }

@@ -57,8 +57,15 @@ export { NoHealthyInstancesError, ResolutionFailedError } from './errors.js';
 export { createServiceInstance, diffInstances, sameInstance, isEmptyDiff, isConnectableAddress } from './service-instance.js';
 export type { ServiceInstanceInit, InstanceDiff } from './service-instance.js';
 export type { SnapshotSourceInfo } from './resolver.js';
-export { backoffDelay } from './watch-hub.js';
-export type { BackoffOptions } from './watch-hub.js';
+export { backoffDelay } from './backoff.js';
+export type { BackoffOptions } from './backoff.js';
+// Helpers shared by the Proxyless packages (one copy of each); not part of the
+// supported API, tagged @internal at their definitions.
+export { checkBackoff, retryWithBackoff } from './backoff.js';
+export type { RetryWithBackoffOptions } from './backoff.js';
+export { sleep } from './sleep.js';
+export { checkNumber, checkOptions } from './validate.js';
+export type { NumberRule } from './validate.js';
 export { ConsulResolver } from './resolver-consul.js';
 export type { ConsulResolverOptions, ConsulQuery, ConsulConsistency } from './resolver-consul.js';
 export { DnsTransport, DnsRcodeError } from './dns-transport.js';

@@ -1,6 +1,7 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
 import { InvalidOptionError } from './errors.js';
-import { checkBalancer, checkNumber, checkOptions, emptyPicker, hasExclude } from './balancer-util.js';
+import { checkBalancer, emptyPicker, hasExclude } from './balancer-util.js';
+import { checkNumber, checkOptions } from './validate.js';
 
 /** Options of {@link locality}. */
 export interface LocalityOptions {

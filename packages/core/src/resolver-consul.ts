@@ -9,8 +9,10 @@ import {
 } from './errors.js';
 import type { CallOptions, Resolver, ServiceWatch, SnapshotSourceInfo } from './resolver.js';
 import { createServiceInstance, isConnectableAddress, type HealthStatus, type ServiceInstance } from './service-instance.js';
-import { validateDatacenter, validateServiceName, validateTag } from './validate.js';
-import { WatchHub, backoffDelay, checkBackoff, sleep, type BackoffOptions, type WatchSink } from './watch-hub.js';
+import { checkNumber, validateDatacenter, validateServiceName, validateTag } from './validate.js';
+import { backoffDelay, checkBackoff, type BackoffOptions } from './backoff.js';
+import { sleep } from './sleep.js';
+import { WatchHub, type WatchSink } from './watch-hub.js';
 
 /** Consul read consistency: `stale` (any server, scales, works without a leader), `default` (leader), `consistent` (quorum). */
 export type ConsulConsistency = 'stale' | 'default' | 'consistent';
@@ -212,14 +214,6 @@ function hasControlCharacter(text: string): boolean {
   return false;
 }
 
-function positive(option: string, value: number | undefined, fallback: number, min = 0): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
-    throw new InvalidOptionError(option, value, `must be a number ≥ ${min}`);
-  }
-  return value;
-}
-
 /**
  * Resolves and watches services through Consul's health API
  * (`GET /v1/health/service/:name`), with blocking queries.
@@ -257,10 +251,10 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
 
   constructor(options: ConsulResolverOptions = {}) {
     const { client, env, waitMs, minPollIntervalMs, pollJitterMs, backoff, consistency, cached, ...connection } = options;
-    this.#waitMs = positive('waitMs', waitMs, 60_000, 1000);
+    this.#waitMs = checkNumber('waitMs', waitMs, 60_000, { min: 1000 });
     if (this.#waitMs > 600_000) throw new InvalidOptionError('waitMs', waitMs, 'must be at most 600 000 (Consul caps waits at 10 minutes)');
-    this.#minGapMs = positive('minPollIntervalMs', minPollIntervalMs, 100);
-    this.#jitterMs = positive('pollJitterMs', pollJitterMs, 50);
+    this.#minGapMs = checkNumber('minPollIntervalMs', minPollIntervalMs, 100, { min: 0 });
+    this.#jitterMs = checkNumber('pollJitterMs', pollJitterMs, 50, { min: 0 });
     this.#backoff = checkBackoff('backoff', backoff);
     this.#consistency = consistency ?? 'stale';
     if (!consistencies.includes(this.#consistency)) throw new InvalidOptionError('consistency', consistency, 'must be stale, default or consistent');

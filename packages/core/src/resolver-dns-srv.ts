@@ -12,7 +12,9 @@ import {
 import type { CallOptions, Resolver, ServiceWatch } from './resolver.js';
 import { createServiceInstance, type ServiceInstance } from './service-instance.js';
 import { validateDatacenter, validateServiceName } from './validate.js';
-import { WatchHub, backoffDelay, checkBackoff, sleep, type BackoffOptions, type WatchSink } from './watch-hub.js';
+import { backoffDelay, checkBackoff, type BackoffOptions } from './backoff.js';
+import { sleep } from './sleep.js';
+import { WatchHub, type WatchSink } from './watch-hub.js';
 
 /** Per-query options of {@link DnsSrvResolver}. */
 export interface DnsSrvQuery {

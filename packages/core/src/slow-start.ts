@@ -1,5 +1,6 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
-import { checkBalancer, checkClock, checkNumber, checkOptions, checkRandom } from './balancer-util.js';
+import { checkBalancer, checkClock, checkRandom } from './balancer-util.js';
+import { checkNumber, checkOptions } from './validate.js';
 
 /** Options of {@link slowStart}. */
 export interface SlowStartOptions {

@@ -1,4 +1,10 @@
-import { InvalidServiceNameError } from './errors.js';
+/**
+ * The one copy of each input rule: the service-name rule every package
+ * applies (resolvers, registrar, HTTP client), tags, datacenters, and the
+ * number/option validators used by every options parser.
+ * @module
+ */
+import { InvalidOptionError, InvalidServiceNameError } from './errors.js';
 
 // Consul accepts more, but only DNS-label-safe names work everywhere (HTTP
 // paths, DNS questions, SRV names), and nothing here can inject a path
@@ -40,4 +46,42 @@ export function validateDatacenter(dc: unknown, option = 'datacenter'): string {
     throw new InvalidServiceNameError(option, dc, 'is not a valid datacenter name (letters, digits, "-", "_"; 1-63 characters)');
   }
   return dc;
+}
+
+/** Number constraints for {@link checkNumber}. @internal */
+export interface NumberRule {
+  /** Inclusive lower bound. */
+  min?: number;
+  /** Inclusive upper bound. */
+  max?: number;
+  /** Exclusive lower bound. */
+  above?: number;
+  /** Only integers. */
+  integer?: boolean;
+}
+
+/**
+ * Validates a number option: finite, within `rule`. Returns `fallback` when
+ * the value is absent; when `fallback` is `undefined` the option is required.
+ * @throws {@link InvalidOptionError} naming the option and the bad value.
+ * @internal
+ */
+export function checkNumber(option: string, value: unknown, fallback: number | undefined, rule: NumberRule = {}): number {
+  if (value === undefined) {
+    if (fallback === undefined) throw new InvalidOptionError(option, value, 'is required');
+    return fallback;
+  }
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new InvalidOptionError(option, value, 'must be a finite number');
+  if (rule.integer === true && !Number.isInteger(value)) throw new InvalidOptionError(option, value, 'must be an integer');
+  if (rule.min !== undefined && value < rule.min) throw new InvalidOptionError(option, value, `must be ≥ ${rule.min}`);
+  if (rule.max !== undefined && value > rule.max) throw new InvalidOptionError(option, value, `must be ≤ ${rule.max}`);
+  if (rule.above !== undefined && value <= rule.above) throw new InvalidOptionError(option, value, `must be > ${rule.above}`);
+  return value;
+}
+
+/** Rejects a non-object options argument (`undefined` passes). @internal */
+export function checkOptions(option: string, value: unknown): void {
+  if (value !== undefined && (typeof value !== 'object' || value === null || Array.isArray(value))) {
+    throw new InvalidOptionError(option, value, 'must be an options object');
+  }
 }

@@ -6,7 +6,7 @@
  * @internal
  */
 import { EventEmitter } from 'eventemitter3';
-import { AbortedError, ClosedError, InvalidOptionError, TimeoutError } from './errors.js';
+import { AbortedError, ClosedError, TimeoutError } from './errors.js';
 import type { CallOptions, ServiceSnapshot, ServiceWatch, ServiceWatchEvents, SnapshotChange, SnapshotSourceInfo } from './resolver.js';
 import { diffInstances, isEmptyDiff, type ServiceInstance } from './service-instance.js';
 
@@ -35,58 +35,6 @@ export interface WatchSink {
 
 /** The poll loop of one shared watch; returns when `sink.signal` aborts. @internal */
 export type WatchRunner<Query> = (service: string, query: Query, sink: WatchSink) => Promise<void>;
-
-/**
- * Resolves after `ms` or as soon as `signal` aborts (never rejects). The timer
- * is unref'd: a pending backoff never keeps the process alive.
- * @internal
- */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) {
-      resolve();
-      return;
-    }
-    const done = (): void => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, Math.max(0, ms));
-    timer.unref();
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}
-
-/** Capped exponential backoff settings, in ms. */
-export interface BackoffOptions {
-  /** First delay ceiling. Default 250. */
-  initialMs?: number;
-  /** Largest delay. Default 30 000. */
-  maxMs?: number;
-}
-
-/**
- * Capped exponential backoff with full jitter (AWS architecture blog):
- * a uniform delay in `[0, min(maxMs, initialMs·2^attempt))`, so a fleet of
- * clients that lost Consul at the same moment does not come back in lockstep.
- * @param attempt - 0 for the first retry.
- */
-export function backoffDelay(attempt: number, options: BackoffOptions = {}, random: () => number = Math.random): number {
-  const initial = options.initialMs ?? 250;
-  const max = options.maxMs ?? 30_000;
-  const ceiling = Math.min(max, initial * 2 ** Math.min(Math.max(0, attempt), 30));
-  return Math.floor(random() * ceiling);
-}
-
-/** Validates a {@link BackoffOptions} object. @internal */
-export function checkBackoff(option: string, value: BackoffOptions | undefined): Required<BackoffOptions> {
-  const initialMs = value?.initialMs ?? 250;
-  const maxMs = value?.maxMs ?? 30_000;
-  if (!Number.isFinite(initialMs) || initialMs <= 0) throw new InvalidOptionError(`${option}.initialMs`, initialMs, 'must be a positive number');
-  if (!Number.isFinite(maxMs) || maxMs < initialMs) throw new InvalidOptionError(`${option}.maxMs`, maxMs, 'must be a number ≥ initialMs');
-  return { initialMs, maxMs };
-}
 
 const emptyList: readonly ServiceInstance[] = Object.freeze([]);
 const noChange: SnapshotChange = Object.freeze({ added: emptyList, removed: emptyList, updated: emptyList });

@@ -10,7 +10,6 @@ import {
   NoHealthyInstancesError,
   ResolutionFailedError,
   StaticResolver,
-  backoffDelay,
   createServiceInstance,
   decodeAddrTarget,
   diffInstances,
@@ -202,19 +201,6 @@ describe('validation of names and options', () => {
     assert.throws(() => new DnsSrvResolver({ minTtlMs: 10, maxTtlMs: 5 }), InvalidOptionError);
     assert.equal(new DnsSrvResolver({ style: 'rfc2782' }).srvName('web'), '_web._tcp.service.consul');
     assert.throws(() => validateDnsName('a..b'), InvalidServiceNameError);
-  });
-});
-
-describe('backoffDelay', () => {
-  it('stays within [0, min(max, initial·2^attempt)) with full jitter', () => {
-    fc.assert(
-      fc.property(fc.integer({ min: 0, max: 100 }), fc.double({ min: 0, max: 0.999999, noNaN: true }), (attempt, r) => {
-        const d = backoffDelay(attempt, { initialMs: 100, maxMs: 10_000 }, () => r);
-        assert.ok(d >= 0 && d < Math.min(10_000, 100 * 2 ** attempt), `${attempt} ${d}`);
-      }),
-    );
-    assert.equal(backoffDelay(3, { initialMs: 100, maxMs: 10_000 }, () => 0.999999), 799);
-    assert.equal(backoffDelay(50, { initialMs: 100, maxMs: 10_000 }, () => 0.5), 5000);
   });
 });
 

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { EventEmitter } from 'eventemitter3';
 import pRetry, { type Options as PRetryOptions, type RetryContext } from 'p-retry';
 import type { Dispatcher } from 'undici';
-import { AbortedError, ClosedError, peakEwma, type Balancer, type PickContext, type ServiceWatch } from '@proxyless/core';
+import { AbortedError, ClosedError, backoffDelay, peakEwma, sleep, type Balancer, type PickContext, type ServiceWatch } from '@proxyless/core';
 import type { Endpoint, EndpointInfo } from './endpoint.js';
 import { EndpointSet } from './endpoint-set.js';
 import {
@@ -19,7 +19,7 @@ import {
 import type { ClientEvents } from './events.js';
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js';
 import { RetryBudget } from './retry-budget.js';
-import { backoffMs, isReplayableBody, isSafeToRetry, parseRetryAfter } from './retry.js';
+import { isReplayableBody, isSafeToRetry, parseRetryAfter } from './retry.js';
 import type { BreakerState } from './breaker.js';
 
 /** Request body types. Strings and byte arrays are replayable (retries may resend them); streams are not. */
@@ -175,25 +175,6 @@ function statusTable(statuses: readonly number[]): Uint8Array {
   const t = new Uint8Array(600);
   for (const s of statuses) t[s] = 1;
   return t;
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason as Error);
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal?.reason as Error);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    timer.unref();
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
@@ -459,7 +440,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     if (state === undefined || retry === false || failure.terminal || failure.kind === 'aborted') return false;
     if (!isSafeToRetry(failure.kind, state.method, state.req.idempotent, state.replayable)) return false;
     const now = performance.now();
-    let delay = backoffMs(context.retriesConsumed + 1, retry.baseDelayMs, retry.maxDelayMs);
+    let delay = backoffDelay(context.retriesConsumed, { initialMs: retry.baseDelayMs, maxMs: retry.maxDelayMs });
     const retryAfter = failure.response ? parseRetryAfter(failure.response.headers['retry-after']) : undefined;
     if (retryAfter !== undefined) delay = Math.max(delay, retryAfter);
     if (now + delay >= state.deadline) {
@@ -480,10 +461,9 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     }
     if (failure.response) failure.response.body.dump().catch(() => undefined);
     if (delay > 0) {
-      try {
-        await sleep(delay, state.req.signal);
-      } catch {
-        state.final = new AbortedError(`Request to "${this.#service}"`, state.req.signal?.reason);
+      await sleep(delay, state.req.signal);
+      if (state.req.signal?.aborted) {
+        state.final = new AbortedError(`Request to "${this.#service}"`, state.req.signal.reason);
         return false;
       }
     }

@@ -1,4 +1,4 @@
-import { InvalidOptionError, type Balancer, type Resolver } from '@proxyless/core';
+import { InvalidOptionError, checkNumber, validateServiceName, type Balancer, type Resolver } from '@proxyless/core';
 
 /** Circuit breaker settings, per endpoint (opossum). */
 export interface BreakerOptions {
@@ -107,19 +107,6 @@ export interface ResolvedOptions {
   retry: (Required<Omit<RetryOptions, 'budget'>> & { budget: Required<RetryBudgetOptions> }) | false;
 }
 
-function num(
-  option: string,
-  value: unknown,
-  fallback: number,
-  { min = 0, max = Number.MAX_SAFE_INTEGER, integer = true }: { min?: number; max?: number; integer?: boolean } = {},
-): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || Number.isNaN(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
-    throw new InvalidOptionError(option, value, `must be ${integer ? 'an integer' : 'a number'} between ${min} and ${max}`);
-  }
-  return value;
-}
-
 function obj(option: string, value: unknown): object | false | undefined {
   if (value === undefined || value === false) return value;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
@@ -142,9 +129,7 @@ const FIVE_XX = Object.freeze(Array.from({ length: 100 }, (_, i) => 500 + i));
 export function resolveOptions(options: ClientOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'must be an object');
   const { service, resolver, balancer } = options;
-  if (typeof service !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,126}$/.test(service)) {
-    throw new InvalidOptionError('service', service, 'must be a service name (letters, digits, "-", "_", ".")');
-  }
+  validateServiceName(service);
   if (typeof resolver !== 'object' || resolver === null || typeof (resolver as Partial<Resolver>).watch !== 'function') {
     throw new InvalidOptionError('resolver', resolver, 'must implement Resolver (watch())');
   }
@@ -154,22 +139,22 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   if (options.query !== undefined && (typeof options.query !== 'object' || options.query === null)) {
     throw new InvalidOptionError('query', options.query, 'must be an object');
   }
-  const timeoutMs = num('timeoutMs', options.timeoutMs, 10_000, { min: 1, max: 3_600_000 });
-  const perTryTimeoutMs = num('perTryTimeoutMs', options.perTryTimeoutMs, Math.min(5_000, timeoutMs), { min: 1, max: 3_600_000 });
+  const timeoutMs = checkNumber('timeoutMs', options.timeoutMs, 10_000, { integer: true, min: 1, max: 3_600_000 });
+  const perTryTimeoutMs = checkNumber('perTryTimeoutMs', options.perTryTimeoutMs, Math.min(5_000, timeoutMs), { integer: true, min: 1, max: 3_600_000 });
   const connections = options.connectionsPerEndpoint;
   const connectionsPerEndpoint =
-    connections === null ? null : num('connectionsPerEndpoint', connections, 256, { min: 1, max: 65_536 });
+    connections === null ? null : checkNumber('connectionsPerEndpoint', connections, 256, { integer: true, min: 1, max: 65_536 });
 
   const b = obj('breaker', options.breaker) as BreakerOptions | false | undefined;
   const breaker =
     b === false
       ? false
       : {
-          errorThresholdPercentage: num('breaker.errorThresholdPercentage', b?.errorThresholdPercentage, 50, { min: 1, max: 100, integer: false }),
-          volumeThreshold: num('breaker.volumeThreshold', b?.volumeThreshold, 20, { min: 1 }),
-          resetTimeoutMs: num('breaker.resetTimeoutMs', b?.resetTimeoutMs, 10_000, { min: 1, max: 3_600_000 }),
-          rollingWindowMs: num('breaker.rollingWindowMs', b?.rollingWindowMs, 10_000, { min: 10, max: 3_600_000 }),
-          rollingBuckets: num('breaker.rollingBuckets', b?.rollingBuckets, 10, { min: 1, max: 1000 }),
+          errorThresholdPercentage: checkNumber('breaker.errorThresholdPercentage', b?.errorThresholdPercentage, 50, { min: 1, max: 100 }),
+          volumeThreshold: checkNumber('breaker.volumeThreshold', b?.volumeThreshold, 20, { integer: true, min: 1 }),
+          resetTimeoutMs: checkNumber('breaker.resetTimeoutMs', b?.resetTimeoutMs, 10_000, { integer: true, min: 1, max: 3_600_000 }),
+          rollingWindowMs: checkNumber('breaker.rollingWindowMs', b?.rollingWindowMs, 10_000, { integer: true, min: 10, max: 3_600_000 }),
+          rollingBuckets: checkNumber('breaker.rollingBuckets', b?.rollingBuckets, 10, { integer: true, min: 1, max: 1000 }),
         };
   if (breaker && breaker.rollingWindowMs % breaker.rollingBuckets !== 0) {
     throw new InvalidOptionError('breaker.rollingBuckets', breaker.rollingBuckets, 'must divide breaker.rollingWindowMs evenly');
@@ -180,11 +165,11 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     o === false
       ? false
       : {
-          consecutiveFailures: num('outlierDetection.consecutiveFailures', o?.consecutiveFailures, 5, { min: 1 }),
-          baseEjectionTimeMs: num('outlierDetection.baseEjectionTimeMs', o?.baseEjectionTimeMs, 10_000, { min: 1, max: 3_600_000 }),
-          maxEjectionTimeMs: num('outlierDetection.maxEjectionTimeMs', o?.maxEjectionTimeMs, 300_000, { min: 1, max: 3_600_000 }),
-          maxEjectionPercent: num('outlierDetection.maxEjectionPercent', o?.maxEjectionPercent, 50, { min: 0, max: 100, integer: false }),
-          panicThresholdPercent: num('outlierDetection.panicThresholdPercent', o?.panicThresholdPercent, 50, { min: 0, max: 100, integer: false }),
+          consecutiveFailures: checkNumber('outlierDetection.consecutiveFailures', o?.consecutiveFailures, 5, { integer: true, min: 1 }),
+          baseEjectionTimeMs: checkNumber('outlierDetection.baseEjectionTimeMs', o?.baseEjectionTimeMs, 10_000, { integer: true, min: 1, max: 3_600_000 }),
+          maxEjectionTimeMs: checkNumber('outlierDetection.maxEjectionTimeMs', o?.maxEjectionTimeMs, 300_000, { integer: true, min: 1, max: 3_600_000 }),
+          maxEjectionPercent: checkNumber('outlierDetection.maxEjectionPercent', o?.maxEjectionPercent, 50, { min: 0, max: 100 }),
+          panicThresholdPercent: checkNumber('outlierDetection.panicThresholdPercent', o?.panicThresholdPercent, 50, { min: 0, max: 100 }),
           failureStatuses: statuses('outlierDetection.failureStatuses', o?.failureStatuses, FIVE_XX),
         };
   if (outlier && outlier.maxEjectionTimeMs < outlier.baseEjectionTimeMs) {
@@ -197,14 +182,14 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     const bud = obj('retry.budget', r?.budget) as RetryBudgetOptions | false | undefined;
     if (bud === false) throw new InvalidOptionError('retry.budget', false, 'must be an object');
     retry = {
-      maxRetries: num('retry.maxRetries', r?.maxRetries, 2, { min: 0, max: 100 }),
-      baseDelayMs: num('retry.baseDelayMs', r?.baseDelayMs, 25, { min: 0, max: 60_000 }),
-      maxDelayMs: num('retry.maxDelayMs', r?.maxDelayMs, 1_000, { min: 0, max: 600_000 }),
+      maxRetries: checkNumber('retry.maxRetries', r?.maxRetries, 2, { integer: true, min: 0, max: 100 }),
+      baseDelayMs: checkNumber('retry.baseDelayMs', r?.baseDelayMs, 25, { integer: true, min: 0, max: 60_000 }),
+      maxDelayMs: checkNumber('retry.maxDelayMs', r?.maxDelayMs, 1_000, { integer: true, min: 0, max: 600_000 }),
       retryOnStatuses: statuses('retry.retryOnStatuses', r?.retryOnStatuses, [502, 503, 504]),
       budget: {
-        ratio: num('retry.budget.ratio', bud?.ratio, 0.2, { min: 0, max: 1000, integer: false }),
-        windowMs: num('retry.budget.windowMs', bud?.windowMs, 10_000, { min: 1_000, max: 600_000 }),
-        minRetriesPerSecond: num('retry.budget.minRetriesPerSecond', bud?.minRetriesPerSecond, 10, { min: 0, max: 1e6, integer: false }),
+        ratio: checkNumber('retry.budget.ratio', bud?.ratio, 0.2, { min: 0, max: 1000 }),
+        windowMs: checkNumber('retry.budget.windowMs', bud?.windowMs, 10_000, { integer: true, min: 1_000, max: 600_000 }),
+        minRetriesPerSecond: checkNumber('retry.budget.minRetriesPerSecond', bud?.minRetriesPerSecond, 10, { min: 0, max: 1e6 }),
       },
     };
     if (retry.maxDelayMs < retry.baseDelayMs) throw new InvalidOptionError('retry.maxDelayMs', retry.maxDelayMs, 'must be ≥ retry.baseDelayMs');
@@ -217,11 +202,11 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     balancer,
     timeoutMs,
     perTryTimeoutMs,
-    connectTimeoutMs: num('connectTimeoutMs', options.connectTimeoutMs, 1_000, { min: 1, max: 600_000 }),
+    connectTimeoutMs: checkNumber('connectTimeoutMs', options.connectTimeoutMs, 1_000, { integer: true, min: 1, max: 600_000 }),
     connectionsPerEndpoint,
-    keepAliveTimeoutMs: num('keepAliveTimeoutMs', options.keepAliveTimeoutMs, 4_000, { min: 1, max: 3_600_000 }),
-    maxResponseBytes: num('maxResponseBytes', options.maxResponseBytes, 8 * 1024 * 1024, { min: 1 }),
-    drainTimeoutMs: num('drainTimeoutMs', options.drainTimeoutMs, 30_000, { min: 0, max: 3_600_000 }),
+    keepAliveTimeoutMs: checkNumber('keepAliveTimeoutMs', options.keepAliveTimeoutMs, 4_000, { integer: true, min: 1, max: 3_600_000 }),
+    maxResponseBytes: checkNumber('maxResponseBytes', options.maxResponseBytes, 8 * 1024 * 1024, { integer: true, min: 1 }),
+    drainTimeoutMs: checkNumber('drainTimeoutMs', options.drainTimeoutMs, 30_000, { integer: true, min: 0, max: 3_600_000 }),
     breaker,
     outlier,
     retry,

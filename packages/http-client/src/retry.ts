@@ -22,16 +22,6 @@ export function isSafeToRetry(kind: FailureKind, method: string, idempotent: boo
 }
 
 /**
- * Exponential backoff with full jitter (AWS architecture blog): retry `n`
- * (1-based) waits a uniform random time in `[0, min(maxMs, baseMs × 2^(n-1))]`.
- * @internal
- */
-export function backoffMs(retry: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
-  const cap = Math.min(maxMs, baseMs * 2 ** Math.max(0, retry - 1));
-  return Math.floor(random() * cap);
-}
-
-/**
  * Parses `Retry-After` (delta-seconds or an HTTP date) into ms from `nowMs` (epoch).
  * Returns `undefined` when absent or malformed; never negative.
  * @internal

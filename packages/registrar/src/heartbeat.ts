@@ -1,5 +1,4 @@
-import type { Options as RetryOptions } from 'p-retry';
-import { ConsulApiError, ConsulUnreachableError, TimeoutError } from '@proxyless/core';
+import { ConsulApiError, ConsulUnreachableError, TimeoutError, type RetryWithBackoffOptions } from '@proxyless/core';
 
 /**
  * Fixed-rate schedule: beat `n` is due at `anchor + n * interval`, moved by a
@@ -60,28 +59,19 @@ export function isRetryable(error: unknown): boolean {
 }
 
 /**
- * p-retry options, built once per registrar: retry forever with exponential,
- * randomized backoff capped at `maxDelayMs`, timers unref'd, stopped by `signal`.
+ * Retry-loop options, built once per registrar: retry (forever, unless
+ * `shouldRetry` refuses) with core's full-jitter backoff capped at
+ * `maxDelayMs`, stopped by `signal`.
  * @internal
  */
 export function retryOptions(
   minDelayMs: number,
   maxDelayMs: number,
   signal: AbortSignal,
-  onFailedAttempt: RetryOptions['onFailedAttempt'],
+  onFailedAttempt: (error: unknown) => void,
   shouldRetry: (error: unknown) => boolean = () => true,
-): RetryOptions {
-  return {
-    retries: Number.POSITIVE_INFINITY,
-    factor: 2,
-    minTimeout: minDelayMs,
-    maxTimeout: maxDelayMs,
-    randomize: true,
-    unref: true,
-    signal,
-    onFailedAttempt,
-    shouldRetry: ({ error }) => !signal.aborted && shouldRetry(error),
-  };
+): RetryWithBackoffOptions {
+  return { backoff: { initialMs: minDelayMs, maxMs: maxDelayMs }, signal, onFailedAttempt, shouldRetry };
 }
 
 /** Makes sure what an 'error' event carries is an Error. @internal */

@@ -2,6 +2,7 @@ import { hostname, networkInterfaces } from 'node:os';
 import {
   ConsulHttpClient,
   InvalidOptionError,
+  checkNumber,
   validateServiceName,
   validateTag,
   type ConsulConnectionOptions,
@@ -31,7 +32,7 @@ export interface RegistrationWeights {
 
 /** Backoff used while the agent is unreachable or refuses a (re-)registration. */
 export interface RetryBackoffOptions {
-  /** First delay, in ms. Default 250. */
+  /** Ceiling of the first delay, in ms (delays are drawn with full jitter). Default 250. */
   minDelayMs?: number;
   /**
    * Largest delay, in ms. Default: the heartbeat interval, so that the
@@ -153,13 +154,6 @@ export const MAX_OUTPUT_BYTES = 4096;
 const idPattern = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 const metaKeyPattern = /^[A-Za-z0-9_-]{1,128}$/;
 
-function integer(option: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidOptionError(option, value, `must be an integer between ${min} and ${max}`);
-  }
-  return value;
-}
-
 /**
  * Checks service metadata against Consul's rules.
  * @throws InvalidOptionError naming the offending key.
@@ -227,7 +221,7 @@ export function resolveRegistrarOptions(options: RegistrarOptions): ResolvedRegi
     throw new InvalidOptionError('name', options.name, 'is required');
   }
   const name = validateServiceName(options.name, 'name');
-  const port = integer('port', options.port, 1, 65_535);
+  const port = checkNumber('port', options.port, undefined, { integer: true, min: 1, max: 65_535 });
   const id = options.id ?? `${name}-${idSafe(hostname())}-${port}`;
   if (typeof id !== 'string' || !idPattern.test(id)) {
     throw new InvalidOptionError('id', id, 'must be 1-128 characters of [A-Za-z0-9_.:-], starting with a letter or digit');
@@ -250,8 +244,8 @@ export function resolveRegistrarOptions(options: RegistrarOptions): ResolvedRegi
       throw new InvalidOptionError('weights', options.weights, 'must be { passing, warning }');
     }
     weights = {
-      passing: integer('weights.passing', options.weights.passing, 1, 65_535),
-      warning: integer('weights.warning', options.weights.warning, 0, 65_535),
+      passing: checkNumber('weights.passing', options.weights.passing, undefined, { integer: true, min: 1, max: 65_535 }),
+      warning: checkNumber('weights.warning', options.weights.warning, undefined, { integer: true, min: 0, max: 65_535 }),
     };
   }
   const checkId = options.checkId ?? `service:${id}`;
@@ -262,11 +256,11 @@ export function resolveRegistrarOptions(options: RegistrarOptions): ResolvedRegi
   if (typeof checkName !== 'string' || checkName.length === 0 || checkName.length > 256) {
     throw new InvalidOptionError('checkName', checkName, 'must be a non-empty string of at most 256 characters');
   }
-  const ttlMs = integer('ttlMs', options.ttlMs ?? 15_000, MIN_TTL_MS, 24 * 3600_000);
+  const ttlMs = checkNumber('ttlMs', options.ttlMs, 15_000, { integer: true, min: MIN_TTL_MS, max: 24 * 3600_000 });
   const heartbeatIntervalMs =
     options.heartbeatIntervalMs === undefined
       ? Math.round(ttlMs / 3)
-      : integer('heartbeatIntervalMs', options.heartbeatIntervalMs, 100, Number.MAX_SAFE_INTEGER);
+      : checkNumber('heartbeatIntervalMs', options.heartbeatIntervalMs, undefined, { integer: true, min: 100, max: Number.MAX_SAFE_INTEGER });
   if (heartbeatIntervalMs > ttlMs / 2) {
     // Beating at the TTL itself flaps the check on every slow beat; at TTL/2 one late beat is survivable.
     throw new InvalidOptionError(
@@ -281,7 +275,7 @@ export function resolveRegistrarOptions(options: RegistrarOptions): ResolvedRegi
   }
   const deregisterAfter = options.deregisterCriticalServiceAfterMs ?? MIN_DEREGISTER_AFTER_MS;
   if (deregisterAfter !== 0) {
-    integer('deregisterCriticalServiceAfterMs', deregisterAfter, MIN_DEREGISTER_AFTER_MS, 365 * 24 * 3600_000);
+    checkNumber('deregisterCriticalServiceAfterMs', deregisterAfter, undefined, { integer: true, min: MIN_DEREGISTER_AFTER_MS, max: 365 * 24 * 3600_000 });
   }
   if (options.health !== undefined && typeof options.health !== 'function') {
     throw new InvalidOptionError('health', options.health, 'must be a function');
@@ -289,17 +283,16 @@ export function resolveRegistrarOptions(options: RegistrarOptions): ResolvedRegi
   const requestTimeoutMs =
     options.requestTimeoutMs === undefined
       ? Math.min(5000, heartbeatIntervalMs)
-      : integer('requestTimeoutMs', options.requestTimeoutMs, 1, 600_000);
+      : checkNumber('requestTimeoutMs', options.requestTimeoutMs, undefined, { integer: true, min: 1, max: 600_000 });
   if (requestTimeoutMs > ttlMs) {
     throw new InvalidOptionError('requestTimeoutMs', requestTimeoutMs, `must not exceed ttlMs (${ttlMs}): a hung beat would let the check expire`);
   }
-  const retryMinDelayMs = integer('retry.minDelayMs', options.retry?.minDelayMs ?? 250, 1, 3600_000);
-  const retryMaxDelayMs = integer(
-    'retry.maxDelayMs',
-    options.retry?.maxDelayMs ?? Math.max(retryMinDelayMs, heartbeatIntervalMs),
-    retryMinDelayMs,
-    3600_000,
-  );
+  const retryMinDelayMs = checkNumber('retry.minDelayMs', options.retry?.minDelayMs, 250, { integer: true, min: 1, max: 3600_000 });
+  const retryMaxDelayMs = checkNumber('retry.maxDelayMs', options.retry?.maxDelayMs, Math.max(retryMinDelayMs, heartbeatIntervalMs), {
+    integer: true,
+    min: retryMinDelayMs,
+    max: 3600_000,
+  });
   if (options.consul !== undefined && !(options.consul instanceof ConsulHttpClient) && typeof options.consul !== 'object') {
     throw new InvalidOptionError('consul', options.consul, 'must be connection options or a ConsulHttpClient');
   }

@@ -1,5 +1,4 @@
 import { EventEmitter } from 'eventemitter3';
-import pRetry, { type Options as RetryOptions } from 'p-retry';
 import {
   AbortedError,
   ClosedError,
@@ -7,6 +6,10 @@ import {
   ConsulHttpClient,
   InvalidOptionError,
   TimeoutError,
+  backoffDelay,
+  retryWithBackoff,
+  sleep,
+  type RetryWithBackoffOptions,
 } from '@proxyless/core';
 import {
   formatDuration,
@@ -129,7 +132,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   #maintenance: { reason: string | undefined } | undefined;
   #started: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
-  #recoverRetry: RetryOptions | undefined;
+  #recoverRetry: RetryWithBackoffOptions | undefined;
   /** Set while a failure streak has been reported through the logger; cleared (with an info line) by the next success. */
   #outage = false;
 
@@ -202,7 +205,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       this.options.retryMinDelayMs,
       this.options.retryMaxDelayMs,
       run.signal,
-      ({ error }) => this.#reportError(error),
+      (error) => this.#reportError(error),
     );
     const retrying =
       options.timeoutMs === undefined
@@ -210,7 +213,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
         : `retrying for up to ${options.timeoutMs} ms`;
     let lastFailure: unknown;
     try {
-      await pRetry(
+      await retryWithBackoff(
         async () => {
           const report = await this.#evaluate();
           await this.#register(report, startSignal);
@@ -220,7 +223,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
           this.options.retryMinDelayMs,
           this.options.retryMaxDelayMs,
           startSignal,
-          ({ error }) => {
+          (error) => {
             lastFailure = error;
             this.#reportError(error);
             if (!startSignal.aborted) this.#warnOnce(error, isRetryable(error) ? retrying : 'not retrying');
@@ -296,13 +299,13 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     this.#setState('lost');
     this.emit('lost', reason, asError(error));
     try {
-      await pRetry(async () => {
+      await retryWithBackoff(async () => {
         // Re-evaluated per attempt: a drain that started during the outage registers as critical.
         const report = await this.#evaluate();
         await this.#register(report, run.signal);
         if (this.#maintenance) await this.#putMaintenance(true, this.#maintenance.reason, run.signal);
         await this.#update(report, run.signal);
-      }, this.#recoverRetry);
+      }, this.#recoverRetry ?? retryOptions(this.options.retryMinDelayMs, this.options.retryMaxDelayMs, run.signal, (e) => this.#reportError(e)));
     } catch (failure) {
       if (run.signal.aborted) return;
       this.#reportError(failure);
@@ -503,13 +506,13 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
         if (!entries.some((e) => e.Service?.ID === this.options.id)) return true;
         const next = res.headers['x-consul-index'];
         const nextIndex = typeof next === 'string' ? next : undefined;
-        if (nextIndex === index) await new Promise((r) => setTimeout(r, 50));
+        if (nextIndex === index) await sleep(50, options.signal);
         index = nextIndex;
       } catch (error) {
         if (options.signal?.aborted) throw error;
         if (error instanceof TimeoutError) return false;
         this.#reportError(error);
-        await new Promise((r) => setTimeout(r, Math.min(200, Math.max(0, deadline - Date.now()))));
+        await sleep(Math.min(200, deadline - Date.now()), options.signal);
       }
     }
     return false;
@@ -543,12 +546,12 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       } catch (error) {
         if (error instanceof ConsulApiError && error.status === 404) break; // already gone
         this.#reportError(error);
-        const wait = Math.min(this.options.retryMinDelayMs * 2 ** attempt, 1000);
+        const wait = backoffDelay(attempt, { initialMs: this.options.retryMinDelayMs, maxMs: 1000 });
         if (!isRetryable(error) || options.signal?.aborted || Date.now() + wait >= deadline) {
           this.#setState('idle');
           throw error;
         }
-        await new Promise((r) => setTimeout(r, wait));
+        await sleep(wait, options.signal);
       }
     }
     this.#draining = false;

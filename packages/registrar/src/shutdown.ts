@@ -1,6 +1,6 @@
 import { EventEmitter } from 'eventemitter3';
 import { constants } from 'node:os';
-import { InvalidOptionError, TimeoutError } from '@proxyless/core';
+import { InvalidOptionError, TimeoutError, checkNumber } from '@proxyless/core';
 import type { Registrar } from './registrar.js';
 import { drainServer, type DrainableServer } from './server-drain.js';
 
@@ -60,14 +60,6 @@ export interface ShutdownEvents {
   error: [error: Error, step: ShutdownStep];
   /** The shutdown finished; `code` is the exit code. */
   done: [code: number];
-}
-
-function positive(option: string, value: number | undefined, fallback: number, min = 0): number {
-  const v = value ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
-    throw new InvalidOptionError(option, v, `must be a number ≥ ${min}`);
-  }
-  return v;
 }
 
 /** Runs `work` but gives up (rejecting with a TimeoutError) after `ms`. */
@@ -153,14 +145,14 @@ export class ShutdownCoordinator extends EventEmitter<ShutdownEvents> {
     if (!Array.isArray(this.#signals) || this.#signals.some((s) => typeof s !== 'string' || !(s in constants.signals))) {
       throw new InvalidOptionError('signals', this.#signals, 'must be an array of signal names');
     }
-    this.#deadlineMs = positive('deadlineMs', options.deadlineMs, 9000, 100);
+    this.#deadlineMs = checkNumber('deadlineMs', options.deadlineMs, 9000, { min: 100 });
     this.#outOfRotation = options.outOfRotation ?? 'check';
     if (this.#outOfRotation !== 'check' && this.#outOfRotation !== 'maintenance') {
       throw new InvalidOptionError('outOfRotation', this.#outOfRotation, 'must be "check" or "maintenance"');
     }
-    this.#propagationTimeoutMs = positive('propagationTimeoutMs', options.propagationTimeoutMs, 3000);
-    this.#drainDelayMs = positive('drainDelayMs', options.drainDelayMs, 1000);
-    this.#reserveMs = positive('reserveMs', options.reserveMs, Math.min(3000, this.#deadlineMs / 3));
+    this.#propagationTimeoutMs = checkNumber('propagationTimeoutMs', options.propagationTimeoutMs, 3000, { min: 0 });
+    this.#drainDelayMs = checkNumber('drainDelayMs', options.drainDelayMs, 1000, { min: 0 });
+    this.#reserveMs = checkNumber('reserveMs', options.reserveMs, Math.min(3000, this.#deadlineMs / 3), { min: 0 });
     if (this.#reserveMs >= this.#deadlineMs) {
       throw new InvalidOptionError('reserveMs', this.#reserveMs, `must be less than deadlineMs (${this.#deadlineMs})`);
     }
@@ -263,6 +255,7 @@ export class ShutdownCoordinator extends EventEmitter<ShutdownEvents> {
       const gone = await Promise.all(registrars.map((r) => r.waitUntilNotPassing({ timeoutMs: budget })));
       if (gone.includes(false)) this.#log(`still passing after ${budget} ms; going on`);
     });
+    // A ref'd timer on purpose (not core's unref'd sleep): the drain delay must keep the process alive.
     await step('drainDelay', softBudget() + 1, () => new Promise((r) => setTimeout(r, Math.min(this.#drainDelayMs, softBudget()))));
     await step('deregister', Math.max(0, deadline - Date.now() - 100), () =>
       Promise.all(registrars.map((r) => r.stop({ timeoutMs: Math.max(1, Math.min(3000, deadline - Date.now() - 200)) }))),
