@@ -7,8 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse, t
 import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import type { AddressInfo } from 'node:net';
-import { isProxylessError } from '@proxyless/core';
-import { CatalogWatch } from './catalog-watch.js';
+import { isProxylessError, type CatalogWatch, type CatalogWatchOptions } from '@proxyless/core';
 import { catalogRoute, resolvePolicy, resolveRoutes, type GatewayConfig, type ResolvedRoute } from './config.js';
 import { authFilter, byOrder, requestIdFilter, responseHeadersFilter, type AuthorizeHook, type Filter, type FilterContext, type FilterResponse } from './filters.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
@@ -21,8 +20,8 @@ export interface GatewayOptions extends GatewayConfig {
   filters?: Filter[];
   /** Decides bearer tokens on `auth: true` routes. Default: accept `authTokens`. */
   authorize?: AuthorizeHook;
-  /** Catalog watch tuning (tests). */
-  catalog?: { waitMs?: number; minIntervalMs?: number };
+  /** Catalog watch tuning (core's `watchServices()`; default one poll per second at most). */
+  catalog?: CatalogWatchOptions;
 }
 
 /** Maps an error from the upstream client to a gateway answer. */
@@ -53,7 +52,8 @@ const statusPrefix = '/_proxyless';
 export class Gateway {
   readonly server: Server;
   readonly upstreams: Upstreams;
-  readonly catalog: CatalogWatch;
+  /** The catalog watch (core's `ConsulResolver.watchServices()`), once listening with discovery on. */
+  catalog: CatalogWatch | undefined;
   readonly name: string;
   readonly #config: GatewayOptions;
   readonly #routes: ResolvedRoute[];
@@ -80,9 +80,6 @@ export class Gateway {
       ...(options.filters ?? []),
     ];
     this.upstreams = new Upstreams(options.consulAddress ?? process.env['CONSUL_HTTP_ADDR'] ?? '127.0.0.1:8500');
-    this.catalog = new CatalogWatch(this.upstreams.consul, options.catalog);
-    this.catalog.on('update', (services) => this.#syncCatalog(services));
-    this.catalog.on('error', () => undefined); // shown on the status page via lastError
     for (const route of this.#routes) this.#client(route.service);
     this.server = createServer((req, res) => void this.#handle(req, res));
     // Node's default (5 s) is shorter than many clients' idle timeouts; avoid racing them.
@@ -91,7 +88,14 @@ export class Gateway {
 
   /** Starts the catalog watch, then listens. Resolves with the base URL. */
   async listen(): Promise<string> {
-    if (this.#config.discovery?.enabled !== false) await this.catalog.start();
+    if (this.#config.discovery?.enabled !== false && !this.catalog) {
+      const catalog = this.upstreams.resolver.watchServices(this.#config.catalog);
+      this.catalog = catalog;
+      catalog.on('update', (services) => this.#syncCatalog(services));
+      catalog.on('error', () => undefined); // shown on the status page via lastError
+      // Routes from the catalog exist before the first request (rejects only when closed meanwhile).
+      await catalog.ready().catch(() => undefined);
+    }
     this.server.listen(this.#config.port ?? 8080, this.#config.host ?? '127.0.0.1');
     await once(this.server, 'listening');
     return this.url;
@@ -286,7 +290,7 @@ export class Gateway {
         requests: this.#requests,
         inFlight: this.#inFlight,
         errors: this.#errors,
-        catalogError: this.catalog.lastError?.message ?? null,
+        catalogError: this.catalog?.lastError?.message ?? null,
       },
       events: this.upstreams.events.slice(0, 20),
       services: [...this.#clients.entries()]
@@ -322,7 +326,7 @@ export class Gateway {
     }
     this.server.closeAllConnections();
     await closed;
-    await this.catalog.close();
+    await this.catalog?.close();
     await Promise.all([...this.#clients.values()].map((c) => c.close()));
     this.#clients.clear();
     await this.upstreams.close();

@@ -14,7 +14,11 @@ import {
 
 /**
  * Consul's HTTP API answered with a non-success status.
- * `status` is the HTTP status; `consulMessage` is Consul's (truncated) text.
+ * `status` is the HTTP status; `consulMessage` is Consul's text, scrubbed: at
+ * most 200 printable characters, with anything the client sent as a header
+ * value (the ACL token above all) replaced by `<redacted>`. A response body is
+ * never copied verbatim: a proxy that echoes request headers must not put the
+ * token into errors and logs.
  */
 export class ConsulApiError extends ProxylessError {
   readonly status: number;
@@ -44,6 +48,25 @@ export class BadResponseError extends ProxylessError {
   constructor(message: string, options: ProxylessErrorOptions = {}) {
     super('ERR_BAD_RESPONSE', message, options);
   }
+}
+
+/**
+ * Makes an error body safe to show: drops control characters, redacts every
+ * secret (also URL-encoded or case-changed), keeps at most `max` characters.
+ * @internal
+ */
+export function scrubConsulMessage(text: string, secrets: readonly string[], max = 200): string {
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is removed
+  let out = text.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').trim();
+  for (const secret of secrets) {
+    if (secret.length < 4) continue;
+    for (const form of new Set([secret, encodeURIComponent(secret)])) {
+      out = out.replace(new RegExp(form.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'gi'), '<redacted>');
+    }
+  }
+  // Also anything that is shaped like a bearer credential header.
+  out = out.replace(/((?:x-consul-token|authorization)["']?\s*[:=]\s*["']?)(?:bearer\s+)?[^\s"',;]+/gi, '$1<redacted>');
+  return out.length > max ? `${out.slice(0, max)}…` : out;
 }
 
 function describeCause(cause: unknown): string {
@@ -106,6 +129,8 @@ export class ConsulHttpClient {
   readonly connection: ResolvedConsulConnection;
   readonly #pool: Pool;
   readonly #headers: Record<string, string>;
+  /** Header values that must never appear in an error (redacted from echoed bodies). */
+  readonly #secrets: readonly string[];
   #closed = false;
 
   constructor(options: ConsulConnectionOptions = {}, env: NodeJS.ProcessEnv = process.env) {
@@ -132,6 +157,7 @@ export class ConsulHttpClient {
     });
     this.#headers = { accept: 'application/json' };
     if (this.connection.token) this.#headers['x-consul-token'] = this.connection.token;
+    this.#secrets = this.connection.token ? [this.connection.token] : [];
   }
 
   /** True after {@link ConsulHttpClient.close}. */
@@ -162,7 +188,7 @@ export class ConsulHttpClient {
       });
       const text = await this.#readCapped(res.body, req.path);
       if (res.statusCode < 200 || res.statusCode >= 300) {
-        throw new ConsulApiError(method, req.path, res.statusCode, text.trim().slice(0, 512));
+        throw new ConsulApiError(method, req.path, res.statusCode, scrubConsulMessage(text.slice(0, 4096), this.#secrets));
       }
       let body: unknown;
       if (text.length > 0) {

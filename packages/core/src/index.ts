@@ -26,7 +26,7 @@ export { consulOptionsFromEnv, resolveConsulConnection } from './consul-config.j
 export type { ConsulConnectionOptions, ConsulTlsOptions, ResolvedConsulConnection } from './consul-config.js';
 export { ConsulHttpClient, ConsulApiError, ConsulUnreachableError, BadResponseError } from './consul-http.js';
 export type { ConsulRequest, ConsulResponse } from './consul-http.js';
-export { validateServiceName, validateTag, validateDatacenter } from './validate.js';
+export { validateServiceName, validateTag, validateDatacenter, validateNamespace, validatePartition } from './validate.js';
 export type { ServiceInstance, ServiceWeights, HealthStatus } from './service-instance.js';
 export type {
   Resolver,
@@ -67,6 +67,10 @@ export { sleep } from './sleep.js';
 export { checkNumber, checkOptions } from './validate.js';
 export type { NumberRule } from './validate.js';
 export { ConsulResolver } from './resolver-consul.js';
+export { runBlockingQuery } from './consul-blocking-query.js';
+export type { BlockingQuery, BlockingQueryOptions, BlockingRateLimit, ConsulAnswerInfo } from './consul-blocking-query.js';
+export { CatalogWatch } from './consul-catalog-watch.js';
+export type { CatalogWatchOptions, CatalogWatchEvents, CatalogServices } from './consul-catalog-watch.js';
 export type { ConsulResolverOptions, ConsulQuery, ConsulConsistency } from './resolver-consul.js';
 export { DnsTransport, DnsRcodeError } from './dns-transport.js';
 export type { DnsTransportOptions, DnsServer, DnsQueryType, DnsAnswer, DnsMessage } from './dns-transport.js';

@@ -1,18 +1,27 @@
-import { BadResponseError, ConsulHttpClient, type ConsulResponse } from './consul-http.js';
+import { BadResponseError, ConsulHttpClient } from './consul-http.js';
 import type { ConsulConnectionOptions } from './consul-config.js';
+import {
+  consulInfo,
+  resolveBlockingQueryOptions,
+  runBlockingQuery,
+  type BlockingQueryOptions,
+  type ResolvedBlockingQueryOptions,
+} from './consul-blocking-query.js';
 import {
   AbortedError,
   ClosedError,
   InvalidOptionError,
   NoHealthyInstancesError,
+  ProxylessError,
   ResolutionFailedError,
 } from './errors.js';
 import type { CallOptions, Resolver, ServiceWatch, SnapshotSourceInfo } from './resolver.js';
 import { createServiceInstance, isConnectableAddress, type HealthStatus, type ServiceInstance } from './service-instance.js';
-import { checkNumber, validateDatacenter, validateServiceName, validateTag } from './validate.js';
-import { backoffDelay, checkBackoff, type BackoffOptions } from './backoff.js';
-import { sleep } from './sleep.js';
+import { checkNumber, validateDatacenter, validateNamespace, validatePartition, validateServiceName, validateTag } from './validate.js';
 import { WatchHub, type WatchSink } from './watch-hub.js';
+import { CatalogWatch, type CatalogWatchOptions } from './consul-catalog-watch.js';
+
+export { consulInfo };
 
 /** Consul read consistency: `stale` (any server, scales, works without a leader), `default` (leader), `consistent` (quorum). */
 export type ConsulConsistency = 'stale' | 'default' | 'consistent';
@@ -25,34 +34,51 @@ export interface ConsulQuery {
   filter?: string;
   /** Datacenter to query. Default: the agent's. */
   datacenter?: string;
+  /**
+   * Datacenters to fail over to, in order, while `datacenter` (or the agent's) has no healthy
+   * instance: the first of them that has one serves the snapshot (`info.datacenter` says which),
+   * until local instances return. Consul prepared-query `Failover.Datacenters` semantics, client-side.
+   */
+  failoverDatacenters?: readonly string[];
+  /** Consul Enterprise namespace (`ns`). Default: the resolver's (`CONSUL_NAMESPACE`); not sent when unset. */
+  namespace?: string;
+  /** Consul Enterprise admin partition (`partition`). Default: the resolver's (`CONSUL_PARTITION`); not sent when unset. */
+  partition?: string;
   /** Sort by round-trip estimate from the agent (`near=_agent`). Default false. */
   near?: boolean;
   /** Only instances whose every check passes (`?passing`). Default true. */
   passingOnly?: boolean;
   /** Read consistency. Default: the resolver's (`stale`). */
   consistency?: ConsulConsistency;
-  /** Use the agent's cache (`?cached`; not with `consistent`). Default: the resolver's (false). */
+  /**
+   * Use the agent's cache (`?cached`; not with `consistent`). With the agent's
+   * `use_streaming_backend` (on by default), blocking health queries are then
+   * served by Consul's streaming backend. Default: the resolver's (false).
+   */
   cached?: boolean;
 }
 
 /** Options of {@link ConsulResolver}. */
-export interface ConsulResolverOptions extends ConsulConnectionOptions {
+export interface ConsulResolverOptions extends ConsulConnectionOptions, BlockingQueryOptions {
   /** An existing client to use (the resolver then does not close it). Default: a new client from the connection options and environment. */
   client?: ConsulHttpClient;
-  /** Environment for connection defaults. Default `process.env`. */
+  /** Environment for connection defaults, `CONSUL_NAMESPACE` and `CONSUL_PARTITION`. Default `process.env`. */
   env?: NodeJS.ProcessEnv;
-  /** Blocking-query wait, in ms (sent as whole seconds). Default 60 000; Consul caps it at 10 minutes. */
-  waitMs?: number;
-  /** Minimum gap between two polls of one watch, in ms (consul-template uses 100). Default 100. */
-  minPollIntervalMs?: number;
-  /** Extra random gap (0 to this many ms) between polls. Default 50. */
-  pollJitterMs?: number;
-  /** Backoff on errors. Default `{ initialMs: 250, maxMs: 30 000 }`. */
-  backoff?: BackoffOptions;
   /** Default read consistency. Default `stale`. */
   consistency?: ConsulConsistency;
   /** Use the agent cache by default. Default false. */
   cached?: boolean;
+  /**
+   * Largest acceptable `X-Consul-LastContact` of a `stale` read, in ms (Consul's own
+   * `max_stale` idea). A staler answer, or one from a server that knows no leader,
+   * is asked again with default consistency; when that fails, the stale answer is
+   * published flagged `stale` (and never when it would empty the set). Default 5000.
+   */
+  maxStaleMs?: number;
+  /** Default namespace (Enterprise). Default: `CONSUL_NAMESPACE`. */
+  namespace?: string;
+  /** Default admin partition (Enterprise). Default: `CONSUL_PARTITION`. */
+  partition?: string;
 }
 
 /** A canonical query: sorted, deduplicated, defaults applied. @internal */
@@ -60,39 +86,24 @@ interface CanonicalQuery {
   tags: string[];
   filter: string | undefined;
   datacenter: string | undefined;
+  failover: string[];
+  namespace: string | undefined;
+  partition: string | undefined;
   near: boolean;
   passingOnly: boolean;
   consistency: ConsulConsistency;
   cached: boolean;
 }
 
+/** One datacenter's accepted answer. @internal */
+interface Answer {
+  instances: ServiceInstance[];
+  info: SnapshotSourceInfo;
+  /** Published flagged stale (a lagging read that could not be refreshed). */
+  stale: boolean;
+}
+
 const consistencies: readonly string[] = ['stale', 'default', 'consistent'];
-
-function header(headers: ConsulResponse['headers'], name: string): string | undefined {
-  const value = headers[name];
-  return Array.isArray(value) ? value[0] : value;
-}
-
-/**
- * Reads `X-Consul-*` headers into snapshot info.
- * @internal
- */
-export function consulInfo(headers: ConsulResponse['headers']): SnapshotSourceInfo & { index: number } {
-  const rawIndex = header(headers, 'x-consul-index');
-  const index = rawIndex !== undefined && /^\d{1,19}$/.test(rawIndex) ? Number(rawIndex) : 0;
-  const info: { index: number; knownLeader?: boolean; lastContactMs?: number; cacheHit?: boolean; cacheAgeSeconds?: number; queryBackend?: string } = { index };
-  const leader = header(headers, 'x-consul-knownleader');
-  if (leader !== undefined) info.knownLeader = leader === 'true';
-  const contact = header(headers, 'x-consul-lastcontact');
-  if (contact !== undefined && /^\d{1,12}$/.test(contact)) info.lastContactMs = Number(contact);
-  const cache = header(headers, 'x-cache');
-  if (cache !== undefined) info.cacheHit = cache === 'HIT';
-  const backend = header(headers, 'x-consul-query-backend');
-  if (backend !== undefined && /^[a-z-]{1,32}$/.test(backend)) info.queryBackend = backend;
-  const age = header(headers, 'age');
-  if (age !== undefined && /^\d{1,12}$/.test(age)) info.cacheAgeSeconds = Number(age);
-  return info;
-}
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -214,22 +225,33 @@ function hasControlCharacter(text: string): boolean {
   return false;
 }
 
+/** Thrown (and reported as the watch's error) when an empty answer from a non-leader read could not be confirmed. */
+class UnconfirmedEmptyError extends ProxylessError {
+  constructor(service: string, cause: unknown) {
+    super('ERR_RESOLUTION_FAILED', `Consul answered an empty set for "${service}" from a stale read, and a consistent read to confirm it failed`, { cause });
+  }
+}
+
 /**
  * Resolves and watches services through Consul's health API
  * (`GET /v1/health/service/:name`), with blocking queries.
  *
- * Watch loop rules (Consul's blocking-query guidance, consul-template's loop):
- * the first call is immediate; later calls block on the last `X-Consul-Index`;
- * an index that goes backwards resets to 0, and 0 is never sent twice in a row
- * (it is sent as 1); the client timeout is `wait×17/16 + 5 s`, above Consul's
- * own jitter; polls are at least `minPollIntervalMs` + jitter apart; errors back
- * off exponentially with full jitter; subscribers hear only real changes.
+ * The watch loop is core's one blocking-query loop ({@link runBlockingQuery}:
+ * token-bucket rate limit, index rules, jittered backoff, shared reachability
+ * probe). On top of it, for each answer:
+ * - a `stale` read whose server lost its leader, or whose `X-Consul-LastContact`
+ *   exceeds `maxStaleMs`, is asked again with default consistency;
+ * - an empty set from a stale or cached read that would replace a non-empty one
+ *   (or be the first answer) is confirmed with a `consistent` read first:
+ *   publishing an empty set is a decision, never an accident;
+ * - with `failoverDatacenters`, while the local datacenter has no healthy
+ *   instance, the first listed datacenter that has one serves the snapshot.
  *
  * @example
  * ```ts
  * const resolver = new ConsulResolver({ address: '127.0.0.1:8500' });
- * const watch = resolver.watch('web', { tags: ['v2'] });
- * watch.on('update', (snapshot, change) => console.log(snapshot.instances.length, change.added));
+ * const watch = resolver.watch('web', { tags: ['v2'], failoverDatacenters: ['dc2'] });
+ * watch.on('update', (snapshot, change) => console.log(snapshot.info?.datacenter, snapshot.instances.length, change.added));
  * watch.on('error', (error) => console.warn(error.message)); // the last snapshot stays, marked stale
  * await watch.ready({ timeoutMs: 5000 });
  * await resolver.close();
@@ -240,31 +262,41 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
   readonly client: ConsulHttpClient;
   readonly #ownsClient: boolean;
   readonly #hub: WatchHub<CanonicalQuery>;
-  readonly #waitMs: number;
-  readonly #minGapMs: number;
-  readonly #jitterMs: number;
-  readonly #backoff: Required<BackoffOptions>;
+  readonly #loop: ResolvedBlockingQueryOptions;
   readonly #consistency: ConsulConsistency;
   readonly #cached: boolean;
+  readonly #maxStaleMs: number;
+  readonly #namespace: string | undefined;
+  readonly #partition: string | undefined;
+  readonly #catalogs = new Set<CatalogWatch>();
   readonly #closeController = new AbortController();
   #closed = false;
 
   constructor(options: ConsulResolverOptions = {}) {
-    const { client, env, waitMs, minPollIntervalMs, pollJitterMs, backoff, consistency, cached, ...connection } = options;
-    this.#waitMs = checkNumber('waitMs', waitMs, 60_000, { min: 1000 });
-    if (this.#waitMs > 600_000) throw new InvalidOptionError('waitMs', waitMs, 'must be at most 600 000 (Consul caps waits at 10 minutes)');
-    this.#minGapMs = checkNumber('minPollIntervalMs', minPollIntervalMs, 100, { min: 0 });
-    this.#jitterMs = checkNumber('pollJitterMs', pollJitterMs, 50, { min: 0 });
-    this.#backoff = checkBackoff('backoff', backoff);
+    const { client, env, waitMs, rateLimit, backoff, probeMaxMs, recoverySpreadMs, consistency, cached, maxStaleMs, namespace, partition, ...connection } = options;
+    const environment = env ?? process.env;
+    this.#loop = resolveBlockingQueryOptions({
+      ...(waitMs !== undefined ? { waitMs } : {}),
+      ...(rateLimit !== undefined ? { rateLimit } : {}),
+      ...(backoff !== undefined ? { backoff } : {}),
+      ...(probeMaxMs !== undefined ? { probeMaxMs } : {}),
+      ...(recoverySpreadMs !== undefined ? { recoverySpreadMs } : {}),
+    });
     this.#consistency = consistency ?? 'stale';
     if (!consistencies.includes(this.#consistency)) throw new InvalidOptionError('consistency', consistency, 'must be stale, default or consistent');
     this.#cached = cached ?? false;
+    if (typeof this.#cached !== 'boolean') throw new InvalidOptionError('cached', cached, 'must be a boolean');
+    this.#maxStaleMs = checkNumber('maxStaleMs', maxStaleMs, 5000, { min: 0 });
+    const ns = namespace ?? (environment['CONSUL_NAMESPACE'] || undefined);
+    this.#namespace = ns === undefined ? undefined : validateNamespace(ns, namespace === undefined ? 'CONSUL_NAMESPACE' : 'namespace');
+    const part = partition ?? (environment['CONSUL_PARTITION'] || undefined);
+    this.#partition = part === undefined ? undefined : validatePartition(part, partition === undefined ? 'CONSUL_PARTITION' : 'partition');
     if (client !== undefined) {
       if (!(client instanceof ConsulHttpClient)) throw new InvalidOptionError('client', client, 'must be a ConsulHttpClient');
       this.client = client;
       this.#ownsClient = false;
     } else {
-      this.client = new ConsulHttpClient(connection, env);
+      this.client = new ConsulHttpClient(connection, environment);
       this.#ownsClient = true;
     }
     this.#hub = new WatchHub<CanonicalQuery>('consul', (service, query, sink) => this.#run(service, query, sink));
@@ -286,6 +318,11 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
       throw new InvalidOptionError('filter', filter, 'must be a non-empty expression of at most 4096 characters without control characters');
     }
     const datacenter = q.datacenter === undefined ? undefined : validateDatacenter(q.datacenter);
+    const failoverIn = q.failoverDatacenters ?? [];
+    if (!Array.isArray(failoverIn) || failoverIn.length > 16) throw new InvalidOptionError('failoverDatacenters', failoverIn, 'must be an array of at most 16 datacenter names');
+    const failover = [...new Set(failoverIn.map((dc, i) => validateDatacenter(dc, `failoverDatacenters[${i}]`)))].filter((dc) => dc !== datacenter);
+    const namespace = q.namespace === undefined ? this.#namespace : validateNamespace(q.namespace);
+    const partition = q.partition === undefined ? this.#partition : validatePartition(q.partition);
     const consistency = q.consistency ?? this.#consistency;
     if (!consistencies.includes(consistency)) throw new InvalidOptionError('consistency', consistency, 'must be stale, default or consistent');
     const cached = q.cached ?? this.#cached;
@@ -293,75 +330,178 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
     for (const flag of ['near', 'passingOnly', 'cached'] as const) {
       if (q[flag] !== undefined && typeof q[flag] !== 'boolean') throw new InvalidOptionError(flag, q[flag], 'must be a boolean');
     }
-    return { tags, filter, datacenter, near: q.near ?? false, passingOnly: q.passingOnly ?? true, consistency, cached };
+    return { tags, filter, datacenter, failover, namespace, partition, near: q.near ?? false, passingOnly: q.passingOnly ?? true, consistency, cached };
   }
 
-  #queryParams(q: CanonicalQuery): Record<string, string | boolean | readonly string[] | undefined> {
+  #queryParams(q: CanonicalQuery, dc: string | undefined, consistency: ConsulConsistency, cached: boolean): Record<string, string | boolean | readonly string[] | undefined> {
     return {
       // Leave `passing` out rather than sending passing=false (Consul treats any value as true on old agents).
       passing: q.passingOnly || undefined,
       tag: q.tags.length > 0 ? q.tags : undefined,
       filter: q.filter,
-      dc: q.datacenter,
+      dc,
+      // Enterprise only: the free edition refuses any value, so they go out only when configured.
+      ns: q.namespace,
+      partition: q.partition,
       near: q.near ? '_agent' : undefined,
-      stale: q.consistency === 'stale' || undefined,
-      consistent: q.consistency === 'consistent' || undefined,
-      cached: q.cached || undefined,
+      stale: consistency === 'stale' || undefined,
+      consistent: consistency === 'consistent' || undefined,
+      cached: cached || undefined,
     };
   }
 
-  async #fetch(service: string, q: CanonicalQuery, index: number | undefined, signal: AbortSignal, timeoutMs?: number): Promise<{ instances: ServiceInstance[]; info: ReturnType<typeof consulInfo> }> {
-    const query = this.#queryParams(q);
-    if (index !== undefined) {
-      query['index'] = String(index);
-      query['wait'] = `${Math.ceil(this.#waitMs / 1000)}s`;
-    }
+  #path(service: string): string {
+    return `/v1/health/service/${encodeURIComponent(service)}`;
+  }
+
+  /** One non-blocking read with the given consistency (no cache). */
+  async #fetchOnce(service: string, q: CanonicalQuery, dc: string | undefined, consistency: ConsulConsistency, cached: boolean, signal: AbortSignal, timeoutMs?: number): Promise<Answer> {
     const res = await this.client.request({
-      path: `/v1/health/service/${encodeURIComponent(service)}`,
-      query,
+      path: this.#path(service),
+      query: this.#queryParams(q, dc, consistency, cached),
       signal,
-      // Consul adds up to wait/16 of jitter to a blocking query: stay above it.
-      timeoutMs: index !== undefined ? Math.ceil((this.#waitMs * 17) / 16) + 5000 : timeoutMs,
+      ...(timeoutMs !== undefined ? { timeoutMs } : {}),
     });
     const { instances } = mapHealthEntries(res.body, service, q.passingOnly);
-    return { instances, info: consulInfo(res.headers) };
-  }
-
-  async #run(service: string, q: CanonicalQuery, sink: WatchSink): Promise<void> {
-    const signal = sink.signal;
-    let index: number | undefined; // undefined: next call is immediate (non-blocking)
-    let failures = 0;
-    while (!signal.aborted) {
-      try {
-        const { instances, info } = await this.#fetch(service, q, index, signal);
-        if (signal.aborted) return;
-        failures = 0;
-        // Never block on 0: it returns at once and would spin. So 0 counts as 1.
-        const next = Math.max(1, info.index);
-        // An index that went backwards (agent restarted, snapshot restore): start over.
-        index = index !== undefined && next < index ? undefined : next;
-        // A server without a known leader may serve old data (stale reads): publish it, flagged.
-        // The agent's streaming backend (blocking health queries) and its cache always say
-        // KnownLeader=false, so the header means something only from the blocking-query backend.
-        const leaderless = info.knownLeader === false && info.queryBackend === 'blocking-query' && info.cacheHit === undefined;
-        sink.publish(instances, { stale: leaderless, info });
-        await sleep(this.#minGapMs + Math.random() * this.#jitterMs, signal);
-      } catch (error) {
-        if (signal.aborted) return;
-        sink.fail(new ResolutionFailedError(service, 'consul', error));
-        // After an outage the server's index may be unrelated to ours: ask immediately once back.
-        index = undefined;
-        await sleep(Math.max(this.#minGapMs, backoffDelay(failures++, this.#backoff)), signal);
-      }
-    }
-  }
-
-  #key(service: string, q: CanonicalQuery): string {
-    return JSON.stringify([service, q.tags, q.filter ?? null, q.datacenter ?? null, q.near, q.passingOnly, q.consistency, q.cached]);
+    const { indexValid: _ignored, ...info } = consulInfo(res.headers);
+    return { instances, info: withDatacenter(info, dc, instances), stale: false };
   }
 
   /**
-   * Resolves once (a non-blocking query), or answers from a running watch's fresh snapshot.
+   * Checks one answer of a stale or cached read before it may be published:
+   * refreshes a lagging one, confirms an empty one. Throws (the loop then backs
+   * off and the last snapshot stays) when an empty set cannot be confirmed.
+   */
+  async #vet(service: string, q: CanonicalQuery, dc: string | undefined, instances: ServiceInstance[], info: SnapshotSourceInfo, previous: readonly ServiceInstance[] | undefined, signal: AbortSignal): Promise<Answer> {
+    let answer: Answer = { instances, info: withDatacenter(info, dc, instances), stale: false };
+    let verified = q.consistency !== 'stale' && !q.cached;
+    // The agent's streaming backend and its cache always say KnownLeader=false, so the
+    // consistency headers mean something only from a plain blocking-query read.
+    const plainRead = !q.cached && info.cacheHit === undefined && info.queryBackend !== 'streaming';
+    const leaderless = plainRead && info.knownLeader === false;
+    const lagging = q.consistency === 'stale' && plainRead && (leaderless || (info.lastContactMs ?? 0) > this.#maxStaleMs);
+    if (lagging) {
+      try {
+        answer = await this.#fetchOnce(service, q, dc, 'default', false, signal);
+        verified = true;
+      } catch (error) {
+        if (signal.aborted) throw error;
+        // No leader to ask: the stale data is all there is; publish it flagged.
+        answer.stale = true;
+      }
+    }
+    const wouldEmpty = answer.instances.length === 0 && (previous === undefined || previous.length > 0);
+    if (wouldEmpty && !verified) {
+      try {
+        answer = await this.#fetchOnce(service, q, dc, 'consistent', false, signal);
+      } catch (error) {
+        if (signal.aborted) throw error;
+        throw new UnconfirmedEmptyError(service, error);
+      }
+    }
+    return answer;
+  }
+
+  /** The health loop of one datacenter; `accept` receives vetted answers. */
+  #watchDatacenter(service: string, q: CanonicalQuery, dc: string | undefined, signal: AbortSignal, previous: () => readonly ServiceInstance[] | undefined, accept: (answer: Answer) => void, fail: (error: Error) => void): Promise<void> {
+    return runBlockingQuery(this.client, {
+      path: this.#path(service),
+      query: this.#queryParams(q, dc, q.consistency, q.cached),
+      signal,
+      decode: (body) => mapHealthEntries(body, service, q.passingOnly).instances,
+      onAnswer: async (instances, info) => {
+        const answer = await this.#vet(service, q, dc, instances, info, previous(), signal);
+        if (signal.aborted) return;
+        accept(answer);
+        // Data from a server without a (recent) leader: do not block on it for a whole wait; look again soon.
+        return answer.stale ? 'retry' : undefined;
+      },
+      onError: fail,
+    }, this.#loop);
+  }
+
+  async #run(service: string, q: CanonicalQuery, sink: WatchSink): Promise<void> {
+    const fail = (error: Error): void => sink.fail(new ResolutionFailedError(service, 'consul', error));
+    if (q.failover.length === 0) {
+      await this.#watchDatacenter(service, q, q.datacenter, sink.signal, () => sink.current?.instances, (a) => sink.publish(a.instances, { stale: a.stale, info: a.info }), fail);
+      return;
+    }
+    await this.#runWithFailover(service, q, sink, fail);
+  }
+
+  /**
+   * Local loop always on; remote loops (one per failover datacenter) only
+   * while the local datacenter has no healthy instance. The first datacenter
+   * in order with instances serves; a failing one is skipped.
+   */
+  async #runWithFailover(service: string, q: CanonicalQuery, sink: WatchSink, fail: (error: Error) => void): Promise<void> {
+    let local: Answer | undefined;
+    const remote = new Map<string, Answer | Error>();
+    let remoteStop: AbortController | undefined;
+    const remoteLoops: Promise<void>[] = [];
+    const decide = (): void => {
+      if (sink.signal.aborted || local === undefined) return;
+      if (local.instances.length > 0) {
+        remoteStop?.abort();
+        remoteStop = undefined;
+        remote.clear();
+        sink.publish(local.instances, { stale: local.stale, info: local.info });
+        return;
+      }
+      if (!remoteStop) startRemotes();
+      for (const dc of q.failover) {
+        const r = remote.get(dc);
+        if (r === undefined) return; // an earlier datacenter has not answered yet
+        if (r instanceof Error) {
+          // Serving from the failing datacenter: keep its snapshot (flagged stale) rather than drop to empty.
+          if (sink.current?.info?.datacenter === dc && sink.current.instances.length > 0) return;
+          continue;
+        }
+        if (r.instances.length > 0) {
+          sink.publish(r.instances, { stale: r.stale, info: r.info });
+          return;
+        }
+      }
+      // Local confirmed empty and no failover datacenter has anything: that is the answer.
+      sink.publish([], { stale: local.stale, info: local.info });
+    };
+    const startRemotes = (): void => {
+      const stop = new AbortController();
+      remoteStop = stop;
+      const signal = AbortSignal.any([stop.signal, sink.signal]);
+      for (const dc of q.failover) {
+        const previous = (): readonly ServiceInstance[] | undefined => {
+          const r = remote.get(dc);
+          return r === undefined || r instanceof Error ? undefined : r.instances;
+        };
+        remoteLoops.push(this.#watchDatacenter(service, q, dc, signal, previous, (answer) => {
+          if (stop.signal.aborted) return;
+          remote.set(dc, answer);
+          decide();
+        }, (error) => {
+          if (stop.signal.aborted) return;
+          remote.set(dc, error);
+          // Serving from this datacenter: keep its snapshot, flagged stale.
+          if (sink.current?.info?.datacenter === dc) fail(error);
+          decide();
+        }));
+      }
+    };
+    await this.#watchDatacenter(service, q, q.datacenter, sink.signal, () => local?.instances, (answer) => {
+      local = answer;
+      decide();
+    }, fail);
+    remoteStop?.abort();
+    await Promise.all(remoteLoops);
+  }
+
+  #key(service: string, q: CanonicalQuery): string {
+    return JSON.stringify([service, q.tags, q.filter ?? null, q.datacenter ?? null, q.failover, q.namespace ?? null, q.partition ?? null, q.near, q.passingOnly, q.consistency, q.cached]);
+  }
+
+  /**
+   * Resolves once (non-blocking reads, with the same lag, empty-set and failover
+   * rules as a watch), or answers from a running watch's fresh snapshot.
    * @throws {@link NoHealthyInstancesError}, {@link ResolutionFailedError} (with `cause`),
    *   {@link InvalidServiceNameError}, {@link InvalidOptionError}, {@link ClosedError}, {@link AbortedError}.
    */
@@ -378,7 +518,12 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
       if (signal?.aborted) throw new AbortedError(`Resolving "${service}"`, signal.reason);
       const linked = signal ? AbortSignal.any([signal, this.#closeController.signal]) : this.#closeController.signal;
       try {
-        instances = (await this.#fetch(service, q, undefined, linked, timeoutMs)).instances;
+        instances = [];
+        for (const dc of [q.datacenter, ...q.failover]) {
+          const first = await this.#fetchOnce(service, q, dc, q.consistency, q.cached, linked, timeoutMs);
+          instances = (await this.#vet(service, q, dc, first.instances, first.info, undefined, linked)).instances;
+          if (instances.length > 0) break;
+        }
       } catch (error) {
         if (signal?.aborted) throw new AbortedError(`Resolving "${service}"`, signal.reason);
         if (this.#closed) throw new ClosedError('Resolver');
@@ -400,12 +545,29 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
     return this.#hub.subscribe(this.#key(service, q), service, q);
   }
 
+  /**
+   * Watches the catalog's service list (`GET /v1/catalog/services`) on the same
+   * blocking-query loop, rate-limited harder by default (its index moves on every
+   * catalog write in the datacenter). Closed with the resolver.
+   * @throws {@link InvalidOptionError}, {@link ClosedError}.
+   */
+  watchServices(options: CatalogWatchOptions = {}): CatalogWatch {
+    if (this.#closed) throw new ClosedError('Resolver');
+    const watch = new CatalogWatch(this.client, {
+      ...options,
+      namespace: options.namespace ?? this.#namespace,
+      partition: options.partition ?? this.#partition,
+    }, this.#loop, (w) => this.#catalogs.delete(w));
+    this.#catalogs.add(watch);
+    return watch;
+  }
+
   /** Cancels every long poll at once; closes the client if the resolver created it. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#closeController.abort(new ClosedError('Resolver'));
-    await this.#hub.close();
+    await Promise.all([this.#hub.close(), ...[...this.#catalogs].map((c) => c.close())]);
     if (this.#ownsClient) await this.client.close();
   }
 
@@ -413,4 +575,10 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** Adds the serving datacenter to snapshot info: the one asked, else the instances' own. */
+function withDatacenter(info: SnapshotSourceInfo, dc: string | undefined, instances: readonly ServiceInstance[]): SnapshotSourceInfo {
+  const datacenter = dc ?? instances[0]?.datacenter;
+  return datacenter === undefined ? info : { ...info, datacenter };
 }

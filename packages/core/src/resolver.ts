@@ -36,6 +36,8 @@ export interface SnapshotSourceInfo {
   readonly cacheHit?: boolean;
   /** Consul agent cache: `Age` header, in seconds. */
   readonly cacheAgeSeconds?: number;
+  /** Consul: the datacenter that served the snapshot (the one asked, or a failover datacenter). */
+  readonly datacenter?: string;
   /** Consul `X-Consul-Query-Backend` (`blocking-query` or `streaming`). */
   readonly queryBackend?: string;
   /** DNS: the TTL applied (after floor and ceiling), in ms. */

@@ -85,3 +85,25 @@ export function checkOptions(option: string, value: unknown): void {
     throw new InvalidOptionError(option, value, 'must be an options object');
   }
 }
+
+/**
+ * Checks a Consul Enterprise namespace name (same rules as a service name).
+ * @throws {@link InvalidServiceNameError} naming the value.
+ */
+export function validateNamespace(namespace: unknown, option = 'namespace'): string {
+  if (typeof namespace !== 'string' || !datacenterPattern.test(namespace)) {
+    throw new InvalidServiceNameError(option, namespace, 'is not a valid namespace (letters, digits, "-", "_"; 1-63 characters)');
+  }
+  return namespace;
+}
+
+/**
+ * Checks a Consul Enterprise admin partition name (same rules as a service name).
+ * @throws {@link InvalidServiceNameError} naming the value.
+ */
+export function validatePartition(partition: unknown, option = 'partition'): string {
+  if (typeof partition !== 'string' || !datacenterPattern.test(partition)) {
+    throw new InvalidServiceNameError(option, partition, 'is not a valid admin partition (letters, digits, "-", "_"; 1-63 characters)');
+  }
+  return partition;
+}

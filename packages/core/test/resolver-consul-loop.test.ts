@@ -4,9 +4,10 @@
  * wrong shape). The behaviour against the real agent is in resolver-consul.test.ts.
  */
 import assert from 'node:assert/strict';
-import { BadResponseError, ConsulHttpClient, ConsulResolver, ResolutionFailedError, type ConsulRequest, type ConsulResponse } from '@proxyless/core';
+import { BadResponseError, ConsulHttpClient, ConsulResolver, ConsulUnreachableError, ResolutionFailedError, type ConsulRequest, type ConsulResponse } from '@proxyless/core';
 
 interface Sent {
+  path: string;
   at: number;
   index: string | undefined;
   wait: string | undefined;
@@ -14,7 +15,7 @@ interface Sent {
   query: ConsulRequest['query'];
 }
 
-type Script = (n: number) => ConsulResponse | Error;
+type Script = (n: number, req: ConsulRequest) => ConsulResponse | Error;
 
 class ScriptedClient extends ConsulHttpClient {
   readonly sent: Sent[] = [];
@@ -23,8 +24,8 @@ class ScriptedClient extends ConsulHttpClient {
   }
   override async request(req: ConsulRequest): Promise<ConsulResponse> {
     const q = req.query ?? {};
-    this.sent.push({ at: Date.now(), index: q['index'] as string | undefined, wait: q['wait'] as string | undefined, timeoutMs: req.timeoutMs, query: q });
-    const out = this.script(this.sent.length - 1);
+    this.sent.push({ at: Date.now(), path: req.path, index: q['index'] as string | undefined, wait: q['wait'] as string | undefined, timeoutMs: req.timeoutMs, query: q });
+    const out = this.script(this.sent.length - 1, req);
     await new Promise((r) => setTimeout(r, 1));
     if (out instanceof Error) throw out;
     return out;
@@ -56,7 +57,7 @@ describe('ConsulResolver blocking-query loop', function () {
 
   it('sends the first query without an index, then blocks on the last index with a client timeout above wait×17/16', async () => {
     const client = new ScriptedClient((n) => ok(10 + n, [80]));
-    const resolver = new ConsulResolver({ client, waitMs: 32_000, minPollIntervalMs: 10, pollJitterMs: 0 });
+    const resolver = new ConsulResolver({ client, waitMs: 32_000, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 } });
     try {
       resolver.watch('web');
       await until('three requests', () => client.sent.length >= 3);
@@ -76,7 +77,7 @@ describe('ConsulResolver blocking-query loop', function () {
 
   it('never sends index 0: an answer with index 0 is followed by index 1', async () => {
     const client = new ScriptedClient(() => ok(0, [80]));
-    const resolver = new ConsulResolver({ client, minPollIntervalMs: 10, pollJitterMs: 0 });
+    const resolver = new ConsulResolver({ client, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 } });
     try {
       resolver.watch('web');
       await until('four requests', () => client.sent.length >= 4);
@@ -89,7 +90,7 @@ describe('ConsulResolver blocking-query loop', function () {
   it('resets when the index goes backwards, and converges on the new data', async () => {
     const indexes = [100, 101, 5, 6, 7, 8, 9, 10];
     const client = new ScriptedClient((n) => ok(indexes[Math.min(n, indexes.length - 1)]!, n < 2 ? [80] : [81]));
-    const resolver = new ConsulResolver({ client, minPollIntervalMs: 10, pollJitterMs: 0 });
+    const resolver = new ConsulResolver({ client, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 } });
     try {
       const watch = resolver.watch('web');
       await until('five requests', () => client.sent.length >= 5);
@@ -101,14 +102,20 @@ describe('ConsulResolver blocking-query loop', function () {
     }
   });
 
-  it('keeps at least the minimum gap between polls even when Consul answers at once', async () => {
+  it('token bucket: re-polls at once for a burst, then keeps the minimum gap even when Consul answers at once', async () => {
     const client = new ScriptedClient((n) => ok(10 + n, [80]));
-    const resolver = new ConsulResolver({ client, minPollIntervalMs: 100, pollJitterMs: 50 });
+    const resolver = new ConsulResolver({ client, rateLimit: { burst: 4, minIntervalMs: 100, jitterMs: 0 } });
     try {
       resolver.watch('web');
       await new Promise((r) => setTimeout(r, 1000));
-      assert.ok(client.sent.length <= 11, `requests: ${client.sent.length}`);
-      for (let i = 1; i < client.sent.length; i++) assert.ok(client.sent[i]!.at - client.sent[i - 1]!.at >= 95);
+      // 1 first call + 4 from the bucket + at most 10 refills in one second.
+      assert.ok(client.sent.length <= 16, `requests: ${client.sent.length}`);
+      assert.ok(client.sent.length >= 8, `requests: ${client.sent.length}`);
+      const gaps = client.sent.slice(1).map((s, i) => s.at - client.sent[i]!.at);
+      // The burst goes out back to back (each scripted answer takes ~1 ms)...
+      assert.ok(gaps.slice(0, 4).every((g) => g < 60), `burst gaps: ${gaps.join(',')}`);
+      // ...then the bucket is empty and polls are the refill interval apart.
+      assert.ok(gaps.slice(6).every((g) => g >= 90), `gaps: ${gaps.join(',')}`);
     } finally {
       await resolver.close();
     }
@@ -117,7 +124,7 @@ describe('ConsulResolver blocking-query loop', function () {
   it('on errors: keeps the snapshot marked stale, emits typed errors, backs off, and recovers', async () => {
     let failing = false;
     const client = new ScriptedClient((n) => (failing ? new Error('connect ECONNREFUSED') : ok(10 + n, [80])));
-    const resolver = new ConsulResolver({ client, minPollIntervalMs: 10, pollJitterMs: 0, backoff: { initialMs: 50, maxMs: 400 } });
+    const resolver = new ConsulResolver({ client, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 }, backoff: { initialMs: 50, maxMs: 400 } });
     try {
       const watch = resolver.watch('web');
       const errors: Error[] = [];
@@ -147,7 +154,7 @@ describe('ConsulResolver blocking-query loop', function () {
   it('treats a body of the wrong shape as an error (stale-if-error), never as an empty set', async () => {
     let bad = false;
     const client = new ScriptedClient((n) => (bad ? { status: 200, headers: { 'x-consul-index': String(50 + n) }, body: { not: 'an array' } } : ok(10 + n, [80])));
-    const resolver = new ConsulResolver({ client, minPollIntervalMs: 10, pollJitterMs: 0, backoff: { initialMs: 20, maxMs: 50 } });
+    const resolver = new ConsulResolver({ client, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 }, backoff: { initialMs: 20, maxMs: 50 } });
     try {
       const watch = resolver.watch('web');
       const errors: Error[] = [];
@@ -165,7 +172,7 @@ describe('ConsulResolver blocking-query loop', function () {
 
   it('leaves no poll running after close(), and rejects new calls with ERR_CLOSED', async () => {
     const client = new ScriptedClient((n) => ok(10 + n, [80]));
-    const resolver = new ConsulResolver({ client, minPollIntervalMs: 10, pollJitterMs: 0 });
+    const resolver = new ConsulResolver({ client, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 } });
     const watch = resolver.watch('web');
     await watch.ready({ timeoutMs: 5000 });
     await resolver.close();
@@ -174,5 +181,155 @@ describe('ConsulResolver blocking-query loop', function () {
     assert.equal(client.sent.length, count);
     assert.throws(() => resolver.watch('web'), { code: 'ERR_CLOSED' });
     await assert.rejects(resolver.resolve('web'), { code: 'ERR_CLOSED' });
+  });
+
+  it('treats a missing or garbage X-Consul-Index as a typed error: last snapshot kept, backoff, no spin', async () => {
+    let garbage: string | undefined;
+    const client = new ScriptedClient((n) => {
+      if (garbage === undefined) return ok(10 + n, [80]);
+      const res = ok(10 + n, []);
+      if (garbage === '') delete res.headers['x-consul-index'];
+      else res.headers['x-consul-index'] = garbage;
+      return res;
+    });
+    const resolver = new ConsulResolver({ client, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 }, backoff: { initialMs: 50, maxMs: 200 } });
+    try {
+      const watch = resolver.watch('web');
+      const errors: Error[] = [];
+      watch.on('error', (e) => errors.push(e));
+      await watch.ready({ timeoutMs: 5000 });
+      for (const value of ['', 'abc', '-1', '1e9', '99999999999999999999', '12, 13']) {
+        garbage = value;
+        const before = errors.length;
+        await until(`error for ${JSON.stringify(value)}`, () => errors.length > before);
+      }
+      const sent = client.sent.length;
+      await new Promise((r) => setTimeout(r, 500));
+      assert.ok(client.sent.length - sent < 20, `requests in 500 ms: ${client.sent.length - sent}`);
+      assert.ok(errors.every((e) => e.cause instanceof BadResponseError), errors.map((e) => e.message).join('\n'));
+      assert.deepEqual(watch.current?.instances.map((i) => i.port), [80]);
+      assert.equal(watch.current?.stale, true);
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('re-asks a stale answer whose LastContact exceeds maxStaleMs (or that knows no leader) with default consistency', async () => {
+    let lag = '0';
+    let leader = 'true';
+    const client = new ScriptedClient((n, req) => {
+      const fresh = req.query?.['stale'] !== true;
+      const res = ok(10 + n, fresh ? [81] : [80]);
+      if (!fresh) {
+        res.headers['x-consul-lastcontact'] = lag;
+        res.headers['x-consul-knownleader'] = leader;
+      }
+      return res;
+    });
+    const resolver = new ConsulResolver({ client, maxStaleMs: 1000, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 } });
+    try {
+      const watch = resolver.watch('web');
+      await watch.ready({ timeoutMs: 5000 });
+      assert.deepEqual(watch.current?.instances.map((i) => i.port), [80]);
+      assert.ok(client.sent.every((s) => s.query?.['stale'] === true));
+      lag = '1500';
+      await until('leader answer', () => watch.current?.instances[0]?.port === 81);
+      const reasked = client.sent.filter((s) => s.query?.['stale'] !== true);
+      assert.ok(reasked.length > 0 && reasked.every((s) => s.index === undefined && s.query?.['consistent'] === undefined));
+      lag = '0';
+      await until('back to the follower', () => watch.current?.instances[0]?.port === 80);
+      leader = 'false';
+      await until('leader answer again', () => watch.current?.instances[0]?.port === 81);
+      assert.equal(watch.current?.stale, false);
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('publishes a lagging answer flagged stale when no leader can be asked, but never lets it empty the set', async () => {
+    let ports = [80];
+    const client = new ScriptedClient((n, req) => {
+      if (req.query?.['stale'] !== true) return Object.assign(new Error('No cluster leader'), {});
+      const res = ok(10 + n, ports);
+      res.headers['x-consul-knownleader'] = n === 0 ? 'true' : 'false';
+      return res;
+    });
+    const resolver = new ConsulResolver({ client, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 }, backoff: { initialMs: 20, maxMs: 50 } });
+    try {
+      const watch = resolver.watch('web');
+      await watch.ready({ timeoutMs: 5000 });
+      await until('flagged stale', () => watch.current?.stale === true);
+      ports = [80, 82];
+      await until('stale data published', () => watch.current?.instances.length === 2);
+      assert.equal(watch.current?.stale, true);
+      ports = [];
+      const errors: Error[] = [];
+      watch.on('error', (e) => errors.push(e));
+      await until('unconfirmed empty reported', () => errors.length >= 2);
+      assert.equal(watch.current?.instances.length, 2);
+      assert.match(errors[0]!.message, /could not be confirmed|consistent read/);
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('confirms an empty stale answer with a consistent read before publishing it (first answer and after a non-empty set)', async () => {
+    let followerPorts: number[] = [];
+    let leaderPorts: number[] = [80];
+    const client = new ScriptedClient((n, req) => ok(10 + n, req.query?.['consistent'] === true ? leaderPorts : followerPorts));
+    const resolver = new ConsulResolver({ client, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 } });
+    try {
+      const watch = resolver.watch('web');
+      const seen: number[] = [];
+      watch.on('update', (snap) => seen.push(snap.instances.length));
+      const first = await watch.ready({ timeoutMs: 5000 });
+      // The follower had nothing yet; the leader had the instance: no empty first set.
+      assert.deepEqual(first.instances.map((i) => i.port), [80]);
+      assert.equal(client.sent[1]?.query?.['consistent'], true);
+      followerPorts = [80];
+      await new Promise((r) => setTimeout(r, 100));
+      // Now the service really is gone: the empty set is confirmed, then published.
+      followerPorts = [];
+      leaderPorts = [];
+      await until('empty published', () => watch.current?.instances.length === 0);
+      assert.ok(seen.every((len, i) => i === seen.length - 1 || len > 0), `sizes: ${seen.join(',')}`);
+      const consistentReads = client.sent.filter((s) => s.query?.['consistent'] === true).length;
+      await new Promise((r) => setTimeout(r, 100));
+      // Empty after empty needs no confirmation.
+      assert.equal(client.sent.filter((s) => s.query?.['consistent'] === true).length, consistentReads);
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('while the agent refuses connections, watches wait on one shared probe and resume spread in time', async () => {
+    let down = false;
+    const client = new ScriptedClient((n, req) => {
+      if (down) return new ConsulUnreachableError('http://127.0.0.1:1', { cause: new Error('connect ECONNREFUSED') });
+      if (req.path === '/v1/status/leader') return { status: 200, headers: {}, body: '127.0.0.1:8300' };
+      return ok(10 + n, [80]);
+    });
+    const resolver = new ConsulResolver({ client, probeMaxMs: 100, recoverySpreadMs: 300, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 } });
+    try {
+      const services = Array.from({ length: 20 }, (_, i) => `s${i}`);
+      const watches = services.map((s) => resolver.watch(s));
+      await Promise.all(watches.map((w) => w.ready({ timeoutMs: 5000 })));
+      down = true;
+      await until('all stale', () => watches.every((w) => w.current?.stale === true));
+      const sent = client.sent.length;
+      await new Promise((r) => setTimeout(r, 1000));
+      const during = client.sent.slice(sent);
+      // One probe loop for 20 watches (≤ ~100 ms apart), not 20 retry loops.
+      assert.ok(during.every((s) => s.path === '/v1/status/leader'), during.map((s) => s.path).join(','));
+      assert.ok(during.length <= 40, `probes: ${during.length}`);
+      const back = Date.now();
+      down = false;
+      await until('all fresh', () => watches.every((w) => w.current?.stale === false));
+      const resumed = client.sent.filter((s) => s.at >= back && s.path.startsWith('/v1/health/')).map((s) => s.at - back);
+      const spread = Math.max(...resumed) - Math.min(...resumed);
+      assert.ok(spread > 50, `resume times: ${resumed.join(',')}`);
+    } finally {
+      await resolver.close();
+    }
   });
 });

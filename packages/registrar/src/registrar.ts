@@ -1,6 +1,7 @@
 import { EventEmitter } from 'eventemitter3';
 import {
   AbortedError,
+  BadResponseError,
   ClosedError,
   ConsulApiError,
   ConsulHttpClient,
@@ -10,6 +11,7 @@ import {
   retryWithBackoff,
   sleep,
   type RetryWithBackoffOptions,
+  runBlockingQuery,
 } from '@proxyless/core';
 import {
   formatDuration,
@@ -486,36 +488,33 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
 
   /**
    * Waits until this instance is absent from the agent's passing health
-   * query (`GET /v1/health/service/:name?passing`), using blocking queries.
+   * query (`GET /v1/health/service/:name?passing`), on core's blocking-query
+   * loop ({@link runBlockingQuery}: rate limit, index rules, backoff).
    * @returns `true` once it is gone, `false` if `timeoutMs` (default 5000) ran out first.
+   * @throws {@link AbortedError} when `signal` aborts.
    */
   async waitUntilNotPassing(options: RegistrarCallOptions = {}): Promise<boolean> {
     this.#assertOpen();
-    const deadline = Date.now() + (options.timeoutMs ?? 5000);
-    let index: string | undefined;
-    while (Date.now() < deadline) {
-      const remaining = deadline - Date.now();
-      try {
-        const res = await this.#client.request({
-          path: `/v1/health/service/${encodeURIComponent(this.options.name)}`,
-          query: { passing: true, index, wait: index === undefined ? undefined : `${Math.max(1, remaining)}ms` },
-          ...(options.signal ? { signal: options.signal } : {}),
-          timeoutMs: Math.max(1, remaining + 100),
-        });
-        const entries = Array.isArray(res.body) ? (res.body as { Service?: { ID?: unknown } }[]) : [];
-        if (!entries.some((e) => e.Service?.ID === this.options.id)) return true;
-        const next = res.headers['x-consul-index'];
-        const nextIndex = typeof next === 'string' ? next : undefined;
-        if (nextIndex === index) await sleep(50, options.signal);
-        index = nextIndex;
-      } catch (error) {
-        if (options.signal?.aborted) throw error;
-        if (error instanceof TimeoutError) return false;
-        this.#reportError(error);
-        await sleep(Math.min(200, deadline - Date.now()), options.signal);
-      }
-    }
-    return false;
+    const timeoutMs = options.timeoutMs ?? 5000;
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
+    let gone = false;
+    await runBlockingQuery(this.#client, {
+      path: `/v1/health/service/${encodeURIComponent(this.options.name)}`,
+      query: { passing: true },
+      signal,
+      decode: (body) => {
+        if (!Array.isArray(body)) throw new BadResponseError(`Consul health answer for "${this.options.name}" is not an array`);
+        return body as { Service?: { ID?: unknown } }[];
+      },
+      onAnswer: (entries) => {
+        gone = !entries.some((e) => e?.Service?.ID === this.options.id);
+        return gone ? false : undefined;
+      },
+      onError: (error) => this.#reportError(error),
+    }, { waitMs: Math.min(600_000, Math.max(1000, timeoutMs)) });
+    if (!gone && options.signal?.aborted) throw new AbortedError('waitUntilNotPassing', options.signal.reason);
+    return gone;
   }
 
   /**

@@ -1,0 +1,311 @@
+/**
+ * The one Consul blocking-query loop. Every Consul watch in Proxyless (health
+ * watches, the catalog watch, the registrar's own-health wait) runs on it, so
+ * the rules of Consul's blocking-query guidance live in one place:
+ *
+ * - the first call is immediate; later calls block on the last `X-Consul-Index`;
+ * - an index that goes backwards resets to a non-blocking call; 0 is never sent
+ *   (it would return at once, forever): it is sent as 1; an answer without a
+ *   readable index is a {@link BadResponseError};
+ * - the client timeout is `wait×17/16 + 5 s`, above Consul's own wait jitter;
+ * - polls are rate-limited by a small token bucket: a burst of changes is
+ *   followed by immediate re-polls, while an index that keeps moving (or an
+ *   answer that returns at once) cannot spin the loop above the sustained rate;
+ * - errors back off with full jitter and a cap suited to a local agent; when
+ *   the agent cannot be reached at all, every watch of the same client parks
+ *   on one shared reachability probe ({@link AgentProbe}) and, once the agent
+ *   answers again, resumes after its own random delay so N watches do not
+ *   come back in lockstep.
+ */
+import { BadResponseError, ConsulUnreachableError, type ConsulHttpClient, type ConsulRequest, type ConsulResponse } from './consul-http.js';
+import { InvalidOptionError } from './errors.js';
+import type { SnapshotSourceInfo } from './resolver.js';
+import { backoffDelay, checkBackoff, type BackoffOptions } from './backoff.js';
+import { sleep } from './sleep.js';
+import { checkNumber } from './validate.js';
+
+/** Token-bucket rate limit of one blocking-query loop. */
+export interface BlockingRateLimit {
+  /** Polls allowed back to back (bucket size). Default 10. */
+  burst?: number;
+  /** One token comes back every this many ms: the sustained minimum gap between polls. Default 25. */
+  minIntervalMs?: number;
+  /** Random extra delay (0 to this many ms) when a poll has to wait for a token, so watches do not poll in lockstep. Default 10. */
+  jitterMs?: number;
+}
+
+/** Settings of the blocking-query loop (shared by every Consul watch). */
+export interface BlockingQueryOptions {
+  /** Blocking-query wait, in ms (sent as whole seconds, at least 1 s). Default 60 000; Consul caps it at 10 minutes. */
+  waitMs?: number;
+  /** Token bucket between polls. Default `{ burst: 10, minIntervalMs: 25, jitterMs: 10 }`. */
+  rateLimit?: BlockingRateLimit;
+  /** Backoff after a failed poll (full jitter). Default `{ initialMs: 100, maxMs: 1000 }`: an agent is local, so retry soon. */
+  backoff?: BackoffOptions;
+  /**
+   * While the agent is unreachable, watches wait on one shared probe
+   * (`GET /v1/status/leader`) polled with full-jitter backoff up to this cap, in ms. Default 500.
+   */
+  probeMaxMs?: number;
+  /** Once the agent answers again, each parked watch resumes after a random delay in `[0, recoverySpreadMs)`. Default 250. */
+  recoverySpreadMs?: number;
+}
+
+/** Validated {@link BlockingQueryOptions}. @internal */
+export interface ResolvedBlockingQueryOptions {
+  readonly waitMs: number;
+  readonly rateLimit: Required<BlockingRateLimit>;
+  readonly backoff: Required<BackoffOptions>;
+  readonly probeMaxMs: number;
+  readonly recoverySpreadMs: number;
+}
+
+function num(option: string, value: unknown, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  return checkNumber(option, value, fallback, { min, max });
+}
+
+/**
+ * Validates loop settings once (constructor time).
+ * @param prefix - option path prefix for error messages, e.g. `''` or `catalog.`.
+ * @internal
+ */
+export function resolveBlockingQueryOptions(options: BlockingQueryOptions = {}, defaults: BlockingQueryOptions = {}, prefix = ''): ResolvedBlockingQueryOptions {
+  const rate = options.rateLimit ?? {};
+  const rateDefaults = defaults.rateLimit ?? {};
+  if (typeof rate !== 'object' || rate === null) throw new InvalidOptionError(`${prefix}rateLimit`, rate, 'must be an object');
+  return {
+    waitMs: num(`${prefix}waitMs`, options.waitMs, defaults.waitMs ?? 60_000, 1000, 600_000),
+    rateLimit: {
+      burst: num(`${prefix}rateLimit.burst`, rate.burst, rateDefaults.burst ?? 10, 1, 1000),
+      minIntervalMs: num(`${prefix}rateLimit.minIntervalMs`, rate.minIntervalMs, rateDefaults.minIntervalMs ?? 25, 1, 600_000),
+      jitterMs: num(`${prefix}rateLimit.jitterMs`, rate.jitterMs, rateDefaults.jitterMs ?? 10, 0, 600_000),
+    },
+    backoff: checkBackoff(`${prefix}backoff`, options.backoff, { initialMs: defaults.backoff?.initialMs ?? 100, maxMs: defaults.backoff?.maxMs ?? 1000 }),
+    probeMaxMs: num(`${prefix}probeMaxMs`, options.probeMaxMs, defaults.probeMaxMs ?? 500, 1, 600_000),
+    recoverySpreadMs: num(`${prefix}recoverySpreadMs`, options.recoverySpreadMs, defaults.recoverySpreadMs ?? 250, 0, 600_000),
+  };
+}
+
+/**
+ * A token bucket: `burst` tokens, one back every `intervalMs`.
+ * @internal
+ */
+export class TokenBucket {
+  #tokens: number;
+  #last: number;
+
+  constructor(
+    readonly burst: number,
+    readonly intervalMs: number,
+    readonly now: () => number = () => performance.now(),
+  ) {
+    this.#tokens = burst;
+    this.#last = now();
+  }
+
+  /** Takes one token; returns how long to wait for it, in ms (0 when one was available). */
+  take(): number {
+    const now = this.now();
+    this.#tokens = Math.min(this.burst, this.#tokens + (now - this.#last) / this.intervalMs);
+    this.#last = now;
+    this.#tokens -= 1;
+    return this.#tokens >= 0 ? 0 : -this.#tokens * this.intervalMs;
+  }
+}
+
+/** `X-Consul-*` headers of an answer, read strictly. */
+export interface ConsulAnswerInfo extends SnapshotSourceInfo {
+  /** `X-Consul-Index` (0 when absent). */
+  readonly index: number;
+}
+
+function header(headers: ConsulResponse['headers'], name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * Reads `X-Consul-*` headers. Garbage values are ignored (never guessed at).
+ * @internal
+ */
+export function consulInfo(headers: ConsulResponse['headers']): ConsulAnswerInfo & { indexValid: boolean } {
+  const rawIndex = header(headers, 'x-consul-index');
+  const indexValid = rawIndex !== undefined && /^\d{1,15}$/.test(rawIndex);
+  const info: { index: number; indexValid: boolean; knownLeader?: boolean; lastContactMs?: number; cacheHit?: boolean; cacheAgeSeconds?: number; queryBackend?: string } = {
+    index: indexValid ? Number(rawIndex) : 0,
+    indexValid,
+  };
+  const leader = header(headers, 'x-consul-knownleader');
+  if (leader === 'true' || leader === 'false') info.knownLeader = leader === 'true';
+  const contact = header(headers, 'x-consul-lastcontact');
+  if (contact !== undefined && /^\d{1,12}$/.test(contact)) info.lastContactMs = Number(contact);
+  const cache = header(headers, 'x-cache');
+  if (cache === 'HIT' || cache === 'MISS') info.cacheHit = cache === 'HIT';
+  const backend = header(headers, 'x-consul-query-backend');
+  if (backend !== undefined && /^[a-z-]{1,32}$/.test(backend)) info.queryBackend = backend;
+  const age = header(headers, 'age');
+  if (age !== undefined && /^\d{1,12}$/.test(age)) info.cacheAgeSeconds = Number(age);
+  return info;
+}
+
+/**
+ * One reachability probe per Consul client: while the agent refuses
+ * connections, the watches of that client wait here instead of each retrying
+ * on its own (1,000 watches would otherwise hammer a restarting agent).
+ * @internal
+ */
+export class AgentProbe {
+  #waiters = 0;
+  #round: { done: Promise<void>; stop: AbortController } | undefined;
+
+  constructor(
+    readonly client: ConsulHttpClient,
+    readonly maxMs: number,
+  ) {}
+
+  /** Resolves once the agent answered a probe (or `signal` aborted). */
+  async untilReachable(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return;
+    this.#waiters++;
+    if (!this.#round) {
+      const stop = new AbortController();
+      const round = { stop, done: this.#probe(stop.signal) };
+      this.#round = round;
+      void round.done.finally(() => {
+        if (this.#round === round) this.#round = undefined;
+      });
+    }
+    const { done, stop } = this.#round;
+    try {
+      await new Promise<void>((resolve) => {
+        const finish = (): void => {
+          signal.removeEventListener('abort', finish);
+          resolve();
+        };
+        signal.addEventListener('abort', finish, { once: true });
+        void done.then(finish);
+      });
+    } finally {
+      // The last waiter to leave stops the probe: no timer outlives the watches.
+      if (--this.#waiters === 0) stop.abort();
+    }
+  }
+
+  async #probe(stop: AbortSignal): Promise<void> {
+    for (let attempt = 0; !stop.aborted && !this.client.closed; attempt++) {
+      await sleep(backoffDelay(attempt, { initialMs: 50, maxMs: this.maxMs }), stop);
+      if (stop.aborted || this.client.closed) return;
+      try {
+        await this.client.request({ path: '/v1/status/leader', timeoutMs: 1000, signal: stop });
+        return;
+      } catch (error) {
+        // Anything but "cannot connect" means the agent is there again.
+        if (!(error instanceof ConsulUnreachableError)) return;
+      }
+    }
+  }
+}
+
+const probes = new WeakMap<ConsulHttpClient, AgentProbe>();
+
+function probeFor(client: ConsulHttpClient, maxMs: number): AgentProbe {
+  let probe = probes.get(client);
+  if (!probe || probe.maxMs !== maxMs) {
+    probe = new AgentProbe(client, maxMs);
+    probes.set(client, probe);
+  }
+  return probe;
+}
+
+/** What {@link runBlockingQuery} does. */
+export interface BlockingQuery<T> {
+  /** Path starting with `/v1/`, dynamic segments already encoded. */
+  path: string;
+  /** Query parameters other than `index` and `wait`. */
+  query?: ConsulRequest['query'];
+  /** Ends the loop (and aborts the request in flight). */
+  signal: AbortSignal;
+  /** Turns a body into a value; throws (typically {@link BadResponseError}) for a malformed one, which counts as a failed poll. */
+  decode: (body: unknown, info: ConsulAnswerInfo) => T;
+  /**
+   * Receives each decoded answer (also answers that changed nothing: compare before acting).
+   * Return `false` to end the loop; `'retry'` when the answer is not trustworthy (e.g. from a
+   * server without a leader): the next poll is a plain read after a backoff, not a blocking one
+   * that could sit on old data for the whole wait; throw to count the poll as failed.
+   */
+  // eslint-disable-next-line @typescript-eslint/no-invalid-void-type -- callbacks that return nothing are the common case
+  onAnswer: (value: T, info: ConsulAnswerInfo) => void | boolean | 'retry' | Promise<void | boolean | 'retry'>;
+  /** Receives each failure, typed (`ConsulApiError`, `ConsulUnreachableError`, `TimeoutError`, `BadResponseError`…). */
+  onError?: (error: Error) => void;
+}
+
+/**
+ * Runs a blocking-query loop until `signal` aborts or `onAnswer` returns `false`.
+ * Never rejects because of Consul: failures go to `onError`.
+ * @example
+ * ```ts
+ * const stop = new AbortController();
+ * await runBlockingQuery(client, {
+ *   path: '/v1/catalog/services',
+ *   signal: stop.signal,
+ *   decode: (body) => body as Record<string, string[]>,
+ *   onAnswer: (services) => console.log(Object.keys(services)),
+ * });
+ * ```
+ */
+export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: BlockingQuery<T>, options: BlockingQueryOptions = {}): Promise<void> {
+  const settings = resolveBlockingQueryOptions(options);
+  const { signal } = spec;
+  const bucket = new TokenBucket(settings.rateLimit.burst, settings.rateLimit.minIntervalMs);
+  const wait = `${Math.max(1, Math.ceil(settings.waitMs / 1000))}s`;
+  // Consul adds up to wait/16 of jitter to a blocking query: stay above it.
+  const blockingTimeoutMs = Math.ceil((settings.waitMs * 17) / 16) + 5000;
+  let index: number | undefined; // undefined: the next call is immediate (non-blocking)
+  let failures = 0;
+  let first = true;
+  while (!signal.aborted) {
+    if (!first) {
+      const delay = bucket.take();
+      if (delay > 0) await sleep(delay + Math.random() * settings.rateLimit.jitterMs, signal);
+      if (signal.aborted) return;
+    }
+    first = false;
+    try {
+      const res = await client.request({
+        path: spec.path,
+        query: index === undefined ? spec.query : { ...spec.query, index: String(index), wait },
+        signal,
+        ...(index === undefined ? {} : { timeoutMs: blockingTimeoutMs }),
+      });
+      if (signal.aborted) return;
+      const { indexValid, ...info } = consulInfo(res.headers);
+      if (!indexValid) throw new BadResponseError(`Consul GET ${spec.path} answered without a valid X-Consul-Index`);
+      const value = spec.decode(res.body, info);
+      // Never block on 0 (it returns at once): 0 counts as 1. An index that went
+      // backwards (agent restarted, snapshot restore) starts over with a plain read.
+      const next = Math.max(1, info.index);
+      index = index !== undefined && next < index ? undefined : next;
+      const verdict = await spec.onAnswer(value, info);
+      if (verdict === false) return;
+      if (verdict === 'retry') {
+        index = undefined;
+        await sleep(backoffDelay(failures++, settings.backoff), signal);
+        continue;
+      }
+      failures = 0;
+    } catch (error) {
+      if (signal.aborted) return;
+      const failure = error instanceof Error ? error : new Error(String(error));
+      spec.onError?.(failure);
+      // After a failure the server's index may be unrelated to ours: ask plainly once back.
+      index = undefined;
+      if (failure instanceof ConsulUnreachableError) {
+        await probeFor(client, settings.probeMaxMs).untilReachable(signal);
+        await sleep(Math.random() * settings.recoverySpreadMs, signal);
+        failures = 0;
+      } else {
+        await sleep(backoffDelay(failures++, settings.backoff), signal);
+      }
+    }
+  }
+}

@@ -1,0 +1,395 @@
+/**
+ * Discovery where production hurts, against real Consul agents: bursts of
+ * changes, an agent outage, lagging or leaderless stale reads (a fault proxy
+ * in front of the real agent), a token-echoing stand-in, Enterprise
+ * parameters on the wire, the catalog watch, datacenter failover over WAN.
+ */
+import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
+import {
+  ConsulApiError,
+  ConsulHttpClient,
+  ConsulResolver,
+  InvalidServiceNameError,
+  isProxylessError,
+  type ServiceWatch,
+} from '@proxyless/core';
+import { startConsulAgent, type ConsulAgent } from '../../../test/support/consul.js';
+import { startFaultProxy, withJsonBody, type FaultProxy } from '../../../test/support/fault-proxy.js';
+
+async function until(what: string, condition: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+async function put(agent: ConsulAgent | string, path: string, body?: unknown): Promise<void> {
+  const base = typeof agent === 'string' ? agent : agent.httpUrl;
+  const res = await fetch(`${base}${path}`, { method: 'PUT', body: body === undefined ? null : JSON.stringify(body) });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`PUT ${path} answered ${res.status}: ${text}`);
+}
+
+const register = (agent: ConsulAgent, service: string, id: string, port: number): Promise<void> =>
+  put(agent, '/v1/agent/service/register', { Name: service, ID: id, Address: '127.0.0.1', Port: port, Check: { CheckID: `${id}-ttl`, Name: 'ttl', TTL: '300s', Status: 'passing' } });
+const deregister = (agent: ConsulAgent, id: string): Promise<void> => put(agent, `/v1/agent/service/deregister/${encodeURIComponent(id)}`);
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
+}
+
+describe('Discovery against a real agent', function () {
+  this.timeout(180_000);
+  let agent: ConsulAgent;
+  let serial = 0;
+  const fresh = (): string => `disc-${process.pid}-${++serial}`;
+
+  before(async () => {
+    agent = await startConsulAgent();
+  });
+  after(async () => {
+    await agent?.stop();
+  });
+
+  it('follows a burst of 200 changes with 0-30 ms gaps: every change reaches the subscriber, p99 < 50 ms from its acknowledgement', async () => {
+    const service = fresh();
+    const resolver = new ConsulResolver({ address: agent.httpAddr, env: {} });
+    const seen = new Map<string, number>(); // "+id" / "-id" → performance.now()
+    try {
+      const watch = resolver.watch(service);
+      watch.on('update', (_snapshot, change) => {
+        const now = performance.now();
+        for (const i of change.added) if (!seen.has(`+${i.id}`)) seen.set(`+${i.id}`, now);
+        for (const i of change.removed) if (!seen.has(`-${i.id}`)) seen.set(`-${i.id}`, now);
+      });
+      await register(agent, service, `${service}-base`, 9000);
+      await until('base instance', () => watch.current?.instances.length === 1);
+      const acked = new Map<string, number>();
+      for (let i = 0; i < 200; i++) {
+        const id = `${service}-${i % 100}`;
+        if (i < 100) await register(agent, service, id, 10_000 + i);
+        else await deregister(agent, id);
+        acked.set(`${i < 100 ? '+' : '-'}${id}`, performance.now());
+        await new Promise((r) => setTimeout(r, Math.random() * 30));
+      }
+      await until('every change seen', () => [...acked.keys()].every((k) => seen.has(k)), 30_000);
+      const latencies = [...acked].map(([k, at]) => Math.max(0, seen.get(k)! - at)).sort((a, b) => a - b);
+      const p50 = percentile(latencies, 50);
+      const p99 = percentile(latencies, 99);
+      process.stderr.write(`      burst of 200 changes: change → event p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${latencies.at(-1)!.toFixed(1)} ms\n`);
+      assert.ok(p99 < 50, `p99 ${p99.toFixed(1)} ms`);
+      assert.deepEqual(watch.current?.instances.map((i) => i.id), [`${service}-base`]);
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('after a 10 s outage of the agent, every watch converges within 1 s of the agent answering again, spread in time (3 runs)', async function () {
+    this.timeout(300_000);
+    const service = fresh();
+    // Separate resolvers stand for separate processes (each has its own client and probe).
+    const resolvers = Array.from({ length: 8 }, () => new ConsulResolver({ address: agent.httpAddr, env: {} }));
+    try {
+      for (let run = 0; run < 3; run++) {
+        await register(agent, service, `${service}-1`, 7001);
+        const watches = resolvers.map((r) => r.watch(service));
+        await until('all see the instance', () => watches.every((w) => w.current?.instances.length === 1 && !w.current.stale));
+        await agent.stop();
+        await until('all stale', () => watches.every((w) => w.current?.stale === true));
+        await new Promise((r) => setTimeout(r, 10_000));
+        const converged = new Map<ServiceWatch, number>();
+        for (const w of watches) {
+          w.on('update', (s) => {
+            // A dev agent comes back empty: the (confirmed) empty set is the truth.
+            if (!s.stale && s.instances.length === 0 && !converged.has(w)) converged.set(w, performance.now());
+          });
+        }
+        // "Back" = the first moment the agent answers a health read: a fresh probe every
+        // 10 ms, not waiting for the previous one (a half-started agent may accept and stall).
+        let backAt: number | undefined;
+        const starting = agent.start();
+        const probes: Promise<void>[] = [];
+        while (backAt === undefined && probes.length < 6000) {
+          probes.push(fetch(`${agent.httpUrl}/v1/health/service/${service}?stale`, { signal: AbortSignal.timeout(5000) }).then(async (res) => {
+            await res.arrayBuffer();
+            const at = performance.now();
+            if (res.ok && (backAt === undefined || at < backAt)) backAt = at;
+          }, () => undefined));
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        await Promise.all(probes);
+        await starting;
+        await until('all converged', () => converged.size === watches.length, 30_000);
+        const after = [...converged.values()].map((t) => t - backAt!).sort((a, b) => a - b);
+        process.stderr.write(`      run ${run + 1}: converged ${after.map((t) => t.toFixed(0)).join(', ')} ms after the agent answered again\n`);
+        assert.ok(after.at(-1)! <= 1000, `slowest ${after.at(-1)!.toFixed(0)} ms`);
+        assert.ok(after.at(-1)! - after[0]! > 20, 'recoveries are spread in time, not in lockstep');
+        await Promise.all(watches.map((w) => w.close()));
+      }
+    } finally {
+      await Promise.all(resolvers.map((r) => r.close()));
+    }
+  });
+});
+
+describe('Discovery through a fault proxy in front of a real agent', function () {
+  this.timeout(120_000);
+  let agent: ConsulAgent;
+  let proxy: FaultProxy;
+  let serial = 0;
+  const fresh = (): string => `lag-${process.pid}-${++serial}`;
+  const isStaleRead = (url: string): boolean => /[?&]stale(&|=|$)/.test(url);
+  const isHealth = (url: string): boolean => url.startsWith('/v1/health/service/');
+
+  before(async () => {
+    agent = await startConsulAgent();
+    proxy = await startFaultProxy(agent.httpAddr);
+  });
+  afterEach(() => {
+    proxy.hooks = {};
+  });
+  after(async () => {
+    await proxy?.close();
+    await agent?.stop();
+  });
+
+  it('a client started through a follower that has not caught up never sees an empty first set (confirmed with a consistent read)', async () => {
+    const service = fresh();
+    await register(agent, service, `${service}-1`, 7101);
+    // The follower's stale reads say "nothing yet", as in the measured failure.
+    proxy.hooks.response = (req, res) => (isHealth(req.url) && isStaleRead(req.url) ? withJsonBody(res, []) : undefined);
+    const resolver = new ConsulResolver({ address: proxy.addr, env: {} });
+    try {
+      const watch = resolver.watch(service);
+      const sizes: number[] = [];
+      watch.on('update', (s) => sizes.push(s.instances.length));
+      const first = await watch.ready({ timeoutMs: 10_000 });
+      assert.equal(first.instances.length, 1);
+      assert.ok(proxy.requests.some((r) => isHealth(r.url) && /[?&]consistent/.test(r.url)));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.ok(sizes.every((n) => n === 1), `sizes: ${sizes.join(',')}`);
+      assert.deepEqual(await resolver.resolve(service), first.instances);
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('a lagging stale answer (LastContact above maxStaleMs) is replaced by a leader read; a leaderless empty one never empties the set', async () => {
+    const service = fresh();
+    await register(agent, service, `${service}-1`, 7201);
+    const resolver = new ConsulResolver({ address: proxy.addr, env: {}, maxStaleMs: 2000 });
+    try {
+      const watch = resolver.watch(service);
+      await until('instance', () => watch.current?.instances.length === 1);
+      // The follower falls 10 s behind and has lost the instance; the leader still has it.
+      proxy.hooks.response = (req, res) => {
+        if (!isHealth(req.url) || !isStaleRead(req.url)) return undefined;
+        return { ...withJsonBody(res, []), headers: { ...res.headers, 'x-consul-lastcontact': '10000' } };
+      };
+      await register(agent, service, `${service}-2`, 7202); // move the index so the watch gets an answer
+      await until('second instance via the leader', () => watch.current?.instances.length === 2);
+      assert.equal(watch.current?.stale, false);
+      // Now no leader at all: follower answers empty with KnownLeader=false; leader reads fail.
+      const errors: Error[] = [];
+      watch.on('error', (e) => errors.push(e));
+      proxy.hooks.request = (req) => (isHealth(req.url) && !isStaleRead(req.url)
+        ? { status: 500, headers: { 'content-type': 'text/plain' }, body: Buffer.from('No cluster leader') }
+        : undefined);
+      proxy.hooks.response = (req, res) => {
+        if (!isHealth(req.url) || !isStaleRead(req.url)) return undefined;
+        return { ...withJsonBody(res, []), headers: { ...res.headers, 'x-consul-knownleader': 'false' } };
+      };
+      await register(agent, service, `${service}-3`, 7203);
+      await until('errors reported', () => errors.length >= 2);
+      assert.equal(watch.current?.instances.length, 2, 'the set was never emptied');
+      assert.ok(errors.every((e) => isProxylessError(e, 'ERR_RESOLUTION_FAILED')));
+      // The leader comes back: the watch converges on the truth (3 instances).
+      proxy.hooks = {};
+      await until('three instances', () => watch.current?.instances.length === 3 && !watch.current.stale, 20_000);
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('never puts the ACL token into errors, even when the agent (or a proxy) echoes it back', async () => {
+    const token = '3f0c1a52-8f6e-4d2b-9c41-7a1e5b2d9e80';
+    proxy.hooks.request = (req) => ({
+      status: 403,
+      headers: { 'content-type': 'text/plain' },
+      body: Buffer.from(`Permission denied: token "${String(req.headers['x-consul-token'])}" lacks service:read\nheaders: ${JSON.stringify(req.headers)}\nX-Consul-Token: ${String(req.headers['x-consul-token']).toUpperCase()}`),
+    });
+    const client = new ConsulHttpClient({ address: proxy.addr, token }, {});
+    const resolver = new ConsulResolver({ client, env: {} });
+    try {
+      const failure = await client.request({ path: '/v1/health/service/web' }).then(() => undefined, (e: unknown) => e);
+      assert.ok(failure instanceof ConsulApiError && failure.status === 403);
+      const watch = resolver.watch('web');
+      const errors: Error[] = [];
+      watch.on('error', (e) => errors.push(e));
+      await until('watch error', () => errors.length > 0);
+      const resolveError = await resolver.resolve('web').then(() => undefined, (e: unknown) => e as Error);
+      assert.equal(proxy.requests.at(-1)?.headers['x-consul-token'], token, 'the token was sent (in the header)');
+      for (const error of [failure, errors[0]!, resolveError!]) {
+        const everything = [String(error), error.message, error.stack ?? '', JSON.stringify(error), String(error.cause), (error.cause as Error | undefined)?.message ?? '', failure.consulMessage];
+        for (const text of everything) assert.ok(!text.toLowerCase().includes(token), `token leaked in: ${text}`);
+      }
+      assert.match(failure.consulMessage, /Permission denied: token "<redacted>"/);
+    } finally {
+      await resolver.close();
+      await client.close();
+    }
+  });
+
+  it('sends namespace and partition (options or CONSUL_NAMESPACE / CONSUL_PARTITION), validates them, and keeps them in the watch identity', async () => {
+    const service = fresh();
+    await register(agent, service, `${service}-1`, 7301);
+    // Consul's free edition refuses ns/partition: the proxy records them, then strips them.
+    proxy.hooks.request = (req) => {
+      const [path, query = ''] = req.url.split('?');
+      const kept = query.split('&').filter((p) => p !== '' && !/^(ns|partition)=/.test(p));
+      return kept.length > 0 ? `${path}?${kept.join('&')}` : path!;
+    };
+    const resolver = new ConsulResolver({ address: proxy.addr, env: { CONSUL_NAMESPACE: 'team-a', CONSUL_PARTITION: 'part-1' } });
+    try {
+      const a = resolver.watch(service);
+      const b = resolver.watch(service, { namespace: 'team-b' });
+      await Promise.all([a.ready({ timeoutMs: 10_000 }), b.ready({ timeoutMs: 10_000 })]);
+      assert.equal(resolver.activeWatches, 2, 'namespace is part of the watch identity');
+      const urls = proxy.requests.filter((r) => r.url.startsWith(`/v1/health/service/${service}`)).map((r) => r.url);
+      assert.ok(urls.some((u) => /[?&]ns=team-a(&|$)/.test(u) && /[?&]partition=part-1(&|$)/.test(u)), urls.join('\n'));
+      assert.ok(urls.some((u) => /[?&]ns=team-b(&|$)/.test(u) && /[?&]partition=part-1(&|$)/.test(u)), urls.join('\n'));
+      const catalog = resolver.watchServices();
+      await catalog.ready({ timeoutMs: 10_000 });
+      assert.ok(proxy.requests.some((r) => r.url.startsWith('/v1/catalog/services') && /[?&]ns=team-a(&|$)/.test(r.url)));
+      for (const bad of ['', 'a/b', 'x&partition=y', 'a b', '-lead', 'x'.repeat(64)]) {
+        assert.throws(() => resolver.watch(service, { namespace: bad }), InvalidServiceNameError);
+        assert.throws(() => resolver.watch(service, { partition: bad }), InvalidServiceNameError);
+      }
+      assert.throws(() => new ConsulResolver({ env: { CONSUL_NAMESPACE: 'a/b' } }), (e: unknown) => e instanceof InvalidServiceNameError && e.option === 'CONSUL_NAMESPACE');
+      // Without them configured, nothing is sent (the free edition would answer 400).
+      const plain = new ConsulResolver({ address: agent.httpAddr, env: {} });
+      try {
+        const w = plain.watch(service);
+        await w.ready({ timeoutMs: 10_000 });
+      } finally {
+        await plain.close();
+      }
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('hostile answers (huge body, wrong shape, index going backwards or to 0, garbage headers) give typed errors and keep the last good set', async () => {
+    const service = fresh();
+    await register(agent, service, `${service}-1`, 7401);
+    const resolver = new ConsulResolver({ address: proxy.addr, env: {}, maxResponseBytes: 64 * 1024 });
+    try {
+      const watch = resolver.watch(service);
+      await until('instance', () => watch.current?.instances.length === 1);
+      const errors: Error[] = [];
+      watch.on('error', (e) => errors.push(e));
+      const faults: Array<(res: { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }) => typeof res> = [
+        (res) => ({ ...res, body: Buffer.alloc(256 * 1024, 0x20) }),
+        (res) => withJsonBody(res, { Node: 'not an array' }),
+        (res) => ({ ...res, body: Buffer.from('[{"Node": ') }),
+        (res) => ({ ...res, headers: { ...res.headers, 'x-consul-index': 'garbage' } }),
+        (res) => ({ ...res, headers: { ...res.headers, 'x-consul-index': undefined } }),
+      ];
+      let n = 0;
+      for (const fault of faults) {
+        const before = errors.length;
+        proxy.hooks.response = (req, res) => (isHealth(req.url) ? fault(res) : undefined);
+        await register(agent, service, `${service}-x${n++}`, 7450 + n);
+        await until(`typed error for fault ${n}`, () => errors.length > before);
+        assert.ok(watch.current!.instances.length >= 1, 'never an accidental empty set');
+        assert.equal(watch.current?.stale, true);
+      }
+      assert.ok(errors.every((e) => isProxylessError(e, 'ERR_RESOLUTION_FAILED') && isProxylessError(e.cause)), errors.map((e) => e.message).join('\n'));
+      // Index to 0 and backwards: no spin (bounded request rate), converges to the truth.
+      let index = 0;
+      proxy.hooks.response = (req, res) => (isHealth(req.url) ? { ...res, headers: { ...res.headers, 'x-consul-index': String(index++ % 2 === 0 ? 0 : 5) } } : undefined);
+      const sent = proxy.requests.length;
+      await new Promise((r) => setTimeout(r, 1000));
+      const rate = proxy.requests.length - sent;
+      assert.ok(rate <= 60, `requests in 1 s with a flapping index: ${rate}`);
+      proxy.hooks = {};
+      await until('fresh truth', () => watch.current?.stale === false && watch.current.instances.length === 1 + faults.length);
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('watchServices() follows the catalog: a new service appears, a removed one disappears', async () => {
+    const resolver = new ConsulResolver({ address: agent.httpAddr, env: {} });
+    try {
+      const catalog = resolver.watchServices({ rateLimit: { burst: 2, minIntervalMs: 100 } });
+      const initial = await catalog.ready({ timeoutMs: 10_000 });
+      assert.ok(initial.has('consul'));
+      const service = fresh();
+      await register(agent, service, `${service}-1`, 7501);
+      await until('new service listed', () => catalog.services?.has(service) === true);
+      await deregister(agent, `${service}-1`);
+      await until('service gone', () => catalog.services?.has(service) === false);
+      await catalog.close();
+      await catalog.close();
+    } finally {
+      await resolver.close();
+    }
+  });
+});
+
+describe('Datacenter failover across two agents joined over WAN', function () {
+  this.timeout(180_000);
+  let dc1: ConsulAgent;
+  let dc2: ConsulAgent;
+
+  before(async () => {
+    [dc1, dc2] = await Promise.all([
+      startConsulAgent({ args: ['-datacenter=dc1'] }),
+      startConsulAgent({ args: ['-datacenter=dc2'] }),
+    ]);
+    await put(dc2, `/v1/agent/join/127.0.0.1:${dc1.ports.serfWan}?wan=1`);
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const known = (await (await fetch(`${dc1.httpUrl}/v1/catalog/datacenters`)).json()) as string[];
+      if (known.includes('dc2')) break;
+      if (Date.now() > deadline) throw new Error(`dc1 does not know dc2: ${known.join()}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  });
+  after(async () => {
+    await Promise.all([dc1?.stop(), dc2?.stop()]);
+  });
+
+  it('serves from dc2 while dc1 has no healthy instance, and comes back to dc1 when it has one again', async () => {
+    const service = `dcsvc-${process.pid}`;
+    await register(dc2, service, `${service}-dc2`, 8102);
+    await register(dc1, service, `${service}-dc1`, 8101);
+    const resolver = new ConsulResolver({ address: dc1.httpAddr, env: {} });
+    try {
+      const watch = resolver.watch(service, { failoverDatacenters: ['dc2'] });
+      const served: string[] = [];
+      watch.on('update', (s) => served.push(`${s.info?.datacenter}:${s.instances.map((i) => i.id).join()}`));
+      await until('local instance', () => watch.current?.info?.datacenter === 'dc1' && watch.current.instances.length === 1);
+      await deregister(dc1, `${service}-dc1`);
+      await until('failover to dc2', () => watch.current?.info?.datacenter === 'dc2', 20_000);
+      assert.deepEqual(watch.current?.instances.map((i) => [i.id, i.datacenter]), [[`${service}-dc2`, 'dc2']]);
+      assert.equal(watch.current?.stale, false);
+      // resolve() follows the same rule.
+      assert.deepEqual((await resolver.resolve(service, { failoverDatacenters: ['dc2'] })).map((i) => i.datacenter), ['dc2']);
+      // An instance in dc1 again: failback.
+      await register(dc1, service, `${service}-dc1`, 8101);
+      await until('failback to dc1', () => watch.current?.info?.datacenter === 'dc1', 20_000);
+      assert.deepEqual(watch.current?.instances.map((i) => i.id), [`${service}-dc1`]);
+      assert.ok(!served.some((s) => s.endsWith(':')), `never an empty set in between: ${served.join(' | ')}`);
+      // Nothing anywhere: the empty set is published as a decision.
+      await deregister(dc1, `${service}-dc1`);
+      await deregister(dc2, `${service}-dc2`);
+      await until('empty everywhere', () => watch.current?.instances.length === 0, 20_000);
+    } finally {
+      await resolver.close();
+    }
+  });
+});
