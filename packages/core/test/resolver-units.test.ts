@@ -165,8 +165,10 @@ describe('mapping Consul health entries', () => {
 
   it('reads consistency headers into snapshot info', () => {
     const info = consulInfo({ 'x-consul-index': '42', 'x-consul-knownleader': 'false', 'x-consul-lastcontact': '120', 'x-cache': 'HIT', age: '3' });
-    assert.deepEqual(info, { index: 42, knownLeader: false, lastContactMs: 120, cacheHit: true, cacheAgeSeconds: 3 });
-    assert.equal(consulInfo({ 'x-consul-index': '-5' }).index, 0);
+    assert.deepEqual(info, { index: 42, indexValid: true, knownLeader: false, lastContactMs: 120, cacheHit: true, cacheAgeSeconds: 3 });
+    for (const garbage of ['-5', 'abc', '1e3', '', '1, 2']) assert.deepEqual([consulInfo({ 'x-consul-index': garbage }).index, consulInfo({ 'x-consul-index': garbage }).indexValid], [0, false]);
+    // Garbage in the other headers is ignored, never guessed at.
+    assert.deepEqual(consulInfo({ 'x-consul-index': '7', 'x-consul-knownleader': 'yes', 'x-consul-lastcontact': '-1', 'x-cache': 'maybe' }), { index: 7, indexValid: true });
   });
 });
 
