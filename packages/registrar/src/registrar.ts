@@ -491,7 +491,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
    * query (`GET /v1/health/service/:name?passing`), on core's blocking-query
    * loop ({@link runBlockingQuery}: rate limit, index rules, backoff).
    * @returns `true` once it is gone, `false` if `timeoutMs` (default 5000) ran out first.
-   * @throws {@link AbortedError} when `signal` aborts.
+   * @throws `AbortedError` (`ERR_ABORTED`) when `signal` aborts.
    */
   async waitUntilNotPassing(options: RegistrarCallOptions = {}): Promise<boolean> {
     this.#assertOpen();
