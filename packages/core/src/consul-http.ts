@@ -4,6 +4,7 @@ import {
   ClosedError,
   ProxylessError,
   TimeoutError,
+  errorBrand,
   type ProxylessErrorOptions,
 } from './errors.js';
 import {
@@ -21,6 +22,12 @@ import {
  * token into errors and logs.
  */
 export class ConsulApiError extends ProxylessError {
+  static override readonly brand: symbol = errorBrand('ERR_CONSUL_API');
+
+  override get name(): string {
+    return 'ConsulApiError';
+  }
+
   readonly status: number;
   readonly method: string;
   /** Request path without query string (never contains a token). */
@@ -38,6 +45,12 @@ export class ConsulApiError extends ProxylessError {
 
 /** Consul could not be reached (connection refused, reset, DNS, TLS…). */
 export class ConsulUnreachableError extends ProxylessError {
+  static override readonly brand: symbol = errorBrand('ERR_CONSUL_UNREACHABLE');
+
+  override get name(): string {
+    return 'ConsulUnreachableError';
+  }
+
   constructor(origin: string, options: ProxylessErrorOptions) {
     super('ERR_CONSUL_UNREACHABLE', `Consul at ${origin} is unreachable: ${describeCause(options.cause)}`, options);
   }
@@ -45,6 +58,12 @@ export class ConsulUnreachableError extends ProxylessError {
 
 /** Consul answered with a body that is not what the API promises (bad JSON, wrong shape, too large). */
 export class BadResponseError extends ProxylessError {
+  static override readonly brand: symbol = errorBrand('ERR_BAD_RESPONSE');
+
+  override get name(): string {
+    return 'BadResponseError';
+  }
+
   constructor(message: string, options: ProxylessErrorOptions = {}) {
     super('ERR_BAD_RESPONSE', message, options);
   }

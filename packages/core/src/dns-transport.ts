@@ -3,7 +3,7 @@ import { createSocket } from 'node:dgram';
 import { isIP, connect } from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import { BadResponseError } from './consul-http.js';
-import { AbortedError, ClosedError, InvalidOptionError, ProxylessError, TimeoutError } from './errors.js';
+import { AbortedError, ClosedError, InvalidOptionError, ProxylessError, TimeoutError, errorBrand } from './errors.js';
 
 /** A DNS server to ask: an IP literal and a port. */
 export interface DnsServer {
@@ -27,6 +27,12 @@ export interface DnsTransportOptions {
 
 /** A DNS server answered with an error code other than NXDOMAIN (SERVFAIL, REFUSED…). */
 export class DnsRcodeError extends ProxylessError {
+  static override readonly brand: symbol = errorBrand('ERR_DNS_RCODE');
+
+  override get name(): string {
+    return 'DnsRcodeError';
+  }
+
   /** The response code, e.g. `SERVFAIL`. */
   readonly rcode: string;
 

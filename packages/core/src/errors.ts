@@ -3,11 +3,9 @@
  *
  * Every error has a stable `code`; retry and fallback decisions test codes,
  * never messages. `instanceof` works across duplicate copies of the package
- * (a `Symbol.for` brand), and {@link isProxylessError} is the guard to use
+ * (each class has a `Symbol.for('proxyless.error.<CODE>')` brand), and {@link isProxylessError} is the guard to use
  * when in doubt.
  */
-
-const brand = Symbol.for('@proxyless/error');
 
 /** Stable error codes. Packages may add their own `ERR_*` codes. */
 export type ProxylessErrorCode =
@@ -30,35 +28,52 @@ export interface ProxylessErrorOptions {
 }
 
 /**
+ * The brand of an error class, shared by every copy of every Proxyless
+ * package: `Symbol.for('proxyless.error.<id>')`, where `id` is the class's
+ * code (or its name for a base class without one of its own).
+ * @internal
+ */
+export function errorBrand(id: string): symbol {
+  return Symbol.for(`proxyless.error.${id}`);
+}
+
+type BrandedClass = { brand?: symbol };
+
+/**
  * Base class of every error Proxyless throws.
+ *
+ * Each class has an explicit `name`, a stable `code` and its own brand
+ * ({@link errorBrand}); `instanceof` tests the brand, so it works across
+ * duplicate installs and minified builds, and two unrelated classes that
+ * happen to share a name never match.
  * @example
  * try { await resolver.resolve('web'); }
  * catch (error) { if (isProxylessError(error, 'ERR_NO_HEALTHY_INSTANCES')) { ... } }
  */
 export class ProxylessError extends Error {
+  /** This class's brand; every subclass declares its own. */
+  static readonly brand: symbol = errorBrand('ProxylessError');
   /** Stable, machine-readable code. */
   readonly code: ProxylessErrorCode;
 
   constructor(code: ProxylessErrorCode, message: string, options: ProxylessErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
-    Object.defineProperty(this, brand, { value: true });
+    // Carry the brand of every class in the chain, so `instanceof` of any ancestor matches too.
+    for (let c = new.target as unknown as BrandedClass | null; c !== null && c !== (Error as unknown); c = Object.getPrototypeOf(c) as BrandedClass | null) {
+      if (Object.hasOwn(c, 'brand') && typeof c.brand === 'symbol') Object.defineProperty(this, c.brand, { value: true });
+    }
   }
 
   override get name(): string {
-    return this.constructor.name;
+    return 'ProxylessError';
   }
 
-  /** Matches errors of this class from any copy of the package (by brand and name). */
+  /** Matches errors branded by this class, from any copy of the package. */
   static override [Symbol.hasInstance](value: unknown): boolean {
-    if (typeof value !== 'object' || value === null || !(brand in value)) return false;
-    if (this === ProxylessError) return true;
-    // Subclass check: walk the prototype chain comparing class names, so a
-    // second copy of the package still matches.
-    for (let proto = Object.getPrototypeOf(value) as object | null; proto; proto = Object.getPrototypeOf(proto) as object | null) {
-      if (proto.constructor.name === this.name) return true;
-    }
-    return false;
+    // A subclass that forgot its own brand falls back to the prototype chain rather than matching its parent's instances.
+    if (!Object.hasOwn(this, 'brand')) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[this.brand] === true;
   }
 }
 
@@ -69,6 +84,12 @@ export function isProxylessError(error: unknown, code?: ProxylessErrorCode): err
 
 /** An option (or argument) is missing, malformed or out of range. */
 export class InvalidOptionError extends ProxylessError {
+  static override readonly brand: symbol = errorBrand('ERR_INVALID_OPTION');
+
+  override get name(): string {
+    return 'InvalidOptionError';
+  }
+
   /** Dotted path of the option, e.g. `heartbeat.ttlMs`. */
   readonly option: string;
   /** The rejected value. */
@@ -83,6 +104,12 @@ export class InvalidOptionError extends ProxylessError {
 
 /** A service name, tag or datacenter that cannot be safely put in a URL or DNS question. */
 export class InvalidServiceNameError extends InvalidOptionError {
+  static override readonly brand: symbol = errorBrand('ERR_INVALID_SERVICE_NAME');
+
+  override get name(): string {
+    return 'InvalidServiceNameError';
+  }
+
   constructor(option: string, value: unknown, expectation: string) {
     super(option, value, expectation, 'ERR_INVALID_SERVICE_NAME');
   }
@@ -90,6 +117,12 @@ export class InvalidServiceNameError extends InvalidOptionError {
 
 /** The resource was closed; no more calls are accepted. */
 export class ClosedError extends ProxylessError {
+  static override readonly brand: symbol = errorBrand('ERR_CLOSED');
+
+  override get name(): string {
+    return 'ClosedError';
+  }
+
   constructor(what: string) {
     super('ERR_CLOSED', `${what} is closed`);
   }
@@ -97,6 +130,12 @@ export class ClosedError extends ProxylessError {
 
 /** The caller's AbortSignal fired. */
 export class AbortedError extends ProxylessError {
+  static override readonly brand: symbol = errorBrand('ERR_ABORTED');
+
+  override get name(): string {
+    return 'AbortedError';
+  }
+
   constructor(what: string, cause?: unknown) {
     super('ERR_ABORTED', `${what} was aborted`, { cause });
   }
@@ -104,6 +143,12 @@ export class AbortedError extends ProxylessError {
 
 /** An operation did not complete within its time limit. */
 export class TimeoutError extends ProxylessError {
+  static override readonly brand: symbol = errorBrand('ERR_TIMEOUT');
+
+  override get name(): string {
+    return 'TimeoutError';
+  }
+
   /** The limit that was exceeded. */
   readonly timeoutMs: number;
 
@@ -123,6 +168,12 @@ function describeValue(value: unknown): string {
 
 /** A service resolved, but none of its instances is healthy (or it has none). */
 export class NoHealthyInstancesError extends ProxylessError {
+  static override readonly brand: symbol = errorBrand('ERR_NO_HEALTHY_INSTANCES');
+
+  override get name(): string {
+    return 'NoHealthyInstancesError';
+  }
+
   /** The service that has no healthy instance. */
   readonly service: string;
 
@@ -134,6 +185,12 @@ export class NoHealthyInstancesError extends ProxylessError {
 
 /** Discovery failed (registry unreachable, bad answer…); `cause` holds the underlying error. */
 export class ResolutionFailedError extends ProxylessError {
+  static override readonly brand: symbol = errorBrand('ERR_RESOLUTION_FAILED');
+
+  override get name(): string {
+    return 'ResolutionFailedError';
+  }
+
   /** The service being resolved. */
   readonly service: string;
   /** Which resolver failed, e.g. `consul`, `dns`. */

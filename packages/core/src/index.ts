@@ -20,6 +20,7 @@ export {
   AbortedError,
   TimeoutError,
   isProxylessError,
+  errorBrand,
 } from './errors.js';
 export type { ProxylessErrorCode, ProxylessErrorOptions } from './errors.js';
 export { consulOptionsFromEnv, resolveConsulConnection } from './consul-config.js';

@@ -1,6 +1,7 @@
 import { EventEmitter as NodeEventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
 import type { BreakerOptions } from './options.js';
+import type { AttemptObserver, AttemptOutcome } from './pick-handle.js';
 
 /** Public breaker states. */
 export type BreakerState = 'closed' | 'open' | 'halfOpen';
@@ -32,7 +33,7 @@ function replayFailure(error: Error): never {
  * client shares one bucket-rotation timer (`rotateBucketController`).
  * @internal
  */
-export class EndpointBreaker {
+export class EndpointBreaker implements AttemptObserver {
   readonly #cb: CircuitBreaker<[Error], never>;
   /** opossum's Status: `increment()` is public in opossum 9 but missing from @types/opossum. */
   readonly #status: OpossumStatus;
@@ -64,6 +65,20 @@ export class EndpointBreaker {
       this.#trialInFlight = false;
       listener.onBreakerClose();
     });
+  }
+
+  started(): void {
+    // The trial slot is taken at pick time (tryAcquire); only outcomes count here.
+  }
+
+  ended(outcome: AttemptOutcome, elapsedMs: number): void {
+    if (outcome === 'cancelled') {
+      // Not the endpoint's fault: free a half-open trial slot for the next call.
+      this.#trialInFlight = false;
+      return;
+    }
+    if (outcome === 'success') this.success(elapsedMs);
+    else this.failure(new Error(`attempt failed: ${outcome}`));
   }
 
   /** Current state. */

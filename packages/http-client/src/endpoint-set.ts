@@ -2,20 +2,28 @@ import { EventEmitter as NodeEventEmitter } from 'node:events';
 import type { EventEmitter } from 'eventemitter3';
 import type { Balancer, PickContext, Picker, ServiceInstance } from '@proxyless/core';
 import { Endpoint } from './endpoint.js';
+import type { NeutralLatency } from './load.js';
 import { isPanic, mayEject } from './outlier-detection.js';
 import type { ResolvedOptions } from './options.js';
 import type { ClientEvents } from './events.js';
+import { PickHandle } from './pick-handle.js';
 
 /** Why no endpoint could be picked. @internal */
 export type EmptyReason = 'none' | 'circuitOpen';
 
+/** How often the neutral latency (the set's median estimate) is recomputed, at most. */
+const NEUTRAL_REFRESH_MS = 1000;
+/** Endpoints sampled for that median (bounded work at any set size). */
+const NEUTRAL_SAMPLE = 31;
+
 /**
  * The endpoints of one service: follows snapshots, owns per-endpoint state,
- * and keeps an immutable picker over the ready set, rebuilt only when that
- * set changes (membership, breaker, ejection, panic).
+ * keeps an immutable picker over the ready set (rebuilt when that set
+ * changes: membership, breaker, ejection, panic), and hands out a
+ * {@link PickHandle} per attempt.
  * @internal
  */
-export class EndpointSet {
+export class EndpointSet implements NeutralLatency {
   readonly #options: ResolvedOptions;
   readonly #balancer: Balancer;
   readonly #events: EventEmitter<ClientEvents>;
@@ -24,11 +32,12 @@ export class EndpointSet {
   /** Shared bucket-rotation clock for every breaker (one timer per client, not per endpoint). */
   readonly #rotate = new NodeEventEmitter();
   readonly #rotateTimer: NodeJS.Timeout | undefined;
-  readonly #decayTimer: NodeJS.Timeout;
   #picker: Picker<Endpoint>;
   #panic = false;
   #ejectedCount = 0;
   #closed = false;
+  #neutralMs = 0;
+  #neutralAt = -Infinity;
   /** True once a snapshot was applied. */
   hasSnapshot = false;
 
@@ -43,11 +52,6 @@ export class EndpointSet {
       t.unref();
       this.#rotateTimer = t;
     }
-    this.#decayTimer = setInterval(() => {
-      const now = performance.now();
-      for (const ep of this.#byKey.values()) ep.decayIdle(now);
-    }, 1000);
-    this.#decayTimer.unref();
   }
 
   /** All current (non-removed) endpoints. */
@@ -67,13 +71,32 @@ export class EndpointSet {
     return this.#picker;
   }
 
-  /** Picks an endpoint, honouring half-open trials (one at a time). Hot path. */
-  pick(context: PickContext | undefined): Endpoint | undefined {
+  /**
+   * The neutral latency a cold endpoint starts from and an idle one decays
+   * to: the median raw estimate of (a sample of) the endpoints that have
+   * answered, refreshed at most once a second; 0 while none has.
+   */
+  neutralMs(nowMs: number): number {
+    if (nowMs - this.#neutralAt < NEUTRAL_REFRESH_MS) return this.#neutralMs;
+    this.#neutralAt = nowMs;
+    const values: number[] = [];
+    for (const ep of this.#byKey.values()) {
+      if (ep.load.sampled) values.push(ep.load.rawMs);
+      if (values.length >= NEUTRAL_SAMPLE) break;
+    }
+    values.sort((a, b) => a - b);
+    this.#neutralMs = values.length === 0 ? 0 : (values[values.length >> 1] ?? 0);
+    return this.#neutralMs;
+  }
+
+  /** Picks an endpoint for one attempt, honouring half-open trials (one at a time). Hot path. */
+  pick(context: PickContext | undefined): PickHandle | undefined {
     const ep = this.#picker.pick(context);
     if (ep === undefined) return undefined;
     const breaker = ep.breaker;
-    if (breaker === undefined || breaker.tryAcquire()) return ep;
-    return this.#pickAvoiding(ep, context);
+    if (breaker === undefined || breaker.tryAcquire()) return new PickHandle(ep);
+    const other = this.#pickAvoiding(ep, context);
+    return other === undefined ? undefined : new PickHandle(other);
   }
 
   #pickAvoiding(first: Endpoint, context: PickContext | undefined): Endpoint | undefined {
@@ -130,10 +153,11 @@ export class EndpointSet {
   }
 
   #add(instance: ServiceInstance): void {
-    const ep: Endpoint = new Endpoint(instance, this.#options, this.#rotate, {
+    const ep: Endpoint = new Endpoint(instance, this.#options, this, this.#rotate, {
       onBreakerOpen: () => this.#onBreaker(ep, 'breakerOpen'),
       onBreakerHalfOpen: () => this.#onBreaker(ep, 'breakerHalfOpen'),
       onBreakerClose: () => this.#onBreaker(ep, 'breakerClose'),
+      onOutlier: () => this.#onOutlier(ep),
     });
     this.#byKey.set(instance.key, ep);
     this.#events.emit('endpointAdded', ep.info);
@@ -141,6 +165,7 @@ export class EndpointSet {
 
   #onBreaker(ep: Endpoint, event: 'breakerOpen' | 'breakerHalfOpen' | 'breakerClose'): void {
     if (ep.removed) return;
+    if (event === 'breakerHalfOpen') ep.rejoined();
     this.#events.emit(event, ep.info);
     this.rebuild();
   }
@@ -174,10 +199,10 @@ export class EndpointSet {
     this.#draining.add(done);
   }
 
-  /** Records an attempt's failure for outlier detection; may eject. */
-  outlierFailure(ep: Endpoint): void {
+  /** Outlier detection's threshold was reached: eject, within the ejection cap. */
+  #onOutlier(ep: Endpoint): void {
     const o = this.#options.outlier;
-    if (!o || ep.removed || !ep.outlier.failure(o)) return;
+    if (!o || ep.removed || ep.outlier.ejected) return;
     if (!mayEject(this.#ejectedCount, this.#byKey.size, o.maxEjectionPercent)) return;
     const duration = ep.outlier.eject(o, Date.now());
     this.#ejectedCount++;
@@ -191,6 +216,7 @@ export class EndpointSet {
   #restore(ep: Endpoint): void {
     if (ep.removed || !ep.outlier.ejected) return;
     ep.outlier.restore(Date.now());
+    ep.rejoined();
     this.#ejectedCount--;
     this.#events.emit('restore', ep.info);
     this.rebuild();
@@ -211,20 +237,28 @@ export class EndpointSet {
     }
   }
 
-  /** Drains (bounded by `graceMs`) and closes every pool; stops every timer. */
+  /** Stops taking picks and every timer; pools drain within `graceMs` (0: destroyed at once). */
   async close(graceMs: number): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (this.#rotateTimer) clearInterval(this.#rotateTimer);
-    clearInterval(this.#decayTimer);
-    for (const ep of [...this.#byKey.values()]) {
-      this.#byKey.delete(ep.instance.key);
-      ep.removed = true;
-      ep.outlier.dispose();
-      ep.breaker?.shutdown();
-      this.#drain(ep, graceMs);
+    if (!this.#closed) {
+      this.#closed = true;
+      if (this.#rotateTimer) clearInterval(this.#rotateTimer);
+      for (const ep of [...this.#byKey.values()]) {
+        this.#byKey.delete(ep.instance.key);
+        ep.removed = true;
+        ep.outlier.dispose();
+        ep.breaker?.shutdown();
+        this.#drain(ep, graceMs);
+      }
+      this.#picker = this.#balancer.createPicker<Endpoint>([]);
     }
-    this.#picker = this.#balancer.createPicker<Endpoint>([]);
+    await Promise.all([...this.#draining]);
+  }
+
+  /** Destroys every pool at once (fails what is in flight), including those still draining. */
+  async destroy(): Promise<void> {
+    const pools = [...this.#byKey.values()].map((ep) => ep.pool);
+    void this.close(0);
+    await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
     await Promise.all([...this.#draining]);
   }
 }

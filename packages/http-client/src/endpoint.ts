@@ -1,8 +1,10 @@
 import { Pool } from 'undici';
-import { PeakEwma, type BalancerEndpoint, type ServiceInstance } from '@proxyless/core';
+import type { BalancerEndpoint, ServiceInstance } from '@proxyless/core';
 import { EndpointBreaker, type BreakerListener, type BreakerState } from './breaker.js';
+import { LoadTracker, type NeutralLatency } from './load.js';
 import { OutlierState } from './outlier-detection.js';
 import type { ResolvedOptions } from './options.js';
+import type { AttemptObserver } from './pick-handle.js';
 import type { EventEmitter as NodeEventEmitter } from 'node:events';
 
 /** Public identity of an endpoint, as events, responses and errors show it. */
@@ -15,50 +17,52 @@ export interface EndpointInfo {
   readonly label: string;
 }
 
-/** Mutable load statistics read by balancers. @internal */
-export interface MutableLoad {
-  inFlight: number;
-  ewmaMs: number;
-  readySince: number;
+/** What an endpoint reports to its set. @internal */
+export interface EndpointListener extends BreakerListener {
+  /** Outlier detection's consecutive-failure threshold was reached. */
+  onOutlier(): void;
 }
 
-/** Latency recorded for a failed attempt, as a multiple of the current estimate (errors look slow). */
-const FAILURE_PENALTY = 2;
-
 /**
- * An instance plus its live state: keep-alive pool, load (in-flight, peak
- * EWMA), breaker, ejection and counters. Created when the instance appears,
- * drained and closed when it leaves.
+ * An instance plus the pieces that follow its attempts, keyed by instance
+ * identity: load (in flight, latency), breaker, outlier detection, and its
+ * keep-alive pool. Created when the instance appears, drained and closed
+ * when it leaves.
  * @internal
  */
 export class Endpoint implements BalancerEndpoint {
   instance: ServiceInstance;
   readonly info: EndpointInfo;
-  readonly load: MutableLoad;
+  readonly load: LoadTracker;
   readonly pool: Pool;
   readonly breaker: EndpointBreaker | undefined;
-  readonly outlier = new OutlierState();
-  successes = 0;
-  failures = 0;
-  /** Latency estimator (core's PeakEwma, τ = 10 s as Finagle); its value is published as `load.ewmaMs`. */
-  readonly #ewma = new PeakEwma();
-  #lastSampleAt = 0;
+  readonly outlier: OutlierState;
+  /** Everything that hears an attempt start and end, in order. */
+  readonly observers: readonly AttemptObserver[];
   removed = false;
 
-  constructor(instance: ServiceInstance, options: ResolvedOptions, rotate: NodeEventEmitter, listener: BreakerListener) {
+  constructor(instance: ServiceInstance, options: ResolvedOptions, neutral: NeutralLatency, rotate: NodeEventEmitter, listener: EndpointListener) {
     this.instance = instance;
     const host = instance.address.includes(':') ? `[${instance.address}]` : instance.address;
     const label = `${host}:${instance.port}`;
     this.info = Object.freeze({ key: instance.key, address: instance.address, port: instance.port, label });
-    this.load = { inFlight: 0, ewmaMs: 0, readySince: Date.now() };
-    this.pool = new Pool(`http://${label}`, {
+    this.load = new LoadTracker(neutral);
+    this.pool = new Pool(`${options.scheme(instance)}://${label}`, {
       connections: options.connectionsPerEndpoint,
       keepAliveTimeout: options.keepAliveTimeoutMs,
-      headersTimeout: options.perTryTimeoutMs,
-      bodyTimeout: options.perTryTimeoutMs,
-      connect: { timeout: options.connectTimeoutMs },
+      // The client's own timers enforce per-try timeouts and deadlines to the
+      // millisecond; undici's coarse timers (~1 s resolution) only guard a
+      // stalled body between chunks once the response was handed out.
+      headersTimeout: 0,
+      bodyTimeout: options.bodyTimeoutMs,
+      connect: { timeout: options.connectTimeoutMs, ...options.tls },
     });
     this.breaker = options.breaker ? new EndpointBreaker(options.breaker, rotate, listener, label) : undefined;
+    this.outlier = new OutlierState(options.outlier, options.outlier ? () => listener.onOutlier() : undefined);
+    const observers: AttemptObserver[] = [this.load];
+    if (this.breaker) observers.push(this.breaker);
+    if (options.outlier) observers.push(this.outlier);
+    this.observers = observers;
   }
 
   /** Breaker state (`closed` when breakers are disabled). */
@@ -66,29 +70,8 @@ export class Endpoint implements BalancerEndpoint {
     return this.breaker ? this.breaker.state : 'closed';
   }
 
-  /**
-   * Feeds a latency sample (ms) to the peak-EWMA estimate: a sample above the
-   * estimate replaces it at once (peak), otherwise it decays toward the sample
-   * with weight exp(-Δt/τ).
-   */
-  observe(latencyMs: number, nowMs: number): void {
-    this.load.ewmaMs = this.#ewma.observe(latencyMs, nowMs);
-    this.#lastSampleAt = nowMs;
-  }
-
-  /**
-   * Decays an idle endpoint's estimate toward zero (as Finagle's peak EWMA
-   * does when read): without it, an endpoint penalised once and then never
-   * picked would keep its penalty forever. Called from a 1 s timer, off the
-   * request path.
-   */
-  decayIdle(nowMs: number): void {
-    if (this.load.ewmaMs === 0 || nowMs - this.#lastSampleAt < 1000) return;
-    this.load.ewmaMs = this.#ewma.valueAt(nowMs);
-  }
-
-  /** Penalises the estimate after a failure, so balancers shy away. */
-  penalise(latencyMs: number, nowMs: number): void {
-    this.observe(Math.max(latencyMs, this.load.ewmaMs * FAILURE_PENALTY, 1), nowMs);
+  /** Back in the ready set after an ejection or an open breaker: slow start applies again. */
+  rejoined(): void {
+    this.load.readySince = Date.now();
   }
 }

@@ -1,4 +1,4 @@
-import { ProxylessError, type ProxylessErrorOptions } from '@proxyless/core';
+import { ProxylessError, errorBrand, type ProxylessErrorOptions } from '@proxyless/core';
 
 /** Context every request error of this package carries. */
 export interface RequestErrorContext {
@@ -14,6 +14,12 @@ export interface RequestErrorContext {
 
 /** Base class of request errors: carries the service, attempts and endpoints tried. */
 export class RequestError extends ProxylessError {
+  static override readonly brand: symbol = errorBrand('RequestError');
+
+  override get name(): string {
+    return 'RequestError';
+  }
+
   /** Service the request was for. */
   readonly service: string;
   /** Attempts made. */
@@ -34,6 +40,12 @@ export class RequestError extends ProxylessError {
 
 /** The service has no endpoint to send to (none resolved, or all ejected without panic). Code `ERR_NO_HEALTHY_ENDPOINTS`. */
 export class NoHealthyEndpointsError extends RequestError {
+  static override readonly brand: symbol = errorBrand('ERR_NO_HEALTHY_ENDPOINTS');
+
+  override get name(): string {
+    return 'NoHealthyEndpointsError';
+  }
+
   constructor(context: RequestErrorContext) {
     super('ERR_NO_HEALTHY_ENDPOINTS', 'No healthy endpoint', context);
   }
@@ -41,6 +53,12 @@ export class NoHealthyEndpointsError extends RequestError {
 
 /** Every candidate endpoint's circuit breaker is open. Code `ERR_CIRCUIT_OPEN`. */
 export class CircuitOpenError extends RequestError {
+  static override readonly brand: symbol = errorBrand('ERR_CIRCUIT_OPEN');
+
+  override get name(): string {
+    return 'CircuitOpenError';
+  }
+
   constructor(context: RequestErrorContext) {
     super('ERR_CIRCUIT_OPEN', 'Circuit open', context);
   }
@@ -48,6 +66,12 @@ export class CircuitOpenError extends RequestError {
 
 /** The overall deadline (or a per-try timeout on the last allowed try) passed. Code `ERR_DEADLINE_EXCEEDED`. */
 export class DeadlineExceededError extends RequestError {
+  static override readonly brand: symbol = errorBrand('ERR_DEADLINE_EXCEEDED');
+
+  override get name(): string {
+    return 'DeadlineExceededError';
+  }
+
   /** The overall deadline, in ms. */
   readonly timeoutMs: number;
 
@@ -59,6 +83,12 @@ export class DeadlineExceededError extends RequestError {
 
 /** A retry was needed but the retry budget is spent. `cause` is the last failure. Code `ERR_RETRY_BUDGET_EXHAUSTED`. */
 export class RetryBudgetExhaustedError extends RequestError {
+  static override readonly brand: symbol = errorBrand('ERR_RETRY_BUDGET_EXHAUSTED');
+
+  override get name(): string {
+    return 'RetryBudgetExhaustedError';
+  }
+
   constructor(context: RequestErrorContext) {
     super('ERR_RETRY_BUDGET_EXHAUSTED', 'Retry budget exhausted', context);
   }
@@ -70,6 +100,12 @@ export class RetryBudgetExhaustedError extends RequestError {
  * `reason` its class. Code `ERR_REQUEST_FAILED`.
  */
 export class RequestFailedError extends RequestError {
+  static override readonly brand: symbol = errorBrand('ERR_REQUEST_FAILED');
+
+  override get name(): string {
+    return 'RequestFailedError';
+  }
+
   /** Failure class of the last attempt. */
   readonly reason: FailureKind;
 
@@ -81,6 +117,12 @@ export class RequestFailedError extends RequestError {
 
 /** A buffered response body exceeded `maxResponseBytes`. Code `ERR_RESPONSE_TOO_LARGE`. */
 export class ResponseTooLargeError extends RequestError {
+  static override readonly brand: symbol = errorBrand('ERR_RESPONSE_TOO_LARGE');
+
+  override get name(): string {
+    return 'ResponseTooLargeError';
+  }
+
   /** The limit, in bytes. */
   readonly maxResponseBytes: number;
 

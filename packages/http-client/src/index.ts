@@ -11,6 +11,8 @@
  * const client = createClient({ service: 'users', resolver, timeoutMs: 2_000 });
  * client.on('eject', (endpoint, ms) => console.warn(`ejected ${endpoint.label} for ${ms} ms`));
  * const res = await client.request('/users/42');
+ * const patient = client.policy({ timeoutMs: 10_000, retry: { maxRetries: 4 } }); // built once, used per call
+ * await client.request({ path: '/reports/7', policy: patient });
  * console.log(res.statusCode, await res.body.json());
  * const viaFetch = await client.fetch('/users/42', { method: 'PUT', body: '{}' });
  * await client.close();
@@ -26,7 +28,8 @@ export type {
   ProxylessRequestInit,
   ClientStats,
   EndpointStats,
-} from './client.js';
+} from './request-types.js';
+export type { RequestPolicy, RetryPolicy, PolicyOptions, RetryOptions } from './policy.js';
 export type { ClientEvents } from './events.js';
 export type { EndpointInfo } from './endpoint.js';
 export type { BreakerState } from './breaker.js';
@@ -34,8 +37,9 @@ export type {
   ClientOptions,
   BreakerOptions,
   OutlierDetectionOptions,
-  RetryOptions,
+  ClientRetryOptions,
   RetryBudgetOptions,
+  BackendTlsOptions,
 } from './options.js';
 export { RetryBudget } from './retry-budget.js';
 export {

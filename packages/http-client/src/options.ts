@@ -1,4 +1,5 @@
-import { InvalidOptionError, checkNumber, validateServiceName, type Balancer, type Resolver } from '@proxyless/core';
+import { InvalidOptionError, checkNumber, validateServiceName, type Balancer, type Resolver, type ServiceInstance } from '@proxyless/core';
+import { buildPolicy, type PolicyOptions, type RequestPolicy, type RetryOptions } from './policy.js';
 
 /** Circuit breaker settings, per endpoint (opossum). */
 export interface BreakerOptions {
@@ -43,18 +44,27 @@ export interface RetryBudgetOptions {
   minRetriesPerSecond?: number;
 }
 
-/** Retry settings. */
-export interface RetryOptions {
-  /** Retries after the first attempt. Default 2. */
-  maxRetries?: number;
-  /** Backoff base, in ms: retry n waits a uniformly random time in [0, min(max, base × 2^(n-1))] (full jitter). Default 25. */
-  baseDelayMs?: number;
-  /** Backoff cap, in ms (also caps how long a `Retry-After` is honoured). Default 1 000. */
-  maxDelayMs?: number;
-  /** Statuses that are retried (when the request is safe to retry). Default [502, 503, 504]. */
-  retryOnStatuses?: readonly number[];
-  /** The retry budget. */
+/** Retry settings of a client: a {@link RetryOptions} plus the client-wide budget. */
+export interface ClientRetryOptions extends RetryOptions {
+  /** The retry budget (client-wide, shared by every policy). */
   budget?: RetryBudgetOptions;
+}
+
+/**
+ * TLS to the backends (HTTPS). Files are read by the caller: pass PEM
+ * contents, never paths. Passed to undici's connector (Node's `tls.connect`).
+ */
+export interface BackendTlsOptions {
+  /** Trusted CA certificate(s), PEM: a private CA. Default: Node's bundled roots. */
+  ca?: string | Buffer | readonly (string | Buffer)[];
+  /** Client certificate chain, PEM (mutual TLS). */
+  cert?: string | Buffer;
+  /** Client private key, PEM (mutual TLS). */
+  key?: string | Buffer;
+  /** Server name to verify (SNI) when instances are addressed by IP. */
+  servername?: string;
+  /** Verify the server's certificate. Default true; set false only in tests. */
+  rejectUnauthorized?: boolean;
 }
 
 /** Options of {@link createClient}. */
@@ -69,7 +79,13 @@ export interface ClientOptions {
   balancer?: Balancer;
   /** Overall deadline of one request (all attempts and backoff), in ms. Default 10 000. */
   timeoutMs?: number;
-  /** Time limit of one attempt (to response headers, and between body chunks), in ms. Default 5 000. */
+  /**
+   * Time limit of one attempt (until its response headers), in ms, enforced
+   * by the client's own timer. Default: 2/5 of `timeoutMs` when retries are on
+   * (so two full attempts and their backoff fit in the deadline and a third
+   * gets what is left), else `timeoutMs`. Also bounds the gap between two body
+   * chunks (undici's `bodyTimeout`, coarse: ~1 s resolution).
+   */
   perTryTimeoutMs?: number;
   /** TCP connect timeout, in ms. Default 1 000. */
   connectTimeoutMs?: number;
@@ -86,7 +102,14 @@ export interface ClientOptions {
   /** Outlier detection; `false` disables it. */
   outlierDetection?: OutlierDetectionOptions | false;
   /** Retries; `false` disables them. */
-  retry?: RetryOptions | false;
+  retry?: ClientRetryOptions | false;
+  /**
+   * `http` or `https` to every instance, or `auto` (default): `https` for an
+   * instance whose meta has `scheme: "https"` or that carries the tag `https`.
+   */
+  scheme?: 'http' | 'https' | 'auto';
+  /** TLS settings for HTTPS backends. */
+  tls?: BackendTlsOptions;
 }
 
 /** @internal */
@@ -95,8 +118,11 @@ export interface ResolvedOptions {
   resolver: Resolver;
   query: object | undefined;
   balancer: Balancer | undefined;
-  timeoutMs: number;
-  perTryTimeoutMs: number;
+  /** The client's default request policy. */
+  policy: RequestPolicy;
+  /** Whether the caller set `perTryTimeoutMs` (else policies derive it from their deadline). */
+  perTryExplicit: boolean;
+  bodyTimeoutMs: number;
   connectTimeoutMs: number;
   connectionsPerEndpoint: number | null;
   keepAliveTimeoutMs: number;
@@ -104,7 +130,9 @@ export interface ResolvedOptions {
   drainTimeoutMs: number;
   breaker: Required<BreakerOptions> | false;
   outlier: Required<OutlierDetectionOptions> | false;
-  retry: (Required<Omit<RetryOptions, 'budget'>> & { budget: Required<RetryBudgetOptions> }) | false;
+  budget: Required<RetryBudgetOptions> | false;
+  scheme: (instance: ServiceInstance) => 'http' | 'https';
+  tls: BackendTlsOptions;
 }
 
 function obj(option: string, value: unknown): object | false | undefined {
@@ -139,8 +167,6 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   if (options.query !== undefined && (typeof options.query !== 'object' || options.query === null)) {
     throw new InvalidOptionError('query', options.query, 'must be an object');
   }
-  const timeoutMs = checkNumber('timeoutMs', options.timeoutMs, 10_000, { integer: true, min: 1, max: 3_600_000 });
-  const perTryTimeoutMs = checkNumber('perTryTimeoutMs', options.perTryTimeoutMs, Math.min(5_000, timeoutMs), { integer: true, min: 1, max: 3_600_000 });
   const connections = options.connectionsPerEndpoint;
   const connectionsPerEndpoint =
     connections === null ? null : checkNumber('connectionsPerEndpoint', connections, 256, { integer: true, min: 1, max: 65_536 });
@@ -176,32 +202,36 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     throw new InvalidOptionError('outlierDetection.maxEjectionTimeMs', outlier.maxEjectionTimeMs, 'must be ≥ outlierDetection.baseEjectionTimeMs');
   }
 
-  const r = obj('retry', options.retry) as RetryOptions | false | undefined;
-  let retry: ResolvedOptions['retry'] = false;
+  const r = obj('retry', options.retry) as ClientRetryOptions | false | undefined;
+  let budget: ResolvedOptions['budget'] = false;
+  const policyOptions: PolicyOptions = { retry: r === undefined ? {} : r };
+  if (options.timeoutMs !== undefined) policyOptions.timeoutMs = options.timeoutMs;
+  if (options.perTryTimeoutMs !== undefined) policyOptions.perTryTimeoutMs = options.perTryTimeoutMs;
   if (r !== false) {
-    const bud = obj('retry.budget', r?.budget) as RetryBudgetOptions | false | undefined;
-    if (bud === false) throw new InvalidOptionError('retry.budget', false, 'must be an object');
-    retry = {
-      maxRetries: checkNumber('retry.maxRetries', r?.maxRetries, 2, { integer: true, min: 0, max: 100 }),
-      baseDelayMs: checkNumber('retry.baseDelayMs', r?.baseDelayMs, 25, { integer: true, min: 0, max: 60_000 }),
-      maxDelayMs: checkNumber('retry.maxDelayMs', r?.maxDelayMs, 1_000, { integer: true, min: 0, max: 600_000 }),
-      retryOnStatuses: statuses('retry.retryOnStatuses', r?.retryOnStatuses, [502, 503, 504]),
-      budget: {
-        ratio: checkNumber('retry.budget.ratio', bud?.ratio, 0.2, { min: 0, max: 1000 }),
-        windowMs: checkNumber('retry.budget.windowMs', bud?.windowMs, 10_000, { integer: true, min: 1_000, max: 600_000 }),
-        minRetriesPerSecond: checkNumber('retry.budget.minRetriesPerSecond', bud?.minRetriesPerSecond, 10, { min: 0, max: 1e6 }),
-      },
+    const { budget: bud, ...retryRest } = r ?? {};
+    policyOptions.retry = retryRest;
+    const b2 = obj('retry.budget', bud) as RetryBudgetOptions | false | undefined;
+    if (b2 === false) throw new InvalidOptionError('retry.budget', false, 'must be an object');
+    budget = {
+      ratio: checkNumber('retry.budget.ratio', b2?.ratio, 0.2, { min: 0, max: 1000 }),
+      windowMs: checkNumber('retry.budget.windowMs', b2?.windowMs, 10_000, { integer: true, min: 1_000, max: 600_000 }),
+      minRetriesPerSecond: checkNumber('retry.budget.minRetriesPerSecond', b2?.minRetriesPerSecond, 10, { min: 0, max: 1e6 }),
     };
-    if (retry.maxDelayMs < retry.baseDelayMs) throw new InvalidOptionError('retry.maxDelayMs', retry.maxDelayMs, 'must be ≥ retry.baseDelayMs');
   }
+  const { policy, perTryExplicit } = buildPolicy(policyOptions, undefined, false);
+
+  const scheme = options.scheme ?? 'auto';
+  if (scheme !== 'http' && scheme !== 'https' && scheme !== 'auto') throw new InvalidOptionError('scheme', scheme, 'must be "http", "https" or "auto"');
+  const tls = checkTls(options.tls);
 
   return {
     service,
     resolver,
     query: options.query,
     balancer,
-    timeoutMs,
-    perTryTimeoutMs,
+    policy,
+    perTryExplicit,
+    bodyTimeoutMs: policy.perTryTimeoutMs,
     connectTimeoutMs: checkNumber('connectTimeoutMs', options.connectTimeoutMs, 1_000, { integer: true, min: 1, max: 600_000 }),
     connectionsPerEndpoint,
     keepAliveTimeoutMs: checkNumber('keepAliveTimeoutMs', options.keepAliveTimeoutMs, 4_000, { integer: true, min: 1, max: 3_600_000 }),
@@ -209,6 +239,36 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     drainTimeoutMs: checkNumber('drainTimeoutMs', options.drainTimeoutMs, 30_000, { integer: true, min: 0, max: 3_600_000 }),
     breaker,
     outlier,
-    retry,
+    budget,
+    scheme: scheme === 'auto' ? instanceScheme : scheme === 'https' ? () => 'https' : () => 'http',
+    tls,
   };
+}
+
+/** `https` for an instance that says so (meta `scheme: https`, or the tag `https`), else `http`. */
+function instanceScheme(instance: ServiceInstance): 'http' | 'https' {
+  return instance.meta['scheme'] === 'https' || instance.tags.includes('https') ? 'https' : 'http';
+}
+
+function checkTls(value: unknown): BackendTlsOptions {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidOptionError('tls', value, 'must be an object');
+  const tls = value as BackendTlsOptions;
+  const pem = (field: string, v: unknown): void => {
+    if (v !== undefined && typeof v !== 'string' && !Buffer.isBuffer(v)) throw new InvalidOptionError(`tls.${field}`, '<redacted>', 'must be PEM text or a Buffer');
+  };
+  if (Array.isArray(tls.ca)) tls.ca.forEach((c, i) => pem(`ca[${i}]`, c));
+  else pem('ca', tls.ca);
+  pem('cert', tls.cert);
+  pem('key', tls.key);
+  if ((tls.cert === undefined) !== (tls.key === undefined)) throw new InvalidOptionError('tls.key', '<redacted>', 'and tls.cert must be given together');
+  if (tls.servername !== undefined && (typeof tls.servername !== 'string' || tls.servername === '')) throw new InvalidOptionError('tls.servername', tls.servername, 'must be a host name');
+  if (tls.rejectUnauthorized !== undefined && typeof tls.rejectUnauthorized !== 'boolean') throw new InvalidOptionError('tls.rejectUnauthorized', tls.rejectUnauthorized, 'must be a boolean');
+  const out: BackendTlsOptions = {};
+  if (tls.ca !== undefined) out.ca = tls.ca;
+  if (tls.cert !== undefined) out.cert = tls.cert;
+  if (tls.key !== undefined) out.key = tls.key;
+  if (tls.servername !== undefined) out.servername = tls.servername;
+  if (tls.rejectUnauthorized !== undefined) out.rejectUnauthorized = tls.rejectUnauthorized;
+  return Object.freeze(out);
 }

@@ -1,4 +1,5 @@
 import type { OutlierDetectionOptions } from './options.js';
+import type { AttemptObserver, AttemptOutcome } from './pick-handle.js';
 
 /**
  * One endpoint's passive outlier-detection state (Envoy's consecutive-failure
@@ -7,7 +8,9 @@ import type { OutlierDetectionOptions } from './options.js';
  * every `maxEjectionTimeMs` spent healthy.
  * @internal
  */
-export class OutlierState {
+export class OutlierState implements AttemptObserver {
+  readonly #options: Required<OutlierDetectionOptions> | false;
+  readonly #onThreshold: (() => void) | undefined;
   consecutiveFailures = 0;
   ejected = false;
   /** Consecutive ejections (the duration multiplier). */
@@ -15,6 +18,22 @@ export class OutlierState {
   /** When the current ejection ends (epoch ms), or when the last one ended. */
   ejectedUntil = 0;
   timer: NodeJS.Timeout | undefined;
+
+  /** @param onThreshold - called when consecutive failures reach the threshold (the set decides whether to eject). */
+  constructor(options: Required<OutlierDetectionOptions> | false = false, onThreshold?: () => void) {
+    this.#options = options;
+    this.#onThreshold = onThreshold;
+  }
+
+  started(): void {
+    // Only outcomes count.
+  }
+
+  ended(outcome: AttemptOutcome): void {
+    if (outcome === 'cancelled' || this.#options === false) return;
+    if (outcome === 'success') this.success();
+    else if (this.failure(this.#options)) this.#onThreshold?.();
+  }
 
   /** Records a success: resets the consecutive-failure count. */
   success(): void {

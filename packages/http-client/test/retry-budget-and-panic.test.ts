@@ -1,16 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Registry } from 'prom-client';
 import { createClient, RetryBudgetExhaustedError, type ProxylessClient } from '@proxyless/http-client';
-import { registerClientMetrics } from '@proxyless/http-client/prometheus';
-import { FakeResolver, freePort, instance, ok, startServer, type TestServer } from './helpers.js';
+import { FakeResolver, freePort, instance, startServer, type TestServer } from './helpers.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-
-describe('http-client: budget, panic, metrics, lifecycle', () => {
+describe('http-client: retry budget and panic mode', () => {
   let servers: TestServer[] = [];
   let client: ProxylessClient | undefined;
   afterEach(async () => {
@@ -60,35 +52,5 @@ describe('http-client: budget, panic, metrics, lifecycle', () => {
     }
     assert.deepEqual(panics, [true]);
     assert.equal(client.stats().panic, true);
-  });
-
-  it('exports per-endpoint Prometheus metrics read at scrape time', async () => {
-    servers = [await startServer(ok)];
-    const resolver = new FakeResolver();
-    resolver.set([instance(servers[0]!.port)]);
-    client = createClient({ service: 'svc', resolver });
-    const registry = new Registry();
-    const metrics = registerClientMetrics(client, { registry });
-    for (let i = 0; i < 3; i++) await (await client.request('/')).body.dump();
-    const text = await registry.metrics();
-    assert.match(text, new RegExp(`proxyless_http_client_endpoint_attempts_total\\{service="svc",endpoint="127.0.0.1:${servers[0]!.port}",outcome="success"\\} 3`));
-    assert.match(text, /proxyless_http_client_endpoint_breaker_state\{[^}]*\} 0/);
-    assert.match(text, /proxyless_http_client_ready_endpoints\{service="svc"\} 1/);
-    metrics.unregister();
-    assert.equal((await registry.metrics()).trim(), '');
-  });
-
-  it('lets the process exit by itself after close()', async () => {
-    servers = [await startServer(ok)];
-    const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', join(here, 'fixtures', 'exit-after-close.ts'), String(servers[0]!.port)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    const [code] = (await once(child, 'exit')) as [number | null];
-    clearTimeout(timer);
-    assert.equal(code, 0, `child did not exit by itself: ${out}`);
-    assert.match(out, /status 200/);
   });
 });

@@ -1,0 +1,106 @@
+import type { EndpointLoad } from '@proxyless/core';
+import type { AttemptObserver, AttemptOutcome } from './pick-handle.js';
+
+/** Where an endpoint finds the neutral latency (ms) of its set: 0 when nothing is known yet. @internal */
+export interface NeutralLatency {
+  neutralMs(nowMs: number): number;
+}
+
+/** Decay time constant of the latency estimate, in ms (Finagle's and Linkerd's default). */
+export const DECAY_TAU_MS = 10_000;
+/** A failure costs at most this multiple of the set's neutral latency (or the failed call's own elapsed time, if longer). */
+const FAILURE_PENALTY = 2;
+/**
+ * Cost of a cold endpoint (no answer yet) that already has a request
+ * outstanding: as Finagle does, it is not picked again before it answers
+ * unless every candidate is in the same state (then in-flight counts decide).
+ */
+const COLD_BUSY_MS = 1e9;
+
+/**
+ * One endpoint's load as balancers read it: requests in flight and a
+ * peak-EWMA latency estimate that
+ * - decays when read (no timer over the endpoints), toward the set's neutral
+ *   latency rather than 0, so an idle slow endpoint is probed again but an
+ *   idle one never looks faster than the rest;
+ * - starts neutral: a cold endpoint is rated at the set's median, and is not
+ *   given a second request before its first answer;
+ * - charges time in flight: while requests are outstanding, their mean age
+ *   counts as latency, so a hung endpoint stops being picked before its first
+ *   timeout fires;
+ * - takes a bounded failure penalty: `max(elapsed, 2 × neutral)`, never a
+ *   multiple of its own (possibly already penalised) estimate.
+ * Observes attempts through {@link AttemptObserver}.
+ * @internal
+ */
+export class LoadTracker implements EndpointLoad, AttemptObserver {
+  inFlight = 0;
+  /** When the endpoint (re)joined the ready set, epoch ms (slow start reads it). */
+  readySince = Date.now();
+  successes = 0;
+  failures = 0;
+  readonly #neutral: NeutralLatency;
+  /** Sum of the start times of the attempts in flight (their mean age is charged as latency). */
+  #startSum = 0;
+  #value = 0;
+  #stamp = 0;
+  #sampled = false;
+
+  constructor(neutral: NeutralLatency) {
+    this.#neutral = neutral;
+  }
+
+  /** The estimate a balancer reads now, in ms. */
+  get ewmaMs(): number {
+    const now = performance.now();
+    const n = this.inFlight;
+    if (!this.#sampled) return n > 0 ? COLD_BUSY_MS : this.#neutral.neutralMs(now);
+    let estimate = this.#value;
+    const floor = this.#neutral.neutralMs(now);
+    if (estimate > floor) estimate = floor + (estimate - floor) * Math.exp(-(now - this.#stamp) / DECAY_TAU_MS);
+    if (n > 0) {
+      const age = now - this.#startSum / n;
+      if (age > estimate) estimate = age;
+    }
+    return estimate;
+  }
+
+  /** The last recorded estimate, without decay or in-flight charge (for the set's median). */
+  get rawMs(): number {
+    return this.#sampled ? this.#value : 0;
+  }
+
+  get sampled(): boolean {
+    return this.#sampled;
+  }
+
+  started(nowMs: number): void {
+    this.inFlight++;
+    this.#startSum += nowMs;
+  }
+
+  ended(outcome: AttemptOutcome, elapsedMs: number, nowMs: number, startedAt: number): void {
+    this.inFlight--;
+    this.#startSum = this.inFlight === 0 ? 0 : this.#startSum - startedAt;
+    if (outcome === 'cancelled') return;
+    if (outcome === 'success') {
+      this.successes++;
+      this.#observe(elapsedMs, nowMs);
+    } else {
+      this.failures++;
+      this.#observe(Math.max(elapsedMs, FAILURE_PENALTY * this.#neutral.neutralMs(nowMs), 1), nowMs);
+    }
+  }
+
+  /** Peak EWMA over an unevenly spaced series: a higher sample replaces the estimate, a lower one pulls it with weight 1 − e^(−Δt/τ). */
+  #observe(sampleMs: number, nowMs: number): void {
+    if (!this.#sampled || sampleMs > this.#value) {
+      this.#value = sampleMs;
+    } else {
+      const w = Math.exp(-Math.max(0, nowMs - this.#stamp) / DECAY_TAU_MS);
+      this.#value = this.#value * w + sampleMs * (1 - w);
+    }
+    this.#stamp = nowMs;
+    this.#sampled = true;
+  }
+}

@@ -1,0 +1,112 @@
+import { InvalidOptionError, checkNumber, checkOptions } from '@proxyless/core';
+
+/** Retry settings of a {@link RequestPolicy} or a client. */
+export interface RetryOptions {
+  /** Retries after the first attempt. Default 2. */
+  maxRetries?: number;
+  /** Backoff base, in ms: retry n waits a uniformly random time in [0, min(max, base × 2^(n-1))) (full jitter). Default 25. */
+  baseDelayMs?: number;
+  /** Backoff cap, in ms (also caps how long a `Retry-After` is honoured). Default 1 000. */
+  maxDelayMs?: number;
+  /** Statuses that are retried (when the request is safe to retry). Default [502, 503, 504]. */
+  retryOnStatuses?: readonly number[];
+}
+
+/** What a policy sets; any field left out keeps the client's value. */
+export interface PolicyOptions {
+  /** Overall deadline of one request (all attempts and backoff), in ms. */
+  timeoutMs?: number;
+  /**
+   * Time limit of one attempt (until the response headers), in ms. Default:
+   * 2/5 of `timeoutMs` when retries are on (two full attempts and their
+   * backoff fit in the deadline, a third gets what is left), `timeoutMs`
+   * when they are off.
+   */
+  perTryTimeoutMs?: number;
+  /** Retries; `false` disables them. */
+  retry?: RetryOptions | false;
+}
+
+/** A resolved retry policy (immutable). */
+export interface RetryPolicy {
+  readonly maxRetries: number;
+  readonly baseDelayMs: number;
+  readonly maxDelayMs: number;
+  readonly retryOnStatuses: readonly number[];
+  /** Lookup table: `retryStatus[code] === 1` when `code` is retried. @internal */
+  readonly retryStatus: Uint8Array;
+}
+
+/**
+ * A request policy: deadline, per-try timeout and retry rules, validated once
+ * and frozen. The client holds a default one; build others with
+ * {@link ProxylessClient.policy} and pass them per request — nothing is merged
+ * on the request path.
+ */
+export interface RequestPolicy {
+  readonly timeoutMs: number;
+  readonly perTryTimeoutMs: number;
+  /** `false` when retries are off. */
+  readonly retry: RetryPolicy | false;
+}
+
+const policies = new WeakSet<RequestPolicy>();
+
+/** Was `value` built by {@link buildPolicy} (so it needs no validation)? @internal */
+export function isRequestPolicy(value: unknown): value is RequestPolicy {
+  return typeof value === 'object' && value !== null && policies.has(value as RequestPolicy);
+}
+
+function statusList(option: string, value: unknown, fallback: readonly number[]): readonly number[] {
+  if (value === undefined) return fallback;
+  if (!Array.isArray(value) || value.some((s) => typeof s !== 'number' || !Number.isInteger(s) || s < 100 || s > 599)) {
+    throw new InvalidOptionError(option, value, 'must be an array of HTTP status codes (100–599)');
+  }
+  return Object.freeze([...(value as number[])]);
+}
+
+/** A 600-entry lookup table of statuses. @internal */
+export function statusTable(statuses: readonly number[]): Uint8Array {
+  const t = new Uint8Array(600);
+  for (const s of statuses) t[s] = 1;
+  return t;
+}
+
+const DEFAULT_RETRY_STATUSES = Object.freeze([502, 503, 504]);
+
+/** The rule for the default per-try timeout (see {@link PolicyOptions.perTryTimeoutMs}). @internal */
+export function defaultPerTryTimeoutMs(timeoutMs: number, retries: boolean): number {
+  return retries ? Math.max(1, Math.floor((timeoutMs * 2) / 5)) : timeoutMs;
+}
+
+/**
+ * Validates `options` over `base` (the client's policy, or built-in
+ * defaults when absent) and returns a frozen policy. Errors name the field,
+ * prefixed with `prefix` (e.g. `retry.maxRetries`).
+ * @internal
+ */
+export function buildPolicy(options: PolicyOptions, base: RequestPolicy | undefined, perTryExplicit: boolean): { policy: RequestPolicy; perTryExplicit: boolean } {
+  checkOptions('policy', options);
+  const timeoutMs = checkNumber('timeoutMs', options.timeoutMs, base?.timeoutMs ?? 10_000, { integer: true, min: 1, max: 3_600_000 });
+  const r = options.retry;
+  if (r !== undefined && r !== false) checkOptions('retry', r);
+  let retry: RetryPolicy | false;
+  if (r === false) retry = false;
+  else if (r === undefined && base !== undefined) retry = base.retry;
+  else {
+    const from = base?.retry || undefined;
+    const maxRetries = checkNumber('retry.maxRetries', r?.maxRetries, from?.maxRetries ?? 2, { integer: true, min: 0, max: 100 });
+    const baseDelayMs = checkNumber('retry.baseDelayMs', r?.baseDelayMs, from?.baseDelayMs ?? 25, { integer: true, min: 0, max: 60_000 });
+    const maxDelayMs = checkNumber('retry.maxDelayMs', r?.maxDelayMs, Math.max(baseDelayMs, from?.maxDelayMs ?? 1_000), { integer: true, min: baseDelayMs, max: 600_000 });
+    const retryOnStatuses = statusList('retry.retryOnStatuses', r?.retryOnStatuses, from?.retryOnStatuses ?? DEFAULT_RETRY_STATUSES);
+    retry = Object.freeze({ maxRetries, baseDelayMs, maxDelayMs, retryOnStatuses, retryStatus: statusTable(retryOnStatuses) });
+  }
+  const retries = retry !== false && retry.maxRetries > 0;
+  const explicit = options.perTryTimeoutMs !== undefined || (perTryExplicit && base !== undefined);
+  const fallback = explicit && base !== undefined ? base.perTryTimeoutMs : defaultPerTryTimeoutMs(timeoutMs, retries);
+  // An attempt never outlives its request: a per-try timeout above the deadline is the deadline.
+  const perTryTimeoutMs = Math.min(timeoutMs, checkNumber('perTryTimeoutMs', options.perTryTimeoutMs, fallback, { integer: true, min: 1, max: 3_600_000 }));
+  const policy: RequestPolicy = Object.freeze({ timeoutMs, perTryTimeoutMs, retry });
+  policies.add(policy);
+  return { policy, perTryExplicit: explicit };
+}

@@ -1,0 +1,105 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { EndpointInfo } from './endpoint.js';
+import type { BreakerState } from './breaker.js';
+import type { RequestPolicy, RetryOptions } from './policy.js';
+
+/** Request body types. Strings and byte arrays are replayable (retries may resend them); streams are not. */
+export type RequestBody = string | Uint8Array | Readable | null;
+
+/** One request, undici style. */
+export interface RequestOptions {
+  /** Path and query, starting with `/`. */
+  path: string;
+  /** HTTP method. Default `GET`. */
+  method?: string;
+  /** Request headers. */
+  headers?: IncomingHttpHeaders | Record<string, string | string[] | undefined>;
+  /** Request body. */
+  body?: RequestBody;
+  /** Caller cancellation; carried through retries and into the transport. */
+  signal?: AbortSignal;
+  /**
+   * The policy (deadline, per-try timeout, retries) for this call, built once
+   * with {@link ProxylessClient.policy}. Default: the client's.
+   */
+  policy?: RequestPolicy;
+  /** Overall deadline (all attempts and backoff), in ms; overrides the policy's (validated per call). */
+  timeoutMs?: number;
+  /** Time limit of each attempt, in ms; overrides the policy's (validated per call). */
+  perTryTimeoutMs?: number;
+  /** Retry settings for this call (`false`: no retry); override the policy's (validated per call). */
+  retry?: RetryOptions | false;
+  /** Mark a non-idempotent method (e.g. POST) safe to retry, or an idempotent one unsafe. Default: by method. */
+  idempotent?: boolean;
+  /** Key for consistent-hash balancers (affinity). */
+  hashKey?: string;
+}
+
+/** A response; `body` is undici's readable body (consume or dump it). */
+export interface ClientResponse {
+  statusCode: number;
+  headers: IncomingHttpHeaders;
+  /** undici body: `.text()`, `.json()`, `.arrayBuffer()`, `.dump()`, or a Readable. */
+  body: Dispatcher.ResponseData['body'];
+  /** Endpoint that answered. */
+  endpoint: EndpointInfo;
+  /** Attempts made, including this one. */
+  attempts: number;
+}
+
+/** A buffered response (from {@link ProxylessClient.text} / {@link ProxylessClient.json}). */
+export interface BufferedResponse<T> {
+  statusCode: number;
+  headers: IncomingHttpHeaders;
+  body: T;
+  endpoint: EndpointInfo;
+  attempts: number;
+}
+
+/** `RequestInit` plus Proxyless per-call settings, for {@link ProxylessClient.fetch}. */
+export interface ProxylessRequestInit extends RequestInit {
+  /** Policy for this call (see {@link RequestOptions.policy}). */
+  policy?: RequestPolicy;
+  /** Overall deadline, in ms. */
+  timeoutMs?: number;
+  /** Per-attempt time limit, in ms. */
+  perTryTimeoutMs?: number;
+  /** Retry settings for this call. */
+  retry?: RetryOptions | false;
+  /** Retry safety override (see {@link RequestOptions.idempotent}). */
+  idempotent?: boolean;
+  /** Consistent-hash key. */
+  hashKey?: string;
+}
+
+/** Per-endpoint statistics in {@link ClientStats}. */
+export interface EndpointStats {
+  key: string;
+  /** `address:port`. */
+  label: string;
+  inFlight: number;
+  /** Peak-EWMA latency estimate as balancers see it now, ms. */
+  ewmaMs: number;
+  /** Attempts that succeeded since the endpoint appeared. */
+  successes: number;
+  /** Attempts that failed since the endpoint appeared. */
+  failures: number;
+  breaker: BreakerState;
+  ejected: boolean;
+}
+
+/** A point-in-time view of a client. */
+export interface ClientStats {
+  service: string;
+  /** Balancer name. */
+  balancer: string;
+  /** Panic mode (balancing over every endpoint because too few are available). */
+  panic: boolean;
+  /** Endpoints in the current pick set. */
+  ready: number;
+  /** Retries the budget allows right now (`-1` when retries are off). */
+  retryBudget: number;
+  endpoints: EndpointStats[];
+}

@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { createClient, type ProxylessClient } from '@proxyless/http-client';
+import { FakeResolver, instance, startServer, type TestServer } from './helpers.js';
+
+/** Peak EWMA as the client feeds it: no optimism about cold endpoints, penalties that end. */
+describe('http-client: latency estimates (cold endpoints, failure penalties)', function () {
+  this.timeout(60_000);
+  let servers: TestServer[] = [];
+  let client: ProxylessClient | undefined;
+  afterEach(async () => {
+    await client?.close();
+    client = undefined;
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+  });
+
+  /** Runs `concurrency` request loops until `stop()` is true. */
+  async function load(c: ProxylessClient, concurrency: number, stop: () => boolean): Promise<void> {
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (!stop()) {
+          const res = await c.request('/');
+          await res.body.dump();
+        }
+      }),
+    );
+  }
+
+  it('a cold endpoint receives no more than its fair share before its first answer', async () => {
+    let coldFirstAnswerAt = Infinity;
+    let sentToColdBeforeAnswer = 0;
+    let total = 0;
+    let totalBeforeAnswer = 0;
+    const warm = await Promise.all([0, 1, 2, 3].map(() => startServer((_q, res) => setTimeout(() => res.end('warm'), 5))));
+    // The new instance answers its first request after 300 ms (a cold start), then at once.
+    const cold = await startServer((_q, res) => {
+      if (coldFirstAnswerAt === Infinity) sentToColdBeforeAnswer++;
+      const first = coldFirstAnswerAt === Infinity;
+      setTimeout(() => {
+        if (first && coldFirstAnswerAt === Infinity) coldFirstAnswerAt = performance.now();
+        res.end('cold');
+      }, first ? 300 : 5);
+    });
+    servers = [...warm, cold];
+    for (const s of warm) s.server.on('request', () => {
+      total++;
+      if (coldFirstAnswerAt === Infinity && cold.hits > 0) totalBeforeAnswer++;
+    });
+    const resolver = new FakeResolver();
+    resolver.set(warm.map((s) => instance(s.port)));
+    client = createClient({ service: 'svc', resolver, timeoutMs: 5_000 });
+    const c = client;
+    const started = performance.now();
+    const running = load(c, 32, () => performance.now() - started > 1_500);
+    await new Promise((r) => setTimeout(r, 300)); // warm endpoints have estimates
+    resolver.set([...warm, cold].map((s) => instance(s.port)));
+    await running;
+    const window = sentToColdBeforeAnswer + totalBeforeAnswer;
+    console.log(`      [measure] cold endpoint before its first answer: ${sentToColdBeforeAnswer} of ${window} requests (fair share ${(window / 5).toFixed(0)}); ${total} total`);
+    assert.ok(coldFirstAnswerAt < Infinity, 'the cold endpoint answered');
+    assert.ok(sentToColdBeforeAnswer <= Math.max(1, window / 5), `${sentToColdBeforeAnswer} requests went to the cold endpoint before it answered`);
+  });
+
+  it('an endpoint that failed 200 times and then recovered is back to half its fair share within 5 s', async () => {
+    let failing = true;
+    let failuresServed = 0;
+    const healthy = await Promise.all([0, 1, 2, 3].map(() => startServer((_q, res) => setTimeout(() => res.end('ok'), 10))));
+    const flaky = await startServer((_q, res) => {
+      if (failing) {
+        failuresServed++;
+        res.statusCode = 500;
+        res.end('down');
+        return;
+      }
+      setTimeout(() => res.end('ok'), 10);
+    });
+    servers = [...healthy, flaky];
+    const resolver = new FakeResolver();
+    resolver.set(servers.map((s) => instance(s.port)));
+    // Breakers and ejection off: this pins the latency estimate alone (the pieces that usually hide it).
+    client = createClient({ service: 'svc', resolver, timeoutMs: 5_000, breaker: false, outlierDetection: false, retry: false });
+    const c = client;
+    const flakyKey = instance(flaky.port).key;
+    // Phase 1: load until the flaky endpoint has failed 200 times (bounded).
+    const t0 = performance.now();
+    await load(c, 16, () => failuresServed >= 200 || performance.now() - t0 > 30_000);
+    assert.ok(failuresServed >= 200, `only ${failuresServed} failures were produced`);
+    failing = false;
+    // Phase 2: 5 s of load; the flaky endpoint's share over the last second must be ≥ half of 1/5.
+    const recoveredAt = performance.now();
+    let lastSecondTotal = 0;
+    let lastSecondFlaky = 0;
+    for (const s of servers) {
+      s.server.on('request', () => {
+        if (performance.now() - recoveredAt < 4_000) return;
+        lastSecondTotal++;
+        if (s === flaky) lastSecondFlaky++;
+      });
+    }
+    await load(c, 16, () => performance.now() - recoveredAt > 5_000);
+    const share = lastSecondFlaky / lastSecondTotal;
+    const estimate = c.stats().endpoints.find((e) => e.key === flakyKey)?.ewmaMs ?? NaN;
+    console.log(`      [measure] recovered after ${failuresServed} failures: share ${(share * 100).toFixed(1)} % in second 4–5 (fair 20 %), estimate ${estimate.toFixed(1)} ms`);
+    assert.ok(share >= 0.1, `share ${(share * 100).toFixed(1)} % (fair share 20 %)`);
+  });
+});
