@@ -43,7 +43,7 @@ type BrandedClass = { brand?: symbol };
  * Base class of every error Proxyless throws.
  *
  * Each class has an explicit `name`, a stable `code` and its own brand
- * ({@link errorBrand}); `instanceof` tests the brand, so it works across
+ * (`Symbol.for('proxyless.error.<CODE>')`); `instanceof` tests the brand, so it works across
  * duplicate installs and minified builds, and two unrelated classes that
  * happen to share a name never match.
  * @example
