@@ -13,6 +13,7 @@ import {
   InvalidOptionError,
   NoHealthyInstancesError,
   ProxylessError,
+  errorBrand,
   ResolutionFailedError,
 } from './errors.js';
 import type { CallOptions, Resolver, ServiceWatch, SnapshotSourceInfo } from './resolver.js';
@@ -227,6 +228,13 @@ function hasControlCharacter(text: string): boolean {
 
 /** Thrown (and reported as the watch's error) when an empty answer from a non-leader read could not be confirmed. */
 class UnconfirmedEmptyError extends ProxylessError {
+  // Internal, and its code is shared with ResolutionFailedError: branded by name so the two never match.
+  static override readonly brand: symbol = errorBrand('UnconfirmedEmptyError');
+
+  override get name(): string {
+    return 'UnconfirmedEmptyError';
+  }
+
   constructor(service: string, cause: unknown) {
     super('ERR_RESOLUTION_FAILED', `Consul answered an empty set for "${service}" from a stale read, and a consistent read to confirm it failed`, { cause });
   }
