@@ -45,7 +45,7 @@ async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
 /** A child process hosting Node backends (one per spec); resolves when they listen. */
 export async function startNodeBackends(specs: { port: number; delayMs: number }[]): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'node-backends.ts'), JSON.stringify(specs)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`backends exited ${String(code)}`)));
@@ -54,6 +54,11 @@ export async function startNodeBackends(specs: { port: number; delayMs: number }
     });
   });
   return child;
+}
+
+/** Changes one backend's delay (`< 0`: hung) in a child from {@link startNodeBackends}. */
+export function setBackendDelay(child: ChildProcess, port: number, delayMs: number): void {
+  child.stdin?.write(`${JSON.stringify({ port, delayMs })}\n`);
 }
 
 export async function stop(child: ChildProcess | undefined): Promise<void> {

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import type { AddressInfo } from 'node:net';
 import { isProxylessError, type CatalogWatch, type CatalogWatchOptions } from '@proxyless/core';
-import { catalogRoute, resolvePolicy, resolveRoutes, type GatewayConfig, type ResolvedRoute } from './config.js';
+import { catalogRoute, resolveRoutes, type GatewayConfig, type ResolvedRoute } from './config.js';
 import { authFilter, byOrder, requestIdFilter, responseHeadersFilter, type AuthorizeHook, type Filter, type FilterContext, type FilterResponse } from './filters.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { statusPageHtml, type GatewayStatus } from './status-page.js';
@@ -116,8 +116,7 @@ export class Gateway {
   #client(service: string): Upstream {
     let client = this.#clients.get(service);
     if (!client) {
-      const defaults = resolvePolicy('defaults', this.#config.defaults ?? {});
-      client = this.upstreams.open(service, defaults);
+      client = this.upstreams.open(service);
       this.#clients.set(service, client);
     }
     return client;

@@ -6,7 +6,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { ConsulHttpClient, ConsulResolver } from '@proxyless/core';
-import { createClient, type EndpointInfo, type ProxylessClient } from '@proxyless/http-client';
+import { createClient, type EndpointInfo, type ProxylessClient, type RequestPolicy } from '@proxyless/http-client';
 
 /** Live state of one endpoint of a service, as the status page shows it. */
 export interface EndpointStatus {
@@ -75,90 +75,76 @@ export interface Upstream {
 }
 
 /**
- * One service's upstream. Retry settings are per client in
- * `@proxyless/http-client`, so routes with different retry policies to the
- * same service get their own client (their own breakers and statistics);
- * the status page adds their numbers up per endpoint.
+ * One service's upstream: one `@proxyless/http-client` client shared by
+ * every route to the service (one set of pools, breakers and statistics);
+ * each route's timeout and retry settings are a request policy, built once
+ * per distinct setting and passed per request.
  */
 class ServiceUpstream implements Upstream {
-  readonly #clients = new Map<string, ProxylessClient>();
+  readonly #client: ProxylessClient;
+  readonly #policies = new Map<string, RequestPolicy>();
 
   constructor(
     readonly service: string,
-    private readonly resolver: ConsulResolver,
-    private readonly onEvent: (event: UpstreamEvent) => void,
-    defaults: { retries: number; retryOnStatus: readonly number[] },
+    resolver: ConsulResolver,
+    onEvent: (event: UpstreamEvent) => void,
   ) {
-    // The default policy's client exists from the start, so its endpoints show before any traffic.
-    this.#client(defaults.retries, defaults.retryOnStatus);
+    this.#client = createClient({ service, resolver });
+    const report = (event: string) => (endpoint: EndpointInfo): void => onEvent({ at: Date.now(), service, event, endpoint: endpoint.label });
+    this.#client.on('endpointAdded', report('added'));
+    this.#client.on('endpointRemoved', report('removed'));
+    this.#client.on('breakerOpen', report('breaker open'));
+    this.#client.on('breakerHalfOpen', report('breaker half-open'));
+    this.#client.on('breakerClose', report('breaker closed'));
+    this.#client.on('eject', report('ejected'));
+    this.#client.on('restore', report('restored'));
+    this.#client.on('error', () => undefined); // the last good endpoints stay in use
   }
 
-  #client(retries: number, retryOnStatus: readonly number[]): ProxylessClient {
-    const id = `${retries}|${retryOnStatus.join(',')}`;
-    let client = this.#clients.get(id);
-    if (!client) {
-      client = createClient({
-        service: this.service,
-        resolver: this.resolver,
-        retry: retries === 0 ? false : { maxRetries: retries, retryOnStatuses: retryOnStatus },
+  /** The route's policy: each try gets `timeoutMs`, and the deadline leaves every try its full time. */
+  #policy(req: UpstreamRequest): RequestPolicy {
+    const id = `${req.timeoutMs}|${req.retries}|${req.retryOnStatus.join(',')}`;
+    let policy = this.#policies.get(id);
+    if (!policy) {
+      policy = this.#client.policy({
+        perTryTimeoutMs: req.timeoutMs,
+        timeoutMs: req.timeoutMs * (req.retries + 1) + 1_000,
+        retry: req.retries === 0 ? false : { maxRetries: req.retries, retryOnStatuses: req.retryOnStatus },
       });
-      const report = (event: string) => (endpoint: EndpointInfo): void =>
-        this.onEvent({ at: Date.now(), service: this.service, event, endpoint: endpoint.label });
-      client.on('endpointAdded', report('added'));
-      client.on('endpointRemoved', report('removed'));
-      client.on('breakerOpen', report('breaker open'));
-      client.on('breakerHalfOpen', report('breaker half-open'));
-      client.on('breakerClose', report('breaker closed'));
-      client.on('eject', report('ejected'));
-      client.on('restore', report('restored'));
-      client.on('error', () => undefined); // the last good endpoints stay in use
-      this.#clients.set(id, client);
+      this.#policies.set(id, policy);
     }
-    return client;
+    return policy;
   }
 
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
-    const res = await this.#client(req.retries, req.retryOnStatus).request({
+    const res = await this.#client.request({
       method: req.method,
       path: req.path,
       headers: req.headers,
       body: req.body,
       signal: req.signal,
-      perTryTimeoutMs: req.timeoutMs,
-      // The overall deadline leaves every try its full time; after the headers
-      // only the per-try (idle) limit applies to the streaming body.
-      timeoutMs: req.timeoutMs * (req.retries + 1) + 1_000,
+      policy: this.#policy(req),
     });
     return { statusCode: res.statusCode, headers: res.headers, body: res.body, endpoint: res.endpoint.label, attempts: res.attempts };
   }
 
   stats(): EndpointStatus[] {
-    const merged = new Map<string, EndpointStatus>();
-    for (const client of this.#clients.values()) {
-      for (const e of client.stats().endpoints) {
-        const prev = merged.get(e.key);
-        const breaker = prev?.breaker === 'open' || e.breaker === 'open' ? 'open'
-          : prev?.breaker === 'halfOpen' || e.breaker === 'halfOpen' ? 'halfOpen' : 'closed';
-        merged.set(e.key, {
-          key: e.key,
-          id: e.key.slice(e.key.lastIndexOf('/') + 1),
-          label: e.label,
-          health: 'passing',
-          inFlight: (prev?.inFlight ?? 0) + e.inFlight,
-          ewmaMs: Math.round(Math.max(prev?.ewmaMs ?? 0, e.ewmaMs) * 10) / 10,
-          successes: (prev?.successes ?? 0) + e.successes,
-          failures: (prev?.failures ?? 0) + e.failures,
-          breaker,
-          ejected: (prev?.ejected ?? false) || e.ejected,
-        });
-      }
-    }
-    return [...merged.values()];
+    return this.#client.stats().endpoints.map((e) => ({
+      key: e.key,
+      id: e.key.slice(e.key.lastIndexOf('/') + 1),
+      label: e.label,
+      health: 'passing',
+      inFlight: e.inFlight,
+      ewmaMs: Math.round(e.ewmaMs * 10) / 10,
+      successes: e.successes,
+      failures: e.failures,
+      breaker: e.breaker,
+      ejected: e.ejected,
+    }));
   }
 
-  async close(): Promise<void> {
-    await Promise.all([...this.#clients.values()].map((c) => c.close()));
-    this.#clients.clear();
+  close(): Promise<void> {
+    return this.#client.close();
   }
 }
 
@@ -174,11 +160,11 @@ export class Upstreams {
     this.resolver = new ConsulResolver({ client: this.consul });
   }
 
-  open(service: string, defaults: { retries: number; retryOnStatus: readonly number[] }): Upstream {
+  open(service: string): Upstream {
     return new ServiceUpstream(service, this.resolver, (event) => {
       this.events.unshift(event);
       this.events.length = Math.min(this.events.length, 50);
-    }, defaults);
+    });
   }
 
   async close(): Promise<void> {

@@ -10,11 +10,11 @@ describe('weightedRoundRobin()', () => {
     assert.equal(weightedRoundRobin().createPicker([]).pick(), undefined);
   });
 
-  it('interleaves picks smoothly like nginx ({5, 1, 1} → a a b a c a a)', () => {
+  it('interleaves picks by earliest deadline ({5, 1, 1} → a a b c a a a, then again)', () => {
     const set = [endpoint('a', { passing: 5 }), endpoint('b', { passing: 1 }), endpoint('c', { passing: 1 })];
     const picker = weightedRoundRobin().createPicker(set);
-    const sequence = Array.from({ length: 7 }, () => picker.pick()!.instance.key).join(' ');
-    assert.equal(sequence, 'a a b a c a a');
+    const sequence = Array.from({ length: 14 }, () => picker.pick()!.instance.key).join(' ');
+    assert.equal(sequence, 'a a b c a a a a a b c a a a');
   });
 
   it('gives each endpoint its weight in picks over every Σweights window (property)', () => {
@@ -61,6 +61,16 @@ describe('weightedRoundRobin()', () => {
     assert.equal(counts.get('b'), 300);
     assert.equal(counts.get('c'), 100);
     assert.equal(picker.pick({ exclude: new Set(set) }) !== undefined, true);
+  });
+
+  it('picks in O(log n): 10,000 endpoints, exact shares over a window, exclude honoured', () => {
+    const set = Array.from({ length: 10_000 }, (_, i) => endpoint(`e${i}`, { passing: 1 + (i % 3) }));
+    const picker = weightedRoundRobin().createPicker(set);
+    const sum = set.reduce((a, _e, i) => a + 1 + (i % 3), 0);
+    const counts = tally(() => picker.pick(), sum);
+    set.forEach((_e, i) => assert.equal(counts.get(`e${i}`), 1 + (i % 3)));
+    const exclude = new Set(set.slice(0, 5_000));
+    for (let k = 0; k < 1_000; k++) assert.ok(!exclude.has(picker.pick({ exclude })!));
   });
 
   it('accepts a custom weight function and rejects a non-function', () => {

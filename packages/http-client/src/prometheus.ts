@@ -1,24 +1,28 @@
 /**
- * `@proxyless/http-client/prometheus`: exposes a client's state as Prometheus
- * metrics with prom-client. Everything is read from `client.stats()` at scrape
- * time (nothing is added to the request path); transitions are counted from
- * the client's events.
+ * `@proxyless/http-client/prometheus`: exposes the state of any number of
+ * clients as Prometheus metrics with prom-client. Every client registered on
+ * one registry adds its series (labelled by `service`) to the same metrics;
+ * everything is read from `client.stats()` at scrape time (nothing is added
+ * to the request path); transitions are counted from the clients' events. A
+ * closed or unregistered client's series disappear.
  *
  * @example
  * ```ts
  * import { Registry } from 'prom-client';
  * import { registerClientMetrics } from '@proxyless/http-client/prometheus';
  * const registry = new Registry();
- * const metrics = registerClientMetrics(client, { registry });
+ * registerClientMetrics(users, { registry });
+ * registerClientMetrics(orders, { registry }); // same metrics, service="orders"
  * // GET /metrics → await registry.metrics()
- * metrics.unregister();
  * ```
  * @packageDocumentation
  */
 import { Counter, Gauge, register as defaultRegistry, type Registry } from 'prom-client';
+import { InvalidOptionError } from '@proxyless/core';
 import type { ProxylessClient } from './client.js';
 import type { BreakerState } from './breaker.js';
 import type { EndpointInfo } from './endpoint.js';
+import type { ClientStats, EndpointStats } from './request-types.js';
 
 /** Options of {@link registerClientMetrics}. */
 export interface PrometheusOptions {
@@ -30,85 +34,169 @@ export interface PrometheusOptions {
 
 /** Handle returned by {@link registerClientMetrics}. */
 export interface ClientMetrics {
-  /** Removes the metrics from the registry and stops listening to the client. */
+  /** Removes this client's series and stops listening to it; the metrics leave the registry with the last client. */
   unregister(): void;
 }
 
 const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, halfOpen: 1, open: 2 };
 
+/** What one registered client needs at scrape time and for clean-up. */
+interface Member {
+  readonly client: ProxylessClient;
+  /** Endpoint labels its event counters used (to remove those series). */
+  readonly endpoints: Set<string>;
+  detach(): void;
+}
+
+/** The metrics of one (registry, prefix), shared by every client registered there. */
+class SharedMetrics {
+  readonly members = new Map<ProxylessClient, Member>();
+  readonly names: string[] = [];
+  readonly ejections: Counter;
+  readonly openings: Counter;
+
+  constructor(
+    readonly registry: Registry,
+    readonly prefix: string,
+    readonly onEmpty: () => void,
+  ) {
+    const live = (): IterableIterator<Member> => this.live();
+    const perEndpoint = (name: string, help: string, read: (e: EndpointStats) => number): void => {
+      this.names.push(prefix + name);
+      new Gauge({
+        name: prefix + name,
+        help,
+        labelNames: ['service', 'endpoint'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const m of live()) for (const e of m.client.stats().endpoints) this.set({ service: m.client.service, endpoint: e.label }, read(e));
+        },
+      });
+    };
+    perEndpoint('endpoint_in_flight', 'Requests in flight per endpoint.', (e) => e.inFlight);
+    perEndpoint('endpoint_ewma_latency_ms', 'Peak-EWMA latency estimate per endpoint, in ms.', (e) => e.ewmaMs);
+    perEndpoint('endpoint_breaker_state', 'Circuit breaker state per endpoint (0 closed, 1 half-open, 2 open).', (e) => BREAKER_VALUE[e.breaker]);
+    perEndpoint('endpoint_ejected', 'Whether outlier detection ejected the endpoint (1) or not (0).', (e) => (e.ejected ? 1 : 0));
+
+    this.names.push(`${prefix}endpoint_attempts_total`);
+    new Counter({
+      name: `${prefix}endpoint_attempts_total`,
+      help: 'Attempts per endpoint by outcome, since the endpoint appeared.',
+      labelNames: ['service', 'endpoint', 'outcome'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const m of live()) {
+          for (const e of m.client.stats().endpoints) {
+            this.inc({ service: m.client.service, endpoint: e.label, outcome: 'success' }, e.successes);
+            this.inc({ service: m.client.service, endpoint: e.label, outcome: 'failure' }, e.failures);
+          }
+        }
+      },
+    });
+    const perClient = (name: string, help: string, read: (s: ClientStats) => number): void => {
+      this.names.push(prefix + name);
+      new Gauge({
+        name: prefix + name,
+        help,
+        labelNames: ['service'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const m of live()) this.set({ service: m.client.service }, read(m.client.stats()));
+        },
+      });
+    };
+    perClient('ready_endpoints', 'Endpoints in the pick set.', (s) => s.ready);
+    perClient('panic', 'Panic mode (1: balancing over every endpoint).', (s) => (s.panic ? 1 : 0));
+    perClient('retry_budget_available', 'Retries the budget allows now (-1: retries off).', (s) => s.retryBudget);
+
+    this.names.push(`${prefix}ejections_total`, `${prefix}breaker_opens_total`);
+    this.ejections = new Counter({ name: `${prefix}ejections_total`, help: 'Outlier ejections.', labelNames: ['service', 'endpoint'], registers: [registry] });
+    this.openings = new Counter({ name: `${prefix}breaker_opens_total`, help: 'Circuit breaker openings.', labelNames: ['service', 'endpoint'], registers: [registry] });
+  }
+
+  /** The members whose client is still open; closed clients are dropped (with their series) on the way. */
+  *live(): IterableIterator<Member> {
+    for (const m of [...this.members.values()]) {
+      if (m.client.closed) this.remove(m);
+      else yield m;
+    }
+  }
+
+  add(client: ProxylessClient): Member {
+    const endpoints = new Set<string>();
+    const onEject = (e: EndpointInfo): void => {
+      endpoints.add(e.label);
+      this.ejections.inc({ service: client.service, endpoint: e.label });
+    };
+    const onOpen = (e: EndpointInfo): void => {
+      endpoints.add(e.label);
+      this.openings.inc({ service: client.service, endpoint: e.label });
+    };
+    client.on('eject', onEject);
+    client.on('breakerOpen', onOpen);
+    const member: Member = {
+      client,
+      endpoints,
+      detach: () => {
+        client.off('eject', onEject);
+        client.off('breakerOpen', onOpen);
+      },
+    };
+    this.members.set(client, member);
+    return member;
+  }
+
+  remove(member: Member): void {
+    if (this.members.get(member.client) !== member) return;
+    this.members.delete(member.client);
+    member.detach();
+    for (const endpoint of member.endpoints) {
+      this.ejections.remove({ service: member.client.service, endpoint });
+      this.openings.remove({ service: member.client.service, endpoint });
+    }
+    if (this.members.size === 0) {
+      for (const name of this.names) this.registry.removeSingleMetric(name);
+      this.onEmpty();
+    }
+  }
+}
+
+const sharedByRegistry = new WeakMap<Registry, Map<string, SharedMetrics>>();
+
 /**
- * Registers gauges and counters for one client: per endpoint in-flight,
- * peak-EWMA latency, attempts by outcome, breaker state (0 closed, 1 half-open,
- * 2 open), ejection; per client ready endpoints, panic, retry budget; and
- * counters of ejections and breaker openings. Labels: `service`, `endpoint`.
+ * Registers a client's metrics: per endpoint in-flight, peak-EWMA latency,
+ * attempts by outcome, breaker state (0 closed, 1 half-open, 2 open),
+ * ejection; per client ready endpoints, panic, retry budget; counters of
+ * ejections and breaker openings. Labels: `service`, `endpoint`. Any number of
+ * clients (one per service) share one registry's metrics.
+ * @throws `InvalidOptionError` when a client for the same service is already registered there.
  */
 export function registerClientMetrics(client: ProxylessClient, options: PrometheusOptions = {}): ClientMetrics {
   const registry = options.registry ?? defaultRegistry;
   const prefix = options.prefix ?? 'proxyless_http_client_';
-  const service = client.service;
-  // Names of everything registered here, for unregister().
-  const names: string[] = [];
-
-  const perEndpoint = (name: string, help: string, read: (e: ReturnType<ProxylessClient['stats']>['endpoints'][number]) => number): void => {
-    names.push(prefix + name);
-    new Gauge({
-      name: prefix + name,
-      help,
-      labelNames: ['service', 'endpoint'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const e of client.stats().endpoints) this.set({ service, endpoint: e.label }, read(e));
-      },
-    });
-  };
-  perEndpoint('endpoint_in_flight', 'Requests in flight per endpoint.', (e) => e.inFlight);
-  perEndpoint('endpoint_ewma_latency_ms', 'Peak-EWMA latency estimate per endpoint, in ms.', (e) => e.ewmaMs);
-  perEndpoint('endpoint_breaker_state', 'Circuit breaker state per endpoint (0 closed, 1 half-open, 2 open).', (e) => BREAKER_VALUE[e.breaker]);
-  perEndpoint('endpoint_ejected', 'Whether outlier detection ejected the endpoint (1) or not (0).', (e) => (e.ejected ? 1 : 0));
-
-  names.push(`${prefix}endpoint_attempts_total`, `${prefix}ejections_total`, `${prefix}breaker_opens_total`);
-  new Counter({
-    name: `${prefix}endpoint_attempts_total`,
-    help: 'Attempts per endpoint by outcome, since the endpoint appeared.',
-    labelNames: ['service', 'endpoint', 'outcome'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const e of client.stats().endpoints) {
-        this.inc({ service, endpoint: e.label, outcome: 'success' }, e.successes);
-        this.inc({ service, endpoint: e.label, outcome: 'failure' }, e.failures);
+  let byPrefix = sharedByRegistry.get(registry);
+  if (!byPrefix) {
+    byPrefix = new Map();
+    sharedByRegistry.set(registry, byPrefix);
+  }
+  let shared = byPrefix.get(prefix);
+  if (shared) {
+    for (const m of shared.live()) {
+      if (m.client.service === client.service && m.client !== client) {
+        throw new InvalidOptionError('client', client.service, 'is a service that already has a client registered on this registry (series would collide)');
       }
-    },
-  });
-  const clientGauge = (name: string, help: string, read: (s: ReturnType<ProxylessClient['stats']>) => number): void => {
-    names.push(prefix + name);
-    new Gauge({
-      name: prefix + name,
-      help,
-      labelNames: ['service'],
-      registers: [registry],
-      collect() {
-        this.set({ service }, read(client.stats()));
-      },
-    });
-  };
-  clientGauge('ready_endpoints', 'Endpoints in the pick set.', (s) => s.ready);
-  clientGauge('panic', 'Panic mode (1: balancing over every endpoint).', (s) => (s.panic ? 1 : 0));
-  clientGauge('retry_budget_available', 'Retries the budget allows now (-1: retries off).', (s) => s.retryBudget);
-
-  const ejections = new Counter({ name: `${prefix}ejections_total`, help: 'Outlier ejections.', labelNames: ['service', 'endpoint'], registers: [registry] });
-  const openings = new Counter({ name: `${prefix}breaker_opens_total`, help: 'Circuit breaker openings.', labelNames: ['service', 'endpoint'], registers: [registry] });
-  const onEject = (e: EndpointInfo): void => ejections.inc({ service, endpoint: e.label });
-  const onOpen = (e: EndpointInfo): void => openings.inc({ service, endpoint: e.label });
-  client.on('eject', onEject);
-  client.on('breakerOpen', onOpen);
-
-  return {
-    unregister() {
-      client.off('eject', onEject);
-      client.off('breakerOpen', onOpen);
-      for (const name of names) registry.removeSingleMetric(name);
-    },
-  };
+    }
+  }
+  if (!shared) {
+    const map = byPrefix;
+    shared = new SharedMetrics(registry, prefix, () => map.delete(prefix));
+    byPrefix.set(prefix, shared);
+  }
+  const existing = shared.members.get(client);
+  const member = existing ?? shared.add(client);
+  const owner = shared;
+  return { unregister: () => owner.remove(member) };
 }

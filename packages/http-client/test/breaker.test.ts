@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { EventEmitter as NodeEventEmitter } from 'node:events';
+import CircuitBreaker from 'opossum';
 import { EndpointBreaker } from '../src/breaker.js';
 
 describe('http-client: circuit breaker (opossum)', () => {
@@ -37,5 +38,38 @@ describe('http-client: circuit breaker (opossum)', () => {
     b.failure(new Error('x'));
     assert.equal(b.state, 'open');
     b.shutdown();
+  });
+});
+
+describe('http-client: opossum behaviour the breaker relies on (pinned)', () => {
+  it('counts a success fed as fire + success events exactly as a fired call, and opens on the failure rate', async () => {
+    const options = { errorThresholdPercentage: 50, volumeThreshold: 4, resetTimeout: 1_000, rollingPercentilesEnabled: false, enableSnapshots: false };
+    const action = async (error?: Error): Promise<string> => {
+      if (error) throw error;
+      return 'ok';
+    };
+    const fired = new CircuitBreaker(action, options);
+    const fed = new CircuitBreaker(action, options);
+    try {
+      for (let i = 0; i < 3; i++) await fired.fire();
+      for (let i = 0; i < 3; i++) {
+        fed.emit('fire', []);
+        fed.emit('success', undefined, 1);
+      }
+      assert.deepEqual([fed.stats.fires, fed.stats.successes, fed.stats.failures], [fired.stats.fires, fired.stats.successes, fired.stats.failures]);
+      assert.deepEqual([fed.stats.fires, fed.stats.successes], [3, 3]);
+      // 3 successes + 3 failures: 50 %, not above the threshold; the 4th failure (4/7 = 57 %) opens it.
+      const failing = new Error('x');
+      const failOnce = async (): Promise<void> => {
+        await fed.fire(failing).catch(() => undefined);
+      };
+      for (let i = 0; i < 3; i++) await failOnce();
+      assert.equal(fed.opened, false);
+      await failOnce();
+      assert.equal(fed.opened, true);
+    } finally {
+      fired.shutdown();
+      fed.shutdown();
+    }
   });
 });

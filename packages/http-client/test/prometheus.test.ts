@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
-import { createClient, type ProxylessClient } from '@proxyless/http-client';
+import { InvalidOptionError, createClient, type ProxylessClient } from '@proxyless/http-client';
 import { registerClientMetrics } from '@proxyless/http-client/prometheus';
 import { FakeResolver, instance, ok, startServer, type TestServer } from './helpers.js';
 
@@ -28,5 +28,44 @@ describe('http-client: Prometheus adapter', () => {
     assert.match(text, /proxyless_http_client_ready_endpoints\{service="svc"\} 1/);
     metrics.unregister();
     assert.equal((await registry.metrics()).trim(), '');
+  });
+
+  it('takes any number of clients on one registry: series labelled by service, a closed client\'s series removed', async () => {
+    const usersServer = await startServer(ok);
+    const ordersServer = await startServer(ok);
+    servers.push(usersServer, ordersServer);
+    const usersResolver = new FakeResolver();
+    usersResolver.set([instance(usersServer.port)]);
+    const ordersResolver = new FakeResolver();
+    ordersResolver.set([instance(ordersServer.port)]);
+    const users = createClient({ service: 'users', resolver: usersResolver });
+    const orders = createClient({ service: 'orders', resolver: ordersResolver });
+    try {
+      const registry = new Registry();
+      const usersMetrics = registerClientMetrics(users, { registry });
+      const ordersMetrics = registerClientMetrics(orders, { registry }); // threw "already registered" before
+      const duplicate = createClient({ service: 'users', resolver: usersResolver });
+      assert.throws(() => registerClientMetrics(duplicate, { registry }), InvalidOptionError, 'a second client for one service would collide');
+      await duplicate.close();
+      for (let i = 0; i < 2; i++) await (await users.request('/')).body.dump();
+      await (await orders.request('/')).body.dump();
+      let text = await registry.metrics();
+      assert.match(text, new RegExp(`proxyless_http_client_endpoint_attempts_total\\{service="users",endpoint="127.0.0.1:${usersServer.port}",outcome="success"\\} 2`));
+      assert.match(text, new RegExp(`proxyless_http_client_endpoint_attempts_total\\{service="orders",endpoint="127.0.0.1:${ordersServer.port}",outcome="success"\\} 1`));
+      assert.match(text, /proxyless_http_client_ready_endpoints\{service="users"\} 1/);
+      assert.match(text, /proxyless_http_client_ready_endpoints\{service="orders"\} 1/);
+      await orders.close();
+      text = await registry.metrics();
+      assert.doesNotMatch(text, /service="orders"/, 'a closed client leaves no series');
+      assert.match(text, /service="users"/);
+      ordersMetrics.unregister(); // already gone: a no-op
+      usersMetrics.unregister();
+      assert.equal((await registry.metrics()).trim(), '', 'the last client takes the metrics with it');
+      // The registry takes clients again afterwards.
+      registerClientMetrics(users, { registry }).unregister();
+    } finally {
+      await users.close();
+      await orders.close();
+    }
   });
 });
