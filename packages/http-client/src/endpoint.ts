@@ -70,8 +70,8 @@ export class Endpoint implements BalancerEndpoint {
     return this.breaker ? this.breaker.state : 'closed';
   }
 
-  /** Back in the ready set after an ejection or an open breaker: slow start applies again. */
+  /** Back in the ready set after an ejection or an open breaker: cold again, and slow start applies again. */
   rejoined(): void {
-    this.load.readySince = Date.now();
+    this.load.rejoined();
   }
 }

@@ -29,7 +29,8 @@ const COLD_BUSY_MS = 1e9;
  *   counts as latency, so a hung endpoint stops being picked before its first
  *   timeout fires;
  * - takes a bounded failure penalty: `max(elapsed, 2 × neutral)`, never a
- *   multiple of its own (possibly already penalised) estimate.
+ *   multiple of its own (possibly already penalised) estimate;
+ * - is cold again when the endpoint rejoins after an ejection or an open breaker.
  * Observes attempts through {@link AttemptObserver}.
  * @internal
  */
@@ -72,6 +73,16 @@ export class LoadTracker implements EndpointLoad, AttemptObserver {
 
   get sampled(): boolean {
     return this.#sampled;
+  }
+
+  /**
+   * Back from an ejection or an open breaker: forget the old estimate, so the
+   * endpoint is cold again — rated neutral, and given no second request before
+   * it answers (a still-broken endpoint gets one probe at a time, not a burst).
+   */
+  rejoined(): void {
+    this.readySince = Date.now();
+    this.#sampled = false;
   }
 
   started(nowMs: number): void {
