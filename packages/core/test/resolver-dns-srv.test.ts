@@ -36,7 +36,20 @@ class HostileDns {
   udpReply: Reply = () => [];
   tcpReply: Reply | undefined;
 
+  /** UDP and TCP on one port: the UDP port is random, and TCP may find it taken by another process; then try another. */
   async start(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#listen();
+        return;
+      } catch (error) {
+        await this.stop().catch(() => undefined);
+        if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 10) throw error;
+      }
+    }
+  }
+
+  async #listen(): Promise<void> {
     this.udp = createSocket('udp4');
     this.udp.on('message', (msg, rinfo) => {
       const query = dnsPacket.decode(msg);
@@ -69,7 +82,7 @@ class HostileDns {
       socket.on('error', () => undefined);
     });
     this.tcp.listen(this.port, '127.0.0.1');
-    await once(this.tcp, 'listening');
+    await once(this.tcp, 'listening'); // rejects with the 'error' event (EADDRINUSE)
   }
 
   async stop(): Promise<void> {
