@@ -116,10 +116,10 @@ describe('ConsulResolver blocking-query loop', function () {
       assert.ok(gaps.slice(0, 4).every((g) => g < 60), `burst gaps: ${gaps.join(',')}`);
       // ...then the bucket is empty and polls are the refill interval apart. Refills are
       // fixed-rate, so a timer that fires late (a loaded machine) is followed by a
-      // shorter gap: the rule is the average, and no second burst.
+      // shorter gap (seen: 148 then 43): the rule is the average, and no second burst.
       const steady = gaps.slice(6);
-      assert.ok(steady.every((g) => g >= 50), `gaps: ${gaps.join(',')}`);
       assert.ok(steady.reduce((a, b) => a + b, 0) / steady.length >= 90, `gaps: ${gaps.join(',')}`);
+      assert.ok(steady.filter((g) => g < 60).length <= steady.length / 3, `gaps: ${gaps.join(',')}`);
     } finally {
       await resolver.close();
     }

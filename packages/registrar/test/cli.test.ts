@@ -116,7 +116,7 @@ describe('proxyless-register CLI', function () {
       await client.stop();
 
       const leftAt = client.leftAt(id, sigtermAt);
-      assert.ok(leftAt !== undefined, JSON.stringify(client.changes));
+      assert.ok(leftAt !== undefined, `no change without ${id} after SIGTERM at ${sigtermAt}: ${JSON.stringify(client.changes)}; CLI:\n${cli.stderr()}`);
       assert.ok(goneAt !== undefined && refusedAt !== undefined);
       assert.ok(leftAt < goneAt, 'out of the passing view before deregistration');
       assert.equal(registeredWhenRefused, false, 'still registered when the command stopped accepting');
