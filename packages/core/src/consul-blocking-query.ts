@@ -17,7 +17,7 @@
  *   answers again, resumes after its own random delay so N watches do not
  *   come back in lockstep.
  */
-import { BadResponseError, ConsulUnreachableError, type ConsulHttpClient, type ConsulRequest, type ConsulResponse } from './consul-http.js';
+import { BadResponseError, ConsulUnreachableError, h2StreamsPerConnection, type ConsulHttpClient, type ConsulRequest, type ConsulResponse } from './consul-http.js';
 import { InvalidOptionError } from './errors.js';
 import type { SnapshotSourceInfo } from './resolver.js';
 import { backoffDelay, checkBackoff, type BackoffOptions } from './backoff.js';
@@ -206,6 +206,84 @@ export class AgentProbe {
   }
 }
 
+/**
+ * How many long polls a client may hold at once. Over HTTP/1.1 each holds a
+ * connection, and a request queued behind held connections would sit there
+ * with its deadline running: so long polls take a slot first, and a few
+ * connections stay free for plain reads (confirmations, probes, `resolve()`).
+ * Over HTTP/2 they are streams, {@link h2StreamsPerConnection} per connection.
+ * When more watches want a slot than there are, every long poll uses a short
+ * wait, so the watches take turns instead of starving.
+ * @internal
+ */
+export class LongPollSlots {
+  #used = 0;
+  readonly #queue: (() => void)[] = [];
+
+  constructor(readonly capacity: number) {}
+
+  /** True while some watch is waiting for a slot. */
+  get contended(): boolean {
+    return this.#queue.length > 0;
+  }
+
+  /** Long polls held now. */
+  get used(): number {
+    return this.#used;
+  }
+
+  /** Resolves with a release function once a slot is free, or with `undefined` if `signal` aborted first. */
+  acquire(signal: AbortSignal): Promise<(() => void) | undefined> {
+    if (signal.aborted) return Promise.resolve(undefined);
+    if (this.#used < this.capacity && this.#queue.length === 0) {
+      this.#used++;
+      return Promise.resolve(this.#releaser());
+    }
+    return new Promise((resolve) => {
+      const grant = (): void => {
+        signal.removeEventListener('abort', abort);
+        this.#used++;
+        resolve(this.#releaser());
+      };
+      const abort = (): void => {
+        const at = this.#queue.indexOf(grant);
+        if (at >= 0) this.#queue.splice(at, 1);
+        resolve(undefined);
+      };
+      signal.addEventListener('abort', abort, { once: true });
+      this.#queue.push(grant);
+    });
+  }
+
+  #releaser(): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#used--;
+      const next = this.#queue.shift();
+      if (next) next();
+    };
+  }
+}
+
+const slots = new WeakMap<ConsulHttpClient, LongPollSlots>();
+
+function slotsFor(client: ConsulHttpClient): LongPollSlots {
+  let found = slots.get(client);
+  if (!found) {
+    const { maxConnections, http2 } = client.connection;
+    // Keep a quarter of the connections (at most 8) for plain reads.
+    const spare = Math.min(8, Math.floor(maxConnections / 4));
+    found = new LongPollSlots(http2 ? maxConnections * h2StreamsPerConnection - spare : Math.max(1, maxConnections - spare));
+    slots.set(client, found);
+  }
+  return found;
+}
+
+/** The wait of a long poll while watches queue for slots: short, so they take turns. */
+const contendedWaitMs = 1000;
+
 const probes = new WeakMap<ConsulHttpClient, AgentProbe>();
 
 function probeFor(client: ConsulHttpClient, maxMs: number): AgentProbe {
@@ -257,9 +335,7 @@ export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: Blocki
   const settings = resolveBlockingQueryOptions(options);
   const { signal } = spec;
   const bucket = new TokenBucket(settings.rateLimit.burst, settings.rateLimit.minIntervalMs);
-  const wait = `${Math.max(1, Math.ceil(settings.waitMs / 1000))}s`;
-  // Consul adds up to wait/16 of jitter to a blocking query: stay above it.
-  const blockingTimeoutMs = Math.ceil((settings.waitMs * 17) / 16) + 5000;
+  const longPolls = slotsFor(client);
   let index: number | undefined; // undefined: the next call is immediate (non-blocking)
   let failures = 0;
   let first = true;
@@ -270,13 +346,24 @@ export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: Blocki
       if (signal.aborted) return;
     }
     first = false;
+    let release: (() => void) | undefined;
     try {
-      const res = await client.request({
-        path: spec.path,
-        query: index === undefined ? spec.query : { ...spec.query, index: String(index), wait },
-        signal,
-        ...(index === undefined ? {} : { timeoutMs: blockingTimeoutMs }),
-      });
+      let res: ConsulResponse;
+      if (index === undefined) {
+        res = await client.request({ path: spec.path, query: spec.query, signal });
+      } else {
+        release = await longPolls.acquire(signal);
+        if (!release) return; // aborted while queued
+        const waitMs = longPolls.contended ? Math.min(contendedWaitMs, settings.waitMs) : settings.waitMs;
+        res = await client.request({
+          path: spec.path,
+          query: { ...spec.query, index: String(index), wait: `${Math.max(1, Math.ceil(waitMs / 1000))}s` },
+          signal,
+          // Consul adds up to wait/16 of jitter to a blocking query: stay above it.
+          timeoutMs: Math.ceil((waitMs * 17) / 16) + 5000,
+        });
+        release();
+      }
       if (signal.aborted) return;
       const { indexValid, ...info } = consulInfo(res.headers);
       if (!indexValid) throw new BadResponseError(`Consul GET ${spec.path} answered without a valid X-Consul-Index`);
@@ -294,6 +381,7 @@ export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: Blocki
       }
       failures = 0;
     } catch (error) {
+      release?.();
       if (signal.aborted) return;
       const failure = error instanceof Error ? error : new Error(String(error));
       spec.onError?.(failure);

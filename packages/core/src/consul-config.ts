@@ -33,8 +33,16 @@ export interface ConsulConnectionOptions {
   timeoutMs?: number;
   /** Largest response body accepted, in bytes. Default 16 MiB. */
   maxResponseBytes?: number;
-  /** Most concurrent connections to the agent (each blocking query holds one). Default 64; Consul refuses more than 200 per client IP. */
+  /**
+   * Most concurrent connections to the agent. Default 64; Consul refuses more than 200 per client IP.
+   * Over HTTP/1.1 each long poll holds one; over HTTP/2 up to 240 long polls share one.
+   */
   maxConnections?: number;
+  /**
+   * Speak HTTP/2 to an `https` agent (Consul's HTTPS listener does), so thousands of long polls
+   * share a few connections. Turn off only behind a TLS proxy that speaks HTTP/1.1 alone. Default true.
+   */
+  http2?: boolean;
 }
 
 /** A fully resolved connection configuration. */
@@ -46,6 +54,8 @@ export interface ResolvedConsulConnection {
   readonly timeoutMs: number;
   readonly maxResponseBytes: number;
   readonly maxConnections: number;
+  /** True when requests are multiplexed over HTTP/2 (`https` origin and `http2` not turned off). */
+  readonly http2: boolean;
 }
 
 function truthy(value: string | undefined): boolean | undefined {
@@ -105,6 +115,7 @@ export function resolveConsulConnection(
     throw new InvalidOptionError('token', '<redacted>', 'must be a string without line breaks');
   }
   const tls = options.tls ?? fromEnv.tls;
+  if (options.http2 !== undefined && typeof options.http2 !== 'boolean') throw new InvalidOptionError('http2', options.http2, 'must be a boolean');
 
   let url: URL;
   try {
@@ -128,5 +139,6 @@ export function resolveConsulConnection(
     timeoutMs: checkNumber('timeoutMs', options.timeoutMs, 10_000, { integer: true, min: 1, max: 600_000 }),
     maxResponseBytes: checkNumber('maxResponseBytes', options.maxResponseBytes, 16 * 1024 * 1024, { integer: true, min: 1 }),
     maxConnections: checkNumber('maxConnections', options.maxConnections, 64, { integer: true, min: 1, max: 200 }),
+    http2: url.protocol === 'https:' && options.http2 !== false,
   };
 }

@@ -96,6 +96,9 @@ function describeCause(cause: unknown): string {
   return String(cause);
 }
 
+/** Long polls one HTTP/2 connection carries (Consul's Go server allows 250 concurrent streams). @internal */
+export const h2StreamsPerConnection = 240;
+
 /** One call to {@link ConsulHttpClient.request}. */
 export interface ConsulRequest {
   method?: 'GET' | 'PUT' | 'POST' | 'DELETE';
@@ -157,6 +160,9 @@ export class ConsulHttpClient {
     const tls = this.connection.tls;
     this.#pool = new Pool(this.connection.origin, {
       connections: this.connection.maxConnections,
+      // HTTP/2 (ALPN) to an https agent: up to 240 streams per connection, below the
+      // 250 concurrent streams Consul's Go server allows, so no long poll waits in a queue.
+      ...(this.connection.http2 ? { allowH2: true, pipelining: h2StreamsPerConnection } : {}),
       // Blocking queries can legitimately hold a response for minutes; our own
       // per-call AbortSignal enforces the real limit.
       headersTimeout: 0,

@@ -393,3 +393,64 @@ describe('Datacenter failover across two agents joined over WAN', function () {
     }
   });
 });
+
+describe('Many watches in one process', function () {
+  this.timeout(180_000);
+
+  const catalogRegister = (base: string, service: string, port: number): Promise<void> =>
+    put(base, '/v1/catalog/register', { Node: 'many-node', Address: '127.0.0.1', Service: { ID: `${service}-${port}`, Service: service, Port: port } });
+
+  async function registerAll(base: string, services: string[]): Promise<void> {
+    for (let i = 0; i < services.length; i += 16) {
+      await Promise.all(services.slice(i, i + 16).map((s, j) => catalogRegister(base, s, 20_000 + i + j)));
+    }
+  }
+
+  it('over HTTPS, 300 watches (more than the 200 connections Consul allows per client) each hold a long poll on HTTP/2 and see a change at once', async () => {
+    const { startTlsConsulAgent } = await import('../../../test/support/consul-tls.js');
+    const tls = await startTlsConsulAgent();
+    const resolver = new ConsulResolver({ address: tls.httpsUrl, tls: { ca: tls.ca }, env: {} });
+    try {
+      const services = Array.from({ length: 300 }, (_, i) => `many-${i}`);
+      await registerAll(tls.agent.httpUrl, services);
+      const watches = services.map((s) => resolver.watch(s));
+      const errors: Error[] = [];
+      for (const w of watches) w.on('error', (e) => errors.push(e));
+      await Promise.all(watches.map((w) => w.ready({ timeoutMs: 30_000 })));
+      await new Promise((r) => setTimeout(r, 1000)); // every watch is now in its long poll
+      for (const i of [0, 150, 299]) {
+        const started = performance.now();
+        await catalogRegister(tls.agent.httpUrl, services[i]!, 30_000 + i);
+        await until(`change of ${services[i]}`, () => watches[i]!.current?.instances.length === 2, 10_000);
+        const took = performance.now() - started;
+        process.stderr.write(`      ${services[i]}: change seen after ${took.toFixed(0)} ms\n`);
+        assert.ok(took < 1500, `took ${took.toFixed(0)} ms: the watch was not holding its own long poll`);
+      }
+      assert.deepEqual(errors, []);
+    } finally {
+      await resolver.close();
+      await tls.stop();
+    }
+  });
+
+  it('over HTTP/1.1 with fewer connections than watches, the watches take turns with short waits: no timeouts, every change arrives', async () => {
+    const agent = await startConsulAgent();
+    const resolver = new ConsulResolver({ address: agent.httpAddr, env: {}, maxConnections: 8 });
+    try {
+      const services = Array.from({ length: 20 }, (_, i) => `turns-${i}`);
+      await registerAll(agent.httpUrl, services);
+      const watches = services.map((s) => resolver.watch(s));
+      const errors: Error[] = [];
+      for (const w of watches) w.on('error', (e) => errors.push(e));
+      await Promise.all(watches.map((w) => w.ready({ timeoutMs: 30_000 })));
+      await new Promise((r) => setTimeout(r, 1500));
+      await Promise.all(services.map((s, i) => catalogRegister(agent.httpUrl, s, 31_000 + i)));
+      // 20 watches over 6 long-poll slots with 1 s waits: a few seconds per round.
+      await until('every change', () => watches.every((w) => w.current?.instances.length === 2), 20_000);
+      assert.deepEqual(errors, []);
+    } finally {
+      await resolver.close();
+      await agent.stop();
+    }
+  });
+});
