@@ -188,7 +188,7 @@ export async function run(): Promise<void> {
     else await admin.request({ method: 'PUT', path: `/v1/agent/service/deregister/${TOGGLED}` });
   };
   const watchClient = new CountingClient({ address: agent.httpAddr }, {});
-  const consul = new ConsulResolver({ client: watchClient }); // defaults: wait 60 s, stale, ≥100 ms + jitter between polls
+  const consul = new ConsulResolver({ client: watchClient }); // defaults: wait 60 s, stale, token bucket (20 polls back to back, then one per 20 ms)
   const transport = new CountingTransport({ servers: [`127.0.0.1:${agent.ports.dns}`] });
   const dns = new DnsSrvResolver({ transport, minTtlMs: 1000 });
   const views: View[] = [];

@@ -26,11 +26,11 @@ import { checkNumber } from './validate.js';
 
 /** Token-bucket rate limit of one blocking-query loop. */
 export interface BlockingRateLimit {
-  /** Polls allowed back to back (bucket size). Default 10. */
+  /** Polls allowed back to back (bucket size). Default 20. */
   burst?: number;
-  /** One token comes back every this many ms: the sustained minimum gap between polls. Default 25. */
+  /** One token comes back every this many ms: the sustained minimum gap between polls. Default 20. */
   minIntervalMs?: number;
-  /** Random extra delay (0 to this many ms) when a poll has to wait for a token, so watches do not poll in lockstep. Default 10. */
+  /** Random extra delay (0 to this many ms) when a poll has to wait for a token, so watches do not poll in lockstep. Default 5. */
   jitterMs?: number;
 }
 
@@ -38,7 +38,11 @@ export interface BlockingRateLimit {
 export interface BlockingQueryOptions {
   /** Blocking-query wait, in ms (sent as whole seconds, at least 1 s). Default 60 000; Consul caps it at 10 minutes. */
   waitMs?: number;
-  /** Token bucket between polls. Default `{ burst: 10, minIntervalMs: 25, jitterMs: 10 }`. */
+  /**
+   * Token bucket between polls. Default `{ burst: 20, minIntervalMs: 20, jitterMs: 5 }`: a deploy's
+   * burst of changes is followed within a few ms, and even an index that moves on every call
+   * costs at most 50 polls per second per watch.
+   */
   rateLimit?: BlockingRateLimit;
   /** Backoff after a failed poll (full jitter). Default `{ initialMs: 100, maxMs: 1000 }`: an agent is local, so retry soon. */
   backoff?: BackoffOptions;
@@ -76,9 +80,9 @@ export function resolveBlockingQueryOptions(options: BlockingQueryOptions = {}, 
   return {
     waitMs: num(`${prefix}waitMs`, options.waitMs, defaults.waitMs ?? 60_000, 1000, 600_000),
     rateLimit: {
-      burst: num(`${prefix}rateLimit.burst`, rate.burst, rateDefaults.burst ?? 10, 1, 1000),
-      minIntervalMs: num(`${prefix}rateLimit.minIntervalMs`, rate.minIntervalMs, rateDefaults.minIntervalMs ?? 25, 1, 600_000),
-      jitterMs: num(`${prefix}rateLimit.jitterMs`, rate.jitterMs, rateDefaults.jitterMs ?? 10, 0, 600_000),
+      burst: num(`${prefix}rateLimit.burst`, rate.burst, rateDefaults.burst ?? 20, 1, 1000),
+      minIntervalMs: num(`${prefix}rateLimit.minIntervalMs`, rate.minIntervalMs, rateDefaults.minIntervalMs ?? 20, 1, 600_000),
+      jitterMs: num(`${prefix}rateLimit.jitterMs`, rate.jitterMs, rateDefaults.jitterMs ?? 5, 0, 600_000),
     },
     backoff: checkBackoff(`${prefix}backoff`, options.backoff, { initialMs: defaults.backoff?.initialMs ?? 100, maxMs: defaults.backoff?.maxMs ?? 1000 }),
     probeMaxMs: num(`${prefix}probeMaxMs`, options.probeMaxMs, defaults.probeMaxMs ?? 500, 1, 600_000),

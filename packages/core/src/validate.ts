@@ -37,15 +37,36 @@ export function validateTag(tag: unknown, option = 'tag'): string {
   return tag;
 }
 
+/** Datacenters, namespaces and admin partitions follow the service-name rule. */
+function checkLabel(kind: string, value: unknown, option: string): string {
+  if (typeof value !== 'string' || !datacenterPattern.test(value)) {
+    throw new InvalidServiceNameError(option, value, `is not a valid ${kind} (letters, digits, "-", "_"; 1-63 characters)`);
+  }
+  return value;
+}
+
 /**
  * Checks a datacenter name (same rules as a service name).
  * @throws {@link InvalidServiceNameError} naming the value.
  */
 export function validateDatacenter(dc: unknown, option = 'datacenter'): string {
-  if (typeof dc !== 'string' || !datacenterPattern.test(dc)) {
-    throw new InvalidServiceNameError(option, dc, 'is not a valid datacenter name (letters, digits, "-", "_"; 1-63 characters)');
-  }
-  return dc;
+  return checkLabel('datacenter name', dc, option);
+}
+
+/**
+ * Checks a Consul Enterprise namespace name (same rules as a service name).
+ * @throws {@link InvalidServiceNameError} naming the value.
+ */
+export function validateNamespace(namespace: unknown, option = 'namespace'): string {
+  return checkLabel('namespace', namespace, option);
+}
+
+/**
+ * Checks a Consul Enterprise admin partition name (same rules as a service name).
+ * @throws {@link InvalidServiceNameError} naming the value.
+ */
+export function validatePartition(partition: unknown, option = 'partition'): string {
+  return checkLabel('admin partition', partition, option);
 }
 
 /** Number constraints for {@link checkNumber}. @internal */
@@ -84,26 +105,4 @@ export function checkOptions(option: string, value: unknown): void {
   if (value !== undefined && (typeof value !== 'object' || value === null || Array.isArray(value))) {
     throw new InvalidOptionError(option, value, 'must be an options object');
   }
-}
-
-/**
- * Checks a Consul Enterprise namespace name (same rules as a service name).
- * @throws {@link InvalidServiceNameError} naming the value.
- */
-export function validateNamespace(namespace: unknown, option = 'namespace'): string {
-  if (typeof namespace !== 'string' || !datacenterPattern.test(namespace)) {
-    throw new InvalidServiceNameError(option, namespace, 'is not a valid namespace (letters, digits, "-", "_"; 1-63 characters)');
-  }
-  return namespace;
-}
-
-/**
- * Checks a Consul Enterprise admin partition name (same rules as a service name).
- * @throws {@link InvalidServiceNameError} naming the value.
- */
-export function validatePartition(partition: unknown, option = 'partition'): string {
-  if (typeof partition !== 'string' || !datacenterPattern.test(partition)) {
-    throw new InvalidServiceNameError(option, partition, 'is not a valid admin partition (letters, digits, "-", "_"; 1-63 characters)');
-  }
-  return partition;
 }
