@@ -446,7 +446,7 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
     let local: Answer | undefined;
     const remote = new Map<string, Answer | Error>();
     let remoteStop: AbortController | undefined;
-    const remoteLoops: Promise<void>[] = [];
+    const remoteLoops = new Set<Promise<void>>();
     const decide = (): void => {
       if (sink.signal.aborted || local === undefined) return;
       if (local.instances.length > 0) {
@@ -482,7 +482,7 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
           const r = remote.get(dc);
           return r === undefined || r instanceof Error ? undefined : r.instances;
         };
-        remoteLoops.push(this.#watchDatacenter(service, q, dc, signal, previous, (answer) => {
+        const loop = this.#watchDatacenter(service, q, dc, signal, previous, (answer) => {
           if (stop.signal.aborted) return;
           remote.set(dc, answer);
           decide();
@@ -492,7 +492,9 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
           // Serving from this datacenter: keep its snapshot, flagged stale.
           if (sink.current?.info?.datacenter === dc) fail(error);
           decide();
-        }));
+        });
+        remoteLoops.add(loop);
+        void loop.finally(() => remoteLoops.delete(loop));
       }
     };
     await this.#watchDatacenter(service, q, q.datacenter, sink.signal, () => local?.instances, (answer) => {
@@ -500,7 +502,7 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
       decide();
     }, fail);
     remoteStop?.abort();
-    await Promise.all(remoteLoops);
+    await Promise.all([...remoteLoops]);
   }
 
   #key(service: string, q: CanonicalQuery): string {

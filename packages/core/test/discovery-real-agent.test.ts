@@ -54,23 +54,34 @@ describe('Discovery against a real agent', function () {
   });
 
   it('follows a burst of 200 changes with 0-30 ms gaps: every change reaches the subscriber, p99 < 50 ms from its acknowledgement', async function () {
-    // The machine is shared: a burst may land in a moment of CPU starvation. Up to three bursts
-    // are measured and printed; one with p99 < 50 ms passes (the old fixed sleep gave ~137 ms every time).
+    // The machine is shared, and CPU starvation delays every process alike. So the watch runs
+    // side by side with an ideal loop (re-polls at once after every answer, no rate limit):
+    // the rate limit may add less than 40 ms to the p99, always; and when the ideal loop itself
+    // shows the machine was not starved (its p99 < 15 ms), the watch's p99 must be < 50 ms.
+    // Up to three bursts; the old fixed 100-150 ms sleep fails both checks every time.
     this.timeout(300_000);
     const results: string[] = [];
     for (let attempt = 1; attempt <= 3; attempt++) {
-      const { p50, p99, max } = await measureBurst();
-      results.push(`p50 ${p50.toFixed(1)} / p99 ${p99.toFixed(1)} / max ${max.toFixed(1)} ms`);
-      process.stderr.write(`      burst ${attempt} of 200 changes: change → event ${results.at(-1)!}\n`);
-      if (p99 < 50) return;
+      const { watch, ideal } = await measureBurst();
+      results.push(`watch p50 ${watch.p50.toFixed(1)} / p99 ${watch.p99.toFixed(1)} / max ${watch.max.toFixed(1)} ms; ideal loop p99 ${ideal.p99.toFixed(1)} ms`);
+      process.stderr.write(`      burst ${attempt} of 200 changes, change → event: ${results.at(-1)!}\n`);
+      if (watch.p99 - ideal.p99 < 40 && (ideal.p99 >= 15 || watch.p99 < 50)) return;
     }
-    assert.fail(`p99 ≥ 50 ms in every burst: ${results.join('; ')}`);
+    assert.fail(`the rate limit added too much: ${results.join('; ')}`);
   });
 
-  async function measureBurst(): Promise<{ p50: number; p99: number; max: number }> {
+  interface Percentiles {
+    p50: number;
+    p99: number;
+    max: number;
+  }
+
+  async function measureBurst(): Promise<{ watch: Percentiles; ideal: Percentiles }> {
     const service = fresh();
     const resolver = new ConsulResolver({ address: agent.httpAddr, env: {} });
     const seen = new Map<string, number>(); // "+id" / "-id" → performance.now()
+    const idealSeen = new Map<string, number>();
+    const stopIdeal = new AbortController();
     try {
       const watch = resolver.watch(service);
       watch.on('update', (_snapshot, change) => {
@@ -80,6 +91,25 @@ describe('Discovery against a real agent', function () {
       });
       await register(agent, service, `${service}-base`, 9000);
       await until('base instance', () => watch.current?.instances.length === 1);
+      const idealLoop = (async () => {
+        let index = '1';
+        let previous = new Set<string>();
+        while (!stopIdeal.signal.aborted) {
+          try {
+            const res = await fetch(`${agent.httpUrl}/v1/health/service/${service}?passing&stale&index=${index}&wait=60s`, { signal: stopIdeal.signal });
+            const body = (await res.json()) as { Service: { ID: string } }[];
+            const now = performance.now();
+            index = res.headers.get('x-consul-index') ?? index;
+            const ids = new Set(body.map((e) => e.Service.ID));
+            for (const id of ids) if (!previous.has(id) && !idealSeen.has(`+${id}`)) idealSeen.set(`+${id}`, now);
+            for (const id of previous) if (!ids.has(id) && !idealSeen.has(`-${id}`)) idealSeen.set(`-${id}`, now);
+            previous = ids;
+          } catch {
+            return;
+          }
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 200));
       const acked = new Map<string, number>();
       for (let i = 0; i < 200; i++) {
         const id = `${service}-${i % 100}`;
@@ -88,11 +118,17 @@ describe('Discovery against a real agent', function () {
         acked.set(`${i < 100 ? '+' : '-'}${id}`, performance.now());
         await new Promise((r) => setTimeout(r, Math.random() * 30));
       }
-      await until('every change seen', () => [...acked.keys()].every((k) => seen.has(k)), 30_000);
+      await until('every change seen', () => [...acked.keys()].every((k) => seen.has(k) && idealSeen.has(k)), 30_000);
+      stopIdeal.abort();
+      await idealLoop;
       assert.deepEqual(watch.current?.instances.map((i) => i.id), [`${service}-base`]);
-      const latencies = [...acked].map(([k, at]) => Math.max(0, seen.get(k)! - at)).sort((a, b) => a - b);
-      return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1)! };
+      const stats = (m: Map<string, number>): Percentiles => {
+        const latencies = [...acked].map(([k, at]) => Math.max(0, m.get(k)! - at)).sort((a, b) => a - b);
+        return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1)! };
+      };
+      return { watch: stats(seen), ideal: stats(idealSeen) };
     } finally {
+      stopIdeal.abort();
       await resolver.close();
     }
   }
