@@ -142,3 +142,24 @@ export class ResponseTooLargeError extends RequestError {
  * - `other`: anything else.
  */
 export type FailureKind = 'connect' | 'reset' | 'timeout' | 'status' | 'protocol' | 'other';
+
+/**
+ * A request through the dispatcher ({@link createDispatcher}) named a service
+ * the resolver has no instance of. `cause` is the client's
+ * `NoHealthyEndpointsError`. Code `ERR_UNKNOWN_SERVICE`.
+ */
+export class UnknownServiceError extends RequestError {
+  static override readonly brand: symbol = errorBrand('ERR_UNKNOWN_SERVICE');
+
+  override get name(): string {
+    return 'UnknownServiceError';
+  }
+
+  /** The request's origin (`http://users.service.consul`). */
+  readonly origin: string;
+
+  constructor(origin: string, context: RequestErrorContext) {
+    super('ERR_UNKNOWN_SERVICE', `Unknown service "${context.service}" (origin ${origin}): the resolver has no instance of it`, context);
+    this.origin = origin;
+  }
+}

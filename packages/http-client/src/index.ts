@@ -20,6 +20,8 @@
  * @packageDocumentation
  */
 export { createClient, ProxylessClient } from './client.js';
+export { createDispatcher, ServiceDispatcher } from './dispatcher.js';
+export type { DispatcherOptions, ServiceDispatchOptions } from './dispatcher.js';
 export type {
   RequestOptions,
   RequestBody,
@@ -50,6 +52,7 @@ export {
   RetryBudgetExhaustedError,
   RequestFailedError,
   ResponseTooLargeError,
+  UnknownServiceError,
 } from './errors.js';
 export type { FailureKind, RequestErrorContext } from './errors.js';
 export { ClosedError, AbortedError, InvalidOptionError } from '@proxyless/core';

@@ -1,0 +1,479 @@
+/**
+ * An undici `Dispatcher` that sends requests for service origins
+ * (`http://users.service.consul`, `http://users`, a configured host) through
+ * a balancing {@link ProxylessClient} per service, and every other origin to
+ * a fallback dispatcher untouched — so `fetch`, `undici.request`, SDKs that
+ * take a dispatcher or a `fetch`, and (after `setGlobalDispatcher`) the global
+ * `fetch` get client-side balancing without a change.
+ * @module
+ */
+import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import { Readable } from 'node:stream';
+import { Agent, Dispatcher } from 'undici';
+import { AbortedError, ClosedError, InvalidOptionError, validateServiceName, type Resolver } from '@proxyless/core';
+import { createClient, type ProxylessClient } from './client.js';
+import { NoHealthyEndpointsError, UnknownServiceError } from './errors.js';
+import { resolveOptions, type ClientOptions } from './options.js';
+import type { ClientResponse, RequestBody, RequestOptions } from './request-types.js';
+import type { RequestPolicy, RetryOptions } from './policy.js';
+
+/** Options of {@link createDispatcher}. */
+export interface DispatcherOptions {
+  /** Where every service's endpoints come from. */
+  resolver: Resolver;
+  /**
+   * Options of the client made for each service (everything but `service`
+   * and `resolver`). Default: the client's defaults.
+   */
+  client?: Omit<ClientOptions, 'service' | 'resolver'>;
+  /**
+   * Hosts that name a service, beyond the two built-in forms: `{ 'payments.internal': 'payments' }`.
+   * A key is a host name, or `host:port` to match that port only. Checked first.
+   */
+  services?: Readonly<Record<string, string>>;
+  /**
+   * The domain under which a host's first label is the service name:
+   * `users.service.consul` → `users`. Default `service.consul`; `false` turns the form off.
+   */
+  serviceDomain?: string | false;
+  /**
+   * Treat a single-label host (`http://users`, any port) as a service name.
+   * `localhost` never is. Default `true`.
+   */
+  bareHostnames?: boolean;
+  /**
+   * Where every other origin goes, untouched. Default: a new undici `Agent`
+   * (closed with the dispatcher). A dispatcher you pass is yours to close.
+   */
+  fallback?: Dispatcher;
+}
+
+/**
+ * Per-request settings a caller of `undici.request()` / `dispatcher.request()`
+ * may add to its options for a service origin (ignored for other origins).
+ */
+export interface ServiceDispatchOptions {
+  /** Request policy built with {@link ProxylessClient.policy} (see {@link ServiceDispatcher.client}). */
+  policy?: RequestPolicy;
+  /** Overall deadline, in ms. */
+  timeoutMs?: number;
+  /** Per-attempt time limit, in ms. */
+  perTryTimeoutMs?: number;
+  /** Retry settings for this call. */
+  retry?: RetryOptions | false;
+  /** Consistent-hash key. */
+  hashKey?: string;
+}
+
+/** A service a host routes to. @internal */
+interface Route {
+  service: string;
+  /** Client key: the service, with `https:` when the origin asks for TLS. */
+  key: string;
+  https: boolean;
+}
+
+/** At most this many origins' routing decisions are cached (the cache is cleared when full). */
+const ROUTE_CACHE_MAX = 1024;
+
+/** What the response pump needs from a handler, old (`onHeaders`) or new (`onResponseStart`) style. */
+interface Sink {
+  start(abort: (reason?: Error) => void): void;
+  /** Returns false when the handler wants the body paused. */
+  headers(statusCode: number, headers: IncomingHttpHeaders, resume: () => void): boolean;
+  /** Returns false when the handler wants the body paused. */
+  data(chunk: Buffer): boolean;
+  end(): void;
+  error(error: Error): void;
+}
+
+type LegacyHandler = Dispatcher.DispatchHandler & {
+  onConnect?(abort: (reason?: Error) => void, context?: object): void;
+  onResponseStarted?(): void;
+  onHeaders?(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean;
+  onData?(chunk: Buffer): boolean;
+  onComplete?(trailers: Buffer[] | null): void;
+  onError?(error: Error): void;
+};
+
+function rawHeaders(headers: IncomingHttpHeaders): Buffer[] {
+  const raw: Buffer[] = [];
+  for (const key of Object.keys(headers)) {
+    const value = headers[key];
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) raw.push(Buffer.from(key, 'latin1'), Buffer.from(v, 'latin1'));
+    else raw.push(Buffer.from(key, 'latin1'), Buffer.from(value, 'latin1'));
+  }
+  return raw;
+}
+
+/** An `onConnect`/`onHeaders`/`onData`/`onComplete`/`onError` handler (what `fetch` and `request` pass). */
+function legacySink(h: LegacyHandler): Sink {
+  return {
+    start: (abort) => h.onConnect?.(abort, {}),
+    headers(statusCode, headers, resume) {
+      h.onResponseStarted?.();
+      return h.onHeaders?.(statusCode, rawHeaders(headers), resume, STATUS_CODES[statusCode] ?? '') !== false;
+    },
+    data: (chunk) => h.onData?.(chunk) !== false,
+    end: () => h.onComplete?.([]),
+    error(error) {
+      if (!h.onError) throw error;
+      h.onError(error);
+    },
+  };
+}
+
+/** An `onRequestStart`/`onResponseStart`/… handler with a controller (what `compose()` interceptors pass). */
+function controllerSink(h: Dispatcher.DispatchHandler): Sink {
+  let abortFn: (reason?: Error) => void = () => undefined;
+  let resumeFn: () => void = () => undefined;
+  let aborted = false;
+  let reason: Error | null = null;
+  let paused = false;
+  const controller: Dispatcher.DispatchController = {
+    get aborted() {
+      return aborted;
+    },
+    get paused() {
+      return paused;
+    },
+    get reason() {
+      return reason;
+    },
+    abort(r: Error) {
+      if (aborted) return;
+      aborted = true;
+      reason = r;
+      abortFn(r);
+    },
+    pause() {
+      paused = true;
+    },
+    resume() {
+      if (!paused) return;
+      paused = false;
+      resumeFn();
+    },
+  };
+  return {
+    start(abort) {
+      abortFn = abort;
+      h.onRequestStart?.(controller, {});
+    },
+    headers(statusCode, headers, resume) {
+      resumeFn = resume;
+      h.onResponseStart?.(controller, statusCode, headers, STATUS_CODES[statusCode] ?? '');
+      return !paused;
+    },
+    data(chunk) {
+      h.onResponseData?.(controller, chunk);
+      return !paused;
+    },
+    end: () => h.onResponseEnd?.(controller, {}),
+    error: (error) => h.onResponseError?.(controller, error),
+  };
+}
+
+/** The request body as the client takes it: replayable forms kept, any other iterable streamed. */
+function toBody(body: Dispatcher.DispatchOptions['body']): RequestBody | undefined {
+  if (body === undefined || body === null || typeof body === 'string' || body instanceof Uint8Array || body instanceof Readable) return body;
+  if (body instanceof FormData) throw new InvalidOptionError('body', 'FormData', 'is not supported by request() to a service origin; send it with fetch()');
+  const iterable = body as unknown as Partial<AsyncIterable<Uint8Array>> & Partial<Iterable<Uint8Array>>;
+  if (typeof iterable[Symbol.asyncIterator] === 'function' || typeof iterable[Symbol.iterator] === 'function') {
+    return Readable.from(iterable as AsyncIterable<Uint8Array>, { objectMode: false });
+  }
+  throw new InvalidOptionError('body', typeof body, 'must be a string, bytes, a stream or an (async) iterable of bytes');
+}
+
+function withQuery(path: string, query: Record<string, unknown> | undefined): string {
+  if (query === undefined) return path;
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) {
+    if (Array.isArray(v)) for (const item of v) params.append(k, String(item));
+    else if (v !== undefined && v !== null) params.append(k, String(v));
+  }
+  const qs = params.toString();
+  return qs === '' ? path : `${path}${path.includes('?') ? '&' : '?'}${qs}`;
+}
+
+/**
+ * The dispatcher made by {@link createDispatcher}: one balancing client per
+ * service, made on first use; everything else to the fallback.
+ */
+export class ServiceDispatcher extends Dispatcher {
+  readonly #resolver: Resolver;
+  readonly #clientOptions: Omit<ClientOptions, 'service' | 'resolver'>;
+  readonly #mapping: ReadonlyMap<string, string>;
+  readonly #domainSuffix: string | undefined;
+  readonly #bare: boolean;
+  readonly #fallback: Dispatcher;
+  readonly #ownsFallback: boolean;
+  readonly #clients = new Map<string, ProxylessClient>();
+  readonly #routes = new Map<string, Route | null>();
+  #closed = false;
+
+  /** Use {@link createDispatcher}. */
+  constructor(options: DispatcherOptions) {
+    super();
+    if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'must be an object');
+    const { resolver } = options;
+    if (typeof resolver !== 'object' || resolver === null || typeof (resolver as Partial<Resolver>).watch !== 'function') {
+      throw new InvalidOptionError('resolver', resolver, 'must implement Resolver (watch())');
+    }
+    this.#resolver = resolver;
+    if (options.client !== undefined && (typeof options.client !== 'object' || options.client === null)) {
+      throw new InvalidOptionError('client', options.client, 'must be an object of client options');
+    }
+    this.#clientOptions = options.client ?? {};
+    const mapping = new Map<string, string>();
+    if (options.services !== undefined) {
+      if (typeof options.services !== 'object' || options.services === null) throw new InvalidOptionError('services', options.services, 'must be an object');
+      for (const [host, service] of Object.entries(options.services)) {
+        if (typeof service !== 'string' || service === '') throw new InvalidOptionError(`services["${host}"]`, service, 'must be a service name');
+        mapping.set(host.toLowerCase(), service);
+      }
+    }
+    this.#mapping = mapping;
+    const domain = options.serviceDomain ?? 'service.consul';
+    if (domain !== false && (typeof domain !== 'string' || !/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(domain))) {
+      throw new InvalidOptionError('serviceDomain', domain, 'must be a domain name or false');
+    }
+    this.#domainSuffix = domain === false ? undefined : `.${domain.toLowerCase()}`;
+    if (options.bareHostnames !== undefined && typeof options.bareHostnames !== 'boolean') {
+      throw new InvalidOptionError('bareHostnames', options.bareHostnames, 'must be a boolean');
+    }
+    this.#bare = options.bareHostnames ?? true;
+    if (options.fallback !== undefined && (typeof options.fallback !== 'object' || options.fallback === null || typeof options.fallback.dispatch !== 'function')) {
+      throw new InvalidOptionError('fallback', options.fallback, 'must be an undici Dispatcher');
+    }
+    this.#fallback = options.fallback ?? new Agent();
+    this.#ownsFallback = options.fallback === undefined;
+    // Validate the shared client options (and the mapped names) now, not on the first request.
+    resolveOptions({ ...this.#clientOptions, service: 'options-check', resolver });
+    for (const [host, service] of mapping) validateServiceName(service, `services["${host}"]`);
+  }
+
+  /** True after {@link ServiceDispatcher.close} or {@link ServiceDispatcher.destroy}. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * The service an origin routes to, or `undefined` when it goes to the fallback.
+   * @param origin - `http://users.service.consul`, a URL, …
+   */
+  serviceOf(origin: string | URL): string | undefined {
+    return this.#route(typeof origin === 'string' ? origin : origin.origin)?.service;
+  }
+
+  #route(origin: string): Route | undefined {
+    const cached = this.#routes.get(origin);
+    if (cached !== undefined) return cached ?? undefined;
+    let route: Route | null = null;
+    try {
+      const url = new URL(origin);
+      if (url.protocol === 'http:' || url.protocol === 'https:') {
+        const host = url.host.toLowerCase();
+        const name = url.hostname.toLowerCase();
+        let service = this.#mapping.get(host) ?? this.#mapping.get(name);
+        if (service === undefined && this.#domainSuffix !== undefined && name.endsWith(this.#domainSuffix)) {
+          const label = name.slice(0, -this.#domainSuffix.length);
+          if (SERVICE_LABEL.test(label)) service = label;
+        }
+        if (service === undefined && this.#bare && SERVICE_LABEL.test(name) && name !== 'localhost' && !/^\d+$/.test(name)) service = name;
+        if (service !== undefined) {
+          const https = url.protocol === 'https:';
+          route = { service, https, key: https ? `https:${service}` : service };
+        }
+      }
+    } catch {
+      route = null; // not a URL: the fallback decides what to do with it
+    }
+    if (this.#routes.size >= ROUTE_CACHE_MAX) this.#routes.clear();
+    this.#routes.set(origin, route);
+    return route ?? undefined;
+  }
+
+  /**
+   * The balancing client of a service (made on first use), e.g. to build a
+   * policy with {@link ProxylessClient.policy}, read `stats()` or listen to its events.
+   * @throws `ClosedError` after close; `InvalidOptionError` for a bad service name.
+   */
+  client(service: string, options: { https?: boolean } = {}): ProxylessClient {
+    if (this.#closed) throw new ClosedError('Service dispatcher');
+    const key = options.https === true ? `https:${service}` : service;
+    let client = this.#clients.get(key);
+    if (client === undefined) {
+      const o: ClientOptions = { ...this.#clientOptions, service, resolver: this.#resolver };
+      if (options.https === true) o.scheme = 'https';
+      client = createClient(o);
+      this.#clients.set(key, client);
+    }
+    return client;
+  }
+
+  /** undici's dispatch: a service origin goes through its balancing client, any other to the fallback. */
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const origin = options.origin === undefined ? '' : typeof options.origin === 'string' ? options.origin : options.origin.origin;
+    const route = this.#route(origin);
+    if (route === undefined) return this.#fallback.dispatch(options, handler);
+    const sink = typeof handler.onRequestStart === 'function' ? controllerSink(handler) : legacySink(handler as LegacyHandler);
+    void this.#send(route, origin, options as Dispatcher.DispatchOptions & ServiceDispatchOptions, sink);
+    return true;
+  }
+
+  async #send(route: Route, origin: string, options: Dispatcher.DispatchOptions & ServiceDispatchOptions, sink: Sink): Promise<void> {
+    const controller = new AbortController();
+    let body: ClientResponse['body'] | undefined;
+    let over = false;
+    const fail = (error: Error): void => {
+      if (over) return;
+      over = true;
+      try {
+        sink.error(error);
+      } catch {
+        // a handler without onError: nothing else to tell
+      }
+    };
+    try {
+      sink.start((reason) => {
+        if (over) return;
+        const error = reason ?? new AbortedError(`Request to "${route.service}"`);
+        controller.abort(error);
+        body?.destroy();
+        fail(error);
+      });
+      if (over) return;
+      if (this.#closed) throw new ClosedError('Service dispatcher');
+      if (options.upgrade || options.method === 'CONNECT') {
+        throw new InvalidOptionError('upgrade', options.upgrade ?? options.method, `is not supported for the service origin ${origin}`);
+      }
+      const req: RequestOptions = {
+        path: withQuery(options.path, options.query),
+        method: options.method,
+        headers: options.headers as RequestOptions['headers'],
+        body: toBody(options.body),
+        signal: controller.signal,
+      };
+      if (options.idempotent !== undefined) req.idempotent = options.idempotent;
+      if (options.policy !== undefined) req.policy = options.policy;
+      if (options.timeoutMs !== undefined) req.timeoutMs = options.timeoutMs;
+      if (options.perTryTimeoutMs !== undefined) req.perTryTimeoutMs = options.perTryTimeoutMs;
+      if (options.retry !== undefined) req.retry = options.retry;
+      if (options.hashKey !== undefined) req.hashKey = options.hashKey;
+      const client = this.client(route.service, { https: route.https });
+      let res: ClientResponse;
+      try {
+        res = await client.request(req);
+      } catch (error) {
+        throw this.#unknown(error, client, route, origin);
+      }
+      if (over) {
+        res.body.destroy();
+        return;
+      }
+      const resBody = res.body;
+      body = resBody;
+      const resume = (): void => {
+        if (!over) resBody.resume();
+      };
+      resBody.pause();
+      resBody.on('data', (chunk: Buffer) => {
+        if (!over && !sink.data(chunk)) resBody.pause();
+      });
+      resBody.on('end', () => {
+        if (over) return;
+        over = true;
+        sink.end();
+      });
+      resBody.on('error', (error: Error) => fail(error));
+      if (sink.headers(res.statusCode, res.headers, resume)) resBody.resume();
+    } catch (error) {
+      body?.destroy();
+      fail(error instanceof Error ? error : new Error(String(error)));
+    }
+  }
+
+  /** A service with no instance at all is unknown: the error names it (and its idle client is dropped). */
+  #unknown(error: unknown, client: ProxylessClient, route: Route, origin: string): unknown {
+    if (!(error instanceof NoHealthyEndpointsError) || client.stats().endpoints.length > 0) return error;
+    if (this.#clients.get(route.key) === client) {
+      this.#clients.delete(route.key);
+      client.close().catch(() => undefined);
+    }
+    return new UnknownServiceError(origin, { service: route.service, attempts: error.attempts, endpointsTried: error.endpointsTried, cause: error });
+  }
+
+  /**
+   * Closes every service client (requests in progress finish, within their
+   * `drainTimeoutMs`) and the default fallback; a fallback you passed stays open.
+   * Idempotent.
+   */
+  override close(): Promise<void>;
+  override close(callback: () => void): void;
+  override close(callback?: () => void): Promise<void> | void {
+    const done = this.#end((c) => c.close(), (d) => d.close());
+    if (callback === undefined) return done;
+    done.then(callback, callback);
+  }
+
+  /** Fails every request in progress, destroys every service client and the default fallback. Idempotent. */
+  override destroy(): Promise<void>;
+  override destroy(error: Error | null): Promise<void>;
+  override destroy(callback: () => void): void;
+  override destroy(error: Error | null, callback: () => void): void;
+  override destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | void {
+    const error = typeof a === 'function' ? undefined : (a ?? undefined);
+    const callback = typeof a === 'function' ? a : b;
+    const done = this.#end((c) => c.destroy(error), (d) => d.destroy(error ?? null));
+    if (callback === undefined) return done;
+    done.then(callback, callback);
+  }
+
+  #ending: Promise<void> | undefined;
+
+  #end(client: (c: ProxylessClient) => Promise<void>, fallback: (d: Dispatcher) => Promise<void>): Promise<void> {
+    this.#closed = true;
+    const clients = [...this.#clients.values()];
+    this.#clients.clear();
+    const work = Promise.all([...clients.map((c) => client(c).catch(() => undefined)), this.#ownsFallback ? fallback(this.#fallback).catch(() => undefined) : undefined]).then(() => undefined);
+    this.#ending = this.#ending ? Promise.all([this.#ending, work]).then(() => undefined) : work;
+    return this.#ending;
+  }
+
+  /** Same as {@link ServiceDispatcher.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** A service name as one DNS label (what `validateServiceName` accepts, lower-cased hosts). */
+const SERVICE_LABEL = /^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$/;
+
+/**
+ * Creates an undici `Dispatcher` that balances requests for service origins
+ * across the service's instances and passes every other origin to a fallback
+ * dispatcher untouched.
+ *
+ * A service origin is `http://<service>.service.consul` (the `serviceDomain`),
+ * `http://<service>` (a single-label host, unless `bareHostnames: false`) or a
+ * host listed in `services`; the port in the URL is ignored (the resolver has
+ * the instances' ports), `https:` means TLS to the instances. Each service gets
+ * one {@link ProxylessClient} on first use: pick, breaker, ejection, retries
+ * under the budget, deadline. An unknown service fails with
+ * {@link UnknownServiceError} naming it.
+ * @example
+ * ```ts
+ * import { setGlobalDispatcher } from 'undici';
+ * import { ConsulResolver } from '@proxyless/core';
+ * import { createDispatcher } from '@proxyless/http-client';
+ *
+ * const dispatcher = createDispatcher({ resolver: new ConsulResolver(), client: { timeoutMs: 2_000 } });
+ * const res = await fetch('http://users.service.consul/users/42', { dispatcher } as RequestInit);
+ * setGlobalDispatcher(dispatcher); // now every plain fetch('http://users/…') is balanced too
+ * ```
+ */
+export function createDispatcher(options: DispatcherOptions): ServiceDispatcher {
+  return new ServiceDispatcher(options);
+}
