@@ -87,14 +87,15 @@ interface Sink {
   error(error: Error): void;
 }
 
-type LegacyHandler = Dispatcher.DispatchHandler & {
+/** The handler shape Node's built-in `fetch` and undici's `request()` pass (undici marks it deprecated, but it is what they call us with). */
+interface LegacyHandler {
   onConnect?(abort: (reason?: Error) => void, context?: object): void;
   onResponseStarted?(): void;
   onHeaders?(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean;
   onData?(chunk: Buffer): boolean;
   onComplete?(trailers: Buffer[] | null): void;
   onError?(error: Error): void;
-};
+}
 
 function rawHeaders(headers: IncomingHttpHeaders): Buffer[] {
   const raw: Buffer[] = [];
@@ -190,8 +191,10 @@ function withQuery(path: string, query: Record<string, unknown> | undefined): st
   if (query === undefined) return path;
   const params = new URLSearchParams();
   for (const [k, v] of Object.entries(query)) {
-    if (Array.isArray(v)) for (const item of v) params.append(k, String(item));
-    else if (v !== undefined && v !== null) params.append(k, String(v));
+    for (const item of Array.isArray(v) ? (v as unknown[]) : [v]) {
+      if (item === undefined || item === null) continue;
+      params.append(k, typeof item === 'string' ? item : typeof item === 'number' || typeof item === 'boolean' ? item.toString() : JSON.stringify(item));
+    }
   }
   const qs = params.toString();
   return qs === '' ? path : `${path}${path.includes('?') ? '&' : '?'}${qs}`;
@@ -318,8 +321,8 @@ export class ServiceDispatcher extends Dispatcher {
     const origin = options.origin === undefined ? '' : typeof options.origin === 'string' ? options.origin : options.origin.origin;
     const route = this.#route(origin);
     if (route === undefined) return this.#fallback.dispatch(options, handler);
-    const sink = typeof handler.onRequestStart === 'function' ? controllerSink(handler) : legacySink(handler as LegacyHandler);
-    void this.#send(route, origin, options as Dispatcher.DispatchOptions & ServiceDispatchOptions, sink);
+    const sink = typeof handler.onRequestStart === 'function' ? controllerSink(handler) : legacySink(handler as unknown as LegacyHandler);
+    void this.#send(route, origin, options, sink);
     return true;
   }
 
@@ -419,8 +422,7 @@ export class ServiceDispatcher extends Dispatcher {
   }
 
   /** Fails every request in progress, destroys every service client and the default fallback. Idempotent. */
-  override destroy(): Promise<void>;
-  override destroy(error: Error | null): Promise<void>;
+  override destroy(error?: Error | null): Promise<void>;
   override destroy(callback: () => void): void;
   override destroy(error: Error | null, callback: () => void): void;
   override destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | void {

@@ -17,8 +17,8 @@ async function startBackend(): Promise<{ child: ChildProcess; port: number }> {
     server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));`;
   const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
   trackChild(child);
-  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
-  return { child, port: Number(line.toString().trim()) };
+  const [line] = await once(child.stdout, 'data');
+  return { child, port: Number(String(line).trim()) };
 }
 
 describe('http-client dispatcher: the global fetch, balanced over real Consul registrations', function () {

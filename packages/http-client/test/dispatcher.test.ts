@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent, fetch as undiciFetch, interceptors, request, type Dispatcher } from 'undici';
+import { Agent, fetch as undiciFetch, interceptors, request } from 'undici';
 import { StaticResolver } from '@proxyless/core';
 import { createDispatcher, UnknownServiceError, type ServiceDispatcher } from '@proxyless/http-client';
 import { ok, startServer, type TestServer } from './helpers.js';
@@ -55,9 +55,10 @@ describe('http-client: the undici Dispatcher (createDispatcher)', () => {
   });
 
   it('balances undici.request() and fetch(url, { dispatcher }) over every instance', async () => {
-    dispatcher = createDispatcher({ resolver });
+    const d = createDispatcher({ resolver });
+    dispatcher = d;
     for (let i = 0; i < 30; i++) {
-      const res = await request('http://users.service.consul/x', { dispatcher });
+      const res = await request('http://users.service.consul/x', { dispatcher: d });
       assert.equal(res.statusCode, 200);
       assert.match(await res.body.text(), /^ok \d+$/);
     }
@@ -74,7 +75,7 @@ describe('http-client: the undici Dispatcher (createDispatcher)', () => {
   it('gives the global fetch balancing through a dispatcher it is handed, and an SDK that takes a fetch works unchanged', async () => {
     dispatcher = createDispatcher({ resolver });
     const d = dispatcher;
-    const balancedFetch = ((input: string | URL | Request, init?: RequestInit) => fetch(input, { ...init, dispatcher: d } as RequestInit)) as typeof fetch;
+    const balancedFetch = ((input: string | URL | Request, init?: RequestInit) => fetch(input, { ...init, dispatcher: d } as unknown as RequestInit)) as typeof fetch;
     const sdk = makeUsersSdk('http://users.service.consul', balancedFetch);
     servers.forEach((s) => s.server.removeAllListeners('request'));
     servers.forEach((s) =>
@@ -145,7 +146,7 @@ describe('http-client: the undici Dispatcher (createDispatcher)', () => {
     }
     const up = await request('http://users/upload', { dispatcher, method: 'POST', body: Readable.from(upload()) });
     assert.equal(await up.body.text(), String(64 * 64 * 1024));
-    const viaFetch = await undiciFetch('http://users/upload', { dispatcher, method: 'POST', body: Readable.toWeb(Readable.from(upload())) as ReadableStream, duplex: 'half' } as RequestInit);
+    const viaFetch = await undiciFetch('http://users/upload', { dispatcher, method: 'POST', body: Readable.toWeb(Readable.from(upload())) as ReadableStream, duplex: 'half' });
     assert.equal(await viaFetch.text(), String(64 * 64 * 1024));
 
     const down = await undiciFetch('http://users/big', { dispatcher });
@@ -155,7 +156,7 @@ describe('http-client: the undici Dispatcher (createDispatcher)', () => {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      received += value.length;
+      received += (value as Uint8Array).length;
       if (slowReads < 5) {
         slowReads++;
         await sleep(20); // a slow reader: the body must wait, not buffer or break
@@ -205,7 +206,7 @@ describe('http-client: the undici Dispatcher (createDispatcher)', () => {
     servers = [await startServer((_req, res) => setTimeout(() => res.end('late'), 300))];
     resolver.set('users', [{ address: '127.0.0.1', port: servers[0]!.port }]);
     dispatcher = createDispatcher({ resolver });
-    await assert.rejects(request('http://users/x', { dispatcher, timeoutMs: 50, retry: false } as Dispatcher.RequestOptions), { code: 'ERR_DEADLINE_EXCEEDED' });
+    await assert.rejects(request('http://users/x', { dispatcher, timeoutMs: 50, retry: false } as unknown as { dispatcher: ServiceDispatcher }), { code: 'ERR_DEADLINE_EXCEEDED' });
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 30);
     await assert.rejects(undiciFetch('http://users/x', { dispatcher, signal: controller.signal }), { name: 'AbortError' });
