@@ -81,3 +81,5 @@ export { StaticResolver } from './resolver-static.js';
 export type { StaticResolverOptions, StaticInstanceInit } from './resolver-static.js';
 export { FallbackResolver } from './resolver-fallback.js';
 export type { FallbackResolverOptions } from './resolver-fallback.js';
+export { checkHeartbeat, checkDnsTtl, checkLogger, formatConfigWarning } from './doctor.js';
+export type { ConfigWarning, ConfigLogger, HeartbeatConfig, DnsTtlConfig } from './doctor.js';

@@ -11,7 +11,8 @@ import {
 } from './errors.js';
 import type { CallOptions, Resolver, ServiceWatch } from './resolver.js';
 import { createServiceInstance, type ServiceInstance } from './service-instance.js';
-import { validateDatacenter, validateServiceName } from './validate.js';
+import { checkNumber, validateDatacenter, validateServiceName } from './validate.js';
+import { checkDnsTtl, checkLogger, formatConfigWarning, type ConfigLogger } from './doctor.js';
 import { backoffDelay, checkBackoff, type BackoffOptions } from './backoff.js';
 import { sleep } from './sleep.js';
 import { WatchHub, type WatchSink } from './watch-hub.js';
@@ -44,6 +45,13 @@ export interface DnsSrvResolverOptions extends DnsTransportOptions {
   backoff?: BackoffOptions;
   /** Most cached answers kept. Default 1000. */
   maxCacheEntries?: number;
+  /**
+   * How fast a change (an instance leaving) should reach callers, in ms, for
+   * the configuration doctor: a TTL floor above it is warned about. Default 10 000.
+   */
+  expectedPropagationMs?: number;
+  /** Where configuration warnings go; `false` silences them. Default `console`. */
+  logger?: ConfigLogger | false;
 }
 
 /** A decoded SRV record. */
@@ -248,7 +256,7 @@ export class DnsSrvResolver implements Resolver<DnsSrvQuery> {
   #closed = false;
 
   constructor(options: DnsSrvResolverOptions = {}) {
-    const { transport, domain, style, minTtlMs, maxTtlMs, negativeTtlMs, backoff, maxCacheEntries, ...transportOptions } = options;
+    const { transport, domain, style, minTtlMs, maxTtlMs, negativeTtlMs, backoff, maxCacheEntries, expectedPropagationMs, logger, ...transportOptions } = options;
     this.#domain = validateDnsName(domain ?? 'consul', 'domain');
     this.#style = style ?? 'consul';
     if (this.#style !== 'consul' && this.#style !== 'rfc2782') throw new InvalidOptionError('style', style, 'must be consul or rfc2782');
@@ -261,6 +269,9 @@ export class DnsSrvResolver implements Resolver<DnsSrvQuery> {
     const entries = maxCacheEntries ?? 1000;
     if (!Number.isInteger(entries) || entries < 1) throw new InvalidOptionError('maxCacheEntries', maxCacheEntries, 'must be a positive integer');
     this.#cache = new TtlCache(floor, ceiling, negative, entries);
+    const propagation = checkNumber('expectedPropagationMs', expectedPropagationMs, 10_000, { min: 0 });
+    const log = checkLogger(logger);
+    for (const w of checkDnsTtl({ minTtlMs: floor, expectedPropagationMs: propagation })) log?.warn(formatConfigWarning('DNS SRV resolver', w));
     this.#backoff = checkBackoff('backoff', backoff);
     if (transport !== undefined) {
       if (!(transport instanceof DnsTransport)) throw new InvalidOptionError('transport', transport, 'must be a DnsTransport');

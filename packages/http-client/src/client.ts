@@ -10,6 +10,7 @@ import {
   ResponseTooLargeError,
   type RequestErrorContext,
 } from './errors.js';
+import { ClientDoctor, explainConfig, type ExplainedConfig } from './doctor.js';
 import type { ClientEvents } from './events.js';
 import { toRequestOptions, toWebResponse } from './fetch-adapter.js';
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js';
@@ -33,6 +34,8 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   readonly #watch: ServiceWatch;
   readonly #budget: RetryBudget | undefined;
   readonly #host: LoopHost;
+  readonly #doctor: ClientDoctor;
+  readonly #scheme: 'http' | 'https' | 'auto';
   /** Requests in progress (for close() and destroy()). */
   readonly #calls = new Set<Call>();
   #idle: (() => void) | undefined;
@@ -48,6 +51,8 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     this.#service = o.service;
     this.#balancer = o.balancer ?? peakEwma();
     this.#budget = o.budget ? new RetryBudget(o.budget) : undefined;
+    this.#scheme = options.scheme ?? 'auto';
+    this.#doctor = new ClientDoctor(o, options.logger, options.retryLayers, (warning) => this.emit('configWarning', warning));
     this.#set = new EndpointSet(o, this.#balancer, this);
     this.#host = {
       service: o.service,
@@ -62,11 +67,27 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     this.#watch = o.resolver.watch(o.service, o.query);
     this.#watch.on('update', (snapshot) => {
       this.#set.apply(snapshot.instances);
+      this.#doctor.endpoints(snapshot.instances.length);
       this.emit('update', snapshot);
     });
     this.#watch.on('error', (error) => this.emit('error', error));
     const current = this.#watch.current;
-    if (current) this.#set.apply(current.instances);
+    if (current) {
+      this.#set.apply(current.instances);
+      this.#doctor.endpoints(current.instances.length);
+    }
+  }
+
+  /**
+   * The resolved configuration with every default spelled out (secrets left
+   * out), e.g. to log at start-up or compare two deployments.
+   * @example
+   * ```ts
+   * console.log(JSON.stringify(client.explainConfig(), null, 2));
+   * ```
+   */
+  explainConfig(): ExplainedConfig {
+    return explainConfig(this.#options, this.#scheme, this.#doctor, this.#options.resolver.constructor.name, this.#balancer.name);
   }
 
   /** The service this client calls. */

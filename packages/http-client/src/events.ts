@@ -1,4 +1,4 @@
-import type { ServiceSnapshot } from '@proxyless/core';
+import type { ConfigWarning, ServiceSnapshot } from '@proxyless/core';
 import type { EndpointInfo } from './endpoint.js';
 
 /** Events of a {@link ProxylessClient}, for every endpoint state change. */
@@ -21,6 +21,8 @@ export interface ClientEvents {
   panic: [active: boolean];
   /** The resolver published a snapshot the client applied. */
   update: [snapshot: ServiceSnapshot];
+  /** The configuration doctor found a setting that hurts in production (once per code); the warning names the fix. */
+  configWarning: [warning: ConfigWarning];
   /** The resolver reported an error (the last good endpoints stay in use). */
   error: [error: Error];
 }

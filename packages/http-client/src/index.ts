@@ -33,6 +33,9 @@ export type {
 } from './request-types.js';
 export type { RequestPolicy, RetryPolicy, PolicyOptions, RetryOptions } from './policy.js';
 export type { ClientEvents } from './events.js';
+export { checkRetryAmplification, checkPerTryRoom, checkEjectionCap } from './doctor.js';
+export type { RetryLayer, ExplainedConfig } from './doctor.js';
+export type { ConfigWarning, ConfigLogger } from '@proxyless/core';
 export type { EndpointInfo } from './endpoint.js';
 export type { BreakerState } from './breaker.js';
 export type {

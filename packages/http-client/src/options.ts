@@ -1,4 +1,5 @@
-import { InvalidOptionError, checkNumber, validateServiceName, type Balancer, type Resolver, type ServiceInstance } from '@proxyless/core';
+import { InvalidOptionError, checkNumber, validateServiceName, type Balancer, type ConfigLogger, type Resolver, type ServiceInstance } from '@proxyless/core';
+import type { RetryLayer } from './doctor.js';
 import { buildPolicy, type PolicyOptions, type RequestPolicy, type RetryOptions } from './policy.js';
 
 /** Circuit breaker settings, per endpoint (opossum). */
@@ -110,6 +111,16 @@ export interface ClientOptions {
   scheme?: 'http' | 'https' | 'auto';
   /** TLS settings for HTTPS backends. */
   tls?: BackendTlsOptions;
+  /**
+   * Where configuration warnings go (the `configWarning` event fires too);
+   * `false` silences the logger. Default `console`.
+   */
+  logger?: ConfigLogger | false;
+  /**
+   * Other layers that retry around (or below) this client, for the
+   * configuration doctor's retry-amplification check: `[{ name: 'gateway', attempts: 3 }]`.
+   */
+  retryLayers?: readonly RetryLayer[];
 }
 
 /** @internal */

@@ -1,5 +1,8 @@
 import { EventEmitter } from 'eventemitter3';
 import {
+  checkHeartbeat,
+  formatConfigWarning,
+  type ConfigWarning,
   AbortedError,
   BadResponseError,
   ClosedError,
@@ -79,6 +82,8 @@ export interface RegistrarEvents {
   maintenance: [enabled: boolean, reason: string | undefined];
   /** Every state transition. */
   stateChange: [state: RegistrarState, previous: RegistrarState];
+  /** The configuration doctor found a setting that hurts in production (heartbeat vs TTL); the warning names the fix. */
+  configWarning: [warning: ConfigWarning];
 }
 
 /** Per-call options. */
@@ -145,6 +150,17 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   constructor(options: RegistrarOptions) {
     super();
     this.options = resolveRegistrarOptions(options);
+    const o = this.options;
+    const warnings = checkHeartbeat({ ttlMs: o.ttlMs, heartbeatIntervalMs: o.heartbeatIntervalMs, requestTimeoutMs: o.requestTimeoutMs });
+    // On the next tick: listeners attached right after construction hear them too.
+    if (warnings.length > 0) {
+      process.nextTick(() => {
+        for (const w of warnings) {
+          this.emit('configWarning', w);
+          o.logger?.warn(formatConfigWarning(`registrar "${o.id}"`, w));
+        }
+      });
+    }
     if (options.consul instanceof ConsulHttpClient) {
       this.#client = options.consul;
       this.#ownsClient = false;

@@ -1,0 +1,219 @@
+/**
+ * The client's configuration doctor: warnings (never errors) for settings
+ * that work but hurt in production, each naming the fix, and
+ * {@link ExplainedConfig}, the resolved configuration with every default spelled out.
+ * @module
+ */
+import { InvalidOptionError, checkLogger, formatConfigWarning, type ConfigLogger, type ConfigWarning } from '@proxyless/core';
+import type { ResolvedOptions } from './options.js';
+import type { RequestPolicy } from './policy.js';
+
+/** Another layer that retries around (or below) this client: a gateway, an SDK, a service mesh. */
+export interface RetryLayer {
+  /** A name for the warning, e.g. `gateway`. */
+  name: string;
+  /** Attempts that layer makes per call at most (1 + its retries). */
+  attempts: number;
+}
+
+/** The resolved configuration of a client, every default spelled out ({@link ProxylessClient.explainConfig}). */
+export interface ExplainedConfig {
+  readonly service: string;
+  /** The resolver's class name. */
+  readonly resolver: string;
+  readonly query: object | undefined;
+  /** The balancer's name. */
+  readonly balancer: string;
+  readonly timeoutMs: number;
+  readonly perTryTimeoutMs: number;
+  /** Where the per-try timeout came from. */
+  readonly perTryTimeoutFrom: 'perTryTimeoutMs' | 'default: 2/5 of timeoutMs' | 'default: timeoutMs (retries off)';
+  readonly retry: { maxRetries: number; baseDelayMs: number; maxDelayMs: number; retryOnStatuses: readonly number[] } | false;
+  readonly retryBudget: { ratio: number; windowMs: number; minRetriesPerSecond: number } | false;
+  /** Worst-case attempts per user request across this client and the declared `retryLayers`. */
+  readonly worstCaseAttempts: number;
+  readonly connectTimeoutMs: number;
+  readonly connectionsPerEndpoint: number | null;
+  readonly keepAliveTimeoutMs: number;
+  /** undici's gap-between-body-chunks limit (the per-try timeout; ~1 s resolution). */
+  readonly bodyTimeoutMs: number;
+  readonly maxResponseBytes: number;
+  readonly drainTimeoutMs: number;
+  readonly breaker: Readonly<ResolvedOptions['breaker']>;
+  readonly outlierDetection: Readonly<ResolvedOptions['outlier']>;
+  readonly scheme: 'http' | 'https' | 'auto';
+  /** TLS settings with every secret left out. */
+  readonly tls: { ca: 'custom' | 'Node roots'; clientCertificate: boolean; servername: string | undefined; rejectUnauthorized: boolean };
+  readonly retryLayers: readonly RetryLayer[];
+  readonly logger: 'console' | 'custom' | false;
+}
+
+/** Checks `retryLayers`. @internal */
+export function checkRetryLayers(value: unknown): readonly RetryLayer[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new InvalidOptionError('retryLayers', value, 'must be an array of { name, attempts }');
+  return Object.freeze(
+    value.map((layer: unknown, i) => {
+      const l = layer as Partial<RetryLayer> | null;
+      if (typeof l !== 'object' || l === null || typeof l.name !== 'string' || l.name === '') throw new InvalidOptionError(`retryLayers[${i}].name`, l?.name, 'must be a non-empty string');
+      if (typeof l.attempts !== 'number' || !Number.isInteger(l.attempts) || l.attempts < 1) throw new InvalidOptionError(`retryLayers[${i}].attempts`, l.attempts, 'must be an integer ≥ 1');
+      return Object.freeze({ name: l.name, attempts: l.attempts });
+    }),
+  );
+}
+
+function attemptsOf(policy: RequestPolicy): number {
+  return policy.retry === false ? 1 : 1 + policy.retry.maxRetries;
+}
+
+/**
+ * Retry amplification: retries at more than one layer multiply. Warns when
+ * this client and at least one declared layer both retry.
+ */
+export function checkRetryAmplification(policy: RequestPolicy, layers: readonly RetryLayer[]): ConfigWarning[] {
+  const ours = attemptsOf(policy);
+  const retrying = layers.filter((l) => l.attempts > 1);
+  if (ours <= 1 || retrying.length === 0) return [];
+  const total = retrying.reduce((n, l) => n * l.attempts, ours);
+  const chain = [...retrying.map((l) => `${l.name} ${l.attempts}`), `this client ${ours}`].join(' × ');
+  return [
+    {
+      code: 'RETRY_AMPLIFICATION',
+      option: 'retry.maxRetries',
+      message: `retries at ${retrying.length + 1} layers multiply: ${chain} = up to ${total} attempts on the service per user request, just when it is overloaded.`,
+      fix: `retry at one layer only: set retry: false here, or turn retries off in ${retrying.map((l) => `"${l.name}"`).join(', ')} (this client's retry budget caps its own retries only).`,
+    },
+  ];
+}
+
+/**
+ * A per-try timeout that leaves no room for a retry inside the deadline:
+ * after one attempt times out, a retry would get less than half the time
+ * the first attempt had.
+ */
+export function checkPerTryRoom(policy: RequestPolicy): ConfigWarning[] {
+  if (policy.retry === false || policy.retry.maxRetries === 0) return [];
+  const room = policy.timeoutMs - policy.perTryTimeoutMs;
+  if (room * 2 >= policy.perTryTimeoutMs) return [];
+  return [
+    {
+      code: 'PER_TRY_TIMEOUT_LEAVES_NO_RETRY',
+      option: 'perTryTimeoutMs',
+      message: `a per-try timeout of ${policy.perTryTimeoutMs} ms inside a ${policy.timeoutMs} ms deadline leaves ${room} ms after a timed-out attempt: the retries configured (${policy.retry.maxRetries}) cannot help against a hung endpoint.`,
+      fix: `set perTryTimeoutMs ≤ ${Math.floor((policy.timeoutMs * 2) / 5)} ms (2/5 of timeoutMs, the default when it is not set) or raise timeoutMs to ≥ ${Math.ceil(policy.perTryTimeoutMs * 1.5)} ms.`,
+    },
+  ];
+}
+
+/**
+ * Max-ejection percentage vs the number of endpoints: a cap that rounds to
+ * less than one endpoint (one is ejected anyway, a larger share than asked),
+ * or one that lets every endpoint go at once with panic mode off.
+ */
+export function checkEjectionCap(outlier: ResolvedOptions['outlier'], endpoints: number): ConfigWarning[] {
+  if (outlier === false || endpoints === 0) return [];
+  const { maxEjectionPercent: pct, panicThresholdPercent: panic } = outlier;
+  const allowed = Math.max(1, Math.floor((endpoints * pct) / 100));
+  if (endpoints > 1 && allowed >= endpoints && panic === 0) {
+    return [
+      {
+        code: 'EJECTION_CAN_EMPTY_THE_SET',
+        option: 'outlierDetection.maxEjectionPercent',
+        message: `maxEjectionPercent ${pct}% of ${endpoints} endpoints lets every endpoint be ejected at once, and panic mode is off: one bad minute (or a bad deploy of a dependency) fails every request with no healthy endpoint.`,
+        fix: `set outlierDetection.maxEjectionPercent ≤ ${Math.floor((100 * (endpoints - 1)) / endpoints)} or keep panicThresholdPercent > 0 (default 50).`,
+      },
+    ];
+  }
+  if ((endpoints * pct) / 100 < 1 && pct > 0) {
+    return [
+      {
+        code: 'EJECTION_CAP_BELOW_ONE_ENDPOINT',
+        option: 'outlierDetection.maxEjectionPercent',
+        message: `maxEjectionPercent ${pct}% of ${endpoints} endpoint(s) is less than one endpoint; one may be ejected anyway, which is ${Math.round(100 / endpoints)}% of the capacity.`,
+        fix: `add endpoints (≥ ${Math.ceil(100 / pct)} for ${pct}% to mean one), or set outlierDetection.maxEjectionPercent ≥ ${Math.ceil(100 / endpoints)} to say what you get, or outlierDetection: false.`,
+      },
+    ];
+  }
+  return [];
+}
+
+/**
+ * Runs the checks for one client, reports each warning once (event, then
+ * logger), and re-checks the ejection cap whenever the endpoint count changes.
+ * @internal
+ */
+export class ClientDoctor {
+  readonly #options: ResolvedOptions;
+  readonly #who: string;
+  readonly #logger: ConfigLogger | undefined;
+  readonly #emit: (warning: ConfigWarning) => void;
+  readonly #seen = new Set<string>();
+  readonly layers: readonly RetryLayer[];
+  readonly loggerKind: 'console' | 'custom' | false;
+  #endpoints = -1;
+
+  constructor(options: ResolvedOptions, logger: unknown, layers: unknown, emit: (warning: ConfigWarning) => void) {
+    this.#options = options;
+    this.#who = `client "${options.service}"`;
+    this.#logger = checkLogger(logger);
+    this.loggerKind = this.#logger === undefined ? false : this.#logger === console ? 'console' : 'custom';
+    this.layers = checkRetryLayers(layers);
+    this.#emit = emit;
+    const warnings = [...checkPerTryRoom(options.policy), ...checkRetryAmplification(options.policy, this.layers)];
+    // On the next tick: listeners attached right after construction hear them too.
+    if (warnings.length > 0) process.nextTick(() => this.#report(warnings));
+  }
+
+  /** The endpoint count changed: re-check the ejection cap (each warning code is reported once). */
+  endpoints(count: number): void {
+    if (count === this.#endpoints) return;
+    this.#endpoints = count;
+    this.#report(checkEjectionCap(this.#options.outlier, count));
+  }
+
+  #report(warnings: readonly ConfigWarning[]): void {
+    for (const w of warnings) {
+      if (this.#seen.has(w.code)) continue;
+      this.#seen.add(w.code);
+      this.#emit(w);
+      this.#logger?.warn(formatConfigWarning(this.#who, w));
+    }
+  }
+}
+
+/** Builds {@link ExplainedConfig}. @internal */
+export function explainConfig(o: ResolvedOptions, scheme: 'http' | 'https' | 'auto', doctor: ClientDoctor, resolverName: string, balancerName: string): ExplainedConfig {
+  const policy = o.policy;
+  const retry = policy.retry === false ? false : { maxRetries: policy.retry.maxRetries, baseDelayMs: policy.retry.baseDelayMs, maxDelayMs: policy.retry.maxDelayMs, retryOnStatuses: policy.retry.retryOnStatuses };
+  const retries = policy.retry !== false && policy.retry.maxRetries > 0;
+  const ours = attemptsOf(policy);
+  return Object.freeze({
+    service: o.service,
+    resolver: resolverName,
+    query: o.query,
+    balancer: balancerName,
+    timeoutMs: policy.timeoutMs,
+    perTryTimeoutMs: policy.perTryTimeoutMs,
+    perTryTimeoutFrom: o.perTryExplicit ? 'perTryTimeoutMs' : retries ? 'default: 2/5 of timeoutMs' : 'default: timeoutMs (retries off)',
+    retry,
+    retryBudget: o.budget === false ? false : { ...o.budget },
+    worstCaseAttempts: doctor.layers.reduce((n, l) => n * l.attempts, ours),
+    connectTimeoutMs: o.connectTimeoutMs,
+    connectionsPerEndpoint: o.connectionsPerEndpoint,
+    keepAliveTimeoutMs: o.keepAliveTimeoutMs,
+    bodyTimeoutMs: o.bodyTimeoutMs,
+    maxResponseBytes: o.maxResponseBytes,
+    drainTimeoutMs: o.drainTimeoutMs,
+    breaker: o.breaker === false ? false : { ...o.breaker },
+    outlierDetection: o.outlier === false ? false : { ...o.outlier },
+    scheme,
+    tls: {
+      ca: o.tls.ca === undefined ? 'Node roots' : 'custom',
+      clientCertificate: o.tls.cert !== undefined,
+      servername: o.tls.servername,
+      rejectUnauthorized: o.tls.rejectUnauthorized ?? true,
+    },
+    retryLayers: doctor.layers,
+    logger: doctor.loggerKind,
+  } satisfies ExplainedConfig);
+}
