@@ -31,6 +31,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { ConsulHttpClient, ConsulResolver, type ConsulRequest, type ConsulResponse, type ServiceWatch } from '../packages/core/src/index.js';
 import { consulBinary, startConsulAgent, type ConsulAgent } from '../test/support/consul.js';
+import { startAndTimeFirstAnswer } from '../test/support/agent-back.js';
 import { startTlsConsulAgent } from '../test/support/consul-tls.js';
 
 const ROUNDS = Number(process.env['DISCOVERY_ROUNDS'] ?? 3);
@@ -189,23 +190,11 @@ async function recovery(agent: ConsulAgent): Promise<RecoveryRun[]> {
           if (!s.stale && s.instances.length === 0 && !converged.has(w)) converged.set(w, performance.now());
         });
       }
-      let backAt: number | undefined;
-      const starting = agent.start();
-      const probes: Promise<void>[] = [];
-      while (backAt === undefined && probes.length < 6000) {
-        probes.push(fetch(`${agent.httpUrl}/v1/health/service/${service}?stale`, { signal: AbortSignal.timeout(5000) }).then(async (res) => {
-          await res.arrayBuffer();
-          const at = performance.now();
-          if (res.ok && (backAt === undefined || at < backAt)) backAt = at;
-        }, () => undefined));
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      await Promise.all(probes);
+      const backAt = await startAndTimeFirstAnswer(agent, `/v1/health/service/${service}?stale`);
       const during = clients.reduce((n, c) => n + c.requests, 0) - before;
-      await starting;
       await until('all converged', () => converged.size === watches.length);
-      const after = [...converged.values()].map((t) => t - backAt!).sort((a, b) => a - b);
-      runs.push({ slowestMs: after.at(-1)!, fastestMs: after[0]!, requestsPerSecondDown: during / ((backAt! - downAt) / 1000) });
+      const after = [...converged.values()].map((t) => t - backAt).sort((a, b) => a - b);
+      runs.push({ slowestMs: after.at(-1)!, fastestMs: after[0]!, requestsPerSecondDown: during / ((backAt - downAt) / 1000) });
       process.stderr.write(`recovery run ${run + 1}/${OUTAGE_RUNS}: ${after.map((t) => t.toFixed(0)).join(', ')} ms\n`);
       await Promise.all(watches.map((w) => w.close()));
     }

@@ -15,6 +15,7 @@ import {
   type ServiceWatch,
 } from '@proxyless/core';
 import { startConsulAgent, type ConsulAgent } from '../../../test/support/consul.js';
+import { startAndTimeFirstAnswer } from '../../../test/support/agent-back.js';
 import { startFaultProxy, withJsonBody, type FaultProxy } from '../../../test/support/fault-proxy.js';
 
 async function until(what: string, condition: () => boolean, timeoutMs = 20_000): Promise<void> {
@@ -155,21 +156,9 @@ describe('Discovery against a real agent', function () {
         }
         // "Back" = the first moment the agent answers a health read: a fresh probe every
         // 10 ms, not waiting for the previous one (a half-started agent may accept and stall).
-        let backAt: number | undefined;
-        const starting = agent.start();
-        const probes: Promise<void>[] = [];
-        while (backAt === undefined && probes.length < 6000) {
-          probes.push(fetch(`${agent.httpUrl}/v1/health/service/${service}?stale`, { signal: AbortSignal.timeout(5000) }).then(async (res) => {
-            await res.arrayBuffer();
-            const at = performance.now();
-            if (res.ok && (backAt === undefined || at < backAt)) backAt = at;
-          }, () => undefined));
-          await new Promise((r) => setTimeout(r, 10));
-        }
-        await Promise.all(probes);
-        await starting;
+        const backAt = await startAndTimeFirstAnswer(agent, `/v1/health/service/${service}?stale`);
         await until('all converged', () => converged.size === watches.length, 30_000);
-        const after = [...converged.values()].map((t) => t - backAt!).sort((a, b) => a - b);
+        const after = [...converged.values()].map((t) => t - backAt).sort((a, b) => a - b);
         process.stderr.write(`      run ${run + 1}: converged ${after.map((t) => t.toFixed(0)).join(', ')} ms after the agent answered again\n`);
         assert.ok(after.at(-1)! <= 1000, `slowest ${after.at(-1)!.toFixed(0)} ms`);
         assert.ok(after.at(-1)! - after[0]! > 20, 'recoveries are spread in time, not in lockstep');
