@@ -116,6 +116,7 @@ describe('http-client: the undici Dispatcher (createDispatcher)', () => {
 
   it('streams request and response bodies both ways, with backpressure', async () => {
     const size = 8 * 1024 * 1024;
+    await Promise.all(servers.map((s) => s.close())); // this test brings its own backend
     servers = [
       await startServer((req, res) => {
         if (req.method === 'POST') {
@@ -203,6 +204,7 @@ describe('http-client: the undici Dispatcher (createDispatcher)', () => {
   });
 
   it('passes per-request settings from request() options and cancels through the caller signal', async () => {
+    await Promise.all(servers.map((s) => s.close())); // this test brings its own backend
     servers = [await startServer((_req, res) => setTimeout(() => res.end('late'), 300))];
     resolver.set('users', [{ address: '127.0.0.1', port: servers[0]!.port }]);
     dispatcher = createDispatcher({ resolver });
