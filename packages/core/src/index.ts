@@ -67,6 +67,9 @@ export type { RetryWithBackoffOptions } from './backoff.js';
 export { sleep } from './sleep.js';
 export { checkNumber, checkOptions } from './validate.js';
 export type { NumberRule } from './validate.js';
+// For resolver packages (e.g. @proxyless/etcd): the shared-watch machinery, one copy. Not a stable API.
+export { WatchHub } from './watch-hub.js';
+export type { WatchSink, WatchRunner, PublishOptions } from './watch-hub.js';
 export { ConsulResolver } from './resolver-consul.js';
 export { runBlockingQuery } from './consul-blocking-query.js';
 export type { BlockingQuery, BlockingQueryOptions, BlockingRateLimit, ConsulAnswerInfo } from './consul-blocking-query.js';

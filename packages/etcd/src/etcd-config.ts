@@ -1,0 +1,181 @@
+import { readFileSync } from 'node:fs';
+import { InvalidOptionError } from '@proxyless/core';
+
+/** TLS settings for talking to etcd over HTTPS. */
+export interface EtcdTlsOptions {
+  /** PEM CA bundle (contents, not a path). */
+  ca?: string | Buffer;
+  /** PEM client certificate (contents), for mutual TLS. */
+  cert?: string | Buffer;
+  /** PEM client key (contents), for mutual TLS. */
+  key?: string | Buffer;
+  /** SNI / certificate name to verify instead of the host name. */
+  serverName?: string;
+  /** Verify the server certificate. Default `true`. */
+  rejectUnauthorized?: boolean;
+}
+
+/** How to reach etcd's v3 API (its JSON gateway, served on every client URL). */
+export interface EtcdConnectionOptions {
+  /**
+   * Client URLs (`http(s)://host:port`) or `host:port`s, tried in turn when one fails.
+   * Default: `ETCDCTL_ENDPOINTS` (comma-separated), else `127.0.0.1:2379`.
+   */
+  endpoints?: string | readonly string[];
+  /** TLS settings; any makes scheme-less endpoints `https`. Default: `ETCDCTL_CACERT`, `ETCDCTL_CERT`, `ETCDCTL_KEY`, `ETCDCTL_INSECURE_SKIP_TLS_VERIFY`. */
+  tls?: EtcdTlsOptions;
+  /** User name for etcd authentication. Default: from `ETCDCTL_USER` (`user:password`) or `ETCDCTL_USERNAME`. */
+  username?: string;
+  /** Password; sent only in the authenticate call's body, never logged or put in an error. Default: from `ETCDCTL_USER` or `ETCDCTL_PASSWORD`. */
+  password?: string;
+  /** Time limit of one unary call, in ms, across endpoint retries. Default 5 000. */
+  timeoutMs?: number;
+  /** Largest response (or watch message) accepted, in bytes. Default 16 MiB. */
+  maxResponseBytes?: number;
+}
+
+/** A fully resolved connection configuration. Never holds the password. */
+export interface ResolvedEtcdConnection {
+  /** Origins, e.g. `https://10.0.0.1:2379`. Never contain credentials. */
+  readonly endpoints: readonly string[];
+  readonly username: string | undefined;
+  readonly tls: EtcdTlsOptions | undefined;
+  readonly timeoutMs: number;
+  readonly maxResponseBytes: number;
+}
+
+function truthy(value: string | undefined): boolean | undefined {
+  if (value === undefined || value === '') return undefined;
+  return ['1', 'true', 'yes', 'on'].includes(value.toLowerCase());
+}
+
+function readPem(env: NodeJS.ProcessEnv, name: string): Buffer | undefined {
+  const path = env[name];
+  if (!path) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new InvalidOptionError(name, path, `cannot be read: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Reads etcdctl's conventional environment variables (`ETCDCTL_ENDPOINTS`,
+ * `ETCDCTL_CACERT`, `ETCDCTL_CERT`, `ETCDCTL_KEY`, `ETCDCTL_USER`,
+ * `ETCDCTL_USERNAME`/`ETCDCTL_PASSWORD`, `ETCDCTL_INSECURE_SKIP_TLS_VERIFY`).
+ * Explicit options passed to {@link resolveEtcdConnection} override these.
+ */
+export function etcdOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): EtcdConnectionOptions {
+  const options: EtcdConnectionOptions = {};
+  const endpoints = env['ETCDCTL_ENDPOINTS'];
+  if (endpoints) options.endpoints = endpoints.split(',').map((e) => e.trim()).filter((e) => e.length > 0);
+  const tls: EtcdTlsOptions = {};
+  const ca = readPem(env, 'ETCDCTL_CACERT');
+  if (ca) tls.ca = ca;
+  const cert = readPem(env, 'ETCDCTL_CERT');
+  if (cert) tls.cert = cert;
+  const key = readPem(env, 'ETCDCTL_KEY');
+  if (key) tls.key = key;
+  const skip = truthy(env['ETCDCTL_INSECURE_SKIP_TLS_VERIFY']);
+  if (skip !== undefined) tls.rejectUnauthorized = !skip;
+  if (Object.keys(tls).length > 0) options.tls = tls;
+  const user = env['ETCDCTL_USER'];
+  if (user) {
+    // etcdctl: `--user user:password` (the password may itself contain ':').
+    const colon = user.indexOf(':');
+    if (colon < 0) options.username = user;
+    else {
+      options.username = user.slice(0, colon);
+      options.password = user.slice(colon + 1);
+    }
+  }
+  if (env['ETCDCTL_USERNAME']) options.username = env['ETCDCTL_USERNAME'];
+  if (env['ETCDCTL_PASSWORD']) options.password = env['ETCDCTL_PASSWORD'];
+  return options;
+}
+
+function hasControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
+
+function positiveInt(option: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > max) {
+    throw new InvalidOptionError(option, value, `must be an integer between 1 and ${max}`);
+  }
+  return value;
+}
+
+function parseEndpoint(endpoint: unknown, secure: boolean, index: number): string {
+  const option = `endpoints[${index}]`;
+  if (typeof endpoint !== 'string' || endpoint.length === 0 || endpoint.length > 2048) {
+    throw new InvalidOptionError(option, endpoint, 'must be a host:port or http(s) URL');
+  }
+  let url: URL;
+  try {
+    url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(endpoint) ? endpoint : `${secure ? 'https' : 'http'}://${endpoint}`);
+  } catch {
+    throw new InvalidOptionError(option, endpoint.replace(/\/\/[^@/]*@/, '//<redacted>@'), 'is not a host:port or http(s) URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidOptionError(option, url.protocol, 'must use http or https');
+  if (url.username || url.password) {
+    // Never echo what may be a password.
+    throw new InvalidOptionError(option, `${url.protocol}//<redacted>@${url.host}`, 'must not carry credentials; use the username and password options');
+  }
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
+    throw new InvalidOptionError(option, endpoint, 'must not have a path, query or fragment');
+  }
+  return url.origin;
+}
+
+/**
+ * Merges explicit options over the environment and validates the result.
+ * The password is returned apart, so that the resolved configuration can be
+ * logged or inspected without it.
+ * @internal
+ */
+export function resolveEtcdConnectionWithSecret(
+  options: EtcdConnectionOptions = {},
+  env: NodeJS.ProcessEnv = process.env,
+): { connection: ResolvedEtcdConnection; password: string | undefined } {
+  const fromEnv = etcdOptionsFromEnv(env);
+  const raw = options.endpoints ?? fromEnv.endpoints ?? '127.0.0.1:2379';
+  const list = typeof raw === 'string' ? raw.split(',').map((e) => e.trim()) : raw;
+  if (!Array.isArray(list) || list.length === 0 || list.length > 64) {
+    throw new InvalidOptionError('endpoints', list, 'must be 1 to 64 endpoints');
+  }
+  const tls = options.tls ?? fromEnv.tls;
+  if (tls !== undefined && (typeof tls !== 'object' || tls === null)) throw new InvalidOptionError('tls', tls, 'must be an object');
+  const endpoints = [...new Set(list.map((e, i) => parseEndpoint(e, tls !== undefined, i)))];
+  const username = options.username ?? fromEnv.username;
+  const password = options.password ?? (options.username === undefined ? fromEnv.password : undefined);
+  if (username !== undefined && (typeof username !== 'string' || username.length === 0 || username.length > 256 || hasControlCharacter(username))) {
+    throw new InvalidOptionError('username', typeof username === 'string' ? '<redacted>' : username, 'must be 1-256 characters without control characters');
+  }
+  if (password !== undefined && typeof password !== 'string') throw new InvalidOptionError('password', '<redacted>', 'must be a string');
+  if (password !== undefined && username === undefined) throw new InvalidOptionError('password', '<redacted>', 'needs a username');
+  const secure = endpoints.some((e) => e.startsWith('https:'));
+  return {
+    connection: {
+      endpoints,
+      username,
+      tls: secure ? (tls ?? {}) : undefined,
+      timeoutMs: positiveInt('timeoutMs', options.timeoutMs, 5_000, 600_000),
+      maxResponseBytes: positiveInt('maxResponseBytes', options.maxResponseBytes, 16 * 1024 * 1024),
+    },
+    password,
+  };
+}
+
+/**
+ * Merges explicit options over the environment and validates the result (without the password).
+ * @param options - explicit settings; they win over the environment.
+ * @param env - environment to read defaults from (default `process.env`).
+ */
+export function resolveEtcdConnection(options: EtcdConnectionOptions = {}, env: NodeJS.ProcessEnv = process.env): ResolvedEtcdConnection {
+  return resolveEtcdConnectionWithSecret(options, env).connection;
+}

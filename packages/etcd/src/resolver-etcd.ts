@@ -1,0 +1,289 @@
+import { EventEmitter } from 'eventemitter3';
+import {
+  AbortedError,
+  ClosedError,
+  InvalidOptionError,
+  NoHealthyInstancesError,
+  ResolutionFailedError,
+  WatchHub,
+  backoffDelay,
+  checkBackoff,
+  sleep,
+  validateServiceName,
+  type BackoffOptions,
+  type CallOptions,
+  type Resolver,
+  type ServiceInstance,
+  type ServiceWatch,
+  type WatchSink,
+} from '@proxyless/core';
+import { EtcdClient, type EtcdKeyValue } from './etcd-client.js';
+import type { EtcdConnectionOptions } from './etcd-config.js';
+import { proxylessLayout, validateInstanceName, type EtcdKeyLayout } from './key-layout.js';
+
+/** Per-query options of {@link EtcdResolver} (none yet: the layout decides where a service lives). */
+export type EtcdQuery = object;
+
+/** An entry left out of a snapshot (malformed, oversized, outside the layout). */
+export interface DroppedEntry {
+  readonly service: string;
+  /** The key, truncated to 256 characters with control characters escaped. */
+  readonly key: string;
+  readonly reason: string;
+}
+
+/** Events of an {@link EtcdResolver} beyond its watches' own. */
+export interface EtcdResolverEvents {
+  /** An entry was ignored; it never becomes an instance. */
+  dropped: [entry: DroppedEntry];
+  /** A watch started over with a full read (`compacted`, revision went backwards, another cluster). */
+  resync: [service: string, reason: 'compacted' | 'revision-backwards' | 'cluster-changed'];
+}
+
+/** Options of {@link EtcdResolver}. */
+export interface EtcdResolverOptions extends EtcdConnectionOptions {
+  /** An existing client (the resolver then does not close it). Default: a new one from the connection options and environment. */
+  client?: EtcdClient;
+  /** Environment for connection defaults (`ETCDCTL_*`). Default `process.env`. */
+  env?: NodeJS.ProcessEnv;
+  /** Key layout. Default {@link proxylessLayout}(). */
+  layout?: EtcdKeyLayout;
+  /** Values larger than this are dropped. Default 65 536 bytes. */
+  maxValueBytes?: number;
+  /** Backoff between failed watch attempts. Default `{ initialMs: 100, maxMs: 10 000 }`. */
+  backoff?: BackoffOptions;
+}
+
+function printable(key: Buffer): string {
+  const text = key.toString('utf8');
+  const cut = text.length > 256 ? `${text.slice(0, 256)}…` : text;
+  let out = '';
+  for (const c of cut) {
+    const code = c.charCodeAt(0);
+    out += code < 0x20 || code === 0x7f ? `\\x${code.toString(16).padStart(2, '0')}` : c;
+  }
+  return out;
+}
+
+/**
+ * Resolves and watches services registered in etcd.
+ *
+ * One watch stream per service prefix per resolver, whatever the number of
+ * subscribers (the shared watch hub of `@proxyless/core`). The loop reads the
+ * prefix once, then watches from the next revision; after a reconnect it
+ * resumes from the last revision it applied, and starts over with a full read
+ * when that revision was compacted away, when the server's revision is behind
+ * ours or its cluster ID changed (etcd restored or wiped). Errors keep the last
+ * good snapshot, marked stale. Only healthy (`passing`/`warning`) instances are
+ * published; a malformed or oversized value is dropped and reported in a
+ * `dropped` event.
+ *
+ * @example
+ * ```ts
+ * import { EtcdResolver } from '@proxyless/etcd';
+ * const resolver = new EtcdResolver({ endpoints: ['http://127.0.0.1:2379'] });
+ * const watch = resolver.watch('web');
+ * watch.on('update', (snapshot) => console.log(snapshot.instances.map((i) => `${i.address}:${i.port}`)));
+ * await watch.ready({ timeoutMs: 5000 });
+ * await resolver.close();
+ * ```
+ */
+export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Resolver {
+  /** The etcd client in use. */
+  readonly client: EtcdClient;
+  /** The key layout in use. */
+  readonly layout: EtcdKeyLayout;
+  readonly #ownsClient: boolean;
+  readonly #hub: WatchHub<EtcdQuery>;
+  readonly #maxValueBytes: number;
+  readonly #backoff: Required<BackoffOptions>;
+  readonly #closeController = new AbortController();
+  #closed = false;
+
+  constructor(options: EtcdResolverOptions = {}) {
+    super();
+    const { client, env, layout, maxValueBytes, backoff, ...connection } = options;
+    this.layout = layout ?? proxylessLayout();
+    if (typeof this.layout !== 'object' || typeof this.layout.servicePrefix !== 'function' || typeof this.layout.parse !== 'function') {
+      throw new InvalidOptionError('layout', this.layout, 'must be an EtcdKeyLayout (servicePrefix and parse)');
+    }
+    const max = maxValueBytes ?? 65_536;
+    if (!Number.isInteger(max) || max < 1) throw new InvalidOptionError('maxValueBytes', max, 'must be a positive integer');
+    this.#maxValueBytes = max;
+    this.#backoff = checkBackoff('backoff', backoff ?? { initialMs: 100, maxMs: 10_000 });
+    if (client !== undefined) {
+      if (!(client instanceof EtcdClient)) throw new InvalidOptionError('client', client, 'must be an EtcdClient');
+      this.client = client;
+      this.#ownsClient = false;
+    } else {
+      this.client = new EtcdClient(connection, env);
+      this.#ownsClient = true;
+    }
+    this.#hub = new WatchHub<EtcdQuery>('etcd', (service, _query, sink) => this.#run(service, sink));
+  }
+
+  /** Number of running watch streams (one per watched service). */
+  get activeWatches(): number {
+    return this.#hub.size;
+  }
+
+  #prefix(service: string): string {
+    validateServiceName(service);
+    return this.layout.servicePrefix(service);
+  }
+
+  /** Turns one key-value into an instance, or reports it dropped. */
+  #parse(service: string, prefix: string, kv: EtcdKeyValue): ServiceInstance | undefined {
+    const drop = (reason: string): undefined => {
+      this.emit('dropped', { service, key: printable(kv.key), reason });
+      return undefined;
+    };
+    const key = kv.key.toString('utf8');
+    if (!key.startsWith(prefix)) return drop('key outside the service prefix');
+    const name = key.slice(prefix.length);
+    if (name.length === 0 || name.includes('/')) return drop('key is not a direct child of the service prefix');
+    try {
+      validateInstanceName(name, 'key');
+    } catch {
+      return drop('key is not a valid instance name');
+    }
+    if (kv.value.length > this.#maxValueBytes) return drop(`value larger than ${this.#maxValueBytes} bytes`);
+    try {
+      const instance = this.layout.parse(service, name, kv.value);
+      if (instance.service !== service) return drop('value names another service');
+      return instance.health === 'critical' ? undefined : instance;
+    } catch (error) {
+      return drop(error instanceof Error ? error.message : 'unparseable value');
+    }
+  }
+
+  #instances(service: string, prefix: string, entries: Map<string, EtcdKeyValue>): ServiceInstance[] {
+    const out: ServiceInstance[] = [];
+    const seen = new Set<string>();
+    for (const kv of entries.values()) {
+      const instance = this.#parse(service, prefix, kv);
+      if (instance && !seen.has(instance.key)) {
+        seen.add(instance.key);
+        out.push(instance);
+      }
+    }
+    return out;
+  }
+
+  async #run(service: string, sink: WatchSink): Promise<void> {
+    const signal = sink.signal;
+    const prefix = this.#prefix(service);
+    // Raw entries by key; parsed on publish so a bad value is re-judged when it changes.
+    let entries = new Map<string, EtcdKeyValue>();
+    let revision = 0; // last revision applied; 0: read everything first
+    let clusterId: string | undefined;
+    let failures = 0;
+    const resync = (reason: 'compacted' | 'revision-backwards' | 'cluster-changed'): void => {
+      revision = 0;
+      this.emit('resync', service, reason);
+    };
+    while (!signal.aborted) {
+      try {
+        if (revision === 0) {
+          const { header, kvs } = await this.client.range(prefix, { prefix: true, signal });
+          entries = new Map(kvs.map((kv) => [kv.key.toString('latin1'), kv]));
+          revision = header.revision;
+          clusterId = header.clusterId;
+          sink.publish(this.#instances(service, prefix, entries), { info: { index: revision } });
+        }
+        for await (const message of this.client.watch({ key: prefix, prefix: true, startRevision: revision + 1 }, { signal })) {
+          if (signal.aborted) return;
+          if (message.header.clusterId !== '0' && clusterId !== undefined && message.header.clusterId !== clusterId) {
+            resync('cluster-changed');
+            break;
+          }
+          if (message.canceled) {
+            if (message.compactRevision > 0) resync('compacted');
+            else throw new Error(`etcd canceled the watch: ${message.cancelReason || 'no reason given'}`);
+            break;
+          }
+          if (message.created) {
+            // A server behind the revision we applied lost data (restored, wiped): start over.
+            if (message.header.revision < revision) {
+              resync('revision-backwards');
+              break;
+            }
+            failures = 0;
+            // Confirms the (possibly stale) snapshot is current again.
+            sink.publish(this.#instances(service, prefix, entries), { info: { index: revision } });
+            continue;
+          }
+          for (const event of message.events) {
+            if (event.kv.modRevision <= revision && event.kv.modRevision !== 0) continue; // already applied
+            const key = event.kv.key.toString('latin1');
+            if (event.type === 'delete') entries.delete(key);
+            else entries.set(key, event.kv);
+          }
+          if (message.header.revision > revision) revision = message.header.revision;
+          if (message.events.length > 0) sink.publish(this.#instances(service, prefix, entries), { info: { index: revision } });
+        }
+        if (revision === 0) continue; // resync requested: read again at once
+        // The stream ended without an error (member shutting down): reconnect, briefly backed off.
+        await sleep(backoffDelay(failures++, this.#backoff), signal);
+      } catch (error) {
+        if (signal.aborted) return;
+        sink.fail(new ResolutionFailedError(service, 'etcd', error));
+        await sleep(backoffDelay(failures++, this.#backoff), signal);
+      }
+    }
+  }
+
+  /**
+   * Resolves once (a linearizable range read), or answers from a running watch's fresh snapshot.
+   * @throws {@link NoHealthyInstancesError}, {@link ResolutionFailedError} (with `cause`),
+   *   {@link InvalidServiceNameError}, {@link ClosedError}, {@link AbortedError}.
+   */
+  async resolve(service: string, options: EtcdQuery & CallOptions = {}): Promise<readonly ServiceInstance[]> {
+    if (this.#closed) throw new ClosedError('Resolver');
+    const prefix = this.#prefix(service);
+    const { signal, timeoutMs } = options;
+    const cached = this.#hub.peek(service);
+    let instances: readonly ServiceInstance[];
+    if (cached && !cached.stale) {
+      instances = cached.instances;
+    } else {
+      if (signal?.aborted) throw new AbortedError(`Resolving "${service}"`, signal.reason);
+      const linked = signal ? AbortSignal.any([signal, this.#closeController.signal]) : this.#closeController.signal;
+      try {
+        const { kvs } = await this.client.range(prefix, { prefix: true, signal: linked, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
+        instances = this.#instances(service, prefix, new Map(kvs.map((kv) => [kv.key.toString('latin1'), kv])));
+      } catch (error) {
+        if (signal?.aborted) throw new AbortedError(`Resolving "${service}"`, signal.reason);
+        if (this.#closed) throw new ClosedError('Resolver');
+        throw new ResolutionFailedError(service, 'etcd', error);
+      }
+    }
+    if (instances.length === 0) throw new NoHealthyInstancesError(service);
+    return instances;
+  }
+
+  /**
+   * Watches a service. Every subscriber of one service shares one etcd watch stream.
+   * @throws {@link InvalidServiceNameError}, {@link ClosedError}.
+   */
+  watch(service: string, query: EtcdQuery = {}): ServiceWatch {
+    if (this.#closed) throw new ClosedError('Resolver');
+    this.#prefix(service);
+    return this.#hub.subscribe(service, service, query);
+  }
+
+  /** Stops every watch stream at once; closes the client if the resolver created it. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closeController.abort(new ClosedError('Resolver'));
+    await this.#hub.close();
+    if (this.#ownsClient) await this.client.close();
+    this.removeAllListeners();
+  }
+
+  /** Same as {@link EtcdResolver.close}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
