@@ -357,8 +357,8 @@ export class EtcdClient {
   }
 
   /**
-   * Reads one key, or every key under a prefix.
-   * @param serializable - read from the answering member without a quorum round (faster, may lag).
+   * Reads one key, or every key under a prefix (`prefix: true`). `serializable: true`
+   * reads from the answering member without a quorum round (faster, may lag).
    */
   async range(key: string | Buffer, options: EtcdCallOptions & { prefix?: boolean; serializable?: boolean; limit?: number } = {}): Promise<{ header: EtcdHeader; kvs: EtcdKeyValue[] }> {
     const k = typeof key === 'string' ? Buffer.from(key) : key;
