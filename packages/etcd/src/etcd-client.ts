@@ -322,8 +322,8 @@ export class EtcdClient {
    * Sends one unary call (`path` like `/v3/kv/range`) with a JSON body and
    * returns the decoded answer. Moves to the next endpoint and tries again
    * (within the deadline) when one is unreachable or unavailable.
-   * @throws {@link EtcdApiError}, {@link EtcdUnreachableError}, {@link TimeoutError},
-   *   {@link AbortedError}, {@link BadResponseError}, {@link ClosedError}.
+   * @throws {@link EtcdApiError}, {@link EtcdUnreachableError}, `TimeoutError`,
+   *   `AbortedError`, `BadResponseError`, `ClosedError`.
    */
   async request(path: string, body: unknown, options: EtcdCallOptions = {}): Promise<Record<string, unknown>> {
     if (this.#closed) throw new ClosedError('etcd client');

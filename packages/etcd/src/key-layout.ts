@@ -39,7 +39,7 @@ export class MalformedValueError extends ProxylessError {
 // climb out of the prefix or hide in a log line.
 const instanceNamePattern = /^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}$/;
 
-/** Checks an instance name/ID (1–128 of `A-Za-z0-9_.:@-`, no `/`, not `.`/`..`). @throws {@link InvalidOptionError} */
+/** Checks an instance name/ID (1–128 of `A-Za-z0-9_.:@-`, no `/`, not `.`/`..`). @throws `InvalidOptionError` */
 export function validateInstanceName(name: unknown, option = 'id'): string {
   if (typeof name !== 'string' || !instanceNamePattern.test(name)) {
     throw new InvalidOptionError(option, name, 'must be 1-128 characters of letters, digits, "_", ".", ":", "@", "-", starting with a letter, digit or "_"');
@@ -50,7 +50,7 @@ export function validateInstanceName(name: unknown, option = 'id'): string {
 /**
  * Checks and normalises a key prefix: starts with `/`, no empty, `.` or `..`
  * segments, printable ASCII, at most 512 bytes; returned without a trailing `/`.
- * @throws {@link InvalidOptionError}
+ * @throws `InvalidOptionError`
  */
 export function validatePrefix(prefix: unknown, option = 'prefix'): string {
   if (typeof prefix !== 'string' || prefix.length === 0 || prefix.length > 512 || !/^\/[\x21-\x7e]*$/.test(prefix)) {

@@ -235,8 +235,8 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
 
   /**
    * Resolves once (a linearizable range read), or answers from a running watch's fresh snapshot.
-   * @throws {@link NoHealthyInstancesError}, {@link ResolutionFailedError} (with `cause`),
-   *   {@link InvalidServiceNameError}, {@link ClosedError}, {@link AbortedError}.
+   * @throws `NoHealthyInstancesError`, `ResolutionFailedError` (with `cause`),
+   *   `InvalidServiceNameError`, `ClosedError`, `AbortedError`.
    */
   async resolve(service: string, options: EtcdQuery & CallOptions = {}): Promise<readonly ServiceInstance[]> {
     if (this.#closed) throw new ClosedError('Resolver');
@@ -264,7 +264,7 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
 
   /**
    * Watches a service. Every subscriber of one service shares one etcd watch stream.
-   * @throws {@link InvalidServiceNameError}, {@link ClosedError}.
+   * @throws `InvalidServiceNameError`, `ClosedError`.
    */
   watch(service: string, query: EtcdQuery = {}): ServiceWatch {
     if (this.#closed) throw new ClosedError('Resolver');
