@@ -110,7 +110,7 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
     const max = maxValueBytes ?? 65_536;
     if (!Number.isInteger(max) || max < 1) throw new InvalidOptionError('maxValueBytes', max, 'must be a positive integer');
     this.#maxValueBytes = max;
-    this.#backoff = checkBackoff('backoff', backoff ?? { initialMs: 100, maxMs: 10_000 });
+    this.#backoff = checkBackoff('backoff', backoff, { initialMs: 100, maxMs: 10_000 });
     if (client !== undefined) {
       if (!(client instanceof EtcdClient)) throw new InvalidOptionError('client', client, 'must be an EtcdClient');
       this.client = client;
