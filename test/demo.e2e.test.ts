@@ -17,8 +17,9 @@ async function descendants(pid: number): Promise<number[]> {
 describe('npm run demo', function () {
   this.timeout(180_000);
 
-  it('runs to completion with zero failed requests in the graceful and failover steps, and leaves no process behind', async () => {
-    const demo = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', 'examples/demo/demo.ts'], {
+  for (const registry of ['consul', 'etcd'] as const) {
+  it(`--registry ${registry}: runs to completion with zero failed requests in the graceful and failover steps, and leaves no process behind`, async () => {
+    const demo = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', 'examples/demo/demo.ts', '--registry', registry], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
@@ -50,5 +51,7 @@ describe('npm run demo', function () {
       alive = alive.filter(isAlive);
     }
     assert.deepEqual(alive, [], `processes left behind by the demo: ${alive.join(', ')}`);
+    assert.match(out, registry === 'etcd' ? /client-side load balancing with etcd/ : /client-side load balancing with Consul/);
   });
+  }
 });

@@ -7,6 +7,9 @@
  * watch, step by step: balanced traffic; SIGTERM (drain + deregister);
  * SIGKILL (breaker/ejection + retries); new instances; a slow instance
  * (peak EWMA). Prints a summary and stops everything, also on Ctrl-C.
+ *
+ * `npm run demo -- --registry etcd` tells the same story on etcd: the
+ * instances register a key with a lease, the client watches etcd.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -14,9 +17,11 @@ import { createInterface } from 'node:readline';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConsulResolver, peakEwma } from '@proxyless/core';
+import { ConsulResolver, peakEwma, type Resolver } from '@proxyless/core';
+import { EtcdClient, EtcdResolver } from '@proxyless/etcd';
 import { createClient, type ProxylessClient } from '@proxyless/http-client';
 import { startConsulAgent, type ConsulAgent } from '../../test/support/consul.js';
+import { startEtcd, type EtcdServer } from '../../test/support/etcd.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SERVICE = 'hello';
@@ -35,10 +40,20 @@ interface Instance {
   exit?: Promise<number | null>;
 }
 
+const registryArg = process.argv.indexOf('--registry');
+const registry = registryArg >= 0 ? process.argv[registryArg + 1] : 'consul';
+if (registry !== 'consul' && registry !== 'etcd') {
+  process.stderr.write(`--registry must be consul or etcd, not ${String(registry)}\n`);
+  process.exit(2);
+}
+const registryName = registry === 'etcd' ? 'etcd' : 'Consul';
+
 const instances = new Map<string, Instance>();
 let agent: ConsulAgent | undefined;
+let etcd: (EtcdServer & { close(): Promise<void> }) | undefined;
+let etcdAdmin: EtcdClient | undefined;
 let client: ProxylessClient | undefined;
-let resolver: ConsulResolver | undefined;
+let resolver: Resolver | undefined;
 
 function log(message: string): void {
   process.stdout.write(`${message}\n`);
@@ -53,7 +68,7 @@ async function startInstance(name: string): Promise<Instance> {
         ...process.env,
         SERVICE_NAME: SERVICE,
         INSTANCE: name,
-        CONSUL_HTTP_ADDR: agent!.httpAddr,
+        ...(etcd ? { REGISTRY: 'etcd', ETCDCTL_ENDPOINTS: etcd.clientUrl } : { CONSUL_HTTP_ADDR: agent!.httpAddr }),
         TTL_MS: '3000',
         DRAIN_DELAY_MS: '300',
         EXIT_WITH_PARENT: '1',
@@ -162,6 +177,10 @@ async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: n
 }
 
 async function passingIds(): Promise<string[]> {
+  if (etcdAdmin) {
+    const { kvs } = await etcdAdmin.range(`/proxyless/services/${SERVICE}/`, { prefix: true });
+    return kvs.filter((kv) => (JSON.parse(kv.value.toString()) as { health?: string }).health !== 'critical').map((kv) => kv.key.toString().split('/').pop() ?? '');
+  }
   const r = await fetch(`${agent!.httpUrl}/v1/health/service/${SERVICE}?passing`);
   const body = (await r.json()) as { Service: { ID: string } }[];
   return body.map((e) => e.Service.ID);
@@ -170,16 +189,23 @@ async function passingIds(): Promise<string[]> {
 // ---- the story -------------------------------------------------------------
 async function main(): Promise<void> {
   const started = Date.now();
-  log(bold('Proxyless demo: client-side load balancing with Consul, no proxy in the path\n'));
-  log('1. Starting a Consul dev agent (provisioned by scripts/provision-consul.sh)…');
-  agent = await startConsulAgent();
-  log(`   Consul at ${agent.httpUrl}, DNS on ${agent.dns.host}:${String(agent.dns.port)}`);
+  log(bold(`Proxyless demo: client-side load balancing with ${registryName}, no proxy in the path\n`));
+  if (registry === 'etcd') {
+    log('1. Starting etcd (provisioned by scripts/provision-etcd.sh)…');
+    etcd = await startEtcd();
+    etcdAdmin = new EtcdClient({ endpoints: etcd.clientUrl }, {});
+    log(`   etcd at ${etcd.clientUrl}; instances register /proxyless/services/${SERVICE}/<id> with a lease`);
+  } else {
+    log('1. Starting a Consul dev agent (provisioned by scripts/provision-consul.sh)…');
+    agent = await startConsulAgent();
+    log(`   Consul at ${agent.httpUrl}, DNS on ${agent.dns.host}:${String(agent.dns.port)}`);
+  }
 
   log(`2. Starting three instances of "${SERVICE}"; each registers itself with @proxyless/registrar…`);
   await Promise.all(['a', 'b', 'c'].map((n) => startInstance(n)));
   for (const inst of instances.values()) log(`   ${inst.name} on 127.0.0.1:${String(inst.port)}: registered, passing`);
 
-  resolver = new ConsulResolver({ address: agent.httpAddr });
+  resolver = etcd ? new EtcdResolver({ endpoints: etcd.clientUrl, env: {} }) : new ConsulResolver({ address: agent!.httpAddr });
   client = createClient({ service: SERVICE, resolver, balancer: peakEwma(), timeoutMs: 3000 });
   await waitFor(() => client!.stats().ready === 3, 10_000);
 
@@ -221,7 +247,7 @@ async function main(): Promise<void> {
   const hitB = failover.perInstance.get('b') ?? 0;
   log(`   requests that still reached b after the kill: ${String(failover.retried)} failed attempts, all retried on another instance;`);
   log(`   peak EWMA's failure penalty steered traffic off b at once; b left the pick set after ${String(ejectedAfter)} ms`);
-  log(`   (ejection, open breaker or its TTL check going critical, whichever came first)${hitB > 0 ? `; ${String(hitB)} answers from b were in flight at the kill` : ''}`);
+  log(`   (ejection, open breaker or its ${registry === 'etcd' ? 'lease expiring' : 'TTL check going critical'}, whichever came first)${hitB > 0 ? `; ${String(hitB)} answers from b were in flight at the kill` : ''}`);
 
   log(bold('\n6. Two new instances, d and e, start and register: the watch pushes them to the client at once'));
   const scaleUp = await phase(3000, async () => {
@@ -271,6 +297,8 @@ async function cleanup(): Promise<void> {
     }),
   );
   await agent?.stop();
+  await etcdAdmin?.close();
+  await etcd?.close();
 }
 
 process.once('SIGINT', () => {

@@ -1,8 +1,10 @@
 /**
- * A minimal service that registers itself with the local Consul agent and
- * drains + deregisters on SIGTERM.
+ * A minimal service that registers itself with the local Consul agent (or,
+ * with REGISTRY=etcd, in etcd with a lease) and drains + deregisters on SIGTERM.
  *
  *   SERVICE_NAME=hello PORT=8080 CONSUL_HTTP_ADDR=127.0.0.1:8500 \
+ *     node --conditions=proxyless-source --import tsx examples/service/server.ts
+ *   REGISTRY=etcd ETCDCTL_ENDPOINTS=http://127.0.0.1:2379 SERVICE_NAME=hello \
  *     node --conditions=proxyless-source --import tsx examples/service/server.ts
  *
  * GET /            → {"instance": "...", "port": ...}
@@ -11,6 +13,7 @@
 import { createServer } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Registrar } from '@proxyless/registrar';
+import { etcdRegistry } from '@proxyless/etcd';
 
 const name = process.env['SERVICE_NAME'] ?? 'hello';
 const instance = process.env['INSTANCE'] ?? `${name}-${String(process.pid)}`;
@@ -41,6 +44,7 @@ server.listen(Number(process.env['PORT'] ?? 0), '127.0.0.1', () => {
     address: '127.0.0.1',
     ttlMs: Number(process.env['TTL_MS'] ?? 3000),
     meta: { instance },
+    ...(process.env['REGISTRY'] === 'etcd' ? { registry: etcdRegistry() } : {}),
   });
   registrar.on('error', (error) => process.stderr.write(`[${instance}] ${error.message}\n`));
   registrar.on('registered', () => process.stdout.write(`READY ${instance} ${String(port)}\n`));

@@ -70,6 +70,8 @@ export type { NumberRule } from './validate.js';
 // For resolver packages (e.g. @proxyless/etcd): the shared-watch machinery, one copy. Not a stable API.
 export { WatchHub } from './watch-hub.js';
 export type { WatchSink, WatchRunner, PublishOptions } from './watch-hub.js';
+export { RegistrationLostError } from './registry-port.js';
+export type { RegistryPort, RegistryFactory, RegistrationSpec, RegistryReport, RegistryCallOptions } from './registry-port.js';
 export { ConsulResolver } from './resolver-consul.js';
 export { runBlockingQuery } from './consul-blocking-query.js';
 export type { BlockingQuery, BlockingQueryOptions, BlockingRateLimit, ConsulAnswerInfo } from './consul-blocking-query.js';

@@ -26,3 +26,5 @@ export { proxylessLayout, confdLayout, validateInstanceName, validatePrefix, Mal
 export type { EtcdKeyLayout, EtcdInstanceValue, ProxylessLayoutOptions, ConfdLayoutOptions } from './key-layout.js';
 export { EtcdResolver } from './resolver-etcd.js';
 export type { EtcdResolverOptions, EtcdResolverEvents, EtcdQuery, DroppedEntry } from './resolver-etcd.js';
+export { EtcdRegistry, etcdRegistry } from './registry-etcd.js';
+export type { EtcdRegistryOptions } from './registry-etcd.js';

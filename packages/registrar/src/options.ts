@@ -6,6 +6,7 @@ import {
   validateServiceName,
   validateTag,
   type ConsulConnectionOptions,
+  type RegistryFactory,
 } from '@proxyless/core';
 import type { RegistrarLogger } from './agent-report.js';
 
@@ -95,6 +96,11 @@ export interface RegistrarOptions {
    * client is not closed by {@link Registrar.close}.
    */
   consul?: ConsulConnectionOptions | ConsulHttpClient;
+  /**
+   * Another registry than Consul, e.g. `etcdRegistry()` from `@proxyless/etcd`
+   * (a key with a lease of `ttlMs`). Not combined with `consul`.
+   */
+  registry?: RegistryFactory;
   /**
    * Where to say, in one line per outage, that the agent cannot be reached
    * (naming the address tried and `CONSUL_HTTP_ADDR`) or refuses us, and when

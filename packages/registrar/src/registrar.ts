@@ -4,20 +4,18 @@ import {
   formatConfigWarning,
   type ConfigWarning,
   AbortedError,
-  BadResponseError,
   ClosedError,
-  ConsulApiError,
-  ConsulHttpClient,
   InvalidOptionError,
+  ProxylessError,
+  RegistrationLostError,
   TimeoutError,
   backoffDelay,
   retryWithBackoff,
   sleep,
-  type RetryWithBackoffOptions,
-  runBlockingQuery,
+  type RegistryPort,
+  type RegistryReport,
 } from '@proxyless/core';
 import {
-  formatDuration,
   resolveRegistrarOptions,
   truncateOutput,
   type CheckStatus,
@@ -25,16 +23,16 @@ import {
   type RegistrarOptions,
   type ResolvedRegistrarOptions,
 } from './options.js';
-import { asError, isRetryable, isUnknownCheck, isUnreachable, nextBeat, retryOptions, type LostReason } from './heartbeat.js';
+import { asError, nextBeat, retryOptions, type LostReason } from './heartbeat.js';
+import { ConsulRegistry } from './registry-consul.js';
 import { ShutdownCoordinator, type ShutdownOptions } from './shutdown.js';
-import { describeAgentFailure } from './agent-report.js';
 
 /**
  * Public lifecycle states of a {@link Registrar}.
  * - `idle`: constructed, or stopped after a failed deregistration;
  * - `registering`: {@link Registrar.start} is registering;
  * - `registered`: registered and heartbeating;
- * - `lost`: the agent forgot the registration or cannot be reached; re-registering with backoff;
+ * - `lost`: the registry forgot the registration or cannot be reached; re-registering with backoff;
  * - `deregistering` / `deregistered`: {@link Registrar.stop} in progress / done;
  * - `closed`: {@link Registrar.close} was called.
  */
@@ -70,7 +68,7 @@ export interface RegistrarEvents {
   registered: [info: RegistrationInfo];
   /** The agent accepted a heartbeat. */
   heartbeat: [beat: HeartbeatInfo];
-  /** The registration is gone (`unknown-check`) or the agent is unreachable; re-registration starts at once. */
+  /** The registration is gone (`unknown-check`: Consul forgot the check, or etcd the lease or key) or the registry is unreachable; re-registration starts at once. */
   lost: [reason: LostReason, error: Error];
   /** Registered again after `lost`. */
   reregistered: [info: RegistrationInfo];
@@ -105,14 +103,55 @@ function isCheckStatus(value: unknown): value is CheckStatus {
   return value === 'passing' || value === 'warning' || value === 'critical';
 }
 
+/** One registration's run, from {@link Registrar.start} until {@link Registrar.stop}. */
+interface Session {
+  /** Aborted by stop() and close(): ends beats, retries and recovery. */
+  readonly controller: AbortController;
+  /** The start() in progress or done. */
+  started: Promise<void>;
+  /** The next beat. */
+  timer: NodeJS.Timeout | undefined;
+  /** Beats and recoveries, one at a time. */
+  chain: Promise<void>;
+  /** Fixed-rate schedule origin and the last slot used. */
+  anchor: number;
+  beatIndex: number;
+}
+
+/** The registrar's state: one value, each variant carrying what only it needs. */
+type Phase =
+  | { readonly kind: 'idle' }
+  | { readonly kind: 'registering'; readonly session: Session }
+  | { readonly kind: 'registered'; readonly session: Session }
+  | { readonly kind: 'lost'; readonly session: Session; readonly recovery: AbortController }
+  | { readonly kind: 'deregistering' }
+  | { readonly kind: 'deregistered' }
+  | { readonly kind: 'closed' };
+
+/** What the app asked for; survives re-registrations. */
+interface Intent {
+  manual: { status: CheckStatus; output: string } | undefined;
+  draining: boolean;
+  maintenance: { reason: string | undefined } | undefined;
+}
+
+const never = new AbortController().signal;
+
 /**
- * Owns one service registration in the local Consul agent and its TTL check.
+ * Owns one service registration and keeps it alive: the lifecycle (start,
+ * heartbeats, recovery when the registry forgets the instance, maintenance,
+ * drain, confirmation that clients stopped seeing it, deregistration, signals)
+ * is this class; what talks to the registry is a {@link RegistryPort}: Consul
+ * by default (a TTL check in the local agent), etcd with `registry: etcdRegistry()`
+ * from `@proxyless/etcd` (a key with a lease).
  *
  * {@link Registrar.start} registers (call it once the app is ready to serve)
  * and sends the first heartbeat at once; heartbeats then run on a fixed-rate,
- * jittered, unref'd timer at about TTL/3. A beat that finds its check unknown
- * re-registers at once; while the agent is unreachable the registrar retries
- * with capped backoff, forever, and re-registers when the agent is back.
+ * jittered, unref'd timer at about TTL/3. A beat that finds the registration
+ * gone re-registers at once; while the registry is unreachable the registrar
+ * retries with capped backoff, forever, and re-registers when it is back.
+ * Recovery never holds up a shutdown: {@link Registrar.drain} and
+ * {@link Registrar.stop} cancel it.
  *
  * @example
  * ```ts
@@ -125,26 +164,17 @@ function isCheckStatus(value: unknown): value is CheckStatus {
 export class Registrar extends EventEmitter<RegistrarEvents> {
   /** The validated options, with defaults applied. */
   readonly options: ResolvedRegistrarOptions;
-  readonly #client: ConsulHttpClient;
-  readonly #ownsClient: boolean;
-  #state: RegistrarState = 'idle';
+  /** The registry this registrar talks to. */
+  readonly registry: RegistryPort;
+  #phase: Phase = { kind: 'idle' };
+  readonly #intent: Intent = { manual: undefined, draining: false, maintenance: undefined };
   #lastError: Error | undefined;
-  #run: AbortController | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #chain: Promise<void> = Promise.resolve();
-  #anchor = 0;
-  #beatIndex = 0;
-  #manual: { status: CheckStatus; output: string } | undefined;
-  #draining = false;
-  #maintenance: { reason: string | undefined } | undefined;
-  #started: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
-  #recoverRetry: RetryWithBackoffOptions | undefined;
   /** Set while a failure streak has been reported through the logger; cleared (with an info line) by the next success. */
   #outage = false;
 
   /**
-   * Validates every option; nothing is sent to the agent until {@link Registrar.start}.
+   * Validates every option; nothing is sent to the registry until {@link Registrar.start}.
    * @throws InvalidOptionError naming the option and the rejected value.
    */
   constructor(options: RegistrarOptions) {
@@ -161,18 +191,29 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
         }
       });
     }
-    if (options.consul instanceof ConsulHttpClient) {
-      this.#client = options.consul;
-      this.#ownsClient = false;
+    const factory = options.registry;
+    if (factory !== undefined) {
+      if (typeof factory !== 'function') throw new InvalidOptionError('registry', factory, 'must be a registry factory, e.g. etcdRegistry()');
+      if (options.consul !== undefined) throw new InvalidOptionError('consul', '<set>', 'cannot be combined with the registry option');
+      this.registry = factory({
+        name: o.name,
+        id: o.id,
+        address: o.address,
+        port: o.port,
+        tags: o.tags,
+        meta: o.meta,
+        weights: o.weights,
+        ttlMs: o.ttlMs,
+        heartbeatIntervalMs: o.heartbeatIntervalMs,
+      });
     } else {
-      this.#client = new ConsulHttpClient(options.consul ?? {});
-      this.#ownsClient = true;
+      this.registry = new ConsulRegistry(this.options, options.consul ?? {});
     }
   }
 
   /** The current state. */
   get state(): RegistrarState {
-    return this.#state;
+    return this.#phase.kind;
   }
 
   /** The last error reported through the `error` event, if any. */
@@ -180,7 +221,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     return this.#lastError;
   }
 
-  /** What this instance registers as. */
+  /** What this instance is registered as. */
   get registration(): RegistrationInfo {
     const { name, id, address, port, checkId } = this.options;
     return { name, id, address, port, checkId };
@@ -188,43 +229,48 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
 
   /** True while draining (the check reports critical for shutdown). */
   get draining(): boolean {
-    return this.#draining;
+    return this.#intent.draining;
   }
 
   /** True while maintenance mode is on. */
   get maintenance(): boolean {
-    return this.#maintenance !== undefined;
+    return this.#intent.maintenance !== undefined;
+  }
+
+  #session(): Session | undefined {
+    const p = this.#phase;
+    return p.kind === 'registering' || p.kind === 'registered' || p.kind === 'lost' ? p.session : undefined;
+  }
+
+  #call(signal: AbortSignal, timeoutMs = this.options.requestTimeoutMs): { signal: AbortSignal; timeoutMs: number } {
+    return { signal, timeoutMs };
   }
 
   /**
-   * Registers the instance and starts heartbeating. Resolves once the agent
-   * has accepted the registration and the first heartbeat. Unreachable agents,
-   * 429 and 5xx answers are retried with backoff until `signal` or `timeoutMs`
-   * ends the wait; 400 and 403 reject at once. Idempotent while running.
-   * @throws ConsulApiError, TimeoutError, AbortedError, ClosedError.
+   * Registers the instance and starts heartbeating. Resolves once the registry
+   * has accepted the registration and the first heartbeat. Unreachable
+   * registries and retryable answers (429, 5xx, no leader) are retried with
+   * backoff until `signal` or `timeoutMs` ends the wait; refusals (400, 403,
+   * bad credentials) reject at once. Idempotent while running.
+   * @throws ConsulApiError / EtcdApiError, TimeoutError, AbortedError, ClosedError.
    */
   start(options: RegistrarCallOptions = {}): Promise<void> {
-    if (this.#state === 'closed') return Promise.reject(new ClosedError('Registrar'));
-    if (this.#started && this.#state !== 'idle' && this.#state !== 'deregistered') return this.#started;
-    this.#started = this.#start(options);
-    this.#started.catch(() => undefined);
-    return this.#started;
+    if (this.#phase.kind === 'closed') return Promise.reject(new ClosedError('Registrar'));
+    const running = this.#session();
+    if (running) return running.started;
+    const session: Session = { controller: new AbortController(), started: Promise.resolve(), timer: undefined, chain: Promise.resolve(), anchor: 0, beatIndex: 0 };
+    session.started = this.#start(session, options);
+    session.started.catch(() => undefined);
+    return session.started;
   }
 
-  async #start(options: RegistrarCallOptions): Promise<void> {
-    const run = new AbortController();
-    this.#run = run;
-    this.#setState('registering');
+  async #start(session: Session, options: RegistrarCallOptions): Promise<void> {
+    const run = session.controller;
+    this.#enter({ kind: 'registering', session });
     const signals = [run.signal];
     if (options.signal) signals.push(options.signal);
     if (options.timeoutMs !== undefined) signals.push(AbortSignal.timeout(options.timeoutMs));
     const startSignal = AbortSignal.any(signals);
-    this.#recoverRetry = retryOptions(
-      this.options.retryMinDelayMs,
-      this.options.retryMaxDelayMs,
-      run.signal,
-      (error) => this.#reportError(error),
-    );
     const retrying =
       options.timeoutMs === undefined
         ? 'retrying until it answers (start({ timeoutMs }) gives up instead)'
@@ -234,8 +280,8 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       await retryWithBackoff(
         async () => {
           const report = await this.#evaluate();
-          await this.#register(report, startSignal);
-          await this.#update(report, startSignal);
+          await this.registry.register(report, this.#call(startSignal));
+          await this.#heartbeat(report, startSignal);
         },
         retryOptions(
           this.options.retryMinDelayMs,
@@ -244,14 +290,16 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
           (error) => {
             lastFailure = error;
             this.#reportError(error);
-            if (!startSignal.aborted) this.#warnOnce(error, isRetryable(error) ? retrying : 'not retrying');
+            if (!startSignal.aborted) this.#warnOnce(error, this.#retryable(error) ? retrying : 'not retrying');
           },
-          isRetryable,
+          (error) => this.#retryable(error),
         ),
       );
     } catch (error) {
-      if (this.#state === 'registering') this.#setState('idle');
-      if (startSignal.aborted && !(error instanceof ConsulApiError)) {
+      if (this.#phase.kind === 'registering' && this.#phase.session === session) this.#enter({ kind: 'idle' });
+      // A refusal (400, 403, bad credentials) is the answer; anything else after the signal fired is a timeout or an abort.
+      const refusal = error instanceof ProxylessError && !this.registry.isUnreachable(error) && error.code !== 'ERR_ABORTED' && error.code !== 'ERR_CLOSED';
+      if (startSignal.aborted && !refusal) {
         if (options.timeoutMs !== undefined && !run.signal.aborted && !options.signal?.aborted) {
           throw this.#startTimeout(options.timeoutMs, lastFailure ?? error);
         }
@@ -261,84 +309,97 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     }
     if (run.signal.aborted) throw new AbortedError('Registrar.start');
     this.#backToNormal(`registered ${this.options.id}`);
-    this.#setState('registered');
+    this.#enter({ kind: 'registered', session });
     this.emit('registered', this.registration);
-    this.#anchor = Date.now();
-    this.#beatIndex = 0;
-    this.#schedule();
+    session.anchor = Date.now();
+    session.beatIndex = 0;
+    this.#schedule(session);
   }
 
-  #schedule(): void {
-    const run = this.#run;
-    if (!run || run.signal.aborted) return;
-    const { index, delayMs } = nextBeat(this.#anchor, this.options.heartbeatIntervalMs, this.#beatIndex, Date.now(), this.options.jitter);
-    this.#beatIndex = index;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      void this.#enqueueBeat().finally(() => this.#schedule());
+  #retryable(error: unknown): boolean {
+    return this.registry.isRetryable(error);
+  }
+
+  #schedule(session: Session): void {
+    if (session.controller.signal.aborted) return;
+    const { index, delayMs } = nextBeat(session.anchor, this.options.heartbeatIntervalMs, session.beatIndex, Date.now(), this.options.jitter);
+    session.beatIndex = index;
+    session.timer = setTimeout(() => {
+      session.timer = undefined;
+      void this.#enqueueBeat(session).finally(() => this.#schedule(session));
     }, delayMs);
     // A heartbeat alone must not keep the process alive.
-    this.#timer.unref();
+    session.timer.unref();
   }
 
   /** Queues one beat behind any beat or recovery in progress; beats never overlap. */
-  #enqueueBeat(): Promise<void> {
-    const beat = this.#chain.then(() => this.#beatOnce());
-    this.#chain = beat.catch(() => undefined);
+  #enqueueBeat(session: Session): Promise<void> {
+    const beat = session.chain.then(() => this.#beatOnce(session));
+    session.chain = beat.catch(() => undefined);
     return beat;
   }
 
-  async #beatOnce(): Promise<void> {
-    const run = this.#run;
-    if (!run || run.signal.aborted) return;
+  async #heartbeat(report: RegistryReport, signal: AbortSignal): Promise<void> {
+    await this.registry.heartbeat(report, this.#call(signal));
+    this.emit('heartbeat', { status: report.status, output: report.output, at: Date.now() });
+  }
+
+  async #beatOnce(session: Session): Promise<void> {
+    const signal = session.controller.signal;
+    if (signal.aborted) return;
     const report = await this.#evaluate();
     try {
-      await this.#update(report, run.signal);
+      await this.#heartbeat(report, signal);
       this.#backToNormal('heartbeats accepted again');
     } catch (error) {
-      if (run.signal.aborted) return;
-      if (isUnknownCheck(error)) await this.#recover('unknown-check', error, run);
-      else if (isUnreachable(error)) await this.#recover('unreachable', error, run);
+      if (signal.aborted) return;
+      // Shutting down: report, never start a recovery that the shutdown would wait behind.
+      const recoverable = !this.#intent.draining && (error instanceof RegistrationLostError || this.registry.isUnreachable(error));
+      // The registry's own answer (e.g. Consul's 404) is what listeners get, when there is one.
+      const reported = error instanceof RegistrationLostError && error.cause instanceof Error ? error.cause : error;
+      if (recoverable) await this.#recover(error instanceof RegistrationLostError ? 'unknown-check' : 'unreachable', reported, session);
       else {
         this.#reportError(error);
-        this.#warnOnce(error, 'heartbeats go on');
+        this.#warnOnce(error, this.#intent.draining ? 'draining goes on' : 'heartbeats go on');
       }
     }
   }
 
-  async #recover(reason: LostReason, error: unknown, run: AbortController): Promise<void> {
+  async #recover(reason: LostReason, error: unknown, session: Session): Promise<void> {
     this.#reportError(error);
     if (reason === 'unknown-check') {
-      if (!this.#outage) this.#log('warn', `the Consul agent at ${this.#client.connection.origin} no longer knows ${this.options.id}; registering again`);
+      if (!this.#outage) this.#log('warn', `${this.registry.label} no longer knows ${this.options.id}; registering again`);
       this.#outage = true;
     } else {
       this.#warnOnce(error, 're-registering when it answers');
     }
-    this.#setState('lost');
+    const recovery = new AbortController();
+    this.#enter({ kind: 'lost', session, recovery });
     this.emit('lost', reason, asError(error));
+    const signal = AbortSignal.any([session.controller.signal, recovery.signal]);
     try {
       await retryWithBackoff(async () => {
-        // Re-evaluated per attempt: a drain that started during the outage registers as critical.
+        // Re-evaluated per attempt: a status set during the outage is what gets registered.
         const report = await this.#evaluate();
-        await this.#register(report, run.signal);
-        if (this.#maintenance) await this.#putMaintenance(true, this.#maintenance.reason, run.signal);
-        await this.#update(report, run.signal);
-      }, this.#recoverRetry ?? retryOptions(this.options.retryMinDelayMs, this.options.retryMaxDelayMs, run.signal, (e) => this.#reportError(e)));
+        await this.registry.register(report, this.#call(signal));
+        if (this.#intent.maintenance) await this.registry.setMaintenance(true, this.#intent.maintenance.reason, this.#call(signal));
+        await this.#heartbeat(report, signal);
+      }, retryOptions(this.options.retryMinDelayMs, this.options.retryMaxDelayMs, signal, (e) => this.#reportError(e)));
     } catch (failure) {
-      if (run.signal.aborted) return;
+      if (signal.aborted) return;
       this.#reportError(failure);
       return;
     }
-    if (run.signal.aborted) return;
+    if (signal.aborted) return;
     this.#backToNormal(`registered ${this.options.id} again`);
-    this.#setState('registered');
+    this.#enter({ kind: 'registered', session });
     this.emit('reregistered', this.registration);
   }
 
   /** The status of the next beat: the worst of drain, the app's {@link Registrar.setStatus} and the health function. */
   async #evaluate(): Promise<{ status: CheckStatus; output: string }> {
-    if (this.#draining) return { status: 'critical', output: 'draining: out of rotation for shutdown' };
-    let result = this.#manual ?? { status: 'passing' as CheckStatus, output: '' };
+    if (this.#intent.draining) return { status: 'critical', output: 'draining: out of rotation for shutdown' };
+    let result = this.#intent.manual ?? { status: 'passing' as CheckStatus, output: '' };
     const health = this.options.health;
     if (health) {
       const limit = this.options.requestTimeoutMs;
@@ -364,80 +425,28 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     return { status: result.status, output: truncateOutput(result.output) };
   }
 
-  async #register(report: { status: CheckStatus }, signal: AbortSignal): Promise<void> {
-    const o = this.options;
-    await this.#client.request({
-      method: 'PUT',
-      path: '/v1/agent/service/register',
-      query: { 'replace-existing-checks': true },
-      body: {
-        ID: o.id,
-        Name: o.name,
-        Address: o.address,
-        Port: o.port,
-        Tags: o.tags,
-        Meta: o.meta,
-        ...(o.weights ? { Weights: { Passing: o.weights.passing, Warning: o.weights.warning } } : {}),
-        Check: {
-          CheckID: o.checkId,
-          Name: o.checkName,
-          TTL: formatDuration(o.ttlMs),
-          // A new check starts critical unless told otherwise; we only register once ready.
-          Status: report.status,
-          Notes: `TTL heartbeat every ~${o.heartbeatIntervalMs} ms by @proxyless/registrar`,
-          ...(o.deregisterCriticalServiceAfterMs > 0
-            ? { DeregisterCriticalServiceAfter: formatDuration(o.deregisterCriticalServiceAfterMs) }
-            : {}),
-        },
-      },
-      signal,
-      timeoutMs: o.requestTimeoutMs,
-    });
-  }
-
-  async #update(report: { status: CheckStatus; output: string }, signal: AbortSignal): Promise<void> {
-    await this.#client.request({
-      method: 'PUT',
-      path: `/v1/agent/check/update/${encodeURIComponent(this.options.checkId)}`,
-      body: { Status: report.status, Output: report.output },
-      signal,
-      timeoutMs: this.options.requestTimeoutMs,
-    });
-    this.emit('heartbeat', { status: report.status, output: report.output, at: Date.now() });
-  }
-
-  async #putMaintenance(enable: boolean, reason: string | undefined, signal?: AbortSignal): Promise<void> {
-    await this.#client.request({
-      method: 'PUT',
-      path: `/v1/agent/service/maintenance/${encodeURIComponent(this.options.id)}`,
-      query: { enable: enable ? 'true' : 'false', reason: enable ? reason : undefined },
-      ...(signal ? { signal } : {}),
-      timeoutMs: this.options.requestTimeoutMs,
-    });
-  }
-
   #log(level: 'warn' | 'info', message: string): void {
     this.options.logger?.[level](`proxyless registrar ${this.options.id}: ${message}`);
   }
 
-  /** One line per failure streak: what failed at the agent, what to do, and what happens next. */
+  /** One line per failure streak: what failed at the registry, what to do, and what happens next. */
   #warnOnce(error: unknown, next: string): void {
     if (this.#outage) return;
     this.#outage = true;
-    this.#log('warn', `${describeAgentFailure(error, this.#client.connection.origin, this.options.name)}; ${next}`);
+    this.#log('warn', `${this.registry.describeFailure(error, this.options.name)}; ${next}`);
   }
 
   #backToNormal(what: string): void {
     if (!this.#outage) return;
     this.#outage = false;
-    this.#log('info', `the Consul agent at ${this.#client.connection.origin} answers again: ${what}`);
+    this.#log('info', `${this.registry.label} answers again: ${what}`);
   }
 
   /** The rejection of a timed-out start(): says why it could not register, not just that time ran out. */
   #startTimeout(timeoutMs: number, failure: unknown): TimeoutError {
     const error = new TimeoutError('Registrar.start', timeoutMs, failure);
     if (failure !== undefined) {
-      error.message += `: ${describeAgentFailure(failure, this.#client.connection.origin, this.options.name)}`;
+      error.message += `: ${this.registry.describeFailure(failure, this.options.name)}`;
       // The stack's first line was rendered from the shorter message.
       Error.captureStackTrace(error, this.#startTimeout);
     }
@@ -450,15 +459,20 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     this.emit('error', e);
   }
 
-  #setState(state: RegistrarState): void {
-    const previous = this.#state;
-    if (previous === state) return;
-    this.#state = state;
-    this.emit('stateChange', state, previous);
+  #enter(phase: Phase): void {
+    const previous = this.#phase.kind;
+    this.#phase = phase;
+    if (previous !== phase.kind) this.emit('stateChange', phase.kind, previous);
   }
 
   #assertOpen(): void {
-    if (this.#state === 'closed') throw new ClosedError('Registrar');
+    if (this.#phase.kind === 'closed') throw new ClosedError('Registrar');
+  }
+
+  /** Beats now if registered (or recovering); resolves when that beat is done. */
+  async #beatNow(): Promise<void> {
+    const p = this.#phase;
+    if (p.kind === 'registered' || p.kind === 'lost') await this.#enqueueBeat(p.session);
   }
 
   /**
@@ -470,108 +484,93 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   async setStatus(status: CheckStatus, output = ''): Promise<void> {
     this.#assertOpen();
     if (!isCheckStatus(status)) throw new InvalidOptionError('status', status, 'must be passing, warning or critical');
-    this.#manual = status === 'passing' && output === '' ? undefined : { status, output };
-    if (this.#state === 'registered' || this.#state === 'lost') await this.#enqueueBeat();
+    this.#intent.manual = status === 'passing' && output === '' ? undefined : { status, output };
+    await this.#beatNow();
   }
 
   /**
-   * Takes the instance out of rotation by failing its check (status
-   * `critical`, output `draining…`) and keeps it failing on every beat, so
-   * watchers drop it while the app still serves. Resolves once the agent has
-   * the critical status. Used by the {@link ShutdownCoordinator}.
+   * Takes the instance out of rotation (status `critical`, output `draining…`)
+   * and keeps it so on every beat, so watchers drop it while the app still
+   * serves. Cancels a recovery in progress rather than waiting behind it.
+   * Resolves once the registry has the critical status (or refused it: see the
+   * `error` event). Used by the {@link ShutdownCoordinator}.
    */
   async drain(): Promise<void> {
     this.#assertOpen();
-    this.#draining = true;
-    if (this.#state === 'registered' || this.#state === 'lost') await this.#enqueueBeat();
+    this.#intent.draining = true;
+    const p = this.#phase;
+    if (p.kind === 'lost') p.recovery.abort();
+    await this.#beatNow();
   }
 
-  /** Switches maintenance mode on: the agent adds a critical `_service_maintenance:<id>` check. */
+  /** Switches maintenance mode on (Consul: a critical `_service_maintenance:<id>` check; etcd: `health: critical`). */
   async enableMaintenance(reason?: string, options: RegistrarCallOptions = {}): Promise<void> {
     this.#assertOpen();
-    await this.#putMaintenance(true, reason, options.signal);
-    this.#maintenance = { reason };
+    await this.registry.setMaintenance(true, reason, this.#call(options.signal ?? never));
+    this.#intent.maintenance = { reason };
     this.emit('maintenance', true, reason);
   }
 
   /** Switches maintenance mode off. */
   async disableMaintenance(options: RegistrarCallOptions = {}): Promise<void> {
     this.#assertOpen();
-    await this.#putMaintenance(false, undefined, options.signal);
-    this.#maintenance = undefined;
+    await this.registry.setMaintenance(false, undefined, this.#call(options.signal ?? never));
+    this.#intent.maintenance = undefined;
     this.emit('maintenance', false, undefined);
   }
 
   /**
-   * Waits until this instance is absent from the agent's passing health
-   * query (`GET /v1/health/service/:name?passing`), on core's blocking-query
-   * loop ({@link runBlockingQuery}: rate limit, index rules, backoff).
+   * Waits until clients no longer see this instance as healthy (Consul: absent
+   * from the passing health query, on core's blocking-query loop; etcd: key
+   * gone or critical, confirmed by a watch). Transient failures are retried
+   * until the deadline and reported through the `error` event.
    * @returns `true` once it is gone, `false` if `timeoutMs` (default 5000) ran out first.
    * @throws `AbortedError` (`ERR_ABORTED`) when `signal` aborts.
    */
   async waitUntilNotPassing(options: RegistrarCallOptions = {}): Promise<boolean> {
     this.#assertOpen();
-    const timeoutMs = options.timeoutMs ?? 5000;
-    const deadline = AbortSignal.timeout(timeoutMs);
-    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
-    let gone = false;
-    await runBlockingQuery(this.#client, {
-      path: `/v1/health/service/${encodeURIComponent(this.options.name)}`,
-      query: { passing: true },
-      signal,
-      decode: (body) => {
-        if (!Array.isArray(body)) throw new BadResponseError(`Consul health answer for "${this.options.name}" is not an array`);
-        return body as { Service?: { ID?: unknown } }[];
-      },
-      onAnswer: (entries) => {
-        gone = !entries.some((e) => e?.Service?.ID === this.options.id);
-        return gone ? false : undefined;
-      },
-      onError: (error) => this.#reportError(error),
-    }, { waitMs: Math.min(600_000, Math.max(1000, timeoutMs)) });
+    const gone = await this.registry.waitUntilGone({ signal: options.signal ?? never, timeoutMs: options.timeoutMs ?? 5000 }, (error) => this.#reportError(error));
     if (!gone && options.signal?.aborted) throw new AbortedError('waitUntilNotPassing', options.signal.reason);
     return gone;
   }
 
   /**
-   * Stops heartbeating and deregisters (`404` counts as done). Retryable
-   * failures are retried until `timeoutMs` (default 5000). Resolves at once
-   * when not registered.
-   * @throws the last agent error when deregistration did not succeed in time.
+   * Stops heartbeating (and any recovery) and deregisters (already gone counts
+   * as done). Retryable failures are retried until `timeoutMs` (default 5000).
+   * Resolves at once when not registered.
+   * @throws the last registry error when deregistration did not succeed in time.
    */
   async stop(options: RegistrarCallOptions = {}): Promise<void> {
-    if (this.#state === 'closed' || this.#state === 'idle' || this.#state === 'deregistered') return;
-    this.#run?.abort();
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await this.#started?.catch(() => undefined);
-    await this.#chain;
-    this.#setState('deregistering');
+    const kind = this.#phase.kind;
+    if (kind === 'closed' || kind === 'idle' || kind === 'deregistered') return;
+    const session = this.#session();
+    if (session) {
+      session.controller.abort();
+      if (session.timer) clearTimeout(session.timer);
+      session.timer = undefined;
+      await session.started.catch(() => undefined);
+      await session.chain;
+    }
+    this.#enter({ kind: 'deregistering' });
     const deadline = Date.now() + (options.timeoutMs ?? 5000);
     for (let attempt = 0; ; attempt++) {
       const remaining = deadline - Date.now();
       try {
-        await this.#client.request({
-          method: 'PUT',
-          path: `/v1/agent/service/deregister/${encodeURIComponent(this.options.id)}`,
-          ...(options.signal ? { signal: options.signal } : {}),
-          timeoutMs: Math.max(1, Math.min(this.options.requestTimeoutMs, remaining)),
-        });
+        await this.registry.deregister(this.#call(options.signal ?? never, Math.max(1, Math.min(this.options.requestTimeoutMs, remaining))));
         break;
       } catch (error) {
-        if (error instanceof ConsulApiError && error.status === 404) break; // already gone
         this.#reportError(error);
         const wait = backoffDelay(attempt, { initialMs: this.options.retryMinDelayMs, maxMs: 1000 });
-        if (!isRetryable(error) || options.signal?.aborted || Date.now() + wait >= deadline) {
-          this.#setState('idle');
+        if (!this.#retryable(error) || options.signal?.aborted || Date.now() + wait >= deadline) {
+          this.#enter({ kind: 'idle' });
           throw error;
         }
         await sleep(wait, options.signal);
       }
     }
-    this.#draining = false;
-    this.#maintenance = undefined;
-    this.#setState('deregistered');
+    this.#intent.draining = false;
+    this.#intent.maintenance = undefined;
+    this.#enter({ kind: 'deregistered' });
     this.emit('deregistered', this.registration);
   }
 
@@ -587,7 +586,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
 
   /**
    * Deregisters if registered (errors go to the `error` event), stops every
-   * timer and closes the Consul client if the registrar created it. Idempotent.
+   * timer and closes the registry client if the registrar created it. Idempotent.
    */
   close(options: RegistrarCallOptions = {}): Promise<void> {
     this.#closing ??= (async () => {
@@ -596,9 +595,9 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       } catch {
         // already reported through 'error'
       }
-      this.#run?.abort();
-      this.#setState('closed');
-      if (this.#ownsClient) await this.#client.close();
+      this.#session()?.controller.abort();
+      this.#enter({ kind: 'closed' });
+      await this.registry.close();
     })();
     return this.#closing;
   }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer, connect, type Socket } from 'node:net';
 import { freePort, startConsulAgent, type ConsulAgent } from '../../../test/support/consul.js';
+import { startTcpProxy } from '../../../test/support/tcp-proxy.js';
 import { ConsulApiError, isProxylessError } from '@proxyless/core';
 import { Registrar, type RegistrarState } from '../src/index.js';
 import { checkStatus, consulGet, passingIds, waitFor } from './helpers.js';
@@ -186,6 +187,30 @@ describe('Registrar against a real Consul agent', function () {
 
   describe('when the agent cannot be reached', () => {
     const nowhere = async (): Promise<string> => `127.0.0.1:${await freePort()}`; // nothing listens there
+
+    it('recovery never blocks shutdown: drain() and stop() return within their call deadlines while re-registration retries', async function () {
+      const proxy = await startTcpProxy(agent.ports.http);
+      try {
+        const registrar = make({ consul: { address: `127.0.0.1:${proxy.port}` }, ttlMs: 3000, requestTimeoutMs: 500, logger: false });
+        registrar.on('error', () => undefined);
+        await registrar.start();
+        const lost = new Promise((resolve) => registrar.once('lost', resolve));
+        proxy.cut();
+        await lost;
+        assert.equal(registrar.state, 'lost');
+        const t0 = Date.now();
+        await registrar.drain();
+        const drained = Date.now() - t0;
+        const t1 = Date.now();
+        await registrar.stop({ timeoutMs: 1000 }).catch(() => undefined);
+        const stopped = Date.now() - t1;
+        console.log(`      [measure] agent unreachable, re-registration retrying: drain() ${drained} ms, stop() ${stopped} ms (call deadline 500 ms)`);
+        assert.ok(drained <= 500 + 1000, `drain() took ${drained} ms`);
+        assert.ok(stopped <= 1000 + 1000, `stop() took ${stopped} ms`);
+      } finally {
+        await proxy.close();
+      }
+    });
 
     it('start({ timeoutMs }) logs one line naming the address and CONSUL_HTTP_ADDR, then rejects with it', async function () {
       const address = await nowhere();

@@ -1,0 +1,250 @@
+/**
+ * etcd propagation: from a change in etcd (a put or delete of an instance key)
+ * to the subscriber's event, side by side in one run, for
+ *   - the etcd watch (EtcdResolver.watch: one watch stream per service),
+ *   - confd-style polling of the same prefix (a range read every 1 s, and every 10 s with fewer samples),
+ * then a burst of back-to-back changes seen by the watch, and etcd requests per
+ * minute per watched service at steady state.
+ *
+ * t0 is taken just before the put/delete is sent (figures include it). After
+ * every subscriber has seen a change, the next waits a uniform random delay over
+ * the slowest poll period, so changes fall at random phases of the pollers'
+ * cycles. Every loop is bounded by count and time.
+ *
+ * Run: node --conditions=proxyless-source --import tsx bench/etcd-propagation.bench.ts
+ * Knobs: ETCD_PROPAGATION_CHANGES (100), ETCD_PROPAGATION_SLOW_CHANGES (10), ETCD_PROPAGATION_BURST (200), ETCD_PROPAGATION_STEADY_MS (60000).
+ */
+import { cpus } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import { EtcdClient, EtcdResolver, type EtcdCallOptions } from '../packages/etcd/src/index.js';
+import type { ServiceWatch } from '../packages/core/src/index.js';
+import { etcdBinary, startEtcd } from '../test/support/etcd.js';
+
+const CHANGES = Number(process.env['ETCD_PROPAGATION_CHANGES'] ?? 100);
+const SLOW_CHANGES = Number(process.env['ETCD_PROPAGATION_SLOW_CHANGES'] ?? 10);
+const BURST = Number(process.env['ETCD_PROPAGATION_BURST'] ?? 200);
+const STEADY_MS = Number(process.env['ETCD_PROPAGATION_STEADY_MS'] ?? 60_000);
+const PHASE_LIMIT_MS = 15 * 60_000;
+const WAIT_LIMIT_MS = 30_000;
+const SERVICE = 'propagation';
+const PREFIX = `/proxyless/services/${SERVICE}/`;
+const TOGGLED = `${PREFIX}x`;
+const value = (port: number): string => JSON.stringify({ address: '127.0.0.1', port });
+
+/** Counts every call that reaches etcd (a watch stream counts once, when opened). */
+class CountingClient extends EtcdClient {
+  requests = 0;
+  override async request(path: string, body: unknown, options?: EtcdCallOptions): Promise<Record<string, unknown>> {
+    this.requests++;
+    return super.request(path, body, options);
+  }
+  override async *watch(...args: Parameters<EtcdClient['watch']>): ReturnType<EtcdClient['watch']> {
+    this.requests++;
+    yield* super.watch(...args);
+  }
+}
+
+interface View {
+  readonly name: string;
+  present(): boolean;
+  changedAt: number;
+  listeners: Set<() => void>;
+  close(): Promise<void>;
+  requests(): number;
+}
+
+function viewOfWatch(name: string, watch: ServiceWatch, requests: () => number): View {
+  const view: View = { name, present: () => watch.current?.instances.some((i) => i.port === 9999) ?? false, changedAt: 0, listeners: new Set(), close: () => watch.close(), requests };
+  let last = false;
+  watch.on('update', () => {
+    const now = view.present();
+    if (now !== last) {
+      last = now;
+      view.changedAt = performance.now();
+      for (const l of view.listeners) l();
+    }
+  });
+  return view;
+}
+
+/** confd-style: a range read of the prefix every `intervalMs`; an event when the toggled key appears or leaves. */
+function poller(name: string, endpoint: string, intervalMs: number): View {
+  const client = new CountingClient({ endpoints: endpoint }, {});
+  let present = false;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const view: View = {
+    name,
+    present: () => present,
+    changedAt: 0,
+    listeners: new Set(),
+    close: async () => {
+      stopped = true;
+      clearTimeout(timer);
+      await client.close();
+    },
+    requests: () => client.requests,
+  };
+  const tick = async (): Promise<void> => {
+    if (stopped) return;
+    try {
+      const { kvs } = await client.range(PREFIX, { prefix: true });
+      const now = kvs.some((kv) => kv.key.toString() === TOGGLED);
+      if (now !== present) {
+        present = now;
+        view.changedAt = performance.now();
+        for (const l of view.listeners) l();
+      }
+    } catch {
+      // retried at the next tick
+    }
+    if (!stopped) timer = setTimeout(() => void tick(), intervalMs);
+  };
+  void tick();
+  return view;
+}
+
+function waitFor(view: View, expected: boolean, deadline: number): Promise<number | undefined> {
+  if (view.present() === expected) return Promise.resolve(view.changedAt);
+  return new Promise((resolve) => {
+    const done = (v: number | undefined): void => {
+      clearTimeout(timer);
+      view.listeners.delete(check);
+      resolve(v);
+    };
+    const check = (): void => {
+      if (view.present() === expected) done(view.changedAt);
+    };
+    const timer = setTimeout(() => done(undefined), Math.max(0, deadline - Date.now()));
+    view.listeners.add(check);
+  });
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? Number.NaN;
+}
+
+async function measure(label: string, views: View[], changes: number, maxGapMs: number, toggle: (present: boolean) => Promise<void>, samples: Map<string, number[]>, missed: Map<string, number>): Promise<void> {
+  const phaseEnd = Date.now() + PHASE_LIMIT_MS;
+  let present = views[0]?.present() ?? false;
+  for (let i = 0; i < changes && Date.now() < phaseEnd; i++) {
+    present = !present;
+    const deadline = Date.now() + WAIT_LIMIT_MS;
+    const waits = views.map((v) => waitFor(v, present, deadline));
+    const t0 = performance.now();
+    await toggle(present);
+    const seen = await Promise.all(waits);
+    seen.forEach((at, j) => {
+      const name = views[j]?.name ?? '?';
+      if (at === undefined) missed.set(name, (missed.get(name) ?? 0) + 1);
+      else {
+        const list = samples.get(name) ?? [];
+        list.push(Math.max(0, at - t0));
+        samples.set(name, list);
+      }
+    });
+    await new Promise((r) => setTimeout(r, Math.random() * maxGapMs));
+    if ((i + 1) % 10 === 0) process.stderr.write(`  ${label}: ${i + 1}/${changes} changes\n`);
+  }
+}
+
+/** `BURST` puts of distinct keys sent back to back (8 in flight); latency of each until the watch shows it. */
+async function burst(admin: EtcdClient, watch: ServiceWatch): Promise<{ latencies: number[]; missed: number; wallMs: number }> {
+  const sentAt = new Map<number, number>();
+  const seenAt = new Map<number, number>();
+  const onUpdate = (): void => {
+    const now = performance.now();
+    for (const i of watch.current?.instances ?? []) if (i.port >= 20_000 && !seenAt.has(i.port)) seenAt.set(i.port, now);
+  };
+  watch.on('update', onUpdate);
+  const start = performance.now();
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < BURST) {
+      const n = next++;
+      const port = 20_000 + n;
+      sentAt.set(port, performance.now());
+      await admin.put(`${PREFIX}burst-${n}`, value(port));
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, () => worker()));
+  const deadline = Date.now() + WAIT_LIMIT_MS;
+  while (seenAt.size < BURST && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const wallMs = performance.now() - start;
+  watch.off('update', onUpdate);
+  const latencies = [...sentAt].filter(([p]) => seenAt.has(p)).map(([p, t]) => (seenAt.get(p) ?? t) - t);
+  await admin.delete(`${PREFIX}burst-`, { prefix: true });
+  return { latencies, missed: BURST - latencies.length, wallMs };
+}
+
+export async function run(): Promise<void> {
+  const etcd = await startEtcd();
+  const admin = new EtcdClient({ endpoints: etcd.clientUrl }, {});
+  const toggle = async (present: boolean): Promise<void> => {
+    if (present) await admin.put(TOGGLED, value(9999));
+    else await admin.delete(TOGGLED);
+  };
+  const watchClient = new CountingClient({ endpoints: etcd.clientUrl }, {});
+  const resolver = new EtcdResolver({ client: watchClient });
+  const views: View[] = [];
+  const samples = new Map<string, number[]>();
+  const missed = new Map<string, number>();
+  try {
+    await admin.put(`${PREFIX}base`, value(9000));
+    const watch = resolver.watch(SERVICE);
+    const watched = viewOfWatch('etcd watch (EtcdResolver)', watch, () => watchClient.requests);
+    const poll1 = poller('confd-style poll 1 s', etcd.clientUrl, 1000);
+    views.push(watched, poll1);
+    await watch.ready({ timeoutMs: 20_000 });
+    await new Promise((r) => setTimeout(r, 1200));
+
+    process.stderr.write(`etcd propagation: ${CHANGES} changes (watch, 1 s poll)\n`);
+    await measure('fast', [watched, poll1], CHANGES, 1000, toggle, samples, missed);
+
+    process.stderr.write(`etcd propagation: ${SLOW_CHANGES} changes (10 s poll)\n`);
+    const poll10 = poller('confd-style poll 10 s (confd default)', etcd.clientUrl, 10_000);
+    views.push(poll10);
+    await new Promise((r) => setTimeout(r, 500));
+    await measure('slow', [poll10], SLOW_CHANGES, 10_000, toggle, samples, missed);
+
+    process.stderr.write(`etcd propagation: burst of ${BURST} changes\n`);
+    const burstResult = await burst(admin, watch);
+
+    process.stderr.write(`etcd propagation: steady state for ${STEADY_MS} ms\n`);
+    const before = views.map((v) => v.requests());
+    const t = performance.now();
+    await new Promise((r) => setTimeout(r, STEADY_MS));
+    const minutes = (performance.now() - t) / 60_000;
+    const perMinute = views.map((v, i) => (v.requests() - (before[i] ?? 0)) / minutes);
+
+    console.log('\netcd propagation latency: change in etcd → subscriber event (ms; t0 before the put/delete)');
+    console.log('command: node --conditions=proxyless-source --import tsx bench/etcd-propagation.bench.ts');
+    console.log(`node ${process.version}, etcd ${etcdBinary().version} (single member, loopback), machine: ${cpus()[0]?.model ?? '?'} × ${cpus().length}`);
+    const header = ['subscriber', 'samples', 'missed', 'p50', 'p90', 'p99', 'max', 'etcd req/min at steady state'];
+    const rows = views.map((v, i) => {
+      const s = [...(samples.get(v.name) ?? [])].sort((a, b) => a - b);
+      return [v.name, String(s.length), String(missed.get(v.name) ?? 0), percentile(s, 50).toFixed(1), percentile(s, 90).toFixed(1), percentile(s, 99).toFixed(1), (s[s.length - 1] ?? Number.NaN).toFixed(1), (perMinute[i] ?? Number.NaN).toFixed(1)];
+    });
+    const b = [...burstResult.latencies].sort((x, y) => x - y);
+    rows.push([`etcd watch, burst of ${BURST} puts (8 in flight)`, String(b.length), String(burstResult.missed), percentile(b, 50).toFixed(1), percentile(b, 90).toFixed(1), percentile(b, 99).toFixed(1), (b[b.length - 1] ?? Number.NaN).toFixed(1), '']);
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+    const line = (row: string[]): string => row.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
+    console.log(line(header));
+    for (const row of rows) console.log(line(row));
+    const p99 = percentile([...(samples.get(watched.name) ?? [])].sort((x, y) => x - y), 99);
+    console.log(`target p99 < 50 ms on loopback: ${p99 < 50 ? 'met' : 'MISSED'} (${p99.toFixed(1)} ms); burst wall time ${burstResult.wallMs.toFixed(0)} ms`);
+    console.log(`(steady-state window ${(STEADY_MS / 1000).toFixed(0)} s; the watch holds one stream per service and sends nothing at rest; the pollers send one range read per tick)`);
+  } finally {
+    for (const v of views) await v.close();
+    await resolver.close();
+    await watchClient.close();
+    await admin.close();
+    await etcd.close();
+  }
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await run();
+}

@@ -1,0 +1,226 @@
+import {
+  InvalidOptionError,
+  RegistrationLostError,
+  TimeoutError,
+  sleep,
+  type RegistrationSpec,
+  type RegistryCallOptions,
+  type RegistryFactory,
+  type RegistryPort,
+  type RegistryReport,
+} from '@proxyless/core';
+import { EtcdApiError, EtcdClient, EtcdUnreachableError } from './etcd-client.js';
+import type { EtcdConnectionOptions } from './etcd-config.js';
+import { proxylessLayout, type EtcdInstanceValue } from './key-layout.js';
+
+/** Options of {@link etcdRegistry}. */
+export interface EtcdRegistryOptions extends EtcdConnectionOptions {
+  /** An existing client to share (not closed by the registrar). Default: a new one from the options and `ETCDCTL_*`. */
+  client?: EtcdClient;
+  /** Environment for connection defaults. Default `process.env`. */
+  env?: NodeJS.ProcessEnv;
+  /** Root of the Proxyless layout (`<prefix>/<service>/<id>`). Default `/proxyless/services`. */
+  prefix?: string;
+}
+
+const grpcUnavailable = 14;
+const grpcUnauthenticated = 16;
+const grpcPermissionDenied = 7;
+
+/**
+ * The etcd implementation of the registry port: the instance key
+ * `<prefix>/<service>/<id>` holds a JSON value (address, port, tags, meta,
+ * zone, weights, health) attached to a lease of the registration's TTL.
+ *
+ * A heartbeat renews the lease (one keepalive call with a deadline shorter
+ * than the heartbeat interval) and checks that the key is still there; a lease
+ * etcd no longer knows (expired during a partition, revoked, etcd wiped)
+ * answers TTL 0, so the registrar learns at the next heartbeat, never after
+ * 2×TTL, and registers again with a new lease. Draining and maintenance write
+ * `health: "critical"`, which resolvers leave out; deregistration deletes the
+ * key and revokes the lease.
+ */
+export class EtcdRegistry implements RegistryPort {
+  readonly kind = 'etcd';
+  readonly label: string;
+  /** The instance key. */
+  readonly key: string;
+  readonly client: EtcdClient;
+  readonly #ownsClient: boolean;
+  readonly #spec: RegistrationSpec;
+  readonly #ttlSeconds: number;
+  #lease: string | undefined;
+  #maintenance = false;
+  #report: RegistryReport = { status: 'passing', output: '' };
+  #written: string | undefined;
+
+  constructor(spec: RegistrationSpec, options: EtcdRegistryOptions = {}) {
+    const { client, env, prefix, ...connection } = options;
+    this.#spec = spec;
+    this.key = proxylessLayout(prefix === undefined ? {} : { prefix }).instanceKey(spec.name, spec.id);
+    // etcd leases are whole seconds; never shorter than asked.
+    this.#ttlSeconds = Math.max(2, Math.ceil(spec.ttlMs / 1000));
+    if (client !== undefined) {
+      if (!(client instanceof EtcdClient)) throw new InvalidOptionError('client', client, 'must be an EtcdClient');
+      this.client = client;
+      this.#ownsClient = false;
+    } else {
+      this.client = new EtcdClient(connection, env);
+      this.#ownsClient = true;
+    }
+    this.label = `etcd at ${this.client.connection.endpoints.join(',')}`;
+  }
+
+  /** The lease the key is attached to (decimal string), while registered. */
+  get lease(): string | undefined {
+    return this.#lease;
+  }
+
+  #value(): string {
+    const s = this.#spec;
+    const value: EtcdInstanceValue & { output?: string } = {
+      address: s.address,
+      port: s.port,
+      tags: s.tags,
+      meta: s.meta,
+      ...(s.meta['zone'] !== undefined ? { zone: s.meta['zone'] } : {}),
+      ...(s.weights ? { weights: { passing: s.weights.passing, warning: s.weights.warning } } : {}),
+      health: this.#maintenance ? 'critical' : this.#report.status,
+      ...(this.#report.output ? { output: this.#report.output } : {}),
+    };
+    return JSON.stringify(value);
+  }
+
+  async #put(options: RegistryCallOptions): Promise<void> {
+    const value = this.#value();
+    await this.client.put(this.key, value, { lease: this.#lease, signal: options.signal, timeoutMs: options.timeoutMs });
+    this.#written = value;
+  }
+
+  async register(report: RegistryReport, options: RegistryCallOptions): Promise<void> {
+    this.#report = report;
+    if (this.#lease !== undefined) {
+      // Back after an outage: keep the lease if etcd still has it, rather than piling up new ones.
+      const ttl = await this.client.leaseKeepAlive(this.#lease, options);
+      if (ttl <= 0) this.#lease = undefined;
+    }
+    this.#lease ??= (await this.client.leaseGrant(this.#ttlSeconds, options)).id;
+    await this.#put(options);
+  }
+
+  async heartbeat(report: RegistryReport, options: RegistryCallOptions): Promise<void> {
+    this.#report = report;
+    const lease = this.#lease;
+    if (lease === undefined) throw new RegistrationLostError(`${this.key} has no lease`);
+    const ttl = await this.client.leaseKeepAlive(lease, options);
+    if (ttl <= 0) {
+      this.#lease = undefined;
+      throw new RegistrationLostError(`etcd no longer knows lease ${lease} of ${this.key} (expired, revoked, or etcd lost its data)`);
+    }
+    // A key deleted by hand while its lease lives: the lease alone would never tell.
+    const { kvs } = await this.client.range(this.key, { serializable: true, signal: options.signal, timeoutMs: options.timeoutMs });
+    const current = kvs[0];
+    if (current === undefined || current.lease !== lease) {
+      throw new RegistrationLostError(`${this.key} is gone from etcd although its lease lives`);
+    }
+    if (this.#value() !== this.#written) await this.#put(options);
+  }
+
+  async setMaintenance(enable: boolean, _reason: string | undefined, options: RegistryCallOptions): Promise<void> {
+    this.#maintenance = enable;
+    if (this.#lease !== undefined) await this.#put(options);
+  }
+
+  async waitUntilGone(options: RegistryCallOptions, onError: (error: unknown) => void): Promise<boolean> {
+    const deadline = Date.now() + options.timeoutMs;
+    while (Date.now() < deadline && !options.signal.aborted) {
+      try {
+        return await this.#confirmGone(options.signal, deadline);
+      } catch (error) {
+        if (options.signal.aborted) return false;
+        onError(error);
+        await sleep(Math.min(200, deadline - Date.now()), options.signal);
+      }
+    }
+    return false;
+  }
+
+  /** A linearizable read, then a watch from the next revision: no change slips between them. */
+  async #confirmGone(signal: AbortSignal, deadline: number): Promise<boolean> {
+    const gone = (value: Buffer | undefined): boolean => {
+      if (value === undefined) return true;
+      try {
+        return (JSON.parse(value.toString('utf8')) as { health?: unknown }).health === 'critical';
+      } catch {
+        return true; // not an instance any resolver would use
+      }
+    };
+    const remaining = (): number => Math.max(1, deadline - Date.now());
+    const { header, kvs } = await this.client.range(this.key, { signal, timeoutMs: remaining() });
+    if (gone(kvs[0]?.value)) return true;
+    const limit = AbortSignal.any([signal, AbortSignal.timeout(remaining())]);
+    try {
+      for await (const message of this.client.watch({ key: this.key, startRevision: header.revision + 1 }, { signal: limit, connectTimeoutMs: remaining() })) {
+        for (const event of message.events) if (event.type === 'delete' || gone(event.kv.value)) return true;
+        if (message.canceled) throw new Error(`etcd canceled the watch on ${this.key}: ${message.cancelReason || 'compacted'}`);
+      }
+    } catch (error) {
+      if (limit.aborted && !signal.aborted) return false; // deadline
+      throw error;
+    }
+    if (Date.now() >= deadline) return false;
+    throw new Error(`etcd ended the watch on ${this.key}`);
+  }
+
+  async deregister(options: RegistryCallOptions): Promise<void> {
+    await this.client.delete(this.key, options);
+    const lease = this.#lease;
+    this.#lease = undefined;
+    this.#written = undefined;
+    if (lease !== undefined) await this.client.leaseRevoke(lease, options).catch(() => undefined); // the key is gone; the lease would expire anyway
+  }
+
+  isUnreachable(error: unknown): boolean {
+    return error instanceof EtcdUnreachableError || error instanceof TimeoutError;
+  }
+
+  isRetryable(error: unknown): boolean {
+    if (this.isUnreachable(error)) return true;
+    if (error instanceof EtcdApiError) return error.grpcCode === grpcUnavailable || error.status === 429 || error.status >= 500;
+    return false;
+  }
+
+  describeFailure(error: unknown, service: string): string {
+    const where = this.client.connection.endpoints.join(',');
+    if (error instanceof EtcdUnreachableError) return `${error.message}. Is etcd running there? Set ETCDCTL_ENDPOINTS (or the endpoints option) to its client URLs`;
+    if (error instanceof TimeoutError) return `etcd at ${where} did not answer within ${error.timeoutMs} ms. Is it overloaded or without a leader, or is ETCDCTL_ENDPOINTS pointing at something else?`;
+    if (error instanceof EtcdApiError) {
+      if (error.grpcCode === grpcUnauthenticated || error.status === 401) {
+        return `etcd at ${where} refused our credentials (${error.etcdMessage}). Set ETCDCTL_USER (user:password) or the username/password options`;
+      }
+      if (error.grpcCode === grpcPermissionDenied || error.status === 403) {
+        return `etcd at ${where} denied ${error.path} (${error.etcdMessage}). Grant the user readwrite on the prefix of "${service}"`;
+      }
+      return `etcd at ${where} answered ${error.path} with ${error.status}: ${error.etcdMessage || '(empty body)'}`;
+    }
+    return `etcd at ${where}: ${error instanceof Error ? error.message : String(error)}`;
+  }
+
+  async close(): Promise<void> {
+    if (this.#ownsClient) await this.client.close();
+  }
+}
+
+/**
+ * The `registry` option of a registrar, for etcd.
+ * @example
+ * ```ts
+ * import { Registrar } from '@proxyless/registrar';
+ * import { etcdRegistry } from '@proxyless/etcd';
+ * const registrar = new Registrar({ name: 'web', port: 8080, ttlMs: 6000, registry: etcdRegistry() }); // ETCDCTL_* by default
+ * ```
+ */
+export function etcdRegistry(options: EtcdRegistryOptions = {}): RegistryFactory {
+  if (options.prefix !== undefined) proxylessLayout({ prefix: options.prefix }); // validate now, not at start()
+  return (spec) => new EtcdRegistry(spec, options);
+}

@@ -1,0 +1,305 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ServiceInstance, ServiceSnapshot, ServiceWatch } from '@proxyless/core';
+import { EtcdClient, EtcdResolver, etcdRegistry } from '@proxyless/etcd';
+import { Registrar } from '@proxyless/registrar';
+import { startEtcd, startEtcdCluster, type EtcdServer } from '../../../test/support/etcd.js';
+import { fixture, spawnNode, waitFor, type ReportingChild } from '../../registrar/test/helpers.js';
+
+async function until(watch: ServiceWatch, check: (s: ServiceSnapshot) => boolean, timeoutMs = 10_000): Promise<number> {
+  if (watch.current && check(watch.current)) return Date.now();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no matching snapshot in ${timeoutMs} ms`)), timeoutMs);
+    const onUpdate = (s: ServiceSnapshot): void => {
+      if (!check(s)) return;
+      clearTimeout(timer);
+      watch.off('update', onUpdate);
+      resolve(Date.now());
+    };
+    watch.on('update', onUpdate);
+  });
+}
+
+/** The next `event` of a registrar (an eventemitter3 emitter). */
+function nextEvent(registrar: Registrar, event: 'lost' | 'reregistered'): Promise<void> {
+  return new Promise((resolve) => registrar.once(event, () => resolve()));
+}
+
+const ids = (s: ServiceSnapshot): string[] => s.instances.map((i) => i.id).sort();
+
+async function listen(): Promise<Server> {
+  const server = createServer((_req, res) => res.end(`ok ${String((server.address() as { port: number }).port)}`));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return server;
+}
+
+/** Keeps `concurrency` requests in flight against the instances a watch currently shows. */
+function load(watch: ServiceWatch, concurrency = 4, delayMs = 20) {
+  let stopped = false;
+  const results: { id: string; ok: boolean; start: number; error?: string }[] = [];
+  const worker = async (w: number): Promise<void> => {
+    let i = w;
+    while (!stopped && results.length < 100_000) {
+      const list: readonly ServiceInstance[] = watch.current?.instances ?? [];
+      const target = list[i++ % Math.max(1, list.length)];
+      if (!target) {
+        await sleep(10);
+        continue;
+      }
+      const entry: { id: string; ok: boolean; start: number; error?: string } = { id: target.id, ok: false, start: Date.now() };
+      results.push(entry);
+      try {
+        const res = await fetch(`http://${target.address}:${target.port}/?delay=${delayMs}`, { signal: AbortSignal.timeout(10_000) });
+        await res.text();
+        entry.ok = res.status === 200;
+        if (!entry.ok) entry.error = `HTTP ${res.status}`;
+      } catch (error) {
+        entry.error = String((error as Error & { cause?: unknown }).cause ?? error);
+      }
+      await sleep(delayMs);
+    }
+  };
+  const running = Promise.all(Array.from({ length: concurrency }, (_, w) => worker(w)));
+  return {
+    results,
+    failed: () => results.filter((r) => !r.ok),
+    async stop() {
+      stopped = true;
+      await running;
+    },
+  };
+}
+
+describe('registration in etcd (lease) with the same Registrar lifecycle', function () {
+  this.timeout(90_000);
+  let etcd: EtcdServer & { close(): Promise<void> };
+  let admin: EtcdClient;
+  const children: ReportingChild[] = [];
+
+  before(async () => {
+    etcd = await startEtcd();
+    admin = new EtcdClient({ endpoints: etcd.clientUrl });
+  });
+  after(async () => {
+    for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
+    await admin.close();
+    await etcd.close();
+  });
+
+  it('registers with a lease; a watching client sees it; the key carries the JSON value; stop() removes it', async () => {
+    const server = await listen();
+    const port = (server.address() as { port: number }).port;
+    const registrar = new Registrar({ name: 'leased', id: 'leased-1', port, address: '127.0.0.1', ttlMs: 3000, tags: ['v1'], meta: { zone: 'z1' }, logger: false, registry: etcdRegistry({ endpoints: etcd.clientUrl }) });
+    const resolver = new EtcdResolver({ endpoints: etcd.clientUrl });
+    try {
+      const watch = resolver.watch('leased');
+      await watch.ready({ timeoutMs: 10_000 });
+      const t0 = Date.now();
+      await registrar.start({ timeoutMs: 10_000 });
+      const seenAt = await until(watch, (s) => ids(s).includes('leased-1'));
+      console.log(`      [measure] start() → seen by a watching client: ${seenAt - t0} ms`);
+      const instance = watch.current?.instances[0];
+      assert.deepEqual([instance?.address, instance?.port, instance?.tags, instance?.zone], ['127.0.0.1', port, ['v1'], 'z1']);
+      const { kvs } = await admin.range('/proxyless/services/leased/leased-1');
+      assert.notEqual(kvs[0]?.lease, '0', 'the key is attached to a lease');
+      await registrar.drain();
+      await until(watch, (s) => s.instances.length === 0);
+      assert.equal(await registrar.waitUntilNotPassing({ timeoutMs: 5000 }), true);
+      await registrar.stop();
+      assert.equal((await admin.range('/proxyless/services/leased/leased-1')).kvs.length, 0);
+    } finally {
+      await registrar.close();
+      await resolver.close();
+      server.close();
+    }
+  });
+
+  it('SIGKILL of the service: its key is gone within the lease TTL', async () => {
+    const svc = spawnNode(fixture('service.ts'), [], { REGISTRY: 'etcd', ETCDCTL_ENDPOINTS: etcd.clientUrl, SERVICE_NAME: 'killed', TTL_MS: '2000' });
+    children.push(svc);
+    const listening = await svc.waitEvent('listening');
+    const key = `/proxyless/services/killed/${String(listening.id)}`;
+    await waitFor('registered in etcd', async () => (await admin.range(key)).kvs.length === 1);
+    svc.child.kill('SIGKILL');
+    const killedAt = Date.now();
+    await svc.exited;
+    await waitFor('key gone', async () => (await admin.range(key)).kvs.length === 0, { timeoutMs: 10_000, intervalMs: 20 });
+    const goneAfter = Date.now() - killedAt;
+    console.log(`      [measure] SIGKILL → key gone: ${goneAfter} ms (lease TTL 2 s, keepalive every ~667 ms)`);
+    assert.ok(goneAfter <= 2000 + 1500, `gone after ${goneAfter} ms`);
+  });
+
+  it('SIGTERM: out of the client view before the server stops accepting, zero failed requests under load', async () => {
+    const svc = spawnNode(fixture('service.ts'), [], { REGISTRY: 'etcd', ETCDCTL_ENDPOINTS: etcd.clientUrl, SERVICE_NAME: 'drained', TTL_MS: '3000', DRAIN_DELAY_MS: '300' });
+    children.push(svc);
+    const listening = await svc.waitEvent('listening');
+    const resolver = new EtcdResolver({ endpoints: etcd.clientUrl });
+    const watch = resolver.watch('drained');
+    let leftAt: number | undefined;
+    watch.on('update', (s) => {
+      if (leftAt === undefined && s.instances.length === 0 && load1.results.length > 0) leftAt = Date.now();
+    });
+    const load1 = load(watch);
+    try {
+      await until(watch, (s) => ids(s).includes(String(listening.id)));
+      await waitFor('a stream of requests', () => load1.results.filter((r) => r.ok).length >= 40, { timeoutMs: 20_000 });
+      const sigtermAt = Date.now();
+      svc.child.kill('SIGTERM');
+      const exit = await svc.exited;
+      await load1.stop();
+      const closing = svc.events.find((e) => e.event === 'step' && e.step === 'deregister');
+      assert.ok(closing && leftAt !== undefined, JSON.stringify(svc.events) + svc.stderr());
+      assert.ok(leftAt < closing.t, `left the view at +${leftAt - sigtermAt} ms, servers closing at +${closing.t - sigtermAt} ms`);
+      assert.deepEqual(load1.failed(), []);
+      assert.equal(exit.code, 0, svc.stderr());
+      assert.equal((await admin.range(`/proxyless/services/drained/${String(listening.id)}`)).kvs.length, 0);
+      console.log(`      [measure] SIGTERM → out of client view: ${leftAt - sigtermAt} ms, → servers closing: ${closing.t - sigtermAt} ms, → exit: ${exit.t - sigtermAt} ms (${load1.results.length} requests, 0 failed)`);
+    } finally {
+      await load1.stop();
+      await resolver.close();
+    }
+  });
+
+  it('etcd restarted with its data wiped: registered again within one keepalive interval', async () => {
+    const own = await startEtcd();
+    const server = await listen();
+    const intervalMs = 1000;
+    const registrar = new Registrar({
+      name: 'wiped', id: 'wiped-1', port: (server.address() as { port: number }).port, address: '127.0.0.1',
+      ttlMs: 3000, heartbeatIntervalMs: intervalMs, logger: false, registry: etcdRegistry({ endpoints: own.clientUrl }),
+    });
+    registrar.on('error', () => undefined);
+    const ownAdmin = new EtcdClient({ endpoints: own.clientUrl });
+    try {
+      await registrar.start({ timeoutMs: 10_000 });
+      const reregistered = nextEvent(registrar, 'reregistered');
+      await own.wipe();
+      const backAt = Date.now();
+      await reregistered;
+      const after = Date.now() - backAt;
+      const { kvs } = await ownAdmin.range('/proxyless/services/wiped/wiped-1');
+      assert.equal(kvs.length, 1);
+      console.log(`      [measure] etcd back (wiped) → registered again: ${after} ms (keepalive every ${intervalMs} ms)`);
+      assert.ok(after <= intervalMs * 1.1 + 500, `re-registered ${after} ms after etcd came back`);
+    } finally {
+      await registrar.close();
+      await ownAdmin.close();
+      await own.close();
+      server.close();
+    }
+  });
+
+  it('a stuck etcd (SIGSTOP) is noticed at the next keepalive, not after 2×TTL; registered again once it answers', async () => {
+    const own = await startEtcd();
+    const server = await listen();
+    const registrar = new Registrar({
+      name: 'stuck', id: 'stuck-1', port: (server.address() as { port: number }).port, address: '127.0.0.1',
+      ttlMs: 6000, heartbeatIntervalMs: 1000, requestTimeoutMs: 500, logger: false, registry: etcdRegistry({ endpoints: own.clientUrl }),
+    });
+    registrar.on('error', () => undefined);
+    try {
+      await registrar.start({ timeoutMs: 10_000 });
+      const lost = nextEvent(registrar, 'lost');
+      own.pause();
+      const pausedAt = Date.now();
+      await lost;
+      const noticed = Date.now() - pausedAt;
+      own.resume();
+      await nextEvent(registrar, 'reregistered');
+      console.log(`      [measure] etcd stuck → lost noticed: ${noticed} ms (keepalive every 1000 ms, deadline 500 ms; TTL 6000 ms)`);
+      // The next keepalive (≤ one interval + jitter) fails at its deadline; margin for a loaded machine.
+      assert.ok(noticed <= 1000 * 1.1 + 500 + 1000, `noticed after ${noticed} ms`);
+      assert.equal(registrar.state, 'registered');
+    } finally {
+      own.resume();
+      await registrar.close();
+      await own.close();
+      server.close();
+    }
+  });
+
+  it('recovery never blocks shutdown: with etcd unreachable, drain() returns within one call deadline', async () => {
+    const own = await startEtcd();
+    const server = await listen();
+    const registrar = new Registrar({
+      name: 'unreach', id: 'unreach-1', port: (server.address() as { port: number }).port, address: '127.0.0.1',
+      ttlMs: 3000, heartbeatIntervalMs: 1000, requestTimeoutMs: 500, logger: false, registry: etcdRegistry({ endpoints: own.clientUrl }),
+    });
+    registrar.on('error', () => undefined);
+    try {
+      await registrar.start({ timeoutMs: 10_000 });
+      const lost = nextEvent(registrar, 'lost');
+      await own.kill();
+      await lost;
+      assert.equal(registrar.state, 'lost');
+      const t = Date.now();
+      await registrar.drain();
+      const took = Date.now() - t;
+      console.log(`      [measure] drain() while recovering from an unreachable etcd: ${took} ms (call deadline 500 ms)`);
+      assert.ok(took <= 500 + 1000, `drain took ${took} ms`);
+      const s = Date.now();
+      await registrar.stop({ timeoutMs: 1000 }).catch(() => undefined);
+      assert.ok(Date.now() - s <= 1500);
+    } finally {
+      await registrar.close({ timeoutMs: 500 });
+      await own.close();
+      server.close();
+    }
+  });
+});
+
+describe('3-member etcd cluster: leader killed under load', function () {
+  this.timeout(120_000);
+
+  it('zero failed requests, and every registration keeps or regains its lease', async () => {
+    const cluster = await startEtcdCluster(3);
+    const servers = await Promise.all([listen(), listen(), listen()]);
+    const endpoints = [...cluster.endpoints];
+    const registrars = servers.map((server, i) => new Registrar({
+      name: 'clustered', id: `clustered-${i}`, port: (server.address() as { port: number }).port, address: '127.0.0.1',
+      ttlMs: 6000, heartbeatIntervalMs: 1000, requestTimeoutMs: 1000, logger: false,
+      // Each registrar starts on a different member, so one of them talks to the leader.
+      registry: etcdRegistry({ endpoints: [...endpoints.slice(i), ...endpoints.slice(0, i)] }),
+    }));
+    for (const r of registrars) r.on('error', () => undefined);
+    const leader = await cluster.waitForLeader();
+    // The client watches through the leader first: killing it breaks the client's stream too.
+    const leaderFirst = [leader.clientUrl, ...endpoints.filter((e) => e !== leader.clientUrl)];
+    const resolver = new EtcdResolver({ endpoints: leaderFirst, timeoutMs: 2000 });
+    const admin = new EtcdClient({ endpoints });
+    const watch = resolver.watch('clustered');
+    const traffic = load(watch, 6, 10);
+    try {
+      await Promise.all(registrars.map((r) => r.start({ timeoutMs: 20_000 })));
+      await until(watch, (s) => s.instances.length === 3, 20_000);
+      await waitFor('load', () => traffic.results.filter((r) => r.ok).length >= 100, { timeoutMs: 20_000 });
+      const killedAt = Date.now();
+      await leader.kill();
+      const next = await cluster.waitForLeader(30_000);
+      const electedAfter = Date.now() - killedAt;
+      // Keep the load through a few keepalive intervals after the election.
+      await sleep(4000);
+      await waitFor('all three registered', async () => {
+        const { kvs } = await admin.range('/proxyless/services/clustered/', { prefix: true });
+        return kvs.length === 3 && kvs.every((kv) => kv.lease !== '0');
+      }, { timeoutMs: 15_000 });
+      assert.ok(registrars.every((r) => r.state === 'registered'), registrars.map((r) => r.state).join());
+      assert.deepEqual(ids(watch.current as ServiceSnapshot), ['clustered-0', 'clustered-1', 'clustered-2']);
+      await traffic.stop();
+      assert.deepEqual(traffic.failed().slice(0, 5), []);
+      const during = traffic.results.filter((r) => r.start >= killedAt).length;
+      console.log(`      [measure] leader killed: new leader (${next.name}) after ${electedAfter} ms; ${traffic.results.length} requests (${during} after the kill), 0 failed; 3/3 registrations hold a lease`);
+      assert.ok(during > 50, `only ${during} requests after the kill`);
+    } finally {
+      await traffic.stop();
+      await Promise.all(registrars.map((r) => r.close({ timeoutMs: 2000 })));
+      await resolver.close();
+      await admin.close();
+      for (const s of servers) s.close();
+      await cluster.stop();
+    }
+  });
+});
