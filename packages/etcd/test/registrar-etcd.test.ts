@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServiceInstance, ServiceSnapshot, ServiceWatch } from '@proxyless/core';
 import { EtcdClient, EtcdResolver, etcdRegistry } from '@proxyless/etcd';
 import { Registrar } from '@proxyless/registrar';
 import { startEtcd, startEtcdCluster, type EtcdServer } from '../../../test/support/etcd.js';
-import { fixture, spawnNode, waitFor, type ReportingChild } from '../../registrar/test/helpers.js';
+import { fixture, repoRoot, spawnNode, waitFor, type ReportingChild } from '../../registrar/test/helpers.js';
+import { freePort } from '../../../test/support/processes.js';
 
 async function until(watch: ServiceWatch, check: (s: ServiceSnapshot) => boolean, timeoutMs = 10_000): Promise<number> {
   if (watch.current && check(watch.current)) return Date.now();
@@ -160,6 +163,29 @@ describe('registration in etcd (lease) with the same Registrar lifecycle', funct
     } finally {
       await load1.stop();
       await resolver.close();
+    }
+  });
+
+  it('proxyless-register --registry etcd wraps a process: key with a lease once it answers, deregistered on SIGTERM, exits with the command's code', async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', join(repoRoot, 'packages/registrar/src/cli.ts'),
+      '--registry', 'etcd', '--etcd', etcd.clientUrl, '--name', 'wrapped', '--id', 'wrapped-1', '--port', String(port), '--address', '127.0.0.1', '--ttl', '3s', '--drain-delay', '100ms',
+      '--', 'python3', '-m', 'http.server', String(port), '--bind', '127.0.0.1'], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = once(child, 'exit');
+    try {
+      await waitFor('registered in etcd', async () => (await admin.range('/proxyless/services/wrapped/wrapped-1')).kvs.length === 1, { timeoutMs: 20_000 });
+      const { kvs } = await admin.range('/proxyless/services/wrapped/wrapped-1');
+      assert.notEqual(kvs[0]?.lease, '0');
+      assert.match(out, /registering with etcd at http:\/\/127\.0\.0\.1:\d+/);
+      child.kill('SIGTERM');
+      const [code] = (await exited) as [number | null];
+      assert.equal((await admin.range('/proxyless/services/wrapped/wrapped-1')).kvs.length, 0, out);
+      assert.equal(code, 128 + 15, out); // python's http.server dies of the SIGTERM passed on
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
   });
 

@@ -28,6 +28,9 @@ Options:
   --deadline <duration>       total time from SIGTERM to exit (default 9s)
   --consul <addr>             Consul agent (default CONSUL_HTTP_ADDR or 127.0.0.1:8500;
                               CONSUL_HTTP_TOKEN and the TLS variables are honoured)
+  --registry <consul|etcd>    where to register (default consul); etcd needs @proxyless/etcd
+  --etcd <urls>               etcd client URLs, comma-separated (default ETCDCTL_ENDPOINTS;
+                              ETCDCTL_CACERT/CERT/KEY and ETCDCTL_USER are honoured)
   -h, --help                  show this help
 
 Durations: 500ms, 15s, 1m, 1m30s.`;
@@ -41,6 +44,10 @@ export class UsageError extends Error {
 export interface CliConfig {
   readonly help: boolean;
   readonly registrar: RegistrarOptions;
+  /** Where to register; `etcd` loads `@proxyless/etcd`. */
+  readonly registry: 'consul' | 'etcd';
+  /** `--etcd`: client URLs, comma-separated. */
+  readonly etcdEndpoints: string | undefined;
   readonly probe: { kind: 'tcp' } | { kind: 'http'; url: string };
   readonly checkHost: string;
   readonly checkTimeoutMs: number;
@@ -89,6 +96,8 @@ export function parseCliArgs(argv: readonly string[]): CliConfig {
         'drain-delay': { type: 'string' },
         deadline: { type: 'string' },
         consul: { type: 'string' },
+        registry: { type: 'string' },
+        etcd: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -100,6 +109,8 @@ export function parseCliArgs(argv: readonly string[]): CliConfig {
     return {
       help: true,
       registrar: { name: '', port: 0 },
+      registry: 'consul',
+      etcdEndpoints: undefined,
       probe: { kind: 'tcp' },
       checkHost: '',
       checkTimeoutMs: 0,
@@ -151,11 +162,17 @@ export function parseCliArgs(argv: readonly string[]): CliConfig {
     ...(Object.keys(meta).length > 0 ? { meta } : {}),
     ...(values.consul !== undefined ? { consul: { address: values.consul } } : {}),
   };
+  const registry = values.registry ?? 'consul';
+  if (registry !== 'consul' && registry !== 'etcd') throw new UsageError(`--registry must be consul or etcd, got ${JSON.stringify(registry)}`);
+  if (registry === 'etcd' && values.consul !== undefined) throw new UsageError('--consul cannot be combined with --registry etcd');
+  if (registry === 'consul' && values.etcd !== undefined) throw new UsageError('--etcd needs --registry etcd');
   const deadlineMs = duration(values, 'deadline', 9000);
   if (deadlineMs < 1000) throw new UsageError('--deadline must be at least 1s');
   return {
     help: false,
     registrar,
+    registry,
+    etcdEndpoints: values.etcd,
     probe,
     checkHost,
     checkTimeoutMs: duration(values, 'check-timeout', 2000) || 2000,

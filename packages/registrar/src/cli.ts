@@ -15,7 +15,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isProxylessError, resolveConsulConnection, type ConsulConnectionOptions } from '@proxyless/core';
+import { isProxylessError, type RegistryFactory } from '@proxyless/core';
 import { parseCliArgs, usage, UsageError, type CliConfig } from './cli-args.js';
 import type { HealthReport } from './options.js';
 import { Registrar } from './registrar.js';
@@ -82,10 +82,27 @@ async function main(argv: readonly string[]): Promise<number> {
       ? httpProbe(config.probe.url, config.checkTimeoutMs)
       : tcpProbe(config.checkHost, port, config.checkTimeoutMs);
 
+  let registry: RegistryFactory | undefined;
+  if (config.registry === 'etcd') {
+    // Loaded only when asked for: Consul-only users need not install it.
+    let etcd: typeof import('@proxyless/etcd');
+    try {
+      etcd = await import('@proxyless/etcd');
+    } catch (error) {
+      process.stderr.write(`proxyless-register: --registry etcd needs the @proxyless/etcd package (${(error as Error).message})\n`);
+      return 2;
+    }
+    try {
+      registry = etcd.etcdRegistry(config.etcdEndpoints !== undefined ? { endpoints: config.etcdEndpoints } : {});
+    } catch (error) {
+      process.stderr.write(`proxyless-register: ${(error as Error).message}\n\n${usage}\n`);
+      return 2;
+    }
+  }
   let registrar: Registrar;
   try {
-    // The registrar says, once per outage, what is wrong with the agent and what to set.
-    registrar = new Registrar({ ...config.registrar, health: probe, logger: { warn: log, info: log } });
+    // The registrar says, once per outage, what is wrong with the registry and what to set.
+    registrar = new Registrar({ ...config.registrar, ...(registry ? { registry } : {}), health: probe, logger: { warn: log, info: log } });
   } catch (error) {
     if (isProxylessError(error, 'ERR_INVALID_OPTION') || isProxylessError(error, 'ERR_INVALID_SERVICE_NAME')) {
       process.stderr.write(`proxyless-register: ${error.message}\n\n${usage}\n`);
@@ -93,8 +110,6 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     throw error;
   }
-  // parseCliArgs builds connection options (never a client) from --consul; the constructor above validated them.
-  const consulOrigin = resolveConsulConnection(config.registrar.consul as ConsulConnectionOptions | undefined).origin;
   const [command, ...args] = config.command as [string, ...string[]];
   // PORT: the convention most servers read their port from, so `--port` alone configures both sides.
   const child = spawn(command, args, { stdio: 'inherit', detached: true, env: { ...process.env, PORT: String(port) } });
@@ -186,7 +201,7 @@ async function main(argv: readonly string[]): Promise<number> {
   if (!childGone && !shuttingDown) {
     const ready = new AbortController();
     void exited.then(() => ready.abort());
-    log(`${command} answers; registering with the Consul agent at ${consulOrigin}`);
+    log(`${command} answers; registering with ${registrar.registry.label}`);
     try {
       await registrar.start({ signal: ready.signal });
       log(`registered ${registrar.options.id} (${registrar.options.address}:${port}) after ${Date.now() - startedAt} ms`);
