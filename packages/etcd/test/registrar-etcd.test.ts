@@ -166,7 +166,7 @@ describe('registration in etcd (lease) with the same Registrar lifecycle', funct
     }
   });
 
-  it('proxyless-register --registry etcd wraps a process: key with a lease once it answers, deregistered on SIGTERM, exits with the command's code', async () => {
+  it('proxyless-register --registry etcd wraps a process: key with a lease once it answers, deregistered on SIGTERM, exits with the code of the command', async () => {
     const port = await freePort();
     const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', join(repoRoot, 'packages/registrar/src/cli.ts'),
       '--registry', 'etcd', '--etcd', etcd.clientUrl, '--name', 'wrapped', '--id', 'wrapped-1', '--port', String(port), '--address', '127.0.0.1', '--ttl', '3s', '--drain-delay', '100ms',
