@@ -20,12 +20,12 @@ import { pathToFileURL } from 'node:url';
 import { EtcdClient, EtcdResolver, type EtcdCallOptions } from '../packages/etcd/src/index.js';
 import type { ServiceWatch } from '../packages/core/src/index.js';
 import { etcdBinary, startEtcd } from '../test/support/etcd.js';
+import { TOGGLED_PORT, measure, percentile, pollingView, viewOfWatch, type View } from './support/propagation.js';
 
 const CHANGES = Number(process.env['ETCD_PROPAGATION_CHANGES'] ?? 100);
 const SLOW_CHANGES = Number(process.env['ETCD_PROPAGATION_SLOW_CHANGES'] ?? 10);
 const BURST = Number(process.env['ETCD_PROPAGATION_BURST'] ?? 200);
 const STEADY_MS = Number(process.env['ETCD_PROPAGATION_STEADY_MS'] ?? 60_000);
-const PHASE_LIMIT_MS = 15 * 60_000;
 const WAIT_LIMIT_MS = 30_000;
 const SERVICE = 'propagation';
 const PREFIX = `/proxyless/services/${SERVICE}/`;
@@ -45,109 +45,16 @@ class CountingClient extends EtcdClient {
   }
 }
 
-interface View {
-  readonly name: string;
-  present(): boolean;
-  changedAt: number;
-  listeners: Set<() => void>;
-  close(): Promise<void>;
-  requests(): number;
-}
-
-function viewOfWatch(name: string, watch: ServiceWatch, requests: () => number): View {
-  const view: View = { name, present: () => watch.current?.instances.some((i) => i.port === 9999) ?? false, changedAt: 0, listeners: new Set(), close: () => watch.close(), requests };
-  let last = false;
-  watch.on('update', () => {
-    const now = view.present();
-    if (now !== last) {
-      last = now;
-      view.changedAt = performance.now();
-      for (const l of view.listeners) l();
-    }
-  });
-  return view;
-}
-
 /** confd-style: a range read of the prefix every `intervalMs`; an event when the toggled key appears or leaves. */
 function poller(name: string, endpoint: string, intervalMs: number): View {
   const client = new CountingClient({ endpoints: endpoint }, {});
-  let present = false;
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  const view: View = {
+  return pollingView(
     name,
-    present: () => present,
-    changedAt: 0,
-    listeners: new Set(),
-    close: async () => {
-      stopped = true;
-      clearTimeout(timer);
-      await client.close();
-    },
-    requests: () => client.requests,
-  };
-  const tick = async (): Promise<void> => {
-    if (stopped) return;
-    try {
-      const { kvs } = await client.range(PREFIX, { prefix: true });
-      const now = kvs.some((kv) => kv.key.toString() === TOGGLED);
-      if (now !== present) {
-        present = now;
-        view.changedAt = performance.now();
-        for (const l of view.listeners) l();
-      }
-    } catch {
-      // retried at the next tick
-    }
-    if (!stopped) timer = setTimeout(() => void tick(), intervalMs);
-  };
-  void tick();
-  return view;
-}
-
-function waitFor(view: View, expected: boolean, deadline: number): Promise<number | undefined> {
-  if (view.present() === expected) return Promise.resolve(view.changedAt);
-  return new Promise((resolve) => {
-    const done = (v: number | undefined): void => {
-      clearTimeout(timer);
-      view.listeners.delete(check);
-      resolve(v);
-    };
-    const check = (): void => {
-      if (view.present() === expected) done(view.changedAt);
-    };
-    const timer = setTimeout(() => done(undefined), Math.max(0, deadline - Date.now()));
-    view.listeners.add(check);
-  });
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? Number.NaN;
-}
-
-async function measure(label: string, views: View[], changes: number, maxGapMs: number, toggle: (present: boolean) => Promise<void>, samples: Map<string, number[]>, missed: Map<string, number>): Promise<void> {
-  const phaseEnd = Date.now() + PHASE_LIMIT_MS;
-  let present = views[0]?.present() ?? false;
-  for (let i = 0; i < changes && Date.now() < phaseEnd; i++) {
-    present = !present;
-    const deadline = Date.now() + WAIT_LIMIT_MS;
-    const waits = views.map((v) => waitFor(v, present, deadline));
-    const t0 = performance.now();
-    await toggle(present);
-    const seen = await Promise.all(waits);
-    seen.forEach((at, j) => {
-      const name = views[j]?.name ?? '?';
-      if (at === undefined) missed.set(name, (missed.get(name) ?? 0) + 1);
-      else {
-        const list = samples.get(name) ?? [];
-        list.push(Math.max(0, at - t0));
-        samples.set(name, list);
-      }
-    });
-    await new Promise((r) => setTimeout(r, Math.random() * maxGapMs));
-    if ((i + 1) % 10 === 0) process.stderr.write(`  ${label}: ${i + 1}/${changes} changes\n`);
-  }
+    intervalMs,
+    async () => (await client.range(PREFIX, { prefix: true })).kvs.some((kv) => kv.key.toString() === TOGGLED),
+    () => client.requests,
+    () => client.close(),
+  );
 }
 
 /** `BURST` puts of distinct keys sent back to back (8 in flight); latency of each until the watch shows it. */
@@ -183,7 +90,7 @@ export async function run(): Promise<void> {
   const etcd = await startEtcd();
   const admin = new EtcdClient({ endpoints: etcd.clientUrl }, {});
   const toggle = async (present: boolean): Promise<void> => {
-    if (present) await admin.put(TOGGLED, value(9999));
+    if (present) await admin.put(TOGGLED, value(TOGGLED_PORT));
     else await admin.delete(TOGGLED);
   };
   const watchClient = new CountingClient({ endpoints: etcd.clientUrl }, {});

@@ -20,14 +20,13 @@ import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
-import { ConsulHttpClient, ConsulResolver, DnsSrvResolver, DnsTransport, type ConsulRequest, type ConsulResponse, type DnsQueryType, type DnsAnswer, type ServiceWatch } from '../packages/core/src/index.js';
+import { ConsulHttpClient, ConsulResolver, DnsSrvResolver, DnsTransport, type ConsulRequest, type ConsulResponse, type DnsQueryType, type DnsAnswer } from '../packages/core/src/index.js';
 import { consulBinary, startConsulAgent } from '../test/support/consul.js';
+import { measure, percentile, pollingView, viewOfWatch, type View } from './support/propagation.js';
 
 const CHANGES = Number(process.env['PROPAGATION_CHANGES'] ?? 100);
 const SLOW_CHANGES = Number(process.env['PROPAGATION_SLOW_CHANGES'] ?? 10);
 const STEADY_MS = Number(process.env['PROPAGATION_STEADY_MS'] ?? 60_000);
-const PHASE_LIMIT_MS = 15 * 60_000;
-const WAIT_LIMIT_MS = 30_000;
 const SERVICE = 'propagation';
 const TOGGLED = 'propagation-x';
 
@@ -47,123 +46,19 @@ class CountingTransport extends DnsTransport {
   }
 }
 
-/** A subscriber's view: does it currently see the toggled instance, and since when. */
-interface View {
-  readonly name: string;
-  present(): boolean;
-  /** performance.now() of the last event that changed `present()`. */
-  changedAt: number;
-  listeners: Set<() => void>;
-  close(): Promise<void>;
-  requests(): number;
-}
-
-function viewOfWatch(name: string, watch: ServiceWatch, requests: () => number): View {
-  const view: View = {
-    name,
-    present: () => watch.current?.instances.some((i) => i.port === 9999) ?? false,
-    changedAt: 0,
-    listeners: new Set(),
-    close: () => watch.close(),
-    requests,
-  };
-  let last = false;
-  watch.on('update', () => {
-    const now = view.present();
-    if (now !== last) {
-      last = now;
-      view.changedAt = performance.now();
-      for (const l of view.listeners) l();
-    }
-  });
-  return view;
-}
-
 /** confd-style: a plain GET every `intervalMs`; an event when the set differs from the last poll. */
 function fixedIntervalPoller(name: string, address: string, intervalMs: number): View {
   const client = new CountingClient({ address }, {});
-  let present = false;
-  let stopped = false;
-  const view: View = {
+  return pollingView(
     name,
-    present: () => present,
-    changedAt: 0,
-    listeners: new Set(),
-    close: async () => {
-      stopped = true;
-      clearTimeout(timer);
-      await client.close();
-    },
-    requests: () => client.requests,
-  };
-  let timer: NodeJS.Timeout;
-  const tick = async (): Promise<void> => {
-    if (stopped) return;
-    try {
+    intervalMs,
+    async () => {
       const { body } = await client.request({ path: `/v1/health/service/${SERVICE}`, query: { passing: true } });
-      const now = Array.isArray(body) && body.some((e: { Service?: { ID?: string } }) => e.Service?.ID === TOGGLED);
-      if (now !== present) {
-        present = now;
-        view.changedAt = performance.now();
-        for (const l of view.listeners) l();
-      }
-    } catch {
-      // a failed poll is retried at the next tick
-    }
-    if (!stopped) timer = setTimeout(() => void tick(), intervalMs);
-  };
-  void tick();
-  return view;
-}
-
-function waitFor(view: View, expected: boolean, deadline: number): Promise<number | undefined> {
-  if (view.present() === expected) return Promise.resolve(view.changedAt);
-  return new Promise((resolve) => {
-    const done = (value: number | undefined): void => {
-      clearTimeout(timer);
-      view.listeners.delete(check);
-      resolve(value);
-    };
-    const check = (): void => {
-      if (view.present() === expected) done(view.changedAt);
-    };
-    const timer = setTimeout(() => done(undefined), Math.max(0, deadline - Date.now()));
-    view.listeners.add(check);
-  });
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}
-
-async function measure(
-  label: string,
-  views: View[],
-  changes: number,
-  maxGapMs: number,
-  toggle: (present: boolean) => Promise<void>,
-  samples: Map<string, number[]>,
-  missed: Map<string, number>,
-): Promise<void> {
-  const phaseEnd = Date.now() + PHASE_LIMIT_MS;
-  let present = views[0]!.present();
-  for (let i = 0; i < changes && Date.now() < phaseEnd; i++) {
-    present = !present;
-    const deadline = Date.now() + WAIT_LIMIT_MS;
-    const waits = views.map((v) => waitFor(v, present, deadline));
-    const t0 = performance.now();
-    await toggle(present);
-    const seen = await Promise.all(waits);
-    seen.forEach((at, j) => {
-      const name = views[j]!.name;
-      if (at === undefined) missed.set(name, (missed.get(name) ?? 0) + 1);
-      else (samples.get(name) ?? samples.set(name, []).get(name)!).push(Math.max(0, at - t0));
-    });
-    // Random phase against the pollers' cycles.
-    await new Promise((r) => setTimeout(r, Math.random() * maxGapMs));
-    if ((i + 1) % 10 === 0) process.stderr.write(`  ${label}: ${i + 1}/${changes} changes\n`);
-  }
+      return Array.isArray(body) && body.some((e: { Service?: { ID?: string } }) => e.Service?.ID === TOGGLED);
+    },
+    () => client.requests,
+    () => client.close(),
+  );
 }
 
 function version(pkg: string): string {

@@ -58,12 +58,20 @@ export interface ResolvedConsulConnection {
   readonly http2: boolean;
 }
 
-function truthy(value: string | undefined): boolean | undefined {
+/**
+ * An environment flag: `1`/`true`/`yes`/`on` → true, anything else set → false, unset or empty → undefined.
+ * @internal
+ */
+export function envFlag(value: string | undefined): boolean | undefined {
   if (value === undefined || value === '') return undefined;
   return ['1', 'true', 'yes', 'on'].includes(value.toLowerCase());
 }
 
-function readPem(env: NodeJS.ProcessEnv, name: string): Buffer | undefined {
+/**
+ * Reads the PEM file named by environment variable `name`; a file that cannot be read is an `InvalidOptionError` naming the variable.
+ * @internal
+ */
+export function readPemFromEnv(env: NodeJS.ProcessEnv, name: string): Buffer | undefined {
   const path = env[name];
   if (!path) return undefined;
   try {
@@ -80,18 +88,18 @@ function readPem(env: NodeJS.ProcessEnv, name: string): Buffer | undefined {
 export function consulOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): ConsulConnectionOptions {
   const options: ConsulConnectionOptions = {};
   if (env['CONSUL_HTTP_ADDR']) options.address = env['CONSUL_HTTP_ADDR'];
-  const ssl = truthy(env['CONSUL_HTTP_SSL']);
+  const ssl = envFlag(env['CONSUL_HTTP_SSL']);
   if (ssl !== undefined) options.secure = ssl;
   if (env['CONSUL_HTTP_TOKEN']) options.token = env['CONSUL_HTTP_TOKEN'];
   const tls: ConsulTlsOptions = {};
-  const ca = readPem(env, 'CONSUL_CACERT');
+  const ca = readPemFromEnv(env, 'CONSUL_CACERT');
   if (ca) tls.ca = ca;
-  const cert = readPem(env, 'CONSUL_CLIENT_CERT');
+  const cert = readPemFromEnv(env, 'CONSUL_CLIENT_CERT');
   if (cert) tls.cert = cert;
-  const key = readPem(env, 'CONSUL_CLIENT_KEY');
+  const key = readPemFromEnv(env, 'CONSUL_CLIENT_KEY');
   if (key) tls.key = key;
   if (env['CONSUL_TLS_SERVER_NAME']) tls.serverName = env['CONSUL_TLS_SERVER_NAME'];
-  const verify = truthy(env['CONSUL_HTTP_SSL_VERIFY']);
+  const verify = envFlag(env['CONSUL_HTTP_SSL_VERIFY']);
   if (verify !== undefined) tls.rejectUnauthorized = verify;
   if (Object.keys(tls).length > 0) options.tls = tls;
   return options;

@@ -99,6 +99,25 @@ function describeCause(cause: unknown): string {
 /** Long polls one HTTP/2 connection carries (Consul's Go server allows 250 concurrent streams). @internal */
 export const h2StreamsPerConnection = 240;
 
+/**
+ * Reads a response body as UTF-8 text, destroying it and throwing a
+ * {@link BadResponseError} (`<what> exceeds <limit> bytes`) once it grows past `limit`.
+ * @internal
+ */
+export async function readCappedText(body: AsyncIterable<Buffer> & { destroy(): unknown }, limit: number, what: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > limit) {
+      body.destroy();
+      throw new BadResponseError(`${what} exceeds ${limit} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size).toString('utf8');
+}
+
 /** One call to {@link ConsulHttpClient.request}. */
 export interface ConsulRequest {
   method?: 'GET' | 'PUT' | 'POST' | 'DELETE';
@@ -211,7 +230,7 @@ export class ConsulHttpClient {
         body: req.body === undefined ? null : JSON.stringify(req.body),
         signal,
       });
-      const text = await this.#readCapped(res.body, req.path);
+      const text = await readCappedText(res.body, this.connection.maxResponseBytes, `Consul response for ${req.path}`);
       if (res.statusCode < 200 || res.statusCode >= 300) {
         throw new ConsulApiError(method, req.path, res.statusCode, scrubConsulMessage(text.slice(0, 4096), this.#secrets));
       }
@@ -227,21 +246,6 @@ export class ConsulHttpClient {
     } catch (error) {
       throw this.#convert(error, method, req, timeout, timeoutMs);
     }
-  }
-
-  async #readCapped(body: AsyncIterable<Buffer> & { destroy(): unknown }, path: string): Promise<string> {
-    const limit = this.connection.maxResponseBytes;
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of body) {
-      size += chunk.length;
-      if (size > limit) {
-        body.destroy();
-        throw new BadResponseError(`Consul response for ${path} exceeds ${limit} bytes`);
-      }
-      chunks.push(chunk);
-    }
-    return Buffer.concat(chunks, size).toString('utf8');
   }
 
   #convert(error: unknown, method: string, req: ConsulRequest, timeout: AbortSignal, timeoutMs: number): unknown {

@@ -69,6 +69,8 @@ export { checkNumber, checkOptions } from './validate.js';
 export type { NumberRule } from './validate.js';
 // For resolver packages (e.g. @proxyless/etcd): the shared-watch machinery, one copy. Not a stable API.
 export { WatchHub } from './watch-hub.js';
+export { envFlag, readPemFromEnv } from './consul-config.js';
+export { readCappedText } from './consul-http.js';
 export type { WatchSink, WatchRunner, PublishOptions } from './watch-hub.js';
 export { RegistrationLostError } from './registry-port.js';
 export type { RegistryPort, RegistryFactory, RegistrationSpec, RegistryReport, RegistryCallOptions } from './registry-port.js';

@@ -5,6 +5,7 @@ import {
   ClosedError,
   ProxylessError,
   TimeoutError,
+  readCappedText,
   sleep,
   type ProxylessErrorOptions,
 } from '@proxyless/core';
@@ -277,7 +278,7 @@ export class EtcdClient {
       if (this.#closed || error instanceof undiciErrors.ClientDestroyedError || error instanceof undiciErrors.ClientClosedError) throw new ClosedError('etcd client');
       throw new EtcdUnreachableError(origin, { cause: error });
     }
-    const text = await this.#readCapped(res.body, path);
+    const text = await readCappedText(res.body, this.connection.maxResponseBytes, `etcd response for ${path}`);
     let parsed: unknown;
     try {
       parsed = text.length > 0 ? JSON.parse(text) : {};
@@ -293,21 +294,6 @@ export class EtcdClient {
       throw new EtcdApiError(path, res.statusCode, code, message.slice(0, 512));
     }
     return parsed;
-  }
-
-  async #readCapped(body: AsyncIterable<Buffer> & { destroy(): unknown }, path: string): Promise<string> {
-    const limit = this.connection.maxResponseBytes;
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of body) {
-      size += chunk.length;
-      if (size > limit) {
-        body.destroy();
-        throw new BadResponseError(`etcd response for ${path} exceeds ${limit} bytes`);
-      }
-      chunks.push(chunk);
-    }
-    return Buffer.concat(chunks, size).toString('utf8');
   }
 
   #signals(options: EtcdCallOptions): { signal: AbortSignal; timeout: AbortSignal; timeoutMs: number } {
@@ -468,7 +454,7 @@ export class EtcdClient {
       throw new EtcdUnreachableError(origin, { cause: error });
     }
     if (res.statusCode !== 200) {
-      const text = await this.#readCapped(res.body, '/v3/watch').catch(() => '');
+      const text = await readCappedText(res.body, this.connection.maxResponseBytes, 'etcd response for /v3/watch').catch(() => '');
       this.#rotate(origin);
       let code: number | undefined;
       try {

@@ -1,5 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { InvalidOptionError } from '@proxyless/core';
+import { InvalidOptionError, envFlag, readPemFromEnv } from '@proxyless/core';
 
 /** TLS settings for talking to etcd over HTTPS. */
 export interface EtcdTlsOptions {
@@ -44,21 +43,6 @@ export interface ResolvedEtcdConnection {
   readonly maxResponseBytes: number;
 }
 
-function truthy(value: string | undefined): boolean | undefined {
-  if (value === undefined || value === '') return undefined;
-  return ['1', 'true', 'yes', 'on'].includes(value.toLowerCase());
-}
-
-function readPem(env: NodeJS.ProcessEnv, name: string): Buffer | undefined {
-  const path = env[name];
-  if (!path) return undefined;
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    throw new InvalidOptionError(name, path, `cannot be read: ${(error as Error).message}`);
-  }
-}
-
 /**
  * Reads etcdctl's conventional environment variables (`ETCDCTL_ENDPOINTS`,
  * `ETCDCTL_CACERT`, `ETCDCTL_CERT`, `ETCDCTL_KEY`, `ETCDCTL_USER`,
@@ -70,13 +54,13 @@ export function etcdOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): EtcdCo
   const endpoints = env['ETCDCTL_ENDPOINTS'];
   if (endpoints) options.endpoints = endpoints.split(',').map((e) => e.trim()).filter((e) => e.length > 0);
   const tls: EtcdTlsOptions = {};
-  const ca = readPem(env, 'ETCDCTL_CACERT');
+  const ca = readPemFromEnv(env, 'ETCDCTL_CACERT');
   if (ca) tls.ca = ca;
-  const cert = readPem(env, 'ETCDCTL_CERT');
+  const cert = readPemFromEnv(env, 'ETCDCTL_CERT');
   if (cert) tls.cert = cert;
-  const key = readPem(env, 'ETCDCTL_KEY');
+  const key = readPemFromEnv(env, 'ETCDCTL_KEY');
   if (key) tls.key = key;
-  const skip = truthy(env['ETCDCTL_INSECURE_SKIP_TLS_VERIFY']);
+  const skip = envFlag(env['ETCDCTL_INSECURE_SKIP_TLS_VERIFY']);
   if (skip !== undefined) tls.rejectUnauthorized = !skip;
   if (Object.keys(tls).length > 0) options.tls = tls;
   const user = env['ETCDCTL_USER'];
