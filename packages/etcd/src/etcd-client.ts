@@ -7,6 +7,7 @@ import {
   TimeoutError,
   readCappedText,
   sleep,
+  withDeadline,
   type ProxylessErrorOptions,
 } from '@proxyless/core';
 import { resolveEtcdConnectionWithSecret, type EtcdConnectionOptions, type ResolvedEtcdConnection } from './etcd-config.js';
@@ -430,27 +431,32 @@ export class EtcdClient {
     const connectTimeoutMs = options.connectTimeoutMs ?? this.connection.timeoutMs;
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
     // The connect deadline covers authentication and the response headers; the stream itself lives on.
-    const connect = AbortSignal.any([signal, AbortSignal.timeout(connectTimeoutMs)]);
+    const controller = new AbortController();
+    let connectTimedOut = false;
     let res;
     try {
-      const token = await this.#authToken(connect);
-      if (token !== undefined) headers['authorization'] = token;
-      const controller = new AbortController();
-      const onConnectAbort = (): void => controller.abort(connect.reason);
-      connect.addEventListener('abort', onConnectAbort, { once: true });
-      try {
-        res = await this.#agent.request({ origin, path: '/v3/watch', method: 'POST', headers, body: JSON.stringify({ create_request: request }), signal: controller.signal });
-      } finally {
-        connect.removeEventListener('abort', onConnectAbort);
-      }
+      res = await withDeadline(signal, connectTimeoutMs, async (connect) => {
+        const token = await this.#authToken(connect);
+        if (token !== undefined) headers['authorization'] = token;
+        const onConnectAbort = (): void => {
+          connectTimedOut = !signal.aborted;
+          controller.abort(connect.reason);
+        };
+        connect.addEventListener('abort', onConnectAbort, { once: true });
+        try {
+          return await this.#agent.request({ origin, path: '/v3/watch', method: 'POST', headers, body: JSON.stringify({ create_request: request }), signal: controller.signal });
+        } finally {
+          connect.removeEventListener('abort', onConnectAbort);
+        }
+      });
       signal.addEventListener('abort', () => controller.abort(signal.reason), { once: true });
       if (signal.aborted) controller.abort(signal.reason);
     } catch (error) {
       if (options.signal.aborted) throw new AbortedError('etcd watch', options.signal.reason);
       if (this.#closed) throw new ClosedError('etcd client');
-      if (error instanceof ProxylessError) throw error;
       this.#rotate(origin);
-      if (connect.aborted) throw new TimeoutError(`etcd watch at ${origin}`, connectTimeoutMs);
+      if (connectTimedOut || error instanceof TimeoutError) throw new TimeoutError(`etcd watch at ${origin}`, connectTimeoutMs);
+      if (error instanceof ProxylessError) throw error;
       throw new EtcdUnreachableError(origin, { cause: error });
     }
     if (res.statusCode !== 200) {

@@ -3,6 +3,7 @@ import {
   RegistrationLostError,
   TimeoutError,
   sleep,
+  withDeadline,
   type RegistrationSpec,
   type RegistryCallOptions,
   type RegistryFactory,
@@ -158,17 +159,23 @@ export class EtcdRegistry implements RegistryPort {
     const remaining = (): number => Math.max(1, deadline - Date.now());
     const { header, kvs } = await this.client.range(this.key, { signal, timeoutMs: remaining() });
     if (gone(kvs[0]?.value)) return true;
-    const limit = AbortSignal.any([signal, AbortSignal.timeout(remaining())]);
-    try {
-      for await (const message of this.client.watch({ key: this.key, startRevision: header.revision + 1 }, { signal: limit, connectTimeoutMs: remaining() })) {
-        for (const event of message.events) if (event.type === 'delete' || gone(event.kv.value)) return true;
-        if (message.canceled) throw new Error(`etcd canceled the watch on ${this.key}: ${message.cancelReason || 'compacted'}`);
+    let timedOut = false;
+    const seen = await withDeadline(signal, remaining(), async (limit) => {
+      try {
+        for await (const message of this.client.watch({ key: this.key, startRevision: header.revision + 1 }, { signal: limit, connectTimeoutMs: remaining() })) {
+          for (const event of message.events) if (event.type === 'delete' || gone(event.kv.value)) return true;
+          if (message.canceled) throw new Error(`etcd canceled the watch on ${this.key}: ${message.cancelReason || 'compacted'}`);
+        }
+      } catch (error) {
+        if (limit.aborted && !signal.aborted) {
+          timedOut = true; // the deadline
+          return false;
+        }
+        throw error;
       }
-    } catch (error) {
-      if (limit.aborted && !signal.aborted) return false; // deadline
-      throw error;
-    }
-    if (Date.now() >= deadline) return false;
+      return false;
+    });
+    if (seen || timedOut || Date.now() >= deadline) return seen;
     throw new Error(`etcd ended the watch on ${this.key}`);
   }
 

@@ -7,6 +7,7 @@ import {
   type RegistryPort,
   type RegistryReport,
   runBlockingQuery,
+  withDeadline,
 } from '@proxyless/core';
 import { describeAgentFailure } from './agent-report.js';
 import { isRetryable, isUnknownCheck, isUnreachable } from './heartbeat.js';
@@ -96,9 +97,8 @@ export class ConsulRegistry implements RegistryPort {
 
   /** `GET /v1/health/service/:name?passing` on core's blocking-query loop until this instance is absent. */
   async waitUntilGone({ signal, timeoutMs }: RegistryCallOptions, onError: (error: unknown) => void): Promise<boolean> {
-    const limit = AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
     let gone = false;
-    await runBlockingQuery(this.#client, {
+    await withDeadline(signal, timeoutMs, (limit) => runBlockingQuery(this.#client, {
       path: `/v1/health/service/${encodeURIComponent(this.#o.name)}`,
       query: { passing: true },
       signal: limit,
@@ -111,7 +111,7 @@ export class ConsulRegistry implements RegistryPort {
         return gone ? false : undefined;
       },
       onError,
-    }, { waitMs: Math.min(600_000, Math.max(1000, timeoutMs)) });
+    }, { waitMs: Math.min(600_000, Math.max(1000, timeoutMs)) }));
     return gone;
   }
 
