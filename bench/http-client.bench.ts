@@ -19,10 +19,10 @@ import { StaticResolver, roundRobin, leastRequest, peakEwma, type Balancer } fro
 import { createClient, type ProxylessClient } from '@proxyless/http-client';
 import { freePorts, nginxVersion, startNginx, startNodeBackends, stop } from './support/processes.js';
 
-const CONCURRENCY = 64;
-const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
-const RUN_MS = Number(process.env['BENCH_RUN_MS'] ?? 2_000);
-const MAX_REQUESTS = 200_000;
+export const CONCURRENCY = 64;
+export const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
+export const RUN_MS = Number(process.env['BENCH_RUN_MS'] ?? 2_000);
+export const MAX_REQUESTS = 200_000;
 
 interface Result {
   requests: number;
@@ -34,7 +34,7 @@ interface Result {
   cpuUsPerReq: number;
 }
 
-type Call = () => Promise<void>;
+export type Call = () => Promise<void>;
 
 async function load(call: Call, ms: number, max: number): Promise<Result> {
   const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
@@ -102,7 +102,7 @@ const median = (xs: number[]): number => {
   return s[Math.floor(s.length / 2)]!;
 };
 
-async function compare(title: string, configs: Config[], baseline: string | undefined): Promise<Map<string, Result[]>> {
+export async function compare(title: string, configs: Config[], baseline: string | undefined): Promise<Map<string, Result[]>> {
   process.stdout.write(`\n### ${title}\n(warm-up…)\n`);
   for (const c of configs) await load(c.call, 400, MAX_REQUESTS);
   const results = new Map<string, Result[]>(configs.map((c) => [c.name, []]));
@@ -130,9 +130,9 @@ async function compare(title: string, configs: Config[], baseline: string | unde
   return results;
 }
 
-const med = (rs: Result[] | undefined, key: keyof Result): number => median((rs ?? []).map((r) => r[key]));
+export const med = (rs: Result[] | undefined, key: keyof Result): number => median((rs ?? []).map((r) => r[key]));
 
-function verdict(label: string, ok: boolean, detail: string): string {
+export function verdict(label: string, ok: boolean, detail: string): string {
   return `- ${ok ? 'MET   ' : 'MISSED'} ${label}: ${detail}`;
 }
 

@@ -86,8 +86,9 @@ describe('packaging: the tarballs installed into an app outside the repository',
     const t0 = Date.now();
     packed = await packAll(workspacePackages(), packs);
     const t1 = Date.now();
-    // prom-client: what a user of @proxyless/http-client/prometheus installs; typescript and @types/node: a TypeScript user's.
-    await installScratchApp(app, packs, packed, ['prom-client', 'typescript', '@types/node']);
+    // prom-client: what a user of @proxyless/http-client/prometheus installs; @opentelemetry/api: a user who traces;
+    // typescript and @types/node: a TypeScript user's.
+    await installScratchApp(app, packs, packed, ['prom-client', '@opentelemetry/api', 'typescript', '@types/node']);
     console.log(`      [measure] npm pack of ${packed.length} packages: ${t1 - t0} ms; npm ci --offline of the scratch app: ${Date.now() - t1} ms`);
   });
 

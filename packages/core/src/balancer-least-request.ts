@@ -36,12 +36,13 @@ export function leastRequest(options: LeastRequestOptions = {}): Balancer {
   const fewer = (a: BalancerEndpoint, b: BalancerEndpoint): boolean => a.load.inFlight < b.load.inFlight;
   return {
     name: 'least-request',
+    score: (e: BalancerEndpoint) => e.load.inFlight,
     createPicker<E extends BalancerEndpoint>(endpoints: readonly E[]): Picker<E> {
       if (endpoints.length === 0) return emptyPicker(endpoints);
       return {
         endpoints,
         pick(context?: PickContext): E | undefined {
-          return pickOfChoices(endpoints, random, choices, context?.exclude, fewer);
+          return pickOfChoices(endpoints, random, choices, context?.exclude, fewer, context?.candidates);
         },
       };
     },

@@ -42,6 +42,11 @@ export function peakEwma(options: PeakEwmaOptions = {}): Balancer {
   checkOptions('peakEwma', options);
   const defaultLatencyMs = checkNumber('defaultLatencyMs', options.defaultLatencyMs, 0, { min: 0 });
   const random = checkRandom('random', options.random);
+  const score = (e: BalancerEndpoint): number => {
+    const l = e.load;
+    const ewma = l.ewmaMs > 0 ? l.ewmaMs : defaultLatencyMs;
+    return ewma * (l.inFlight + 1);
+  };
   const cheaper = (a: BalancerEndpoint, b: BalancerEndpoint): boolean => {
     const la = a.load;
     const lb = b.load;
@@ -54,12 +59,13 @@ export function peakEwma(options: PeakEwmaOptions = {}): Balancer {
   };
   return {
     name: 'peak-ewma',
+    score,
     createPicker<E extends BalancerEndpoint>(endpoints: readonly E[]): Picker<E> {
       if (endpoints.length === 0) return emptyPicker(endpoints);
       return {
         endpoints,
         pick(context?: PickContext): E | undefined {
-          return pickOfChoices(endpoints, random, 2, context?.exclude, cheaper);
+          return pickOfChoices(endpoints, random, 2, context?.exclude, cheaper, context?.candidates);
         },
       };
     },

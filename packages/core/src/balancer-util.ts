@@ -86,10 +86,14 @@ export function pickOfChoices<E extends BalancerEndpoint>(
   choices: number,
   exclude: ReadonlySet<BalancerEndpoint> | undefined,
   better: (a: E, b: E) => boolean,
+  candidates?: BalancerEndpoint[],
 ): E | undefined {
   const n = endpoints.length;
   if (n === 0) return undefined;
-  if (n === 1) return endpoints[0];
+  if (n === 1) {
+    candidates?.push(endpoints[0] as E);
+    return endpoints[0];
+  }
   const excluding = hasExclude(exclude);
   let first = randomIndex(random, n);
   if (excluding) {
@@ -104,6 +108,7 @@ export function pickOfChoices<E extends BalancerEndpoint>(
   }
   let best = endpoints[first] as E;
   const other = endpoints[second] as E;
+  candidates?.push(best, other);
   if (better(other, best)) best = other;
   for (let k = 2; k < choices; k++) {
     let i = randomIndex(random, n);
@@ -112,6 +117,7 @@ export function pickOfChoices<E extends BalancerEndpoint>(
       if (i < 0) break;
     }
     const candidate = endpoints[i] as E;
+    candidates?.push(candidate);
     if (better(candidate, best)) best = candidate;
   }
   return best;

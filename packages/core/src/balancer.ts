@@ -25,6 +25,11 @@ export interface PickContext {
   readonly hashKey?: string | undefined;
   /** Endpoints to avoid if any other is available (e.g. those a retry already tried). */
   readonly exclude?: ReadonlySet<BalancerEndpoint> | undefined;
+  /**
+   * Set only to explain a pick: choice-of-N pickers (P2C) push every
+   * candidate they compared, in order. Costs nothing when absent.
+   */
+  readonly candidates?: BalancerEndpoint[] | undefined;
 }
 
 /**
@@ -45,4 +50,6 @@ export interface Balancer {
   readonly name: string;
   /** Builds a picker over `endpoints` (which may be empty). */
   createPicker<E extends BalancerEndpoint>(endpoints: readonly E[]): Picker<E>;
+  /** The score a choice-of-N strategy compares (lower wins), to explain a pick. */
+  score?(endpoint: BalancerEndpoint): number;
 }

@@ -7,6 +7,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import { sleep } from '@proxyless/core';
+import type { RequestTrace } from './tracing.js';
 
 /** Why a step was stopped. `caller` and `destroyed` (and `deadline`) end the whole request. */
 export type StopReason = 'perTry' | 'deadline' | 'caller' | 'destroyed';
@@ -78,6 +79,8 @@ export class Call {
   #stopped: StopReason | undefined;
   /** Set once the whole request is over (deadline, caller, destroy). */
   #ended: StopReason | undefined;
+  /** The request's OpenTelemetry trace, when a provider is registered. */
+  trace: RequestTrace | undefined;
 
   constructor(timeoutMs: number, callerSignal: AbortSignal | undefined) {
     this.startedAt = performance.now();

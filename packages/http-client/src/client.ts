@@ -12,6 +12,7 @@ import {
 } from './errors.js';
 import { ClientDoctor, explainConfig, type ExplainedConfig } from './doctor.js';
 import type { ClientEvents } from './events.js';
+import { ClientTelemetry } from './tracing.js';
 import { toRequestOptions, toWebResponse } from './fetch-adapter.js';
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js';
 import { buildPolicy, isRequestPolicy, statusTable, type PolicyOptions, type RequestPolicy } from './policy.js';
@@ -35,6 +36,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   readonly #budget: RetryBudget | undefined;
   readonly #host: LoopHost;
   readonly #doctor: ClientDoctor;
+  readonly #telemetry: ClientTelemetry;
   readonly #scheme: 'http' | 'https' | 'auto';
   /** Requests in progress (for close() and destroy()). */
   readonly #calls = new Set<Call>();
@@ -54,6 +56,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     this.#scheme = options.scheme ?? 'auto';
     this.#doctor = new ClientDoctor(o, options.logger, options.retryLayers, (warning) => this.emit('configWarning', warning));
     this.#set = new EndpointSet(o, this.#balancer, this);
+    this.#telemetry = new ClientTelemetry(o.service, this);
     this.#host = {
       service: o.service,
       set: this.#set,
@@ -154,8 +157,21 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
     const call = new Call(policy.timeoutMs, req.signal);
+    const trace = this.#telemetry.start(req);
+    call.trace = trace;
     this.#calls.add(call);
-    return runRequest(this.#host, req, policy, call);
+    const running = runRequest(this.#host, req, policy, call);
+    if (trace === undefined) return running;
+    return running.then(
+      (res) => {
+        trace.end(res.statusCode, undefined, res.attempts);
+        return res;
+      },
+      (error: unknown) => {
+        trace.end(undefined, error, (error as { attempts?: number }).attempts);
+        throw error;
+      },
+    );
   }
 
   #finished(call: Call): void {
@@ -233,7 +249,9 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       clearTimeout(timer);
     }
     if (timedOut) throw new DeadlineExceededError(timeoutMs, context());
-    return { statusCode: res.statusCode, headers: res.headers, body: Buffer.concat(chunks, size).toString('utf8'), endpoint: res.endpoint, attempts: res.attempts };
+    const buffered: BufferedResponse<string> = { statusCode: res.statusCode, headers: res.headers, body: Buffer.concat(chunks, size).toString('utf8'), endpoint: res.endpoint, attempts: res.attempts };
+    if (res.picks !== undefined) buffered.picks = res.picks;
+    return buffered;
   }
 
   /** Like {@link ProxylessClient.text}, then `JSON.parse` (an empty body parses to `undefined`). */

@@ -124,7 +124,8 @@ export function checkEjectionCap(outlier: ResolvedOptions['outlier'], endpoints:
       },
     ];
   }
-  if ((endpoints * pct) / 100 < 1 && pct > 0) {
+  // One endpoint: ejecting it means panic mode (or no endpoint at all, which the check above covers); nothing to say.
+  if (endpoints > 1 && (endpoints * pct) / 100 < 1 && pct > 0) {
     return [
       {
         code: 'EJECTION_CAP_BELOW_ONE_ENDPOINT',

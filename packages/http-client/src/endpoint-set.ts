@@ -29,6 +29,8 @@ export class EndpointSet implements NeutralLatency {
   readonly #events: EventEmitter<ClientEvents>;
   readonly #byKey = new Map<string, Endpoint>();
   readonly #draining = new Set<Promise<void>>();
+  /** Removed endpoints whose pools still drain (for pick explanations). */
+  readonly #drainingEndpoints = new Set<Endpoint>();
   /** Shared bucket-rotation clock for every breaker (one timer per client, not per endpoint). */
   readonly #rotate = new NodeEventEmitter();
   readonly #rotateTimer: NodeJS.Timeout | undefined;
@@ -61,6 +63,15 @@ export class EndpointSet implements NeutralLatency {
 
   get size(): number {
     return this.#byKey.size;
+  }
+
+  /** Removed endpoints still draining their in-flight requests. */
+  get draining(): ReadonlySet<Endpoint> {
+    return this.#drainingEndpoints;
+  }
+
+  get balancer(): Balancer {
+    return this.#balancer;
   }
 
   get panic(): boolean {
@@ -183,6 +194,7 @@ export class EndpointSet implements NeutralLatency {
   /** Closes the pool once in-flight requests finish (bounded), then destroys it. */
   #drain(ep: Endpoint, timeoutMs: number): void {
     let timer: NodeJS.Timeout | undefined;
+    this.#drainingEndpoints.add(ep);
     const done: Promise<void> = Promise.race([
       ep.pool.close().catch(() => undefined),
       new Promise<void>((resolve) => {
@@ -195,7 +207,10 @@ export class EndpointSet implements NeutralLatency {
         // close() resolved: a no-op; the drain timed out: cut what is left.
         return ep.pool.destroy().catch(() => undefined);
       })
-      .finally(() => this.#draining.delete(done));
+      .finally(() => {
+        this.#draining.delete(done);
+        this.#drainingEndpoints.delete(ep);
+      });
     this.#draining.add(done);
   }
 

@@ -1,4 +1,5 @@
 import { ProxylessError, errorBrand, type ProxylessErrorOptions } from '@proxyless/core';
+import type { PickExplanation } from './pick-explanation.js';
 
 /** Context every request error of this package carries. */
 export interface RequestErrorContext {
@@ -10,6 +11,8 @@ export interface RequestErrorContext {
   endpointsTried: readonly string[];
   /** The underlying error, if any. */
   cause?: unknown;
+  /** With `explain: true`: why each attempt went where it went. */
+  picks?: readonly PickExplanation[] | undefined;
 }
 
 /** Base class of request errors: carries the service, attempts and endpoints tried. */
@@ -26,6 +29,8 @@ export class RequestError extends ProxylessError {
   readonly attempts: number;
   /** `address:port` of every endpoint tried, in order. */
   readonly endpointsTried: readonly string[];
+  /** With `explain: true`: why each attempt went where it went. */
+  readonly picks: readonly PickExplanation[] | undefined;
 
   constructor(code: string, message: string, context: RequestErrorContext) {
     const options: ProxylessErrorOptions = context.cause === undefined ? {} : { cause: context.cause };
@@ -35,6 +40,7 @@ export class RequestError extends ProxylessError {
     this.service = context.service;
     this.attempts = context.attempts;
     this.endpointsTried = context.endpointsTried;
+    this.picks = context.picks;
   }
 }
 

@@ -33,6 +33,8 @@ export type {
 } from './request-types.js';
 export type { RequestPolicy, RetryPolicy, PolicyOptions, RetryOptions } from './policy.js';
 export type { ClientEvents } from './events.js';
+export { telemetryReady } from './otel-api.js';
+export type { PickExplanation, PickCandidate, ExclusionReason } from './pick-explanation.js';
 export { checkRetryAmplification, checkPerTryRoom, checkEjectionCap } from './doctor.js';
 export type { RetryLayer, ExplainedConfig } from './doctor.js';
 export type { ConfigWarning, ConfigLogger } from '@proxyless/core';

@@ -17,6 +17,8 @@ import {
   type RequestErrorContext,
 } from './errors.js';
 import type { Call, StopReason } from './call.js';
+import { explainPick, type PickExplanation } from './pick-explanation.js';
+import { pickFacts } from './tracing.js';
 import type { RequestPolicy } from './policy.js';
 import type { RetryBudget } from './retry-budget.js';
 import { isReplayableBody, isSafeToRetry, parseRetryAfter } from './retry.js';
@@ -91,15 +93,17 @@ class Retries {
   }
 }
 
-function errorContext(host: LoopHost, attempts: number, retries: Retries | undefined, cause?: unknown): RequestErrorContext {
-  return { service: host.service, attempts, endpointsTried: retries?.tried ?? [], cause };
+function errorContext(host: LoopHost, attempts: number, retries: Retries | undefined, cause?: unknown, picks?: readonly PickExplanation[]): RequestErrorContext {
+  return { service: host.service, attempts, endpointsTried: retries?.tried ?? [], cause, picks };
 }
 
 /** Gives up after a failure: a retried status returns its response; anything else throws `error`. */
-function giveUp(failure: Failure, endpoint: Endpoint, attempts: number, error: Error): ClientResponse {
+function giveUp(failure: Failure, endpoint: Endpoint, attempts: number, error: Error, picks: readonly PickExplanation[] | undefined): ClientResponse {
   const res = failure.response;
   if (res === undefined) throw error;
-  return { statusCode: res.statusCode, headers: res.headers, body: res.body, endpoint: endpoint.info, attempts };
+  const response: ClientResponse = { statusCode: res.statusCode, headers: res.headers, body: res.body, endpoint: endpoint.info, attempts };
+  if (picks !== undefined) response.picks = picks;
+  return response;
 }
 
 /**
@@ -123,15 +127,22 @@ export async function runRequest(host: LoopHost, req: RequestOptions, policy: Re
 async function attemptsLoop(host: LoopHost, req: RequestOptions, policy: RequestPolicy, call: Call): Promise<ClientResponse> {
   const retry = policy.retry;
   let retries: Retries | undefined;
+  // Opt-in records (explain: true) and the OpenTelemetry trace: both undefined, and free, by default.
+  const picks: PickExplanation[] | undefined = req.explain === true ? [] : undefined;
+  const trace = call.trace;
   host.budget?.deposit(call.startedAt);
   for (let attempt = 1; ; attempt++) {
-    if (call.ended !== undefined && call.ended !== 'deadline') throw host.stoppedError(call, errorContext(host, attempt - 1, retries));
-    const handle = host.set.pick(retries !== undefined ? retries.pickContext : req.hashKey === undefined ? undefined : { hashKey: req.hashKey });
-    if (handle === undefined) throw host.emptyError(errorContext(host, attempt - 1, retries));
+    if (call.ended !== undefined && call.ended !== 'deadline') throw host.stoppedError(call, errorContext(host, attempt - 1, retries, undefined, picks));
+    const context = retries !== undefined ? retries.pickContext : req.hashKey === undefined ? undefined : { hashKey: req.hashKey };
+    const compared: Endpoint[] | undefined = picks === undefined && trace === undefined ? undefined : [];
+    const handle = host.set.pick(compared === undefined ? context : { ...context, candidates: compared });
+    if (handle === undefined) throw host.emptyError(errorContext(host, attempt - 1, retries, undefined, picks));
     const ep = handle.endpoint;
+    if (picks !== undefined) picks.push(explainPick(host.set, ep, compared ?? [], retries?.exclude, attempt));
+    const span = trace?.attempt(ep, attempt, compared && pickFacts(host.set.balancer, compared, ep), req.headers);
     let result: Dispatcher.ResponseData | Failure;
     try {
-      result = await ep.pool.request({ method: req.method ?? 'GET', path: req.path, headers: req.headers, body: req.body, signal: call.begin(policy.perTryTimeoutMs) });
+      result = await ep.pool.request({ method: req.method ?? 'GET', path: req.path, headers: span === undefined ? req.headers : span.headers, body: req.body, signal: call.begin(policy.perTryTimeoutMs) });
     } catch (error) {
       const stopped = call.stopped;
       result = { kind: stopped === 'perTry' || stopped === 'deadline' ? 'timeout' : classifyError(error), cause: error, response: undefined };
@@ -141,33 +152,43 @@ async function attemptsLoop(host: LoopHost, req: RequestOptions, policy: Request
 
     let failure: Failure;
     if ('statusCode' in result) {
-      handle.done(host.failureStatus[result.statusCode] === 1 ? 'status' : 'success');
+      const outcome = host.failureStatus[result.statusCode] === 1 ? 'status' : 'success';
+      if (span === undefined) handle.done(outcome);
+      else trace?.attemptEnd(span, result.statusCode, outcome === 'status' ? String(result.statusCode) : undefined, () => handle.done(outcome));
       if (retry === false || retry.retryStatus[result.statusCode] !== 1 || attempt > retry.maxRetries) {
-        return { statusCode: result.statusCode, headers: result.headers, body: result.body, endpoint: ep.info, attempts: attempt };
+        const response: ClientResponse = { statusCode: result.statusCode, headers: result.headers, body: result.body, endpoint: ep.info, attempts: attempt };
+        if (picks !== undefined) response.picks = picks;
+        return response;
       }
       failure = { kind: 'status', cause: undefined, response: result };
     } else {
       const stopped = call.ended as StopReason | undefined; // may have been set while the attempt ran
-      handle.done(stopped === 'caller' || stopped === 'destroyed' ? 'cancelled' : result.kind);
+      const outcome = stopped === 'caller' || stopped === 'destroyed' ? 'cancelled' : result.kind;
+      if (span === undefined) handle.done(outcome);
+      else trace?.attemptEnd(span, undefined, outcome, () => handle.done(outcome));
       failure = result;
     }
     retries ??= new Retries(req.hashKey);
     retries.tried.push(ep.info.label);
     const stopped = call.ended as StopReason | undefined;
-    if (stopped === 'caller' || stopped === 'destroyed') throw host.stoppedError(call, errorContext(host, attempt, retries, failure.cause));
-    if (stopped === 'deadline') throw new DeadlineExceededError(call.timeoutMs, errorContext(host, attempt, retries, failure.cause));
+    if (stopped === 'caller' || stopped === 'destroyed') throw host.stoppedError(call, errorContext(host, attempt, retries, failure.cause, picks));
+    if (stopped === 'deadline') throw new DeadlineExceededError(call.timeoutMs, errorContext(host, attempt, retries, failure.cause, picks));
 
     // Retry, or give up (a status failure gives up by returning its response, others by a typed error).
     if (retry === false || attempt > retry.maxRetries || !isSafeToRetry(failure.kind, req.method ?? 'GET', req.idempotent, isReplayableBody(req.body))) {
-      return giveUp(failure, ep, attempt, new RequestFailedError(failure.kind, errorContext(host, attempt, retries, failure.cause)));
+      return giveUp(failure, ep, attempt, new RequestFailedError(failure.kind, errorContext(host, attempt, retries, failure.cause, picks)), picks);
     }
     const now = performance.now();
     let delay = backoffDelay(attempt - 1, { initialMs: retry.baseDelayMs, maxMs: retry.maxDelayMs });
     const retryAfter = failure.response ? parseRetryAfter(failure.response.headers['retry-after']) : undefined;
     if (retryAfter !== undefined) delay = Math.max(delay, Math.min(retryAfter, retry.maxDelayMs));
-    if (now + delay >= call.deadline) return giveUp(failure, ep, attempt, new DeadlineExceededError(call.timeoutMs, errorContext(host, attempt, retries, failure.cause)));
-    if (host.budget === undefined || !host.budget.tryWithdraw(now)) return giveUp(failure, ep, attempt, new RetryBudgetExhaustedError(errorContext(host, attempt, retries, failure.cause)));
+    if (now + delay >= call.deadline) return giveUp(failure, ep, attempt, new DeadlineExceededError(call.timeoutMs, errorContext(host, attempt, retries, failure.cause, picks)), picks);
+    if (host.budget === undefined || !host.budget.tryWithdraw(now)) {
+      trace?.budgetRefused(attempt);
+      return giveUp(failure, ep, attempt, new RetryBudgetExhaustedError(errorContext(host, attempt, retries, failure.cause, picks)), picks);
+    }
     failure.response?.body.dump().catch(() => undefined);
+    trace?.retry(attempt, delay, failure.kind);
     if (delay > 0) await call.wait(delay);
     retries.exclude.add(ep);
   }

@@ -4,6 +4,7 @@ import type { Dispatcher } from 'undici';
 import type { EndpointInfo } from './endpoint.js';
 import type { BreakerState } from './breaker.js';
 import type { RequestPolicy, RetryOptions } from './policy.js';
+import type { PickExplanation } from './pick-explanation.js';
 
 /** Request body types. Strings and byte arrays are replayable (retries may resend them); streams are not. */
 export type RequestBody = string | Uint8Array | Readable | null;
@@ -35,6 +36,11 @@ export interface RequestOptions {
   idempotent?: boolean;
   /** Key for consistent-hash balancers (affinity). */
   hashKey?: string;
+  /**
+   * Record why each attempt went where it went (candidates, scores, excluded
+   * endpoints and why) in `picks` of the response or error. Default false.
+   */
+  explain?: boolean;
 }
 
 /** A response; `body` is undici's readable body (consume or dump it). */
@@ -47,6 +53,8 @@ export interface ClientResponse {
   endpoint: EndpointInfo;
   /** Attempts made, including this one. */
   attempts: number;
+  /** With `explain: true`: one explanation per attempt. */
+  picks?: readonly PickExplanation[];
 }
 
 /** A buffered response (from {@link ProxylessClient.text} / {@link ProxylessClient.json}). */
@@ -56,6 +64,8 @@ export interface BufferedResponse<T> {
   body: T;
   endpoint: EndpointInfo;
   attempts: number;
+  /** With `explain: true`: one explanation per attempt. */
+  picks?: readonly PickExplanation[];
 }
 
 /** `RequestInit` plus Proxyless per-call settings, for {@link ProxylessClient.fetch}. */

@@ -35,6 +35,8 @@ describe('configuration doctor', () => {
 
   it('is silent for the defaults and for sound settings', async () => {
     assert.deepEqual((await check({})).events, []);
+    assert.deepEqual((await check({}, 1)).events, []);
+    assert.deepEqual((await check({}, 2)).events, []);
     assert.deepEqual((await check({ timeoutMs: 3_000, perTryTimeoutMs: 1_000, retryLayers: [{ name: 'sdk', attempts: 1 }] })).events, []);
     assert.deepEqual((await check({ retry: false, perTryTimeoutMs: 10_000, retryLayers: [{ name: 'gateway', attempts: 3 }] })).events, []);
     assert.deepEqual((await check({ outlierDetection: { maxEjectionPercent: 34 } }, 3)).events, []);

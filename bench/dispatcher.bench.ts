@@ -1,0 +1,111 @@
+/**
+ * The undici Dispatcher path vs client.request() vs a raw undici Pool, and
+ * tracing on (a registered no-op tracer provider) vs off — side by side in one
+ * run, same trivial nginx backends, same concurrency (the harness of
+ * http-client.bench.ts: interleaved runs, medians and [min–max]).
+ *
+ * Run: npm run bench -- bench/dispatcher.bench.ts
+ */
+import { readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { Pool, request } from 'undici';
+import { INVALID_SPAN_CONTEXT, trace, type Tracer, type TracerProvider } from '@opentelemetry/api';
+import { StaticResolver } from '@proxyless/core';
+import { createClient, createDispatcher, telemetryReady } from '@proxyless/http-client';
+import { compare, med, verdict, CONCURRENCY, RUNS, RUN_MS, MAX_REQUESTS, type Call } from './http-client.bench.js';
+import { freePorts, nginxVersion, startNginx, stop } from './support/processes.js';
+
+/** A tracer that records nothing (what the API's own no-op tracer does): the cost of tracing before any exporter. */
+const noopTracer: Tracer = {
+  startSpan: () => trace.wrapSpanContext(INVALID_SPAN_CONTEXT),
+  startActiveSpan: (() => {
+    throw new Error('not used');
+  }),
+};
+const noop: TracerProvider = { getTracer: () => noopTracer };
+
+let tracing = false;
+/** Registers (or removes) the no-op tracer provider; called per request, so both sides pay the same check. */
+function setTracing(on: boolean): void {
+  if (on === tracing) return;
+  tracing = on;
+  if (on) trace.setGlobalTracerProvider(noop);
+  else trace.disable();
+}
+
+export async function run(): Promise<void> {
+  const version = (p: string): string =>
+    (JSON.parse(readFileSync(new URL(`../node_modules/${p}/package.json`, import.meta.url), 'utf8')) as { version: string }).version;
+  process.stdout.write(
+    `# dispatcher and tracing bench\ncommand: ${process.argv.map((a) => a.replace(/^.*node_modules\//, '')).join(' ')}\n` +
+      `node ${process.version}, undici ${version('undici')}, @opentelemetry/api ${version('@opentelemetry/api')}, nginx ${nginxVersion() ?? 'absent'}\n` +
+      `concurrency ${CONCURRENCY}, ${RUNS} interleaved runs × ${RUN_MS} ms (≤ ${MAX_REQUESTS} requests) per config; median [min–max]\n`,
+  );
+  if (!nginxVersion()) throw new Error('nginx is required (apt-get install -y nginx)');
+  if (!(await telemetryReady())) throw new Error('@opentelemetry/api is required (a dev dependency)');
+  const [t1, t2, t3, proxyPort] = (await freePorts(4)) as [number, number, number, number];
+  const nginx = await startNginx([t1, t2, t3], proxyPort, [t1]); // the proxy server block is unused here
+  const resolver = new StaticResolver({ services: { svc: [t1, t2, t3].map((port) => ({ address: '127.0.0.1', port })) } });
+  const raw = new Pool(`http://127.0.0.1:${t1}`);
+  const client = createClient({ service: 'svc', resolver, logger: false });
+  const traced = createClient({ service: 'svc', resolver, logger: false });
+  const dispatcher = createDispatcher({ resolver, client: { logger: false } });
+  try {
+    const poolCall: Call = async () => {
+      const { body } = await raw.request({ path: '/', method: 'GET' });
+      await body.dump();
+    };
+    const clientCall: Call = async () => {
+      const { body } = await client.request({ path: '/', method: 'GET' });
+      await body.dump();
+    };
+    const dispatcherCall: Call = async () => {
+      const { body } = await request('http://svc.service.consul/', { dispatcher });
+      await body.dump();
+    };
+    const tracedCall: Call = async () => {
+      const { body } = await traced.request({ path: '/', method: 'GET' });
+      await body.dump();
+    };
+    const off = (call: Call): Call => () => {
+      setTracing(false);
+      return call();
+    };
+    const withProvider = (call: Call): Call => () => {
+      setTracing(true);
+      return call();
+    };
+    const results = await compare(
+      'Dispatcher path vs client.request() vs raw undici Pool — 3 trivial nginx backends',
+      [
+        { name: 'raw undici Pool → 1 backend', call: off(poolCall) },
+        { name: 'client.request() ×3', call: off(clientCall) },
+        { name: 'undici.request() via createDispatcher ×3', call: off(dispatcherCall) },
+        { name: 'client.request() ×3, tracing on (no-op tracer)', call: withProvider(tracedCall) },
+      ],
+      'client.request() ×3',
+    );
+    setTracing(false);
+    const m = (n: string, k: 'rps' | 'cpuUsPerReq'): number => med(results.get(n), k);
+    const c = 'client.request() ×3';
+    const d = 'undici.request() via createDispatcher ×3';
+    const t = 'client.request() ×3, tracing on (no-op tracer)';
+    const lines = [
+      verdict('dispatcher throughput ≥ 0.95× client.request()', m(d, 'rps') >= 0.95 * m(c, 'rps'),
+        `${m(d, 'rps').toFixed(0)} vs ${m(c, 'rps').toFixed(0)} req/s (${(m(d, 'rps') / m(c, 'rps')).toFixed(2)}×)`),
+      verdict('tracing on (no-op tracer) CPU/req ≤ 1.02× off', m(t, 'cpuUsPerReq') <= 1.02 * m(c, 'cpuUsPerReq'),
+        `${m(t, 'cpuUsPerReq').toFixed(1)} vs ${m(c, 'cpuUsPerReq').toFixed(1)} µs (${(m(t, 'cpuUsPerReq') / m(c, 'cpuUsPerReq')).toFixed(3)}×)`),
+    ];
+    process.stdout.write(`\n### Targets\n${lines.join('\n')}\n`);
+  } finally {
+    setTracing(false);
+    await dispatcher.close();
+    await client.close();
+    await traced.close();
+    await raw.close();
+    await resolver.close();
+    await stop(nginx.child);
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await run();

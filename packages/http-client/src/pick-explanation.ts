@@ -1,0 +1,69 @@
+/**
+ * Pick explanations (opt-in per request with `explain: true`): for each
+ * attempt, the strategy, the candidates it compared and their scores, and the
+ * endpoints that were not eligible, with the reason.
+ * @module
+ */
+import type { BalancerEndpoint } from '@proxyless/core';
+import type { Endpoint } from './endpoint.js';
+import type { EndpointSet } from './endpoint-set.js';
+
+/** Why an endpoint could not be picked for an attempt. */
+export type ExclusionReason = 'breakerOpen' | 'ejected' | 'draining' | 'alreadyTried';
+
+/** One candidate a choice-of-N strategy compared. */
+export interface PickCandidate {
+  /** `address:port`. */
+  readonly endpoint: string;
+  /** The score the strategy compared (lower wins; peak EWMA: `ewmaMs × (inFlight + 1)`); undefined for strategies without one. */
+  readonly score: number | undefined;
+  readonly inFlight: number;
+  /** Latency estimate as the balancer saw it, ms. */
+  readonly ewmaMs: number;
+}
+
+/** Why one attempt went where it went. */
+export interface PickExplanation {
+  /** 1 for the first attempt. */
+  readonly attempt: number;
+  /** The balancer's name, e.g. `peak-ewma`. */
+  readonly strategy: string;
+  /** `address:port` of the endpoint picked. */
+  readonly chosen: string;
+  /** What the strategy compared (two for P2C); just the chosen one for strategies that do not compare. */
+  readonly candidates: readonly PickCandidate[];
+  /** Endpoints that were not eligible, and why. */
+  readonly excluded: readonly { readonly endpoint: string; readonly reason: ExclusionReason }[];
+  /** Whether the set was in panic mode (balancing over every endpoint whose breaker is not open). */
+  readonly panic: boolean;
+}
+
+/**
+ * A candidate as the picker saw it. The chosen endpoint's attempt has started
+ * since (its handle counts it in flight), so that one is taken back out.
+ */
+function candidate(ep: Endpoint, chosen: boolean, score: ((e: BalancerEndpoint) => number) | undefined): PickCandidate {
+  const inFlight = chosen ? Math.max(0, ep.load.inFlight - 1) : ep.load.inFlight;
+  const ewmaMs = ep.load.ewmaMs;
+  const seen: BalancerEndpoint = chosen ? { instance: ep.instance, load: { inFlight, ewmaMs, readySince: ep.load.readySince } } : ep;
+  return { endpoint: ep.info.label, score: score?.(seen), inFlight, ewmaMs };
+}
+
+/**
+ * Builds the explanation of one pick, right after it (the picker is
+ * synchronous, so the state read here is the state it saw). Off the hot path: only with `explain: true`.
+ * @internal
+ */
+export function explainPick(set: EndpointSet, chosen: Endpoint, compared: readonly Endpoint[], tried: ReadonlySet<Endpoint> | undefined, attempt: number): PickExplanation {
+  const balancer = set.balancer;
+  const score = balancer.score === undefined ? undefined : (e: BalancerEndpoint): number => balancer.score?.(e) ?? 0;
+  const candidates = (compared.length > 0 ? compared : [chosen]).map((ep) => candidate(ep, ep === chosen, score));
+  const eligible = new Set(set.picker.endpoints);
+  const excluded: { endpoint: string; reason: ExclusionReason }[] = [];
+  for (const ep of set.endpoints) {
+    if (tried?.has(ep)) excluded.push({ endpoint: ep.info.label, reason: 'alreadyTried' });
+    else if (!eligible.has(ep)) excluded.push({ endpoint: ep.info.label, reason: ep.breakerState === 'open' ? 'breakerOpen' : 'ejected' });
+  }
+  for (const ep of set.draining) excluded.push({ endpoint: ep.info.label, reason: 'draining' });
+  return Object.freeze({ attempt, strategy: balancer.name, chosen: chosen.info.label, candidates: Object.freeze(candidates), excluded: Object.freeze(excluded), panic: set.panic });
+}

@@ -1,0 +1,258 @@
+/**
+ * OpenTelemetry for the client, through the optional peer `@opentelemetry/api`
+ * only: a span per logical request and one per attempt, events for
+ * retries, ejections, breaker transitions and retry-budget refusals, trace
+ * context injected into each attempt's headers, and metrics through the OTel
+ * metrics API.
+ *
+ * Nil cost without a tracer: the API is loaded once (if installed), and each
+ * request checks whether a tracer provider is registered (one property read)
+ * before doing anything else.
+ * @internal
+ * @module
+ */
+import type * as Otel from '@opentelemetry/api';
+import type { EventEmitter } from 'eventemitter3';
+import type { Endpoint } from './endpoint.js';
+import type { ClientEvents } from './events.js';
+import type { RequestOptions } from './request-types.js';
+import { otelApi } from './otel-api.js';
+
+/** The API's global registry (`@opentelemetry/api` keeps its providers here, keyed by major version). */
+const OTEL_GLOBAL = Symbol.for('opentelemetry.js.api.1');
+const SCOPE = '@proxyless/http-client';
+
+interface OtelGlobal {
+  trace?: unknown;
+  metrics?: unknown;
+}
+
+function registered(): OtelGlobal | undefined {
+  return (globalThis as Record<symbol, OtelGlobal | undefined>)[OTEL_GLOBAL];
+}
+
+type Headers = Record<string, string | string[] | undefined>;
+
+/** Request headers as an object (undici also takes flat arrays and iterables of pairs). */
+function headerObject(headers: unknown): Headers {
+  if (headers === undefined || headers === null) return {};
+  if (Array.isArray(headers)) {
+    const out: Headers = {};
+    if (headers.length > 0 && Array.isArray(headers[0])) for (const [k, v] of headers as [string, string][]) out[k.toLowerCase()] = v;
+    else for (let i = 0; i + 1 < headers.length; i += 2) out[String(headers[i]).toLowerCase()] = String(headers[i + 1]);
+    return out;
+  }
+  if (typeof (headers as Iterable<unknown>)[Symbol.iterator] === 'function') {
+    const out: Headers = {};
+    for (const [k, v] of headers as Iterable<[string, string]>) out[k.toLowerCase()] = v;
+    return out;
+  }
+  return { ...(headers as Headers) };
+}
+
+/** The client's metric instruments. */
+interface Instruments {
+  duration: Otel.Histogram;
+  attempts: Otel.Counter;
+  retries: Otel.Counter;
+  events: Otel.Counter;
+}
+
+/** What the client's telemetry keeps per client (tracer, meter instruments). */
+export class ClientTelemetry {
+  readonly #service: string;
+  #tracer: Otel.Tracer | undefined;
+  #instruments: Instruments | undefined;
+  /** The attempt span open while an attempt's outcome is fed to the endpoint's observers (their events land on it). */
+  current: Otel.Span | undefined;
+
+  constructor(service: string, events: EventEmitter<ClientEvents>) {
+    this.#service = service;
+    const note = (name: string, ep: { label: string }, extra: Otel.Attributes = {}): void => {
+      this.current?.addEvent(name, { 'proxyless.endpoint': ep.label, ...extra });
+      this.#count(name);
+    };
+    events.on('eject', (ep, ms) => note('proxyless.eject', ep, { 'proxyless.ejection_ms': ms }));
+    events.on('breakerOpen', (ep) => note('proxyless.breaker.open', ep));
+    events.on('breakerHalfOpen', (ep) => note('proxyless.breaker.half_open', ep));
+    events.on('breakerClose', (ep) => note('proxyless.breaker.close', ep));
+    events.on('restore', (ep) => this.#count('proxyless.restore', ep.label));
+  }
+
+  #count(event: string, endpoint?: string): void {
+    if (registered()?.metrics === undefined) return;
+    const i = this.#meter();
+    i?.events.add(1, endpoint === undefined ? { 'proxyless.service': this.#service, 'proxyless.event': event } : { 'proxyless.service': this.#service, 'proxyless.event': event, 'proxyless.endpoint': endpoint });
+  }
+
+  #meter(): Instruments | undefined {
+    const api = otelApi() as typeof Otel | undefined;
+    if (this.#instruments !== undefined || api === undefined) return this.#instruments;
+    const meter = api.metrics.getMeter(SCOPE);
+    this.#instruments = {
+      duration: meter.createHistogram('http.client.request.duration', { unit: 's', description: 'Duration of HTTP client requests (each attempt).' }),
+      attempts: meter.createCounter('proxyless.client.attempts', { description: 'Attempts sent, by outcome.' }),
+      retries: meter.createCounter('proxyless.client.retries', { description: 'Retries, by the failure that caused them.' }),
+      events: meter.createCounter('proxyless.client.events', { description: 'Endpoint state changes: ejections, restores, breaker transitions.' }),
+    };
+    return this.#instruments;
+  }
+
+  /** Starts the trace of one request, or returns undefined (nil cost) when no tracer or meter provider is registered. */
+  start(req: RequestOptions): RequestTrace | undefined {
+    const g = registered();
+    const api = otelApi() as typeof Otel | undefined;
+    if (g === undefined || api === undefined || (g.trace === undefined && g.metrics === undefined)) return undefined;
+    const tracer = g.trace === undefined ? undefined : (this.#tracer ??= api.trace.getTracer(SCOPE));
+    const meter = g.metrics === undefined ? undefined : this.#meter();
+    const trace = new RequestTrace(api, tracer, meter, this, req, this.#service);
+    // A no-op tracer (nothing recorded, nothing to propagate) and no meter: drop the trace now, so the attempts pay nothing.
+    return meter === undefined && !trace.live ? undefined : trace;
+  }
+}
+
+/** Why an attempt was sent where it was: for span attributes. @internal */
+export interface PickFacts {
+  strategy: string;
+  candidates: readonly Endpoint[];
+  score: ((e: Endpoint) => number) | undefined;
+}
+
+/** The trace of one logical request: its span, its attempts' spans, and its metrics. @internal */
+export class RequestTrace {
+  readonly #api: typeof Otel;
+  readonly #meter: Instruments | undefined;
+  readonly #owner: ClientTelemetry;
+  readonly #method: string;
+  readonly #service: string;
+  readonly #tracer: Otel.Tracer | undefined;
+  readonly #span: Otel.Span | undefined;
+  readonly #parent: Otel.Context;
+  #context: Otel.Context | undefined;
+
+  constructor(
+    otel: typeof Otel,
+    tracer: Otel.Tracer | undefined,
+    meter: Instruments | undefined,
+    owner: ClientTelemetry,
+    req: RequestOptions,
+    service: string,
+  ) {
+    this.#api = otel;
+    this.#meter = meter;
+    this.#owner = owner;
+    this.#method = req.method ?? 'GET';
+    this.#service = service;
+    this.#tracer = tracer;
+    const parent = otel.context.active();
+    this.#span = tracer?.startSpan(
+      `${this.#method} ${service}`,
+      { kind: otel.SpanKind.INTERNAL, attributes: { 'http.request.method': this.#method, 'proxyless.service': service, 'url.path': req.path } },
+      parent,
+    );
+    this.#parent = parent;
+  }
+
+  /** The context of the request span (made on first use: a dropped no-op trace never needs it). */
+  #ctx(): Otel.Context {
+    return (this.#context ??= this.#span === undefined ? this.#parent : this.#api.trace.setSpan(this.#parent, this.#span));
+  }
+
+  /** Whether the request span records or carries a context worth propagating (a sampled-out span still propagates). */
+  get live(): boolean {
+    const span = this.#span;
+    return span !== undefined && (span.isRecording() || this.#api.trace.isSpanContextValid(span.spanContext()));
+  }
+
+  /** Starts one attempt's span; returns it with the headers to send (trace context injected). */
+  attempt(ep: Endpoint, attempt: number, pick: PickFacts | undefined, headers: RequestOptions['headers']): AttemptTrace {
+    const otel = this.#api;
+    const attributes: Otel.Attributes = {
+      'http.request.method': this.#method,
+      'server.address': ep.info.address,
+      'server.port': ep.info.port,
+      'proxyless.service': this.#service,
+      'proxyless.endpoint': ep.info.label,
+    };
+    if (attempt > 1) attributes['http.request.resend_count'] = attempt - 1;
+    if (pick !== undefined) {
+      attributes['proxyless.pick.strategy'] = pick.strategy;
+      attributes['proxyless.pick.candidates'] = pick.candidates.map((c) => c.info.label);
+      const score = pick.score;
+      if (score !== undefined) attributes['proxyless.pick.scores'] = pick.candidates.map((c) => score(c));
+    }
+    const span = this.#tracer?.startSpan(this.#method, { kind: otel.SpanKind.CLIENT, attributes }, this.#ctx());
+    const out = headerObject(headers);
+    if (span !== undefined) otel.propagation.inject(otel.trace.setSpan(this.#ctx(), span), out);
+    return { span, headers: out, startedAt: performance.now(), ep };
+  }
+
+  /** Ends an attempt: status or failure on its span, and the duration metric. `feed` runs the observers (their events land on this span). */
+  attemptEnd(a: AttemptTrace, statusCode: number | undefined, failure: string | undefined, feed: () => void): void {
+    this.#owner.current = a.span;
+    try {
+      feed();
+    } finally {
+      this.#owner.current = undefined;
+    }
+    const attrs: Otel.Attributes = { 'http.request.method': this.#method, 'server.address': a.ep.info.address, 'server.port': a.ep.info.port, 'proxyless.service': this.#service };
+    if (statusCode !== undefined) attrs['http.response.status_code'] = statusCode;
+    if (failure !== undefined) attrs['error.type'] = failure;
+    this.#meter?.duration.record((performance.now() - a.startedAt) / 1000, attrs);
+    this.#meter?.attempts.add(1, { 'proxyless.service': this.#service, 'proxyless.outcome': failure ?? 'success' });
+    const span = a.span;
+    if (span === undefined) return;
+    if (statusCode !== undefined) span.setAttribute('http.response.status_code', statusCode);
+    if (failure !== undefined) {
+      span.setAttribute('error.type', failure);
+      span.setStatus({ code: this.#api.SpanStatusCode.ERROR });
+    }
+    span.end();
+  }
+
+  /** A retry is about to wait `delayMs`. */
+  retry(attempt: number, delayMs: number, reason: string): void {
+    this.#span?.addEvent('proxyless.retry', { 'proxyless.attempt': attempt, 'proxyless.delay_ms': delayMs, 'proxyless.reason': reason });
+    this.#meter?.retries.add(1, { 'proxyless.service': this.#service, 'proxyless.reason': reason });
+  }
+
+  /** The retry budget refused a retry the policy allowed. */
+  budgetRefused(attempt: number): void {
+    this.#span?.addEvent('proxyless.retry_budget.refused', { 'proxyless.attempt': attempt });
+    this.#meter?.events.add(1, { 'proxyless.service': this.#service, 'proxyless.event': 'proxyless.retry_budget.refused' });
+  }
+
+  /** Ends the logical request. */
+  end(statusCode: number | undefined, error: unknown, attempts: number | undefined): void {
+    const span = this.#span;
+    if (span === undefined) return;
+    if (attempts !== undefined) span.setAttribute('proxyless.attempts', attempts);
+    if (statusCode !== undefined) span.setAttribute('http.response.status_code', statusCode);
+    if (error !== undefined) {
+      const code = (error as { code?: unknown }).code;
+      span.setAttribute('error.type', typeof code === 'string' ? code : 'other');
+      if (error instanceof Error) span.recordException(error);
+      span.setStatus({ code: this.#api.SpanStatusCode.ERROR, message: error instanceof Error ? error.message : 'non-Error thrown' });
+    } else if (statusCode !== undefined && statusCode >= 500) {
+      span.setStatus({ code: this.#api.SpanStatusCode.ERROR });
+    }
+    span.end();
+  }
+}
+
+/** One attempt's span and the headers it sends. @internal */
+export interface AttemptTrace {
+  span: Otel.Span | undefined;
+  headers: Headers;
+  startedAt: number;
+  ep: Endpoint;
+}
+
+/** The pick facts of one attempt, for its span. @internal */
+export function pickFacts(balancer: { name: string; score?(e: Endpoint): number }, compared: readonly Endpoint[], chosen: Endpoint): PickFacts {
+  return {
+    strategy: balancer.name,
+    candidates: compared.length > 0 ? compared : [chosen],
+    score: balancer.score === undefined ? undefined : (e: Endpoint): number => balancer.score?.(e) ?? 0,
+  };
+}
