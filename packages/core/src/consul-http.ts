@@ -12,6 +12,7 @@ import {
   type ConsulConnectionOptions,
   type ResolvedConsulConnection,
 } from './consul-config.js';
+import { connectionHint, httpToHttpsHint } from './consul-hints.js';
 
 /**
  * Consul's HTTP API answered with a non-success status.
@@ -34,8 +35,12 @@ export class ConsulApiError extends ProxylessError {
   readonly path: string;
   readonly consulMessage: string;
 
-  constructor(method: string, path: string, status: number, consulMessage: string) {
-    super('ERR_CONSUL_API', `Consul ${method} ${path} answered ${status}: ${consulMessage || '(empty body)'}`);
+  /** What to do about it, when the answer says (plain HTTP sent to the HTTPS port). */
+  readonly hint: string | undefined;
+
+  constructor(method: string, path: string, status: number, consulMessage: string, hint?: string) {
+    super('ERR_CONSUL_API', `Consul ${method} ${path} answered ${status}: ${consulMessage || '(empty body)'}${hint ? ` — ${hint}` : ''}`);
+    this.hint = hint;
     this.method = method;
     this.path = path;
     this.status = status;
@@ -51,8 +56,16 @@ export class ConsulUnreachableError extends ProxylessError {
     return 'ConsulUnreachableError';
   }
 
-  constructor(origin: string, options: ProxylessErrorOptions) {
-    super('ERR_CONSUL_UNREACHABLE', `Consul at ${origin} is unreachable: ${describeCause(options.cause)}`, options);
+  /** The likely cause and what to set, for TLS and HTTP/HTTPS mix-ups (CA not trusted, client certificate required, server name mismatch…). */
+  readonly hint: string | undefined;
+
+  constructor(origin: string, options: ProxylessErrorOptions & { hint?: string | undefined }) {
+    super(
+      'ERR_CONSUL_UNREACHABLE',
+      `Consul at ${origin} is unreachable: ${describeCause(options.cause)}${options.hint ? ` — ${options.hint}` : ''}`,
+      { cause: options.cause },
+    );
+    this.hint = options.hint;
   }
 }
 
@@ -232,7 +245,9 @@ export class ConsulHttpClient {
       });
       const text = await readCappedText(res.body, this.connection.maxResponseBytes, `Consul response for ${req.path}`);
       if (res.statusCode < 200 || res.statusCode >= 300) {
-        throw new ConsulApiError(method, req.path, res.statusCode, scrubConsulMessage(text.slice(0, 4096), this.#secrets));
+        const message = scrubConsulMessage(text.slice(0, 4096), this.#secrets);
+        const hint = res.statusCode === 400 && /HTTP request to an HTTPS server/.test(message) ? httpToHttpsHint : undefined;
+        throw new ConsulApiError(method, req.path, res.statusCode, message, hint);
       }
       let body: unknown;
       if (text.length > 0) {
@@ -255,7 +270,10 @@ export class ConsulHttpClient {
     if (this.#closed || error instanceof undiciErrors.ClientDestroyedError || error instanceof undiciErrors.ClientClosedError) {
       return new ClosedError('Consul client');
     }
-    return new ConsulUnreachableError(this.connection.origin, { cause: error });
+    return new ConsulUnreachableError(this.connection.origin, {
+      cause: error,
+      hint: connectionHint(error, this.connection.origin, this.connection.tls),
+    });
   }
 
   /** Cancels in-flight calls and closes every connection. Idempotent. */

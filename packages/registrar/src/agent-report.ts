@@ -19,9 +19,11 @@ export interface RegistrarLogger {
  */
 export function describeAgentFailure(error: unknown, origin: string, service: string): string {
   if (error instanceof ConsulUnreachableError) {
-    // The message names the address and the low-level reason (refused, reset, TLS…).
+    // The message names the address and the low-level reason; for TLS mix-ups it also carries what to set.
+    if (error.hint) return error.message;
     return `${error.message}. Is an agent running there? Set CONSUL_HTTP_ADDR (or the consul.address option) to its address`;
   }
+  if (error instanceof ConsulApiError && error.hint) return error.message;
   if (error instanceof TimeoutError) {
     return `the Consul agent at ${origin} did not answer within ${error.timeoutMs} ms. ` +
       'Is it overloaded, or is CONSUL_HTTP_ADDR (or the consul.address option) pointing at something else?';
