@@ -267,10 +267,13 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   async #start(session: Session, options: RegistrarCallOptions): Promise<void> {
     const run = session.controller;
     this.#enter({ kind: 'registering', session });
-    const signals = [run.signal];
-    if (options.signal) signals.push(options.signal);
-    if (options.timeoutMs !== undefined) signals.push(AbortSignal.timeout(options.timeoutMs));
-    const startSignal = AbortSignal.any(signals);
+    const callerSignals: AbortSignal[] = [];
+    if (options.signal) callerSignals.push(options.signal);
+    if (options.timeoutMs !== undefined) callerSignals.push(AbortSignal.timeout(options.timeoutMs));
+    const startSignal = AbortSignal.any([run.signal, ...callerSignals]);
+    // stop() ends the retries (run.signal) but lets a register call in flight finish: aborting it
+    // would not un-send it, and landing after stop()'s deregister it would leave the registration behind.
+    const registerSignal = callerSignals.length > 0 ? AbortSignal.any(callerSignals) : never;
     const retrying =
       options.timeoutMs === undefined
         ? 'retrying until it answers (start({ timeoutMs }) gives up instead)'
@@ -280,7 +283,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       await retryWithBackoff(
         async () => {
           const report = await this.#evaluate();
-          await this.registry.register(report, this.#call(startSignal));
+          await this.registry.register(report, this.#call(registerSignal));
           await this.#heartbeat(report, startSignal);
         },
         retryOptions(
@@ -381,7 +384,8 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       await retryWithBackoff(async () => {
         // Re-evaluated per attempt: a status set during the outage is what gets registered.
         const report = await this.#evaluate();
-        await this.registry.register(report, this.#call(signal));
+        if (signal.aborted) return;
+        await this.registry.register(report, this.#call(never)); // not aborted by stop(): see #start
         if (this.#intent.maintenance) await this.registry.setMaintenance(true, this.#intent.maintenance.reason, this.#call(signal));
         await this.#heartbeat(report, signal);
       }, retryOptions(this.options.retryMinDelayMs, this.options.retryMaxDelayMs, signal, (e) => this.#reportError(e)));

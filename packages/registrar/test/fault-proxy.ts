@@ -11,7 +11,9 @@ export type Fault =
   | { kind: 'pass' }
   | { kind: 'hang' }
   | { kind: 'status'; status: number; body: string }
-  | { kind: 'drop' };
+  | { kind: 'drop' }
+  /** Forward after `ms`, even if the caller has given up meanwhile (a request already on the wire). */
+  | { kind: 'delay'; ms: number };
 
 export interface RecordedRequest {
   method: string;
@@ -56,6 +58,7 @@ export async function startFaultProxy(targetHost: string, targetPort: number): P
       res.end(active.body);
       return;
     }
+    if (active.kind === 'delay') await new Promise((r) => setTimeout(r, active.ms));
     const upstream = request(
       { host: targetHost, port: targetPort, method: req.method, path: req.url, headers: req.headers },
       (up) => {
@@ -64,6 +67,7 @@ export async function startFaultProxy(targetHost: string, targetPort: number): P
       },
     );
     upstream.on('error', () => res.destroy());
+    res.on('error', () => undefined); // the caller may be gone (delay)
     upstream.end(body);
   };
   server.on('connection', (s: Socket) => {

@@ -197,6 +197,20 @@ describe('Registrar with agent faults (fault proxy in front of the real agent)',
     assert.equal(services[registrar.options.id], undefined, 'registration left behind');
   });
 
+  it('a stop() while a register PUT is on the wire waits for it, so the deregistration lands last', async function () {
+    // The register PUT reaches the agent 600 ms late, whether or not the registrar still waits for it.
+    proxy.setFault({ kind: 'delay', ms: 600 }, '/v1/agent/service/register');
+    const registrar = make({ requestTimeoutMs: 2000 });
+    void registrar.start().catch(() => undefined);
+    await waitFor('the register PUT on the wire', () => proxy.requests.some((r) => r.url.startsWith('/v1/agent/service/register')), { timeoutMs: 10_000 });
+    assert.equal(registrar.state, 'registering');
+    await registrar.stop({ timeoutMs: 5000 });
+    proxy.setFault({ kind: 'pass' });
+    await new Promise((r) => setTimeout(r, 800)); // past the delayed PUT, had it been left on the wire
+    const services = (await (await fetch(`${agent.httpUrl}/v1/agent/services`)).json()) as Record<string, unknown>;
+    assert.equal(services[registrar.options.id], undefined, 'registration left behind');
+  });
+
   it('after close() calls reject with ERR_CLOSED, and close() is idempotent', async function () {
     const registrar = make();
     await registrar.start();
