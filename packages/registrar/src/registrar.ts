@@ -291,7 +291,8 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
           this.options.retryMaxDelayMs,
           startSignal,
           (error) => {
-            lastFailure = error;
+            // The call cut short by the deadline itself says nothing about why it was not met.
+            if (!startSignal.aborted) lastFailure = error;
             this.#reportError(error);
             if (!startSignal.aborted) this.#warnOnce(error, this.#retryable(error) ? retrying : 'not retrying');
           },
