@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { startConsulAgent, freePort, type ConsulAgent } from '../../../test/support/consul.js';
 import { ConsulApiError, ConsulUnreachableError, TimeoutError } from '@proxyless/core';
 import { Registrar, ShutdownCoordinator, type RegistrarOptions } from '../src/index.js';
-import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
+import { startFaultProxy, type FaultProxy } from '../../../test/support/fault-proxy.js';
 import { checkStatus, passingIds, waitFor } from './helpers.js';
 
 /** Collects events of a registrar in order. */
@@ -30,7 +30,7 @@ describe('Registrar with agent faults (fault proxy in front of the real agent)',
     await agent?.stop();
   });
   beforeEach(async function () {
-    proxy = await startFaultProxy('127.0.0.1', agent.ports.http);
+    proxy = await startFaultProxy(agent.httpAddr);
   });
   afterEach(async function () {
     proxy.setFault({ kind: 'pass' });
@@ -47,7 +47,7 @@ describe('Registrar with agent faults (fault proxy in front of the real agent)',
       ttlMs: 3000,
       requestTimeoutMs: 500,
       retry: { minDelayMs: 50, maxDelayMs: 200 },
-      consul: { address: proxy.address },
+      consul: { address: proxy.addr },
       ...options,
     });
     registrars.push(registrar);
@@ -72,7 +72,7 @@ describe('Registrar with agent faults (fault proxy in front of the real agent)',
 
   it('sends the token only in X-Consul-Token, never in a URL or an error message', async function () {
     const token = 'secret-token-d41d8cd9';
-    const registrar = make({ consul: { address: proxy.address, token } });
+    const registrar = make({ consul: { address: proxy.addr, token } });
     const { errors } = record(registrar);
     await registrar.start();
     proxy.setFault({ kind: 'status', status: 403, body: 'Permission denied' }, '/check/update/');
