@@ -19,13 +19,14 @@
  *
  * Run: node --conditions=proxyless-source --import tsx bench/discovery.bench.ts
  * Knobs: DISCOVERY_ROUNDS (3), DISCOVERY_BURST (200), DISCOVERY_OUTAGE_RUNS (3),
- *   SOAK_SERVICES (1000), SOAK_REST_MS (70000), SOAK_CHURN_MS (60000), CHURN_PER_MIN (10000).
+ *   SOAK_SERVICES (1000), SOAK_REST_MS (70000), SOAK_CHURN_MS (60000), CHURN_PER_MIN (10000),
+ *   DISCOVERY_PARTS (burst,recovery,soak: run a subset).
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance, PerformanceObserver } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -42,6 +43,8 @@ const SOAK_SERVICES = Number(process.env['SOAK_SERVICES'] ?? 1000);
 const SOAK_REST_MS = Number(process.env['SOAK_REST_MS'] ?? 70_000);
 const SOAK_CHURN_MS = Number(process.env['SOAK_CHURN_MS'] ?? 60_000);
 const CHURN_PER_MIN = Number(process.env['CHURN_PER_MIN'] ?? 10_000);
+// Which parts to run (comma-separated subset of burst,recovery,soak), e.g. to re-measure one part alone.
+const PARTS = new Set((process.env['DISCOVERY_PARTS'] ?? 'burst,recovery,soak').split(',').map((p) => p.trim()));
 const WIDE_SERVICES = 100;
 const WIDE_INSTANCES = 100;
 
@@ -281,6 +284,10 @@ interface SoakResult {
   generatorCpuPercent: number;
   lagP99Ms: number;
   lagMaxMs: number;
+  /** Garbage-collection pauses during the churn: count, total and longest (ms). */
+  gcPauses: number;
+  gcTotalMs: number;
+  gcMaxMs: number;
   updates: number;
   errors: number;
   firstError: string;
@@ -350,6 +357,12 @@ async function soak(): Promise<SoakResult> {
     const lagResolutionMs = 5;
     const lag = monitorEventLoopDelay({ resolution: lagResolutionMs });
     lag.enable();
+    // GC pauses stop the event loop too: count them, to tell our own work from the collector's in the tail.
+    const gcPauses: number[] = [];
+    const gcObserver = new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) gcPauses.push(entry.duration);
+    });
+    gcObserver.observe({ entryTypes: ['gc'] });
     const churnReq0 = client.requests;
     const churnCpu0 = process.cpuUsage();
     const churnT0 = performance.now();
@@ -363,6 +376,7 @@ async function soak(): Promise<SoakResult> {
     clearTimeout(killer);
     const churnMs = performance.now() - churnT0;
     lag.disable();
+    gcObserver.disconnect();
     const churnCpu = process.cpuUsage(churnCpu0);
     const churn = JSON.parse(out || '{"changes":0,"failed":-1,"skipped":0,"cpuMs":0}') as { changes: number; failed: number; skipped: number; cpuMs: number };
     const agentCpuMs = agentCpu(tls.agent.pid) - agentCpu0;
@@ -383,6 +397,9 @@ async function soak(): Promise<SoakResult> {
       generatorCpuPercent: (churn.cpuMs / churnMs) * 100,
       lagP99Ms: Math.max(0, lag.percentile(99) / 1e6 - lagResolutionMs),
       lagMaxMs: Math.max(0, lag.max / 1e6 - lagResolutionMs),
+      gcPauses: gcPauses.length,
+      gcTotalMs: gcPauses.reduce((a, b) => a + b, 0),
+      gcMaxMs: Math.max(0, ...gcPauses),
       updates,
       errors,
       firstError,
@@ -394,23 +411,33 @@ async function soak(): Promise<SoakResult> {
   }
 }
 
-export async function run(): Promise<void> {
+/** Parts 1 and 2, on two plain dev agents (one with the streaming backend off). */
+async function burstAndRecovery(): Promise<{ bursts?: BurstRow[]; outages?: RecoveryRun[] }> {
   const [agent, streaming] = await Promise.all([
     startConsulAgent({ args: ['-hcl=use_streaming_backend = false'] }),
     startConsulAgent(),
   ]);
-  let bursts: BurstRow[];
-  let outages: RecoveryRun[];
   try {
-    process.stderr.write(`discovery: ${ROUNDS} burst rounds of ${BURST} changes\n`);
-    bursts = await burst(agent, streaming);
+    let bursts: BurstRow[] | undefined;
+    if (PARTS.has('burst')) {
+      process.stderr.write(`discovery: ${ROUNDS} burst rounds of ${BURST} changes\n`);
+      bursts = await burst(agent, streaming);
+    }
     await streaming.stop();
-    process.stderr.write(`discovery: ${OUTAGE_RUNS} agent outages of 10 s\n`);
-    outages = await recovery(agent);
+    let outages: RecoveryRun[] | undefined;
+    if (PARTS.has('recovery')) {
+      process.stderr.write(`discovery: ${OUTAGE_RUNS} agent outages of 10 s\n`);
+      outages = await recovery(agent);
+    }
+    return { bursts, outages };
   } finally {
     await Promise.all([agent.stop(), streaming.stop()]);
   }
-  const soaked = await soak();
+}
+
+export async function run(): Promise<void> {
+  const { bursts, outages } = PARTS.has('burst') || PARTS.has('recovery') ? await burstAndRecovery() : {};
+  const soaked = PARTS.has('soak') ? await soak() : undefined;
 
   const cpu = (() => {
     try {
@@ -420,35 +447,42 @@ export async function run(): Promise<void> {
     }
   })();
   console.log('\nDiscovery: bursts, outages, many watches');
-  console.log('command: node --conditions=proxyless-source --import tsx bench/discovery.bench.ts');
+  console.log(`command: ${process.env['DISCOVERY_PARTS'] ? `DISCOVERY_PARTS=${process.env['DISCOVERY_PARTS']} ` : ''}node --conditions=proxyless-source --import tsx bench/discovery.bench.ts`);
   console.log(`load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')} (a shared 2-core machine: event-loop delay includes time the process waited for a CPU)`);
   console.log(`node ${process.version}, Consul ${consulBinary().version} (-dev, loopback), undici ${version('undici')}; machine: ${cpu ?? 'unknown CPU'} × ${cpus().length}`);
-  console.log(`\n1. Burst of ${BURST} changes with 0–30 ms gaps, change acknowledged → subscriber event (ms), median [min–max] over ${ROUNDS} rounds; all four watches side by side`);
-  table(['watch', 'backend', 'p50', 'p99', 'max'], bursts.map((r) => [r.name, r.backend, spread(r.p50), spread(r.p99), spread(r.max)]));
-  const base = bursts[3]!;
-  console.log(`p99 ratio before / token bucket: ${(percentile([...base.p99].sort((a, b) => a - b), 50) / percentile([...bursts[0]!.p99].sort((a, b) => a - b), 50)).toFixed(1)}×`);
-  console.log(`\n2. Agent down 10 s, then back: time from its first answer until each of 8 watches (8 resolvers) converged, ${OUTAGE_RUNS} runs`);
-  table(['', 'median [min–max]'], [
-    ['slowest watch (ms)', spread(outages.map((o) => o.slowestMs), 0)],
-    ['fastest watch (ms)', spread(outages.map((o) => o.fastestMs), 0)],
-    ['spread slowest − fastest (ms)', spread(outages.map((o) => o.slowestMs - o.fastestMs), 0)],
-    ['requests/s to the agent while down (8 resolvers)', spread(outages.map((o) => o.requestsPerSecondDown))],
-  ]);
-  console.log(`\n3. Soak over HTTPS (HTTP/2): ${SOAK_SERVICES} services × 1 instance + ${WIDE_SERVICES} services × ${WIDE_INSTANCES} instances = ${soaked.watches} watches, ${SOAK_SERVICES + WIDE_SERVICES * WIDE_INSTANCES} endpoints`);
-  table(['measure', 'value'], [
-    ['heap per watch (KiB)', soaked.heapPerWatchKiB.toFixed(2)],
-    ['heap per instance (KiB)', soaked.heapPerInstanceKiB.toFixed(2)],
-    [`CPU at rest (% of one core, ${SOAK_REST_MS / 1000} s)`, soaked.restCpuPercent.toFixed(2)],
-    ['Consul requests/min at rest', soaked.restRequestsPerMin.toFixed(0)],
-    [`churn: instance changes sent in ${SOAK_CHURN_MS / 1000} s (failed; skipped: agent behind)`, `${soaked.churnChanges} (${soaked.churnFailed}; ${soaked.churnSkipped})`],
-    ['churn: Consul requests/min', soaked.churnRequestsPerMin.toFixed(0)],
-    ['churn: CPU (% of one core)', soaked.churnCpuPercent.toFixed(1)],
-    ['churn: event-loop utilization', soaked.churnElu.toFixed(3)],
-    ['churn: CPU of the Consul agent / of the churn generator (% of one core; 2 cores in all)', `${soaked.agentCpuPercent.toFixed(0)} / ${soaked.generatorCpuPercent.toFixed(0)}`],
-    ['churn: event-loop delay p99 / max (ms)', `${soaked.lagP99Ms.toFixed(1)} / ${soaked.lagMaxMs.toFixed(1)}`],
-    ['churn: update events / watch errors', `${soaked.updates} / ${soaked.errors}`],
-  ]);
-  if (soaked.firstError) console.log(`first watch error: ${soaked.firstError}`);
+  if (bursts !== undefined) {
+    console.log(`\n1. Burst of ${BURST} changes with 0–30 ms gaps, change acknowledged → subscriber event (ms), median [min–max] over ${ROUNDS} rounds; all four watches side by side`);
+    table(['watch', 'backend', 'p50', 'p99', 'max'], bursts.map((r) => [r.name, r.backend, spread(r.p50), spread(r.p99), spread(r.max)]));
+    const base = bursts[3]!;
+    console.log(`p99 ratio before / token bucket: ${(percentile([...base.p99].sort((a, b) => a - b), 50) / percentile([...bursts[0]!.p99].sort((a, b) => a - b), 50)).toFixed(1)}×`);
+  }
+  if (outages !== undefined) {
+    console.log(`\n2. Agent down 10 s, then back: time from its first answer until each of 8 watches (8 resolvers) converged, ${OUTAGE_RUNS} runs`);
+    table(['', 'median [min–max]'], [
+      ['slowest watch (ms)', spread(outages.map((o) => o.slowestMs), 0)],
+      ['fastest watch (ms)', spread(outages.map((o) => o.fastestMs), 0)],
+      ['spread slowest − fastest (ms)', spread(outages.map((o) => o.slowestMs - o.fastestMs), 0)],
+      ['requests/s to the agent while down (8 resolvers)', spread(outages.map((o) => o.requestsPerSecondDown))],
+    ]);
+  }
+  if (soaked !== undefined) {
+    console.log(`\n3. Soak over HTTPS (HTTP/2): ${SOAK_SERVICES} services × 1 instance + ${WIDE_SERVICES} services × ${WIDE_INSTANCES} instances = ${soaked.watches} watches, ${SOAK_SERVICES + WIDE_SERVICES * WIDE_INSTANCES} endpoints`);
+    table(['measure', 'value'], [
+      ['heap per watch (KiB)', soaked.heapPerWatchKiB.toFixed(2)],
+      ['heap per instance (KiB)', soaked.heapPerInstanceKiB.toFixed(2)],
+      [`CPU at rest (% of one core, ${SOAK_REST_MS / 1000} s)`, soaked.restCpuPercent.toFixed(2)],
+      ['Consul requests/min at rest', soaked.restRequestsPerMin.toFixed(0)],
+      [`churn: instance changes sent in ${SOAK_CHURN_MS / 1000} s (failed; skipped: agent behind)`, `${soaked.churnChanges} (${soaked.churnFailed}; ${soaked.churnSkipped})`],
+      ['churn: Consul requests/min', soaked.churnRequestsPerMin.toFixed(0)],
+      ['churn: CPU (% of one core)', soaked.churnCpuPercent.toFixed(1)],
+      ['churn: event-loop utilization', soaked.churnElu.toFixed(3)],
+      ['churn: CPU of the Consul agent / of the churn generator (% of one core; 2 cores in all)', `${soaked.agentCpuPercent.toFixed(0)} / ${soaked.generatorCpuPercent.toFixed(0)}`],
+      ['churn: event-loop delay p99 / max (ms)', `${soaked.lagP99Ms.toFixed(1)} / ${soaked.lagMaxMs.toFixed(1)}`],
+      ['churn: GC pauses: count / total / longest (ms)', `${soaked.gcPauses} / ${soaked.gcTotalMs.toFixed(0)} / ${soaked.gcMaxMs.toFixed(1)}`],
+      ['churn: update events / watch errors', `${soaked.updates} / ${soaked.errors}`],
+    ]);
+    if (soaked.firstError) console.log(`first watch error: ${soaked.firstError}`);
+  }
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
