@@ -290,6 +290,9 @@ interface SoakResult {
   gcMaxMs: number;
   updates: number;
   errors: number;
+  /** Watch errors before the churn (startup: 1,100 first reads at once, and the rest period). */
+  errorsBefore: number;
+  firstErrorBefore: string;
   firstError: string;
 }
 
@@ -353,6 +356,10 @@ async function soak(): Promise<SoakResult> {
 
     process.stderr.write(`soak: churn of ${CHURN_PER_MIN}/min for ${SOAK_CHURN_MS} ms\n`);
     updates = 0;
+    const errorsBefore = errors;
+    const firstErrorBefore = firstError;
+    errors = 0;
+    firstError = '';
     // The histogram records whole timer intervals: subtract the resolution to get the delay.
     const lagResolutionMs = 5;
     const lag = monitorEventLoopDelay({ resolution: lagResolutionMs });
@@ -402,6 +409,8 @@ async function soak(): Promise<SoakResult> {
       gcMaxMs: Math.max(0, ...gcPauses),
       updates,
       errors,
+      errorsBefore,
+      firstErrorBefore,
       firstError,
     };
   } finally {
@@ -479,9 +488,10 @@ export async function run(): Promise<void> {
       ['churn: CPU of the Consul agent / of the churn generator (% of one core; 2 cores in all)', `${soaked.agentCpuPercent.toFixed(0)} / ${soaked.generatorCpuPercent.toFixed(0)}`],
       ['churn: event-loop delay p99 / max (ms)', `${soaked.lagP99Ms.toFixed(1)} / ${soaked.lagMaxMs.toFixed(1)}`],
       ['churn: GC pauses: count / total / longest (ms)', `${soaked.gcPauses} / ${soaked.gcTotalMs.toFixed(0)} / ${soaked.gcMaxMs.toFixed(1)}`],
-      ['churn: update events / watch errors', `${soaked.updates} / ${soaked.errors}`],
+      ['churn: update events / watch errors (before the churn: at start and at rest)', `${soaked.updates} / ${soaked.errors} (${soaked.errorsBefore})`],
     ]);
-    if (soaked.firstError) console.log(`first watch error: ${soaked.firstError}`);
+    if (soaked.firstErrorBefore) console.log(`first watch error before the churn: ${soaked.firstErrorBefore}`);
+    if (soaked.firstError) console.log(`first watch error during the churn: ${soaked.firstError}`);
   }
 }
 
