@@ -1,6 +1,7 @@
 /**
  * The one Consul blocking-query loop. Every Consul watch in Proxyless (health
- * watches, the catalog watch, the registrar's own-health wait) runs on it, so
+ * watches, the catalog watch, the registrar's own-health wait; prepared-query
+ * watches too, as plain polls, since Consul does not block there) runs on it, so
  * the rules of Consul's blocking-query guidance live in one place:
  *
  * - the first call is immediate; later calls block on the last `X-Consul-Index`;
@@ -319,6 +320,12 @@ export interface BlockingQuery<T> {
   onAnswer: (value: T, info: ConsulAnswerInfo) => void | boolean | 'retry' | Promise<void | boolean | 'retry'>;
   /** Receives each failure, typed (`ConsulApiError`, `ConsulUnreachableError`, `TimeoutError`, `BadResponseError`…). */
   onError?: (error: Error) => void;
+  /**
+   * The endpoint answers at once and ignores `index`/`wait` (prepared-query execution): every
+   * call is a plain read with the client's deadline, paced by the token bucket alone (the first
+   * call takes a token too). Default false.
+   */
+  poll?: boolean;
 }
 
 /**
@@ -344,7 +351,7 @@ export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: Blocki
   let failures = 0;
   let first = true;
   while (!signal.aborted) {
-    if (!first) {
+    if (!first || spec.poll) {
       const delay = bucket.take();
       if (delay > 0) await sleep(delay + Math.random() * settings.rateLimit.jitterMs, signal);
       if (signal.aborted) return;
@@ -353,7 +360,7 @@ export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: Blocki
     let release: (() => void) | undefined;
     try {
       let res: ConsulResponse;
-      if (index === undefined) {
+      if (index === undefined || spec.poll) {
         res = await client.request({ path: spec.path, query: spec.query, signal });
       } else {
         release = await longPolls.acquire(signal);

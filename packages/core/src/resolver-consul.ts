@@ -57,6 +57,15 @@ export interface ConsulQuery {
    * served by Consul's streaming backend. Default: the resolver's (false).
    */
   cached?: boolean;
+  /**
+   * Resolve through this prepared query (name or ID; `GET /v1/query/:name/execute`) instead of
+   * the health API: the query's own filters, `OnlyPassing` and `Failover` apply, on the servers
+   * (`info.datacenter` says which datacenter served). Consul answers prepared queries without
+   * blocking, so the watch polls every `preparedQueryIntervalMs`. The query must serve the watched
+   * service. Reads go to the leader; `tags`, `filter`, `failoverDatacenters`, `consistency`,
+   * `cached`, `namespace` and `partition` cannot be combined with it (the query defines them).
+   */
+  preparedQuery?: string;
 }
 
 /** Options of {@link ConsulResolver}. */
@@ -80,6 +89,8 @@ export interface ConsulResolverOptions extends ConsulConnectionOptions, Blocking
   namespace?: string;
   /** Default admin partition (Enterprise). Default: `CONSUL_PARTITION`. */
   partition?: string;
+  /** Poll interval of a watch through a prepared query (`preparedQuery`), in ms. Default 5000; at least 100. */
+  preparedQueryIntervalMs?: number;
 }
 
 /** A canonical query: sorted, deduplicated, defaults applied. @internal */
@@ -94,6 +105,7 @@ interface CanonicalQuery {
   passingOnly: boolean;
   consistency: ConsulConsistency;
   cached: boolean;
+  preparedQuery: string | undefined;
 }
 
 /** One datacenter's accepted answer. @internal */
@@ -276,12 +288,13 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
   readonly #maxStaleMs: number;
   readonly #namespace: string | undefined;
   readonly #partition: string | undefined;
+  readonly #preparedLoop: ResolvedBlockingQueryOptions;
   readonly #catalogs = new Set<CatalogWatch>();
   readonly #closeController = new AbortController();
   #closed = false;
 
   constructor(options: ConsulResolverOptions = {}) {
-    const { client, env, waitMs, rateLimit, backoff, probeMaxMs, recoverySpreadMs, consistency, cached, maxStaleMs, namespace, partition, ...connection } = options;
+    const { client, env, waitMs, rateLimit, backoff, probeMaxMs, recoverySpreadMs, consistency, cached, maxStaleMs, namespace, partition, preparedQueryIntervalMs, ...connection } = options;
     const environment = env ?? process.env;
     this.#loop = resolveBlockingQueryOptions({
       ...(waitMs !== undefined ? { waitMs } : {}),
@@ -290,6 +303,9 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
       ...(probeMaxMs !== undefined ? { probeMaxMs } : {}),
       ...(recoverySpreadMs !== undefined ? { recoverySpreadMs } : {}),
     });
+    // Prepared queries do not block: the same loop paces plain reads at one per interval.
+    const pollMs = checkNumber('preparedQueryIntervalMs', preparedQueryIntervalMs, 5000, { min: 100, max: 3_600_000 });
+    this.#preparedLoop = { ...this.#loop, rateLimit: { burst: 1, minIntervalMs: pollMs, jitterMs: Math.round(pollMs / 10) } };
     this.#consistency = consistency ?? 'stale';
     if (!consistencies.includes(this.#consistency)) throw new InvalidOptionError('consistency', consistency, 'must be stale, default or consistent');
     this.#cached = cached ?? false;
@@ -338,7 +354,15 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
     for (const flag of ['near', 'passingOnly', 'cached'] as const) {
       if (q[flag] !== undefined && typeof q[flag] !== 'boolean') throw new InvalidOptionError(flag, q[flag], 'must be a boolean');
     }
-    return { tags, filter, datacenter, failover, namespace, partition, near: q.near ?? false, passingOnly: q.passingOnly ?? true, consistency, cached };
+    if (q.preparedQuery !== undefined) {
+      const preparedQuery = validateServiceName(q.preparedQuery, 'preparedQuery');
+      for (const option of ['tags', 'filter', 'failoverDatacenters', 'consistency', 'cached', 'namespace', 'partition'] as const) {
+        if (q[option] !== undefined) throw new InvalidOptionError(option, q[option], 'cannot be combined with preparedQuery (the prepared query defines it)');
+      }
+      // The query's definition decides; leader reads, so an empty answer is the servers' decision.
+      return { tags: [], filter: undefined, datacenter, failover: [], namespace: undefined, partition: undefined, near: q.near ?? false, passingOnly: q.passingOnly ?? true, consistency: 'default', cached: false, preparedQuery };
+    }
+    return { tags, filter, datacenter, failover, namespace, partition, near: q.near ?? false, passingOnly: q.passingOnly ?? true, consistency, cached, preparedQuery: undefined };
   }
 
   #queryParams(q: CanonicalQuery, dc: string | undefined, consistency: ConsulConsistency, cached: boolean): Record<string, string | boolean | readonly string[] | undefined> {
@@ -360,6 +384,34 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
 
   #path(service: string): string {
     return `/v1/health/service/${encodeURIComponent(service)}`;
+  }
+
+  #preparedPath(name: string): string {
+    return `/v1/query/${encodeURIComponent(name)}/execute`;
+  }
+
+  #preparedParams(q: CanonicalQuery): Record<string, string | undefined> {
+    return { dc: q.datacenter, near: q.near ? '_agent' : undefined };
+  }
+
+  /** One prepared-query read (`resolve()`). */
+  async #fetchPrepared(service: string, q: CanonicalQuery, name: string, signal: AbortSignal, timeoutMs?: number): Promise<Answer> {
+    const res = await this.client.request({ path: this.#preparedPath(name), query: this.#preparedParams(q), signal, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
+    const { indexValid: _ignored, ...info } = consulInfo(res.headers);
+    return decodePrepared(res.body, info, service, name, q.passingOnly);
+  }
+
+  /** The poll loop of a watch through a prepared query: failover happens on the servers. */
+  #runPrepared(service: string, q: CanonicalQuery, name: string, sink: WatchSink): Promise<void> {
+    return runBlockingQuery(this.client, {
+      path: this.#preparedPath(name),
+      query: this.#preparedParams(q),
+      signal: sink.signal,
+      poll: true,
+      decode: (body, info) => decodePrepared(body, info, service, name, q.passingOnly),
+      onAnswer: (answer) => sink.publish(answer.instances, { info: answer.info }),
+      onError: (error) => sink.fail(new ResolutionFailedError(service, 'consul', error)),
+    }, this.#preparedLoop);
   }
 
   /** One non-blocking read with the given consistency (no cache). */
@@ -429,6 +481,10 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
   }
 
   async #run(service: string, q: CanonicalQuery, sink: WatchSink): Promise<void> {
+    if (q.preparedQuery !== undefined) {
+      await this.#runPrepared(service, q, q.preparedQuery, sink);
+      return;
+    }
     const fail = (error: Error): void => sink.fail(new ResolutionFailedError(service, 'consul', error));
     if (q.failover.length === 0) {
       await this.#watchDatacenter(service, q, q.datacenter, sink.signal, () => sink.current?.instances, (a) => sink.publish(a.instances, { stale: a.stale, info: a.info }), fail);
@@ -506,7 +562,7 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
   }
 
   #key(service: string, q: CanonicalQuery): string {
-    return JSON.stringify([service, q.tags, q.filter ?? null, q.datacenter ?? null, q.failover, q.namespace ?? null, q.partition ?? null, q.near, q.passingOnly, q.consistency, q.cached]);
+    return JSON.stringify([service, q.tags, q.filter ?? null, q.datacenter ?? null, q.failover, q.namespace ?? null, q.partition ?? null, q.near, q.passingOnly, q.consistency, q.cached, q.preparedQuery ?? null]);
   }
 
   /**
@@ -529,10 +585,14 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
       const linked = signal ? AbortSignal.any([signal, this.#closeController.signal]) : this.#closeController.signal;
       try {
         instances = [];
-        for (const dc of [q.datacenter, ...q.failover]) {
-          const first = await this.#fetchOnce(service, q, dc, q.consistency, q.cached, linked, timeoutMs);
-          instances = (await this.#vet(service, q, dc, first.instances, first.info, undefined, linked)).instances;
-          if (instances.length > 0) break;
+        if (q.preparedQuery !== undefined) {
+          instances = (await this.#fetchPrepared(service, q, q.preparedQuery, linked, timeoutMs)).instances;
+        } else {
+          for (const dc of [q.datacenter, ...q.failover]) {
+            const first = await this.#fetchOnce(service, q, dc, q.consistency, q.cached, linked, timeoutMs);
+            instances = (await this.#vet(service, q, dc, first.instances, first.info, undefined, linked)).instances;
+            if (instances.length > 0) break;
+          }
         }
       } catch (error) {
         if (signal?.aborted) throw new AbortedError(`Resolving "${service}"`, signal.reason);
@@ -585,6 +645,21 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/**
+ * Maps a prepared-query answer (`{ Service, Nodes, Datacenter, … }`, `Nodes` shaped like health
+ * entries) to instances; an answer for another service is a {@link BadResponseError}.
+ */
+function decodePrepared(body: unknown, info: SnapshotSourceInfo, service: string, name: string, passingOnly: boolean): Answer {
+  if (!isRecord(body)) throw new BadResponseError(`Consul prepared query "${name}" answered something that is not an object`);
+  if (body['Service'] !== service) {
+    const served = typeof body['Service'] === 'string' ? `"${body['Service'].slice(0, 64)}"` : 'no service';
+    throw new BadResponseError(`Consul prepared query "${name}" serves ${served}, not "${service}"`);
+  }
+  const { instances } = mapHealthEntries(body['Nodes'], service, passingOnly);
+  const dc = body['Datacenter'];
+  return { instances, info: withDatacenter(info, typeof dc === 'string' && dc !== '' ? dc : undefined, instances), stale: false };
 }
 
 /** Adds the serving datacenter to snapshot info: the one asked, else the instances' own. */

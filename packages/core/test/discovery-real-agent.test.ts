@@ -2,16 +2,21 @@
  * Discovery where production hurts, against real Consul agents: bursts of
  * changes, an agent outage, lagging or leaderless stale reads (a fault proxy
  * in front of the real agent), a token-echoing stand-in, Enterprise
- * parameters on the wire, the catalog watch, datacenter failover over WAN.
+ * parameters on the wire, the catalog watch, datacenter failover over WAN
+ * (client-side, and through a prepared query).
  */
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import {
+  BadResponseError,
   ConsulApiError,
   ConsulHttpClient,
   ConsulResolver,
+  InvalidOptionError,
   InvalidServiceNameError,
   isProxylessError,
+  type ConsulRequest,
+  type ConsulResponse,
   type ServiceWatch,
 } from '@proxyless/core';
 import { startConsulAgent, type ConsulAgent } from '../../../test/support/consul.js';
@@ -377,7 +382,7 @@ describe('Discovery through a fault proxy in front of a real agent', function ()
   });
 });
 
-describe('Datacenter failover across two agents joined over WAN', function () {
+describe('Datacenter failover across two agents joined over WAN (client-side, and through prepared queries)', function () {
   this.timeout(180_000);
   let dc1: ConsulAgent;
   let dc2: ConsulAgent;
@@ -425,6 +430,76 @@ describe('Datacenter failover across two agents joined over WAN', function () {
       await deregister(dc1, `${service}-dc1`);
       await deregister(dc2, `${service}-dc2`);
       await until('empty everywhere', () => watch.current?.instances.length === 0, 20_000);
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  class CountingClient extends ConsulHttpClient {
+    requests = 0;
+    override async request(req: ConsulRequest): Promise<ConsulResponse> {
+      this.requests++;
+      return super.request(req);
+    }
+  }
+
+  async function createQuery(agent: ConsulAgent, definition: unknown): Promise<void> {
+    const res = await fetch(`${agent.httpUrl}/v1/query`, { method: 'POST', body: JSON.stringify(definition) });
+    assert.equal(res.status, 200, await res.text());
+  }
+
+  it('follows the query\'s server-side Failover: dc2 while dc1 has no healthy instance, dc1 again once it has one; one read per interval', async () => {
+    const service = `pqsvc-${process.pid}`;
+    await register(dc2, service, `${service}-dc2`, 8202);
+    await register(dc1, service, `${service}-dc1`, 8201);
+    await createQuery(dc1, { Name: `${service}-q`, Service: { Service: service, Failover: { Datacenters: ['dc2'] } } });
+    const client = new CountingClient({ address: dc1.httpAddr }, {});
+    const resolver = new ConsulResolver({ client, env: {}, preparedQueryIntervalMs: 200 });
+    try {
+      const watch = resolver.watch(service, { preparedQuery: `${service}-q` });
+      const served: string[] = [];
+      watch.on('update', (s) => served.push(`${s.info?.datacenter}:${s.instances.map((i) => i.id).join()}`));
+      await until('local instance', () => watch.current?.info?.datacenter === 'dc1' && watch.current.instances.length === 1);
+      // Prepared queries do not block: the loop polls, one read per 200 ms (+ up to 20 ms jitter), no faster.
+      const before = client.requests;
+      await new Promise((r) => setTimeout(r, 1000));
+      const polls = client.requests - before;
+      assert.ok(polls >= 2 && polls <= 6, `${polls} reads in 1 s at a 200 ms interval`);
+      await deregister(dc1, `${service}-dc1`);
+      await until('failover to dc2', () => watch.current?.info?.datacenter === 'dc2', 20_000);
+      assert.deepEqual(watch.current?.instances.map((i) => [i.id, i.datacenter]), [[`${service}-dc2`, 'dc2']]);
+      assert.equal(watch.current?.stale, false);
+      assert.deepEqual((await resolver.resolve(service, { preparedQuery: `${service}-q` })).map((i) => i.datacenter), ['dc2']);
+      await register(dc1, service, `${service}-dc1`, 8201);
+      await until('failback to dc1', () => watch.current?.info?.datacenter === 'dc1', 20_000);
+      assert.deepEqual(watch.current?.instances.map((i) => i.id), [`${service}-dc1`]);
+      assert.ok(!served.some((s) => s.endsWith(':')), `never an empty set in between: ${served.join(' | ')}`);
+    } finally {
+      await resolver.close();
+      await client.close();
+    }
+  });
+
+  it('an unknown query, or one that serves another service, is a typed error and never a wrong set; options the query defines are refused', async () => {
+    const service = `pqbad-${process.pid}`;
+    await register(dc1, 'pq-other', 'pq-other-1', 8301);
+    await createQuery(dc1, { Name: `${service}-other`, Service: { Service: 'pq-other' } });
+    const resolver = new ConsulResolver({ address: dc1.httpAddr, env: {}, preparedQueryIntervalMs: 200 });
+    try {
+      assert.throws(() => resolver.watch(service, { preparedQuery: `${service}-q`, tags: ['v2'] }), InvalidOptionError);
+      assert.throws(() => resolver.watch(service, { preparedQuery: `${service}-q`, failoverDatacenters: ['dc2'] }), InvalidOptionError);
+      assert.throws(() => resolver.watch(service, { preparedQuery: '../agent/self' }), InvalidServiceNameError);
+      assert.throws(() => new ConsulResolver({ address: dc1.httpAddr, env: {}, preparedQueryIntervalMs: 10 }), InvalidOptionError);
+      for (const [name, expected] of [[`${service}-unknown`, ConsulApiError], [`${service}-other`, BadResponseError]] as const) {
+        const watch = resolver.watch(service, { preparedQuery: name });
+        const errors: Error[] = [];
+        watch.on('error', (e) => errors.push(e));
+        await until(`an error for ${name}`, () => errors.length > 0);
+        assert.ok(errors[0]!.cause instanceof expected, `${name}: ${String(errors[0]!.cause)}`);
+        if (errors[0]!.cause instanceof ConsulApiError) assert.equal(errors[0]!.cause.status, 404);
+        assert.equal(watch.current, undefined, 'no snapshot published');
+        await watch.close();
+      }
     } finally {
       await resolver.close();
     }
