@@ -1,6 +1,6 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
 import { InvalidOptionError } from './errors.js';
-import { checkRandom, emptyPicker, hasExclude, nextAllowed, randomIndex } from './balancer-util.js';
+import { checkRandom, emptyPicker, hasExclude, pickRandom } from './balancer-util.js';
 import { checkNumber, checkOptions } from './validate.js';
 
 /** Options of {@link consistentHash}. */
@@ -14,11 +14,22 @@ export interface ConsistentHashOptions {
    */
   algorithm?: 'ring' | 'maglev';
   /**
-   * Ring: virtual nodes per endpoint, integer 1–1000. Default 100 (about
-   * ±10–25% load spread). Building a picker sorts n × replicas points:
-   * ≈ 0.2 s at 10 000 endpoints, so use `maglev` for very large sets.
+   * Ring: virtual nodes per endpoint, integer 1–1000, lowered when
+   * `maxRingSize` requires. Default 100 (about ±10–25% load spread).
    */
   replicas?: number;
+  /**
+   * Ring: most points on the ring (as Envoy's `maximum_ring_size`), at least
+   * one per endpoint: sets above `maxRingSize / replicas` endpoints (655 by
+   * default) get fewer virtual nodes per endpoint, so that a build, which
+   * hashes and sorts every point, stays within a few ms (65 536 points: 6 per
+   * endpoint at 10 000 endpoints, a spread of about ±40%).
+   * Integer 1–8 388 608. Default 65 536. When the endpoint count crosses
+   * `maxRingSize / v` for a whole `v`, every endpoint's last virtual node goes
+   * (or comes back), moving about 1/v of the keys. For an even spread over
+   * very large sets use `maglev`.
+   */
+  maxRingSize?: number;
   /**
    * Maglev: lookup table size, a prime well above the endpoint count
    * (Maglev suggests 100×). Default 65 537. With more endpoints than slots
@@ -64,9 +75,11 @@ function isPrime(n: number): boolean {
  * `PickContext.hashKey` (a user id, a session cookie…) go to the same
  * endpoint while the set is stable, and most keys stay put when it changes
  * (the endpoint identity is `instance.key`). A pick without a hash key falls
- * back to uniform random. An excluded endpoint is replaced by the next
- * distinct endpoint along the ring (or table), so retries of one key also
- * agree across clients.
+ * back to uniform random. An unavailable or excluded endpoint is replaced by
+ * the next usable endpoint along the ring (or table), so retries of one key
+ * also agree across clients; on a ring that is exactly where the key would go
+ * with the endpoint removed, and no other key moves (a picker is built only
+ * when the set changes).
  *
  * @example
  * ```ts
@@ -82,6 +95,7 @@ export function consistentHash(options: ConsistentHashOptions = {}): Balancer {
     throw new InvalidOptionError('algorithm', algorithm, 'must be "ring" or "maglev"');
   }
   const replicas = checkNumber('replicas', options.replicas, 100, { min: 1, max: 1000, integer: true });
+  const maxRingSize = checkNumber('maxRingSize', options.maxRingSize, 65_536, { min: 1, max: MAX_RING, integer: true });
   const tableSize = checkNumber('tableSize', options.tableSize, 65_537, { min: 2, max: 16_777_259, integer: true });
   if (!isPrime(tableSize)) throw new InvalidOptionError('tableSize', tableSize, 'must be a prime');
   const random = checkRandom('random', options.random);
@@ -91,15 +105,17 @@ export function consistentHash(options: ConsistentHashOptions = {}): Balancer {
       const n = endpoints.length;
       if (n === 0) return emptyPicker(endpoints);
       // Owner tables: slot → endpoint index. Ring slots are sorted points, Maglev slots the table.
-      const { points, owners } = algorithm === 'ring' ? buildRing(endpoints, replicas) : buildMaglev(endpoints, tableSize);
+      const { points, owners, index, shift } =
+        algorithm === 'ring' ? buildRing(endpoints, vnodesPerEndpoint(n, replicas, maxRingSize)) : buildMaglev(endpoints, tableSize);
       const slots = owners.length;
       const slotOf =
         points === undefined
           ? (h: number): number => h % slots
           : (h: number): number => {
-              // First point ≥ h, wrapping to 0.
-              let lo = 0;
-              let hi = slots;
+              // First point ≥ h, wrapping to 0: the bucket of h's top bits narrows the search to a few points.
+              const b = h >>> shift;
+              let lo = index[b] as number;
+              let hi = index[b + 1] as number;
               while (lo < hi) {
                 const mid = (lo + hi) >>> 1;
                 if ((points[mid] as number) < h) lo = mid + 1;
@@ -107,95 +123,182 @@ export function consistentHash(options: ConsistentHashOptions = {}): Balancer {
               }
               return lo === slots ? 0 : lo;
             };
+      /** The first slot from `slot` on whose owner is available and not excluded; -1 if none. */
+      const walk = (slot: number, exclude: ReadonlySet<BalancerEndpoint> | undefined): number => {
+        for (let k = 0, s = slot; k < slots; k++, s++) {
+          if (s === slots) s = 0;
+          const candidate = endpoints[owners[s] as number] as E;
+          if (candidate.available !== false && (exclude === undefined || !exclude.has(candidate))) return s;
+        }
+        return -1;
+      };
       return {
         endpoints,
         pick(context?: PickContext): E | undefined {
           const key = context?.hashKey;
           const exclude = context?.exclude;
-          if (key === undefined) {
-            const i = randomIndex(random, n);
-            if (!hasExclude(exclude)) return endpoints[i];
-            const allowed = nextAllowed(endpoints, i, exclude);
-            return endpoints[allowed >= 0 ? allowed : i];
-          }
+          if (key === undefined) return pickRandom(endpoints, random, exclude);
           const slot = slotOf(hashKey32(key));
           const chosen = endpoints[owners[slot] as number] as E;
-          if (!hasExclude(exclude) || !exclude.has(chosen)) return chosen;
-          // Walk on to the next slot owned by an endpoint not excluded.
-          for (let k = 1, s = slot + 1; k < slots; k++, s++) {
-            if (s === slots) s = 0;
-            const candidate = endpoints[owners[s] as number] as E;
-            if (!exclude.has(candidate)) return candidate;
-          }
-          return chosen;
+          const excluding = hasExclude(exclude);
+          if (chosen.available !== false && (!excluding || !exclude.has(chosen))) return chosen;
+          // Walk on to the next slot whose owner is usable: on a ring, exactly where the key
+          // would land if the unusable endpoints were removed, so agreeing clients agree here too.
+          let s = walk(slot, excluding ? exclude : undefined);
+          if (s < 0 && excluding) s = walk(slot, undefined);
+          return s < 0 ? undefined : endpoints[owners[s] as number];
         },
       };
     },
   };
 }
 
-/** Endpoint indices ordered by instance key, so tables do not depend on snapshot order. */
-function orderByKey(endpoints: readonly BalancerEndpoint[]): number[] {
-  const order = endpoints.map((_, i) => i);
-  order.sort((a, b) => {
-    const ka = (endpoints[a] as BalancerEndpoint).instance.key;
-    const kb = (endpoints[b] as BalancerEndpoint).instance.key;
-    return ka < kb ? -1 : ka > kb ? 1 : a - b;
-  });
+/** Largest ring the options accept (2^23 points: 64 MiB of build scratch at most). */
+const MAX_RING = 8_388_608;
+
+/**
+ * Virtual nodes per endpoint: `replicas`, lowered to fit `maxRingSize` (at least 1). It does not
+ * depend on the set's size below `maxRingSize / replicas` endpoints, so there a change of
+ * membership moves only the keys of the endpoint that came or went. (Envoy also raises small
+ * rings to a minimum size; that would make every membership change of a small set move keys
+ * between unaffected endpoints, so there is no such floor here.)
+ */
+function vnodesPerEndpoint(n: number, replicas: number, maxRingSize: number): number {
+  return Math.max(1, Math.min(replicas, Math.floor(maxRingSize / n)));
+}
+
+const INDEX_BITS = 2 ** 21; // a key hash · 2^21 + an index < 2^53: exact in a double
+
+/**
+ * Endpoint indices in a fixed order of their instance keys (by a hash of the
+ * key, then by the key), so tables do not depend on snapshot order. Sorting
+ * packed numbers in a typed array is several times faster than comparing
+ * strings.
+ */
+function orderByKey(endpoints: readonly BalancerEndpoint[]): Int32Array {
+  const n = endpoints.length;
+  const order = new Int32Array(n);
+  if (n >= INDEX_BITS) {
+    const byKey = Array.from({ length: n }, (_, i) => i).sort((a, b) => compareKeys(endpoints, a, b));
+    order.set(byKey);
+    return order;
+  }
+  const packed = new Float64Array(n);
+  for (let i = 0; i < n; i++) packed[i] = hashKey32((endpoints[i] as BalancerEndpoint).instance.key, 0x3c6ef372) * INDEX_BITS + i;
+  packed.sort();
+  for (let r = 0; r < n; r++) order[r] = (packed[r] as number) % INDEX_BITS;
+  // Equal key hashes (rare): order that run by the key itself.
+  for (let r = 1; r < n; r++) {
+    if (Math.floor((packed[r] as number) / INDEX_BITS) !== Math.floor((packed[r - 1] as number) / INDEX_BITS)) continue;
+    let end = r + 1;
+    while (end < n && Math.floor((packed[end] as number) / INDEX_BITS) === Math.floor((packed[r] as number) / INDEX_BITS)) end++;
+    const run = Array.from(order.subarray(r - 1, end)).sort((a, b) => compareKeys(endpoints, a, b));
+    order.set(run, r - 1);
+    r = end - 1;
+  }
   return order;
 }
 
-const RANK_BITS = 2 ** 21; // endpoints per ring ≤ 2M; hash·2^21 + rank < 2^53
-
-function buildRing(endpoints: readonly BalancerEndpoint[], replicas: number): { points: Uint32Array; owners: Int32Array } {
-  const order = orderByKey(endpoints);
-  const n = order.length;
-  // Pack (point hash, key rank) into one float so a typed-array sort orders
-  // points by hash with ties broken by key: no per-point objects.
-  const packed = new Float64Array(n * replicas);
-  let p = 0;
-  for (let rank = 0; rank < n; rank++) {
-    const base = hashKey32((endpoints[order[rank] as number] as BalancerEndpoint).instance.key);
-    for (let r = 0; r < replicas; r++) {
-      const point = fmix32((base + Math.imul(r + 1, 0x9e3779b9)) >>> 0);
-      packed[p++] = point * RANK_BITS + rank;
-    }
-  }
-  packed.sort();
-  const points = new Uint32Array(packed.length);
-  const owners = new Int32Array(packed.length);
-  for (let i = 0; i < packed.length; i++) {
-    const v = (packed[i] as number);
-    const rank = v % RANK_BITS;
-    points[i] = (v - rank) / RANK_BITS;
-    owners[i] = (order[rank] as number);
-  }
-  return { points, owners };
+function compareKeys(endpoints: readonly BalancerEndpoint[], a: number, b: number): number {
+  const ka = (endpoints[a] as BalancerEndpoint).instance.key;
+  const kb = (endpoints[b] as BalancerEndpoint).instance.key;
+  return ka < kb ? -1 : ka > kb ? 1 : a - b;
 }
 
-function buildMaglev(endpoints: readonly BalancerEndpoint[], m: number): { points: undefined; owners: Int32Array } {
+interface OwnerTable {
+  /** Ring: sorted point hashes; Maglev: none (the slot is the hash mod the table size). */
+  points: Uint32Array | undefined;
+  /** Slot → endpoint index. */
+  owners: Int32Array;
+  /** Ring: first point of each bucket of hashes sharing their top bits (one extra entry at the end). */
+  index: Int32Array;
+  /** Ring: 32 − bits of a bucket number. */
+  shift: number;
+}
+
+function buildRing(endpoints: readonly BalancerEndpoint[], vnodes: number): OwnerTable {
   const order = orderByKey(endpoints);
   const n = order.length;
-  const offset = new Uint32Array(n);
-  const skip = new Uint32Array(n);
-  const next = new Uint32Array(n);
+  const size = n * vnodes;
+  // Points in key-rank order, then a stable LSD radix sort on the hash (two 16-bit digits):
+  // O(size), and equal hashes stay in key-rank order, so ties break by key as a comparison sort would.
+  let hash = new Uint32Array(size);
+  let rank = new Uint32Array(size);
+  let p = 0;
+  for (let r = 0; r < n; r++) {
+    const base = hashKey32((endpoints[order[r] as number] as BalancerEndpoint).instance.key);
+    for (let v = 0; v < vnodes; v++) {
+      hash[p] = fmix32((base + Math.imul(v + 1, 0x9e3779b9)) >>> 0);
+      rank[p++] = r;
+    }
+  }
+  let hashOut = new Uint32Array(size);
+  let rankOut = new Uint32Array(size);
+  const count = new Uint32Array(65_536);
+  for (let digitShift = 0; digitShift <= 16; digitShift += 16) {
+    count.fill(0);
+    for (let i = 0; i < size; i++) {
+      const d = ((hash[i] as number) >>> digitShift) & 0xffff;
+      count[d] = (count[d] as number) + 1;
+    }
+    for (let d = 0, sum = 0; d < 65_536; d++) {
+      const c = count[d] as number;
+      count[d] = sum;
+      sum += c;
+    }
+    for (let i = 0; i < size; i++) {
+      const h = hash[i] as number;
+      const d = (h >>> digitShift) & 0xffff;
+      const at = count[d] as number;
+      count[d] = at + 1;
+      hashOut[at] = h;
+      rankOut[at] = rank[i] as number;
+    }
+    [hash, hashOut] = [hashOut, hash];
+    [rank, rankOut] = [rankOut, rank];
+  }
+  const owners = new Int32Array(size);
+  for (let i = 0; i < size; i++) owners[i] = order[rank[i] as number] as number;
+  // Bucket index over the top bits: about one point per bucket, at most 2^16 buckets.
+  const bits = Math.min(16, Math.max(1, Math.floor(Math.log2(size))));
+  const shift = 32 - bits;
+  const buckets = 1 << bits;
+  const index = new Int32Array(buckets + 1);
+  for (let b = 0, i = 0; b <= buckets; b++) {
+    while (i < size && (hash[i] as number) >>> shift < b) i++;
+    index[b] = i;
+  }
+  return { points: hash, owners, index, shift };
+}
+
+function buildMaglev(endpoints: readonly BalancerEndpoint[], m: number): OwnerTable {
+  const order = orderByKey(endpoints);
+  const n = order.length;
+  // Each endpoint's preference list is offset, offset + skip, offset + 2·skip… (mod m); `position`
+  // holds where its list stands, advanced by one addition instead of a multiply and a modulo.
+  const position = new Int32Array(n);
+  const skip = new Int32Array(n);
   for (let rank = 0; rank < n; rank++) {
     const key = (endpoints[order[rank] as number] as BalancerEndpoint).instance.key;
-    offset[rank] = hashKey32(key, 0x5bd1e995) % m;
+    position[rank] = hashKey32(key, 0x5bd1e995) % m;
     skip[rank] = (hashKey32(key, 0x27d4eb2f) % (m - 1)) + 1;
   }
   const owners = new Int32Array(m).fill(-1);
   let filled = 0;
   for (;;) {
     for (let rank = 0; rank < n; rank++) {
-      let c = ((offset[rank] as number) + (next[rank] as number) * (skip[rank] as number)) % m;
+      let c = position[rank] as number;
+      const step = skip[rank] as number;
       while (owners[c] !== -1) {
-        next[rank] = (next[rank] as number) + 1;
-        c = ((offset[rank] as number) + (next[rank] as number) * (skip[rank] as number)) % m;
+        c += step;
+        if (c >= m) c -= m;
       }
-      owners[c] = (order[rank] as number);
-      next[rank] = (next[rank] as number) + 1;
-      if (++filled === m) return { points: undefined, owners };
+      owners[c] = order[rank] as number;
+      c += step;
+      position[rank] = c >= m ? c - m : c;
+      if (++filled === m) return { points: undefined, owners, index: EMPTY_INDEX, shift: 0 };
     }
   }
 }
+
+const EMPTY_INDEX = new Int32Array(0);

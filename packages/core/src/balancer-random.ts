@@ -1,5 +1,5 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
-import { checkRandom, emptyPicker, hasExclude, nextAllowed, randomIndex } from './balancer-util.js';
+import { checkRandom, emptyPicker, pickRandom } from './balancer-util.js';
 import { checkOptions } from './validate.js';
 
 /** Options of {@link random}. */
@@ -9,8 +9,8 @@ export interface RandomOptions {
 }
 
 /**
- * Uniform random choice. With exclusions, the first non-excluded endpoint at
- * or after the random index is taken (all excluded: the random one).
+ * Uniform random choice among the available endpoints. Excluded endpoints
+ * are drawn again (all excluded: a random available one).
  *
  * @example
  * ```ts
@@ -24,18 +24,11 @@ export function random(options: RandomOptions = {}): Balancer {
   return {
     name: 'random',
     createPicker<E extends BalancerEndpoint>(endpoints: readonly E[]): Picker<E> {
-      const n = endpoints.length;
-      if (n === 0) return emptyPicker(endpoints);
+      if (endpoints.length === 0) return emptyPicker(endpoints);
       return {
         endpoints,
         pick(context?: PickContext): E | undefined {
-          const i = randomIndex(source, n);
-          const exclude = context?.exclude;
-          if (hasExclude(exclude)) {
-            const allowed = nextAllowed(endpoints, i, exclude);
-            if (allowed >= 0) return endpoints[allowed];
-          }
-          return endpoints[i];
+          return pickRandom(endpoints, source, context?.exclude);
         },
       };
     },

@@ -11,8 +11,8 @@ export interface RoundRobinOptions {
 /**
  * Round-robin: endpoints in turn, starting at a random offset so that many
  * clients created at once do not all hit the first endpoint together.
- * Excluded endpoints (already tried by a retry) are skipped unless every
- * endpoint is excluded.
+ * Unavailable endpoints are skipped, and so are excluded ones (already tried
+ * by a retry) unless every available endpoint is excluded.
  *
  * @example
  * ```ts
@@ -34,10 +34,15 @@ export function roundRobin(options: RoundRobinOptions = {}): Balancer {
         endpoints,
         pick(context?: PickContext): E | undefined {
           let i = next;
+          const e = endpoints[i] as E;
           const exclude = context?.exclude;
-          if (hasExclude(exclude)) {
-            const allowed = nextAllowed(endpoints, i, exclude);
-            if (allowed >= 0) i = allowed;
+          const excluding = hasExclude(exclude);
+          if (e.available === false || (excluding && exclude.has(e))) {
+            // Walk on to the next usable endpoint; every one excluded: the next available.
+            let allowed = nextAllowed(endpoints, i, excluding ? exclude : undefined);
+            if (allowed < 0 && excluding) allowed = nextAllowed(endpoints, i, undefined);
+            if (allowed < 0) return undefined;
+            i = allowed;
           }
           next = i + 1 === n ? 0 : i + 1;
           return endpoints[i];

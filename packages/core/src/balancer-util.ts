@@ -38,20 +38,22 @@ export function randomIndex(random: RandomSource, n: number): number {
 }
 
 /**
- * The first endpoint at or after `start` (cyclically) that is not excluded
- * and not `avoid`, or -1 when there is none. O(n) worst case, no allocation.
+ * The first endpoint at or after `start` (cyclically) that is available
+ * (`available !== false`), not in `exclude` and not `avoid`, or -1 when there
+ * is none. O(n) worst case, no allocation.
  * @internal
  */
 export function nextAllowed(
   endpoints: readonly BalancerEndpoint[],
   start: number,
-  exclude: ReadonlySet<BalancerEndpoint>,
+  exclude: ReadonlySet<BalancerEndpoint> | undefined,
   avoid = -1,
 ): number {
   const n = endpoints.length;
   for (let k = 0, i = start; k < n; k++, i++) {
     if (i === n) i = 0;
-    if (i !== avoid && !exclude.has(endpoints[i] as BalancerEndpoint)) return i;
+    const e = endpoints[i] as BalancerEndpoint;
+    if (i !== avoid && e.available !== false && (exclude === undefined || !exclude.has(e))) return i;
   }
   return -1;
 }
@@ -59,6 +61,55 @@ export function nextAllowed(
 /** True when a context carries a non-empty exclude set. @internal */
 export function hasExclude(exclude: ReadonlySet<BalancerEndpoint> | undefined): exclude is ReadonlySet<BalancerEndpoint> {
   return exclude !== undefined && exclude.size > 0;
+}
+
+/** Random draws before {@link randomAllowed} walks: with half the set unavailable, 4 misses in a row happen 1 time in 16. */
+const REDRAWS = 4;
+
+/**
+ * A uniformly random index whose endpoint is available, not excluded and
+ * not `avoid`, drawn from `first` (the caller's first draw): a few redraws
+ * keep the choice unbiased while most endpoints are usable, then a walk
+ * from the last draw bounds the work. -1 when there is none.
+ * @internal
+ */
+export function randomAllowed(
+  endpoints: readonly BalancerEndpoint[],
+  random: RandomSource,
+  first: number,
+  exclude: ReadonlySet<BalancerEndpoint> | undefined,
+  avoid = -1,
+): number {
+  const n = endpoints.length;
+  let i = first;
+  for (let k = 0; k < REDRAWS; k++) {
+    const e = endpoints[i] as BalancerEndpoint;
+    if (i !== avoid && e.available !== false && (exclude === undefined || !exclude.has(e))) return i;
+    i = randomIndex(random, n);
+  }
+  return nextAllowed(endpoints, i, exclude, avoid);
+}
+
+/**
+ * A random available endpoint, preferring those not in `exclude`
+ * (when every available one is excluded, an excluded one); `undefined`
+ * when none is available. For strategies without a better rule.
+ * @internal
+ */
+export function pickRandom<E extends BalancerEndpoint>(
+  endpoints: readonly E[],
+  random: RandomSource,
+  exclude: ReadonlySet<BalancerEndpoint> | undefined,
+): E | undefined {
+  const n = endpoints.length;
+  if (n === 0) return undefined;
+  const first = randomIndex(random, n);
+  const e = endpoints[first] as E;
+  if (e.available !== false && !hasExclude(exclude)) return e; // the hot path: one draw
+  const excluding = hasExclude(exclude) ? exclude : undefined;
+  let i = randomAllowed(endpoints, random, first, excluding);
+  if (i < 0 && excluding !== undefined) i = nextAllowed(endpoints, first, undefined);
+  return i < 0 ? undefined : endpoints[i];
 }
 
 /** A picker over the empty set. @internal */
@@ -72,12 +123,14 @@ export function emptyPicker<E extends BalancerEndpoint>(endpoints: readonly E[])
 }
 
 /**
- * Power-of-N-choices over `endpoints` with `better(a, b)` deciding whether
- * `a` is strictly better than `b`. Without exclusions the first sample is
- * `floor(r₁·n)`, the second `(first + 1 + floor(r₂·(n−1))) mod n` (always
- * distinct), further samples (choices > 2) `floor(rₖ·n)`; ties keep the
- * earlier sample. Excluded endpoints are skipped by walking forward from
- * each sampled index. Allocation-free.
+ * Power-of-N-choices over the available endpoints with `better(a, b)`
+ * deciding whether `a` is strictly better than `b`. When every endpoint is
+ * usable the first sample is `floor(r₁·n)`, the second
+ * `(first + 1 + floor(r₂·(n−1))) mod n` (always distinct), further samples
+ * (choices > 2) `floor(rₖ·n)`; ties keep the earlier sample. An unavailable
+ * or excluded sample is drawn again ({@link randomAllowed}); when every
+ * available endpoint is excluded, a random available one is returned.
+ * Allocation-free.
  * @internal
  */
 export function pickOfChoices<E extends BalancerEndpoint>(
@@ -90,32 +143,35 @@ export function pickOfChoices<E extends BalancerEndpoint>(
 ): E | undefined {
   const n = endpoints.length;
   if (n === 0) return undefined;
-  if (n === 1) {
-    candidates?.push(endpoints[0] as E);
-    return endpoints[0];
-  }
-  const excluding = hasExclude(exclude);
+  const excluding = hasExclude(exclude) ? exclude : undefined;
   let first = randomIndex(random, n);
-  if (excluding) {
-    first = nextAllowed(endpoints, first, exclude);
-    if (first < 0) return endpoints[randomIndex(random, n)]; // everything tried: any endpoint
+  const e = endpoints[first] as E;
+  if (e.available === false || (excluding !== undefined && excluding.has(e))) {
+    first = randomAllowed(endpoints, random, first, excluding);
+    // Nothing usable: any available endpoint (every one was tried), or none at all.
+    if (first < 0) return excluding === undefined ? undefined : pickRandom(endpoints, random, undefined);
+  }
+  let best = endpoints[first] as E;
+  if (n === 1) {
+    candidates?.push(best);
+    return best;
   }
   let second = first + 1 + randomIndex(random, n - 1);
   if (second >= n) second -= n;
-  if (excluding) {
-    second = nextAllowed(endpoints, second, exclude, first);
-    if (second < 0) return endpoints[first];
+  const s = endpoints[second] as E;
+  if (s.available === false || (excluding !== undefined && excluding.has(s))) {
+    second = randomAllowed(endpoints, random, second, excluding, first);
+    if (second < 0) {
+      candidates?.push(best);
+      return best;
+    }
   }
-  let best = endpoints[first] as E;
   const other = endpoints[second] as E;
   candidates?.push(best, other);
   if (better(other, best)) best = other;
   for (let k = 2; k < choices; k++) {
-    let i = randomIndex(random, n);
-    if (excluding) {
-      i = nextAllowed(endpoints, i, exclude);
-      if (i < 0) break;
-    }
+    const i = randomAllowed(endpoints, random, randomIndex(random, n), excluding);
+    if (i < 0) break;
     const candidate = endpoints[i] as E;
     candidates?.push(candidate);
     if (better(candidate, best)) best = candidate;

@@ -31,17 +31,26 @@ export function consulWeight(instance: ServiceInstance): number {
   }
 }
 
+/** EDF turns tried before a pick falls back to a scan (only when most of the weight is unavailable or excluded). */
+const MAX_TURNS = 64;
+
 /**
  * Weighted round-robin by earliest deadline first (as Envoy and gRPC's WRR
- * do): each endpoint has a next deadline that advances by `1 / weight` every
- * time it is picked, and the earliest deadline wins, from a binary heap. A
- * pick is O(log n) and building a picker O(n), so it stays cheap at 10 000
- * endpoints. Deadlines start half a period in (`0.5 / weight`), so over every
- * window of Σweights picks each endpoint is chosen exactly `weight` times,
- * interleaved rather than in bursts (ties go to the lighter endpoint, then to
- * the earlier one in the set). An endpoint of weight 0 is never picked, unless
- * all weigh 0 (then all count equally). Excluded endpoints sit out; if every
- * candidate is excluded, the weight rule wins and an excluded one is picked again.
+ * do), over classes of equal weight: endpoints of one weight form a class
+ * taken in turn (round-robin inside it), and each class has a next deadline
+ * that advances by `1 / (weight × members)` every time it is picked; the
+ * earliest deadline wins, from a binary heap of classes. A pick is
+ * O(log k) for k distinct weights (O(1) for the usual handful; O(log n) at
+ * worst, when every weight differs) and building a picker O(n). Deadlines
+ * start half a period in, so over every window of Σweights picks each
+ * endpoint is chosen exactly `weight` times, interleaved rather than in
+ * bursts (ties go to the lighter class, then to the one met first in the
+ * set). An endpoint of weight 0 is never picked while one of positive weight
+ * is available (all 0: all count equally).
+ *
+ * An unavailable or excluded endpoint gives up its turn, so the others keep
+ * their weights among themselves and an availability change costs nothing.
+ * If every candidate is excluded, an excluded one is picked again.
  *
  * @example
  * ```ts
@@ -61,87 +70,117 @@ export function weightedRoundRobin(options: WeightedRoundRobinOptions = {}): Bal
       if (n === 0) return emptyPicker(endpoints);
       const weightFn = weightOf as (instance: ServiceInstance) => number;
       const weight = new Float64Array(n);
-      let size = 0;
+      let positive = 0;
       for (let i = 0; i < n; i++) {
         const w = weightFn((endpoints[i] as E).instance);
         if (Number.isFinite(w) && w > 0) {
           weight[i] = w;
-          size++;
+          positive++;
         }
       }
-      if (size === 0) {
-        weight.fill(1);
-        size = n;
+      if (positive === 0) weight.fill(1);
+      // Classes of equal weight, in order of first appearance; members as indices into `endpoints`.
+      const classOf = new Map<number, number>();
+      const classWeight: number[] = [];
+      const memberCount: number[] = [];
+      const classIndex = new Int32Array(n);
+      for (let i = 0; i < n; i++) {
+        const w = weight[i] as number;
+        if (w === 0) continue;
+        let c = classOf.get(w);
+        if (c === undefined) {
+          c = classWeight.length;
+          classOf.set(w, c);
+          classWeight.push(w);
+          memberCount.push(0);
+        }
+        classIndex[i] = c;
+        memberCount[c] = (memberCount[c] as number) + 1;
       }
-      // Deadline of an endpoint picked k times: (k + 0.5) / weight, computed afresh (not accumulated)
-      // so equal rationals are equal doubles and ties resolve by the rule below, not by rounding.
-      const picks = new Float64Array(n);
-      const deadline = new Float64Array(n);
-      const heap = new Int32Array(size);
-      for (let i = 0, h = 0; i < n; i++) {
+      const k = classWeight.length;
+      const memberStart = new Int32Array(k + 1);
+      for (let c = 0; c < k; c++) memberStart[c + 1] = (memberStart[c] as number) + (memberCount[c] as number);
+      const members = new Int32Array(memberStart[k] as number);
+      const fill = memberStart.slice(0, k);
+      for (let i = 0; i < n; i++) {
         if (weight[i] === 0) continue;
-        deadline[i] = 0.5 / (weight[i] as number);
-        heap[h++] = i;
+        const c = classIndex[i] as number;
+        members[fill[c] as number] = i;
+        fill[c] = (fill[c] as number) + 1;
       }
-      /** Does entry `a` come before entry `b`? Earlier deadline, then lighter, then earlier in the set. */
+      const cursor = new Int32Array(k);
+      // A class's deadline after k picks: (k + 0.5) / (weight × members), computed afresh (not accumulated)
+      // so equal rationals are equal doubles and ties resolve by the rule below, not by rounding.
+      const rate = new Float64Array(k);
+      const picks = new Float64Array(k);
+      const deadline = new Float64Array(k);
+      const heap = new Int32Array(k);
+      for (let c = 0; c < k; c++) {
+        rate[c] = (classWeight[c] as number) * (memberCount[c] as number);
+        deadline[c] = 0.5 / (rate[c] as number);
+        heap[c] = c;
+      }
+      /** Does class `a` come before class `b`? Earlier deadline, then lighter weight, then met first. */
       const before = (a: number, b: number): boolean => {
         const da = deadline[a] as number;
         const db = deadline[b] as number;
         if (da !== db) return da < db;
-        const wa = weight[a] as number;
-        const wb = weight[b] as number;
+        const wa = classWeight[a] as number;
+        const wb = classWeight[b] as number;
         return wa !== wb ? wa < wb : a < b;
       };
-      const siftDown = (pos: number, count: number): void => {
+      const siftDown = (from: number): void => {
+        let pos = from;
         const item = heap[pos] as number;
         for (;;) {
           let child = 2 * pos + 1;
-          if (child >= count) break;
+          if (child >= k) break;
           const right = child + 1;
-          if (right < count && before(heap[right] as number, heap[child] as number)) child = right;
+          if (right < k && before(heap[right] as number, heap[child] as number)) child = right;
           if (!before(heap[child] as number, item)) break;
           heap[pos] = heap[child] as number;
           pos = child;
         }
         heap[pos] = item;
       };
-      const siftUp = (pos: number): void => {
-        const item = heap[pos] as number;
-        while (pos > 0) {
-          const parent = (pos - 1) >> 1;
-          if (!before(item, heap[parent] as number)) break;
-          heap[pos] = heap[parent] as number;
-          pos = parent;
-        }
-        heap[pos] = item;
+      for (let c = (k >> 1) - 1; c >= 0; c--) siftDown(c);
+      /** Takes the next turn: the earliest class's next member, advancing the class's deadline and cursor. */
+      const turn = (): number => {
+        const c = heap[0] as number;
+        const p = (picks[c] as number) + 1;
+        picks[c] = p;
+        deadline[c] = (p + 0.5) / (rate[c] as number);
+        if (k > 1) siftDown(0);
+        const at = cursor[c] as number;
+        cursor[c] = at + 1 === memberCount[c] ? 0 : at + 1;
+        return members[((memberStart[c] as number) + at) as number] as number;
       };
-      for (let i = (size >> 1) - 1; i >= 0; i--) siftDown(i, size);
-      /** Advances the entry at the top of the (first `count` of the) heap and restores the order. */
-      const advanceTop = (count: number): number => {
-        const i = heap[0] as number;
-        const k = (picks[i] as number) + 1;
-        picks[i] = k;
-        deadline[i] = (k + 0.5) / (weight[i] as number);
-        siftDown(0, count);
-        return i;
+      let scanFrom = 0;
+      /** The fallback when most turns go to unusable endpoints: a rotating scan, weighted ones first. */
+      const scan = (exclude: ReadonlySet<BalancerEndpoint> | undefined): number => {
+        for (let pass = 0; pass < 3; pass++) {
+          for (let j = 0, i = scanFrom; j < n; j++, i++) {
+            if (i >= n) i = 0;
+            const e = endpoints[i] as E;
+            if (e.available === false) continue;
+            if (pass < 2 && exclude !== undefined && exclude.has(e)) continue;
+            if (pass === 0 && weight[i] === 0) continue;
+            scanFrom = i + 1 === n ? 0 : i + 1;
+            return i;
+          }
+        }
+        return -1;
       };
       return {
         endpoints,
         pick(context?: PickContext): E | undefined {
-          const exclude = context?.exclude;
-          if (!hasExclude(exclude)) return endpoints[advanceTop(size)];
-          // Set excluded entries aside at the end of the heap (at most |exclude| of them), pick among the rest, put them back.
-          let count = size;
-          while (count > 0 && exclude.has(endpoints[heap[0] as number] as E)) {
-            const top = heap[0] as number;
-            count--;
-            heap[0] = heap[count] as number;
-            heap[count] = top;
-            siftDown(0, count);
+          const exclude = hasExclude(context?.exclude) ? context?.exclude : undefined;
+          for (let t = 0; t < MAX_TURNS; t++) {
+            const e = endpoints[turn()] as E;
+            if (e.available !== false && (exclude === undefined || !exclude.has(e))) return e;
           }
-          const chosen = count === 0 ? -1 : advanceTop(count);
-          for (let j = count; j < size; j++) siftUp(j);
-          return endpoints[chosen < 0 ? advanceTop(size) : chosen];
+          const i = scan(exclude);
+          return i < 0 ? undefined : endpoints[i];
         },
       };
     },

@@ -17,6 +17,14 @@ export interface EndpointLoad {
 export interface BalancerEndpoint {
   readonly instance: ServiceInstance;
   readonly load: EndpointLoad;
+  /**
+   * `false` while the transport has taken the endpoint out of rotation
+   * (breaker open, ejected): pickers skip it at pick time, so such a change
+   * needs no new picker. Absent or `true`: available. Unlike
+   * `PickContext.exclude`, this is strict: a picker whose every endpoint is
+   * unavailable returns `undefined`.
+   */
+  readonly available?: boolean;
 }
 
 /** Per-request facts a picker may use (e.g. the hash key for affinity). */
@@ -33,17 +41,27 @@ export interface PickContext {
 }
 
 /**
- * An immutable choice function over one set of ready endpoints.
- * `pick()` is synchronous and cheap; it returns `undefined` only when the set is empty.
+ * A choice function over one set of endpoints, fixed when it is built.
+ * `pick()` is synchronous and cheap; it skips endpoints whose `available` is
+ * `false`, and returns `undefined` only when no endpoint is available.
  */
 export interface Picker<E extends BalancerEndpoint = BalancerEndpoint> {
   readonly endpoints: readonly E[];
   pick(context?: PickContext): E | undefined;
+  /**
+   * The transport calls this after changing the `available` flag of any of
+   * `endpoints`, so a picker that derives state from availability (e.g.
+   * `locality()`'s tier sizes) can refresh it. Optional: most pickers
+   * read the flag at pick time and need nothing.
+   */
+  availabilityChanged?(): void;
 }
 
 /**
  * A balancing strategy, as a value: builds a new {@link Picker} whenever the
- * ready set changes (instances added/removed, breakers opened/closed, ejections).
+ * set of endpoints changes (instances added or removed). Availability changes
+ * (breakers opening and closing, ejections) reach existing pickers through
+ * `BalancerEndpoint.available`, without a rebuild.
  */
 export interface Balancer {
   /** Strategy name, e.g. `peak-ewma`. */

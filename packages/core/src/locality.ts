@@ -23,12 +23,13 @@ export interface LocalityOptions {
  * zone (then the local datacenter) while that tier has enough ready
  * endpoints, and spill over to the next tier, finally to every endpoint,
  * when it has fewer than `minEndpoints` (or less than `minFraction` of the
- * set). The set the wrapper sees is the ready set, so endpoints with an open
- * breaker or ejected have already left it. When a retry has excluded every
- * endpoint of the chosen tier, the pick spills over too.
+ * set). Only available endpoints count (an open breaker or an ejection
+ * makes one unavailable). When a retry has excluded every endpoint of the
+ * chosen tier, the pick spills over too.
  *
- * Tier sets are computed when the picker is built (on each set change),
- * so a pick costs the inner picker's pick.
+ * Tier sets are computed when the picker is built (on each set change) and
+ * their available counts when availability changes, so a pick costs the
+ * inner picker's pick.
  *
  * @example
  * ```ts
@@ -52,30 +53,50 @@ export function locality(inner: Balancer, options: LocalityOptions): Balancer {
     name: `locality(${inner.name})`,
     createPicker<E extends BalancerEndpoint>(endpoints: readonly E[]): Picker<E> {
       if (endpoints.length === 0) return emptyPicker(endpoints);
-      const enough = (tier: readonly E[]): boolean =>
-        tier.length >= minEndpoints && tier.length >= minFraction * endpoints.length;
+      // Tiers by membership, built once per set; whether a tier has enough *available*
+      // endpoints is recounted only when availability changes (availabilityChanged()).
       const tiers: Picker<E>[] = [];
       if (zone !== undefined) {
         const local = endpoints.filter((e) => e.instance.zone === zone && (datacenter === undefined || e.instance.datacenter === datacenter));
-        if (enough(local) && local.length < endpoints.length) tiers.push(inner.createPicker(local));
+        if (local.length > 0 && local.length < endpoints.length) tiers.push(inner.createPicker(local));
       }
       if (datacenter !== undefined) {
         const local = endpoints.filter((e) => e.instance.datacenter === datacenter);
-        if (enough(local) && local.length < endpoints.length && local.length !== tiers[0]?.endpoints.length) {
+        if (local.length > 0 && local.length < endpoints.length && local.length !== tiers[0]?.endpoints.length) {
           tiers.push(inner.createPicker(local));
         }
       }
       const all = inner.createPicker(endpoints);
       if (tiers.length === 0) return all;
+      const usable = tiers.map(() => false);
+      const countAvailable = (set: readonly E[]): number => {
+        let count = 0;
+        for (const e of set) if (e.available !== false) count++;
+        return count;
+      };
+      const recount = (): void => {
+        const total = countAvailable(endpoints);
+        tiers.forEach((tier, t) => {
+          const ready = countAvailable(tier.endpoints);
+          usable[t] = ready > 0 && ready >= minEndpoints && ready >= minFraction * total;
+        });
+      };
+      recount();
       return {
         endpoints,
         pick(context?: PickContext): E | undefined {
           const exclude = context?.exclude;
-          for (const tier of tiers) {
-            const chosen = tier.pick(context);
+          for (let t = 0; t < tiers.length; t++) {
+            if (!usable[t]) continue;
+            const chosen = (tiers[t] as Picker<E>).pick(context);
             if (chosen !== undefined && (!hasExclude(exclude) || !exclude.has(chosen))) return chosen;
           }
           return all.pick(context);
+        },
+        availabilityChanged(): void {
+          for (const tier of tiers) tier.availabilityChanged?.();
+          all.availabilityChanged?.();
+          recount();
         },
       };
     },

@@ -35,8 +35,9 @@ export interface SlowStartOptions {
  * scaled by roughly that probability, whatever the inner strategy, without
  * rebuilding pickers as time passes. When every endpoint is equally young
  * (a client starting up) the swaps cancel out and nothing is throttled.
- * Once the youngest endpoint of the set has left the window, a pick costs
- * what the inner pick costs (no more clock reads).
+ * A pick of an endpoint known to be past its window costs what the inner
+ * pick costs (no clock read); one that rejoins (its `readySince` moves
+ * forward, e.g. after an ejection) ramps again without a new picker.
  *
  * With consistent hashing, a re-pick with the same key returns the same
  * endpoint, so hashing is effectively not slowed; wrap load-aware or
@@ -61,21 +62,16 @@ export function slowStart(inner: Balancer, options: SlowStartOptions = {}): Bala
     name: `slow-start(${inner.name})`,
     createPicker<E extends BalancerEndpoint>(endpoints: readonly E[]): Picker<E> {
       const picker = inner.createPicker(endpoints);
-      let youngest = -Infinity;
-      for (const e of endpoints) if (e.load.readySince > youngest) youngest = e.load.readySince;
-      // Past this instant no endpoint of the set is ramping (readySince changes rebuild the picker).
-      const rampEndsAt = youngest + windowMs;
-      let ramping = true;
-      return {
+      // The last clock reading: an endpoint that had left its window then has left it for good
+      // (until it rejoins, which moves its readySince forward), so most picks read no clock.
+      let lastNow = -Infinity;
+      const slowed: Picker<E> = {
         endpoints,
         pick(context?: PickContext): E | undefined {
           let chosen = picker.pick(context);
-          if (chosen === undefined || !ramping) return chosen;
+          if (chosen === undefined || chosen.load.readySince + windowMs <= lastNow) return chosen;
           const t = now();
-          if (t >= rampEndsAt) {
-            ramping = false; // for good: the set, and so every readySince, is fixed for this picker
-            return chosen;
-          }
+          lastNow = t;
           for (let k = 0; k < maxRepicks; k++) {
             const age = t - chosen.load.readySince;
             if (age >= windowMs) return chosen;
@@ -87,6 +83,8 @@ export function slowStart(inner: Balancer, options: SlowStartOptions = {}): Bala
           return chosen;
         },
       };
+      if (picker.availabilityChanged !== undefined) slowed.availabilityChanged = () => picker.availabilityChanged?.();
+      return slowed;
     },
   };
 }

@@ -289,7 +289,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       service: this.#service,
       balancer: this.#balancer.name,
       panic: this.#set.panic,
-      ready: this.#set.picker.endpoints.length,
+      ready: this.#set.availableCount,
       retryBudget: this.#budget ? this.#budget.available(performance.now()) : -1,
       endpoints,
     };

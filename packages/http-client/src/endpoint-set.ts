@@ -18,9 +18,10 @@ const NEUTRAL_SAMPLE = 31;
 
 /**
  * The endpoints of one service: follows snapshots, owns per-endpoint state,
- * keeps an immutable picker over the ready set (rebuilt when that set
- * changes: membership, breaker, ejection, panic), and hands out a
- * {@link PickHandle} per attempt.
+ * keeps a picker over every endpoint (rebuilt only when membership changes)
+ * whose picks skip the endpoints marked unavailable (breaker open, ejected;
+ * flags refreshed on every breaker, ejection or panic change, no rebuild),
+ * and hands out a {@link PickHandle} per attempt.
  * @internal
  */
 export class EndpointSet implements NeutralLatency {
@@ -37,6 +38,8 @@ export class EndpointSet implements NeutralLatency {
   #picker: Picker<Endpoint>;
   #panic = false;
   #ejectedCount = 0;
+  /** Endpoints marked available: the ready set (in panic, every endpoint whose breaker is not open). */
+  #availableCount = 0;
   #closed = false;
   #neutralMs = 0;
   #neutralAt = -Infinity;
@@ -82,6 +85,11 @@ export class EndpointSet implements NeutralLatency {
     return this.#picker;
   }
 
+  /** How many endpoints picks may choose now. */
+  get availableCount(): number {
+    return this.#availableCount;
+  }
+
   /**
    * The neutral latency a cold endpoint starts from and an idle one decays
    * to: the median raw estimate of (a sample of) the endpoints that have
@@ -102,10 +110,12 @@ export class EndpointSet implements NeutralLatency {
 
   /** Picks an endpoint for one attempt, honouring half-open trials (one at a time). Hot path. */
   pick(context: PickContext | undefined): PickHandle | undefined {
+    if (this.#availableCount === 0) return undefined;
     const ep = this.#picker.pick(context);
     if (ep === undefined) return undefined;
     const breaker = ep.breaker;
-    if (breaker === undefined || breaker.tryAcquire()) return new PickHandle(ep);
+    // `available` is checked too for a custom balancer that does not honour it.
+    if (ep.available && (breaker === undefined || breaker.tryAcquire())) return new PickHandle(ep);
     const other = this.#pickAvoiding(ep, context);
     return other === undefined ? undefined : new PickHandle(other);
   }
@@ -117,7 +127,7 @@ export class EndpointSet implements NeutralLatency {
     for (let i = 0; i < this.#picker.endpoints.length; i++) {
       const ep = this.#picker.pick(ctx);
       if (ep === undefined || exclude.has(ep)) return undefined;
-      if (ep.breaker === undefined || ep.breaker.tryAcquire()) return ep;
+      if (ep.available && (ep.breaker === undefined || ep.breaker.tryAcquire())) return ep;
       exclude.add(ep);
     }
     return undefined;
@@ -160,7 +170,10 @@ export class EndpointSet implements NeutralLatency {
         changed = true;
       }
     }
-    if (changed) this.rebuild();
+    if (changed) {
+      this.#picker = this.#balancer.createPicker([...this.#byKey.values()]);
+      this.#refreshAvailability();
+    }
   }
 
   #add(instance: ServiceInstance): void {
@@ -178,7 +191,7 @@ export class EndpointSet implements NeutralLatency {
     if (ep.removed) return;
     if (event === 'breakerHalfOpen') ep.rejoined();
     this.#events.emit(event, ep.info);
-    this.rebuild();
+    this.#refreshAvailability();
   }
 
   #remove(ep: Endpoint): void {
@@ -225,7 +238,7 @@ export class EndpointSet implements NeutralLatency {
     timer.unref();
     ep.outlier.timer = timer;
     this.#events.emit('eject', ep.info, duration);
-    this.rebuild();
+    this.#refreshAvailability();
   }
 
   #restore(ep: Endpoint): void {
@@ -234,18 +247,27 @@ export class EndpointSet implements NeutralLatency {
     ep.rejoined();
     this.#ejectedCount--;
     this.#events.emit('restore', ep.info);
-    this.rebuild();
+    this.#refreshAvailability();
   }
 
-  /** Rebuilds the picker over the ready set (or, in panic, over every endpoint whose breaker is not open). */
-  rebuild(): void {
+  /**
+   * Marks which endpoints picks may choose: the ready set (breaker not open,
+   * not ejected), or, in panic, every endpoint whose breaker is not open; then
+   * tells the picker. O(n) flag writes, no picker build.
+   */
+  #refreshAvailability(): void {
     if (this.#closed) return;
-    const all = [...this.#byKey.values()];
-    const ready = all.filter((ep) => !ep.outlier.ejected && ep.breakerState !== 'open');
+    let ready = 0;
+    for (const ep of this.#byKey.values()) if (!ep.outlier.ejected && ep.breakerState !== 'open') ready++;
     const o = this.#options.outlier;
-    const panic = o !== false && isPanic(ready.length, all.length, o.panicThresholdPercent);
-    const set = panic ? all.filter((ep) => ep.breakerState !== 'open') : ready;
-    this.#picker = this.#balancer.createPicker(set);
+    const panic = o !== false && isPanic(ready, this.#byKey.size, o.panicThresholdPercent);
+    let available = 0;
+    for (const ep of this.#byKey.values()) {
+      ep.available = ep.breakerState !== 'open' && (panic || !ep.outlier.ejected);
+      if (ep.available) available++;
+    }
+    this.#availableCount = available;
+    this.#picker.availabilityChanged?.();
     if (panic !== this.#panic) {
       this.#panic = panic;
       this.#events.emit('panic', panic);
@@ -265,6 +287,7 @@ export class EndpointSet implements NeutralLatency {
         this.#drain(ep, graceMs);
       }
       this.#picker = this.#balancer.createPicker<Endpoint>([]);
+      this.#availableCount = 0;
     }
     await Promise.all([...this.#draining]);
   }

@@ -40,6 +40,8 @@ export class Endpoint implements BalancerEndpoint {
   /** Everything that hears an attempt start and end, in order. */
   readonly observers: readonly AttemptObserver[];
   removed = false;
+  /** May picks choose it now (breaker not open; not ejected, unless in panic)? Kept by the endpoint set. */
+  available = true;
 
   constructor(instance: ServiceInstance, options: ResolvedOptions, neutral: NeutralLatency, rotate: NodeEventEmitter, listener: EndpointListener) {
     this.instance = instance;

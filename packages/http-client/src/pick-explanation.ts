@@ -58,11 +58,10 @@ export function explainPick(set: EndpointSet, chosen: Endpoint, compared: readon
   const balancer = set.balancer;
   const score = balancer.score === undefined ? undefined : (e: BalancerEndpoint): number => balancer.score?.(e) ?? 0;
   const candidates = (compared.length > 0 ? compared : [chosen]).map((ep) => candidate(ep, ep === chosen, score));
-  const eligible = new Set(set.picker.endpoints);
   const excluded: { endpoint: string; reason: ExclusionReason }[] = [];
   for (const ep of set.endpoints) {
     if (tried?.has(ep)) excluded.push({ endpoint: ep.info.label, reason: 'alreadyTried' });
-    else if (!eligible.has(ep)) excluded.push({ endpoint: ep.info.label, reason: ep.breakerState === 'open' ? 'breakerOpen' : 'ejected' });
+    else if (!ep.available) excluded.push({ endpoint: ep.info.label, reason: ep.breakerState === 'open' ? 'breakerOpen' : 'ejected' });
   }
   for (const ep of set.draining) excluded.push({ endpoint: ep.info.label, reason: 'draining' });
   return Object.freeze({ attempt, strategy: balancer.name, chosen: chosen.info.label, candidates: Object.freeze(candidates), excluded: Object.freeze(excluded), panic: set.panic });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createClient, RetryBudgetExhaustedError, type ProxylessClient } from '@proxyless/http-client';
-import { FakeResolver, freePort, instance, startServer, type TestServer } from './helpers.js';
+import { roundRobin, type Balancer } from '@proxyless/core';
+import { FakeResolver, freePort, instance, ok, startServer, until, type TestServer } from './helpers.js';
 
 describe('http-client: retry budget and panic mode', () => {
   let servers: TestServer[] = [];
@@ -52,5 +53,50 @@ describe('http-client: retry budget and panic mode', () => {
     }
     assert.deepEqual(panics, [true]);
     assert.equal(client.stats().panic, true);
+  });
+
+  it('ejects and restores an endpoint without building a new picker (picks skip it meanwhile)', async () => {
+    let failing = true;
+    servers = await Promise.all([
+      startServer((_q, res, s) => (failing ? res.writeHead(500).end() : ok(_q, res, s))),
+      startServer(ok),
+      startServer(ok),
+    ]);
+    const inner = roundRobin();
+    let builds = 0;
+    const counting: Balancer = {
+      name: 'counting-round-robin',
+      createPicker(endpoints) {
+        builds++;
+        return inner.createPicker(endpoints);
+      },
+    };
+    const resolver = new FakeResolver();
+    resolver.set(servers.map((s) => instance(s.port)));
+    client = createClient({
+      service: 'svc',
+      resolver,
+      balancer: counting,
+      breaker: false,
+      retry: false,
+      outlierDetection: { consecutiveFailures: 2, maxEjectionPercent: 50, baseEjectionTimeMs: 400 },
+    });
+    const events: string[] = [];
+    client.on('eject', () => events.push('eject'));
+    client.on('restore', () => events.push('restore'));
+    for (let i = 0; i < 12 && !events.includes('eject'); i++) await (await client.request('/')).body.dump();
+    assert.deepEqual(events, ['eject']);
+    const buildsAtEjection = builds;
+    failing = false;
+    const bad = servers[0]!;
+    const hitsBefore = bad.hits;
+    for (let i = 0; i < 20; i++) await (await client.request('/')).body.dump();
+    assert.equal(bad.hits, hitsBefore, 'an ejected endpoint gets no traffic');
+    assert.equal(client.stats().ready, 2);
+    await until(() => events.includes('restore'), 5_000, 'restore');
+    for (let i = 0; i < 20; i++) await (await client.request('/')).body.dump();
+    assert.ok(bad.hits > hitsBefore, 'a restored endpoint gets traffic again');
+    assert.equal(client.stats().ready, 3);
+    assert.equal(builds, buildsAtEjection, 'neither the ejection nor the restore built a picker');
   });
 });
