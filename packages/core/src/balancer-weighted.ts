@@ -153,7 +153,7 @@ export function weightedRoundRobin(options: WeightedRoundRobinOptions = {}): Bal
         if (k > 1) siftDown(0);
         const at = cursor[c] as number;
         cursor[c] = at + 1 === memberCount[c] ? 0 : at + 1;
-        return members[((memberStart[c] as number) + at) as number] as number;
+        return members[(memberStart[c] as number) + at] as number;
       };
       let scanFrom = 0;
       /** The fallback when most turns go to unusable endpoints: a rotating scan, weighted ones first. */

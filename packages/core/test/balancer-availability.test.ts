@@ -56,8 +56,8 @@ describe('availability (breaker open, ejected) read at pick time, without a rebu
                 assert.equal(chosen, undefined);
                 continue;
               }
-              assert.ok(chosen !== undefined && (chosen as FlippableEndpoint).available, 'an available endpoint');
-              if (anyAllowed) assert.ok(!exclude.has(chosen as FlippableEndpoint), 'not an excluded one while another is available');
+              assert.ok(chosen !== undefined && (chosen).available, 'an available endpoint');
+              if (anyAllowed) assert.ok(!exclude.has(chosen), 'not an excluded one while another is available');
             }
           },
         ),
