@@ -13,6 +13,7 @@ import {
   type ResolvedConsulConnection,
 } from './consul-config.js';
 import { connectionHint, httpToHttpsHint } from './consul-hints.js';
+import { withDeadline } from './deadline.js';
 
 /**
  * Consul's HTTP API answered with a non-success status.
@@ -231,42 +232,49 @@ export class ConsulHttpClient {
     if (this.#closed) throw new ClosedError('Consul client');
     const method = req.method ?? 'GET';
     const timeoutMs = req.timeoutMs ?? this.connection.timeoutMs;
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = req.signal ? AbortSignal.any([req.signal, timeout]) : timeout;
     const headers =
       req.body === undefined ? this.#headers : { ...this.#headers, 'content-type': 'application/json' };
+    // One timer and one listener per call, both gone when it settles (withDeadline): with
+    // thousands of long polls, AbortSignal.timeout()/any() left a live timer, weak references
+    // and finalizers behind every call, which the garbage collector then had to process.
+    let deadline: AbortSignal | undefined;
     try {
-      const res = await this.#pool.request({
-        method,
-        path: req.path + encodeQuery(req.query),
-        headers,
-        body: req.body === undefined ? null : JSON.stringify(req.body),
-        signal,
-      });
-      const text = await readCappedText(res.body, this.connection.maxResponseBytes, `Consul response for ${req.path}`);
-      if (res.statusCode < 200 || res.statusCode >= 300) {
-        const message = scrubConsulMessage(text.slice(0, 4096), this.#secrets);
-        const hint = res.statusCode === 400 && /HTTP request to an HTTPS server/.test(message) ? httpToHttpsHint : undefined;
-        throw new ConsulApiError(method, req.path, res.statusCode, message, hint);
-      }
-      let body: unknown;
-      if (text.length > 0) {
-        try {
-          body = JSON.parse(text);
-        } catch (error) {
-          throw new BadResponseError(`Consul ${method} ${req.path} returned invalid JSON`, { cause: error });
+      return await withDeadline(req.signal, timeoutMs, async (signal) => {
+        deadline = signal;
+        const res = await this.#pool.request({
+          method,
+          path: req.path + encodeQuery(req.query),
+          headers,
+          body: req.body === undefined ? null : JSON.stringify(req.body),
+          signal,
+        });
+        const text = await readCappedText(res.body, this.connection.maxResponseBytes, `Consul response for ${req.path}`);
+        if (res.statusCode < 200 || res.statusCode >= 300) {
+          const message = scrubConsulMessage(text.slice(0, 4096), this.#secrets);
+          const hint = res.statusCode === 400 && /HTTP request to an HTTPS server/.test(message) ? httpToHttpsHint : undefined;
+          throw new ConsulApiError(method, req.path, res.statusCode, message, hint);
         }
-      }
-      return { status: res.statusCode, headers: res.headers, body };
+        let body: unknown;
+        if (text.length > 0) {
+          try {
+            body = JSON.parse(text);
+          } catch (error) {
+            throw new BadResponseError(`Consul ${method} ${req.path} returned invalid JSON`, { cause: error });
+          }
+        }
+        return { status: res.statusCode, headers: res.headers, body };
+      });
     } catch (error) {
-      throw this.#convert(error, method, req, timeout, timeoutMs);
+      throw this.#convert(error, method, req, deadline, timeoutMs);
     }
   }
 
-  #convert(error: unknown, method: string, req: ConsulRequest, timeout: AbortSignal, timeoutMs: number): unknown {
-    if (error instanceof ProxylessError) return error;
+  #convert(error: unknown, method: string, req: ConsulRequest, deadline: AbortSignal | undefined, timeoutMs: number): unknown {
+    // The deadline's own reason (undici rejects with it) is not an answer: name the call instead.
+    const isDeadlineReason = deadline !== undefined && error === deadline.reason;
+    if (error instanceof ProxylessError && !isDeadlineReason) return error;
     if (req.signal?.aborted) return new AbortedError(`Consul ${method} ${req.path}`, req.signal.reason);
-    if (timeout.aborted) return new TimeoutError(`Consul ${method} ${req.path}`, timeoutMs, error);
+    if (deadline?.aborted) return new TimeoutError(`Consul ${method} ${req.path}`, timeoutMs, isDeadlineReason ? undefined : error);
     if (this.#closed || error instanceof undiciErrors.ClientDestroyedError || error instanceof undiciErrors.ClientClosedError) {
       return new ClosedError('Consul client');
     }
