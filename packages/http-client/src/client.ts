@@ -16,9 +16,14 @@ import { ClientTelemetry } from './tracing.js';
 import { toRequestOptions, toWebResponse } from './fetch-adapter.js';
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js';
 import { buildPolicy, isRequestPolicy, statusTable, type PolicyOptions, type RequestPolicy } from './policy.js';
-import { classifyError, runRequest, type LoopHost } from './request-loop.js';
+import { ForwardedAttempt } from './forwarded-attempt.js';
+import { classifyError, runRequest, sendRequest, type LoopHost, type LoopResponse, type Send } from './request-loop.js';
 import type { BufferedResponse, ClientResponse, ClientStats, EndpointStats, ProxylessRequestInit, RequestOptions } from './request-types.js';
 import { RetryBudget } from './retry-budget.js';
+
+/** The dispatcher's way to send an attempt (see {@link ProxylessClient.forward}). */
+const sendForwarded: Send<ForwardedAttempt> = (pool, options) =>
+  new ForwardedAttempt(options.signal as ConstructorParameters<typeof ForwardedAttempt>[0]).send(pool, options);
 
 const FIVE_XX = Array.from({ length: 100 }, (_, i) => 500 + i);
 
@@ -146,6 +151,21 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
    *   {@link RetryBudgetExhaustedError}, {@link RequestFailedError}, `AbortedError`, `ClosedError`, `InvalidOptionError`.
    */
   request(input: string | RequestOptions): Promise<ClientResponse> {
+    return this.#start(input, sendRequest, undefined);
+  }
+
+  /**
+   * The dispatcher's way in: as {@link ProxylessClient.request}, but each
+   * attempt is dispatched with a {@link ForwardedAttempt}, whose kept answer
+   * the dispatcher pipes to its caller's handler. `started` receives the
+   * call (to stop it when the caller aborts) before the first attempt.
+   * @internal
+   */
+  forward(req: RequestOptions, started: (call: Call) => void): Promise<LoopResponse<ForwardedAttempt>> {
+    return this.#start(req, sendForwarded, started);
+  }
+
+  #start<B extends { dump(): Promise<unknown> }>(input: string | RequestOptions, send: Send<B>, started: ((call: Call) => void) | undefined): Promise<LoopResponse<B>> {
     // Not async: the one async frame of the request path is the loop itself.
     let req: RequestOptions;
     let policy: RequestPolicy;
@@ -157,10 +177,11 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
     const call = new Call(policy.timeoutMs, req.signal);
+    started?.(call);
     const trace = this.#telemetry.start(req);
     call.trace = trace;
     this.#calls.add(call);
-    const running = runRequest(this.#host, req, policy, call);
+    const running = runRequest(this.#host, req, policy, call, send);
     if (trace === undefined) return running;
     return running.then(
       (res) => {

@@ -14,7 +14,9 @@ import { AbortedError, ClosedError, InvalidOptionError, validateServiceName, typ
 import { createClient, type ProxylessClient } from './client.js';
 import { NoHealthyEndpointsError, UnknownServiceError } from './errors.js';
 import { resolveOptions, type ClientOptions } from './options.js';
-import type { ClientResponse, RequestBody, RequestOptions } from './request-types.js';
+import type { Call } from './call.js';
+import type { ForwardedAttempt, Sink } from './forwarded-attempt.js';
+import type { RequestBody, RequestOptions } from './request-types.js';
 import type { RequestPolicy, RetryOptions } from './policy.js';
 
 /** Options of {@link createDispatcher}. */
@@ -76,17 +78,6 @@ interface Route {
 /** At most this many origins' routing decisions are cached (the cache is cleared when full). */
 const ROUTE_CACHE_MAX = 1024;
 
-/** What the response pump needs from a handler, old (`onHeaders`) or new (`onResponseStart`) style. */
-interface Sink {
-  start(abort: (reason?: Error) => void): void;
-  /** Returns false when the handler wants the body paused. */
-  headers(statusCode: number, headers: IncomingHttpHeaders, resume: () => void): boolean;
-  /** Returns false when the handler wants the body paused. */
-  data(chunk: Buffer): boolean;
-  end(): void;
-  error(error: Error): void;
-}
-
 /** The handler shape Node's built-in `fetch` and undici's `request()` pass (undici marks it deprecated, but it is what they call us with). */
 interface LegacyHandler {
   onConnect?(abort: (reason?: Error) => void, context?: object): void;
@@ -97,36 +88,43 @@ interface LegacyHandler {
   onError?(error: Error): void;
 }
 
-function rawHeaders(headers: IncomingHttpHeaders): Buffer[] {
-  const raw: Buffer[] = [];
-  for (const key of Object.keys(headers)) {
-    const value = headers[key];
-    if (value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) raw.push(Buffer.from(key, 'latin1'), Buffer.from(v, 'latin1'));
-    else raw.push(Buffer.from(key, 'latin1'), Buffer.from(value, 'latin1'));
-  }
-  return raw;
+/** A handler seen as a {@link Sink}, plus how a request starts (`abort` stops it). */
+interface HandlerSink extends Sink {
+  start(abort: (reason?: Error) => void): void;
 }
 
-/** An `onConnect`/`onHeaders`/`onData`/`onComplete`/`onError` handler (what `fetch` and `request` pass). */
-function legacySink(h: LegacyHandler): Sink {
-  return {
-    start: (abort) => h.onConnect?.(abort, {}),
-    headers(statusCode, headers, resume) {
-      h.onResponseStarted?.();
-      return h.onHeaders?.(statusCode, rawHeaders(headers), resume, STATUS_CODES[statusCode] ?? '') !== false;
-    },
-    data: (chunk) => h.onData?.(chunk) !== false,
-    end: () => h.onComplete?.([]),
-    error(error) {
-      if (!h.onError) throw error;
-      h.onError(error);
-    },
-  };
+/** An `onConnect`/`onHeaders`/`onData`/`onComplete`/`onError` handler (what `fetch` and `request` pass): the backend's raw headers go through as they came. */
+class LegacySink implements HandlerSink {
+  readonly #h: LegacyHandler;
+
+  constructor(h: LegacyHandler) {
+    this.#h = h;
+  }
+
+  start(abort: (reason?: Error) => void): void {
+    this.#h.onConnect?.(abort, {});
+  }
+
+  headers(statusCode: number, rawHeaders: Buffer[], _headers: IncomingHttpHeaders, resume: () => void): boolean {
+    this.#h.onResponseStarted?.();
+    return this.#h.onHeaders?.(statusCode, rawHeaders, resume, STATUS_CODES[statusCode] ?? '') !== false;
+  }
+
+  data(chunk: Buffer): boolean {
+    return this.#h.onData?.(chunk) !== false;
+  }
+
+  end(): void {
+    this.#h.onComplete?.([]);
+  }
+
+  error(error: Error): void {
+    this.#h.onError?.(error); // a handler without onError: nothing else to tell
+  }
 }
 
 /** An `onRequestStart`/`onResponseStart`/… handler with a controller (what `compose()` interceptors pass). */
-function controllerSink(h: Dispatcher.DispatchHandler): Sink {
+function controllerSink(h: Dispatcher.DispatchHandler): HandlerSink {
   let abortFn: (reason?: Error) => void = () => undefined;
   let resumeFn: () => void = () => undefined;
   let aborted = false;
@@ -162,7 +160,7 @@ function controllerSink(h: Dispatcher.DispatchHandler): Sink {
       abortFn = abort;
       h.onRequestStart?.(controller, {});
     },
-    headers(statusCode, headers, resume) {
+    headers(statusCode, _rawHeaders, headers, resume) {
       resumeFn = resume;
       h.onResponseStart?.(controller, statusCode, headers, STATUS_CODES[statusCode] ?? '');
       return !paused;
@@ -321,86 +319,69 @@ export class ServiceDispatcher extends Dispatcher {
     const origin = options.origin === undefined ? '' : typeof options.origin === 'string' ? options.origin : options.origin.origin;
     const route = this.#route(origin);
     if (route === undefined) return this.#fallback.dispatch(options, handler);
-    const sink = typeof handler.onRequestStart === 'function' ? controllerSink(handler) : legacySink(handler as unknown as LegacyHandler);
-    void this.#send(route, origin, options, sink);
+    const sink = typeof handler.onRequestStart === 'function' ? controllerSink(handler) : new LegacySink(handler as unknown as LegacyHandler);
+    this.#send(route, origin, options, sink);
     return true;
   }
 
-  async #send(route: Route, origin: string, options: Dispatcher.DispatchOptions & ServiceDispatchOptions, sink: Sink): Promise<void> {
-    const controller = new AbortController();
-    let body: ClientResponse['body'] | undefined;
-    let over = false;
+  #send(route: Route, origin: string, options: Dispatcher.DispatchOptions & ServiceDispatchOptions, sink: HandlerSink): void {
+    // The request's state, shared by the caller's abort, the client's answer and its failure.
+    const state: { call: Call | undefined; answer: ForwardedAttempt | undefined; over: boolean } = { call: undefined, answer: undefined, over: false };
     const fail = (error: Error): void => {
-      if (over) return;
-      over = true;
-      try {
-        sink.error(error);
-      } catch {
-        // a handler without onError: nothing else to tell
-      }
+      if (state.over) return;
+      state.over = true;
+      sink.error(error);
     };
+    let client: ProxylessClient;
+    let req: RequestOptions;
     try {
       sink.start((reason) => {
-        if (over) return;
         const error = reason ?? new AbortedError(`Request to "${route.service}"`);
-        controller.abort(error);
-        body?.destroy();
+        if (state.answer !== undefined) {
+          state.answer.abort(error); // undici then reports the error through the answer to the sink
+          return;
+        }
+        if (state.over) return;
+        state.call?.stop('caller');
         fail(error);
       });
-      if (over) return;
+      if (state.over) return;
       if (this.#closed) throw new ClosedError('Service dispatcher');
       if (options.upgrade || options.method === 'CONNECT') {
         throw new InvalidOptionError('upgrade', options.upgrade ?? options.method, `is not supported for the service origin ${origin}`);
       }
-      const req: RequestOptions = {
-        path: withQuery(options.path, options.query),
-        method: options.method,
-        headers: options.headers as RequestOptions['headers'],
-        body: toBody(options.body),
-        signal: controller.signal,
-      };
+      req = { path: withQuery(options.path, options.query), method: options.method, headers: options.headers as RequestOptions['headers'], body: toBody(options.body) };
       if (options.idempotent !== undefined) req.idempotent = options.idempotent;
       if (options.policy !== undefined) req.policy = options.policy;
       if (options.timeoutMs !== undefined) req.timeoutMs = options.timeoutMs;
       if (options.perTryTimeoutMs !== undefined) req.perTryTimeoutMs = options.perTryTimeoutMs;
       if (options.retry !== undefined) req.retry = options.retry;
       if (options.hashKey !== undefined) req.hashKey = options.hashKey;
-      const client = this.client(route.service, { https: route.https });
-      let res: ClientResponse;
-      try {
-        res = await client.request(req);
-      } catch (error) {
-        throw this.#unknown(error, client, route, origin);
-      }
-      if (over) {
-        res.body.destroy();
-        return;
-      }
-      const resBody = res.body;
-      body = resBody;
-      const resume = (): void => {
-        if (!over) resBody.resume();
-      };
-      resBody.pause();
-      resBody.on('data', (chunk: Buffer) => {
-        if (!over && !sink.data(chunk)) resBody.pause();
-      });
-      resBody.on('end', () => {
-        if (over) return;
-        over = true;
-        sink.end();
-      });
-      resBody.on('error', (error: Error) => fail(error));
-      if (sink.headers(res.statusCode, res.headers, resume)) resBody.resume();
+      client = this.client(route.service, { https: route.https });
     } catch (error) {
-      body?.destroy();
       fail(error instanceof Error ? error : new Error(String(error)));
+      return;
     }
+    const started = (call: Call): void => {
+      state.call = call;
+    };
+    client.forward(req, started).then(
+      (res) => {
+        const answer = res.body;
+        if (state.over) {
+          answer.abort();
+          return;
+        }
+        state.answer = answer; // from here the answer reports its end or error to the sink itself
+        answer.pipe(sink);
+      },
+      (error: unknown) => fail(this.#unknown(error, client, route, origin)),
+    );
   }
 
   /** A service with no instance at all is unknown: the error names it (and its idle client is dropped). */
-  #unknown(error: unknown, client: ProxylessClient, route: Route, origin: string): unknown {
-    if (!(error instanceof NoHealthyEndpointsError) || client.stats().endpoints.length > 0) return error;
+  #unknown(error: unknown, client: ProxylessClient, route: Route, origin: string): Error {
+    if (!(error instanceof NoHealthyEndpointsError) || client.stats().endpoints.length > 0) return error instanceof Error ? error : new Error(String(error));
     if (this.#clients.get(route.key) === client) {
       this.#clients.delete(route.key);
       client.close().catch(() => undefined);

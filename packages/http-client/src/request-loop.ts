@@ -5,6 +5,7 @@
  * @internal
  * @module
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { backoffDelay, type PickContext } from '@proxyless/core';
 import type { Endpoint } from './endpoint.js';
@@ -23,6 +24,26 @@ import type { RequestPolicy } from './policy.js';
 import type { RetryBudget } from './retry-budget.js';
 import { isReplayableBody, isSafeToRetry, parseRetryAfter } from './retry.js';
 import type { ClientResponse, RequestOptions } from './request-types.js';
+
+/** An attempt's answer: its head, and a body the loop hands on or (before a retry) dumps. @internal */
+export interface Answer<B extends { dump(): Promise<unknown> }> {
+  statusCode: number;
+  headers: IncomingHttpHeaders;
+  body: B;
+}
+
+/** A response as the loop returns it: `ClientResponse` over the body type of the way it sent. @internal */
+export type LoopResponse<B> = Omit<ClientResponse, 'body'> & { body: B };
+
+/**
+ * Sends one attempt to an endpoint's pool: undici's `request()` (a readable
+ * body) for `client.request()`; the dispatcher forwards to its caller's
+ * handler instead (forwarded-attempt.ts). @internal
+ */
+export type Send<B extends { dump(): Promise<unknown> }> = (pool: Dispatcher, options: Dispatcher.RequestOptions) => Promise<Answer<B>>;
+
+/** `client.request()`'s way: undici's `request()`. @internal */
+export const sendRequest: Send<Dispatcher.ResponseData['body']> = (pool, options) => pool.request(options);
 
 /** What the loop needs from its client. @internal */
 export interface LoopHost {
@@ -75,11 +96,11 @@ export function classifyError(error: unknown): FailureKind {
 }
 
 /** One failed attempt. */
-interface Failure {
+interface Failure<B extends { dump(): Promise<unknown> }> {
   kind: FailureKind;
   cause: unknown;
   /** The answer, for a retryable status. */
-  response: Dispatcher.ResponseData | undefined;
+  response: Answer<B> | undefined;
 }
 
 /** What a request remembers once an attempt failed: endpoints tried (in order) and to avoid. Never allocated on the success path. */
@@ -98,10 +119,10 @@ function errorContext(host: LoopHost, attempts: number, retries: Retries | undef
 }
 
 /** Gives up after a failure: a retried status returns its response; anything else throws `error`. */
-function giveUp(failure: Failure, endpoint: Endpoint, attempts: number, error: Error, picks: readonly PickExplanation[] | undefined): ClientResponse {
+function giveUp<B extends { dump(): Promise<unknown> }>(failure: Failure<B>, endpoint: Endpoint, attempts: number, error: Error, picks: readonly PickExplanation[] | undefined): LoopResponse<B> {
   const res = failure.response;
   if (res === undefined) throw error;
-  const response: ClientResponse = { statusCode: res.statusCode, headers: res.headers, body: res.body, endpoint: endpoint.info, attempts };
+  const response: LoopResponse<B> = { statusCode: res.statusCode, headers: res.headers, body: res.body, endpoint: endpoint.info, attempts };
   if (picks !== undefined) response.picks = picks;
   return response;
 }
@@ -112,11 +133,11 @@ function giveUp(failure: Failure, endpoint: Endpoint, attempts: number, error: E
  * tried. Every pick's handle is ended exactly once.
  * @internal
  */
-export async function runRequest(host: LoopHost, req: RequestOptions, policy: RequestPolicy, call: Call): Promise<ClientResponse> {
+export async function runRequest<B extends { dump(): Promise<unknown> }>(host: LoopHost, req: RequestOptions, policy: RequestPolicy, call: Call, send: Send<B>): Promise<LoopResponse<B>> {
   try {
     const waiting = host.waitForSnapshot(req, call);
     if (waiting !== undefined) await waiting;
-    return await attemptsLoop(host, req, policy, call);
+    return await attemptsLoop(host, req, policy, call, send);
   } finally {
     call.finish();
     host.finished(call);
@@ -124,7 +145,7 @@ export async function runRequest(host: LoopHost, req: RequestOptions, policy: Re
 }
 
 /** The loop itself: pick → dispatch (one step of the call: per-try timeout, deadline, caller, destroy) → done. */
-async function attemptsLoop(host: LoopHost, req: RequestOptions, policy: RequestPolicy, call: Call): Promise<ClientResponse> {
+async function attemptsLoop<B extends { dump(): Promise<unknown> }>(host: LoopHost, req: RequestOptions, policy: RequestPolicy, call: Call, send: Send<B>): Promise<LoopResponse<B>> {
   const retry = policy.retry;
   let retries: Retries | undefined;
   // Opt-in records (explain: true) and the OpenTelemetry trace: both undefined, and free, by default.
@@ -140,9 +161,9 @@ async function attemptsLoop(host: LoopHost, req: RequestOptions, policy: Request
     const ep = handle.endpoint;
     if (picks !== undefined) picks.push(explainPick(host.set, ep, compared ?? [], retries?.exclude, attempt));
     const span = trace?.attempt(ep, attempt, compared && pickFacts(host.set.balancer, compared, ep), req.headers);
-    let result: Dispatcher.ResponseData | Failure;
+    let result: Answer<B> | Failure<B>;
     try {
-      result = await ep.pool.request({ method: req.method ?? 'GET', path: req.path, headers: span === undefined ? req.headers : span.headers, body: req.body, signal: call.begin(policy.perTryTimeoutMs) });
+      result = await send(ep.pool, { method: req.method ?? 'GET', path: req.path, headers: span === undefined ? req.headers : span.headers, body: req.body, signal: call.begin(policy.perTryTimeoutMs) });
     } catch (error) {
       const stopped = call.stopped;
       result = { kind: stopped === 'perTry' || stopped === 'deadline' ? 'timeout' : classifyError(error), cause: error, response: undefined };
@@ -150,13 +171,13 @@ async function attemptsLoop(host: LoopHost, req: RequestOptions, policy: Request
       call.end();
     }
 
-    let failure: Failure;
+    let failure: Failure<B>;
     if ('statusCode' in result) {
       const outcome = host.failureStatus[result.statusCode] === 1 ? 'status' : 'success';
       if (span === undefined) handle.done(outcome);
       else trace?.attemptEnd(span, result.statusCode, outcome === 'status' ? String(result.statusCode) : undefined, () => handle.done(outcome));
       if (retry === false || retry.retryStatus[result.statusCode] !== 1 || attempt > retry.maxRetries) {
-        const response: ClientResponse = { statusCode: result.statusCode, headers: result.headers, body: result.body, endpoint: ep.info, attempts: attempt };
+        const response: LoopResponse<B> = { statusCode: result.statusCode, headers: result.headers, body: result.body, endpoint: ep.info, attempts: attempt };
         if (picks !== undefined) response.picks = picks;
         return response;
       }
