@@ -157,15 +157,15 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   /**
    * The dispatcher's way in: as {@link ProxylessClient.request}, but each
    * attempt is dispatched with a {@link ForwardedAttempt}, whose kept answer
-   * the dispatcher pipes to its caller's handler. `started` receives the
-   * call (to stop it when the caller aborts) before the first attempt.
+   * the dispatcher pipes to its caller's handler. `holder.call` is set to
+   * the call (to stop it when the caller aborts) before the first attempt.
    * @internal
    */
-  forward(req: RequestOptions, started: (call: Call) => void): Promise<LoopResponse<ForwardedAttempt>> {
-    return this.#start(req, sendForwarded, started);
+  forward(req: RequestOptions, holder: { call: Call | undefined }): Promise<LoopResponse<ForwardedAttempt>> {
+    return this.#start(req, sendForwarded, holder);
   }
 
-  #start<B extends { dump(): Promise<unknown> }>(input: string | RequestOptions, send: Send<B>, started: ((call: Call) => void) | undefined): Promise<LoopResponse<B>> {
+  #start<B extends { dump(): Promise<unknown> }>(input: string | RequestOptions, send: Send<B>, holder: { call: Call | undefined } | undefined): Promise<LoopResponse<B>> {
     // Not async: the one async frame of the request path is the loop itself.
     let req: RequestOptions;
     let policy: RequestPolicy;
@@ -177,7 +177,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
     const call = new Call(policy.timeoutMs, req.signal);
-    started?.(call);
+    if (holder !== undefined) holder.call = call;
     const trace = this.#telemetry.start(req);
     call.trace = trace;
     this.#calls.add(call);

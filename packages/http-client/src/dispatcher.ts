@@ -325,27 +325,12 @@ export class ServiceDispatcher extends Dispatcher {
   }
 
   #send(route: Route, origin: string, options: Dispatcher.DispatchOptions & ServiceDispatchOptions, sink: HandlerSink): void {
-    // The request's state, shared by the caller's abort, the client's answer and its failure.
-    const state: { call: Call | undefined; answer: ForwardedAttempt | undefined; over: boolean } = { call: undefined, answer: undefined, over: false };
-    const fail = (error: Error): void => {
-      if (state.over) return;
-      state.over = true;
-      sink.error(error);
-    };
+    const exchange = new Exchange(sink, route.service);
     let client: ProxylessClient;
     let req: RequestOptions;
     try {
-      sink.start((reason) => {
-        const error = reason ?? new AbortedError(`Request to "${route.service}"`);
-        if (state.answer !== undefined) {
-          state.answer.abort(error); // undici then reports the error through the answer to the sink
-          return;
-        }
-        if (state.over) return;
-        state.call?.stop('caller');
-        fail(error);
-      });
-      if (state.over) return;
+      sink.start(exchange.abort);
+      if (exchange.over) return;
       if (this.#closed) throw new ClosedError('Service dispatcher');
       if (options.upgrade || options.method === 'CONNECT') {
         throw new InvalidOptionError('upgrade', options.upgrade ?? options.method, `is not supported for the service origin ${origin}`);
@@ -357,25 +342,14 @@ export class ServiceDispatcher extends Dispatcher {
       if (options.perTryTimeoutMs !== undefined) req.perTryTimeoutMs = options.perTryTimeoutMs;
       if (options.retry !== undefined) req.retry = options.retry;
       if (options.hashKey !== undefined) req.hashKey = options.hashKey;
-      client = this.client(route.service, { https: route.https });
+      client = this.#clients.get(route.key) ?? this.client(route.service, { https: route.https });
     } catch (error) {
-      fail(error instanceof Error ? error : new Error(String(error)));
+      exchange.fail(error instanceof Error ? error : new Error(String(error)));
       return;
     }
-    const started = (call: Call): void => {
-      state.call = call;
-    };
-    client.forward(req, started).then(
-      (res) => {
-        const answer = res.body;
-        if (state.over) {
-          answer.abort();
-          return;
-        }
-        state.answer = answer; // from here the answer reports its end or error to the sink itself
-        answer.pipe(sink);
-      },
-      (error: unknown) => fail(this.#unknown(error, client, route, origin)),
+    client.forward(req, exchange).then(
+      (res) => exchange.answered(res.body),
+      (error: unknown) => exchange.fail(this.#unknown(error, client, route, origin)),
     );
   }
 
@@ -428,6 +402,53 @@ export class ServiceDispatcher extends Dispatcher {
   /** Same as {@link ServiceDispatcher.close}. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+}
+
+/**
+ * One request of a caller's handler to a service: the caller's abort stops
+ * the client's call, or the answer's body once it flows to the handler.
+ */
+class Exchange {
+  /** The client's call, once started (set by `client.forward`). */
+  call: Call | undefined;
+  #answer: ForwardedAttempt | undefined;
+  /** The handler was told the outcome (or the answer now tells it). */
+  over = false;
+  readonly #sink: HandlerSink;
+  readonly #service: string;
+
+  constructor(sink: HandlerSink, service: string) {
+    this.#sink = sink;
+    this.#service = service;
+  }
+
+  /** Given to the handler as its `abort`. */
+  readonly abort = (reason?: Error): void => {
+    const error = reason ?? new AbortedError(`Request to "${this.#service}"`);
+    if (this.#answer !== undefined) {
+      this.#answer.abort(error); // undici then reports the error through the answer to the handler
+      return;
+    }
+    if (this.over) return;
+    this.call?.stop('caller');
+    this.fail(error);
+  };
+
+  answered(answer: ForwardedAttempt): void {
+    if (this.over) {
+      answer.abort();
+      return;
+    }
+    this.over = true;
+    this.#answer = answer; // from here the answer reports its end or error to the handler itself
+    answer.pipe(this.#sink);
+  }
+
+  fail(error: Error): void {
+    if (this.over) return;
+    this.over = true;
+    this.#sink.error(error);
   }
 }
 

@@ -23,6 +23,8 @@ export interface Sink {
 
 /** A discarded body (before a retry) is read to its end up to this size, so the connection is kept; beyond it the connection is closed. */
 const DUMP_MAX_BYTES = 128 * 1024;
+/** Body bytes kept between the answer's head and the loop's decision before the connection is paused. */
+const EARLY_MAX_BYTES = 64 * 1024;
 
 /** The abort handle the request loop gives an attempt (call.ts `StepSignal`). */
 interface StepSignalLike {
@@ -52,6 +54,9 @@ export class ForwardedAttempt {
   #sink: Sink | undefined;
   #error: Error | undefined;
   #complete = false;
+  /** Chunks that came with the head, before the loop kept the answer (at most what the socket had read). */
+  #early: Buffer[] | undefined;
+  #earlyBytes = 0;
   #dump: { bytes: number; done: () => void } | undefined;
 
   constructor(signal: StepSignalLike | undefined) {
@@ -82,14 +87,20 @@ export class ForwardedAttempt {
       sink.error(this.#error);
       return;
     }
-    if (sink.headers(this.statusCode, this.rawHeaders, this.headers, this.#resumeBody)) this.#resumeBody();
+    let flowing = sink.headers(this.statusCode, this.rawHeaders, this.headers, this.#resumeBody);
+    const early = this.#early;
+    this.#early = undefined;
+    if (early !== undefined) for (const chunk of early) flowing = sink.data(chunk);
+    if (this.#complete) sink.end();
+    else if (flowing) this.#resumeBody();
   }
 
   /** Reads a discarded answer's body to its end (bounded), so its connection stays open. */
   dump(): Promise<void> {
+    this.#early = undefined;
     if (this.#complete || this.#error !== undefined) return Promise.resolve();
     return new Promise((resolve) => {
-      this.#dump = { bytes: 0, done: resolve };
+      this.#dump = { bytes: this.#earlyBytes, done: resolve };
       this.#resumeBody();
     });
   }
@@ -119,7 +130,7 @@ export class ForwardedAttempt {
     const settle = this.#settle;
     this.#settle = undefined;
     settle?.resolve(this);
-    return false; // paused until the loop keeps (pipe) or discards (dump) the answer
+    return true; // the rest of this read is kept in #early until the loop keeps (pipe) or discards (dump) the answer
   }
 
   onData(chunk: Buffer): boolean {
@@ -129,7 +140,11 @@ export class ForwardedAttempt {
       if (dump.bytes > DUMP_MAX_BYTES) this.abort(new Error('discarded body too large'));
       return true;
     }
-    return this.#sink === undefined ? false : this.#sink.data(chunk);
+    if (this.#sink !== undefined) return this.#sink.data(chunk);
+    // Not kept yet: keep what comes (a small body whole, no pause and resume of the parser), pause beyond that.
+    (this.#early ??= []).push(chunk);
+    this.#earlyBytes += chunk.length;
+    return this.#earlyBytes < EARLY_MAX_BYTES;
   }
 
   onComplete(): void {

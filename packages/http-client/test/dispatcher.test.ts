@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, fetch as undiciFetch, interceptors, request } from 'undici';
-import { StaticResolver } from '@proxyless/core';
+import { roundRobin, StaticResolver } from '@proxyless/core';
 import { createDispatcher, UnknownServiceError, type ServiceDispatcher } from '@proxyless/http-client';
-import { ok, startServer, type TestServer } from './helpers.js';
+import { ok, startServer, until, type TestServer } from './helpers.js';
 
 /** An SDK-style client: it takes a `fetch` and knows nothing about balancing. */
 function makeUsersSdk(baseUrl: string, fetchFn: typeof fetch): { get(id: string): Promise<{ id: string; port: number }> } {
@@ -212,6 +212,53 @@ describe('http-client: the undici Dispatcher (createDispatcher)', () => {
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 30);
     await assert.rejects(undiciFetch('http://users/x', { dispatcher, signal: controller.signal }), { name: 'AbortError' });
+    assert.equal(dispatcher.client('users').stats().endpoints[0]!.inFlight, 0);
+  });
+
+  it('retries a 503 on another instance, reading the discarded body so its connection is kept', async () => {
+    await Promise.all(servers.map((s) => s.close())); // this test brings its own backends
+    let busyConnections = 0;
+    const busy = await startServer((_req, res) => {
+      res.statusCode = 503;
+      res.end(Buffer.alloc(100 * 1024, 98)); // more than one read: the rest is read after the loop discards the answer
+    });
+    busy.server.on('connection', () => busyConnections++);
+    const fine = await startServer((_req, res) => res.end('fine'));
+    servers = [busy, fine];
+    resolver.set('users', servers.map((s) => ({ address: '127.0.0.1', port: s.port })));
+    const d = createDispatcher({ resolver, client: { balancer: roundRobin(), outlierDetection: false, breaker: false } });
+    dispatcher = d;
+    for (let i = 0; i < 10; i++) {
+      const res = await request('http://users/x', { dispatcher: d });
+      assert.equal(res.statusCode, 200);
+      assert.equal(await res.body.text(), 'fine');
+    }
+    assert.ok(busy.hits >= 4, `the busy instance was tried (${busy.hits})`);
+    assert.equal(busyConnections, 1, 'every discarded 503 left its keep-alive connection reusable');
+  });
+
+  it('stops the backend exchange when the caller aborts in the middle of the body', async () => {
+    await Promise.all(servers.map((s) => s.close())); // this test brings its own backend
+    let closed = false;
+    servers = [
+      await startServer((req, res) => {
+        res.write('first chunk');
+        req.socket.on('close', () => (closed = true)); // never ends: only the caller's abort ends it
+      }),
+    ];
+    resolver.set('users', [{ address: '127.0.0.1', port: servers[0]!.port }]);
+    dispatcher = createDispatcher({ resolver });
+    const controller = new AbortController();
+    const res = await request('http://users/stream', { dispatcher, signal: controller.signal });
+    assert.equal(res.statusCode, 200);
+    const reading = (async () => {
+      for await (const chunk of res.body) {
+        assert.equal(String(chunk), 'first chunk');
+        controller.abort();
+      }
+    })();
+    await assert.rejects(reading, { name: 'AbortError' });
+    await until(() => closed, 2_000, 'the backend connection to close');
     assert.equal(dispatcher.client('users').stats().endpoints[0]!.inFlight, 0);
   });
 
