@@ -16,6 +16,13 @@ const FAILURE_PENALTY = 2;
  * unless every candidate is in the same state (then in-flight counts decide).
  */
 const COLD_BUSY_MS = 1e9;
+/**
+ * Cost of a cold endpoint with nothing in flight: below any latency a real
+ * answer can take (1 µs), so it wins the next pick it is a candidate of —
+ * Finagle's cost 0 (core reads 0 as "unknown" and would let in-flight counts
+ * decide, where a new endpoint only wins half the ties).
+ */
+const COLD_IDLE_MS = 1e-3;
 
 /**
  * One endpoint's load as balancers read it: requests in flight and a
@@ -23,8 +30,10 @@ const COLD_BUSY_MS = 1e9;
  * - decays when read (no timer over the endpoints), toward the set's neutral
  *   latency rather than 0, so an idle slow endpoint is probed again but an
  *   idle one never looks faster than the rest;
- * - starts neutral: a cold endpoint is rated at the set's median, and is not
- *   given a second request before its first answer;
+ * - tries a cold endpoint at once, one request at a time: idle and without
+ *   an answer yet, it is the cheapest candidate (a new instance is served at
+ *   the next pick it is drawn for); with a request outstanding, it is not
+ *   given a second before its first answer;
  * - charges time in flight: while requests are outstanding, their mean age
  *   counts as latency, so a hung endpoint stops being picked before its first
  *   timeout fires;
@@ -55,7 +64,7 @@ export class LoadTracker implements EndpointLoad, AttemptObserver {
   get ewmaMs(): number {
     const now = performance.now();
     const n = this.inFlight;
-    if (!this.#sampled) return n > 0 ? COLD_BUSY_MS : this.#neutral.neutralMs(now);
+    if (!this.#sampled) return n > 0 ? COLD_BUSY_MS : COLD_IDLE_MS;
     let estimate = this.#value;
     const floor = this.#neutral.neutralMs(now);
     if (estimate > floor) estimate = floor + (estimate - floor) * Math.exp(-(now - this.#stamp) / DECAY_TAU_MS);
@@ -77,7 +86,7 @@ export class LoadTracker implements EndpointLoad, AttemptObserver {
 
   /**
    * Back from an ejection or an open breaker: forget the old estimate, so the
-   * endpoint is cold again — rated neutral, and given no second request before
+   * endpoint is cold again — probed at once, and given no second request before
    * it answers (a still-broken endpoint gets one probe at a time, not a burst).
    */
   rejoined(): void {

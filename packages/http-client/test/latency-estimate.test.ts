@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { peakEwma, type BalancerEndpoint } from '@proxyless/core';
 import { createClient, type ProxylessClient } from '@proxyless/http-client';
+import { LoadTracker } from '../src/load.js';
 import { FakeResolver, instance, startServer, type TestServer } from './helpers.js';
 
 /** Peak EWMA as the client feeds it: no optimism about cold endpoints, penalties that end. */
@@ -24,6 +26,24 @@ describe('http-client: latency estimates (cold endpoints, failure penalties)', f
       }),
     );
   }
+
+  it('a new endpoint wins the first pick it is drawn for, even against endpoints faster than the median; then none before it answers', () => {
+    // The set's median (refreshed at most once a second) is 5 ms; the established endpoint answers in 1 ms.
+    const neutral = { neutralMs: () => 5 };
+    const fast = new LoadTracker(neutral);
+    const t = performance.now();
+    fast.started(t);
+    fast.ended('success', 1, t + 1, t);
+    const cold = new LoadTracker(neutral);
+    const ep = (name: string, load: LoadTracker): BalancerEndpoint => ({ instance: instance(name === 'fast' ? 1 : 2), load });
+    const endpoints = [ep('fast', fast), ep('cold', cold)];
+    // random() = 0: the fast endpoint is drawn first, the cold one second.
+    const picker = peakEwma({ random: () => 0 }).createPicker(endpoints);
+    assert.equal(picker.pick(), endpoints[1], 'the cold endpoint, idle, is the cheaper candidate');
+    cold.started(performance.now());
+    assert.equal(picker.pick(), endpoints[0], 'with its first request outstanding, the cold endpoint is not picked again');
+    assert.ok(cold.ewmaMs >= 1e6);
+  });
 
   it('a cold endpoint receives no more than its fair share before its first answer', async () => {
     let coldFirstAnswerAt = Infinity;
