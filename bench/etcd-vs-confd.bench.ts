@@ -21,7 +21,7 @@
  *
  * Run: node --conditions=proxyless-source --import tsx bench/etcd-vs-confd.bench.ts
  * Knobs: CONFD_BENCH_RATE (200 req/s per path), CONFD_BENCH_INTERVALS ("1,10", seconds),
- *        CONFD_BENCH_ROUNDS (1 rolling restart of all instances), CONFD_BENCH_DRAIN_DELAY_MS (1000).
+ *        CONFD_BENCH_ROUNDS (2 rolling restarts of all instances), CONFD_BENCH_DRAIN_DELAY_MS (1000).
  * Needs confd and HAProxy: scripts/provision-confd.sh (CONFD_BIN), scripts/provision-haproxy.sh (HAPROXY_BIN).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -44,7 +44,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, '..');
 const RATE = Number(process.env['CONFD_BENCH_RATE'] ?? 200);
 const INTERVALS = (process.env['CONFD_BENCH_INTERVALS'] ?? '1,10').split(',').map(Number);
-const ROUNDS = Number(process.env['CONFD_BENCH_ROUNDS'] ?? 1);
+const ROUNDS = Number(process.env['CONFD_BENCH_ROUNDS'] ?? 2);
 const DRAIN_DELAY_MS = Number(process.env['CONFD_BENCH_DRAIN_DELAY_MS'] ?? 1000);
 const INSTANCES = 3;
 const SERVICE = 'app';
@@ -97,6 +97,10 @@ interface Instance {
   readonly registeredAt: number;
   /** Path name → when the instance served that path's first request. */
   readonly first: Map<string, number>;
+  /** Path name → when the instance served that path's last request (known once it has drained). */
+  readonly last: Map<string, number>;
+  /** When it received SIGTERM (its own clock). */
+  readonly drain: { startedAt?: number };
   readonly exited: Promise<number>;
 }
 
@@ -110,12 +114,17 @@ async function startInstance(etcdUrl: string): Promise<Instance> {
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const first = new Map<string, number>();
-  const exited = once(child, 'exit').then(([code]) => (code as number | null) ?? -1);
+  const last = new Map<string, number>();
+  const drain: { startedAt?: number } = {};
+  // 'close', not 'exit': the last lines of stdout are read by then.
+  const exited = once(child, 'close').then(([code]) => (code as number | null) ?? -1);
   const registered = new Promise<{ id: string; t: number }>((ok, fail) => {
     createInterface({ input: child.stdout }).on('line', (line) => {
       const e = JSON.parse(line) as { event: string; t: number; id?: string; path?: string; message?: string };
       if (e.event === 'registered') ok({ id: e.id ?? '?', t: e.t });
       else if (e.event === 'first' && e.path !== undefined) first.set(e.path, e.t);
+      else if (e.event === 'last' && e.path !== undefined) last.set(e.path, e.t);
+      else if (e.event === 'shutdown') drain.startedAt = e.t;
       else if (e.event === 'startFailed') fail(new Error(`instance failed to register: ${e.message ?? ''}`));
     });
     void exited.then((code) => fail(new Error(`instance exited ${code} before registering: ${stderr}`)));
@@ -124,7 +133,7 @@ async function startInstance(etcdUrl: string): Promise<Instance> {
     child.kill('SIGKILL');
     throw new Error(`instance not registered after 30 s: ${stderr}`);
   });
-  return { child, id, registeredAt: t, first, exited };
+  return { child, id, registeredAt: t, first, last, drain, exited };
 }
 
 async function stopInstance(instance: Instance): Promise<number> {
@@ -346,6 +355,7 @@ export async function run(): Promise<void> {
   const seeds: SeedPath[] = [];
   const instances: Instance[] = [];
   const replaced: Instance[] = [];
+  const stopped: Instance[] = [];
   const pools: Pool[] = [];
   const resolver = new EtcdResolver({ endpoints: etcd.clientUrl });
   const client = createClient({ service: SERVICE, resolver, timeoutMs: REQUEST_TIMEOUT_MS });
@@ -394,6 +404,7 @@ export async function run(): Promise<void> {
         const t = performance.now();
         const code = await stopInstance(old);
         stopTimes.push(performance.now() - t);
+        stopped.push(old);
         if (code !== 0) process.stderr.write(`  ${old.id} exited with ${code}\n`);
         const fresh = await startInstance(etcd.clientUrl);
         instances.push(fresh);
@@ -422,7 +433,7 @@ export async function run(): Promise<void> {
       `load: open loop, ${RATE} req/s per path, every path in the same tick, ${REQUEST_TIMEOUT_MS} ms deadline; ${ROUNDS} rolling restart(s) of ${INSTANCES} instances ` +
         `(SIGTERM → the registrar's drain with a ${DRAIN_DELAY_MS} ms drain delay → exit: ${ms(stopTimes)} ms; then a new instance on a new port)`,
     );
-    const header = ['path', 'requests', 'failed', 'what failed', 'registration → first request served, ms: median [min–max]', 'not served'];
+    const header = ['path', 'requests', 'failed', 'what failed', 'registration → first request served, ms: median [min–max]', 'not served', 'SIGTERM → last request served, ms'];
     const rows = paths.map((p) => {
       const served = replaced.filter((r) => r.first.has(p.name));
       const failed = [...p.failures.values()].reduce((a, b) => a + b, 0);
@@ -433,6 +444,7 @@ export async function run(): Promise<void> {
         [...p.failures].map(([k, n]) => `${k} ×${n}`).join(', ') || '-',
         ms(served.map((r) => (r.first.get(p.name) ?? 0) - r.registeredAt)),
         `${replaced.length - served.length} of ${replaced.length}`,
+        ms(stopped.filter((o) => o.drain.startedAt !== undefined && o.last.has(p.name)).map((o) => (o.last.get(p.name) ?? 0) - (o.drain.startedAt ?? 0))),
       ];
     });
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));

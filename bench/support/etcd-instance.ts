@@ -6,9 +6,11 @@
  *
  * Env: ETCDCTL_ENDPOINTS, SERVICE_NAME, DRAIN_DELAY_MS (1000, the registrar's default).
  * It answers `ok` and notes, per value of the `x-bench-path` request header,
- * when the first request arrived. JSON lines on stdout:
+ * when the first and the last request arrived. JSON lines on stdout:
  *   {"event":"registered","id","port","t"}  t: when etcd confirmed the key's put
  *   {"event":"first","path","t"}            the first request from that path
+ *   {"event":"shutdown","t"}                SIGTERM: the drain starts
+ *   {"event":"last","path","t"}             at the end of the drain, the last request from each path
  *   {"event":"step","step","t"} / {"event":"done","code","t"}
  * Times are `performance.timeOrigin + performance.now()` (ms, sub-ms resolution),
  * taken in this one process, so registration → first request needs no cross-process clock.
@@ -24,13 +26,13 @@ const say = (event: string, data: Record<string, unknown> = {}): void => {
 };
 
 const name = process.env['SERVICE_NAME'] ?? 'app';
-const seen = new Set<string>();
+const last = new Map<string, number>();
 const body = Buffer.from('ok');
 const server = createServer((req, res) => {
   const path = req.headers['x-bench-path'];
-  if (typeof path === 'string' && !seen.has(path)) {
-    seen.add(path);
-    say('first', { path });
+  if (typeof path === 'string') {
+    if (!last.has(path)) say('first', { path });
+    last.set(path, now());
   }
   res.writeHead(200, { 'content-length': 2 }).end(body);
 });
@@ -64,8 +66,12 @@ server.listen(0, '127.0.0.1', () => {
     drainDelayMs: Number(process.env['DRAIN_DELAY_MS'] ?? 1000),
     log: () => undefined,
   });
+  shutdown.on('start', () => say('shutdown'));
   shutdown.on('step', (step) => say('step', { step }));
-  shutdown.on('done', (code) => say('done', { code }));
+  shutdown.on('done', (code) => {
+    for (const [path, t] of last) process.stdout.write(`${JSON.stringify({ event: 'last', path, t })}\n`);
+    say('done', { code });
+  });
   registrar.start({ timeoutMs: 20_000 }).catch((error: unknown) => {
     say('startFailed', { message: error instanceof Error ? error.message : String(error) });
     process.exit(3);
