@@ -29,7 +29,7 @@ import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -363,6 +363,7 @@ export async function run(): Promise<void> {
   const stopTimes: number[] = [];
   // When the resolver (the client's, the same shared watch) first listed each instance.
   const listedAt = new Map<string, number>();
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
   const watch = resolver.watch(SERVICE);
   watch.on('update', (snapshot) => {
     const t = now();
@@ -392,6 +393,8 @@ export async function run(): Promise<void> {
     ];
     const firstReload = seeds.map((s) => s.reloads().length);
     process.stderr.write(`etcd vs confd: ${RATE} req/s per path on ${paths.length} paths; warm-up ${WARMUP_MS} ms\n`);
+    // A stall of this process delays what it measures on the Proxyless path (its client lives here): reported.
+    loopDelay.enable();
     load = runLoad(paths);
     await sleep(WARMUP_MS);
     for (const p of paths) if (p.ok === 0) throw new Error(`${p.name} served nothing during the warm-up: ${JSON.stringify([...p.failures])}`);
@@ -459,6 +462,11 @@ export async function run(): Promise<void> {
         .filter((d): d is number => d !== undefined);
       console.log(`${seed.name}: ${reloads.length - (firstReload[i] ?? 0)} reloads during the run; registration → the reload that took it in: ${ms(toReload)} ms (date +%s%3N after kill -USR2, ms resolution)`);
     });
+    const listed = replaced.filter((r) => listedAt.has(r.id)).map((r) => (listedAt.get(r.id) ?? 0) - r.registeredAt);
+    console.log(
+      `${PROXYLESS}: registration → the resolver's update: ${ms(listed)} ms; ` +
+        `event-loop delay of the bench process (load generator and client): p99 ${(loopDelay.percentile(99) / 1e6).toFixed(1)} ms, max ${(loopDelay.max / 1e6).toFixed(1)} ms`,
+    );
     const ours = paths[0];
     const ourDelays = replaced.map((r) => (r.first.get(PROXYLESS) ?? Number.POSITIVE_INFINITY) - r.registeredAt);
     const ourFailed = ours ? [...ours.failures.values()].reduce((a, b) => a + b, 0) : -1;
@@ -468,6 +476,7 @@ export async function run(): Promise<void> {
     );
   } finally {
     await load?.stop();
+    loopDelay.disable();
     await watch.close();
     await client.close();
     await resolver.close();
