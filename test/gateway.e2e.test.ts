@@ -1,7 +1,7 @@
 /**
  * End to end: the example gateway (examples/gateway) against a real Consul
  * dev agent and real backend services on loopback, its status page driven in
- * headless Chromium.
+ * headless Chromium; then the same gateway on a real etcd.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -16,6 +16,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { chromiumBinary } from './support/chromium.js';
 import { startConsulAgent, type ConsulAgent } from './support/consul.js';
+import { startEtcd, type EtcdServer } from './support/etcd.js';
+import { EtcdClient } from '@proxyless/etcd';
 import { Gateway } from '../examples/gateway/src/gateway.js';
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -417,6 +419,120 @@ describe('example gateway, end to end (real Consul, real services, headless Chro
         assert.equal(code, 0, output);
         const r = await fetch(`${agent.httpUrl}/v1/catalog/service/gateway`);
         assert.deepEqual(await r.json(), []);
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      }
+    });
+  });
+});
+
+describe('example gateway on etcd, end to end (real etcd, real services)', function () {
+  this.timeout(120_000);
+  let etcd: EtcdServer & { close(): Promise<void> };
+  let admin: EtcdClient;
+  let gateway: Gateway;
+  let base: string;
+  const backends: Backend[] = [];
+
+  /** Registers a backend the way the registrar does: its JSON value under /proxyless/services/<service>/<id>. */
+  async function backend(name: string, service: string, extra: Record<string, unknown> = {}): Promise<Backend> {
+    const b = await startBackend(name);
+    backends.push(b);
+    await admin.put(`/proxyless/services/${service}/${name}`, JSON.stringify({ address: '127.0.0.1', port: b.port, ...extra }));
+    return b;
+  }
+
+  const instanceOf = async (path: string): Promise<string | undefined> => {
+    const r = await send(base + path);
+    return r.status === 200 ? (JSON.parse(r.body.toString()) as { instance: string }).instance : undefined;
+  };
+
+  before(async () => {
+    etcd = await startEtcd();
+    admin = new EtcdClient({ endpoints: etcd.clientUrl }, {});
+    await backend('users-1', 'users', { tags: ['v1'] });
+    await backend('users-2', 'users', { tags: ['v2'] });
+    await backend('orders-1', 'orders');
+    gateway = new Gateway({ registry: 'etcd', etcdEndpoints: [etcd.clientUrl], port: 0, routes: [{ path: '/api/people/**', service: 'users' }] });
+    base = await gateway.listen();
+  });
+
+  after(async () => {
+    await gateway?.close({ graceMs: 1_000 });
+    await Promise.all(backends.map(stopBackend));
+    await admin?.close();
+    await etcd?.close();
+  });
+
+  it('routes /<service>/** to every instance of each service registered in etcd, and explicit routes', async () => {
+    // The service list was read before listen() resolved: routable at once.
+    assert.deepEqual([...(gateway.catalog?.services?.keys() ?? [])].sort(), ['orders', 'users']);
+    assert.deepEqual(gateway.catalog?.services?.get('users'), ['v1', 'v2']);
+    const reached = new Set<string>();
+    await eventually('both users instances and the orders instance to answer', async () => {
+      for (const path of ['/users/u/1', '/orders/o/1']) {
+        const who = await instanceOf(path);
+        if (who) reached.add(who);
+      }
+      return reached.size === 3;
+    });
+    assert.match((await instanceOf('/api/people/p/1')) ?? '', /^users-/);
+    assert.equal((await send(`${base}/unknown/x`)).status, 404);
+  });
+
+  it('routes a service registered after the gateway started, and stops routing it once its last key is gone', async () => {
+    assert.equal((await send(`${base}/billing/invoices`)).status, 404);
+    await backend('billing-1', 'billing');
+    assert.equal(await eventually('billing to become routable', () => instanceOf('/billing/invoices')), 'billing-1');
+    await admin.delete('/proxyless/services/billing/billing-1');
+    await eventually('billing to leave the routes', async () => (await send(`${base}/billing/invoices`)).status === 404);
+    assert.equal(gateway.catalog?.services?.has('billing'), false);
+  });
+
+  it('leaves out a draining (critical) instance and ignores malformed keys, without a 5xx', async () => {
+    await admin.put('/proxyless/services/users/users-2', JSON.stringify({ address: '127.0.0.1', port: backends[1]!.port, health: 'critical' }));
+    await admin.put('/proxyless/services/users/garbage', '{not json');
+    await admin.put('/proxyless/services/broken/only', 'not an instance');
+    await eventually('users-2 out of the gateway', () => gateway.status().services.find((s) => s.name === 'users')?.endpoints.length === 1);
+    for (let i = 0; i < 10; i++) assert.equal(await instanceOf('/users/x'), 'users-1');
+    // A service whose only key is malformed is no service: never routed, no client made for it.
+    assert.equal(gateway.catalog?.services?.has('broken'), false);
+    assert.equal((await send(`${base}/broken/x`)).status, 404);
+  });
+
+  it('shows the services and endpoints on the status document, with no catalog error', async () => {
+    const doc = JSON.parse((await send(`${base}/_proxyless/status.json`)).body.toString()) as ReturnType<Gateway['status']>;
+    const users = doc.services.find((s) => s.name === 'users');
+    assert.ok(users, JSON.stringify(doc));
+    assert.deepEqual(users.endpoints.map((e) => e.label), [`127.0.0.1:${backends[0]!.port}`]);
+    assert.equal(doc.gateway.catalogError, null);
+  });
+
+  describe('as a process (examples/gateway/src/main.ts with REGISTRY=etcd)', () => {
+    it('registers itself in etcd with a lease and, on SIGTERM, drains, deletes its key and exits 0', async () => {
+      const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', 'examples/gateway/src/main.ts'], {
+        env: { ...process.env, REGISTRY: 'etcd', ETCDCTL_ENDPOINTS: etcd.clientUrl, PORT: '0' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+      const exited = once(child, 'exit');
+      try {
+        const url = await eventually('the gateway to listen', () => /listening on (http:\/\/\S+)/.exec(output)?.[1], 30_000);
+        assert.match(output, /etcd at http:\/\/127\.0\.0\.1:\d+/);
+        const key = await eventually('the gateway registered in etcd', async () => (await admin.range('/proxyless/services/gateway/', { prefix: true })).kvs[0]);
+        assert.notEqual(key.lease, '0', 'the key is attached to a lease');
+        assert.equal(JSON.parse(key.value.toString()).port, Number(new URL(url).port));
+        const reply = await eventually('a request through the child gateway', async () => {
+          const r = await send(`${url}/orders/x`);
+          return r.status === 200 ? r : undefined;
+        });
+        assert.equal(JSON.parse(reply.body.toString()).instance, 'orders-1');
+        child.kill('SIGTERM');
+        const [code] = (await exited) as [number | null];
+        assert.equal(code, 0, output);
+        assert.equal((await admin.range('/proxyless/services/gateway/', { prefix: true })).kvs.length, 0, output);
       } finally {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       }

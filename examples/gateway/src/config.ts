@@ -22,7 +22,7 @@ export interface RoutePolicy {
 export interface RouteConfig extends RoutePolicy {
   /** Path prefix, written `/api/users/**` or `/api/users`. */
   path: string;
-  /** Consul service to send it to. */
+  /** Service to send it to. */
   service: string;
   /** Remove the matched prefix before forwarding. Default true (Zuul's `stripPrefix`). */
   stripPrefix?: boolean;
@@ -30,8 +30,12 @@ export interface RouteConfig extends RoutePolicy {
 
 /** Everything the gateway needs. */
 export interface GatewayConfig {
+  /** Where services are registered: `consul` or `etcd`. Default `consul`. */
+  registry?: 'consul' | 'etcd';
   /** Consul HTTP address, `host:port` or URL. Default `CONSUL_HTTP_ADDR` or `127.0.0.1:8500`. */
   consulAddress?: string;
+  /** etcd client URLs (registry `etcd`). Default `ETCDCTL_ENDPOINTS` or `127.0.0.1:2379`; TLS and auth from `ETCDCTL_*`. */
+  etcdEndpoints?: string[];
   /** Listen address. Default `127.0.0.1`. */
   host?: string;
   /** Listen port; 0 picks a free one. Default 8080. */
@@ -44,7 +48,7 @@ export interface GatewayConfig {
   discovery?: {
     /** Default true. */
     enabled?: boolean;
-    /** Services never routed by name (`consul` always is). */
+    /** Services never routed by name (`consul` and the gateway itself never are). */
     ignored?: string[];
   };
   /** Policy for every route that does not set its own. */

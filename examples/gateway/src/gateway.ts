@@ -1,13 +1,14 @@
 /**
  * A Zuul-style API gateway built on Proxyless: routes `/<service>/**` to the
- * instances of every service in Consul's catalog, plus explicit routes,
+ * instances of every service in the registry (Consul's catalog, or etcd),
+ * plus explicit routes,
  * through pre/route/post filters, streaming bodies both ways.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse, type OutgoingHttpHeaders } from 'node:http';
 import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import type { AddressInfo } from 'node:net';
-import { isProxylessError, type CatalogWatch, type CatalogWatchOptions } from '@proxyless/core';
+import { InvalidOptionError, isProxylessError, type CatalogWatch, type CatalogWatchOptions } from '@proxyless/core';
 import { catalogRoute, resolveRoutes, type GatewayConfig, type ResolvedRoute } from './config.js';
 import { authFilter, byOrder, requestIdFilter, responseHeadersFilter, type AuthorizeHook, type Filter, type FilterContext, type FilterResponse } from './filters.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
@@ -20,7 +21,7 @@ export interface GatewayOptions extends GatewayConfig {
   filters?: Filter[];
   /** Decides bearer tokens on `auth: true` routes. Default: accept `authTokens`. */
   authorize?: AuthorizeHook;
-  /** Catalog watch tuning (core's `watchServices()`; default one poll per second at most). */
+  /** Consul catalog watch tuning (core's `watchServices()`; default one poll per second at most). etcd pushes changes. */
   catalog?: CatalogWatchOptions;
 }
 
@@ -52,7 +53,7 @@ const statusPrefix = '/_proxyless';
 export class Gateway {
   readonly server: Server;
   readonly upstreams: Upstreams;
-  /** The catalog watch (core's `ConsulResolver.watchServices()`), once listening with discovery on. */
+  /** The service-list watch (`watchServices()` of the registry's resolver), once listening with discovery on. */
   catalog: CatalogWatch | undefined;
   readonly name: string;
   readonly #config: GatewayOptions;
@@ -79,7 +80,11 @@ export class Gateway {
       responseHeadersFilter(),
       ...(options.filters ?? []),
     ];
-    this.upstreams = new Upstreams(options.consulAddress ?? process.env['CONSUL_HTTP_ADDR'] ?? '127.0.0.1:8500');
+    const registry = options.registry ?? 'consul';
+    if (registry !== 'consul' && registry !== 'etcd') throw new InvalidOptionError('registry', registry, 'must be "consul" or "etcd"');
+    this.upstreams = new Upstreams(registry === 'etcd'
+      ? { kind: 'etcd', ...(options.etcdEndpoints ? { endpoints: options.etcdEndpoints } : {}) }
+      : { kind: 'consul', address: options.consulAddress ?? process.env['CONSUL_HTTP_ADDR'] ?? '127.0.0.1:8500' });
     for (const route of this.#routes) this.#client(route.service);
     this.server = createServer((req, res) => void this.#handle(req, res));
     // Node's default (5 s) is shorter than many clients' idle timeouts; avoid racing them.
@@ -89,7 +94,7 @@ export class Gateway {
   /** Starts the catalog watch, then listens. Resolves with the base URL. */
   async listen(): Promise<string> {
     if (this.#config.discovery?.enabled !== false && !this.catalog) {
-      const catalog = this.upstreams.resolver.watchServices(this.#config.catalog);
+      const catalog = this.upstreams.watchServices(this.#config.catalog);
       this.catalog = catalog;
       catalog.on('update', (services) => this.#syncCatalog(services));
       catalog.on('error', () => undefined); // shown on the status page via lastError

@@ -1,8 +1,10 @@
 /**
  * Runs the gateway: `node --conditions=proxyless-source --import tsx
- * examples/gateway/src/main.ts [config.json]`. It registers itself in Consul
- * (TTL check) and, on SIGTERM/SIGINT, leaves rotation, drains, deregisters
- * and exits, like any Proxyless service.
+ * examples/gateway/src/main.ts [config.json]`. It registers itself in the
+ * registry it discovers services in (Consul with a TTL check, or with
+ * `REGISTRY=etcd` / `"registry": "etcd"` etcd with a lease) and, on
+ * SIGTERM/SIGINT, leaves rotation, drains, deregisters and exits, like any
+ * Proxyless service.
  */
 import { Registrar } from '@proxyless/registrar';
 import { loadConfigFile, type GatewayConfig } from './config.js';
@@ -12,9 +14,9 @@ const configPath = process.argv[2] ?? process.env['GATEWAY_CONFIG'];
 const config: GatewayConfig = configPath ? loadConfigFile(configPath) : {};
 if (process.env['PORT']) config.port = Number(process.env['PORT']);
 if (process.env['GATEWAY_HOST']) config.host = process.env['GATEWAY_HOST'];
-const consulAddress = config.consulAddress ?? process.env['CONSUL_HTTP_ADDR'] ?? '127.0.0.1:8500';
+if (process.env['REGISTRY'] === 'etcd' || process.env['REGISTRY'] === 'consul') config.registry = process.env['REGISTRY'];
 
-const gateway = new Gateway({ ...config, consulAddress });
+const gateway = new Gateway(config);
 const url = await gateway.listen();
 const port = Number(new URL(url).port);
 const host = config.host ?? '127.0.0.1';
@@ -26,7 +28,7 @@ const registrar = new Registrar({
   ...(host === '0.0.0.0' || host === '::' ? {} : { address: host }),
   tags: ['gateway'],
   meta: { statusPage: '/_proxyless/status' },
-  consul: gateway.upstreams.consul,
+  ...gateway.upstreams.registration(),
 });
 registrar.on('error', (error) => process.stderr.write(`registrar: ${error.message}\n`));
 registrar.handleSignals({
@@ -34,4 +36,4 @@ registrar.handleSignals({
   hooks: [() => registrar.close(), () => gateway.close({ graceMs: 0 })],
 });
 await registrar.start();
-process.stdout.write(`gateway listening on ${url} (status page ${url}/_proxyless/status), Consul ${consulAddress}\n`);
+process.stdout.write(`gateway listening on ${url} (status page ${url}/_proxyless/status), ${gateway.upstreams.label}\n`);

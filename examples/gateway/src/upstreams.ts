@@ -1,12 +1,15 @@
 /**
  * The gateway's contact with discovery and balancing: per routed service, a
- * `@proxyless/http-client` client over a `ConsulResolver` health watch. The
+ * `@proxyless/http-client` client over the registry's resolver (a Consul
+ * health watch, or an etcd watch), and the registry's list of services. The
  * rest of the gateway codes against the small types here.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { ConsulHttpClient, ConsulResolver } from '@proxyless/core';
+import { ConsulHttpClient, ConsulResolver, type CatalogWatch, type CatalogWatchOptions, type Resolver } from '@proxyless/core';
+import { EtcdClient, EtcdResolver, etcdRegistry } from '@proxyless/etcd';
 import { createClient, type EndpointInfo, type ProxylessClient, type RequestPolicy } from '@proxyless/http-client';
+import type { RegistrarOptions } from '@proxyless/registrar';
 
 /** Live state of one endpoint of a service, as the status page shows it. */
 export interface EndpointStatus {
@@ -16,7 +19,7 @@ export interface EndpointStatus {
   readonly id: string;
   /** `address:port`. */
   readonly label: string;
-  /** Always `passing`: the health watch only returns instances whose checks all pass. */
+  /** Always `passing`: the resolvers only return healthy instances (Consul: every check passing; etcd: not `critical`). */
   readonly health: string;
   readonly inFlight: number;
   /** Peak-EWMA latency estimate, ms (0 when unknown). */
@@ -86,7 +89,7 @@ class ServiceUpstream implements Upstream {
 
   constructor(
     readonly service: string,
-    resolver: ConsulResolver,
+    resolver: Resolver,
     onEvent: (event: UpstreamEvent) => void,
   ) {
     this.#client = createClient({ service, resolver });
@@ -148,16 +151,48 @@ class ServiceUpstream implements Upstream {
   }
 }
 
-/** Creates upstreams over one shared Consul connection and resolver (one health watch per service). */
+/** The registry the gateway discovers services in. */
+export type GatewayRegistry = { readonly kind: 'consul'; readonly address: string } | { readonly kind: 'etcd'; readonly endpoints?: readonly string[] };
+
+/**
+ * Creates upstreams over one shared registry connection and resolver (one
+ * watch per service), and watches the registry's list of services: Consul's
+ * catalog, or the services under etcd's `/proxyless/services/` (connection
+ * settings from `ETCDCTL_*` unless endpoints are given).
+ */
 export class Upstreams {
-  readonly consul: ConsulHttpClient;
-  readonly resolver: ConsulResolver;
+  readonly registry: GatewayRegistry;
+  readonly resolver: ConsulResolver | EtcdResolver;
   /** The latest endpoint events, newest first (at most 50). */
   readonly events: UpstreamEvent[] = [];
+  readonly #connection: ConsulHttpClient | EtcdClient;
 
-  constructor(consulAddress: string) {
-    this.consul = new ConsulHttpClient({ address: consulAddress });
-    this.resolver = new ConsulResolver({ client: this.consul });
+  constructor(registry: GatewayRegistry) {
+    this.registry = registry;
+    if (registry.kind === 'etcd') {
+      const etcd = new EtcdClient(registry.endpoints ? { endpoints: registry.endpoints } : {});
+      this.#connection = etcd;
+      this.resolver = new EtcdResolver({ client: etcd });
+    } else {
+      const consul = new ConsulHttpClient({ address: registry.address });
+      this.#connection = consul;
+      this.resolver = new ConsulResolver({ client: consul });
+    }
+  }
+
+  /** Where the registry is, for logs. */
+  get label(): string {
+    return this.#connection instanceof EtcdClient ? `etcd at ${this.#connection.connection.endpoints.join(',')}` : `Consul at ${this.#connection.connection.origin}`;
+  }
+
+  /** The registry's list of services, kept current (`options` tune Consul's catalog poll). */
+  watchServices(options?: CatalogWatchOptions): CatalogWatch {
+    return this.resolver instanceof EtcdResolver ? this.resolver.watchServices() : this.resolver.watchServices(options);
+  }
+
+  /** Registrar options that register the gateway itself in the same registry, on the same connection. */
+  registration(): Pick<RegistrarOptions, 'consul' | 'registry'> {
+    return this.#connection instanceof EtcdClient ? { registry: etcdRegistry({ client: this.#connection }) } : { consul: this.#connection };
   }
 
   open(service: string): Upstream {
@@ -169,6 +204,6 @@ export class Upstreams {
 
   async close(): Promise<void> {
     await this.resolver.close();
-    await this.consul.close();
+    await this.#connection.close();
   }
 }

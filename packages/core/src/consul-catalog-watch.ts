@@ -1,6 +1,8 @@
 /**
- * A watch of Consul's service catalog (`GET /v1/catalog/services`): which
- * services exist, with their tags. Runs on core's one blocking-query loop.
+ * A watch of a registry's service list: which services exist, with their
+ * tags. The watch itself is registry-neutral (a loop reports into it); the
+ * Consul loop here reads the catalog (`GET /v1/catalog/services`) on core's
+ * one blocking-query loop; `@proxyless/etcd` brings its own.
  */
 import { EventEmitter } from 'eventemitter3';
 import { BadResponseError, type ConsulHttpClient } from './consul-http.js';
@@ -58,9 +60,48 @@ function sameServices(a: CatalogServices, b: CatalogServices): boolean {
   return true;
 }
 
+/** How a catalog watch's loop reports. @internal */
+export interface CatalogSink {
+  /** A fresh list: an `update` event when it differs from the last one; clears `lastError`. */
+  publish(services: Map<string, readonly string[]>): void;
+  /** A failed attempt: an `error` event; the last list stays. */
+  fail(error: Error): void;
+}
+
+/** The loop behind a {@link CatalogWatch}: runs until `signal` aborts. @internal */
+export type CatalogRunner = (signal: AbortSignal, sink: CatalogSink) => Promise<void>;
+
+/** Consul's catalog loop for {@link ConsulResolver.watchServices}. @internal */
+export function consulCatalogRunner(client: ConsulHttpClient, options: CatalogWatchOptions, loop: ResolvedBlockingQueryOptions): CatalogRunner {
+  const { datacenter, namespace, partition, ...loopOptions } = options;
+  const dc = datacenter === undefined ? undefined : validateDatacenter(datacenter);
+  const ns = namespace === undefined ? undefined : validateNamespace(namespace);
+  const part = partition === undefined ? undefined : validatePartition(partition);
+  const settings = resolveBlockingQueryOptions({ ...loop, rateLimit: catalogRateLimit, ...stripUndefined(loopOptions) }, {}, 'catalog.');
+  let last: CatalogServices | undefined;
+  return (signal, sink) =>
+    runBlockingQuery(client, {
+      path: '/v1/catalog/services',
+      query: { dc, ns, partition: part, stale: true },
+      signal,
+      decode: decodeServices,
+      onAnswer: async (services) => {
+        // An empty catalog from a stale read replacing a non-empty one: confirm with the leader first.
+        if (services.size === 0 && (last?.size ?? 1) > 0) {
+          const res = await client.request({ path: '/v1/catalog/services', query: { dc, ns, partition: part, consistent: true }, signal });
+          services = decodeServices(res.body);
+        }
+        last = services;
+        sink.publish(services);
+      },
+      onError: (error) => sink.fail(error),
+    }, settings);
+}
+
 /**
- * A running watch of the catalog's service list; get one from
- * {@link ConsulResolver.watchServices}.
+ * A running watch of a registry's service list (Consul's catalog, or the
+ * services under an etcd prefix); get one from
+ * {@link ConsulResolver.watchServices} (or `EtcdResolver.watchServices`).
  * @example
  * ```ts
  * const catalog = resolver.watchServices();
@@ -76,36 +117,20 @@ export class CatalogWatch extends EventEmitter<CatalogWatchEvents> {
   readonly #onClose: (watch: CatalogWatch) => void;
   #closed = false;
 
-  /** @internal Use {@link ConsulResolver.watchServices}. */
-  constructor(client: ConsulHttpClient, options: CatalogWatchOptions, loop: ResolvedBlockingQueryOptions, onClose: (watch: CatalogWatch) => void) {
+  /** @internal Use a resolver's `watchServices()`. */
+  constructor(run: CatalogRunner, onClose: (watch: CatalogWatch) => void) {
     super();
     this.#onClose = onClose;
-    const { datacenter, namespace, partition, ...loopOptions } = options;
-    const dc = datacenter === undefined ? undefined : validateDatacenter(datacenter);
-    const ns = namespace === undefined ? undefined : validateNamespace(namespace);
-    const part = partition === undefined ? undefined : validatePartition(partition);
-    const settings = resolveBlockingQueryOptions({ ...loop, rateLimit: catalogRateLimit, ...stripUndefined(loopOptions) }, {}, 'catalog.');
     const signal = this.#stop.signal;
     // Started on the next turn, so listeners attached right after watchServices() hear everything.
     this.#done = new Promise<void>((r) => setImmediate(r)).then(() =>
-      runBlockingQuery(client, {
-        path: '/v1/catalog/services',
-        query: { dc, ns, partition: part, stale: true },
-        signal,
-        decode: decodeServices,
-        onAnswer: async (services) => {
-          // An empty catalog from a stale read replacing a non-empty one: confirm with the leader first.
-          if (services.size === 0 && (this.#services?.size ?? 1) > 0) {
-            const res = await client.request({ path: '/v1/catalog/services', query: { dc, ns, partition: part, consistent: true }, signal });
-            services = decodeServices(res.body);
-          }
-          this.#publish(services);
-        },
-        onError: (error) => {
+      run(signal, {
+        publish: (services) => this.#publish(services),
+        fail: (error) => {
           this.#lastError = error;
           this.emit('error', error);
         },
-      }, settings),
+      }),
     );
   }
 

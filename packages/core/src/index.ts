@@ -79,7 +79,7 @@ export { ConsulResolver } from './resolver-consul.js';
 export { runBlockingQuery } from './consul-blocking-query.js';
 export type { BlockingQuery, BlockingQueryOptions, BlockingRateLimit, ConsulAnswerInfo } from './consul-blocking-query.js';
 export { CatalogWatch } from './consul-catalog-watch.js';
-export type { CatalogWatchOptions, CatalogWatchEvents, CatalogServices } from './consul-catalog-watch.js';
+export type { CatalogWatchOptions, CatalogWatchEvents, CatalogServices, CatalogSink, CatalogRunner } from './consul-catalog-watch.js';
 export type { ConsulResolverOptions, ConsulQuery, ConsulConsistency } from './resolver-consul.js';
 export { DnsTransport, DnsRcodeError } from './dns-transport.js';
 export type { DnsTransportOptions, DnsServer, DnsQueryType, DnsAnswer, DnsMessage } from './dns-transport.js';

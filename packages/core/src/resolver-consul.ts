@@ -20,7 +20,7 @@ import type { CallOptions, Resolver, ServiceWatch, SnapshotSourceInfo } from './
 import { createServiceInstance, isConnectableAddress, type HealthStatus, type ServiceInstance } from './service-instance.js';
 import { checkNumber, validateDatacenter, validateNamespace, validatePartition, validateServiceName, validateTag } from './validate.js';
 import { WatchHub, type WatchSink } from './watch-hub.js';
-import { CatalogWatch, type CatalogWatchOptions } from './consul-catalog-watch.js';
+import { CatalogWatch, consulCatalogRunner, type CatalogWatchOptions } from './consul-catalog-watch.js';
 
 export { consulInfo };
 
@@ -623,11 +623,12 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
    */
   watchServices(options: CatalogWatchOptions = {}): CatalogWatch {
     if (this.#closed) throw new ClosedError('Resolver');
-    const watch = new CatalogWatch(this.client, {
+    const run = consulCatalogRunner(this.client, {
       ...options,
       namespace: options.namespace ?? this.#namespace,
       partition: options.partition ?? this.#partition,
-    }, this.#loop, (w) => this.#catalogs.delete(w));
+    }, this.#loop);
+    const watch = new CatalogWatch(run, (w) => this.#catalogs.delete(w));
     this.#catalogs.add(watch);
     return watch;
   }

@@ -3,6 +3,7 @@ import {
   AbortedError,
   BadResponseError,
   ClosedError,
+  InvalidOptionError,
   ProxylessError,
   TimeoutError,
   readCappedText,
@@ -61,6 +62,8 @@ export interface EtcdCallOptions {
   signal?: AbortSignal;
   /** Time limit of the call, across endpoint retries. Default: the client's `timeoutMs`. */
   timeoutMs?: number;
+  /** Send to this endpoint only (one of the client's), once, without fail-over. Default: the active endpoint, with fail-over. */
+  endpoint?: string;
 }
 
 /** One key-value pair as read from etcd (key and value are raw bytes). */
@@ -177,6 +180,48 @@ export function prefixRangeEnd(prefix: Buffer): Buffer {
   return Buffer.from([0]); // every key
 }
 
+/**
+ * Calls `check` once nothing has `touch()`ed it for `idleMs`, then again
+ * `idleMs` after that check settles, until stopped. One timer, re-armed only
+ * when it fires (a busy stream costs a timestamp per chunk, not a timer).
+ */
+class IdleCheck {
+  #last = performance.now();
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  readonly #idleMs: number;
+  readonly #check: () => Promise<void>;
+
+  constructor(idleMs: number, check: () => Promise<void>) {
+    this.#idleMs = idleMs;
+    this.#check = check;
+    this.#arm(idleMs);
+  }
+
+  touch(): void {
+    this.#last = performance.now();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+  }
+
+  #arm(ms: number): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => void this.#fire(), ms);
+    this.#timer.unref();
+  }
+
+  async #fire(): Promise<void> {
+    const quietMs = performance.now() - this.#last;
+    if (quietMs < this.#idleMs) return this.#arm(this.#idleMs - quietMs);
+    await this.#check();
+    this.#last = performance.now();
+    this.#arm(this.#idleMs);
+  }
+}
+
 const b64 = (value: string | Buffer): string => (typeof value === 'string' ? Buffer.from(value) : value).toString('base64');
 
 /**
@@ -205,6 +250,10 @@ export class EtcdClient {
   #authenticating: Promise<string> | undefined;
   #closed = false;
   readonly #closeController = new AbortController();
+  /** When each endpoint last answered a call (performance.now()). */
+  readonly #answeredAt = new Map<string, number>();
+  /** Endpoint checks in flight, shared by the watch streams on that endpoint. */
+  readonly #checks = new Map<string, Promise<void>>();
 
   constructor(options: EtcdConnectionOptions = {}, env: NodeJS.ProcessEnv = process.env) {
     const { connection, password } = resolveEtcdConnectionWithSecret(options, env);
@@ -263,9 +312,8 @@ export class EtcdClient {
     return this.#authenticating;
   }
 
-  /** One HTTP exchange with the active endpoint; no retries. */
-  async #call(path: string, body: unknown, signal: AbortSignal, withAuth = true): Promise<unknown> {
-    const origin = this.endpoint;
+  /** One HTTP exchange with `origin` (default: the active endpoint); no retries. */
+  async #call(path: string, body: unknown, signal: AbortSignal, withAuth = true, origin = this.endpoint): Promise<unknown> {
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
     if (withAuth) {
       const token = await this.#authToken(signal);
@@ -280,6 +328,7 @@ export class EtcdClient {
       throw new EtcdUnreachableError(origin, { cause: error });
     }
     const text = await readCappedText(res.body, this.connection.maxResponseBytes, `etcd response for ${path}`);
+    this.#answeredAt.set(origin, performance.now());
     let parsed: unknown;
     try {
       parsed = text.length > 0 ? JSON.parse(text) : {};
@@ -314,13 +363,15 @@ export class EtcdClient {
    */
   async request(path: string, body: unknown, options: EtcdCallOptions = {}): Promise<Record<string, unknown>> {
     if (this.#closed) throw new ClosedError('etcd client');
+    const pinned = options.endpoint;
+    if (pinned !== undefined && !this.connection.endpoints.includes(pinned)) throw new InvalidOptionError('endpoint', pinned, 'must be one of the client\'s endpoints');
     const { signal, timeout, timeoutMs } = this.#signals(options);
     let reauthenticated = false;
     let lastError: unknown;
     for (let attempt = 0; ; attempt++) {
-      const origin = this.endpoint;
+      const origin = pinned ?? this.endpoint;
       try {
-        const answer = await this.#call(path, body, signal);
+        const answer = await this.#call(path, body, signal, true, origin);
         if (!isRecord(answer)) throw new BadResponseError(`etcd ${path} answer is not an object`);
         return answer;
       } catch (error) {
@@ -335,7 +386,7 @@ export class EtcdClient {
           continue;
         }
         const retryable = error instanceof EtcdUnreachableError || (error instanceof EtcdApiError && error.grpcCode === grpcUnavailable);
-        if (!retryable) throw error;
+        if (!retryable || pinned !== undefined) throw error;
         this.#rotate(origin);
         // A full round over every endpoint failed: wait a little (an election takes ~1 s) before the next.
         if ((attempt + 1) % this.connection.endpoints.length === 0) await sleep(Math.min(1000, 50 * 2 ** Math.min(attempt, 5)), signal);
@@ -414,11 +465,20 @@ export class EtcdClient {
    * Opens one watch stream on the active endpoint and yields its messages
    * until the stream ends, fails or `signal` aborts. No retries: the caller
    * (a resolver's loop) decides where to resume.
+   *
+   * The watch asks etcd to end it when the member loses its leader (a member
+   * cut off from the cluster would otherwise keep the stream open and send
+   * nothing), and for progress notifications. With `idleTimeoutMs`, a stream
+   * silent that long is checked: the member must answer a linearizable read
+   * within the client's `timeoutMs` (one check per endpoint serves every
+   * stream on it), or the stream ends with {@link EtcdUnreachableError} and
+   * the next watch goes to the next endpoint: a stuck member is noticed
+   * within `idleTimeoutMs + timeoutMs`, not when TCP gives up.
    * @param create - the watch's create request: `key`/`prefix`, and `startRevision` (inclusive) to resume.
    */
   async *watch(
     create: { key: string | Buffer; prefix?: boolean; startRevision?: number; progressNotify?: boolean },
-    options: { signal: AbortSignal; connectTimeoutMs?: number },
+    options: { signal: AbortSignal; connectTimeoutMs?: number; idleTimeoutMs?: number },
   ): AsyncGenerator<EtcdWatchResponse, void, undefined> {
     if (this.#closed) throw new ClosedError('etcd client');
     const k = typeof create.key === 'string' ? Buffer.from(create.key) : create.key;
@@ -429,7 +489,8 @@ export class EtcdClient {
     const signal = AbortSignal.any([options.signal, this.#closeController.signal]);
     const origin = this.endpoint;
     const connectTimeoutMs = options.connectTimeoutMs ?? this.connection.timeoutMs;
-    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
+    // gRPC metadata through the gateway: etcd cancels the watch when this member has no leader.
+    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json', 'grpc-metadata-hasleader': 'true' };
     // The connect deadline covers authentication and the response headers; the stream itself lives on.
     const controller = new AbortController();
     let connectTimedOut = false;
@@ -474,8 +535,20 @@ export class EtcdClient {
     }
     const limit = this.connection.maxResponseBytes;
     let pending = '';
+    let stalled: EtcdUnreachableError | undefined;
+    const idleTimeoutMs = options.idleTimeoutMs;
+    const idle = idleTimeoutMs === undefined ? undefined : new IdleCheck(idleTimeoutMs, async () => {
+      try {
+        await this.#checkEndpoint(origin, k, idleTimeoutMs / 2);
+      } catch (error) {
+        if (signal.aborted) return;
+        stalled = new EtcdUnreachableError(origin, { cause: new Error(`watch silent for ${idleTimeoutMs} ms and the member did not answer: ${describeCause(error)}`) });
+        controller.abort(stalled);
+      }
+    });
     try {
       for await (const chunk of res.body) {
+        idle?.touch();
         pending += (chunk as Buffer).toString('utf8');
         if (pending.length > limit) throw new BadResponseError(`etcd watch message exceeds ${limit} bytes`);
         let newline: number;
@@ -497,6 +570,10 @@ export class EtcdClient {
     } catch (error) {
       if (options.signal.aborted) throw new AbortedError('etcd watch', options.signal.reason);
       if (this.#closed) throw new ClosedError('etcd client');
+      if (stalled) {
+        this.#rotate(origin);
+        throw stalled;
+      }
       if (error instanceof ProxylessError) {
         if (error instanceof EtcdApiError && error.grpcCode === grpcUnauthenticated) this.#token = undefined;
         throw error;
@@ -504,10 +581,29 @@ export class EtcdClient {
       this.#rotate(origin);
       throw new EtcdUnreachableError(origin, { cause: error });
     } finally {
+      idle?.stop();
       res.body.destroy();
     }
     // The server ended the stream (member stopping): the next watch goes elsewhere.
     this.#rotate(origin);
+  }
+
+  /**
+   * Does `origin` still answer a linearizable read (which needs a leader)? One
+   * check at a time per endpoint, and none when it answered anything within
+   * the last `recentMs`: every watch stream on an endpoint shares the answer.
+   * Bounded by the client's `timeoutMs`.
+   */
+  async #checkEndpoint(origin: string, key: Buffer, recentMs: number): Promise<void> {
+    const answeredAt = this.#answeredAt.get(origin);
+    if (answeredAt !== undefined && performance.now() - answeredAt < recentMs) return;
+    let check = this.#checks.get(origin);
+    if (!check) {
+      check = this.range(key, { limit: 1, endpoint: origin, signal: this.#closeController.signal }).then(() => undefined);
+      this.#checks.set(origin, check);
+      void check.catch(() => undefined).finally(() => this.#checks.delete(origin));
+    }
+    await check;
   }
 
   /** Cancels in-flight calls and watches and closes every connection. Idempotent. */

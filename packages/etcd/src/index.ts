@@ -23,8 +23,9 @@ export type { EtcdCallOptions, EtcdKeyValue, EtcdHeader, EtcdWatchEvent, EtcdWat
 export { etcdOptionsFromEnv, resolveEtcdConnection } from './etcd-config.js';
 export type { EtcdConnectionOptions, EtcdTlsOptions, ResolvedEtcdConnection } from './etcd-config.js';
 export { proxylessLayout, confdLayout, validateInstanceName, validatePrefix, MalformedValueError } from './key-layout.js';
-export type { EtcdKeyLayout, EtcdInstanceValue, ProxylessLayoutOptions, ConfdLayoutOptions } from './key-layout.js';
+export type { EtcdKeyLayout, ServiceLocator, EtcdInstanceValue, ProxylessLayoutOptions, ConfdLayoutOptions } from './key-layout.js';
 export { EtcdResolver } from './resolver-etcd.js';
 export type { EtcdResolverOptions, EtcdResolverEvents, EtcdQuery, DroppedEntry } from './resolver-etcd.js';
+export type { ResyncReason } from './prefix-watch.js';
 export { EtcdRegistry, etcdRegistry } from './registry-etcd.js';
 export type { EtcdRegistryOptions } from './registry-etcd.js';

@@ -22,6 +22,40 @@ export interface EtcdKeyLayout {
    * @throws anything (typically {@link MalformedValueError}) to drop the entry; it is reported, never used.
    */
   parse(service: string, name: string, value: Buffer): ServiceInstance;
+  /**
+   * Where every service of the layout lives, for service lists
+   * (`EtcdResolver.watchServices`); absent when the layout cannot list them.
+   */
+  readonly services?: ServiceLocator;
+}
+
+/** Finds services under one prefix. */
+export interface ServiceLocator {
+  /** The prefix that holds every service's keys (ends with `/`). */
+  readonly prefix: string;
+  /** The service and instance name an instance key belongs to, or undefined when the key is not one. */
+  locate(key: string): { service: string; name: string } | undefined;
+}
+
+/** A locator for keys `<before><service><after>/<name>`; names and services that break the rules are not instance keys. */
+function locator(before: string, after: string): ServiceLocator {
+  const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const pattern = new RegExp(`^${escape(before)}([^/]+)${escape(after)}/([^/]+)$`);
+  // Keys only under a whole segment: `before` as given, or cut back to its last `/`.
+  const prefix = before.slice(0, before.lastIndexOf('/') + 1);
+  return {
+    prefix,
+    locate(key) {
+      const m = pattern.exec(key);
+      const [, service, name] = m ?? [];
+      if (service === undefined || name === undefined) return undefined;
+      try {
+        return { service: validateServiceName(service), name: validateInstanceName(name) };
+      } catch {
+        return undefined;
+      }
+    },
+  };
 }
 
 /** A registry entry that cannot become an instance (reported in a `dropped` event; never used). */
@@ -125,6 +159,7 @@ export function proxylessLayout(options: ProxylessLayoutOptions = {}): EtcdKeyLa
     servicePrefix: (service) => `${root}/${validateServiceName(service)}/`,
     instanceKey: (service, id) => `${root}/${validateServiceName(service)}/${validateInstanceName(id)}`,
     parse: instanceFromJson,
+    services: locator(`${root}/`, ''),
   };
 }
 
@@ -155,8 +190,12 @@ export function confdLayout(options: ConfdLayoutOptions = {}): EtcdKeyLayout {
   if (typeof template !== 'string') throw new InvalidOptionError('prefix', template, 'must be a string');
   // Validate the template with a sample name, so a bad prefix fails at construction.
   validatePrefix(template.split('{service}').join('x'));
+  const parts = template.split('{service}');
+  // A template naming the service once can list services; a fixed prefix holds one service's keys only.
+  const services = parts.length === 2 ? locator(parts[0] ?? '', (parts[1] ?? '').replace(/\/+$/, '')) : undefined;
   return {
     name: 'confd',
+    ...(services ? { services } : {}),
     servicePrefix: (service) => `${validatePrefix(template.split('{service}').join(validateServiceName(service)))}/`,
     parse(service, name, value) {
       const text = value.toString('utf8').trim();

@@ -1,14 +1,13 @@
 import { EventEmitter } from 'eventemitter3';
 import {
   AbortedError,
+  CatalogWatch,
   ClosedError,
   InvalidOptionError,
   NoHealthyInstancesError,
   ResolutionFailedError,
   WatchHub,
-  backoffDelay,
   checkBackoff,
-  sleep,
   validateServiceName,
   type BackoffOptions,
   type CallOptions,
@@ -20,6 +19,8 @@ import {
 import { EtcdClient, type EtcdKeyValue } from './etcd-client.js';
 import type { EtcdConnectionOptions } from './etcd-config.js';
 import { proxylessLayout, validateInstanceName, type EtcdKeyLayout } from './key-layout.js';
+import { runPrefixWatch, type ResyncReason } from './prefix-watch.js';
+import { etcdCatalogRunner } from './service-list-etcd.js';
 
 /** Per-query options of {@link EtcdResolver} (none yet: the layout decides where a service lives). */
 export type EtcdQuery = object;
@@ -37,7 +38,7 @@ export interface EtcdResolverEvents {
   /** An entry was ignored; it never becomes an instance. */
   dropped: [entry: DroppedEntry];
   /** A watch started over with a full read (`compacted`, revision went backwards, another cluster). */
-  resync: [service: string, reason: 'compacted' | 'revision-backwards' | 'cluster-changed'];
+  resync: [service: string, reason: ResyncReason];
 }
 
 /** Options of {@link EtcdResolver}. */
@@ -52,6 +53,14 @@ export interface EtcdResolverOptions extends EtcdConnectionOptions {
   maxValueBytes?: number;
   /** Backoff between failed watch attempts. Default `{ initialMs: 100, maxMs: 10 000 }`. */
   backoff?: BackoffOptions;
+  /**
+   * A watch stream silent this long has its member checked with a read (one
+   * per endpoint, whatever the number of streams); a member that does not
+   * answer within `timeoutMs` is left for the next endpoint and the snapshot
+   * is marked stale meanwhile. Default 30 000 ms (at rest, one read per endpoint
+   * every 30 s, however many services are watched).
+   */
+  watchIdleMs?: number;
 }
 
 function printable(key: Buffer): string {
@@ -97,12 +106,14 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
   readonly #hub: WatchHub<EtcdQuery>;
   readonly #maxValueBytes: number;
   readonly #backoff: Required<BackoffOptions>;
+  readonly #watchIdleMs: number;
   readonly #closeController = new AbortController();
+  readonly #catalogs = new Set<CatalogWatch>();
   #closed = false;
 
   constructor(options: EtcdResolverOptions = {}) {
     super();
-    const { client, env, layout, maxValueBytes, backoff, ...connection } = options;
+    const { client, env, layout, maxValueBytes, backoff, watchIdleMs, ...connection } = options;
     this.layout = layout ?? proxylessLayout();
     if (typeof this.layout !== 'object' || typeof this.layout.servicePrefix !== 'function' || typeof this.layout.parse !== 'function') {
       throw new InvalidOptionError('layout', this.layout, 'must be an EtcdKeyLayout (servicePrefix and parse)');
@@ -111,6 +122,8 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
     if (!Number.isInteger(max) || max < 1) throw new InvalidOptionError('maxValueBytes', max, 'must be a positive integer');
     this.#maxValueBytes = max;
     this.#backoff = checkBackoff('backoff', backoff, { initialMs: 100, maxMs: 10_000 });
+    this.#watchIdleMs = watchIdleMs ?? 30_000;
+    if (!Number.isInteger(this.#watchIdleMs) || this.#watchIdleMs < 100) throw new InvalidOptionError('watchIdleMs', watchIdleMs, 'must be an integer of at least 100 (ms)');
     if (client !== undefined) {
       if (!(client instanceof EtcdClient)) throw new InvalidOptionError('client', client, 'must be an EtcdClient');
       this.client = client;
@@ -171,66 +184,28 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
   }
 
   async #run(service: string, sink: WatchSink): Promise<void> {
-    const signal = sink.signal;
     const prefix = this.#prefix(service);
     // Raw entries by key; parsed on publish so a bad value is re-judged when it changes.
     let entries = new Map<string, EtcdKeyValue>();
-    let revision = 0; // last revision applied; 0: read everything first
-    let clusterId: string | undefined;
-    let failures = 0;
-    const resync = (reason: 'compacted' | 'revision-backwards' | 'cluster-changed'): void => {
-      revision = 0;
-      this.emit('resync', service, reason);
-    };
-    while (!signal.aborted) {
-      try {
-        if (revision === 0) {
-          const { header, kvs } = await this.client.range(prefix, { prefix: true, signal });
-          entries = new Map(kvs.map((kv) => [kv.key.toString('latin1'), kv]));
-          revision = header.revision;
-          clusterId = header.clusterId;
-          sink.publish(this.#instances(service, prefix, entries), { info: { index: revision } });
+    const publish = (revision: number): void => sink.publish(this.#instances(service, prefix, entries), { info: { index: revision } });
+    await runPrefixWatch(this.client, prefix, { signal: sink.signal, backoff: this.#backoff, idleTimeoutMs: this.#watchIdleMs }, {
+      reset: (kvs, revision) => {
+        entries = new Map(kvs.map((kv) => [kv.key.toString('latin1'), kv]));
+        publish(revision);
+      },
+      apply: (events, revision) => {
+        for (const event of events) {
+          const key = event.kv.key.toString('latin1');
+          if (event.type === 'delete') entries.delete(key);
+          else entries.set(key, event.kv);
         }
-        for await (const message of this.client.watch({ key: prefix, prefix: true, startRevision: revision + 1 }, { signal })) {
-          if (signal.aborted) return;
-          if (message.header.clusterId !== '0' && clusterId !== undefined && message.header.clusterId !== clusterId) {
-            resync('cluster-changed');
-            break;
-          }
-          if (message.canceled) {
-            if (message.compactRevision > 0) resync('compacted');
-            else throw new Error(`etcd canceled the watch: ${message.cancelReason || 'no reason given'}`);
-            break;
-          }
-          if (message.created) {
-            // A server behind the revision we applied lost data (restored, wiped): start over.
-            if (message.header.revision < revision) {
-              resync('revision-backwards');
-              break;
-            }
-            failures = 0;
-            // Confirms the (possibly stale) snapshot is current again.
-            sink.publish(this.#instances(service, prefix, entries), { info: { index: revision } });
-            continue;
-          }
-          for (const event of message.events) {
-            if (event.kv.modRevision <= revision && event.kv.modRevision !== 0) continue; // already applied
-            const key = event.kv.key.toString('latin1');
-            if (event.type === 'delete') entries.delete(key);
-            else entries.set(key, event.kv);
-          }
-          if (message.header.revision > revision) revision = message.header.revision;
-          if (message.events.length > 0) sink.publish(this.#instances(service, prefix, entries), { info: { index: revision } });
-        }
-        if (revision === 0) continue; // resync requested: read again at once
-        // The stream ended without an error (member shutting down): reconnect, briefly backed off.
-        await sleep(backoffDelay(failures++, this.#backoff), signal);
-      } catch (error) {
-        if (signal.aborted) return;
-        sink.fail(new ResolutionFailedError(service, 'etcd', error));
-        await sleep(backoffDelay(failures++, this.#backoff), signal);
-      }
-    }
+        publish(revision);
+      },
+      // Confirms the (possibly stale) snapshot is current again.
+      live: publish,
+      resync: (reason) => this.emit('resync', service, reason),
+      fail: (error) => sink.fail(new ResolutionFailedError(service, 'etcd', error)),
+    });
   }
 
   /**
@@ -272,12 +247,31 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
     return this.#hub.subscribe(service, service, query);
   }
 
+  /**
+   * Watches the list of services (name → the union of their instances' tags):
+   * one watch stream over the layout's root, a service listed while one of its
+   * keys holds a valid instance. The same `CatalogWatch` as
+   * `ConsulResolver.watchServices()`, so code written for one registry runs on
+   * the other. Closed with the resolver.
+   * @throws `InvalidOptionError` when the layout cannot list services (a confd
+   *   prefix without `{service}`), `ClosedError`.
+   */
+  watchServices(): CatalogWatch {
+    if (this.#closed) throw new ClosedError('Resolver');
+    const locator = this.layout.services;
+    if (!locator) throw new InvalidOptionError('layout', this.layout.name, 'cannot list services (its prefix does not name {service})');
+    const run = etcdCatalogRunner(this.client, this.layout, locator, { backoff: this.#backoff, idleTimeoutMs: this.#watchIdleMs, maxValueBytes: this.#maxValueBytes });
+    const watch = new CatalogWatch(run, (w) => this.#catalogs.delete(w));
+    this.#catalogs.add(watch);
+    return watch;
+  }
+
   /** Stops every watch stream at once; closes the client if the resolver created it. Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#closeController.abort(new ClosedError('Resolver'));
-    await this.#hub.close();
+    await Promise.all([this.#hub.close(), ...[...this.#catalogs].map((c) => c.close())]);
     if (this.#ownsClient) await this.client.close();
     this.removeAllListeners();
   }
