@@ -539,7 +539,7 @@ export class EtcdClient {
     const idleTimeoutMs = options.idleTimeoutMs;
     const idle = idleTimeoutMs === undefined ? undefined : new IdleCheck(idleTimeoutMs, async () => {
       try {
-        await this.#checkEndpoint(origin, k, idleTimeoutMs / 2);
+        await this.#checkEndpoint(origin, k, idleTimeoutMs);
       } catch (error) {
         if (signal.aborted) return;
         stalled = new EtcdUnreachableError(origin, { cause: new Error(`watch silent for ${idleTimeoutMs} ms and the member did not answer: ${describeCause(error)}`) });

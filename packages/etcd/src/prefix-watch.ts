@@ -2,7 +2,7 @@
  * The one etcd watch loop: keeps an owner current with every key under a
  * prefix. Used for a service's instances and for the list of services.
  */
-import { backoffDelay, sleep, type BackoffOptions } from '@proxyless/core';
+import { BadResponseError, backoffDelay, sleep, type BackoffOptions } from '@proxyless/core';
 import type { EtcdClient, EtcdKeyValue, EtcdWatchEvent } from './etcd-client.js';
 
 /** Why a watch started over with a full read. */
@@ -92,6 +92,10 @@ export async function runPrefixWatch(client: EtcdClient, prefix: string, options
       await sleep(backoffDelay(failures++, backoff), signal);
     } catch (error) {
       if (signal.aborted) return;
+      // An answer we refused (too large, not etcd's shape) would come again if the watch resumed
+      // from the same revision (an oversized value stays in the history until compaction): read
+      // everything again instead, which succeeds once the bad entry is gone.
+      if (error instanceof BadResponseError) revision = 0;
       target.fail(error);
       await sleep(backoffDelay(failures++, backoff), signal);
     }

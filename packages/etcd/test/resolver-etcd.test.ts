@@ -3,10 +3,11 @@ import { once } from 'node:events';
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isProxylessError, type ServiceSnapshot, type ServiceWatch } from '@proxyless/core';
-import { EtcdClient, EtcdResolver, confdLayout, type DroppedEntry } from '@proxyless/etcd';
+import { isProxylessError, type CatalogServices, type CatalogWatch, type ServiceSnapshot, type ServiceWatch } from '@proxyless/core';
+import { EtcdClient, EtcdResolver, confdLayout, proxylessLayout, type DroppedEntry, type EtcdCallOptions } from '@proxyless/etcd';
 import { startEtcd, type EtcdServer } from '../../../test/support/etcd.js';
 import { startTcpProxy } from '../../../test/support/tcp-proxy.js';
+import { jsonBody, startFaultProxy, withJsonBody } from '../../../test/support/fault-proxy.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const value = (port: number, extra: Record<string, unknown> = {}): string => JSON.stringify({ address: '127.0.0.1', port, ...extra });
@@ -27,6 +28,23 @@ async function until(watch: ServiceWatch, check: (s: ServiceSnapshot) => boolean
 }
 
 const ports = (s: ServiceSnapshot): number[] => s.instances.map((i) => i.port).sort((a, b) => a - b);
+
+/** Waits for a service list that satisfies `check` (the current one included). */
+async function listed(catalog: CatalogWatch, check: (s: CatalogServices) => boolean, timeoutMs = 10_000): Promise<CatalogServices> {
+  if (catalog.services && check(catalog.services)) return catalog.services;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no matching service list in ${timeoutMs} ms; last: ${JSON.stringify([...(catalog.services ?? new Map())])}`)), timeoutMs);
+    const onUpdate = (s: CatalogServices): void => {
+      if (!check(s)) return;
+      clearTimeout(timer);
+      catalog.off('update', onUpdate);
+      resolve(s);
+    };
+    catalog.on('update', onUpdate);
+  });
+}
+
+const names = (s: CatalogServices): string => [...s.keys()].sort().join();
 
 describe('EtcdResolver against a real etcd', function () {
   this.timeout(60_000);
@@ -186,6 +204,170 @@ describe('EtcdResolver against a real etcd', function () {
       await ownAdmin.close();
       await own.close();
     }
+  });
+
+  it('notices a watch stream stuck on a member that stopped answering: stale meanwhile, then reconnected to the next endpoint', async () => {
+    const proxy = await startTcpProxy(Number(new URL(etcd.clientUrl).port));
+    // The stuck member is the proxy (connections stay open, nothing flows); the next endpoint is etcd itself.
+    const resolver = new EtcdResolver({ endpoints: [proxy.url, etcd.clientUrl], timeoutMs: 500, watchIdleMs: 500, backoff: { initialMs: 50, maxMs: 200 } });
+    try {
+      await admin.put('/proxyless/services/stuck/a', value(5101));
+      const watch = resolver.watch('stuck');
+      await until(watch, (s) => ports(s).join() === '5101');
+      // Seen through the stream: it is open (not still connecting) when the member gets stuck.
+      await admin.put('/proxyless/services/stuck/z', value(5100));
+      await until(watch, (s) => ports(s).join() === '5100,5101');
+      assert.equal(resolver.client.endpoint, proxy.url);
+      proxy.stall();
+      const stalledAt = Date.now();
+      await admin.put('/proxyless/services/stuck/b', value(5102)); // missed by the stuck stream
+      const stale = await until(watch, (s) => s.stale, 10_000);
+      const noticed = Date.now() - stalledAt;
+      assert.deepEqual(ports(stale), [5100, 5101], 'the last good set stays while the member is stuck');
+      assert.ok(isProxylessError(watch.lastError, 'ERR_RESOLUTION_FAILED'), String(watch.lastError));
+      assert.ok(isProxylessError(watch.lastError.cause, 'ERR_ETCD_UNREACHABLE'), String(watch.lastError.cause));
+      const back = await until(watch, (s) => !s.stale && ports(s).join() === '5100,5101,5102', 10_000);
+      assert.equal(back.stale, false);
+      assert.equal(resolver.client.endpoint, etcd.clientUrl);
+      console.log(`      [measure] watch stuck → marked stale after ${noticed} ms (watchIdleMs 500, timeoutMs 500)`);
+      // Silent for up to 2 × watchIdleMs before the check (skipped once if the member answered within the last
+      // watchIdleMs), which fails at its 500 ms deadline; margin for a loaded machine.
+      assert.ok(noticed <= 1000 + 500 + 3000, `noticed after ${noticed} ms`);
+    } finally {
+      await resolver.close();
+      await proxy.close();
+    }
+  });
+
+  it('keeps a quiet stream on a member that answers: no reconnect, one check per endpoint however many streams', async () => {
+    const calls: string[] = [];
+    class CountingClient extends EtcdClient {
+      override async request(path: string, body: unknown, options?: EtcdCallOptions): Promise<Record<string, unknown>> {
+        calls.push(path);
+        return super.request(path, body, options);
+      }
+      override async *watch(...args: Parameters<EtcdClient['watch']>): ReturnType<EtcdClient['watch']> {
+        calls.push('watch');
+        yield* super.watch(...args);
+      }
+    }
+    const client = new CountingClient({ endpoints: etcd.clientUrl, timeoutMs: 1000 }, {});
+    const resolver = new EtcdResolver({ client, watchIdleMs: 300 });
+    const errors: Error[] = [];
+    try {
+      const w1 = resolver.watch('quiet-a');
+      const w2 = resolver.watch('quiet-b');
+      w1.on('error', (e) => errors.push(e));
+      w2.on('error', (e) => errors.push(e));
+      await Promise.all([w1.ready({ timeoutMs: 10_000 }).catch(() => undefined), w2.ready({ timeoutMs: 10_000 }).catch(() => undefined)]);
+      await new Promise((r) => setTimeout(r, 100));
+      calls.length = 0;
+      await new Promise((r) => setTimeout(r, 2000));
+      const reopened = calls.filter((c) => c === 'watch').length;
+      const checks = calls.filter((c) => c === '/v3/kv/range').length;
+      assert.equal(reopened, 0, 'no stream was dropped and reopened');
+      assert.deepEqual(errors, []);
+      assert.equal(w1.current?.stale, false);
+      // 2 s at 300 ms idle: about one shared check every 300-600 ms, not one per stream (that would be ~13).
+      assert.ok(checks >= 2 && checks <= 9, `${checks} checks in 2 s for 2 streams`);
+    } finally {
+      await resolver.close();
+      await client.close();
+    }
+  });
+
+  it('a value too large for the response limit: a typed error, the last snapshot kept stale; converges once it is deleted', async () => {
+    const resolver = new EtcdResolver({ endpoints: etcd.clientUrl, maxResponseBytes: 32 * 1024, backoff: { initialMs: 50, maxMs: 200 } });
+    try {
+      await admin.put('/proxyless/services/big/a', value(5201));
+      const watch = resolver.watch('big');
+      await until(watch, (s) => ports(s).join() === '5201');
+      await admin.put('/proxyless/services/big/huge', value(5202, { meta: { pad: 'x'.repeat(64 * 1024) } }));
+      const stale = await until(watch, (s) => s.stale);
+      assert.deepEqual(ports(stale), [5201]);
+      assert.ok(isProxylessError(watch.lastError?.cause, 'ERR_BAD_RESPONSE'), String(watch.lastError?.cause));
+      await assert.rejects(resolver.resolve('nothing-cached'), (e) => isProxylessError(e, 'ERR_NO_HEALTHY_INSTANCES'));
+      // The oversized put stays in etcd's history: resuming from the same revision would refuse it again.
+      await admin.delete('/proxyless/services/big/huge');
+      await admin.put('/proxyless/services/big/b', value(5203));
+      const back = await until(watch, (s) => !s.stale && ports(s).join() === '5201,5203', 15_000);
+      assert.equal(back.stale, false);
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('drops keys outside the service prefix that a (hostile or broken) server puts in an answer', async () => {
+    await admin.put('/proxyless/services/inj/a', value(5301));
+    const b64 = (text: string): string => Buffer.from(text).toString('base64');
+    const proxy = await startFaultProxy(new URL(etcd.clientUrl).host, {
+      response: (req, res) => {
+        if (req.url !== '/v3/kv/range') return undefined;
+        const body = jsonBody(res) as { kvs?: unknown[] };
+        const extra = ['/proxyless/services/other/x', '/etc/passwd', '/proxyless/services/inj/../../x'].map((key) => ({ key: b64(key), value: b64(value(5399)), mod_revision: '1' }));
+        return withJsonBody(res, { ...body, kvs: [...(body.kvs ?? []), ...extra] });
+      },
+    });
+    const resolver = new EtcdResolver({ endpoints: `http://${proxy.addr}` });
+    const dropped: DroppedEntry[] = [];
+    resolver.on('dropped', (d) => dropped.push(d));
+    try {
+      const instances = await resolver.resolve('inj');
+      assert.deepEqual(instances.map((i) => i.port), [5301]);
+      assert.deepEqual(dropped.map((d) => d.reason).sort(), ['key is not a direct child of the service prefix', 'key outside the service prefix', 'key outside the service prefix']);
+    } finally {
+      await resolver.close();
+      await proxy.close();
+    }
+  });
+
+  it('watchServices() lists the services with a valid instance (tags merged), ignoring keys that are not instance keys', async () => {
+    const resolver = new EtcdResolver({ endpoints: etcd.clientUrl, layout: proxylessLayout({ prefix: '/listing' }) });
+    try {
+      await admin.put('/listing/alpha/a1', value(5401, { tags: ['b', 'a'] }));
+      await admin.put('/listing/alpha/a2', value(5402, { tags: ['c'], health: 'critical' }));
+      await admin.put('/listing/loose', value(5403)); // no service segment
+      await admin.put('/listing/deep/x/y', value(5404)); // nested
+      await admin.put('/listing/Bad Name/x', value(5405)); // not a service name
+      await admin.put('/listing/junk/x', 'not json'); // no valid instance
+      const catalog = resolver.watchServices();
+      const first = await catalog.ready({ timeoutMs: 10_000 });
+      assert.equal(names(first), 'alpha');
+      assert.deepEqual(first.get('alpha'), ['a', 'b', 'c']);
+      await admin.put('/listing/beta/b1', value(5406));
+      await listed(catalog, (s) => names(s) === 'alpha,beta');
+      await admin.put('/listing/junk/x', value(5407)); // fixed: now an instance
+      await listed(catalog, (s) => names(s) === 'alpha,beta,junk');
+      await admin.delete('/listing/alpha/', { prefix: true });
+      await listed(catalog, (s) => names(s) === 'beta,junk');
+      await catalog.close();
+      await catalog.close();
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('watchServices() on the confd-era layout lists /<service>/servers/*; a fixed confd prefix cannot list services', async () => {
+    const resolver = new EtcdResolver({ endpoints: etcd.clientUrl, layout: confdLayout() });
+    try {
+      await admin.put('/web/servers/w1', '127.0.0.1:5501');
+      await admin.put('/web/other/w2', '127.0.0.1:5502'); // not under servers/
+      await admin.put('/api/servers/a1/extra', '127.0.0.1:5503'); // nested
+      const catalog = resolver.watchServices();
+      await listed(catalog, (s) => s.has('web') && s.has('app')); // app: from an earlier test
+      assert.equal(catalog.services?.has('api'), false);
+      await admin.put('/api/servers/a2', '127.0.0.1:5504');
+      await listed(catalog, (s) => s.has('api'));
+    } finally {
+      await resolver.close();
+    }
+    const fixed = new EtcdResolver({ endpoints: etcd.clientUrl, layout: confdLayout({ prefix: '/app/servers' }) });
+    try {
+      assert.throws(() => fixed.watchServices(), (e) => isProxylessError(e, 'ERR_INVALID_OPTION'));
+    } finally {
+      await fixed.close();
+    }
+    assert.throws(() => fixed.watchServices(), (e) => isProxylessError(e, 'ERR_CLOSED'));
   });
 
   it('close() ends every watch stream and leaves nothing that keeps the process alive', async () => {
