@@ -16,6 +16,8 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, startConsulAgent, type ConsulAgent } from './support/consul.js';
+import { startEtcd, type EtcdServer } from './support/etcd.js';
+import { EtcdClient } from '@proxyless/etcd';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -464,6 +466,78 @@ describe('examples run as written', function () {
         assert.equal(await exitWithin(p, 30_000, `${where(block)} after SIGTERM`), 0, p.output());
         assert.equal((await agentServices())[id], undefined, `${id} still registered after exit`);
       });
+    }
+  });
+});
+
+// ---------------------------------------------------------------- etcd
+
+describe('examples run as written on etcd (REGISTRY=etcd)', function () {
+  this.timeout(90_000);
+  let etcd: EtcdServer & { close(): Promise<void> };
+  let admin: EtcdClient;
+  const etcdEnv = (): Record<string, string> => ({ REGISTRY: 'etcd', ETCDCTL_ENDPOINTS: etcd.clientUrl });
+  /** The instance keys of a service: id → value. */
+  const keys = async (service: string): Promise<Map<string, { port: number; lease: string }>> => {
+    const { kvs } = await admin.range(`/proxyless/services/${service}/`, { prefix: true });
+    return new Map(kvs.map((kv) => [kv.key.toString().split('/').pop()!, { port: (JSON.parse(kv.value.toString()) as { port: number }).port, lease: kv.lease }]));
+  };
+
+  before(async function () {
+    this.timeout(60_000);
+    etcd = await startEtcd();
+    admin = new EtcdClient({ endpoints: etcd.clientUrl }, {});
+  });
+
+  after(async () => {
+    await admin?.close();
+    await etcd?.close();
+  });
+
+  it('service ×2 and client: every call succeeds, answered by the instances registered in etcd; SIGTERM removes their keys', async () => {
+    const services = [0, 1].map(() => run(command('service'), { ...etcdEnv(), SERVICE_NAME: 'hello-etcd', PORT: '0', DRAIN_DELAY_MS: '100' }));
+    try {
+      const ids = await Promise.all(services.map(async (s) => (await s.waitFor(/READY (\S+) (\d+)/, 45_000, 'examples/service on etcd'))[1]!));
+      assert.deepEqual([...(await keys('hello-etcd')).keys()].sort(), [...ids].sort());
+      const p = run(command('client').replace(/ hello 10$/, ' hello-etcd 10'), etcdEnv());
+      const code = await exitWithin(p, 45_000, 'examples/client on etcd');
+      assert.equal(code, 0, p.output());
+      assert.match(p.output(), /hello-etcd: 10\/10 ok/);
+      const answered = [...p.output().matchAll(/^#\d+ 200 from (\S+)/gm)].map((m) => m[1]!);
+      assert.equal(answered.length, 10, p.output());
+      for (const who of answered) assert.ok(ids.includes(who), `answer from ${who}:\n${p.output()}`);
+      for (const s of services) s.child.kill('SIGTERM');
+      for (const s of services) assert.equal(await exitWithin(s, 20_000, 'examples/service after SIGTERM'), 0, s.output());
+      assert.equal((await keys('hello-etcd')).size, 0, 'keys left behind');
+    } finally {
+      for (const s of services) killTree(s.child);
+    }
+  });
+
+  it('service-fastify: registers a key with a lease, serves, and on SIGTERM deletes it and exits 0', async () => {
+    const p = run(command('service-fastify'), { ...etcdEnv(), SERVICE_NAME: 'fastify-etcd', PORT: '0' });
+    const [, id, , port] = await p.waitFor(/READY (\S+) (\S+):(\d+)/, 45_000, 'examples/service-fastify on etcd');
+    const entry = (await keys('fastify-etcd')).get(id!);
+    assert.equal(entry?.port, Number(port));
+    assert.notEqual(entry?.lease, '0');
+    p.child.kill('SIGTERM');
+    assert.equal(await exitWithin(p, 30_000, 'examples/service-fastify after SIGTERM'), 0, p.output());
+    assert.equal((await keys('fastify-etcd')).size, 0);
+  });
+
+  it('container entrypoint: registers the app in etcd, and on SIGTERM deletes its key before the app is signalled', async () => {
+    const port = await freePort();
+    const p = run(command('container'), { ...etcdEnv(), PORT: String(port), SERVICE_NAME: 'container-etcd', APP_EXIT_CODE: '0', DRAIN_DELAY: '200ms' });
+    try {
+      await until(async () => ((await keys('container-etcd')).size === 1 ? true : undefined), 45_000, 'container-etcd registered in etcd');
+      const [entry] = [...(await keys('container-etcd')).values()];
+      assert.equal(entry?.port, port);
+      p.child.kill('SIGTERM');
+      await p.waitFor(/app: SIGTERM, closing/, 20_000, 'app signalled');
+      assert.equal((await keys('container-etcd')).size, 0, `still registered when the app got SIGTERM:\n${p.output()}`);
+      assert.equal(await exitWithin(p, 20_000, 'proxyless-register after SIGTERM'), 0, p.output());
+    } finally {
+      killTree(p.child);
     }
   });
 });

@@ -1,19 +1,23 @@
 /**
  * A minimal Proxyless client: discovers a service through the local Consul
- * agent, calls it N times (balanced, no proxy hop) and prints which instance
- * answered each call, then a per-instance tally. Exits by itself.
+ * agent (or, with REGISTRY=etcd, in etcd), calls it N times (balanced, no
+ * proxy hop) and prints which instance answered each call, then a
+ * per-instance tally. Exits by itself.
  *
  *   node --conditions=proxyless-source --import tsx examples/client/client.ts [service] [count]
  *
- * Consul's address comes from CONSUL_HTTP_ADDR (default 127.0.0.1:8500).
+ * Consul's address comes from CONSUL_HTTP_ADDR (default 127.0.0.1:8500);
+ * etcd's from ETCDCTL_ENDPOINTS (default 127.0.0.1:2379).
  */
 import { ConsulResolver } from '@proxyless/core';
+import { EtcdResolver } from '@proxyless/etcd';
 import { createClient } from '@proxyless/http-client';
 
 const service = process.argv[2] ?? 'hello';
 const count = Number(process.argv[3] ?? 10);
 
-const resolver = new ConsulResolver(); // CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, TLS from the environment
+// Connection settings (address, token or user, TLS) from the registry's usual environment variables.
+const resolver = process.env['REGISTRY'] === 'etcd' ? new EtcdResolver() : new ConsulResolver();
 const client = createClient({ service, resolver, timeoutMs: 5_000 });
 
 const tally = new Map<string, number>();

@@ -1,19 +1,22 @@
 /**
  * The registering service of examples/service, on Fastify: it registers
- * itself with the local Consul agent once it listens, heartbeats a TTL check
+ * itself with the local Consul agent (or, with REGISTRY=etcd, in etcd with a
+ * lease) once it listens, heartbeats a TTL check
  * that follows the app's own readiness, and on SIGTERM/SIGINT leaves the
  * rotation, waits for watchers to notice, deregisters, drains and exits 0.
  *
  *   node --conditions=proxyless-source --import tsx examples/service-fastify/server.ts
  *
  * Environment: SERVICE_NAME (default hello), PORT (default 0: any free port),
- * HOST (default 127.0.0.1, also the address registered), CONSUL_HTTP_ADDR.
+ * HOST (default 127.0.0.1, also the address registered), CONSUL_HTTP_ADDR, or
+ * REGISTRY=etcd and ETCDCTL_ENDPOINTS.
  *
  * GET /        → {"instance": "...", "port": ...}
  * GET /health  → 200 while serving
  */
 import Fastify from 'fastify';
 import { Registrar } from '@proxyless/registrar';
+import { etcdRegistry } from '@proxyless/etcd';
 
 const name = process.env['SERVICE_NAME'] ?? 'hello';
 const host = process.env['HOST'] ?? '127.0.0.1';
@@ -38,6 +41,7 @@ const registrar = new Registrar({
   tags: ['fastify'],
   meta: { instance },
   ttlMs: Number(process.env['TTL_MS'] ?? 3000),
+  ...(process.env['REGISTRY'] === 'etcd' ? { registry: etcdRegistry() } : {}),
 });
 registrar.on('error', (error) => process.stderr.write(`[${instance}] ${error.message}\n`));
 registrar.on('registered', (info) => console.log(`READY ${info.id} ${info.address}:${String(info.port)}`));
