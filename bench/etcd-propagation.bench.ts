@@ -142,7 +142,7 @@ export async function run(): Promise<void> {
     for (const row of rows) console.log(line(row));
     const p99 = percentile([...(samples.get(watched.name) ?? [])].sort((x, y) => x - y), 99);
     console.log(`target p99 < 50 ms on loopback: ${p99 < 50 ? 'met' : 'MISSED'} (${p99.toFixed(1)} ms); burst wall time ${burstResult.wallMs.toFixed(0)} ms`);
-    console.log(`(steady-state window ${(STEADY_MS / 1000).toFixed(0)} s; the watch holds one stream per service and sends nothing at rest; the pollers send one range read per tick)`);
+    console.log(`(steady-state window ${(STEADY_MS / 1000).toFixed(0)} s; the watch holds one stream per service and, at rest, checks its member with one read per 30 s of silence per endpoint (watchIdleMs), however many services; the pollers send one range read per tick)`);
   } finally {
     for (const v of views) await v.close();
     await resolver.close();
