@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isProxylessError, type CatalogServices, type CatalogWatch, type ServiceSnapshot, type ServiceWatch } from '@proxyless/core';
 import { EtcdClient, EtcdResolver, confdLayout, proxylessLayout, type DroppedEntry, type EtcdCallOptions } from '@proxyless/etcd';
-import { startEtcd, type EtcdServer } from '../../../test/support/etcd.js';
+import { startEtcd, startEtcdCluster, type EtcdServer } from '../../../test/support/etcd.js';
 import { startTcpProxy } from '../../../test/support/tcp-proxy.js';
 import { jsonBody, startFaultProxy, withJsonBody } from '../../../test/support/fault-proxy.js';
 
@@ -399,6 +399,42 @@ describe('EtcdResolver against a real etcd', function () {
       await until(watch, (s) => ports(s).join() === '7001,7002');
     } finally {
       await resolver.close();
+    }
+  });
+});
+
+describe('EtcdResolver against a 3-member etcd cluster', function () {
+  this.timeout(120_000);
+
+  it('a watch on a member that lost its quorum is ended by etcd (hasleader): stale, then current again once the quorum is back', async () => {
+    const cluster = await startEtcdCluster(3);
+    const [survivor, m1, m2] = cluster.members;
+    assert.ok(survivor && m1 && m2);
+    const admin = new EtcdClient({ endpoints: [...cluster.endpoints] }, {});
+    // The member check is pushed far out: only etcd ending the stream can make it stale in time.
+    const resolver = new EtcdResolver({ endpoints: survivor.clientUrl, timeoutMs: 1000, watchIdleMs: 120_000, backoff: { initialMs: 100, maxMs: 500 } });
+    try {
+      await admin.put('/proxyless/services/quorum/a', value(5601));
+      const watch = resolver.watch('quorum');
+      await until(watch, (s) => ports(s).join() === '5601');
+      await admin.put('/proxyless/services/quorum/b', value(5602)); // seen through the open stream
+      await until(watch, (s) => ports(s).join() === '5601,5602');
+      const killedAt = Date.now();
+      await Promise.all([m1.kill(), m2.kill()]);
+      const stale = await until(watch, (s) => s.stale, 30_000);
+      const noticed = Date.now() - killedAt;
+      assert.deepEqual(ports(stale), [5601, 5602], 'the last good set stays');
+      await Promise.all([m1.start(), m2.start()]);
+      await cluster.waitForLeader();
+      await admin.put('/proxyless/services/quorum/c', value(5603));
+      await until(watch, (s) => !s.stale && ports(s).join() === '5601,5602,5603', 30_000);
+      console.log(`      [measure] quorum lost → watch on the survivor ended, snapshot stale after ${noticed} ms (etcd waits 3 election timeouts)`);
+      // etcd: ~1 s to lose the leader, then 3 election timeouts (1 s each) before it ends the streams.
+      assert.ok(noticed <= 15_000, `noticed after ${noticed} ms`);
+    } finally {
+      await resolver.close();
+      await admin.close();
+      await cluster.stop();
     }
   });
 });
