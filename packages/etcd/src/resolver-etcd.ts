@@ -170,11 +170,11 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
     }
   }
 
-  #instances(service: string, prefix: string, entries: Map<string, EtcdKeyValue>): ServiceInstance[] {
+  /** The usable instances among parsed entries, the first of each instance key. */
+  static #usable(parsed: Iterable<ServiceInstance | undefined>): ServiceInstance[] {
     const out: ServiceInstance[] = [];
     const seen = new Set<string>();
-    for (const kv of entries.values()) {
-      const instance = this.#parse(service, prefix, kv);
+    for (const instance of parsed) {
       if (instance && !seen.has(instance.key)) {
         seen.add(instance.key);
         out.push(instance);
@@ -185,19 +185,21 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
 
   async #run(service: string, sink: WatchSink): Promise<void> {
     const prefix = this.#prefix(service);
-    // Raw entries by key; parsed on publish so a bad value is re-judged when it changes.
-    let entries = new Map<string, EtcdKeyValue>();
-    const publish = (revision: number): void => sink.publish(this.#instances(service, prefix, entries), { info: { index: revision } });
+    // Each key parsed once per change (a bad value is judged, and reported, when it changes):
+    // an event costs the parse of its own value, not of the whole prefix.
+    let parsed = new Map<string, ServiceInstance | undefined>();
+    const set = (kv: EtcdKeyValue): void => void parsed.set(kv.key.toString('latin1'), this.#parse(service, prefix, kv));
+    const publish = (revision: number): void => sink.publish(EtcdResolver.#usable(parsed.values()), { info: { index: revision } });
     await runPrefixWatch(this.client, prefix, { signal: sink.signal, backoff: this.#backoff, idleTimeoutMs: this.#watchIdleMs }, {
       reset: (kvs, revision) => {
-        entries = new Map(kvs.map((kv) => [kv.key.toString('latin1'), kv]));
+        parsed = new Map();
+        for (const kv of kvs) set(kv);
         publish(revision);
       },
       apply: (events, revision) => {
         for (const event of events) {
-          const key = event.kv.key.toString('latin1');
-          if (event.type === 'delete') entries.delete(key);
-          else entries.set(key, event.kv);
+          if (event.type === 'delete') parsed.delete(event.kv.key.toString('latin1'));
+          else set(event.kv);
         }
         publish(revision);
       },
@@ -226,7 +228,7 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
       const linked = signal ? AbortSignal.any([signal, this.#closeController.signal]) : this.#closeController.signal;
       try {
         const { kvs } = await this.client.range(prefix, { prefix: true, signal: linked, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
-        instances = this.#instances(service, prefix, new Map(kvs.map((kv) => [kv.key.toString('latin1'), kv])));
+        instances = EtcdResolver.#usable(kvs.map((kv) => this.#parse(service, prefix, kv)));
       } catch (error) {
         if (signal?.aborted) throw new AbortedError(`Resolving "${service}"`, signal.reason);
         if (this.#closed) throw new ClosedError('Resolver');

@@ -122,6 +122,13 @@ describe('EtcdResolver against a real etcd', function () {
         assert.ok(reasons.has(key), `${key} should be dropped; got ${[...reasons.keys()].join(', ')}`);
       }
       assert.match(reasons.get('huge') ?? '', /larger than 1024 bytes/);
+      // Each bad value is judged (and reported) once per change: another key's event re-parses nothing else.
+      const reported = dropped.length;
+      await admin.put('/proxyless/services/bad/other', value(3005));
+      await until(watch, (s) => ports(s).join() === '3001,3005');
+      assert.equal(dropped.length, reported, dropped.slice(reported).map((d) => d.key).join());
+      await admin.delete('/proxyless/services/bad/other');
+      await until(watch, (s) => ports(s).join() === '3001');
       // A good value turned bad leaves the set (and is reported); turned good again, comes back.
       await admin.put('/proxyless/services/bad/good', 'garbage');
       await until(watch, (s) => s.instances.length === 0);
