@@ -4,7 +4,7 @@
  * headless Chromium; then the same gateway on a real etcd.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
@@ -122,6 +122,37 @@ function send(url: string, options: { method?: string; headers?: Record<string, 
     req.on('error', reject);
     req.end(options.body);
   });
+}
+
+/** Runs examples/gateway/src/main.ts as a child process with `env`; resolves once it listens. */
+async function startGatewayProcess(env: Record<string, string>): Promise<{ child: ChildProcess; url: string; output: () => string; exited: Promise<unknown[]> }> {
+  const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', 'examples/gateway/src/main.ts'], {
+    env: { ...process.env, ...env, PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = once(child, 'exit');
+  try {
+    const url = await eventually('the gateway to listen', () => /listening on (http:\/\/\S+)/.exec(output)?.[1], 30_000);
+    return { child, url, output: () => output, exited };
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
+}
+
+/** A request through a gateway process reaches `instance`; then SIGTERM, and the process exits 0. */
+async function routesThenExits(gw: Awaited<ReturnType<typeof startGatewayProcess>>, path: string, instance: string): Promise<void> {
+  const reply = await eventually('a request through the child gateway', async () => {
+    const r = await send(gw.url + path);
+    return r.status === 200 ? r : undefined;
+  });
+  assert.equal(JSON.parse(reply.body.toString()).instance, instance);
+  gw.child.kill('SIGTERM');
+  const [code] = (await gw.exited) as [number | null];
+  assert.equal(code, 0, gw.output());
 }
 
 describe('example gateway, end to end (real Consul, real services, headless Chromium)', function () {
@@ -395,28 +426,14 @@ describe('example gateway, end to end (real Consul, real services, headless Chro
 
   describe('as a process (examples/gateway/src/main.ts)', () => {
     it('registers itself in Consul and, on SIGTERM, drains, deregisters and exits 0', async () => {
-      const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', 'examples/gateway/src/main.ts'], {
-        env: { ...process.env, CONSUL_HTTP_ADDR: agent.httpAddr, PORT: '0' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let output = '';
-      child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-      const exited = once(child, 'exit');
+      const gw = await startGatewayProcess({ CONSUL_HTTP_ADDR: agent.httpAddr });
+      const { child } = gw;
       try {
-        const url = await eventually('the gateway to listen', () => /listening on (http:\/\/\S+)/.exec(output)?.[1], 30_000);
         await eventually('the gateway to be registered and passing', async () => {
           const r = await fetch(`${agent.httpUrl}/v1/health/service/gateway?passing`);
           return ((await r.json()) as unknown[]).length === 1;
         });
-        const reply = await eventually('a request through the child gateway', async () => {
-          const r = await send(`${url}/orders/x`);
-          return r.status === 200 ? r : undefined;
-        });
-        assert.equal(JSON.parse(reply.body.toString()).instance, 'orders-1');
-        child.kill('SIGTERM');
-        const [code] = (await exited) as [number | null];
-        assert.equal(code, 0, output);
+        await routesThenExits(gw, '/orders/x', 'orders-1');
         const r = await fetch(`${agent.httpUrl}/v1/catalog/service/gateway`);
         assert.deepEqual(await r.json(), []);
       } finally {
@@ -510,29 +527,15 @@ describe('example gateway on etcd, end to end (real etcd, real services)', funct
 
   describe('as a process (examples/gateway/src/main.ts with REGISTRY=etcd)', () => {
     it('registers itself in etcd with a lease and, on SIGTERM, drains, deletes its key and exits 0', async () => {
-      const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', 'examples/gateway/src/main.ts'], {
-        env: { ...process.env, REGISTRY: 'etcd', ETCDCTL_ENDPOINTS: etcd.clientUrl, PORT: '0' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let output = '';
-      child.stdout.on('data', (c: Buffer) => (output += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-      const exited = once(child, 'exit');
+      const gw = await startGatewayProcess({ REGISTRY: 'etcd', ETCDCTL_ENDPOINTS: etcd.clientUrl });
+      const { child, url, output: log } = gw;
       try {
-        const url = await eventually('the gateway to listen', () => /listening on (http:\/\/\S+)/.exec(output)?.[1], 30_000);
-        assert.match(output, /etcd at http:\/\/127\.0\.0\.1:\d+/);
+        assert.match(log(), /etcd at http:\/\/127\.0\.0\.1:\d+/);
         const key = await eventually('the gateway registered in etcd', async () => (await admin.range('/proxyless/services/gateway/', { prefix: true })).kvs[0]);
         assert.notEqual(key.lease, '0', 'the key is attached to a lease');
         assert.equal(JSON.parse(key.value.toString()).port, Number(new URL(url).port));
-        const reply = await eventually('a request through the child gateway', async () => {
-          const r = await send(`${url}/orders/x`);
-          return r.status === 200 ? r : undefined;
-        });
-        assert.equal(JSON.parse(reply.body.toString()).instance, 'orders-1');
-        child.kill('SIGTERM');
-        const [code] = (await exited) as [number | null];
-        assert.equal(code, 0, output);
-        assert.equal((await admin.range('/proxyless/services/gateway/', { prefix: true })).kvs.length, 0, output);
+        await routesThenExits(gw, '/orders/x', 'orders-1');
+        assert.equal((await admin.range('/proxyless/services/gateway/', { prefix: true })).kvs.length, 0, log());
       } finally {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       }
