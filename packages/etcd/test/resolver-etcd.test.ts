@@ -7,7 +7,7 @@ import { isProxylessError, type CatalogServices, type CatalogWatch, type Service
 import { EtcdClient, EtcdResolver, confdLayout, proxylessLayout, type DroppedEntry, type EtcdCallOptions } from '@proxyless/etcd';
 import { startEtcd, startEtcdCluster, type EtcdServer } from '../../../test/support/etcd.js';
 import { startTcpProxy } from '../../../test/support/tcp-proxy.js';
-import { jsonBody, startFaultProxy, withJsonBody } from '../../../test/support/fault-proxy.js';
+import { startFaultProxy, withJsonBody } from '../../../test/support/fault-proxy.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const value = (port: number, extra: Record<string, unknown> = {}): string => JSON.stringify({ address: '127.0.0.1', port, ...extra });
@@ -310,7 +310,7 @@ describe('EtcdResolver against a real etcd', function () {
     const proxy = await startFaultProxy(new URL(etcd.clientUrl).host, {
       response: (req, res) => {
         if (req.url !== '/v3/kv/range') return undefined;
-        const body = jsonBody(res) as { kvs?: unknown[] };
+        const body = JSON.parse(res.body.toString('utf8')) as { kvs?: unknown[] };
         const extra = ['/proxyless/services/other/x', '/etc/passwd', '/proxyless/services/inj/../../x'].map((key) => ({ key: b64(key), value: b64(value(5399)), mod_revision: '1' }));
         return withJsonBody(res, { ...body, kvs: [...(body.kvs ?? []), ...extra] });
       },
