@@ -167,71 +167,30 @@ function vnodesPerEndpoint(n: number, replicas: number, maxRingSize: number): nu
   return Math.max(1, Math.min(replicas, Math.floor(maxRingSize / n)));
 }
 
-const INDEX_BITS = 2 ** 21; // a key hash · 2^21 + an index < 2^53: exact in a double
-
 /**
  * Endpoint indices in a fixed order of their instance keys (by a hash of the
- * key, then by the key), so tables do not depend on snapshot order. Sorting
- * packed numbers in a typed array is several times faster than comparing
- * strings.
+ * key, then by the key), so tables do not depend on snapshot order; a radix
+ * sort of numbers is several times faster than comparing strings.
  */
 function orderByKey(endpoints: readonly BalancerEndpoint[]): Int32Array {
   const n = endpoints.length;
-  const order = new Int32Array(n);
-  if (n >= INDEX_BITS) {
-    const byKey = Array.from({ length: n }, (_, i) => i).sort((a, b) => compareKeys(endpoints, a, b));
-    order.set(byKey);
-    return order;
+  const hash = new Uint32Array(n);
+  const index = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    hash[i] = hashKey32((endpoints[i] as BalancerEndpoint).instance.key, 0x3c6ef372);
+    index[i] = i;
   }
-  const packed = new Float64Array(n);
-  for (let i = 0; i < n; i++) packed[i] = hashKey32((endpoints[i] as BalancerEndpoint).instance.key, 0x3c6ef372) * INDEX_BITS + i;
-  packed.sort();
-  for (let r = 0; r < n; r++) order[r] = (packed[r] as number) % INDEX_BITS;
-  // Equal key hashes (rare): order that run by the key itself.
-  for (let r = 1; r < n; r++) {
-    if (Math.floor((packed[r] as number) / INDEX_BITS) !== Math.floor((packed[r - 1] as number) / INDEX_BITS)) continue;
-    let end = r + 1;
-    while (end < n && Math.floor((packed[end] as number) / INDEX_BITS) === Math.floor((packed[r] as number) / INDEX_BITS)) end++;
-    const run = Array.from(order.subarray(r - 1, end)).sort((a, b) => compareKeys(endpoints, a, b));
-    order.set(run, r - 1);
-    r = end - 1;
-  }
+  const sorted = radixSort(hash, index);
+  const order = new Int32Array(sorted[1]);
+  breakTiesByKey(endpoints, sorted[0], order);
   return order;
 }
 
-function compareKeys(endpoints: readonly BalancerEndpoint[], a: number, b: number): number {
-  const ka = (endpoints[a] as BalancerEndpoint).instance.key;
-  const kb = (endpoints[b] as BalancerEndpoint).instance.key;
-  return ka < kb ? -1 : ka > kb ? 1 : a - b;
-}
-
-interface OwnerTable {
-  /** Ring: sorted point hashes; Maglev: none (the slot is the hash mod the table size). */
-  points: Uint32Array | undefined;
-  /** Slot → endpoint index. */
-  owners: Int32Array;
-  /** Ring: first point of each bucket of hashes sharing their top bits (one extra entry at the end). */
-  index: Int32Array;
-  /** Ring: 32 − bits of a bucket number. */
-  shift: number;
-}
-
-function buildRing(endpoints: readonly BalancerEndpoint[], vnodes: number): OwnerTable {
-  const order = orderByKey(endpoints);
-  const n = order.length;
-  const size = n * vnodes;
-  // Points in key-rank order, then a stable LSD radix sort on the hash (two 16-bit digits):
-  // O(size), and equal hashes stay in key-rank order, so ties break by key as a comparison sort would.
-  let hash = new Uint32Array(size);
-  let rank = new Uint32Array(size);
-  let p = 0;
-  for (let r = 0; r < n; r++) {
-    const base = hashKey32((endpoints[order[r] as number] as BalancerEndpoint).instance.key);
-    for (let v = 0; v < vnodes; v++) {
-      hash[p] = fmix32((base + Math.imul(v + 1, 0x9e3779b9)) >>> 0);
-      rank[p++] = r;
-    }
-  }
+/** Stable LSD radix sort of (hash, payload) pairs by hash, two 16-bit digits: O(n). Returns the sorted pair. */
+function radixSort(keys: Uint32Array<ArrayBuffer>, values: Uint32Array<ArrayBuffer>): [Uint32Array<ArrayBuffer>, Uint32Array<ArrayBuffer>] {
+  const size = keys.length;
+  let hash = keys;
+  let rank = values;
   let hashOut = new Uint32Array(size);
   let rankOut = new Uint32Array(size);
   const count = new Uint32Array(65_536);
@@ -257,8 +216,58 @@ function buildRing(endpoints: readonly BalancerEndpoint[], vnodes: number): Owne
     [hash, hashOut] = [hashOut, hash];
     [rank, rankOut] = [rankOut, rank];
   }
-  const owners = new Int32Array(size);
-  for (let i = 0; i < size; i++) owners[i] = order[rank[i] as number] as number;
+  return [hash, rank];
+}
+
+/** Within runs of equal `hash`, orders the endpoint indices in `owners` by instance key (runs are rare). */
+function breakTiesByKey(endpoints: readonly BalancerEndpoint[], hash: Uint32Array, owners: Int32Array): void {
+  const size = hash.length;
+  for (let i = 1; i < size; i++) {
+    if (hash[i] !== hash[i - 1]) continue;
+    let end = i + 1;
+    while (end < size && hash[end] === hash[i]) end++;
+    const run = Array.from(owners.subarray(i - 1, end)).sort((a, b) => compareKeys(endpoints, a, b));
+    owners.set(run, i - 1);
+    i = end - 1;
+  }
+}
+
+function compareKeys(endpoints: readonly BalancerEndpoint[], a: number, b: number): number {
+  const ka = (endpoints[a] as BalancerEndpoint).instance.key;
+  const kb = (endpoints[b] as BalancerEndpoint).instance.key;
+  return ka < kb ? -1 : ka > kb ? 1 : a - b;
+}
+
+interface OwnerTable {
+  /** Ring: sorted point hashes; Maglev: none (the slot is the hash mod the table size). */
+  points: Uint32Array | undefined;
+  /** Slot → endpoint index. */
+  owners: Int32Array;
+  /** Ring: first point of each bucket of hashes sharing their top bits (one extra entry at the end). */
+  index: Int32Array;
+  /** Ring: 32 − bits of a bucket number. */
+  shift: number;
+}
+
+function buildRing(endpoints: readonly BalancerEndpoint[], vnodes: number): OwnerTable {
+  const n = endpoints.length;
+  const size = n * vnodes;
+  // Points in snapshot order, then a stable LSD radix sort on the hash (two 16-bit digits): O(size).
+  // Points of different endpoints with equal hashes (rare) are then put in key order, so the ring
+  // does not depend on snapshot order. `rank` holds each point's endpoint index.
+  let hash = new Uint32Array(size);
+  let rank = new Uint32Array(size);
+  let p = 0;
+  for (let r = 0; r < n; r++) {
+    const base = hashKey32((endpoints[r] as BalancerEndpoint).instance.key);
+    for (let v = 0; v < vnodes; v++) {
+      hash[p] = fmix32((base + Math.imul(v + 1, 0x9e3779b9)) >>> 0);
+      rank[p++] = r;
+    }
+  }
+  [hash, rank] = radixSort(hash, rank);
+  const owners = new Int32Array(rank);
+  breakTiesByKey(endpoints, hash, owners);
   // Bucket index over the top bits: about one point per bucket, at most 2^16 buckets.
   const bits = Math.min(16, Math.max(1, Math.floor(Math.log2(size))));
   const shift = 32 - bits;
@@ -283,16 +292,18 @@ function buildMaglev(endpoints: readonly BalancerEndpoint[], m: number): OwnerTa
     position[rank] = hashKey32(key, 0x5bd1e995) % m;
     skip[rank] = (hashKey32(key, 0x27d4eb2f) % (m - 1)) + 1;
   }
-  const owners = new Int32Array(m).fill(-1);
+  const owners = new Int32Array(m);
+  const taken = new Uint8Array(m); // probed far more often than written: a quarter of the cache footprint of `owners`
   let filled = 0;
   for (;;) {
     for (let rank = 0; rank < n; rank++) {
       let c = position[rank] as number;
       const step = skip[rank] as number;
-      while (owners[c] !== -1) {
+      while (taken[c] !== 0) {
         c += step;
         if (c >= m) c -= m;
       }
+      taken[c] = 1;
       owners[c] = order[rank] as number;
       c += step;
       position[rank] = c >= m ? c - m : c;
