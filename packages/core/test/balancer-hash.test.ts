@@ -9,7 +9,10 @@ const keys = Array.from({ length: 2000 }, (_, i) => `user-${i}`);
 const uniqueKeys = fc.uniqueArray(fc.string({ minLength: 1, maxLength: 12 }), { minLength: 2, maxLength: 16 });
 
 function mapping(set: readonly TestEndpoint[], algorithm: 'ring' | 'maglev'): Map<string, string> {
-  const picker = consistentHash({ algorithm, replicas: 50, tableSize: 5003 }).createPicker(set);
+  // Maglev at its default table size (65,537), as users get it: with a small table two endpoints
+  // share a skip now and then (at 5,003: a few per thousand sets), their preference lists are then
+  // translates of each other, and removing a third endpoint remapped up to 45% of their keys.
+  const picker = consistentHash({ algorithm, replicas: 50 }).createPicker(set);
   return new Map(keys.map((k) => [k, picker.pick({ hashKey: k })!.instance.key]));
 }
 
