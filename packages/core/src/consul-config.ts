@@ -59,6 +59,24 @@ export interface ResolvedConsulConnection {
 }
 
 /**
+ * undici `connect` options for a registry's TLS settings (none when `tls` is unset): one mapping
+ * for the Consul and etcd clients. Server certificates are verified unless told otherwise.
+ * @internal
+ */
+export function tlsConnectOptions(tls: ConsulTlsOptions | undefined): { connect?: Record<string, unknown> } {
+  if (!tls) return {};
+  return {
+    connect: {
+      ...(tls.ca ? { ca: tls.ca } : {}),
+      ...(tls.cert ? { cert: tls.cert } : {}),
+      ...(tls.key ? { key: tls.key } : {}),
+      ...(tls.serverName ? { servername: tls.serverName } : {}),
+      rejectUnauthorized: tls.rejectUnauthorized ?? true,
+    },
+  };
+}
+
+/**
  * An environment flag: `1`/`true`/`yes`/`on` → true, anything else set → false, unset or empty → undefined.
  * @internal
  */

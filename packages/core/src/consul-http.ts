@@ -9,6 +9,7 @@ import {
 } from './errors.js';
 import {
   resolveConsulConnection,
+  tlsConnectOptions,
   type ConsulConnectionOptions,
   type ResolvedConsulConnection,
 } from './consul-config.js';
@@ -201,17 +202,7 @@ export class ConsulHttpClient {
       headersTimeout: 0,
       bodyTimeout: 0,
       keepAliveTimeout: 30_000,
-      ...(tls
-        ? {
-            connect: {
-              ...(tls.ca ? { ca: tls.ca } : {}),
-              ...(tls.cert ? { cert: tls.cert } : {}),
-              ...(tls.key ? { key: tls.key } : {}),
-              ...(tls.serverName ? { servername: tls.serverName } : {}),
-              rejectUnauthorized: tls.rejectUnauthorized ?? true,
-            },
-          }
-        : {}),
+      ...tlsConnectOptions(tls),
     });
     this.#headers = { accept: 'application/json' };
     if (this.connection.token) this.#headers['x-consul-token'] = this.connection.token;

@@ -69,7 +69,7 @@ export { checkNumber, checkOptions } from './validate.js';
 export type { NumberRule } from './validate.js';
 // For resolver packages (e.g. @proxyless/etcd): the shared-watch machinery, one copy. Not a stable API.
 export { WatchHub } from './watch-hub.js';
-export { envFlag, readPemFromEnv } from './consul-config.js';
+export { envFlag, readPemFromEnv, tlsConnectOptions } from './consul-config.js';
 export { readCappedText } from './consul-http.js';
 export { withDeadline } from './deadline.js';
 export type { WatchSink, WatchRunner, PublishOptions } from './watch-hub.js';

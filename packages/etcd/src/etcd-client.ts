@@ -8,6 +8,7 @@ import {
   TimeoutError,
   readCappedText,
   sleep,
+  tlsConnectOptions,
   withDeadline,
   type ProxylessErrorOptions,
 } from '@proxyless/core';
@@ -266,17 +267,7 @@ export class EtcdClient {
       bodyTimeout: 0,
       keepAliveTimeout: 30_000,
       connections: 64,
-      ...(tls
-        ? {
-            connect: {
-              ...(tls.ca ? { ca: tls.ca } : {}),
-              ...(tls.cert ? { cert: tls.cert } : {}),
-              ...(tls.key ? { key: tls.key } : {}),
-              ...(tls.serverName ? { servername: tls.serverName } : {}),
-              rejectUnauthorized: tls.rejectUnauthorized ?? true,
-            },
-          }
-        : {}),
+      ...tlsConnectOptions(tls),
     });
   }
 
