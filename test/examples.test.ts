@@ -6,13 +6,16 @@
  *   with only the environment pointing at a throw-away Consul dev agent.
  * - The ```ts blocks of every README marked `<!-- example: runs -->` (must exit 0
  *   by itself) or `<!-- example: serves -->` (must register a passing instance,
- *   then deregister and exit 0 on SIGTERM) are written to a temporary file in
- *   the repository, so that `@proxyless/*` imports resolve, and run with tsx.
+ *   then deregister and exit 0 on SIGTERM; it gets a free port in `PORT`) are
+ *   written to a temporary directory under os.tmpdir() whose `node_modules`
+ *   links to the repository's (so `@proxyless/*` imports resolve), and run with
+ *   tsx; the directory is removed afterwards.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, startConsulAgent, type ConsulAgent } from './support/consul.js';
@@ -378,17 +381,21 @@ describe('examples run as written', function () {
   });
 
   describe('README code blocks', () => {
-    const tmpDir = join(repoRoot, 'test', 'fixtures', `examples-readme-tmp-${String(process.pid)}`);
+    // Outside the repository (a run never leaves files in it, two runs never share a directory);
+    // imports resolve through a link to the repository's node_modules.
+    let tmpDir = '';
 
     const blockFile = (n: number): string => join(tmpDir, `block-${String(n)}.ts`);
 
     before(() => {
-      mkdirSync(tmpDir, { recursive: true });
+      tmpDir = mkdtempSync(join(tmpdir(), 'proxyless-readme-blocks-'));
+      symlinkSync(join(repoRoot, 'node_modules'), join(tmpDir, 'node_modules'), 'dir');
+      writeFileSync(join(tmpDir, 'package.json'), JSON.stringify({ private: true, type: 'module' })); // ES modules, as in the repository
       // Each block is a module of its own (`export {}`), so top-level names do not clash.
       for (const [n, block] of codeBlocks.entries()) writeFileSync(blockFile(n), `// ${where(block)}\n${block.code}\nexport {};\n`);
       writeFileSync(
         join(tmpDir, 'tsconfig.json'),
-        JSON.stringify({ extends: '../../../tsconfig.check.json', compilerOptions: { rootDir: '../../..' }, include: ['*.ts'] }),
+        JSON.stringify({ extends: join(repoRoot, 'tsconfig.check.json'), compilerOptions: { rootDir: '/' }, include: ['*.ts'] }),
       );
     });
     /** Services a block needs, stopped after each block. */
@@ -404,7 +411,9 @@ describe('examples run as written', function () {
         }),
       );
     });
-    after(() => rmSync(tmpDir, { recursive: true, force: true }));
+    after(() => {
+      if (tmpDir !== '') rmSync(tmpDir, { recursive: true, force: true });
+    });
 
     it('finds the runnable blocks of the package READMEs', () => {
       assert.ok(codeBlocks.length > 0, 'no <!-- example: runs|serves --> block in any README');
@@ -415,7 +424,7 @@ describe('examples run as written', function () {
       const tsc = run('', {}, process.execPath, [join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', join(tmpDir, 'tsconfig.json'), '--pretty', 'false']);
       await exitWithin(tsc, 170_000, 'tsc');
       // Only the blocks' own diagnostics: errors inside the packages' sources are the lint run's business.
-      const own = tsc.output().split('\n').filter((line) => line.includes(`${relative(repoRoot, tmpDir)}/block-`) || line.startsWith(`${tmpDir}/block-`));
+      const own = tsc.output().split('\n').filter((line) => line.includes(`${basename(tmpDir)}/block-`));
       const names = new Map<string, string>(codeBlocks.map((b, n) => [`block-${String(n)}.ts`, where(b)]));
       assert.deepEqual(own.map((line) => line.replace(/^.*?(block-\d+\.ts)/, (_, f: string) => names.get(f) ?? f)), []);
     });
@@ -448,7 +457,9 @@ describe('examples run as written', function () {
           await until(async () => ((await passing(service)).some((s) => s.ID === id) ? true : undefined), 15_000, `${service} passing`);
         }
         const before = await agentServices();
-        const p = run('', consulEnv(), process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', file]);
+        // A service block listens on PORT (its default, e.g. 8080, could be taken by anything else running).
+        const env = kind === 'serves' ? { ...consulEnv(), PORT: String(await freePort()) } : consulEnv();
+        const p = run('', env, process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', file]);
         if (kind === 'runs') {
           assert.equal(await exitWithin(p, 30_000, where(block)), 0, p.output());
           return;

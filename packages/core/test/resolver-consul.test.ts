@@ -231,7 +231,10 @@ describe('ConsulResolver when the agent goes away and comes back', function () {
 
       await agent.stop();
       await until('marked stale', () => watch.current?.stale === true);
-      await until('several errors', () => errors.length >= 2);
+      // Reported, typed: at least once. While the agent refuses connections the loop waits on the
+      // shared reachability probe and reports no more, so a second error comes only if the long poll
+      // in flight died another way first (a reset) — a race with the agent's shutdown, not a promise.
+      await until('an error reported', () => errors.length >= 1);
       assert.ok(errors.every((e) => e instanceof ResolutionFailedError));
       assert.deepEqual(addresses(watch.current), ['127.0.0.1:7001']);
       assert.equal(watch.current?.updatedAt, confirmedAt); // age grows

@@ -56,13 +56,24 @@ interface Abortable {
 // A timer that fires is acted on after the event loop's next I/O poll: timers run before I/O in
 // each turn, so after a stall (GC, CPU starvation) answers that already arrived would otherwise be
 // aborted as timeouts, and charged to healthy endpoints. One setImmediate, only when a timer fires.
-function onTimer(call: Call, reason: StopReason, step: Abortable): void {
-  setImmediate(onTimerAfterIo, call, reason, step);
+function onTimer(call: Call, reason: StopReason, step: Abortable, dueAt: number, delayMs: number): void {
+  const lateMs = performance.now() - dueAt;
+  setImmediate(onTimerAfterIo, call, reason, step, lateMs > Math.max(STALL_MIN_MS, delayMs));
 }
 
-function onTimerAfterIo(call: Call, reason: StopReason, step: Abortable): void {
-  call.stopStep(step, reason);
+function onTimerAfterIo(call: Call, reason: StopReason, step: Abortable, stalled: boolean): void {
+  call.stopStep(step, reason, stalled);
 }
+
+/**
+ * A timer that fires later than its own delay (so after at least twice that delay; and at least
+ * 20 ms late) means this process itself stood still for longer than it gave the endpoint: it could
+ * not send, read or even run what it asked for, and an endpoint in the same starved process or on
+ * the same starved machine could not answer either. Such a timeout says nothing reliable about the
+ * endpoint, so it is not charged to it (the request still fails with its timeout). Timers a little
+ * late, as on any loaded machine, still count: a hung endpoint must be found out under load too.
+ */
+const STALL_MIN_MS = 20;
 
 /** @internal */
 export class Call {
@@ -77,6 +88,8 @@ export class Call {
   #timer: NodeJS.Timeout | undefined;
   /** Why the current (or last) step stopped, if it did. */
   #stopped: StopReason | undefined;
+  /** Whether that stop came from a timer that fired late because this process stalled. */
+  #stalled = false;
   /** Set once the whole request is over (deadline, caller, destroy). */
   #ended: StopReason | undefined;
   /** The request's OpenTelemetry trace, when a provider is registered. */
@@ -104,6 +117,15 @@ export class Call {
     return this.#stopped;
   }
 
+  /**
+   * Whether the last step was stopped by its per-try or deadline timer firing
+   * well after it was due: this process stalled, so the timeout is not the
+   * endpoint's fault.
+   */
+  get stalled(): boolean {
+    return this.#stalled;
+  }
+
   /** Time left to the deadline, ms. */
   remaining(nowMs = performance.now()): number {
     return this.deadline - nowMs;
@@ -118,14 +140,17 @@ export class Call {
     const step = new StepSignal();
     this.#step = step;
     this.#stopped = this.#ended;
+    this.#stalled = false;
     if (this.#ended !== undefined) {
       step.abort(stopError(this.#ended));
       return step as unknown as EventEmitter;
     }
-    const remaining = this.remaining();
+    const now = performance.now();
+    const remaining = this.remaining(now);
     const byDeadline = remaining <= perTryMs;
     // setTimeout has millisecond resolution; round up so a step never ends early.
-    this.#timer = setTimeout(onTimer, Math.max(1, Math.ceil(byDeadline ? remaining : perTryMs)), this, byDeadline ? 'deadline' : 'perTry', step);
+    const delayMs = Math.max(1, Math.ceil(byDeadline ? remaining : perTryMs));
+    this.#timer = setTimeout(onTimer, delayMs, this, byDeadline ? 'deadline' : 'perTry', step, now + delayMs, delayMs);
     this.#timer.unref();
     return step as unknown as EventEmitter;
   }
@@ -135,6 +160,7 @@ export class Call {
     const controller = new AbortController();
     this.#step = controller;
     this.#stopped = this.#ended;
+    this.#stalled = false;
     if (this.#ended === undefined) await sleep(ms, controller.signal);
     this.#step = undefined;
   }
@@ -147,16 +173,17 @@ export class Call {
   }
 
   /** Stops the current step; `deadline`, `caller` and `destroyed` end the request too. */
-  stop(reason: StopReason): void {
+  stop(reason: StopReason, stalled = false): void {
     if (reason !== 'perTry' && this.#ended === undefined) this.#ended = reason;
     if (this.#step === undefined || this.#stopped !== undefined) return;
     this.#stopped = reason;
+    this.#stalled = stalled;
     this.#step.abort(stopError(reason));
   }
 
   /** Stops `step` if it is still the current one (a timer's late action for a step that already settled does nothing). */
-  stopStep(step: Abortable, reason: StopReason): void {
-    if (this.#step === step) this.stop(reason);
+  stopStep(step: Abortable, reason: StopReason, stalled: boolean): void {
+    if (this.#step === step) this.stop(reason, stalled);
   }
 
   /** Releases the timer and the caller's-signal listener. */

@@ -4,8 +4,9 @@ import type { Endpoint } from './endpoint.js';
 /**
  * How an attempt ended, as the per-endpoint observers see it: `success`
  * (any answer not counted as a failure), a {@link FailureKind}, or
- * `cancelled` (the caller gave up or the client was destroyed: the endpoint
- * is not blamed).
+ * `cancelled` (the caller gave up, the client was destroyed, or a timeout
+ * fired long after it was due because this process stalled: the endpoint is
+ * not blamed).
  */
 export type AttemptOutcome = 'success' | FailureKind | 'cancelled';
 

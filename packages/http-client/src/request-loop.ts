@@ -184,7 +184,8 @@ async function attemptsLoop<B extends { dump(): Promise<unknown> }>(host: LoopHo
       failure = { kind: 'status', cause: undefined, response: result };
     } else {
       const stopped = call.ended as StopReason | undefined; // may have been set while the attempt ran
-      const outcome = stopped === 'caller' || stopped === 'destroyed' ? 'cancelled' : result.kind;
+      // A timeout whose timer fired late (this process stalled) is not the endpoint's fault either.
+      const outcome = stopped === 'caller' || stopped === 'destroyed' || call.stalled ? 'cancelled' : result.kind;
       if (span === undefined) handle.done(outcome);
       else trace?.attemptEnd(span, undefined, outcome, () => handle.done(outcome));
       failure = result;

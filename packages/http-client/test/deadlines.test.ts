@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createClient, DeadlineExceededError, RequestError, RequestFailedError, type ProxylessClient } from '@proxyless/http-client';
-import { FakeResolver, instance, startServer, type TestServer } from './helpers.js';
+import { StallRecorder } from '../../../test/support/stalls.js';
+import { FakeResolver, instance, startServer, until, type TestServer } from './helpers.js';
 
 /** Deadlines and per-try timeouts are the client's own timers: they hold to the millisecond on real sockets. */
 describe('http-client: deadlines and per-try timeouts that hold', function () {
@@ -12,7 +16,12 @@ describe('http-client: deadlines and per-try timeouts that hold', function () {
   let client: ProxylessClient | undefined;
   const hung: NetServer[] = [];
   const sockets = new Set<Socket>();
+  const children: ChildProcess[] = [];
   afterEach(async () => {
+    for (const child of children.splice(0)) {
+      child.stdin?.end(); // it exits when its stdin closes
+      if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+    }
     await client?.close();
     client = undefined;
     await Promise.all(servers.splice(0).map((s) => s.close()));
@@ -20,6 +29,14 @@ describe('http-client: deadlines and per-try timeouts that hold', function () {
     sockets.clear();
     await Promise.all(hung.splice(0).map((s) => new Promise((r) => s.close(r))));
   });
+
+  /** `count` backends answering at once, in a child process; stopped after the test. */
+  async function okBackends(count: number): Promise<number[]> {
+    const child = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/ok-backends.mjs', import.meta.url)), String(count)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    children.push(child);
+    const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
+    return JSON.parse(line) as number[];
+  }
 
   /** A backend that accepts connections, reads requests and never answers. */
   async function hungBackend(): Promise<number> {
@@ -39,22 +56,25 @@ describe('http-client: deadlines and per-try timeouts that hold', function () {
     resolver.set([instance(await hungBackend())]);
     client = createClient({ service: 'svc', resolver, perTryTimeoutMs: 100, timeoutMs: 5_000, retry: false });
     const c = client;
-    const loopDelay = monitorEventLoopDelay({ resolution: 5 });
-    loopDelay.enable();
-    const elapsed = await Promise.all(
+    const stalls = new StallRecorder();
+    const spans = await Promise.all(
       Array.from({ length: 20 }, async () => {
         const t0 = performance.now();
         await assert.rejects(c.request('/'), (e: unknown) => e instanceof RequestFailedError && e.reason === 'timeout' && e.attempts === 1);
-        return performance.now() - t0;
+        return [t0, performance.now()] as const;
       }),
     );
-    loopDelay.disable();
-    const stallMs = loopDelay.max / 1e6;
+    stalls.stop();
+    const elapsed = spans.map(([t0, t1]) => t1 - t0);
     console.log(
-      `      [measure] per-try 100 ms against a hung backend: ${Math.min(...elapsed).toFixed(1)}–${Math.max(...elapsed).toFixed(1)} ms (20 requests; longest event-loop stall ${stallMs.toFixed(1)} ms)`,
+      `      [measure] per-try 100 ms against a hung backend: ${Math.min(...elapsed).toFixed(1)}–${Math.max(...elapsed).toFixed(1)} ms (20 requests; longest event-loop stall ${stalls.longestMs.toFixed(1)} ms)`,
     );
-    // 100–150 ms alone (as in CI); on a starved machine, allow what this process's own stalls account for.
-    for (const ms of elapsed) assert.ok(ms >= 99.5 && (ms <= 150 || ms - 100 <= 2 * stallMs + 20), `left after ${ms.toFixed(1)} ms (stall ${stallMs.toFixed(1)} ms)`);
+    // 100–150 ms when this process runs freely (as in CI); on a starved machine, a request may be
+    // late by no more than the time this process itself stood still while it ran.
+    for (const [t0, t1] of spans) {
+      const stalled = stalls.stalledMs(t0, t1);
+      assert.ok(t1 - t0 >= 99.5 && t1 - t0 <= 150 + stalled, `left after ${(t1 - t0).toFixed(1)} ms (this process stalled ${stalled.toFixed(1)} ms meanwhile)`);
+    }
   });
 
   it('over 1,000 requests with a 500 ms deadline, none ends more than 20 ms after its deadline', async () => {
@@ -65,7 +85,7 @@ describe('http-client: deadlines and per-try timeouts that hold', function () {
     // Breakers and ejection off: every request has to meet its deadline against both backends.
     client = createClient({ service: 'svc', resolver, timeoutMs: 500, breaker: false, outlierDetection: false });
     const c = client;
-    let worst = 0;
+    const spans: [number, number][] = [];
     let answered = 0;
     let deadlines = 0;
     let next = 0;
@@ -80,67 +100,96 @@ describe('http-client: deadlines and per-try timeouts that hold', function () {
           assert.ok(error instanceof RequestError, String(error)); // typed, carrying attempts and endpoints
           if (error instanceof DeadlineExceededError) deadlines++;
         }
-        worst = Math.max(worst, performance.now() - t0);
+        spans.push([t0, performance.now()]);
       }
     };
-    // The machine may be shared: record how long this process's event loop itself was stalled, so a
-    // late end can be told apart from a coarse timer (undici's would end such requests ~0.5–1 s late).
-    const loopDelay = monitorEventLoopDelay({ resolution: 5 });
-    loopDelay.enable();
+    // The machine may be shared: record when this process itself stood still, so a late end can be
+    // told apart from a coarse timer (undici's would end such requests ~0.5–1 s late).
+    const stalls = new StallRecorder();
     await Promise.all(Array.from({ length: 32 }, worker));
-    loopDelay.disable();
-    const stallMs = loopDelay.max / 1e6;
+    stalls.stop();
+    const worst = Math.max(...spans.map(([t0, t1]) => t1 - t0));
     console.log(
-      `      [measure] 1,000 requests, 500 ms deadline: slowest ended at ${worst.toFixed(1)} ms (${answered} answered, ${deadlines} deadline errors; longest event-loop stall ${stallMs.toFixed(1)} ms)`,
+      `      [measure] 1,000 requests, 500 ms deadline: slowest ended at ${worst.toFixed(1)} ms (${answered} answered, ${deadlines} deadline errors; longest event-loop stall ${stalls.longestMs.toFixed(1)} ms)`,
     );
     assert.ok(deadlines > 0, 'the deadline was reached by some requests');
-    // Alone (as in CI) the 20 ms bound holds; on a starved machine the timers that were due during a
-    // stall all fire after it, so lateness up to about twice the longest stall is the machine, not the client.
-    assert.ok(worst <= 520 || worst - 500 <= 2 * stallMs + 20, `a request ended ${(worst - 500).toFixed(1)} ms after its deadline (event loop stalled at most ${stallMs.toFixed(1)} ms)`);
+    // Alone (as in CI) the 20 ms bound holds as it is; on a starved machine a request may end later
+    // by no more than the time this process stood still while that request ran.
+    for (const [t0, t1] of spans) {
+      const stalled = stalls.stalledMs(t0, t1);
+      assert.ok(t1 - t0 <= 520 + stalled, `a request ended ${(t1 - t0 - 500).toFixed(1)} ms after its deadline (this process stalled ${stalled.toFixed(1)} ms meanwhile)`);
+    }
   });
 
   it('with default options, one hung backend among five: 20,000 idempotent GETs at 64 in flight, 500 ms deadline, 0 failures', async () => {
+    const started = performance.now();
     const resolver = new FakeResolver();
-    servers = await Promise.all([0, 1, 2, 3].map(() => startServer((_q, res, s) => res.end(`ok ${s.port}`))));
-    resolver.set([instance(await hungBackend()), ...servers.map((s) => instance(s.port))]);
+    // The four answering backends run in a process of their own, as backends do: a stall of this
+    // (client) process does not also stall them, and theirs does not stall the client.
+    const ports = await okBackends(4);
+    resolver.set([instance(await hungBackend()), ...ports.map((port) => instance(port))]);
     client = createClient({ service: 'svc', resolver, timeoutMs: 500 });
     const c = client;
+    // What the client decided about its endpoints, to say why if requests fail.
+    const decisions: string[] = [];
+    const note = (what: string) => (ep: { port: number }, durationMs?: number) => decisions.push(`${(performance.now() - started).toFixed(0)} ms ${what} :${ep.port}${durationMs === undefined ? '' : ` for ${durationMs} ms`}`);
+    for (const event of ['eject', 'restore', 'breakerOpen', 'breakerHalfOpen', 'breakerClose'] as const) c.on(event, note(event));
+    c.on('panic', (active) => decisions.push(`${(performance.now() - started).toFixed(0)} ms panic ${String(active)}`));
     let next = 0;
-    let failures = 0;
-    const errors = new Map<string, number>();
+    const failed: { code: string; t0: number; t1: number }[] = [];
     let retried = 0;
-    const loopDelay = monitorEventLoopDelay({ resolution: 5 });
-    loopDelay.enable();
-    const t0 = performance.now();
+    const stalls = new StallRecorder();
     const worker = async (): Promise<void> => {
       while (next++ < 20_000) {
+        const t0 = performance.now();
         try {
           const res = await c.request('/');
           if (res.attempts > 1) retried++;
           await res.body.dump();
-          if (res.statusCode !== 200) failures++;
+          if (res.statusCode !== 200) failed.push({ code: `HTTP ${res.statusCode}`, t0, t1: performance.now() });
         } catch (error) {
-          failures++;
-          const code = (error as { code?: string }).code ?? String(error);
-          errors.set(code, (errors.get(code) ?? 0) + 1);
+          failed.push({ code: (error as { code?: string }).code ?? String(error), t0, t1: performance.now() });
         }
       }
     };
     await Promise.all(Array.from({ length: 64 }, worker));
+    stalls.stop();
     console.log(
-      `      [measure] 20,000 GETs, 1 hung of 5, defaults + 500 ms deadline: ${failures} failures, ${retried} answered on a retry, ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      `      [measure] 20,000 GETs, 1 hung of 5, defaults + 500 ms deadline: ${failed.length} failures, ${retried} answered on a retry, ` +
+        `${((performance.now() - started) / 1000).toFixed(1)} s (longest event-loop stall of this process ${stalls.longestMs.toFixed(1)} ms)`,
     );
-    loopDelay.disable();
-    const stallMs = loopDelay.max / 1e6;
-    console.log(`      [measure] longest event-loop stall of this process during the run: ${stallMs.toFixed(1)} ms`);
-    if (stallMs < 100) {
-      assert.equal(failures, 0, `failures by code: ${JSON.stringify([...errors])}`);
-    } else {
-      // A starved machine (this process's loop stalled ≥ 100 ms, a fifth of the deadline): requests
-      // queued behind the stall can miss their deadline whatever the client does. Alone (as in CI) the
-      // first branch applies; here only deadline errors, and few of them, are accepted.
-      assert.deepEqual([...errors.keys()].filter((code) => code !== 'ERR_DEADLINE_EXCEEDED'), [], `failures by code: ${JSON.stringify([...errors])}`);
-      assert.ok(failures <= 200, `${failures} deadline errors with a ${stallMs.toFixed(0)} ms stall`);
+    // 0 failures whenever this process runs freely (as in CI). On a starved machine a request that
+    // this process itself left standing for ≥ 100 ms of its 500 ms may miss its deadline (its first
+    // try at the hung backend takes 200 ms, a retry elsewhere a few); nothing else may fail — not a
+    // request that was not starved, and not with another error (an open breaker, a spent budget).
+    const unexplained = failed
+      .map((f) => ({ ...f, stalledMs: Math.round(stalls.stalledMs(f.t0, f.t1)) }))
+      .filter((f) => f.code !== 'ERR_DEADLINE_EXCEEDED' || f.stalledMs < 100);
+    const endpoints = c.stats().endpoints.map((e) => `${e.label} ${e.successes}/${e.failures}`).join(', ');
+    const byCode = new Map<string, number>();
+    for (const f of failed) byCode.set(f.code, (byCode.get(f.code) ?? 0) + 1);
+    assert.deepEqual(unexplained.slice(0, 5), [], `${unexplained.length} failures not explained by a stall of this process; all failures by code: ${JSON.stringify([...byCode])}; the client's decisions: ${decisions.slice(0, 30).join(', ')}; endpoints (successes/failures): ${endpoints}`);
+  });
+
+  it('a timeout whose timer fired late because this process stalled is not charged to the endpoint; one on time is', async () => {
+    const resolver = new FakeResolver();
+    resolver.set([instance(await hungBackend())]);
+    // A breaker that opens on the first failure it is told of.
+    client = createClient({
+      service: 'svc', resolver, perTryTimeoutMs: 50, timeoutMs: 5_000, retry: false, outlierDetection: false,
+      breaker: { volumeThreshold: 1, errorThresholdPercentage: 1, resetTimeoutMs: 60_000 },
+    });
+    const c = client;
+    await until(() => c.stats().endpoints.length === 1, 5_000, 'the snapshot');
+    const stalled = c.request('/');
+    // This process stands still for 200 ms (as under GC or CPU starvation): the 50 ms timer fires ~150 ms late.
+    const until200 = performance.now() + 200;
+    while (performance.now() < until200) {
+      // busy
     }
+    await assert.rejects(stalled, (e: unknown) => e instanceof RequestFailedError && e.reason === 'timeout');
+    assert.equal(c.stats().endpoints[0]!.breaker, 'closed', 'a stalled timeout opened the breaker');
+    await assert.rejects(c.request('/'), (e: unknown) => e instanceof RequestFailedError && e.reason === 'timeout');
+    assert.equal(c.stats().endpoints[0]!.breaker, 'open', 'a timeout on time is charged to the endpoint');
   });
 });
