@@ -284,6 +284,17 @@ export interface ConsulCluster {
  * other over loopback and waits until they elect a leader.
  */
 export async function startConsulCluster(size = 3): Promise<ConsulCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await createCluster(size);
+    } catch (error) {
+      // A port taken between allocation and bind (another suite on this machine): fresh ports, a couple of times.
+      if (attempt >= 3 || !/address already in use/i.test(String(error))) throw error;
+    }
+  }
+}
+
+async function createCluster(size: number): Promise<ConsulCluster> {
   const base = `proxyless-srv-${process.pid}-${++nodeCounter}`;
   const portSets: AgentPorts[] = [];
   for (let i = 0; i < size; i++) portSets.push(await allocatePorts());

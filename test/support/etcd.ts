@@ -332,6 +332,17 @@ async function status(member: EtcdServer): Promise<MemberStatus | undefined> {
 
 /** Starts `size` members that form one cluster and waits until they elect a leader. */
 export async function startEtcdCluster(size = 3, options: { args?: string[] } = {}): Promise<EtcdCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await createCluster(size, options);
+    } catch (error) {
+      // A port taken between allocation and bind (another suite on this machine): fresh ports, a couple of times.
+      if (attempt >= 3 || !/address already in use/i.test(String(error))) throw error;
+    }
+  }
+}
+
+async function createCluster(size: number, options: { args?: string[] }): Promise<EtcdCluster> {
   const token = `proxyless-cluster-${process.pid}-${++counter}`;
   const specs: { name: string; clientPort: number; peerPort: number }[] = [];
   for (let i = 0; i < size; i++) specs.push({ name: `${token}-${i}`, clientPort: await freePort(), peerPort: await freePort() });
