@@ -46,13 +46,16 @@ export interface ConsistentHashOptions {
  * hash key agree on the endpoint.
  */
 export function hashKey32(key: string, seed = 0): number {
-  let h = (0x811c9dc5 ^ seed) >>> 0;
+  let h = (FNV_BASIS ^ seed) >>> 0;
   for (let i = 0; i < key.length; i++) {
     h ^= key.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
+    h = Math.imul(h, FNV_PRIME);
   }
   return fmix32(h);
 }
+
+const FNV_BASIS = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
 
 function fmix32(input: number): number {
   let h = input;
@@ -168,18 +171,14 @@ function vnodesPerEndpoint(n: number, replicas: number, maxRingSize: number): nu
 }
 
 /**
- * Endpoint indices in a fixed order of their instance keys (by a hash of the
- * key, then by the key), so tables do not depend on snapshot order; a radix
- * sort of numbers is several times faster than comparing strings.
+ * Endpoint indices in a fixed order of their instance keys (by `hash`, a hash of each key, then by
+ * the key), so tables do not depend on snapshot order; a radix sort of numbers is several times
+ * faster than comparing strings.
  */
-function orderByKey(endpoints: readonly BalancerEndpoint[]): Int32Array {
+function orderByKey(endpoints: readonly BalancerEndpoint[], hash: Uint32Array<ArrayBuffer>): Int32Array {
   const n = endpoints.length;
-  const hash = new Uint32Array(n);
   const index = new Uint32Array(n);
-  for (let i = 0; i < n; i++) {
-    hash[i] = hashKey32((endpoints[i] as BalancerEndpoint).instance.key, 0x3c6ef372);
-    index[i] = i;
-  }
+  for (let i = 0; i < n; i++) index[i] = i;
   const sorted = radixSort(hash, index);
   const order = new Int32Array(sorted[1]);
   breakTiesByKey(endpoints, sorted[0], order);
@@ -280,36 +279,137 @@ function buildRing(endpoints: readonly BalancerEndpoint[], vnodes: number): Owne
   return { points: hash, owners, index, shift };
 }
 
+/** Seeds of {@link hashKey32} for the three hashes Maglev takes of each instance key. */
+const ORDER_SEED = 0x3c6ef372;
+const OFFSET_SEED = 0x5bd1e995;
+const SKIP_SEED = 0x27d4eb2f;
+
+/**
+ * `hashKey32(key, seed)` of each endpoint's key for Maglev's three seeds, in snapshot order and in
+ * one pass over each key's characters: reading the characters (of strings often built by
+ * concatenation) costs more than the arithmetic, and visiting endpoints in snapshot order keeps
+ * the reads close to allocation order.
+ */
+function maglevHashes(endpoints: readonly BalancerEndpoint[]): [Uint32Array<ArrayBuffer>, Uint32Array, Uint32Array] {
+  const n = endpoints.length;
+  const order = new Uint32Array(n);
+  const offset = new Uint32Array(n);
+  const skip = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const key = (endpoints[i] as BalancerEndpoint).instance.key;
+    let a = (FNV_BASIS ^ ORDER_SEED) >>> 0;
+    let b = (FNV_BASIS ^ OFFSET_SEED) >>> 0;
+    let c = (FNV_BASIS ^ SKIP_SEED) >>> 0;
+    for (let j = 0; j < key.length; j++) {
+      const code = key.charCodeAt(j);
+      a = Math.imul(a ^ code, FNV_PRIME);
+      b = Math.imul(b ^ code, FNV_PRIME);
+      c = Math.imul(c ^ code, FNV_PRIME);
+    }
+    order[i] = fmix32(a);
+    offset[i] = fmix32(b);
+    skip[i] = fmix32(c);
+  }
+  return [order, offset, skip];
+}
+
 function buildMaglev(endpoints: readonly BalancerEndpoint[], m: number): OwnerTable {
-  const order = orderByKey(endpoints);
+  const [orderHash, offsetHash, skipHash] = maglevHashes(endpoints);
+  const order = orderByKey(endpoints, orderHash);
   const n = order.length;
   // Each endpoint's preference list is offset, offset + skip, offset + 2·skip… (mod m); `position`
   // holds where its list stands, advanced by one addition instead of a multiply and a modulo.
   const position = new Int32Array(n);
   const skip = new Int32Array(n);
   for (let rank = 0; rank < n; rank++) {
-    const key = (endpoints[order[rank] as number] as BalancerEndpoint).instance.key;
-    position[rank] = hashKey32(key, 0x5bd1e995) % m;
-    skip[rank] = (hashKey32(key, 0x27d4eb2f) % (m - 1)) + 1;
+    const i = order[rank] as number;
+    position[rank] = (offsetHash[i] as number) % m;
+    skip[rank] = ((skipHash[i] as number) % (m - 1)) + 1;
   }
   const owners = new Int32Array(m);
-  const taken = new Uint8Array(m); // probed far more often than written: a quarter of the cache footprint of `owners`
-  let filled = 0;
-  for (;;) {
-    for (let rank = 0; rank < n; rank++) {
-      let c = position[rank] as number;
-      const step = skip[rank] as number;
-      while (taken[c] !== 0) {
-        c += step;
-        if (c >= m) c -= m;
-      }
-      taken[c] = 1;
-      owners[c] = order[rank] as number;
+  // Endpoints take turns (in key order), each taking the first free slot of its list. Probing finds
+  // it in about m / free tries, so filling the last slots by probing would cost most of the build
+  // (m ln m tries in all); the last `tail` slots are found from the list of free slots instead.
+  const tail = Math.min(m, Math.ceil(TAIL_PER_ROOT * Math.sqrt(m)));
+  const taken = new Int32Array((m + 31) >>> 5); // a bitmap: probes stay in the L1 cache
+  let rank = 0;
+  for (let filled = m - tail; filled > 0; filled--) {
+    let c = position[rank] as number;
+    const step = skip[rank] as number;
+    while (((taken[c >>> 5] as number) & (1 << (c & 31))) !== 0) {
       c += step;
-      position[rank] = c >= m ? c - m : c;
-      if (++filled === m) return { points: undefined, owners, index: EMPTY_INDEX, shift: 0 };
+      if (c >= m) c -= m;
     }
+    taken[c >>> 5] = (taken[c >>> 5] as number) | (1 << (c & 31));
+    owners[c] = order[rank] as number;
+    c += step;
+    position[rank] = c >= m ? c - m : c;
+    if (++rank === n) rank = 0;
   }
+  fillTail(m, tail, taken, owners, order, position, skip, rank);
+  return { points: undefined, owners, index: EMPTY_INDEX, shift: 0 };
+}
+
+/** Tail slots per √m: scanning `tail` free slots per turn then costs about as much as probing. */
+const TAIL_PER_ROOT = 1;
+
+/**
+ * Fills the last `free` slots with the same turns and the same choices as probing: slot s is
+ * step ((s − position) · skip⁻¹ mod m) of an endpoint's list (m is prime, so skip has an inverse),
+ * and every slot before its current position is taken, so its next slot is the free one with the
+ * fewest steps to go.
+ */
+function fillTail(
+  m: number,
+  free: number,
+  taken: Int32Array,
+  owners: Int32Array,
+  order: Int32Array,
+  position: Int32Array,
+  skip: Int32Array,
+  firstRank: number,
+): void {
+  const slots = new Int32Array(free);
+  for (let s = 0, k = 0; k < free; s++) if (((taken[s >>> 5] as number) & (1 << (s & 31))) === 0) slots[k++] = s;
+  const n = order.length;
+  const inverse = new Int32Array(n); // 0: not computed yet
+  for (let rank = firstRank, left = free; left > 0; left--) {
+    const c = position[rank] as number;
+    let inv = inverse[rank] as number;
+    if (inv === 0) inverse[rank] = inv = inverseMod(skip[rank] as number, m);
+    let best = m;
+    let at = 0;
+    for (let k = 0; k < left; k++) {
+      let d = (slots[k] as number) - c;
+      if (d < 0) d += m;
+      const p = d * inv; // < 2^48: exact in a double, and so is the floor of p / m
+      const steps = p - Math.floor(p / m) * m;
+      if (steps < best) {
+        best = steps;
+        at = k;
+      }
+    }
+    const s = slots[at] as number;
+    slots[at] = slots[left - 1] as number;
+    owners[s] = order[rank] as number;
+    const next = s + (skip[rank] as number);
+    position[rank] = next >= m ? next - m : next;
+    if (++rank === n) rank = 0;
+  }
+}
+
+/** a⁻¹ mod m for a prime m and 0 < a < m (extended Euclid). */
+function inverseMod(a: number, m: number): number {
+  let t = 0;
+  let nextT = 1;
+  let r = m;
+  let nextR = a;
+  while (nextR !== 0) {
+    const q = Math.floor(r / nextR);
+    [t, nextT] = [nextT, t - q * nextT];
+    [r, nextR] = [nextR, r - q * nextR];
+  }
+  return t < 0 ? t + m : t;
 }
 
 const EMPTY_INDEX = new Int32Array(0);
