@@ -109,6 +109,62 @@ describe('consistentHash()', () => {
     );
   });
 
+  it('maglev: fills its table exactly as the paper\'s populate loop does (reference implementation, property)', () => {
+    // Every slot's owner, read through picks of one key per slot, against a plain transcription of
+    // Maglev's populate: endpoints in order of (hash, key), each in turn taking the first free slot
+    // of offset + j·skip (mod m). The build finds the same slots by other means (a bitmap, and for
+    // the last slots a search through skip's inverse), so any difference is a bug.
+    const keysPerSlot = new Map<number, string[]>();
+    const slotKeys = (m: number): string[] => {
+      let found = keysPerSlot.get(m);
+      if (found === undefined) {
+        const bySlot = new Array<string | undefined>(m);
+        for (let i = 0, missing = m; missing > 0; i++) {
+          const slot = hashKey32(`k${i}`) % m;
+          if (bySlot[slot] === undefined) {
+            bySlot[slot] = `k${i}`;
+            missing--;
+          }
+        }
+        found = bySlot as string[];
+        keysPerSlot.set(m, found);
+      }
+      return found;
+    };
+    const names = fc.uniqueArray(fc.string({ minLength: 1, maxLength: 12 }), { minLength: 1, maxLength: 300 });
+    fc.assert(
+      fc.property(names, fc.constantFrom(2, 3, 5, 101, 1009, 5003), (list, m) => {
+        const table = referenceMaglev(list, m);
+        const picker = consistentHash({ algorithm: 'maglev', tableSize: m }).createPicker(list.map((n) => endpoint(n)));
+        slotKeys(m).forEach((key, slot) => assert.equal(picker.pick({ hashKey: key })!.instance.key, table[slot], `slot ${slot}`));
+      }),
+      { numRuns: Number(process.env['FC_NUM_RUNS'] ?? 60) },
+    );
+    // And once at the default size, with more endpoints than the property's sets.
+    const set = Array.from({ length: 1500 }, (_, i) => endpoint(`node${i % 7}/web-${i}`));
+    const table = referenceMaglev(set.map((e) => e.instance.key), 65_537);
+    const picker = consistentHash({ algorithm: 'maglev' }).createPicker(set);
+    for (let i = 0; i < 30_000; i++) {
+      const key = `user-${i}`;
+      assert.equal(picker.pick({ hashKey: key })!.instance.key, table[hashKey32(key) % 65_537], key);
+    }
+  });
+
+  it('maglev: builds the same tables as earlier versions (a rolling upgrade must not remap keys)', () => {
+    // Digests of 20,000 keys' endpoints, taken with the build of 24 Nov 2026 (f5a387d). A change
+    // here remaps keys between clients of two versions: say so in the changelog if it is meant.
+    const digest = (n: number, tableSize: number): string => {
+      const set = Array.from({ length: n }, (_, i) => endpoint(`node${i % 7}/web-${i}`));
+      const picker = consistentHash({ algorithm: 'maglev', tableSize }).createPicker(set);
+      const owners = Array.from({ length: 20_000 }, (_, i) => picker.pick({ hashKey: `user-${i}` })!.instance.key);
+      return hashKey32(owners.join(',')).toString(16);
+    };
+    assert.equal(digest(3, 65_537), '105c3e68');
+    assert.equal(digest(100, 5003), 'ff3dd2f6');
+    assert.equal(digest(1000, 65_537), '8db60833');
+    assert.equal(digest(10_000, 65_537), 'c441362d');
+  });
+
   it('hashKey32 is stable and well spread', () => {
     assert.equal(hashKey32('user-42'), hashKey32('user-42'));
     assert.notEqual(hashKey32('user-42'), hashKey32('user-43'));
@@ -129,3 +185,26 @@ describe('consistentHash()', () => {
     }
   });
 });
+
+/** Maglev's populate as the paper writes it (no shortcuts): slot → instance key. */
+function referenceMaglev(keys: readonly string[], m: number): string[] {
+  const orderHash = (k: string): number => hashKey32(k, 0x3c6ef372);
+  const sorted = [...keys].sort((a, b) => orderHash(a) - orderHash(b) || (a < b ? -1 : a > b ? 1 : 0));
+  const offset = sorted.map((k) => hashKey32(k, 0x5bd1e995) % m);
+  const skip = sorted.map((k) => (hashKey32(k, 0x27d4eb2f) % (m - 1)) + 1);
+  const next = sorted.map(() => 0);
+  const table = new Array<string | undefined>(m);
+  let filled = 0;
+  for (;;) {
+    for (let i = 0; i < sorted.length; i++) {
+      let c = (offset[i]! + next[i]! * skip[i]!) % m;
+      while (table[c] !== undefined) {
+        next[i]!++;
+        c = (offset[i]! + next[i]! * skip[i]!) % m;
+      }
+      table[c] = sorted[i];
+      next[i]!++;
+      if (++filled === m) return table as string[];
+    }
+  }
+}
