@@ -185,28 +185,35 @@ function orderByKey(endpoints: readonly BalancerEndpoint[], hash: Uint32Array<Ar
   return order;
 }
 
-/** Stable LSD radix sort of (hash, payload) pairs by hash, two 16-bit digits: O(n). Returns the sorted pair. */
+/**
+ * Stable LSD radix sort of (hash, payload) pairs by hash: O(n). Returns the sorted pair. A pass
+ * costs a counter per digit value plus two visits per pair, so small sets take three 11-bit
+ * digits (2 048 counters) and large ones two 16-bit digits (65 536 counters).
+ */
 function radixSort(keys: Uint32Array<ArrayBuffer>, values: Uint32Array<ArrayBuffer>): [Uint32Array<ArrayBuffer>, Uint32Array<ArrayBuffer>] {
   const size = keys.length;
   let hash = keys;
   let rank = values;
   let hashOut = new Uint32Array(size);
   let rankOut = new Uint32Array(size);
-  const count = new Uint32Array(65_536);
-  for (let digitShift = 0; digitShift <= 16; digitShift += 16) {
+  const bits = size < 62_000 ? 11 : 16;
+  const digits = 1 << bits;
+  const mask = digits - 1;
+  const count = new Uint32Array(digits);
+  for (let digitShift = 0; digitShift < 32; digitShift += bits) {
     count.fill(0);
     for (let i = 0; i < size; i++) {
-      const d = ((hash[i] as number) >>> digitShift) & 0xffff;
+      const d = ((hash[i] as number) >>> digitShift) & mask;
       count[d] = (count[d] as number) + 1;
     }
-    for (let d = 0, sum = 0; d < 65_536; d++) {
+    for (let d = 0, sum = 0; d < digits; d++) {
       const c = count[d] as number;
       count[d] = sum;
       sum += c;
     }
     for (let i = 0; i < size; i++) {
       const h = hash[i] as number;
-      const d = (h >>> digitShift) & 0xffff;
+      const d = (h >>> digitShift) & mask;
       const at = count[d] as number;
       count[d] = at + 1;
       hashOut[at] = h;
@@ -323,8 +330,8 @@ function buildMaglev(endpoints: readonly BalancerEndpoint[], m: number): OwnerTa
   const skip = new Int32Array(n);
   for (let rank = 0; rank < n; rank++) {
     const i = order[rank] as number;
-    position[rank] = (offsetHash[i] as number) % m;
-    skip[rank] = ((skipHash[i] as number) % (m - 1)) + 1;
+    position[rank] = modulo(offsetHash[i] as number, m);
+    skip[rank] = modulo(skipHash[i] as number, m - 1) + 1;
   }
   const owners = new Int32Array(m);
   // Endpoints take turns (in key order), each taking the first free slot of its list. Probing finds
@@ -350,6 +357,14 @@ function buildMaglev(endpoints: readonly BalancerEndpoint[], m: number): OwnerTa
   return { points: undefined, owners, index: EMPTY_INDEX, shift: 0 };
 }
 
+/**
+ * `x % d` for 0 ≤ x < 2^48 and 0 < d < 2^24 (the quotient's floor is then exact): a uint32 above
+ * 2^31 is a double to V8, and `%` on doubles is a call to fmod, several times slower.
+ */
+function modulo(x: number, d: number): number {
+  return x - Math.floor(x / d) * d;
+}
+
 /** Tail slots per √m: scanning `tail` free slots per turn then costs about as much as probing. */
 const TAIL_PER_ROOT = 1;
 
@@ -370,7 +385,12 @@ function fillTail(
   firstRank: number,
 ): void {
   const slots = new Int32Array(free);
-  for (let s = 0, k = 0; k < free; s++) if (((taken[s >>> 5] as number) & (1 << (s & 31))) === 0) slots[k++] = s;
+  // Free slots in order (bits past m in the last word come after them all): skip full words.
+  for (let w = 0, k = 0; k < free; w++) {
+    const bits = taken[w] as number;
+    if (bits === -1) continue;
+    for (let b = 0; b < 32 && k < free; b++) if ((bits & (1 << b)) === 0) slots[k++] = (w << 5) | b;
+  }
   const n = order.length;
   const inverse = new Int32Array(n); // 0: not computed yet
   for (let rank = firstRank, left = free; left > 0; left--) {
@@ -382,8 +402,7 @@ function fillTail(
     for (let k = 0; k < left; k++) {
       let d = (slots[k] as number) - c;
       if (d < 0) d += m;
-      const p = d * inv; // < 2^48: exact in a double, and so is the floor of p / m
-      const steps = p - Math.floor(p / m) * m;
+      const steps = modulo(d * inv, m); // d · inv < 2^48: exact in a double
       if (steps < best) {
         best = steps;
         at = k;
