@@ -9,9 +9,17 @@
  * processes so this process's CPU time (process.cpuUsage) is the client's own.
  *
  * Run: npm run bench -- bench/http-client.bench.ts
+ * Per-request CPU figures: on the built packages (`npm run build`, then
+ * `node --import tsx bench/http-client.bench.ts`): tsx's keepNames wrappers
+ * add ~3.5 µs per request to the sources.
+ * BENCH_PARTS=overhead runs the overhead comparison alone (a short hold of
+ * the heavy-work lock). BENCH_CLIENT_BEFORE=<checkout> adds that checkout's
+ * built client ×3 to the overhead comparison, interleaved with the rest (a
+ * before/after in one run).
  */
 import { execSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
 import { Pool, BalancedPool } from 'undici';
@@ -23,6 +31,8 @@ export const CONCURRENCY = 64;
 export const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
 export const RUN_MS = Number(process.env['BENCH_RUN_MS'] ?? 2_000);
 export const MAX_REQUESTS = 200_000;
+const PARTS = (process.env['BENCH_PARTS'] ?? 'overhead,realistic,slow').split(',');
+const BEFORE = process.env['BENCH_CLIENT_BEFORE'];
 
 interface Result {
   requests: number;
@@ -95,6 +105,17 @@ function makeClient(ports: number[], balancer?: Balancer): { client: ProxylessCl
   // Breakers, outlier detection and retries all on (defaults).
   const client = createClient({ service: 'svc', resolver, ...(balancer ? { balancer } : {}) });
   return { client, resolver };
+}
+
+/** The client ×3 of another checkout's build (its own core and undici), for a before/after in one run. */
+async function beforeClient(checkout: string, ports: number[]): Promise<ProxylessClient> {
+  const entry = `${checkout}/packages/http-client/dist/index.js`;
+  const require = createRequire(entry);
+  const core = (await import(pathToFileURL(require.resolve('@proxyless/core')).href)) as typeof import('@proxyless/core');
+  const http = (await import(pathToFileURL(entry).href)) as typeof import('@proxyless/http-client');
+  const resolver = new core.StaticResolver({ services: { svc: ports.map((port) => ({ address: '127.0.0.1', port })) } });
+  // Typed as this tree's client: the two builds share the request/close surface the bench uses.
+  return http.createClient({ service: 'svc', resolver });
 }
 
 const median = (xs: number[]): number => {
@@ -181,24 +202,28 @@ export async function run(): Promise<void> {
       await body.dump();
     };
     closers.push(() => raw.close(), () => balanced.close(), () => px.close(), () => px1.close(), ...rrPools.map((p) => () => p.close()));
-    const overhead = await compare(
-      'Overhead — trivial nginx backends (return 200 "ok")',
-      [
-        { name: 'raw undici Pool → 1 backend', call: poolCall(raw) },
-        { name: 'proxyless client → 1 backend', call: clientCall(px1) },
-        { name: 'undici BalancedPool ×3', call: poolCall(balanced) },
-        { name: 'round-robin over 3 raw undici Pools', call: rrCall },
-        { name: 'proxyless client ×3 (peak EWMA, breakers, ejection, retries)', call: clientCall(px) },
-      ],
-      'raw undici Pool → 1 backend',
-    );
+    const overheadConfigs: Config[] = [
+      { name: 'raw undici Pool → 1 backend', call: poolCall(raw) },
+      { name: 'proxyless client → 1 backend', call: clientCall(px1) },
+      { name: 'undici BalancedPool ×3', call: poolCall(balanced) },
+      { name: 'round-robin over 3 raw undici Pools', call: rrCall },
+      { name: 'proxyless client ×3 (peak EWMA, breakers, ejection, retries)', call: clientCall(px) },
+    ];
+    if (BEFORE !== undefined) {
+      const before = await beforeClient(BEFORE, trivial);
+      closers.push(() => before.close());
+      overheadConfigs.push({ name: `BEFORE: proxyless client ×3 built at ${BEFORE}`, call: clientCall(before) });
+    }
+    const overhead = PARTS.includes('overhead')
+      ? await compare('Overhead — trivial nginx backends (return 200 "ok")', overheadConfigs, 'raw undici Pool → 1 backend')
+      : new Map<string, Result[]>();
 
     // 2. Realistic: Node backends, direct vs via nginx as the central proxy.
     const rawNode = new Pool(`http://127.0.0.1:${n1}`);
     const viaNginx = new Pool(`http://127.0.0.1:${proxyPort}`);
     const { client: pxNode } = makeClient(nodePorts);
     closers.push(() => rawNode.close(), () => viaNginx.close(), () => pxNode.close());
-    const realistic = await compare(
+    const realistic = !PARTS.includes('realistic') ? new Map<string, Result[]>() : await compare(
       'Realistic — 3 Node backends: direct vs nginx central proxy',
       [
         { name: 'raw undici Pool → 1 Node backend', call: poolCall(rawNode) },
@@ -216,7 +241,7 @@ export async function run(): Promise<void> {
     closers.push(() => viaNginxAuto.close());
     const { client: pxShared } = makeClient(sharedPorts);
     closers.push(() => viaNginx1.close(), () => pxShared.close());
-    const realistic1 = await compare(
+    const realistic1 = !PARTS.includes('realistic') ? new Map<string, Result[]>() : await compare(
       'Realistic (b) — 3 Node backends in one process: direct vs nginx central proxy',
       [
         { name: 'proxyless client ×3 Node backends (1 process)', call: clientCall(pxShared) },
@@ -232,7 +257,7 @@ export async function run(): Promise<void> {
     const lr = makeClient(slowPorts, leastRequest()).client;
     const pe = makeClient(slowPorts, peakEwma()).client;
     closers.push(() => healthyClient.close(), () => rr.close(), () => lr.close(), () => pe.close());
-    const slow = await compare(
+    const slow = !PARTS.includes('slow') ? new Map<string, Result[]>() : await compare(
       'Slow backend — 5 Node backends, one +50 ms (closed loop, 64 in flight)',
       [
         { name: 'peak EWMA, all 5 healthy (reference)', call: clientCall(healthyClient) },
@@ -252,36 +277,51 @@ export async function run(): Promise<void> {
     const sl = (n: string, k: keyof Result): number => med(slow.get(n), k);
     const px1Name = 'proxyless client → 1 backend';
     const rrName = 'round-robin over 3 raw undici Pools';
-    const lines = [
-      verdict('[same backend] client CPU/req ≤ 1.1× raw Pool', o(px1Name, 'cpuUsPerReq') <= 1.1 * o(rawName, 'cpuUsPerReq'),
-        `${o(px1Name, 'cpuUsPerReq').toFixed(1)} vs ${o(rawName, 'cpuUsPerReq').toFixed(1)} µs (${(o(px1Name, 'cpuUsPerReq') / o(rawName, 'cpuUsPerReq')).toFixed(2)}×)`),
-      verdict('[same backend] throughput ≥ 0.9× raw Pool', o(px1Name, 'rps') >= 0.9 * o(rawName, 'rps'),
-        `${o(px1Name, 'rps').toFixed(0)} vs ${o(rawName, 'rps').toFixed(0)} req/s (${(o(px1Name, 'rps') / o(rawName, 'rps')).toFixed(2)}×)`),
-      verdict('[same backend] p99.9 ≤ raw Pool + 1 ms', o(px1Name, 'p999') <= o(rawName, 'p999') + 1,
-        `${o(px1Name, 'p999').toFixed(2)} vs ${o(rawName, 'p999').toFixed(2)} ms`),
-      verdict('[×3 backends] client CPU/req ≤ 1.1× round-robin over 3 raw Pools', o(pxName, 'cpuUsPerReq') <= 1.1 * o(rrName, 'cpuUsPerReq'),
-        `${o(pxName, 'cpuUsPerReq').toFixed(1)} vs ${o(rrName, 'cpuUsPerReq').toFixed(1)} µs (${(o(pxName, 'cpuUsPerReq') / o(rrName, 'cpuUsPerReq')).toFixed(2)}×)`),
-      verdict('[×3 backends] client CPU/req ≤ 1.1× raw Pool', o(pxName, 'cpuUsPerReq') <= 1.1 * o(rawName, 'cpuUsPerReq'),
-        `${o(pxName, 'cpuUsPerReq').toFixed(1)} vs ${o(rawName, 'cpuUsPerReq').toFixed(1)} µs (${(o(pxName, 'cpuUsPerReq') / o(rawName, 'cpuUsPerReq')).toFixed(2)}×)`),
-      verdict('[×3 backends] throughput ≥ 0.9× raw Pool', o(pxName, 'rps') >= 0.9 * o(rawName, 'rps'),
-        `${o(pxName, 'rps').toFixed(0)} vs ${o(rawName, 'rps').toFixed(0)} req/s (${(o(pxName, 'rps') / o(rawName, 'rps')).toFixed(2)}×)`),
-      verdict('[×3 backends] p99.9 ≤ raw Pool + 1 ms', o(pxName, 'p999') <= o(rawName, 'p999') + 1,
-        `${o(pxName, 'p999').toFixed(2)} vs ${o(rawName, 'p999').toFixed(2)} ms`),
-      verdict('(b, 1 backend process) ≥ 1.8× nginx-proxy throughput', med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'rps') >= 1.8 * med(realistic1.get('undici Pool → nginx proxy → 3 Node backends (1 process)'), 'rps'),
-        `${med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'rps').toFixed(0)} vs ${med(realistic1.get('undici Pool → nginx proxy → 3 Node backends (1 process)'), 'rps').toFixed(0)} req/s`),
-      verdict('(b, 1 backend process) ≤ 0.6× nginx-proxy p50', med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'p50') <= 0.6 * med(realistic1.get('undici Pool → nginx proxy → 3 Node backends (1 process)'), 'p50'),
-        `${med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'p50').toFixed(2)} vs ${med(realistic1.get('undici Pool → nginx proxy → 3 Node backends (1 process)'), 'p50').toFixed(2)} ms`),
-      verdict('(b) vs nginx worker_processes auto: ≥ 1.8× throughput', med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'rps') >= 1.8 * med(realistic1.get('same, nginx worker_processes auto (Debian default)'), 'rps'),
-        `${med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'rps').toFixed(0)} vs ${med(realistic1.get('same, nginx worker_processes auto (Debian default)'), 'rps').toFixed(0)} req/s`),
-      verdict('(b) vs nginx worker_processes auto: ≤ 0.6× p50', med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'p50') <= 0.6 * med(realistic1.get('same, nginx worker_processes auto (Debian default)'), 'p50'),
-        `${med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'p50').toFixed(2)} vs ${med(realistic1.get('same, nginx worker_processes auto (Debian default)'), 'p50').toFixed(2)} ms`),
-      verdict('(a, 3 backend processes) ≥ 1.8× nginx-proxy throughput', r(pxNodeName, 'rps') >= 1.8 * r(nginxName, 'rps'),
-        `${r(pxNodeName, 'rps').toFixed(0)} vs ${r(nginxName, 'rps').toFixed(0)} req/s (${(r(pxNodeName, 'rps') / r(nginxName, 'rps')).toFixed(2)}×)`),
-      verdict('(a, 3 backend processes) ≤ 0.6× nginx-proxy p50', r(pxNodeName, 'p50') <= 0.6 * r(nginxName, 'p50'),
-        `${r(pxNodeName, 'p50').toFixed(2)} vs ${r(nginxName, 'p50').toFixed(2)} ms (${(r(pxNodeName, 'p50') / r(nginxName, 'p50')).toFixed(2)}×)`),
-      verdict('peak-EWMA p99 (one slow of five) ≤ 1.5× all-healthy p99', sl('peak EWMA, one slow', 'p99') <= 1.5 * sl('peak EWMA, all 5 healthy (reference)', 'p99'),
-        `${sl('peak EWMA, one slow', 'p99').toFixed(2)} vs ${sl('peak EWMA, all 5 healthy (reference)', 'p99').toFixed(2)} ms`),
-    ];
+    const lines: string[] = [];
+    if (PARTS.includes('overhead')) {
+      lines.push(
+        verdict('[same backend] client CPU/req ≤ 1.1× raw Pool', o(px1Name, 'cpuUsPerReq') <= 1.1 * o(rawName, 'cpuUsPerReq'),
+          `${o(px1Name, 'cpuUsPerReq').toFixed(1)} vs ${o(rawName, 'cpuUsPerReq').toFixed(1)} µs (${(o(px1Name, 'cpuUsPerReq') / o(rawName, 'cpuUsPerReq')).toFixed(2)}×)`),
+        verdict('[same backend] throughput ≥ 0.9× raw Pool', o(px1Name, 'rps') >= 0.9 * o(rawName, 'rps'),
+          `${o(px1Name, 'rps').toFixed(0)} vs ${o(rawName, 'rps').toFixed(0)} req/s (${(o(px1Name, 'rps') / o(rawName, 'rps')).toFixed(2)}×)`),
+        verdict('[same backend] p99.9 ≤ raw Pool + 1 ms', o(px1Name, 'p999') <= o(rawName, 'p999') + 1,
+          `${o(px1Name, 'p999').toFixed(2)} vs ${o(rawName, 'p999').toFixed(2)} ms`),
+        verdict('[×3 backends] client CPU/req ≤ 1.1× round-robin over 3 raw Pools', o(pxName, 'cpuUsPerReq') <= 1.1 * o(rrName, 'cpuUsPerReq'),
+          `${o(pxName, 'cpuUsPerReq').toFixed(1)} vs ${o(rrName, 'cpuUsPerReq').toFixed(1)} µs (${(o(pxName, 'cpuUsPerReq') / o(rrName, 'cpuUsPerReq')).toFixed(2)}×)`),
+        verdict('[×3 backends] client CPU/req ≤ 1.05× raw Pool', o(pxName, 'cpuUsPerReq') <= 1.05 * o(rawName, 'cpuUsPerReq'),
+          `${o(pxName, 'cpuUsPerReq').toFixed(1)} vs ${o(rawName, 'cpuUsPerReq').toFixed(1)} µs (${(o(pxName, 'cpuUsPerReq') / o(rawName, 'cpuUsPerReq')).toFixed(2)}×)`),
+        verdict('[×3 backends] throughput ≥ 0.95× raw Pool', o(pxName, 'rps') >= 0.95 * o(rawName, 'rps'),
+          `${o(pxName, 'rps').toFixed(0)} vs ${o(rawName, 'rps').toFixed(0)} req/s (${(o(pxName, 'rps') / o(rawName, 'rps')).toFixed(2)}×)`),
+        verdict('[×3 backends] p99.9 ≤ raw Pool + 1 ms', o(pxName, 'p999') <= o(rawName, 'p999') + 1,
+          `${o(pxName, 'p999').toFixed(2)} vs ${o(rawName, 'p999').toFixed(2)} ms`),
+      );
+      const beforeName = overheadConfigs[5]?.name;
+      if (beforeName !== undefined) {
+        lines.push(`- before/after: client ×3 CPU/req ${o(pxName, 'cpuUsPerReq').toFixed(1)} vs ${o(beforeName, 'cpuUsPerReq').toFixed(1)} µs before (${(o(pxName, 'cpuUsPerReq') / o(beforeName, 'cpuUsPerReq')).toFixed(2)}×), req/s ${(o(pxName, 'rps') / o(beforeName, 'rps')).toFixed(2)}× before`);
+      }
+    }
+    if (PARTS.includes('realistic')) {
+      lines.push(
+        verdict('(b, 1 backend process) ≥ 1.8× nginx-proxy throughput', med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'rps') >= 1.8 * med(realistic1.get('undici Pool → nginx proxy → 3 Node backends (1 process)'), 'rps'),
+          `${med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'rps').toFixed(0)} vs ${med(realistic1.get('undici Pool → nginx proxy → 3 Node backends (1 process)'), 'rps').toFixed(0)} req/s`),
+        verdict('(b, 1 backend process) ≤ 0.6× nginx-proxy p50', med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'p50') <= 0.6 * med(realistic1.get('undici Pool → nginx proxy → 3 Node backends (1 process)'), 'p50'),
+          `${med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'p50').toFixed(2)} vs ${med(realistic1.get('undici Pool → nginx proxy → 3 Node backends (1 process)'), 'p50').toFixed(2)} ms`),
+        verdict('(b) vs nginx worker_processes auto: ≥ 1.8× throughput', med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'rps') >= 1.8 * med(realistic1.get('same, nginx worker_processes auto (Debian default)'), 'rps'),
+          `${med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'rps').toFixed(0)} vs ${med(realistic1.get('same, nginx worker_processes auto (Debian default)'), 'rps').toFixed(0)} req/s`),
+        verdict('(b) vs nginx worker_processes auto: ≤ 0.6× p50', med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'p50') <= 0.6 * med(realistic1.get('same, nginx worker_processes auto (Debian default)'), 'p50'),
+          `${med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'p50').toFixed(2)} vs ${med(realistic1.get('same, nginx worker_processes auto (Debian default)'), 'p50').toFixed(2)} ms`),
+        verdict('(a, 3 backend processes) ≥ 1.8× nginx-proxy throughput', r(pxNodeName, 'rps') >= 1.8 * r(nginxName, 'rps'),
+          `${r(pxNodeName, 'rps').toFixed(0)} vs ${r(nginxName, 'rps').toFixed(0)} req/s (${(r(pxNodeName, 'rps') / r(nginxName, 'rps')).toFixed(2)}×)`),
+        verdict('(a, 3 backend processes) ≤ 0.6× nginx-proxy p50', r(pxNodeName, 'p50') <= 0.6 * r(nginxName, 'p50'),
+          `${r(pxNodeName, 'p50').toFixed(2)} vs ${r(nginxName, 'p50').toFixed(2)} ms (${(r(pxNodeName, 'p50') / r(nginxName, 'p50')).toFixed(2)}×)`),
+      );
+    }
+    if (PARTS.includes('slow')) {
+      lines.push(
+        verdict('peak-EWMA p99 (one slow of five) ≤ 1.5× all-healthy p99', sl('peak EWMA, one slow', 'p99') <= 1.5 * sl('peak EWMA, all 5 healthy (reference)', 'p99'),
+          `${sl('peak EWMA, one slow', 'p99').toFixed(2)} vs ${sl('peak EWMA, all 5 healthy (reference)', 'p99').toFixed(2)} ms`),
+      );
+    }
     process.stdout.write(`\n### Targets\n${lines.join('\n')}\n`);
   } finally {
     for (const c of closers) await c().catch(() => undefined);

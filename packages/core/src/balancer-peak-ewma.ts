@@ -44,14 +44,18 @@ export function peakEwma(options: PeakEwmaOptions = {}): Balancer {
   const random = checkRandom('random', options.random);
   const score = (e: BalancerEndpoint): number => {
     const l = e.load;
-    const ewma = l.ewmaMs > 0 ? l.ewmaMs : defaultLatencyMs;
+    // Read once: `ewmaMs` may be a getter that decays the estimate (and reads a clock).
+    const raw = l.ewmaMs;
+    const ewma = raw > 0 ? raw : defaultLatencyMs;
     return ewma * (l.inFlight + 1);
   };
   const cheaper = (a: BalancerEndpoint, b: BalancerEndpoint): boolean => {
     const la = a.load;
     const lb = b.load;
-    let ea = la.ewmaMs > 0 ? la.ewmaMs : defaultLatencyMs;
-    let eb = lb.ewmaMs > 0 ? lb.ewmaMs : defaultLatencyMs;
+    const ra = la.ewmaMs;
+    const rb = lb.ewmaMs;
+    let ea = ra > 0 ? ra : defaultLatencyMs;
+    let eb = rb > 0 ? rb : defaultLatencyMs;
     // Neutral default: an endpoint without data is assumed as fast as the other.
     if (!(ea > 0)) ea = eb > 0 ? eb : 1;
     if (!(eb > 0)) eb = ea;

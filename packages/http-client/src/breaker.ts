@@ -21,6 +21,9 @@ function replayFailure(error: Error): never {
   throw error;
 }
 
+/** The arguments a replayed success "fired" with (opossum's counting listener ignores them): one shared array, not one per request. */
+const NO_ARGS: [] = [];
+
 /**
  * One endpoint's circuit breaker: opossum 9 keeps the state machine and the
  * rolling counts; we feed it outcomes through its public, typed API.
@@ -106,7 +109,7 @@ export class EndpointBreaker implements AttemptObserver {
    */
   success(latencyMs: number): void {
     const cb = this.#cb;
-    cb.emit('fire', []);
+    cb.emit('fire', NO_ARGS);
     cb.emit('success', undefined, latencyMs);
   }
 

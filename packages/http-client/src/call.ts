@@ -8,6 +8,7 @@
 import type { EventEmitter } from 'node:events';
 import { sleep } from '@proxyless/core';
 import type { RequestTrace } from './tracing.js';
+import type { TimerEntry, TimerList, TimerQueue } from './timer-queue.js';
 
 /** Why a step was stopped. `caller` and `destroyed` (and `deadline`) end the whole request. */
 export type StopReason = 'perTry' | 'deadline' | 'caller' | 'destroyed';
@@ -53,15 +54,10 @@ interface Abortable {
   abort(reason: Error): void;
 }
 
-// A timer that fires is acted on after the event loop's next I/O poll: timers run before I/O in
-// each turn, so after a stall (GC, CPU starvation) answers that already arrived would otherwise be
-// aborted as timeouts, and charged to healthy endpoints. One setImmediate, only when a timer fires.
-function onTimer(call: Call, reason: StopReason, step: Abortable, dueAt: number, delayMs: number): void {
-  const lateMs = performance.now() - dueAt;
-  setImmediate(onTimerAfterIo, call, reason, step, lateMs > Math.max(STALL_MIN_MS, delayMs));
-}
-
-function onTimerAfterIo(call: Call, reason: StopReason, step: Abortable, stalled: boolean): void {
+// A due step is stopped after the event loop's next I/O poll: timers run before I/O in each turn,
+// so after a stall (GC, CPU starvation) answers that already arrived would otherwise be aborted as
+// timeouts, and charged to healthy endpoints. One setImmediate, only when a step is due.
+function onDueAfterIo(call: Call, reason: StopReason, step: Abortable, stalled: boolean): void {
   call.stopStep(step, reason, stalled);
 }
 
@@ -76,7 +72,7 @@ function onTimerAfterIo(call: Call, reason: StopReason, step: Abortable, stalled
 const STALL_MIN_MS = 20;
 
 /** @internal */
-export class Call {
+export class Call implements TimerEntry {
   /** `performance.now()` when the request started. */
   readonly startedAt: number;
   /** `performance.now()` when the deadline passes. */
@@ -84,8 +80,13 @@ export class Call {
   readonly timeoutMs: number;
   readonly #callerSignal: AbortSignal | undefined;
   readonly #onCallerAbort: (() => void) | undefined;
+  readonly #timers: TimerQueue;
   #step: Abortable | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  /** What the queued timer stops when due: the step it was set for, and why. */
+  #timedStep: Abortable | undefined;
+  #timedReason: StopReason = 'perTry';
+  /** The delay that step was given, ms (a timer later than this after it was due means this process stalled). */
+  #timedDelayMs = 0;
   /** Why the current (or last) step stopped, if it did. */
   #stopped: StopReason | undefined;
   /** Whether that stop came from a timer that fired late because this process stalled. */
@@ -94,8 +95,14 @@ export class Call {
   #ended: StopReason | undefined;
   /** The request's OpenTelemetry trace, when a provider is registered. */
   trace: RequestTrace | undefined;
+  // The call is its own entry in the client's timer queue (no allocation per attempt).
+  timerAt = 0;
+  timerPrev: TimerEntry | undefined = undefined;
+  timerNext: TimerEntry | undefined = undefined;
+  timerList: TimerList | undefined = undefined;
 
-  constructor(timeoutMs: number, callerSignal: AbortSignal | undefined) {
+  constructor(timeoutMs: number, callerSignal: AbortSignal | undefined, timers: TimerQueue) {
+    this.#timers = timers;
     this.startedAt = performance.now();
     this.timeoutMs = timeoutMs;
     this.deadline = this.startedAt + timeoutMs;
@@ -133,10 +140,11 @@ export class Call {
 
   /**
    * Starts an attempt bounded by the per-try timeout and the deadline,
-   * whichever comes first; returns the signal to hand to undici (already
-   * aborted when the request ended).
+   * whichever comes first (one timer entry either way); returns the signal to
+   * hand to undici (already aborted when the request ended). `nowMs` is
+   * `performance.now()`, read by the caller.
    */
-  begin(perTryMs: number): EventEmitter {
+  begin(perTryMs: number, nowMs: number): EventEmitter {
     const step = new StepSignal();
     this.#step = step;
     this.#stopped = this.#ended;
@@ -145,14 +153,26 @@ export class Call {
       step.abort(stopError(this.#ended));
       return step as unknown as EventEmitter;
     }
-    const now = performance.now();
-    const remaining = this.remaining(now);
-    const byDeadline = remaining <= perTryMs;
-    // setTimeout has millisecond resolution; round up so a step never ends early.
-    const delayMs = Math.max(1, Math.ceil(byDeadline ? remaining : perTryMs));
-    this.#timer = setTimeout(onTimer, delayMs, this, byDeadline ? 'deadline' : 'perTry', step, now + delayMs, delayMs);
-    this.#timer.unref();
+    this.#timedStep = step;
+    // A per-try timer lands in its duration's list in start order; a deadline in the request timeout's list.
+    if (this.deadline - nowMs <= perTryMs) {
+      this.#timedReason = 'deadline';
+      this.#timedDelayMs = this.deadline - nowMs;
+      this.#timers.add(this, this.timeoutMs, this.deadline);
+    } else {
+      this.#timedReason = 'perTry';
+      this.#timedDelayMs = perTryMs;
+      this.#timers.add(this, perTryMs, nowMs + perTryMs);
+    }
     return step as unknown as EventEmitter;
+  }
+
+  /** The queued timer is due (TimerEntry); `nowMs` is when the queue found it due. */
+  expired(nowMs: number): void {
+    const step = this.#timedStep;
+    this.#timedStep = undefined;
+    const stalled = nowMs - this.timerAt > Math.max(STALL_MIN_MS, this.#timedDelayMs);
+    if (step !== undefined) setImmediate(onDueAfterIo, this, this.#timedReason, step, stalled);
   }
 
   /** A backoff wait as a step: ends early when the request is stopped (no timer of its own beyond the sleep). */
@@ -165,10 +185,10 @@ export class Call {
     this.#step = undefined;
   }
 
-  /** Ends the current step: clears its timer. */
+  /** Ends the current step: takes its timer out of the queue. */
   end(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
+    if (this.timerList !== undefined) this.#timers.remove(this);
+    this.#timedStep = undefined;
     this.#step = undefined;
   }
 

@@ -20,6 +20,7 @@ import { ForwardedAttempt } from './forwarded-attempt.js';
 import { classifyError, runRequest, sendRequest, type LoopHost, type LoopResponse, type Send } from './request-loop.js';
 import type { BufferedResponse, ClientResponse, ClientStats, EndpointStats, ProxylessRequestInit, RequestOptions } from './request-types.js';
 import { RetryBudget } from './retry-budget.js';
+import { TimerQueue } from './timer-queue.js';
 
 /** The dispatcher's way to send an attempt (see {@link ProxylessClient.forward}). */
 const sendForwarded: Send<ForwardedAttempt> = (pool, options) =>
@@ -45,6 +46,8 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   readonly #scheme: 'http' | 'https' | 'auto';
   /** Requests in progress (for close() and destroy()). */
   readonly #calls = new Set<Call>();
+  /** Per-try timeouts and deadlines of every call: one Node timer for the client. */
+  readonly #timers = new TimerQueue();
   #idle: (() => void) | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -176,7 +179,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
-    const call = new Call(policy.timeoutMs, req.signal);
+    const call = new Call(policy.timeoutMs, req.signal, this.#timers);
     if (holder !== undefined) holder.call = call;
     const trace = this.#telemetry.start(req);
     call.trace = trace;

@@ -130,88 +130,85 @@ function giveUp<B extends { dump(): Promise<unknown> }>(failure: Failure<B>, end
 /**
  * Runs one request to completion: a response (any status, once retries are
  * spent or not allowed) or a typed error carrying the attempts and endpoints
- * tried. Every pick's handle is ended exactly once.
+ * tried. Every pick's handle is ended exactly once. The loop is pick →
+ * dispatch (one step of the call: per-try timeout, deadline, caller,
+ * destroy) → done, in one async frame for the whole request.
  * @internal
  */
 export async function runRequest<B extends { dump(): Promise<unknown> }>(host: LoopHost, req: RequestOptions, policy: RequestPolicy, call: Call, send: Send<B>): Promise<LoopResponse<B>> {
   try {
     const waiting = host.waitForSnapshot(req, call);
     if (waiting !== undefined) await waiting;
-    return await attemptsLoop(host, req, policy, call, send);
+    const retry = policy.retry;
+    let retries: Retries | undefined;
+    // Opt-in records (explain: true) and the OpenTelemetry trace: both undefined, and free, by default.
+    const picks: PickExplanation[] | undefined = req.explain === true ? [] : undefined;
+    const trace = call.trace;
+    host.budget?.deposit(call.startedAt);
+    for (let attempt = 1; ; attempt++) {
+      if (call.ended !== undefined && call.ended !== 'deadline') throw host.stoppedError(call, errorContext(host, attempt - 1, retries, undefined, picks));
+      const context = retries !== undefined ? retries.pickContext : req.hashKey === undefined ? undefined : { hashKey: req.hashKey };
+      const compared: Endpoint[] | undefined = picks === undefined && trace === undefined ? undefined : [];
+      const handle = host.set.pick(compared === undefined ? context : { ...context, candidates: compared });
+      if (handle === undefined) throw host.emptyError(errorContext(host, attempt - 1, retries, undefined, picks));
+      const ep = handle.endpoint;
+      if (picks !== undefined) picks.push(explainPick(host.set, ep, compared ?? [], retries?.exclude, attempt));
+      const span = trace?.attempt(ep, attempt, compared && pickFacts(host.set.balancer, compared, ep), req.headers);
+      let result: Answer<B> | Failure<B>;
+      try {
+        result = await send(ep.pool, { method: req.method ?? 'GET', path: req.path, headers: span === undefined ? req.headers : span.headers, body: req.body, signal: call.begin(policy.perTryTimeoutMs, handle.startedAt) });
+      } catch (error) {
+        const stopped = call.stopped;
+        result = { kind: stopped === 'perTry' || stopped === 'deadline' ? 'timeout' : classifyError(error), cause: error, response: undefined };
+      } finally {
+        call.end();
+      }
+
+      let failure: Failure<B>;
+      if ('statusCode' in result) {
+        const outcome = host.failureStatus[result.statusCode] === 1 ? 'status' : 'success';
+        if (span === undefined) handle.done(outcome);
+        else trace?.attemptEnd(span, result.statusCode, outcome === 'status' ? String(result.statusCode) : undefined, () => handle.done(outcome));
+        if (retry === false || retry.retryStatus[result.statusCode] !== 1 || attempt > retry.maxRetries) {
+          const response: LoopResponse<B> = { statusCode: result.statusCode, headers: result.headers, body: result.body, endpoint: ep.info, attempts: attempt };
+          if (picks !== undefined) response.picks = picks;
+          return response;
+        }
+        failure = { kind: 'status', cause: undefined, response: result };
+      } else {
+        const stopped = call.ended as StopReason | undefined; // may have been set while the attempt ran
+        // A timeout whose timer fired late (this process stalled) is not the endpoint's fault either.
+        const outcome = stopped === 'caller' || stopped === 'destroyed' || call.stalled ? 'cancelled' : result.kind;
+        if (span === undefined) handle.done(outcome);
+        else trace?.attemptEnd(span, undefined, outcome, () => handle.done(outcome));
+        failure = result;
+      }
+      retries ??= new Retries(req.hashKey);
+      retries.tried.push(ep.info.label);
+      const stopped = call.ended as StopReason | undefined;
+      if (stopped === 'caller' || stopped === 'destroyed') throw host.stoppedError(call, errorContext(host, attempt, retries, failure.cause, picks));
+      if (stopped === 'deadline') throw new DeadlineExceededError(call.timeoutMs, errorContext(host, attempt, retries, failure.cause, picks));
+
+      // Retry, or give up (a status failure gives up by returning its response, others by a typed error).
+      if (retry === false || attempt > retry.maxRetries || !isSafeToRetry(failure.kind, req.method ?? 'GET', req.idempotent, isReplayableBody(req.body))) {
+        return giveUp(failure, ep, attempt, new RequestFailedError(failure.kind, errorContext(host, attempt, retries, failure.cause, picks)), picks);
+      }
+      const now = performance.now();
+      let delay = backoffDelay(attempt - 1, { initialMs: retry.baseDelayMs, maxMs: retry.maxDelayMs });
+      const retryAfter = failure.response ? parseRetryAfter(failure.response.headers['retry-after']) : undefined;
+      if (retryAfter !== undefined) delay = Math.max(delay, Math.min(retryAfter, retry.maxDelayMs));
+      if (now + delay >= call.deadline) return giveUp(failure, ep, attempt, new DeadlineExceededError(call.timeoutMs, errorContext(host, attempt, retries, failure.cause, picks)), picks);
+      if (host.budget === undefined || !host.budget.tryWithdraw(now)) {
+        trace?.budgetRefused(attempt);
+        return giveUp(failure, ep, attempt, new RetryBudgetExhaustedError(errorContext(host, attempt, retries, failure.cause, picks)), picks);
+      }
+      failure.response?.body.dump().catch(() => undefined);
+      trace?.retry(attempt, delay, failure.kind);
+      if (delay > 0) await call.wait(delay);
+      retries.exclude.add(ep);
+    }
   } finally {
     call.finish();
     host.finished(call);
-  }
-}
-
-/** The loop itself: pick → dispatch (one step of the call: per-try timeout, deadline, caller, destroy) → done. */
-async function attemptsLoop<B extends { dump(): Promise<unknown> }>(host: LoopHost, req: RequestOptions, policy: RequestPolicy, call: Call, send: Send<B>): Promise<LoopResponse<B>> {
-  const retry = policy.retry;
-  let retries: Retries | undefined;
-  // Opt-in records (explain: true) and the OpenTelemetry trace: both undefined, and free, by default.
-  const picks: PickExplanation[] | undefined = req.explain === true ? [] : undefined;
-  const trace = call.trace;
-  host.budget?.deposit(call.startedAt);
-  for (let attempt = 1; ; attempt++) {
-    if (call.ended !== undefined && call.ended !== 'deadline') throw host.stoppedError(call, errorContext(host, attempt - 1, retries, undefined, picks));
-    const context = retries !== undefined ? retries.pickContext : req.hashKey === undefined ? undefined : { hashKey: req.hashKey };
-    const compared: Endpoint[] | undefined = picks === undefined && trace === undefined ? undefined : [];
-    const handle = host.set.pick(compared === undefined ? context : { ...context, candidates: compared });
-    if (handle === undefined) throw host.emptyError(errorContext(host, attempt - 1, retries, undefined, picks));
-    const ep = handle.endpoint;
-    if (picks !== undefined) picks.push(explainPick(host.set, ep, compared ?? [], retries?.exclude, attempt));
-    const span = trace?.attempt(ep, attempt, compared && pickFacts(host.set.balancer, compared, ep), req.headers);
-    let result: Answer<B> | Failure<B>;
-    try {
-      result = await send(ep.pool, { method: req.method ?? 'GET', path: req.path, headers: span === undefined ? req.headers : span.headers, body: req.body, signal: call.begin(policy.perTryTimeoutMs) });
-    } catch (error) {
-      const stopped = call.stopped;
-      result = { kind: stopped === 'perTry' || stopped === 'deadline' ? 'timeout' : classifyError(error), cause: error, response: undefined };
-    } finally {
-      call.end();
-    }
-
-    let failure: Failure<B>;
-    if ('statusCode' in result) {
-      const outcome = host.failureStatus[result.statusCode] === 1 ? 'status' : 'success';
-      if (span === undefined) handle.done(outcome);
-      else trace?.attemptEnd(span, result.statusCode, outcome === 'status' ? String(result.statusCode) : undefined, () => handle.done(outcome));
-      if (retry === false || retry.retryStatus[result.statusCode] !== 1 || attempt > retry.maxRetries) {
-        const response: LoopResponse<B> = { statusCode: result.statusCode, headers: result.headers, body: result.body, endpoint: ep.info, attempts: attempt };
-        if (picks !== undefined) response.picks = picks;
-        return response;
-      }
-      failure = { kind: 'status', cause: undefined, response: result };
-    } else {
-      const stopped = call.ended as StopReason | undefined; // may have been set while the attempt ran
-      // A timeout whose timer fired late (this process stalled) is not the endpoint's fault either.
-      const outcome = stopped === 'caller' || stopped === 'destroyed' || call.stalled ? 'cancelled' : result.kind;
-      if (span === undefined) handle.done(outcome);
-      else trace?.attemptEnd(span, undefined, outcome, () => handle.done(outcome));
-      failure = result;
-    }
-    retries ??= new Retries(req.hashKey);
-    retries.tried.push(ep.info.label);
-    const stopped = call.ended as StopReason | undefined;
-    if (stopped === 'caller' || stopped === 'destroyed') throw host.stoppedError(call, errorContext(host, attempt, retries, failure.cause, picks));
-    if (stopped === 'deadline') throw new DeadlineExceededError(call.timeoutMs, errorContext(host, attempt, retries, failure.cause, picks));
-
-    // Retry, or give up (a status failure gives up by returning its response, others by a typed error).
-    if (retry === false || attempt > retry.maxRetries || !isSafeToRetry(failure.kind, req.method ?? 'GET', req.idempotent, isReplayableBody(req.body))) {
-      return giveUp(failure, ep, attempt, new RequestFailedError(failure.kind, errorContext(host, attempt, retries, failure.cause, picks)), picks);
-    }
-    const now = performance.now();
-    let delay = backoffDelay(attempt - 1, { initialMs: retry.baseDelayMs, maxMs: retry.maxDelayMs });
-    const retryAfter = failure.response ? parseRetryAfter(failure.response.headers['retry-after']) : undefined;
-    if (retryAfter !== undefined) delay = Math.max(delay, Math.min(retryAfter, retry.maxDelayMs));
-    if (now + delay >= call.deadline) return giveUp(failure, ep, attempt, new DeadlineExceededError(call.timeoutMs, errorContext(host, attempt, retries, failure.cause, picks)), picks);
-    if (host.budget === undefined || !host.budget.tryWithdraw(now)) {
-      trace?.budgetRefused(attempt);
-      return giveUp(failure, ep, attempt, new RetryBudgetExhaustedError(errorContext(host, attempt, retries, failure.cause, picks)), picks);
-    }
-    failure.response?.body.dump().catch(() => undefined);
-    trace?.retry(attempt, delay, failure.kind);
-    if (delay > 0) await call.wait(delay);
-    retries.exclude.add(ep);
   }
 }
