@@ -1,6 +1,6 @@
 import { EventEmitter } from 'eventemitter3';
 import { AbortedError, ClosedError, InvalidOptionError, peakEwma, type Balancer, type ServiceWatch } from '@proxyless/core';
-import { Call } from './call.js';
+import { Call, CallList } from './call.js';
 import { EndpointSet } from './endpoint-set.js';
 import {
   CircuitOpenError,
@@ -45,7 +45,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   readonly #telemetry: ClientTelemetry;
   readonly #scheme: 'http' | 'https' | 'auto';
   /** Requests in progress (for close() and destroy()). */
-  readonly #calls = new Set<Call>();
+  readonly #calls = new CallList();
   /** Per-try timeouts and deadlines of every call: one Node timer for the client. */
   readonly #timers = new TimerQueue();
   #idle: (() => void) | undefined;
@@ -354,7 +354,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       this.#destroyError = error ?? new ClosedError(`Client for "${this.#service}" was destroyed; its request`);
     }
     this.#closed = true;
-    for (const call of this.#calls) call.stop('destroyed');
+    this.#calls.stopAll('destroyed');
     const destroying = (async () => {
       await this.#watch.close().catch(() => undefined);
       await this.#set.destroy();

@@ -108,16 +108,16 @@ export class EndpointSet implements NeutralLatency {
     return this.#neutralMs;
   }
 
-  /** Picks an endpoint for one attempt, honouring half-open trials (one at a time). Hot path. */
-  pick(context: PickContext | undefined): PickHandle | undefined {
+  /** Picks an endpoint for one attempt starting at `nowMs` (`performance.now()`), honouring half-open trials (one at a time). Hot path. */
+  pick(context: PickContext | undefined, nowMs: number): PickHandle | undefined {
     if (this.#availableCount === 0) return undefined;
     const ep = this.#picker.pick(context);
     if (ep === undefined) return undefined;
     const breaker = ep.breaker;
     // `available` is checked too for a custom balancer that does not honour it.
-    if (ep.available && (breaker === undefined || breaker.tryAcquire())) return new PickHandle(ep);
+    if (ep.available && (breaker === undefined || breaker.tryAcquire())) return new PickHandle(ep, nowMs);
     const other = this.#pickAvoiding(ep, context);
-    return other === undefined ? undefined : new PickHandle(other);
+    return other === undefined ? undefined : new PickHandle(other, nowMs);
   }
 
   #pickAvoiding(first: Endpoint, context: PickContext | undefined): Endpoint | undefined {

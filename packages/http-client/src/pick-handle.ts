@@ -32,11 +32,11 @@ export class PickHandle {
   readonly startedAt: number;
   #open = true;
 
-  constructor(endpoint: Endpoint) {
+  /** @param nowMs - when the attempt starts (`performance.now()`). */
+  constructor(endpoint: Endpoint, nowMs: number) {
     this.endpoint = endpoint;
-    const now = performance.now();
-    this.startedAt = now;
-    for (const o of endpoint.observers) o.started(now);
+    this.startedAt = nowMs;
+    for (const o of endpoint.observers) o.started(nowMs);
   }
 
   /** Ends the attempt; the first call counts. */

@@ -149,14 +149,16 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
       if (call.ended !== undefined && call.ended !== 'deadline') throw host.stoppedError(call, errorContext(host, attempt - 1, retries, undefined, picks));
       const context = retries !== undefined ? retries.pickContext : req.hashKey === undefined ? undefined : { hashKey: req.hashKey };
       const compared: Endpoint[] | undefined = picks === undefined && trace === undefined ? undefined : [];
-      const handle = host.set.pick(compared === undefined ? context : { ...context, candidates: compared });
+      // The first attempt starts with the call (one clock read for both), unless it waited for a snapshot.
+      const startMs = attempt === 1 && waiting === undefined ? call.startedAt : performance.now();
+      const handle = host.set.pick(compared === undefined ? context : { ...context, candidates: compared }, startMs);
       if (handle === undefined) throw host.emptyError(errorContext(host, attempt - 1, retries, undefined, picks));
       const ep = handle.endpoint;
       if (picks !== undefined) picks.push(explainPick(host.set, ep, compared ?? [], retries?.exclude, attempt));
       const span = trace?.attempt(ep, attempt, compared && pickFacts(host.set.balancer, compared, ep), req.headers);
       let result: Answer<B> | Failure<B>;
       try {
-        result = await send(ep.pool, { method: req.method ?? 'GET', path: req.path, headers: span === undefined ? req.headers : span.headers, body: req.body, signal: call.begin(policy.perTryTimeoutMs, handle.startedAt) });
+        result = await send(ep.pool, { method: req.method ?? 'GET', path: req.path, headers: span === undefined ? req.headers : span.headers, body: req.body, signal: call.begin(policy.perTryTimeoutMs, startMs) });
       } catch (error) {
         const stopped = call.stopped;
         result = { kind: stopped === 'perTry' || stopped === 'deadline' ? 'timeout' : classifyError(error), cause: error, response: undefined };
