@@ -13,39 +13,61 @@ export interface BreakerListener {
   onBreakerClose(): void;
 }
 
-// The breaker's action never performs I/O: the request already happened and
-// its outcome is "replayed" through opossum so opossum's own rules (error
-// rate over the rolling window, volume threshold, half-open trial) decide.
-// One module-level function, no per-call closure.
-function replayFailure(error: Error): never {
-  throw error;
+// opossum's action is never called: attempts are made by the request loop, and the breaker
+// only opens, half-opens and closes. One module-level function, no per-breaker closure.
+function neverCalled(): Promise<never> {
+  return Promise.reject(new Error('the breaker action is not used'));
 }
 
-/** The arguments a replayed success "fired" with (opossum's counting listener ignores them): one shared array, not one per request. */
-const NO_ARGS: [] = [];
-
 /**
- * One endpoint's circuit breaker: opossum 9 keeps the state machine and the
- * rolling counts; we feed it outcomes through its public, typed API.
+ * One endpoint's circuit breaker — the decision apart from the state, as
+ * cockatiel splits them. The decision is made here, by opossum's rule over a
+ * rolling window of this endpoint's attempts: with at least
+ * `volumeThreshold` attempts in the window, a failure rate above
+ * `errorThresholdPercentage` opens the breaker; a failure while half-open
+ * re-opens it; a success while half-open closes it; a failure while open is
+ * not counted. opossum 9 keeps the state through its public, typed API:
+ * `open()` (which starts its reset timer, after which it goes half-open),
+ * `close()`, the `open`/`halfOpen`/`close` events and the state getters.
  *
- * Cost on the success path matters (it runs on every request): a success is
- * two of opossum's own events (see {@link EndpointBreaker.success}); a failure
- * goes through a real `fire()` so opossum's own threshold logic opens the circuit. Snapshots and rolling percentiles are off (they sort every
- * latency sample once a second on the event loop), and every breaker of a
- * client shares one bucket-rotation timer (`rotateBucketController`).
+ * Why not feed opossum every outcome (its `fire`/`success` events, or
+ * `fire()`): two events per success cost ~0.35 µs per request (measured with
+ * bench/support/client-js-cost.ts), a third of the whole client's overhead
+ * over a raw undici Pool; counting here is two increments. The window
+ * rotates on the client's shared bucket-rotation clock, the same one opossum
+ * used, so the counts are the ones opossum kept. Pinned by test/breaker.test.ts.
  * @internal
  */
 export class EndpointBreaker implements AttemptObserver {
-  readonly #cb: CircuitBreaker<[Error], never>;
+  readonly #cb: CircuitBreaker<[], never>;
+  readonly #thresholdPercent: number;
+  readonly #volumeThreshold: number;
+  /** Attempts and failures of the window's earlier buckets (slot `#bucket` is the current one's, filled when it ends). */
+  readonly #fires: Float64Array;
+  readonly #failures: Float64Array;
+  #bucket = 0;
+  /** The current bucket's counts. */
+  #bucketFires = 0;
+  #bucketFailures = 0;
+  /** Counts over the whole window, the current bucket included. */
+  #fireSum = 0;
+  #failureSum = 0;
+  readonly #rotate: NodeEventEmitter;
+  readonly #onRotate = (): void => this.#nextBucket();
   #trialInFlight = false;
 
   constructor(options: Required<BreakerOptions>, rotate: NodeEventEmitter, listener: BreakerListener, name: string) {
-    this.#cb = new CircuitBreaker(replayFailure, {
+    this.#thresholdPercent = options.errorThresholdPercentage;
+    this.#volumeThreshold = options.volumeThreshold;
+    this.#fires = new Float64Array(options.rollingBuckets);
+    this.#failures = new Float64Array(options.rollingBuckets);
+    this.#rotate = rotate;
+    rotate.on('rotate', this.#onRotate);
+    this.#cb = new CircuitBreaker(neverCalled, {
       name,
       timeout: false,
-      errorThresholdPercentage: options.errorThresholdPercentage,
-      volumeThreshold: options.volumeThreshold,
       resetTimeout: options.resetTimeoutMs,
+      // opossum's own window stays empty (nothing is fired); it rotates on the shared clock, no timer of its own.
       rollingCountTimeout: options.rollingWindowMs,
       rollingCountBuckets: options.rollingBuckets,
       rollingPercentilesEnabled: false,
@@ -70,14 +92,14 @@ export class EndpointBreaker implements AttemptObserver {
     // The trial slot is taken at pick time (tryAcquire); only outcomes count here.
   }
 
-  ended(outcome: AttemptOutcome, elapsedMs: number): void {
+  ended(outcome: AttemptOutcome): void {
     if (outcome === 'cancelled') {
       // Not the endpoint's fault: free a half-open trial slot for the next call.
       this.#trialInFlight = false;
       return;
     }
-    if (outcome === 'success') this.success(elapsedMs);
-    else this.failure(new Error(`attempt failed: ${outcome}`));
+    if (outcome === 'success') this.success();
+    else this.failure();
   }
 
   /** Current state. */
@@ -100,39 +122,44 @@ export class EndpointBreaker implements AttemptObserver {
     return false;
   }
 
-  /**
-   * Records a success through opossum's public, typed event interface: the
-   * `fire` and `success` events a fired call emits, which opossum's own
-   * listeners count in the rolling window (and which close a half-open
-   * breaker) — the same bookkeeping as `fire()` without a Promise per request.
-   * Pinned by test/breaker.test.ts.
-   */
-  success(latencyMs: number): void {
-    const cb = this.#cb;
-    cb.emit('fire', NO_ARGS);
-    cb.emit('success', undefined, latencyMs);
+  /** Records a success; closes a half-open breaker. */
+  success(): void {
+    this.#bucketFires++;
+    this.#fireSum++;
+    if (this.#cb.halfOpen) this.#cb.close();
   }
 
   /** Records a failure; may open the breaker (synchronously). */
-  failure(error: Error): void {
+  failure(): void {
     const cb = this.#cb;
-    // A failure while open (calls that started before it opened) only counts.
-    if (cb.opened && !cb.halfOpen) return;
-    cb.fire(error).catch(noop);
+    if (cb.opened) return; // calls that started before it opened: not counted
+    this.#bucketFires++;
+    this.#bucketFailures++;
+    this.#fireSum++;
+    this.#failureSum++;
+    if (cb.halfOpen || (this.#fireSum >= this.#volumeThreshold && (this.#failureSum / this.#fireSum) * 100 > this.#thresholdPercent)) cb.open();
   }
 
   /** Rolling-window counts: calls (`fires`) and `failures`. */
   get counts(): { fires: number; failures: number } {
-    const s = this.#cb.stats;
-    return { fires: s.fires, failures: s.failures };
+    return { fires: this.#fireSum, failures: this.#failureSum };
+  }
+
+  /** The shared clock ticked: the oldest bucket leaves the window and becomes the current one. */
+  #nextBucket(): void {
+    this.#fires[this.#bucket] = this.#bucketFires;
+    this.#failures[this.#bucket] = this.#bucketFailures;
+    const b = this.#bucket + 1 === this.#fires.length ? 0 : this.#bucket + 1;
+    this.#fireSum -= this.#fires[b] ?? 0;
+    this.#failureSum -= this.#failures[b] ?? 0;
+    this.#bucket = b;
+    this.#bucketFires = 0;
+    this.#bucketFailures = 0;
   }
 
   /** Stops timers and listeners. */
   shutdown(): void {
+    this.#rotate.removeListener('rotate', this.#onRotate);
     this.#cb.shutdown();
   }
-}
-
-function noop(): void {
-  // failure already recorded by opossum
 }

@@ -2,7 +2,7 @@ import { EventEmitter as NodeEventEmitter } from 'node:events';
 import type { EventEmitter } from 'eventemitter3';
 import type { Balancer, PickContext, Picker, ServiceInstance } from '@proxyless/core';
 import { Endpoint } from './endpoint.js';
-import type { NeutralLatency } from './load.js';
+import type { LoadContext } from './load.js';
 import { isPanic, mayEject } from './outlier-detection.js';
 import type { ResolvedOptions } from './options.js';
 import type { ClientEvents } from './events.js';
@@ -24,7 +24,7 @@ const NEUTRAL_SAMPLE = 31;
  * and hands out a {@link PickHandle} per attempt.
  * @internal
  */
-export class EndpointSet implements NeutralLatency {
+export class EndpointSet implements LoadContext {
   readonly #options: ResolvedOptions;
   readonly #balancer: Balancer;
   readonly #events: EventEmitter<ClientEvents>;
@@ -43,6 +43,8 @@ export class EndpointSet implements NeutralLatency {
   #closed = false;
   #neutralMs = 0;
   #neutralAt = -Infinity;
+  /** The time of the pick in progress, or -1 between picks. */
+  #pickingAt = -1;
   /** True once a snapshot was applied. */
   hasSnapshot = false;
 
@@ -108,16 +110,26 @@ export class EndpointSet implements NeutralLatency {
     return this.#neutralMs;
   }
 
+  /** The time of the pick in progress (one clock read per pick, not one per candidate), else `performance.now()`. */
+  nowMs(): number {
+    return this.#pickingAt >= 0 ? this.#pickingAt : performance.now();
+  }
+
   /** Picks an endpoint for one attempt starting at `nowMs` (`performance.now()`), honouring half-open trials (one at a time). Hot path. */
   pick(context: PickContext | undefined, nowMs: number): PickHandle | undefined {
     if (this.#availableCount === 0) return undefined;
-    const ep = this.#picker.pick(context);
-    if (ep === undefined) return undefined;
-    const breaker = ep.breaker;
-    // `available` is checked too for a custom balancer that does not honour it.
-    if (ep.available && (breaker === undefined || breaker.tryAcquire())) return new PickHandle(ep, nowMs);
-    const other = this.#pickAvoiding(ep, context);
-    return other === undefined ? undefined : new PickHandle(other, nowMs);
+    this.#pickingAt = nowMs;
+    try {
+      const ep = this.#picker.pick(context);
+      if (ep === undefined) return undefined;
+      const breaker = ep.breaker;
+      // `available` is checked too for a custom balancer that does not honour it.
+      if (ep.available && (breaker === undefined || breaker.tryAcquire())) return new PickHandle(ep, nowMs);
+      const other = this.#pickAvoiding(ep, context);
+      return other === undefined ? undefined : new PickHandle(other, nowMs);
+    } finally {
+      this.#pickingAt = -1;
+    }
   }
 
   #pickAvoiding(first: Endpoint, context: PickContext | undefined): Endpoint | undefined {

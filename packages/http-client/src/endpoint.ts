@@ -1,7 +1,7 @@
 import { Pool } from 'undici';
 import type { BalancerEndpoint, ServiceInstance } from '@proxyless/core';
 import { EndpointBreaker, type BreakerListener, type BreakerState } from './breaker.js';
-import { LoadTracker, type NeutralLatency } from './load.js';
+import { LoadTracker, type LoadContext } from './load.js';
 import { OutlierState } from './outlier-detection.js';
 import type { ResolvedOptions } from './options.js';
 import type { AttemptObserver } from './pick-handle.js';
@@ -43,7 +43,7 @@ export class Endpoint implements BalancerEndpoint {
   /** May picks choose it now (breaker not open; not ejected, unless in panic)? Kept by the endpoint set. */
   available = true;
 
-  constructor(instance: ServiceInstance, options: ResolvedOptions, neutral: NeutralLatency, rotate: NodeEventEmitter, listener: EndpointListener) {
+  constructor(instance: ServiceInstance, options: ResolvedOptions, neutral: LoadContext, rotate: NodeEventEmitter, listener: EndpointListener) {
     this.instance = instance;
     const host = instance.address.includes(':') ? `[${instance.address}]` : instance.address;
     const label = `${host}:${instance.port}`;

@@ -1,9 +1,12 @@
 import type { EndpointLoad } from '@proxyless/core';
 import type { AttemptObserver, AttemptOutcome } from './pick-handle.js';
 
-/** Where an endpoint finds the neutral latency (ms) of its set: 0 when nothing is known yet. @internal */
-export interface NeutralLatency {
+/** What a {@link LoadTracker} reads from its endpoint set. @internal */
+export interface LoadContext {
+  /** The set's neutral latency (ms): 0 when nothing is known yet. */
   neutralMs(nowMs: number): number;
+  /** The time (`performance.now()`): during a pick, the pick's own time, so the candidates' estimates cost no clock read each. */
+  nowMs(): number;
 }
 
 /** Decay time constant of the latency estimate, in ms (Finagle's and Linkerd's default). */
@@ -49,24 +52,24 @@ export class LoadTracker implements EndpointLoad, AttemptObserver {
   readySince = Date.now();
   successes = 0;
   failures = 0;
-  readonly #neutral: NeutralLatency;
+  readonly #context: LoadContext;
   /** Sum of the start times of the attempts in flight (their mean age is charged as latency). */
   #startSum = 0;
   #value = 0;
   #stamp = 0;
   #sampled = false;
 
-  constructor(neutral: NeutralLatency) {
-    this.#neutral = neutral;
+  constructor(context: LoadContext) {
+    this.#context = context;
   }
 
   /** The estimate a balancer reads now, in ms. */
   get ewmaMs(): number {
-    const now = performance.now();
+    const now = this.#context.nowMs();
     const n = this.inFlight;
     if (!this.#sampled) return n > 0 ? COLD_BUSY_MS : COLD_IDLE_MS;
     let estimate = this.#value;
-    const floor = this.#neutral.neutralMs(now);
+    const floor = this.#context.neutralMs(now);
     if (estimate > floor) estimate = floor + (estimate - floor) * Math.exp(-(now - this.#stamp) / DECAY_TAU_MS);
     if (n > 0) {
       const age = now - this.#startSum / n;
@@ -108,7 +111,7 @@ export class LoadTracker implements EndpointLoad, AttemptObserver {
       this.#observe(elapsedMs, nowMs);
     } else {
       this.failures++;
-      this.#observe(Math.max(elapsedMs, FAILURE_PENALTY * this.#neutral.neutralMs(nowMs), 1), nowMs);
+      this.#observe(Math.max(elapsedMs, FAILURE_PENALTY * this.#context.neutralMs(nowMs), 1), nowMs);
     }
   }
 

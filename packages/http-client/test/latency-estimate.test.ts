@@ -29,7 +29,7 @@ describe('http-client: latency estimates (cold endpoints, failure penalties)', f
 
   it('a new endpoint wins the first pick it is drawn for, even against endpoints faster than the median; then none before it answers', () => {
     // The set's median (refreshed at most once a second) is 5 ms; the established endpoint answers in 1 ms.
-    const neutral = { neutralMs: () => 5 };
+    const neutral = { neutralMs: () => 5, nowMs: () => performance.now() };
     const fast = new LoadTracker(neutral);
     const t = performance.now();
     fast.started(t);
