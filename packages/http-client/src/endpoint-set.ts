@@ -20,7 +20,7 @@ const NEUTRAL_SAMPLE = 31;
  * The endpoints of one service: follows snapshots, owns per-endpoint state,
  * keeps a picker over every endpoint (rebuilt only when membership changes)
  * whose picks skip the endpoints marked unavailable (breaker open, ejected;
- * flags refreshed on every breaker, ejection or panic change, no rebuild),
+ * flags kept on every breaker, ejection or panic change, no rebuild),
  * and hands out a {@link PickHandle} per attempt.
  * @internal
  */
@@ -40,6 +40,9 @@ export class EndpointSet implements LoadContext {
   #ejectedCount = 0;
   /** Endpoints marked available: the ready set (in panic, every endpoint whose breaker is not open). */
   #availableCount = 0;
+  /** Endpoints whose breaker is not open, and of those the ones not ejected (the ready set), as last counted. */
+  #notOpenCount = 0;
+  #readyCount = 0;
   #closed = false;
   #neutralMs = 0;
   #neutralAt = -Infinity;
@@ -203,7 +206,7 @@ export class EndpointSet implements LoadContext {
     if (ep.removed) return;
     if (event === 'breakerHalfOpen') ep.rejoined();
     this.#events.emit(event, ep.info);
-    this.#refreshAvailability();
+    this.#endpointChanged(ep);
   }
 
   #remove(ep: Endpoint): void {
@@ -250,7 +253,7 @@ export class EndpointSet implements LoadContext {
     timer.unref();
     ep.outlier.timer = timer;
     this.#events.emit('eject', ep.info, duration);
-    this.#refreshAvailability();
+    this.#endpointChanged(ep);
   }
 
   #restore(ep: Endpoint): void {
@@ -259,26 +262,57 @@ export class EndpointSet implements LoadContext {
     ep.rejoined();
     this.#ejectedCount--;
     this.#events.emit('restore', ep.info);
-    this.#refreshAvailability();
+    this.#endpointChanged(ep);
+  }
+
+  /**
+   * One endpoint's breaker or ejection changed: its own flag and the counts,
+   * O(1); every endpoint's flag only when the set enters or leaves panic.
+   */
+  #endpointChanged(ep: Endpoint): void {
+    if (this.#closed) return;
+    const notOpen = ep.breakerState !== 'open';
+    const ready = notOpen && !ep.outlier.ejected;
+    if (notOpen !== ep.countedNotOpen) this.#notOpenCount += notOpen ? 1 : -1;
+    if (ready !== ep.countedReady) this.#readyCount += ready ? 1 : -1;
+    ep.countedNotOpen = notOpen;
+    ep.countedReady = ready;
+    if (this.#panicNow() !== this.#panic) {
+      this.#refreshAvailability();
+      return;
+    }
+    ep.available = notOpen && (this.#panic || !ep.outlier.ejected);
+    this.#availableCount = this.#panic ? this.#notOpenCount : this.#readyCount;
+    this.#picker.availabilityChanged?.();
+  }
+
+  /** Is the ready share below the panic threshold? */
+  #panicNow(): boolean {
+    const o = this.#options.outlier;
+    return o !== false && isPanic(this.#readyCount, this.#byKey.size, o.panicThresholdPercent);
   }
 
   /**
    * Marks which endpoints picks may choose: the ready set (breaker not open,
    * not ejected), or, in panic, every endpoint whose breaker is not open; then
-   * tells the picker. O(n) flag writes, no picker build.
+   * tells the picker. O(n) flag writes, no picker build: on membership changes
+   * (the picker is rebuilt then anyway) and when panic starts or ends.
    */
   #refreshAvailability(): void {
     if (this.#closed) return;
     let ready = 0;
-    for (const ep of this.#byKey.values()) if (!ep.outlier.ejected && ep.breakerState !== 'open') ready++;
-    const o = this.#options.outlier;
-    const panic = o !== false && isPanic(ready, this.#byKey.size, o.panicThresholdPercent);
-    let available = 0;
+    let notOpen = 0;
     for (const ep of this.#byKey.values()) {
-      ep.available = ep.breakerState !== 'open' && (panic || !ep.outlier.ejected);
-      if (ep.available) available++;
+      ep.countedNotOpen = ep.breakerState !== 'open';
+      ep.countedReady = ep.countedNotOpen && !ep.outlier.ejected;
+      if (ep.countedNotOpen) notOpen++;
+      if (ep.countedReady) ready++;
     }
-    this.#availableCount = available;
+    this.#readyCount = ready;
+    this.#notOpenCount = notOpen;
+    const panic = this.#panicNow();
+    for (const ep of this.#byKey.values()) ep.available = ep.countedNotOpen && (panic || !ep.outlier.ejected);
+    this.#availableCount = panic ? notOpen : ready;
     this.#picker.availabilityChanged?.();
     if (panic !== this.#panic) {
       this.#panic = panic;

@@ -42,6 +42,9 @@ export class Endpoint implements BalancerEndpoint {
   removed = false;
   /** May picks choose it now (breaker not open; not ejected, unless in panic)? Kept by the endpoint set. */
   available = true;
+  /** What the endpoint set last counted it as: breaker not open; ready (not open, not ejected). */
+  countedNotOpen = true;
+  countedReady = true;
 
   constructor(instance: ServiceInstance, options: ResolvedOptions, neutral: LoadContext, rotate: NodeEventEmitter, listener: EndpointListener) {
     this.instance = instance;
