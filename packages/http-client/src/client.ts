@@ -200,7 +200,10 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
 
   #finished(call: Call): void {
     this.#calls.delete(call);
-    if (this.#calls.size === 0) this.#idle?.();
+    if (this.#calls.size === 0) {
+      this.#idle?.();
+      if (this.#closed) this.#timers.clear();
+    }
   }
 
   async #waitForSnapshot(req: RequestOptions, call: Call): Promise<void> {
@@ -340,6 +343,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
         clearTimeout(timer);
       }
       await this.#set.close(this.#options.drainTimeoutMs);
+      if (this.#calls.size === 0) this.#timers.clear(); // else the last call to finish clears it
     })();
     return this.#closing;
   }
@@ -358,6 +362,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     const destroying = (async () => {
       await this.#watch.close().catch(() => undefined);
       await this.#set.destroy();
+      if (this.#calls.size === 0) this.#timers.clear();
     })();
     this.#closing ??= destroying;
     this.#idle?.();

@@ -8,11 +8,13 @@
  * the tail, such as a retry bounded by its request's deadline, is placed by
  * walking back from the tail). Adding at the tail and removing are O(1) and
  * allocate nothing: the entry carries its own links. The one Node timer is
- * armed for the earliest head; a removed head leaves it armed (it fires,
- * finds nothing due and re-arms for the next head), and an empty queue clears
- * it. An entry is never reported before its time: the Node timer may fire up
- * to a loop turn early (libuv's cached, millisecond-truncated clock), so due
- * is decided against `performance.now()`, and an early firing re-arms.
+ * armed for the earliest head and only moved earlier: removing an entry
+ * leaves it armed, and when it fires it reports what is due, drops empty
+ * lists and re-arms for the earliest head left, if any — so a steady stream
+ * of requests costs about one Node timer per timeout period, not one per
+ * request. An entry is never reported before its time: the Node timer may
+ * fire up to a loop turn early (libuv's cached, millisecond-truncated clock),
+ * so due is decided against `performance.now()`, and an early firing re-arms.
  * @internal
  * @module
  */
@@ -83,24 +85,21 @@ export class TimerQueue {
     if (atMs < this.#armedFor) this.#arm(atMs);
   }
 
-  /** Takes `entry` out (nothing when it is in no list). */
+  /** Takes `entry` out (nothing when it is in no list). The Node timer stays armed (see above). */
   remove(entry: TimerEntry): void {
     const list = entry.timerList;
-    if (list === undefined) return;
-    this.#unlink(list, entry);
-    if (list.head === undefined) {
-      this.#lists.delete(list.durationMs);
-      if (this.#lists.size === 0) this.#disarm();
-    }
+    if (list !== undefined) this.#unlink(list, entry);
   }
 
-  /** Clears the Node timer and forgets every entry (they are never reported). */
+  /** Clears the Node timer and forgets every entry (they are never reported): for a closed client. */
   clear(): void {
     for (const list of this.#lists.values()) {
       while (list.head !== undefined) this.#unlink(list, list.head);
     }
     this.#lists.clear();
-    this.#disarm();
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#armedFor = Infinity;
   }
 
   #unlink(list: TimerList, entry: TimerEntry): void {
@@ -121,12 +120,6 @@ export class TimerQueue {
     // setTimeout has millisecond resolution: round up so nothing is looked at before it is due.
     this.#timer = setTimeout(this.#onTimer, Math.max(1, Math.ceil(atMs - performance.now())));
     this.#timer.unref();
-  }
-
-  #disarm(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#armedFor = Infinity;
   }
 
   #fire(): void {

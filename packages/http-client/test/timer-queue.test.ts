@@ -120,4 +120,20 @@ describe('http-client: timer queue (per-try timeouts and deadlines)', () => {
     assert.equal(log[0]!.name, 'kept');
     assert.ok(log[0]!.at >= log[0]!.due);
   });
+
+  it('clear() forgets every entry: none is reported, and each is unlinked', async () => {
+    const q = new TimerQueue();
+    const log: { name: string; at: number; due: number; inList: boolean }[] = [];
+    const now = performance.now();
+    const es = ['x', 'y', 'z'].map((n, i) => {
+      const e = new Entry(n, log);
+      q.add(e, 5 + i, now + 5 + i);
+      return e;
+    });
+    q.clear();
+    assert.equal(q.size, 0);
+    for (const e of es) assert.equal(e.timerList, undefined);
+    await sleep(30);
+    assert.deepEqual(log, []);
+  });
 });
