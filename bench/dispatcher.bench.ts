@@ -55,6 +55,19 @@ export async function run(): Promise<void> {
       const { body } = await raw.request({ path: '/', method: 'GET' });
       await body.dump();
     };
+    // undici's top-level request(url) on the raw Pool: what that call form costs without Proxyless.
+    const poolUrlCall: Call = async () => {
+      const { body } = await request(`http://127.0.0.1:${t1}/`, { dispatcher: raw });
+      await body.dump();
+    };
+    const poolFetchCall: Call = async () => {
+      const res = await fetch(`http://127.0.0.1:${t1}/`, { dispatcher: raw } as RequestInit);
+      await res.arrayBuffer();
+    };
+    const dispatcherFetchCall: Call = async () => {
+      const res = await fetch('http://svc.service.consul/', { dispatcher } as RequestInit);
+      await res.arrayBuffer();
+    };
     const clientCall: Call = async () => {
       const { body } = await client.request({ path: '/', method: 'GET' });
       await body.dump();
@@ -84,9 +97,12 @@ export async function run(): Promise<void> {
       'Dispatcher path vs client.request() vs raw undici Pool — 3 trivial nginx backends',
       [
         { name: 'raw undici Pool → 1 backend', call: off(poolCall) },
+        { name: 'raw Pool via undici.request(url)', call: off(poolUrlCall) },
+        { name: 'raw Pool via fetch()', call: off(poolFetchCall) },
         { name: 'client.request() ×3', call: off(clientCall) },
         { name: 'undici.request() via createDispatcher ×3', call: off(dispatcherCall) },
         { name: 'dispatcher.request({ origin, path }) ×3', call: off(dispatcherOwnCall) },
+        { name: 'fetch() via createDispatcher ×3', call: off(dispatcherFetchCall) },
         { name: 'client.request() ×3, tracing on (no-op tracer)', call: withProvider(tracedCall) },
       ],
       'client.request() ×3',
@@ -97,6 +113,17 @@ export async function run(): Promise<void> {
     const d = 'undici.request() via createDispatcher ×3';
     const o = 'dispatcher.request({ origin, path }) ×3';
     const t = 'client.request() ×3, tracing on (no-op tracer)';
+    const p = 'raw undici Pool → 1 backend';
+    const pu = 'raw Pool via undici.request(url)';
+    const pf = 'raw Pool via fetch()';
+    const f = 'fetch() via createDispatcher ×3';
+    const ratio = (a: string, b: string, k: 'rps' | 'cpuUsPerReq'): string => (m(a, k) / m(b, k)).toFixed(2);
+    // Each call form costs undici something before any dispatcher sees it: compare each form with itself on the raw Pool.
+    const forms = [
+      `- undici.request(url) on the raw Pool: ${ratio(pu, p, 'rps')}× pool.request()'s throughput, ${ratio(pu, p, 'cpuUsPerReq')}× its CPU/req; ` +
+        `via createDispatcher: ${ratio(d, pu, 'rps')}× the raw Pool's throughput in the same form`,
+      `- fetch() on the raw Pool: ${ratio(pf, p, 'rps')}× pool.request()'s throughput; via createDispatcher: ${ratio(f, pf, 'rps')}× the raw Pool's throughput in the same form, ${ratio(f, c, 'rps')}× client.request()`,
+    ];
     const lines = [
       verdict('dispatcher throughput ≥ 0.95× client.request()', m(d, 'rps') >= 0.95 * m(c, 'rps'),
         `${m(d, 'rps').toFixed(0)} vs ${m(c, 'rps').toFixed(0)} req/s (${(m(d, 'rps') / m(c, 'rps')).toFixed(2)}×)`),
@@ -105,7 +132,7 @@ export async function run(): Promise<void> {
       verdict('tracing on (no-op tracer) CPU/req ≤ 1.02× off', m(t, 'cpuUsPerReq') <= 1.02 * m(c, 'cpuUsPerReq'),
         `${m(t, 'cpuUsPerReq').toFixed(1)} vs ${m(c, 'cpuUsPerReq').toFixed(1)} µs (${(m(t, 'cpuUsPerReq') / m(c, 'cpuUsPerReq')).toFixed(3)}×)`),
     ];
-    process.stdout.write(`\n### Targets\n${lines.join('\n')}\n`);
+    process.stdout.write(`\n### Targets\n${lines.join('\n')}\n\n### Cost of the call form itself\n${forms.join('\n')}\n`);
   } finally {
     setTracing(false);
     await dispatcher.close();
