@@ -61,11 +61,11 @@ export async function run(): Promise<void> {
       await body.dump();
     };
     const poolFetchCall: Call = async () => {
-      const res = await fetch(`http://127.0.0.1:${t1}/`, { dispatcher: raw } as RequestInit);
+      const res = await fetch(`http://127.0.0.1:${t1}/`, { dispatcher: raw } as unknown as RequestInit);
       await res.arrayBuffer();
     };
     const dispatcherFetchCall: Call = async () => {
-      const res = await fetch('http://svc.service.consul/', { dispatcher } as RequestInit);
+      const res = await fetch('http://svc.service.consul/', { dispatcher } as unknown as RequestInit);
       await res.arrayBuffer();
     };
     const clientCall: Call = async () => {
