@@ -49,17 +49,37 @@ export function peakEwma(options: PeakEwmaOptions = {}): Balancer {
     const ewma = raw > 0 ? raw : defaultLatencyMs;
     return ewma * (l.inFlight + 1);
   };
-  const cheaper = (a: BalancerEndpoint, b: BalancerEndpoint): boolean => {
+  // The two costs of one comparison (one scratch object: no allocation per pick).
+  const costs = { a: 0, b: 0 };
+  const compare = (a: BalancerEndpoint, b: BalancerEndpoint): typeof costs => {
     const la = a.load;
     const lb = b.load;
-    const ra = la.ewmaMs;
+    const ra = la.ewmaMs; // a getter that may decay the estimate as of now: read once
     const rb = lb.ewmaMs;
     let ea = ra > 0 ? ra : defaultLatencyMs;
     let eb = rb > 0 ? rb : defaultLatencyMs;
     // Neutral default: an endpoint without data is assumed as fast as the other.
     if (!(ea > 0)) ea = eb > 0 ? eb : 1;
     if (!(eb > 0)) eb = ea;
-    return ea * (la.inFlight + 1) < eb * (lb.inFlight + 1);
+    costs.a = ea * (la.inFlight + 1);
+    costs.b = eb * (lb.inFlight + 1);
+    return costs;
+  };
+  const cheaper = (a: BalancerEndpoint, b: BalancerEndpoint): boolean => {
+    const c = compare(a, b);
+    return c.a < c.b;
+  };
+  /** The explained pick: the same choice, recording the costs exactly as they were compared. */
+  const pickExplained = (endpoints: readonly BalancerEndpoint[], context: PickContext, scores: number[]): BalancerEndpoint | undefined => {
+    const candidates = context.candidates ?? [];
+    const compared = new Map<BalancerEndpoint, number>();
+    const picked = pickOfChoices(endpoints, random, 2, context.exclude, (a, b) => {
+      const c = compare(a, b);
+      compared.set(a, c.a).set(b, c.b);
+      return c.a < c.b;
+    }, candidates);
+    for (const candidate of candidates) scores.push(compared.get(candidate) ?? score(candidate));
+    return picked;
   };
   return {
     name: 'peak-ewma',
@@ -69,6 +89,7 @@ export function peakEwma(options: PeakEwmaOptions = {}): Balancer {
       return {
         endpoints,
         pick(context?: PickContext): E | undefined {
+          if (context?.scores !== undefined) return pickExplained(endpoints, context, context.scores) as E | undefined;
           return pickOfChoices(endpoints, random, 2, context?.exclude, cheaper, context?.candidates);
         },
       };

@@ -38,6 +38,13 @@ export interface PickContext {
    * candidate they compared, in order. Costs nothing when absent.
    */
   readonly candidates?: BalancerEndpoint[] | undefined;
+  /**
+   * Set only to explain a pick, with `candidates`: pickers that compare by a
+   * score (peak EWMA) push the score of each candidate as they compared it,
+   * in the same order. Read later, a score may have moved (latency estimates
+   * decay with time), so the choice could look wrong. Costs nothing when absent.
+   */
+  readonly scores?: number[] | undefined;
 }
 
 /**

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
 import fc from 'fast-check';
 import { PeakEwma, peakEwma } from '../src/balancer-peak-ewma.js';
+import type { BalancerEndpoint } from '../src/balancer.js';
 import { InvalidOptionError } from '../src/errors.js';
 import { endpoint, endpoints, seeded, tally } from './balancer-fixtures.js';
 
@@ -10,6 +11,28 @@ const cost = (e: { load: { ewmaMs: number; inFlight: number } }): number => e.lo
 describe('peakEwma()', () => {
   it('returns undefined for an empty set', () => {
     assert.equal(peakEwma().createPicker([]).pick(), undefined);
+  });
+
+  it('asked to explain, records the scores exactly as it compared them (estimates that decay on read move afterwards)', () => {
+    // Each estimate changes with every read, as a decaying one does as time passes: read again
+    // after the pick, "a" (10 → 100) would look costlier than "b" (20 → 5) although "a" won.
+    const moving = (...reads: number[]): { inFlight: number; readySince: number; readonly ewmaMs: number } => ({
+      inFlight: 0,
+      readySince: 0,
+      get ewmaMs(): number {
+        return reads.length > 1 ? reads.shift()! : reads[0]!;
+      },
+    });
+    const a = { ...endpoint('a'), load: moving(10, 100) };
+    const b = { ...endpoint('b'), load: moving(20, 5) };
+    const candidates: BalancerEndpoint[] = [];
+    const scores: number[] = [];
+    const values = [0, 0.5];
+    let k = 0;
+    const picked = peakEwma({ random: () => values[k++ % 2]! }).createPicker([a, b]).pick({ candidates, scores });
+    assert.equal(picked, a);
+    assert.deepEqual(candidates.map((c) => c.instance.key), ['a', 'b']);
+    assert.deepEqual(scores, [10, 20]);
   });
 
   it('never picks the costlier (ewma × (inFlight + 1)) of its two samples (property)', () => {

@@ -40,13 +40,15 @@ export interface PickExplanation {
 
 /**
  * A candidate as the picker saw it. The chosen endpoint's attempt has started
- * since (its handle counts it in flight), so that one is taken back out.
+ * since (its handle counts it in flight), so that one is taken back out. The
+ * score is the one the picker compared when it recorded it (an estimate read
+ * again now may have decayed since), else read now.
  */
-function candidate(ep: Endpoint, chosen: boolean, score: ((e: BalancerEndpoint) => number) | undefined): PickCandidate {
+function candidate(ep: Endpoint, chosen: boolean, recorded: number | undefined, score: ((e: BalancerEndpoint) => number) | undefined): PickCandidate {
   const inFlight = chosen ? Math.max(0, ep.load.inFlight - 1) : ep.load.inFlight;
   const ewmaMs = ep.load.ewmaMs;
   const seen: BalancerEndpoint = chosen ? { instance: ep.instance, load: { inFlight, ewmaMs, readySince: ep.load.readySince } } : ep;
-  return { endpoint: ep.info.label, score: score?.(seen), inFlight, ewmaMs };
+  return { endpoint: ep.info.label, score: recorded ?? score?.(seen), inFlight, ewmaMs };
 }
 
 /**
@@ -54,10 +56,11 @@ function candidate(ep: Endpoint, chosen: boolean, score: ((e: BalancerEndpoint) 
  * synchronous, so the state read here is the state it saw). Off the hot path: only with `explain: true`.
  * @internal
  */
-export function explainPick(set: EndpointSet, chosen: Endpoint, compared: readonly Endpoint[], tried: ReadonlySet<Endpoint> | undefined, attempt: number): PickExplanation {
+export function explainPick(set: EndpointSet, chosen: Endpoint, compared: readonly Endpoint[], scores: readonly number[] | undefined, tried: ReadonlySet<Endpoint> | undefined, attempt: number): PickExplanation {
   const balancer = set.balancer;
   const score = balancer.score === undefined ? undefined : (e: BalancerEndpoint): number => balancer.score?.(e) ?? 0;
-  const candidates = (compared.length > 0 ? compared : [chosen]).map((ep) => candidate(ep, ep === chosen, score));
+  const recorded = compared.length > 0 && scores?.length === compared.length ? scores : undefined;
+  const candidates = (compared.length > 0 ? compared : [chosen]).map((ep, i) => candidate(ep, ep === chosen, recorded?.[i], score));
   const excluded: { endpoint: string; reason: ExclusionReason }[] = [];
   for (const ep of set.endpoints) {
     if (tried?.has(ep)) excluded.push({ endpoint: ep.info.label, reason: 'alreadyTried' });

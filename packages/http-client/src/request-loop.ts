@@ -151,10 +151,11 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
       const compared: Endpoint[] | undefined = picks === undefined && trace === undefined ? undefined : [];
       // The first attempt starts with the call (one clock read for both), unless it waited for a snapshot.
       const startMs = attempt === 1 && waiting === undefined ? call.startedAt : performance.now();
-      const handle = host.set.pick(compared === undefined ? context : { ...context, candidates: compared }, startMs);
+      const scores: number[] | undefined = picks === undefined ? undefined : [];
+      const handle = host.set.pick(compared === undefined ? context : { ...context, candidates: compared, scores }, startMs);
       if (handle === undefined) throw host.emptyError(errorContext(host, attempt - 1, retries, undefined, picks));
       const ep = handle.endpoint;
-      if (picks !== undefined) picks.push(explainPick(host.set, ep, compared ?? [], retries?.exclude, attempt));
+      if (picks !== undefined) picks.push(explainPick(host.set, ep, compared ?? [], scores, retries?.exclude, attempt));
       const span = trace?.attempt(ep, attempt, compared && pickFacts(host.set.balancer, compared, ep), req.headers);
       let result: Answer<B> | Failure<B>;
       try {
