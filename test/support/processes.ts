@@ -8,18 +8,31 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** Finds a port free for both TCP and UDP on 127.0.0.1 (DNS and Serf use both). */
+/**
+ * Finds a port free for both TCP and UDP on 127.0.0.1 (DNS and Serf use both).
+ *
+ * Taken below the kernel's ephemeral range (ip_local_port_range, 32768–60999 here): a port from
+ * inside it can be handed to any outgoing connection on the machine as soon as it is free, so an
+ * agent stopped for an outage test and started again on its ports found one taken ("bind: address
+ * already in use") when other suites ran alongside. Below the range only an explicit bind can take it.
+ */
 export async function freePort(): Promise<number> {
+  const [low, high] = belowEphemeral();
   for (let attempt = 0; attempt < 50; attempt++) {
+    const candidate = high > low ? low + Math.floor(Math.random() * (high - low)) : 0; // 0: let the kernel choose
+    if (reservedPorts.has(candidate)) continue;
     const server = createServer();
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
+    const bound = await new Promise<boolean>((ok) => {
+      server.once('error', () => ok(false));
+      server.listen(candidate, '127.0.0.1', () => ok(true));
+    });
+    if (!bound) continue;
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : 0;
     const udp = createSocket('udp4');
@@ -36,6 +49,17 @@ export async function freePort(): Promise<number> {
     }
   }
   throw new Error('no free loopback port found');
+}
+
+/** [10000, start of the ephemeral range), or [0, 0) when that leaves too few ports to pick from at random. */
+function belowEphemeral(): [number, number] {
+  let start = 32768;
+  try {
+    start = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || start;
+  } catch {
+    // not Linux: assume the usual range
+  }
+  return start - 10_000 >= 2_000 ? [10_000, start] : [0, 0];
 }
 // Ports handed out in this process: two servers starting at once never get the same one.
 const reservedPorts = new Set<number>();
