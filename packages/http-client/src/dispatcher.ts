@@ -75,15 +75,6 @@ interface Route {
   https: boolean;
 }
 
-/**
- * On Node 20 (V8 11), an object built as `{ ...opts, origin, path, method }` — as undici's top-level
- * `request(url, opts)` builds every call's options — gets a hidden class of its own each time, so
- * every property read of it misses its inline cache (4.3 µs to build and read one, against 0.15 µs on
- * Node 22 and 24: `bench/support/spread-cost.ts`). One copy into an ordinary object first costs
- * less there; on later V8s the copy would only add cost.
- */
-const SPREAD_GETS_OWN_CLASS = Number(process.versions.v8.split('.')[0]) < 12;
-
 /** At most this many origins' routing decisions are cached (the cache is cleared when full). */
 const ROUTE_CACHE_MAX = 1024;
 
@@ -342,9 +333,7 @@ export class ServiceDispatcher extends Dispatcher {
       sink.start(exchange.abort);
       if (exchange.over) return;
       if (this.#closed) throw new ClosedError('Service dispatcher');
-      const { upgrade, method, path, query, headers, body, idempotent, policy, timeoutMs, perTryTimeoutMs, retry, hashKey } = SPREAD_GETS_OWN_CLASS
-        ? Object.assign({}, options)
-        : options;
+      const { upgrade, method, path, query, headers, body, idempotent, policy, timeoutMs, perTryTimeoutMs, retry, hashKey } = options;
       if (upgrade || method === 'CONNECT') {
         throw new InvalidOptionError('upgrade', upgrade ?? method, `is not supported for the service origin ${origin}`);
       }
