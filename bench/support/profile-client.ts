@@ -2,7 +2,8 @@
  * Profiling helper (not part of `npm run bench`): drives the proxyless client
  * or a raw Pool against trivial nginx backends for a few seconds, so it can be
  * run under `node --cpu-prof`.
- * Usage: node --conditions=proxyless-source --import tsx bench/support/profile-client.ts [client|raw|dispatcher|traced] [ms]
+ * Usage: npm run build && node --cpu-prof --import tsx bench/support/profile-client.ts [client|raw|dispatcher|traced] [ms]
+ * (the built packages: through the sources, tsx's keepNames wrappers add ~3.5 µs per request)
  * (`traced`: client.request() with a no-op OpenTelemetry tracer provider registered.)
  */
 import { Pool, request } from 'undici';
