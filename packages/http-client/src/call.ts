@@ -5,7 +5,6 @@
  * @internal
  * @module
  */
-import type { EventEmitter } from 'node:events';
 import { sleep } from '@proxyless/core';
 import type { RequestTrace } from './tracing.js';
 import type { TimerEntry, TimerList, TimerQueue } from './timer-queue.js';
@@ -20,10 +19,24 @@ export type StopReason = 'perTry' | 'deadline' | 'caller' | 'destroyed';
  * client's request path together (≈13 µs measured against ≈0.1 µs for this),
  * and undici only ever listens once. Pinned by the deadline and destroy tests.
  */
-class StepSignal {
+export class StepSignal {
   aborted = false;
   reason: Error | undefined = undefined;
   #listener: (() => void) | undefined;
+  #settle: ((reason: Error) => void) | undefined;
+
+  /**
+   * Settles the attempt with the stop's error as soon as the step is
+   * stopped (at once when it already was), whatever undici does: undici
+   * notices a stop only once a connection takes the request up
+   * (nodejs/undici#386), so a request waiting in its pool's queue — for a
+   * busy connection, or a connect that never completes — would outlive its
+   * deadline by as long as that wait lasts.
+   */
+  settleOnStop(reject: (reason: Error) => void): void {
+    if (this.aborted) reject(this.reason ?? new Error('aborted'));
+    else this.#settle = reject;
+  }
 
   once(_event: 'abort', listener: () => void): this {
     this.#listener = listener;
@@ -46,6 +59,9 @@ class StepSignal {
     const listener = this.#listener;
     this.#listener = undefined;
     listener?.();
+    const settle = this.#settle;
+    this.#settle = undefined;
+    settle?.(reason);
   }
 }
 
@@ -146,14 +162,14 @@ export class Call implements TimerEntry {
    * hand to undici (already aborted when the request ended). `nowMs` is
    * `performance.now()`, read by the caller.
    */
-  begin(perTryMs: number, nowMs: number): EventEmitter {
+  begin(perTryMs: number, nowMs: number): StepSignal {
     const step = new StepSignal();
     this.#step = step;
     this.#stopped = this.#ended;
     this.#stalled = false;
     if (this.#ended !== undefined) {
       step.abort(stopError(this.#ended));
-      return step as unknown as EventEmitter;
+      return step;
     }
     this.#timedStep = step;
     // A per-try timer lands in its duration's list in start order; a deadline in the request timeout's list.
@@ -166,7 +182,7 @@ export class Call implements TimerEntry {
       this.#timedDelayMs = perTryMs;
       this.#timers.add(this, perTryMs, nowMs + perTryMs);
     }
-    return step as unknown as EventEmitter;
+    return step;
   }
 
   /** The queued timer is due (TimerEntry); `nowMs` is when the queue found it due. */

@@ -23,8 +23,7 @@ import { RetryBudget } from './retry-budget.js';
 import { TimerQueue } from './timer-queue.js';
 
 /** The dispatcher's way to send an attempt (see {@link ProxylessClient.forward}). */
-const sendForwarded: Send<ForwardedAttempt> = (pool, options) =>
-  new ForwardedAttempt(options.signal as ConstructorParameters<typeof ForwardedAttempt>[0]).send(pool, options);
+const sendForwarded: Send<ForwardedAttempt> = (pool, options, step) => new ForwardedAttempt(step).send(pool, options);
 
 const FIVE_XX = Array.from({ length: 100 }, (_, i) => 500 + i);
 

@@ -68,16 +68,35 @@ export class ForwardedAttempt {
   /** Dispatches to `pool`; resolves with the answer's head (its body paused), rejects with the attempt's error. */
   send(pool: Dispatcher, options: Dispatcher.DispatchOptions): Promise<Answer<ForwardedAttempt>> {
     return new Promise((resolve, reject) => {
+      if (this.#abortReason !== undefined) {
+        reject(this.#abortReason); // stopped before it started: nothing to send
+        return;
+      }
       this.#settle = { resolve, reject };
       pool.dispatch(options, this);
     });
   }
 
-  /** Stops the attempt, or the body's flow after the head: undici closes the connection and calls `onError`. */
+  /**
+   * Stops the attempt, or the body's flow after the head: undici closes the
+   * connection and calls `onError`. Before a connection took the attempt up,
+   * undici would notice only then (nodejs/undici#386: a busy connection, or a
+   * connect that never completes), so the attempt settles at once and undici
+   * drops it when it reaches `onConnect`.
+   */
   abort(reason?: Error): void {
     const error = reason ?? new Error('aborted');
-    if (this.#abort !== undefined) this.#abort(error);
-    else this.#abortReason ??= error;
+    if (this.#abort !== undefined) {
+      this.#abort(error);
+      return;
+    }
+    this.#abortReason ??= error;
+    const settle = this.#settle;
+    this.#settle = undefined;
+    if (settle !== undefined) {
+      this.#done();
+      settle.reject(error);
+    }
   }
 
   /** Sends the kept answer's head and body to `sink`, with the handler's back-pressure. */

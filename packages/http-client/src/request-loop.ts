@@ -5,6 +5,7 @@
  * @internal
  * @module
  */
+import type { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { backoffDelay, type PickContext } from '@proxyless/core';
@@ -17,7 +18,7 @@ import {
   type FailureKind,
   type RequestErrorContext,
 } from './errors.js';
-import type { Call, StopReason } from './call.js';
+import type { Call, StepSignal, StopReason } from './call.js';
 import { explainPick, type PickExplanation } from './pick-explanation.js';
 import { pickFacts } from './tracing.js';
 import type { RequestPolicy } from './policy.js';
@@ -38,12 +39,27 @@ export type LoopResponse<B> = Omit<ClientResponse, 'body'> & { body: B };
 /**
  * Sends one attempt to an endpoint's pool: undici's `request()` (a readable
  * body) for `client.request()`; the dispatcher forwards to its caller's
- * handler instead (forwarded-attempt.ts). @internal
+ * handler instead (forwarded-attempt.ts). `options.signal` is `step`; the
+ * attempt must settle as soon as `step` is stopped, even while it waits in
+ * the pool's queue (see {@link StepSignal.settleOnStop}). @internal
  */
-export type Send<B extends { dump(): Promise<unknown> }> = (pool: Dispatcher, options: Dispatcher.RequestOptions) => Promise<Answer<B>>;
+export type Send<B extends { dump(): Promise<unknown> }> = (pool: Dispatcher, options: Dispatcher.RequestOptions, step: StepSignal) => Promise<Answer<B>>;
 
-/** `client.request()`'s way: undici's `request()`. @internal */
-export const sendRequest: Send<Dispatcher.ResponseData['body']> = (pool, options) => pool.request(options);
+/**
+ * `client.request()`'s way: undici's `request()` in its callback form under
+ * a promise of our own (the promise form builds the same promise inside
+ * undici), so a stop settles the attempt at once.
+ * @internal
+ */
+export const sendRequest: Send<Dispatcher.ResponseData['body']> = (pool, options, step) =>
+  new Promise((resolve, reject) => {
+    step.settleOnStop(reject);
+    if (step.aborted) return; // stopped before it started: nothing to send
+    pool.request(options, (error, data) => {
+      if (error === null) resolve(data);
+      else reject(error);
+    });
+  });
 
 /** What the loop needs from its client. @internal */
 export interface LoopHost {
@@ -118,6 +134,11 @@ function errorContext(host: LoopHost, attempts: number, retries: Retries | undef
   return { service: host.service, attempts, endpointsTried: retries?.tried ?? [], cause, picks };
 }
 
+/** Reads a retried answer's body to its end (bounded), so its connection is kept; undici closes it beyond the bound. */
+function discard<B extends { dump(): Promise<unknown> }>(failure: Failure<B>): void {
+  failure.response?.body.dump().catch(() => undefined);
+}
+
 /** Gives up after a failure: a retried status returns its response; anything else throws `error`. */
 function giveUp<B extends { dump(): Promise<unknown> }>(failure: Failure<B>, endpoint: Endpoint, attempts: number, error: Error, picks: readonly PickExplanation[] | undefined): LoopResponse<B> {
   const res = failure.response;
@@ -159,7 +180,10 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
       const span = trace?.attempt(ep, attempt, compared && pickFacts(host.set.balancer, compared, ep), req.headers);
       let result: Answer<B> | Failure<B>;
       try {
-        result = await send(ep.pool, { method: req.method ?? 'GET', path: req.path, headers: span === undefined ? req.headers : span.headers, body: req.body, signal: call.begin(policy.perTryTimeoutMs, startMs) });
+        const step = call.begin(policy.perTryTimeoutMs, startMs);
+        // undici takes any object with EventEmitter's `once`/`removeListener` as a signal (call.ts).
+        const signal = step as unknown as EventEmitter;
+        result = await send(ep.pool, { method: req.method ?? 'GET', path: req.path, headers: span === undefined ? req.headers : span.headers, body: req.body, signal }, step);
       } catch (error) {
         const stopped = call.stopped;
         result = { kind: stopped === 'perTry' || stopped === 'deadline' ? 'timeout' : classifyError(error), cause: error, response: undefined };
@@ -189,8 +213,12 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
       retries ??= new Retries(req.hashKey);
       retries.tried.push(ep.info.label);
       const stopped = call.ended as StopReason | undefined;
-      if (stopped === 'caller' || stopped === 'destroyed') throw host.stoppedError(call, errorContext(host, attempt, retries, failure.cause, picks));
-      if (stopped === 'deadline') throw new DeadlineExceededError(call.timeoutMs, errorContext(host, attempt, retries, failure.cause, picks));
+      if (stopped !== undefined && stopped !== 'perTry') {
+        // The request ended between a retryable answer and its retry: that answer is nobody's now.
+        discard(failure);
+        if (stopped === 'deadline') throw new DeadlineExceededError(call.timeoutMs, errorContext(host, attempt, retries, failure.cause, picks));
+        throw host.stoppedError(call, errorContext(host, attempt, retries, failure.cause, picks));
+      }
 
       // Retry, or give up (a status failure gives up by returning its response, others by a typed error).
       if (retry === false || attempt > retry.maxRetries || !isSafeToRetry(failure.kind, req.method ?? 'GET', req.idempotent, isReplayableBody(req.body))) {
@@ -205,7 +233,7 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
         trace?.budgetRefused(attempt);
         return giveUp(failure, ep, attempt, new RetryBudgetExhaustedError(errorContext(host, attempt, retries, failure.cause, picks)), picks);
       }
-      failure.response?.body.dump().catch(() => undefined);
+      discard(failure);
       trace?.retry(attempt, delay, failure.kind);
       if (delay > 0) await call.wait(delay);
       retries.exclude.add(ep);

@@ -3,9 +3,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { connect as connectTcp, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { createClient, DeadlineExceededError, RequestError, RequestFailedError, type ProxylessClient } from '@proxyless/http-client';
+import { request as undiciRequest } from 'undici';
+import { createClient, createDispatcher, DeadlineExceededError, RequestError, RequestFailedError, type ClientOptions, type ProxylessClient } from '@proxyless/http-client';
 import { StallRecorder } from '../../../test/support/stalls.js';
 import { FakeResolver, instance, startServer, until, type TestServer } from './helpers.js';
 
@@ -191,5 +192,90 @@ describe('http-client: deadlines and per-try timeouts that hold', function () {
     assert.equal(c.stats().endpoints[0]!.breaker, 'closed', 'a stalled timeout opened the breaker');
     await assert.rejects(c.request('/'), (e: unknown) => e instanceof RequestFailedError && e.reason === 'timeout');
     assert.equal(c.stats().endpoints[0]!.breaker, 'open', 'a timeout on time is charged to the endpoint');
+  });
+
+  // undici settles a request waiting in its pool's queue (for a free connection, or for a connect still
+  // in progress) only once a connection takes it up (nodejs/undici#386). The client settles an attempt
+  // itself when it stops it, so a wait for a connection ends at the deadline too, on both paths.
+  describe('a request waiting for a connection ends at its deadline', () => {
+    const SLACK_MS = 100; // a loaded CI machine; without the fix these waits last seconds or forever
+    let dispatcher: ReturnType<typeof createDispatcher> | undefined;
+    afterEach(async () => {
+      await dispatcher?.destroy();
+      dispatcher = undefined;
+    });
+
+    /** Sends GET `path` to the service on `port` by `way`, with deadline `timeoutMs`; resolves with the status and the unread body. */
+    function sender(way: 'client.request()' | 'the dispatcher', port: number, options: Omit<ClientOptions, 'service' | 'resolver'>) {
+      const resolver = new FakeResolver();
+      resolver.set([instance(port)]);
+      if (way === 'client.request()') {
+        const c = createClient({ service: 'svc', resolver, ...options });
+        client = c;
+        return async (path: string, timeoutMs: number) => {
+          const res = await c.request({ path, timeoutMs });
+          return { status: res.statusCode, body: res.body };
+        };
+      }
+      const d = createDispatcher({ resolver, client: options });
+      dispatcher = d;
+      return async (path: string, timeoutMs: number) => {
+        const res = await undiciRequest(`http://svc${path}`, { dispatcher: d, timeoutMs } as Parameters<typeof undiciRequest>[1]);
+        return { status: res.statusCode, body: res.body };
+      };
+    }
+
+    /** A deadline error, by either path (the dispatcher hands the client's error to undici's caller). */
+    function isDeadline(error: unknown): boolean {
+      return error instanceof DeadlineExceededError || (error as { code?: string }).code === 'ERR_DEADLINE_EXCEEDED';
+    }
+
+    for (const way of ['client.request()', 'the dispatcher'] as const) {
+      it(`through ${way}: queued behind the endpoint's one connection, held by a body still being read`, async () => {
+        // /stream answers its head and a first chunk and never ends; / answers at once.
+        const backend = await startServer((req, res) => {
+          if (req.url === '/stream') res.writeHead(200).write('first chunk');
+          else res.end('ok');
+        });
+        servers.push(backend);
+        const send = sender(way, backend.port, { connectionsPerEndpoint: 1, retry: false, outlierDetection: false, breaker: false, logger: false });
+        const streaming = await send('/stream', 10_000);
+        assert.equal(streaming.status, 200);
+        const t0 = performance.now();
+        const error = await send('/', 300).then(() => undefined, (e: unknown) => e);
+        const took = performance.now() - t0;
+        console.log(`      [measure] ${way}: queued for a held connection, 300 ms deadline: failed after ${took.toFixed(1)} ms`);
+        assert.ok(isDeadline(error), `a deadline error, not ${String(error)}`);
+        assert.ok(took >= 295 && took < 300 + SLACK_MS, `took ${took.toFixed(1)} ms`);
+        streaming.body.destroy();
+      });
+
+      it(`through ${way}: a connect that never completes ends at the deadline, not at the connect timeout`, async () => {
+        const child = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/never-accepts.mjs', import.meta.url)), '60000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+        const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
+        const port = Number(line);
+        // Fill its accept queue: later SYNs are dropped, so a connect hangs as to a host that went away.
+        const fillers: Socket[] = [];
+        try {
+          for (let i = 0; i < 2; i++) {
+            const s = connectTcp(port, '127.0.0.1');
+            s.on('error', () => undefined);
+            fillers.push(s);
+            await once(s, 'connect');
+          }
+          const send = sender(way, port, { connectTimeoutMs: 10_000, retry: false, outlierDetection: false, breaker: false, logger: false });
+          const t0 = performance.now();
+          const error = await send('/', 300).then(() => undefined, (e: unknown) => e);
+          const took = performance.now() - t0;
+          console.log(`      [measure] ${way}: connect never completes, 300 ms deadline, 10 s connect timeout: failed after ${took.toFixed(1)} ms`);
+          assert.ok(isDeadline(error), `a deadline error, not ${String(error)}`);
+          assert.ok(took >= 295 && took < 300 + SLACK_MS, `took ${took.toFixed(1)} ms`);
+        } finally {
+          for (const s of fillers) s.destroy();
+          child.kill('SIGKILL');
+          if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+        }
+      });
+    }
   });
 });

@@ -5,7 +5,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ClosedError, createClient } from '@proxyless/http-client';
+import { AbortedError, ClosedError, createClient } from '@proxyless/http-client';
 import { FakeResolver, instance, ok, startServer, until } from './helpers.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -65,6 +65,40 @@ describe('http-client: close() and destroy()', () => {
       await client.close();
       await client.destroy();
     } finally {
+      await server.close();
+    }
+  });
+
+  it('discards the body of a retryable answer when the request is cancelled before its retry, so the connection is reused', async () => {
+    // A 503 with a body larger than undici reads ahead, then 200s. One connection per endpoint: a body left unread would hold it.
+    const server = await startServer((_q, res, s) => {
+      if (s.hits === 1) res.writeHead(503, { 'content-type': 'text/plain' }).end('busy, try again\n'.repeat(16_384));
+      else res.end('ok');
+    });
+    const resolver = new FakeResolver();
+    resolver.set([instance(server.port)]);
+    const client = createClient({
+      service: 'svc',
+      resolver,
+      connectionsPerEndpoint: 1,
+      retry: { maxRetries: 2, baseDelayMs: 0 },
+      outlierDetection: { consecutiveFailures: 1 },
+      breaker: false,
+      logger: false,
+    });
+    try {
+      // The 503's outcome ejects the endpoint; the ejection cancels the request at that very moment,
+      // between the answer and its retry.
+      const controller = new AbortController();
+      const cancelled = new Error('caller gave up');
+      client.once('eject', () => controller.abort(cancelled));
+      await assert.rejects(client.request({ path: '/', signal: controller.signal }), AbortedError);
+      assert.equal(server.hits, 1, 'no retry after the cancel');
+      const next = await client.text({ path: '/', timeoutMs: 2_000 });
+      assert.equal(next.body, 'ok');
+      assert.equal(server.hits, 2);
+    } finally {
+      await client.destroy();
       await server.close();
     }
   });
