@@ -14,7 +14,7 @@ import {
   type ResolvedConsulConnection,
 } from './consul-config.js';
 import { connectionHint, httpToHttpsHint } from './consul-hints.js';
-import { withDeadline } from './deadline.js';
+import { requestUntilAborted, withDeadline } from './deadline.js';
 
 /**
  * Consul's HTTP API answered with a non-success status.
@@ -232,7 +232,7 @@ export class ConsulHttpClient {
     try {
       return await withDeadline(req.signal, timeoutMs, async (signal) => {
         deadline = signal;
-        const res = await this.#pool.request({
+        const res = await requestUntilAborted(this.#pool, {
           method,
           path: req.path + encodeQuery(req.query),
           headers,

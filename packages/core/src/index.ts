@@ -71,7 +71,7 @@ export type { NumberRule } from './validate.js';
 export { WatchHub } from './watch-hub.js';
 export { envFlag, readPemFromEnv, tlsConnectOptions } from './consul-config.js';
 export { readCappedText } from './consul-http.js';
-export { withDeadline } from './deadline.js';
+export { requestUntilAborted, withDeadline } from './deadline.js';
 export type { WatchSink, WatchRunner, PublishOptions } from './watch-hub.js';
 export { RegistrationLostError } from './registry-port.js';
 export type { RegistryPort, RegistryFactory, RegistrationSpec, RegistryReport, RegistryCallOptions } from './registry-port.js';

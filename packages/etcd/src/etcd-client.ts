@@ -9,6 +9,7 @@ import {
   readCappedText,
   sleep,
   tlsConnectOptions,
+  requestUntilAborted,
   withDeadline,
   type ProxylessErrorOptions,
 } from '@proxyless/core';
@@ -312,7 +313,7 @@ export class EtcdClient {
     }
     let res;
     try {
-      res = await this.#agent.request({ origin, path, method: 'POST', headers, body: JSON.stringify(body), signal });
+      res = await requestUntilAborted(this.#agent, { origin, path, method: 'POST', headers, body: JSON.stringify(body), signal });
     } catch (error) {
       if (error instanceof ProxylessError || signal.aborted) throw error;
       if (this.#closed || error instanceof undiciErrors.ClientDestroyedError || error instanceof undiciErrors.ClientClosedError) throw new ClosedError('etcd client');
@@ -496,7 +497,7 @@ export class EtcdClient {
         };
         connect.addEventListener('abort', onConnectAbort, { once: true });
         try {
-          return await this.#agent.request({ origin, path: '/v3/watch', method: 'POST', headers, body: JSON.stringify({ create_request: request }), signal: controller.signal });
+          return await requestUntilAborted(this.#agent, { origin, path: '/v3/watch', method: 'POST', headers, body: JSON.stringify({ create_request: request }), signal: controller.signal });
         } finally {
           connect.removeEventListener('abort', onConnectAbort);
         }

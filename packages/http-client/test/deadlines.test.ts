@@ -3,11 +3,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { connect as connectTcp, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { request as undiciRequest } from 'undici';
 import { createClient, createDispatcher, DeadlineExceededError, RequestError, RequestFailedError, type ClientOptions, type ProxylessClient } from '@proxyless/http-client';
 import { StallRecorder } from '../../../test/support/stalls.js';
+import { startUnansweredListener } from '../../../test/support/unanswered-connect.js';
 import { FakeResolver, instance, startServer, until, type TestServer } from './helpers.js';
 
 /** Deadlines and per-try timeouts are the client's own timers: they hold to the millisecond on real sockets. */
@@ -251,19 +252,9 @@ describe('http-client: deadlines and per-try timeouts that hold', function () {
       });
 
       it(`through ${way}: a connect that never completes ends at the deadline, not at the connect timeout`, async () => {
-        const child = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/never-accepts.mjs', import.meta.url)), '60000'], { stdio: ['ignore', 'pipe', 'inherit'] });
-        const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
-        const port = Number(line);
-        // Fill its accept queue: later SYNs are dropped, so a connect hangs as to a host that went away.
-        const fillers: Socket[] = [];
+        const listener = await startUnansweredListener();
         try {
-          for (let i = 0; i < 2; i++) {
-            const s = connectTcp(port, '127.0.0.1');
-            s.on('error', () => undefined);
-            fillers.push(s);
-            await once(s, 'connect');
-          }
-          const send = sender(way, port, { connectTimeoutMs: 10_000, retry: false, outlierDetection: false, breaker: false, logger: false });
+          const send = sender(way, listener.port, { connectTimeoutMs: 10_000, retry: false, outlierDetection: false, breaker: false, logger: false });
           const t0 = performance.now();
           const error = await send('/', 300).then(() => undefined, (e: unknown) => e);
           const took = performance.now() - t0;
@@ -271,9 +262,7 @@ describe('http-client: deadlines and per-try timeouts that hold', function () {
           assert.ok(isDeadline(error), `a deadline error, not ${String(error)}`);
           assert.ok(took >= 295 && took < 300 + SLACK_MS, `took ${took.toFixed(1)} ms`);
         } finally {
-          for (const s of fillers) s.destroy();
-          child.kill('SIGKILL');
-          if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+          await listener.close();
         }
       });
     }
