@@ -14,7 +14,8 @@ import {
   type ResolvedConsulConnection,
 } from './consul-config.js';
 import { connectionHint, httpToHttpsHint } from './consul-hints.js';
-import { requestUntilAborted, withDeadline } from './deadline.js';
+import { withDeadline } from './deadline.js';
+import { requestUntilAborted } from './undici-timing.js';
 
 /**
  * Consul's HTTP API answered with a non-success status.

@@ -9,6 +9,7 @@ import {
   readCappedText,
   sleep,
   tlsConnectOptions,
+  preciseConnector,
   requestUntilAborted,
   withDeadline,
   type ProxylessErrorOptions,
@@ -268,7 +269,8 @@ export class EtcdClient {
       bodyTimeout: 0,
       keepAliveTimeout: 30_000,
       connections: 64,
-      ...tlsConnectOptions(tls),
+      // A member whose connect never completes is passed over after this, on a precise timer.
+      connect: preciseConnector(connection.connectTimeoutMs, tlsConnectOptions(tls).connect),
     });
   }
 
@@ -370,7 +372,11 @@ export class EtcdClient {
         lastError = error;
         if (options.signal?.aborted) throw new AbortedError(`etcd ${path}`, options.signal.reason);
         if (this.#closed) throw new ClosedError('etcd client');
-        if (timeout.aborted) throw new TimeoutError(`etcd ${path}`, timeoutMs, lastError instanceof Error && lastError.name !== 'AbortError' ? lastError : undefined);
+        if (timeout.aborted) {
+          // A member that let a call run out of time (stuck, or partitioned from its peers) is not asked first next time.
+          if (pinned === undefined) this.#rotate(origin);
+          throw new TimeoutError(`etcd ${path}`, timeoutMs, lastError instanceof Error && lastError.name !== 'AbortError' ? lastError : undefined);
+        }
         if (error instanceof EtcdApiError && error.grpcCode === grpcUnauthenticated && !reauthenticated && this.connection.username !== undefined) {
           // The simple token expired (or the member restarted): authenticate again, once.
           reauthenticated = true;

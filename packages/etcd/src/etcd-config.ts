@@ -1,4 +1,4 @@
-import { InvalidOptionError, envFlag, readPemFromEnv } from '@proxyless/core';
+import { InvalidOptionError, checkNumber, envFlag, readPemFromEnv } from '@proxyless/core';
 
 /** TLS settings for talking to etcd over HTTPS. */
 export interface EtcdTlsOptions {
@@ -29,6 +29,13 @@ export interface EtcdConnectionOptions {
   password?: string;
   /** Time limit of one unary call, in ms, across endpoint retries. Default 5 000. */
   timeoutMs?: number;
+  /**
+   * Time limit of connecting to one endpoint (TCP and TLS), in ms, as
+   * etcdctl's `--dial-timeout`. A member that went away without a reset
+   * (its host down, a dropped route) is passed over for the next endpoint
+   * after this long, within the call's `timeoutMs`. Default 2 000.
+   */
+  connectTimeoutMs?: number;
   /** Largest response (or watch message) accepted, in bytes. Default 16 MiB. */
   maxResponseBytes?: number;
 }
@@ -40,6 +47,7 @@ export interface ResolvedEtcdConnection {
   readonly username: string | undefined;
   readonly tls: EtcdTlsOptions | undefined;
   readonly timeoutMs: number;
+  readonly connectTimeoutMs: number;
   readonly maxResponseBytes: number;
 }
 
@@ -84,14 +92,6 @@ function hasControlCharacter(text: string): boolean {
     if (c < 0x20 || c === 0x7f) return true;
   }
   return false;
-}
-
-function positiveInt(option: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0 || value > max) {
-    throw new InvalidOptionError(option, value, `must be an integer between 1 and ${max}`);
-  }
-  return value;
 }
 
 function parseEndpoint(endpoint: unknown, secure: boolean, index: number): string {
@@ -148,8 +148,9 @@ export function resolveEtcdConnectionWithSecret(
       endpoints,
       username,
       tls: secure ? (tls ?? {}) : undefined,
-      timeoutMs: positiveInt('timeoutMs', options.timeoutMs, 5_000, 600_000),
-      maxResponseBytes: positiveInt('maxResponseBytes', options.maxResponseBytes, 16 * 1024 * 1024),
+      timeoutMs: checkNumber('timeoutMs', options.timeoutMs, 5_000, { integer: true, min: 1, max: 600_000 }),
+      connectTimeoutMs: checkNumber('connectTimeoutMs', options.connectTimeoutMs, 2_000, { integer: true, min: 1, max: 600_000 }),
+      maxResponseBytes: checkNumber('maxResponseBytes', options.maxResponseBytes, 16 * 1024 * 1024, { integer: true, min: 1 }),
     },
     password,
   };

@@ -1,5 +1,6 @@
 import { Pool } from 'undici';
 import type { BalancerEndpoint, ServiceInstance } from '@proxyless/core';
+import { preciseConnector } from '@proxyless/core';
 import { EndpointBreaker, type BreakerListener, type BreakerState } from './breaker.js';
 import { LoadTracker, type LoadContext } from './load.js';
 import { OutlierState } from './outlier-detection.js';
@@ -60,7 +61,7 @@ export class Endpoint implements BalancerEndpoint {
       // stalled body between chunks once the response was handed out.
       headersTimeout: 0,
       bodyTimeout: options.bodyTimeoutMs,
-      connect: { timeout: options.connectTimeoutMs, ...options.tls },
+      connect: preciseConnector(options.connectTimeoutMs, options.tls),
     });
     this.breaker = options.breaker ? new EndpointBreaker(options.breaker, rotate, listener, label) : undefined;
     this.outlier = new OutlierState(options.outlier, options.outlier ? () => listener.onOutlier() : undefined);

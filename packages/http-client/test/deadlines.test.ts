@@ -231,6 +231,22 @@ describe('http-client: deadlines and per-try timeouts that hold', function () {
       return error instanceof DeadlineExceededError || (error as { code?: string }).code === 'ERR_DEADLINE_EXCEEDED';
     }
 
+    it('a connect that never completes fails as a connect failure after connectTimeoutMs, on our own timer', async () => {
+      const listener = await startUnansweredListener();
+      try {
+        const send = sender('client.request()', listener.port, { connectTimeoutMs: 300, perTryTimeoutMs: 2_000, timeoutMs: 5_000, retry: false, outlierDetection: false, breaker: false, logger: false });
+        const t0 = performance.now();
+        const error = await send('/', 5_000).then(() => undefined, (e: unknown) => e);
+        const took = performance.now() - t0;
+        console.log(`      [measure] connect never completes, connectTimeoutMs 300: failed after ${took.toFixed(1)} ms`);
+        assert.ok(error instanceof RequestFailedError && error.reason === 'connect', `a connect failure, not ${String(error)}`);
+        // undici's own connect timeout runs on its coarse timer wheel: 300 ms took 0.9 s.
+        assert.ok(took >= 295 && took < 300 + SLACK_MS, `took ${took.toFixed(1)} ms`);
+      } finally {
+        await listener.close();
+      }
+    });
+
     for (const way of ['client.request()', 'the dispatcher'] as const) {
       it(`through ${way}: queued behind the endpoint's one connection, held by a body still being read`, async () => {
         // /stream answers its head and a first chunk and never ends; / answers at once.
