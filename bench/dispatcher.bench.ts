@@ -12,7 +12,7 @@ import { Pool, request } from 'undici';
 import { INVALID_SPAN_CONTEXT, trace, type Tracer, type TracerProvider } from '@opentelemetry/api';
 import { StaticResolver } from '@proxyless/core';
 import { createClient, createDispatcher, telemetryReady } from '@proxyless/http-client';
-import { compare, med, verdict, CONCURRENCY, RUNS, RUN_MS, MAX_REQUESTS, type Call } from './http-client.bench.js';
+import { compare, med, targetVerdict, CONCURRENCY, RUNS, RUN_MS, MAX_REQUESTS, type Call, type Metric } from './http-client.bench.js';
 import { freePorts, nginxVersion, startNginx, stop } from './support/processes.js';
 
 /** A tracer that records nothing (what the API's own no-op tracer does): the cost of tracing before any exporter. */
@@ -108,7 +108,7 @@ export async function run(): Promise<void> {
       'client.request() ×3',
     );
     setTracing(false);
-    const m = (n: string, k: 'rps' | 'cpuUsPerReq'): number => med(results.get(n), k);
+    const m = (n: string, k: Metric): number => med(results.get(n), k);
     const c = 'client.request() ×3';
     const d = 'undici.request() via createDispatcher ×3';
     const o = 'dispatcher.request({ origin, path }) ×3';
@@ -125,12 +125,9 @@ export async function run(): Promise<void> {
       `- fetch() on the raw Pool: ${ratio(pf, p, 'rps')}× pool.request()'s throughput; via createDispatcher: ${ratio(f, pf, 'rps')}× the raw Pool's throughput in the same form, ${ratio(f, c, 'rps')}× client.request()`,
     ];
     const lines = [
-      verdict('dispatcher throughput ≥ 0.95× client.request()', m(d, 'rps') >= 0.95 * m(c, 'rps'),
-        `${m(d, 'rps').toFixed(0)} vs ${m(c, 'rps').toFixed(0)} req/s (${(m(d, 'rps') / m(c, 'rps')).toFixed(2)}×)`),
-      verdict('dispatcher.request() throughput ≥ 0.95× client.request()', m(o, 'rps') >= 0.95 * m(c, 'rps'),
-        `${m(o, 'rps').toFixed(0)} vs ${m(c, 'rps').toFixed(0)} req/s (${(m(o, 'rps') / m(c, 'rps')).toFixed(2)}×)`),
-      verdict('tracing on (no-op tracer) CPU/req ≤ 1.02× off', m(t, 'cpuUsPerReq') <= 1.02 * m(c, 'cpuUsPerReq'),
-        `${m(t, 'cpuUsPerReq').toFixed(1)} vs ${m(c, 'cpuUsPerReq').toFixed(1)} µs (${(m(t, 'cpuUsPerReq') / m(c, 'cpuUsPerReq')).toFixed(3)}×)`),
+      targetVerdict('dispatcher throughput ≥ 0.95× client.request()', m, d, c, 'rps', '≥', (x) => 0.95 * x),
+      targetVerdict('dispatcher.request() throughput ≥ 0.95× client.request()', m, o, c, 'rps', '≥', (x) => 0.95 * x),
+      targetVerdict('tracing on (no-op tracer) CPU/req ≤ 1.02× off', m, t, c, 'cpuUsPerReq', '≤', (x) => 1.02 * x, 3),
     ];
     process.stdout.write(`\n### Targets\n${lines.join('\n')}\n\n### Cost of the call form itself\n${forms.join('\n')}\n`);
   } finally {

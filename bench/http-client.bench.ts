@@ -153,8 +153,23 @@ export async function compare(title: string, configs: Config[], baseline: string
 
 export const med = (rs: Result[] | undefined, key: keyof Result): number => median((rs ?? []).map((r) => r[key]));
 
-export function verdict(label: string, ok: boolean, detail: string): string {
+function verdict(label: string, ok: boolean, detail: string): string {
   return `- ${ok ? 'MET   ' : 'MISSED'} ${label}: ${detail}`;
+}
+
+export type Metric = 'rps' | 'p50' | 'p99' | 'p999' | 'cpuUsPerReq';
+const FIGURE: Record<Metric, [unit: string, digits: number]> = { rps: ['req/s', 0], p50: ['ms', 2], p99: ['ms', 2], p999: ['ms', 2], cpuUsPerReq: ['µs', 1] };
+
+/**
+ * A target on one metric of two configs: met when config `a`'s figure is `op` the bound made from config
+ * `b`'s (e.g. `(x) => 1.1 * x`); the line shows both figures and, unless `ratioDigits` is null, a/b.
+ */
+export function targetVerdict(label: string, figure: (name: string, metric: Metric) => number, a: string, b: string, metric: Metric, op: '≤' | '≥', bound: (b: number) => number, ratioDigits: number | null = 2): string {
+  const [av, bv] = [figure(a, metric), figure(b, metric)];
+  const limit = bound(bv);
+  const [unit, digits] = FIGURE[metric];
+  const ratio = ratioDigits === null ? '' : ` (${(av / bv).toFixed(ratioDigits)}×)`;
+  return verdict(label, op === '≤' ? av <= limit : av >= limit, `${av.toFixed(digits)} vs ${bv.toFixed(digits)} ${unit}${ratio}`);
 }
 
 export async function run(): Promise<void> {
@@ -280,20 +295,13 @@ export async function run(): Promise<void> {
     const lines: string[] = [];
     if (PARTS.includes('overhead')) {
       lines.push(
-        verdict('[same backend] client CPU/req ≤ 1.1× raw Pool', o(px1Name, 'cpuUsPerReq') <= 1.1 * o(rawName, 'cpuUsPerReq'),
-          `${o(px1Name, 'cpuUsPerReq').toFixed(1)} vs ${o(rawName, 'cpuUsPerReq').toFixed(1)} µs (${(o(px1Name, 'cpuUsPerReq') / o(rawName, 'cpuUsPerReq')).toFixed(2)}×)`),
-        verdict('[same backend] throughput ≥ 0.9× raw Pool', o(px1Name, 'rps') >= 0.9 * o(rawName, 'rps'),
-          `${o(px1Name, 'rps').toFixed(0)} vs ${o(rawName, 'rps').toFixed(0)} req/s (${(o(px1Name, 'rps') / o(rawName, 'rps')).toFixed(2)}×)`),
-        verdict('[same backend] p99.9 ≤ raw Pool + 1 ms', o(px1Name, 'p999') <= o(rawName, 'p999') + 1,
-          `${o(px1Name, 'p999').toFixed(2)} vs ${o(rawName, 'p999').toFixed(2)} ms`),
-        verdict('[×3 backends] client CPU/req ≤ 1.1× round-robin over 3 raw Pools', o(pxName, 'cpuUsPerReq') <= 1.1 * o(rrName, 'cpuUsPerReq'),
-          `${o(pxName, 'cpuUsPerReq').toFixed(1)} vs ${o(rrName, 'cpuUsPerReq').toFixed(1)} µs (${(o(pxName, 'cpuUsPerReq') / o(rrName, 'cpuUsPerReq')).toFixed(2)}×)`),
-        verdict('[×3 backends] client CPU/req ≤ 1.05× raw Pool', o(pxName, 'cpuUsPerReq') <= 1.05 * o(rawName, 'cpuUsPerReq'),
-          `${o(pxName, 'cpuUsPerReq').toFixed(1)} vs ${o(rawName, 'cpuUsPerReq').toFixed(1)} µs (${(o(pxName, 'cpuUsPerReq') / o(rawName, 'cpuUsPerReq')).toFixed(2)}×)`),
-        verdict('[×3 backends] throughput ≥ 0.95× raw Pool', o(pxName, 'rps') >= 0.95 * o(rawName, 'rps'),
-          `${o(pxName, 'rps').toFixed(0)} vs ${o(rawName, 'rps').toFixed(0)} req/s (${(o(pxName, 'rps') / o(rawName, 'rps')).toFixed(2)}×)`),
-        verdict('[×3 backends] p99.9 ≤ raw Pool + 1 ms', o(pxName, 'p999') <= o(rawName, 'p999') + 1,
-          `${o(pxName, 'p999').toFixed(2)} vs ${o(rawName, 'p999').toFixed(2)} ms`),
+        targetVerdict('[same backend] client CPU/req ≤ 1.1× raw Pool', o, px1Name, rawName, 'cpuUsPerReq', '≤', (x) => 1.1 * x),
+        targetVerdict('[same backend] throughput ≥ 0.9× raw Pool', o, px1Name, rawName, 'rps', '≥', (x) => 0.9 * x),
+        targetVerdict('[same backend] p99.9 ≤ raw Pool + 1 ms', o, px1Name, rawName, 'p999', '≤', (x) => x + 1, null),
+        targetVerdict('[×3 backends] client CPU/req ≤ 1.1× round-robin over 3 raw Pools', o, pxName, rrName, 'cpuUsPerReq', '≤', (x) => 1.1 * x),
+        targetVerdict('[×3 backends] client CPU/req ≤ 1.05× raw Pool', o, pxName, rawName, 'cpuUsPerReq', '≤', (x) => 1.05 * x),
+        targetVerdict('[×3 backends] throughput ≥ 0.95× raw Pool', o, pxName, rawName, 'rps', '≥', (x) => 0.95 * x),
+        targetVerdict('[×3 backends] p99.9 ≤ raw Pool + 1 ms', o, pxName, rawName, 'p999', '≤', (x) => x + 1, null),
       );
       const beforeName = overheadConfigs[5]?.name;
       if (beforeName !== undefined) {
@@ -301,25 +309,22 @@ export async function run(): Promise<void> {
       }
     }
     if (PARTS.includes('realistic')) {
+      const r1 = (n: string, k: Metric): number => med(realistic1.get(n), k);
+      const px1Process = 'proxyless client ×3 Node backends (1 process)';
+      const nginx1Process = 'undici Pool → nginx proxy → 3 Node backends (1 process)';
+      const nginxAuto = 'same, nginx worker_processes auto (Debian default)';
       lines.push(
-        verdict('(b, 1 backend process) ≥ 1.8× nginx-proxy throughput', med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'rps') >= 1.8 * med(realistic1.get('undici Pool → nginx proxy → 3 Node backends (1 process)'), 'rps'),
-          `${med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'rps').toFixed(0)} vs ${med(realistic1.get('undici Pool → nginx proxy → 3 Node backends (1 process)'), 'rps').toFixed(0)} req/s`),
-        verdict('(b, 1 backend process) ≤ 0.6× nginx-proxy p50', med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'p50') <= 0.6 * med(realistic1.get('undici Pool → nginx proxy → 3 Node backends (1 process)'), 'p50'),
-          `${med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'p50').toFixed(2)} vs ${med(realistic1.get('undici Pool → nginx proxy → 3 Node backends (1 process)'), 'p50').toFixed(2)} ms`),
-        verdict('(b) vs nginx worker_processes auto: ≥ 1.8× throughput', med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'rps') >= 1.8 * med(realistic1.get('same, nginx worker_processes auto (Debian default)'), 'rps'),
-          `${med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'rps').toFixed(0)} vs ${med(realistic1.get('same, nginx worker_processes auto (Debian default)'), 'rps').toFixed(0)} req/s`),
-        verdict('(b) vs nginx worker_processes auto: ≤ 0.6× p50', med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'p50') <= 0.6 * med(realistic1.get('same, nginx worker_processes auto (Debian default)'), 'p50'),
-          `${med(realistic1.get('proxyless client ×3 Node backends (1 process)'), 'p50').toFixed(2)} vs ${med(realistic1.get('same, nginx worker_processes auto (Debian default)'), 'p50').toFixed(2)} ms`),
-        verdict('(a, 3 backend processes) ≥ 1.8× nginx-proxy throughput', r(pxNodeName, 'rps') >= 1.8 * r(nginxName, 'rps'),
-          `${r(pxNodeName, 'rps').toFixed(0)} vs ${r(nginxName, 'rps').toFixed(0)} req/s (${(r(pxNodeName, 'rps') / r(nginxName, 'rps')).toFixed(2)}×)`),
-        verdict('(a, 3 backend processes) ≤ 0.6× nginx-proxy p50', r(pxNodeName, 'p50') <= 0.6 * r(nginxName, 'p50'),
-          `${r(pxNodeName, 'p50').toFixed(2)} vs ${r(nginxName, 'p50').toFixed(2)} ms (${(r(pxNodeName, 'p50') / r(nginxName, 'p50')).toFixed(2)}×)`),
+        targetVerdict('(b, 1 backend process) ≥ 1.8× nginx-proxy throughput', r1, px1Process, nginx1Process, 'rps', '≥', (x) => 1.8 * x, null),
+        targetVerdict('(b, 1 backend process) ≤ 0.6× nginx-proxy p50', r1, px1Process, nginx1Process, 'p50', '≤', (x) => 0.6 * x, null),
+        targetVerdict('(b) vs nginx worker_processes auto: ≥ 1.8× throughput', r1, px1Process, nginxAuto, 'rps', '≥', (x) => 1.8 * x, null),
+        targetVerdict('(b) vs nginx worker_processes auto: ≤ 0.6× p50', r1, px1Process, nginxAuto, 'p50', '≤', (x) => 0.6 * x, null),
+        targetVerdict('(a, 3 backend processes) ≥ 1.8× nginx-proxy throughput', r, pxNodeName, nginxName, 'rps', '≥', (x) => 1.8 * x),
+        targetVerdict('(a, 3 backend processes) ≤ 0.6× nginx-proxy p50', r, pxNodeName, nginxName, 'p50', '≤', (x) => 0.6 * x),
       );
     }
     if (PARTS.includes('slow')) {
       lines.push(
-        verdict('peak-EWMA p99 (one slow of five) ≤ 1.5× all-healthy p99', sl('peak EWMA, one slow', 'p99') <= 1.5 * sl('peak EWMA, all 5 healthy (reference)', 'p99'),
-          `${sl('peak EWMA, one slow', 'p99').toFixed(2)} vs ${sl('peak EWMA, all 5 healthy (reference)', 'p99').toFixed(2)} ms`),
+        targetVerdict('peak-EWMA p99 (one slow of five) ≤ 1.5× all-healthy p99', sl, 'peak EWMA, one slow', 'peak EWMA, all 5 healthy (reference)', 'p99', '≤', (x) => 1.5 * x, null),
       );
     }
     process.stdout.write(`\n### Targets\n${lines.join('\n')}\n`);
