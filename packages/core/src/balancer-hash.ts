@@ -40,6 +40,10 @@ export interface ConsistentHashOptions {
   random?: () => number;
 }
 
+/** FNV-1a's 32-bit offset basis and prime. */
+const FNV_BASIS = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+
 /**
  * 32-bit FNV-1a over UTF-16 code units, finished with murmur3's fmix32 for
  * avalanche. Stable across processes and versions: clients that share a
@@ -53,9 +57,6 @@ export function hashKey32(key: string, seed = 0): number {
   }
   return fmix32(h);
 }
-
-const FNV_BASIS = 0x811c9dc5;
-const FNV_PRIME = 0x01000193;
 
 function fmix32(input: number): number {
   let h = input;

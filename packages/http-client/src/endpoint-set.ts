@@ -281,7 +281,7 @@ export class EndpointSet implements LoadContext {
       this.#refreshAvailability();
       return;
     }
-    ep.available = notOpen && (this.#panic || !ep.outlier.ejected);
+    ep.available = this.#panic ? notOpen : ready;
     this.#availableCount = this.#panic ? this.#notOpenCount : this.#readyCount;
     this.#picker.availabilityChanged?.();
   }
@@ -311,7 +311,7 @@ export class EndpointSet implements LoadContext {
     this.#readyCount = ready;
     this.#notOpenCount = notOpen;
     const panic = this.#panicNow();
-    for (const ep of this.#byKey.values()) ep.available = ep.countedNotOpen && (panic || !ep.outlier.ejected);
+    for (const ep of this.#byKey.values()) ep.available = panic ? ep.countedNotOpen : ep.countedReady;
     this.#availableCount = panic ? notOpen : ready;
     this.#picker.availabilityChanged?.();
     if (panic !== this.#panic) {

@@ -1,6 +1,5 @@
 import { Pool } from 'undici';
-import type { BalancerEndpoint, ServiceInstance } from '@proxyless/core';
-import { preciseConnector } from '@proxyless/core';
+import { preciseConnector, type BalancerEndpoint, type ServiceInstance } from '@proxyless/core';
 import { EndpointBreaker, type BreakerListener, type BreakerState } from './breaker.js';
 import { LoadTracker, type LoadContext } from './load.js';
 import { OutlierState } from './outlier-detection.js';
