@@ -10,7 +10,7 @@
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import { Agent, Dispatcher } from 'undici';
-import { AbortedError, ClosedError, InvalidOptionError, validateServiceName, type Resolver } from '@proxyless/core';
+import { AbortedError, ClosedError, InvalidOptionError, InvalidServiceNameError, validateServiceName, type Resolver } from '@proxyless/core';
 import { createClient, type ProxylessClient } from './client.js';
 import { NoHealthyEndpointsError, UnknownServiceError } from './errors.js';
 import { resolveOptions, type ClientOptions } from './options.js';
@@ -73,6 +73,12 @@ interface Route {
   /** Client key: the service, with `https:` when the origin asks for TLS. */
   key: string;
   https: boolean;
+}
+
+/** A host under the service domain that names no valid service: it fails, it never goes to the fallback (and DNS). @internal */
+interface InvalidHost {
+  host: string;
+  reason: string;
 }
 
 /** At most this many origins' routing decisions are cached (the cache is cleared when full). */
@@ -211,7 +217,7 @@ export class ServiceDispatcher extends Dispatcher {
   readonly #fallback: Dispatcher;
   readonly #ownsFallback: boolean;
   readonly #clients = new Map<string, ProxylessClient>();
-  readonly #routes = new Map<string, Route | null>();
+  readonly #routes = new Map<string, Route | InvalidHost | null>();
   #closed = false;
 
   /** Use {@link createDispatcher}. */
@@ -262,27 +268,37 @@ export class ServiceDispatcher extends Dispatcher {
 
   /**
    * The service an origin routes to, or `undefined` when it goes to the fallback.
+   * A trailing dot is ignored (`users.service.consul.` is `users.service.consul`).
    * @param origin - `http://users.service.consul`, a URL, …
+   * @throws `InvalidServiceNameError` (`ERR_INVALID_SERVICE_NAME`) for a host under the
+   * service domain that names no valid service (`..service.consul`, `-x.service.consul`):
+   * such a request fails with it too, and is never handed to the fallback or DNS.
    */
   serviceOf(origin: string | URL): string | undefined {
-    return this.#route(typeof origin === 'string' ? origin : origin.origin)?.service;
+    const route = this.#route(typeof origin === 'string' ? origin : origin.origin);
+    if (route !== undefined && 'reason' in route) throw invalidHost(route);
+    return route?.service;
   }
 
-  #route(origin: string): Route | undefined {
+  #route(origin: string): Route | InvalidHost | undefined {
     const cached = this.#routes.get(origin);
     if (cached !== undefined) return cached ?? undefined;
-    let route: Route | null = null;
+    let route: Route | InvalidHost | null = null;
     try {
       const url = new URL(origin);
       if (url.protocol === 'http:' || url.protocol === 'https:') {
-        const host = url.host.toLowerCase();
-        const name = url.hostname.toLowerCase();
+        // A fully qualified name (`users.service.consul.`) is the same host as the dotless one: routing it
+        // to the fallback would send a real DNS query for it.
+        const name = url.hostname.toLowerCase().replace(/\.$/, '');
+        const host = url.port === '' ? name : `${name}:${url.port}`;
         let service = this.#mapping.get(host) ?? this.#mapping.get(name);
-        if (service === undefined && this.#domainSuffix !== undefined && name.endsWith(this.#domainSuffix)) {
-          const label = name.slice(0, -this.#domainSuffix.length);
+        if (service === undefined && this.#domainSuffix !== undefined && (name.endsWith(this.#domainSuffix) || name === this.#domainSuffix.slice(1))) {
+          // Everything under the service domain is ours: a host that names no valid service is an error, never a DNS lookup.
+          const label = name.slice(0, Math.max(0, name.length - this.#domainSuffix.length));
           if (SERVICE_LABEL.test(label)) service = label;
+          else route = { host: url.hostname, reason: whyNotAServiceLabel(label, this.#domainSuffix) };
         }
-        if (service === undefined && this.#bare && SERVICE_LABEL.test(name) && name !== 'localhost' && !/^\d+$/.test(name)) service = name;
+        if (route === null && service === undefined && this.#bare && SERVICE_LABEL.test(name) && name !== 'localhost' && !/^\d+$/.test(name)) service = name;
         if (service !== undefined) {
           const https = url.protocol === 'https:';
           route = { service, https, key: https ? `https:${service}` : service };
@@ -321,7 +337,13 @@ export class ServiceDispatcher extends Dispatcher {
     const route = this.#route(origin);
     if (route === undefined) return this.#fallback.dispatch(options, handler);
     const sink = typeof handler.onRequestStart === 'function' ? controllerSink(handler) : new LegacySink(handler as unknown as LegacyHandler);
-    this.#send(route, origin, options, sink);
+    if ('reason' in route) {
+      const exchange = new Exchange(sink, route.host);
+      sink.start(exchange.abort);
+      exchange.fail(invalidHost(route));
+    } else {
+      this.#send(route, origin, options, sink);
+    }
     return true;
   }
 
@@ -457,6 +479,17 @@ class Exchange {
 /** A service name as one DNS label (what `validateServiceName` accepts, lower-cased hosts). */
 const SERVICE_LABEL = /^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$/;
 
+/** Why the part of a host before the service domain is not a service name (`label` fails {@link SERVICE_LABEL}). */
+function whyNotAServiceLabel(label: string, domainSuffix: string): string {
+  if (label === '') return `names no service before "${domainSuffix}"`;
+  if (label.includes('.')) return `has ${label.split('.').length} labels before "${domainSuffix}" ("${label}"); a service name is one label (map other hosts with the services option)`;
+  return `has "${label}" before "${domainSuffix}", which is not a valid service name (letters, digits, "-", "_"; 1-63 characters; first and last a letter or digit)`;
+}
+
+function invalidHost({ host, reason }: InvalidHost): InvalidServiceNameError {
+  return new InvalidServiceNameError('host', host, `is under the service domain but ${reason}; nothing was sent`);
+}
+
 /**
  * Creates an undici `Dispatcher` that balances requests for service origins
  * across the service's instances and passes every other origin to a fallback
@@ -468,7 +501,10 @@ const SERVICE_LABEL = /^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$/;
  * the instances' ports), `https:` means TLS to the instances. Each service gets
  * one {@link ProxylessClient} on first use: pick, breaker, ejection, retries
  * under the budget, deadline. An unknown service fails with
- * {@link UnknownServiceError} naming it.
+ * {@link UnknownServiceError} naming it; a host under the service domain that
+ * is not a valid service name (`..service.consul`, `-x.service.consul`) fails
+ * with `InvalidServiceNameError` before anything is looked up or sent, and a
+ * trailing dot (`users.service.consul.`) routes like the dotless host.
  * @example
  * ```ts
  * import { setGlobalDispatcher } from 'undici';
