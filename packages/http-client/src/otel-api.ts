@@ -1,14 +1,73 @@
 /**
- * Loads the optional peer `@opentelemetry/api` once, if installed. Kept apart
- * from the tracing code so that the public type declarations never name the
- * OpenTelemetry types (a TypeScript user who does not trace needs none).
+ * Loads the optional peer `@opentelemetry/api` once, if installed, and
+ * declares the small part of it the client uses as structural types of our
+ * own. The tracing code names only these, so no published `.d.ts` imports
+ * `@opentelemetry/api`: a TypeScript user who does not trace installs nothing
+ * more, even with `skipLibCheck: false`. The `satisfies` below (in a function
+ * body, so it never reaches a `.d.ts`) checks them against the real API when
+ * this package is built.
  * @module
  */
 
-let loaded: unknown;
+/** Span and metric attribute values the client records. @internal */
+export type OtelAttributes = Record<string, string | number | boolean | string[] | number[] | undefined>;
+
+/** An OpenTelemetry context (the client only passes it along). @internal */
+export interface OtelContext {
+  getValue(key: symbol): unknown;
+  setValue(key: symbol, value: unknown): OtelContext;
+  deleteValue(key: symbol): OtelContext;
+}
+
+/** The part of an OpenTelemetry `Span` the client uses. @internal */
+export interface OtelSpan {
+  addEvent(name: string, attributes?: OtelAttributes): unknown;
+  setAttribute(key: string, value: string | number | boolean | string[] | number[]): unknown;
+  setStatus(status: { code: number; message?: string }): unknown;
+  recordException(exception: Error): void;
+  isRecording(): boolean;
+  spanContext(): { traceId: string; spanId: string; traceFlags: number };
+  end(): void;
+}
+
+/** The part of an OpenTelemetry `Tracer` the client uses. @internal */
+export interface OtelTracer {
+  startSpan(name: string, options: { kind: number; attributes: OtelAttributes }, context: OtelContext): OtelSpan;
+}
+
+/** An OpenTelemetry counter. @internal */
+export interface OtelCounter {
+  add(value: number, attributes?: OtelAttributes): void;
+}
+
+/** An OpenTelemetry histogram. @internal */
+export interface OtelHistogram {
+  record(value: number, attributes?: OtelAttributes): void;
+}
+
+/** The part of the `@opentelemetry/api` module the client uses. @internal */
+export interface OtelApi {
+  readonly context: { active(): OtelContext };
+  readonly trace: {
+    getTracer(name: string): OtelTracer;
+    setSpan(context: OtelContext, span: OtelSpan): OtelContext;
+    isSpanContextValid(spanContext: ReturnType<OtelSpan['spanContext']>): boolean;
+  };
+  readonly propagation: { inject(context: OtelContext, carrier: Record<string, string | string[] | undefined>): void };
+  readonly metrics: {
+    getMeter(name: string): {
+      createHistogram(name: string, options: { unit?: string; description?: string }): OtelHistogram;
+      createCounter(name: string, options: { description?: string }): OtelCounter;
+    };
+  };
+  readonly SpanKind: { readonly INTERNAL: number; readonly CLIENT: number };
+  readonly SpanStatusCode: { readonly ERROR: number };
+}
+
+let loaded: OtelApi | undefined;
 const loading: Promise<boolean> = import('@opentelemetry/api').then(
-  (m: unknown) => {
-    loaded = m;
+  (m) => {
+    loaded = m satisfies OtelApi;
     return true;
   },
   () => false,
@@ -30,6 +89,6 @@ export function telemetryReady(): Promise<boolean> {
 }
 
 /** The `@opentelemetry/api` module once loaded, else undefined. @internal */
-export function otelApi(): unknown {
+export function otelApi(): OtelApi | undefined {
   return loaded;
 }

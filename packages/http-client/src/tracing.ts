@@ -11,12 +11,11 @@
  * @internal
  * @module
  */
-import type * as Otel from '@opentelemetry/api';
 import type { EventEmitter } from 'eventemitter3';
 import type { Endpoint } from './endpoint.js';
 import type { ClientEvents } from './events.js';
 import type { RequestOptions } from './request-types.js';
-import { otelApi } from './otel-api.js';
+import { otelApi, type OtelApi, type OtelAttributes, type OtelContext, type OtelCounter, type OtelHistogram, type OtelSpan, type OtelTracer } from './otel-api.js';
 
 /** The API's global registry (`@opentelemetry/api` keeps its providers here, keyed by major version). */
 const OTEL_GLOBAL = Symbol.for('opentelemetry.js.api.1');
@@ -52,23 +51,23 @@ function headerObject(headers: unknown): Headers {
 
 /** The client's metric instruments. */
 interface Instruments {
-  duration: Otel.Histogram;
-  attempts: Otel.Counter;
-  retries: Otel.Counter;
-  events: Otel.Counter;
+  duration: OtelHistogram;
+  attempts: OtelCounter;
+  retries: OtelCounter;
+  events: OtelCounter;
 }
 
 /** What the client's telemetry keeps per client (tracer, meter instruments). */
 export class ClientTelemetry {
   readonly #service: string;
-  #tracer: Otel.Tracer | undefined;
+  #tracer: OtelTracer | undefined;
   #instruments: Instruments | undefined;
   /** The attempt span open while an attempt's outcome is fed to the endpoint's observers (their events land on it). */
-  current: Otel.Span | undefined;
+  current: OtelSpan | undefined;
 
   constructor(service: string, events: EventEmitter<ClientEvents>) {
     this.#service = service;
-    const note = (name: string, ep: { label: string }, extra: Otel.Attributes = {}): void => {
+    const note = (name: string, ep: { label: string }, extra: OtelAttributes = {}): void => {
       this.current?.addEvent(name, { 'proxyless.endpoint': ep.label, ...extra });
       this.#count(name);
     };
@@ -86,7 +85,7 @@ export class ClientTelemetry {
   }
 
   #meter(): Instruments | undefined {
-    const api = otelApi() as typeof Otel | undefined;
+    const api = otelApi();
     if (this.#instruments !== undefined || api === undefined) return this.#instruments;
     const meter = api.metrics.getMeter(SCOPE);
     this.#instruments = {
@@ -101,7 +100,7 @@ export class ClientTelemetry {
   /** Starts the trace of one request, or returns undefined (nil cost) when no tracer or meter provider is registered. */
   start(req: RequestOptions): RequestTrace | undefined {
     const g = registered();
-    const api = otelApi() as typeof Otel | undefined;
+    const api = otelApi();
     if (g === undefined || api === undefined || (g.trace === undefined && g.metrics === undefined)) return undefined;
     const tracer = g.trace === undefined ? undefined : (this.#tracer ??= api.trace.getTracer(SCOPE));
     const meter = g.metrics === undefined ? undefined : this.#meter();
@@ -120,19 +119,19 @@ export interface PickFacts {
 
 /** The trace of one logical request: its span, its attempts' spans, and its metrics. @internal */
 export class RequestTrace {
-  readonly #api: typeof Otel;
+  readonly #api: OtelApi;
   readonly #meter: Instruments | undefined;
   readonly #owner: ClientTelemetry;
   readonly #method: string;
   readonly #service: string;
-  readonly #tracer: Otel.Tracer | undefined;
-  readonly #span: Otel.Span | undefined;
-  readonly #parent: Otel.Context;
-  #context: Otel.Context | undefined;
+  readonly #tracer: OtelTracer | undefined;
+  readonly #span: OtelSpan | undefined;
+  readonly #parent: OtelContext;
+  #context: OtelContext | undefined;
 
   constructor(
-    otel: typeof Otel,
-    tracer: Otel.Tracer | undefined,
+    otel: OtelApi,
+    tracer: OtelTracer | undefined,
     meter: Instruments | undefined,
     owner: ClientTelemetry,
     req: RequestOptions,
@@ -154,7 +153,7 @@ export class RequestTrace {
   }
 
   /** The context of the request span (made on first use: a dropped no-op trace never needs it). */
-  #ctx(): Otel.Context {
+  #ctx(): OtelContext {
     return (this.#context ??= this.#span === undefined ? this.#parent : this.#api.trace.setSpan(this.#parent, this.#span));
   }
 
@@ -167,7 +166,7 @@ export class RequestTrace {
   /** Starts one attempt's span; returns it with the headers to send (trace context injected). */
   attempt(ep: Endpoint, attempt: number, pick: PickFacts | undefined, headers: RequestOptions['headers']): AttemptTrace {
     const otel = this.#api;
-    const attributes: Otel.Attributes = {
+    const attributes: OtelAttributes = {
       'http.request.method': this.#method,
       'server.address': ep.info.address,
       'server.port': ep.info.port,
@@ -195,7 +194,7 @@ export class RequestTrace {
     } finally {
       this.#owner.current = undefined;
     }
-    const attrs: Otel.Attributes = { 'http.request.method': this.#method, 'server.address': a.ep.info.address, 'server.port': a.ep.info.port, 'proxyless.service': this.#service };
+    const attrs: OtelAttributes = { 'http.request.method': this.#method, 'server.address': a.ep.info.address, 'server.port': a.ep.info.port, 'proxyless.service': this.#service };
     if (statusCode !== undefined) attrs['http.response.status_code'] = statusCode;
     if (failure !== undefined) attrs['error.type'] = failure;
     this.#meter?.duration.record((performance.now() - a.startedAt) / 1000, attrs);
@@ -242,7 +241,7 @@ export class RequestTrace {
 
 /** One attempt's span and the headers it sends. @internal */
 export interface AttemptTrace {
-  span: Otel.Span | undefined;
+  span: OtelSpan | undefined;
   headers: Headers;
   startedAt: number;
   ep: Endpoint;
