@@ -11,11 +11,10 @@
  * @module
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { connect } from 'node:net';
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isProxylessError, type RegistryFactory } from '@proxyless/core';
+import { backoffDelay, isProxylessError, type RegistryFactory } from '@proxyless/core';
 import { parseCliArgs, usage, UsageError, type CliConfig } from './cli-args.js';
 import type { HealthReport } from './options.js';
 import { Registrar } from './registrar.js';
@@ -24,6 +23,29 @@ import { ShutdownCoordinator } from './shutdown.js';
 const log = (message: string): void => {
   process.stderr.write(`[proxyless-register] ${message}\n`);
 };
+
+// The registrar's hints name library options; here the person typed flags and
+// variables, so those are the words to give back. Anchored on the exact phrases
+// (test/cli.test.ts pins the result), not on a general rewrite.
+const cliWords: readonly [RegExp, string][] = [
+  [/ \(or the consul\.address option\)/g, ' (or --consul)'],
+  [/ \(or the endpoints option\)/g, ' (or --etcd)'],
+  [/ \(or the consul\.token option\)/g, ''],
+  [/ or the username\/password options/g, ''],
+  [/ \(or the tls\.\w+(?: and tls\.\w+)? options?\)/g, ''],
+  [/ \(start\(\{ timeoutMs \}\) gives up instead\)/g, ' (the command keeps running meanwhile; SIGTERM ends both)'],
+];
+const logCli = (message: string): void => log(cliWords.reduce((text, [pattern, words]) => text.replace(pattern, words), message));
+
+/** A command that could not start: `spawn`'s error code, and the shell's exit code for it (POSIX: 127 not found, 126 not executable). */
+function startFailure(command: string, error: Error): { code: number; line: string } {
+  const errno = (error as NodeJS.ErrnoException).code;
+  if (errno === 'ENOENT') return { code: 127, line: `${command}: command not found (not a file, and not in PATH)` };
+  if (errno === 'EACCES' || errno === 'EISDIR' || errno === 'ENOEXEC' || errno === 'EPERM') {
+    return { code: 126, line: `${command}: cannot execute (${errno}: ${errno === 'EACCES' || errno === 'EPERM' ? 'not executable; chmod +x it, or is it a directory?' : 'not a program'})` };
+  }
+  return { code: 126, line: `${command}: cannot start (${errno ?? error.message})` };
+}
 
 function signalNumber(signal: NodeJS.Signals | null): number {
   return signal ? ((constants.signals as Record<string, number | undefined>)[signal] ?? 0) : 0;
@@ -34,10 +56,10 @@ function childExitCode(child: ChildProcess): number {
   return 128 + signalNumber(child.signalCode);
 }
 
-function tcpProbe(host: string, port: number, timeoutMs: number): Promise<HealthReport> {
+function tcpProbe(host: string, port: number, timeoutMs: number): Promise<Exclude<HealthReport, string>> {
   return new Promise((resolve) => {
     const socket = connect({ host, port });
-    const done = (report: HealthReport): void => {
+    const done = (report: Exclude<HealthReport, string>): void => {
       socket.destroy();
       resolve(report);
     };
@@ -47,17 +69,24 @@ function tcpProbe(host: string, port: number, timeoutMs: number): Promise<Health
   });
 }
 
-async function httpProbe(url: string, timeoutMs: number): Promise<HealthReport> {
+/** A probe's verdict, plus the HTTP status when a server answered (the command is up, the path may be wrong). */
+interface ProbeResult {
+  readonly report: Exclude<HealthReport, string>;
+  readonly answered?: string;
+}
+
+async function httpProbe(url: string, timeoutMs: number): Promise<ProbeResult> {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
     const body = (await res.text()).slice(0, 512);
-    const output = `HTTP GET ${url}: ${res.status} ${res.statusText}\n${body}`;
+    const answered = `${res.status}${res.statusText ? ` ${res.statusText}` : ''}`;
+    const output = `HTTP GET ${url}: ${answered}\n${body}`;
     // Consul's own HTTP check rules.
-    if (res.status >= 200 && res.status < 300) return { status: 'passing', output };
-    if (res.status === 429) return { status: 'warning', output };
-    return { status: 'critical', output };
+    if (res.status >= 200 && res.status < 300) return { report: { status: 'passing', output }, answered };
+    if (res.status === 429) return { report: { status: 'warning', output }, answered };
+    return { report: { status: 'critical', output }, answered };
   } catch (error) {
-    return { status: 'critical', output: `HTTP GET ${url}: ${(error as Error).message}` };
+    return { report: { status: 'critical', output: `HTTP GET ${url}: ${(error as Error).message}` } };
   }
 }
 
@@ -77,10 +106,11 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const port = config.registrar.port;
-  const probe = (): Promise<HealthReport> =>
+  const probeOnce = async (): Promise<ProbeResult> =>
     config.probe.kind === 'http'
       ? httpProbe(config.probe.url, config.checkTimeoutMs)
-      : tcpProbe(config.checkHost, port, config.checkTimeoutMs);
+      : { report: await tcpProbe(config.checkHost, port, config.checkTimeoutMs) };
+  const probe = async (): Promise<HealthReport> => (await probeOnce()).report;
 
   let registry: RegistryFactory | undefined;
   if (config.registry === 'etcd') {
@@ -102,7 +132,7 @@ async function main(argv: readonly string[]): Promise<number> {
   let registrar: Registrar;
   try {
     // The registrar says, once per outage, what is wrong with the registry and what to set.
-    registrar = new Registrar({ ...config.registrar, ...(registry ? { registry } : {}), health: probe, logger: { warn: log, info: log } });
+    registrar = new Registrar({ ...config.registrar, ...(registry ? { registry } : {}), health: probe, logger: { warn: logCli, info: logCli } });
   } catch (error) {
     if (isProxylessError(error, 'ERR_INVALID_OPTION') || isProxylessError(error, 'ERR_INVALID_SERVICE_NAME')) {
       process.stderr.write(`proxyless-register: ${error.message}\n\n${usage}\n`);
@@ -113,17 +143,16 @@ async function main(argv: readonly string[]): Promise<number> {
   const [command, ...args] = config.command as [string, ...string[]];
   // PORT: the convention most servers read their port from, so `--port` alone configures both sides.
   const child = spawn(command, args, { stdio: 'inherit', detached: true, env: { ...process.env, PORT: String(port) } });
-  const spawned = await Promise.race([
-    once(child, 'spawn').then(() => true),
-    once(child, 'error').then(([error]) => {
-      log(`cannot start ${command}: ${(error as Error).message}`);
-      return false;
-    }),
-  ]);
-  if (!spawned) {
+  // Not events.once: it rejects on 'error', which is the answer here, not a failure of ours.
+  const startError = await new Promise<Error | undefined>((resolve) => {
+    child.once('spawn', () => resolve(undefined));
+    child.once('error', resolve);
+  });
+  if (startError) {
     await registrar.close();
-    log('exiting with code 127 (command not started)');
-    return 127;
+    const { code, line } = startFailure(command, startError);
+    log(`${line}; nothing registered; exiting with code ${code}`);
+    return code;
   }
   const exited = new Promise<number>((resolve) => child.once('exit', () => resolve(childExitCode(child))));
   // A CLI killed hard must not leave a detached child behind.
@@ -160,6 +189,8 @@ async function main(argv: readonly string[]): Promise<number> {
   };
 
   let result: Promise<number> | undefined;
+  // Ends the wait between readiness probes at once on SIGTERM/SIGINT or when the command exits.
+  const stopWaiting = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {
     if (signal === 'SIGTERM' || signal === 'SIGINT') {
       if (shuttingDown) {
@@ -168,6 +199,7 @@ async function main(argv: readonly string[]): Promise<number> {
         process.exit(128 + signalNumber(signal));
       }
       shuttingDown = true;
+      stopWaiting.abort();
       result = shutdown(signal);
       return;
     }
@@ -187,16 +219,31 @@ async function main(argv: readonly string[]): Promise<number> {
   const target = config.probe.kind === 'http' ? `GET ${config.probe.url} to answer 2xx` : `TCP ${config.checkHost}:${port} to accept connections`;
   log(`started ${command} (pid ${child.pid ?? '?'}, PORT=${port}); waiting for ${target} before registering ${config.registrar.name}`);
   let nextReminder = startedAt + 10_000;
+  void exited.then(() => stopWaiting.abort());
+  let wrongAnswers = 0;
+  let lastAnswer: string | undefined;
   while (!childGone && !shuttingDown) {
-    const report = await probe();
-    const status = typeof report === 'string' ? report : report.status;
-    if (status === 'passing') break;
+    const { report, answered } = await probeOnce();
+    if (report.status === 'passing') break;
+    if (answered !== undefined) {
+      // The command is up but answers something else: probing 5 times a second will not change
+      // that (a wrong --check-http path), so say what it answers, once per answer, and back off.
+      if (answered !== lastAnswer) {
+        log(`${config.probe.kind === 'http' ? `GET ${config.probe.url}` : target} answers ${answered}, not 2xx: ` +
+          `is --check-http the right path? Not registering until it answers 2xx; probing again with backoff (at most every ${probeBackoff.maxMs / 1000} s)`);
+        lastAnswer = answered;
+        nextReminder = Date.now() + 10_000;
+      }
+      wrongAnswers++;
+    } else {
+      wrongAnswers = 0; // not listening yet: poll quickly so registration follows start-up closely
+    }
     if (Date.now() >= nextReminder) {
-      const output = typeof report === 'string' ? '' : `: ${report.output?.split('\n')[0] ?? ''}`;
-      log(`still waiting for ${target} after ${Math.round((Date.now() - startedAt) / 1000)} s${output}`);
+      log(`still waiting for ${target} after ${Math.round((Date.now() - startedAt) / 1000)} s: ${report.output?.split('\n')[0] ?? ''}`);
       nextReminder += 10_000;
     }
-    await sleep(200);
+    const delayMs = wrongAnswers === 0 ? 200 : Math.max(200, backoffDelay(wrongAnswers, probeBackoff));
+    await sleep(delayMs, undefined, { signal: stopWaiting.signal }).catch(() => undefined);
   }
   if (!childGone && !shuttingDown) {
     const ready = new AbortController();
@@ -218,6 +265,9 @@ async function main(argv: readonly string[]): Promise<number> {
   log(`exiting with code ${code}, the command's`);
   return code;
 }
+
+/** Between probes that get a wrong answer: capped, jittered (core's backoff). */
+const probeBackoff = { initialMs: 250, maxMs: 5000 };
 
 function describeExit(child: ChildProcess): string {
   return child.exitCode !== null ? `exit code ${child.exitCode}` : `killed by ${child.signalCode ?? 'a signal'}`;

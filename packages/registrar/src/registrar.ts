@@ -172,6 +172,12 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   #closing: Promise<void> | undefined;
   /** Set while a failure streak has been reported through the logger; cleared (with an info line) by the next success. */
   #outage = false;
+  /**
+   * Whether the registry may hold this registration: a register call was sent and did not fail
+   * before reaching it. False until then, so a shutdown neither drains nor deregisters (nor
+   * claims anything about) an instance the registry never saw.
+   */
+  #maybeRegistered = false;
 
   /**
    * Validates every option; nothing is sent to the registry until {@link Registrar.start}.
@@ -283,7 +289,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       await retryWithBackoff(
         async () => {
           const report = await this.#evaluate();
-          await this.registry.register(report, this.#call(registerSignal));
+          await this.#register(report, registerSignal);
           await this.#heartbeat(report, startSignal);
         },
         retryOptions(
@@ -318,6 +324,26 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     session.anchor = Date.now();
     session.beatIndex = 0;
     this.#schedule(session);
+  }
+
+  async #register(report: RegistryReport, signal: AbortSignal): Promise<void> {
+    try {
+      await this.registry.register(report, this.#call(signal));
+      this.#maybeRegistered = true;
+    } catch (error) {
+      // Unreachable (refused, no route, name not found) means the call never arrived; a timeout may have been applied.
+      if (!this.registry.isUnreachable(error) || error instanceof TimeoutError) this.#maybeRegistered = true;
+      throw error;
+    }
+  }
+
+  /**
+   * Whether the registry may hold this instance (a registration was sent and
+   * not refused on the way). A {@link ShutdownCoordinator} skips instances that
+   * were never registered.
+   */
+  get maybeRegistered(): boolean {
+    return this.#maybeRegistered;
   }
 
   #retryable(error: unknown): boolean {
@@ -386,7 +412,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
         // Re-evaluated per attempt: a status set during the outage is what gets registered.
         const report = await this.#evaluate();
         if (signal.aborted) return;
-        await this.registry.register(report, this.#call(never)); // not aborted by stop(): see #start
+        await this.#register(report, never); // not aborted by stop(): see #start
         if (this.#intent.maintenance) await this.registry.setMaintenance(true, this.#intent.maintenance.reason, this.#call(signal));
         await this.#heartbeat(report, signal);
       }, retryOptions(this.options.retryMinDelayMs, this.options.retryMaxDelayMs, signal, (e) => this.#reportError(e)));
@@ -556,6 +582,12 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
       await session.started.catch(() => undefined);
       await session.chain;
     }
+    if (!this.#maybeRegistered) {
+      // Never reached the registry: nothing to deregister, and no failure to report about it.
+      this.#intent.draining = false;
+      this.#enter({ kind: 'idle' });
+      return;
+    }
     this.#enter({ kind: 'deregistering' });
     const deadline = Date.now() + (options.timeoutMs ?? 5000);
     for (let attempt = 0; ; attempt++) {
@@ -575,6 +607,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     }
     this.#intent.draining = false;
     this.#intent.maintenance = undefined;
+    this.#maybeRegistered = false;
     this.#enter({ kind: 'deregistered' });
     this.emit('deregistered', this.registration);
   }

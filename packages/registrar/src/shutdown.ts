@@ -246,19 +246,25 @@ export class ShutdownCoordinator extends EventEmitter<ShutdownEvents> {
 
     // 'registering' too: the register PUT may already be applied while start()
     // still waits for its first heartbeat; skipping it would leave it behind.
-    const registrars = this.#registrars.filter((r) => r.state === 'registered' || r.state === 'lost' || r.state === 'registering');
+    // Only a registration that may have reached the registry; one still retrying against an
+    // unreachable registry was never seen there, so nothing is drained, deregistered or claimed.
+    const pending = this.#registrars.filter((r) => r.state === 'registering' && !r.maybeRegistered);
+    for (const r of pending) this.#log(`${r.options.id} was never registered (${r.registry.label} has not been reached): nothing to take out of rotation`);
+    const registrars = this.#registrars.filter((r) => r.state === 'registered' || r.state === 'lost' || (r.state === 'registering' && r.maybeRegistered));
     await step('outOfRotation', softBudget(), () =>
       Promise.all(registrars.map((r) => (this.#outOfRotation === 'maintenance' ? r.enableMaintenance('shutting down') : r.drain()))),
     );
     await step('propagation', softBudget(), async () => {
       const budget = Math.min(this.#propagationTimeoutMs, softBudget());
       const gone = await Promise.all(registrars.map((r) => r.waitUntilNotPassing({ timeoutMs: budget })));
-      if (gone.includes(false)) this.#log(`still passing after ${budget} ms; going on`);
+      const unconfirmed = registrars.filter((_, i) => !gone[i]).map((r) => r.options.id);
+      // Not "still passing": an unreachable registry confirms nothing either way.
+      if (unconfirmed.length > 0) this.#log(`${unconfirmed.join(', ')}: not confirmed out of the passing set within ${budget} ms; going on`);
     });
     // A ref'd timer on purpose (not core's unref'd sleep): the drain delay must keep the process alive.
     await step('drainDelay', softBudget() + 1, () => new Promise((r) => setTimeout(r, Math.min(this.#drainDelayMs, softBudget()))));
     await step('deregister', Math.max(0, deadline - Date.now() - 100), () =>
-      Promise.all(registrars.map((r) => r.stop({ timeoutMs: Math.max(1, Math.min(3000, deadline - Date.now() - 200)) }))),
+      Promise.all([...registrars, ...pending].map((r) => r.stop({ timeoutMs: Math.max(1, Math.min(3000, deadline - Date.now() - 200)) }))),
     );
     await step('closeServers', Math.max(0, deadline - Date.now()), async () => {
       const results = await Promise.all(this.#servers.map((s) => drainServer(s, { deadline: deadline - 50 })));

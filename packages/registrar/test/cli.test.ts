@@ -214,10 +214,65 @@ describe('proxyless-register CLI', function () {
     assert.equal(lines.length, 1, cli.stderr());
     assert.match(lines[0]!, new RegExp(`Consul at http://${deadAgent.replace(/\./g, '\\.')} is unreachable: ECONNREFUSED`));
     assert.match(lines[0]!, /retrying until it answers/);
+    // The CLI's own words: its flag and variable, not the library's options.
+    assert.match(lines[0]!, /Set CONSUL_HTTP_ADDR \(or --consul\) to its address/);
+    assert.doesNotMatch(lines[0]!, /option|start\(|timeoutMs/);
     assert.ok(await accepts(port), 'the command serves while the agent is away');
     cli.child.kill('SIGTERM');
     const exit = await cli.exited;
     assert.equal(exit.code, 143, cli.stderr());
     assert.match(lastLine(cli.stderr()), /exiting with code 143/);
+    // Never registered: no claim about it being passing, no failed deregistration.
+    assert.doesNotMatch(cli.stderr(), /still passing|passing set|deregister failed|a step failed/);
+    assert.match(cli.stderr(), /was never registered \(the Consul agent at .* has not been reached\): nothing to take out of rotation/);
+  });
+
+  it('exits 127 for a command that cannot be found and 126 for one that cannot be executed, with one line and no stack', async function () {
+    const fs = await import('node:fs');
+    const dir = fs.mkdtempSync(`${(await import('node:os')).tmpdir()}/cli-exec-`);
+    const notExecutable = `${dir}/serve.sh`;
+    fs.writeFileSync(notExecutable, '#!/bin/sh\nexec python3 -m http.server\n', { mode: 0o644 });
+    const cases: [string[], number, RegExp][] = [
+      [['pyhton3', '-m', 'http.server'], 127, /\[proxyless-register\] pyhton3: command not found \(not a file, and not in PATH\); nothing registered; exiting with code 127$/],
+      [['./no-such-script.sh'], 127, /no-such-script\.sh: command not found/],
+      [[notExecutable], 126, /serve\.sh: cannot execute \(EACCES: not executable; chmod \+x it/],
+      [[dir], 126, /cannot execute/],
+    ];
+    try {
+      await Promise.all(cases.map(async ([command, code, line]) => {
+        const cli = runCli(['--name', 'typo', '--port', String(await freePort()), '--address', '127.0.0.1', '--', ...command], { CONSUL_HTTP_ADDR: agent.httpAddr });
+        children.push(cli);
+        const exit = await cli.exited;
+        const err = cli.stderr().trimEnd();
+        assert.equal(exit.code, code, err);
+        assert.equal(err.split('\n').length, 1, err);
+        assert.match(err, line);
+        assert.doesNotMatch(err, /\n\s+at |fatal/);
+      }));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('--check-http answered 404 forever: says once what it gets and backs off instead of probing 5 times a second', async function () {
+    const port = await freePort();
+    const cli = runCli(
+      ['--name', 'wrongpath', '--port', String(port), '--address', '127.0.0.1', '--check-http', '/health',
+        '--', 'python3', '-m', 'http.server', String(port), '--bind', '127.0.0.1'],
+      { CONSUL_HTTP_ADDR: agent.httpAddr },
+    );
+    children.push(cli);
+    await waitFor('the first 404', () => /code 404/.test(cli.stderr()), { timeoutMs: 30_000 });
+    await new Promise((r) => setTimeout(r, 8000));
+    const err = cli.stderr();
+    // python3 logs each request on the stderr we share; at 200 ms per probe 8 s would be ~40.
+    const probes = err.split('\n').filter((l) => /"GET \/health HTTP/.test(l)).length;
+    assert.ok(probes >= 2 && probes <= 16, `${probes} probes in about 8 s:\n${err}`);
+    const said = err.split('\n').filter((l) => l.includes('answers 404'));
+    assert.equal(said.length, 1, err);
+    assert.match(said[0]!, new RegExp(`GET http://127\\.0\\.0\\.1:${port}/health answers 404 .*not 2xx: is --check-http the right path\\? Not registering`));
+    assert.deepEqual(await passingIds(agent.httpUrl, 'wrongpath'), []);
+    cli.child.kill('SIGTERM');
+    assert.equal((await cli.exited).code, 143, err);
   });
 });
