@@ -10,6 +10,9 @@
  *   written to a temporary directory under os.tmpdir() whose `node_modules`
  *   links to the repository's (so `@proxyless/*` imports resolve), and run with
  *   tsx; the directory is removed afterwards.
+ * - The ```dockerfile blocks marked `<!-- example: dockerfile <id> -->` are run
+ *   without Docker: their exec-form `ENTRYPOINT` + `CMD` as one argv, the
+ *   `proxyless-register` CLI from source, port 8080 replaced by a free one.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -97,10 +100,23 @@ const kindOf = (b: MarkedBlock): { kind: string; needs: string[] } => {
   return { kind: m[1]!, needs: m[2]?.split(',') ?? [] };
 };
 for (const block of allBlocks) {
-  const known = runnable.test(block.marker) || block.marker.startsWith('command ');
-  assert.ok(known, `${where(block)}: unknown marker "<!-- example: ${block.marker} -->" (runs [needs=svc,…] | serves | command <id>)`);
+  const known = runnable.test(block.marker) || block.marker.startsWith('command ') || block.marker.startsWith('dockerfile ');
+  assert.ok(known, `${where(block)}: unknown marker "<!-- example: ${block.marker} -->" (runs [needs=svc,…] | serves | command <id> | dockerfile <id>)`);
   if (!runnable.test(block.marker)) continue;
   assert.ok(['ts', 'typescript'].includes(block.lang), `${where(block)}: runnable blocks are \`\`\`ts blocks`);
+}
+
+/** `<!-- example: dockerfile <id> -->` blocks: the argv their exec-form ENTRYPOINT and CMD make together. */
+const dockerfiles = new Map<string, { argv: string[]; at: string }>();
+for (const block of allBlocks) {
+  const id = /^dockerfile\s+([\w-]+)$/.exec(block.marker)?.[1];
+  if (id === undefined) continue;
+  const execForm = (instruction: string): string[] => {
+    const line = new RegExp(`^${instruction}\\s+(\\[.*\\])\\s*$`, 'm').exec(block.code)?.[1];
+    assert.ok(line, `${where(block)}: no exec-form ${instruction} [...]`);
+    return JSON.parse(line) as string[];
+  };
+  dockerfiles.set(id, { argv: [...execForm('ENTRYPOINT'), ...execForm('CMD')], at: where(block) });
 }
 
 function command(id: string): string {
@@ -345,6 +361,33 @@ describe('examples run as written', function () {
     assert.equal(await exitWithin(p, 30_000, 'examples/service-fastify after SIGTERM'), 0, p.output());
     assert.match(p.output(), new RegExp(`DEREGISTERED ${id!}`));
     assert.equal((await agentServices())[id!], undefined, 'still registered after exit');
+  });
+
+  it('registrar README Dockerfile: proxyless-register in front of python3 -m http.server registers it passing, and deregisters on SIGTERM', async () => {
+    const example = dockerfiles.get('python-http-server');
+    assert.ok(example, 'packages/registrar/README.md has no "<!-- example: dockerfile python-http-server -->" block');
+    const [cli, ...args] = example.argv;
+    assert.equal(cli, 'proxyless-register', example.at);
+    // As written, but the CLI from source and a free port for the image's 8080.
+    const port = String(await freePort());
+    const argv = ['--conditions=proxyless-source', '--import', 'tsx', join(repoRoot, 'packages/registrar/src/cli.ts'), ...args.map((a) => (a === '8080' ? port : a))];
+    const name = argv[argv.indexOf('--name') + 1]!;
+    const p = run('', consulEnv(), process.execPath, argv);
+    try {
+      const t0 = Date.now();
+      const [instance] = await until(async () => {
+        if (p.child.exitCode !== null) throw new GiveUp(`exited ${String(p.child.exitCode)}:\n${p.output()}`);
+        const list = (await passing(name)).filter((s) => s.Port === Number(port));
+        return list.length > 0 ? list : undefined;
+      }, 30_000, `${example.at}: ${name} on port ${port} registered and passing; output:\n${p.output().split('\n').slice(-15).join('\n')}`);
+      console.log(`      [measure] ${example.at}: CLI spawn → passing: ${String(Date.now() - t0)} ms`);
+      assert.equal((await fetch(`http://127.0.0.1:${port}/`)).status, 200);
+      p.child.kill('SIGTERM');
+      assert.equal(await exitWithin(p, 20_000, 'proxyless-register after SIGTERM'), 143, p.output());
+      assert.equal((await agentServices())[instance!.ID], undefined, `still registered after exit:\n${p.output()}`);
+    } finally {
+      killTree(p.child);
+    }
   });
 
   describe('container entrypoint (the Dockerfile ENTRYPOINT command line, without Docker)', () => {
