@@ -31,11 +31,14 @@ const bold = (s: string): string => (tty ? `\x1b[1m${s}\x1b[0m` : s);
 const green = (s: string): string => (tty ? `\x1b[32m${s}\x1b[0m` : s);
 const red = (s: string): string => (tty ? `\x1b[31m${s}\x1b[0m` : s);
 
+// Every moment below is Date.now(): the one clock the demo and its instances share, so both ends
+// of a latency (an instance's "registering began" and this process's "first answer") are on it.
 interface Instance {
   name: string;
   proc: ChildProcess;
   port?: number;
-  readyAt?: number;
+  /** When the instance began registering (stamped by the instance itself). */
+  registeringAt?: number;
   firstServedAt?: number;
   exit?: Promise<number | null>;
 }
@@ -59,6 +62,25 @@ function log(message: string): void {
   process.stdout.write(`${message}\n`);
 }
 
+/** A figure in ms, or what happened instead (a latency is never printed as a negative number). */
+function after(from: number | undefined, to: number | undefined): string {
+  if (from === undefined || to === undefined || from === 0 || to === 0) return 'never (not seen)';
+  return `${String(Math.max(0, to - from))} ms`;
+}
+
+// Lines the instances write to stderr are told in the narrative: while a live table is being
+// redrawn they wait, so they never land between the table's lines.
+/** When the client's watch first reported an instance, by port. */
+const seenAt = new Map<number, number>();
+
+let tableLive = false;
+const heldLines: string[] = [];
+function childSays(name: string, line: string): void {
+  const text = `   [${name}] ${line}`;
+  if (tableLive) heldLines.push(text);
+  else log(text);
+}
+
 async function startInstance(name: string): Promise<Instance> {
   const proc = spawn(
     process.execPath,
@@ -73,20 +95,21 @@ async function startInstance(name: string): Promise<Instance> {
         DRAIN_DELAY_MS: '300',
         EXIT_WITH_PARENT: '1',
       },
-      stdio: ['pipe', 'pipe', 'inherit'],
+      stdio: ['pipe', 'pipe', 'pipe'],
     },
   );
   const inst: Instance = { name, proc };
   inst.exit = once(proc, 'exit').then(([code]) => code as number | null);
   instances.set(name, inst);
+  createInterface({ input: proc.stderr }).on('line', (line) => childSays(name, line));
   const lines = createInterface({ input: proc.stdout });
   const ready = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not register in 30 s`)), 30_000);
     lines.on('line', (line) => {
-      const m = /^READY (\S+) (\d+)/.exec(line);
-      if (m && !inst.readyAt) {
+      const m = /^READY (\S+) (\d+) (\d+)/.exec(line);
+      if (m && inst.port === undefined) {
         inst.port = Number(m[2]);
-        inst.readyAt = Date.now();
+        inst.registeringAt = Number(m[3]);
         clearTimeout(timer);
         resolve();
       }
@@ -99,31 +122,47 @@ async function startInstance(name: string): Promise<Instance> {
 
 // ---- load and accounting -------------------------------------------------
 interface StepStats {
-  ok: number;
+  /** Requests answered (a status below 500). */
+  answered: number;
+  /** Requests that failed: an error, or a 5xx after the client's retries. */
   failed: number;
-  retried: number;
+  /** Answered requests whose answer came after one or more retries. */
+  answeredAfterRetry: number;
+  /** Attempts that failed, in answered and failed requests alike (there are no hedges: every attempt after a request's first follows a failed one). */
+  failedAttempts: number;
   perInstance: Map<string, number>;
   errors: Map<string, number>;
 }
-const newStats = (): StepStats => ({ ok: 0, failed: 0, retried: 0, perInstance: new Map(), errors: new Map() });
-let current = newStats();
+const newStats = (): StepStats => ({ answered: 0, failed: 0, answeredAfterRetry: 0, failedAttempts: 0, perInstance: new Map(), errors: new Map() });
+/** Requests that complete between steps (and after the last): in no step's table, counted in the summary. */
+const between = newStats();
+let current = between;
 let running = true;
 
 async function worker(): Promise<void> {
   while (running) {
     try {
       const res = await client!.request({ path: '/', timeoutMs: 3000 });
+      const answeredAt = Date.now();
       const who = String(res.headers['x-instance'] ?? res.endpoint.label);
       await res.body.dump();
       const stats = current;
-      stats.ok++;
-      if (res.attempts > 1) stats.retried++;
+      if (res.statusCode >= 500) {
+        stats.failed++;
+        stats.failedAttempts += res.attempts;
+        stats.errors.set(`HTTP ${String(res.statusCode)}`, (stats.errors.get(`HTTP ${String(res.statusCode)}`) ?? 0) + 1);
+        continue;
+      }
+      stats.answered++;
+      stats.failedAttempts += res.attempts - 1;
+      if (res.attempts > 1) stats.answeredAfterRetry++;
       stats.perInstance.set(who, (stats.perInstance.get(who) ?? 0) + 1);
       const inst = instances.get(who);
-      if (inst && !inst.firstServedAt) inst.firstServedAt = Date.now();
+      if (inst && !inst.firstServedAt) inst.firstServedAt = answeredAt;
     } catch (error) {
       const stats = current;
       stats.failed++;
+      stats.failedAttempts += (error as { attempts?: number }).attempts ?? 1;
       const code = (error as { code?: string }).code ?? (error as Error).name;
       stats.errors.set(code, (stats.errors.get(code) ?? 0) + 1);
       await sleep(5);
@@ -132,39 +171,44 @@ async function worker(): Promise<void> {
 }
 
 function table(stats: StepStats, elapsedMs: number): string {
-  const total = stats.ok || 1;
+  const total = stats.answered || 1;
   const rows = [...instances.keys()].map((name) => {
     const n = stats.perInstance.get(name) ?? 0;
     const share = ((100 * n) / total).toFixed(1).padStart(5);
     const bar = '#'.repeat(Math.round((30 * n) / total));
     return `    ${name.padEnd(8)} ${String(n).padStart(7)}  ${share}%  ${bar}`;
   });
-  const rate = Math.round((stats.ok * 1000) / Math.max(elapsedMs, 1));
-  const failures = stats.failed === 0 ? green('0 failed') : red(`${stats.failed} failed`);
+  const rate = Math.round((stats.answered * 1000) / Math.max(elapsedMs, 1));
+  const failures = stats.failed === 0 ? green('0 failed') : red(`${String(stats.failed)} failed`);
   return [
-    `    ${String(stats.ok)} ok, ${failures}, ${String(stats.retried)} answered after a retry, ~${String(rate)} req/s`,
+    `    ${String(stats.answered)} answered, ${failures}, ${String(stats.answeredAfterRetry)} answered after a retry, ${String(stats.failedAttempts)} failed attempts, ~${String(rate)} answers/s`,
     ...rows,
   ].join('\n');
 }
 
 /** Runs `ms` of traffic, redrawing the live table, and returns the step's counters. */
 async function phase(ms: number, during?: () => Promise<void>): Promise<StepStats> {
-  current = newStats();
+  const stats = newStats();
+  current = stats;
   const start = Date.now();
   let lines = 0;
   const draw = (): void => {
-    const text = table(current, Date.now() - start);
+    const text = table(stats, Date.now() - start);
     if (tty && lines > 0) process.stdout.write(`\x1b[${String(lines)}A\x1b[J`);
     process.stdout.write(`${text}\n`);
     lines = text.split('\n').length;
   };
+  tableLive = tty;
   const timer = tty ? setInterval(draw, 250) : undefined;
   if (during) await during();
   await sleep(Math.max(0, ms - (Date.now() - start)));
   if (timer) clearInterval(timer);
+  current = between; // the table printed now is the step's final count: what completes later is not in it
   if (tty) draw();
-  else log(table(current, Date.now() - start));
-  return current;
+  else log(table(stats, Date.now() - start));
+  tableLive = false;
+  for (const line of heldLines.splice(0)) log(line);
+  return stats;
 }
 
 async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
@@ -207,6 +251,10 @@ async function main(): Promise<void> {
 
   resolver = etcd ? new EtcdResolver({ endpoints: etcd.clientUrl, env: {} }) : new ConsulResolver({ address: agent!.httpAddr });
   client = createClient({ service: SERVICE, resolver, balancer: peakEwma(), timeoutMs: 3000 });
+  // By port: the watch can add an instance before its READY line (and so its port) reaches us.
+  client.on('endpointAdded', (ep) => {
+    if (!seenAt.has(ep.port)) seenAt.set(ep.port, Date.now());
+  });
   await waitFor(() => client!.stats().ready === 3, 10_000);
 
   log(bold(`\n3. Balanced traffic: ${String(CONCURRENCY)} concurrent callers, peak-EWMA picks an instance per request`));
@@ -216,26 +264,26 @@ async function main(): Promise<void> {
   log(bold('\n4. SIGTERM to instance a: it leaves the passing set, drains in-flight requests, deregisters, exits'));
   const a = instances.get('a')!;
   let sigtermAt = 0;
-  let deregisteredAfter = -1;
-  let exitedAfter = -1;
+  let deregisteredAt: number | undefined;
+  let exitedAt: number | undefined;
   const graceful = await phase(4000, async () => {
     sigtermAt = Date.now();
     a.proc.kill('SIGTERM');
     void waitFor(async () => !(await passingIds()).includes('a'), 10_000).then(() => {
-      deregisteredAfter = Date.now() - sigtermAt;
+      deregisteredAt = Date.now();
     });
     void a.exit!.then(() => {
-      exitedAfter = Date.now() - sigtermAt;
+      exitedAt = Date.now();
     });
   });
-  log(`   a left the passing set ${String(deregisteredAfter)} ms after SIGTERM and exited after ${String(exitedAfter)} ms (code ${String(await a.exit)})`);
+  log(`   a left the passing set ${after(sigtermAt, deregisteredAt)} after SIGTERM and exited after ${after(sigtermAt, exitedAt)} (code ${String(await a.exit)})`);
 
   log(bold('\n5. SIGKILL to instance b: no drain, connections reset; retries go to another instance, outlier detection ejects b'));
   const b = instances.get('b')!;
-  let ejectedAfter = -1;
+  let outAt: number | undefined;
   let killAt = 0;
-  const onEject = (): void => {
-    if (ejectedAfter < 0) ejectedAfter = Date.now() - killAt;
+  const onEject = (ep: { port: number }): void => {
+    if (outAt === undefined && ep.port === b.port) outAt = Date.now();
   };
   client.on('eject', onEject);
   client.on('breakerOpen', onEject);
@@ -245,38 +293,42 @@ async function main(): Promise<void> {
     b.proc.kill('SIGKILL');
   });
   const hitB = failover.perInstance.get('b') ?? 0;
-  log(`   requests that still reached b after the kill: ${String(failover.retried)} failed attempts, all retried on another instance;`);
-  log(`   peak EWMA's failure penalty steered traffic off b at once; b left the pick set after ${String(ejectedAfter)} ms`);
-  log(`   (ejection, open breaker or its ${registry === 'etcd' ? 'lease expiring' : 'TTL check going critical'}, whichever came first)${hitB > 0 ? `; ${String(hitB)} answers from b were in flight at the kill` : ''}`);
+  log(`   attempts that failed in this step (b's connections reset or refused): ${String(failover.failedAttempts)};`);
+  log(`   requests answered after a retry on another instance: ${String(failover.answeredAfterRetry)}; requests failed: ${String(failover.failed)}`);
+  log(`   peak EWMA's failure penalty steered traffic off b at once; b left the pick set ${after(killAt, outAt)} after the kill`);
+  log(`   (ejection, open breaker or its ${registry === 'etcd' ? 'lease expiring' : 'TTL check going critical'}, whichever came first)${hitB > 0 ? `; b answered ${String(hitB)} requests in this step, sent before the kill` : ''}`);
 
   log(bold('\n6. Two new instances, d and e, start and register: the watch pushes them to the client at once'));
   const scaleUp = await phase(3000, async () => {
     await Promise.all(['d', 'e'].map((n) => startInstance(n)));
   });
-  const firstTraffic = ['d', 'e'].map((n) => {
-    const inst = instances.get(n)!;
-    return inst.firstServedAt && inst.readyAt ? inst.firstServedAt - inst.readyAt : -1;
-  });
-  log(`   first request served after registration: d ${String(firstTraffic[0])} ms, e ${String(firstTraffic[1])} ms`);
+  const fresh = ['d', 'e'].map((n) => instances.get(n)!);
+  for (const inst of fresh) {
+    log(`   ${inst.name}: began registering → seen by the client's watch ${after(inst.registeringAt, seenAt.get(inst.port ?? 0))} → first answer ${after(inst.registeringAt, inst.firstServedAt)}`);
+  }
+  const firstTraffic = fresh.map((inst) => after(inst.registeringAt, inst.firstServedAt));
 
   log(bold('\n7. Instance c becomes slow (+50 ms per request): peak EWMA moves traffic away from it'));
   await fetch(`http://127.0.0.1:${String(instances.get('c')!.port)}/admin/delay?ms=50`, { method: 'PUT' });
   const slow = await phase(4000);
-  const slowShare = (100 * (slow.perInstance.get('c') ?? 0)) / Math.max(slow.ok, 1);
+  const slowShare = (100 * (slow.perInstance.get('c') ?? 0)) / Math.max(slow.answered, 1);
 
   running = false;
   await Promise.all(workers);
 
   const all = [balanced, graceful, failover, scaleUp, slow];
-  const requests = all.reduce((n, s) => n + s.ok + s.failed, 0);
+  const requests = all.reduce((n, s) => n + s.answered + s.failed, 0);
   const failures = all.reduce((n, s) => n + s.failed, 0);
   log(bold('\nSummary'));
-  log(`   requests: ${String(requests)}, failed: ${String(failures)} (errors: ${JSON.stringify(Object.fromEntries(all.flatMap((s) => [...s.errors])))})`);
-  log(`   graceful step (SIGTERM):  ${graceful.failed === 0 ? green('0 failed') : red(`${String(graceful.failed)} failed`)}; deregistered after ${String(deregisteredAfter)} ms, exited after ${String(exitedAfter)} ms`);
-  log(`   failover step (SIGKILL):  ${failover.failed === 0 ? green('0 failed') : red(`${String(failover.failed)} failed`)}; ${String(failover.retried)} requests answered after a retry; b out after ${String(ejectedAfter)} ms`);
-  log(`   scale-up: new instances served traffic ${String(firstTraffic[0])} / ${String(firstTraffic[1])} ms after registering`);
+  const errors = new Map<string, number>();
+  for (const [code, n] of [...all, between].flatMap((s) => [...s.errors])) errors.set(code, (errors.get(code) ?? 0) + n);
+  log(`   requests: ${String(requests)}, failed: ${String(failures)} (the five tables above); between steps and after the last: ${String(between.answered + between.failed)} requests, ${String(between.failed)} failed`);
+  log(`   errors, by code: ${JSON.stringify(Object.fromEntries(errors))}`);
+  log(`   graceful step (SIGTERM):  ${graceful.failed === 0 ? green('0 failed') : red(`${String(graceful.failed)} failed`)}; out of the passing set after ${after(sigtermAt, deregisteredAt)}, exited after ${after(sigtermAt, exitedAt)}`);
+  log(`   failover step (SIGKILL):  ${failover.failed === 0 ? green('0 failed') : red(`${String(failover.failed)} failed`)}; ${String(failover.failedAttempts)} failed attempts, ${String(failover.answeredAfterRetry)} requests answered after a retry; b out after ${after(killAt, outAt)}`);
+  log(`   scale-up: first answer from d / e ${firstTraffic.join(' / ')} after they began registering`);
   log(`   slow instance c: ${slowShare.toFixed(1)}% of traffic (a fair share is 33.3%)`);
-  const shares = [...balanced.perInstance].map(([n, c]) => `${n} ${((100 * c) / Math.max(balanced.ok, 1)).toFixed(1)}%`);
+  const shares = [...balanced.perInstance].map(([n, c]) => `${n} ${((100 * c) / Math.max(balanced.answered, 1)).toFixed(1)}%`);
   log(`   balanced step shares: ${shares.join(', ')}`);
   log(`   total time ${((Date.now() - started) / 1000).toFixed(1)} s`);
   process.exitCode = graceful.failed === 0 && failover.failed === 0 ? 0 : 1;

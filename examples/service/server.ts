@@ -47,7 +47,13 @@ server.listen(Number(process.env['PORT'] ?? 0), '127.0.0.1', () => {
     ...(process.env['REGISTRY'] === 'etcd' ? { registry: etcdRegistry() } : {}),
   });
   registrar.on('error', (error) => process.stderr.write(`[${instance}] ${error.message}\n`));
-  registrar.on('registered', () => process.stdout.write(`READY ${instance} ${String(port)}\n`));
+  // The READY line carries when registering began (epoch ms, the clock every process on the machine shares):
+  // a watching client can see the instance before 'registered' fires (after the first heartbeat).
+  let registeringAt = 0;
+  registrar.on('stateChange', (state) => {
+    if (state === 'registering' && registeringAt === 0) registeringAt = Date.now();
+  });
+  registrar.on('registered', () => process.stdout.write(`READY ${instance} ${String(port)} ${String(registeringAt)}\n`));
   // SIGTERM/SIGINT: out of rotation → wait until the agent no longer lists us as
   // passing → deregister → close the server (in-flight requests finish) → exit.
   registrar.handleSignals({ servers: [server], drainDelayMs: Number(process.env['DRAIN_DELAY_MS'] ?? 500) });
