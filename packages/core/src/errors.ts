@@ -196,10 +196,18 @@ export class ResolutionFailedError extends ProxylessError {
   /** Which resolver failed, e.g. `consul`, `dns`. */
   readonly source: string;
 
-  constructor(service: string, source: string, cause: unknown) {
-    const reason = cause instanceof Error ? cause.message : String(cause);
+  /**
+   * What failed and what to do about it, in one line: the registry, the
+   * address tried and the variable or option that sets it (the registrar's
+   * shape), when the resolver knows them; else the cause's message.
+   */
+  readonly detail: string;
+
+  constructor(service: string, source: string, cause: unknown, detail?: string) {
+    const reason = detail ?? (cause instanceof Error ? cause.message : String(cause));
     super('ERR_RESOLUTION_FAILED', `Resolving "${service}" via ${source} failed: ${reason}`, { cause });
     this.service = service;
     this.source = source;
+    this.detail = reason;
   }
 }

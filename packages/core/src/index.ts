@@ -71,6 +71,7 @@ export type { NumberRule } from './validate.js';
 export { WatchHub } from './watch-hub.js';
 export { envFlag, readPemFromEnv, tlsConnectOptions } from './consul-config.js';
 export { readCappedText } from './consul-http.js';
+export { describeConsulFailure } from './consul-failure.js';
 export { withDeadline } from './deadline.js';
 export { preciseConnector, requestUntilAborted } from './undici-timing.js';
 export type { WatchSink, WatchRunner, PublishOptions } from './watch-hub.js';

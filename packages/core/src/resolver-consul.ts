@@ -20,6 +20,7 @@ import type { CallOptions, Resolver, ServiceWatch, SnapshotSourceInfo } from './
 import { createServiceInstance, isConnectableAddress, type HealthStatus, type ServiceInstance } from './service-instance.js';
 import { checkNumber, validateDatacenter, validateNamespace, validatePartition, validateServiceName, validateTag } from './validate.js';
 import { WatchHub, type WatchSink } from './watch-hub.js';
+import { describeConsulFailure } from './consul-failure.js';
 import { CatalogWatch, consulCatalogRunner, type CatalogWatchOptions } from './consul-catalog-watch.js';
 
 export { consulInfo };
@@ -326,6 +327,11 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
     this.#hub = new WatchHub<CanonicalQuery>('consul', (service, query, sink) => this.#run(service, query, sink));
   }
 
+  /** Discovery failed: the error names the agent, its address and what sets it (the registrar's line). */
+  #failed(service: string, error: unknown): ResolutionFailedError {
+    return new ResolutionFailedError(service, 'consul', error, describeConsulFailure(error, this.client.connection.origin, `service:read on "${service}" and node:read`));
+  }
+
   /** Number of running long polls (one per distinct watched (service, query)). */
   get activeWatches(): number {
     return this.#hub.size;
@@ -410,7 +416,7 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
       poll: true,
       decode: (body, info) => decodePrepared(body, info, service, name, q.passingOnly),
       onAnswer: (answer) => sink.publish(answer.instances, { info: answer.info }),
-      onError: (error) => sink.fail(new ResolutionFailedError(service, 'consul', error)),
+      onError: (error) => sink.fail(this.#failed(service, error)),
     }, this.#preparedLoop);
   }
 
@@ -485,7 +491,7 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
       await this.#runPrepared(service, q, q.preparedQuery, sink);
       return;
     }
-    const fail = (error: Error): void => sink.fail(new ResolutionFailedError(service, 'consul', error));
+    const fail = (error: Error): void => sink.fail(this.#failed(service, error));
     if (q.failover.length === 0) {
       await this.#watchDatacenter(service, q, q.datacenter, sink.signal, () => sink.current?.instances, (a) => sink.publish(a.instances, { stale: a.stale, info: a.info }), fail);
       return;
@@ -597,7 +603,7 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
       } catch (error) {
         if (signal?.aborted) throw new AbortedError(`Resolving "${service}"`, signal.reason);
         if (this.#closed) throw new ClosedError('Resolver');
-        throw new ResolutionFailedError(service, 'consul', error);
+        throw this.#failed(service, error);
       }
     }
     if (instances.length === 0) throw new NoHealthyInstancesError(service);

@@ -12,6 +12,7 @@ import {
 } from '@proxyless/core';
 import { EtcdApiError, EtcdClient, EtcdUnreachableError } from './etcd-client.js';
 import type { EtcdConnectionOptions } from './etcd-config.js';
+import { describeEtcdFailure } from './etcd-failure.js';
 import { proxylessLayout, type EtcdInstanceValue } from './key-layout.js';
 
 /** Options of {@link etcdRegistry}. */
@@ -25,8 +26,6 @@ export interface EtcdRegistryOptions extends EtcdConnectionOptions {
 }
 
 const grpcUnavailable = 14;
-const grpcUnauthenticated = 16;
-const grpcPermissionDenied = 7;
 
 /**
  * The etcd implementation of the registry port: the instance key
@@ -198,19 +197,7 @@ export class EtcdRegistry implements RegistryPort {
   }
 
   describeFailure(error: unknown, service: string): string {
-    const where = this.client.connection.endpoints.join(',');
-    if (error instanceof EtcdUnreachableError) return `${error.message}. Is etcd running there? Set ETCDCTL_ENDPOINTS (or the endpoints option) to its client URLs`;
-    if (error instanceof TimeoutError) return `etcd at ${where} did not answer within ${error.timeoutMs} ms. Is it overloaded or without a leader, or is ETCDCTL_ENDPOINTS pointing at something else?`;
-    if (error instanceof EtcdApiError) {
-      if (error.grpcCode === grpcUnauthenticated || error.status === 401) {
-        return `etcd at ${where} refused our credentials (${error.etcdMessage}). Set ETCDCTL_USER (user:password) or the username/password options`;
-      }
-      if (error.grpcCode === grpcPermissionDenied || error.status === 403) {
-        return `etcd at ${where} denied ${error.path} (${error.etcdMessage}). Grant the user readwrite on the prefix of "${service}"`;
-      }
-      return `etcd at ${where} answered ${error.path} with ${error.status}: ${error.etcdMessage || '(empty body)'}`;
-    }
-    return `etcd at ${where}: ${error instanceof Error ? error.message : String(error)}`;
+    return describeEtcdFailure(error, this.client.connection.endpoints, `readwrite on the prefix of "${service}"`);
   }
 
   async close(): Promise<void> {

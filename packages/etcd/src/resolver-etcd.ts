@@ -21,6 +21,7 @@ import type { EtcdConnectionOptions } from './etcd-config.js';
 import { proxylessLayout, validateInstanceName, type EtcdKeyLayout } from './key-layout.js';
 import { runPrefixWatch, type ResyncReason } from './prefix-watch.js';
 import { etcdCatalogRunner } from './service-list-etcd.js';
+import { describeEtcdFailure } from './etcd-failure.js';
 
 /** Per-query options of {@link EtcdResolver} (none yet: the layout decides where a service lives). */
 export type EtcdQuery = object;
@@ -206,8 +207,13 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
       // Confirms the (possibly stale) snapshot is current again.
       live: publish,
       resync: (reason) => this.emit('resync', service, reason),
-      fail: (error) => sink.fail(new ResolutionFailedError(service, 'etcd', error)),
+      fail: (error) => sink.fail(this.#failed(service, error)),
     });
+  }
+
+  /** Discovery failed: the error names etcd, the endpoints tried and what sets them (the registrar's line). */
+  #failed(service: string, error: unknown): ResolutionFailedError {
+    return new ResolutionFailedError(service, 'etcd', error, describeEtcdFailure(error, this.client.connection.endpoints, `read on the prefix of "${service}"`));
   }
 
   /**
@@ -232,7 +238,7 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
       } catch (error) {
         if (signal?.aborted) throw new AbortedError(`Resolving "${service}"`, signal.reason);
         if (this.#closed) throw new ClosedError('Resolver');
-        throw new ResolutionFailedError(service, 'etcd', error);
+        throw this.#failed(service, error);
       }
     }
     if (instances.length === 0) throw new NoHealthyInstancesError(service);

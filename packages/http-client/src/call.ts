@@ -193,14 +193,36 @@ export class Call implements TimerEntry {
     if (step !== undefined) setImmediate(onDueAfterIo, this, this.#timedReason, step, stalled);
   }
 
-  /** A backoff wait as a step: ends early when the request is stopped (no timer of its own beyond the sleep). */
+  /** A backoff wait as a step: ends early when the request is stopped. */
   async wait(ms: number): Promise<void> {
+    await this.waitFor((signal) => sleep(ms, signal)).catch(() => undefined);
+  }
+
+  /**
+   * Runs `until` as a step (a backoff, or the wait for a first snapshot):
+   * stopped by the deadline, the caller or `destroy()` through `signal`.
+   * Its deadline entry keeps the client's timer queue armed, so a call in
+   * this step keeps the process alive too (see `TimerQueue.hold`).
+   * Rejects at once when the request already ended.
+   */
+  async waitFor(until: (signal: AbortSignal) => Promise<unknown>): Promise<void> {
     const controller = new AbortController();
     this.#step = controller;
     this.#stopped = this.#ended;
     this.#stalled = false;
-    if (this.#ended === undefined) await sleep(ms, controller.signal);
-    this.#step = undefined;
+    if (this.#ended !== undefined) {
+      this.#step = undefined;
+      throw stopError(this.#ended);
+    }
+    this.#timedStep = controller;
+    this.#timedReason = 'deadline';
+    this.#timedDelayMs = this.remaining();
+    this.#timers.add(this, this.timeoutMs, this.deadline);
+    try {
+      await until(controller.signal);
+    } finally {
+      this.end();
+    }
   }
 
   /** Ends the current step: takes its timer out of the queue. */

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'eventemitter3';
-import { AbortedError, ClosedError, InvalidOptionError, peakEwma, type Balancer, type ServiceWatch } from '@proxyless/core';
+import { AbortedError, ClosedError, InvalidOptionError, ResolutionFailedError, peakEwma, type Balancer, type ServiceWatch } from '@proxyless/core';
 import { Call, CallList } from './call.js';
 import { EndpointSet } from './endpoint-set.js';
 import {
@@ -150,6 +150,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
    * with a typed error carrying the attempts and endpoints tried.
    * @param input - a path (`/users/42`) or {@link RequestOptions}.
    * @throws {@link NoHealthyEndpointsError}, {@link CircuitOpenError}, {@link DeadlineExceededError},
+   *   `ResolutionFailedError` (no snapshot by the deadline: its message names the registry, the address tried and what sets it),
    *   {@link RetryBudgetExhaustedError}, {@link RequestFailedError}, `AbortedError`, `ClosedError`, `InvalidOptionError`.
    */
   request(input: string | RequestOptions): Promise<ClientResponse> {
@@ -183,6 +184,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     const trace = this.#telemetry.start(req);
     call.trace = trace;
     this.#calls.add(call);
+    if (this.#calls.size === 1) this.#timers.hold(true);
     const running = runRequest(this.#host, req, policy, call, send);
     if (trace === undefined) return running;
     return running.then(
@@ -200,22 +202,35 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   #finished(call: Call): void {
     this.#calls.delete(call);
     if (this.#calls.size === 0) {
+      this.#timers.hold(false);
       this.#idle?.();
       if (this.#closed) this.#timers.clear();
     }
   }
 
+  /** Waits for the resolver's first snapshot as a step of the call (bounded by its deadline, kept alive by its timer). */
   async #waitForSnapshot(req: RequestOptions, call: Call): Promise<void> {
-    const timeoutMs = Math.max(1, Math.ceil(call.remaining()));
     try {
-      await this.#watch.ready(req.signal ? { signal: req.signal, timeoutMs } : { timeoutMs });
-    } catch (error) {
-      const context: RequestErrorContext = { service: this.#service, attempts: 0, endpointsTried: [], cause: error };
+      await call.waitFor((signal) => this.#watch.ready({ signal }));
+    } catch {
       if (req.signal?.aborted) throw new AbortedError(`Request to "${this.#service}"`, req.signal.reason);
-      if (this.#closed) throw this.#closedError();
+      if (this.#closed || call.ended === 'destroyed') throw this.#closedError();
       if (this.#set.hasSnapshot) return;
-      throw new NoHealthyEndpointsError(context);
+      throw this.#discoveryError(call);
     }
+  }
+
+  /**
+   * No snapshot by the deadline: discovery is why the call failed. The error
+   * says so in the resolver's own words (the registry, the address tried,
+   * what sets it); "no instance" is said only once the registry answered.
+   */
+  #discoveryError(call: Call): ResolutionFailedError {
+    const last = this.#watch.lastError;
+    const resolver = this.#options.resolver.constructor.name;
+    if (last instanceof ResolutionFailedError) return new ResolutionFailedError(this.#service, last.source, last, last.detail);
+    if (last !== undefined) return new ResolutionFailedError(this.#service, resolver, last);
+    return new ResolutionFailedError(this.#service, resolver, undefined, `no answer from the registry within the deadline of ${call.timeoutMs} ms`);
   }
 
   #closedError(): Error {
@@ -250,8 +265,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     const timer = setTimeout(() => {
       timedOut = true;
       body.destroy();
-    }, Math.max(0, deadline - performance.now()));
-    timer.unref();
+    }, Math.max(0, deadline - performance.now())); // ref'd: a body being read keeps the process alive until its deadline
     const chunks: Buffer[] = [];
     let size = 0;
     try {

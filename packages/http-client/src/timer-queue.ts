@@ -1,6 +1,6 @@
 /**
  * The client's own timer queue for per-try timeouts and deadlines: one
- * unref'd Node timer per client instead of a `setTimeout`/`clearTimeout` pair
+ * Node timer per client (ref'd only while calls are in progress) instead of a `setTimeout`/`clearTimeout` pair
  * (a `Timeout` object, its list and ref bookkeeping) per attempt.
  *
  * Entries that share a duration expire in the order they were added, so each
@@ -49,7 +49,22 @@ export class TimerQueue {
   #timer: NodeJS.Timeout | undefined;
   /** When the armed timer is meant to fire (`performance.now()` ms); Infinity when none is armed. */
   #armedFor = Infinity;
+  /** While true the Node timer is ref'd: a call in progress keeps the process alive until it settles. */
+  #held = false;
   readonly #onTimer = (): void => this.#fire();
+
+  /**
+   * Refs the Node timer while the client has calls in progress (every such
+   * call has an entry at or before its deadline), and unrefs it when none is
+   * left, so a pending call is never cut short by the process exiting and an
+   * idle client never holds the process. Toggling is O(1) (no new timer).
+   */
+  hold(held: boolean): void {
+    this.#held = held;
+    if (this.#timer === undefined) return;
+    if (held) this.#timer.ref();
+    else this.#timer.unref();
+  }
 
   /** Entries in the queue (for tests and stats). */
   get size(): number {
@@ -119,7 +134,7 @@ export class TimerQueue {
     this.#armedFor = atMs;
     // setTimeout has millisecond resolution: round up so nothing is looked at before it is due.
     this.#timer = setTimeout(this.#onTimer, Math.max(1, Math.ceil(atMs - performance.now())));
-    this.#timer.unref();
+    if (!this.#held) this.#timer.unref();
   }
 
   #fire(): void {

@@ -1,4 +1,4 @@
-import { ConsulApiError, ConsulUnreachableError, TimeoutError } from '@proxyless/core';
+import { describeConsulFailure } from '@proxyless/core';
 
 /**
  * Where a {@link Registrar} tells a person what needs attention: the agent
@@ -14,26 +14,10 @@ export interface RegistrarLogger {
 
 /**
  * One sentence saying what failed at the agent and what to do about it: the
- * address tried and the variable or option that changes it.
+ * address tried and the variable or option that changes it (core's
+ * `describeConsulFailure`, which the resolver's errors use too).
  * @internal
  */
 export function describeAgentFailure(error: unknown, origin: string, service: string): string {
-  if (error instanceof ConsulUnreachableError) {
-    // The message names the address and the low-level reason; for TLS mix-ups it also carries what to set.
-    if (error.hint) return error.message;
-    return `${error.message}. Is an agent running there? Set CONSUL_HTTP_ADDR (or the consul.address option) to its address`;
-  }
-  if (error instanceof ConsulApiError && error.hint) return error.message;
-  if (error instanceof TimeoutError) {
-    return `the Consul agent at ${origin} did not answer within ${error.timeoutMs} ms. ` +
-      'Is it overloaded, or is CONSUL_HTTP_ADDR (or the consul.address option) pointing at something else?';
-  }
-  if (error instanceof ConsulApiError) {
-    if (error.status === 403) {
-      return `the Consul agent at ${origin} denied ${error.method} ${error.path} (403: ${error.consulMessage}). ` +
-        `Set CONSUL_HTTP_TOKEN (or the consul.token option) to an ACL token with service:write on "${service}"`;
-    }
-    return `the Consul agent at ${origin} answered ${error.method} ${error.path} with ${error.status}: ${error.consulMessage || '(empty body)'}`;
-  }
-  return `Consul agent at ${origin}: ${error instanceof Error ? error.message : String(error)}`;
+  return describeConsulFailure(error, origin, `service:write on "${service}"`);
 }

@@ -1,0 +1,11 @@
+import { StaticResolver } from '@proxyless/core';
+import { createClient, createDispatcher } from '@proxyless/http-client';
+import { createServer } from 'node:http';
+import { spawn } from 'node:child_process';
+const t0 = performance.now();
+const resolver = new StaticResolver({ services: { hello: [{ address: '127.0.0.1', port: Number(process.env.PORT) }] } });
+const client = createClient({ service: 'hello', resolver, timeoutMs: 1500 });
+const r = await client.text('/');
+console.log(r.statusCode, Math.round(performance.now()-t0));
+process.on('exit', (c) => console.error(`exit ${c} after ${Math.round(performance.now()-t0)} ms`));
+setTimeout(() => { console.log((process as any)._getActiveHandles().map((h: any) => h.constructor.name + (h.hasRef ? ':' + h.hasRef() : ''))); }, 3000).unref();
