@@ -50,6 +50,11 @@ export interface GatewayConfig {
     enabled?: boolean;
     /** Services never routed by name (`consul` and the gateway itself never are). */
     ignored?: string[];
+    /**
+     * How long `listen()` waits for the registry's first list of services, ms. Default 10000.
+     * A registry that cannot be reached by then fails the start with one line naming it and its address.
+     */
+    startTimeoutMs?: number;
   };
   /** Policy for every route that does not set its own. */
   defaults?: RoutePolicy;

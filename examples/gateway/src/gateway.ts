@@ -8,7 +8,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse, t
 import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import type { AddressInfo } from 'node:net';
-import { InvalidOptionError, isProxylessError, type CatalogWatch, type CatalogWatchOptions } from '@proxyless/core';
+import { InvalidOptionError, TimeoutError, isProxylessError, type CatalogWatch, type CatalogWatchOptions } from '@proxyless/core';
 import { catalogRoute, resolveRoutes, type GatewayConfig, type ResolvedRoute } from './config.js';
 import { authFilter, byOrder, requestIdFilter, responseHeadersFilter, type AuthorizeHook, type Filter, type FilterContext, type FilterResponse } from './filters.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
@@ -98,8 +98,14 @@ export class Gateway {
       this.catalog = catalog;
       catalog.on('update', (services) => this.#syncCatalog(services));
       catalog.on('error', () => undefined); // shown on the status page via lastError
-      // Routes from the catalog exist before the first request (rejects only when closed meanwhile).
-      await catalog.ready().catch(() => undefined);
+      // Routes from the catalog exist before the first request; a registry that cannot be reached fails the start.
+      const timeoutMs = this.#config.discovery?.startTimeoutMs ?? 10_000;
+      try {
+        await catalog.ready({ timeoutMs });
+      } catch (error) {
+        if (this.#closing) throw error;
+        throw new Error(`gateway: cannot list services: ${this.upstreams.describeFailure(catalog.lastError ?? new TimeoutError('Listing services', timeoutMs, error))}`, { cause: error });
+      }
     }
     this.server.listen(this.#config.port ?? 8080, this.#config.host ?? '127.0.0.1');
     await once(this.server, 'listening');

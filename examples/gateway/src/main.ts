@@ -17,7 +17,15 @@ if (process.env['GATEWAY_HOST']) config.host = process.env['GATEWAY_HOST'];
 if (process.env['REGISTRY'] === 'etcd' || process.env['REGISTRY'] === 'consul') config.registry = process.env['REGISTRY'];
 
 const gateway = new Gateway(config);
-const url = await gateway.listen();
+let url: string;
+try {
+  url = await gateway.listen();
+} catch (error) {
+  // One line naming the registry and its address (not a stack trace), and a non-zero exit.
+  process.stderr.write(`${(error as Error).message}\n`);
+  await gateway.close({ graceMs: 0 });
+  process.exit(1);
+}
 const port = Number(new URL(url).port);
 const host = config.host ?? '127.0.0.1';
 

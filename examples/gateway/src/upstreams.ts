@@ -6,8 +6,8 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { ConsulHttpClient, ConsulResolver, type CatalogWatch, type CatalogWatchOptions, type Resolver } from '@proxyless/core';
-import { EtcdClient, EtcdResolver, etcdRegistry } from '@proxyless/etcd';
+import { ConsulHttpClient, ConsulResolver, describeConsulFailure, type CatalogWatch, type CatalogWatchOptions, type Resolver } from '@proxyless/core';
+import { EtcdClient, EtcdResolver, describeEtcdFailure, etcdRegistry } from '@proxyless/etcd';
 import { createClient, type EndpointInfo, type ProxylessClient, type RequestPolicy } from '@proxyless/http-client';
 import type { RegistrarOptions } from '@proxyless/registrar';
 
@@ -183,6 +183,13 @@ export class Upstreams {
   /** Where the registry is, for logs. */
   get label(): string {
     return this.#connection instanceof EtcdClient ? `etcd at ${this.#connection.connection.endpoints.join(',')}` : `Consul at ${this.#connection.connection.origin}`;
+  }
+
+  /** One line: what failed at the registry, its address and the variable or option that sets it (the registrar's shape). */
+  describeFailure(error: unknown): string {
+    return this.#connection instanceof EtcdClient
+      ? describeEtcdFailure(error, this.#connection.connection.endpoints, 'read on /proxyless/services/')
+      : describeConsulFailure(error, this.#connection.connection.origin, 'service:read and node:read');
   }
 
   /** The registry's list of services, kept current (`options` tune Consul's catalog poll). */

@@ -183,8 +183,7 @@ export class CatalogWatch extends EventEmitter<CatalogWatchEvents> {
         timer = setTimeout(() => {
           cleanup();
           reject(new TimeoutError('Waiting for the catalog', timeoutMs));
-        }, timeoutMs);
-        timer.unref();
+        }, timeoutMs); // ref'd: a wait with a deadline keeps the process alive until it settles
       }
       this.on('update', onUpdate);
     });

@@ -194,8 +194,8 @@ class WatchHandle extends EventEmitter<ServiceWatchEvents> implements ServiceWat
       const onAbort = (): void => waiter.reject(new AbortedError(`Watch of "${this.service}"`, signal?.reason));
       signal?.addEventListener('abort', onAbort, { once: true });
       if (timeoutMs !== undefined) {
+        // Ref'd: a wait with a deadline keeps the process alive until it settles (never silently cut short).
         timer = setTimeout(() => waiter.reject(new TimeoutError(`Waiting for "${this.service}"`, timeoutMs)), timeoutMs);
-        timer.unref();
       }
       this.#waiters.add(waiter);
     });

@@ -19,6 +19,10 @@ const grpcPermissionDenied = 7;
 export function describeEtcdFailure(error: unknown, endpoints: readonly string[], needs: string): string {
   const where = endpoints.join(',');
   if (error instanceof EtcdUnreachableError) return `${error.message}. Is etcd running there? Set ETCDCTL_ENDPOINTS (or the endpoints option) to its client URLs`;
+  // The client passes over unreachable members until the call's deadline: say what the last one did.
+  if (error instanceof TimeoutError && error.cause instanceof EtcdUnreachableError) {
+    return `${error.cause.message} (retried for ${error.timeoutMs} ms). Is etcd running there? Set ETCDCTL_ENDPOINTS (or the endpoints option) to its client URLs`;
+  }
   if (error instanceof TimeoutError) return `etcd at ${where} did not answer within ${error.timeoutMs} ms. Is it overloaded or without a leader, or is ETCDCTL_ENDPOINTS pointing at something else?`;
   if (error instanceof EtcdApiError) {
     if (error.grpcCode === grpcUnauthenticated || error.status === 401) {
