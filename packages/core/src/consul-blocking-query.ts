@@ -201,7 +201,7 @@ export class AgentProbe {
       await sleep(backoffDelay(attempt, { initialMs: 50, maxMs: this.maxMs }), stop);
       if (stop.aborted || this.client.closed) return;
       try {
-        await this.client.request({ path: '/v1/status/leader', timeoutMs: 1000, signal: stop });
+        await this.client.request({ path: '/v1/status/leader', timeoutMs: 1000, signal: stop, background: true });
         return;
       } catch (error) {
         // Anything but "cannot connect" means the agent is there again.
@@ -361,7 +361,7 @@ export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: Blocki
     try {
       let res: ConsulResponse;
       if (index === undefined || spec.poll) {
-        res = await client.request({ path: spec.path, query: spec.query, signal });
+        res = await client.request({ path: spec.path, query: spec.query, signal, background: true }); // a watch never holds the process open
       } else {
         release = await longPolls.acquire(signal);
         if (!release) return; // aborted while queued
@@ -372,6 +372,7 @@ export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: Blocki
           signal,
           // Consul adds up to wait/16 of jitter to a blocking query: stay above it.
           timeoutMs: Math.ceil((waitMs * 17) / 16) + 5000,
+          background: true,
         });
         release();
       }

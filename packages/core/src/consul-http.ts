@@ -1,4 +1,4 @@
-import { Pool, errors as undiciErrors } from 'undici';
+import { Pool, buildConnector, errors as undiciErrors } from 'undici';
 import {
   AbortedError,
   ClosedError,
@@ -15,7 +15,7 @@ import {
 } from './consul-config.js';
 import { connectionHint, httpToHttpsHint } from './consul-hints.js';
 import { withDeadline } from './deadline.js';
-import { requestUntilAborted } from './undici-timing.js';
+import { requestUntilAborted, unrefConnector } from './undici-timing.js';
 
 /**
  * Consul's HTTP API answered with a non-success status.
@@ -147,6 +147,12 @@ export interface ConsulRequest {
   signal?: AbortSignal;
   /** Time limit for the whole call (headers and body). Default: the client's `timeoutMs`. */
   timeoutMs?: number;
+  /**
+   * A watch's long poll (blocking query) rather than a call someone awaits:
+   * it goes on connections that never hold the process open, under an
+   * unref'd deadline. Default false: a call in progress keeps the process alive.
+   */
+  background?: boolean;
 }
 
 /** A decoded answer. `body` is parsed JSON (or `undefined` for an empty body). */
@@ -185,6 +191,9 @@ export class ConsulHttpClient {
   /** The resolved settings (origin, limits). */
   readonly connection: ResolvedConsulConnection;
   readonly #pool: Pool;
+  /** The watches' long polls, on sockets that never hold the process open (made on first use). */
+  #background: Pool | undefined;
+  readonly #poolOptions: Pool.Options;
   readonly #headers: Record<string, string>;
   /** Header values that must never appear in an error (redacted from echoed bodies). */
   readonly #secrets: readonly string[];
@@ -193,7 +202,7 @@ export class ConsulHttpClient {
   constructor(options: ConsulConnectionOptions = {}, env: NodeJS.ProcessEnv = process.env) {
     this.connection = resolveConsulConnection(options, env);
     const tls = this.connection.tls;
-    this.#pool = new Pool(this.connection.origin, {
+    this.#poolOptions = {
       connections: this.connection.maxConnections,
       // HTTP/2 (ALPN) to an https agent: up to 240 streams per connection, below the
       // 250 concurrent streams Consul's Go server allows, so no long poll waits in a queue.
@@ -204,7 +213,8 @@ export class ConsulHttpClient {
       bodyTimeout: 0,
       keepAliveTimeout: 30_000,
       ...tlsConnectOptions(tls),
-    });
+    };
+    this.#pool = new Pool(this.connection.origin, this.#poolOptions);
     this.#headers = { accept: 'application/json' };
     if (this.connection.token) this.#headers['x-consul-token'] = this.connection.token;
     this.#secrets = this.connection.token ? [this.connection.token] : [];
@@ -233,7 +243,7 @@ export class ConsulHttpClient {
     try {
       return await withDeadline(req.signal, timeoutMs, async (signal) => {
         deadline = signal;
-        const res = await requestUntilAborted(this.#pool, {
+        const res = await requestUntilAborted(req.background === true ? this.#backgroundPool() : this.#pool, {
           method,
           path: req.path + encodeQuery(req.query),
           headers,
@@ -255,7 +265,7 @@ export class ConsulHttpClient {
           }
         }
         return { status: res.statusCode, headers: res.headers, body };
-      });
+      }, req.background);
     } catch (error) {
       throw this.#convert(error, method, req, deadline, timeoutMs);
     }
@@ -277,10 +287,19 @@ export class ConsulHttpClient {
   }
 
   /** Cancels in-flight calls and closes every connection. Idempotent. */
+  #backgroundPool(): Pool {
+    const connect = this.#poolOptions.connect;
+    this.#background ??= new Pool(this.connection.origin, {
+      ...this.#poolOptions,
+      connect: unrefConnector(buildConnector(typeof connect === 'object' ? connect : {})),
+    });
+    return this.#background;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#pool.destroy();
+    await Promise.all([this.#pool.destroy(), this.#background?.destroy()]);
   }
 
   /** Same as {@link ConsulHttpClient.close}. */

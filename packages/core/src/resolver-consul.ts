@@ -327,8 +327,8 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
     this.#hub = new WatchHub<CanonicalQuery>('consul', (service, query, sink) => this.#run(service, query, sink));
   }
 
-  /** Discovery failed: the error names the agent, its address and what sets it (the registrar's line). */
-  #failed(service: string, error: unknown): ResolutionFailedError {
+  /** Discovery of `service` failed with `error`: the error names the agent, its address and what sets it (the registrar's line). */
+  discoveryError(service: string, error: unknown): ResolutionFailedError {
     return new ResolutionFailedError(service, 'consul', error, describeConsulFailure(error, this.client.connection.origin, `service:read on "${service}" and node:read`));
   }
 
@@ -416,7 +416,7 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
       poll: true,
       decode: (body, info) => decodePrepared(body, info, service, name, q.passingOnly),
       onAnswer: (answer) => sink.publish(answer.instances, { info: answer.info }),
-      onError: (error) => sink.fail(this.#failed(service, error)),
+      onError: (error) => sink.fail(this.discoveryError(service, error)),
     }, this.#preparedLoop);
   }
 
@@ -491,7 +491,7 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
       await this.#runPrepared(service, q, q.preparedQuery, sink);
       return;
     }
-    const fail = (error: Error): void => sink.fail(this.#failed(service, error));
+    const fail = (error: Error): void => sink.fail(this.discoveryError(service, error));
     if (q.failover.length === 0) {
       await this.#watchDatacenter(service, q, q.datacenter, sink.signal, () => sink.current?.instances, (a) => sink.publish(a.instances, { stale: a.stale, info: a.info }), fail);
       return;
@@ -603,7 +603,7 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
       } catch (error) {
         if (signal?.aborted) throw new AbortedError(`Resolving "${service}"`, signal.reason);
         if (this.#closed) throw new ClosedError('Resolver');
-        throw this.#failed(service, error);
+        throw this.discoveryError(service, error);
       }
     }
     if (instances.length === 0) throw new NoHealthyInstancesError(service);

@@ -1,5 +1,6 @@
 import type { EventEmitter } from 'eventemitter3';
 import type { ServiceInstance } from './service-instance.js';
+import type { ResolutionFailedError } from './errors.js';
 
 /** Per-call controls accepted by {@link Resolver.resolve}. */
 export interface CallOptions {
@@ -87,4 +88,12 @@ export interface Resolver<Query extends object = object> {
   watch(service: string, query?: Query): ServiceWatch;
   /** Cancels every poll at once; leaves no timer or socket behind. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Optional: the error for a discovery of `service` that failed with `error`
+   * (a `TimeoutError` when the registry gave no answer in time), whose message
+   * names the registry, the address tried and the variable or option that
+   * sets it. A client uses it when no snapshot arrived by a call's deadline
+   * and the watch has reported no error of its own.
+   */
+  discoveryError?(service: string, error: unknown): ResolutionFailedError;
 }

@@ -69,3 +69,26 @@ export function preciseConnector(timeout: number, tls: object = {}): buildConnec
     timer.unref();
   };
 }
+
+/**
+ * Wraps a connector so its sockets never hold the process open: for the
+ * background long polls of a watch (Consul blocking queries, etcd watch
+ * streams), which run for as long as the watch does. undici refs a socket
+ * whenever it carries a request and unrefs it when idle; a long poll is never
+ * idle, so a watch nobody closed (an idle client, dispatcher or resolver)
+ * would keep the process alive forever. These sockets' `ref()` does nothing;
+ * a call someone awaits keeps the process alive by its own deadline timer.
+ * @internal
+ */
+export function unrefConnector(connect: buildConnector.connector): buildConnector.connector {
+  return (options, callback) => {
+    connect(options, (...args) => {
+      const socket = args[1];
+      if (socket) {
+        socket.unref();
+        socket.ref = () => socket;
+      }
+      callback(...args);
+    });
+  };
+}

@@ -10,6 +10,7 @@ import {
   sleep,
   tlsConnectOptions,
   preciseConnector,
+  unrefConnector,
   requestUntilAborted,
   withDeadline,
   type ProxylessErrorOptions,
@@ -248,6 +249,8 @@ export class EtcdClient {
   readonly connection: ResolvedEtcdConnection;
   readonly #password: string | undefined;
   readonly #agent: Agent;
+  /** Watch streams, on sockets that never hold the process open (a watch nobody closed must not keep it alive). */
+  readonly #watchAgent: Agent;
   #active = 0;
   #token: string | undefined;
   #authenticating: Promise<string> | undefined;
@@ -263,15 +266,17 @@ export class EtcdClient {
     this.connection = connection;
     this.#password = password;
     const tls = connection.tls;
-    this.#agent = new Agent({
+    const agentOptions = {
       // Watches hold a response open for as long as they run; our own signals enforce limits.
       headersTimeout: 0,
       bodyTimeout: 0,
       keepAliveTimeout: 30_000,
       connections: 64,
-      // A member whose connect never completes is passed over after this, on a precise timer.
-      connect: preciseConnector(connection.connectTimeoutMs, tlsConnectOptions(tls).connect),
-    });
+    };
+    // A member whose connect never completes is passed over after this, on a precise timer.
+    const connect = preciseConnector(connection.connectTimeoutMs, tlsConnectOptions(tls).connect);
+    this.#agent = new Agent({ ...agentOptions, connect });
+    this.#watchAgent = new Agent({ ...agentOptions, connect: unrefConnector(connect) });
   }
 
   /** True after {@link EtcdClient.close}. */
@@ -503,11 +508,11 @@ export class EtcdClient {
         };
         connect.addEventListener('abort', onConnectAbort, { once: true });
         try {
-          return await requestUntilAborted(this.#agent, { origin, path: '/v3/watch', method: 'POST', headers, body: JSON.stringify({ create_request: request }), signal: controller.signal });
+          return await requestUntilAborted(this.#watchAgent, { origin, path: '/v3/watch', method: 'POST', headers, body: JSON.stringify({ create_request: request }), signal: controller.signal });
         } finally {
           connect.removeEventListener('abort', onConnectAbort);
         }
-      });
+      }, true);
       signal.addEventListener('abort', () => controller.abort(signal.reason), { once: true });
       if (signal.aborted) controller.abort(signal.reason);
     } catch (error) {
@@ -609,7 +614,7 @@ export class EtcdClient {
     if (this.#closed) return;
     this.#closed = true;
     this.#closeController.abort(new ClosedError('etcd client'));
-    await this.#agent.destroy();
+    await Promise.all([this.#agent.destroy(), this.#watchAgent.destroy()]);
   }
 
   /** Same as {@link EtcdClient.close}. */

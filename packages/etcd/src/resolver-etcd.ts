@@ -207,12 +207,12 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
       // Confirms the (possibly stale) snapshot is current again.
       live: publish,
       resync: (reason) => this.emit('resync', service, reason),
-      fail: (error) => sink.fail(this.#failed(service, error)),
+      fail: (error) => sink.fail(this.discoveryError(service, error)),
     });
   }
 
-  /** Discovery failed: the error names etcd, the endpoints tried and what sets them (the registrar's line). */
-  #failed(service: string, error: unknown): ResolutionFailedError {
+  /** Discovery of `service` failed with `error`: the error names etcd, the endpoints tried and what sets them (the registrar's line). */
+  discoveryError(service: string, error: unknown): ResolutionFailedError {
     return new ResolutionFailedError(service, 'etcd', error, describeEtcdFailure(error, this.client.connection.endpoints, `read on the prefix of "${service}"`));
   }
 
@@ -238,7 +238,7 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
       } catch (error) {
         if (signal?.aborted) throw new AbortedError(`Resolving "${service}"`, signal.reason);
         if (this.#closed) throw new ClosedError('Resolver');
-        throw this.#failed(service, error);
+        throw this.discoveryError(service, error);
       }
     }
     if (instances.length === 0) throw new NoHealthyInstancesError(service);

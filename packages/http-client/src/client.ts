@@ -1,5 +1,5 @@
 import { EventEmitter } from 'eventemitter3';
-import { AbortedError, ClosedError, InvalidOptionError, ResolutionFailedError, peakEwma, type Balancer, type ServiceWatch } from '@proxyless/core';
+import { AbortedError, ClosedError, InvalidOptionError, ResolutionFailedError, TimeoutError, peakEwma, type Balancer, type ServiceWatch } from '@proxyless/core';
 import { Call, CallList } from './call.js';
 import { EndpointSet } from './endpoint-set.js';
 import {
@@ -230,7 +230,8 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     const resolver = this.#options.resolver.constructor.name;
     if (last instanceof ResolutionFailedError) return new ResolutionFailedError(this.#service, last.source, last, last.detail);
     if (last !== undefined) return new ResolutionFailedError(this.#service, resolver, last);
-    return new ResolutionFailedError(this.#service, resolver, undefined, `no answer from the registry within the deadline of ${call.timeoutMs} ms`);
+    const silent = new TimeoutError(`Discovery of "${this.#service}"`, call.timeoutMs);
+    return this.#options.resolver.discoveryError?.(this.#service, silent) ?? new ResolutionFailedError(this.#service, resolver, silent);
   }
 
   #closedError(): Error {

@@ -1,0 +1,154 @@
+/**
+ * A new user's first script, run as a real child process (ESM with top-level
+ * await, and CommonJS): a call in progress keeps the process alive until it
+ * settles, by its deadline, and says why it failed when discovery is the
+ * reason (the registry, the address tried, what sets it); an idle client,
+ * dispatcher and resolver let the process exit by itself; the gateway fails
+ * fast at start when its registry cannot be reached. Real Consul, real etcd.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EtcdClient } from '@proxyless/etcd';
+import { freePort, startConsulAgent, type ConsulAgent } from './support/consul.js';
+import { startEtcd, type EtcdServer } from './support/etcd.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const fixture = (ext: 'mjs' | 'cjs'): string => join(root, 'test', 'fixtures', `first-request.${ext}`);
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** ms from the script's first line to its exit, by its own clock (no start-up or tsx compile time). */
+  ranMs: number;
+}
+
+/** Runs a script as a new user would (the sources through tsx); killed after `killAfterMs`. */
+async function run(args: string[], env: Record<string, string>, killAfterMs = 60_000): Promise<Run> {
+  const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', ...args], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const killer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  clearTimeout(killer);
+  const ranMs = Number(/ran (\d+) ms/.exec(stderr)?.[1] ?? NaN);
+  return { code, signal, stdout, stderr, ranMs };
+}
+
+/** A port where nothing listens. */
+async function deadPort(): Promise<number> {
+  return freePort();
+}
+
+describe('a first call, in a child process (real Consul, real etcd)', function () {
+  this.timeout(180_000);
+  const timeoutMs = 1500;
+
+  describe('with the registry unreachable, the call keeps the process alive and fails by its deadline, naming the registry and its address', () => {
+    for (const registry of ['consul', 'etcd'] as const) {
+      for (const ext of ['mjs', 'cjs'] as const) {
+        for (const mode of ['client', 'fetch'] as const) {
+          it(`${registry}, ${ext === 'mjs' ? 'ESM' : 'CommonJS'}, ${mode === 'client' ? 'client.text()' : 'fetch through the dispatcher'}`, async () => {
+            const port = await deadPort();
+            const address = `127.0.0.1:${port}`;
+            const env = registry === 'consul'
+              ? { CONSUL_HTTP_ADDR: address, REGISTRY: 'consul' }
+              : { ETCDCTL_ENDPOINTS: `http://${address}`, REGISTRY: 'etcd' };
+            const r = await run([fixture(ext)], { ...env, MODE: mode, TIMEOUT_MS: String(timeoutMs), FIRST_REQUEST_TIMING: '1' });
+            console.log(`      [measure] exit ${String(r.code)} after ${String(r.ranMs)} ms (deadline ${timeoutMs} ms)`);
+            assert.equal(r.signal, null, `killed: the call never settled\n${r.stderr}`);
+            assert.notEqual(r.code, 0, `exited 0 with the call unsettled\n${r.stdout}${r.stderr}`);
+            assert.notEqual(r.code, 13, `exited 13: the process ended under a pending top-level await\n${r.stderr}`);
+            assert.ok(r.ranMs >= timeoutMs - 50 && r.ranMs <= timeoutMs + 1000, `ran ${String(r.ranMs)} ms`);
+            // The error's own line (fetch's TypeError carries it as `cause`; an uncaught rejection prints the throwing source line first).
+            const line = r.stderr.split('\n').find((l) => l.includes('Resolving "hello" via') && !l.includes('new ResolutionFailedError')) ?? '';
+            assert.match(line, new RegExp(`Resolving "hello" via ${registry} failed`), r.stderr);
+            assert.match(line, new RegExp(address.replace(/\./g, '\\.')), r.stderr);
+            assert.match(line, registry === 'consul' ? /CONSUL_HTTP_ADDR/ : /ETCDCTL_ENDPOINTS/, r.stderr);
+            assert.doesNotMatch(r.stderr, /Unknown service|No healthy endpoint/);
+          });
+        }
+      }
+    }
+  });
+
+  describe('after one request, an idle client, dispatcher and resolver let the process exit by itself', () => {
+    let agent: ConsulAgent;
+    let etcd: EtcdServer & { close(): Promise<void> };
+    let backend: Server;
+    before(async () => {
+      [agent, etcd] = await Promise.all([startConsulAgent(), startEtcd()]);
+      backend = createServer((_req, res) => res.end('hi'));
+      backend.listen(0, '127.0.0.1');
+      await once(backend, 'listening');
+      const port = (backend.address() as AddressInfo).port;
+      const reg = await fetch(`${agent.httpUrl}/v1/agent/service/register`, { method: 'PUT', body: JSON.stringify({ Name: 'hello', ID: 'hello-1', Address: '127.0.0.1', Port: port }) });
+      assert.equal(reg.status, 200, await reg.text());
+      const admin = new EtcdClient({ endpoints: etcd.clientUrl }, {});
+      await admin.put('/proxyless/services/hello/hello-1', JSON.stringify({ address: '127.0.0.1', port }));
+      await admin.close();
+    });
+    after(async () => {
+      backend?.closeAllConnections();
+      backend?.close();
+      await Promise.all([agent?.stop(), etcd?.close()]);
+    });
+
+    for (const registry of ['consul', 'etcd'] as const) {
+      for (const mode of ['client', 'fetch'] as const) {
+        it(`${registry}, ${mode === 'client' ? 'client.text()' : 'fetch through the dispatcher'}, nothing closed`, async () => {
+          const env = registry === 'consul' ? { CONSUL_HTTP_ADDR: agent.httpAddr, REGISTRY: 'consul' } : { ETCDCTL_ENDPOINTS: etcd.clientUrl, REGISTRY: 'etcd' };
+          const r = await run([fixture('mjs')], { ...env, MODE: mode, TIMEOUT_MS: '5000', FIRST_REQUEST_TIMING: '1' }, 30_000);
+          console.log(`      [measure] exit ${String(r.code)} after ${String(r.ranMs)} ms`);
+          assert.equal(r.signal, null, `still alive after 30 s: an idle handle keeps the process alive\n${r.stdout}${r.stderr}`);
+          assert.equal(r.code, 0, r.stderr);
+          assert.match(r.stdout, /status 200: hi/);
+          assert.ok(r.ranMs < 5_000, `exited ${String(r.ranMs)} ms after start`);
+        });
+      }
+    }
+  });
+
+  describe('the example gateway fails fast at start when its registry is unreachable', () => {
+    let dir: string;
+    before(() => {
+      dir = mkdtempSync(join(tmpdir(), 'gw-start-'));
+      writeFileSync(join(dir, 'gateway.json'), JSON.stringify({ port: 0, discovery: { startTimeoutMs: timeoutMs } }));
+    });
+    after(() => rmSync(dir, { recursive: true, force: true }));
+
+    for (const registry of ['consul', 'etcd'] as const) {
+      it(`${registry}: one line naming the registry, its address and the variable; exit 1`, async () => {
+        const port = await deadPort();
+        const address = `127.0.0.1:${port}`;
+        const env = registry === 'consul' ? { CONSUL_HTTP_ADDR: address, REGISTRY: 'consul' } : { ETCDCTL_ENDPOINTS: `http://${address}`, REGISTRY: 'etcd' };
+        const t0 = performance.now();
+        const r = await run(['examples/gateway/src/main.ts', join(dir, 'gateway.json')], env, 60_000);
+        const took = performance.now() - t0;
+        console.log(`      [measure] gateway exit ${String(r.code)} after ${took.toFixed(0)} ms (start timeout ${timeoutMs} ms): ${r.stderr.trim()}`);
+        assert.equal(r.signal, null, 'killed: the gateway never gave up');
+        assert.equal(r.code, 1, r.stderr);
+        const lines = r.stderr.trim().split('\n');
+        assert.equal(lines.length, 1, r.stderr);
+        assert.match(lines[0] ?? '', /^gateway: cannot list services: /);
+        assert.match(lines[0] ?? '', new RegExp(address.replace(/\./g, '\\.')));
+        assert.match(lines[0] ?? '', registry === 'consul' ? /CONSUL_HTTP_ADDR/ : /ETCDCTL_ENDPOINTS/);
+        assert.doesNotMatch(r.stdout, /listening/);
+      });
+    }
+  });
+});
