@@ -32,7 +32,7 @@ interface Run {
 }
 
 /** Runs a script as a new user would (the sources through tsx); killed after `killAfterMs`. */
-async function run(args: string[], env: Record<string, string>, killAfterMs = 60_000): Promise<Run> {
+async function run(args: string[], env: Record<string, string | undefined>, killAfterMs = 60_000): Promise<Run> {
   const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', ...args], {
     cwd: root,
     env: { ...process.env, ...env },
