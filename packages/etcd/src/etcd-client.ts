@@ -20,6 +20,8 @@ import { resolveEtcdConnectionWithSecret, type EtcdConnectionOptions, type Resol
 /** gRPC status codes the gateway reports that matter here. */
 const grpcUnavailable = 14;
 const grpcUnauthenticated = 16;
+/** gRPC status names as etcd writes them into a watch's cancel reason (`rpc error: code = Unauthenticated desc = …`). */
+const grpcCodesByName: Readonly<Record<string, number>> = { InvalidArgument: 3, NotFound: 5, PermissionDenied: 7, FailedPrecondition: 9, Unavailable: 14, Unauthenticated: 16 };
 
 /** etcd answered with an error (`grpcCode` is the gRPC status, e.g. 14 unavailable, 16 unauthenticated). */
 export class EtcdApiError extends ProxylessError {
@@ -39,6 +41,28 @@ export class EtcdApiError extends ProxylessError {
     this.grpcCode = grpcCode;
     this.etcdMessage = etcdMessage;
   }
+}
+
+/**
+ * The one rule for "etcd no longer accepts this credential": gRPC 16
+ * (unauthenticated), however it arrived — an HTTP answer, an error inside a
+ * stream, or a watch canceled at creation. etcd forgets a simple token on a
+ * password change, when its TTL runs out, and on a restart once the login is
+ * behind its last snapshot; logging in again is the cure.
+ */
+function isCredentialRejected(error: unknown): error is EtcdApiError {
+  return error instanceof EtcdApiError && error.grpcCode === grpcUnauthenticated;
+}
+
+/**
+ * The error a watch's cancel names. etcd refuses a watch (bad token, no
+ * permission) by canceling it in a 200 stream with only a reason string, so
+ * the gRPC status is read back from that string. @internal
+ */
+export function watchCanceledError(reason: string): EtcdApiError {
+  const name = /code = (\w+)/.exec(reason)?.[1];
+  const code = name !== undefined ? grpcCodesByName[name] : /permission denied/i.test(reason) ? grpcCodesByName['PermissionDenied'] : undefined;
+  return new EtcdApiError('/v3/watch', 200, code, reason.slice(0, 512) || 'watch canceled without a reason');
 }
 
 /** No etcd endpoint could be reached (connection refused, reset, TLS…). */
@@ -146,14 +170,18 @@ function parseKv(value: unknown): EtcdKeyValue {
   };
 }
 
+/** Throws the error a gateway stream carries in its body (`{"error": {grpc_code, http_code, message}}`, sent with HTTP 200). */
+function throwStreamError(path: string, message: Record<string, unknown>): void {
+  const error = message['error'];
+  if (!isRecord(error)) return;
+  const code = typeof error['grpc_code'] === 'number' ? error['grpc_code'] : typeof error['code'] === 'number' ? error['code'] : undefined;
+  throw new EtcdApiError(path, typeof error['http_code'] === 'number' ? error['http_code'] : 200, code, (typeof error['message'] === 'string' ? error['message'] : '').slice(0, 512));
+}
+
 /** @internal */
 export function parseWatchMessage(message: unknown): EtcdWatchResponse {
   if (!isRecord(message)) throw new BadResponseError('etcd watch message is not an object');
-  const error = message['error'];
-  if (isRecord(error)) {
-    const code = typeof error['grpc_code'] === 'number' ? error['grpc_code'] : typeof error['code'] === 'number' ? error['code'] : undefined;
-    throw new EtcdApiError('/v3/watch', typeof error['http_code'] === 'number' ? error['http_code'] : 200, code, (typeof error['message'] === 'string' ? error['message'] : '').slice(0, 512));
-  }
+  throwStreamError('/v3/watch', message);
   const result = message['result'];
   if (!isRecord(result)) throw new BadResponseError('etcd watch message has no result');
   const eventsIn = result['events'] ?? [];
@@ -311,13 +339,30 @@ export class EtcdClient {
     return this.#authenticating;
   }
 
+  /**
+   * Forgets `token` when `error` says etcd rejected it (see
+   * `isCredentialRejected`), so the next call or watch logs in again; a
+   * newer token (another call already logged in again) is kept. Every call and
+   * every watch goes through here.
+   */
+  #forgetIfRejected(error: unknown, token: string | undefined): void {
+    if (isCredentialRejected(error) && token !== undefined && this.#token === token) this.#token = undefined;
+  }
+
   /** One HTTP exchange with `origin` (default: the active endpoint); no retries. */
   async #call(path: string, body: unknown, signal: AbortSignal, withAuth = true, origin = this.endpoint): Promise<unknown> {
-    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
-    if (withAuth) {
-      const token = await this.#authToken(signal);
-      if (token !== undefined) headers['authorization'] = token;
+    const token = withAuth ? await this.#authToken(signal) : undefined;
+    try {
+      return await this.#exchange(path, body, signal, origin, token);
+    } catch (error) {
+      this.#forgetIfRejected(error, token);
+      throw error;
     }
+  }
+
+  async #exchange(path: string, body: unknown, signal: AbortSignal, origin: string, token: string | undefined): Promise<unknown> {
+    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
+    if (token !== undefined) headers['authorization'] = token;
     let res;
     try {
       res = await requestUntilAborted(this.#agent, { origin, path, method: 'POST', headers, body: JSON.stringify(body), signal });
@@ -342,6 +387,8 @@ export class EtcdClient {
       const message = typeof rec['message'] === 'string' ? rec['message'] : typeof rec['error'] === 'string' ? rec['error'] : text;
       throw new EtcdApiError(path, res.statusCode, code, message.slice(0, 512));
     }
+    // A stream's failure (lease keepalive) comes as a 200 whose body is the error: the same rules apply.
+    if (isRecord(parsed)) throwStreamError(path, parsed);
     return parsed;
   }
 
@@ -382,10 +429,9 @@ export class EtcdClient {
           if (pinned === undefined) this.#rotate(origin);
           throw new TimeoutError(`etcd ${path}`, timeoutMs, lastError instanceof Error && lastError.name !== 'AbortError' ? lastError : undefined);
         }
-        if (error instanceof EtcdApiError && error.grpcCode === grpcUnauthenticated && !reauthenticated && this.connection.username !== undefined) {
-          // The simple token expired (or the member restarted): authenticate again, once.
+        if (isCredentialRejected(error) && !reauthenticated && this.connection.username !== undefined) {
+          // #call forgot the dead token: authenticate again, once.
           reauthenticated = true;
-          this.#token = undefined;
           continue;
         }
         const retryable = error instanceof EtcdUnreachableError || (error instanceof EtcdApiError && error.grpcCode === grpcUnavailable);
@@ -440,10 +486,13 @@ export class EtcdClient {
 
   /**
    * Renews a lease once; returns the remaining TTL in seconds, **0 when the
-   * lease no longer exists** (expired, revoked, or etcd lost its data).
+   * lease no longer exists** (expired, revoked, or etcd lost its data). A
+   * renewal etcd could not make (no leader, timed out forwarding it to the
+   * leader) throws {@link EtcdApiError}: it says nothing about the lease.
    */
   async leaseKeepAlive(leaseId: string, options: EtcdCallOptions = {}): Promise<number> {
-    // A bidirectional stream in gRPC; through the gateway one request, one answer.
+    // A bidirectional stream in gRPC; through the gateway one request, one answer, and a failure
+    // arrives as a 200 whose body is `{"error": …}` (read as "TTL 0", it would pass for a lost lease).
     const answer = await this.request('/v3/lease/keepalive', { ID: leaseId }, options);
     const result = isRecord(answer['result']) ? answer['result'] : answer;
     return int(result['TTL'], 'TTL');
@@ -466,8 +515,13 @@ export class EtcdClient {
 
   /**
    * Opens one watch stream on the active endpoint and yields its messages
-   * until the stream ends, fails or `signal` aborts. No retries: the caller
-   * (a resolver's loop) decides where to resume.
+   * until the stream ends, fails or `signal` aborts. No retries, but one: a
+   * watch refused for a dead token (HTTP 401, or canceled as unauthenticated)
+   * before it yielded anything logs in again and opens once more from the
+   * same revision, as every other call does. Otherwise the caller (a
+   * resolver's loop) decides where to resume. A canceled message is yielded
+   * only for compaction (`compactRevision`); any other cancel is thrown as
+   * the {@link EtcdApiError} its reason names.
    *
    * The watch asks etcd to end it when the member loses its leader (a member
    * cut off from the cluster would otherwise keep the stream open and send
@@ -480,6 +534,25 @@ export class EtcdClient {
    * @param create - the watch's create request: `key`/`prefix`, and `startRevision` (inclusive) to resume.
    */
   async *watch(
+    create: { key: string | Buffer; prefix?: boolean; startRevision?: number; progressNotify?: boolean },
+    options: { signal: AbortSignal; connectTimeoutMs?: number; idleTimeoutMs?: number },
+  ): AsyncGenerator<EtcdWatchResponse, void, undefined> {
+    for (let reauthenticated = false; ; reauthenticated = true) {
+      let yielded = false;
+      try {
+        for await (const message of this.#watchOnce(create, options)) {
+          yielded = true;
+          yield message;
+        }
+        return;
+      } catch (error) {
+        // #watchOnce forgot the dead token.
+        if (yielded || reauthenticated || !isCredentialRejected(error) || this.connection.username === undefined) throw error;
+      }
+    }
+  }
+
+  async *#watchOnce(
     create: { key: string | Buffer; prefix?: boolean; startRevision?: number; progressNotify?: boolean },
     options: { signal: AbortSignal; connectTimeoutMs?: number; idleTimeoutMs?: number },
   ): AsyncGenerator<EtcdWatchResponse, void, undefined> {
@@ -497,10 +570,11 @@ export class EtcdClient {
     // The connect deadline covers authentication and the response headers; the stream itself lives on.
     const controller = new AbortController();
     let connectTimedOut = false;
+    let token: string | undefined;
     let res;
     try {
       res = await withDeadline(signal, connectTimeoutMs, async (connect) => {
-        const token = await this.#authToken(connect);
+        token = await this.#authToken(connect);
         if (token !== undefined) headers['authorization'] = token;
         const onConnectAbort = (): void => {
           connectTimedOut = !signal.aborted;
@@ -533,8 +607,9 @@ export class EtcdClient {
       } catch {
         // keep the text
       }
-      if (code === grpcUnauthenticated) this.#token = undefined;
-      throw new EtcdApiError('/v3/watch', res.statusCode, code, text.slice(0, 512));
+      const refused = new EtcdApiError('/v3/watch', res.statusCode, code, text.slice(0, 512));
+      this.#forgetIfRejected(refused, token);
+      throw refused;
     }
     const limit = this.connection.maxResponseBytes;
     let pending = '';
@@ -566,7 +641,7 @@ export class EtcdClient {
             throw new BadResponseError('etcd watch message is not JSON', { cause: error });
           }
           const parsed = parseWatchMessage(message);
-          if (isRecord(message) && isRecord(message['error'])) continue; // unreachable: parseWatchMessage threw
+          if (parsed.canceled && parsed.compactRevision === 0) throw watchCanceledError(parsed.cancelReason);
           yield parsed;
         }
       }
@@ -578,7 +653,7 @@ export class EtcdClient {
         throw stalled;
       }
       if (error instanceof ProxylessError) {
-        if (error instanceof EtcdApiError && error.grpcCode === grpcUnauthenticated) this.#token = undefined;
+        this.#forgetIfRejected(error, token);
         throw error;
       }
       this.#rotate(origin);

@@ -61,8 +61,8 @@ export async function runPrefixWatch(client: EtcdClient, prefix: string, options
           break;
         }
         if (message.canceled) {
-          if (message.compactRevision > 0) resync('compacted');
-          else throw new Error(`etcd canceled the watch: ${message.cancelReason || 'no reason given'}`);
+          // The client throws every other cancel (a refused token, no permission) as the error it names.
+          resync('compacted');
           break;
         }
         if (message.created) {

@@ -13,7 +13,7 @@ import {
   validatePrefix,
 } from '@proxyless/etcd';
 import { parseHostPort } from '../src/key-layout.js';
-import { parseWatchMessage, prefixRangeEnd } from '../src/etcd-client.js';
+import { parseWatchMessage, prefixRangeEnd, watchCanceledError } from '../src/etcd-client.js';
 
 describe('etcd connection settings', () => {
   it('reads etcdctl conventions: ETCDCTL_ENDPOINTS and ETCDCTL_USER=user:password (the password may hold ":")', () => {
@@ -120,5 +120,13 @@ describe('etcd gateway decoding', () => {
       assert.throws(() => parseWatchMessage(bad), (e) => isProxylessError(e, 'ERR_BAD_RESPONSE'));
     }
     assert.throws(() => parseWatchMessage({ error: { grpc_code: 14, message: 'no leader' } }), (e) => isProxylessError(e, 'ERR_ETCD_API'));
+  });
+
+  it('reads the gRPC status back from a watch\'s cancel reason (etcd refuses a watch with a reason string only)', () => {
+    assert.equal(watchCanceledError('rpc error: code = Unauthenticated desc = etcdserver: invalid auth token').grpcCode, 16);
+    assert.equal(watchCanceledError('etcdserver: permission denied').grpcCode, 7);
+    const unknown = watchCanceledError('');
+    assert.equal(unknown.grpcCode, undefined);
+    assert.ok(isProxylessError(unknown, 'ERR_ETCD_API'));
   });
 });
