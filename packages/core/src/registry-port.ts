@@ -30,7 +30,10 @@ export interface RegistryReport {
 /** Cancellation and deadline of one port call. */
 export interface RegistryCallOptions {
   readonly signal: AbortSignal;
+  /** Deadline of one exchange with the registry (a port that retries within a call gives each try this much). */
   readonly timeoutMs: number;
+  /** Told of each failed try a port retries within the call (e.g. an etcd keepalive during a leader election), so nothing fails silently. */
+  readonly onRetry?: (error: unknown) => void;
 }
 
 /** A heartbeat found that the registry no longer holds the registration (check unknown, lease gone). */

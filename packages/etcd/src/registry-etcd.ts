@@ -2,6 +2,7 @@ import {
   InvalidOptionError,
   RegistrationLostError,
   TimeoutError,
+  backoffDelay,
   sleep,
   withDeadline,
   type RegistrationSpec,
@@ -32,13 +33,23 @@ const grpcUnavailable = 14;
  * `<prefix>/<service>/<id>` holds a JSON value (address, port, tags, meta,
  * zone, weights, health) attached to a lease of the registration's TTL.
  *
- * A heartbeat renews the lease (one keepalive call with a deadline shorter
- * than the heartbeat interval) and checks that the key is still there; a lease
- * etcd no longer knows (expired during a partition, revoked, etcd wiped)
- * answers TTL 0, so the registrar learns at the next heartbeat, never after
- * 2×TTL, and registers again with a new lease. Draining and maintenance write
- * `health: "critical"`, which resolvers leave out; deregistration deletes the
- * key and revokes the lease.
+ * A heartbeat renews the lease and checks that the key is still there. The
+ * rule that tells a slow registry from a lost lease:
+ * - **lost** only when etcd says so: a keepalive answers TTL 0 (the lease
+ *   expired during a partition, was revoked, or etcd lost its data), or the
+ *   key is gone. The registrar learns at that heartbeat and registers again
+ *   with a new lease.
+ * - **not lost** while a keepalive fails or times out (a leader election, a
+ *   member down or stuck): the lease lives on the cluster until its TTL runs
+ *   out, counted from when the last successful renewal was sent. The
+ *   heartbeat retries (each try within the call's `timeoutMs`, on the next
+ *   endpoint, at most the time left) for as long as the lease could still be
+ *   alive, and only then reports the registry unreachable. An election
+ *   (1–3 s on a 3-member cluster) fits in any TTL of a few seconds, so the
+ *   lease, its ID and the key are kept; nothing is granted or rewritten.
+ *
+ * Draining and maintenance write `health: "critical"`, which resolvers leave
+ * out; deregistration deletes the key and revokes the lease.
  */
 export class EtcdRegistry implements RegistryPort {
   readonly kind = 'etcd';
@@ -50,6 +61,8 @@ export class EtcdRegistry implements RegistryPort {
   readonly #spec: RegistrationSpec;
   readonly #ttlSeconds: number;
   #lease: string | undefined;
+  /** Until when (performance.now()) the lease is surely alive: last renewal sent + the TTL etcd answered. */
+  #leaseAliveUntil = 0;
   #maintenance = false;
   #report: RegistryReport = { status: 'passing', output: '' };
   #written: string | undefined;
@@ -97,14 +110,49 @@ export class EtcdRegistry implements RegistryPort {
     this.#written = value;
   }
 
+  /** One keepalive; remembers how long the lease is surely alive after it. */
+  async #keepAlive(lease: string, options: RegistryCallOptions): Promise<number> {
+    const sentAt = performance.now();
+    const ttl = await this.client.leaseKeepAlive(lease, { signal: options.signal, timeoutMs: options.timeoutMs });
+    if (ttl > 0) this.#leaseAliveUntil = sentAt + ttl * 1000;
+    return ttl;
+  }
+
+  /**
+   * Runs `attempt` until it succeeds, retrying what a leader election or a
+   * member down causes (timeouts, unreachable, unavailable) for as long as
+   * the lease could still be alive; each try gets `timeoutMs`, at most the
+   * time left. Then the last failure is thrown.
+   */
+  async #whileLeaseLives<T>(options: RegistryCallOptions, attempt: (options: RegistryCallOptions) => Promise<T>): Promise<T> {
+    for (let failures = 0; ; failures++) {
+      const left = this.#leaseAliveUntil - performance.now();
+      try {
+        return await attempt({ signal: options.signal, timeoutMs: Math.max(1, Math.min(options.timeoutMs, Math.floor(left))) });
+      } catch (error) {
+        // The client already moved to the next endpoint after a timeout or an unreachable member.
+        const pause = backoffDelay(failures, { initialMs: 50, maxMs: 500 });
+        if (options.signal.aborted || !this.isRetryable(error) || performance.now() + pause >= this.#leaseAliveUntil) throw error;
+        options.onRetry?.(error);
+        await sleep(pause, options.signal);
+        if (options.signal.aborted) throw error; // the failure, not the abort, is what the caller reports
+      }
+    }
+  }
+
   async register(report: RegistryReport, options: RegistryCallOptions): Promise<void> {
     this.#report = report;
     if (this.#lease !== undefined) {
       // Back after an outage: keep the lease if etcd still has it, rather than piling up new ones.
-      const ttl = await this.client.leaseKeepAlive(this.#lease, options);
+      const ttl = await this.#keepAlive(this.#lease, options);
       if (ttl <= 0) this.#lease = undefined;
     }
-    this.#lease ??= (await this.client.leaseGrant(this.#ttlSeconds, options)).id;
+    if (this.#lease === undefined) {
+      const sentAt = performance.now();
+      const granted = await this.client.leaseGrant(this.#ttlSeconds, options);
+      this.#lease = granted.id;
+      this.#leaseAliveUntil = sentAt + granted.ttlSeconds * 1000;
+    }
     await this.#put(options);
   }
 
@@ -112,18 +160,18 @@ export class EtcdRegistry implements RegistryPort {
     this.#report = report;
     const lease = this.#lease;
     if (lease === undefined) throw new RegistrationLostError(`${this.key} has no lease`);
-    const ttl = await this.client.leaseKeepAlive(lease, options);
+    const ttl = await this.#whileLeaseLives(options, (o) => this.#keepAlive(lease, o));
     if (ttl <= 0) {
       this.#lease = undefined;
       throw new RegistrationLostError(`etcd no longer knows lease ${lease} of ${this.key} (expired, revoked, or etcd lost its data)`);
     }
     // A key deleted by hand while its lease lives: the lease alone would never tell.
-    const { kvs } = await this.client.range(this.key, { serializable: true, signal: options.signal, timeoutMs: options.timeoutMs });
+    const { kvs } = await this.#whileLeaseLives(options, (o) => this.client.range(this.key, { serializable: true, ...o }));
     const current = kvs[0];
     if (current === undefined || current.lease !== lease) {
       throw new RegistrationLostError(`${this.key} is gone from etcd although its lease lives`);
     }
-    if (this.#value() !== this.#written) await this.#put(options);
+    if (this.#value() !== this.#written) await this.#whileLeaseLives(options, (o) => this.#put(o));
   }
 
   async setMaintenance(enable: boolean, _reason: string | undefined, options: RegistryCallOptions): Promise<void> {

@@ -113,6 +113,8 @@ interface Session {
   timer: NodeJS.Timeout | undefined;
   /** Beats and recoveries, one at a time. */
   chain: Promise<void>;
+  /** Aborts the beat in flight (drain() does not wait behind a beat a port keeps retrying). */
+  beat: AbortController | undefined;
   /** Fixed-rate schedule origin and the last slot used. */
   anchor: number;
   beatIndex: number;
@@ -264,7 +266,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     if (this.#phase.kind === 'closed') return Promise.reject(new ClosedError('Registrar'));
     const running = this.#session();
     if (running) return running.started;
-    const session: Session = { controller: new AbortController(), started: Promise.resolve(), timer: undefined, chain: Promise.resolve(), anchor: 0, beatIndex: 0 };
+    const session: Session = { controller: new AbortController(), started: Promise.resolve(), timer: undefined, chain: Promise.resolve(), beat: undefined, anchor: 0, beatIndex: 0 };
     session.started = this.#start(session, options);
     session.started.catch(() => undefined);
     return session.started;
@@ -370,19 +372,28 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
   }
 
   async #heartbeat(report: RegistryReport, signal: AbortSignal): Promise<void> {
-    await this.registry.heartbeat(report, this.#call(signal));
+    // A port may retry within the beat while the registration can still be alive (etcd: a leader election): each failed try is reported.
+    const onRetry = (error: unknown): void => {
+      this.#reportError(error);
+      this.#warnOnce(error, 'retrying while the registration can still be alive');
+    };
+    await this.registry.heartbeat(report, { ...this.#call(signal), onRetry });
     this.emit('heartbeat', { status: report.status, output: report.output, at: Date.now() });
   }
 
   async #beatOnce(session: Session): Promise<void> {
-    const signal = session.controller.signal;
-    if (signal.aborted) return;
+    if (session.controller.signal.aborted) return;
+    const beat = new AbortController();
+    session.beat = beat;
+    // Draining: one call deadline per beat, never the retries of a registration that may still live (they would hold up the shutdown).
+    const drainDeadline = this.#intent.draining ? [AbortSignal.timeout(this.options.requestTimeoutMs)] : [];
+    const signal = AbortSignal.any([session.controller.signal, beat.signal, ...drainDeadline]);
     const report = await this.#evaluate();
     try {
       await this.#heartbeat(report, signal);
       this.#backToNormal('heartbeats accepted again');
     } catch (error) {
-      if (signal.aborted) return;
+      if (session.controller.signal.aborted || beat.signal.aborted) return;
       // Shutting down: report, never start a recovery that the shutdown would wait behind.
       const recoverable = !this.#intent.draining && (error instanceof RegistrationLostError || this.registry.isUnreachable(error));
       // The registry's own answer (e.g. Consul's 404) is what listeners get, when there is one.
@@ -392,6 +403,8 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
         this.#reportError(error);
         this.#warnOnce(error, this.#intent.draining ? 'draining goes on' : 'heartbeats go on');
       }
+    } finally {
+      if (session.beat === beat) session.beat = undefined;
     }
   }
 
@@ -531,6 +544,8 @@ export class Registrar extends EventEmitter<RegistrarEvents> {
     this.#intent.draining = true;
     const p = this.#phase;
     if (p.kind === 'lost') p.recovery.abort();
+    // A beat still retrying (the registry slow, the registration still alive) gives way to the draining beat.
+    if (p.kind === 'registered') p.session.beat?.abort();
     await this.#beatNow();
   }
 
