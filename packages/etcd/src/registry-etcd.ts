@@ -26,6 +26,9 @@ export interface EtcdRegistryOptions extends EtcdConnectionOptions {
   prefix?: string;
 }
 
+/** etcd refused a write for a lease it no longer knows (it expired between a keepalive and the write). */
+const isLeaseNotFound = (error: unknown): boolean => error instanceof EtcdApiError && /lease not found/i.test(error.etcdMessage);
+
 const grpcUnavailable = 14;
 
 /**
@@ -36,8 +39,8 @@ const grpcUnavailable = 14;
  * A heartbeat renews the lease and checks that the key is still there. The
  * rule that tells a slow registry from a lost lease:
  * - **lost** only when etcd says so: a keepalive answers TTL 0 (the lease
- *   expired during a partition, was revoked, or etcd lost its data), or the
- *   key is gone. The registrar learns at that heartbeat and registers again
+ *   expired during a partition, was revoked, or etcd lost its data), a write
+ *   is refused with "lease not found", or the key is gone. The registrar learns at that heartbeat and registers again
  *   with a new lease.
  * - **not lost** while a keepalive fails or times out (a leader election, a
  *   member down or stuck): the lease lives on the cluster until its TTL runs
@@ -121,14 +124,15 @@ export class EtcdRegistry implements RegistryPort {
   /**
    * Runs `attempt` until it succeeds, retrying what a leader election or a
    * member down causes (timeouts, unreachable, unavailable) for as long as
-   * the lease could still be alive; each try gets `timeoutMs`, at most the
-   * time left. Then the last failure is thrown.
+   * the lease could still be alive; the first try gets `timeoutMs` (etcd
+   * tells whether a lease is gone), a retry at most the time left. Then the
+   * last failure is thrown.
    */
   async #whileLeaseLives<T>(options: RegistryCallOptions, attempt: (options: RegistryCallOptions) => Promise<T>): Promise<T> {
     for (let failures = 0; ; failures++) {
-      const left = this.#leaseAliveUntil - performance.now();
+      const left = Math.floor(this.#leaseAliveUntil - performance.now());
       try {
-        return await attempt({ signal: options.signal, timeoutMs: Math.max(1, Math.min(options.timeoutMs, Math.floor(left))) });
+        return await attempt({ signal: options.signal, timeoutMs: failures === 0 ? options.timeoutMs : Math.max(1, Math.min(options.timeoutMs, left)) });
       } catch (error) {
         // The client already moved to the next endpoint after a timeout or an unreachable member.
         const pause = backoffDelay(failures, { initialMs: 50, maxMs: 500 });
@@ -147,12 +151,19 @@ export class EtcdRegistry implements RegistryPort {
       const ttl = await this.#keepAlive(this.#lease, options);
       if (ttl <= 0) this.#lease = undefined;
     }
-    if (this.#lease === undefined) {
-      const sentAt = performance.now();
-      const granted = await this.client.leaseGrant(this.#ttlSeconds, options);
-      this.#lease = granted.id;
-      this.#leaseAliveUntil = sentAt + granted.ttlSeconds * 1000;
+    if (this.#lease !== undefined) {
+      try {
+        await this.#put(options);
+        return;
+      } catch (error) {
+        if (!isLeaseNotFound(error)) throw error;
+        this.#lease = undefined; // expired since the keepalive: a new one
+      }
     }
+    const sentAt = performance.now();
+    const granted = await this.client.leaseGrant(this.#ttlSeconds, options);
+    this.#lease = granted.id;
+    this.#leaseAliveUntil = sentAt + granted.ttlSeconds * 1000;
     await this.#put(options);
   }
 
@@ -171,7 +182,15 @@ export class EtcdRegistry implements RegistryPort {
     if (current === undefined || current.lease !== lease) {
       throw new RegistrationLostError(`${this.key} is gone from etcd although its lease lives`);
     }
-    if (this.#value() !== this.#written) await this.#whileLeaseLives(options, (o) => this.#put(o));
+    if (this.#value() !== this.#written) {
+      try {
+        await this.#whileLeaseLives(options, (o) => this.#put(o));
+      } catch (error) {
+        if (!isLeaseNotFound(error)) throw error;
+        this.#lease = undefined;
+        throw new RegistrationLostError(`etcd no longer knows lease ${lease} of ${this.key}`, { cause: error });
+      }
+    }
   }
 
   async setMaintenance(enable: boolean, _reason: string | undefined, options: RegistryCallOptions): Promise<void> {

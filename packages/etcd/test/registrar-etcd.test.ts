@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServiceInstance, ServiceSnapshot, ServiceWatch } from '@proxyless/core';
-import { EtcdClient, EtcdResolver, etcdRegistry, type EtcdRegistry } from '@proxyless/etcd';
+import { EtcdClient, EtcdRegistry, EtcdResolver, etcdRegistry } from '@proxyless/etcd';
 import { Registrar } from '@proxyless/registrar';
 import { startEtcd, startEtcdCluster, type EtcdServer } from '../../../test/support/etcd.js';
 import { fixture, repoRoot, spawnNode, waitFor, type ReportingChild } from '../../registrar/test/helpers.js';
@@ -32,6 +32,13 @@ function nextEvent(registrar: Registrar, event: 'lost' | 'reregistered'): Promis
 }
 
 const ids = (s: ServiceSnapshot): string[] => s.instances.map((i) => i.id).sort();
+
+/** The lease an etcd registrar's registration is attached to. */
+function leaseOf(registrar: Registrar): string | undefined {
+  const registry = registrar.registry;
+  assert.ok(registry instanceof EtcdRegistry);
+  return registry.lease;
+}
 
 async function listen(): Promise<Server> {
   const server = createServer((_req, res) => res.end(`ok ${String((server.address() as { port: number }).port)}`));
@@ -275,12 +282,12 @@ describe('registration in etcd (lease) with the same Registrar lifecycle', funct
     registrar.on('lost', (reason) => lost.push(reason));
     try {
       await registrar.start({ timeoutMs: 10_000 });
-      const lease = (registrar.registry as EtcdRegistry).lease;
+      const lease = leaseOf(registrar);
       failKeepalives = 3;
       await waitFor('the failed keepalives answered', () => failKeepalives === 0, { timeoutMs: 10_000 });
       await sleep(2500);
       assert.deepEqual(lost, []);
-      assert.equal((registrar.registry as EtcdRegistry).lease, lease);
+      assert.equal(leaseOf(registrar), lease);
       assert.equal(registrar.state, 'registered');
     } finally {
       await registrar.close();
@@ -374,7 +381,7 @@ describe('3-member etcd cluster: leader killed under load', function () {
       await Promise.all(registrars.map((r) => r.start({ timeoutMs: 20_000 })));
       await until(watch, (s) => s.instances.length === 3, 20_000);
       await waitFor('load', () => traffic.results.filter((r) => r.ok).length >= 100, { timeoutMs: 20_000 });
-      const leaseIds = (): (string | undefined)[] => registrars.map((r) => (r.registry as EtcdRegistry).lease);
+      const leaseIds = (): (string | undefined)[] => registrars.map(leaseOf);
       const granted = leaseIds();
       // Every lease the cluster holds: a registration granted anew would add one.
       const leasesOnCluster = async (): Promise<string[]> => {

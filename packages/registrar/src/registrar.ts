@@ -68,7 +68,11 @@ export interface RegistrarEvents {
   registered: [info: RegistrationInfo];
   /** The agent accepted a heartbeat. */
   heartbeat: [beat: HeartbeatInfo];
-  /** The registration is gone (`unknown-check`: Consul forgot the check, or etcd the lease or key) or the registry is unreachable; re-registration starts at once. */
+  /**
+   * The registration is gone (`unknown-check`: Consul forgot the check, or etcd the lease or key) or the registry is unreachable;
+   * re-registration starts at once. A port may first retry a beat while the registration can still be alive (etcd: until its
+   * lease could have expired, so a leader election is not a loss); each failed try is an `error` event meanwhile.
+   */
   lost: [reason: LostReason, error: Error];
   /** Registered again after `lost`. */
   reregistered: [info: RegistrationInfo];
@@ -151,7 +155,9 @@ const never = new AbortController().signal;
  * and sends the first heartbeat at once; heartbeats then run on a fixed-rate,
  * jittered, unref'd timer at about TTL/3. A beat that finds the registration
  * gone re-registers at once; while the registry is unreachable the registrar
- * retries with capped backoff, forever, and re-registers when it is back.
+ * retries with capped backoff, forever, and re-registers when it is back. A
+ * registry that is slow but may still hold the registration (an etcd leader
+ * election, shorter than the lease) is retried within the beat, not declared lost.
  * Recovery never holds up a shutdown: {@link Registrar.drain} and
  * {@link Registrar.stop} cancel it.
  *
