@@ -7,16 +7,17 @@
  * - The ```ts blocks of every README marked `<!-- example: runs -->` (must exit 0
  *   by itself) or `<!-- example: serves -->` (must register a passing instance,
  *   then deregister and exit 0 on SIGTERM; it gets a free port in `PORT`) are
- *   written to a temporary directory under os.tmpdir() whose `node_modules`
- *   links to the repository's (so `@proxyless/*` imports resolve), and run with
- *   tsx; the directory is removed afterwards.
+ *   written to a new app under os.tmpdir() set up as the root README's
+ *   `<!-- example: install -->` block says (the packed tarballs, the registry
+ *   packages it names at the lockfile's versions, offline; `"type": "module"`),
+ *   type-checked with its tsc and run with tsx; the app is removed afterwards.
  * - The ```dockerfile blocks marked `<!-- example: dockerfile <id> -->` are run
  *   without Docker: their exec-form `ENTRYPOINT` + `CMD` as one argv, the
  *   `proxyless-register` CLI from source, port 8080 replaced by a free one.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +25,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, startConsulAgent, type ConsulAgent } from './support/consul.js';
 import { startEtcd, type EtcdServer } from './support/etcd.js';
 import { EtcdClient } from '@proxyless/etcd';
+import { installScratchApp, npm, packAll, readJson, workspacePackages } from './support/packaging.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -100,8 +102,8 @@ const kindOf = (b: MarkedBlock): { kind: string; needs: string[] } => {
   return { kind: m[1]!, needs: m[2]?.split(',') ?? [] };
 };
 for (const block of allBlocks) {
-  const known = runnable.test(block.marker) || block.marker.startsWith('command ') || block.marker.startsWith('dockerfile ');
-  assert.ok(known, `${where(block)}: unknown marker "<!-- example: ${block.marker} -->" (runs [needs=svc,…] | serves | command <id> | dockerfile <id>)`);
+  const known = runnable.test(block.marker) || block.marker === 'install' || block.marker.startsWith('command ') || block.marker.startsWith('dockerfile ');
+  assert.ok(known, `${where(block)}: unknown marker "<!-- example: ${block.marker} -->" (runs [needs=svc,…] | serves | install | command <id> | dockerfile <id>)`);
   if (!runnable.test(block.marker)) continue;
   assert.ok(['ts', 'typescript'].includes(block.lang), `${where(block)}: runnable blocks are \`\`\`ts blocks`);
 }
@@ -117,6 +119,34 @@ for (const block of allBlocks) {
     return JSON.parse(line) as string[];
   };
   dockerfiles.set(id, { argv: [...execForm('ENTRYPOINT'), ...execForm('CMD')], at: where(block) });
+}
+
+/**
+ * The root README's `<!-- example: install -->` block, as the test follows it:
+ * the tarballs and registry packages its `npm install` lines name, and its
+ * other `npm` lines (`npm pkg set type=module`) to run in the app afterwards.
+ * (`git clone`, `npm run pack`, `mkdir`/`npm init`: the test packs and makes the app itself.)
+ */
+function installSteps(): { tarballs: string[]; registry: { name: string; range: string | undefined }[]; npm: string[][]; at: string } {
+  const block = allBlocks.find((b) => b.marker === 'install');
+  assert.ok(block, 'README.md has no "<!-- example: install -->" block');
+  const lines = block.code.replace(/\\\n/g, ' ').split('\n').map((l) => l.replace(/\s#.*$/, '').trim());
+  const out = { tarballs: [] as string[], registry: [] as { name: string; range: string | undefined }[], npm: [] as string[][], at: where(block) };
+  for (const line of lines) {
+    for (const part of line.split('&&').map((p) => p.trim().split(/\s+/))) {
+      if (part[0] !== 'npm') continue;
+      if (part[1] === 'install') {
+        for (const arg of part.slice(2).filter((a) => !a.startsWith('-'))) {
+          if (arg.endsWith('.tgz')) out.tarballs.push(basename(arg));
+          else {
+            const at = arg.lastIndexOf('@');
+            out.registry.push(at > 0 ? { name: arg.slice(0, at), range: arg.slice(at + 1) } : { name: arg, range: undefined });
+          }
+        }
+      } else if (part[1] === 'pkg') out.npm.push(part.slice(1));
+    }
+  }
+  return out;
 }
 
 function command(id: string): string {
@@ -165,9 +195,9 @@ function killTree(child: ChildProcess): void {
  * so the signal we send reaches it as it would from a terminal or `docker stop`,
  * and its exit code is the command's.
  */
-function run(commandLine: string, env: Record<string, string>, file = 'sh', args = ['-c', `exec env ${commandLine}`]): Running {
+function run(commandLine: string, env: Record<string, string | undefined>, file = 'sh', args = ['-c', `exec env ${commandLine}`], cwd = repoRoot): Running {
   const child = spawn(file, args, {
-    cwd: repoRoot,
+    cwd,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -423,22 +453,50 @@ describe('examples run as written', function () {
     }
   });
 
-  describe('README code blocks', () => {
-    // Outside the repository (a run never leaves files in it, two runs never share a directory);
-    // imports resolve through a link to the repository's node_modules.
+  describe('README code blocks, in a new app set up as the README Install says (the tarballs, not the workspace)', () => {
+    // Outside the repository (a run never leaves files in it, two runs never share a directory).
     let tmpDir = '';
+    let app = '';
 
-    const blockFile = (n: number): string => join(tmpDir, `block-${String(n)}.ts`);
+    const blockFile = (n: number): string => join(app, `block-${String(n)}.ts`);
+    /** A block as a user runs it: `npx tsx app.ts` in the app (tsx's `node --import tsx` form, so signals reach the program itself). */
+    const runBlock = (n: number, env: Record<string, string>): Running => run('', { NODE_OPTIONS: undefined, ...env }, process.execPath, ['--import', 'tsx', blockFile(n)], app);
 
-    before(() => {
+    before(async function () {
+      this.timeout(600_000);
       tmpDir = mkdtempSync(join(tmpdir(), 'proxyless-readme-blocks-'));
-      symlinkSync(join(repoRoot, 'node_modules'), join(tmpDir, 'node_modules'), 'dir');
-      writeFileSync(join(tmpDir, 'package.json'), JSON.stringify({ private: true, type: 'module' })); // ES modules, as in the repository
+      const packs = join(tmpDir, 'packs');
+      app = join(tmpDir, 'your-app');
+      mkdirSync(packs);
+      mkdirSync(app);
+      const t0 = Date.now();
+      const packed = await packAll(workspacePackages(), packs);
+      const steps = installSteps();
+      const tarballs = steps.tarballs.map((file) => {
+        const p = packed.find((q) => q.filename === file);
+        assert.ok(p, `${steps.at}: installs ${file}, but npm run pack made ${packed.map((q) => q.filename).join(', ')}`);
+        return p;
+      });
+      const lock = readJson<{ packages: Record<string, { version?: string }> }>(join(repoRoot, 'package-lock.json')).packages;
+      for (const { name, range } of steps.registry) {
+        const version = lock[`node_modules/${name}`]?.version;
+        assert.ok(version, `${steps.at}: installs ${name}, which the repository's lockfile does not have (the test installs offline)`);
+        if (range !== undefined) assert.ok(version === range || version.startsWith(`${range}.`), `${steps.at}: ${name}@${range}, the repository uses ${version}`);
+      }
+      await installScratchApp(app, packs, tarballs, steps.registry.map((r) => r.name));
+      for (const args of steps.npm) {
+        const r = await npm(args, app);
+        assert.equal(r.code, 0, `npm ${args.join(' ')}:\n${r.stderr}`);
+      }
+      console.log(`      [measure] pack + install of the README's app (${tarballs.length} tarballs, ${steps.registry.map((r) => r.name).join(', ')}): ${String(Date.now() - t0)} ms`);
       // Each block is a module of its own (`export {}`), so top-level names do not clash.
       for (const [n, block] of codeBlocks.entries()) writeFileSync(blockFile(n), `// ${where(block)}\n${block.code}\nexport {};\n`);
       writeFileSync(
-        join(tmpDir, 'tsconfig.json'),
-        JSON.stringify({ extends: join(repoRoot, 'tsconfig.check.json'), compilerOptions: { rootDir: '/' }, include: ['*.ts'] }),
+        join(app, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: { module: 'nodenext', target: 'es2022', strict: true, noUncheckedIndexedAccess: true, skipLibCheck: false, noEmit: true, types: ['node'] },
+          include: ['block-*.ts'],
+        }),
       );
     });
     /** Services a block needs, stopped after each block. */
@@ -462,21 +520,25 @@ describe('examples run as written', function () {
       assert.ok(codeBlocks.length > 0, 'no <!-- example: runs|serves --> block in any README');
     });
 
-    it('the runnable blocks type-check (tsc, the repository\'s strict settings)', async function () {
+    it('the app is an ES module package, as the Install says, and resolves @proxyless/* to the installed tarballs', () => {
+      assert.equal(readJson<{ type?: string }>(join(app, 'package.json')).type, 'module');
+      assert.ok(!lstatSync(join(app, 'node_modules/@proxyless/core')).isSymbolicLink(), 'a copy from the tarball, not a link to the workspace');
+    });
+
+    it('the runnable blocks type-check (the app\'s tsc: strict, nodenext, skipLibCheck: false)', async function () {
       this.timeout(180_000);
-      const tsc = run('', {}, process.execPath, [join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', join(tmpDir, 'tsconfig.json'), '--pretty', 'false']);
+      const tsc = run('', { NODE_OPTIONS: undefined }, process.execPath, [join(app, 'node_modules/typescript/bin/tsc'), '-p', join(app, 'tsconfig.json'), '--pretty', 'false'], app);
       await exitWithin(tsc, 170_000, 'tsc');
-      // Only the blocks' own diagnostics: errors inside the packages' sources are the lint run's business.
-      const own = tsc.output().split('\n').filter((line) => line.includes(`${basename(tmpDir)}/block-`));
       const names = new Map<string, string>(codeBlocks.map((b, n) => [`block-${String(n)}.ts`, where(b)]));
-      assert.deepEqual(own.map((line) => line.replace(/^.*?(block-\d+\.ts)/, (_, f: string) => names.get(f) ?? f)), []);
+      const errors = tsc.output().split('\n').filter((line) => line.includes('error TS'));
+      assert.deepEqual(errors.map((line) => line.replace(/^.*?(block-\d+\.ts)/, (_, f: string) => names.get(f) ?? f)), []);
     });
 
     it('README.md quick start with no agent reachable: fails within its start() timeout, naming the address and CONSUL_HTTP_ADDR', async () => {
       const n = codeBlocks.findIndex((b) => relative(repoRoot, b.file) === 'README.md' && b.code.includes('new Registrar('));
       assert.ok(n >= 0, 'the README quick start block');
       const nowhere = `127.0.0.1:${String(await freePort())}`; // nothing listens there
-      const p = run('', { CONSUL_HTTP_ADDR: nowhere }, process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', blockFile(n)]);
+      const p = runBlock(n, { CONSUL_HTTP_ADDR: nowhere });
       const t0 = Date.now();
       const code = await exitWithin(p, 30_000, 'quick start without an agent');
       const out = p.output();
@@ -489,9 +551,23 @@ describe('examples run as written', function () {
       assert.equal(out.match(hint)?.length, 2, out);
     });
 
+    it('every package a block imports is one the Install installs (a direct dependency of the app, not one reachable only through npm\'s hoisting)', () => {
+      const manifest = readJson<{ dependencies?: Record<string, string>; devDependencies?: Record<string, string> }>(join(app, 'package.json'));
+      const direct = new Set([...Object.keys(manifest.dependencies ?? {}), ...Object.keys(manifest.devDependencies ?? {})]);
+      const missing: string[] = [];
+      for (const block of codeBlocks) {
+        for (const m of block.code.matchAll(/^\s*import\s[^'"]*['"]([^'"]+)['"]/gm)) {
+          const spec = m[1]!;
+          if (spec.startsWith('node:') || spec.startsWith('.')) continue;
+          const name = spec.split('/').slice(0, spec.startsWith('@') ? 2 : 1).join('/');
+          if (!direct.has(name)) missing.push(`${where(block)} imports ${spec}`);
+        }
+      }
+      assert.deepEqual(missing, [], `installed by the README's Install: ${[...direct].join(', ')}`);
+    });
+
     for (const [n, block] of codeBlocks.entries()) {
       it(`${where(block)} (${block.marker})`, async () => {
-        const file = blockFile(n);
         const { kind, needs } = kindOf(block);
         for (const service of needs) {
           const svc = run(command('service'), { ...consulEnv(), SERVICE_NAME: service, PORT: '0' });
@@ -502,7 +578,7 @@ describe('examples run as written', function () {
         const before = await agentServices();
         // A service block listens on PORT (its default, e.g. 8080, could be taken by anything else running).
         const env = kind === 'serves' ? { ...consulEnv(), PORT: String(await freePort()) } : consulEnv();
-        const p = run('', env, process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', file]);
+        const p = runBlock(n, env);
         if (kind === 'runs') {
           assert.equal(await exitWithin(p, 30_000, where(block)), 0, p.output());
           return;

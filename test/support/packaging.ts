@@ -115,7 +115,7 @@ export function run(file: string, args: readonly string[], options: { cwd: strin
 }
 
 /** The npm that runs this test (the one `npm test` was started with), else `npm` on PATH. */
-function npm(args: readonly string[], cwd: string, timeoutMs = 180_000): Promise<Ran> {
+export function npm(args: readonly string[], cwd: string, timeoutMs = 180_000): Promise<Ran> {
   const cli = process.env['npm_execpath'];
   return cli && cli.endsWith('.js')
     ? run(process.execPath, [cli, ...args], { cwd, timeoutMs })
