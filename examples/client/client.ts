@@ -12,12 +12,13 @@
 import { ConsulResolver } from '@proxyless/core';
 import { EtcdResolver } from '@proxyless/etcd';
 import { createClient } from '@proxyless/http-client';
+import { registryFromEnv } from '../registry-env.js';
 
 const service = process.argv[2] ?? 'hello';
 const count = Number(process.argv[3] ?? 10);
 
 // Connection settings (address, token or user, TLS) from the registry's usual environment variables.
-const resolver = process.env['REGISTRY'] === 'etcd' ? new EtcdResolver() : new ConsulResolver();
+const resolver = registryFromEnv() === 'etcd' ? new EtcdResolver() : new ConsulResolver();
 const client = createClient({ service, resolver, timeoutMs: 5_000 });
 
 const tally = new Map<string, number>();

@@ -17,6 +17,7 @@
 import Fastify from 'fastify';
 import { Registrar } from '@proxyless/registrar';
 import { etcdRegistry } from '@proxyless/etcd';
+import { registryFromEnv } from '../registry-env.js';
 
 const name = process.env['SERVICE_NAME'] ?? 'hello';
 const host = process.env['HOST'] ?? '127.0.0.1';
@@ -41,7 +42,7 @@ const registrar = new Registrar({
   tags: ['fastify'],
   meta: { instance },
   ttlMs: Number(process.env['TTL_MS'] ?? 3000),
-  ...(process.env['REGISTRY'] === 'etcd' ? { registry: etcdRegistry() } : {}),
+  ...(registryFromEnv() === 'etcd' ? { registry: etcdRegistry() } : {}),
 });
 registrar.on('error', (error) => process.stderr.write(`[${instance}] ${error.message}\n`));
 registrar.on('registered', (info) => console.log(`READY ${info.id} ${info.address}:${String(info.port)}`));

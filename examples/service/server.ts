@@ -14,6 +14,7 @@ import { createServer } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Registrar } from '@proxyless/registrar';
 import { etcdRegistry } from '@proxyless/etcd';
+import { registryFromEnv } from '../registry-env.js';
 
 const name = process.env['SERVICE_NAME'] ?? 'hello';
 const instance = process.env['INSTANCE'] ?? `${name}-${String(process.pid)}`;
@@ -44,7 +45,7 @@ server.listen(Number(process.env['PORT'] ?? 0), '127.0.0.1', () => {
     address: '127.0.0.1',
     ttlMs: Number(process.env['TTL_MS'] ?? 3000),
     meta: { instance },
-    ...(process.env['REGISTRY'] === 'etcd' ? { registry: etcdRegistry() } : {}),
+    ...(registryFromEnv() === 'etcd' ? { registry: etcdRegistry() } : {}),
   });
   registrar.on('error', (error) => process.stderr.write(`[${instance}] ${error.message}\n`));
   // The READY line carries when registering began (epoch ms, the clock every process on the machine shares):

@@ -9,12 +9,13 @@
 import { Registrar } from '@proxyless/registrar';
 import { loadConfigFile, type GatewayConfig } from './config.js';
 import { Gateway } from './gateway.js';
+import { registryFromEnv } from '../../registry-env.js';
 
 const configPath = process.argv[2] ?? process.env['GATEWAY_CONFIG'];
 const config: GatewayConfig = configPath ? loadConfigFile(configPath) : {};
 if (process.env['PORT']) config.port = Number(process.env['PORT']);
 if (process.env['GATEWAY_HOST']) config.host = process.env['GATEWAY_HOST'];
-if (process.env['REGISTRY'] === 'etcd' || process.env['REGISTRY'] === 'consul') config.registry = process.env['REGISTRY'];
+if (process.env['REGISTRY']) config.registry = registryFromEnv();
 
 const gateway = new Gateway(config);
 let url: string;

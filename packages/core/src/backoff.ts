@@ -6,7 +6,7 @@
  */
 import { InvalidOptionError } from './errors.js';
 import { sleep } from './sleep.js';
-import { checkNumber } from './validate.js';
+import { checkKnownKeys, checkNumber, optionKeys } from './validate.js';
 
 /** Capped exponential backoff settings, in ms. */
 export interface BackoffOptions {
@@ -29,12 +29,15 @@ export function backoffDelay(attempt: number, options: BackoffOptions = {}, rand
   return Math.floor(random() * ceiling);
 }
 
+const backoffKeys = optionKeys<BackoffOptions>({ initialMs: true, maxMs: true });
+
 /**
  * Validates a {@link BackoffOptions} object and fills in defaults.
  * @internal
  */
 export function checkBackoff(option: string, value: BackoffOptions | undefined, defaults: Required<BackoffOptions> = { initialMs: 250, maxMs: 30_000 }): Required<BackoffOptions> {
   if (value !== undefined && (typeof value !== 'object' || value === null)) throw new InvalidOptionError(option, value, 'must be { initialMs, maxMs }');
+  checkKnownKeys(option, value, backoffKeys, 'a backoff');
   const initialMs = checkNumber(`${option}.initialMs`, value?.initialMs, defaults.initialMs, { above: 0 });
   const maxMs = checkNumber(`${option}.maxMs`, value?.maxMs, Math.max(initialMs, defaults.maxMs), { min: initialMs });
   return { initialMs, maxMs };

@@ -24,11 +24,39 @@ export function checkClock(option: string, value: unknown): () => number {
   return value as () => number;
 }
 
-/** Validates the inner balancer of a wrapper. @internal */
+/** The balancer factories of this package, and the names people give their strategies. */
+const factories = ['roundRobin', 'random', 'leastRequest', 'peakEwma', 'weightedRoundRobin', 'consistentHash'] as const;
+const wrappers = new Set(['locality', 'slowStart']);
+const aliases: Readonly<Record<string, (typeof factories)[number]>> = {
+  rr: 'roundRobin', roundrobin: 'roundRobin', p2c: 'leastRequest', leastrequest: 'leastRequest', leastconn: 'leastRequest',
+  leastconnections: 'leastRequest', ewma: 'peakEwma', peakewma: 'peakEwma', wrr: 'weightedRoundRobin', weighted: 'weightedRoundRobin',
+  weightedroundrobin: 'weightedRoundRobin', hash: 'consistentHash', ringhash: 'consistentHash', maglev: 'consistentHash',
+  consistenthash: 'consistentHash', consistenthashing: 'consistentHash', random: 'random',
+};
+
+/**
+ * Validates a balancer option. A strategy named as a string (`'round-robin'`)
+ * or a factory passed uncalled (`roundRobin`) is the usual first mistake: the
+ * error names the call to write instead.
+ * @throws {@link InvalidOptionError} naming the option and the fix.
+ * @internal
+ */
 export function checkBalancer(option: string, value: unknown): void {
-  if (typeof value !== 'object' || value === null || typeof (value as { createPicker?: unknown }).createPicker !== 'function') {
-    throw new InvalidOptionError(option, value, 'must be a Balancer (an object with createPicker())');
+  if (typeof value === 'object' && value !== null && typeof (value as { createPicker?: unknown }).createPicker === 'function') return;
+  if (typeof value === 'function') {
+    const name = value.name;
+    const call = wrappers.has(name) ? `${name}(inner, …)` : `${name || 'the factory'}()`;
+    throw new InvalidOptionError(option, `[function ${name || 'anonymous'}]`, `is a balancer factory, not a balancer: call it, e.g. ${option}: ${call}`);
   }
+  if (typeof value === 'string') {
+    const key = value.toLowerCase().replace(/[^a-z0-9]/g, '');
+    const factory = aliases[key];
+    const hint = factory !== undefined
+      ? `use ${option}: ${factory}() (import { ${factory} } from '@proxyless/core')`
+      : `strategies are values, not names: use one of ${factories.map((f) => `${f}()`).join(', ')} from '@proxyless/core'`;
+    throw new InvalidOptionError(option, value, `is a name, not a balancer: ${hint}`);
+  }
+  throw new InvalidOptionError(option, value, `must be a Balancer (an object with createPicker()), e.g. ${option}: roundRobin() from '@proxyless/core'`);
 }
 
 /** Uniform index in [0, n), clamped so a misbehaving random source cannot go out of range. @internal */

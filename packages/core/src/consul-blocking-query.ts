@@ -23,7 +23,7 @@ import { InvalidOptionError } from './errors.js';
 import type { SnapshotSourceInfo } from './resolver.js';
 import { backoffDelay, checkBackoff, type BackoffOptions } from './backoff.js';
 import { sleep } from './sleep.js';
-import { checkNumber } from './validate.js';
+import { checkKnownKeys, checkNumber, optionKeys } from './validate.js';
 
 /** Token-bucket rate limit of one blocking-query loop. */
 export interface BlockingRateLimit {
@@ -74,10 +74,13 @@ function num(option: string, value: unknown, fallback: number, min: number, max 
  * @param prefix - option path prefix for error messages, e.g. `''` or `catalog.`.
  * @internal
  */
+const rateLimitKeys = optionKeys<BlockingRateLimit>({ burst: true, minIntervalMs: true, jitterMs: true });
+
 export function resolveBlockingQueryOptions(options: BlockingQueryOptions = {}, defaults: BlockingQueryOptions = {}, prefix = ''): ResolvedBlockingQueryOptions {
   const rate = options.rateLimit ?? {};
   const rateDefaults = defaults.rateLimit ?? {};
   if (typeof rate !== 'object' || rate === null) throw new InvalidOptionError(`${prefix}rateLimit`, rate, 'must be an object');
+  checkKnownKeys(`${prefix}rateLimit`, rate, rateLimitKeys, 'the watch loop');
   return {
     waitMs: num(`${prefix}waitMs`, options.waitMs, defaults.waitMs ?? 60_000, 1000, 600_000),
     rateLimit: {

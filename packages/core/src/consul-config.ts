@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { InvalidOptionError } from './errors.js';
-import { checkNumber } from './validate.js';
+import { debugEnvRead } from './env-debug.js';
+import { checkKnownKeys, checkNumber, optionKeys } from './validate.js';
 
 /** TLS settings for talking to Consul over HTTPS. */
 export interface ConsulTlsOptions {
@@ -43,6 +44,37 @@ export interface ConsulConnectionOptions {
    * share a few connections. Turn off only behind a TLS proxy that speaks HTTP/1.1 alone. Default true.
    */
   http2?: boolean;
+}
+
+/** @internal */
+export const consulConnectionKeys = optionKeys<ConsulConnectionOptions>({
+  address: true, secure: true, token: true, tls: true, timeoutMs: true, maxResponseBytes: true, maxConnections: true, http2: true,
+});
+const consulTlsKeys = optionKeys<ConsulTlsOptions>({ ca: true, cert: true, key: true, serverName: true, rejectUnauthorized: true });
+/** Every variable {@link consulOptionsFromEnv} reads. */
+const consulEnvNames = [
+  'CONSUL_HTTP_ADDR', 'CONSUL_HTTP_SSL', 'CONSUL_HTTP_TOKEN', 'CONSUL_CACERT', 'CONSUL_CLIENT_CERT', 'CONSUL_CLIENT_KEY',
+  'CONSUL_TLS_SERVER_NAME', 'CONSUL_HTTP_SSL_VERIFY',
+  // Read by ConsulResolver, listed so they are not reported as ignored.
+  'CONSUL_NAMESPACE', 'CONSUL_PARTITION',
+] as const;
+
+/**
+ * What is wrong with a registry address that `new URL()` misreads, in words
+ * (`http//127.0.0.1:8500` parses as host `http` with a path), plus the fix.
+ * @internal
+ */
+export function describeBadAddress(address: string, url: URL | undefined): string {
+  const scheme = /^(https?)(?::\/?(?!\/)|\/\/?|:\/\/\/+)(.*)$/i.exec(address);
+  if (scheme && !/^https?:\/\/[^/]/i.test(address)) {
+    const [, name = 'http', tail = ''] = scheme;
+    return `lacks "://" after the scheme: did you mean "${name.toLowerCase()}://${tail.replace(/^\/+/, '')}"?`;
+  }
+  if (url !== undefined) {
+    const extra = `${url.pathname === '/' ? '' : url.pathname}${url.search}${url.hash}`;
+    return `must be only scheme, host and port, without a path, query or fragment (has "${extra}"): use "${url.origin}"`;
+  }
+  return 'is not a host:port or http(s)://host:port URL';
 }
 
 /** A fully resolved connection configuration. */
@@ -120,6 +152,7 @@ export function consulOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Cons
   const verify = envFlag(env['CONSUL_HTTP_SSL_VERIFY']);
   if (verify !== undefined) tls.rejectUnauthorized = verify;
   if (Object.keys(tls).length > 0) options.tls = tls;
+  debugEnvRead('Consul connection', 'CONSUL_', consulEnvNames, env);
   return options;
 }
 
@@ -132,8 +165,13 @@ export function resolveConsulConnection(
   options: ConsulConnectionOptions = {},
   env: NodeJS.ProcessEnv = process.env,
 ): ResolvedConsulConnection {
+  checkKnownKeys('', options, consulConnectionKeys, 'the Consul connection');
+  checkKnownKeys('tls', options.tls, consulTlsKeys, 'the Consul connection');
   const fromEnv = consulOptionsFromEnv(env);
   const address = options.address ?? fromEnv.address ?? '127.0.0.1:8500';
+  // Name where a bad address came from: the option, or the variable.
+  const addressOption = options.address !== undefined ? 'address' : 'CONSUL_HTTP_ADDR';
+  if (typeof address !== 'string') throw new InvalidOptionError(addressOption, address, 'must be a string: host:port or http(s)://host:port');
   const secure = options.secure ?? fromEnv.secure ?? false;
   const token = options.token ?? fromEnv.token;
   if (token !== undefined && (typeof token !== 'string' || /[\r\n]/.test(token))) {
@@ -147,16 +185,16 @@ export function resolveConsulConnection(
   try {
     url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(address) ? address : `${secure ? 'https' : 'http'}://${address}`);
   } catch {
-    throw new InvalidOptionError('address', address, 'is not a host:port or http(s) URL');
+    throw new InvalidOptionError(addressOption, address, describeBadAddress(address, undefined));
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new InvalidOptionError('address', address, 'must use http or https');
+    throw new InvalidOptionError(addressOption, address, `must use http or https (has "${url.protocol.slice(0, -1)}")`);
   }
   if (url.username || url.password) {
-    throw new InvalidOptionError('address', `${url.protocol}//${url.host}`, 'must not carry credentials; use the token option');
+    throw new InvalidOptionError(addressOption, `${url.protocol}//${url.host}`, 'must not carry credentials; use the token option or CONSUL_HTTP_TOKEN');
   }
   if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
-    throw new InvalidOptionError('address', address, 'must not have a path, query or fragment');
+    throw new InvalidOptionError(addressOption, address, describeBadAddress(address, url));
   }
   return {
     origin: url.origin,

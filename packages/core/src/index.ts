@@ -65,7 +65,10 @@ export type { BackoffOptions } from './backoff.js';
 export { checkBackoff, retryWithBackoff } from './backoff.js';
 export type { RetryWithBackoffOptions } from './backoff.js';
 export { sleep } from './sleep.js';
-export { checkNumber, checkOptions } from './validate.js';
+export { checkKnownKeys, checkNumber, checkOptions, nearest, optionKeys } from './validate.js';
+export { checkBalancer } from './balancer-util.js';
+export { debugEnvRead } from './env-debug.js';
+export { consulConnectionKeys, describeBadAddress } from './consul-config.js';
 export type { NumberRule } from './validate.js';
 // For resolver packages (e.g. @proxyless/etcd): the shared-watch machinery, one copy. Not a stable API.
 export { WatchHub } from './watch-hub.js';

@@ -18,7 +18,7 @@ import {
 } from './errors.js';
 import type { CallOptions, Resolver, ServiceWatch, SnapshotSourceInfo } from './resolver.js';
 import { createServiceInstance, isConnectableAddress, type HealthStatus, type ServiceInstance } from './service-instance.js';
-import { checkNumber, validateDatacenter, validateNamespace, validatePartition, validateServiceName, validateTag } from './validate.js';
+import { checkKnownKeys, checkNumber, optionKeys, validateDatacenter, validateNamespace, validatePartition, validateServiceName, validateTag } from './validate.js';
 import { WatchHub, type WatchSink } from './watch-hub.js';
 import { describeConsulFailure } from './consul-failure.js';
 import { CatalogWatch, consulCatalogRunner, type CatalogWatchOptions } from './consul-catalog-watch.js';
@@ -116,6 +116,12 @@ interface Answer {
   /** Published flagged stale (a lagging read that could not be refreshed). */
   stale: boolean;
 }
+
+const consulResolverKeys = optionKeys<ConsulResolverOptions>({
+  address: true, secure: true, token: true, tls: true, timeoutMs: true, maxResponseBytes: true, maxConnections: true, http2: true,
+  waitMs: true, rateLimit: true, backoff: true, probeMaxMs: true, recoverySpreadMs: true,
+  client: true, env: true, consistency: true, cached: true, maxStaleMs: true, namespace: true, partition: true, preparedQueryIntervalMs: true,
+});
 
 const consistencies: readonly string[] = ['stale', 'default', 'consistent'];
 
@@ -295,6 +301,7 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
   #closed = false;
 
   constructor(options: ConsulResolverOptions = {}) {
+    checkKnownKeys('', options, consulResolverKeys, 'ConsulResolver');
     const { client, env, waitMs, rateLimit, backoff, probeMaxMs, recoverySpreadMs, consistency, cached, maxStaleMs, namespace, partition, preparedQueryIntervalMs, ...connection } = options;
     const environment = env ?? process.env;
     this.#loop = resolveBlockingQueryOptions({

@@ -11,7 +11,7 @@ import {
 } from './errors.js';
 import type { CallOptions, Resolver, ServiceWatch } from './resolver.js';
 import { createServiceInstance, type ServiceInstance } from './service-instance.js';
-import { checkNumber, validateDatacenter, validateServiceName } from './validate.js';
+import { checkKnownKeys, checkNumber, optionKeys, validateDatacenter, validateServiceName } from './validate.js';
 import { checkDnsTtl, checkLogger, formatConfigWarning, type ConfigLogger } from './doctor.js';
 import { backoffDelay, checkBackoff, type BackoffOptions } from './backoff.js';
 import { sleep } from './sleep.js';
@@ -224,6 +224,12 @@ function addressesOf(records: readonly dnsPacket.Answer[] | undefined): Map<stri
   return map;
 }
 
+const dnsSrvResolverKeys = optionKeys<DnsSrvResolverOptions>({
+  servers: true, timeoutMs: true, attempts: true, udpPayloadSize: true,
+  transport: true, domain: true, style: true, minTtlMs: true, maxTtlMs: true, negativeTtlMs: true, backoff: true,
+  maxCacheEntries: true, expectedPropagationMs: true, logger: true,
+});
+
 /**
  * Resolves and watches services through DNS SRV records (Consul's DNS
  * interface or any RFC 2782 name), on its own sockets via {@link DnsTransport}.
@@ -256,6 +262,7 @@ export class DnsSrvResolver implements Resolver<DnsSrvQuery> {
   #closed = false;
 
   constructor(options: DnsSrvResolverOptions = {}) {
+    checkKnownKeys('', options, dnsSrvResolverKeys, 'DnsSrvResolver');
     const { transport, domain, style, minTtlMs, maxTtlMs, negativeTtlMs, backoff, maxCacheEntries, expectedPropagationMs, logger, ...transportOptions } = options;
     this.#domain = validateDnsName(domain ?? 'consul', 'domain');
     this.#style = style ?? 'consul';

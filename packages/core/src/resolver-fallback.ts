@@ -1,7 +1,7 @@
 import { ClosedError, InvalidOptionError, ResolutionFailedError, isProxylessError } from './errors.js';
 import type { CallOptions, Resolver, ServiceSnapshot, ServiceWatch } from './resolver.js';
 import type { ServiceInstance } from './service-instance.js';
-import { validateServiceName } from './validate.js';
+import { checkKnownKeys, optionKeys, validateServiceName } from './validate.js';
 import { WatchHub, type WatchSink } from './watch-hub.js';
 
 /** Options of {@link FallbackResolver}. */
@@ -21,6 +21,10 @@ export interface FallbackResolverOptions<PrimaryQuery extends object, SecondaryQ
    */
   primaryTimeoutMs?: number;
 }
+
+const fallbackKeys = optionKeys<FallbackResolverOptions<object, object>>({
+  primary: true, secondary: true, secondaryQuery: true, closeResolvers: true, primaryTimeoutMs: true,
+});
 
 /** Errors that another source cannot fix: bad input, closure, cancellation. */
 function isFinal(error: unknown): boolean {
@@ -56,6 +60,7 @@ export class FallbackResolver<PrimaryQuery extends object = object, SecondaryQue
 
   constructor(options: FallbackResolverOptions<PrimaryQuery, SecondaryQuery>) {
     if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'must be an object');
+    checkKnownKeys('', options, fallbackKeys, 'FallbackResolver');
     for (const name of ['primary', 'secondary'] as const) {
       const r = options[name] as Partial<Resolver> | undefined;
       if (typeof r?.watch !== 'function' || typeof r.resolve !== 'function') throw new InvalidOptionError(name, r, 'must be a Resolver');

@@ -1,7 +1,7 @@
 import { ClosedError, InvalidOptionError, NoHealthyInstancesError } from './errors.js';
 import type { CallOptions, Resolver, ServiceWatch } from './resolver.js';
 import { createServiceInstance, type ServiceInstance, type ServiceInstanceInit } from './service-instance.js';
-import { validateServiceName } from './validate.js';
+import { checkKnownKeys, optionKeys, validateServiceName } from './validate.js';
 import { WatchHub, type WatchSink } from './watch-hub.js';
 
 /** An instance of a {@link StaticResolver}: `service` defaults to the service it is listed under. */
@@ -31,6 +31,7 @@ export class StaticResolver implements Resolver {
   #closed = false;
 
   constructor(options: StaticResolverOptions = {}) {
+    checkKnownKeys('', options, optionKeys<StaticResolverOptions>({ services: true }), 'StaticResolver');
     for (const [service, list] of Object.entries(options.services ?? {})) this.set(service, list);
     this.#hub = new WatchHub<object>('static', (service, _query, sink) => this.#run(service, sink));
   }

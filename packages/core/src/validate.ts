@@ -106,3 +106,77 @@ export function checkOptions(option: string, value: unknown): void {
     throw new InvalidOptionError(option, value, 'must be an options object');
   }
 }
+
+/**
+ * Every key of an options type, checked by the compiler both ways: a key the
+ * type lacks is an excess property, a key the list lacks is a missing one. So
+ * the list that rejects typos can never drift from the documented type.
+ * @internal
+ */
+export function optionKeys<T extends object>(keys: { readonly [K in keyof Required<T>]: true }): readonly string[] {
+  return Object.keys(keys);
+}
+
+/** Edit distance counting a swap of neighbours as one edit (`brust` → `burst`); for suggestions only (short keys). */
+function editDistance(a: string, b: string): number {
+  let before: number[] = [];
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      let best = Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, (before[j - 2] ?? 0) + 1);
+      current[j] = best;
+    }
+    before = previous;
+    previous = current;
+  }
+  return previous[b.length] ?? 0;
+}
+
+/**
+ * The candidate nearest to `input` (case-insensitive edit distance, at most a
+ * third of the longer word, or one is a prefix of the other), or `undefined`.
+ * @internal
+ */
+export function nearest(input: string, candidates: readonly string[]): string | undefined {
+  const lower = input.toLowerCase();
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const c = candidate.toLowerCase();
+    const d = editDistance(lower, c);
+    // A prefix either way counts as one edit (`timeout` → `timeoutMs`); the true distance breaks ties.
+    const distance = (c.startsWith(lower) || lower.startsWith(c) ? Math.min(1, d) : d) + d / 1000;
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best !== undefined && Math.floor(bestDistance) <= Math.max(1, Math.floor(Math.max(input.length, best.length) / 3)) ? best : undefined;
+}
+
+/**
+ * Rejects a key that `known` lacks (a typo such as `retrys` would otherwise be
+ * ignored in silence), naming the nearest valid key. `option` is the dotted
+ * path of the object (`''` for a top-level options argument).
+ * @throws {@link InvalidOptionError} `Invalid option "retrys": … is not an option of createClient; did you mean "retry"?`
+ * @internal
+ */
+export function checkKnownKeys(option: string, value: unknown, known: readonly string[], owner: string): void {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return;
+  for (const key of Object.keys(value)) {
+    if (known.includes(key)) continue;
+    // undefined is how a spread of optional settings says "not set": nothing to reject.
+    if ((value as Record<string, unknown>)[key] === undefined) continue;
+    const suggestion = nearest(key, known);
+    const path = option ? `${option}.${key}` : key;
+    // The value is left out: a misspelt `tokne` or `kye` would carry a secret into the message.
+    const error = new InvalidOptionError(path, '<not shown>', '');
+    error.message = `Invalid option "${path}": not an option of ${owner}; ` +
+      (suggestion !== undefined ? `did you mean "${suggestion}"?` : `valid keys: ${known.join(', ')}`);
+    Error.captureStackTrace(error, checkKnownKeys);
+    throw error;
+  }
+}

@@ -1,4 +1,4 @@
-import { InvalidOptionError, checkNumber, envFlag, readPemFromEnv } from '@proxyless/core';
+import { InvalidOptionError, checkKnownKeys, checkNumber, debugEnvRead, describeBadAddress, envFlag, optionKeys, readPemFromEnv } from '@proxyless/core';
 
 /** TLS settings for talking to etcd over HTTPS. */
 export interface EtcdTlsOptions {
@@ -83,8 +83,21 @@ export function etcdOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): EtcdCo
   }
   if (env['ETCDCTL_USERNAME']) options.username = env['ETCDCTL_USERNAME'];
   if (env['ETCDCTL_PASSWORD']) options.password = env['ETCDCTL_PASSWORD'];
+  debugEnvRead('etcd connection', 'ETCDCTL_', etcdEnvNames, env);
   return options;
 }
+
+/** Every variable {@link etcdOptionsFromEnv} reads. */
+const etcdEnvNames = [
+  'ETCDCTL_ENDPOINTS', 'ETCDCTL_CACERT', 'ETCDCTL_CERT', 'ETCDCTL_KEY', 'ETCDCTL_INSECURE_SKIP_TLS_VERIFY',
+  'ETCDCTL_USER', 'ETCDCTL_USERNAME', 'ETCDCTL_PASSWORD',
+] as const;
+
+/** @internal */
+export const etcdConnectionKeys = optionKeys<EtcdConnectionOptions>({
+  endpoints: true, tls: true, username: true, password: true, timeoutMs: true, connectTimeoutMs: true, maxResponseBytes: true,
+});
+const etcdTlsKeys = optionKeys<EtcdTlsOptions>({ ca: true, cert: true, key: true, serverName: true, rejectUnauthorized: true });
 
 function hasControlCharacter(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
@@ -94,8 +107,8 @@ function hasControlCharacter(text: string): boolean {
   return false;
 }
 
-function parseEndpoint(endpoint: unknown, secure: boolean, index: number): string {
-  const option = `endpoints[${index}]`;
+function parseEndpoint(endpoint: unknown, secure: boolean, index: number, source: string): string {
+  const option = `${source}[${index}]`;
   if (typeof endpoint !== 'string' || endpoint.length === 0 || endpoint.length > 2048) {
     throw new InvalidOptionError(option, endpoint, 'must be a host:port or http(s) URL');
   }
@@ -103,15 +116,16 @@ function parseEndpoint(endpoint: unknown, secure: boolean, index: number): strin
   try {
     url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(endpoint) ? endpoint : `${secure ? 'https' : 'http'}://${endpoint}`);
   } catch {
-    throw new InvalidOptionError(option, endpoint.replace(/\/\/[^@/]*@/, '//<redacted>@'), 'is not a host:port or http(s) URL');
+    const shown = endpoint.replace(/\/\/[^@/]*@/, '//<redacted>@');
+    throw new InvalidOptionError(option, shown, describeBadAddress(shown, undefined));
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidOptionError(option, url.protocol, 'must use http or https');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidOptionError(option, url.protocol, `must use http or https (has "${url.protocol.slice(0, -1)}")`);
   if (url.username || url.password) {
     // Never echo what may be a password.
     throw new InvalidOptionError(option, `${url.protocol}//<redacted>@${url.host}`, 'must not carry credentials; use the username and password options');
   }
   if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
-    throw new InvalidOptionError(option, endpoint, 'must not have a path, query or fragment');
+    throw new InvalidOptionError(option, endpoint, describeBadAddress(endpoint, url));
   }
   return url.origin;
 }
@@ -126,6 +140,8 @@ export function resolveEtcdConnectionWithSecret(
   options: EtcdConnectionOptions = {},
   env: NodeJS.ProcessEnv = process.env,
 ): { connection: ResolvedEtcdConnection; password: string | undefined } {
+  checkKnownKeys('', options, etcdConnectionKeys, 'the etcd connection');
+  checkKnownKeys('tls', options.tls, etcdTlsKeys, 'the etcd connection');
   const fromEnv = etcdOptionsFromEnv(env);
   const raw = options.endpoints ?? fromEnv.endpoints ?? '127.0.0.1:2379';
   const list = typeof raw === 'string' ? raw.split(',').map((e) => e.trim()) : raw;
@@ -134,7 +150,7 @@ export function resolveEtcdConnectionWithSecret(
   }
   const tls = options.tls ?? fromEnv.tls;
   if (tls !== undefined && (typeof tls !== 'object' || tls === null)) throw new InvalidOptionError('tls', tls, 'must be an object');
-  const endpoints = [...new Set(list.map((e, i) => parseEndpoint(e, tls !== undefined, i)))];
+  const endpoints = [...new Set(list.map((e, i) => parseEndpoint(e, tls !== undefined, i, options.endpoints !== undefined ? 'endpoints' : 'ETCDCTL_ENDPOINTS')))];
   const username = options.username ?? fromEnv.username;
   const password = options.password ?? (options.username === undefined ? fromEnv.password : undefined);
   if (username !== undefined && (typeof username !== 'string' || username.length === 0 || username.length > 256 || hasControlCharacter(username))) {

@@ -1,5 +1,7 @@
 import {
   InvalidOptionError,
+  checkKnownKeys,
+  optionKeys,
   ProxylessError,
   createServiceInstance,
   validateServiceName,
@@ -153,6 +155,7 @@ function instanceFromJson(service: string, name: string, value: Buffer): Service
  * the registrar with a lease.
  */
 export function proxylessLayout(options: ProxylessLayoutOptions = {}): EtcdKeyLayout & { instanceKey(service: string, id: string): string } {
+  checkKnownKeys('', options, optionKeys<ProxylessLayoutOptions>({ prefix: true }), 'proxylessLayout()');
   const root = validatePrefix(options.prefix ?? '/proxyless/services');
   return {
     name: 'proxyless',
@@ -186,6 +189,7 @@ export function parseHostPort(text: string): { address: string; port: number } |
  * Proxyless without re-keying. Instance ID and key are `<name>`.
  */
 export function confdLayout(options: ConfdLayoutOptions = {}): EtcdKeyLayout {
+  checkKnownKeys('', options, optionKeys<ConfdLayoutOptions>({ prefix: true }), 'confdLayout()');
   const template = options.prefix ?? '/{service}/servers';
   if (typeof template !== 'string') throw new InvalidOptionError('prefix', template, 'must be a string');
   // Validate the template with a sample name, so a bad prefix fails at construction.

@@ -1,5 +1,7 @@
 import {
   InvalidOptionError,
+  checkKnownKeys,
+  optionKeys,
   RegistrationLostError,
   TimeoutError,
   backoffDelay,
@@ -12,7 +14,7 @@ import {
   type RegistryReport,
 } from '@proxyless/core';
 import { EtcdApiError, EtcdClient, EtcdUnreachableError } from './etcd-client.js';
-import type { EtcdConnectionOptions } from './etcd-config.js';
+import { etcdConnectionKeys, type EtcdConnectionOptions } from './etcd-config.js';
 import { describeEtcdFailure } from './etcd-failure.js';
 import { proxylessLayout, type EtcdInstanceValue } from './key-layout.js';
 
@@ -272,6 +274,8 @@ export class EtcdRegistry implements RegistryPort {
   }
 }
 
+const etcdRegistryKeys = [...etcdConnectionKeys, ...optionKeys<Omit<EtcdRegistryOptions, keyof EtcdConnectionOptions>>({ client: true, env: true, prefix: true })];
+
 /**
  * The `registry` option of a registrar, for etcd.
  * @example
@@ -282,6 +286,7 @@ export class EtcdRegistry implements RegistryPort {
  * ```
  */
 export function etcdRegistry(options: EtcdRegistryOptions = {}): RegistryFactory {
+  checkKnownKeys('', options, etcdRegistryKeys, 'etcdRegistry()');
   if (options.prefix !== undefined) proxylessLayout({ prefix: options.prefix }); // validate now, not at start()
   return (spec) => new EtcdRegistry(spec, options);
 }

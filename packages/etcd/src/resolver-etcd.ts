@@ -4,6 +4,8 @@ import {
   CatalogWatch,
   ClosedError,
   InvalidOptionError,
+  checkKnownKeys,
+  optionKeys,
   NoHealthyInstancesError,
   ResolutionFailedError,
   WatchHub,
@@ -17,7 +19,7 @@ import {
   type WatchSink,
 } from '@proxyless/core';
 import { EtcdClient, type EtcdKeyValue } from './etcd-client.js';
-import type { EtcdConnectionOptions } from './etcd-config.js';
+import { etcdConnectionKeys, type EtcdConnectionOptions } from './etcd-config.js';
 import { proxylessLayout, validateInstanceName, type EtcdKeyLayout } from './key-layout.js';
 import { runPrefixWatch, type ResyncReason } from './prefix-watch.js';
 import { etcdCatalogRunner } from './service-list-etcd.js';
@@ -75,6 +77,11 @@ function printable(key: Buffer): string {
   return out;
 }
 
+const etcdResolverKeys = [
+  ...etcdConnectionKeys,
+  ...optionKeys<Omit<EtcdResolverOptions, keyof EtcdConnectionOptions>>({ client: true, env: true, layout: true, maxValueBytes: true, backoff: true, watchIdleMs: true }),
+];
+
 /**
  * Resolves and watches services registered in etcd.
  *
@@ -114,6 +121,7 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
 
   constructor(options: EtcdResolverOptions = {}) {
     super();
+    checkKnownKeys('', options, etcdResolverKeys, 'EtcdResolver');
     const { client, env, layout, maxValueBytes, backoff, watchIdleMs, ...connection } = options;
     this.layout = layout ?? proxylessLayout();
     if (typeof this.layout !== 'object' || typeof this.layout.servicePrefix !== 'function' || typeof this.layout.parse !== 'function') {

@@ -10,7 +10,7 @@
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import { Agent, Dispatcher } from 'undici';
-import { AbortedError, ClosedError, InvalidOptionError, InvalidServiceNameError, validateServiceName, type Resolver } from '@proxyless/core';
+import { AbortedError, ClosedError, InvalidOptionError, InvalidServiceNameError, checkKnownKeys, optionKeys, validateServiceName, type Resolver } from '@proxyless/core';
 import { createClient, type ProxylessClient } from './client.js';
 import { NoHealthyEndpointsError, UnknownServiceError } from './errors.js';
 import { resolveOptions, type ClientOptions } from './options.js';
@@ -66,6 +66,8 @@ export interface ServiceDispatchOptions {
   /** Consistent-hash key. */
   hashKey?: string;
 }
+
+const dispatcherOptionKeys = optionKeys<DispatcherOptions>({ resolver: true, client: true, services: true, serviceDomain: true, bareHostnames: true, fallback: true });
 
 /** A service a host routes to. @internal */
 interface Route {
@@ -224,6 +226,7 @@ export class ServiceDispatcher extends Dispatcher {
   constructor(options: DispatcherOptions) {
     super();
     if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'must be an object');
+    checkKnownKeys('', options, dispatcherOptionKeys, 'createDispatcher()');
     const { resolver } = options;
     if (typeof resolver !== 'object' || resolver === null || typeof (resolver as Partial<Resolver>).watch !== 'function') {
       throw new InvalidOptionError('resolver', resolver, 'must implement Resolver (watch())');
@@ -257,7 +260,7 @@ export class ServiceDispatcher extends Dispatcher {
     this.#fallback = options.fallback ?? new Agent();
     this.#ownsFallback = options.fallback === undefined;
     // Validate the shared client options (and the mapped names) now, not on the first request.
-    resolveOptions({ ...this.#clientOptions, service: 'options-check', resolver });
+    resolveOptions({ ...this.#clientOptions, service: 'options-check', resolver }, 'createDispatcher()', 'client');
     for (const [host, service] of mapping) validateServiceName(service, `services["${host}"]`);
   }
 

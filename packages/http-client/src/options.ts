@@ -1,4 +1,4 @@
-import { InvalidOptionError, checkNumber, validateServiceName, type Balancer, type ConfigLogger, type Resolver, type ServiceInstance } from '@proxyless/core';
+import { InvalidOptionError, checkBalancer, checkKnownKeys, checkNumber, optionKeys, validateServiceName, type Balancer, type ConfigLogger, type Resolver, type ServiceInstance } from '@proxyless/core';
 import type { RetryLayer } from './doctor.js';
 import { buildPolicy, type PolicyOptions, type RequestPolicy, type RetryOptions } from './policy.js';
 
@@ -164,17 +164,36 @@ function statuses(option: string, value: unknown, fallback: readonly number[]): 
 
 const FIVE_XX = Object.freeze(Array.from({ length: 100 }, (_, i) => 500 + i));
 
+/** Every documented key, for the typo check (the compiler keeps each list equal to its type). @internal */
+export const clientOptionKeys = optionKeys<ClientOptions>({
+  service: true, resolver: true, query: true, balancer: true, timeoutMs: true, perTryTimeoutMs: true, connectTimeoutMs: true,
+  connectionsPerEndpoint: true, keepAliveTimeoutMs: true, maxResponseBytes: true, drainTimeoutMs: true, breaker: true,
+  outlierDetection: true, retry: true, scheme: true, tls: true, logger: true, retryLayers: true,
+});
+const breakerKeys = optionKeys<BreakerOptions>({ errorThresholdPercentage: true, volumeThreshold: true, resetTimeoutMs: true, rollingWindowMs: true, rollingBuckets: true });
+const outlierKeys = optionKeys<OutlierDetectionOptions>({
+  consecutiveFailures: true, baseEjectionTimeMs: true, maxEjectionTimeMs: true, maxEjectionPercent: true, panicThresholdPercent: true, failureStatuses: true,
+});
+const clientRetryKeys = optionKeys<ClientRetryOptions>({ maxRetries: true, baseDelayMs: true, maxDelayMs: true, retryOnStatuses: true, budget: true });
+const budgetKeys = optionKeys<RetryBudgetOptions>({ ratio: true, windowMs: true, minRetriesPerSecond: true });
+const tlsKeys = optionKeys<BackendTlsOptions>({ ca: true, cert: true, key: true, servername: true, rejectUnauthorized: true });
+
 /** Validates and defaults client options; throws `InvalidOptionError` naming the option. @internal */
-export function resolveOptions(options: ClientOptions): ResolvedOptions {
+export function resolveOptions(options: ClientOptions, owner = 'createClient()', prefix = ''): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'must be an object');
+  const at = (key: string): string => (prefix ? `${prefix}.${key}` : key);
+  checkKnownKeys(prefix, options, clientOptionKeys, owner);
+  checkKnownKeys(at('breaker'), options.breaker, breakerKeys, owner);
+  checkKnownKeys(at('outlierDetection'), options.outlierDetection, outlierKeys, owner);
+  checkKnownKeys(at('retry'), options.retry, clientRetryKeys, owner);
+  if (options.retry) checkKnownKeys(at('retry.budget'), options.retry.budget, budgetKeys, owner);
+  checkKnownKeys(at('tls'), options.tls, tlsKeys, owner);
   const { service, resolver, balancer } = options;
   validateServiceName(service);
   if (typeof resolver !== 'object' || resolver === null || typeof (resolver as Partial<Resolver>).watch !== 'function') {
     throw new InvalidOptionError('resolver', resolver, 'must implement Resolver (watch())');
   }
-  if (balancer !== undefined && (typeof balancer !== 'object' || balancer === null || typeof balancer.createPicker !== 'function')) {
-    throw new InvalidOptionError('balancer', balancer, 'must implement Balancer (createPicker())');
-  }
+  if (balancer !== undefined) checkBalancer('balancer', balancer);
   if (options.query !== undefined && (typeof options.query !== 'object' || options.query === null)) {
     throw new InvalidOptionError('query', options.query, 'must be an object');
   }

@@ -1,4 +1,4 @@
-import { InvalidOptionError, checkNumber, checkOptions } from '@proxyless/core';
+import { InvalidOptionError, checkKnownKeys, checkNumber, checkOptions, optionKeys } from '@proxyless/core';
 
 /** Retry settings of a {@link RequestPolicy} or a client. */
 export interface RetryOptions {
@@ -26,6 +26,9 @@ export interface PolicyOptions {
   /** Retries; `false` disables them. */
   retry?: RetryOptions | false;
 }
+
+const policyKeys = optionKeys<PolicyOptions>({ timeoutMs: true, perTryTimeoutMs: true, retry: true });
+const retryKeys = optionKeys<RetryOptions>({ maxRetries: true, baseDelayMs: true, maxDelayMs: true, retryOnStatuses: true });
 
 /** A resolved retry policy (immutable). */
 export interface RetryPolicy {
@@ -87,9 +90,13 @@ export function defaultPerTryTimeoutMs(timeoutMs: number, retries: boolean): num
  */
 export function buildPolicy(options: PolicyOptions, base: RequestPolicy | undefined, perTryExplicit: boolean): { policy: RequestPolicy; perTryExplicit: boolean } {
   checkOptions('policy', options);
+  checkKnownKeys('', options, policyKeys, 'a policy');
   const timeoutMs = checkNumber('timeoutMs', options.timeoutMs, base?.timeoutMs ?? 10_000, { integer: true, min: 1, max: 3_600_000 });
   const r = options.retry;
-  if (r !== undefined && r !== false) checkOptions('retry', r);
+  if (r !== undefined && r !== false) {
+    checkOptions('retry', r);
+    checkKnownKeys('retry', r, retryKeys, 'a policy');
+  }
   let retry: RetryPolicy | false;
   if (r === false) retry = false;
   else if (r === undefined && base !== undefined) retry = base.retry;

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { InvalidOptionError } from '@proxyless/core';
+import { InvalidOptionError, nearest } from '@proxyless/core';
 import { parseDuration, type RegistrarOptions } from './options.js';
 
 /** Usage text of `proxyless-register`. @internal */
@@ -163,7 +163,10 @@ export function parseCliArgs(argv: readonly string[]): CliConfig {
     ...(values.consul !== undefined ? { consul: { address: values.consul } } : {}),
   };
   const registry = values.registry ?? 'consul';
-  if (registry !== 'consul' && registry !== 'etcd') throw new UsageError(`--registry must be consul or etcd, got ${JSON.stringify(registry)}`);
+  if (registry !== 'consul' && registry !== 'etcd') {
+    const near = nearest(registry, ['consul', 'etcd']);
+    throw new UsageError(`--registry must be consul or etcd, got ${JSON.stringify(registry)}${near ? `: did you mean ${near}?` : ''}`);
+  }
   if (registry === 'etcd' && values.consul !== undefined) throw new UsageError('--consul cannot be combined with --registry etcd');
   if (registry === 'consul' && values.etcd !== undefined) throw new UsageError('--etcd needs --registry etcd');
   const deadlineMs = duration(values, 'deadline', 9000);

@@ -2,9 +2,12 @@ import { hostname, networkInterfaces } from 'node:os';
 import {
   ConsulHttpClient,
   InvalidOptionError,
+  checkKnownKeys,
   checkNumber,
+  optionKeys,
   validateServiceName,
   validateTag,
+  consulConnectionKeys,
   type ConsulConnectionOptions,
   type RegistryFactory,
 } from '@proxyless/core';
@@ -214,6 +217,12 @@ function idSafe(text: string): string {
   return text.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 63) || 'host';
 }
 
+const registrarKeys = optionKeys<RegistrarOptions>({
+  name: true, port: true, id: true, address: true, tags: true, meta: true, weights: true, checkId: true, checkName: true, ttlMs: true,
+  heartbeatIntervalMs: true, jitter: true, deregisterCriticalServiceAfterMs: true, health: true, requestTimeoutMs: true, retry: true,
+  consul: true, registry: true, logger: true,
+});
+
 /**
  * Applies defaults and validates every option once.
  * @throws InvalidOptionError naming the option and the bad value.
@@ -223,6 +232,11 @@ export function resolveRegistrarOptions(options: RegistrarOptions): ResolvedRegi
   if (typeof options !== 'object' || options === null) {
     throw new InvalidOptionError('options', options, 'must be an object');
   }
+  checkKnownKeys('', options, registrarKeys, 'Registrar');
+  checkKnownKeys('weights', options.weights, optionKeys<RegistrationWeights>({ passing: true, warning: true }), 'Registrar');
+  checkKnownKeys('retry', options.retry, optionKeys<RetryBackoffOptions>({ minDelayMs: true, maxDelayMs: true }), 'Registrar');
+  // A ConsulHttpClient is checked where it was made; a plain object here is connection options.
+  if (options.consul !== undefined && !(options.consul instanceof ConsulHttpClient)) checkKnownKeys('consul', options.consul, consulConnectionKeys, 'Registrar');
   if (options.name === undefined || options.name === '') {
     throw new InvalidOptionError('name', options.name, 'is required');
   }

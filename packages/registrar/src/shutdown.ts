@@ -1,6 +1,6 @@
 import { EventEmitter } from 'eventemitter3';
 import { constants } from 'node:os';
-import { InvalidOptionError, TimeoutError, checkNumber } from '@proxyless/core';
+import { InvalidOptionError, TimeoutError, checkKnownKeys, checkNumber, optionKeys } from '@proxyless/core';
 import type { Registrar } from './registrar.js';
 import { drainServer, type DrainableServer } from './server-drain.js';
 
@@ -82,6 +82,11 @@ function signalNumber(signal: NodeJS.Signals): number {
   return (constants.signals as Record<string, number | undefined>)[signal] ?? 15;
 }
 
+const shutdownKeys = optionKeys<ShutdownOptions>({
+  registrars: true, servers: true, hooks: true, signals: true, deadlineMs: true, outOfRotation: true, propagationTimeoutMs: true,
+  drainDelayMs: true, reserveMs: true, exit: true, handleUncaughtExceptions: true, log: true,
+});
+
 /**
  * Maps signals to an ordered, deadline-bounded drain:
  * take the instance out of rotation → wait until it has left the agent's
@@ -138,6 +143,7 @@ export class ShutdownCoordinator extends EventEmitter<ShutdownEvents> {
   /** Validates options; nothing happens until {@link ShutdownCoordinator.install} or {@link ShutdownCoordinator.shutdown}. */
   constructor(options: ShutdownOptions = {}) {
     super();
+    checkKnownKeys('', options, shutdownKeys, 'ShutdownCoordinator');
     this.#registrars = [...(options.registrars ?? [])];
     this.#servers = [...(options.servers ?? [])];
     this.#hooks = [...(options.hooks ?? [])];
