@@ -76,7 +76,7 @@ export { envFlag, readPemFromEnv, tlsConnectOptions } from './consul-config.js';
 export { readCappedText } from './consul-http.js';
 export { describeConsulFailure } from './consul-failure.js';
 export { withDeadline } from './deadline.js';
-export { preciseConnector, requestUntilAborted, unrefConnector } from './undici-timing.js';
+export { closeUnusedConnector, preciseConnector, requestUntilAborted, unrefConnector } from './undici-timing.js';
 export type { WatchSink, WatchRunner, PublishOptions } from './watch-hub.js';
 export { RegistrationLostError } from './registry-port.js';
 export type { RegistryPort, RegistryFactory, RegistrationSpec, RegistryReport, RegistryCallOptions } from './registry-port.js';

@@ -92,3 +92,37 @@ export function unrefConnector(connect: buildConnector.connector): buildConnecto
     });
   };
 }
+
+/**
+ * How long a new connection may stay without a byte written before it is
+ * taken as unwanted. undici writes a pending request as soon as its
+ * connection is up (a few microtasks later), so this is a bound, not a wait.
+ */
+const UNUSED_CONNECTION_MS = 100;
+
+/**
+ * Wraps a connector so a connection nobody sends on is closed at once rather
+ * than left to idle. After an in-flight HTTP/1 request is aborted, undici
+ * puts it back as pending and opens a new connection for it, then drops it
+ * as aborted: the new socket never carries a request, so it has no
+ * keep-alive timer and stays open until the server closes it
+ * (nodejs/undici#5845; fix proposed in nodejs/undici#5846). Every abandoned
+ * attempt (deadline, per-try timeout, caller abort) left one such connection
+ * to a backend that never answers. A socket with nothing written
+ * {@link UNUSED_CONNECTION_MS} after it connected is destroyed; undici then
+ * sees a closed idle connection and opens a new one only for a real request.
+ * @internal
+ */
+export function closeUnusedConnector(connect: buildConnector.connector): buildConnector.connector {
+  return (options, callback) => {
+    connect(options, (...args) => {
+      const socket = args[1];
+      if (socket) {
+        setTimeout(() => {
+          if (socket.bytesWritten === 0 && !socket.destroyed) socket.destroy();
+        }, UNUSED_CONNECTION_MS).unref();
+      }
+      callback(...args);
+    });
+  };
+}

@@ -266,7 +266,9 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     const timer = setTimeout(() => {
       timedOut = true;
       body.destroy();
-    }, Math.max(0, deadline - performance.now())); // ref'd: a body being read keeps the process alive until its deadline
+      // Ref'd: a body being read keeps the process alive until its deadline. +1: a Node timer may fire up to
+      // 1 ms early by performance.now() (libuv's ms-truncated clock), and the deadline is never declared early.
+    }, Math.max(0, Math.ceil(deadline - performance.now()) + 1));
     const chunks: Buffer[] = [];
     let size = 0;
     try {
@@ -280,12 +282,11 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       }
     } catch (error) {
       if (error instanceof ResponseTooLargeError) throw error;
-      if (timedOut || performance.now() >= deadline - 2) throw new DeadlineExceededError(timeoutMs, { ...context(), cause: error });
+      if (timedOut || performance.now() >= deadline) throw new DeadlineExceededError(timeoutMs, { ...context(), cause: error });
       if (req.signal?.aborted) throw new AbortedError(`Request to "${this.#service}"`, req.signal.reason);
       if (this.#destroyError) throw this.#destroyError;
-      const kind = classifyError(error);
-      if (kind === 'timeout') throw new DeadlineExceededError(timeoutMs, { ...context(), cause: error });
-      throw new RequestFailedError(kind, { ...context(), cause: error });
+      // Before the deadline (undici's body timeout, a reset…): the body's own failure, never ERR_DEADLINE_EXCEEDED.
+      throw new RequestFailedError(classifyError(error), { ...context(), cause: error });
     } finally {
       clearTimeout(timer);
     }

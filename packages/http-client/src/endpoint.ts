@@ -1,5 +1,5 @@
 import { Pool } from 'undici';
-import { preciseConnector, type BalancerEndpoint, type ServiceInstance } from '@proxyless/core';
+import { closeUnusedConnector, preciseConnector, type BalancerEndpoint, type ServiceInstance } from '@proxyless/core';
 import { EndpointBreaker, type BreakerListener, type BreakerState } from './breaker.js';
 import { LoadTracker, type LoadContext } from './load.js';
 import { OutlierState } from './outlier-detection.js';
@@ -60,7 +60,8 @@ export class Endpoint implements BalancerEndpoint {
       // stalled body between chunks once the response was handed out.
       headersTimeout: 0,
       bodyTimeout: options.bodyTimeoutMs,
-      connect: preciseConnector(options.connectTimeoutMs, options.tls),
+      // A connection undici opens for an aborted request is closed, not left open (nodejs/undici#5845).
+      connect: closeUnusedConnector(preciseConnector(options.connectTimeoutMs, options.tls)),
     });
     this.breaker = options.breaker ? new EndpointBreaker(options.breaker, rotate, listener, label) : undefined;
     this.outlier = new OutlierState(options.outlier, options.outlier ? () => listener.onOutlier() : undefined);

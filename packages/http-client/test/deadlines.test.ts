@@ -283,4 +283,80 @@ describe('http-client: deadlines and per-try timeouts that hold', function () {
       });
     }
   });
+
+  describe('honest deadline errors, and no connection left behind', () => {
+    /** One request's end: how long it took by the caller's clock, and how. */
+    async function timed(send: () => Promise<unknown>): Promise<{ ms: number; error: unknown }> {
+      const t0 = performance.now();
+      try {
+        await send();
+        return { ms: performance.now() - t0, error: undefined };
+      } catch (error) {
+        return { ms: performance.now() - t0, error };
+      }
+    }
+
+    it('ERR_DEADLINE_EXCEEDED only once the deadline has passed; when no retry fits the time left, the last attempt\'s own error at once', async () => {
+      const resolver = new FakeResolver();
+      resolver.set([instance(await hungBackend()), instance(await hungBackend())]);
+      // Default retries: per-try 2/5 of 300 ms, so after two timed-out attempts the next backoff often does not fit.
+      // Breakers, ejection and the budget off: every request makes its attempts (else most fail fast, unmeasured).
+      const options: Partial<ClientOptions> = { timeoutMs: 300, breaker: false, outlierDetection: false, retry: { budget: { ratio: 1, minRetriesPerSecond: 1_000 } } };
+      client = createClient({ service: 'svc', resolver, ...options });
+      const dispatcher = createDispatcher({ resolver, client: options });
+      const c = client;
+      const ends: { ms: number; error: unknown }[] = [];
+      try {
+        // 60 requests in batches of 10 (the early error hit 1–2 of 10 before the fix), both ways in.
+        for (let batch = 0; batch < 6; batch++) {
+          const viaDispatcher = batch % 2 === 1;
+          ends.push(...(await Promise.all(Array.from({ length: 10 }, () => timed(() => viaDispatcher
+            ? undiciRequest('http://svc.service.consul/', { dispatcher }).then((r) => r.body.dump())
+            : c.request('/'))))));
+        }
+      } finally {
+        await dispatcher.close();
+      }
+      const deadline = ends.filter((e) => e.error instanceof DeadlineExceededError);
+      const lastAttempt = ends.filter((e) => e.error instanceof RequestFailedError);
+      const early = deadline.filter((e) => e.ms < 300);
+      const fmt = (list: { ms: number }[]): string => list.length === 0 ? '-' : `${Math.min(...list.map((e) => e.ms)).toFixed(0)}–${Math.max(...list.map((e) => e.ms)).toFixed(0)} ms`;
+      console.log(`      [measure] 60 requests, 300 ms deadline, hung backends: ${deadline.length} ERR_DEADLINE_EXCEEDED at ${fmt(deadline)}, ` +
+        `${lastAttempt.length} ended with the last attempt's timeout at ${fmt(lastAttempt)}`);
+      const other = ends.filter((e) => !(e.error instanceof DeadlineExceededError) && !(e.error instanceof RequestFailedError));
+      assert.deepEqual(other.map((e) => `${(e.error as Error | undefined)?.name}: ${(e.error as Error | undefined)?.message}`), [], 'every request fails with one of the two');
+      assert.deepEqual(early.map((e) => Math.round(e.ms)), [], 'ERR_DEADLINE_EXCEEDED before the deadline passed');
+      for (const e of lastAttempt) {
+        assert.equal((e.error as RequestFailedError).reason, 'timeout');
+        assert.ok(e.ms >= 200, `before two per-try timeouts could pass (${e.ms.toFixed(0)} ms)`);
+      }
+    });
+
+    it('closes the connection of every abandoned request (deadline, per-try timeout, caller abort), through the client and the dispatcher', async () => {
+      const resolver = new FakeResolver();
+      resolver.set([instance(await hungBackend())]);
+      // A keep-alive far longer than the test waits: a connection left idle would still be open.
+      const options: Partial<ClientOptions> = { timeoutMs: 300, keepAliveTimeoutMs: 60_000 };
+      client = createClient({ service: 'svc', resolver, ...options });
+      const dispatcher = createDispatcher({ resolver, client: options });
+      const c = client;
+      try {
+        for (let round = 0; round < 3; round++) {
+          const controller = new AbortController();
+          setTimeout(() => controller.abort(), 50);
+          await Promise.all([
+            ...Array.from({ length: 5 }, () => c.request('/').catch(() => undefined)),
+            ...Array.from({ length: 5 }, () => undiciRequest('http://svc.service.consul/', { dispatcher }).then((r) => r.body.dump(), () => undefined)),
+            c.request({ path: '/', signal: controller.signal }).catch(() => undefined),
+            undiciRequest('http://svc.service.consul/', { dispatcher, signal: controller.signal }).then((r) => r.body.dump(), () => undefined),
+          ]);
+        }
+        const t0 = performance.now();
+        await until(() => sockets.size === 0, 2_000, `every connection to the hung backend to close (${sockets.size} open)`);
+        console.log(`      [measure] 36 abandoned requests: connections at the backend 0 within ${(performance.now() - t0).toFixed(0)} ms of the last one ending`);
+      } finally {
+        await dispatcher.close();
+      }
+    });
+  });
 });
