@@ -14,8 +14,13 @@ import {
   DnsSrvResolver,
   FallbackResolver,
   StaticResolver,
+  consistentHash,
+  leastRequest,
   locality,
+  peakEwma,
   roundRobin,
+  slowStart,
+  weightedRoundRobin,
   isProxylessError,
 } from '@proxyless/core';
 import { EtcdClient, EtcdResolver, confdLayout, etcdRegistry, proxylessLayout } from '@proxyless/etcd';
@@ -133,6 +138,18 @@ describe('typos fail loudly', function () {
     const r = new EtcdResolver({ endpoints: 'http://127.0.0.1:2379', env: {}, watchIdleMs: 1000, maxValueBytes: 100, backoff: { initialMs: 5, maxMs: 50 } });
     await r.close();
     etcdRegistry({ endpoints: 'http://127.0.0.1:2379', prefix: '/x', env: {} });
+  });
+
+  it('balancer options: unknown keys name the nearest valid key', function () {
+    rejectsKey(() => roundRobin({ randm: Math.random } as never), 'randm', 'random');
+    rejectsKey(() => consistentHash({ algoritm: 'maglev' } as never), 'algoritm', 'algorithm');
+    rejectsKey(() => leastRequest({ choice: 2 } as never), 'choice', 'choices');
+    rejectsKey(() => peakEwma({ defaultLatency: 5 } as never), 'defaultLatency', 'defaultLatencyMs');
+    rejectsKey(() => weightedRoundRobin({ weights: () => 1 } as never), 'weights', 'weight');
+    rejectsKey(() => slowStart(roundRobin(), { window: 5 } as never), 'window', 'windowMs');
+    rejectsKey(() => locality(roundRobin(), { zon: 'a' } as never), 'zon', 'zone');
+    consistentHash({ algorithm: 'maglev', tableSize: 65_537 });
+    locality(roundRobin(), { zone: 'a', minEndpoints: 1, minFraction: 0.5 });
   });
 
   it('a balancer given as a string or an uncalled factory names the factory to call', function () {

@@ -1,7 +1,7 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
 import { InvalidOptionError } from './errors.js';
 import { checkRandom, emptyPicker, hasExclude, pickRandom } from './balancer-util.js';
-import { checkNumber, checkOptions } from './validate.js';
+import { checkNumber, checkOptions, optionKeys } from './validate.js';
 
 /** Options of {@link consistentHash}. */
 export interface ConsistentHashOptions {
@@ -93,7 +93,7 @@ function isPrime(n: number): boolean {
  * ```
  */
 export function consistentHash(options: ConsistentHashOptions = {}): Balancer {
-  checkOptions('consistentHash', options);
+  checkOptions('consistentHash', options, optionKeys<ConsistentHashOptions>({ algorithm: true, replicas: true, maxRingSize: true, tableSize: true, random: true }));
   const algorithm = options.algorithm ?? 'ring';
   if (algorithm !== 'ring' && algorithm !== 'maglev') {
     throw new InvalidOptionError('algorithm', algorithm, 'must be "ring" or "maglev"');

@@ -1,6 +1,6 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
 import { checkRandom, emptyPicker, pickOfChoices } from './balancer-util.js';
-import { checkNumber, checkOptions } from './validate.js';
+import { checkNumber, checkOptions, optionKeys } from './validate.js';
 
 /** Options of {@link leastRequest}. */
 export interface LeastRequestOptions {
@@ -30,7 +30,7 @@ export interface LeastRequestOptions {
  * ```
  */
 export function leastRequest(options: LeastRequestOptions = {}): Balancer {
-  checkOptions('leastRequest', options);
+  checkOptions('leastRequest', options, optionKeys<LeastRequestOptions>({ choices: true, random: true }));
   const choices = checkNumber('choices', options.choices, 2, { min: 2, max: 16, integer: true });
   const random = checkRandom('random', options.random);
   const fewer = (a: BalancerEndpoint, b: BalancerEndpoint): boolean => a.load.inFlight < b.load.inFlight;

@@ -1,6 +1,6 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
 import { checkRandom, emptyPicker, pickOfChoices } from './balancer-util.js';
-import { checkNumber, checkOptions } from './validate.js';
+import { checkNumber, checkOptions, optionKeys } from './validate.js';
 
 /** Options of {@link peakEwma}. */
 export interface PeakEwmaOptions {
@@ -39,7 +39,7 @@ export interface PeakEwmaOptions {
  * ```
  */
 export function peakEwma(options: PeakEwmaOptions = {}): Balancer {
-  checkOptions('peakEwma', options);
+  checkOptions('peakEwma', options, optionKeys<PeakEwmaOptions>({ defaultLatencyMs: true, random: true }));
   const defaultLatencyMs = checkNumber('defaultLatencyMs', options.defaultLatencyMs, 0, { min: 0 });
   const random = checkRandom('random', options.random);
   const score = (e: BalancerEndpoint): number => {

@@ -1,6 +1,6 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
 import { checkRandom, emptyPicker, pickRandom } from './balancer-util.js';
-import { checkOptions } from './validate.js';
+import { checkOptions, optionKeys } from './validate.js';
 
 /** Options of {@link random}. */
 export interface RandomOptions {
@@ -19,7 +19,7 @@ export interface RandomOptions {
  * ```
  */
 export function random(options: RandomOptions = {}): Balancer {
-  checkOptions('random', options);
+  checkOptions('random', options, optionKeys<RandomOptions>({ random: true }));
   const source = checkRandom('random', options.random);
   return {
     name: 'random',

@@ -1,6 +1,6 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
 import { checkRandom, emptyPicker, hasExclude, nextAllowed, randomIndex } from './balancer-util.js';
-import { checkOptions } from './validate.js';
+import { checkOptions, optionKeys } from './validate.js';
 
 /** Options of {@link roundRobin}. */
 export interface RoundRobinOptions {
@@ -22,7 +22,7 @@ export interface RoundRobinOptions {
  * ```
  */
 export function roundRobin(options: RoundRobinOptions = {}): Balancer {
-  checkOptions('roundRobin', options);
+  checkOptions('roundRobin', options, optionKeys<RoundRobinOptions>({ random: true }));
   const random = checkRandom('random', options.random);
   return {
     name: 'round-robin',

@@ -1,7 +1,7 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
 import type { ServiceInstance } from './service-instance.js';
 import { emptyPicker, hasExclude } from './balancer-util.js';
-import { checkOptions } from './validate.js';
+import { checkOptions, optionKeys } from './validate.js';
 import { InvalidOptionError } from './errors.js';
 
 /** Options of {@link weightedRoundRobin}. */
@@ -60,7 +60,7 @@ const MAX_TURNS = 64;
  * ```
  */
 export function weightedRoundRobin(options: WeightedRoundRobinOptions = {}): Balancer {
-  checkOptions('weightedRoundRobin', options);
+  checkOptions('weightedRoundRobin', options, optionKeys<WeightedRoundRobinOptions>({ weight: true }));
   const weightOf: unknown = options.weight ?? consulWeight;
   if (typeof weightOf !== 'function') throw new InvalidOptionError('weight', weightOf, 'must be a function (instance) => number');
   return {

@@ -1,7 +1,7 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
 import { InvalidOptionError } from './errors.js';
 import { checkBalancer, emptyPicker, hasExclude } from './balancer-util.js';
-import { checkNumber, checkOptions } from './validate.js';
+import { checkNumber, checkOptions, optionKeys } from './validate.js';
 
 /** Options of {@link locality}. */
 export interface LocalityOptions {
@@ -39,7 +39,7 @@ export interface LocalityOptions {
  */
 export function locality(inner: Balancer, options: LocalityOptions): Balancer {
   checkBalancer('inner', inner);
-  checkOptions('locality', options);
+  checkOptions('locality', options, optionKeys<LocalityOptions>({ zone: true, datacenter: true, minEndpoints: true, minFraction: true }));
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('locality', options, 'must be an options object');
   const { zone, datacenter } = options;
   if (zone !== undefined && (typeof zone !== 'string' || zone === '')) throw new InvalidOptionError('zone', zone, 'must be a non-empty string');

@@ -1,6 +1,6 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
 import { checkBalancer, checkClock, checkRandom } from './balancer-util.js';
-import { checkNumber, checkOptions } from './validate.js';
+import { checkNumber, checkOptions, optionKeys } from './validate.js';
 
 /** Options of {@link slowStart}. */
 export interface SlowStartOptions {
@@ -51,7 +51,7 @@ export interface SlowStartOptions {
  */
 export function slowStart(inner: Balancer, options: SlowStartOptions = {}): Balancer {
   checkBalancer('inner', inner);
-  checkOptions('slowStart', options);
+  checkOptions('slowStart', options, optionKeys<SlowStartOptions>({ windowMs: true, aggression: true, minWeight: true, maxRepicks: true, now: true, random: true }));
   const windowMs = checkNumber('windowMs', options.windowMs, 30_000, { above: 0 });
   const aggression = checkNumber('aggression', options.aggression, 1, { above: 0 });
   const minWeight = checkNumber('minWeight', options.minWeight, 0.1, { min: 0, max: 1 });

@@ -100,11 +100,15 @@ export function checkNumber(option: string, value: unknown, fallback: number | u
   return value;
 }
 
-/** Rejects a non-object options argument (`undefined` passes). @internal */
-export function checkOptions(option: string, value: unknown): void {
+/**
+ * Rejects a non-object options argument (`undefined` passes) and, given the
+ * documented keys, any other key (see {@link checkKnownKeys}). @internal
+ */
+export function checkOptions(option: string, value: unknown, known?: readonly string[]): void {
   if (value !== undefined && (typeof value !== 'object' || value === null || Array.isArray(value))) {
     throw new InvalidOptionError(option, value, 'must be an options object');
   }
+  if (known !== undefined) checkKnownKeys('', value, known, `${option}()`);
 }
 
 /**
