@@ -86,6 +86,24 @@ describe('a first call, in a child process (real Consul, real etcd)', function (
     }
   });
 
+  describe('examples/client with the registry unreachable: one line naming it, exit 1, without waiting out every call', () => {
+    for (const registry of ['consul', 'etcd'] as const) {
+      it(registry, async () => {
+        const address = `127.0.0.1:${await deadPort()}`;
+        const env = registry === 'consul' ? { CONSUL_HTTP_ADDR: address, REGISTRY: 'consul' } : { ETCDCTL_ENDPOINTS: `http://${address}`, REGISTRY: 'etcd' };
+        const t0 = performance.now();
+        const r = await run(['examples/client/client.ts', 'hello', '10'], env, 60_000);
+        const took = performance.now() - t0;
+        console.log(`      [measure] examples/client exit ${String(r.code)} after ${took.toFixed(0)} ms (5 s deadline per call, 10 calls asked)`);
+        assert.equal(r.signal, null, 'killed');
+        assert.equal(r.code, 1, r.stdout + r.stderr);
+        assert.match(r.stdout, new RegExp(`#1 failed: ResolutionFailedError: Resolving "hello" via ${registry} failed: .*${address.replace(/\./g, '\\.')}.*${registry === 'consul' ? 'CONSUL_HTTP_ADDR' : 'ETCDCTL_ENDPOINTS'}`));
+        assert.match(r.stdout, /hello: 0\/1 ok \(stopped after 1 of 10\)/);
+        assert.ok(took < 20_000, `took ${took.toFixed(0)} ms: it waited out more than one call`);
+      });
+    }
+  });
+
   describe('after one request, an idle client, dispatcher and resolver let the process exit by itself', () => {
     let agent: ConsulAgent;
     let etcd: EtcdServer & { close(): Promise<void> };

@@ -9,7 +9,7 @@
  * Consul's address comes from CONSUL_HTTP_ADDR (default 127.0.0.1:8500);
  * etcd's from ETCDCTL_ENDPOINTS (default 127.0.0.1:2379).
  */
-import { ConsulResolver } from '@proxyless/core';
+import { ConsulResolver, isProxylessError } from '@proxyless/core';
 import { EtcdResolver } from '@proxyless/etcd';
 import { createClient } from '@proxyless/http-client';
 import { registryFromEnv } from '../registry-env.js';
@@ -23,8 +23,10 @@ const client = createClient({ service, resolver, timeoutMs: 5_000 });
 
 const tally = new Map<string, number>();
 let failures = 0;
+let made = 0;
 try {
   for (let i = 1; i <= count; i++) {
+    made = i;
     try {
       const res = await client.json<{ instance?: string }>('/');
       const who = res.body.instance ?? res.endpoint.label;
@@ -33,9 +35,12 @@ try {
     } catch (error) {
       failures++;
       console.log(`#${String(i)} failed: ${(error as Error).name}: ${(error as Error).message}`);
+      // The registry could not be asked (the line names it, its address and what sets it): every
+      // further call would wait out its deadline the same way.
+      if (isProxylessError(error, 'ERR_RESOLUTION_FAILED')) break;
     }
   }
-  console.log(`${service}: ${String(count - failures)}/${String(count)} ok`);
+  console.log(`${service}: ${String(made - failures)}/${String(made)} ok${made < count ? ` (stopped after ${String(made)} of ${String(count)})` : ''}`);
   for (const [who, n] of [...tally].sort()) console.log(`  ${who}: ${String(n)}`);
 } finally {
   // Closing the client and the resolver stops the watch and the pools: the process exits by itself.
