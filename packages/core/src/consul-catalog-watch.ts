@@ -102,6 +102,14 @@ export function consulCatalogRunner(client: ConsulHttpClient, options: CatalogWa
  * A running watch of a registry's service list (Consul's catalog, or the
  * services under an etcd prefix); get one from
  * {@link ConsulResolver.watchServices} (or `EtcdResolver.watchServices`).
+ *
+ * ## Events
+ *
+ * Subscribe with `on(name, listener)`; the listener's arguments are typed by {@link CatalogWatchEvents}.
+ *
+ * - {@link CatalogWatchEvents.update | `update`} `(services)`: The list of services (or a service's tags) changed.
+ * - {@link CatalogWatchEvents.error | `error`} `(error)`: A poll failed; the last list stays.
+ *
  * @example
  * ```ts
  * const catalog = resolver.watchServices();

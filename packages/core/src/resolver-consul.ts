@@ -260,10 +260,22 @@ class UnconfirmedEmptyError extends ProxylessError {
 }
 
 /**
- * Resolves and watches services through Consul's health API
- * (`GET /v1/health/service/:name`), with blocking queries.
+ * The healthy instances of a service registered in Consul: once with
+ * {@link ConsulResolver.resolve}, or kept up to date with
+ * {@link ConsulResolver.watch}, which pushes a new snapshot as soon as an
+ * instance is added, removed or changes health. Give it to
+ * `createClient`/`createDispatcher` of `@proxyless/http-client` and each request
+ * picks among the current instances, with no lookup on the request path.
  *
- * The watch loop is core's one blocking-query loop ({@link runBlockingQuery}:
+ * It talks to the Consul agent at `CONSUL_HTTP_ADDR` (default
+ * `127.0.0.1:8500`; `CONSUL_HTTP_TOKEN` and the TLS variables are honoured,
+ * or pass `address`, `token`…). Every watch of one service shares one long poll,
+ * however many clients subscribe; when Consul cannot be reached the last good
+ * snapshot stays in use (marked stale) and the watch retries with backoff.
+ * {@link ConsulResolver.close} stops every watch and leaves no timer or socket behind.
+ *
+ * How: Consul's health API (`GET /v1/health/service/:name`) with blocking
+ * queries, through core's one blocking-query loop ({@link runBlockingQuery}:
  * token-bucket rate limit, index rules, jittered backoff, shared reachability
  * probe). On top of it, for each answer:
  * - a `stale` read whose server lost its leader, or whose `X-Consul-LastContact`

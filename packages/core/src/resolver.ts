@@ -61,7 +61,16 @@ export interface ServiceWatchEvents {
   error: [error: Error];
 }
 
-/** One subscriber's view of a shared watch. */
+/**
+ * One subscriber's view of a shared watch.
+ *
+ * ## Events
+ *
+ * Subscribe with `on(name, listener)`; the listener's arguments are typed by {@link ServiceWatchEvents}.
+ *
+ * - {@link ServiceWatchEvents.update | `update`} `(snapshot, change)`: A new snapshot; emitted only when the set really changed, or its staleness did. Never synchronously from `watch()`.
+ * - {@link ServiceWatchEvents.error | `error`} `(error)`: The source failed; the last good snapshot stays (marked stale). Never thrown at subscribers.
+ */
 export interface ServiceWatch extends EventEmitter<ServiceWatchEvents> {
   readonly service: string;
   /** The latest snapshot, once one arrived. */

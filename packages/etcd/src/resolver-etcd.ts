@@ -95,6 +95,13 @@ const etcdResolverKeys = [
  * published; a malformed or oversized value is dropped and reported in a
  * `dropped` event.
  *
+ * ## Events
+ *
+ * Subscribe with `on(name, listener)`; the listener's arguments are typed by {@link EtcdResolverEvents}.
+ *
+ * - {@link EtcdResolverEvents.dropped | `dropped`} `(entry)`: An entry was ignored; it never becomes an instance.
+ * - {@link EtcdResolverEvents.resync | `resync`} `(service, reason)`: A watch started over with a full read (`compacted`, revision went backwards, another cluster).
+ *
  * @example
  * ```ts
  * import { EtcdResolver } from '@proxyless/etcd';

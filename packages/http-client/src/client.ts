@@ -31,6 +31,22 @@ const FIVE_XX = Array.from({ length: 100 }, (_, i) => 500 + i);
  * A balancing HTTP client for one service: per-endpoint keep-alive pools,
  * peak-EWMA balancing, circuit breakers, outlier ejection, safe retries with a
  * budget, deadlines, per-request policies. Create it with {@link createClient}.
+ *
+ * ## Events
+ *
+ * Subscribe with `on(name, listener)`; the listener's arguments are typed by {@link ClientEvents}.
+ *
+ * - {@link ClientEvents.endpointAdded | `endpointAdded`} `(endpoint)`: An instance appeared in the resolver's snapshot; its pool is ready.
+ * - {@link ClientEvents.endpointRemoved | `endpointRemoved`} `(endpoint)`: An instance left the snapshot; its pool drains its in-flight requests, then closes.
+ * - {@link ClientEvents.breakerOpen | `breakerOpen`} `(endpoint)`: The endpoint's breaker opened: it leaves the pick set.
+ * - {@link ClientEvents.breakerHalfOpen | `breakerHalfOpen`} `(endpoint)`: The reset timeout passed: the next call to the endpoint is a trial.
+ * - {@link ClientEvents.breakerClose | `breakerClose`} `(endpoint)`: A trial succeeded: the endpoint is back.
+ * - {@link ClientEvents.eject | `eject`} `(endpoint, durationMs)`: Outlier detection ejected the endpoint for `durationMs`.
+ * - {@link ClientEvents.restore | `restore`} `(endpoint)`: An ejected endpoint returned to the pick set.
+ * - {@link ClientEvents.panic | `panic`} `(active)`: Panic mode entered (`true`: too few endpoints available, balancing over all) or left (`false`).
+ * - {@link ClientEvents.update | `update`} `(snapshot)`: The resolver published a snapshot the client applied.
+ * - {@link ClientEvents.configWarning | `configWarning`} `(warning)`: The configuration doctor found a setting that hurts in production (once per code); the warning names the fix.
+ * - {@link ClientEvents.error | `error`} `(error)`: The resolver reported an error (the last good endpoints stay in use).
  */
 export class ProxylessClient extends EventEmitter<ClientEvents> implements AsyncDisposable {
   readonly #options: ResolvedOptions;

@@ -161,6 +161,20 @@ const never = new AbortController().signal;
  * Recovery never holds up a shutdown: {@link Registrar.drain} and
  * {@link Registrar.stop} cancel it.
  *
+ * ## Events
+ *
+ * Subscribe with `on(name, listener)`; the listener's arguments are typed by {@link RegistrarEvents}.
+ *
+ * - {@link RegistrarEvents.registered | `registered`} `(info)`: First successful registration after {@link Registrar.start}.
+ * - {@link RegistrarEvents.heartbeat | `heartbeat`} `(beat)`: The agent accepted a heartbeat.
+ * - {@link RegistrarEvents.lost | `lost`} `(reason, error)`: The registration is gone (`unknown-check`: Consul forgot the check, or etcd the lease or key) or the registry is unreachable; re-registration starts at once. A port may first retry a beat while the registration can still be alive (etcd: until its lease could have expired, so a leader election is not a loss); each failed try is an `error` event meanwhile.
+ * - {@link RegistrarEvents.reregistered | `reregistered`} `(info)`: Registered again after `lost`.
+ * - {@link RegistrarEvents.error | `error`} `(error)`: A failed agent call or health function (also kept as {@link Registrar.lastError}).
+ * - {@link RegistrarEvents.deregistered | `deregistered`} `(info)`: Deregistered by {@link Registrar.stop}.
+ * - {@link RegistrarEvents.maintenance | `maintenance`} `(enabled, reason)`: Maintenance mode was switched on or off.
+ * - {@link RegistrarEvents.stateChange | `stateChange`} `(state, previous)`: Every state transition.
+ * - {@link RegistrarEvents.configWarning | `configWarning`} `(warning)`: The configuration doctor found a setting that hurts in production (heartbeat vs TTL); the warning names the fix.
+ *
  * @example
  * ```ts
  * const registrar = new Registrar({ name: 'web', port: 8080, ttlMs: 15_000 });

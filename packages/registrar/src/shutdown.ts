@@ -96,6 +96,15 @@ const shutdownKeys = optionKeys<ShutdownOptions>({
  * → exit (0 when every step succeeded, 1 otherwise). A second signal exits at
  * once with `128 + signal number`.
  *
+ * ## Events
+ *
+ * Subscribe with `on(name, listener)`; the listener's arguments are typed by {@link ShutdownEvents}.
+ *
+ * - {@link ShutdownEvents.start | `start`} `(reason)`: A shutdown started, because of a signal name or a reason given to {@link ShutdownCoordinator.shutdown}.
+ * - {@link ShutdownEvents.step | `step`} `(step, elapsedMs)`: A step finished, `elapsedMs` after the start.
+ * - {@link ShutdownEvents.error | `error`} `(error, step)`: A step failed or ran out of time; the shutdown goes on.
+ * - {@link ShutdownEvents.done | `done`} `(code)`: The shutdown finished; `code` is the exit code.
+ *
  * @example
  * ```ts
  * const shutdown = new ShutdownCoordinator({ registrars: [registrar], servers: [server] });
