@@ -16,9 +16,18 @@
  *   the agent cannot be reached at all, every watch of the same client parks
  *   on one shared reachability probe ({@link AgentProbe}) and, once the agent
  *   answers again, resumes after its own random delay so N watches do not
- *   come back in lockstep.
+ *   come back in lockstep;
+ * - a blocking query sends nothing for its whole wait, so silence proves
+ *   nothing: while long polls are open and the agent has said nothing for
+ *   `watchIdleMs`, one check per client ({@link AgentWatchdog}) asks it
+ *   `GET /v1/status/leader` with a short deadline, and an agent that does not
+ *   answer ends every long poll of that client as failed (its host went away
+ *   without a reset, or it froze);
+ * - an answer after the agent was unreachable, or whose index went backwards,
+ *   is the start of a new history (agent restarted, snapshot restored):
+ *   `onReset` is called before it is handed over.
  */
-import { BadResponseError, ConsulUnreachableError, h2StreamsPerConnection, type ConsulHttpClient, type ConsulRequest, type ConsulResponse } from './consul-http.js';
+import { BadResponseError, ConsulApiError, ConsulUnreachableError, h2StreamsPerConnection, type ConsulHttpClient, type ConsulRequest, type ConsulResponse } from './consul-http.js';
 import { InvalidOptionError } from './errors.js';
 import type { SnapshotSourceInfo } from './resolver.js';
 import { backoffDelay, checkBackoff, type BackoffOptions } from './backoff.js';
@@ -54,6 +63,16 @@ export interface BlockingQueryOptions {
   probeMaxMs?: number;
   /** Once the agent answers again, each parked watch resumes after a random delay in `[0, recoverySpreadMs)`. Default 250. */
   recoverySpreadMs?: number;
+  /**
+   * While long polls are open and the agent has answered nothing for this long, in ms, one check
+   * per client (`GET /v1/status/leader` on another connection or stream) must answer within
+   * `min(2000, watchIdleMs)` ms, or every long poll of the client fails (snapshots marked stale)
+   * and retries. An agent whose host went away without a reset, or that froze, is so noticed
+   * within `watchIdleMs` + 2 s instead of the long poll's own timeout (`wait×17/16 + 5 s`, 69 s
+   * by default). Costs one check per client per `watchIdleMs` while nothing else is heard from
+   * the agent. Default 10 000; at least 100.
+   */
+  watchIdleMs?: number;
 }
 
 /** Validated {@link BlockingQueryOptions}. @internal */
@@ -63,6 +82,7 @@ export interface ResolvedBlockingQueryOptions {
   readonly backoff: Required<BackoffOptions>;
   readonly probeMaxMs: number;
   readonly recoverySpreadMs: number;
+  readonly watchIdleMs: number;
 }
 
 function num(option: string, value: unknown, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -91,6 +111,7 @@ export function resolveBlockingQueryOptions(options: BlockingQueryOptions = {}, 
     backoff: checkBackoff(`${prefix}backoff`, options.backoff, { initialMs: defaults.backoff?.initialMs ?? 100, maxMs: defaults.backoff?.maxMs ?? 1000 }),
     probeMaxMs: num(`${prefix}probeMaxMs`, options.probeMaxMs, defaults.probeMaxMs ?? 500, 1, 600_000),
     recoverySpreadMs: num(`${prefix}recoverySpreadMs`, options.recoverySpreadMs, defaults.recoverySpreadMs ?? 250, 0, 600_000),
+    watchIdleMs: num(`${prefix}watchIdleMs`, options.watchIdleMs, defaults.watchIdleMs ?? 10_000, 100, 3_600_000),
   };
 }
 
@@ -215,6 +236,97 @@ export class AgentProbe {
 }
 
 /**
+ * Notices an agent gone quiet under the long polls of one client. Every
+ * answer the client gets refreshes {@link ConsulHttpClient.lastAnswerAt};
+ * once nothing was heard for `idleMs` while long polls are open, one check
+ * (`GET /v1/status/leader`, its own deadline) runs for all of them. An agent
+ * that answers (any HTTP status) is alive and the polls go on; one that does
+ * not has every open long poll ended with the check's error.
+ * @internal
+ */
+export class AgentWatchdog {
+  readonly #polls = new Set<AbortController>();
+  #timer: NodeJS.Timeout | undefined;
+  #checking = false;
+
+  constructor(
+    readonly client: ConsulHttpClient,
+    readonly idleMs: number,
+  ) {}
+
+  /** The check's deadline: short, since a live agent answers it at once. */
+  get checkTimeoutMs(): number {
+    return Math.min(2000, this.idleMs);
+  }
+
+  /**
+   * Watches one long poll: its request runs on the returned signal, which also
+   * aborts (with the check's error as reason) when the agent stays silent.
+   */
+  watch(signal: AbortSignal): { signal: AbortSignal; release: () => void } {
+    const poll = new AbortController();
+    const forward = (): void => poll.abort(signal.reason);
+    signal.addEventListener('abort', forward, { once: true });
+    this.#polls.add(poll);
+    this.#schedule();
+    return {
+      signal: poll.signal,
+      release: () => {
+        signal.removeEventListener('abort', forward);
+        this.#polls.delete(poll);
+        if (this.#polls.size === 0 && this.#timer) {
+          clearTimeout(this.#timer);
+          this.#timer = undefined;
+        }
+      },
+    };
+  }
+
+  #schedule(): void {
+    if (this.#timer || this.#checking || this.#polls.size === 0) return;
+    const quietMs = performance.now() - this.client.lastAnswerAt;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#check();
+    }, Math.max(0, this.idleMs - quietMs));
+    // A long poll keeps the process alive by itself; this timer must not.
+    this.#timer.unref();
+  }
+
+  async #check(): Promise<void> {
+    if (this.#polls.size === 0 || this.client.closed) return;
+    if (performance.now() - this.client.lastAnswerAt < this.idleMs) {
+      this.#schedule();
+      return;
+    }
+    this.#checking = true;
+    try {
+      await this.client.request({ path: '/v1/status/leader', timeoutMs: this.checkTimeoutMs });
+    } catch (error) {
+      // An HTTP answer of any kind comes from a live agent; silence or no connection does not.
+      if (!(error instanceof ConsulApiError) && !this.client.closed) {
+        const polls = [...this.#polls];
+        this.#polls.clear();
+        for (const poll of polls) poll.abort(error);
+      }
+    } finally {
+      this.#checking = false;
+      this.#schedule();
+    }
+  }
+}
+
+const watchdogs = new WeakMap<ConsulHttpClient, Map<number, AgentWatchdog>>();
+
+function watchdogFor(client: ConsulHttpClient, idleMs: number): AgentWatchdog {
+  let byIdle = watchdogs.get(client);
+  if (!byIdle) watchdogs.set(client, (byIdle = new Map<number, AgentWatchdog>()));
+  let dog = byIdle.get(idleMs);
+  if (!dog) byIdle.set(idleMs, (dog = new AgentWatchdog(client, idleMs)));
+  return dog;
+}
+
+/**
  * How many long polls a client may hold at once. Over HTTP/1.1 each holds a
  * connection, and a request queued behind held connections would sit there
  * with its deadline running: so long polls take a slot first, and a few
@@ -324,6 +436,12 @@ export interface BlockingQuery<T> {
   /** Receives each failure, typed (`ConsulApiError`, `ConsulUnreachableError`, `TimeoutError`, `BadResponseError`…). */
   onError?: (error: Error) => void;
   /**
+   * The agent's history started over: the next answer comes after the agent was unreachable
+   * (restarted, or its host came back), or carries an index lower than the last one (agent
+   * restarted, snapshot restored). Called just before that answer's `onAnswer`.
+   */
+  onReset?: () => void;
+  /**
    * The endpoint answers at once and ignores `index`/`wait` (prepared-query execution): every
    * call is a plain read with the client's deadline, paced by the token bucket alone (the first
    * call takes a token too). Default false.
@@ -353,6 +471,9 @@ export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: Blocki
   let index: number | undefined; // undefined: the next call is immediate (non-blocking)
   let failures = 0;
   let first = true;
+  let lastIndex = 0; // the last answer's index, kept across failures: one lower is a new history
+  let wentAway = false; // the agent was unreachable since the last answer
+  const watchdog = watchdogFor(client, settings.watchIdleMs);
   while (!signal.aborted) {
     if (!first || spec.poll) {
       const delay = bucket.take();
@@ -361,6 +482,7 @@ export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: Blocki
     }
     first = false;
     let release: (() => void) | undefined;
+    let watched: { signal: AbortSignal; release: () => void } | undefined;
     try {
       let res: ConsulResponse;
       if (index === undefined || spec.poll) {
@@ -369,14 +491,16 @@ export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: Blocki
         release = await longPolls.acquire(signal);
         if (!release) return; // aborted while queued
         const waitMs = longPolls.contended ? Math.min(contendedWaitMs, settings.waitMs) : settings.waitMs;
+        watched = watchdog.watch(signal);
         res = await client.request({
           path: spec.path,
           query: { ...spec.query, index: String(index), wait: `${Math.max(1, Math.ceil(waitMs / 1000))}s` },
-          signal,
+          signal: watched.signal,
           // Consul adds up to wait/16 of jitter to a blocking query: stay above it.
           timeoutMs: Math.ceil((waitMs * 17) / 16) + 5000,
           background: true,
         });
+        watched.release();
         release();
       }
       if (signal.aborted) return;
@@ -387,6 +511,9 @@ export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: Blocki
       // backwards (agent restarted, snapshot restore) starts over with a plain read.
       const next = Math.max(1, info.index);
       index = index !== undefined && next < index ? undefined : next;
+      if (wentAway || next < lastIndex) spec.onReset?.();
+      wentAway = false;
+      lastIndex = next;
       const verdict = await spec.onAnswer(value, info);
       if (verdict === false) return;
       if (verdict === 'retry') {
@@ -396,9 +523,13 @@ export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: Blocki
       }
       failures = 0;
     } catch (error) {
+      watched?.release();
       release?.();
       if (signal.aborted) return;
-      const failure = error instanceof Error ? error : new Error(String(error));
+      // Ended by the watchdog: the agent's silence (the check's error) is the failure.
+      const reason: unknown = watched?.signal.aborted ? watched.signal.reason : error;
+      const failure = reason instanceof Error ? reason : new Error(String(reason));
+      if (failure instanceof ConsulUnreachableError) wentAway = true;
       spec.onError?.(failure);
       // After a failure the server's index may be unrelated to ours: ask plainly once back.
       index = undefined;

@@ -10,6 +10,7 @@ import { resolveBlockingQueryOptions, runBlockingQuery, type BlockingQueryOption
 import { AbortedError, ClosedError, TimeoutError } from './errors.js';
 import type { CallOptions } from './resolver.js';
 import { validateDatacenter, validateNamespace, validatePartition } from './validate.js';
+import { ResetGrace } from './reset-grace.js';
 
 /** Service name → tags, as the catalog lists them. */
 export type CatalogServices = ReadonlyMap<string, readonly string[]>;
@@ -22,6 +23,12 @@ export interface CatalogWatchOptions extends BlockingQueryOptions {
   namespace?: string | undefined;
   /** Enterprise admin partition. Default: the resolver's. */
   partition?: string | undefined;
+  /**
+   * Grace after the registry's history reset, in ms: a service missing from the list is kept
+   * ({@link CatalogWatch.stale} meanwhile) until it is listed again or the grace ends.
+   * Default: the resolver's `resetGraceMs`.
+   */
+  resetGraceMs?: number;
 }
 
 /** Events of a {@link CatalogWatch}. */
@@ -66,6 +73,8 @@ export interface CatalogSink {
   publish(services: Map<string, readonly string[]>): void;
   /** A failed attempt: an `error` event; the last list stays. */
   fail(error: Error): void;
+  /** The registry's history reset (wiped, restored, restarted): services missing from the next lists are held for the grace. */
+  reset(): void;
 }
 
 /** The loop behind a {@link CatalogWatch}: runs until `signal` aborts. @internal */
@@ -95,6 +104,7 @@ export function consulCatalogRunner(client: ConsulHttpClient, options: CatalogWa
         sink.publish(services);
       },
       onError: (error) => sink.fail(error),
+      onReset: () => sink.reset(),
     }, settings);
 }
 
@@ -123,12 +133,18 @@ export class CatalogWatch extends EventEmitter<CatalogWatchEvents> {
   readonly #stop = new AbortController();
   readonly #done: Promise<void>;
   readonly #onClose: (watch: CatalogWatch) => void;
+  readonly #grace: ResetGrace<[string, readonly string[]]>;
+  /** The registry's last list as given, published again when the reset grace ends. */
+  #answer: Map<string, readonly string[]> | undefined;
   #closed = false;
 
   /** @internal Use a resolver's `watchServices()`. */
-  constructor(run: CatalogRunner, onClose: (watch: CatalogWatch) => void) {
+  constructor(run: CatalogRunner, onClose: (watch: CatalogWatch) => void, options: { resetGraceMs?: number } = {}) {
     super();
     this.#onClose = onClose;
+    this.#grace = new ResetGrace<[string, readonly string[]]>(options.resetGraceMs ?? 0, ([name]) => name, () => {
+      if (this.#answer && !this.#closed) this.#publish(this.#answer);
+    });
     const signal = this.#stop.signal;
     // Started on the next turn, so listeners attached right after watchServices() hear everything.
     this.#done = new Promise<void>((r) => setImmediate(r)).then(() =>
@@ -138,8 +154,14 @@ export class CatalogWatch extends EventEmitter<CatalogWatchEvents> {
           this.#lastError = error;
           this.emit('error', error);
         },
+        reset: () => this.#grace.reset(),
       }),
     );
+  }
+
+  /** True while services missing from the registry since it reset (wiped, restored, restarted) are still listed, for the reset grace. */
+  get stale(): boolean {
+    return this.#grace.holding;
   }
 
   /** The latest list, once one arrived. */
@@ -152,8 +174,12 @@ export class CatalogWatch extends EventEmitter<CatalogWatchEvents> {
     return this.#lastError;
   }
 
-  #publish(services: Map<string, readonly string[]>): void {
+  #publish(answer: Map<string, readonly string[]>): void {
     this.#lastError = undefined;
+    this.#answer = answer;
+    const entries = [...answer];
+    const kept = this.#grace.hold(entries, this.#services ? [...this.#services] : undefined);
+    const services = kept === entries ? answer : new Map(kept);
     if (this.#services && sameServices(this.#services, services)) return;
     this.#services = services;
     this.emit('update', services);
@@ -202,6 +228,7 @@ export class CatalogWatch extends EventEmitter<CatalogWatchEvents> {
     if (this.#closed) return;
     this.#closed = true;
     this.#stop.abort(new ClosedError('Catalog watch'));
+    this.#grace.stop();
     await this.#done;
     this.removeAllListeners();
     this.#onClose(this);

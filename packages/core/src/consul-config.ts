@@ -32,6 +32,11 @@ export interface ConsulConnectionOptions {
   tls?: ConsulTlsOptions;
   /** Per-request timeout for non-blocking calls, in ms. Default 10 000. */
   timeoutMs?: number;
+  /**
+   * Time limit of a TCP (and TLS) connect to the agent, in ms, on a precise timer. Default 2000
+   * (as etcdctl's `--dial-timeout`): an agent whose host went away is given up on within it.
+   */
+  connectTimeoutMs?: number;
   /** Largest response body accepted, in bytes. Default 16 MiB. */
   maxResponseBytes?: number;
   /**
@@ -48,7 +53,7 @@ export interface ConsulConnectionOptions {
 
 /** @internal */
 export const consulConnectionKeys = optionKeys<ConsulConnectionOptions>({
-  address: true, secure: true, token: true, tls: true, timeoutMs: true, maxResponseBytes: true, maxConnections: true, http2: true,
+  address: true, secure: true, token: true, tls: true, timeoutMs: true, connectTimeoutMs: true, maxResponseBytes: true, maxConnections: true, http2: true,
 });
 const consulTlsKeys = optionKeys<ConsulTlsOptions>({ ca: true, cert: true, key: true, serverName: true, rejectUnauthorized: true });
 /** Every variable {@link consulOptionsFromEnv} reads. */
@@ -84,6 +89,8 @@ export interface ResolvedConsulConnection {
   readonly token: string | undefined;
   readonly tls: ConsulTlsOptions | undefined;
   readonly timeoutMs: number;
+  /** Connect time limit, in ms. */
+  readonly connectTimeoutMs: number;
   readonly maxResponseBytes: number;
   readonly maxConnections: number;
   /** True when requests are multiplexed over HTTP/2 (`https` origin and `http2` not turned off). */
@@ -201,6 +208,7 @@ export function resolveConsulConnection(
     token,
     tls: url.protocol === 'https:' ? (tls ?? {}) : undefined,
     timeoutMs: checkNumber('timeoutMs', options.timeoutMs, 10_000, { integer: true, min: 1, max: 600_000 }),
+    connectTimeoutMs: checkNumber('connectTimeoutMs', options.connectTimeoutMs, 2000, { integer: true, min: 1, max: 600_000 }),
     maxResponseBytes: checkNumber('maxResponseBytes', options.maxResponseBytes, 16 * 1024 * 1024, { integer: true, min: 1 }),
     maxConnections: checkNumber('maxConnections', options.maxConnections, 64, { integer: true, min: 1, max: 200 }),
     http2: url.protocol === 'https:' && options.http2 !== false,

@@ -1,4 +1,4 @@
-import { Pool, buildConnector, errors as undiciErrors } from 'undici';
+import { Pool, errors as undiciErrors } from 'undici';
 import {
   AbortedError,
   ClosedError,
@@ -15,7 +15,7 @@ import {
 } from './consul-config.js';
 import { connectionHint, httpToHttpsHint } from './consul-hints.js';
 import { withDeadline } from './deadline.js';
-import { requestUntilAborted, unrefConnector } from './undici-timing.js';
+import { preciseConnector, requestUntilAborted, unrefConnector } from './undici-timing.js';
 
 /**
  * Consul's HTTP API answered with a non-success status.
@@ -194,10 +194,13 @@ export class ConsulHttpClient {
   /** The watches' long polls, on sockets that never hold the process open (made on first use). */
   #background: Pool | undefined;
   readonly #poolOptions: Pool.Options;
+  /** TLS settings and ALPN for the precise connector of both pools. */
+  readonly #connectOptions: object;
   readonly #headers: Record<string, string>;
   /** Header values that must never appear in an error (redacted from echoed bodies). */
   readonly #secrets: readonly string[];
   #closed = false;
+  #lastAnswerAt = performance.now();
 
   constructor(options: ConsulConnectionOptions = {}, env: NodeJS.ProcessEnv = process.env) {
     this.connection = resolveConsulConnection(options, env);
@@ -212,9 +215,12 @@ export class ConsulHttpClient {
       headersTimeout: 0,
       bodyTimeout: 0,
       keepAliveTimeout: 30_000,
-      ...tlsConnectOptions(tls),
     };
-    this.#pool = new Pool(this.connection.origin, this.#poolOptions);
+    // A host that went away is passed over after connectTimeoutMs, on a precise timer (undici's own
+    // is coarse, 10 s by default). With a connector of our own, undici no longer offers h2 in ALPN
+    // by itself: it is asked for here.
+    this.#connectOptions = { ...tlsConnectOptions(tls).connect, ...(this.connection.http2 ? { allowH2: true } : {}) };
+    this.#pool = new Pool(this.connection.origin, { ...this.#poolOptions, connect: preciseConnector(this.connection.connectTimeoutMs, this.#connectOptions) });
     this.#headers = { accept: 'application/json' };
     if (this.connection.token) this.#headers['x-consul-token'] = this.connection.token;
     this.#secrets = this.connection.token ? [this.connection.token] : [];
@@ -223,6 +229,14 @@ export class ConsulHttpClient {
   /** True after {@link ConsulHttpClient.close}. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * When the agent last answered a call of this client (any HTTP status), as `performance.now()`.
+   * @internal
+   */
+  get lastAnswerAt(): number {
+    return this.#lastAnswerAt;
   }
 
   /**
@@ -250,6 +264,7 @@ export class ConsulHttpClient {
           body: req.body === undefined ? null : JSON.stringify(req.body),
           signal,
         });
+        this.#lastAnswerAt = performance.now();
         const text = await readCappedText(res.body, this.connection.maxResponseBytes, `Consul response for ${req.path}`);
         if (res.statusCode < 200 || res.statusCode >= 300) {
           const message = scrubConsulMessage(text.slice(0, 4096), this.#secrets);
@@ -288,10 +303,9 @@ export class ConsulHttpClient {
 
   /** Cancels in-flight calls and closes every connection. Idempotent. */
   #backgroundPool(): Pool {
-    const connect = this.#poolOptions.connect;
     this.#background ??= new Pool(this.connection.origin, {
       ...this.#poolOptions,
-      connect: unrefConnector(buildConnector(typeof connect === 'object' ? connect : {})),
+      connect: unrefConnector(preciseConnector(this.connection.connectTimeoutMs, this.#connectOptions)),
     });
     return this.#background;
   }

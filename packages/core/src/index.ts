@@ -72,6 +72,7 @@ export { consulConnectionKeys, describeBadAddress } from './consul-config.js';
 export type { NumberRule } from './validate.js';
 // For resolver packages (e.g. @proxyless/etcd): the shared-watch machinery, one copy. Not a stable API.
 export { WatchHub } from './watch-hub.js';
+export { ResetGrace, defaultResetGraceMs } from './reset-grace.js';
 export { envFlag, readPemFromEnv, tlsConnectOptions } from './consul-config.js';
 export { readCappedText } from './consul-http.js';
 export { describeConsulFailure } from './consul-failure.js';

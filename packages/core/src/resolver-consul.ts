@@ -22,6 +22,7 @@ import { checkKnownKeys, checkNumber, optionKeys, validateDatacenter, validateNa
 import { WatchHub, type WatchSink } from './watch-hub.js';
 import { describeConsulFailure } from './consul-failure.js';
 import { CatalogWatch, consulCatalogRunner, type CatalogWatchOptions } from './consul-catalog-watch.js';
+import { defaultResetGraceMs } from './reset-grace.js';
 
 export { consulInfo };
 
@@ -92,6 +93,15 @@ export interface ConsulResolverOptions extends ConsulConnectionOptions, Blocking
   partition?: string;
   /** Poll interval of a watch through a prepared query (`preparedQuery`), in ms. Default 5000; at least 100. */
   preparedQueryIntervalMs?: number;
+  /**
+   * Grace after the agent's history reset (it was unreachable and answers again, e.g. a `-dev`
+   * agent restarted, or its `X-Consul-Index` went backwards), in ms: an instance missing from the
+   * answers is kept, the snapshot marked stale, until it registers again or the grace ends;
+   * new instances are added at once. Set it to the TTL of your registrations (a live registrar
+   * is back within about half of it). An empty answer without a reset is believed at once.
+   * Default 15 000 (the registrar's default TTL); 0 believes every answer at once.
+   */
+  resetGraceMs?: number;
 }
 
 /** A canonical query: sorted, deduplicated, defaults applied. @internal */
@@ -118,9 +128,9 @@ interface Answer {
 }
 
 const consulResolverKeys = optionKeys<ConsulResolverOptions>({
-  address: true, secure: true, token: true, tls: true, timeoutMs: true, maxResponseBytes: true, maxConnections: true, http2: true,
-  waitMs: true, rateLimit: true, backoff: true, probeMaxMs: true, recoverySpreadMs: true,
-  client: true, env: true, consistency: true, cached: true, maxStaleMs: true, namespace: true, partition: true, preparedQueryIntervalMs: true,
+  address: true, secure: true, token: true, tls: true, timeoutMs: true, connectTimeoutMs: true, maxResponseBytes: true, maxConnections: true, http2: true,
+  waitMs: true, rateLimit: true, backoff: true, probeMaxMs: true, recoverySpreadMs: true, watchIdleMs: true,
+  client: true, env: true, consistency: true, cached: true, maxStaleMs: true, namespace: true, partition: true, preparedQueryIntervalMs: true, resetGraceMs: true,
 });
 
 const consistencies: readonly string[] = ['stale', 'default', 'consistent'];
@@ -310,11 +320,12 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
   readonly #preparedLoop: ResolvedBlockingQueryOptions;
   readonly #catalogs = new Set<CatalogWatch>();
   readonly #closeController = new AbortController();
+  readonly #resetGraceMs: number;
   #closed = false;
 
   constructor(options: ConsulResolverOptions = {}) {
     checkKnownKeys('', options, consulResolverKeys, 'ConsulResolver');
-    const { client, env, waitMs, rateLimit, backoff, probeMaxMs, recoverySpreadMs, consistency, cached, maxStaleMs, namespace, partition, preparedQueryIntervalMs, ...connection } = options;
+    const { client, env, waitMs, rateLimit, backoff, probeMaxMs, recoverySpreadMs, watchIdleMs, consistency, cached, maxStaleMs, namespace, partition, preparedQueryIntervalMs, resetGraceMs, ...connection } = options;
     const environment = env ?? process.env;
     this.#loop = resolveBlockingQueryOptions({
       ...(waitMs !== undefined ? { waitMs } : {}),
@@ -322,7 +333,9 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
       ...(backoff !== undefined ? { backoff } : {}),
       ...(probeMaxMs !== undefined ? { probeMaxMs } : {}),
       ...(recoverySpreadMs !== undefined ? { recoverySpreadMs } : {}),
+      ...(watchIdleMs !== undefined ? { watchIdleMs } : {}),
     });
+    this.#resetGraceMs = checkNumber('resetGraceMs', resetGraceMs, defaultResetGraceMs, { integer: true, min: 0, max: 3_600_000 });
     // Prepared queries do not block: the same loop paces plain reads at one per interval.
     const pollMs = checkNumber('preparedQueryIntervalMs', preparedQueryIntervalMs, 5000, { min: 100, max: 3_600_000 });
     this.#preparedLoop = { ...this.#loop, rateLimit: { burst: 1, minIntervalMs: pollMs, jitterMs: Math.round(pollMs / 10) } };
@@ -343,7 +356,7 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
       this.client = new ConsulHttpClient(connection, environment);
       this.#ownsClient = true;
     }
-    this.#hub = new WatchHub<CanonicalQuery>('consul', (service, query, sink) => this.#run(service, query, sink));
+    this.#hub = new WatchHub<CanonicalQuery>('consul', (service, query, sink) => this.#run(service, query, sink), { resetGraceMs: this.#resetGraceMs });
   }
 
   /** Discovery of `service` failed with `error`: the error names the agent, its address and what sets it (the registrar's line). */
@@ -436,6 +449,7 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
       decode: (body, info) => decodePrepared(body, info, service, name, q.passingOnly),
       onAnswer: (answer) => sink.publish(answer.instances, { info: answer.info }),
       onError: (error) => sink.fail(this.discoveryError(service, error)),
+      onReset: () => sink.reset(),
     }, this.#preparedLoop);
   }
 
@@ -488,7 +502,7 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
   }
 
   /** The health loop of one datacenter; `accept` receives vetted answers. */
-  #watchDatacenter(service: string, q: CanonicalQuery, dc: string | undefined, signal: AbortSignal, previous: () => readonly ServiceInstance[] | undefined, accept: (answer: Answer) => void, fail: (error: Error) => void): Promise<void> {
+  #watchDatacenter(service: string, q: CanonicalQuery, dc: string | undefined, sink: WatchSink, signal: AbortSignal, previous: () => readonly ServiceInstance[] | undefined, accept: (answer: Answer) => void, fail: (error: Error) => void): Promise<void> {
     return runBlockingQuery(this.client, {
       path: this.#path(service),
       query: this.#queryParams(q, dc, q.consistency, q.cached),
@@ -502,6 +516,8 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
         return answer.stale ? 'retry' : undefined;
       },
       onError: fail,
+      // The agent restarted (or its data was restored): hold the instances it forgot for the grace.
+      onReset: () => sink.reset(),
     }, this.#loop);
   }
 
@@ -512,7 +528,7 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
     }
     const fail = (error: Error): void => sink.fail(this.discoveryError(service, error));
     if (q.failover.length === 0) {
-      await this.#watchDatacenter(service, q, q.datacenter, sink.signal, () => sink.current?.instances, (a) => sink.publish(a.instances, { stale: a.stale, info: a.info }), fail);
+      await this.#watchDatacenter(service, q, q.datacenter, sink, sink.signal, () => sink.current?.instances, (a) => sink.publish(a.instances, { stale: a.stale, info: a.info }), fail);
       return;
     }
     await this.#runWithFailover(service, q, sink, fail);
@@ -563,7 +579,7 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
           const r = remote.get(dc);
           return r === undefined || r instanceof Error ? undefined : r.instances;
         };
-        const loop = this.#watchDatacenter(service, q, dc, signal, previous, (answer) => {
+        const loop = this.#watchDatacenter(service, q, dc, sink, signal, previous, (answer) => {
           if (stop.signal.aborted) return;
           remote.set(dc, answer);
           decide();
@@ -578,7 +594,7 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
         void loop.finally(() => remoteLoops.delete(loop));
       }
     };
-    await this.#watchDatacenter(service, q, q.datacenter, sink.signal, () => local?.instances, (answer) => {
+    await this.#watchDatacenter(service, q, q.datacenter, sink, sink.signal, () => local?.instances, (answer) => {
       local = answer;
       decide();
     }, fail);
@@ -648,12 +664,14 @@ export class ConsulResolver implements Resolver<ConsulQuery> {
    */
   watchServices(options: CatalogWatchOptions = {}): CatalogWatch {
     if (this.#closed) throw new ClosedError('Resolver');
+    const { resetGraceMs, ...rest } = options;
+    const grace = checkNumber('resetGraceMs', resetGraceMs, this.#resetGraceMs, { integer: true, min: 0, max: 3_600_000 });
     const run = consulCatalogRunner(this.client, {
-      ...options,
+      ...rest,
       namespace: options.namespace ?? this.#namespace,
       partition: options.partition ?? this.#partition,
     }, this.#loop);
-    const watch = new CatalogWatch(run, (w) => this.#catalogs.delete(w));
+    const watch = new CatalogWatch(run, (w) => this.#catalogs.delete(w), { resetGraceMs: grace });
     this.#catalogs.add(watch);
     return watch;
   }

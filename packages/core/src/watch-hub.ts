@@ -9,6 +9,7 @@ import { EventEmitter } from 'eventemitter3';
 import { AbortedError, ClosedError, TimeoutError } from './errors.js';
 import type { CallOptions, ServiceSnapshot, ServiceWatch, ServiceWatchEvents, SnapshotChange, SnapshotSourceInfo } from './resolver.js';
 import { diffInstances, isEmptyDiff, type ServiceInstance } from './service-instance.js';
+import { ResetGrace } from './reset-grace.js';
 
 /** How a runner publishes a fresh answer. @internal */
 export interface PublishOptions {
@@ -31,6 +32,11 @@ export interface WatchSink {
   publish(instances: readonly ServiceInstance[], options?: PublishOptions): void;
   /** Reports a failure: an `error` event, and (by default) the last snapshot marked stale. */
   fail(error: Error, options?: { markStale?: boolean }): void;
+  /**
+   * The source's history reset (registry wiped, restored or restarted): instances missing
+   * from the next answers are held, the snapshot marked stale, for the hub's reset grace.
+   */
+  reset(): void;
 }
 
 /** The poll loop of one shared watch; returns when `sink.signal` aborts. @internal */
@@ -52,12 +58,18 @@ class SharedWatch<Query> implements WatchSink {
   readonly subscribers = new Set<WatchHandle>();
   readonly controller = new AbortController();
   done: Promise<void> = Promise.resolve();
+  readonly #grace: ResetGrace<ServiceInstance>;
+  /** The source's last answer as given, published again when the reset grace ends. */
+  #answer: { instances: readonly ServiceInstance[]; options: PublishOptions; updatedAt: number } | undefined;
 
   constructor(
     readonly hub: WatchHub<Query>,
     readonly key: string,
     readonly service: string,
-  ) {}
+  ) {
+    this.#grace = new ResetGrace<ServiceInstance>(hub.resetGraceMs, (i) => i.key, () => this.#graceEnded());
+    this.controller.signal.addEventListener('abort', () => this.#grace.stop(), { once: true });
+  }
 
   get signal(): AbortSignal {
     return this.controller.signal;
@@ -67,20 +79,38 @@ class SharedWatch<Query> implements WatchSink {
     return this.snapshot;
   }
 
-  publish(instances: readonly ServiceInstance[], options: PublishOptions = {}): void {
+  reset(): void {
+    this.#grace.reset();
+  }
+
+  #graceEnded(): void {
+    const answer = this.#answer;
+    if (this.signal.aborted || !answer) return;
+    // The instances still missing leave now; a source failing since its answer keeps the set stale.
+    const stale = this.lastError !== undefined;
+    const error = this.lastError;
+    this.publish(answer.instances, { ...answer.options, updatedAt: answer.updatedAt, stale: (answer.options.stale ?? false) || stale });
+    this.lastError = error;
+  }
+
+  publish(answer: readonly ServiceInstance[], options: PublishOptions = {}): void {
     if (this.signal.aborted) return;
     const previous = this.snapshot;
+    const updatedAt = options.updatedAt ?? Date.now();
+    this.#answer = { instances: answer, options, updatedAt };
+    const instances = this.#grace.hold(answer, previous?.instances);
     const before = previous?.instances ?? emptyList;
     const diff = diffInstances(before, instances);
     const changed = !isEmptyDiff(diff);
-    const stale = options.stale ?? false;
+    // Instances held after a registry reset: the set is not what the source says.
+    const stale = (options.stale ?? false) || this.#grace.holding;
     const source = options.source ?? this.hub.source;
     const snapshot: ServiceSnapshot = Object.freeze({
       service: this.service,
       // Keep the old array when nothing changed, so identity means "same set".
       instances: previous && !changed ? previous.instances : Object.freeze([...instances]),
       stale,
-      updatedAt: options.updatedAt ?? Date.now(),
+      updatedAt,
       source,
       info: options.info === undefined ? undefined : Object.freeze({ ...options.info }),
     });
@@ -228,15 +258,21 @@ class WatchHandle extends EventEmitter<ServiceWatchEvents> implements ServiceWat
 export class WatchHub<Query> {
   readonly #watches = new Map<string, SharedWatch<Query>>();
   #closed = false;
+  /** How long instances missing after a registry reset are held, in ms (see {@link WatchSink.reset}). */
+  readonly resetGraceMs: number;
 
   /**
    * @param source - label put on snapshots (`consul`, `dns`…).
    * @param runner - the poll loop.
+   * @param options - `resetGraceMs`: grace after a registry reset (validated by the resolver). Default 0: nothing held.
    */
   constructor(
     readonly source: string,
     readonly runner: WatchRunner<Query>,
-  ) {}
+    options: { resetGraceMs?: number } = {},
+  ) {
+    this.resetGraceMs = options.resetGraceMs ?? 0;
+  }
 
   /** Number of live shared watches (one poll loop each). */
   get size(): number {

@@ -91,13 +91,42 @@ describe('ConsulResolver blocking-query loop', function () {
   it('resets when the index goes backwards, and converges on the new data', async () => {
     const indexes = [100, 101, 5, 6, 7, 8, 9, 10];
     const client = new ScriptedClient((n) => ok(indexes[Math.min(n, indexes.length - 1)]!, n < 2 ? [80] : [81]));
-    const resolver = new ConsulResolver({ client, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 } });
+    const resolver = new ConsulResolver({ client, resetGraceMs: 0, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 } });
     try {
       const watch = resolver.watch('web');
       await until('five requests', () => client.sent.length >= 5);
       assert.deepEqual(client.sent.slice(0, 5).map((s) => s.index), [undefined, '100', '101', undefined, '6']);
       assert.deepEqual(watch.current?.instances.map((i) => i.port), [81]);
       assert.equal(watch.current?.instances[0]?.address, '10.0.0.1'); // empty Service.Address → Node.Address
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('after the index went backwards, holds the instances the new history lacks (stale) for the grace; new ones join at once', async () => {
+    const indexes = [100, 101, 5, 6, 7, 8, 9, 10];
+    const client = new ScriptedClient((n) => ok(indexes[Math.min(n, indexes.length - 1)]!, n < 2 ? [80] : [81]));
+    const resolver = new ConsulResolver({ client, resetGraceMs: 600, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 } });
+    try {
+      const watch = resolver.watch('web');
+      await until('the new instance', () => watch.current?.instances.some((i) => i.port === 81) === true);
+      const ports = (): number[] => (watch.current?.instances ?? []).map((i) => i.port).sort();
+      assert.deepEqual(ports(), [80, 81], 'the instance the reset dropped is held');
+      assert.equal(watch.current?.stale, true);
+      await until('the grace to end', () => watch.current?.stale === false, 5000);
+      assert.deepEqual(ports(), [81], 'gone for good once the grace ended');
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('believes an empty answer at once when the index did not go backwards', async () => {
+    const client = new ScriptedClient((n) => ok(10 + n, n < 2 ? [80] : []));
+    const resolver = new ConsulResolver({ client, consistency: 'default', resetGraceMs: 60_000, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 } });
+    try {
+      const watch = resolver.watch('web');
+      await until('the empty set', () => watch.current?.instances.length === 0, 2000);
+      assert.equal(watch.current?.stale, false);
     } finally {
       await resolver.close();
     }

@@ -10,6 +10,8 @@ import {
   ResolutionFailedError,
   WatchHub,
   checkBackoff,
+  checkNumber,
+  defaultResetGraceMs,
   validateServiceName,
   type BackoffOptions,
   type CallOptions,
@@ -64,6 +66,15 @@ export interface EtcdResolverOptions extends EtcdConnectionOptions {
    * every 30 s, however many services are watched).
    */
   watchIdleMs?: number;
+  /**
+   * Grace after etcd's history reset (its revision went back or its cluster ID changed: wiped,
+   * restored), in ms: an instance missing from the new history is kept, the snapshot marked
+   * stale, until it registers again or the grace ends; new instances are added at once. Set it
+   * to the registrations' TTL (a live registrar notices at its next keepalive, at most TTL/2
+   * later, and registers again at once). An empty answer without a reset is believed at once.
+   * Default 15 000 (the registrar's default TTL); 0 believes every answer at once.
+   */
+  resetGraceMs?: number;
 }
 
 function printable(key: Buffer): string {
@@ -79,7 +90,7 @@ function printable(key: Buffer): string {
 
 const etcdResolverKeys = [
   ...etcdConnectionKeys,
-  ...optionKeys<Omit<EtcdResolverOptions, keyof EtcdConnectionOptions>>({ client: true, env: true, layout: true, maxValueBytes: true, backoff: true, watchIdleMs: true }),
+  ...optionKeys<Omit<EtcdResolverOptions, keyof EtcdConnectionOptions>>({ client: true, env: true, layout: true, maxValueBytes: true, backoff: true, watchIdleMs: true, resetGraceMs: true }),
 ];
 
 /**
@@ -122,6 +133,7 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
   readonly #maxValueBytes: number;
   readonly #backoff: Required<BackoffOptions>;
   readonly #watchIdleMs: number;
+  readonly #resetGraceMs: number;
   readonly #closeController = new AbortController();
   readonly #catalogs = new Set<CatalogWatch>();
   #closed = false;
@@ -129,7 +141,7 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
   constructor(options: EtcdResolverOptions = {}) {
     super();
     checkKnownKeys('', options, etcdResolverKeys, 'EtcdResolver');
-    const { client, env, layout, maxValueBytes, backoff, watchIdleMs, ...connection } = options;
+    const { client, env, layout, maxValueBytes, backoff, watchIdleMs, resetGraceMs, ...connection } = options;
     this.layout = layout ?? proxylessLayout();
     if (typeof this.layout !== 'object' || typeof this.layout.servicePrefix !== 'function' || typeof this.layout.parse !== 'function') {
       throw new InvalidOptionError('layout', this.layout, 'must be an EtcdKeyLayout (servicePrefix and parse)');
@@ -140,6 +152,7 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
     this.#backoff = checkBackoff('backoff', backoff, { initialMs: 100, maxMs: 10_000 });
     this.#watchIdleMs = watchIdleMs ?? 30_000;
     if (!Number.isInteger(this.#watchIdleMs) || this.#watchIdleMs < 100) throw new InvalidOptionError('watchIdleMs', watchIdleMs, 'must be an integer of at least 100 (ms)');
+    this.#resetGraceMs = checkNumber('resetGraceMs', resetGraceMs, defaultResetGraceMs, { integer: true, min: 0, max: 3_600_000 });
     if (client !== undefined) {
       if (!(client instanceof EtcdClient)) throw new InvalidOptionError('client', client, 'must be an EtcdClient');
       this.client = client;
@@ -148,7 +161,7 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
       this.client = new EtcdClient(connection, env);
       this.#ownsClient = true;
     }
-    this.#hub = new WatchHub<EtcdQuery>('etcd', (service, _query, sink) => this.#run(service, sink));
+    this.#hub = new WatchHub<EtcdQuery>('etcd', (service, _query, sink) => this.#run(service, sink), { resetGraceMs: this.#resetGraceMs });
   }
 
   /** Number of running watch streams (one per watched service). */
@@ -221,7 +234,12 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
       },
       // Confirms the (possibly stale) snapshot is current again.
       live: publish,
-      resync: (reason) => this.emit('resync', service, reason),
+      resync: (reason) => {
+        // A new history (wiped, restored), not merely a shorter one (compacted): live instances
+        // have not registered again yet, so the next read's absentees are held for the grace.
+        if (reason !== 'compacted') sink.reset();
+        this.emit('resync', service, reason);
+      },
       fail: (error) => sink.fail(this.discoveryError(service, error)),
     });
   }
@@ -284,7 +302,7 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
     const locator = this.layout.services;
     if (!locator) throw new InvalidOptionError('layout', this.layout.name, 'cannot list services (its prefix does not name {service})');
     const run = etcdCatalogRunner(this.client, this.layout, locator, { backoff: this.#backoff, idleTimeoutMs: this.#watchIdleMs, maxValueBytes: this.#maxValueBytes });
-    const watch = new CatalogWatch(run, (w) => this.#catalogs.delete(w));
+    const watch = new CatalogWatch(run, (w) => this.#catalogs.delete(w), { resetGraceMs: this.#resetGraceMs });
     this.#catalogs.add(watch);
     return watch;
   }

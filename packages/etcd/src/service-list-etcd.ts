@@ -59,7 +59,10 @@ export function etcdCatalogRunner(client: EtcdClient, layout: EtcdKeyLayout, loc
         publish();
       },
       live: publish,
-      resync: () => undefined,
+      // A new history (wiped, restored): services missing from it are held for the grace.
+      resync: (reason) => {
+        if (reason !== 'compacted') sink.reset();
+      },
       fail: (error) => sink.fail(error instanceof Error ? error : new Error(String(error))),
     });
   };
