@@ -266,7 +266,9 @@ export class AgentWatchdog {
   watch(signal: AbortSignal): { signal: AbortSignal; release: () => void } {
     const poll = new AbortController();
     const forward = (): void => poll.abort(signal.reason);
-    signal.addEventListener('abort', forward, { once: true });
+    // An abort event never fires for a signal that is already aborted.
+    if (signal.aborted) forward();
+    else signal.addEventListener('abort', forward, { once: true });
     this.#polls.add(poll);
     this.#schedule();
     return {

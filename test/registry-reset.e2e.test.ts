@@ -1,0 +1,258 @@
+/**
+ * Registry resets under load: a real etcd wiped, a real Consul dev agent
+ * restarted (it comes back empty), while three live registrars heartbeat and
+ * a balancing client sends requests. The client must lose nothing while the
+ * registrars register again; an empty answer from a registry that did not
+ * reset is still believed at once. And a Consul agent that freezes (SIGSTOP)
+ * under a long poll is noticed within the watch's idle bound.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConsulHttpClient, ConsulResolver, isProxylessError, type Resolver, type ServiceSnapshot, type ServiceWatch } from '@proxyless/core';
+import { EtcdResolver, etcdRegistry } from '@proxyless/etcd';
+import { createClient } from '@proxyless/http-client';
+import { Registrar, type RegistrarOptions } from '@proxyless/registrar';
+import { startAndTimeFirstAnswer } from './support/agent-back.js';
+import { startConsulAgent, type ConsulAgent } from './support/consul.js';
+import { startEtcd } from './support/etcd.js';
+
+const TTL_MS = 3000;
+const HEARTBEAT_MS = 1000;
+/** The rule under test: the grace is the registrations' TTL. */
+const GRACE_MS = TTL_MS;
+
+async function backend(): Promise<Server> {
+  const server = createServer((_req, res) => res.end('ok'));
+  server.keepAliveTimeout = 60_000;
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return server;
+}
+
+const portOf = (server: Server): number => (server.address() as AddressInfo).port;
+
+/** Waits for a snapshot satisfying `check` (the current one included). */
+async function until(watch: ServiceWatch, what: string, check: (s: ServiceSnapshot) => boolean, timeoutMs: number): Promise<ServiceSnapshot> {
+  if (watch.current && check(watch.current)) return watch.current;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      watch.off('update', onUpdate);
+      reject(new Error(`no snapshot with ${what} in ${timeoutMs} ms; last: ${String(watch.current?.instances.length)} instances, stale=${String(watch.current?.stale)}`));
+    }, timeoutMs);
+    const onUpdate = (s: ServiceSnapshot): void => {
+      if (!check(s)) return;
+      clearTimeout(timer);
+      watch.off('update', onUpdate);
+      resolve(s);
+    };
+    watch.on('update', onUpdate);
+  });
+}
+
+/** A bounded GET loop through the balancing client: `workers` in parallel, each pausing `pauseMs` between calls. */
+function startLoad(request: () => Promise<void>, workers = 4, pauseMs = 5, max = 100_000) {
+  let stopped = false;
+  let ok = 0;
+  const failures = new Map<string, number>();
+  const worker = async (): Promise<void> => {
+    while (!stopped && ok + [...failures.values()].reduce((a, b) => a + b, 0) < max) {
+      try {
+        await request();
+        ok++;
+      } catch (error) {
+        const code = (error as { code?: string }).code ?? String(error);
+        failures.set(code, (failures.get(code) ?? 0) + 1);
+      }
+      await sleep(pauseMs);
+    }
+  };
+  const running = Promise.all(Array.from({ length: workers }, worker));
+  return {
+    async stop(): Promise<{ ok: number; failed: number; failures: Map<string, number> }> {
+      stopped = true;
+      await running;
+      return { ok, failed: [...failures.values()].reduce((a, b) => a + b, 0), failures };
+    },
+  };
+}
+
+/**
+ * Three live registrars, a balancing client under load, and `resets` registry
+ * resets; returns what was measured.
+ */
+async function resetsUnderLoad(options: {
+  service: string;
+  resolver: Resolver;
+  registry: Pick<RegistrarOptions, 'consul' | 'registry'>;
+  /** Resets the registry; resolves with the performance.now() at which it answers again. */
+  reset: () => Promise<number>;
+  resets: number;
+}) {
+  const servers = await Promise.all([backend(), backend(), backend()]);
+  const registrars = servers.map((server, i) => {
+    const registrar = new Registrar({
+      name: options.service, id: `${options.service}-${i}`, port: portOf(server), address: '127.0.0.1',
+      ttlMs: TTL_MS, heartbeatIntervalMs: HEARTBEAT_MS, logger: false, ...options.registry,
+    });
+    registrar.on('error', () => undefined);
+    return registrar;
+  });
+  const client = createClient({ service: options.service, resolver: options.resolver, timeoutMs: 2000 });
+  const watch = options.resolver.watch(options.service);
+  // Every fresh snapshot with fewer than the three live instances is a wrong answer published as the truth.
+  const shrunk: number[] = [];
+  let recording = false;
+  watch.on('update', (s) => {
+    if (recording && !s.stale && s.instances.length < 3) shrunk.push(s.instances.length);
+  });
+  watch.on('error', () => undefined);
+  let load: ReturnType<typeof startLoad> | undefined;
+  try {
+    await Promise.all(registrars.map((r) => r.start({ timeoutMs: 20_000 })));
+    await until(watch, 'the three instances', (s) => !s.stale && s.instances.length === 3, 20_000);
+    recording = true;
+    load = startLoad(async () => {
+      const res = await client.request('/');
+      await res.body.text();
+      if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
+    });
+    await sleep(300);
+    const backToFull: number[] = [];
+    for (let i = 0; i < options.resets; i++) {
+      const backAt = await options.reset();
+      await until(watch, 'the three instances fresh again', (s) => !s.stale && s.instances.length === 3, GRACE_MS + 10_000);
+      backToFull.push(Math.round(performance.now() - backAt));
+      await sleep(300);
+    }
+    const result = await load.stop();
+    load = undefined;
+    recording = false;
+    // Control: the registrars leave, the registry did not reset: the empty set is believed at once.
+    const leftAt = performance.now();
+    await Promise.all(registrars.map((r) => r.close({ timeoutMs: 5000 })));
+    const empty = await until(watch, 'an empty fresh set', (s) => s.instances.length === 0, GRACE_MS);
+    const emptyAfter = Math.round(performance.now() - leftAt);
+    return { ...result, shrunk, backToFull, emptyAfter, emptyStale: empty.stale };
+  } finally {
+    await load?.stop();
+    await watch.close();
+    await client.close();
+    await Promise.all(registrars.map((r) => r.close({ timeoutMs: 3000 }).catch(() => undefined)));
+    for (const server of servers) server.closeAllConnections();
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  }
+}
+
+function report(what: string, r: Awaited<ReturnType<typeof resetsUnderLoad>>): void {
+  console.log(`      [measure] ${what}: ${r.ok} GETs ok, ${r.failed} failed ${JSON.stringify([...r.failures])}; fresh smaller sets published: ${r.shrunk.length}; ` +
+    `registry back → fresh full set: ${r.backToFull.join(', ')} ms (grace ${GRACE_MS} ms); deregistered → empty believed after ${r.emptyAfter} ms`);
+}
+
+describe('registry resets under load, three live registrars', function () {
+  this.timeout(180_000);
+
+  it('etcd wiped three times: no request fails, no smaller set is published as fresh, the full set is fresh again within the grace', async () => {
+    const etcd = await startEtcd();
+    const resolver = new EtcdResolver({ endpoints: etcd.clientUrl, timeoutMs: 1000, backoff: { initialMs: 20, maxMs: 200 }, resetGraceMs: GRACE_MS });
+    try {
+      const result = await resetsUnderLoad({
+        service: 'wiped',
+        resolver,
+        registry: { registry: etcdRegistry({ endpoints: etcd.clientUrl, timeoutMs: 1000 }) },
+        reset: async () => {
+          await etcd.wipe();
+          return performance.now();
+        },
+        resets: 3,
+      });
+      report('etcd wiped ×3', result);
+      assert.equal(result.failed, 0, `failed requests: ${JSON.stringify([...result.failures])}`);
+      assert.deepEqual(result.shrunk, [], 'a smaller set was published as fresh');
+      assert.ok(result.ok > 100, `only ${result.ok} requests went out`);
+      for (const ms of result.backToFull) assert.ok(ms <= GRACE_MS, `full set fresh again ${ms} ms after etcd was back`);
+      assert.equal(result.emptyStale, false);
+      assert.ok(result.emptyAfter < GRACE_MS, `the empty set took ${result.emptyAfter} ms`);
+    } finally {
+      await resolver.close();
+      await etcd.close();
+    }
+  });
+
+  it('Consul dev agent restarted (empty) twice: no request fails, no smaller set is published as fresh, the full set is fresh again within the grace', async () => {
+    const agent = await startConsulAgent();
+    const resolver = new ConsulResolver({ address: agent.httpAddr, backoff: { initialMs: 20, maxMs: 200 }, probeMaxMs: 100, resetGraceMs: GRACE_MS });
+    try {
+      const result = await resetsUnderLoad({
+        service: 'restarted',
+        resolver,
+        registry: { consul: { address: agent.httpAddr } },
+        reset: async () => {
+          await agent.stop();
+          return startAndTimeFirstAnswer(agent, '/v1/catalog/services');
+        },
+        resets: 2,
+      });
+      report('Consul agent restarted ×2', result);
+      assert.equal(result.failed, 0, `failed requests: ${JSON.stringify([...result.failures])}`);
+      assert.deepEqual(result.shrunk, [], 'a smaller set was published as fresh');
+      assert.ok(result.ok > 100, `only ${result.ok} requests went out`);
+      for (const ms of result.backToFull) assert.ok(ms <= GRACE_MS, `full set fresh again ${ms} ms after the agent was back`);
+      assert.equal(result.emptyStale, false);
+      assert.ok(result.emptyAfter < GRACE_MS, `the empty set took ${result.emptyAfter} ms`);
+    } finally {
+      await resolver.close();
+      await agent.stop();
+    }
+  });
+});
+
+describe('a Consul agent that goes silent under a long poll', function () {
+  this.timeout(60_000);
+  let agent: ConsulAgent;
+  before(async () => {
+    agent = await startConsulAgent();
+  });
+  after(async () => {
+    if (agent.pid !== undefined) process.kill(agent.pid, 'SIGCONT');
+    await agent.stop();
+  });
+
+  it('frozen (SIGSTOP): the snapshot is stale within watchIdleMs + the check deadline; fresh again once it answers (SIGCONT)', async () => {
+    const admin = new ConsulHttpClient({ address: agent.httpAddr }, {});
+    await admin.request({ method: 'PUT', path: '/v1/agent/service/register', body: { ID: 'frozen-1', Name: 'frozen', Address: '127.0.0.1', Port: 9001 } });
+    await admin.close();
+    const idleMs = 1000;
+    const resolver = new ConsulResolver({ address: agent.httpAddr, watchIdleMs: idleMs, backoff: { initialMs: 50, maxMs: 200 } }, );
+    const pid = agent.pid;
+    assert.ok(pid !== undefined);
+    try {
+      const watch = resolver.watch('frozen');
+      watch.on('error', () => undefined);
+      await until(watch, 'the instance', (s) => !s.stale && s.instances.length === 1, 10_000);
+      await sleep(300); // the watch is now in its long poll (wait 60 s by default)
+      process.kill(pid, 'SIGSTOP');
+      const frozenAt = performance.now();
+      let stale: ServiceSnapshot;
+      try {
+        stale = await until(watch, 'a stale snapshot', (s) => s.stale, 15_000);
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      const noticed = Math.round(performance.now() - frozenAt);
+      const resumedAt = performance.now();
+      assert.equal(stale.instances.length, 1, 'the last good set stays');
+      assert.ok(isProxylessError(watch.lastError, 'ERR_RESOLUTION_FAILED'), String(watch.lastError));
+      await until(watch, 'a fresh snapshot', (s) => !s.stale && s.instances.length === 1, 15_000);
+      const fresh = Math.round(performance.now() - resumedAt);
+      console.log(`      [measure] Consul agent frozen under a long poll → stale after ${noticed} ms (watchIdleMs ${idleMs}, check deadline ${Math.min(2000, idleMs)} ms); SIGCONT → fresh after ${fresh} ms`);
+      // At most watchIdleMs of silence, then the check's deadline; generous margin for a loaded machine.
+      assert.ok(noticed <= idleMs + Math.min(2000, idleMs) + 3000, `noticed after ${noticed} ms`);
+    } finally {
+      await resolver.close();
+    }
+  });
+});
