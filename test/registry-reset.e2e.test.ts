@@ -12,7 +12,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConsulHttpClient, ConsulResolver, isProxylessError, type Resolver, type ServiceSnapshot, type ServiceWatch } from '@proxyless/core';
+import { ConsulHttpClient, ConsulResolver, isProxylessError, type CatalogWatch, type Resolver, type ServiceSnapshot, type ServiceWatch } from '@proxyless/core';
 import { EtcdResolver, etcdRegistry } from '@proxyless/etcd';
 import { createClient } from '@proxyless/http-client';
 import { Registrar, type RegistrarOptions } from '@proxyless/registrar';
@@ -86,7 +86,7 @@ function startLoad(request: () => Promise<void>, workers = 4, pauseMs = 5, max =
  */
 async function resetsUnderLoad(options: {
   service: string;
-  resolver: Resolver;
+  resolver: Resolver & { watchServices(): CatalogWatch };
   registry: Pick<RegistrarOptions, 'consul' | 'registry'>;
   /** Resets the registry; resolves with the performance.now() at which it answers again. */
   reset: () => Promise<number>;
@@ -110,10 +110,20 @@ async function resetsUnderLoad(options: {
     if (recording && !s.stale && s.instances.length < 3) shrunk.push(s.instances.length);
   });
   watch.on('error', () => undefined);
+  // The gateway's view: the service list must not lose the service either.
+  const catalog = options.resolver.watchServices();
+  catalog.on('error', () => undefined);
+  let unlisted = 0;
+  catalog.on('update', (services) => {
+    if (recording && !services.has(options.service)) unlisted++;
+  });
   let load: ReturnType<typeof startLoad> | undefined;
   try {
     await Promise.all(registrars.map((r) => r.start({ timeoutMs: 20_000 })));
     await until(watch, 'the three instances', (s) => !s.stale && s.instances.length === 3, 20_000);
+    const listedBy = Date.now() + 10_000;
+    while (!catalog.services?.has(options.service) && Date.now() < listedBy) await sleep(20);
+    assert.ok(catalog.services?.has(options.service), 'the service is listed');
     recording = true;
     load = startLoad(async () => {
       const res = await client.request('/');
@@ -136,10 +146,11 @@ async function resetsUnderLoad(options: {
     await Promise.all(registrars.map((r) => r.close({ timeoutMs: 5000 })));
     const empty = await until(watch, 'an empty fresh set', (s) => s.instances.length === 0, GRACE_MS);
     const emptyAfter = Math.round(performance.now() - leftAt);
-    return { ...result, shrunk, backToFull, emptyAfter, emptyStale: empty.stale };
+    return { ...result, shrunk, unlisted, backToFull, emptyAfter, emptyStale: empty.stale };
   } finally {
     await load?.stop();
     await watch.close();
+    await catalog.close();
     await client.close();
     await Promise.all(registrars.map((r) => r.close({ timeoutMs: 3000 }).catch(() => undefined)));
     for (const server of servers) server.closeAllConnections();
@@ -148,7 +159,7 @@ async function resetsUnderLoad(options: {
 }
 
 function report(what: string, r: Awaited<ReturnType<typeof resetsUnderLoad>>): void {
-  console.log(`      [measure] ${what}: ${r.ok} GETs ok, ${r.failed} failed ${JSON.stringify([...r.failures])}; fresh smaller sets published: ${r.shrunk.length}; ` +
+  console.log(`      [measure] ${what}: ${r.ok} GETs ok, ${r.failed} failed ${JSON.stringify([...r.failures])}; fresh smaller sets published: ${r.shrunk.length}; service unlisted: ${r.unlisted}×; ` +
     `registry back → fresh full set: ${r.backToFull.join(', ')} ms (grace ${GRACE_MS} ms); deregistered → empty believed after ${r.emptyAfter} ms`);
 }
 
@@ -172,6 +183,7 @@ describe('registry resets under load, three live registrars', function () {
       report('etcd wiped ×3', result);
       assert.equal(result.failed, 0, `failed requests: ${JSON.stringify([...result.failures])}`);
       assert.deepEqual(result.shrunk, [], 'a smaller set was published as fresh');
+      assert.equal(result.unlisted, 0, 'the service list lost the service');
       assert.ok(result.ok > 100, `only ${result.ok} requests went out`);
       for (const ms of result.backToFull) assert.ok(ms <= GRACE_MS, `full set fresh again ${ms} ms after etcd was back`);
       assert.equal(result.emptyStale, false);
@@ -199,6 +211,7 @@ describe('registry resets under load, three live registrars', function () {
       report('Consul agent restarted ×2', result);
       assert.equal(result.failed, 0, `failed requests: ${JSON.stringify([...result.failures])}`);
       assert.deepEqual(result.shrunk, [], 'a smaller set was published as fresh');
+      assert.equal(result.unlisted, 0, 'the service list lost the service');
       assert.ok(result.ok > 100, `only ${result.ok} requests went out`);
       for (const ms of result.backToFull) assert.ok(ms <= GRACE_MS, `full set fresh again ${ms} ms after the agent was back`);
       assert.equal(result.emptyStale, false);

@@ -301,6 +301,8 @@ export class Gateway {
         inFlight: this.#inFlight,
         errors: this.#errors,
         catalogError: this.catalog?.lastError?.message ?? null,
+        // The registry reset (wiped, restarted): services it forgot still route, for the reset grace.
+        catalogStale: this.catalog?.stale ?? false,
       },
       events: this.upstreams.events.slice(0, 20),
       services: [...this.#clients.entries()]

@@ -15,6 +15,8 @@ export interface GatewayStatus {
     readonly inFlight: number;
     readonly errors: number;
     readonly catalogError: string | null;
+    /** True while services missing since a registry reset still route (the reset grace). */
+    readonly catalogStale: boolean;
   };
   /** Latest endpoint events (added, removed, breaker, ejection), newest first. */
   readonly events: readonly UpstreamEvent[];

@@ -45,7 +45,7 @@ export function requestUntilAborted(dispatcher: Dispatcher, options: Dispatcher.
  * @internal
  */
 export function preciseConnector(timeout: number, tls: object = {}): buildConnector.connector {
-  // `tls`: Node's tls.connect options (ca, cert, key, servername, rejectUnauthorized), as each package validated them.
+  // `tls`: Node's tls.connect options (ca, cert, key, servername, rejectUnauthorized), as each package validated them, and `allowH2` to offer h2 in ALPN.
   const connect = buildConnector({ ...(tls as buildConnector.BuildOptions), timeout: 0 }); // 0: undici sets no timer of its own
   return (target, callback) => {
     let settled = false;

@@ -193,19 +193,29 @@ describe('EtcdResolver against a real etcd', function () {
   it('starts over when etcd comes back with its data wiped (revision behind ours)', async () => {
     const own = await startEtcd();
     const ownAdmin = new EtcdClient({ endpoints: own.clientUrl });
-    const resolver = new EtcdResolver({ endpoints: own.clientUrl, timeoutMs: 1000, backoff: { initialMs: 50, maxMs: 200 } });
+    const resolver = new EtcdResolver({ endpoints: own.clientUrl, timeoutMs: 1000, backoff: { initialMs: 50, maxMs: 200 }, resetGraceMs: 1500 });
     const resyncs: string[] = [];
     resolver.on('resync', (_s, reason) => resyncs.push(reason));
     try {
       for (let i = 0; i < 20; i++) await ownAdmin.put('/proxyless/services/wiped/filler', value(6000 + i));
       await ownAdmin.put('/proxyless/services/wiped/a', value(6101));
       const watch = resolver.watch('wiped');
+      const catalog = resolver.watchServices();
       await until(watch, (s) => ports(s).includes(6101));
+      await listed(catalog, (s) => s.has('wiped'));
       await own.wipe();
       await ownAdmin.put('/proxyless/services/wiped/b', value(6102));
+      // The new history lacks a: held (stale) for the grace; b joins at once.
+      const held = await until(watch, (s) => ports(s).includes(6102), 20_000);
+      assert.equal(held.stale, true);
+      assert.ok(ports(held).includes(6101), 'the instance the wipe dropped is held for the grace');
       const after = await until(watch, (s) => !s.stale && ports(s).join() === '6102', 20_000);
       assert.deepEqual(ports(after), [6102]);
       assert.deepEqual(resyncs, ['revision-backwards']);
+      // The service list rode through the wipe with the same rule.
+      assert.ok(catalog.services?.has('wiped'));
+      await ownAdmin.delete('/proxyless/services/wiped/', { prefix: true });
+      await listed(catalog, (s) => !s.has('wiped'));
     } finally {
       await resolver.close();
       await ownAdmin.close();
