@@ -303,7 +303,8 @@ export class AgentWatchdog {
     }
     this.#checking = true;
     try {
-      await this.client.request({ path: '/v1/status/leader', timeoutMs: this.checkTimeoutMs });
+      // Part of the watches: like their long polls, it never holds the process open.
+      await this.client.request({ path: '/v1/status/leader', timeoutMs: this.checkTimeoutMs, background: true });
     } catch (error) {
       // An HTTP answer of any kind comes from a live agent; silence or no connection does not.
       if (!(error instanceof ConsulApiError) && !this.client.closed) {
