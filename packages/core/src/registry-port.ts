@@ -3,7 +3,7 @@
  * etcd…), so that one lifecycle implementation (start, keep alive, recover,
  * out of rotation, confirm, drain, deregister) serves every registry.
  */
-import { ProxylessError } from './errors.js';
+import { ProxylessError, errorBrand } from './errors.js';
 import type { HealthStatus, ServiceWeights } from './service-instance.js';
 
 /** What is registered; durations in ms. */
@@ -38,6 +38,12 @@ export interface RegistryCallOptions {
 
 /** A heartbeat found that the registry no longer holds the registration (check unknown, lease gone). */
 export class RegistrationLostError extends ProxylessError {
+  static override readonly brand: symbol = errorBrand('ERR_REGISTRATION_LOST');
+
+  override get name(): string {
+    return 'RegistrationLostError';
+  }
+
   constructor(what: string, options: { cause?: unknown } = {}) {
     super('ERR_REGISTRATION_LOST', `Registration lost: ${what}`, options);
   }

@@ -5,6 +5,7 @@ import {
   ClosedError,
   InvalidOptionError,
   ProxylessError,
+  errorBrand,
   TimeoutError,
   readCappedText,
   sleep,
@@ -25,6 +26,12 @@ const grpcCodesByName: Readonly<Record<string, number>> = { InvalidArgument: 3, 
 
 /** etcd answered with an error (`grpcCode` is the gRPC status, e.g. 14 unavailable, 16 unauthenticated). */
 export class EtcdApiError extends ProxylessError {
+  static override readonly brand: symbol = errorBrand('ERR_ETCD_API');
+
+  override get name(): string {
+    return 'EtcdApiError';
+  }
+
   /** HTTP status of the gateway answer. */
   readonly status: number;
   /** gRPC status code, when etcd gave one. */
@@ -67,6 +74,12 @@ export function watchCanceledError(reason: string): EtcdApiError {
 
 /** No etcd endpoint could be reached (connection refused, reset, TLS…). */
 export class EtcdUnreachableError extends ProxylessError {
+  static override readonly brand: symbol = errorBrand('ERR_ETCD_UNREACHABLE');
+
+  override get name(): string {
+    return 'EtcdUnreachableError';
+  }
+
   /** The endpoint tried last. */
   readonly endpoint: string;
 

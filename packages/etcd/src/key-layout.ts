@@ -3,6 +3,7 @@ import {
   checkKnownKeys,
   optionKeys,
   ProxylessError,
+  errorBrand,
   createServiceInstance,
   validateServiceName,
   type HealthStatus,
@@ -62,6 +63,12 @@ function locator(before: string, after: string): ServiceLocator {
 
 /** A registry entry that cannot become an instance (reported in a `dropped` event; never used). */
 export class MalformedValueError extends ProxylessError {
+  static override readonly brand: symbol = errorBrand('ERR_MALFORMED_VALUE');
+
+  override get name(): string {
+    return 'MalformedValueError';
+  }
+
   /** Why the value was refused. */
   readonly reason: string;
 

@@ -10,6 +10,7 @@ import { Registrar } from '@proxyless/registrar';
 import { startEtcd, startEtcdCluster, type EtcdServer } from '../../../test/support/etcd.js';
 import { fixture, repoRoot, spawnNode, waitFor, type ReportingChild } from '../../registrar/test/helpers.js';
 import { freePort } from '../../../test/support/processes.js';
+import { installSecondCopy } from '../../../test/support/second-copy.js';
 import { startFaultProxy, withJsonBody } from '../../../test/support/fault-proxy.js';
 
 async function until(watch: ServiceWatch, check: (s: ServiceSnapshot) => boolean, timeoutMs = 10_000): Promise<number> {
@@ -223,6 +224,43 @@ describe('registration in etcd (lease) with the same Registrar lifecycle', funct
       await ownAdmin.close();
       await own.close();
       server.close();
+    }
+  });
+
+  it('a lease revoked behind its back is recognised as lost, and registered again, when @proxyless/etcd brings its own copy of @proxyless/core', async () => {
+    // npm nests a second core under @proxyless/etcd when the versions differ: the registrar's
+    // RegistrationLostError and the one the etcd registry throws are then two classes.
+    const copy = installSecondCopy();
+    const server = await listen();
+    const nested = (await copy.import('@proxyless/etcd')) as unknown as { etcdRegistry: typeof etcdRegistry };
+    const intervalMs = 500;
+    const registrar = new Registrar({
+      name: 'nested', id: 'nested-1', port: (server.address() as { port: number }).port, address: '127.0.0.1',
+      ttlMs: 3000, heartbeatIntervalMs: intervalMs, logger: false, registry: nested.etcdRegistry({ endpoints: etcd.clientUrl }),
+    });
+    const registry = registrar.registry as unknown as { readonly lease: string | undefined };
+    assert.notEqual(Object.getPrototypeOf(registry), EtcdRegistry.prototype, 'the registry comes from the second copy');
+    const errors: unknown[] = [];
+    registrar.on('error', (error) => errors.push(error));
+    const reasons: string[] = [];
+    registrar.on('lost', (reason) => reasons.push(reason));
+    try {
+      await registrar.start({ timeoutMs: 10_000 });
+      const lease = registry.lease;
+      assert.ok(lease !== undefined);
+      const reregistered = nextEvent(registrar, 'reregistered');
+      await admin.leaseRevoke(lease);
+      // A few beats: before the fix each beat reported an ordinary error and nothing recovered.
+      const timeout = sleep(intervalMs * 6 + 2000).then(() => 'timeout' as const);
+      const outcome = await Promise.race([reregistered.then(() => 'reregistered' as const), timeout]);
+      assert.equal(outcome, 'reregistered', `not recovered; lost: ${JSON.stringify(reasons)}; errors: ${errors.map(String).join('; ')}`);
+      assert.deepEqual(reasons, ['unknown-check']);
+      assert.notEqual(registry.lease, lease, 'a new lease was granted');
+      assert.equal((await admin.range('/proxyless/services/nested/nested-1')).kvs.length, 1);
+    } finally {
+      await registrar.close();
+      server.close();
+      copy.remove();
     }
   });
 
