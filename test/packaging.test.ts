@@ -56,9 +56,10 @@ function filesUnder(dir: string, suffix: string): string[] {
 /** The package names a module's text imports (static, dynamic, re-exports, require), without Node built-ins. */
 function importedPackages(text: string): Set<string> {
   const names = new Set<string>();
-  const specifiers = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+|\brequire\s*\(\s*)['"]([^'"]+)['"]/g;
-  for (const m of text.matchAll(specifiers)) {
-    const spec = m[1]!;
+  // Statements only (tsc starts each at a line's start), so an error message that quotes `import { x } from '…'` does not count.
+  const specifiers = /^\s*(?:import|export)\s[^'"`;]*?\bfrom\s*['"]([^'"]+)['"]|^\s*import\s*['"]([^'"]+)['"]|\b(?:import|require)\s*\(\s*['"]([^'"]+)['"]\s*\)/gm;
+  for (const match of text.matchAll(specifiers)) {
+    const spec = (match[1] ?? match[2] ?? match[3])!;
     if (spec.startsWith('.') || spec.startsWith('node:') || builtinModules.includes(spec.split('/')[0]!)) continue;
     const parts = spec.split('/');
     names.add(spec.startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0]!);
