@@ -75,7 +75,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     this.#options = o;
     this.#service = o.service;
     this.#balancer = o.balancer ?? peakEwma();
-    this.#budget = o.budget ? new RetryBudget(o.budget) : undefined;
+    this.#budget = new RetryBudget(o.budget);
     this.#scheme = options.scheme ?? 'auto';
     this.#doctor = new ClientDoctor(o, options.logger, options.retryLayers, (warning) => this.emit('configWarning', warning));
     this.#set = new EndpointSet(o, this.#balancer, this);

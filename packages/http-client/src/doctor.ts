@@ -29,7 +29,7 @@ export interface ExplainedConfig {
   /** Where the per-try timeout came from. */
   readonly perTryTimeoutFrom: 'perTryTimeoutMs' | 'default: 2/5 of timeoutMs' | 'default: timeoutMs (retries off)';
   readonly retry: { maxRetries: number; baseDelayMs: number; maxDelayMs: number; retryOnStatuses: readonly number[] } | false;
-  readonly retryBudget: { ratio: number; windowMs: number; minRetriesPerSecond: number } | false;
+  readonly retryBudget: { ratio: number; windowMs: number; minRetriesPerSecond: number };
   /** Worst-case attempts per user request across this client and the declared `retryLayers`. */
   readonly worstCaseAttempts: number;
   readonly connectTimeoutMs: number;
@@ -197,7 +197,7 @@ export function explainConfig(o: ResolvedOptions, scheme: 'http' | 'https' | 'au
     perTryTimeoutMs: policy.perTryTimeoutMs,
     perTryTimeoutFrom: o.perTryExplicit ? 'perTryTimeoutMs' : retries ? 'default: 2/5 of timeoutMs' : 'default: timeoutMs (retries off)',
     retry,
-    retryBudget: o.budget === false ? false : { ...o.budget },
+    retryBudget: { ...o.budget },
     worstCaseAttempts: doctor.layers.reduce((n, l) => n * l.attempts, ours),
     connectTimeoutMs: o.connectTimeoutMs,
     connectionsPerEndpoint: o.connectionsPerEndpoint,

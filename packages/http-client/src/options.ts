@@ -47,7 +47,12 @@ export interface RetryBudgetOptions {
 
 /** Retry settings of a client: a {@link RetryOptions} plus the client-wide budget. */
 export interface ClientRetryOptions extends RetryOptions {
-  /** The retry budget (client-wide, shared by every policy). */
+  /**
+   * The retry budget (client-wide, shared by every policy). It exists even
+   * with `retry: false`, so per-request policies can retry; to tune it
+   * while the client's own default does not retry, pass
+   * `retry: { maxRetries: 0, budget: { … } }`.
+   */
   budget?: RetryBudgetOptions;
 }
 
@@ -102,7 +107,11 @@ export interface ClientOptions {
   breaker?: BreakerOptions | false;
   /** Outlier detection; `false` disables it. */
   outlierDetection?: OutlierDetectionOptions | false;
-  /** Retries; `false` disables them. */
+  /**
+   * The client's default retries; `false` means the default policy does not
+   * retry. The retry budget exists either way, so a per-request policy
+   * (`retry: { maxRetries: 2 }`) still retries on a `retry: false` client.
+   */
   retry?: ClientRetryOptions | false;
   /**
    * `http` or `https` to every instance, or `auto` (default): `https` for an
@@ -141,7 +150,7 @@ export interface ResolvedOptions {
   drainTimeoutMs: number;
   breaker: Required<BreakerOptions> | false;
   outlier: Required<OutlierDetectionOptions> | false;
-  budget: Required<RetryBudgetOptions> | false;
+  budget: Required<RetryBudgetOptions>;
   scheme: (instance: ServiceInstance) => 'http' | 'https';
   tls: BackendTlsOptions;
 }
@@ -233,20 +242,15 @@ export function resolveOptions(options: ClientOptions, owner = 'createClient()',
   }
 
   const r = obj('retry', options.retry) as ClientRetryOptions | false | undefined;
-  let budget: ResolvedOptions['budget'] = false;
+  // The budget exists whatever the client's default: a per-request policy may retry on a `retry: false` client.
+  let budget = resolveBudget(undefined);
   const policyOptions: PolicyOptions = { retry: r === undefined ? {} : r };
   if (options.timeoutMs !== undefined) policyOptions.timeoutMs = options.timeoutMs;
   if (options.perTryTimeoutMs !== undefined) policyOptions.perTryTimeoutMs = options.perTryTimeoutMs;
   if (r !== false) {
     const { budget: bud, ...retryRest } = r ?? {};
     policyOptions.retry = retryRest;
-    const b2 = obj('retry.budget', bud) as RetryBudgetOptions | false | undefined;
-    if (b2 === false) throw new InvalidOptionError('retry.budget', false, 'must be an object');
-    budget = {
-      ratio: checkNumber('retry.budget.ratio', b2?.ratio, 0.2, { min: 0, max: 1000 }),
-      windowMs: checkNumber('retry.budget.windowMs', b2?.windowMs, 10_000, { integer: true, min: 1_000, max: 600_000 }),
-      minRetriesPerSecond: checkNumber('retry.budget.minRetriesPerSecond', b2?.minRetriesPerSecond, 10, { min: 0, max: 1e6 }),
-    };
+    budget = resolveBudget(bud);
   }
   const { policy, perTryExplicit } = buildPolicy(policyOptions, undefined, false);
 
@@ -272,6 +276,16 @@ export function resolveOptions(options: ClientOptions, owner = 'createClient()',
     budget,
     scheme: scheme === 'auto' ? instanceScheme : scheme === 'https' ? () => 'https' : () => 'http',
     tls,
+  };
+}
+
+function resolveBudget(value: unknown): Required<RetryBudgetOptions> {
+  const b = obj('retry.budget', value) as RetryBudgetOptions | false | undefined;
+  if (b === false) throw new InvalidOptionError('retry.budget', false, 'must be an object (the budget cannot be turned off; a large ratio lifts it)');
+  return {
+    ratio: checkNumber('retry.budget.ratio', b?.ratio, 0.2, { min: 0, max: 1000 }),
+    windowMs: checkNumber('retry.budget.windowMs', b?.windowMs, 10_000, { integer: true, min: 1_000, max: 600_000 }),
+    minRetriesPerSecond: checkNumber('retry.budget.minRetriesPerSecond', b?.minRetriesPerSecond, 10, { min: 0, max: 1e6 }),
   };
 }
 

@@ -110,7 +110,7 @@ class SharedMetrics {
     };
     perClient('ready_endpoints', 'Endpoints in the pick set.', (s) => s.ready);
     perClient('panic', 'Panic mode (1: balancing over every endpoint).', (s) => (s.panic ? 1 : 0));
-    perClient('retry_budget_available', 'Retries the budget allows now (-1: retries off).', (s) => s.retryBudget);
+    perClient('retry_budget_available', 'Retries the budget allows now.', (s) => s.retryBudget);
 
     this.names.push(`${prefix}ejections_total`, `${prefix}breaker_opens_total`);
     this.ejections = new Counter({ name: `${prefix}ejections_total`, help: 'Outlier ejections.', labelNames: ['service', 'endpoint'], registers: [registry] });

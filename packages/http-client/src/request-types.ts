@@ -109,7 +109,7 @@ export interface ClientStats {
   panic: boolean;
   /** Endpoints in the current pick set. */
   ready: number;
-  /** Retries the budget allows right now (`-1` when retries are off). */
+  /** Retries the budget allows right now (the budget exists even with `retry: false`: per-request policies draw on it). */
   retryBudget: number;
   endpoints: EndpointStats[];
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { InvalidOptionError, createClient, type ProxylessClient } from '@proxyless/http-client';
-import { FakeResolver, instance, startServer, type TestServer } from './helpers.js';
+import { InvalidOptionError, RequestFailedError, createClient, type ProxylessClient } from '@proxyless/http-client';
+import { FakeResolver, freePort, instance, startServer, type TestServer } from './helpers.js';
 
 describe('http-client: per-request policies', () => {
   let servers: TestServer[] = [];
@@ -34,6 +34,41 @@ describe('http-client: per-request policies', () => {
     await again.body.dump();
     assert.equal(again.attempts, 1, 'the client default is unchanged');
     assert.equal(servers.reduce((n, s) => n + s.hits, 0), 7);
+  });
+
+  it('a per-request retry policy retries on a client created with retry: false (503 then 200)', async () => {
+    // One backend, so the retry can only go back to it: 503 to the first two requests, 200 after.
+    const server = await startServer((_q, res, s) => {
+      res.statusCode = s.hits <= 2 ? 503 : 200;
+      res.end(s.hits <= 2 ? 'busy' : 'ok');
+    });
+    servers = [server];
+    const resolver = new FakeResolver();
+    resolver.set([instance(server.port)]);
+    client = createClient({ service: 'svc', resolver, retry: false, breaker: false, outlierDetection: false });
+    const byDefault = await client.request('/');
+    await byDefault.body.dump();
+    assert.deepEqual([byDefault.statusCode, byDefault.attempts], [503, 1], 'the client default does not retry');
+    const patient = client.policy({ retry: { maxRetries: 2, baseDelayMs: 1 } });
+    const res = await client.request({ path: '/', policy: patient });
+    assert.equal(await res.body.text(), 'ok');
+    assert.deepEqual([res.statusCode, res.attempts], [200, 2], 'retried once, on the 200');
+    assert.equal(server.hits, 3);
+    assert.ok(client.stats().retryBudget >= 0, 'the client has a retry budget');
+  });
+
+  it('a per-request retry policy on a retry: false client makes every attempt against a refused port, not "budget exhausted after 1 attempt(s)"', async () => {
+    const port = await freePort();
+    const resolver = new FakeResolver();
+    resolver.set([instance(port)]);
+    client = createClient({ service: 'svc', resolver, retry: false, breaker: false, outlierDetection: false });
+    await assert.rejects(client.request({ path: '/', retry: { maxRetries: 2, baseDelayMs: 1 } }), (e: unknown) => {
+      assert.ok(e instanceof RequestFailedError, String(e));
+      assert.equal(e.code, 'ERR_REQUEST_FAILED');
+      assert.equal(e.reason, 'connect');
+      assert.equal(e.attempts, 3, e.message);
+      return true;
+    });
   });
 
   it('derives the per-try timeout from a new deadline (2/5 with retries) unless it is set', () => {
