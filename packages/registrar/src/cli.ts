@@ -34,6 +34,9 @@ const cliWords: readonly [RegExp, string][] = [
   [/ or the username\/password options/g, ''],
   [/ \(or the tls\.\w+(?: and tls\.\w+)? options?\)/g, ''],
   [/ \(start\(\{ timeoutMs \}\) gives up instead\)/g, ' (the command keeps running meanwhile; SIGTERM ends both)'],
+  // Variables named without their flag (e.g. "is ETCDCTL_ENDPOINTS pointing at something else?").
+  [/\bCONSUL_HTTP_ADDR\b(?! \(or --consul\))/g, 'CONSUL_HTTP_ADDR (or --consul)'],
+  [/\bETCDCTL_ENDPOINTS\b(?! \(or --etcd\))/g, 'ETCDCTL_ENDPOINTS (or --etcd)'],
 ];
 const logCli = (message: string): void => log(cliWords.reduce((text, [pattern, words]) => text.replace(pattern, words), message));
 

@@ -227,6 +227,26 @@ describe('proxyless-register CLI', function () {
     assert.match(cli.stderr(), /was never registered \(the Consul agent at .* has not been reached\): nothing to take out of rotation/);
   });
 
+  it('--registry etcd with no etcd reachable: the line names ETCDCTL_ENDPOINTS and --etcd, not library options', async function () {
+    const port = await freePort();
+    const deadEtcd = `http://127.0.0.1:${await freePort()}`; // nothing listens there
+    const cli = runCli(
+      ['--name', 'lonelyetcd', '--port', String(port), '--address', '127.0.0.1', '--ttl', '3s', '--registry', 'etcd', '--etcd', deadEtcd,
+        '--', 'python3', '-m', 'http.server', String(port), '--bind', '127.0.0.1'],
+      { ETCDCTL_ENDPOINTS: '' },
+    );
+    children.push(cli);
+    await waitFor('the unreachable-etcd line', () => /ETCDCTL_ENDPOINTS/.test(cli.stderr()), { timeoutMs: 30_000 });
+    const lines = cli.stderr().split('\n').filter((l) => l.includes('ETCDCTL_ENDPOINTS'));
+    assert.equal(lines.length, 1, cli.stderr());
+    // Refused connections end as "did not answer within" or "unreachable" depending on timing; both name the flag.
+    assert.match(lines[0]!, new RegExp(`etcd at ${deadEtcd.replace(/\./g, '\\.')}.*ETCDCTL_ENDPOINTS \\(or --etcd\\)`));
+    assert.doesNotMatch(lines[0]!, /option|start\(|timeoutMs/);
+    cli.child.kill('SIGTERM');
+    assert.equal((await cli.exited).code, 143, cli.stderr());
+    assert.doesNotMatch(cli.stderr(), /still passing/);
+  });
+
   it('exits 127 for a command that cannot be found and 126 for one that cannot be executed, with one line and no stack', async function () {
     const fs = await import('node:fs');
     const dir = fs.mkdtempSync(`${(await import('node:os')).tmpdir()}/cli-exec-`);
