@@ -86,6 +86,23 @@ describe('a first call, in a child process (real Consul, real etcd)', function (
     }
   });
 
+  describe('resolver.resolve() awaited alone, registry unreachable: kept alive until it fails, naming the registry', () => {
+    for (const registry of ['consul', 'etcd'] as const) {
+      it(registry, async () => {
+        const address = `127.0.0.1:${await deadPort()}`;
+        const env = registry === 'consul' ? { CONSUL_HTTP_ADDR: address, REGISTRY: 'consul' } : { ETCDCTL_ENDPOINTS: `http://${address}`, REGISTRY: 'etcd' };
+        const r = await run([join(root, 'test', 'fixtures', 'resolve-once.mjs')], { ...env, TIMEOUT_MS: String(timeoutMs) });
+        console.log(`      [measure] resolve() exit ${String(r.code)} after ${String(r.ranMs)} ms`);
+        assert.equal(r.signal, null, 'killed');
+        assert.equal(r.code, 1, `exit ${String(r.code)}: ${r.stderr}`);
+        const line = r.stderr.split('\n').find((l) => l.startsWith('ResolutionFailedError: Resolving "hello"')) ?? '';
+        assert.match(line, new RegExp(address.replace(/\./g, '\\.')), r.stderr);
+        assert.match(line, registry === 'consul' ? /CONSUL_HTTP_ADDR/ : /ETCDCTL_ENDPOINTS/, r.stderr);
+        assert.ok(r.ranMs <= timeoutMs + 1000, `ran ${String(r.ranMs)} ms`);
+      });
+    }
+  });
+
   describe('examples/client with the registry unreachable: one line naming it, exit 1, without waiting out every call', () => {
     for (const registry of ['consul', 'etcd'] as const) {
       it(registry, async () => {

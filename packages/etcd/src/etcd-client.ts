@@ -425,6 +425,19 @@ export class EtcdClient {
     const pinned = options.endpoint;
     if (pinned !== undefined && !this.connection.endpoints.includes(pinned)) throw new InvalidOptionError('endpoint', pinned, 'must be one of the client\'s endpoints');
     const { signal, timeout, timeoutMs } = this.#signals(options);
+    // A call someone awaits keeps the process alive until it settles: AbortSignal.timeout()'s timer is
+    // unref'd, and between rounds over unreachable members no socket is pending either (an awaited
+    // resolve() on an unreachable etcd let the process exit 0 after ~80 ms, the call unsettled).
+    const alive = setTimeout(() => undefined, timeoutMs);
+    try {
+      return await this.#requestLoop(path, body, options, signal, timeout, timeoutMs);
+    } finally {
+      clearTimeout(alive);
+    }
+  }
+
+  async #requestLoop(path: string, body: unknown, options: EtcdCallOptions, signal: AbortSignal, timeout: AbortSignal, timeoutMs: number): Promise<Record<string, unknown>> {
+    const pinned = options.endpoint;
     let reauthenticated = false;
     let lastError: unknown;
     for (let attempt = 0; ; attempt++) {
@@ -434,7 +447,8 @@ export class EtcdClient {
         if (!isRecord(answer)) throw new BadResponseError(`etcd ${path} answer is not an object`);
         return answer;
       } catch (error) {
-        lastError = error;
+        // The deadline's own abort says nothing new: keep what the members answered (e.g. refused) as the cause.
+        if (!timeout.aborted || lastError === undefined) lastError = error;
         if (options.signal?.aborted) throw new AbortedError(`etcd ${path}`, options.signal.reason);
         if (this.#closed) throw new ClosedError('etcd client');
         if (timeout.aborted) {
