@@ -77,7 +77,8 @@ describe('typos fail loudly', function () {
       service: 'web', resolver, query: {}, balancer: roundRobin(), timeoutMs: 1000, perTryTimeoutMs: 500, connectTimeoutMs: 100,
       connectionsPerEndpoint: 2, keepAliveTimeoutMs: 1000, maxResponseBytes: 1024, drainTimeoutMs: 10,
       breaker: { errorThresholdPercentage: 50, volumeThreshold: 5, resetTimeoutMs: 100, rollingWindowMs: 1000, rollingBuckets: 10 },
-      outlierDetection: { consecutiveFailures: 3, baseEjectionTimeMs: 10, maxEjectionTimeMs: 100, maxEjectionPercent: 50, panicThresholdPercent: 50, failureStatuses: [500] },
+      outlierDetection: { consecutiveFailures: 3, baseEjectionTimeMs: 10, maxEjectionTimeMs: 100, maxEjectionPercent: 50, panicThresholdPercent: 50 },
+      failureStatuses: [500],
       retry: { maxRetries: 1, baseDelayMs: 1, maxDelayMs: 10, retryOnStatuses: [503], budget: { ratio: 0.1, windowMs: 1000, minRetriesPerSecond: 1 } },
       scheme: 'auto', tls: { rejectUnauthorized: true, servername: 'x' }, logger: false, retryLayers: [],
     });

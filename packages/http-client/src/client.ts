@@ -25,8 +25,6 @@ import { TimerQueue } from './timer-queue.js';
 /** The dispatcher's way to send an attempt (see {@link ProxylessClient.forward}). */
 const sendForwarded: Send<ForwardedAttempt> = (pool, options, step) => new ForwardedAttempt(step).send(pool, options);
 
-const FIVE_XX = Array.from({ length: 100 }, (_, i) => 500 + i);
-
 /**
  * A balancing HTTP client for one service: per-endpoint keep-alive pools,
  * peak-EWMA balancing, circuit breakers, outlier ejection, safe retries with a
@@ -84,7 +82,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       service: o.service,
       set: this.#set,
       budget: this.#budget,
-      failureStatus: statusTable(o.outlier ? o.outlier.failureStatuses : FIVE_XX),
+      failureStatus: statusTable(o.failureStatuses),
       emptyError: (context) => this.#emptyError(context),
       stoppedError: (call, context) => this.#stoppedError(call, context),
       waitForSnapshot: (req, call) => (this.#set.hasSnapshot ? undefined : this.#waitForSnapshot(req, call)),

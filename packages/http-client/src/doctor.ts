@@ -41,6 +41,8 @@ export interface ExplainedConfig {
   readonly drainTimeoutMs: number;
   readonly breaker: Readonly<ResolvedOptions['breaker']>;
   readonly outlierDetection: Readonly<ResolvedOptions['outlier']>;
+  /** Statuses counted as endpoint failures, by the breakers and outlier detection alike. */
+  readonly failureStatuses: readonly number[];
   readonly scheme: 'http' | 'https' | 'auto';
   /** TLS settings with every secret left out. */
   readonly tls: { ca: 'custom' | 'Node roots'; clientCertificate: boolean; servername: string | undefined; rejectUnauthorized: boolean };
@@ -207,6 +209,7 @@ export function explainConfig(o: ResolvedOptions, scheme: 'http' | 'https' | 'au
     drainTimeoutMs: o.drainTimeoutMs,
     breaker: o.breaker === false ? false : { ...o.breaker },
     outlierDetection: o.outlier === false ? false : { ...o.outlier },
+    failureStatuses: o.failureStatuses,
     scheme,
     tls: {
       ca: o.tls.ca === undefined ? 'Node roots' : 'custom',

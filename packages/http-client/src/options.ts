@@ -31,8 +31,6 @@ export interface OutlierDetectionOptions {
    * of them (panic mode) instead of overloading the few or failing. Default 50; 0 disables.
    */
   panicThresholdPercent?: number;
-  /** Response statuses counted as failures by outlier detection and breakers. Default: 500–599. */
-  failureStatuses?: readonly number[];
 }
 
 /** Retry budget (Finagle/Linkerd style): retries ≤ ratio × recent requests + a floor. */
@@ -103,6 +101,15 @@ export interface ClientOptions {
   maxResponseBytes?: number;
   /** Time a removed endpoint's pool may drain its in-flight requests before it is destroyed, in ms. Default 30 000. */
   drainTimeoutMs?: number;
+  /**
+   * Response statuses counted as an endpoint's failure, by the breakers and by
+   * outlier detection alike (a request answered with one is still returned to
+   * the caller; retries follow `retry.retryOnStatuses`). Default: 500–599.
+   * (It was `outlierDetection.failureStatuses`, which also drove the breakers
+   * and could not be set with `outlierDetection: false`; that spelling now
+   * throws `InvalidOptionError` naming this one.)
+   */
+  failureStatuses?: readonly number[];
   /** Circuit breakers; `false` disables them. */
   breaker?: BreakerOptions | false;
   /** Outlier detection; `false` disables it. */
@@ -150,6 +157,8 @@ export interface ResolvedOptions {
   drainTimeoutMs: number;
   breaker: Required<BreakerOptions> | false;
   outlier: Required<OutlierDetectionOptions> | false;
+  /** Statuses counted as endpoint failures (breakers and outlier detection). */
+  failureStatuses: readonly number[];
   budget: Required<RetryBudgetOptions>;
   scheme: (instance: ServiceInstance) => 'http' | 'https';
   tls: BackendTlsOptions;
@@ -177,11 +186,11 @@ const FIVE_XX = Object.freeze(Array.from({ length: 100 }, (_, i) => 500 + i));
 export const clientOptionKeys = optionKeys<ClientOptions>({
   service: true, resolver: true, query: true, balancer: true, timeoutMs: true, perTryTimeoutMs: true, connectTimeoutMs: true,
   connectionsPerEndpoint: true, keepAliveTimeoutMs: true, maxResponseBytes: true, drainTimeoutMs: true, breaker: true,
-  outlierDetection: true, retry: true, scheme: true, tls: true, logger: true, retryLayers: true,
+  outlierDetection: true, retry: true, scheme: true, tls: true, logger: true, retryLayers: true, failureStatuses: true,
 });
 const breakerKeys = optionKeys<BreakerOptions>({ errorThresholdPercentage: true, volumeThreshold: true, resetTimeoutMs: true, rollingWindowMs: true, rollingBuckets: true });
 const outlierKeys = optionKeys<OutlierDetectionOptions>({
-  consecutiveFailures: true, baseEjectionTimeMs: true, maxEjectionTimeMs: true, maxEjectionPercent: true, panicThresholdPercent: true, failureStatuses: true,
+  consecutiveFailures: true, baseEjectionTimeMs: true, maxEjectionTimeMs: true, maxEjectionPercent: true, panicThresholdPercent: true,
 });
 const clientRetryKeys = optionKeys<ClientRetryOptions>({ maxRetries: true, baseDelayMs: true, maxDelayMs: true, retryOnStatuses: true, budget: true });
 const budgetKeys = optionKeys<RetryBudgetOptions>({ ratio: true, windowMs: true, minRetriesPerSecond: true });
@@ -192,6 +201,12 @@ export function resolveOptions(options: ClientOptions, owner = 'createClient()',
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'must be an object');
   const at = (key: string): string => (prefix ? `${prefix}.${key}` : key);
   checkKnownKeys(prefix, options, clientOptionKeys, owner);
+  const outlierOptions: unknown = options.outlierDetection;
+  if (typeof outlierOptions === 'object' && outlierOptions !== null && Object.hasOwn(outlierOptions, 'failureStatuses')) {
+    // Moved, not renamed: the unknown-key check would only say "not an option".
+    throw new InvalidOptionError(at('outlierDetection.failureStatuses'), (outlierOptions as { failureStatuses: unknown }).failureStatuses,
+      `has moved to the top level: set ${at('failureStatuses')} (it drives the breakers and outlier detection alike)`);
+  }
   checkKnownKeys(at('breaker'), options.breaker, breakerKeys, owner);
   checkKnownKeys(at('outlierDetection'), options.outlierDetection, outlierKeys, owner);
   checkKnownKeys(at('retry'), options.retry, clientRetryKeys, owner);
@@ -235,7 +250,6 @@ export function resolveOptions(options: ClientOptions, owner = 'createClient()',
           maxEjectionTimeMs: checkNumber('outlierDetection.maxEjectionTimeMs', o?.maxEjectionTimeMs, 300_000, { integer: true, min: 1, max: 3_600_000 }),
           maxEjectionPercent: checkNumber('outlierDetection.maxEjectionPercent', o?.maxEjectionPercent, 50, { min: 0, max: 100 }),
           panicThresholdPercent: checkNumber('outlierDetection.panicThresholdPercent', o?.panicThresholdPercent, 50, { min: 0, max: 100 }),
-          failureStatuses: statuses('outlierDetection.failureStatuses', o?.failureStatuses, FIVE_XX),
         };
   if (outlier && outlier.maxEjectionTimeMs < outlier.baseEjectionTimeMs) {
     throw new InvalidOptionError('outlierDetection.maxEjectionTimeMs', outlier.maxEjectionTimeMs, 'must be ≥ outlierDetection.baseEjectionTimeMs');
@@ -273,6 +287,7 @@ export function resolveOptions(options: ClientOptions, owner = 'createClient()',
     drainTimeoutMs: checkNumber('drainTimeoutMs', options.drainTimeoutMs, 30_000, { integer: true, min: 0, max: 3_600_000 }),
     breaker,
     outlier,
+    failureStatuses: statuses(at('failureStatuses'), options.failureStatuses, FIVE_XX),
     budget,
     scheme: scheme === 'auto' ? instanceScheme : scheme === 'https' ? () => 'https' : () => 'http',
     tls,

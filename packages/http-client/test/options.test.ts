@@ -14,7 +14,7 @@ describe('http-client: option validation', () => {
     ['breaker.volumeThreshold', { breaker: { volumeThreshold: 0 } }],
     ['breaker.rollingBuckets', { breaker: { rollingWindowMs: 1000, rollingBuckets: 3 } }],
     ['outlierDetection.maxEjectionPercent', { outlierDetection: { maxEjectionPercent: 101 } }],
-    ['outlierDetection.failureStatuses', { outlierDetection: { failureStatuses: [700] } }],
+    ['failureStatuses', { failureStatuses: [700] }],
     ['retry.maxRetries', { retry: { maxRetries: 'x' } }],
     ['retry.budget.ratio', { retry: { budget: { ratio: -1 } } }],
     ['retry', { retry: 'yes' }],

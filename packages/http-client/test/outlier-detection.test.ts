@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { OutlierState, isPanic, mayEject } from '../src/outlier-detection.js';
 
 describe('http-client: outlier detection', () => {
-  const o = { consecutiveFailures: 3, baseEjectionTimeMs: 100, maxEjectionTimeMs: 250, maxEjectionPercent: 50, panicThresholdPercent: 50, failureStatuses: [500] };
+  const o = { consecutiveFailures: 3, baseEjectionTimeMs: 100, maxEjectionTimeMs: 250, maxEjectionPercent: 50, panicThresholdPercent: 50 };
   it('ejects after N consecutive failures; a success resets the count', () => {
     const s = new OutlierState();
     assert.equal(s.failure(o), false);

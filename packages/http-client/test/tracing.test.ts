@@ -111,7 +111,8 @@ describe('http-client: OpenTelemetry (spans, events, propagation, metrics)', () 
       service: 'users',
       resolver,
       breaker: false,
-      outlierDetection: { consecutiveFailures: 1, failureStatuses: [500] },
+      outlierDetection: { consecutiveFailures: 1 },
+      failureStatuses: [500],
       retry: { maxRetries: 2, baseDelayMs: 0, retryOnStatuses: [500], budget: { ratio: 0, minRetriesPerSecond: 0 } },
       logger: false,
     });
