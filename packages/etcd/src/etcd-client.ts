@@ -473,13 +473,20 @@ export class EtcdClient {
   /**
    * Reads one key, or every key under a prefix (`prefix: true`). `serializable: true`
    * reads from the answering member without a quorum round (faster, may lag).
+   * `revision` reads the store as it was at that revision (etcd refuses one
+   * compacted away or in the future); `keysOnly` leaves the values out (empty).
    */
-  async range(key: string | Buffer, options: EtcdCallOptions & { prefix?: boolean; serializable?: boolean; limit?: number } = {}): Promise<{ header: EtcdHeader; kvs: EtcdKeyValue[] }> {
+  async range(
+    key: string | Buffer,
+    options: EtcdCallOptions & { prefix?: boolean; serializable?: boolean; limit?: number; revision?: number; keysOnly?: boolean } = {},
+  ): Promise<{ header: EtcdHeader; kvs: EtcdKeyValue[] }> {
     const k = typeof key === 'string' ? Buffer.from(key) : key;
     const body: Record<string, unknown> = { key: b64(k) };
     if (options.prefix) body['range_end'] = b64(prefixRangeEnd(k));
     if (options.serializable) body['serializable'] = true;
     if (options.limit !== undefined) body['limit'] = options.limit;
+    if (options.revision !== undefined && options.revision > 0) body['revision'] = String(options.revision);
+    if (options.keysOnly) body['keys_only'] = true;
     const answer = await this.request('/v3/kv/range', body, options);
     const kvs = answer['kvs'] ?? [];
     if (!Array.isArray(kvs)) throw new BadResponseError('etcd range answer has bad kvs');

@@ -177,13 +177,23 @@ describe('EtcdResolver against a real etcd', function () {
       const back = await until(watch, (s) => !s.stale && ports(s).join() === '5002', 15_000);
       assert.equal(back.stale, false);
       assert.deepEqual(resyncs, ['compacted']);
-      // A plain disconnect without compaction resumes from the revision, no full read.
+      // A plain disconnect without compaction resumes from the revision, no full read: one
+      // keys-only read at that revision checks the history is still ours.
+      const reads: string[] = [];
+      const range = resolver.client.range.bind(resolver.client);
+      resolver.client.range = async (key, options) => {
+        const answer = await range(key, options);
+        reads.push(options?.keysOnly === true ? `keys@${String(options.revision)}` : 'full');
+        return answer;
+      };
       proxy.cut();
       await until(watch, (s) => s.stale);
       await admin.put('/proxyless/services/part/c', value(5003));
       proxy.restore();
       await until(watch, (s) => !s.stale && ports(s).join() === '5002,5003', 15_000);
       assert.deepEqual(resyncs, ['compacted']);
+      assert.equal(reads.length, 1, `one read per reconnect: ${reads.join()}`);
+      assert.match(reads[0] ?? '', /^keys@\d+$/);
     } finally {
       await resolver.close();
       await proxy.close();
@@ -218,6 +228,59 @@ describe('EtcdResolver against a real etcd', function () {
       await listed(catalog, (s) => !s.has('wiped'));
     } finally {
       await resolver.close();
+      await ownAdmin.close();
+      await own.close();
+    }
+  });
+
+  it('after a reconnect, notices a wiped etcd whose revision already passed ours with the same cluster ID: the new history is read, the lost instance held for the grace', async () => {
+    // etcd wiped and started again with the same name, URLs and cluster token (as a restore can
+    // be): same cluster ID; and the registrars wrote enough before the watch reconnects that the
+    // revision is back above the watch's. Resuming from the revision would keep a forever and
+    // never see n (created in the new history below the resume point).
+    const own = await startEtcd();
+    const ownAdmin = new EtcdClient({ endpoints: own.clientUrl });
+    const proxy = await startTcpProxy(Number(new URL(own.clientUrl).port));
+    const resolver = new EtcdResolver({ endpoints: proxy.url, timeoutMs: 1000, backoff: { initialMs: 50, maxMs: 200 }, resetGraceMs: 1500 });
+    const resyncs: string[] = [];
+    resolver.on('resync', (_s, reason) => resyncs.push(reason));
+    try {
+      for (let i = 0; i < 5; i++) await ownAdmin.put('/proxyless/filler', String(i));
+      await ownAdmin.put('/proxyless/services/same/a', value(7001));
+      await ownAdmin.put('/proxyless/services/same/gone', value(7002));
+      const before = await ownAdmin.put('/proxyless/services/oldsvc/x', value(7003));
+      const watch = resolver.watch('same');
+      const catalog = resolver.watchServices();
+      await until(watch, (s) => !s.stale && ports(s).join() === '7001,7002');
+      await listed(catalog, (s) => names(s) === 'oldsvc,same');
+      proxy.cut();
+      await until(watch, (s) => s.stale);
+      await own.wipe();
+      // The new history: n at a low revision, a registered again, gone and oldsvc never come back.
+      await ownAdmin.put('/proxyless/services/same/n', value(7004));
+      await ownAdmin.put('/proxyless/services/same/a', value(7001));
+      await ownAdmin.put('/proxyless/services/newsvc/y', value(7005));
+      let now = await ownAdmin.put('/proxyless/filler', 'x');
+      while (now.revision <= before.revision + 2) now = await ownAdmin.put('/proxyless/filler', 'x');
+      assert.equal(now.clusterId, before.clusterId, 'the scenario: the wiped etcd has the same cluster ID');
+      assert.ok(now.revision > before.revision, 'the scenario: the revision passed the watch\'s before it reconnects');
+      proxy.restore();
+      // n joins at once; gone is held (stale) for the grace, as after any reset.
+      const held = await until(watch, (s) => ports(s).includes(7004), 10_000);
+      assert.equal(held.stale, true);
+      assert.deepEqual(ports(held), [7001, 7002, 7004], 'the instance missing from the new history is held for the grace');
+      const after = await until(watch, (s) => !s.stale && ports(s).join() === '7001,7004', 10_000);
+      assert.equal(after.stale, false);
+      assert.deepEqual(resyncs, ['history-changed']);
+      // The service list: newsvc at once, oldsvc held for the grace, then gone.
+      await listed(catalog, (s) => names(s) === 'newsvc,oldsvc,same', 10_000);
+      await listed(catalog, (s) => names(s) === 'newsvc,same', 10_000);
+      // And the stream goes on in the new history.
+      await ownAdmin.put('/proxyless/services/same/c', value(7006));
+      await until(watch, (s) => !s.stale && ports(s).join() === '7001,7004,7006');
+    } finally {
+      await resolver.close();
+      await proxy.close();
       await ownAdmin.close();
       await own.close();
     }
