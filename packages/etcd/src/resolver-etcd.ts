@@ -42,7 +42,7 @@ export interface DroppedEntry {
 export interface EtcdResolverEvents {
   /** An entry was ignored; it never becomes an instance. */
   dropped: [entry: DroppedEntry];
-  /** A watch started over with a full read (`compacted`, revision went backwards, another cluster). */
+  /** A watch started over with a full read (`compacted`, revision went backwards, another cluster, another history at our revision). */
   resync: [service: string, reason: ResyncReason];
 }
 
@@ -67,8 +67,8 @@ export interface EtcdResolverOptions extends EtcdConnectionOptions {
    */
   watchIdleMs?: number;
   /**
-   * Grace after etcd's history reset (its revision went back or its cluster ID changed: wiped,
-   * restored), in ms: an instance missing from the new history is kept, the snapshot marked
+   * Grace after etcd's history reset (its revision went back, its cluster ID changed, or the keys
+   * at the watch's revision differ: wiped, restored), in ms: an instance missing from the new history is kept, the snapshot marked
    * stale, until it registers again or the grace ends; new instances are added at once. Set it
    * to the registrations' TTL (a live registrar notices at its next keepalive, at most TTL/2
    * later, and registers again at once). An empty answer without a reset is believed at once.
@@ -99,9 +99,10 @@ const etcdResolverKeys = [
  * One watch stream per service prefix per resolver, whatever the number of
  * subscribers (the shared watch hub of `@proxyless/core`). The loop reads the
  * prefix once, then watches from the next revision; after a reconnect it
- * resumes from the last revision it applied, and starts over with a full read
- * when that revision was compacted away, when the server's revision is behind
- * ours or its cluster ID changed (etcd restored or wiped). Errors keep the last
+ * resumes from the last revision it applied once a keys-only read at that
+ * revision finds the keys it holds, and starts over with a full read when that
+ * revision was compacted away, when the server's revision is behind ours, its
+ * cluster ID changed or the keys differ (etcd restored or wiped). Errors keep the last
  * good snapshot, marked stale. Only healthy (`passing`/`warning`) instances are
  * published; a malformed or oversized value is dropped and reported in a
  * `dropped` event.
@@ -111,7 +112,7 @@ const etcdResolverKeys = [
  * Subscribe with `on(name, listener)`; the listener's arguments are typed by {@link EtcdResolverEvents}.
  *
  * - {@link EtcdResolverEvents.dropped | `dropped`} `(entry)`: An entry was ignored; it never becomes an instance.
- * - {@link EtcdResolverEvents.resync | `resync`} `(service, reason)`: A watch started over with a full read (`compacted`, revision went backwards, another cluster).
+ * - {@link EtcdResolverEvents.resync | `resync`} `(service, reason)`: A watch started over with a full read (`compacted`, revision went backwards, another cluster, another history at our revision).
  *
  * @example
  * ```ts
