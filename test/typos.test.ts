@@ -86,6 +86,10 @@ describe('typos fail loudly', function () {
     rejectsKey(() => client.policy({ timeoutMS: 5 } as never), 'timeoutMS', 'timeoutMs');
     rejectsKey(() => client.policy({ retry: { baseDelay: 5 } } as never), 'retry.baseDelay', 'baseDelayMs');
     client.policy({ timeoutMs: 100, perTryTimeoutMs: 50, retry: { maxRetries: 1, baseDelayMs: 1, maxDelayMs: 2, retryOnStatuses: [503] } });
+    // Request options too (checked on the call; the promise rejects).
+    await assert.rejects(client.request({ path: '/', timeoutMS: 5 } as never), (e: Error) =>
+      isProxylessError(e, 'ERR_INVALID_OPTION') && e.message === 'Invalid option "timeoutMS": not an option of client.request(); did you mean "timeoutMs"?');
+    await assert.rejects(client.text({ path: '/', idempotant: true } as never), /did you mean "idempotent"\?/);
     await client.close();
   });
 

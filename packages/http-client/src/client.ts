@@ -1,5 +1,5 @@
 import { EventEmitter } from 'eventemitter3';
-import { AbortedError, ClosedError, InvalidOptionError, ResolutionFailedError, TimeoutError, peakEwma, type Balancer, type ServiceWatch } from '@proxyless/core';
+import { AbortedError, ClosedError, InvalidOptionError, ResolutionFailedError, TimeoutError, checkKnownKeys, optionKeys, peakEwma, type Balancer, type ServiceWatch } from '@proxyless/core';
 import { Call, CallList } from './call.js';
 import { EndpointSet } from './endpoint-set.js';
 import {
@@ -24,6 +24,12 @@ import { TimerQueue } from './timer-queue.js';
 
 /** The dispatcher's way to send an attempt (see {@link ProxylessClient.forward}). */
 const sendForwarded: Send<ForwardedAttempt> = (pool, options, step) => new ForwardedAttempt(step).send(pool, options);
+
+const requestKeys = optionKeys<RequestOptions>({
+  path: true, method: true, headers: true, body: true, signal: true, policy: true, timeoutMs: true, perTryTimeoutMs: true,
+  retry: true, idempotent: true, hashKey: true, explain: true,
+});
+const requestKeySet: ReadonlySet<string> = new Set(requestKeys);
 
 /**
  * A balancing HTTP client for one service: per-endpoint keep-alive pools,
@@ -168,6 +174,18 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
    *   {@link RetryBudgetExhaustedError}, {@link RequestFailedError}, `AbortedError`, `ClosedError`, `InvalidOptionError`.
    */
   request(input: string | RequestOptions): Promise<ClientResponse> {
+    if (typeof input === 'object' && input !== null) {
+      // On the hot path: a for-in over a few keys, Set lookups; the full check only on a miss.
+      for (const key in input) {
+        if (!requestKeySet.has(key)) {
+          try {
+            checkKnownKeys('', input, requestKeys, 'client.request()');
+          } catch (error) {
+            return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+          }
+        }
+      }
+    }
     return this.#start(input, sendRequest, undefined);
   }
 
