@@ -105,6 +105,11 @@ export interface EtcdCallOptions {
   timeoutMs?: number;
   /** Send to this endpoint only (one of the client's), once, without fail-over. Default: the active endpoint, with fail-over. */
   endpoint?: string;
+  /**
+   * A watch's own read rather than a call someone awaits: it does not keep the
+   * process alive. Default false: a call in progress keeps the process alive until it settles.
+   */
+  background?: boolean;
 }
 
 /** One key-value pair as read from etcd (key and value are raw bytes). */
@@ -428,7 +433,7 @@ export class EtcdClient {
     // A call someone awaits keeps the process alive until it settles: AbortSignal.timeout()'s timer is
     // unref'd, and between rounds over unreachable members no socket is pending either (an awaited
     // resolve() on an unreachable etcd let the process exit 0 after ~80 ms, the call unsettled).
-    const alive = setTimeout(() => undefined, timeoutMs);
+    const alive = options.background === true ? undefined : setTimeout(() => undefined, timeoutMs);
     try {
       return await this.#requestLoop(path, body, options, signal, timeout, timeoutMs);
     } finally {
@@ -711,7 +716,7 @@ export class EtcdClient {
     if (answeredAt !== undefined && performance.now() - answeredAt < recentMs) return;
     let check = this.#checks.get(origin);
     if (!check) {
-      check = this.range(key, { limit: 1, endpoint: origin, signal: this.#closeController.signal }).then(() => undefined);
+      check = this.range(key, { limit: 1, endpoint: origin, signal: this.#closeController.signal, background: true }).then(() => undefined);
       this.#checks.set(origin, check);
       void check.catch(() => undefined).finally(() => this.#checks.delete(origin));
     }

@@ -95,7 +95,7 @@ export async function runPrefixWatch(client: EtcdClient, prefix: string, options
         if (reason !== undefined) resync(reason);
       }
       if (revision === 0) {
-        const { header, kvs } = await client.range(prefix, { prefix: true, signal });
+        const { header, kvs } = await client.range(prefix, { prefix: true, signal, background: true }); // a watch never holds the process open
         revision = header.revision;
         clusterId = header.clusterId;
         held.clear();
