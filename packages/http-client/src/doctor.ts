@@ -5,16 +5,8 @@
  * @module
  */
 import { InvalidOptionError, checkLogger, formatConfigWarning, type ConfigLogger, type ConfigWarning } from '@proxyless/core';
-import type { ResolvedOptions } from './options.js';
+import type { ResolvedOptions, RetryLayer } from './options.js';
 import type { RequestPolicy } from './policy.js';
-
-/** Another layer that retries around (or below) this client: a gateway, an SDK, a service mesh. */
-export interface RetryLayer {
-  /** A name for the warning, e.g. `gateway`. */
-  name: string;
-  /** Attempts that layer makes per call at most (1 + its retries). */
-  attempts: number;
-}
 
 /** The resolved configuration of a client, every default spelled out ({@link ProxylessClient.explainConfig}). */
 export interface ExplainedConfig {

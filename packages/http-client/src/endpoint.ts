@@ -4,7 +4,7 @@ import { EndpointBreaker, type BreakerListener, type BreakerState } from './brea
 import { LoadTracker, type LoadContext } from './load.js';
 import { OutlierState } from './outlier-detection.js';
 import type { ResolvedOptions } from './options.js';
-import type { AttemptObserver } from './pick-handle.js';
+import type { AttemptObserver } from './attempt-outcome.js';
 import type { EventEmitter as NodeEventEmitter } from 'node:events';
 
 /** Public identity of an endpoint, as events, responses and errors show it. */

@@ -1,5 +1,6 @@
 import { ProxylessError, errorBrand, type ProxylessErrorOptions } from '@proxyless/core';
-import type { PickExplanation } from './pick-explanation.js';
+import type { FailureKind } from './attempt-outcome.js';
+import type { PickExplanation } from './pick-explanation-types.js';
 
 /** Context every request error of this package carries. */
 export interface RequestErrorContext {
@@ -137,17 +138,6 @@ export class ResponseTooLargeError extends RequestError {
     this.maxResponseBytes = maxResponseBytes;
   }
 }
-
-/**
- * How an attempt failed, as outlier detection, breakers and retries see it.
- * - `connect`: never reached the server (refused, unreachable, connect timeout) — always safe to retry.
- * - `reset`: the connection broke after the request may have been written.
- * - `timeout`: the per-try timeout passed.
- * - `status`: the server answered with a status counted as failure (5xx by default).
- * - `protocol`: a malformed or oversized answer.
- * - `other`: anything else.
- */
-export type FailureKind = 'connect' | 'reset' | 'timeout' | 'status' | 'protocol' | 'other';
 
 /**
  * A request through the dispatcher ({@link createDispatcher}) named a service

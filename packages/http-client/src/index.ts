@@ -34,9 +34,10 @@ export type {
 export type { RequestPolicy, RetryPolicy, PolicyOptions, RetryOptions } from './policy.js';
 export type { ClientEvents } from './events.js';
 export { telemetryReady } from './otel-api.js';
-export type { PickExplanation, PickCandidate, ExclusionReason } from './pick-explanation.js';
+export type { PickExplanation, PickCandidate, ExclusionReason } from './pick-explanation-types.js';
 export { checkRetryAmplification, checkPerTryRoom, checkEjectionCap } from './doctor.js';
-export type { RetryLayer, ExplainedConfig } from './doctor.js';
+export type { ExplainedConfig } from './doctor.js';
+export type { RetryLayer } from './options.js';
 export type { ConfigWarning, ConfigLogger } from '@proxyless/core';
 export type { EndpointInfo } from './endpoint.js';
 export type { BreakerState } from './breaker.js';
@@ -59,5 +60,6 @@ export {
   ResponseTooLargeError,
   UnknownServiceError,
 } from './errors.js';
-export type { FailureKind, RequestErrorContext } from './errors.js';
+export type { FailureKind } from './attempt-outcome.js';
+export type { RequestErrorContext } from './errors.js';
 export { ClosedError, AbortedError, InvalidOptionError } from '@proxyless/core';

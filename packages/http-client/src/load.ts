@@ -1,5 +1,5 @@
 import type { EndpointLoad } from '@proxyless/core';
-import type { AttemptObserver, AttemptOutcome } from './pick-handle.js';
+import type { AttemptObserver, AttemptOutcome } from './attempt-outcome.js';
 
 /** What a {@link LoadTracker} reads from its endpoint set. @internal */
 export interface LoadContext {

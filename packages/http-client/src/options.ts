@@ -1,6 +1,13 @@
 import { InvalidOptionError, checkBalancer, checkKnownKeys, checkNumber, optionKeys, validateServiceName, type Balancer, type ConfigLogger, type Resolver, type ServiceInstance } from '@proxyless/core';
-import type { RetryLayer } from './doctor.js';
 import { buildPolicy, type PolicyOptions, type RequestPolicy, type RetryOptions } from './policy.js';
+
+/** Another layer that retries around (or below) this client: a gateway, an SDK, a service mesh. */
+export interface RetryLayer {
+  /** A name for the warning, e.g. `gateway`. */
+  name: string;
+  /** Attempts that layer makes per call at most (1 + its retries). */
+  attempts: number;
+}
 
 /** Circuit breaker settings, per endpoint (opossum). */
 export interface BreakerOptions {

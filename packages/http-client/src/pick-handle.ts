@@ -1,24 +1,6 @@
-import type { FailureKind } from './errors.js';
+import type { AttemptOutcome } from './attempt-outcome.js';
 import type { Endpoint } from './endpoint.js';
 
-/**
- * How an attempt ended, as the per-endpoint observers see it: `success`
- * (any answer not counted as a failure), a {@link FailureKind}, or
- * `cancelled` (the caller gave up, the client was destroyed, or a timeout
- * fired long after it was due because this process stalled: the endpoint is
- * not blamed).
- */
-export type AttemptOutcome = 'success' | FailureKind | 'cancelled';
-
-/**
- * A per-endpoint piece that follows attempts (grpc-js `onCallStarted` /
- * `onCallEnded`): in-flight count and latency, breaker, outlier detection.
- * @internal
- */
-export interface AttemptObserver {
-  started(nowMs: number): void;
-  ended(outcome: AttemptOutcome, elapsedMs: number, nowMs: number, startedAt: number): void;
-}
 
 /**
  * The result of a pick: the endpoint for one attempt, and `done(outcome)`

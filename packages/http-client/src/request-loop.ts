@@ -15,11 +15,12 @@ import {
   DeadlineExceededError,
   RequestFailedError,
   RetryBudgetExhaustedError,
-  type FailureKind,
   type RequestErrorContext,
 } from './errors.js';
+import type { FailureKind } from './attempt-outcome.js';
 import type { Call, StepSignal, StopReason } from './call.js';
-import { explainPick, type PickExplanation } from './pick-explanation.js';
+import { explainPick } from './pick-explanation.js';
+import type { PickExplanation } from './pick-explanation-types.js';
 import { pickFacts } from './tracing.js';
 import type { RequestPolicy } from './policy.js';
 import type { RetryBudget } from './retry-budget.js';

@@ -4,7 +4,7 @@ import type { Dispatcher } from 'undici';
 import type { EndpointInfo } from './endpoint.js';
 import type { BreakerState } from './breaker.js';
 import type { RequestPolicy, RetryOptions } from './policy.js';
-import type { PickExplanation } from './pick-explanation.js';
+import type { PickExplanation } from './pick-explanation-types.js';
 
 /** Request body types. Strings and byte arrays are replayable (retries may resend them); streams are not. */
 export type RequestBody = string | Uint8Array | Readable | null;

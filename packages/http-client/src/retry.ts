@@ -1,4 +1,4 @@
-import type { FailureKind } from './errors.js';
+import type { FailureKind } from './attempt-outcome.js';
 
 const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 

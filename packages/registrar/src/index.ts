@@ -19,7 +19,6 @@
  */
 export { Registrar } from './registrar.js';
 export type {
-  RegistrarState,
   RegistrarEvents,
   RegistrationInfo,
   HeartbeatInfo,
@@ -28,6 +27,7 @@ export type {
 export { validateMeta, parseDuration, MIN_DEREGISTER_AFTER_MS, MIN_TTL_MS, MAX_OUTPUT_BYTES } from './options.js';
 export type {
   RegistrarOptions,
+  RegistrarState,
   RegistrationWeights,
   RetryBackoffOptions,
   CheckStatus,
@@ -38,6 +38,6 @@ export type {
 export type { LostReason } from './heartbeat.js';
 export type { RegistrarLogger } from './agent-report.js';
 export { ShutdownCoordinator } from './shutdown.js';
-export type { ShutdownOptions, ShutdownEvents, ShutdownHook, ShutdownStep } from './shutdown.js';
+export type { ShutdownOptions, ShutdownEvents, ShutdownHook, ShutdownStep, ShutdownParticipant } from './shutdown.js';
 export { drainServer } from './server-drain.js';
 export type { DrainableServer, DrainResult, DrainServerOptions } from './server-drain.js';

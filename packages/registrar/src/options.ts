@@ -45,6 +45,17 @@ export interface RetryBackoffOptions {
   maxDelayMs?: number;
 }
 
+/**
+ * Public lifecycle states of a {@link Registrar}.
+ * - `idle`: constructed, or stopped after a failed deregistration;
+ * - `registering`: {@link Registrar.start} is registering;
+ * - `registered`: registered and heartbeating;
+ * - `lost`: the registry forgot the registration or cannot be reached; re-registering with backoff;
+ * - `deregistering` / `deregistered`: {@link Registrar.stop} in progress / done;
+ * - `closed`: {@link Registrar.close} was called.
+ */
+export type RegistrarState = 'idle' | 'registering' | 'registered' | 'lost' | 'deregistering' | 'deregistered' | 'closed';
+
 /** Options of a {@link Registrar}. Durations are in milliseconds. */
 export interface RegistrarOptions {
   /** Service name (letters, digits, `-`, `_`; 1–63 characters). Required. */

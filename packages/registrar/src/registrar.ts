@@ -21,22 +21,12 @@ import {
   type CheckStatus,
   type HealthReport,
   type RegistrarOptions,
+  type RegistrarState,
   type ResolvedRegistrarOptions,
 } from './options.js';
 import { asError, nextBeat, retryOptions, type LostReason } from './heartbeat.js';
 import { ConsulRegistry } from './registry-consul.js';
-import { ShutdownCoordinator, type ShutdownOptions } from './shutdown.js';
-
-/**
- * Public lifecycle states of a {@link Registrar}.
- * - `idle`: constructed, or stopped after a failed deregistration;
- * - `registering`: {@link Registrar.start} is registering;
- * - `registered`: registered and heartbeating;
- * - `lost`: the registry forgot the registration or cannot be reached; re-registering with backoff;
- * - `deregistering` / `deregistered`: {@link Registrar.stop} in progress / done;
- * - `closed`: {@link Registrar.close} was called.
- */
-export type RegistrarState = 'idle' | 'registering' | 'registered' | 'lost' | 'deregistering' | 'deregistered' | 'closed';
+import { ShutdownCoordinator, type ShutdownOptions, type ShutdownParticipant } from './shutdown.js';
 
 /** What this instance is registered as. */
 export interface RegistrationInfo {
@@ -183,7 +173,7 @@ const never = new AbortController().signal;
  * registrar.handleSignals({ servers: [server] }); // drain + deregister on SIGTERM
  * ```
  */
-export class Registrar extends EventEmitter<RegistrarEvents> {
+export class Registrar extends EventEmitter<RegistrarEvents> implements ShutdownParticipant {
   /** The validated options, with defaults applied. */
   readonly options: ResolvedRegistrarOptions;
   /** The registry this registrar talks to. */

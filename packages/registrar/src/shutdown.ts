@@ -1,7 +1,7 @@
 import { EventEmitter } from 'eventemitter3';
 import { constants } from 'node:os';
 import { InvalidOptionError, TimeoutError, checkKnownKeys, checkNumber, optionKeys } from '@proxyless/core';
-import type { Registrar } from './registrar.js';
+import type { RegistrarState } from './options.js';
 import { drainServer, type DrainableServer } from './server-drain.js';
 
 /** An app hook run after the servers are closed; it gets a signal that fires at the deadline. */
@@ -10,10 +10,32 @@ export type ShutdownHook = (signal: AbortSignal) => void | Promise<void>;
 /** Names of the ordered shutdown steps, as reported by the `step` event. */
 export type ShutdownStep = 'outOfRotation' | 'propagation' | 'drainDelay' | 'deregister' | 'closeServers' | 'hooks';
 
+/**
+ * What the coordinator needs of a registration: a {@link Registrar} is one.
+ * Declared here, and implemented by the registrar, so this module never
+ * imports the registrar (grpc-js `ChannelControlHelper` style).
+ */
+export interface ShutdownParticipant {
+  readonly state: RegistrarState;
+  /** Whether a registration still in progress may already be in the registry. */
+  readonly maybeRegistered: boolean;
+  readonly options: { readonly id: string };
+  /** Named in the log when a registration never reached it. */
+  readonly registry: { readonly label: string };
+  /** Fails the check: out of rotation. */
+  drain(): Promise<void>;
+  /** Switches maintenance mode on: out of rotation. */
+  enableMaintenance(reason?: string): Promise<void>;
+  /** Resolves true once the registry no longer reports the instance passing, false at `timeoutMs`. */
+  waitUntilNotPassing(options: { timeoutMs?: number }): Promise<boolean>;
+  /** Deregisters. */
+  stop(options: { timeoutMs?: number }): Promise<void>;
+}
+
 /** Options of a {@link ShutdownCoordinator}. Durations are in milliseconds. */
 export interface ShutdownOptions {
   /** Registrations to take out of rotation and deregister. */
-  registrars?: readonly Registrar[];
+  registrars?: readonly ShutdownParticipant[];
   /** HTTP servers to close after deregistration. */
   servers?: readonly DrainableServer[];
   /** App hooks, run in order after the servers are closed. */
@@ -113,7 +135,7 @@ const shutdownKeys = optionKeys<ShutdownOptions>({
  * ```
  */
 export class ShutdownCoordinator extends EventEmitter<ShutdownEvents> {
-  readonly #registrars: Registrar[];
+  readonly #registrars: ShutdownParticipant[];
   readonly #servers: DrainableServer[];
   readonly #hooks: ShutdownHook[];
   readonly #signals: readonly NodeJS.Signals[];
@@ -178,7 +200,7 @@ export class ShutdownCoordinator extends EventEmitter<ShutdownEvents> {
   }
 
   /** Adds a registrar to drain and deregister. */
-  addRegistrar(registrar: Registrar): this {
+  addRegistrar(registrar: ShutdownParticipant): this {
     this.#registrars.push(registrar);
     return this;
   }

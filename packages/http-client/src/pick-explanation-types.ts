@@ -1,0 +1,35 @@
+/**
+ * The shape of a pick explanation, apart from the code that builds one
+ * (pick-explanation.ts), so errors and request types can name it without
+ * importing the endpoint set.
+ * @module
+ */
+/** Why an endpoint could not be picked for an attempt. */
+export type ExclusionReason = 'breakerOpen' | 'ejected' | 'draining' | 'alreadyTried';
+
+/** One candidate a choice-of-N strategy compared. */
+export interface PickCandidate {
+  /** `address:port`. */
+  readonly endpoint: string;
+  /** The score the strategy compared (lower wins; peak EWMA: `ewmaMs × (inFlight + 1)`); undefined for strategies without one. */
+  readonly score: number | undefined;
+  readonly inFlight: number;
+  /** Latency estimate as the balancer saw it, ms. */
+  readonly ewmaMs: number;
+}
+
+/** Why one attempt went where it went. */
+export interface PickExplanation {
+  /** 1 for the first attempt. */
+  readonly attempt: number;
+  /** The balancer's name, e.g. `peak-ewma`. */
+  readonly strategy: string;
+  /** `address:port` of the endpoint picked. */
+  readonly chosen: string;
+  /** What the strategy compared (two for P2C); just the chosen one for strategies that do not compare. */
+  readonly candidates: readonly PickCandidate[];
+  /** Endpoints that were not eligible, and why. */
+  readonly excluded: readonly { readonly endpoint: string; readonly reason: ExclusionReason }[];
+  /** Whether the set was in panic mode (balancing over every endpoint whose breaker is not open). */
+  readonly panic: boolean;
+}
