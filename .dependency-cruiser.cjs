@@ -1,0 +1,72 @@
+// Import rules, checked by `npm run lint` (dependency-cruiser; README, "Dependencies").
+// Paths are resolved ones: `@proxyless/core` resolves to packages/core/src/index.ts
+// through the workspace link and the `proxyless-source` condition, so a rule on
+// `^packages/core/` catches the package name and a relative path alike.
+// Names a package that is not resolvable (not a dependency) by its specifier too.
+const pkg = (name) => `^(packages/${name}/|@proxyless/${name}(/|$))`;
+
+/** @type {import('dependency-cruiser').IConfiguration} */
+module.exports = {
+  forbidden: [
+    {
+      name: 'no-circular',
+      severity: 'error',
+      comment:
+        'Import cycle (type-only imports count: they tie the modules together for the compiler and the reader). ' +
+        'Move the shared types into a leaf module both sides import (e.g. http-client/src/attempt-outcome.ts), ' +
+        'or let the lower module declare the narrow interface it needs and the higher one implement it (registrar/src/shutdown.ts ShutdownParticipant).',
+      from: {},
+      to: { circular: true },
+    },
+    {
+      name: 'core-stays-generic',
+      severity: 'error',
+      comment:
+        '@proxyless/core is what every transport and registry builds on: it never imports http-client, registrar or etcd. ' +
+        'Move the shared piece into core, or keep it in the package that needs it.',
+      from: { path: '^packages/core/' },
+      to: { path: [pkg('http-client'), pkg('registrar'), pkg('etcd')] },
+    },
+    {
+      name: 'registrar-not-http-client',
+      severity: 'error',
+      comment: 'The registrar registers a service; it does not call services. Nothing in it may import @proxyless/http-client.',
+      from: { path: '^packages/registrar/' },
+      to: { path: pkg('http-client') },
+    },
+    {
+      name: 'http-client-not-registrar',
+      severity: 'error',
+      comment: 'The HTTP client finds and calls services; registering is the registrar\'s job. Nothing in it may import @proxyless/registrar.',
+      from: { path: '^packages/http-client/' },
+      to: { path: pkg('registrar') },
+    },
+    {
+      name: 'etcd-not-http-client',
+      severity: 'error',
+      comment: '@proxyless/etcd is a resolver and registry; it does not depend on the HTTP client. Nothing in it may import @proxyless/http-client.',
+      from: { path: '^packages/etcd/' },
+      to: { path: pkg('http-client') },
+    },
+    {
+      name: 'src-not-tests',
+      severity: 'error',
+      comment: 'Shipped code (packages/*/src) never imports tests or benches: they are not in the tarball. Move the helper into src.',
+      from: { path: '^packages/[^/]+/src/' },
+      to: { path: '^(test|bench)/|^packages/[^/]+/(test|bench)/' },
+    },
+  ],
+  options: {
+    // Type-only imports are edges too (a cycle of `import type` is still a cycle).
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.check.json' },
+    doNotFollow: { path: 'node_modules' },
+    exclude: { path: '(^|/)(dist|coverage|docs|node_modules|packs)/' },
+    enhancedResolveOptions: {
+      // The workspace packages resolve to their TypeScript sources, as in tests.
+      conditionNames: ['proxyless-source', 'import', 'types', 'default'],
+      exportsFields: ['exports'],
+      extensions: ['.ts', '.js', '.json'],
+    },
+  },
+};
