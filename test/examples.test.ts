@@ -10,7 +10,8 @@
  *   written to a new app under os.tmpdir() set up as the root README's
  *   `<!-- example: install -->` block says (the packed tarballs, the registry
  *   packages it names at the lockfile's versions, offline; `"type": "module"`),
- *   type-checked with its tsc and run with tsx; the app is removed afterwards.
+ *   type-checked with its tsc under the root README's `<!-- example: tsconfig -->`
+ *   tsconfig.json and run with tsx; the app is removed afterwards.
  * - The ```dockerfile blocks marked `<!-- example: dockerfile <id> -->` are run
  *   without Docker: their exec-form `ENTRYPOINT` + `CMD` as one argv, the
  *   `proxyless-register` CLI from source, port 8080 replaced by a free one.
@@ -102,8 +103,8 @@ const kindOf = (b: MarkedBlock): { kind: string; needs: string[] } => {
   return { kind: m[1]!, needs: m[2]?.split(',') ?? [] };
 };
 for (const block of allBlocks) {
-  const known = runnable.test(block.marker) || block.marker === 'install' || block.marker.startsWith('command ') || block.marker.startsWith('dockerfile ');
-  assert.ok(known, `${where(block)}: unknown marker "<!-- example: ${block.marker} -->" (runs [needs=svc,…] | serves | install | command <id> | dockerfile <id>)`);
+  const known = runnable.test(block.marker) || ['install', 'tsconfig'].includes(block.marker) || block.marker.startsWith('command ') || block.marker.startsWith('dockerfile ');
+  assert.ok(known, `${where(block)}: unknown marker "<!-- example: ${block.marker} -->" (runs [needs=svc,…] | serves | install | tsconfig | command <id> | dockerfile <id>)`);
   if (!runnable.test(block.marker)) continue;
   assert.ok(['ts', 'typescript'].includes(block.lang), `${where(block)}: runnable blocks are \`\`\`ts blocks`);
 }
@@ -491,13 +492,16 @@ describe('examples run as written', function () {
       console.log(`      [measure] pack + install of the README's app (${tarballs.length} tarballs, ${steps.registry.map((r) => r.name).join(', ')}): ${String(Date.now() - t0)} ms`);
       // Each block is a module of its own (`export {}`), so top-level names do not clash.
       for (const [n, block] of codeBlocks.entries()) writeFileSync(blockFile(n), `// ${where(block)}\n${block.code}\nexport {};\n`);
-      writeFileSync(
-        join(app, 'tsconfig.json'),
-        JSON.stringify({
-          compilerOptions: { module: 'nodenext', target: 'es2022', strict: true, noUncheckedIndexedAccess: true, skipLibCheck: false, noEmit: true, types: ['node'] },
-          include: ['block-*.ts'],
-        }),
+      // The README's own tsconfig.json: a new app has none, and `npx tsc --noEmit` without one only prints tsc's help.
+      const tsconfig = allBlocks.find((b) => b.marker === 'tsconfig');
+      assert.ok(tsconfig, 'README.md has no "<!-- example: tsconfig -->" block (the tsconfig.json that `npx tsc --noEmit` checks the blocks with)');
+      const { compilerOptions } = JSON.parse(tsconfig.code) as { compilerOptions: Record<string, unknown> };
+      assert.deepEqual(
+        { module: compilerOptions['module'], strict: compilerOptions['strict'], skipLibCheck: compilerOptions['skipLibCheck'] },
+        { module: 'nodenext', strict: true, skipLibCheck: false },
+        `${where(tsconfig)}: the README's tsconfig.json checks under nodenext, strict, skipLibCheck: false`,
       );
+      writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({ compilerOptions, include: ['block-*.ts'] }));
     });
     /** Services a block needs, stopped after each block. */
     const helpers: Running[] = [];
