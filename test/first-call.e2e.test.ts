@@ -7,7 +7,6 @@
  * fast at start when its registry cannot be reached. Real Consul, real etcd.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,35 +17,15 @@ import { fileURLToPath } from 'node:url';
 import { EtcdClient } from '@proxyless/etcd';
 import { freePort, startConsulAgent, type ConsulAgent } from './support/consul.js';
 import { startEtcd, type EtcdServer } from './support/etcd.js';
+import { runSource, type Ran } from './support/processes.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const fixture = (ext: 'mjs' | 'cjs'): string => join(root, 'test', 'fixtures', `first-request.${ext}`);
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  /** ms from the script's first line to its exit, by its own clock (no start-up or tsx compile time). */
-  ranMs: number;
-}
-
-/** Runs a script as a new user would (the sources through tsx); killed after `killAfterMs`. */
-async function run(args: string[], env: Record<string, string | undefined>, killAfterMs = 60_000): Promise<Run> {
-  const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', ...args], {
-    cwd: root,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const killer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
-  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
-  clearTimeout(killer);
-  const ranMs = Number(/ran (\d+) ms/.exec(stderr)?.[1] ?? NaN);
-  return { code, signal, stdout, stderr, ranMs };
+/** Runs a script as a new user would (the sources through tsx); killed after `killAfterMs`. `ranMs`: from the script's first line to its exit, by its own clock (no start-up or tsx compile time). */
+async function run(args: string[], env: Record<string, string | undefined>, killAfterMs = 60_000): Promise<Ran & { ranMs: number }> {
+  const ran = await runSource(args, env, killAfterMs);
+  return { ...ran, ranMs: Number(/ran (\d+) ms/.exec(ran.stderr)?.[1] ?? NaN) };
 }
 
 /** A port where nothing listens. */

@@ -12,13 +12,14 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConsulHttpClient, ConsulResolver, isProxylessError, type CatalogWatch, type Resolver, type ServiceSnapshot, type ServiceWatch } from '@proxyless/core';
+import { ConsulHttpClient, ConsulResolver, isProxylessError, type CatalogWatch, type Resolver, type ServiceSnapshot } from '@proxyless/core';
 import { EtcdResolver, etcdRegistry } from '@proxyless/etcd';
 import { createClient } from '@proxyless/http-client';
 import { Registrar, type RegistrarOptions } from '@proxyless/registrar';
 import { startAndTimeFirstAnswer } from './support/agent-back.js';
 import { startConsulAgent, type ConsulAgent } from './support/consul.js';
 import { startEtcd } from './support/etcd.js';
+import { untilSnapshot } from './support/wait.js';
 
 const TTL_MS = 3000;
 const HEARTBEAT_MS = 1000;
@@ -34,24 +35,6 @@ async function backend(): Promise<Server> {
 }
 
 const portOf = (server: Server): number => (server.address() as AddressInfo).port;
-
-/** Waits for a snapshot satisfying `check` (the current one included). */
-async function until(watch: ServiceWatch, what: string, check: (s: ServiceSnapshot) => boolean, timeoutMs: number): Promise<ServiceSnapshot> {
-  if (watch.current && check(watch.current)) return watch.current;
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      watch.off('update', onUpdate);
-      reject(new Error(`no snapshot with ${what} in ${timeoutMs} ms; last: ${String(watch.current?.instances.length)} instances, stale=${String(watch.current?.stale)}`));
-    }, timeoutMs);
-    const onUpdate = (s: ServiceSnapshot): void => {
-      if (!check(s)) return;
-      clearTimeout(timer);
-      watch.off('update', onUpdate);
-      resolve(s);
-    };
-    watch.on('update', onUpdate);
-  });
-}
 
 /** A bounded GET loop through the balancing client: `workers` in parallel, each pausing `pauseMs` between calls. */
 function startLoad(request: () => Promise<void>, workers = 4, pauseMs = 5, max = 100_000) {
@@ -122,7 +105,7 @@ async function resetsUnderLoad(options: {
   let load: ReturnType<typeof startLoad> | undefined;
   try {
     await Promise.all(registrars.map((r) => r.start({ timeoutMs: 20_000 })));
-    await until(watch, 'the three instances', (s) => !s.stale && s.instances.length === 3, 20_000);
+    await untilSnapshot(watch, (s) => !s.stale && s.instances.length === 3, 20_000, 'the three instances');
     const listedBy = Date.now() + 10_000;
     while (!catalog.services?.has(options.service) && Date.now() < listedBy) await sleep(20);
     assert.ok(catalog.services?.has(options.service), 'the service is listed');
@@ -136,7 +119,7 @@ async function resetsUnderLoad(options: {
     const backToFull: number[] = [];
     for (let i = 0; i < options.resets; i++) {
       const backAt = await options.reset();
-      await until(watch, 'the three instances fresh again', (s) => !s.stale && s.instances.length === 3, GRACE_MS + 10_000);
+      await untilSnapshot(watch, (s) => !s.stale && s.instances.length === 3, GRACE_MS + 10_000, 'the three instances fresh again');
       backToFull.push(Math.round(performance.now() - backAt));
       await sleep(300);
     }
@@ -146,7 +129,7 @@ async function resetsUnderLoad(options: {
     // Control: the registrars leave, the registry did not reset: the empty set is believed at once.
     const leftAt = performance.now();
     await Promise.all(registrars.map((r) => r.close({ timeoutMs: 5000 })));
-    const empty = await until(watch, 'an empty fresh set', (s) => s.instances.length === 0, GRACE_MS);
+    const empty = await untilSnapshot(watch, (s) => s.instances.length === 0, GRACE_MS, 'an empty fresh set');
     const emptyAfter = Math.round(performance.now() - leftAt);
     return { ...result, shrunk, unlisted, backToFull, emptyAfter, emptyStale: empty.stale };
   } finally {
@@ -250,13 +233,13 @@ describe('a Consul agent that goes silent under a long poll', function () {
     try {
       const watch = resolver.watch('frozen');
       watch.on('error', () => undefined);
-      await until(watch, 'the instance', (s) => !s.stale && s.instances.length === 1, 10_000);
+      await untilSnapshot(watch, (s) => !s.stale && s.instances.length === 1, 10_000, 'the instance');
       await sleep(300); // the watch is now in its long poll (wait 60 s by default)
       process.kill(pid, 'SIGSTOP');
       const frozenAt = performance.now();
       let stale: ServiceSnapshot;
       try {
-        stale = await until(watch, 'a stale snapshot', (s) => s.stale, 15_000);
+        stale = await untilSnapshot(watch, (s) => s.stale, 15_000, 'a stale snapshot');
       } finally {
         process.kill(pid, 'SIGCONT');
       }
@@ -264,7 +247,7 @@ describe('a Consul agent that goes silent under a long poll', function () {
       const resumedAt = performance.now();
       assert.equal(stale.instances.length, 1, 'the last good set stays');
       assert.ok(isProxylessError(watch.lastError, 'ERR_RESOLUTION_FAILED'), String(watch.lastError));
-      await until(watch, 'a fresh snapshot', (s) => !s.stale && s.instances.length === 1, 15_000);
+      await untilSnapshot(watch, (s) => !s.stale && s.instances.length === 1, 15_000, 'a fresh snapshot');
       const fresh = Math.round(performance.now() - resumedAt);
       console.log(`      [measure] Consul agent frozen under a long poll → stale after ${noticed} ms (watchIdleMs ${idleMs}, check deadline ${Math.min(2000, idleMs)} ms); SIGCONT → fresh after ${fresh} ms`);
       // At most watchIdleMs of silence, then the check's deadline; generous margin for a loaded machine.

@@ -6,8 +6,6 @@
  * error; NODE_DEBUG=proxyless lists the registry variables read and ignored.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import {
   ConsulHttpClient,
   ConsulResolver,
@@ -26,8 +24,7 @@ import {
 import { EtcdClient, EtcdResolver, confdLayout, etcdRegistry, proxylessLayout } from '@proxyless/etcd';
 import { createClient, createDispatcher } from '@proxyless/http-client';
 import { Registrar, ShutdownCoordinator } from '@proxyless/registrar';
-
-const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+import { runSource, type Ran } from './support/processes.js';
 
 /** Asserts `make` throws ERR_INVALID_OPTION for `option` suggesting `suggested`. */
 function rejectsKey(make: () => unknown, option: string, suggested: string): void {
@@ -39,24 +36,7 @@ function rejectsKey(make: () => unknown, option: string, suggested: string): voi
   });
 }
 
-function run(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', ...args], {
-      cwd: repoRoot,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const run = (args: string[], env: NodeJS.ProcessEnv): Promise<Ran> => runSource(args, env, 30_000);
 
 describe('typos fail loudly', function () {
   this.timeout(60_000);

@@ -13,10 +13,10 @@
  *   --offline` would need each dependency's registry metadata, which `npm ci`
  *   does not cache.)
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { run as runCommand, type Ran } from './processes.js';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -74,14 +74,6 @@ export function workspacePackages(): WorkspacePackage[] {
     .filter((p) => !p.manifest.private);
 }
 
-/** Result of one finished command. */
-export interface Ran {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** The environment for a nested npm: the outer `npm test`'s npm_* variables would leak its settings (workspace, prefix…). */
 export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
@@ -94,24 +86,9 @@ export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-/** Runs a command to its end (bounded by `timeoutMs`), collecting its output. */
+/** Runs a command to its end (bounded by `timeoutMs`), collecting its output; by default in {@link cleanEnv}. */
 export function run(file: string, args: readonly string[], options: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<Ran> {
-  return new Promise((ok, fail) => {
-    const child = spawn(file, args, { cwd: options.cwd, env: options.env ?? cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      fail(error);
-    });
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      ok({ code, signal, stdout, stderr });
-    });
-  });
+  return runCommand(file, args, { ...options, env: options.env ?? cleanEnv() });
 }
 
 /** The npm that runs this test (the one `npm test` was started with), else `npm` on PATH. */

@@ -13,6 +13,7 @@ import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /**
  * Finds a port free for both TCP and UDP on 127.0.0.1 (DNS and Serf use both).
@@ -102,4 +103,43 @@ export function trackChild(child: ChildProcess): void {
   liveProcesses.add(child);
   if (child.pid) appendFileSync(pidFile, `${child.pid}\n`);
   child.once('exit', () => liveProcesses.delete(child));
+}
+
+/** Result of one finished command. */
+export interface Ran {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a command to its end, collecting its output; SIGKILLed after `timeoutMs`, and with this
+ * process (tracked). `env` is the child's whole environment (default: this process's).
+ */
+export function run(file: string, args: readonly string[], options: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<Ran> {
+  return new Promise((ok, fail) => {
+    const child = spawn(file, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    trackChild(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      fail(error);
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      ok({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+
+/** Runs a script as a user would, the workspace sources through tsx, from the repository root; `env` is added to this process's. */
+export function runSource(args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Ran> {
+  return run(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', ...args], { cwd: repoRoot, env: { ...process.env, ...env }, timeoutMs });
 }

@@ -20,16 +20,9 @@ import {
   type ServiceWatch,
 } from '@proxyless/core';
 import { startConsulAgent, type ConsulAgent } from '../../../test/support/consul.js';
+import { until } from '../../../test/support/wait.js';
 import { startAndTimeFirstAnswer } from '../../../test/support/agent-back.js';
 import { startFaultProxy, withJsonBody, type FaultProxy } from '../../../test/support/fault-proxy.js';
-
-async function until(what: string, condition: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 async function put(agent: ConsulAgent | string, path: string, body?: unknown): Promise<void> {
   const base = typeof agent === 'string' ? agent : agent.httpUrl;

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { BadResponseError, ConsulHttpClient, ConsulResolver, ConsulUnreachableError, ResolutionFailedError, type ConsulRequest, type ConsulResponse } from '@proxyless/core';
 import { StallRecorder } from '../../../test/support/stalls.js';
+import { until } from '../../../test/support/wait.js';
 
 interface Sent {
   path: string;
@@ -45,14 +46,6 @@ const ok = (index: number | string, ports: number[]): ConsulResponse => ({
   body: ports.map(entry),
 });
 
-async function until(what: string, condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 describe('ConsulResolver blocking-query loop', function () {
   this.timeout(30_000);
 
@@ -61,7 +54,7 @@ describe('ConsulResolver blocking-query loop', function () {
     const resolver = new ConsulResolver({ client, waitMs: 32_000, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 } });
     try {
       resolver.watch('web');
-      await until('three requests', () => client.sent.length >= 3);
+      await until('three requests', () => client.sent.length >= 3, 10_000);
       assert.equal(client.sent[0]!.index, undefined);
       assert.equal(client.sent[1]!.index, '10');
       assert.equal(client.sent[2]!.index, '11');
@@ -81,7 +74,7 @@ describe('ConsulResolver blocking-query loop', function () {
     const resolver = new ConsulResolver({ client, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 } });
     try {
       resolver.watch('web');
-      await until('four requests', () => client.sent.length >= 4);
+      await until('four requests', () => client.sent.length >= 4, 10_000);
       assert.deepEqual(client.sent.slice(0, 4).map((s) => s.index), [undefined, '1', '1', '1']);
     } finally {
       await resolver.close();
@@ -94,7 +87,7 @@ describe('ConsulResolver blocking-query loop', function () {
     const resolver = new ConsulResolver({ client, resetGraceMs: 0, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 } });
     try {
       const watch = resolver.watch('web');
-      await until('five requests', () => client.sent.length >= 5);
+      await until('five requests', () => client.sent.length >= 5, 10_000);
       assert.deepEqual(client.sent.slice(0, 5).map((s) => s.index), [undefined, '100', '101', undefined, '6']);
       assert.deepEqual(watch.current?.instances.map((i) => i.port), [81]);
       assert.equal(watch.current?.instances[0]?.address, '10.0.0.1'); // empty Service.Address → Node.Address
@@ -109,7 +102,7 @@ describe('ConsulResolver blocking-query loop', function () {
     const resolver = new ConsulResolver({ client, resetGraceMs: 600, rateLimit: { burst: 1, minIntervalMs: 10, jitterMs: 0 } });
     try {
       const watch = resolver.watch('web');
-      await until('the new instance', () => watch.current?.instances.some((i) => i.port === 81) === true);
+      await until('the new instance', () => watch.current?.instances.some((i) => i.port === 81) === true, 10_000);
       const ports = (): number[] => (watch.current?.instances ?? []).map((i) => i.port).sort();
       assert.deepEqual(ports(), [80, 81], 'the instance the reset dropped is held');
       assert.equal(watch.current?.stale, true);
@@ -179,7 +172,7 @@ describe('ConsulResolver blocking-query loop', function () {
       watch.on('update', (s) => stale.push(s.stale));
       const first = await watch.ready({ timeoutMs: 5000 });
       failing = true;
-      await until('errors', () => errors.length >= 3);
+      await until('errors', () => errors.length >= 3, 10_000);
       const sentWhileFailing = client.sent.length;
       await new Promise((r) => setTimeout(r, 1000));
       // Backoff up to 400 ms with full jitter: a handful of retries per second, not a busy loop.
@@ -189,7 +182,7 @@ describe('ConsulResolver blocking-query loop', function () {
       assert.deepEqual(watch.current?.instances.map((i) => i.port), [80]);
       assert.ok(errors.every((e) => e instanceof ResolutionFailedError));
       failing = false;
-      await until('fresh again', () => watch.current?.stale === false);
+      await until('fresh again', () => watch.current?.stale === false, 10_000);
       assert.deepEqual(stale, [false, true, false]);
       assert.equal(watch.lastError, undefined);
     } finally {
@@ -207,7 +200,7 @@ describe('ConsulResolver blocking-query loop', function () {
       watch.on('error', (e) => errors.push(e));
       await watch.ready({ timeoutMs: 5000 });
       bad = true;
-      await until('error', () => errors.length >= 1);
+      await until('error', () => errors.length >= 1, 10_000);
       assert.ok(errors[0]!.cause instanceof BadResponseError);
       assert.equal(watch.current?.instances.length, 1);
       assert.equal(watch.current?.stale, true);
@@ -247,7 +240,7 @@ describe('ConsulResolver blocking-query loop', function () {
       for (const value of ['', 'abc', '-1', '1e9', '99999999999999999999', '12, 13']) {
         garbage = value;
         const before = errors.length;
-        await until(`error for ${JSON.stringify(value)}`, () => errors.length > before);
+        await until(`error for ${JSON.stringify(value)}`, () => errors.length > before, 10_000);
       }
       const sent = client.sent.length;
       await new Promise((r) => setTimeout(r, 500));
@@ -279,13 +272,13 @@ describe('ConsulResolver blocking-query loop', function () {
       assert.deepEqual(watch.current?.instances.map((i) => i.port), [80]);
       assert.ok(client.sent.every((s) => s.query?.['stale'] === true));
       lag = '1500';
-      await until('leader answer', () => watch.current?.instances[0]?.port === 81);
+      await until('leader answer', () => watch.current?.instances[0]?.port === 81, 10_000);
       const reasked = client.sent.filter((s) => s.query?.['stale'] !== true);
       assert.ok(reasked.length > 0 && reasked.every((s) => s.index === undefined && s.query?.['consistent'] === undefined));
       lag = '0';
-      await until('back to the follower', () => watch.current?.instances[0]?.port === 80);
+      await until('back to the follower', () => watch.current?.instances[0]?.port === 80, 10_000);
       leader = 'false';
-      await until('leader answer again', () => watch.current?.instances[0]?.port === 81);
+      await until('leader answer again', () => watch.current?.instances[0]?.port === 81, 10_000);
       assert.equal(watch.current?.stale, false);
     } finally {
       await resolver.close();
@@ -304,14 +297,14 @@ describe('ConsulResolver blocking-query loop', function () {
     try {
       const watch = resolver.watch('web');
       await watch.ready({ timeoutMs: 5000 });
-      await until('flagged stale', () => watch.current?.stale === true);
+      await until('flagged stale', () => watch.current?.stale === true, 10_000);
       ports = [80, 82];
-      await until('stale data published', () => watch.current?.instances.length === 2);
+      await until('stale data published', () => watch.current?.instances.length === 2, 10_000);
       assert.equal(watch.current?.stale, true);
       ports = [];
       const errors: Error[] = [];
       watch.on('error', (e) => errors.push(e));
-      await until('unconfirmed empty reported', () => errors.length >= 2);
+      await until('unconfirmed empty reported', () => errors.length >= 2, 10_000);
       assert.equal(watch.current?.instances.length, 2);
       assert.match(errors[0]!.message, /could not be confirmed|consistent read/);
     } finally {
@@ -337,7 +330,7 @@ describe('ConsulResolver blocking-query loop', function () {
       // Now the service really is gone: the empty set is confirmed, then published.
       followerPorts = [];
       leaderPorts = [];
-      await until('empty published', () => watch.current?.instances.length === 0);
+      await until('empty published', () => watch.current?.instances.length === 0, 10_000);
       assert.ok(seen.every((len, i) => i === seen.length - 1 || len > 0), `sizes: ${seen.join(',')}`);
       const consistentReads = client.sent.filter((s) => s.query?.['consistent'] === true).length;
       await new Promise((r) => setTimeout(r, 100));
@@ -361,7 +354,7 @@ describe('ConsulResolver blocking-query loop', function () {
       const watches = services.map((s) => resolver.watch(s));
       await Promise.all(watches.map((w) => w.ready({ timeoutMs: 5000 })));
       down = true;
-      await until('all stale', () => watches.every((w) => w.current?.stale === true));
+      await until('all stale', () => watches.every((w) => w.current?.stale === true), 10_000);
       const sent = client.sent.length;
       await new Promise((r) => setTimeout(r, 1000));
       const during = client.sent.slice(sent);
@@ -370,7 +363,7 @@ describe('ConsulResolver blocking-query loop', function () {
       assert.ok(during.length <= 40, `probes: ${during.length}`);
       const back = Date.now();
       down = false;
-      await until('all fresh', () => watches.every((w) => w.current?.stale === false));
+      await until('all fresh', () => watches.every((w) => w.current?.stale === false), 10_000);
       const resumed = client.sent.filter((s) => s.at >= back && s.path.startsWith('/v1/health/')).map((s) => s.at - back);
       const spread = Math.max(...resumed) - Math.min(...resumed);
       assert.ok(spread > 50, `resume times: ${resumed.join(',')}`);

@@ -13,6 +13,7 @@ import {
   type ServiceWatch,
 } from '@proxyless/core';
 import { startConsulAgent, type ConsulAgent } from '../../../test/support/consul.js';
+import { until } from '../../../test/support/wait.js';
 
 /** Counts health queries, to prove that subscribers share one long poll. */
 class CountingClient extends ConsulHttpClient {
@@ -20,14 +21,6 @@ class CountingClient extends ConsulHttpClient {
   override async request(req: ConsulRequest): Promise<ConsulResponse> {
     if (req.path.startsWith('/v1/health/service/')) this.healthRequests++;
     return super.request(req);
-  }
-}
-
-async function until(what: string, condition: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
   }
 }
 

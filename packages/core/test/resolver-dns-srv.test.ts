@@ -13,14 +13,7 @@ import {
   type ServiceWatch,
 } from '@proxyless/core';
 import { startConsulAgent, type ConsulAgent } from '../../../test/support/consul.js';
-
-async function until(what: string, condition: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { until } from '../../../test/support/wait.js';
 
 type Question = dnsPacket.Question & { type: string };
 type Reply = (query: dnsPacket.Packet, question: Question) => (Buffer | { spoofed: Buffer })[];

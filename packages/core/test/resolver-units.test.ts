@@ -22,17 +22,10 @@ import {
 import { mapHealthEntries, consulInfo } from '../src/resolver-consul.js';
 import { TtlCache, validateDnsName } from '../src/resolver-dns-srv.js';
 import { decodeDnsMessage, matchesQuery } from '../src/dns-transport.js';
+import { until } from '../../../test/support/wait.js';
 
 function instance(port: number, extra: Partial<Parameters<typeof createServiceInstance>[0]> = {}): ServiceInstance {
   return createServiceInstance({ service: 'web', address: '10.0.0.1', port, ...extra });
-}
-
-async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 describe('createServiceInstance', () => {
@@ -292,7 +285,7 @@ describe('shared watches (StaticResolver)', () => {
       const second = resolver.watch('web');
       second.on('update', (_s, change) => events.push(change));
       assert.equal(events.length, 0);
-      await until(() => events.length === 1);
+      await until('one event', () => events.length === 1, 5000);
       assert.equal(events[0]!.added.length, 1);
     } finally {
       await resolver.close();
@@ -305,10 +298,10 @@ describe('shared watches (StaticResolver)', () => {
       const watch = resolver.watch('web');
       const updates: [ServiceSnapshot, SnapshotChange][] = [];
       watch.on('update', (s, c) => updates.push([s, c]));
-      await until(() => updates.length === 1);
+      await until('one update', () => updates.length === 1, 5000);
       resolver.set('web', [{ address: '10.0.0.1', port: 80 }]); // same set
       resolver.set('web', [{ address: '10.0.0.1', port: 80 }, { address: '10.0.0.2', port: 80 }]);
-      await until(() => updates.length >= 2);
+      await until('a second update', () => updates.length >= 2, 5000);
       await new Promise((r) => setImmediate(r));
       assert.equal(updates.length, 2);
       assert.deepEqual(updates[1]![1].added.map((i) => i.address), ['10.0.0.2']);
@@ -368,7 +361,7 @@ describe('FallbackResolver', () => {
       assert.equal(snapshot.source, 'static');
       assert.equal(snapshot.instances[0]?.address, '10.9.9.9');
       assert.equal(snapshot.stale, false);
-      await until(() => errors.length > 0, 10_000);
+      await until('an error', () => errors.length > 0, 10_000);
       assert.ok(errors[0] instanceof ResolutionFailedError);
     } finally {
       await resolver.close();
@@ -417,7 +410,7 @@ describe('FallbackResolver with a query the secondary cannot honour', () => {
       const watch = resolver.watch('web', { filter: 'Service.Meta.zone == "a"' });
       const errors: Error[] = [];
       watch.on('error', (e) => errors.push(e));
-      await until(() => errors.some((e) => e instanceof InvalidOptionError), 10_000);
+      await until('an InvalidOptionError', () => errors.some((e) => e instanceof InvalidOptionError), 10_000);
       assert.equal(watch.current, undefined);
     } finally {
       await resolver.close();

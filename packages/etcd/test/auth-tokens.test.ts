@@ -1,40 +1,12 @@
 import assert from 'node:assert/strict';
-import type { CatalogServices, CatalogWatch, ServiceSnapshot, ServiceWatch } from '@proxyless/core';
+import type { ServiceSnapshot } from '@proxyless/core';
 import { EtcdClient, EtcdResolver } from '@proxyless/etcd';
 import { startEtcd, type EtcdServer } from '../../../test/support/etcd.js';
 import { startTcpProxy, type TcpProxy } from '../../../test/support/tcp-proxy.js';
+import { untilServices, untilSnapshot } from '../../../test/support/wait.js';
 
 const value = (port: number): string => JSON.stringify({ address: '127.0.0.1', port });
 const ports = (s: ServiceSnapshot): number[] => s.instances.map((i) => i.port).sort((a, b) => a - b);
-
-/** Waits for a snapshot that satisfies `check` (the current one included). */
-async function until(watch: ServiceWatch, check: (s: ServiceSnapshot) => boolean, timeoutMs: number): Promise<void> {
-  if (watch.current && check(watch.current)) return;
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no matching snapshot in ${timeoutMs} ms; last: ${JSON.stringify(watch.current?.instances.map((i) => i.port))}, error: ${watch.lastError?.message ?? 'none'}`)), timeoutMs);
-    const onUpdate = (s: ServiceSnapshot): void => {
-      if (!check(s)) return;
-      clearTimeout(timer);
-      watch.off('update', onUpdate);
-      resolve();
-    };
-    watch.on('update', onUpdate);
-  });
-}
-
-async function listed(catalog: CatalogWatch, check: (s: CatalogServices) => boolean, timeoutMs: number): Promise<void> {
-  if (catalog.services && check(catalog.services)) return;
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no matching service list in ${timeoutMs} ms`)), timeoutMs);
-    const onUpdate = (s: CatalogServices): void => {
-      if (!check(s)) return;
-      clearTimeout(timer);
-      catalog.off('update', onUpdate);
-      resolve();
-    };
-    catalog.on('update', onUpdate);
-  });
-}
 
 /**
  * etcd's simple tokens live in memory. A restart rebuilds them only from the
@@ -82,14 +54,14 @@ describe('etcd with authentication: tokens etcd forgets', function () {
       const catalog = resolver.watchServices();
       catalog.on('error', () => undefined);
       assert.deepEqual(ports(await watch.ready({ timeoutMs: 10_000 })), [7001]);
-      await listed(catalog, (s) => s.has('restarted'), 10_000);
+      await untilServices(catalog, (s) => s.has('restarted'), 10_000);
       await etcd.restart();
       const back = performance.now();
       await root.put('/proxyless/services/restarted/b', value(7002));
       await root.put('/proxyless/services/another/a', value(7003));
-      await until(watch, (s) => ports(s).join() === '7001,7002', 5_000);
+      await untilSnapshot(watch, (s) => ports(s).join() === '7001,7002', 5_000);
       const seenAfter = Math.round(performance.now() - back);
-      await listed(catalog, (s) => s.has('another'), 5_000);
+      await untilServices(catalog, (s) => s.has('another'), 5_000);
       const catalogAfter = Math.round(performance.now() - back);
       console.log(`      [measure] after the restart: the service watch saw the next change within ${seenAfter} ms, the catalog watch within ${catalogAfter} ms`);
       assert.ok(seenAfter <= 1000, `the watch saw the change ${seenAfter} ms after the restart`);
@@ -114,13 +86,13 @@ describe('etcd with authentication: tokens etcd forgets', function () {
       await root.request('/v3/auth/user/changepw', { name: 'app', password });
       // The open stream was authorized when it was created: it carries on.
       await root.put('/proxyless/services/rotated/b', value(7102));
-      await until(watch, (s) => ports(s).join() === '7101,7102', 5_000);
+      await untilSnapshot(watch, (s) => ports(s).join() === '7101,7102', 5_000);
       // The connection drops: the watch reconnects with the token etcd no longer knows.
       proxy?.cut();
       proxy?.restore();
       const back = performance.now();
       await root.put('/proxyless/services/rotated/c', value(7103));
-      await until(watch, (s) => ports(s).join() === '7101,7102,7103', 5_000);
+      await untilSnapshot(watch, (s) => ports(s).join() === '7101,7102,7103', 5_000);
       const seenAfter = Math.round(performance.now() - back);
       console.log(`      [measure] after the password change and a dropped connection: the watch saw the next change within ${seenAfter} ms`);
       assert.ok(seenAfter <= 1000, `the watch saw the change ${seenAfter} ms after the reconnect`);

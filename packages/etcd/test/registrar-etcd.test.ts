@@ -12,20 +12,7 @@ import { fixture, repoRoot, spawnNode, waitFor, type ReportingChild } from '../.
 import { freePort } from '../../../test/support/processes.js';
 import { installSecondCopy } from '../../../test/support/second-copy.js';
 import { startFaultProxy, withJsonBody } from '../../../test/support/fault-proxy.js';
-
-async function until(watch: ServiceWatch, check: (s: ServiceSnapshot) => boolean, timeoutMs = 10_000): Promise<number> {
-  if (watch.current && check(watch.current)) return Date.now();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no matching snapshot in ${timeoutMs} ms`)), timeoutMs);
-    const onUpdate = (s: ServiceSnapshot): void => {
-      if (!check(s)) return;
-      clearTimeout(timer);
-      watch.off('update', onUpdate);
-      resolve(Date.now());
-    };
-    watch.on('update', onUpdate);
-  });
-}
+import { untilSnapshot } from '../../../test/support/wait.js';
 
 /** The next `event` of a registrar (an eventemitter3 emitter). */
 function nextEvent(registrar: Registrar, event: 'lost' | 'reregistered'): Promise<void> {
@@ -111,14 +98,15 @@ describe('registration in etcd (lease) with the same Registrar lifecycle', funct
       await watch.ready({ timeoutMs: 10_000 });
       const t0 = Date.now();
       await registrar.start({ timeoutMs: 10_000 });
-      const seenAt = await until(watch, (s) => ids(s).includes('leased-1'));
+      await untilSnapshot(watch, (s) => ids(s).includes('leased-1'));
+      const seenAt = Date.now();
       console.log(`      [measure] start() → seen by a watching client: ${seenAt - t0} ms`);
       const instance = watch.current?.instances[0];
       assert.deepEqual([instance?.address, instance?.port, instance?.tags, instance?.zone], ['127.0.0.1', port, ['v1'], 'z1']);
       const { kvs } = await admin.range('/proxyless/services/leased/leased-1');
       assert.notEqual(kvs[0]?.lease, '0', 'the key is attached to a lease');
       await registrar.drain();
-      await until(watch, (s) => s.instances.length === 0);
+      await untilSnapshot(watch, (s) => s.instances.length === 0);
       assert.equal(await registrar.waitUntilNotPassing({ timeoutMs: 5000 }), true);
       await registrar.stop();
       assert.equal((await admin.range('/proxyless/services/leased/leased-1')).kvs.length, 0);
@@ -156,7 +144,7 @@ describe('registration in etcd (lease) with the same Registrar lifecycle', funct
     });
     const load1 = load(watch);
     try {
-      await until(watch, (s) => ids(s).includes(String(listening.id)));
+      await untilSnapshot(watch, (s) => ids(s).includes(String(listening.id)));
       await waitFor('a stream of requests', () => load1.results.filter((r) => r.ok).length >= 40, { timeoutMs: 20_000 });
       const sigtermAt = Date.now();
       svc.child.kill('SIGTERM');
@@ -417,7 +405,7 @@ describe('3-member etcd cluster: leader killed under load', function () {
     const traffic = load(watch, 6, 10);
     try {
       await Promise.all(registrars.map((r) => r.start({ timeoutMs: 20_000 })));
-      await until(watch, (s) => s.instances.length === 3, 20_000);
+      await untilSnapshot(watch, (s) => s.instances.length === 3, 20_000);
       await waitFor('load', () => traffic.results.filter((r) => r.ok).length >= 100, { timeoutMs: 20_000 });
       const leaseIds = (): (string | undefined)[] => registrars.map(leaseOf);
       const granted = leaseIds();

@@ -3,46 +3,17 @@ import { once } from 'node:events';
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isProxylessError, type CatalogServices, type CatalogWatch, type ServiceSnapshot, type ServiceWatch } from '@proxyless/core';
+import { isProxylessError, type CatalogServices, type ServiceSnapshot } from '@proxyless/core';
 import { EtcdClient, EtcdResolver, confdLayout, proxylessLayout, type DroppedEntry, type EtcdCallOptions } from '@proxyless/etcd';
 import { startEtcd, startEtcdCluster, type EtcdServer } from '../../../test/support/etcd.js';
 import { startTcpProxy } from '../../../test/support/tcp-proxy.js';
 import { startFaultProxy, withJsonBody } from '../../../test/support/fault-proxy.js';
+import { untilServices, untilSnapshot } from '../../../test/support/wait.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const value = (port: number, extra: Record<string, unknown> = {}): string => JSON.stringify({ address: '127.0.0.1', port, ...extra });
 
-/** Waits for a snapshot that satisfies `check` (the current one included). */
-async function until(watch: ServiceWatch, check: (s: ServiceSnapshot) => boolean, timeoutMs = 10_000): Promise<ServiceSnapshot> {
-  if (watch.current && check(watch.current)) return watch.current;
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no matching snapshot in ${timeoutMs} ms; last: ${JSON.stringify(watch.current?.instances.map((i) => i.port))} stale=${String(watch.current?.stale)}`)), timeoutMs);
-    const onUpdate = (s: ServiceSnapshot): void => {
-      if (!check(s)) return;
-      clearTimeout(timer);
-      watch.off('update', onUpdate);
-      resolve(s);
-    };
-    watch.on('update', onUpdate);
-  });
-}
-
 const ports = (s: ServiceSnapshot): number[] => s.instances.map((i) => i.port).sort((a, b) => a - b);
-
-/** Waits for a service list that satisfies `check` (the current one included). */
-async function listed(catalog: CatalogWatch, check: (s: CatalogServices) => boolean, timeoutMs = 10_000): Promise<CatalogServices> {
-  if (catalog.services && check(catalog.services)) return catalog.services;
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no matching service list in ${timeoutMs} ms; last: ${JSON.stringify([...(catalog.services ?? new Map())])}`)), timeoutMs);
-    const onUpdate = (s: CatalogServices): void => {
-      if (!check(s)) return;
-      clearTimeout(timer);
-      catalog.off('update', onUpdate);
-      resolve(s);
-    };
-    catalog.on('update', onUpdate);
-  });
-}
 
 const names = (s: CatalogServices): string => [...s.keys()].sort().join();
 
@@ -85,12 +56,12 @@ describe('EtcdResolver against a real etcd', function () {
       const changes: string[] = [];
       w2.on('update', (_s, change) => changes.push(`+${change.added.map((i) => i.id).join()} ~${change.updated.map((i) => i.id).join()} -${change.removed.map((i) => i.id).join()}`));
       await admin.put('/proxyless/services/diffed/x', value(2001));
-      await until(w1, (s) => ports(s).includes(2001));
+      await untilSnapshot(w1, (s) => ports(s).includes(2001));
       await admin.put('/proxyless/services/diffed/x', value(2001, { tags: ['new'] }));
-      await until(w1, (s) => s.instances[0]?.tags[0] === 'new');
+      await untilSnapshot(w1, (s) => s.instances[0]?.tags[0] === 'new');
       await admin.delete('/proxyless/services/diffed/x');
-      await until(w1, (s) => s.instances.length === 0);
-      await until(w2, (s) => s.instances.length === 0);
+      await untilSnapshot(w1, (s) => s.instances.length === 0);
+      await untilSnapshot(w2, (s) => s.instances.length === 0);
       assert.deepEqual(changes, ['+x ~ -', '+ ~x -', '+ ~ -x']);
       await w1.close();
       assert.equal(resolver.activeWatches, 1);
@@ -125,15 +96,15 @@ describe('EtcdResolver against a real etcd', function () {
       // Each bad value is judged (and reported) once per change: another key's event re-parses nothing else.
       const reported = dropped.length;
       await admin.put('/proxyless/services/bad/other', value(3005));
-      await until(watch, (s) => ports(s).join() === '3001,3005');
+      await untilSnapshot(watch, (s) => ports(s).join() === '3001,3005');
       assert.equal(dropped.length, reported, dropped.slice(reported).map((d) => d.key).join());
       await admin.delete('/proxyless/services/bad/other');
-      await until(watch, (s) => ports(s).join() === '3001');
+      await untilSnapshot(watch, (s) => ports(s).join() === '3001');
       // A good value turned bad leaves the set (and is reported); turned good again, comes back.
       await admin.put('/proxyless/services/bad/good', 'garbage');
-      await until(watch, (s) => s.instances.length === 0);
+      await untilSnapshot(watch, (s) => s.instances.length === 0);
       await admin.put('/proxyless/services/bad/good', value(3001));
-      await until(watch, (s) => ports(s).join() === '3001');
+      await untilSnapshot(watch, (s) => ports(s).join() === '3001');
     } finally {
       await resolver.close();
     }
@@ -149,7 +120,7 @@ describe('EtcdResolver against a real etcd', function () {
       const snapshot = await watch.ready({ timeoutMs: 10_000 });
       assert.deepEqual(snapshot.instances.map((i) => [i.id, i.address, i.port]).sort(), [['app1', '127.0.0.1', 4001], ['app2', '::1', 4002]]);
       await admin.put('/app/servers/app3', '127.0.0.1:4003');
-      await until(watch, (s) => ports(s).join() === '4001,4002,4003');
+      await untilSnapshot(watch, (s) => ports(s).join() === '4001,4002,4003');
     } finally {
       await resolver.close();
     }
@@ -163,9 +134,9 @@ describe('EtcdResolver against a real etcd', function () {
     try {
       await admin.put('/proxyless/services/part/a', value(5001));
       const watch = resolver.watch('part');
-      await until(watch, (s) => ports(s).join() === '5001');
+      await untilSnapshot(watch, (s) => ports(s).join() === '5001');
       proxy.cut();
-      const stale = await until(watch, (s) => s.stale);
+      const stale = await untilSnapshot(watch, (s) => s.stale);
       assert.deepEqual(ports(stale), [5001], 'the last good set stays while etcd is away');
       assert.ok(watch.lastError);
       // While disconnected: changes, then a compaction that removes the history the watch would resume from.
@@ -174,7 +145,7 @@ describe('EtcdResolver against a real etcd', function () {
       const header = await admin.put('/proxyless/services/other/x', value(1));
       await admin.compact(header.revision);
       proxy.restore();
-      const back = await until(watch, (s) => !s.stale && ports(s).join() === '5002', 15_000);
+      const back = await untilSnapshot(watch, (s) => !s.stale && ports(s).join() === '5002', 15_000);
       assert.equal(back.stale, false);
       assert.deepEqual(resyncs, ['compacted']);
       // A plain disconnect without compaction resumes from the revision, no full read: one
@@ -187,10 +158,10 @@ describe('EtcdResolver against a real etcd', function () {
         return answer;
       };
       proxy.cut();
-      await until(watch, (s) => s.stale);
+      await untilSnapshot(watch, (s) => s.stale);
       await admin.put('/proxyless/services/part/c', value(5003));
       proxy.restore();
-      await until(watch, (s) => !s.stale && ports(s).join() === '5002,5003', 15_000);
+      await untilSnapshot(watch, (s) => !s.stale && ports(s).join() === '5002,5003', 15_000);
       assert.deepEqual(resyncs, ['compacted']);
       assert.equal(reads.length, 1, `one read per reconnect: ${reads.join()}`);
       assert.match(reads[0] ?? '', /^keys@\d+$/);
@@ -211,21 +182,21 @@ describe('EtcdResolver against a real etcd', function () {
       await ownAdmin.put('/proxyless/services/wiped/a', value(6101));
       const watch = resolver.watch('wiped');
       const catalog = resolver.watchServices();
-      await until(watch, (s) => ports(s).includes(6101));
-      await listed(catalog, (s) => s.has('wiped'));
+      await untilSnapshot(watch, (s) => ports(s).includes(6101));
+      await untilServices(catalog, (s) => s.has('wiped'));
       await own.wipe();
       await ownAdmin.put('/proxyless/services/wiped/b', value(6102));
       // The new history lacks a: held (stale) for the grace; b joins at once.
-      const held = await until(watch, (s) => ports(s).includes(6102), 20_000);
+      const held = await untilSnapshot(watch, (s) => ports(s).includes(6102), 20_000);
       assert.equal(held.stale, true);
       assert.ok(ports(held).includes(6101), 'the instance the wipe dropped is held for the grace');
-      const after = await until(watch, (s) => !s.stale && ports(s).join() === '6102', 20_000);
+      const after = await untilSnapshot(watch, (s) => !s.stale && ports(s).join() === '6102', 20_000);
       assert.deepEqual(ports(after), [6102]);
       assert.deepEqual(resyncs, ['revision-backwards']);
       // The service list rode through the wipe with the same rule.
       assert.ok(catalog.services?.has('wiped'));
       await ownAdmin.delete('/proxyless/services/wiped/', { prefix: true });
-      await listed(catalog, (s) => !s.has('wiped'));
+      await untilServices(catalog, (s) => !s.has('wiped'));
     } finally {
       await resolver.close();
       await ownAdmin.close();
@@ -251,10 +222,10 @@ describe('EtcdResolver against a real etcd', function () {
       const before = await ownAdmin.put('/proxyless/services/oldsvc/x', value(7003));
       const watch = resolver.watch('same');
       const catalog = resolver.watchServices();
-      await until(watch, (s) => !s.stale && ports(s).join() === '7001,7002');
-      await listed(catalog, (s) => names(s) === 'oldsvc,same');
+      await untilSnapshot(watch, (s) => !s.stale && ports(s).join() === '7001,7002');
+      await untilServices(catalog, (s) => names(s) === 'oldsvc,same');
       proxy.cut();
-      await until(watch, (s) => s.stale);
+      await untilSnapshot(watch, (s) => s.stale);
       await own.wipe();
       // The new history: n at a low revision, a registered again, gone and oldsvc never come back.
       await ownAdmin.put('/proxyless/services/same/n', value(7004));
@@ -266,18 +237,18 @@ describe('EtcdResolver against a real etcd', function () {
       assert.ok(now.revision > before.revision, 'the scenario: the revision passed the watch\'s before it reconnects');
       proxy.restore();
       // n joins at once; gone is held (stale) for the grace, as after any reset.
-      const held = await until(watch, (s) => ports(s).includes(7004), 10_000);
+      const held = await untilSnapshot(watch, (s) => ports(s).includes(7004), 10_000);
       assert.equal(held.stale, true);
       assert.deepEqual(ports(held), [7001, 7002, 7004], 'the instance missing from the new history is held for the grace');
-      const after = await until(watch, (s) => !s.stale && ports(s).join() === '7001,7004', 10_000);
+      const after = await untilSnapshot(watch, (s) => !s.stale && ports(s).join() === '7001,7004', 10_000);
       assert.equal(after.stale, false);
       assert.deepEqual(resyncs, ['history-changed']);
       // The service list: newsvc at once, oldsvc held for the grace, then gone.
-      await listed(catalog, (s) => names(s) === 'newsvc,oldsvc,same', 10_000);
-      await listed(catalog, (s) => names(s) === 'newsvc,same', 10_000);
+      await untilServices(catalog, (s) => names(s) === 'newsvc,oldsvc,same', 10_000);
+      await untilServices(catalog, (s) => names(s) === 'newsvc,same', 10_000);
       // And the stream goes on in the new history.
       await ownAdmin.put('/proxyless/services/same/c', value(7006));
-      await until(watch, (s) => !s.stale && ports(s).join() === '7001,7004,7006');
+      await untilSnapshot(watch, (s) => !s.stale && ports(s).join() === '7001,7004,7006');
     } finally {
       await resolver.close();
       await proxy.close();
@@ -293,20 +264,20 @@ describe('EtcdResolver against a real etcd', function () {
     try {
       await admin.put('/proxyless/services/stuck/a', value(5101));
       const watch = resolver.watch('stuck');
-      await until(watch, (s) => ports(s).join() === '5101');
+      await untilSnapshot(watch, (s) => ports(s).join() === '5101');
       // Seen through the stream: it is open (not still connecting) when the member gets stuck.
       await admin.put('/proxyless/services/stuck/z', value(5100));
-      await until(watch, (s) => ports(s).join() === '5100,5101');
+      await untilSnapshot(watch, (s) => ports(s).join() === '5100,5101');
       assert.equal(resolver.client.endpoint, proxy.url);
       proxy.stall();
       const stalledAt = Date.now();
       await admin.put('/proxyless/services/stuck/b', value(5102)); // missed by the stuck stream
-      const stale = await until(watch, (s) => s.stale, 10_000);
+      const stale = await untilSnapshot(watch, (s) => s.stale, 10_000);
       const noticed = Date.now() - stalledAt;
       assert.deepEqual(ports(stale), [5100, 5101], 'the last good set stays while the member is stuck');
       assert.ok(isProxylessError(watch.lastError, 'ERR_RESOLUTION_FAILED'), String(watch.lastError));
       assert.ok(isProxylessError(watch.lastError.cause, 'ERR_ETCD_UNREACHABLE'), String(watch.lastError.cause));
-      const back = await until(watch, (s) => !s.stale && ports(s).join() === '5100,5101,5102', 10_000);
+      const back = await untilSnapshot(watch, (s) => !s.stale && ports(s).join() === '5100,5101,5102', 10_000);
       assert.equal(back.stale, false);
       assert.equal(resolver.client.endpoint, etcd.clientUrl);
       console.log(`      [measure] watch stuck → marked stale after ${noticed} ms (watchIdleMs 500, timeoutMs 500)`);
@@ -361,16 +332,16 @@ describe('EtcdResolver against a real etcd', function () {
     try {
       await admin.put('/proxyless/services/big/a', value(5201));
       const watch = resolver.watch('big');
-      await until(watch, (s) => ports(s).join() === '5201');
+      await untilSnapshot(watch, (s) => ports(s).join() === '5201');
       await admin.put('/proxyless/services/big/huge', value(5202, { meta: { pad: 'x'.repeat(64 * 1024) } }));
-      const stale = await until(watch, (s) => s.stale);
+      const stale = await untilSnapshot(watch, (s) => s.stale);
       assert.deepEqual(ports(stale), [5201]);
       assert.ok(isProxylessError(watch.lastError?.cause, 'ERR_BAD_RESPONSE'), String(watch.lastError?.cause));
       await assert.rejects(resolver.resolve('nothing-cached'), (e) => isProxylessError(e, 'ERR_NO_HEALTHY_INSTANCES'));
       // The oversized put stays in etcd's history: resuming from the same revision would refuse it again.
       await admin.delete('/proxyless/services/big/huge');
       await admin.put('/proxyless/services/big/b', value(5203));
-      const back = await until(watch, (s) => !s.stale && ports(s).join() === '5201,5203', 15_000);
+      const back = await untilSnapshot(watch, (s) => !s.stale && ports(s).join() === '5201,5203', 15_000);
       assert.equal(back.stale, false);
     } finally {
       await resolver.close();
@@ -415,11 +386,11 @@ describe('EtcdResolver against a real etcd', function () {
       assert.equal(names(first), 'alpha');
       assert.deepEqual(first.get('alpha'), ['a', 'b', 'c']);
       await admin.put('/listing/beta/b1', value(5406));
-      await listed(catalog, (s) => names(s) === 'alpha,beta');
+      await untilServices(catalog, (s) => names(s) === 'alpha,beta');
       await admin.put('/listing/junk/x', value(5407)); // fixed: now an instance
-      await listed(catalog, (s) => names(s) === 'alpha,beta,junk');
+      await untilServices(catalog, (s) => names(s) === 'alpha,beta,junk');
       await admin.delete('/listing/alpha/', { prefix: true });
-      await listed(catalog, (s) => names(s) === 'beta,junk');
+      await untilServices(catalog, (s) => names(s) === 'beta,junk');
       await catalog.close();
       await catalog.close();
     } finally {
@@ -434,10 +405,10 @@ describe('EtcdResolver against a real etcd', function () {
       await admin.put('/web/other/w2', '127.0.0.1:5502'); // not under servers/
       await admin.put('/api/servers/a1/extra', '127.0.0.1:5503'); // nested
       const catalog = resolver.watchServices();
-      await listed(catalog, (s) => s.has('web') && s.has('app')); // app: from an earlier test
+      await untilServices(catalog, (s) => s.has('web') && s.has('app')); // app: from an earlier test
       assert.equal(catalog.services?.has('api'), false);
       await admin.put('/api/servers/a2', '127.0.0.1:5504');
-      await listed(catalog, (s) => s.has('api'));
+      await untilServices(catalog, (s) => s.has('api'));
     } finally {
       await resolver.close();
     }
@@ -476,7 +447,7 @@ describe('EtcdResolver against a real etcd', function () {
       const watch = resolver.watch('failover');
       await watch.ready({ timeoutMs: 10_000 });
       await admin.put('/proxyless/services/failover/b', value(7002));
-      await until(watch, (s) => ports(s).join() === '7001,7002');
+      await untilSnapshot(watch, (s) => ports(s).join() === '7001,7002');
     } finally {
       await resolver.close();
     }
@@ -496,18 +467,18 @@ describe('EtcdResolver against a 3-member etcd cluster', function () {
     try {
       await admin.put('/proxyless/services/quorum/a', value(5601));
       const watch = resolver.watch('quorum');
-      await until(watch, (s) => ports(s).join() === '5601');
+      await untilSnapshot(watch, (s) => ports(s).join() === '5601');
       await admin.put('/proxyless/services/quorum/b', value(5602)); // seen through the open stream
-      await until(watch, (s) => ports(s).join() === '5601,5602');
+      await untilSnapshot(watch, (s) => ports(s).join() === '5601,5602');
       const killedAt = Date.now();
       await Promise.all([m1.kill(), m2.kill()]);
-      const stale = await until(watch, (s) => s.stale, 30_000);
+      const stale = await untilSnapshot(watch, (s) => s.stale, 30_000);
       const noticed = Date.now() - killedAt;
       assert.deepEqual(ports(stale), [5601, 5602], 'the last good set stays');
       await Promise.all([m1.start(), m2.start()]);
       await cluster.waitForLeader();
       await admin.put('/proxyless/services/quorum/c', value(5603));
-      await until(watch, (s) => !s.stale && ports(s).join() === '5601,5602,5603', 30_000);
+      await untilSnapshot(watch, (s) => !s.stale && ports(s).join() === '5601,5602,5603', 30_000);
       console.log(`      [measure] quorum lost → watch on the survivor ended, snapshot stale after ${noticed} ms (etcd waits 3 election timeouts)`);
       // etcd: ~1 s to lose the leader, then 3 election timeouts (1 s each) before it ends the streams.
       assert.ok(noticed <= 15_000, `noticed after ${noticed} ms`);

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { EventEmitter } from 'eventemitter3';
 import type { Resolver, ServiceInstance, ServiceSnapshot, ServiceWatch, ServiceWatchEvents, CallOptions } from '@proxyless/core';
+import { until as untilHolds } from '../../../test/support/wait.js';
 
 /** A fake resolver implementing the public Resolver interface; `set()` publishes a snapshot. */
 export class FakeResolver implements Resolver {
@@ -115,13 +116,9 @@ export const ok = (_req: IncomingMessage, res: ServerResponse, s: TestServer): v
   res.end(`ok ${s.port}`);
 };
 
-/** Polls `condition` until true or the deadline passes. */
-export async function until(condition: () => boolean, timeoutMs = 5_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/** Polls `condition` until true or the deadline passes (test/support/wait.ts `until`, in this package's argument order). */
+export function until(condition: () => boolean, timeoutMs = 5_000, what = 'condition'): Promise<void> {
+  return untilHolds(what, condition, timeoutMs);
 }
 
 /** A free loopback port (listen on 0, close). */

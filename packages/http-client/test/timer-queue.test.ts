@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { TimerQueue, type TimerEntry, type TimerList } from '../src/timer-queue.js';
+import { until } from '../../../test/support/wait.js';
 
 /** An entry that records when it was reported, and whether the queue had already let it go. */
 class Entry implements TimerEntry {
@@ -22,14 +23,6 @@ class Entry implements TimerEntry {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function until(cond: () => boolean, ms: number): Promise<void> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error('timed out waiting');
-    await sleep(2);
-  }
-}
-
 describe('http-client: timer queue (per-try timeouts and deadlines)', () => {
   it('reports every entry once, never before it is due, each duration in expiry order', async () => {
     const q = new TimerQueue();
@@ -45,7 +38,7 @@ describe('http-client: timer queue (per-try timeouts and deadlines)', () => {
       q.add(b, 10, now + 10);
       entries.push(a, b);
     }
-    await until(() => log.length === entries.length, 5_000);
+    await until('every entry reported', () => log.length === entries.length, 5_000);
     assert.equal(new Set(log.map((r) => r.name)).size, entries.length, 'each entry reported once');
     for (const r of log) {
       assert.ok(r.at >= r.due, `${r.name} reported ${(r.due - r.at).toFixed(3)} ms early`);
@@ -71,7 +64,7 @@ describe('http-client: timer queue (per-try timeouts and deadlines)', () => {
     q.add(middle, 40, now + 25);
     q.add(early, 40, now + 5);
     assert.equal(q.size, 3);
-    await until(() => log.length === 3, 5_000);
+    await until('three reports', () => log.length === 3, 5_000);
     assert.deepEqual(log.map((r) => r.name), ['early', 'middle', 'late']);
     for (const r of log) assert.ok(r.at >= r.due, `${r.name} reported early`);
   });
@@ -88,7 +81,7 @@ describe('http-client: timer queue (per-try timeouts and deadlines)', () => {
     q.remove(es[4]!); // twice: nothing
     assert.equal(es[0]!.timerList, undefined);
     assert.equal(q.size, 2);
-    await until(() => log.length === 2, 5_000);
+    await until('two reports', () => log.length === 2, 5_000);
     await sleep(30);
     assert.deepEqual(log.map((r) => r.name), ['1', '3']);
   });
@@ -107,7 +100,7 @@ describe('http-client: timer queue (per-try timeouts and deadlines)', () => {
       },
     };
     q.add(entry, 5, performance.now() + 5);
-    await until(() => count === 3, 5_000);
+    await until('three expiries', () => count === 3, 5_000);
     assert.equal(q.size, 0);
     // Empty after a removal: the next add arms a fresh timer for its own time.
     const log: { name: string; at: number; due: number; inList: boolean }[] = [];
@@ -116,7 +109,7 @@ describe('http-client: timer queue (per-try timeouts and deadlines)', () => {
     q.remove(gone);
     const kept = new Entry('kept', log);
     q.add(kept, 20, performance.now() + 20);
-    await until(() => log.length === 1, 5_000);
+    await until('one report', () => log.length === 1, 5_000);
     assert.equal(log[0]!.name, 'kept');
     assert.ok(log[0]!.at >= log[0]!.due);
   });
