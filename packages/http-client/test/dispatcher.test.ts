@@ -236,7 +236,10 @@ describe('http-client: the undici Dispatcher (createDispatcher)', () => {
       assert.equal(await res.body.text(), 'fine');
     }
     assert.ok(busy.hits >= 4, `the busy instance was tried (${busy.hits})`);
-    assert.equal(busyConnections, 1, 'every discarded 503 left its keep-alive connection reusable');
+    // A 503 whose connection were thrown away would open one connection per hit (4 or more). The
+    // body is discarded in the background, so a request that reaches the busy instance while the
+    // last 100 KiB are still being read takes a second connection (seen once, Node 24 under CI load).
+    assert.ok(busyConnections <= 2, `every discarded 503 left its keep-alive connection reusable: ${busyConnections} connections for ${busy.hits} hits`);
   });
 
   it('stops the backend exchange when the caller aborts in the middle of the body', async () => {
