@@ -58,7 +58,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   readonly #balancer: Balancer;
   readonly #set: EndpointSet;
   readonly #watch: ServiceWatch;
-  readonly #budget: RetryBudget | undefined;
+  readonly #budget: RetryBudget;
   readonly #host: LoopHost;
   readonly #doctor: ClientDoctor;
   readonly #telemetry: ClientTelemetry;
@@ -364,7 +364,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       balancer: this.#balancer.name,
       panic: this.#set.panic,
       ready: this.#set.availableCount,
-      retryBudget: this.#budget ? this.#budget.available(performance.now()) : -1,
+      retryBudget: this.#budget.available(performance.now()),
       endpoints,
     };
   }

@@ -66,7 +66,7 @@ export const sendRequest: Send<Dispatcher.ResponseData['body']> = (pool, options
 export interface LoopHost {
   readonly service: string;
   readonly set: EndpointSet;
-  readonly budget: RetryBudget | undefined;
+  readonly budget: RetryBudget;
   /** `failureStatus[code] === 1` when a status counts as an endpoint failure. */
   readonly failureStatus: Uint8Array;
   /** The typed error for "no endpoint to pick" (none, circuit open, closed). */
@@ -166,7 +166,7 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
     // Opt-in records (explain: true) and the OpenTelemetry trace: both undefined, and free, by default.
     const picks: PickExplanation[] | undefined = req.explain === true ? [] : undefined;
     const trace = call.trace;
-    host.budget?.deposit(call.startedAt);
+    host.budget.deposit(call.startedAt);
     for (let attempt = 1; ; attempt++) {
       if (call.ended !== undefined && call.ended !== 'deadline') throw host.stoppedError(call, errorContext(host, attempt - 1, retries, undefined, picks));
       const context = retries !== undefined ? retries.pickContext : req.hashKey === undefined ? undefined : { hashKey: req.hashKey };
@@ -233,7 +233,7 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
       // further attempt fits the time left, end now with this attempt's own error (as gRPC and Envoy do).
       if (now >= call.deadline) return giveUp(failure, ep, attempt, new DeadlineExceededError(call.timeoutMs, errorContext(host, attempt, retries, failure.cause, picks)), picks);
       if (now + delay >= call.deadline) return giveUp(failure, ep, attempt, new RequestFailedError(failure.kind, errorContext(host, attempt, retries, failure.cause, picks)), picks);
-      if (host.budget === undefined || !host.budget.tryWithdraw(now)) {
+      if (!host.budget.tryWithdraw(now)) {
         trace?.budgetRefused(attempt);
         return giveUp(failure, ep, attempt, new RetryBudgetExhaustedError(errorContext(host, attempt, retries, failure.cause, picks)), picks);
       }
