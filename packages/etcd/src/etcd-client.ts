@@ -18,11 +18,13 @@ import {
 } from '@proxyless/core';
 import { resolveEtcdConnectionWithSecret, type EtcdConnectionOptions, type ResolvedEtcdConnection } from './etcd-config.js';
 
-/** gRPC status codes the gateway reports that matter here. */
-const grpcUnavailable = 14;
-const grpcUnauthenticated = 16;
-/** gRPC status names as etcd writes them into a watch's cancel reason (`rpc error: code = Unauthenticated desc = …`). */
-const grpcCodesByName: Readonly<Record<string, number>> = { InvalidArgument: 3, NotFound: 5, PermissionDenied: 7, FailedPrecondition: 9, Unavailable: 14, Unauthenticated: 16 };
+/**
+ * The gRPC status codes that matter here, by the names etcd writes into a watch's cancel reason
+ * (`rpc error: code = Unauthenticated desc = …`). One table for the package.
+ * @internal
+ */
+export const grpcCode = { InvalidArgument: 3, NotFound: 5, PermissionDenied: 7, FailedPrecondition: 9, Unavailable: 14, Unauthenticated: 16 } as const;
+const grpcCodesByName: Readonly<Record<string, number>> = grpcCode;
 
 /** etcd answered with an error (`grpcCode` is the gRPC status, e.g. 14 unavailable, 16 unauthenticated). */
 export class EtcdApiError extends ProxylessError {
@@ -58,7 +60,7 @@ export class EtcdApiError extends ProxylessError {
  * behind its last snapshot; logging in again is the cure.
  */
 function isCredentialRejected(error: unknown): error is EtcdApiError {
-  return error instanceof EtcdApiError && error.grpcCode === grpcUnauthenticated;
+  return error instanceof EtcdApiError && error.grpcCode === grpcCode.Unauthenticated;
 }
 
 /**
@@ -466,7 +468,7 @@ export class EtcdClient {
           reauthenticated = true;
           continue;
         }
-        const retryable = error instanceof EtcdUnreachableError || (error instanceof EtcdApiError && error.grpcCode === grpcUnavailable);
+        const retryable = error instanceof EtcdUnreachableError || (error instanceof EtcdApiError && error.grpcCode === grpcCode.Unavailable);
         if (!retryable || pinned !== undefined) throw error;
         this.#rotate(origin);
         // A full round over every endpoint failed: wait a little (an election takes ~1 s) before the next.

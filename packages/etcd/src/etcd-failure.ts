@@ -4,10 +4,7 @@
  * @module
  */
 import { TimeoutError } from '@proxyless/core';
-import { EtcdApiError, EtcdUnreachableError } from './etcd-client.js';
-
-const grpcUnauthenticated = 16;
-const grpcPermissionDenied = 7;
+import { EtcdApiError, EtcdUnreachableError, grpcCode } from './etcd-client.js';
 
 /**
  * One sentence: what failed at etcd, the endpoints tried and the variable or
@@ -25,10 +22,10 @@ export function describeEtcdFailure(error: unknown, endpoints: readonly string[]
   }
   if (error instanceof TimeoutError) return `etcd at ${where} did not answer within ${error.timeoutMs} ms. Is it overloaded or without a leader, or is ETCDCTL_ENDPOINTS pointing at something else?`;
   if (error instanceof EtcdApiError) {
-    if (error.grpcCode === grpcUnauthenticated || error.status === 401) {
+    if (error.grpcCode === grpcCode.Unauthenticated || error.status === 401) {
       return `etcd at ${where} refused our credentials (${error.etcdMessage}). Set ETCDCTL_USER (user:password) or the username/password options`;
     }
-    if (error.grpcCode === grpcPermissionDenied || error.status === 403) {
+    if (error.grpcCode === grpcCode.PermissionDenied || error.status === 403) {
       return `etcd at ${where} denied ${error.path} (${error.etcdMessage}). Grant the user ${needs}`;
     }
     return `etcd at ${where} answered ${error.path} with ${error.status}: ${error.etcdMessage || '(empty body)'}`;

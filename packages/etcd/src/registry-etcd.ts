@@ -13,7 +13,7 @@ import {
   type RegistryPort,
   type RegistryReport,
 } from '@proxyless/core';
-import { EtcdApiError, EtcdClient, EtcdUnreachableError } from './etcd-client.js';
+import { EtcdApiError, EtcdClient, EtcdUnreachableError, grpcCode } from './etcd-client.js';
 import { etcdConnectionKeys, type EtcdConnectionOptions } from './etcd-config.js';
 import { describeEtcdFailure } from './etcd-failure.js';
 import { proxylessLayout, type EtcdInstanceValue } from './key-layout.js';
@@ -30,8 +30,6 @@ export interface EtcdRegistryOptions extends EtcdConnectionOptions {
 
 /** etcd refused a write for a lease it no longer knows (it expired between a keepalive and the write). */
 const isLeaseNotFound = (error: unknown): boolean => error instanceof EtcdApiError && /lease not found/i.test(error.etcdMessage);
-
-const grpcUnavailable = 14;
 
 /**
  * The etcd implementation of the registry port: the instance key
@@ -261,7 +259,7 @@ export class EtcdRegistry implements RegistryPort {
 
   isRetryable(error: unknown): boolean {
     if (this.isUnreachable(error)) return true;
-    if (error instanceof EtcdApiError) return error.grpcCode === grpcUnavailable || error.status === 429 || error.status >= 500;
+    if (error instanceof EtcdApiError) return error.grpcCode === grpcCode.Unavailable || error.status === 429 || error.status >= 500;
     return false;
   }
 
