@@ -5,6 +5,24 @@
 // Names a package that is not resolvable (not a dependency) by its specifier too.
 const pkg = (name) => `^(packages/${name}/|@proxyless/${name}(/|$))`;
 
+// http-client's folders, lowest first: a module imports only its own layer and the ones below.
+// shared (leaf types and errors) < config (options, policies) < endpoints (an endpoint's state,
+// the set, picks) < observe (tracing) < request (a call and its attempts) < the client
+// (src/client.ts, src/index.ts) < adapters (the fetch dispatcher, Prometheus).
+const HTTP_CLIENT_LAYERS = ['shared', 'config', 'endpoints', 'observe', 'request', '', 'adapters'];
+// The entry point (src/index.ts) re-exports every layer and is in none.
+const layerPath = (layer) => (layer === '' ? '^packages/http-client/src/(?!index\\.ts$)[^/]+\\.ts$' : `^packages/http-client/src/${layer}/`);
+const httpClientLayerRules = HTTP_CLIENT_LAYERS.slice(0, -1).map((layer, i) => ({
+  name: `http-client-layer-${layer || 'client'}`,
+  severity: 'error',
+  comment:
+    `packages/http-client/src/${layer || '*.ts'} may import only ${HTTP_CLIENT_LAYERS.slice(0, i + 1).map((l) => l || 'client').join(', ')} ` +
+    '(layers, lowest first: shared < config < endpoints < observe < request < client < adapters). ' +
+    'Move the shared type down into shared/, or let the lower module declare the narrow interface it needs.',
+  from: { path: layerPath(layer) },
+  to: { path: HTTP_CLIENT_LAYERS.slice(i + 1).map(layerPath) },
+}));
+
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [
@@ -13,7 +31,7 @@ module.exports = {
       severity: 'error',
       comment:
         'Import cycle (type-only imports count: they tie the modules together for the compiler and the reader). ' +
-        'Move the shared types into a leaf module both sides import (e.g. http-client/src/attempt-outcome.ts), ' +
+        'Move the shared types into a leaf module both sides import (e.g. http-client/src/shared/attempt-outcome.ts), ' +
         'or let the lower module declare the narrow interface it needs and the higher one implement it (registrar/src/shutdown.ts ShutdownParticipant).',
       from: {},
       to: { circular: true },
@@ -55,6 +73,7 @@ module.exports = {
       from: { path: '^packages/[^/]+/src/' },
       to: { path: '^(test|bench)/|^packages/[^/]+/(test|bench)/' },
     },
+    ...httpClientLayerRules,
   ],
   options: {
     // Type-only imports are edges too (a cycle of `import type` is still a cycle).

@@ -91,6 +91,9 @@ describe('import rules (npm run lint:deps)', function () {
       ['registrar/src/zz-leak.ts', "import type { ProxylessClient } from '@proxyless/http-client';\nexport type C = ProxylessClient;\n", 'registrar-not-http-client', 'packages/http-client/src/index.ts'],
       ['http-client/src/zz-leak.ts', "import type { Registrar } from '@proxyless/registrar';\nexport type R = Registrar;\n", 'http-client-not-registrar', 'packages/registrar/src/index.ts'],
       ['etcd/src/zz-leak.ts', "export { createClient } from '@proxyless/http-client';\n", 'etcd-not-http-client', 'packages/http-client/src/index.ts'],
+      // http-client's layers: a lower folder importing a higher one.
+      ['http-client/src/endpoints/zz-leak.ts', "import type { Call } from '../request/call.js';\nexport type C = Call;\n", 'http-client-layer-endpoints', 'packages/http-client/src/request/call.ts'],
+      ['http-client/src/shared/zz-leak.ts', "import type { ProxylessClient } from '../client.js';\nexport type C = ProxylessClient;\n", 'http-client-layer-shared', 'packages/http-client/src/client.ts'],
       ['core/src/zz-leak-test.ts', "export * from '../test/zz-helper.js';\n", 'src-not-tests', 'packages/core/test/zz-helper.ts'],
     ] as const;
     await writeFile(join(copy, 'packages/core/test/zz-helper.ts'), 'export const helper = 1;\n');

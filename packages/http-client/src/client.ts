@@ -1,7 +1,7 @@
 import { EventEmitter } from 'eventemitter3';
 import { AbortedError, ClosedError, InvalidOptionError, ResolutionFailedError, TimeoutError, checkKnownKeys, optionKeys, peakEwma, type Balancer, type ServiceWatch } from '@proxyless/core';
-import { Call, CallList } from './call.js';
-import { EndpointSet } from './endpoint-set.js';
+import { Call, CallList } from './request/call.js';
+import { EndpointSet } from './endpoints/endpoint-set.js';
 import {
   CircuitOpenError,
   DeadlineExceededError,
@@ -9,18 +9,18 @@ import {
   RequestFailedError,
   ResponseTooLargeError,
   type RequestErrorContext,
-} from './errors.js';
-import { ClientDoctor, explainConfig, type ExplainedConfig } from './doctor.js';
-import type { ClientEvents } from './events.js';
-import { ClientTelemetry } from './tracing.js';
-import { toRequestOptions, toWebResponse } from './fetch-adapter.js';
-import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js';
-import { buildPolicy, isRequestPolicy, statusTable, type PolicyOptions, type RequestPolicy } from './policy.js';
-import { ForwardedAttempt } from './forwarded-attempt.js';
-import { classifyError, runRequest, sendRequest, type LoopHost, type LoopResponse, type Send } from './request-loop.js';
-import type { BufferedResponse, ClientResponse, ClientStats, EndpointStats, ProxylessRequestInit, RequestOptions } from './request-types.js';
-import { RetryBudget } from './retry-budget.js';
-import { TimerQueue } from './timer-queue.js';
+} from './shared/errors.js';
+import { ClientDoctor, explainConfig, type ExplainedConfig } from './config/doctor.js';
+import type { ClientEvents } from './shared/events.js';
+import { ClientTelemetry } from './observe/tracing.js';
+import { toRequestOptions, toWebResponse } from './request/fetch-adapter.js';
+import { resolveOptions, type ClientOptions, type ResolvedOptions } from './config/options.js';
+import { buildPolicy, isRequestPolicy, statusTable, type PolicyOptions, type RequestPolicy } from './config/policy.js';
+import { ForwardedAttempt } from './request/forwarded-attempt.js';
+import { classifyError, runRequest, sendRequest, type LoopHost, type LoopResponse, type Send } from './request/request-loop.js';
+import type { BufferedResponse, ClientResponse, ClientStats, EndpointStats, ProxylessRequestInit, RequestOptions } from './request/request-types.js';
+import { RetryBudget } from './request/retry-budget.js';
+import { TimerQueue } from './request/timer-queue.js';
 
 /** The dispatcher's way to send an attempt (see {@link ProxylessClient.forward}). */
 const sendForwarded: Send<ForwardedAttempt> = (pool, options, step) => new ForwardedAttempt(step).send(pool, options);

@@ -20,8 +20,8 @@
  * @packageDocumentation
  */
 export { createClient, ProxylessClient } from './client.js';
-export { createDispatcher, ServiceDispatcher } from './dispatcher.js';
-export type { DispatcherOptions, ServiceDispatchOptions } from './dispatcher.js';
+export { createDispatcher, ServiceDispatcher } from './adapters/dispatcher.js';
+export type { DispatcherOptions, ServiceDispatchOptions } from './adapters/dispatcher.js';
 export type {
   RequestOptions,
   RequestBody,
@@ -30,17 +30,17 @@ export type {
   ProxylessRequestInit,
   ClientStats,
   EndpointStats,
-} from './request-types.js';
-export type { RequestPolicy, RetryPolicy, PolicyOptions, RetryOptions } from './policy.js';
-export type { ClientEvents } from './events.js';
-export { telemetryReady } from './otel-api.js';
-export type { PickExplanation, PickCandidate, ExclusionReason } from './pick-explanation-types.js';
-export { checkRetryAmplification, checkPerTryRoom, checkEjectionCap } from './doctor.js';
-export type { ExplainedConfig } from './doctor.js';
-export type { RetryLayer } from './options.js';
+} from './request/request-types.js';
+export type { RequestPolicy, RetryPolicy, PolicyOptions, RetryOptions } from './config/policy.js';
+export type { ClientEvents } from './shared/events.js';
+export { telemetryReady } from './observe/otel-api.js';
+export type { PickExplanation, PickCandidate, ExclusionReason } from './shared/pick-explanation-types.js';
+export { checkRetryAmplification, checkPerTryRoom, checkEjectionCap } from './config/doctor.js';
+export type { ExplainedConfig } from './config/doctor.js';
+export type { RetryLayer } from './config/options.js';
 export type { ConfigWarning, ConfigLogger } from '@proxyless/core';
-export type { EndpointInfo } from './endpoint.js';
-export type { BreakerState } from './breaker.js';
+export type { EndpointInfo } from './shared/endpoint-info.js';
+export type { BreakerState } from './endpoints/breaker.js';
 export type {
   ClientOptions,
   BreakerOptions,
@@ -48,8 +48,8 @@ export type {
   ClientRetryOptions,
   RetryBudgetOptions,
   BackendTlsOptions,
-} from './options.js';
-export { RetryBudget } from './retry-budget.js';
+} from './config/options.js';
+export { RetryBudget } from './request/retry-budget.js';
 export {
   RequestError,
   NoHealthyEndpointsError,
@@ -59,7 +59,7 @@ export {
   RequestFailedError,
   ResponseTooLargeError,
   UnknownServiceError,
-} from './errors.js';
-export type { FailureKind } from './attempt-outcome.js';
-export type { RequestErrorContext } from './errors.js';
+} from './shared/errors.js';
+export type { FailureKind } from './shared/attempt-outcome.js';
+export type { RequestErrorContext } from './shared/errors.js';
 export { ClosedError, AbortedError, InvalidOptionError } from '@proxyless/core';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { EventEmitter as NodeEventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
-import { EndpointBreaker } from '../src/breaker.js';
+import { EndpointBreaker } from '../src/endpoints/breaker.js';
 
 describe('http-client: circuit breaker (opossum)', () => {
   const opts = { errorThresholdPercentage: 50, volumeThreshold: 4, resetTimeoutMs: 50, rollingWindowMs: 1000, rollingBuckets: 10 };

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'eventemitter3';
 import { roundRobin } from '@proxyless/core';
-import { EndpointSet } from '../src/endpoint-set.js';
-import type { Endpoint } from '../src/endpoint.js';
-import { isPanic } from '../src/outlier-detection.js';
-import { resolveOptions } from '../src/options.js';
-import type { ClientEvents } from '../src/events.js';
+import { EndpointSet } from '../src/endpoints/endpoint-set.js';
+import type { Endpoint } from '../src/endpoints/endpoint.js';
+import { isPanic } from '../src/endpoints/outlier-detection.js';
+import { resolveOptions } from '../src/config/options.js';
+import type { ClientEvents } from '../src/shared/events.js';
 import { FakeResolver, instance } from './helpers.js';
 
 /** A small seeded PRNG (mulberry32): the sequence is the same on every run. */

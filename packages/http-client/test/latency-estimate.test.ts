@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { peakEwma, type BalancerEndpoint } from '@proxyless/core';
 import { createClient, type ProxylessClient } from '@proxyless/http-client';
-import { LoadTracker } from '../src/load.js';
+import { LoadTracker } from '../src/endpoints/load.js';
 import { FakeResolver, instance, startServer, type TestServer } from './helpers.js';
 
 /** Peak EWMA as the client feeds it: no optimism about cold endpoints, penalties that end. */

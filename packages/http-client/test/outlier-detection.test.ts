@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { OutlierState, isPanic, mayEject } from '../src/outlier-detection.js';
+import { OutlierState, isPanic, mayEject } from '../src/endpoints/outlier-detection.js';
 
 describe('http-client: outlier detection', () => {
   const o = { consecutiveFailures: 3, baseEjectionTimeMs: 100, maxEjectionTimeMs: 250, maxEjectionPercent: 50, panicThresholdPercent: 50 };

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { EventEmitter as NodeEventEmitter } from 'node:events';
 import { RetryBudget } from '@proxyless/http-client';
-import { isReplayableBody, isSafeToRetry, parseRetryAfter } from '../src/retry.js';
-import { classifyError } from '../src/request-loop.js';
+import { isReplayableBody, isSafeToRetry, parseRetryAfter } from '../src/request/retry.js';
+import { classifyError } from '../src/request/request-loop.js';
 
 describe('http-client: retry safety rules', () => {
   it('always retries a request that never reached the server, if its body is replayable', () => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { TimerQueue, type TimerEntry, type TimerList } from '../src/timer-queue.js';
+import { TimerQueue, type TimerEntry, type TimerList } from '../src/request/timer-queue.js';
 import { until } from '../../../test/support/wait.js';
 
 /** An entry that records when it was reported, and whether the queue had already let it go. */

@@ -1,10 +1,10 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import type { EndpointInfo } from './endpoint.js';
-import type { BreakerState } from './breaker.js';
-import type { RequestPolicy, RetryOptions } from './policy.js';
-import type { PickExplanation } from './pick-explanation-types.js';
+import type { EndpointInfo } from '../shared/endpoint-info.js';
+import type { BreakerState } from '../endpoints/breaker.js';
+import type { RequestPolicy, RetryOptions } from '../config/policy.js';
+import type { PickExplanation } from '../shared/pick-explanation-types.js';
 
 /** Request body types. Strings and byte arrays are replayable (retries may resend them); streams are not. */
 export type RequestBody = string | Uint8Array | Readable | null;

@@ -1,7 +1,7 @@
 import { EventEmitter as NodeEventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
-import type { BreakerOptions } from './options.js';
-import type { AttemptObserver, AttemptOutcome } from './attempt-outcome.js';
+import type { BreakerOptions } from '../config/options.js';
+import type { AttemptObserver, AttemptOutcome } from '../shared/attempt-outcome.js';
 
 /** Public breaker states. */
 export type BreakerState = 'closed' | 'open' | 'halfOpen';

@@ -1,5 +1,5 @@
-import type { OutlierDetectionOptions } from './options.js';
-import type { AttemptObserver, AttemptOutcome } from './attempt-outcome.js';
+import type { OutlierDetectionOptions } from '../config/options.js';
+import type { AttemptObserver, AttemptOutcome } from '../shared/attempt-outcome.js';
 
 /**
  * One endpoint's passive outlier-detection state (Envoy's consecutive-failure

@@ -1,4 +1,4 @@
-import type { RetryBudgetOptions } from './options.js';
+import type { RetryBudgetOptions } from '../config/options.js';
 
 const BUCKETS = 10;
 

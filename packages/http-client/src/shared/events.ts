@@ -1,5 +1,5 @@
 import type { ConfigWarning, ServiceSnapshot } from '@proxyless/core';
-import type { EndpointInfo } from './endpoint.js';
+import type { EndpointInfo } from './endpoint-info.js';
 
 /** Events of a {@link ProxylessClient}, for every endpoint state change. */
 export interface ClientEvents {

@@ -1,4 +1,4 @@
-import type { AttemptOutcome } from './attempt-outcome.js';
+import type { AttemptOutcome } from '../shared/attempt-outcome.js';
 import type { Endpoint } from './endpoint.js';
 
 

@@ -19,10 +19,10 @@
  */
 import { Counter, Gauge, register as defaultRegistry, type Registry } from 'prom-client';
 import { InvalidOptionError } from '@proxyless/core';
-import type { ProxylessClient } from './client.js';
-import type { BreakerState } from './breaker.js';
-import type { EndpointInfo } from './endpoint.js';
-import type { ClientStats, EndpointStats } from './request-types.js';
+import type { ProxylessClient } from '../client.js';
+import type { BreakerState } from '../endpoints/breaker.js';
+import type { EndpointInfo } from '../shared/endpoint-info.js';
+import type { ClientStats, EndpointStats } from '../request/request-types.js';
 
 /** Options of {@link registerClientMetrics}. */
 export interface PrometheusOptions {

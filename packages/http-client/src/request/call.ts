@@ -6,7 +6,7 @@
  * @module
  */
 import { sleep } from '@proxyless/core';
-import type { RequestTrace } from './tracing.js';
+import type { RequestTrace } from '../observe/tracing.js';
 import type { TimerEntry, TimerList, TimerQueue } from './timer-queue.js';
 
 /** Why a step was stopped. `caller` and `destroyed` (and `deadline`) end the whole request. */

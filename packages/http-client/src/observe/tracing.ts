@@ -12,9 +12,9 @@
  * @module
  */
 import type { EventEmitter } from 'eventemitter3';
-import type { Endpoint } from './endpoint.js';
-import type { ClientEvents } from './events.js';
-import type { RequestOptions } from './request-types.js';
+import type { Endpoint } from '../endpoints/endpoint.js';
+import type { ClientEvents } from '../shared/events.js';
+import type { IncomingHttpHeaders } from 'node:http';
 import { otelApi, type OtelApi, type OtelAttributes, type OtelContext, type OtelCounter, type OtelHistogram, type OtelSpan, type OtelTracer } from './otel-api.js';
 
 /** The API's global registry (`@opentelemetry/api` keeps its providers here, keyed by major version). */
@@ -58,6 +58,15 @@ interface Instruments {
 }
 
 /** What the client's telemetry keeps per client (tracer, meter instruments). */
+/** What a trace reads of a request (the request loop's `RequestOptions` has these): declared here so tracing does not import the request layer above it. */
+export interface TracedRequest {
+  method?: string;
+  path: string;
+}
+
+/** Request headers as a trace sees them. */
+export type TracedHeaders = IncomingHttpHeaders | Record<string, string | string[] | undefined>;
+
 export class ClientTelemetry {
   readonly #service: string;
   #tracer: OtelTracer | undefined;
@@ -98,7 +107,7 @@ export class ClientTelemetry {
   }
 
   /** Starts the trace of one request, or returns undefined (nil cost) when no tracer or meter provider is registered. */
-  start(req: RequestOptions): RequestTrace | undefined {
+  start(req: TracedRequest): RequestTrace | undefined {
     const g = registered();
     const api = otelApi();
     if (g === undefined || api === undefined || (g.trace === undefined && g.metrics === undefined)) return undefined;
@@ -134,7 +143,7 @@ export class RequestTrace {
     tracer: OtelTracer | undefined,
     meter: Instruments | undefined,
     owner: ClientTelemetry,
-    req: RequestOptions,
+    req: TracedRequest,
     service: string,
   ) {
     this.#api = otel;
@@ -164,7 +173,7 @@ export class RequestTrace {
   }
 
   /** Starts one attempt's span; returns it with the headers to send (trace context injected). */
-  attempt(ep: Endpoint, attempt: number, pick: PickFacts | undefined, headers: RequestOptions['headers']): AttemptTrace {
+  attempt(ep: Endpoint, attempt: number, pick: PickFacts | undefined, headers: TracedHeaders | undefined): AttemptTrace {
     const otel = this.#api;
     const attributes: OtelAttributes = {
       'http.request.method': this.#method,

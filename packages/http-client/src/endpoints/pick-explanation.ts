@@ -7,7 +7,7 @@
 import type { BalancerEndpoint } from '@proxyless/core';
 import type { Endpoint } from './endpoint.js';
 import type { EndpointSet } from './endpoint-set.js';
-import type { ExclusionReason, PickCandidate, PickExplanation } from './pick-explanation-types.js';
+import type { ExclusionReason, PickCandidate, PickExplanation } from '../shared/pick-explanation-types.js';
 
 /**
  * A candidate as the picker saw it. The chosen endpoint's attempt has started

@@ -11,13 +11,13 @@ import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import { Agent, Dispatcher } from 'undici';
 import { AbortedError, ClosedError, InvalidOptionError, InvalidServiceNameError, checkKnownKeys, optionKeys, validateServiceName, type Resolver } from '@proxyless/core';
-import { createClient, type ProxylessClient } from './client.js';
-import { NoHealthyEndpointsError, UnknownServiceError } from './errors.js';
-import { resolveOptions, type ClientOptions } from './options.js';
-import type { Call } from './call.js';
-import type { ForwardedAttempt, Sink } from './forwarded-attempt.js';
-import type { RequestBody, RequestOptions } from './request-types.js';
-import type { RequestPolicy, RetryOptions } from './policy.js';
+import { createClient, type ProxylessClient } from '../client.js';
+import { NoHealthyEndpointsError, UnknownServiceError } from '../shared/errors.js';
+import { resolveOptions, type ClientOptions } from '../config/options.js';
+import type { Call } from '../request/call.js';
+import type { ForwardedAttempt, Sink } from '../request/forwarded-attempt.js';
+import type { RequestBody, RequestOptions } from '../request/request-types.js';
+import type { RequestPolicy, RetryOptions } from '../config/policy.js';
 
 /** Options of {@link createDispatcher}. */
 export interface DispatcherOptions {

@@ -3,19 +3,11 @@ import { closeUnusedConnector, preciseConnector, type BalancerEndpoint, type Ser
 import { EndpointBreaker, type BreakerListener, type BreakerState } from './breaker.js';
 import { LoadTracker, type LoadContext } from './load.js';
 import { OutlierState } from './outlier-detection.js';
-import type { ResolvedOptions } from './options.js';
-import type { AttemptObserver } from './attempt-outcome.js';
+import type { ResolvedOptions } from '../config/options.js';
+import type { AttemptObserver } from '../shared/attempt-outcome.js';
+import type { EndpointInfo } from '../shared/endpoint-info.js';
 import type { EventEmitter as NodeEventEmitter } from 'node:events';
 
-/** Public identity of an endpoint, as events, responses and errors show it. */
-export interface EndpointInfo {
-  /** Instance identity (`ServiceInstance.key`). */
-  readonly key: string;
-  readonly address: string;
-  readonly port: number;
-  /** `address:port` (IPv6 in brackets). */
-  readonly label: string;
-}
 
 /** What an endpoint reports to its set. @internal */
 export interface EndpointListener extends BreakerListener {

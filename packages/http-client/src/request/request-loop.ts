@@ -9,20 +9,20 @@ import type { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { backoffDelay, type PickContext } from '@proxyless/core';
-import type { Endpoint } from './endpoint.js';
-import type { EndpointSet } from './endpoint-set.js';
+import type { Endpoint } from '../endpoints/endpoint.js';
+import type { EndpointSet } from '../endpoints/endpoint-set.js';
 import {
   DeadlineExceededError,
   RequestFailedError,
   RetryBudgetExhaustedError,
   type RequestErrorContext,
-} from './errors.js';
-import type { FailureKind } from './attempt-outcome.js';
+} from '../shared/errors.js';
+import type { FailureKind } from '../shared/attempt-outcome.js';
 import type { Call, StepSignal, StopReason } from './call.js';
-import { explainPick } from './pick-explanation.js';
-import type { PickExplanation } from './pick-explanation-types.js';
-import { pickFacts } from './tracing.js';
-import type { RequestPolicy } from './policy.js';
+import { explainPick } from '../endpoints/pick-explanation.js';
+import type { PickExplanation } from '../shared/pick-explanation-types.js';
+import { pickFacts } from '../observe/tracing.js';
+import type { RequestPolicy } from '../config/policy.js';
 import type { RetryBudget } from './retry-budget.js';
 import { isReplayableBody, isSafeToRetry, parseRetryAfter } from './retry.js';
 import type { ClientResponse, RequestOptions } from './request-types.js';

@@ -1,4 +1,4 @@
-import type { FailureKind } from './attempt-outcome.js';
+import type { FailureKind } from '../shared/attempt-outcome.js';
 
 const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 

@@ -4,8 +4,8 @@ import type { Balancer, PickContext, Picker, ServiceInstance } from '@proxyless/
 import { Endpoint } from './endpoint.js';
 import type { LoadContext } from './load.js';
 import { isPanic, mayEject } from './outlier-detection.js';
-import type { ResolvedOptions } from './options.js';
-import type { ClientEvents } from './events.js';
+import type { ResolvedOptions } from '../config/options.js';
+import type { ClientEvents } from '../shared/events.js';
 import { PickHandle } from './pick-handle.js';
 
 /** Why no endpoint could be picked. @internal */

@@ -1,5 +1,5 @@
 import type { EndpointLoad } from '@proxyless/core';
-import type { AttemptObserver, AttemptOutcome } from './attempt-outcome.js';
+import type { AttemptObserver, AttemptOutcome } from '../shared/attempt-outcome.js';
 
 /** What a {@link LoadTracker} reads from its endpoint set. @internal */
 export interface LoadContext {
