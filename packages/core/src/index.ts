@@ -54,6 +54,15 @@ export { locality } from './locality.js';
 export type { LocalityOptions } from './locality.js';
 export { slowStart } from './slow-start.js';
 export type { SlowStartOptions } from './slow-start.js';
+export {
+  formatLoadReport,
+  parseLoadReport,
+  isLoadReportKey,
+  loadReportHeader,
+  loadReportFormatHeader,
+  loadReportLimits,
+} from './load-report.js';
+export type { LoadReport, LoadReportFormat } from './load-report.js';
 export { NoHealthyInstancesError, ResolutionFailedError } from './errors.js';
 export { createServiceInstance, diffInstances, sameInstance, isEmptyDiff, isConnectableAddress } from './service-instance.js';
 export type { ServiceInstanceInit, InstanceDiff } from './service-instance.js';
