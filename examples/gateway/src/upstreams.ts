@@ -6,8 +6,11 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { ConsulHttpClient, ConsulResolver, describeConsulFailure, type CatalogWatch, type CatalogWatchOptions, type Resolver } from '@proxyless/core';
-import { EtcdClient, EtcdResolver, describeEtcdFailure, etcdRegistry } from '@proxyless/etcd';
+import { ConsulHttpClient, ConsulResolver, type CatalogWatch, type CatalogWatchOptions, type Resolver } from '@proxyless/core';
+// The packages' own failure sentences (internal, unsupported API): the gateway logs what the registrar and resolvers log.
+import { describeConsulFailure } from '@proxyless/core/internal';
+import { EtcdClient, EtcdResolver, etcdRegistry } from '@proxyless/etcd';
+import { describeEtcdFailure } from '@proxyless/etcd/internal';
 import { createClient, type EndpointInfo, type ProxylessClient, type RequestPolicy } from '@proxyless/http-client';
 import type { RegistrarOptions } from '@proxyless/registrar';
 

@@ -20,7 +20,6 @@ export {
   AbortedError,
   TimeoutError,
   isProxylessError,
-  errorBrand,
 } from './errors.js';
 export type { ProxylessErrorCode, ProxylessErrorOptions } from './errors.js';
 export { consulOptionsFromEnv, resolveConsulConnection } from './consul-config.js';
@@ -69,32 +68,15 @@ export type { ServiceInstanceInit, InstanceDiff } from './service-instance.js';
 export type { SnapshotSourceInfo } from './resolver.js';
 export { backoffDelay } from './backoff.js';
 export type { BackoffOptions } from './backoff.js';
-// Helpers shared by the Proxyless packages (one copy of each); not part of the
-// supported API, tagged @internal at their definitions.
-export { checkBackoff, retryWithBackoff } from './backoff.js';
-export type { RetryWithBackoffOptions } from './backoff.js';
-export { sleep } from './sleep.js';
-export { checkKnownKeys, checkNumber, checkOptions, nearest, optionKeys } from './validate.js';
-export { checkBalancer } from './balancer-util.js';
-export { debugEnvRead } from './env-debug.js';
-export { consulConnectionKeys, describeBadAddress } from './consul-config.js';
-export type { NumberRule } from './validate.js';
-// For resolver packages (e.g. @proxyless/etcd): the shared-watch machinery, one copy. Not a stable API.
-export { WatchHub } from './watch-hub.js';
-export { ResetGrace, defaultResetGraceMs } from './reset-grace.js';
-export { envFlag, readPemFromEnv, tlsConnectOptions } from './consul-config.js';
-export { readCappedText } from './consul-http.js';
-export { describeConsulFailure } from './consul-failure.js';
-export { withDeadline } from './deadline.js';
-export { closeUnusedConnector, preciseConnector, requestUntilAborted, unrefConnector } from './undici-timing.js';
-export type { WatchSink, WatchRunner, PublishOptions } from './watch-hub.js';
+// The helpers the packages share (validation, sleep, deadlines, the watch
+// machinery…) are on `@proxyless/core/internal`, not here: not a supported API.
 export { RegistrationLostError } from './registry-port.js';
 export type { RegistryPort, RegistryFactory, RegistrationSpec, RegistryReport, RegistryCallOptions } from './registry-port.js';
 export { ConsulResolver } from './resolver-consul.js';
 export { runBlockingQuery } from './consul-blocking-query.js';
 export type { BlockingQuery, BlockingQueryOptions, BlockingRateLimit, ConsulAnswerInfo } from './consul-blocking-query.js';
 export { CatalogWatch } from './consul-catalog-watch.js';
-export type { CatalogWatchOptions, CatalogWatchEvents, CatalogServices, CatalogSink, CatalogRunner } from './consul-catalog-watch.js';
+export type { CatalogWatchOptions, CatalogWatchEvents, CatalogServices } from './consul-catalog-watch.js';
 export type { ConsulResolverOptions, ConsulQuery, ConsulConsistency } from './resolver-consul.js';
 export { DnsTransport, DnsRcodeError } from './dns-transport.js';
 export type { DnsTransportOptions, DnsServer, DnsQueryType, DnsAnswer, DnsMessage } from './dns-transport.js';
@@ -104,5 +86,4 @@ export { StaticResolver } from './resolver-static.js';
 export type { StaticResolverOptions, StaticInstanceInit } from './resolver-static.js';
 export { FallbackResolver } from './resolver-fallback.js';
 export type { FallbackResolverOptions } from './resolver-fallback.js';
-export { checkHeartbeat, checkDnsTtl, checkLogger, formatConfigWarning } from './doctor.js';
-export type { ConfigWarning, ConfigLogger, HeartbeatConfig, DnsTtlConfig } from './doctor.js';
+export type { ConfigWarning, ConfigLogger } from './doctor.js';

@@ -4,12 +4,9 @@ import {
   InvalidOptionError,
   InvalidServiceNameError,
   backoffDelay,
-  checkBackoff,
-  checkNumber,
-  retryWithBackoff,
-  sleep,
   validateServiceName,
 } from '@proxyless/core';
+import { checkBackoff, checkNumber, retryWithBackoff, sleep } from '@proxyless/core/internal';
 
 describe('backoffDelay (the one backoff: capped exponential, full jitter)', () => {
   it('stays within [0, min(max, initial·2^attempt)) with full jitter', () => {

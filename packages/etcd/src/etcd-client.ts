@@ -5,8 +5,11 @@ import {
   ClosedError,
   InvalidOptionError,
   ProxylessError,
-  errorBrand,
   TimeoutError,
+  type ProxylessErrorOptions,
+} from '@proxyless/core';
+import {
+  errorBrand,
   readCappedText,
   sleep,
   tlsConnectOptions,
@@ -14,8 +17,7 @@ import {
   unrefConnector,
   requestUntilAborted,
   withDeadline,
-  type ProxylessErrorOptions,
-} from '@proxyless/core';
+} from '@proxyless/core/internal';
 import { resolveEtcdConnectionWithSecret, type EtcdConnectionOptions, type ResolvedEtcdConnection } from './etcd-config.js';
 
 /**

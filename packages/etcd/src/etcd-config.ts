@@ -1,4 +1,5 @@
-import { InvalidOptionError, checkKnownKeys, checkNumber, debugEnvRead, describeBadAddress, envFlag, optionKeys, readPemFromEnv } from '@proxyless/core';
+import { InvalidOptionError } from '@proxyless/core';
+import { checkKnownKeys, checkNumber, debugEnvRead, describeBadAddress, envFlag, optionKeys, readPemFromEnv } from '@proxyless/core/internal';
 
 /** TLS settings for talking to etcd over HTTPS. */
 export interface EtcdTlsOptions {

@@ -29,5 +29,3 @@ export type { EtcdResolverOptions, EtcdResolverEvents, EtcdQuery, DroppedEntry }
 export type { ResyncReason } from './prefix-watch.js';
 export { EtcdRegistry, etcdRegistry } from './registry-etcd.js';
 export type { EtcdRegistryOptions } from './registry-etcd.js';
-// Shared with the example gateway; not part of the supported API (tagged @internal).
-export { describeEtcdFailure } from './etcd-failure.js';

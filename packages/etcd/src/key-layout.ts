@@ -1,14 +1,12 @@
 import {
   InvalidOptionError,
-  checkKnownKeys,
-  optionKeys,
   ProxylessError,
-  errorBrand,
   createServiceInstance,
   validateServiceName,
   type HealthStatus,
   type ServiceInstance,
 } from '@proxyless/core';
+import { checkKnownKeys, optionKeys, errorBrand } from '@proxyless/core/internal';
 
 /**
  * Where a service's instances live in etcd and how a value becomes an

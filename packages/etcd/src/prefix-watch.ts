@@ -2,7 +2,8 @@
  * The one etcd watch loop: keeps an owner current with every key under a
  * prefix. Used for a service's instances and for the list of services.
  */
-import { BadResponseError, backoffDelay, sleep, type BackoffOptions } from '@proxyless/core';
+import { BadResponseError, backoffDelay, type BackoffOptions } from '@proxyless/core';
+import { sleep } from '@proxyless/core/internal';
 import { EtcdApiError, type EtcdClient, type EtcdKeyValue, type EtcdWatchEvent } from './etcd-client.js';
 
 /**

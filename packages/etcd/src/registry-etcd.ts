@@ -1,18 +1,15 @@
 import {
   InvalidOptionError,
-  checkKnownKeys,
-  optionKeys,
   RegistrationLostError,
   TimeoutError,
   backoffDelay,
-  sleep,
-  withDeadline,
   type RegistrationSpec,
   type RegistryCallOptions,
   type RegistryFactory,
   type RegistryPort,
   type RegistryReport,
 } from '@proxyless/core';
+import { checkKnownKeys, optionKeys, sleep, withDeadline } from '@proxyless/core/internal';
 import { EtcdApiError, EtcdClient, EtcdUnreachableError, grpcCode } from './etcd-client.js';
 import { etcdConnectionKeys, type EtcdConnectionOptions } from './etcd-config.js';
 import { describeEtcdFailure } from './etcd-failure.js';

@@ -4,22 +4,16 @@ import {
   CatalogWatch,
   ClosedError,
   InvalidOptionError,
-  checkKnownKeys,
-  optionKeys,
   NoHealthyInstancesError,
   ResolutionFailedError,
-  WatchHub,
-  checkBackoff,
-  checkNumber,
-  defaultResetGraceMs,
   validateServiceName,
   type BackoffOptions,
   type CallOptions,
   type Resolver,
   type ServiceInstance,
   type ServiceWatch,
-  type WatchSink,
 } from '@proxyless/core';
+import { checkKnownKeys, optionKeys, WatchHub, checkBackoff, checkNumber, defaultResetGraceMs, type WatchSink } from '@proxyless/core/internal';
 import { EtcdClient, type EtcdKeyValue } from './etcd-client.js';
 import { etcdConnectionKeys, type EtcdConnectionOptions } from './etcd-config.js';
 import { proxylessLayout, validateInstanceName, type EtcdKeyLayout } from './key-layout.js';

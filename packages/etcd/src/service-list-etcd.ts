@@ -3,7 +3,8 @@
  * watch over the layout's root, a service listed while at least one key under
  * it holds a valid instance (of any health, as Consul's catalog lists them).
  */
-import type { BackoffOptions, CatalogRunner } from '@proxyless/core';
+import type { BackoffOptions } from '@proxyless/core';
+import type { CatalogRunner } from '@proxyless/core/internal';
 import type { EtcdClient, EtcdKeyValue } from './etcd-client.js';
 import type { EtcdKeyLayout, ServiceLocator } from './key-layout.js';
 import { runPrefixWatch } from './prefix-watch.js';

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'eventemitter3';
-import { AbortedError, ClosedError, InvalidOptionError, ResolutionFailedError, TimeoutError, checkKnownKeys, optionKeys, peakEwma, type Balancer, type ServiceWatch } from '@proxyless/core';
+import { AbortedError, ClosedError, InvalidOptionError, ResolutionFailedError, TimeoutError, peakEwma, type Balancer, type ServiceWatch } from '@proxyless/core';
+import { checkKnownKeys, optionKeys } from '@proxyless/core/internal';
 import { Call, CallList } from './request/call.js';
 import { EndpointSet } from './endpoints/endpoint-set.js';
 import {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { checkDnsTtl, checkHeartbeat, DnsSrvResolver, StaticResolver, type ConfigWarning } from '@proxyless/core';
+import { DnsSrvResolver, StaticResolver, type ConfigWarning } from '@proxyless/core';
+import { checkDnsTtl, checkHeartbeat } from '@proxyless/core/internal';
 import { createClient, type ClientOptions, type ProxylessClient } from '@proxyless/http-client';
 import { instance, FakeResolver } from './helpers.js';
 

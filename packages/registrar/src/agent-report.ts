@@ -1,4 +1,4 @@
-import { describeConsulFailure } from '@proxyless/core';
+import { describeConsulFailure } from '@proxyless/core/internal';
 
 /**
  * Where a {@link Registrar} tells a person what needs attention: the agent

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { InvalidOptionError, nearest } from '@proxyless/core';
+import { InvalidOptionError } from '@proxyless/core';
+import { nearest } from '@proxyless/core/internal';
 import { parseDuration, type RegistrarOptions } from './options.js';
 
 /** Usage text of `proxyless-register`. @internal */

@@ -1,4 +1,5 @@
-import { ConsulApiError, ConsulUnreachableError, TimeoutError, type RetryWithBackoffOptions } from '@proxyless/core';
+import { ConsulApiError, ConsulUnreachableError, TimeoutError } from '@proxyless/core';
+import type { RetryWithBackoffOptions } from '@proxyless/core/internal';
 
 /**
  * Fixed-rate schedule: beat `n` is due at `anchor + n * interval`, moved by a

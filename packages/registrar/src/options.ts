@@ -2,15 +2,12 @@ import { hostname, networkInterfaces } from 'node:os';
 import {
   ConsulHttpClient,
   InvalidOptionError,
-  checkKnownKeys,
-  checkNumber,
-  optionKeys,
   validateServiceName,
   validateTag,
-  consulConnectionKeys,
   type ConsulConnectionOptions,
   type RegistryFactory,
 } from '@proxyless/core';
+import { checkKnownKeys, checkNumber, optionKeys, consulConnectionKeys } from '@proxyless/core/internal';
 import type { RegistrarLogger } from './agent-report.js';
 
 /** A TTL check status, as Consul names it. */

@@ -1,7 +1,5 @@
 import { EventEmitter } from 'eventemitter3';
 import {
-  checkHeartbeat,
-  formatConfigWarning,
   type ConfigWarning,
   AbortedError,
   ClosedError,
@@ -10,11 +8,10 @@ import {
   RegistrationLostError,
   TimeoutError,
   backoffDelay,
-  retryWithBackoff,
-  sleep,
   type RegistryPort,
   type RegistryReport,
 } from '@proxyless/core';
+import { checkHeartbeat, formatConfigWarning, retryWithBackoff, sleep } from '@proxyless/core/internal';
 import {
   resolveRegistrarOptions,
   truncateOutput,

@@ -7,8 +7,8 @@ import {
   type RegistryPort,
   type RegistryReport,
   runBlockingQuery,
-  withDeadline,
 } from '@proxyless/core';
+import { withDeadline } from '@proxyless/core/internal';
 import { describeAgentFailure } from './agent-report.js';
 import { isRetryable, isUnknownCheck, isUnreachable } from './heartbeat.js';
 import { formatDuration, type ResolvedRegistrarOptions } from './options.js';

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'eventemitter3';
 import { constants } from 'node:os';
-import { InvalidOptionError, TimeoutError, checkKnownKeys, checkNumber, optionKeys } from '@proxyless/core';
+import { InvalidOptionError, TimeoutError } from '@proxyless/core';
+import { checkKnownKeys, checkNumber, optionKeys } from '@proxyless/core/internal';
 import type { RegistrarState } from './options.js';
 import { drainServer, type DrainableServer } from './server-drain.js';
 

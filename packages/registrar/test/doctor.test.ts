@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { checkHeartbeat, type ConfigWarning } from '@proxyless/core';
+import type { ConfigWarning } from '@proxyless/core';
+import { checkHeartbeat } from '@proxyless/core/internal';
 import { Registrar } from '@proxyless/registrar';
 
 describe('registrar: configuration doctor', () => {

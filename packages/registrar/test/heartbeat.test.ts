@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { ConsulApiError, ConsulUnreachableError, TimeoutError, retryWithBackoff } from '@proxyless/core';
+import { ConsulApiError, ConsulUnreachableError, TimeoutError } from '@proxyless/core';
+import { retryWithBackoff } from '@proxyless/core/internal';
 import { isRetryable, isUnknownCheck, isUnreachable, nextBeat, retryOptions } from '../src/heartbeat.js';
 
 describe('heartbeat scheduling', function () {

@@ -10,7 +10,8 @@
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import { Agent, Dispatcher } from 'undici';
-import { AbortedError, ClosedError, InvalidOptionError, InvalidServiceNameError, checkKnownKeys, optionKeys, validateServiceName, type Resolver } from '@proxyless/core';
+import { AbortedError, ClosedError, InvalidOptionError, InvalidServiceNameError, validateServiceName, type Resolver } from '@proxyless/core';
+import { checkKnownKeys, optionKeys } from '@proxyless/core/internal';
 import { createClient, type ProxylessClient } from '../client.js';
 import { NoHealthyEndpointsError, UnknownServiceError } from '../shared/errors.js';
 import { resolveOptions, type ClientOptions } from '../config/options.js';

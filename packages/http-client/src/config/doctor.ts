@@ -4,7 +4,8 @@
  * {@link ExplainedConfig}, the resolved configuration with every default spelled out.
  * @module
  */
-import { InvalidOptionError, checkLogger, formatConfigWarning, type ConfigLogger, type ConfigWarning } from '@proxyless/core';
+import { InvalidOptionError, type ConfigLogger, type ConfigWarning } from '@proxyless/core';
+import { checkLogger, formatConfigWarning } from '@proxyless/core/internal';
 import type { ResolvedOptions, RetryLayer } from './options.js';
 import type { RequestPolicy } from './policy.js';
 

@@ -1,4 +1,5 @@
-import { InvalidOptionError, checkBalancer, checkKnownKeys, checkNumber, optionKeys, validateServiceName, type Balancer, type ConfigLogger, type Resolver, type ServiceInstance } from '@proxyless/core';
+import { InvalidOptionError, validateServiceName, type Balancer, type ConfigLogger, type Resolver, type ServiceInstance } from '@proxyless/core';
+import { checkBalancer, checkKnownKeys, checkNumber, optionKeys } from '@proxyless/core/internal';
 import { buildPolicy, type PolicyOptions, type RequestPolicy, type RetryOptions } from './policy.js';
 
 /** Another layer that retries around (or below) this client: a gateway, an SDK, a service mesh. */

@@ -1,4 +1,5 @@
-import { InvalidOptionError, checkKnownKeys, checkNumber, checkOptions, optionKeys } from '@proxyless/core';
+import { InvalidOptionError } from '@proxyless/core';
+import { checkKnownKeys, checkNumber, checkOptions, optionKeys } from '@proxyless/core/internal';
 
 /** Retry settings of a {@link RequestPolicy} or a client. */
 export interface RetryOptions {

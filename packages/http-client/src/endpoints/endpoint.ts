@@ -1,5 +1,6 @@
 import { Pool } from 'undici';
-import { closeUnusedConnector, preciseConnector, type BalancerEndpoint, type ServiceInstance } from '@proxyless/core';
+import type { BalancerEndpoint, ServiceInstance } from '@proxyless/core';
+import { closeUnusedConnector, preciseConnector } from '@proxyless/core/internal';
 import { EndpointBreaker, type BreakerListener, type BreakerState } from './breaker.js';
 import { LoadTracker, type LoadContext } from './load.js';
 import { OutlierState } from './outlier-detection.js';

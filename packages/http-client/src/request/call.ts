@@ -5,7 +5,7 @@
  * @internal
  * @module
  */
-import { sleep } from '@proxyless/core';
+import { sleep } from '@proxyless/core/internal';
 import type { RequestTrace } from '../observe/tracing.js';
 import type { TimerEntry, TimerList, TimerQueue } from './timer-queue.js';
 

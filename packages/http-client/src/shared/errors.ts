@@ -1,4 +1,5 @@
-import { ProxylessError, errorBrand, type ProxylessErrorOptions } from '@proxyless/core';
+import { ProxylessError, type ProxylessErrorOptions } from '@proxyless/core';
+import { errorBrand } from '@proxyless/core/internal';
 import type { FailureKind } from './attempt-outcome.js';
 import type { PickExplanation } from './pick-explanation-types.js';
 
