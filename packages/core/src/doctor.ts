@@ -24,12 +24,12 @@ export interface ConfigLogger {
   warn(message: string): void;
 }
 
-/** One line per warning: `[proxyless] <who>: <message> Fix: <fix> (<code>)`. */
+/** One line per warning: `[proxyless] <who>: <message> Fix: <fix> (<code>)`. @internal */
 export function formatConfigWarning(who: string, warning: ConfigWarning): string {
   return `[proxyless] ${who}: ${warning.message} Fix: ${warning.fix} (${warning.code})`;
 }
 
-/** Validates a `logger` option: an object with `warn()`, or `false` (silent); default `console`. */
+/** Validates a `logger` option: an object with `warn()`, or `false` (silent); default `console`. @internal */
 export function checkLogger(value: unknown, option = 'logger'): ConfigLogger | undefined {
   if (value === false) return undefined;
   if (value === undefined) return console;
@@ -39,7 +39,7 @@ export function checkLogger(value: unknown, option = 'logger'): ConfigLogger | u
   return value as ConfigLogger;
 }
 
-/** Heartbeat settings as the doctor sees them. */
+/** Heartbeat settings as the doctor sees them. @internal */
 export interface HeartbeatConfig {
   ttlMs: number;
   heartbeatIntervalMs: number;
@@ -51,6 +51,7 @@ export interface HeartbeatConfig {
  * Heartbeat interval vs TTL: the check must survive one lost or slow beat.
  * Warns when fewer than two more beats fit in the TTL after a missed one
  * (interval > TTL/3), or when a beat that times out leaves too little of the TTL.
+ * @internal
  */
 export function checkHeartbeat(config: HeartbeatConfig): ConfigWarning[] {
   const { ttlMs, heartbeatIntervalMs: every, requestTimeoutMs } = config;
@@ -73,7 +74,7 @@ export function checkHeartbeat(config: HeartbeatConfig): ConfigWarning[] {
   return out;
 }
 
-/** DNS resolver settings as the doctor sees them. */
+/** DNS resolver settings as the doctor sees them. @internal */
 export interface DnsTtlConfig {
   /** The TTL floor, in ms. */
   minTtlMs: number;
@@ -84,6 +85,7 @@ export interface DnsTtlConfig {
 /**
  * DNS TTL floor vs the expected propagation time: a floor above it keeps a
  * departed instance in the answers (and in rotation) for longer than the user expects.
+ * @internal
  */
 export function checkDnsTtl(config: DnsTtlConfig): ConfigWarning[] {
   if (config.minTtlMs <= config.expectedPropagationMs) return [];

@@ -19,6 +19,7 @@
  * for a slow call. An instance silent for a whole TTL would have expired in
  * the registry anyway, so the grace keeps nothing longer than the registry
  * itself would have.
+ * @internal
  */
 export const defaultResetGraceMs = 15_000;
 
