@@ -19,7 +19,8 @@ function eventKeys(text: string, name: string): string[] | undefined {
 
 describe('API docs', () => {
   const sources = workspacePackages().flatMap((p) =>
-    readdirSync(join(repoRoot, p.dir, 'src'))
+    // Recursive: http-client's sources sit in folders by role.
+    readdirSync(join(repoRoot, p.dir, 'src'), { recursive: true, encoding: 'utf8' })
       .filter((f) => f.endsWith('.ts'))
       .map((f) => ({ file: `${p.dir}/src/${f}`, text: readFileSync(join(repoRoot, p.dir, 'src', f), 'utf8') })),
   );
