@@ -4,191 +4,144 @@
  *
  * - **hung backend**: five backends, one accepts and never answers; 500 ms
  *   deadline; closed loop, 64 in flight, RUN_MS per balancer (interleaved,
- *   RUNS times): failures, p99 and p99.9.
+ *   RUNS times; a fresh client per run): failures, p99 and p99.9.
  * - **Beyond Round Robin** (Twitter/Finagle's published setup): 11 backends at
  *   ~167 ms, one pinned to 2 s for SLOW_MS, open loop at RATE req/s, 1 s
  *   deadline: success rate per balancer while it is slow, and the slow
- *   backend's share of traffic in the AFTER_MS after it recovers (fair: 1/11).
+ *   backend's share of traffic in the AFTER_MS after it recovers (fair: 1/11);
+ *   BRR_RUNS times, interleaved.
  *
- * Backends run in a child process. Run:
+ * Each build runs in a worker process of its own (build-process.ts): this
+ * tree's build, and with BENCH_CLIENT_BEFORE=<checkout> (built there) that
+ * checkout's too, interleaved run by run (the order alternates), reported
+ * side by side with this ÷ BEFORE ratios per run (median [min–max]).
+ * Backends run in child processes.
+ *
+ * Run (after `npm run build`):
  *   npm run bench -- bench/failure-scenarios.bench.ts
- * (BRR_SLOW_MS=30000 BRR_AFTER_MS=60000 BRR_RATE=1000 by default; smaller values shorten it.)
+ *   BENCH_CLIENT_BEFORE=/work/wt/before npm run bench -- bench/failure-scenarios.bench.ts
+ * Defaults: BENCH_RUNS=3 BENCH_RUN_MS=3000 BRR_RUNS=3 BRR_WARM_MS=5000
+ * BRR_SLOW_MS=30000 BRR_AFTER_MS=60000 BRR_RATE=1000; FAILURE_PARTS=hung,brr
+ * (one of them alone); smaller values shorten it.
  */
 import { pathToFileURL } from 'node:url';
-import * as hdr from 'hdr-histogram-js';
-import { StaticResolver, leastRequest, peakEwma, roundRobin, type Balancer } from '@proxyless/core';
-import { createClient, type ProxylessClient } from '@proxyless/http-client';
-import { freePorts, setBackendDelay, startNodeBackends, stop } from './support/processes.js';
+import { checkoutsToCompare } from './support/builds.js';
+import { startBuildProcesses, type BuildProcess } from './support/build-process.js';
+import { BALANCERS, type BrrResult, type HungResult } from './support/failure-runs.js';
+import { freePorts, startNodeBackends, stop } from './support/processes.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
 const RUN_MS = Number(process.env['BENCH_RUN_MS'] ?? 3_000);
+const BRR_RUNS = Number(process.env['BRR_RUNS'] ?? 3);
+const WARM_MS = Number(process.env['BRR_WARM_MS'] ?? 5_000);
 const SLOW_MS = Number(process.env['BRR_SLOW_MS'] ?? 30_000);
 const AFTER_MS = Number(process.env['BRR_AFTER_MS'] ?? 60_000);
 const RATE = Number(process.env['BRR_RATE'] ?? 1_000);
-
-const balancers: [string, () => Balancer][] = [
-  ['round-robin', () => roundRobin()],
-  ['least-request (P2C)', () => leastRequest()],
-  ['peak EWMA (default)', () => peakEwma()],
-];
-
-function clientFor(ports: number[], balancer: Balancer, timeoutMs: number): { client: ProxylessClient; resolver: StaticResolver } {
-  const resolver = new StaticResolver({ services: { svc: ports.map((port) => ({ address: '127.0.0.1', port })) } });
-  return { client: createClient({ service: 'svc', resolver, balancer, timeoutMs }), resolver };
-}
+const PARTS = (process.env['FAILURE_PARTS'] ?? 'hung,brr').split(',');
+const MODULE = './failure-runs.ts';
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2;
 };
-const spread = (xs: number[], digits = 2): string => `[${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]`;
+/** `median [min–max]`. */
+const mm = (xs: number[], digits: number, unit = ''): string =>
+  xs.length === 0 ? 'n/a' : `${median(xs).toFixed(digits)}${unit} [${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]`;
+/** Ratios of paired runs (run i of `a` ÷ run i of `b`, taken back to back): `median× [min–max]`. */
+const ratio = (a: number[], b: number[]): string => {
+  const rs = a.map((x, i) => x / b[i]!).filter((r) => Number.isFinite(r));
+  return rs.length === 0 ? 'n/a' : `${median(rs).toFixed(2)}× [${Math.min(...rs).toFixed(2)}–${Math.max(...rs).toFixed(2)}]`;
+};
+const pct = (a: number, b: number): number => (100 * a) / Math.max(1, b);
 
-interface HungResult {
-  requests: number;
-  failures: number;
-  p99: number;
-  p999: number;
-}
+/** Run r's order of the builds: alternating, so neither always goes first. */
+const order = (builds: BuildProcess[], r: number): BuildProcess[] => (r % 2 === 0 ? builds : [...builds].reverse());
 
-async function closedLoop(client: ProxylessClient, ms: number): Promise<HungResult> {
-  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
-  let requests = 0;
-  let failures = 0;
-  const stopAt = performance.now() + ms;
-  await Promise.all(
-    Array.from({ length: 64 }, async () => {
-      while (performance.now() < stopAt && requests < 500_000) {
-        const s = performance.now();
-        requests++;
-        try {
-          const res = await client.request('/');
-          await res.body.dump();
-          if (res.statusCode !== 200) failures++;
-        } catch {
-          failures++;
-        }
-        histogram.recordValue(Math.max(1, Math.round((performance.now() - s) * 1000)));
-      }
-    }),
-  );
-  const r = { requests, failures, p99: histogram.getValueAtPercentile(99) / 1000, p999: histogram.getValueAtPercentile(99.9) / 1000 };
-  histogram.destroy();
-  return r;
-}
-
-async function hungBackend(): Promise<void> {
+async function hungBackend(builds: BuildProcess[]): Promise<void> {
   console.log(`\n## hung backend: 5 backends, one accepts and never answers; 500 ms deadline, defaults; 64 in flight, ${RUNS} × ${RUN_MS} ms interleaved\n`);
   const ports = await freePorts(5);
   const backends = await startNodeBackends(ports.map((port, i) => ({ port, delayMs: i === 0 ? -1 : 0 })));
-  const results = new Map<string, HungResult[]>(balancers.map(([name]) => [name, []]));
+  const results = new Map<string, HungResult[]>();
+  const key = (b: BuildProcess, balancer: string): string => `${b.label}\u0000${balancer}`;
   try {
     for (let run = 0; run < RUNS; run++) {
-      for (const [name, make] of balancers) {
-        // A fresh client per run: the hung endpoint is cold every time (the worst case).
-        const { client, resolver } = clientFor(ports, make(), 500);
-        results.get(name)!.push(await closedLoop(client, RUN_MS));
-        await client.destroy();
-        await resolver.close();
+      for (const balancer of BALANCERS) {
+        for (const b of order(builds, run)) {
+          const r = await b.call<HungResult>(MODULE, 'hung', { ports, balancer, ms: RUN_MS });
+          results.set(key(b, balancer), [...(results.get(key(b, balancer)) ?? []), r]);
+        }
       }
     }
   } finally {
     await stop(backends);
   }
-  console.log('| balancer | requests | failures | failure rate | p99 ms | p99.9 ms |');
-  console.log('|---|---|---|---|---|---|');
-  for (const [name] of balancers) {
-    const rs = results.get(name)!;
-    const rate = rs.map((r) => (100 * r.failures) / r.requests);
-    console.log(
-      `| ${name} | ${median(rs.map((r) => r.requests)).toFixed(0)} | ${median(rs.map((r) => r.failures)).toFixed(0)} ${spread(rs.map((r) => r.failures), 0)} | ${median(rate).toFixed(3)} % | ${median(rs.map((r) => r.p99)).toFixed(1)} ${spread(rs.map((r) => r.p99), 1)} | ${median(rs.map((r) => r.p999)).toFixed(1)} ${spread(rs.map((r) => r.p999), 1)} |`,
-    );
+  console.log('| balancer | build | requests | failures | failure rate % | p99 ms | p99.9 ms |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const balancer of BALANCERS) {
+    for (const b of builds) {
+      const rs = results.get(key(b, balancer)) ?? [];
+      console.log(
+        `| ${balancer} | ${b.label} | ${mm(rs.map((r) => r.requests), 0)} | ${mm(rs.map((r) => r.failures), 0)} | ${mm(rs.map((r) => pct(r.failures, r.requests)), 3)} | ${mm(rs.map((r) => r.p99), 1)} | ${mm(rs.map((r) => r.p999), 1)} |`,
+      );
+    }
+    if (builds.length === 2) {
+      const [a, z] = builds.map((b) => results.get(key(b, balancer)) ?? []) as [HungResult[], HungResult[]];
+      const f = (rs: HungResult[], k: keyof HungResult): number[] => rs.map((r) => r[k]);
+      console.log(
+        `| ${balancer} | **this ÷ BEFORE** | ${ratio(f(a, 'requests'), f(z, 'requests'))} | ${f(a, 'failures').reduce((s, x) => s + x, 0)} vs ${f(z, 'failures').reduce((s, x) => s + x, 0)} (total) | | ${ratio(f(a, 'p99'), f(z, 'p99'))} | ${ratio(f(a, 'p999'), f(z, 'p999'))} |`,
+      );
+    }
   }
 }
 
-async function beyondRoundRobin(): Promise<void> {
-  console.log(`\n## Beyond Round Robin: 11 backends at ~167 ms, one at 2 s for ${SLOW_MS} ms; open loop ${RATE} req/s; 1 s deadline, defaults; share measured over ${AFTER_MS} ms after recovery (fair ${(100 / 11).toFixed(1)} %)\n`);
-  console.log('| balancer | success while slow | success after | slow backend share after recovery | share in the last third |');
-  console.log('|---|---|---|---|---|');
-  for (const [name, make] of balancers) {
-    const ports = await freePorts(11);
-    // ~167 ms each: uniform 117–217 ms would need per-request jitter; a fixed 167 ms keeps the comparison clean.
-    const backends = await startNodeBackends(ports.map((port) => ({ port, delayMs: 167 })));
-    const { client, resolver } = clientFor(ports, make(), 1_000);
-    const slowLabel = `127.0.0.1:${ports[0]}`;
-    const phase = { name: 'warm' as 'warm' | 'slow' | 'after' };
-    const counts = { slow: { ok: 0, all: 0 }, after: { ok: 0, all: 0, toSlow: 0, lastThird: 0, lastThirdToSlow: 0 } };
-    let afterStartedAt = 0;
-    const inFlight = new Set<Promise<void>>();
-    const fire = (): void => {
-      const p = (async () => {
-        const at = phase.name;
-        const issuedAt = performance.now();
-        let ok = false;
-        let label = '';
-        try {
-          const res = await client.request('/');
-          await res.body.dump();
-          ok = res.statusCode === 200;
-          label = res.endpoint.label;
-        } catch {
-          // a failure: ok stays false
-        }
-        if (at === 'slow') {
-          counts.slow.all++;
-          if (ok) counts.slow.ok++;
-        } else if (at === 'after') {
-          counts.after.all++;
-          if (ok) counts.after.ok++;
-          if (label === slowLabel) counts.after.toSlow++;
-          if (issuedAt - afterStartedAt >= (2 * AFTER_MS) / 3) {
-            counts.after.lastThird++;
-            if (label === slowLabel) counts.after.lastThirdToSlow++;
-          }
-        }
-      })();
-      inFlight.add(p);
-      void p.finally(() => inFlight.delete(p));
-    };
-    // Open loop: requests are issued on a fixed schedule whatever the answers (no coordinated omission).
-    const runFor = async (ms: number): Promise<void> => {
-      const start = performance.now();
-      let issued = 0;
-      while (performance.now() - start < ms) {
-        const due = Math.floor(((performance.now() - start) * RATE) / 1000);
-        while (issued < due) {
-          fire();
-          issued++;
-        }
-        await new Promise((r) => setTimeout(r, 2));
+async function beyondRoundRobin(builds: BuildProcess[]): Promise<void> {
+  console.log(
+    `\n## Beyond Round Robin: 11 backends at ~167 ms, one at 2 s for ${SLOW_MS} ms; open loop ${RATE} req/s; 1 s deadline, defaults; share measured over ${AFTER_MS} ms after recovery (fair ${(100 / 11).toFixed(1)} %); ${BRR_RUNS} run(s) interleaved\n`,
+  );
+  const results = new Map<string, BrrResult[]>();
+  const key = (b: BuildProcess, balancer: string): string => `${b.label}\u0000${balancer}`;
+  for (let run = 0; run < BRR_RUNS; run++) {
+    for (const balancer of BALANCERS) {
+      for (const b of order(builds, run)) {
+        const r = await b.call<BrrResult>(MODULE, 'beyondRoundRobin', { balancer, slowMs: SLOW_MS, afterMs: AFTER_MS, rate: RATE, warmMs: WARM_MS });
+        results.set(key(b, balancer), [...(results.get(key(b, balancer)) ?? []), r]);
       }
-    };
-    try {
-      await runFor(5_000); // warm-up: every endpoint has an estimate
-      phase.name = 'slow';
-      setBackendDelay(backends, ports[0]!, 2_000);
-      await runFor(SLOW_MS);
-      setBackendDelay(backends, ports[0]!, 167);
-      phase.name = 'after';
-      afterStartedAt = performance.now();
-      await runFor(AFTER_MS);
-      await Promise.all([...inFlight]);
-    } finally {
-      await client.destroy();
-      await resolver.close();
-      await stop(backends);
     }
-    const pct = (a: number, b: number): string => `${((100 * a) / Math.max(1, b)).toFixed(2)} %`;
-    console.log(
-      `| ${name} | ${pct(counts.slow.ok, counts.slow.all)} (${counts.slow.all}) | ${pct(counts.after.ok, counts.after.all)} | ${pct(counts.after.toSlow, counts.after.all)} | ${pct(counts.after.lastThirdToSlow, counts.after.lastThird)} |`,
-    );
+  }
+  const metrics: [string, (r: BrrResult) => number][] = [
+    ['success while slow %', (r) => pct(r.slow.ok, r.slow.all)],
+    ['success after %', (r) => pct(r.after.ok, r.after.all)],
+    ['slow backend share after recovery %', (r) => pct(r.after.toSlow, r.after.all)],
+    ['share in the last third %', (r) => pct(r.after.lastThirdToSlow, r.after.lastThird)],
+  ];
+  console.log(`| balancer | build | ${metrics.map(([m]) => m).join(' | ')} | requests while slow |`);
+  console.log(`|---|---|${metrics.map(() => '---|').join('')}---|`);
+  for (const balancer of BALANCERS) {
+    for (const b of builds) {
+      const rs = results.get(key(b, balancer)) ?? [];
+      console.log(`| ${balancer} | ${b.label} | ${metrics.map(([, f]) => mm(rs.map(f), 2)).join(' | ')} | ${mm(rs.map((r) => r.slow.all), 0)} |`);
+    }
+    if (builds.length === 2) {
+      const [a, z] = builds.map((b) => results.get(key(b, balancer)) ?? []) as [BrrResult[], BrrResult[]];
+      console.log(`| ${balancer} | **this ÷ BEFORE** | ${metrics.map(([, f]) => ratio(a.map(f), z.map(f))).join(' | ')} | |`);
+    }
   }
 }
 
 export async function run(): Promise<void> {
+  const checkouts = checkoutsToCompare();
   console.log('# failure scenarios (npm run bench -- bench/failure-scenarios.bench.ts)');
-  console.log(`node ${process.version}; BENCH_RUNS=${RUNS} BENCH_RUN_MS=${RUN_MS} BRR_SLOW_MS=${SLOW_MS} BRR_AFTER_MS=${AFTER_MS} BRR_RATE=${RATE}`);
-  await hungBackend();
-  await beyondRoundRobin();
+  console.log(
+    `BENCH_RUNS=${RUNS} BENCH_RUN_MS=${RUN_MS} BRR_RUNS=${BRR_RUNS} BRR_WARM_MS=${WARM_MS} BRR_SLOW_MS=${SLOW_MS} BRR_AFTER_MS=${AFTER_MS} BRR_RATE=${RATE} FAILURE_PARTS=${PARTS.join(',')}`,
+  );
+  const builds = await startBuildProcesses(checkouts);
+  try {
+    console.log(`builds, each in its own process:\n${builds.map((b) => `- ${b.describe()}`).join('\n')}`);
+    if (PARTS.includes('hung')) await hungBackend(builds);
+    if (PARTS.includes('brr')) await beyondRoundRobin(builds);
+  } finally {
+    for (const b of builds) await b.stop();
+  }
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await run();

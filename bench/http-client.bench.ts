@@ -8,83 +8,48 @@
  * is bounded by request count and by duration. Backends run in child
  * processes so this process's CPU time (process.cpuUsage) is the client's own.
  *
- * Run: npm run bench -- bench/http-client.bench.ts
- * Per-request CPU figures: on the built packages (`npm run build`, then
- * `node --import tsx bench/http-client.bench.ts`): tsx's keepNames wrappers
- * add ~3.5 µs per request to the sources.
+ * Run: npm run build && npm run bench -- bench/http-client.bench.ts
+ * (the built packages: tsx's keepNames wrappers add ~3.5 µs per request to
+ * the sources; the bench stops when dist/ is missing or older than src/).
  * BENCH_PARTS=overhead runs the overhead comparison alone (a short hold of
- * the heavy-work lock). BENCH_CLIENT_BEFORE=<checkout> adds that checkout's
- * built client ×3 to the overhead comparison, interleaved with the rest (a
- * before/after in one run).
+ * the heavy-work lock). BENCH_CLIENT_BEFORE=<checkout> (built there) adds
+ * three rows to the overhead comparison, interleaved with the rest: a raw
+ * undici Pool, this build's client ×3 and that checkout's client ×3, each in
+ * a worker process of its own (one build per process: two copies of undici in
+ * one process distort both), and a before/after line with the ratios.
  */
 import { execSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import * as hdr from 'hdr-histogram-js';
 import { Pool, BalancedPool } from 'undici';
 import { StaticResolver, roundRobin, leastRequest, peakEwma, type Balancer } from '@proxyless/core';
 import { createClient, type ProxylessClient } from '@proxyless/http-client';
 import { freePorts, nginxVersion, startNginx, startNodeBackends, stop } from './support/processes.js';
+import { closedLoop, type Call, type LoadResult } from './support/closed-loop.js';
+import { checkoutsToCompare, requireBuilt } from './support/builds.js';
+import { BuildProcess } from './support/build-process.js';
 
 export const CONCURRENCY = 64;
 export const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
 export const RUN_MS = Number(process.env['BENCH_RUN_MS'] ?? 2_000);
 export const MAX_REQUESTS = 200_000;
 const PARTS = (process.env['BENCH_PARTS'] ?? 'overhead,realistic,slow').split(',');
-const BEFORE = process.env['BENCH_CLIENT_BEFORE'];
 
-interface Result {
-  requests: number;
-  errors: number;
-  rps: number;
-  p50: number;
-  p99: number;
-  p999: number;
-  cpuUsPerReq: number;
-}
+type Result = LoadResult;
+export type { Call };
 
-export type Call = () => Promise<void>;
-
-async function load(call: Call, ms: number, max: number): Promise<Result> {
-  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
-  let requests = 0;
-  let errors = 0;
-  const stopAt = performance.now() + ms;
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  const worker = async (): Promise<void> => {
-    while (requests + errors < max && performance.now() < stopAt) {
-      const s = performance.now();
-      try {
-        await call();
-        requests++;
-        histogram.recordValue(Math.max(1, Math.round((performance.now() - s) * 1000)));
-      } catch {
-        errors++;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
-  const elapsed = performance.now() - t0;
-  const cpu = process.cpuUsage(cpu0);
-  const r: Result = {
-    requests,
-    errors,
-    rps: (requests / elapsed) * 1000,
-    p50: histogram.getValueAtPercentile(50) / 1000,
-    p99: histogram.getValueAtPercentile(99) / 1000,
-    p999: histogram.getValueAtPercentile(99.9) / 1000,
-    cpuUsPerReq: (cpu.user + cpu.system) / Math.max(1, requests),
-  };
-  histogram.destroy();
-  return r;
+function load(call: Call, ms: number, max: number): Promise<Result> {
+  return closedLoop(call, ms, max, CONCURRENCY);
 }
 
 interface Config {
   name: string;
   call: Call;
+  /** Runs the load in a worker process instead (`call` is then unused). */
+  remote?: (ms: number, max: number) => Promise<Result>;
 }
+
+const runConfig = (c: Config, ms: number, max: number): Promise<Result> => (c.remote ? c.remote(ms, max) : load(c.call, ms, max));
 
 function poolCall(pool: Pool | BalancedPool): Call {
   return async () => {
@@ -107,15 +72,15 @@ function makeClient(ports: number[], balancer?: Balancer): { client: ProxylessCl
   return { client, resolver };
 }
 
-/** The client ×3 of another checkout's build (its own core and undici), for a before/after in one run. */
-async function beforeClient(checkout: string, ports: number[]): Promise<ProxylessClient> {
-  const entry = `${checkout}/packages/http-client/dist/index.js`;
-  const require = createRequire(entry);
-  const core = (await import(pathToFileURL(require.resolve('@proxyless/core')).href)) as typeof import('@proxyless/core');
-  const http = (await import(pathToFileURL(entry).href)) as typeof import('@proxyless/http-client');
-  const resolver = new core.StaticResolver({ services: { svc: ports.map((port) => ({ address: '127.0.0.1', port })) } });
-  // Typed as this tree's client: the two builds share the request/close surface the bench uses.
-  return http.createClient({ service: 'svc', resolver });
+/**
+ * A configuration run by a build worker (its own process): `kind` over
+ * `ports`; the closed loop and its CPU figure are the worker's.
+ */
+async function workerConfig(name: string, label: string, dir: string, kind: 'client' | 'raw', ports: number[], workers: BuildProcess[]): Promise<Config> {
+  const worker = await BuildProcess.start(label, dir);
+  workers.push(worker);
+  await worker.call('./client-load.ts', 'open', { kind, ports });
+  return { name, call: async () => undefined, remote: (ms, max) => worker.call<Result>('./client-load.ts', 'load', { ms, max, concurrency: CONCURRENCY }) };
 }
 
 const median = (xs: number[]): number => {
@@ -125,10 +90,10 @@ const median = (xs: number[]): number => {
 
 export async function compare(title: string, configs: Config[], baseline: string | undefined): Promise<Map<string, Result[]>> {
   process.stdout.write(`\n### ${title}\n(warm-up…)\n`);
-  for (const c of configs) await load(c.call, 400, MAX_REQUESTS);
+  for (const c of configs) await runConfig(c, 400, MAX_REQUESTS);
   const results = new Map<string, Result[]>(configs.map((c) => [c.name, []]));
   for (let run = 0; run < RUNS; run++) {
-    for (const c of configs) results.get(c.name)!.push(await load(c.call, RUN_MS, MAX_REQUESTS));
+    for (const c of configs) results.get(c.name)!.push(await runConfig(c, RUN_MS, MAX_REQUESTS));
   }
   const fmt = (xs: number[], digits: number): string =>
     `${median(xs).toFixed(digits)} [${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]`;
@@ -172,7 +137,36 @@ export function targetVerdict(label: string, figure: (name: string, metric: Metr
   return verdict(label, op === '≤' ? av <= limit : av >= limit, `${av.toFixed(digits)} vs ${bv.toFixed(digits)} ${unit}${ratio}`);
 }
 
+const OWN_RAW = 'own process: raw undici Pool → 1 backend';
+const OWN_THIS = 'own process: proxyless client ×3, this build';
+const OWN_BEFORE = 'own process: proxyless client ×3, BEFORE';
+
+/** This build vs BEFORE (each in its own process, interleaved), each also against a raw Pool in its own process. */
+function beforeAfter(overhead: Map<string, Result[]>): string[] {
+  const rs = (n: string): Result[] => overhead.get(n) ?? [];
+  // Runs are interleaved, so run i of each row shares its conditions: ratios per run, then median [min–max].
+  const paired = (a: string, b: string, key: keyof Result): string => {
+    const ra = rs(a);
+    const rb = rs(b);
+    const ratios = ra.map((r, i) => r[key] / rb[i]![key]);
+    return `${median(ratios).toFixed(2)}× [${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}]`;
+  };
+  const line = (label: string, a: string, b: string): string =>
+    `- ${label}: req/s ${paired(a, b, 'rps')}, CPU µs/req ${paired(a, b, 'cpuUsPerReq')}, p99 ${paired(a, b, 'p99')}, p99.9 ${paired(a, b, 'p999')}`;
+  return [
+    '',
+    'Before/after (own-process rows; ratio per interleaved run, median [min–max]):',
+    line('this build ÷ BEFORE', OWN_THIS, OWN_BEFORE),
+    line('this build ÷ raw Pool', OWN_THIS, OWN_RAW),
+    line('BEFORE ÷ raw Pool', OWN_BEFORE, OWN_RAW),
+    `- p99.9 ms: this build ${med(rs(OWN_THIS), 'p999').toFixed(2)}, BEFORE ${med(rs(OWN_BEFORE), 'p999').toFixed(2)}, raw Pool ${med(rs(OWN_RAW), 'p999').toFixed(2)} (targets: ≥ 0.95× raw throughput, ≤ 1.05× raw CPU, p99.9 ≤ raw + 1 ms; no regression: this ÷ BEFORE ≥ 1 on req/s, ≤ 1 on CPU)`,
+  ];
+}
+
 export async function run(): Promise<void> {
+  requireBuilt();
+  const checkouts = checkoutsToCompare();
+  const before = checkouts[1];
   const version = (p: string): string =>
     (JSON.parse(readFileSync(new URL(`../node_modules/${p}/package.json`, import.meta.url), 'utf8')) as { version: string }).version;
   let model = 'unknown';
@@ -224,10 +218,17 @@ export async function run(): Promise<void> {
       { name: 'round-robin over 3 raw undici Pools', call: rrCall },
       { name: 'proxyless client ×3 (peak EWMA, breakers, ejection, retries)', call: clientCall(px) },
     ];
-    if (BEFORE !== undefined) {
-      const before = await beforeClient(BEFORE, trivial);
-      closers.push(() => before.close());
-      overheadConfigs.push({ name: `BEFORE: proxyless client ×3 built at ${BEFORE}`, call: clientCall(before) });
+    const workers: BuildProcess[] = [];
+    closers.push(async () => {
+      for (const w of workers) await w.stop();
+    });
+    if (before !== undefined && PARTS.includes('overhead')) {
+      overheadConfigs.push(
+        await workerConfig(OWN_RAW, 'raw Pool', checkouts[0]!.dir, 'raw', [t1], workers),
+        await workerConfig(OWN_THIS, 'this build', checkouts[0]!.dir, 'client', trivial, workers),
+        await workerConfig(OWN_BEFORE, 'BEFORE', before.dir, 'client', trivial, workers),
+      );
+      process.stdout.write(`own-process rows:\n${workers.map((w) => `- ${w.describe()}`).join('\n')}\n`);
     }
     const overhead = PARTS.includes('overhead')
       ? await compare('Overhead — trivial nginx backends (return 200 "ok")', overheadConfigs, 'raw undici Pool → 1 backend')
@@ -303,10 +304,7 @@ export async function run(): Promise<void> {
         targetVerdict('[×3 backends] throughput ≥ 0.95× raw Pool', o, pxName, rawName, 'rps', '≥', (x) => 0.95 * x),
         targetVerdict('[×3 backends] p99.9 ≤ raw Pool + 1 ms', o, pxName, rawName, 'p999', '≤', (x) => x + 1, null),
       );
-      const beforeName = overheadConfigs[5]?.name;
-      if (beforeName !== undefined) {
-        lines.push(`- before/after: client ×3 CPU/req ${o(pxName, 'cpuUsPerReq').toFixed(1)} vs ${o(beforeName, 'cpuUsPerReq').toFixed(1)} µs before (${(o(pxName, 'cpuUsPerReq') / o(beforeName, 'cpuUsPerReq')).toFixed(2)}×), req/s ${(o(pxName, 'rps') / o(beforeName, 'rps')).toFixed(2)}× before`);
-      }
+      if (before !== undefined) lines.push(...beforeAfter(overhead));
     }
     if (PARTS.includes('realistic')) {
       const r1 = (n: string, k: Metric): number => med(realistic1.get(n), k);

@@ -1,0 +1,146 @@
+/**
+ * Bench helper, called in a build worker (build-process.ts) by
+ * failure-scenarios.bench.ts: one run of a failure scenario with that
+ * build's client (default options, only the deadline set). Imports no
+ * Proxyless package itself: the build comes in as the first argument.
+ */
+import * as hdr from 'hdr-histogram-js';
+import type { Balancer } from '@proxyless/core';
+import type { Build } from './builds.js';
+import { freePorts, setBackendDelay, startNodeBackends, stop } from './processes.js';
+
+/** The balancers compared, by the name the report shows. */
+export const BALANCERS = ['round-robin', 'least-request (P2C)', 'peak EWMA (default)'] as const;
+export type BalancerName = (typeof BALANCERS)[number];
+
+function balancer(build: Build, name: BalancerName): Balancer {
+  if (name === 'round-robin') return build.core.roundRobin();
+  if (name === 'least-request (P2C)') return build.core.leastRequest();
+  return build.core.peakEwma();
+}
+
+function clientFor(build: Build, ports: number[], name: BalancerName, timeoutMs: number) {
+  const resolver = new build.core.StaticResolver({ services: { svc: ports.map((port) => ({ address: '127.0.0.1', port })) } });
+  return { client: build.http.createClient({ service: 'svc', resolver, balancer: balancer(build, name), timeoutMs }), resolver };
+}
+
+export interface HungResult {
+  requests: number;
+  failures: number;
+  p99: number;
+  p999: number;
+}
+
+/** Hung backend: a fresh client over `ports` (one of them hung; 500 ms deadline), 64 in flight for `ms`. */
+export async function hung(build: Build, args: { ports: number[]; balancer: BalancerName; ms: number }): Promise<HungResult> {
+  // A fresh client per run: the hung endpoint is cold every time (the worst case).
+  const { client, resolver } = clientFor(build, args.ports, args.balancer, 500);
+  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+  let requests = 0;
+  let failures = 0;
+  const stopAt = performance.now() + args.ms;
+  try {
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        while (performance.now() < stopAt && requests < 500_000) {
+          const s = performance.now();
+          requests++;
+          try {
+            const res = await client.request('/');
+            await res.body.dump();
+            if (res.statusCode !== 200) failures++;
+          } catch {
+            failures++;
+          }
+          histogram.recordValue(Math.max(1, Math.round((performance.now() - s) * 1000)));
+        }
+      }),
+    );
+    return { requests, failures, p99: histogram.getValueAtPercentile(99) / 1000, p999: histogram.getValueAtPercentile(99.9) / 1000 };
+  } finally {
+    histogram.destroy();
+    await client.destroy();
+    await resolver.close();
+  }
+}
+
+export interface BrrResult {
+  slow: { ok: number; all: number };
+  after: { ok: number; all: number; toSlow: number; lastThird: number; lastThirdToSlow: number };
+}
+
+/**
+ * Beyond Round Robin: 11 backends at 167 ms (started here), one pinned to
+ * 2 s for `slowMs`, open loop at `rate` req/s, 1 s deadline; counts while
+ * slow and in the `afterMs` after it recovers.
+ */
+export async function beyondRoundRobin(build: Build, args: { balancer: BalancerName; slowMs: number; afterMs: number; rate: number; warmMs: number }): Promise<BrrResult> {
+  const ports = await freePorts(11);
+  // ~167 ms each: uniform 117–217 ms would need per-request jitter; a fixed 167 ms keeps the comparison clean.
+  const backends = await startNodeBackends(ports.map((port) => ({ port, delayMs: 167 })));
+  const { client, resolver } = clientFor(build, ports, args.balancer, 1_000);
+  const slowLabel = `127.0.0.1:${ports[0]}`;
+  const phase = { name: 'warm' as 'warm' | 'slow' | 'after' };
+  const counts: BrrResult = { slow: { ok: 0, all: 0 }, after: { ok: 0, all: 0, toSlow: 0, lastThird: 0, lastThirdToSlow: 0 } };
+  let afterStartedAt = 0;
+  const inFlight = new Set<Promise<void>>();
+  const fire = (): void => {
+    const p = (async () => {
+      const at = phase.name;
+      const issuedAt = performance.now();
+      let ok = false;
+      let label = '';
+      try {
+        const res = await client.request('/');
+        await res.body.dump();
+        ok = res.statusCode === 200;
+        label = res.endpoint.label;
+      } catch {
+        // a failure: ok stays false
+      }
+      if (at === 'slow') {
+        counts.slow.all++;
+        if (ok) counts.slow.ok++;
+      } else if (at === 'after') {
+        counts.after.all++;
+        if (ok) counts.after.ok++;
+        if (label === slowLabel) counts.after.toSlow++;
+        if (issuedAt - afterStartedAt >= (2 * args.afterMs) / 3) {
+          counts.after.lastThird++;
+          if (label === slowLabel) counts.after.lastThirdToSlow++;
+        }
+      }
+    })();
+    inFlight.add(p);
+    void p.finally(() => inFlight.delete(p));
+  };
+  // Open loop: requests are issued on a fixed schedule whatever the answers (no coordinated omission).
+  const runFor = async (ms: number): Promise<void> => {
+    const start = performance.now();
+    let issued = 0;
+    while (performance.now() - start < ms) {
+      const due = Math.floor(((performance.now() - start) * args.rate) / 1000);
+      while (issued < due) {
+        fire();
+        issued++;
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  };
+  try {
+    await runFor(args.warmMs); // warm-up: every endpoint has an estimate
+    phase.name = 'slow';
+    setBackendDelay(backends, ports[0]!, 2_000);
+    await runFor(args.slowMs);
+    setBackendDelay(backends, ports[0]!, 167);
+    phase.name = 'after';
+    afterStartedAt = performance.now();
+    await runFor(args.afterMs);
+    await Promise.all([...inFlight]);
+    return counts;
+  } finally {
+    await client.destroy();
+    await resolver.close();
+    await stop(backends);
+  }
+}
