@@ -17,7 +17,7 @@
  *    churn of CHURN_PER_MIN instance changes per minute (from a child process),
  *    event-loop delay p99/max under churn.
  *
- * Run: node --conditions=proxyless-source --import tsx bench/discovery.bench.ts
+ * Run: npm run bench -- bench/discovery.bench.ts
  * Knobs: DISCOVERY_ROUNDS (3), DISCOVERY_BURST (200), DISCOVERY_OUTAGE_RUNS (3),
  *   SOAK_SERVICES (1000), SOAK_REST_MS (70000), SOAK_CHURN_MS (60000), CHURN_PER_MIN (10000),
  *   DISCOVERY_PARTS (burst,recovery,soak: run a subset).
@@ -30,10 +30,11 @@ import { monitorEventLoopDelay, performance, PerformanceObserver } from 'node:pe
 import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { ConsulHttpClient, ConsulResolver, type ConsulRequest, type ConsulResponse, type ServiceWatch } from '../packages/core/src/index.js';
+import { ConsulHttpClient, ConsulResolver, type ConsulRequest, type ConsulResponse, type ServiceWatch } from '@proxyless/core';
 import { consulBinary, startConsulAgent, type ConsulAgent } from '../test/support/consul.js';
 import { startAndTimeFirstAnswer } from '../test/support/agent-back.js';
 import { startTlsConsulAgent } from '../test/support/consul-tls.js';
+import { requireBuilt } from './support/builds.js';
 
 const ROUNDS = Number(process.env['DISCOVERY_ROUNDS'] ?? 3);
 const BURST = Number(process.env['DISCOVERY_BURST'] ?? 200);
@@ -445,6 +446,7 @@ async function burstAndRecovery(): Promise<{ bursts?: BurstRow[]; outages?: Reco
 }
 
 export async function run(): Promise<void> {
+  requireBuilt();
   const { bursts, outages } = PARTS.has('burst') || PARTS.has('recovery') ? await burstAndRecovery() : {};
   const soaked = PARTS.has('soak') ? await soak() : undefined;
 
@@ -456,7 +458,7 @@ export async function run(): Promise<void> {
     }
   })();
   console.log('\nDiscovery: bursts, outages, many watches');
-  console.log(`command: ${process.env['DISCOVERY_PARTS'] ? `DISCOVERY_PARTS=${process.env['DISCOVERY_PARTS']} ` : ''}node --conditions=proxyless-source --import tsx bench/discovery.bench.ts`);
+  console.log(`command: ${process.env['DISCOVERY_PARTS'] ? `DISCOVERY_PARTS=${process.env['DISCOVERY_PARTS']} ` : ''}npm run bench -- bench/discovery.bench.ts`);
   console.log(`load average at the end: ${loadavg().map((l) => l.toFixed(1)).join(' ')} (a shared 2-core machine: event-loop delay includes time the process waited for a CPU)`);
   console.log(`node ${process.version}, Consul ${consulBinary().version} (-dev, loopback), undici ${version('undici')}; machine: ${cpu ?? 'unknown CPU'} × ${cpus().length}`);
   if (bursts !== undefined) {

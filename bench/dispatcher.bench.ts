@@ -14,6 +14,7 @@ import { StaticResolver } from '@proxyless/core';
 import { createClient, createDispatcher, telemetryReady } from '@proxyless/http-client';
 import { compare, med, targetVerdict, CONCURRENCY, RUNS, RUN_MS, MAX_REQUESTS, type Call, type Metric } from './http-client.bench.js';
 import { freePorts, nginxVersion, startNginx, stop } from './support/processes.js';
+import { requireBuilt } from './support/builds.js';
 
 /** A tracer that records nothing (what the API's own no-op tracer does): the cost of tracing before any exporter. */
 const noopTracer: Tracer = {
@@ -34,6 +35,7 @@ function setTracing(on: boolean): void {
 }
 
 export async function run(): Promise<void> {
+  requireBuilt();
   const version = (p: string): string =>
     (JSON.parse(readFileSync(new URL(`../node_modules/${p}/package.json`, import.meta.url), 'utf8')) as { version: string }).version;
   process.stdout.write(

@@ -11,16 +11,17 @@
  * the slowest poll period, so changes fall at random phases of the pollers'
  * cycles. Every loop is bounded by count and time.
  *
- * Run: node --conditions=proxyless-source --import tsx bench/etcd-propagation.bench.ts
+ * Run: npm run bench -- bench/etcd-propagation.bench.ts
  * Knobs: ETCD_PROPAGATION_CHANGES (100), ETCD_PROPAGATION_SLOW_CHANGES (10), ETCD_PROPAGATION_BURST (200), ETCD_PROPAGATION_STEADY_MS (60000).
  */
 import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
-import { EtcdClient, EtcdResolver, type EtcdCallOptions } from '../packages/etcd/src/index.js';
-import type { ServiceWatch } from '../packages/core/src/index.js';
+import { EtcdClient, EtcdResolver, type EtcdCallOptions } from '@proxyless/etcd';
+import type { ServiceWatch } from '@proxyless/core';
 import { etcdBinary, startEtcd } from '../test/support/etcd.js';
 import { TOGGLED_PORT, measure, percentile, pollingView, viewOfWatch, type View } from './support/propagation.js';
+import { requireBuilt } from './support/builds.js';
 
 const CHANGES = Number(process.env['ETCD_PROPAGATION_CHANGES'] ?? 100);
 const SLOW_CHANGES = Number(process.env['ETCD_PROPAGATION_SLOW_CHANGES'] ?? 10);
@@ -87,6 +88,7 @@ async function burst(admin: EtcdClient, watch: ServiceWatch): Promise<{ latencie
 }
 
 export async function run(): Promise<void> {
+  requireBuilt();
   const etcd = await startEtcd();
   const admin = new EtcdClient({ endpoints: etcd.clientUrl }, {});
   // How long etcd itself takes to commit each change (until the put/delete is acknowledged; a WAL fsync):
@@ -132,7 +134,7 @@ export async function run(): Promise<void> {
     const perMinute = views.map((v, i) => (v.requests() - (before[i] ?? 0)) / minutes);
 
     console.log('\netcd propagation latency: change in etcd → subscriber event (ms; t0 before the put/delete)');
-    console.log('command: node --conditions=proxyless-source --import tsx bench/etcd-propagation.bench.ts');
+    console.log('command: npm run bench -- bench/etcd-propagation.bench.ts');
     console.log(`node ${process.version}, etcd ${etcdBinary().version} (single member, loopback), machine: ${cpus()[0]?.model ?? '?'} × ${cpus().length}`);
     const header = ['subscriber', 'samples', 'missed', 'p50', 'p90', 'p99', 'max', 'etcd req/min at steady state'];
     const rows = views.map((v, i) => {

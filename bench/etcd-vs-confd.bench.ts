@@ -19,7 +19,7 @@
  * instance the time from its registration (etcd acknowledged its put) to the
  * first request it served from that path, both taken in the instance's process.
  *
- * Run: node --conditions=proxyless-source --import tsx bench/etcd-vs-confd.bench.ts
+ * Run: npm run bench -- bench/etcd-vs-confd.bench.ts
  * Knobs: CONFD_BENCH_RATE (200 req/s per path), CONFD_BENCH_INTERVALS ("1,10", seconds),
  *        CONFD_BENCH_ROUNDS (2 rolling restarts of all instances), CONFD_BENCH_DRAIN_DELAY_MS (1000).
  * Needs confd and HAProxy: scripts/provision-confd.sh (CONFD_BIN), scripts/provision-haproxy.sh (HAPROXY_BIN).
@@ -34,11 +34,12 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Pool } from 'undici';
-import { EtcdResolver } from '../packages/etcd/src/index.js';
-import { createClient } from '../packages/http-client/src/index.js';
+import { EtcdResolver } from '@proxyless/etcd';
+import { createClient } from '@proxyless/http-client';
 import { etcdBinary, startEtcd } from '../test/support/etcd.js';
 import { freePort, trackChild } from '../test/support/processes.js';
 import { percentile } from './support/propagation.js';
+import { requireBuilt } from './support/builds.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, '..');
@@ -105,7 +106,7 @@ interface Instance {
 }
 
 async function startInstance(etcdUrl: string): Promise<Instance> {
-  const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', join(here, 'support', 'etcd-instance.ts')], {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'support', 'etcd-instance.ts')], {
     cwd: repoRoot,
     env: { ...process.env, ETCDCTL_ENDPOINTS: etcdUrl, SERVICE_NAME: SERVICE, DRAIN_DELAY_MS: String(DRAIN_DELAY_MS) },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -349,6 +350,7 @@ function ms(values: number[]): string {
 }
 
 export async function run(): Promise<void> {
+  requireBuilt();
   const confdBin = provision('provision-confd.sh');
   const haproxyBin = provision('provision-haproxy.sh');
   const etcd = await startEtcd();
@@ -427,7 +429,7 @@ export async function run(): Promise<void> {
     load = undefined;
 
     console.log('\netcd + confd + HAProxy vs Proxyless, side by side in one run: a rolling restart of 3 instances under load');
-    console.log('command: node --conditions=proxyless-source --import tsx bench/etcd-vs-confd.bench.ts');
+    console.log('command: npm run bench -- bench/etcd-vs-confd.bench.ts');
     console.log(
       `node ${process.version}, etcd ${etcdBinary().version} (single member, loopback), ${firstLine(confdBin, '-version')}, ${firstLine(haproxyBin, '-v')}; ` +
         `machine: ${cpus()[0]?.model ?? '?'} × ${cpus().length}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`,

@@ -12,7 +12,7 @@
  * random delay over the slowest poll period, so changes fall at random
  * phases of the pollers' cycles. Every loop is bounded by count and time.
  *
- * Run: node --conditions=proxyless-source --import tsx bench/propagation.bench.ts
+ * Run: npm run bench -- bench/propagation.bench.ts
  * Knobs: PROPAGATION_CHANGES (100), PROPAGATION_SLOW_CHANGES (10), PROPAGATION_STEADY_MS (60000).
  */
 import { execFileSync } from 'node:child_process';
@@ -20,9 +20,10 @@ import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
-import { ConsulHttpClient, ConsulResolver, DnsSrvResolver, DnsTransport, type ConsulRequest, type ConsulResponse, type DnsQueryType, type DnsAnswer } from '../packages/core/src/index.js';
+import { ConsulHttpClient, ConsulResolver, DnsSrvResolver, DnsTransport, type ConsulRequest, type ConsulResponse, type DnsQueryType, type DnsAnswer } from '@proxyless/core';
 import { consulBinary, startConsulAgent } from '../test/support/consul.js';
 import { measure, percentile, pollingView, viewOfWatch, type View } from './support/propagation.js';
+import { requireBuilt } from './support/builds.js';
 
 const CHANGES = Number(process.env['PROPAGATION_CHANGES'] ?? 100);
 const SLOW_CHANGES = Number(process.env['PROPAGATION_SLOW_CHANGES'] ?? 10);
@@ -70,6 +71,7 @@ function version(pkg: string): string {
 }
 
 export async function run(): Promise<void> {
+  requireBuilt();
   const agent = await startConsulAgent();
   const admin = new ConsulHttpClient({ address: agent.httpAddr }, {});
   const register = (id: string, port: number): Promise<ConsulResponse> =>
@@ -125,7 +127,7 @@ export async function run(): Promise<void> {
       }
     })();
     console.log('\nPropagation latency: registration change in the agent → subscriber event (ms; t0 before the PUT)');
-    console.log('command: node --conditions=proxyless-source --import tsx bench/propagation.bench.ts');
+    console.log('command: npm run bench -- bench/propagation.bench.ts');
     console.log(`node ${process.version}, Consul ${consulBinary().version} (-dev, loopback), undici ${version('undici')}, dns-packet ${version('dns-packet')}`);
     console.log(`machine: ${cpu ?? 'unknown CPU'} × ${cpus().length}`);
     const header = ['subscriber', 'samples', 'missed', 'p50', 'p90', 'p99', 'max', 'Consul req/min at steady state'];

@@ -48,7 +48,6 @@ export class BuildProcess {
   static async start(label: string, dir: string, timeoutMs = 60_000): Promise<BuildProcess> {
     const child = fork(fileURLToPath(new URL('./build-worker.ts', import.meta.url)), [dir], {
       execArgv: ['--import', 'tsx'],
-      env: { ...process.env, NODE_OPTIONS: (process.env['NODE_OPTIONS'] ?? '').replace(/--conditions[= ]proxyless-source/g, '') },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     const ready = new Promise<Reply>((resolve, reject) => {

@@ -45,7 +45,7 @@ function newestMtime(dir: string, keep: (name: string) => boolean): { ms: number
 export function requireBuilt(dir: string = THIS_TREE): void {
   if (dir === THIS_TREE) {
     const resolved = fileURLToPath(import.meta.resolve('@proxyless/core'));
-    if (!resolved.includes(`${join('packages', 'core', 'dist')}`)) {
+    if (!resolved.includes(join('packages', 'core', 'dist'))) {
       throw new Error(
         `@proxyless/core resolves to ${resolved}: benchmarks run the built packages, not the sources. ` +
           'Run them without --conditions=proxyless-source (npm run bench -- bench/<file>, or node --import tsx bench/<file>).',

@@ -17,8 +17,8 @@
  */
 import { createServer } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { etcdRegistry } from '../../packages/etcd/src/index.js';
-import { Registrar } from '../../packages/registrar/src/index.js';
+import { etcdRegistry } from '@proxyless/etcd';
+import { Registrar } from '@proxyless/registrar';
 
 const now = (): number => performance.timeOrigin + performance.now();
 const say = (event: string, data: Record<string, unknown> = {}): void => {

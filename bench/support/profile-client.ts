@@ -11,6 +11,9 @@ import { INVALID_SPAN_CONTEXT, trace, type Tracer } from '@opentelemetry/api';
 import { StaticResolver } from '@proxyless/core';
 import { createClient, createDispatcher, telemetryReady } from '@proxyless/http-client';
 import { freePorts, startNginx, stop } from './processes.js';
+import { requireBuilt } from './builds.js';
+
+requireBuilt();
 
 const mode = process.argv[2] ?? 'client';
 const ms = Number(process.argv[3] ?? 4000);

@@ -3,7 +3,7 @@
  * one toggled instance, waiting for it, and the measuring loop.
  */
 import { performance } from 'node:perf_hooks';
-import type { ServiceWatch } from '../../packages/core/src/index.js';
+import type { ServiceWatch } from '@proxyless/core';
 
 /** The port of the instance the benchmarks add and remove. */
 export const TOGGLED_PORT = 9999;

@@ -1,0 +1,116 @@
+/**
+ * Bench helper: the one place pickers.bench.ts reaches into the client's
+ * internals — its endpoint set, to time one attempt's bookkeeping and one
+ * availability change at 10 000 endpoints without sockets. The client's
+ * public surface cannot do that: an availability change there takes real
+ * failures over real connections, whose cost drowns the change itself.
+ *
+ * One adapter per internal layout of `@proxyless/http-client`'s build; the
+ * first whose `matches()` holds for a build's `dist/` is used, and a build no
+ * adapter matches is reported "n/a (no adapter)" instead of failing. When the
+ * endpoint set's internals change, add an adapter for the new layout here
+ * (keep the old one: BEFORE builds still use it); nothing else in the bench
+ * changes. Each adapter must:
+ * - `attempt()`: pick through the set as a request's attempt does and report
+ *   the attempt ended (success) — the per-attempt bookkeeping;
+ * - `prepare(i)` (untimed) then `open(i)` (timed): endpoint i becomes
+ *   unavailable as when its breaker opens — the decision, the set's counts
+ *   and events, the picker told;
+ * - `restore(i)` (untimed, may wait): endpoint i back in service.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Balancer, ServiceInstance } from '@proxyless/core';
+import type { Build } from './builds.js';
+
+export interface EndpointSetProbe {
+  attempt(): void;
+  prepare(i: number): void;
+  open(i: number): void;
+  available(i: number): boolean;
+  restore(i: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface Adapter {
+  /** The layout, as the report names it. */
+  name: string;
+  matches(dist: string): boolean;
+  open(build: Build, dist: string, balancer: Balancer, instances: readonly ServiceInstance[]): Promise<EndpointSetProbe>;
+}
+
+const importFrom = async <T>(file: string): Promise<T> => (await import(pathToFileURL(file).href)) as T;
+
+/**
+ * Up to 23a33ce (Dec 2026): `dist/endpoint-set.js` exports `EndpointSet`
+ * (`apply`, `pick(context, nowMs)` → a handle with `done(outcome)`); each
+ * endpoint's `breaker` (`EndpointBreaker`: `failure()`, `success()`,
+ * `counts`, `state`) opens on opossum's rule and reports to the set.
+ */
+const flatLayout: Adapter = {
+  name: 'flat src/ (EndpointSet + EndpointBreaker)',
+  matches: (dist) => existsSync(join(dist, 'endpoint-set.js')) && existsSync(join(dist, 'breaker.js')),
+  async open(build, dist, balancer, instances) {
+    interface Ep {
+      available: boolean;
+      breaker: { failure(): void; success(): void; counts: { fires: number }; state: string } | undefined;
+    }
+    interface EpSet {
+      apply(instances: readonly ServiceInstance[]): void;
+      pick(context: undefined, nowMs: number): { endpoint: Ep; done(outcome: 'success'): void } | undefined;
+      endpoints: IterableIterator<Ep>;
+      close(graceMs: number): Promise<void>;
+    }
+    const { EndpointSet } = await importFrom<{ EndpointSet: new (o: unknown, b: Balancer, e: unknown) => EpSet }>(join(dist, 'endpoint-set.js'));
+    const { resolveOptions } = await importFrom<{ resolveOptions: (o: unknown) => { breaker: { volumeThreshold: number } | false } }>(join(dist, 'options.js'));
+    // The emitter class the client extends (eventemitter3, as the build resolves it; its CommonJS entry has it as default).
+    const ee = await importFrom<{ EventEmitter?: new () => unknown; default: new () => unknown }>(createRequire(join(dist, 'index.js')).resolve('eventemitter3'));
+    const EventEmitter = ee.EventEmitter ?? ee.default;
+    const resolver = new build.core.StaticResolver({ services: { svc: [] } });
+    // Defaults, but a 1 ms breaker reset so that restore() (open → half-open → closed) is quick.
+    const options = resolveOptions({ service: 'svc', resolver, breaker: { resetTimeoutMs: 1 } });
+    if (options.breaker === false) throw new Error('breakers are off');
+    const volume = options.breaker.volumeThreshold;
+    // No listeners: the client's events cost what their subscribers do.
+    const set = new EndpointSet(options, balancer, new EventEmitter());
+    set.apply(instances);
+    const eps = [...set.endpoints];
+    const breaker = (i: number): NonNullable<Ep['breaker']> => eps[i % eps.length]!.breaker!;
+    return {
+      attempt() {
+        set.pick(undefined, performance.now())?.done('success');
+      },
+      prepare(i) {
+        const b = breaker(i);
+        while (b.counts.fires < volume - 1) b.failure();
+      },
+      open(i) {
+        breaker(i).failure();
+      },
+      available: (i) => eps[i % eps.length]!.available,
+      async restore(i) {
+        const b = breaker(i);
+        const deadline = performance.now() + 1_000;
+        while (b.state === 'open' && performance.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+        b.success();
+        if (b.state !== 'closed') throw new Error(`endpoint ${i}'s breaker did not close (${b.state})`);
+      },
+      async close() {
+        await set.close(0);
+        await resolver.close();
+      },
+    };
+  },
+};
+
+const adapters: Adapter[] = [flatLayout];
+
+/** A probe of `build`'s endpoint set over `instances`, or why there is none. */
+export async function openEndpointSet(build: Build, balancer: Balancer, instances: readonly ServiceInstance[]): Promise<{ probe: EndpointSetProbe; layout: string } | { none: string }> {
+  const dist = join(build.dir, 'packages', 'http-client', 'dist');
+  const adapter = adapters.find((a) => a.matches(dist));
+  if (adapter === undefined) return { none: `no adapter for the layout of ${dist}: add one in bench/support/endpoint-set-adapter.ts` };
+  return { probe: await adapter.open(build, dist, balancer, instances), layout: adapter.name };
+}
