@@ -9,8 +9,8 @@
  * first whose `matches()` holds for a build's `dist/` is used, and a build no
  * adapter matches is reported "n/a (no adapter)" instead of failing. When the
  * endpoint set's internals change, add an adapter for the new layout here
- * (keep the old one: BEFORE builds still use it); nothing else in the bench
- * changes. Each adapter must:
+ * (keep the old ones: BEFORE builds still use them); nothing else in the
+ * bench changes. Each adapter must:
  * - `attempt()`: pick through the set as a request's attempt does and report
  *   the attempt ended (success) — the per-attempt bookkeeping;
  * - `prepare(i)` (untimed) then `open(i)` (timed): endpoint i becomes
@@ -44,14 +44,14 @@ interface Adapter {
 const importFrom = async <T>(file: string): Promise<T> => (await import(pathToFileURL(file).href)) as T;
 
 /**
- * Up to 23a33ce (Dec 2026): `dist/endpoint-set.js` exports `EndpointSet`
- * (`apply`, `pick(context, nowMs)` → a handle with `done(outcome)`); each
- * endpoint's `breaker` (`EndpointBreaker`: `failure()`, `success()`,
- * `counts`, `state`) opens on opossum's rule and reports to the set.
+ * `EndpointSet` (`apply`, `pick(context, nowMs)` → a handle with
+ * `done(outcome)`), each endpoint's `breaker` (`EndpointBreaker`:
+ * `failure()`, `success()`, `counts`, `state`) opening on opossum's rule and
+ * reporting to the set, and `resolveOptions`; `files` says where each lives.
  */
-const flatLayout: Adapter = {
-  name: 'flat src/ (EndpointSet + EndpointBreaker)',
-  matches: (dist) => existsSync(join(dist, 'endpoint-set.js')) && existsSync(join(dist, 'breaker.js')),
+const endpointSetWithBreakers = (name: string, files: { set: string; options: string }): Adapter => ({
+  name,
+  matches: (dist) => existsSync(join(dist, files.set)) && existsSync(join(dist, files.options)),
   async open(build, dist, balancer, instances) {
     interface Ep {
       available: boolean;
@@ -63,8 +63,8 @@ const flatLayout: Adapter = {
       endpoints: IterableIterator<Ep>;
       close(graceMs: number): Promise<void>;
     }
-    const { EndpointSet } = await importFrom<{ EndpointSet: new (o: unknown, b: Balancer, e: unknown) => EpSet }>(join(dist, 'endpoint-set.js'));
-    const { resolveOptions } = await importFrom<{ resolveOptions: (o: unknown) => { breaker: { volumeThreshold: number } | false } }>(join(dist, 'options.js'));
+    const { EndpointSet } = await importFrom<{ EndpointSet: new (o: unknown, b: Balancer, e: unknown) => EpSet }>(join(dist, files.set));
+    const { resolveOptions } = await importFrom<{ resolveOptions: (o: unknown) => { breaker: { volumeThreshold: number } | false } }>(join(dist, files.options));
     // The emitter class the client extends (eventemitter3, as the build resolves it; its CommonJS entry has it as default).
     const ee = await importFrom<{ EventEmitter?: new () => unknown; default: new () => unknown }>(createRequire(join(dist, 'index.js')).resolve('eventemitter3'));
     const EventEmitter = ee.EventEmitter ?? ee.default;
@@ -103,14 +103,33 @@ const flatLayout: Adapter = {
       },
     };
   },
-};
+});
 
-const adapters: Adapter[] = [flatLayout];
+const adapters: Adapter[] = [
+  // 1472cf1 on: the same classes in folders by role.
+  endpointSetWithBreakers('src/endpoints/ (EndpointSet + EndpointBreaker)', { set: 'endpoints/endpoint-set.js', options: 'config/options.js' }),
+  // Up to 23a33ce: one flat src/ folder.
+  endpointSetWithBreakers('flat src/ (EndpointSet + EndpointBreaker)', { set: 'endpoint-set.js', options: 'options.js' }),
+];
 
 /** A probe of `build`'s endpoint set over `instances`, or why there is none. */
 export async function openEndpointSet(build: Build, balancer: Balancer, instances: readonly ServiceInstance[]): Promise<{ probe: EndpointSetProbe; layout: string } | { none: string }> {
   const dist = join(build.dir, 'packages', 'http-client', 'dist');
   const adapter = adapters.find((a) => a.matches(dist));
-  if (adapter === undefined) return { none: `no adapter for the layout of ${dist}: add one in bench/support/endpoint-set-adapter.ts` };
-  return { probe: await adapter.open(build, dist, balancer, instances), layout: adapter.name };
+  if (adapter === undefined) return { none: `n/a: no adapter for the layout of ${dist}: add one in bench/support/endpoint-set-adapter.ts` };
+  let probe: EndpointSetProbe | undefined;
+  try {
+    probe = await adapter.open(build, dist, balancer, instances);
+    // Self-check: the layout matched by its files, but do its classes still behave as the adapter expects?
+    probe.prepare(0);
+    probe.open(0);
+    probe.attempt();
+    if (probe.available(0)) throw new Error('an endpoint whose breaker opened is still available');
+    await probe.restore(0);
+    if (!probe.available(0)) throw new Error('an endpoint whose breaker closed again is not available');
+    return { probe, layout: adapter.name };
+  } catch (e) {
+    await probe?.close().catch(() => undefined);
+    return { none: `n/a: the adapter '${adapter.name}' does not fit ${dist} (${e instanceof Error ? e.message : String(e)}): update bench/support/endpoint-set-adapter.ts` };
+  }
 }
