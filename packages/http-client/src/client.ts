@@ -12,12 +12,12 @@ import {
   type RequestErrorContext,
 } from './shared/errors.js';
 import { ClientDoctor, explainConfig, type ExplainedConfig } from './config/doctor.js';
-import type { ClientEvents } from './shared/events.js';
+import type { ClientEvents, EmitClientEvent, OnClientEvent } from './shared/events.js';
 import { ClientTelemetry } from './observe/tracing.js';
 import { toRequestOptions, toWebResponse } from './request/fetch-adapter.js';
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './config/options.js';
 import { buildPolicy, isRequestPolicy, statusTable, type PolicyOptions, type RequestPolicy } from './config/policy.js';
-import { ForwardedAttempt } from './request/forwarded-attempt.js';
+import { ForwardedAttempt, type ForwardedCall } from './request/forwarded-attempt.js';
 import { classifyError, runRequest, sendRequest, type LoopHost, type LoopResponse, type Send } from './request/request-loop.js';
 import type { BufferedResponse, ClientResponse, ClientStats, EndpointStats, ProxylessRequestInit, RequestOptions } from './request/request-types.js';
 import { RetryBudget } from './request/retry-budget.js';
@@ -83,8 +83,16 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     this.#budget = new RetryBudget(o.budget);
     this.#scheme = options.scheme ?? 'auto';
     this.#doctor = new ClientDoctor(o, options.logger, options.retryLayers, (warning) => this.emit('configWarning', warning));
-    this.#set = new EndpointSet(o, this.#balancer, this);
-    this.#telemetry = new ClientTelemetry(o.service, this);
+    // Each piece gets the one function it needs of the client's events, not the client.
+    const emitAny = this.emit.bind(this) as (event: string, ...args: unknown[]) => boolean;
+    const emit: EmitClientEvent = (event, ...args) => {
+      emitAny(event, ...args);
+    };
+    const on: OnClientEvent = (event, listener) => {
+      this.on(event, listener);
+    };
+    this.#set = new EndpointSet(o, this.#balancer, emit);
+    this.#telemetry = new ClientTelemetry(o.service, on);
     this.#host = {
       service: o.service,
       set: this.#set,
@@ -187,21 +195,29 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
         }
       }
     }
-    return this.#start(input, sendRequest, undefined);
+    return this.#start(input);
   }
 
   /**
    * The dispatcher's way in: as {@link ProxylessClient.request}, but each
    * attempt is dispatched with a {@link ForwardedAttempt}, whose kept answer
-   * the dispatcher pipes to its caller's handler. `holder.call` is set to
-   * the call (to stop it when the caller aborts) before the first attempt.
+   * the dispatcher pipes to its caller's handler. The returned handle stops
+   * the call when the dispatcher's caller aborts.
    * @internal
    */
-  forward(req: RequestOptions, holder: { call: Call | undefined }): Promise<LoopResponse<ForwardedAttempt>> {
-    return this.#start(req, sendForwarded, holder);
+  forward(req: RequestOptions): ForwardedCall {
+    let policy: RequestPolicy;
+    try {
+      if (this.#closed) throw this.#closedError();
+      policy = this.#policyFor(req);
+    } catch (error) {
+      return { response: Promise.reject(error instanceof Error ? error : new Error(String(error))), stop: () => undefined };
+    }
+    const call = this.#open(req, policy);
+    return { response: this.#run(req, policy, call, sendForwarded), stop: (reason) => call.stop(reason) };
   }
 
-  #start<B extends { dump(): Promise<unknown> }>(input: string | RequestOptions, send: Send<B>, holder: { call: Call | undefined } | undefined): Promise<LoopResponse<B>> {
+  #start(input: string | RequestOptions): Promise<ClientResponse> {
     // Not async: the one async frame of the request path is the loop itself.
     let req: RequestOptions;
     let policy: RequestPolicy;
@@ -212,12 +228,20 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
+    return this.#run(req, policy, this.#open(req, policy), sendRequest);
+  }
+
+  /** A new call, counted among the calls in progress (for close() and destroy()). */
+  #open(req: RequestOptions, policy: RequestPolicy): Call {
     const call = new Call(policy.timeoutMs, req.signal, this.#timers);
-    if (holder !== undefined) holder.call = call;
-    const trace = this.#telemetry.start(req);
-    call.trace = trace;
+    call.trace = this.#telemetry.start(req);
     this.#calls.add(call);
     if (this.#calls.size === 1) this.#timers.hold(true);
+    return call;
+  }
+
+  #run<B extends { dump(): Promise<unknown> }>(req: RequestOptions, policy: RequestPolicy, call: Call, send: Send<B>): Promise<LoopResponse<B>> {
+    const trace = call.trace;
     const running = runRequest(this.#host, req, policy, call, send);
     if (trace === undefined) return running;
     return running.then(

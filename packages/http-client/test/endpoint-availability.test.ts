@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'eventemitter3';
 import { roundRobin } from '@proxyless/core';
 import { EndpointSet } from '../src/endpoints/endpoint-set.js';
 import type { Endpoint } from '../src/endpoints/endpoint.js';
 import { isPanic } from '../src/endpoints/outlier-detection.js';
 import { resolveOptions } from '../src/config/options.js';
-import type { ClientEvents } from '../src/shared/events.js';
 import { FakeResolver, instance } from './helpers.js';
 
 /** A small seeded PRNG (mulberry32): the sequence is the same on every run. */
@@ -41,7 +39,7 @@ describe('http-client: endpoint availability (kept per endpoint, recounted only 
       breaker: { volumeThreshold: 2, errorThresholdPercentage: 50, resetTimeoutMs: 15, rollingWindowMs: 1000, rollingBuckets: 10 },
       outlierDetection: { consecutiveFailures: 2, baseEjectionTimeMs: 10, maxEjectionTimeMs: 30, maxEjectionPercent: 100, panicThresholdPercent },
     });
-    const set = new EndpointSet(options, roundRobin(), new EventEmitter<ClientEvents>());
+    const set = new EndpointSet(options, roundRobin(), () => undefined);
     const random = prng(20_261_124);
     let panics = 0;
     set.apply([1, 2, 3, 4, 5, 6].map((i) => instance(40_000 + i)));

@@ -14,8 +14,8 @@ import { AbortedError, ClosedError, InvalidOptionError, InvalidServiceNameError,
 import { checkKnownKeys, optionKeys } from '@proxyless/core/internal';
 import { createClient, type ProxylessClient } from '../client.js';
 import { NoHealthyEndpointsError, UnknownServiceError } from '../shared/errors.js';
-import { resolveOptions, type ClientOptions } from '../config/options.js';
-import type { Call } from '../request/call.js';
+import { resolveSettings, type ClientOptions, type ClientSettings } from '../config/options.js';
+import type { CallHandle } from '../request/call.js';
 import type { ForwardedAttempt, Sink } from '../request/forwarded-attempt.js';
 import type { RequestBody, RequestOptions } from '../request/request-types.js';
 import type { RequestPolicy, RetryOptions } from '../config/policy.js';
@@ -213,7 +213,7 @@ function withQuery(path: string, query: Record<string, unknown> | undefined): st
  */
 export class ServiceDispatcher extends Dispatcher {
   readonly #resolver: Resolver;
-  readonly #clientOptions: Omit<ClientOptions, 'service' | 'resolver'>;
+  readonly #clientOptions: ClientSettings;
   readonly #mapping: ReadonlyMap<string, string>;
   readonly #domainSuffix: string | undefined;
   readonly #bare: boolean;
@@ -260,8 +260,8 @@ export class ServiceDispatcher extends Dispatcher {
     }
     this.#fallback = options.fallback ?? new Agent();
     this.#ownsFallback = options.fallback === undefined;
-    // Validate the shared client options (and the mapped names) now, not on the first request.
-    resolveOptions({ ...this.#clientOptions, service: 'options-check', resolver }, 'createDispatcher()', 'client');
+    // Validate the settings every service's client shares (and the mapped names) now, not on the first request.
+    resolveSettings(this.#clientOptions, 'createDispatcher()', 'client');
     for (const [host, service] of mapping) validateServiceName(service, `services["${host}"]`);
   }
 
@@ -375,7 +375,9 @@ export class ServiceDispatcher extends Dispatcher {
       exchange.fail(error instanceof Error ? error : new Error(String(error)));
       return;
     }
-    client.forward(req, exchange).then(
+    const forwarded = client.forward(req);
+    exchange.call = forwarded;
+    forwarded.response.then(
       (res) => exchange.answered(res.body),
       (error: unknown) => exchange.fail(this.#unknown(error, client, route, origin)),
     );
@@ -438,8 +440,8 @@ export class ServiceDispatcher extends Dispatcher {
  * the client's call, or the answer's body once it flows to the handler.
  */
 class Exchange {
-  /** The client's call, once started (set by `client.forward`). */
-  call: Call | undefined;
+  /** The client's call, once forwarded: the caller's abort stops it. */
+  call: CallHandle | undefined;
   #answer: ForwardedAttempt | undefined;
   /** The handler was told the outcome (or the answer now tells it). */
   over = false;

@@ -147,10 +147,17 @@ export interface ClientOptions {
   retryLayers?: readonly RetryLayer[];
 }
 
+/** Client options that are not about which service: what a dispatcher shares between its clients. @internal */
+export type ClientSettings = Omit<ClientOptions, 'service' | 'resolver'>;
+
 /** @internal */
-export interface ResolvedOptions {
+export interface ResolvedOptions extends ResolvedSettings {
   service: string;
   resolver: Resolver;
+}
+
+/** {@link ClientSettings}, validated and defaulted. @internal */
+export interface ResolvedSettings {
   query: object | undefined;
   balancer: Balancer | undefined;
   /** The client's default request policy. */
@@ -205,10 +212,29 @@ const budgetKeys = optionKeys<RetryBudgetOptions>({ ratio: true, windowMs: true,
 const tlsKeys = optionKeys<BackendTlsOptions>({ ca: true, cert: true, key: true, servername: true, rejectUnauthorized: true });
 
 /** Validates and defaults client options; throws `InvalidOptionError` naming the option. @internal */
-export function resolveOptions(options: ClientOptions, owner = 'createClient()', prefix = ''): ResolvedOptions {
+export function resolveOptions(options: ClientOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'must be an object');
+  checkKnownKeys('', options, clientOptionKeys, 'createClient()');
+  const { service, resolver, ...settings } = options;
+  validateServiceName(service);
+  if (typeof resolver !== 'object' || resolver === null || typeof (resolver as Partial<Resolver>).watch !== 'function') {
+    throw new InvalidOptionError('resolver', resolver, 'must implement Resolver (watch())');
+  }
+  return { service, resolver, ...resolveSettings(settings) };
+}
+
+const settingKeys = clientOptionKeys.filter((key) => key !== 'service' && key !== 'resolver');
+
+/**
+ * Validates and defaults the settings of a client, whatever its service
+ * (a dispatcher checks the settings its clients share with this, once);
+ * errors name the option under `prefix`.
+ * @internal
+ */
+export function resolveSettings(options: ClientSettings, owner = 'createClient()', prefix = ''): ResolvedSettings {
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionError(prefix || 'options', options, 'must be an object');
   const at = (key: string): string => (prefix ? `${prefix}.${key}` : key);
-  checkKnownKeys(prefix, options, clientOptionKeys, owner);
+  checkKnownKeys(prefix, options, settingKeys, owner);
   const outlierOptions: unknown = options.outlierDetection;
   if (typeof outlierOptions === 'object' && outlierOptions !== null && Object.hasOwn(outlierOptions, 'failureStatuses')) {
     // Moved, not renamed: the unknown-key check would only say "not an option".
@@ -220,11 +246,7 @@ export function resolveOptions(options: ClientOptions, owner = 'createClient()',
   checkKnownKeys(at('retry'), options.retry, clientRetryKeys, owner);
   if (options.retry) checkKnownKeys(at('retry.budget'), options.retry.budget, budgetKeys, owner);
   checkKnownKeys(at('tls'), options.tls, tlsKeys, owner);
-  const { service, resolver, balancer } = options;
-  validateServiceName(service);
-  if (typeof resolver !== 'object' || resolver === null || typeof (resolver as Partial<Resolver>).watch !== 'function') {
-    throw new InvalidOptionError('resolver', resolver, 'must implement Resolver (watch())');
-  }
+  const { balancer } = options;
   if (balancer !== undefined) checkBalancer('balancer', balancer);
   if (options.query !== undefined && (typeof options.query !== 'object' || options.query === null)) {
     throw new InvalidOptionError('query', options.query, 'must be an object');
@@ -281,8 +303,6 @@ export function resolveOptions(options: ClientOptions, owner = 'createClient()',
   const tls = checkTls(options.tls);
 
   return {
-    service,
-    resolver,
     query: options.query,
     balancer,
     policy,

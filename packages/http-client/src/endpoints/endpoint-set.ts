@@ -1,11 +1,10 @@
 import { EventEmitter as NodeEventEmitter } from 'node:events';
-import type { EventEmitter } from 'eventemitter3';
 import type { Balancer, PickContext, Picker, ServiceInstance } from '@proxyless/core';
 import { Endpoint } from './endpoint.js';
 import type { LoadContext } from './load.js';
 import { isPanic, mayEject } from './outlier-detection.js';
 import type { ResolvedOptions } from '../config/options.js';
-import type { ClientEvents } from '../shared/events.js';
+import type { EmitClientEvent } from '../shared/events.js';
 import { PickHandle } from './pick-handle.js';
 
 /** Why no endpoint could be picked. @internal */
@@ -27,7 +26,8 @@ const NEUTRAL_SAMPLE = 31;
 export class EndpointSet implements LoadContext {
   readonly #options: ResolvedOptions;
   readonly #balancer: Balancer;
-  readonly #events: EventEmitter<ClientEvents>;
+  /** The client's events, reported through this function alone. */
+  readonly #emit: EmitClientEvent;
   readonly #byKey = new Map<string, Endpoint>();
   readonly #draining = new Set<Promise<void>>();
   /** Removed endpoints whose pools still drain (for pick explanations). */
@@ -51,10 +51,10 @@ export class EndpointSet implements LoadContext {
   /** True once a snapshot was applied. */
   hasSnapshot = false;
 
-  constructor(options: ResolvedOptions, balancer: Balancer, events: EventEmitter<ClientEvents>) {
+  constructor(options: ResolvedOptions, balancer: Balancer, emit: EmitClientEvent) {
     this.#options = options;
     this.#balancer = balancer;
-    this.#events = events;
+    this.#emit = emit;
     this.#rotate.setMaxListeners(0);
     this.#picker = balancer.createPicker<Endpoint>([]);
     if (options.breaker) {
@@ -199,13 +199,13 @@ export class EndpointSet implements LoadContext {
       onOutlier: () => this.#onOutlier(ep),
     });
     this.#byKey.set(instance.key, ep);
-    this.#events.emit('endpointAdded', ep.info);
+    this.#emit('endpointAdded', ep.info);
   }
 
   #onBreaker(ep: Endpoint, event: 'breakerOpen' | 'breakerHalfOpen' | 'breakerClose'): void {
     if (ep.removed) return;
     if (event === 'breakerHalfOpen') ep.rejoined();
-    this.#events.emit(event, ep.info);
+    this.#emit(event, ep.info);
     this.#endpointChanged(ep);
   }
 
@@ -215,7 +215,7 @@ export class EndpointSet implements LoadContext {
     if (ep.outlier.ejected) this.#ejectedCount--;
     ep.outlier.dispose();
     ep.breaker?.shutdown();
-    this.#events.emit('endpointRemoved', ep.info);
+    this.#emit('endpointRemoved', ep.info);
     this.#drain(ep, this.#options.drainTimeoutMs);
   }
 
@@ -252,7 +252,7 @@ export class EndpointSet implements LoadContext {
     const timer = setTimeout(() => this.#restore(ep), duration);
     timer.unref();
     ep.outlier.timer = timer;
-    this.#events.emit('eject', ep.info, duration);
+    this.#emit('eject', ep.info, duration);
     this.#endpointChanged(ep);
   }
 
@@ -261,7 +261,7 @@ export class EndpointSet implements LoadContext {
     ep.outlier.restore(Date.now());
     ep.rejoined();
     this.#ejectedCount--;
-    this.#events.emit('restore', ep.info);
+    this.#emit('restore', ep.info);
     this.#endpointChanged(ep);
   }
 
@@ -316,7 +316,7 @@ export class EndpointSet implements LoadContext {
     this.#picker.availabilityChanged?.();
     if (panic !== this.#panic) {
       this.#panic = panic;
-      this.#events.emit('panic', panic);
+      this.#emit('panic', panic);
     }
   }
 

@@ -11,9 +11,8 @@
  * @internal
  * @module
  */
-import type { EventEmitter } from 'eventemitter3';
 import type { Endpoint } from '../endpoints/endpoint.js';
-import type { ClientEvents } from '../shared/events.js';
+import type { OnClientEvent } from '../shared/events.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import { otelApi, type OtelApi, type OtelAttributes, type OtelContext, type OtelCounter, type OtelHistogram, type OtelSpan, type OtelTracer } from './otel-api.js';
 
@@ -74,17 +73,17 @@ export class ClientTelemetry {
   /** The attempt span open while an attempt's outcome is fed to the endpoint's observers (their events land on it). */
   current: OtelSpan | undefined;
 
-  constructor(service: string, events: EventEmitter<ClientEvents>) {
+  constructor(service: string, on: OnClientEvent) {
     this.#service = service;
     const note = (name: string, ep: { label: string }, extra: OtelAttributes = {}): void => {
       this.current?.addEvent(name, { 'proxyless.endpoint': ep.label, ...extra });
       this.#count(name);
     };
-    events.on('eject', (ep, ms) => note('proxyless.eject', ep, { 'proxyless.ejection_ms': ms }));
-    events.on('breakerOpen', (ep) => note('proxyless.breaker.open', ep));
-    events.on('breakerHalfOpen', (ep) => note('proxyless.breaker.half_open', ep));
-    events.on('breakerClose', (ep) => note('proxyless.breaker.close', ep));
-    events.on('restore', (ep) => this.#count('proxyless.restore', ep.label));
+    on('eject', (ep, ms) => note('proxyless.eject', ep, { 'proxyless.ejection_ms': ms }));
+    on('breakerOpen', (ep) => note('proxyless.breaker.open', ep));
+    on('breakerHalfOpen', (ep) => note('proxyless.breaker.half_open', ep));
+    on('breakerClose', (ep) => note('proxyless.breaker.close', ep));
+    on('restore', (ep) => this.#count('proxyless.restore', ep.label));
   }
 
   #count(event: string, endpoint?: string): void {

@@ -87,8 +87,18 @@ function onDueAfterIo(call: Call, reason: StopReason, step: Abortable, stalled: 
  */
 const STALL_MIN_MS = 20;
 
+/**
+ * What a holder outside the request layer (the dispatcher, for a caller's
+ * abort) may do to a call in progress: stop it, nothing else.
+ * @internal
+ */
+export interface CallHandle {
+  /** Stops the call as its caller would: the current step ends and the request fails with `AbortedError`. */
+  stop(reason: 'caller'): void;
+}
+
 /** @internal */
-export class Call implements TimerEntry {
+export class Call implements TimerEntry, CallHandle {
   /** `performance.now()` when the request started. */
   readonly startedAt: number;
   /** `performance.now()` when the deadline passes. */

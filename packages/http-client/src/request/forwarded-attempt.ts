@@ -9,7 +9,8 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { util, type Dispatcher } from 'undici';
-import type { Answer } from './request-loop.js';
+import type { CallHandle } from './call.js';
+import type { Answer, LoopResponse } from './request-loop.js';
 
 /** Where a kept answer goes: the caller's handler, old or new style (see dispatcher.ts). @internal */
 export interface Sink {
@@ -19,6 +20,17 @@ export interface Sink {
   data(chunk: Buffer): boolean;
   end(): void;
   error(error: Error): void;
+}
+
+/**
+ * A forwarded call in progress, as the dispatcher holds it (from
+ * `ProxylessClient.forward`): its answer, and the one thing the caller's
+ * abort may do to it, stop it.
+ * @internal
+ */
+export interface ForwardedCall extends CallHandle {
+  /** The kept answer, whose body the dispatcher pipes to its caller's handler. */
+  readonly response: Promise<LoopResponse<ForwardedAttempt>>;
 }
 
 /** A discarded body (before a retry) is read to its end up to this size, so the connection is kept; beyond it the connection is closed. */
