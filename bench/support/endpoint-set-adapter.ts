@@ -19,7 +19,6 @@
  * - `restore(i)` (untimed, may wait): endpoint i back in service.
  */
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Balancer, ServiceInstance } from '@proxyless/core';
@@ -65,16 +64,15 @@ const endpointSetWithBreakers = (name: string, files: { set: string; options: st
     }
     const { EndpointSet } = await importFrom<{ EndpointSet: new (o: unknown, b: Balancer, e: unknown) => EpSet }>(join(dist, files.set));
     const { resolveOptions } = await importFrom<{ resolveOptions: (o: unknown) => { breaker: { volumeThreshold: number } | false } }>(join(dist, files.options));
-    // The emitter class the client extends (eventemitter3, as the build resolves it; its CommonJS entry has it as default).
-    const ee = await importFrom<{ EventEmitter?: new () => unknown; default: new () => unknown }>(createRequire(join(dist, 'index.js')).resolve('eventemitter3'));
-    const EventEmitter = ee.EventEmitter ?? ee.default;
     const resolver = new build.core.StaticResolver({ services: { svc: [] } });
     // Defaults, but a 1 ms breaker reset so that restore() (open → half-open → closed) is quick.
     const options = resolveOptions({ service: 'svc', resolver, breaker: { resetTimeoutMs: 1 } });
     if (options.breaker === false) throw new Error('breakers are off');
     const volume = options.breaker.volumeThreshold;
-    // No listeners: the client's events cost what their subscribers do.
-    const set = new EndpointSet(options, balancer, new EventEmitter());
+    // No listeners: the client's events cost what their subscribers do. Builds from 922299c on take an emit
+    // function, older ones an emitter (the client): this one value is both.
+    const emit = Object.assign(() => undefined, { emit: () => false });
+    const set = new EndpointSet(options, balancer, emit);
     set.apply(instances);
     const eps = [...set.endpoints];
     const breaker = (i: number): NonNullable<Ep['breaker']> => eps[i % eps.length]!.breaker!;
