@@ -280,7 +280,7 @@ export class ConsulHttpClient {
           }
         }
         return { status: res.statusCode, headers: res.headers, body };
-      }, req.background);
+      }, { background: req.background });
     } catch (error) {
       throw this.#convert(error, method, req, deadline, timeoutMs);
     }

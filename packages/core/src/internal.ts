@@ -12,6 +12,7 @@ export { checkBackoff, retryWithBackoff } from './backoff.js';
 export type { RetryWithBackoffOptions } from './backoff.js';
 export { sleep } from './sleep.js';
 export { withDeadline } from './deadline.js';
+export type { DeadlineOptions } from './deadline.js';
 export { checkKnownKeys, checkNumber, checkOptions, nearest, optionKeys } from './validate.js';
 export type { NumberRule } from './validate.js';
 export { checkBalancer } from './balancer-util.js';

@@ -15,6 +15,7 @@ import { checkKnownKeys, checkNumber, optionKeys, validateDatacenter, validateSe
 import { checkDnsTtl, checkLogger, formatConfigWarning, type ConfigLogger } from './doctor.js';
 import { backoffDelay, checkBackoff, type BackoffOptions } from './backoff.js';
 import { sleep } from './sleep.js';
+import { withDeadline } from './deadline.js';
 import { WatchHub, type WatchSink } from './watch-hub.js';
 
 /** Per-query options of {@link DnsSrvResolver}. */
@@ -418,11 +419,11 @@ export class DnsSrvResolver implements Resolver<DnsSrvQuery> {
     let instances = this.#cache.get(name)?.value;
     if (instances === undefined) {
       if (signal?.aborted) throw new AbortedError(`Resolving "${service}"`, signal.reason);
-      const signals = [this.#closeController.signal];
-      if (signal) signals.push(signal);
-      if (timeoutMs !== undefined) signals.push(AbortSignal.timeout(timeoutMs));
+      const linked = signal ? AbortSignal.any([signal, this.#closeController.signal]) : this.#closeController.signal;
+      const lookup = (s: AbortSignal): Promise<Lookup> => this.#lookup(service, query, s);
       try {
-        instances = (await this.#lookup(service, query, AbortSignal.any(signals))).instances;
+        // withDeadline, not AbortSignal.timeout() inside any(): on Node 20 that timeout can be collected and never fire.
+        instances = (await (timeoutMs === undefined ? lookup(linked) : withDeadline(linked, timeoutMs, lookup, { what: `Resolving "${service}"` }))).instances;
       } catch (error) {
         if (signal?.aborted) throw new AbortedError(`Resolving "${service}"`, signal.reason);
         if (this.#closed) throw new ClosedError('Resolver');

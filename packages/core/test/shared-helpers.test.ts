@@ -3,10 +3,11 @@ import fc from 'fast-check';
 import {
   InvalidOptionError,
   InvalidServiceNameError,
+  TimeoutError,
   backoffDelay,
   validateServiceName,
 } from '@proxyless/core';
-import { checkBackoff, checkNumber, retryWithBackoff, sleep } from '@proxyless/core/internal';
+import { checkBackoff, checkNumber, retryWithBackoff, sleep, withDeadline } from '@proxyless/core/internal';
 
 describe('backoffDelay (the one backoff: capped exponential, full jitter)', () => {
   it('stays within [0, min(max, initial·2^attempt)) with full jitter', () => {
@@ -90,6 +91,33 @@ describe('sleep (the one abortable sleep)', () => {
     assert.ok(performance.now() - started < 2000);
     await sleep(60_000, controller.signal); // already aborted: at once
     await sleep(-5); // negative: at once
+  });
+});
+
+describe('withDeadline (the one bounded wait)', () => {
+  it('aborts the work\'s signal at the deadline with a TimeoutError naming what timed out', async () => {
+    let reason: unknown;
+    const work = (signal: AbortSignal): Promise<string> => new Promise((_, reject) => signal.addEventListener('abort', () => reject((reason = signal.reason as Error)), { once: true }));
+    await assert.rejects(withDeadline(undefined, 20, work, { what: 'the probe' }), (e: unknown) => e === reason && e instanceof TimeoutError && e.message === 'the probe timed out after 20 ms');
+  });
+
+  it('settleAtDeadline: settles at the deadline even when the work ignores its signal (a user\'s hook)', async () => {
+    const started = Date.now();
+    const ignoring = (): Promise<never> => new Promise(() => undefined);
+    await assert.rejects(withDeadline(undefined, 50, ignoring, { settleAtDeadline: true, what: 'health function' }), (e: unknown) => e instanceof TimeoutError && e.timeoutMs === 50 && /^health function/.test(e.message));
+    assert.ok(Date.now() - started < 5000);
+    // The caller's abort settles it too, with the caller's reason; a late failure of the work is not unhandled.
+    const stop = new AbortController();
+    const late = (): Promise<never> => new Promise((_, reject) => setTimeout(() => reject(new Error('late')), 30));
+    const waiting = withDeadline(stop.signal, 60_000, late, { settleAtDeadline: true });
+    stop.abort(new Error('caller'));
+    await assert.rejects(waiting, /caller/);
+    await sleep(60);
+  });
+
+  it('without settleAtDeadline, waits for the work (which answers its signal with its own error)', async () => {
+    const answering = (signal: AbortSignal): Promise<string> => new Promise((resolve) => signal.addEventListener('abort', () => setTimeout(() => resolve('cleaned up'), 20), { once: true }));
+    assert.equal(await withDeadline(undefined, 10, answering), 'cleaned up');
   });
 });
 

@@ -414,14 +414,6 @@ export class EtcdClient {
     return parsed;
   }
 
-  #signals(options: EtcdCallOptions): { signal: AbortSignal; timeout: AbortSignal; timeoutMs: number } {
-    const timeoutMs = options.timeoutMs ?? this.connection.timeoutMs;
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const list = [timeout, this.#closeController.signal];
-    if (options.signal) list.push(options.signal);
-    return { signal: AbortSignal.any(list), timeout, timeoutMs };
-  }
-
   /**
    * Sends one unary call (`path` like `/v3/kv/range`) with a JSON body and
    * returns the decoded answer. Moves to the next endpoint and tries again
@@ -433,19 +425,16 @@ export class EtcdClient {
     if (this.#closed) throw new ClosedError('etcd client');
     const pinned = options.endpoint;
     if (pinned !== undefined && !this.connection.endpoints.includes(pinned)) throw new InvalidOptionError('endpoint', pinned, 'must be one of the client\'s endpoints');
-    const { signal, timeout, timeoutMs } = this.#signals(options);
-    // A call someone awaits keeps the process alive until it settles: AbortSignal.timeout()'s timer is
-    // unref'd, and between rounds over unreachable members no socket is pending either (an awaited
+    const timeoutMs = options.timeoutMs ?? this.connection.timeoutMs;
+    const linked = options.signal ? AbortSignal.any([options.signal, this.#closeController.signal]) : this.#closeController.signal;
+    // A call someone awaits keeps the process alive until it settles (withDeadline's timer is ref'd
+    // unless background): between rounds over unreachable members no socket is pending (an awaited
     // resolve() on an unreachable etcd let the process exit 0 after ~80 ms, the call unsettled).
-    const alive = options.background === true ? undefined : setTimeout(() => undefined, timeoutMs);
-    try {
-      return await this.#requestLoop(path, body, options, signal, timeout, timeoutMs);
-    } finally {
-      clearTimeout(alive);
-    }
+    return await withDeadline(linked, timeoutMs, (signal) => this.#requestLoop(path, body, options, signal, timeoutMs), { background: options.background });
   }
 
-  async #requestLoop(path: string, body: unknown, options: EtcdCallOptions, signal: AbortSignal, timeout: AbortSignal, timeoutMs: number): Promise<Record<string, unknown>> {
+  /** `signal` aborts on the caller's signal, on close() or at the deadline (after checking the first two, an abort is the deadline). */
+  async #requestLoop(path: string, body: unknown, options: EtcdCallOptions, signal: AbortSignal, timeoutMs: number): Promise<Record<string, unknown>> {
     const pinned = options.endpoint;
     let reauthenticated = false;
     let lastError: unknown;
@@ -457,13 +446,13 @@ export class EtcdClient {
         return answer;
       } catch (error) {
         // The deadline's own abort says nothing new: keep what the members answered (e.g. refused) as the cause.
-        if (!timeout.aborted || lastError === undefined) lastError = error;
+        if (!signal.aborted || lastError === undefined) lastError = error;
         if (options.signal?.aborted) throw new AbortedError(`etcd ${path}`, options.signal.reason);
         if (this.#closed) throw new ClosedError('etcd client');
-        if (timeout.aborted) {
+        if (signal.aborted) {
           // A member that let a call run out of time (stuck, or partitioned from its peers) is not asked first next time.
           if (pinned === undefined) this.#rotate(origin);
-          throw new TimeoutError(`etcd ${path}`, timeoutMs, lastError instanceof Error && lastError.name !== 'AbortError' ? lastError : undefined);
+          throw new TimeoutError(`etcd ${path}`, timeoutMs, lastError instanceof Error && lastError !== signal.reason && lastError.name !== 'AbortError' ? lastError : undefined);
         }
         if (isCredentialRejected(error) && !reauthenticated && this.connection.username !== undefined) {
           // #call forgot the dead token: authenticate again, once.
@@ -629,7 +618,7 @@ export class EtcdClient {
         } finally {
           connect.removeEventListener('abort', onConnectAbort);
         }
-      }, true);
+      }, { background: true });
       signal.addEventListener('abort', () => controller.abort(signal.reason), { once: true });
       if (signal.aborted) controller.abort(signal.reason);
     } catch (error) {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'eventemitter3';
 import { AbortedError, ClosedError, InvalidOptionError, ResolutionFailedError, TimeoutError, peakEwma, type Balancer, type ServiceWatch } from '@proxyless/core';
-import { checkKnownKeys, optionKeys } from '@proxyless/core/internal';
+import { checkKnownKeys, optionKeys, withDeadline } from '@proxyless/core/internal';
 import { Call, CallList } from './request/call.js';
 import { EndpointSet } from './endpoints/endpoint-set.js';
 import {
@@ -406,13 +406,9 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     this.#closing = (async () => {
       await this.#watch.close().catch(() => undefined);
       if (this.#calls.size > 0) {
-        let timer: NodeJS.Timeout | undefined;
-        await new Promise<void>((resolve) => {
-          this.#idle = resolve;
-          timer = setTimeout(resolve, this.#options.drainTimeoutMs);
-          timer.unref();
-        });
-        clearTimeout(timer);
+        // Until the last call finishes or drainTimeoutMs passes (then the pools are cut); the requests, not the timer, hold the process.
+        const idle = (): Promise<void> => new Promise<void>((resolve) => (this.#idle = resolve));
+        await withDeadline(undefined, this.#options.drainTimeoutMs, idle, { settleAtDeadline: true, background: true }).catch(() => undefined);
       }
       await this.#set.close(this.#options.drainTimeoutMs);
       if (this.#calls.size === 0) this.#timers.clear(); // else the last call to finish clears it

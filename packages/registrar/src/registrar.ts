@@ -11,7 +11,7 @@ import {
   type RegistryPort,
   type RegistryReport,
 } from '@proxyless/core';
-import { checkHeartbeat, formatConfigWarning, retryWithBackoff, sleep } from '@proxyless/core/internal';
+import { checkHeartbeat, formatConfigWarning, retryWithBackoff, sleep, withDeadline } from '@proxyless/core/internal';
 import {
   resolveRegistrarOptions,
   truncateOutput,
@@ -279,16 +279,20 @@ export class Registrar extends EventEmitter<RegistrarEvents> implements Shutdown
     return session.started;
   }
 
-  async #start(session: Session, options: RegistrarCallOptions): Promise<void> {
-    const run = session.controller;
+  #start(session: Session, options: RegistrarCallOptions): Promise<void> {
     this.#enter({ kind: 'registering', session });
-    const callerSignals: AbortSignal[] = [];
-    if (options.signal) callerSignals.push(options.signal);
-    if (options.timeoutMs !== undefined) callerSignals.push(AbortSignal.timeout(options.timeoutMs));
-    const startSignal = AbortSignal.any([run.signal, ...callerSignals]);
+    // The caller's signal and deadline as one signal (withDeadline: one timer, gone when start settles).
+    if (options.timeoutMs === undefined) return this.#firstRegistration(session, options, options.signal ?? never);
+    return withDeadline(options.signal, options.timeoutMs, (caller) => this.#firstRegistration(session, options, caller));
+  }
+
+  /** The registration start() waits for; `caller` aborts on the caller's signal or deadline. */
+  async #firstRegistration(session: Session, options: RegistrarCallOptions, caller: AbortSignal): Promise<void> {
+    const run = session.controller;
+    const startSignal = AbortSignal.any([run.signal, caller]);
     // stop() ends the retries (run.signal) but lets a register call in flight finish: aborting it
     // would not un-send it, and landing after stop()'s deregister it would leave the registration behind.
-    const registerSignal = callerSignals.length > 0 ? AbortSignal.any(callerSignals) : never;
+    const registerSignal = caller;
     const retrying =
       options.timeoutMs === undefined
         ? 'retrying until it answers (start({ timeoutMs }) gives up instead)'
@@ -392,12 +396,12 @@ export class Registrar extends EventEmitter<RegistrarEvents> implements Shutdown
     if (session.controller.signal.aborted) return;
     const beat = new AbortController();
     session.beat = beat;
-    // Draining: one call deadline per beat, never the retries of a registration that may still live (they would hold up the shutdown).
-    const drainDeadline = this.#intent.draining ? [AbortSignal.timeout(this.options.requestTimeoutMs)] : [];
-    const signal = AbortSignal.any([session.controller.signal, beat.signal, ...drainDeadline]);
+    const signal = AbortSignal.any([session.controller.signal, beat.signal]);
     const report = await this.#evaluate();
     try {
-      await this.#heartbeat(report, signal);
+      // Draining: one call deadline per beat, never the retries of a registration that may still live (they would hold up the shutdown).
+      if (this.#intent.draining) await withDeadline(signal, this.options.requestTimeoutMs, (limit) => this.#heartbeat(report, limit));
+      else await this.#heartbeat(report, signal);
       this.#backToNormal('heartbeats accepted again');
     } catch (error) {
       if (session.controller.signal.aborted || beat.signal.aborted) return;
@@ -453,16 +457,14 @@ export class Registrar extends EventEmitter<RegistrarEvents> implements Shutdown
     let result = this.#intent.manual ?? { status: 'passing' as CheckStatus, output: '' };
     const health = this.options.health;
     if (health) {
-      const limit = this.options.requestTimeoutMs;
-      const signal = AbortSignal.timeout(limit);
       let fromHealth: { status: CheckStatus; output: string };
       try {
-        const report = await Promise.race([
-          Promise.resolve(health(signal)),
-          new Promise<never>((_, reject) => {
-            signal.addEventListener('abort', () => reject(new TimeoutError('health function', limit)), { once: true });
-          }),
-        ]);
+        // Settled at the deadline even if the app's function ignores its signal; the timer does not hold the process.
+        const report = await withDeadline(undefined, this.options.requestTimeoutMs, (signal) => Promise.resolve(health(signal)), {
+          settleAtDeadline: true,
+          background: true,
+          what: 'health function',
+        });
         fromHealth = normalizeReport(report);
         if (!isCheckStatus(fromHealth.status)) {
           fromHealth = { status: 'critical', output: `health function returned an invalid status: ${String(fromHealth.status)}` };

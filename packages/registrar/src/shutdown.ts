@@ -1,7 +1,7 @@
 import { EventEmitter } from 'eventemitter3';
 import { constants } from 'node:os';
 import { InvalidOptionError, TimeoutError } from '@proxyless/core';
-import { checkKnownKeys, checkNumber, optionKeys } from '@proxyless/core/internal';
+import { checkKnownKeys, checkNumber, optionKeys, withDeadline } from '@proxyless/core/internal';
 import type { RegistrarState } from './options.js';
 import { drainServer, type DrainableServer } from './server-drain.js';
 
@@ -85,20 +85,9 @@ export interface ShutdownEvents {
   done: [code: number];
 }
 
-/** Runs `work` but gives up (rejecting with a TimeoutError) after `ms`. */
-async function bounded<T>(what: string, ms: number, work: () => Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = Math.max(0, Math.round(ms));
-  try {
-    return await Promise.race([
-      work(),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new TimeoutError(what, limit)), limit);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+/** Runs `work` but gives up (rejecting with a TimeoutError) after `ms`, even if a hook ignores its deadline. */
+function bounded<T>(what: string, ms: number, work: () => Promise<T>): Promise<T> {
+  return withDeadline(undefined, Math.max(0, Math.round(ms)), work, { settleAtDeadline: true, what });
 }
 
 function signalNumber(signal: NodeJS.Signals): number {

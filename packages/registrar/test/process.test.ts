@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { startConsulAgent, type ConsulAgent } from '../../../test/support/consul.js';
+import { freePort, startConsulAgent, type ConsulAgent } from '../../../test/support/consul.js';
 import { checkStatus, consulGet, fixture, passingIds, spawnNode, startWatchingClient, waitFor, type ReportingChild } from './helpers.js';
 
 describe('a registering service in a child process (real agent, real signals)', function () {
@@ -13,6 +13,18 @@ describe('a registering service in a child process (real agent, real signals)', 
   after(async function () {
     for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
     await agent?.stop();
+  });
+
+  it('an awaited start({ timeoutMs }) against an unreachable agent keeps the process alive until it rejects with ERR_TIMEOUT', async function () {
+    const port = await freePort(); // nothing listens there: every attempt is refused, the retries wait on unref'd timers
+    const child = spawnNode(fixture('start-timeout.ts'), [], { CONSUL_HTTP_ADDR: `127.0.0.1:${String(port)}`, START_TIMEOUT_MS: '1500' });
+    children.push(child);
+    const { code } = await child.exited;
+    const ended = child.events.find((e) => e.event === 'rejected' || e.event === 'started');
+    assert.equal(code, 0, `exit code ${String(code)} (13: the await was left unsettled); stderr:\n${child.stderr()}`);
+    assert.equal(ended?.event, 'rejected', JSON.stringify(child.events));
+    assert.equal(ended['code'], 'ERR_TIMEOUT');
+    assert.ok((ended['elapsedMs'] as number) >= 1400, `rejected after ${String(ended['elapsedMs'])} ms`);
   });
 
   it('appears as passing, and goes critical after the TTL when SIGKILLed', async function () {
