@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ConsulHttpClient, ConsulResolver, isProxylessError, type CatalogWatch, type Resolver, type ServiceSnapshot } from '@proxyless/core';
 import { EtcdResolver, etcdRegistry } from '@proxyless/etcd';
 import { createClient } from '@proxyless/http-client';
-import { Registrar, type RegistrarOptions } from '@proxyless/registrar';
+import { Registrar, consulRegistry, type RegistrarOptions } from '@proxyless/registrar';
 import { startAndTimeFirstAnswer } from './support/agent-back.js';
 import { startConsulAgent, type ConsulAgent } from './support/consul.js';
 import { startEtcd } from './support/etcd.js';
@@ -72,7 +72,7 @@ async function resetsUnderLoad(options: {
   resolver: Resolver;
   /** The service-list watch (the gateway's view). */
   catalog: () => CatalogWatch;
-  registry: Pick<RegistrarOptions, 'consul' | 'registry'>;
+  registry: Pick<RegistrarOptions, 'registry'>;
   /** Resets the registry; resolves with the performance.now() at which it answers again. */
   reset: () => Promise<number>;
   resets: number;
@@ -189,7 +189,7 @@ describe('registry resets under load, three live registrars', function () {
         resolver,
         // Polled as often as the health watch, so a list without the service would be seen.
         catalog: () => resolver.watchServices({ rateLimit: { burst: 20, minIntervalMs: 20, jitterMs: 5 } }),
-        registry: { consul: { address: agent.httpAddr } },
+        registry: { registry: consulRegistry({ address: agent.httpAddr }) },
         reset: async () => {
           await agent.stop();
           return startAndTimeFirstAnswer(agent, '/v1/catalog/services');

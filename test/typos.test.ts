@@ -23,7 +23,7 @@ import {
 } from '@proxyless/core';
 import { EtcdClient, EtcdResolver, confdLayout, etcdRegistry, proxylessLayout } from '@proxyless/etcd';
 import { createClient, createDispatcher } from '@proxyless/http-client';
-import { Registrar, ShutdownCoordinator } from '@proxyless/registrar';
+import { Registrar, ShutdownCoordinator, consulRegistry } from '@proxyless/registrar';
 import { runSource, type Ran } from './support/processes.js';
 
 /** Asserts `make` throws ERR_INVALID_OPTION for `option` suggesting `suggested`. */
@@ -106,7 +106,7 @@ describe('typos fail loudly', function () {
     rejectsKey(() => new Registrar({ ...base, tag: ['x'] } as never), 'tag', 'tags');
     rejectsKey(() => new Registrar({ ...base, weights: { passng: 1, warning: 1 } } as never), 'weights.passng', 'passing');
     rejectsKey(() => new Registrar({ ...base, retry: { minDelay: 5 } } as never), 'retry.minDelay', 'minDelayMs');
-    rejectsKey(() => new Registrar({ ...base, consul: { adress: 'x' } } as never), 'consul.adress', 'address');
+    rejectsKey(() => consulRegistry({ adress: 'x' } as never), 'adress', 'address');
     rejectsKey(() => new ShutdownCoordinator({ deadline: 5000 } as never), 'deadline', 'deadlineMs');
     new ShutdownCoordinator({ deadlineMs: 5000, drainDelayMs: 0, exit: false, log: () => undefined });
   });

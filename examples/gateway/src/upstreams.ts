@@ -12,7 +12,7 @@ import { describeConsulFailure } from '@proxyless/core/internal';
 import { EtcdClient, EtcdResolver, etcdRegistry } from '@proxyless/etcd';
 import { describeEtcdFailure } from '@proxyless/etcd/internal';
 import { createClient, type EndpointInfo, type ProxylessClient, type RequestPolicy } from '@proxyless/http-client';
-import type { RegistrarOptions } from '@proxyless/registrar';
+import { consulRegistry, type RegistrarOptions } from '@proxyless/registrar';
 
 /** Live state of one endpoint of a service, as the status page shows it. */
 export interface EndpointStatus {
@@ -201,8 +201,8 @@ export class Upstreams {
   }
 
   /** Registrar options that register the gateway itself in the same registry, on the same connection. */
-  registration(): Pick<RegistrarOptions, 'consul' | 'registry'> {
-    return this.#connection instanceof EtcdClient ? { registry: etcdRegistry({ client: this.#connection }) } : { consul: this.#connection };
+  registration(): Pick<RegistrarOptions, 'registry'> {
+    return { registry: this.#connection instanceof EtcdClient ? etcdRegistry({ client: this.#connection }) : consulRegistry({ client: this.#connection }) };
   }
 
   open(service: string): Upstream {

@@ -71,7 +71,7 @@ export type { BackoffOptions } from './backoff.js';
 // The helpers the packages share (validation, sleep, deadlines, the watch
 // machinery…) are on `@proxyless/core/internal`, not here: not a supported API.
 export { RegistrationLostError } from './registry-port.js';
-export type { RegistryPort, RegistryFactory, RegistrationSpec, RegistryReport, RegistryCallOptions } from './registry-port.js';
+export type { RegistryPort, RegistryFactory, RegistrationSpec, RegistryReport, RegistryCallOptions, RegistrationLostReason } from './registry-port.js';
 export { ConsulResolver } from './resolver-consul.js';
 export { runBlockingQuery } from './consul-blocking-query.js';
 export type { BlockingQuery, BlockingQueryOptions, BlockingRateLimit, ConsulAnswerInfo } from './consul-blocking-query.js';

@@ -36,7 +36,15 @@ export interface RegistryCallOptions {
   readonly onRetry?: (error: unknown) => void;
 }
 
-/** A heartbeat found that the registry no longer holds the registration (check unknown, lease gone). */
+/**
+ * Why a registry no longer holds a registration, in words of no particular registry:
+ * - `expired`: its time to live ran out or was ended (etcd: the lease expired, was revoked, or etcd lost its data);
+ * - `forgotten`: the registry no longer knows it although it was kept alive (Consul: the agent restarted
+ *   without its data or reaped the service; etcd: the key was deleted while its lease lives).
+ */
+export type RegistrationLostReason = 'expired' | 'forgotten';
+
+/** A heartbeat found that the registry no longer holds the registration; {@link RegistrationLostError.reason} says why. */
 export class RegistrationLostError extends ProxylessError {
   static override readonly brand: symbol = errorBrand('ERR_REGISTRATION_LOST');
 
@@ -44,8 +52,12 @@ export class RegistrationLostError extends ProxylessError {
     return 'RegistrationLostError';
   }
 
-  constructor(what: string, options: { cause?: unknown } = {}) {
-    super('ERR_REGISTRATION_LOST', `Registration lost: ${what}`, options);
+  /** Why the registration is gone. Default `forgotten`. */
+  readonly reason: RegistrationLostReason;
+
+  constructor(what: string, options: { cause?: unknown; reason?: RegistrationLostReason } = {}) {
+    super('ERR_REGISTRATION_LOST', `Registration lost: ${what}`, { cause: options.cause });
+    this.reason = options.reason ?? 'forgotten';
   }
 }
 
@@ -55,6 +67,8 @@ export interface RegistryPort {
   readonly kind: string;
   /** Where it is, for log lines: e.g. `the Consul agent at http://127.0.0.1:8500`. Never holds credentials. */
   readonly label: string;
+  /** What the registry knows this registration by, for people and events: e.g. Consul's TTL check ID, etcd's instance key. */
+  readonly registrationId: string;
   /** Registers (or registers again) with `report`'s status. */
   register(report: RegistryReport, options: RegistryCallOptions): Promise<void>;
   /** Keeps the registration alive and reports the status. @throws {@link RegistrationLostError} when the registry forgot it. */
@@ -66,7 +80,7 @@ export interface RegistryPort {
    * `timeoutMs` ran out (or `signal` aborted) first. Transient failures are retried
    * until then and passed to `onError`.
    */
-  waitUntilGone(options: RegistryCallOptions, onError: (error: unknown) => void): Promise<boolean>;
+  waitUntilOutOfRotation(options: RegistryCallOptions, onError: (error: unknown) => void): Promise<boolean>;
   /** Removes the registration; already gone counts as done. */
   deregister(options: RegistryCallOptions): Promise<void>;
   /** True for failures worth retrying (unreachable, timeouts, overload, no leader). */

@@ -56,6 +56,8 @@ export class EtcdRegistry implements RegistryPort {
   readonly label: string;
   /** The instance key. */
   readonly key: string;
+  /** The instance key: what etcd knows this registration by. */
+  readonly registrationId: string;
   readonly client: EtcdClient;
   readonly #ownsClient: boolean;
   readonly #spec: RegistrationSpec;
@@ -71,6 +73,7 @@ export class EtcdRegistry implements RegistryPort {
     const { client, env, prefix, ...connection } = options;
     this.#spec = spec;
     this.key = proxylessLayout(prefix === undefined ? {} : { prefix }).instanceKey(spec.name, spec.id);
+    this.registrationId = this.key;
     // etcd leases are whole seconds; never shorter than asked.
     this.#ttlSeconds = Math.max(2, Math.ceil(spec.ttlMs / 1000));
     if (client !== undefined) {
@@ -167,17 +170,17 @@ export class EtcdRegistry implements RegistryPort {
   async heartbeat(report: RegistryReport, options: RegistryCallOptions): Promise<void> {
     this.#report = report;
     const lease = this.#lease;
-    if (lease === undefined) throw new RegistrationLostError(`${this.key} has no lease`);
+    if (lease === undefined) throw new RegistrationLostError(`${this.key} has no lease`, { reason: 'expired' });
     const ttl = await this.#whileLeaseLives(options, (o) => this.#keepAlive(lease, o));
     if (ttl <= 0) {
       this.#lease = undefined;
-      throw new RegistrationLostError(`etcd no longer knows lease ${lease} of ${this.key} (expired, revoked, or etcd lost its data)`);
+      throw new RegistrationLostError(`etcd no longer knows lease ${lease} of ${this.key} (expired, revoked, or etcd lost its data)`, { reason: 'expired' });
     }
     // A key deleted by hand while its lease lives: the lease alone would never tell.
     const { kvs } = await this.#whileLeaseLives(options, (o) => this.client.range(this.key, { serializable: true, ...o }));
     const current = kvs[0];
     if (current === undefined || current.lease !== lease) {
-      throw new RegistrationLostError(`${this.key} is gone from etcd although its lease lives`);
+      throw new RegistrationLostError(`${this.key} is gone from etcd although its lease lives`, { reason: 'forgotten' });
     }
     if (this.#value() !== this.#written) {
       try {
@@ -185,7 +188,7 @@ export class EtcdRegistry implements RegistryPort {
       } catch (error) {
         if (!isLeaseNotFound(error)) throw error;
         this.#lease = undefined;
-        throw new RegistrationLostError(`etcd no longer knows lease ${lease} of ${this.key}`, { cause: error });
+        throw new RegistrationLostError(`etcd no longer knows lease ${lease} of ${this.key}`, { cause: error, reason: 'expired' });
       }
     }
   }
@@ -195,7 +198,8 @@ export class EtcdRegistry implements RegistryPort {
     if (this.#lease !== undefined) await this.#put(options);
   }
 
-  async waitUntilGone(options: RegistryCallOptions, onError: (error: unknown) => void): Promise<boolean> {
+  /** Resolves `true` once the key is gone or critical: a linearizable read, then a watch; transient failures are retried until `timeoutMs`. */
+  async waitUntilOutOfRotation(options: RegistryCallOptions, onError: (error: unknown) => void): Promise<boolean> {
     const deadline = Date.now() + options.timeoutMs;
     while (Date.now() < deadline && !options.signal.aborted) {
       try {

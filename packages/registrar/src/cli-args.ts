@@ -2,12 +2,13 @@ import { parseArgs } from 'node:util';
 import { InvalidOptionError } from '@proxyless/core';
 import { nearest } from '@proxyless/core/internal';
 import { parseDuration, type RegistrarOptions } from './options.js';
+import type { ConsulRegistryOptions } from './registry-consul.js';
 
 /** Usage text of `proxyless-register`. @internal */
 export const usage = `Usage: proxyless-register --name <service> --port <port> [options] -- <command> [args...]
 
-Starts <command>, registers it in the local Consul agent once its port (or
-health URL) answers, heartbeats while it answers, and on SIGTERM/SIGINT takes
+Starts <command>, registers it in the local Consul agent (or etcd) once its
+port (or health URL) answers, heartbeats while it answers, and on SIGTERM/SIGINT takes
 it out of rotation, deregisters, then passes the signal on. Exits with the
 command's exit code (128 + signal number when it was killed by a signal).
 
@@ -18,8 +19,8 @@ Options:
   --address <addr>            advertised address (default: first non-internal IPv4)
   --tag <tag>                 tag; repeatable
   --meta <key=value>          service metadata; repeatable
-  --ttl <duration>            TTL of the check (default 15s; heartbeat every TTL/3)
-  --deregister-after <dur>    reap a critical instance after this long (default 1m, minimum 1m)
+  --ttl <duration>            TTL of the registration (default 15s; heartbeat every TTL/3)
+  --deregister-after <dur>    Consul: reap a critical instance after this long (default 1m, minimum 1m)
   --check-http <path|url>     probe: GET this path on the port (2xx passing, 429 warning, else critical)
   --check-tcp                 probe: TCP connect to the port (the default)
   --check-host <host>         host the probes connect to (default 127.0.0.1)
@@ -47,6 +48,8 @@ export interface CliConfig {
   readonly registrar: RegistrarOptions;
   /** Where to register; `etcd` loads `@proxyless/etcd`. */
   readonly registry: 'consul' | 'etcd';
+  /** `--consul`, `--deregister-after`: options of `consulRegistry()`. */
+  readonly consul: ConsulRegistryOptions;
   /** `--etcd`: client URLs, comma-separated. */
   readonly etcdEndpoints: string | undefined;
   readonly probe: { kind: 'tcp' } | { kind: 'http'; url: string };
@@ -111,6 +114,7 @@ export function parseCliArgs(argv: readonly string[]): CliConfig {
       help: true,
       registrar: { name: '', port: 0 },
       registry: 'consul',
+      consul: {},
       etcdEndpoints: undefined,
       probe: { kind: 'tcp' },
       checkHost: '',
@@ -156,12 +160,14 @@ export function parseCliArgs(argv: readonly string[]): CliConfig {
     name: values.name,
     port,
     ttlMs: duration(values, 'ttl', 15_000),
-    deregisterCriticalServiceAfterMs: duration(values, 'deregister-after', 60_000),
     ...(values.id !== undefined ? { id: values.id } : {}),
     ...(values.address !== undefined ? { address: values.address } : {}),
     ...(values.tag ? { tags: values.tag } : {}),
     ...(Object.keys(meta).length > 0 ? { meta } : {}),
-    ...(values.consul !== undefined ? { consul: { address: values.consul } } : {}),
+  };
+  const consul: ConsulRegistryOptions = {
+    deregisterCriticalServiceAfterMs: duration(values, 'deregister-after', 60_000),
+    ...(values.consul !== undefined ? { address: values.consul } : {}),
   };
   const registry = values.registry ?? 'consul';
   if (registry !== 'consul' && registry !== 'etcd') {
@@ -169,6 +175,9 @@ export function parseCliArgs(argv: readonly string[]): CliConfig {
     throw new UsageError(`--registry must be consul or etcd, got ${JSON.stringify(registry)}${near ? `: did you mean ${near}?` : ''}`);
   }
   if (registry === 'etcd' && values.consul !== undefined) throw new UsageError('--consul cannot be combined with --registry etcd');
+  if (registry === 'etcd' && values['deregister-after'] !== undefined) {
+    throw new UsageError('--deregister-after is a Consul setting; etcd removes an instance when its lease (--ttl) expires');
+  }
   if (registry === 'consul' && values.etcd !== undefined) throw new UsageError('--etcd needs --registry etcd');
   const deadlineMs = duration(values, 'deadline', 9000);
   if (deadlineMs < 1000) throw new UsageError('--deadline must be at least 1s');
@@ -176,6 +185,7 @@ export function parseCliArgs(argv: readonly string[]): CliConfig {
     help: false,
     registrar,
     registry,
+    consul,
     etcdEndpoints: values.etcd,
     probe,
     checkHost,

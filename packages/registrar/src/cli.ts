@@ -16,8 +16,9 @@ import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { backoffDelay, isProxylessError, type RegistryFactory } from '@proxyless/core';
 import { parseCliArgs, usage, UsageError, type CliConfig } from './cli-args.js';
-import type { HealthReport } from './options.js';
+import type { HealthReport } from './health.js';
 import { Registrar } from './registrar.js';
+import { consulRegistry } from './registry-consul.js';
 import { ShutdownCoordinator } from './shutdown.js';
 
 const log = (message: string): void => {
@@ -28,9 +29,9 @@ const log = (message: string): void => {
 // variables, so those are the words to give back. Anchored on the exact phrases
 // (test/cli.test.ts pins the result), not on a general rewrite.
 const cliWords: readonly [RegExp, string][] = [
-  [/ \(or the consul\.address option\)/g, ' (or --consul)'],
+  [/ \(or consulRegistry\(\{ address \}\)\)/g, ' (or --consul)'],
   [/ \(or the endpoints option\)/g, ' (or --etcd)'],
-  [/ \(or the consul\.token option\)/g, ''],
+  [/ \(or consulRegistry\(\{ token \}\)\)/g, ''],
   [/ or the username\/password options/g, ''],
   [/ \(or the tls\.\w+(?: and tls\.\w+)? options?\)/g, ''],
   [/ \(start\(\{ timeoutMs \}\) gives up instead\)/g, ' (the command keeps running meanwhile; SIGTERM ends both)'],
@@ -135,7 +136,8 @@ async function main(argv: readonly string[]): Promise<number> {
   let registrar: Registrar;
   try {
     // The registrar says, once per outage, what is wrong with the registry and what to set.
-    registrar = new Registrar({ ...config.registrar, ...(registry ? { registry } : {}), health: probe, logger: { warn: logCli, info: logCli } });
+    registry ??= consulRegistry(config.consul);
+    registrar = new Registrar({ ...config.registrar, registry, health: probe, logger: { warn: logCli, info: logCli } });
   } catch (error) {
     if (isProxylessError(error, 'ERR_INVALID_OPTION') || isProxylessError(error, 'ERR_INVALID_SERVICE_NAME')) {
       process.stderr.write(`proxyless-register: ${error.message}\n\n${usage}\n`);

@@ -1,8 +1,9 @@
 /**
- * `@proxyless/registrar`: self-registration in the local Consul agent, TTL
- * heartbeats, re-registration when the agent forgets the instance, and an
- * ordered drain + deregistration on SIGTERM. The `proxyless-register` CLI
- * does the same for any process, Node or not.
+ * `@proxyless/registrar`: self-registration in a service registry (the local
+ * Consul agent by default, etcd with `@proxyless/etcd`), heartbeats,
+ * re-registration when the registry forgets the instance, and an ordered
+ * drain + deregistration on SIGTERM. The `proxyless-register` CLI does the
+ * same for any process, Node or not.
  *
  * @example
  * ```ts
@@ -10,7 +11,7 @@
  * import { Registrar } from '@proxyless/registrar';
  *
  * const server = createServer((req, res) => res.end('ok'));
- * const registrar = new Registrar({ name: 'web', port: 8080, tags: ['v1'] });
+ * const registrar = new Registrar({ name: 'web', port: 8080, tags: ['v1'] }); // registry: consulRegistry() by default
  * registrar.on('error', (error) => console.warn(error.message));
  * registrar.handleSignals({ servers: [server] }); // SIGTERM: drain, deregister, close, exit
  * server.listen(8080, () => void registrar.start()); // passing only once ready
@@ -23,20 +24,16 @@ export type {
   RegistrationInfo,
   HeartbeatInfo,
   RegistrarCallOptions,
-} from './registrar.js';
-export { validateMeta, parseDuration, MIN_DEREGISTER_AFTER_MS, MIN_TTL_MS, MAX_OUTPUT_BYTES } from './options.js';
-export type {
-  RegistrarOptions,
   RegistrarState,
-  RegistrationWeights,
-  RetryBackoffOptions,
-  CheckStatus,
-  HealthReport,
-  HealthFunction,
-  ResolvedRegistrarOptions,
-} from './options.js';
-export type { LostReason } from './heartbeat.js';
-export type { RegistrarLogger } from './agent-report.js';
+  LostReason,
+} from './registrar-events.js';
+export { consulRegistry, ConsulRegistry, MIN_DEREGISTER_AFTER_MS } from './registry-consul.js';
+export type { ConsulRegistryOptions } from './registry-consul.js';
+export { validateMeta, parseDuration, MIN_TTL_MS } from './options.js';
+export type { RegistrarOptions, RegistrationWeights, RetryBackoffOptions, ResolvedRegistrarOptions } from './options.js';
+export { MAX_OUTPUT_BYTES } from './health.js';
+export type { CheckStatus, HealthReport, HealthFunction } from './health.js';
+export type { RegistrarLogger } from './outage-log.js';
 export { ShutdownCoordinator } from './shutdown.js';
 export type { ShutdownOptions, ShutdownEvents, ShutdownHook, ShutdownStep, ShutdownParticipant } from './shutdown.js';
 export { drainServer } from './server-drain.js';

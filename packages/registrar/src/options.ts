@@ -1,27 +1,8 @@
 import { hostname, networkInterfaces } from 'node:os';
-import {
-  ConsulHttpClient,
-  InvalidOptionError,
-  validateServiceName,
-  validateTag,
-  type ConsulConnectionOptions,
-  type RegistryFactory,
-} from '@proxyless/core';
-import { checkKnownKeys, checkNumber, optionKeys, consulConnectionKeys } from '@proxyless/core/internal';
-import type { RegistrarLogger } from './agent-report.js';
-
-/** A TTL check status, as Consul names it. */
-export type CheckStatus = 'passing' | 'warning' | 'critical';
-
-/** What a health function returns: a status, or a status with a human-readable output. */
-export type HealthReport = CheckStatus | { status: CheckStatus; output?: string };
-
-/**
- * Decides the status of each heartbeat. It may be async; it is given an
- * AbortSignal that fires when the beat's time is up (then the beat reports
- * `critical`). A throw also reports `critical`, with the error message as output.
- */
-export type HealthFunction = (signal: AbortSignal) => HealthReport | Promise<HealthReport>;
+import { ConsulHttpClient, InvalidOptionError, validateServiceName, validateTag, type RegistryFactory } from '@proxyless/core';
+import { checkKnownKeys, checkNumber, optionKeys } from '@proxyless/core/internal';
+import type { HealthFunction } from './health.js';
+import type { RegistrarLogger } from './outage-log.js';
 
 /** Consul's service weights: how much traffic a passing or warning instance gets in DNS answers. */
 export interface RegistrationWeights {
@@ -31,7 +12,7 @@ export interface RegistrationWeights {
   warning: number;
 }
 
-/** Backoff used while the agent is unreachable or refuses a (re-)registration. */
+/** Backoff used while the registry is unreachable or refuses a (re-)registration. */
 export interface RetryBackoffOptions {
   /** Ceiling of the first delay, in ms (delays are drawn with full jitter). Default 250. */
   minDelayMs?: number;
@@ -41,17 +22,6 @@ export interface RetryBackoffOptions {
    */
   maxDelayMs?: number;
 }
-
-/**
- * Public lifecycle states of a {@link Registrar}.
- * - `idle`: constructed, or stopped after a failed deregistration;
- * - `registering`: {@link Registrar.start} is registering;
- * - `registered`: registered and heartbeating;
- * - `lost`: the registry forgot the registration or cannot be reached; re-registering with backoff;
- * - `deregistering` / `deregistered`: {@link Registrar.stop} in progress / done;
- * - `closed`: {@link Registrar.close} was called.
- */
-export type RegistrarState = 'idle' | 'registering' | 'registered' | 'lost' | 'deregistering' | 'deregistered' | 'closed';
 
 /** Options of a {@link Registrar}. Durations are in milliseconds. */
 export interface RegistrarOptions {
@@ -79,44 +49,34 @@ export interface RegistrarOptions {
   meta?: Readonly<Record<string, string>>;
   /** DNS weights. Default Consul's (`{ passing: 1, warning: 1 }`). */
   weights?: RegistrationWeights;
-  /** TTL check ID. Default `service:<id>`. */
-  checkId?: string;
-  /** TTL check name. Default `<name> TTL heartbeat`. */
-  checkName?: string;
-  /** TTL of the check, in ms. At least 1000. Default 15 000. */
+  /**
+   * How long the registry keeps the instance without a heartbeat, in ms (Consul: the TTL
+   * check's TTL; etcd: the lease's). At least 1000. Default 15 000.
+   */
   ttlMs?: number;
   /** Interval between heartbeats, in ms. At most `ttlMs / 2`. Default `ttlMs / 3`. */
   heartbeatIntervalMs?: number;
   /** Jitter of each beat around its fixed-rate slot, as a fraction of the interval (0–0.25). Default 0.1. */
   jitter?: number;
-  /**
-   * How long the check may stay critical before the agent reaps the
-   * registration, in ms. Consul's minimum is 60 000. Default 60 000.
-   * `0` disables reaping (not recommended).
-   */
-  deregisterCriticalServiceAfterMs?: number;
   /** Decides each beat's status. Default: always passing (unless {@link Registrar.setStatus} says otherwise). */
   health?: HealthFunction;
-  /** Time limit of each agent call, in ms. Default `min(5000, heartbeatIntervalMs)`. */
+  /** Time limit of each registry call, in ms. Default `min(5000, heartbeatIntervalMs)`. */
   requestTimeoutMs?: number;
-  /** Backoff while the agent is unreachable. */
+  /** Backoff while the registry is unreachable. */
   retry?: RetryBackoffOptions;
   /**
-   * The Consul agent: connection options (default: `CONSUL_HTTP_ADDR`,
-   * `CONSUL_HTTP_TOKEN` and the TLS variables) or a client to share. A shared
-   * client is not closed by {@link Registrar.close}.
-   */
-  consul?: ConsulConnectionOptions | ConsulHttpClient;
-  /**
-   * Another registry than Consul, e.g. `etcdRegistry()` from `@proxyless/etcd`
-   * (a key with a lease of `ttlMs`). Not combined with `consul`.
+   * Where to register: {@link consulRegistry} (the default, `consulRegistry()`:
+   * the local agent from `CONSUL_HTTP_ADDR`, a TTL check) or `etcdRegistry()`
+   * from `@proxyless/etcd` (a key with a lease of `ttlMs`). Settings only one
+   * registry has (Consul's check ID, name and reap delay, the connection) are
+   * options of that registry.
    */
   registry?: RegistryFactory;
   /**
-   * Where to say, in one line per outage, that the agent cannot be reached
-   * (naming the address tried and `CONSUL_HTTP_ADDR`) or refuses us, and when
-   * it is back. Default `console`; `false` silences it (the `error` event and
-   * {@link Registrar.lastError} still carry every failure).
+   * Where to say, in one line per outage, that the registry cannot be reached
+   * (naming the address tried and the variable that sets it) or refuses us, and
+   * when it is back. Default `console`; `false` silences it (the `error` event
+   * and {@link Registrar.lastError} still carry every failure).
    */
   logger?: RegistrarLogger | false;
 }
@@ -137,21 +97,15 @@ export interface ResolvedRegistrarOptions {
   readonly meta: Readonly<Record<string, string>>;
   /** DNS weights, if set. */
   readonly weights: RegistrationWeights | undefined;
-  /** TTL check ID. */
-  readonly checkId: string;
-  /** TTL check name. */
-  readonly checkName: string;
-  /** Check TTL, ms. */
+  /** Registration TTL, ms. */
   readonly ttlMs: number;
   /** Heartbeat interval, ms. */
   readonly heartbeatIntervalMs: number;
   /** Jitter fraction. */
   readonly jitter: number;
-  /** Reap delay for a critical check, ms (0: never). */
-  readonly deregisterCriticalServiceAfterMs: number;
   /** Health function, if any. */
   readonly health: HealthFunction | undefined;
-  /** Time limit of each agent call, ms. */
+  /** Time limit of each registry call, ms. */
   readonly requestTimeoutMs: number;
   /** First retry delay, ms. */
   readonly retryMinDelayMs: number;
@@ -161,12 +115,8 @@ export interface ResolvedRegistrarOptions {
   readonly logger: RegistrarLogger | undefined;
 }
 
-/** Consul's minimum for `DeregisterCriticalServiceAfter`. */
-export const MIN_DEREGISTER_AFTER_MS = 60_000;
 /** Smallest TTL accepted. */
 export const MIN_TTL_MS = 1000;
-/** Consul caps check output at 4 KiB. */
-export const MAX_OUTPUT_BYTES = 4096;
 
 const idPattern = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 const metaKeyPattern = /^[A-Za-z0-9_-]{1,128}$/;
@@ -226,10 +176,33 @@ function idSafe(text: string): string {
 }
 
 const registrarKeys = optionKeys<RegistrarOptions>({
-  name: true, port: true, id: true, address: true, tags: true, meta: true, weights: true, checkId: true, checkName: true, ttlMs: true,
-  heartbeatIntervalMs: true, jitter: true, deregisterCriticalServiceAfterMs: true, health: true, requestTimeoutMs: true, retry: true,
-  consul: true, registry: true, logger: true,
+  name: true, port: true, id: true, address: true, tags: true, meta: true, weights: true, ttlMs: true,
+  heartbeatIntervalMs: true, jitter: true, health: true, requestTimeoutMs: true, retry: true, registry: true, logger: true,
 });
+
+/** Options that belong to one registry now (0.x moved them): where each one went. */
+const movedToConsulRegistry: Readonly<Record<string, (value: unknown) => string>> = {
+  consul: (value) => (value instanceof ConsulHttpClient ? 'registry: consulRegistry({ client })' : 'registry: consulRegistry({ address, token, … })'),
+  checkId: () => 'registry: consulRegistry({ checkId })',
+  checkName: () => 'registry: consulRegistry({ checkName })',
+  deregisterCriticalServiceAfterMs: () => 'registry: consulRegistry({ deregisterCriticalServiceAfterMs })',
+};
+
+/**
+ * Throws for a setting given where it used to be: silently ignoring it would
+ * register with defaults the app did not ask for (another agent, another check ID).
+ */
+function rejectMovedOptions(options: object): void {
+  for (const [key, where] of Object.entries(movedToConsulRegistry)) {
+    const value = (options as Record<string, unknown>)[key];
+    if (value === undefined) continue;
+    // The value is left out: connection options carry the token.
+    const error = new InvalidOptionError(key, '<not shown>', '');
+    error.message = `Invalid option "${key}": moved: use ${where(value)}; settings only Consul has are options of its registry`;
+    Error.captureStackTrace(error, rejectMovedOptions);
+    throw error;
+  }
+}
 
 /**
  * Applies defaults and validates every option once.
@@ -240,11 +213,10 @@ export function resolveRegistrarOptions(options: RegistrarOptions): ResolvedRegi
   if (typeof options !== 'object' || options === null) {
     throw new InvalidOptionError('options', options, 'must be an object');
   }
+  rejectMovedOptions(options);
   checkKnownKeys('', options, registrarKeys, 'Registrar');
   checkKnownKeys('weights', options.weights, optionKeys<RegistrationWeights>({ passing: true, warning: true }), 'Registrar');
   checkKnownKeys('retry', options.retry, optionKeys<RetryBackoffOptions>({ minDelayMs: true, maxDelayMs: true }), 'Registrar');
-  // A ConsulHttpClient is checked where it was made; a plain object here is connection options.
-  if (options.consul !== undefined && !(options.consul instanceof ConsulHttpClient)) checkKnownKeys('consul', options.consul, consulConnectionKeys, 'Registrar');
   if (options.name === undefined || options.name === '') {
     throw new InvalidOptionError('name', options.name, 'is required');
   }
@@ -276,14 +248,6 @@ export function resolveRegistrarOptions(options: RegistrarOptions): ResolvedRegi
       warning: checkNumber('weights.warning', options.weights.warning, undefined, { integer: true, min: 0, max: 65_535 }),
     };
   }
-  const checkId = options.checkId ?? `service:${id}`;
-  if (typeof checkId !== 'string' || !idPattern.test(checkId)) {
-    throw new InvalidOptionError('checkId', checkId, 'must be 1-128 characters of [A-Za-z0-9_.:-], starting with a letter or digit');
-  }
-  const checkName = options.checkName ?? `${name} TTL heartbeat`;
-  if (typeof checkName !== 'string' || checkName.length === 0 || checkName.length > 256) {
-    throw new InvalidOptionError('checkName', checkName, 'must be a non-empty string of at most 256 characters');
-  }
   const ttlMs = checkNumber('ttlMs', options.ttlMs, 15_000, { integer: true, min: MIN_TTL_MS, max: 24 * 3600_000 });
   const heartbeatIntervalMs =
     options.heartbeatIntervalMs === undefined
@@ -301,10 +265,6 @@ export function resolveRegistrarOptions(options: RegistrarOptions): ResolvedRegi
   if (typeof jitter !== 'number' || !(jitter >= 0 && jitter <= 0.25)) {
     throw new InvalidOptionError('jitter', jitter, 'must be a number between 0 and 0.25');
   }
-  const deregisterAfter = options.deregisterCriticalServiceAfterMs ?? MIN_DEREGISTER_AFTER_MS;
-  if (deregisterAfter !== 0) {
-    checkNumber('deregisterCriticalServiceAfterMs', deregisterAfter, undefined, { integer: true, min: MIN_DEREGISTER_AFTER_MS, max: 365 * 24 * 3600_000 });
-  }
   if (options.health !== undefined && typeof options.health !== 'function') {
     throw new InvalidOptionError('health', options.health, 'must be a function');
   }
@@ -321,8 +281,8 @@ export function resolveRegistrarOptions(options: RegistrarOptions): ResolvedRegi
     min: retryMinDelayMs,
     max: 3600_000,
   });
-  if (options.consul !== undefined && !(options.consul instanceof ConsulHttpClient) && typeof options.consul !== 'object') {
-    throw new InvalidOptionError('consul', options.consul, 'must be connection options or a ConsulHttpClient');
+  if (options.registry !== undefined && typeof options.registry !== 'function') {
+    throw new InvalidOptionError('registry', options.registry, 'must be a registry factory, e.g. consulRegistry() or etcdRegistry()');
   }
   const logger = options.logger === undefined ? console : options.logger;
   if (
@@ -339,12 +299,9 @@ export function resolveRegistrarOptions(options: RegistrarOptions): ResolvedRegi
     tags: Array.from<string>(tags),
     meta,
     weights,
-    checkId,
-    checkName,
     ttlMs,
     heartbeatIntervalMs,
     jitter,
-    deregisterCriticalServiceAfterMs: deregisterAfter,
     health: options.health,
     requestTimeoutMs,
     retryMinDelayMs,
@@ -374,20 +331,4 @@ export function parseDuration(text: string, option = 'duration'): number {
     throw new InvalidOptionError(option, text, 'is not a duration (e.g. 500ms, 15s, 1m)');
   }
   return Math.round(total);
-}
-
-/** Renders milliseconds as a Go duration string for Consul (`15s`, `1500ms`). @internal */
-export function formatDuration(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
-}
-
-/** Truncates a check output to Consul's 4 KiB cap without splitting a UTF-8 sequence. @internal */
-export function truncateOutput(output: string): string {
-  const bytes = Buffer.from(output, 'utf8');
-  if (bytes.length <= MAX_OUTPUT_BYTES) return output;
-  const marker = '…[truncated]';
-  let end = MAX_OUTPUT_BYTES - Buffer.byteLength(marker);
-  // Step back to a character boundary (continuation bytes are 10xxxxxx).
-  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--;
-  return bytes.subarray(0, end).toString('utf8') + marker;
 }

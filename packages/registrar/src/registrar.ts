@@ -1,115 +1,29 @@
+/**
+ * The registrar's lifecycle: states, events, and what the app calls (start,
+ * setStatus, maintenance, drain, waitUntilOutOfRotation, stop, close,
+ * handleSignals). The beats and the recovery of a run are `heartbeat.ts`;
+ * the registry behind it is a {@link RegistryPort}.
+ * @module
+ */
 import { EventEmitter } from 'eventemitter3';
 import {
-  type ConfigWarning,
   AbortedError,
   ClosedError,
   InvalidOptionError,
-  ProxylessError,
-  RegistrationLostError,
   TimeoutError,
   backoffDelay,
   type RegistryPort,
   type RegistryReport,
 } from '@proxyless/core';
-import { checkHeartbeat, formatConfigWarning, retryWithBackoff, sleep, withDeadline } from '@proxyless/core/internal';
-import {
-  resolveRegistrarOptions,
-  truncateOutput,
-  type CheckStatus,
-  type HealthReport,
-  type RegistrarOptions,
-  type RegistrarState,
-  type ResolvedRegistrarOptions,
-} from './options.js';
-import { asError, nextBeat, retryOptions, type LostReason } from './heartbeat.js';
-import { ConsulRegistry } from './registry-consul.js';
+import { checkHeartbeat, formatConfigWarning, sleep, withDeadline } from '@proxyless/core/internal';
+import { asError } from './as-error.js';
+import { Session, type SessionHost } from './heartbeat.js';
+import { isCheckStatus, type CheckStatus, type Intent } from './health.js';
+import { resolveRegistrarOptions, type RegistrarOptions, type ResolvedRegistrarOptions } from './options.js';
+import { OutageLog } from './outage-log.js';
+import type { RegistrarCallOptions, RegistrarEvents, RegistrarState, RegistrationInfo } from './registrar-events.js';
+import { consulRegistry } from './registry-consul.js';
 import { ShutdownCoordinator, type ShutdownOptions, type ShutdownParticipant } from './shutdown.js';
-
-/** What this instance is registered as. */
-export interface RegistrationInfo {
-  /** Service name. */
-  readonly name: string;
-  /** Instance ID. */
-  readonly id: string;
-  /** Advertised address. */
-  readonly address: string;
-  /** Advertised port. */
-  readonly port: number;
-  /** TTL check ID. */
-  readonly checkId: string;
-}
-
-/** One heartbeat the agent accepted. */
-export interface HeartbeatInfo {
-  /** Status sent. */
-  readonly status: CheckStatus;
-  /** Output sent (truncated to 4 KiB). */
-  readonly output: string;
-  /** `Date.now()` when the agent accepted it. */
-  readonly at: number;
-}
-
-/** Events of a {@link Registrar}; names are camelCase, payloads typed. */
-export interface RegistrarEvents {
-  /** First successful registration after {@link Registrar.start}. */
-  registered: [info: RegistrationInfo];
-  /** The agent accepted a heartbeat. */
-  heartbeat: [beat: HeartbeatInfo];
-  /**
-   * The registration is gone (`unknown-check`: Consul forgot the check, or etcd the lease or key) or the registry is unreachable;
-   * re-registration starts at once. A port may first retry a beat while the registration can still be alive (etcd: until its
-   * lease could have expired, so a leader election is not a loss); each failed try is an `error` event meanwhile.
-   */
-  lost: [reason: LostReason, error: Error];
-  /** Registered again after `lost`. */
-  reregistered: [info: RegistrationInfo];
-  /** A failed agent call or health function (also kept as {@link Registrar.lastError}). */
-  error: [error: Error];
-  /** Deregistered by {@link Registrar.stop}. */
-  deregistered: [info: RegistrationInfo];
-  /** Maintenance mode was switched on or off. */
-  maintenance: [enabled: boolean, reason: string | undefined];
-  /** Every state transition. */
-  stateChange: [state: RegistrarState, previous: RegistrarState];
-  /** The configuration doctor found a setting that hurts in production (heartbeat vs TTL); the warning names the fix. */
-  configWarning: [warning: ConfigWarning];
-}
-
-/** Per-call options. */
-export interface RegistrarCallOptions {
-  /** Caller cancellation. */
-  signal?: AbortSignal;
-  /** Time limit of the whole call, in ms. */
-  timeoutMs?: number;
-}
-
-const statusRank: Record<CheckStatus, number> = { passing: 0, warning: 1, critical: 2 };
-
-function normalizeReport(report: HealthReport): { status: CheckStatus; output: string } {
-  if (typeof report === 'string') return { status: report, output: '' };
-  return { status: report.status, output: report.output ?? '' };
-}
-
-function isCheckStatus(value: unknown): value is CheckStatus {
-  return value === 'passing' || value === 'warning' || value === 'critical';
-}
-
-/** One registration's run, from {@link Registrar.start} until {@link Registrar.stop}. */
-interface Session {
-  /** Aborted by stop() and close(): ends beats, retries and recovery. */
-  readonly controller: AbortController;
-  /** The start() in progress or done. */
-  started: Promise<void>;
-  /** The next beat. */
-  timer: NodeJS.Timeout | undefined;
-  /** Beats and recoveries, one at a time. */
-  chain: Promise<void>;
-  /** Aborts the beat in flight (drain() does not wait behind a beat a port keeps retrying). */
-  beat: AbortController | undefined;
-  /** Fixed-rate schedule origin and the last slot used. */
-  anchor: number;
-  beatIndex: number;
-}
 
 /** The registrar's state: one value, each variant carrying what only it needs. */
 type Phase =
@@ -121,22 +35,15 @@ type Phase =
   | { readonly kind: 'deregistered' }
   | { readonly kind: 'closed' };
 
-/** What the app asked for; survives re-registrations. */
-interface Intent {
-  manual: { status: CheckStatus; output: string } | undefined;
-  draining: boolean;
-  maintenance: { reason: string | undefined } | undefined;
-}
-
 const never = new AbortController().signal;
 
 /**
  * Owns one service registration and keeps it alive: the lifecycle (start,
  * heartbeats, recovery when the registry forgets the instance, maintenance,
  * drain, confirmation that clients stopped seeing it, deregistration, signals)
- * is this class; what talks to the registry is a {@link RegistryPort}: Consul
- * by default (a TTL check in the local agent), etcd with `registry: etcdRegistry()`
- * from `@proxyless/etcd` (a key with a lease).
+ * is this class; what talks to the registry is a {@link RegistryPort}:
+ * {@link consulRegistry} by default (a TTL check in the local agent), or
+ * `etcdRegistry()` from `@proxyless/etcd` (a key with a lease).
  *
  * {@link Registrar.start} registers (call it once the app is ready to serve)
  * and sends the first heartbeat at once; heartbeats then run on a fixed-rate,
@@ -153,10 +60,10 @@ const never = new AbortController().signal;
  * Subscribe with `on(name, listener)`; the listener's arguments are typed by {@link RegistrarEvents}.
  *
  * - {@link RegistrarEvents.registered | `registered`} `(info)`: First successful registration after {@link Registrar.start}.
- * - {@link RegistrarEvents.heartbeat | `heartbeat`} `(beat)`: The agent accepted a heartbeat.
- * - {@link RegistrarEvents.lost | `lost`} `(reason, error)`: The registration is gone (`unknown-check`: Consul forgot the check, or etcd the lease or key) or the registry is unreachable; re-registration starts at once. A port may first retry a beat while the registration can still be alive (etcd: until its lease could have expired, so a leader election is not a loss); each failed try is an `error` event meanwhile.
+ * - {@link RegistrarEvents.heartbeat | `heartbeat`} `(beat)`: The registry accepted a heartbeat.
+ * - {@link RegistrarEvents.lost | `lost`} `(reason, error)`: The registration is gone (`expired` or `forgotten`, see {@link LostReason}) or the registry is unreachable; re-registration starts at once. A registry may first retry a beat while the registration can still be alive (etcd: until its lease could have expired, so a leader election is not a loss); each failed try is an `error` event meanwhile.
  * - {@link RegistrarEvents.reregistered | `reregistered`} `(info)`: Registered again after `lost`.
- * - {@link RegistrarEvents.error | `error`} `(error)`: A failed agent call or health function (also kept as {@link Registrar.lastError}).
+ * - {@link RegistrarEvents.error | `error`} `(error)`: A failed registry call or health function (also kept as {@link Registrar.lastError}).
  * - {@link RegistrarEvents.deregistered | `deregistered`} `(info)`: Deregistered by {@link Registrar.stop}.
  * - {@link RegistrarEvents.maintenance | `maintenance`} `(enabled, reason)`: Maintenance mode was switched on or off.
  * - {@link RegistrarEvents.stateChange | `stateChange`} `(state, previous)`: Every state transition.
@@ -177,20 +84,22 @@ export class Registrar extends EventEmitter<RegistrarEvents> implements Shutdown
   readonly registry: RegistryPort;
   #phase: Phase = { kind: 'idle' };
   readonly #intent: Intent = { manual: undefined, draining: false, maintenance: undefined };
+  readonly #outage: OutageLog;
   #lastError: Error | undefined;
   #closing: Promise<void> | undefined;
-  /** Set while a failure streak has been reported through the logger; cleared (with an info line) by the next success. */
-  #outage = false;
   /**
    * Whether the registry may hold this registration: a register call was sent and did not fail
    * before reaching it. False until then, so a shutdown neither drains nor deregisters (nor
    * claims anything about) an instance the registry never saw.
    */
   #maybeRegistered = false;
+  /** What a run's beats and recovery may touch of this registrar. */
+  readonly #host: SessionHost;
 
   /**
    * Validates every option; nothing is sent to the registry until {@link Registrar.start}.
-   * @throws InvalidOptionError naming the option and the rejected value.
+   * @throws InvalidOptionError naming the option and the rejected value; for a
+   *   setting that moved to a registry (`consul`, `checkId`, …), naming where it went.
    */
   constructor(options: RegistrarOptions) {
     super();
@@ -206,24 +115,38 @@ export class Registrar extends EventEmitter<RegistrarEvents> implements Shutdown
         }
       });
     }
-    const factory = options.registry;
-    if (factory !== undefined) {
-      if (typeof factory !== 'function') throw new InvalidOptionError('registry', factory, 'must be a registry factory, e.g. etcdRegistry()');
-      if (options.consul !== undefined) throw new InvalidOptionError('consul', '<set>', 'cannot be combined with the registry option');
-      this.registry = factory({
-        name: o.name,
-        id: o.id,
-        address: o.address,
-        port: o.port,
-        tags: o.tags,
-        meta: o.meta,
-        weights: o.weights,
-        ttlMs: o.ttlMs,
-        heartbeatIntervalMs: o.heartbeatIntervalMs,
-      });
-    } else {
-      this.registry = new ConsulRegistry(this.options, options.consul ?? {});
-    }
+    const factory = options.registry ?? consulRegistry();
+    this.registry = factory({
+      name: o.name,
+      id: o.id,
+      address: o.address,
+      port: o.port,
+      tags: o.tags,
+      meta: o.meta,
+      weights: o.weights,
+      ttlMs: o.ttlMs,
+      heartbeatIntervalMs: o.heartbeatIntervalMs,
+    });
+    this.#outage = new OutageLog(o.logger, o.id, this.registry.label);
+    this.#host = {
+      registry: this.registry,
+      options: o,
+      intent: this.#intent,
+      outage: this.#outage,
+      register: (report, signal) => this.#register(report, signal),
+      reportError: (error) => this.#reportError(error),
+      accepted: (beat) => this.emit('heartbeat', beat),
+      lost: (reason, error, recovery) => {
+        const session = this.#session();
+        if (session) this.#enter({ kind: 'lost', session, recovery });
+        this.emit('lost', reason, error);
+      },
+      recovered: () => {
+        const session = this.#session();
+        if (session) this.#enter({ kind: 'registered', session });
+        this.emit('reregistered', this.registration);
+      },
+    };
   }
 
   /** The current state. */
@@ -238,11 +161,11 @@ export class Registrar extends EventEmitter<RegistrarEvents> implements Shutdown
 
   /** What this instance is registered as. */
   get registration(): RegistrationInfo {
-    const { name, id, address, port, checkId } = this.options;
-    return { name, id, address, port, checkId };
+    const { name, id, address, port } = this.options;
+    return { name, id, address, port, registry: this.registry.kind, registrationId: this.registry.registrationId };
   }
 
-  /** True while draining (the check reports critical for shutdown). */
+  /** True while draining (beats report critical for shutdown). */
   get draining(): boolean {
     return this.#intent.draining;
   }
@@ -250,6 +173,15 @@ export class Registrar extends EventEmitter<RegistrarEvents> implements Shutdown
   /** True while maintenance mode is on. */
   get maintenance(): boolean {
     return this.#intent.maintenance !== undefined;
+  }
+
+  /**
+   * Whether the registry may hold this instance (a registration was sent and
+   * not refused on the way). A {@link ShutdownCoordinator} skips instances that
+   * were never registered.
+   */
+  get maybeRegistered(): boolean {
+    return this.#maybeRegistered;
   }
 
   #session(): Session | undefined {
@@ -273,70 +205,27 @@ export class Registrar extends EventEmitter<RegistrarEvents> implements Shutdown
     if (this.#phase.kind === 'closed') return Promise.reject(new ClosedError('Registrar'));
     const running = this.#session();
     if (running) return running.started;
-    const session: Session = { controller: new AbortController(), started: Promise.resolve(), timer: undefined, chain: Promise.resolve(), beat: undefined, anchor: 0, beatIndex: 0 };
+    const session = new Session(this.#host);
     session.started = this.#start(session, options);
     session.started.catch(() => undefined);
     return session.started;
   }
 
-  #start(session: Session, options: RegistrarCallOptions): Promise<void> {
+  async #start(session: Session, options: RegistrarCallOptions): Promise<void> {
     this.#enter({ kind: 'registering', session });
-    // The caller's signal and deadline as one signal (withDeadline: one timer, gone when start settles).
-    if (options.timeoutMs === undefined) return this.#firstRegistration(session, options, options.signal ?? never);
-    return withDeadline(options.signal, options.timeoutMs, (caller) => this.#firstRegistration(session, options, caller));
-  }
-
-  /** The registration start() waits for; `caller` aborts on the caller's signal or deadline. */
-  async #firstRegistration(session: Session, options: RegistrarCallOptions, caller: AbortSignal): Promise<void> {
-    const run = session.controller;
-    const startSignal = AbortSignal.any([run.signal, caller]);
-    // stop() ends the retries (run.signal) but lets a register call in flight finish: aborting it
-    // would not un-send it, and landing after stop()'s deregister it would leave the registration behind.
-    const registerSignal = caller;
-    const retrying =
-      options.timeoutMs === undefined
-        ? 'retrying until it answers (start({ timeoutMs }) gives up instead)'
-        : `retrying for up to ${options.timeoutMs} ms`;
-    let lastFailure: unknown;
     try {
-      await retryWithBackoff(
-        async () => {
-          const report = await this.#evaluate();
-          await this.#register(report, registerSignal);
-          await this.#heartbeat(report, startSignal);
-        },
-        retryOptions(
-          this.options.retryMinDelayMs,
-          this.options.retryMaxDelayMs,
-          startSignal,
-          (error) => {
-            // The call cut short by the deadline itself says nothing about why it was not met.
-            if (!startSignal.aborted) lastFailure = error;
-            this.#reportError(error);
-            if (!startSignal.aborted) this.#warnOnce(error, this.#retryable(error) ? retrying : 'not retrying');
-          },
-          (error) => this.#retryable(error),
-        ),
-      );
+      // The caller's signal and deadline as one signal (withDeadline: one timer, gone when start settles).
+      if (options.timeoutMs === undefined) await session.register(options, options.signal ?? never);
+      else await withDeadline(options.signal, options.timeoutMs, (caller) => session.register(options, caller));
     } catch (error) {
       if (this.#phase.kind === 'registering' && this.#phase.session === session) this.#enter({ kind: 'idle' });
-      // A refusal (400, 403, bad credentials) is the answer; anything else after the signal fired is a timeout or an abort.
-      const refusal = error instanceof ProxylessError && !this.registry.isUnreachable(error) && error.code !== 'ERR_ABORTED' && error.code !== 'ERR_CLOSED';
-      if (startSignal.aborted && !refusal) {
-        if (options.timeoutMs !== undefined && !run.signal.aborted && !options.signal?.aborted) {
-          throw this.#startTimeout(options.timeoutMs, lastFailure ?? error);
-        }
-        throw new AbortedError('Registrar.start', error);
-      }
       throw error;
     }
-    if (run.signal.aborted) throw new AbortedError('Registrar.start');
-    this.#backToNormal(`registered ${this.options.id}`);
+    if (session.signal.aborted) throw new AbortedError('Registrar.start');
+    this.#outage.backToNormal(`registered ${this.options.id}`);
     this.#enter({ kind: 'registered', session });
     this.emit('registered', this.registration);
-    session.anchor = Date.now();
-    session.beatIndex = 0;
-    this.#schedule(session);
+    session.beatOnSchedule();
   }
 
   async #register(report: RegistryReport, signal: AbortSignal): Promise<void> {
@@ -348,162 +237,6 @@ export class Registrar extends EventEmitter<RegistrarEvents> implements Shutdown
       if (!this.registry.isUnreachable(error) || error instanceof TimeoutError) this.#maybeRegistered = true;
       throw error;
     }
-  }
-
-  /**
-   * Whether the registry may hold this instance (a registration was sent and
-   * not refused on the way). A {@link ShutdownCoordinator} skips instances that
-   * were never registered.
-   */
-  get maybeRegistered(): boolean {
-    return this.#maybeRegistered;
-  }
-
-  #retryable(error: unknown): boolean {
-    return this.registry.isRetryable(error);
-  }
-
-  #schedule(session: Session): void {
-    if (session.controller.signal.aborted) return;
-    const { index, delayMs } = nextBeat(session.anchor, this.options.heartbeatIntervalMs, session.beatIndex, Date.now(), this.options.jitter);
-    session.beatIndex = index;
-    session.timer = setTimeout(() => {
-      session.timer = undefined;
-      void this.#enqueueBeat(session).finally(() => this.#schedule(session));
-    }, delayMs);
-    // A heartbeat alone must not keep the process alive.
-    session.timer.unref();
-  }
-
-  /** Queues one beat behind any beat or recovery in progress; beats never overlap. */
-  #enqueueBeat(session: Session): Promise<void> {
-    const beat = session.chain.then(() => this.#beatOnce(session));
-    session.chain = beat.catch(() => undefined);
-    return beat;
-  }
-
-  async #heartbeat(report: RegistryReport, signal: AbortSignal): Promise<void> {
-    // A port may retry within the beat while the registration can still be alive (etcd: a leader election): each failed try is reported.
-    const onRetry = (error: unknown): void => {
-      this.#reportError(error);
-      this.#warnOnce(error, 'retrying while the registration can still be alive');
-    };
-    await this.registry.heartbeat(report, { ...this.#call(signal), onRetry });
-    this.emit('heartbeat', { status: report.status, output: report.output, at: Date.now() });
-  }
-
-  async #beatOnce(session: Session): Promise<void> {
-    if (session.controller.signal.aborted) return;
-    const beat = new AbortController();
-    session.beat = beat;
-    const signal = AbortSignal.any([session.controller.signal, beat.signal]);
-    const report = await this.#evaluate();
-    try {
-      // Draining: one call deadline per beat, never the retries of a registration that may still live (they would hold up the shutdown).
-      if (this.#intent.draining) await withDeadline(signal, this.options.requestTimeoutMs, (limit) => this.#heartbeat(report, limit));
-      else await this.#heartbeat(report, signal);
-      this.#backToNormal('heartbeats accepted again');
-    } catch (error) {
-      if (session.controller.signal.aborted || beat.signal.aborted) return;
-      // Shutting down: report, never start a recovery that the shutdown would wait behind.
-      const recoverable = !this.#intent.draining && (error instanceof RegistrationLostError || this.registry.isUnreachable(error));
-      // The registry's own answer (e.g. Consul's 404) is what listeners get, when there is one.
-      const reported = error instanceof RegistrationLostError && error.cause instanceof Error ? error.cause : error;
-      if (recoverable) await this.#recover(error instanceof RegistrationLostError ? 'unknown-check' : 'unreachable', reported, session);
-      else {
-        this.#reportError(error);
-        this.#warnOnce(error, this.#intent.draining ? 'draining goes on' : 'heartbeats go on');
-      }
-    } finally {
-      if (session.beat === beat) session.beat = undefined;
-    }
-  }
-
-  async #recover(reason: LostReason, error: unknown, session: Session): Promise<void> {
-    this.#reportError(error);
-    if (reason === 'unknown-check') {
-      if (!this.#outage) this.#log('warn', `${this.registry.label} no longer knows ${this.options.id}; registering again`);
-      this.#outage = true;
-    } else {
-      this.#warnOnce(error, 're-registering when it answers');
-    }
-    const recovery = new AbortController();
-    this.#enter({ kind: 'lost', session, recovery });
-    this.emit('lost', reason, asError(error));
-    const signal = AbortSignal.any([session.controller.signal, recovery.signal]);
-    try {
-      await retryWithBackoff(async () => {
-        // Re-evaluated per attempt: a status set during the outage is what gets registered.
-        const report = await this.#evaluate();
-        if (signal.aborted) return;
-        await this.#register(report, never); // not aborted by stop(): see #start
-        if (this.#intent.maintenance) await this.registry.setMaintenance(true, this.#intent.maintenance.reason, this.#call(signal));
-        await this.#heartbeat(report, signal);
-      }, retryOptions(this.options.retryMinDelayMs, this.options.retryMaxDelayMs, signal, (e) => this.#reportError(e)));
-    } catch (failure) {
-      if (signal.aborted) return;
-      this.#reportError(failure);
-      return;
-    }
-    if (signal.aborted) return;
-    this.#backToNormal(`registered ${this.options.id} again`);
-    this.#enter({ kind: 'registered', session });
-    this.emit('reregistered', this.registration);
-  }
-
-  /** The status of the next beat: the worst of drain, the app's {@link Registrar.setStatus} and the health function. */
-  async #evaluate(): Promise<{ status: CheckStatus; output: string }> {
-    if (this.#intent.draining) return { status: 'critical', output: 'draining: out of rotation for shutdown' };
-    let result = this.#intent.manual ?? { status: 'passing' as CheckStatus, output: '' };
-    const health = this.options.health;
-    if (health) {
-      let fromHealth: { status: CheckStatus; output: string };
-      try {
-        // Settled at the deadline even if the app's function ignores its signal; the timer does not hold the process.
-        const report = await withDeadline(undefined, this.options.requestTimeoutMs, (signal) => Promise.resolve(health(signal)), {
-          settleAtDeadline: true,
-          background: true,
-          what: 'health function',
-        });
-        fromHealth = normalizeReport(report);
-        if (!isCheckStatus(fromHealth.status)) {
-          fromHealth = { status: 'critical', output: `health function returned an invalid status: ${String(fromHealth.status)}` };
-        }
-      } catch (error) {
-        fromHealth = { status: 'critical', output: `health function failed: ${asError(error).message}` };
-      }
-      const worse = statusRank[fromHealth.status] - statusRank[result.status];
-      if (worse > 0 || (worse === 0 && fromHealth.output !== '')) result = fromHealth;
-    }
-    return { status: result.status, output: truncateOutput(result.output) };
-  }
-
-  #log(level: 'warn' | 'info', message: string): void {
-    this.options.logger?.[level](`proxyless registrar ${this.options.id}: ${message}`);
-  }
-
-  /** One line per failure streak: what failed at the registry, what to do, and what happens next. */
-  #warnOnce(error: unknown, next: string): void {
-    if (this.#outage) return;
-    this.#outage = true;
-    this.#log('warn', `${this.registry.describeFailure(error, this.options.name)}; ${next}`);
-  }
-
-  #backToNormal(what: string): void {
-    if (!this.#outage) return;
-    this.#outage = false;
-    this.#log('info', `${this.registry.label} answers again: ${what}`);
-  }
-
-  /** The rejection of a timed-out start(): says why it could not register, not just that time ran out. */
-  #startTimeout(timeoutMs: number, failure: unknown): TimeoutError {
-    const error = new TimeoutError('Registrar.start', timeoutMs, failure);
-    if (failure !== undefined) {
-      error.message += `: ${this.registry.describeFailure(failure, this.options.name)}`;
-      // The stack's first line was rendered from the shorter message.
-      Error.captureStackTrace(error, this.#startTimeout);
-    }
-    return error;
   }
 
   #reportError(error: unknown): void {
@@ -525,7 +258,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> implements Shutdown
   /** Beats now if registered (or recovering); resolves when that beat is done. */
   async #beatNow(): Promise<void> {
     const p = this.#phase;
-    if (p.kind === 'registered' || p.kind === 'lost') await this.#enqueueBeat(p.session);
+    if (p.kind === 'registered' || p.kind === 'lost') await p.session.beatNow();
   }
 
   /**
@@ -554,7 +287,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> implements Shutdown
     const p = this.#phase;
     if (p.kind === 'lost') p.recovery.abort();
     // A beat still retrying (the registry slow, the registration still alive) gives way to the draining beat.
-    if (p.kind === 'registered') p.session.beat?.abort();
+    if (p.kind === 'registered') p.session.abortBeat();
     await this.#beatNow();
   }
 
@@ -579,14 +312,17 @@ export class Registrar extends EventEmitter<RegistrarEvents> implements Shutdown
    * from the passing health query, on core's blocking-query loop; etcd: key
    * gone or critical, confirmed by a watch). Transient failures are retried
    * until the deadline and reported through the `error` event.
-   * @returns `true` once it is gone, `false` if `timeoutMs` (default 5000) ran out first.
+   * @returns `true` once it is out of rotation, `false` if `timeoutMs` (default 5000) ran out first.
    * @throws `AbortedError` (`ERR_ABORTED`) when `signal` aborts.
    */
-  async waitUntilNotPassing(options: RegistrarCallOptions = {}): Promise<boolean> {
+  async waitUntilOutOfRotation(options: RegistrarCallOptions = {}): Promise<boolean> {
     this.#assertOpen();
-    const gone = await this.registry.waitUntilGone({ signal: options.signal ?? never, timeoutMs: options.timeoutMs ?? 5000 }, (error) => this.#reportError(error));
-    if (!gone && options.signal?.aborted) throw new AbortedError('waitUntilNotPassing', options.signal.reason);
-    return gone;
+    const out = await this.registry.waitUntilOutOfRotation(
+      { signal: options.signal ?? never, timeoutMs: options.timeoutMs ?? 5000 },
+      (error) => this.#reportError(error),
+    );
+    if (!out && options.signal?.aborted) throw new AbortedError('waitUntilOutOfRotation', options.signal.reason);
+    return out;
   }
 
   /**
@@ -598,14 +334,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> implements Shutdown
   async stop(options: RegistrarCallOptions = {}): Promise<void> {
     const kind = this.#phase.kind;
     if (kind === 'closed' || kind === 'idle' || kind === 'deregistered') return;
-    const session = this.#session();
-    if (session) {
-      session.controller.abort();
-      if (session.timer) clearTimeout(session.timer);
-      session.timer = undefined;
-      await session.started.catch(() => undefined);
-      await session.chain;
-    }
+    await this.#session()?.stop();
     if (!this.#maybeRegistered) {
       // Never reached the registry: nothing to deregister, and no failure to report about it.
       this.#intent.draining = false;
@@ -622,7 +351,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> implements Shutdown
       } catch (error) {
         this.#reportError(error);
         const wait = backoffDelay(attempt, { initialMs: this.options.retryMinDelayMs, maxMs: 1000 });
-        if (!this.#retryable(error) || options.signal?.aborted || Date.now() + wait >= deadline) {
+        if (!this.registry.isRetryable(error) || options.signal?.aborted || Date.now() + wait >= deadline) {
           this.#enter({ kind: 'idle' });
           throw error;
         }
@@ -657,7 +386,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> implements Shutdown
       } catch {
         // already reported through 'error'
       }
-      this.#session()?.controller.abort();
+      this.#session()?.cancel();
       this.#enter({ kind: 'closed' });
       await this.registry.close();
     })();

@@ -2,7 +2,7 @@ import { EventEmitter } from 'eventemitter3';
 import { constants } from 'node:os';
 import { InvalidOptionError, TimeoutError } from '@proxyless/core';
 import { checkKnownKeys, checkNumber, optionKeys, withDeadline } from '@proxyless/core/internal';
-import type { RegistrarState } from './options.js';
+import type { RegistrarState } from './registrar-events.js';
 import { drainServer, type DrainableServer } from './server-drain.js';
 
 /** An app hook run after the servers are closed; it gets a signal that fires at the deadline. */
@@ -23,12 +23,12 @@ export interface ShutdownParticipant {
   readonly options: { readonly id: string };
   /** Named in the log when a registration never reached it. */
   readonly registry: { readonly label: string };
-  /** Fails the check: out of rotation. */
+  /** Reports critical on every beat: out of rotation. */
   drain(): Promise<void>;
   /** Switches maintenance mode on: out of rotation. */
   enableMaintenance(reason?: string): Promise<void>;
-  /** Resolves true once the registry no longer reports the instance passing, false at `timeoutMs`. */
-  waitUntilNotPassing(options: { timeoutMs?: number }): Promise<boolean>;
+  /** Resolves true once clients no longer see the instance as healthy, false at `timeoutMs`. */
+  waitUntilOutOfRotation(options: { timeoutMs?: number }): Promise<boolean>;
   /** Deregisters. */
   stop(options: { timeoutMs?: number }): Promise<void>;
 }
@@ -46,13 +46,14 @@ export interface ShutdownOptions {
   /** Total time from the signal to exit. Default 9000: inside Docker's 10 s stop grace period. */
   deadlineMs?: number;
   /**
-   * How the instance leaves rotation: `'check'` fails its TTL check (default),
-   * `'maintenance'` switches maintenance mode on.
+   * How the instance leaves rotation: `'check'` reports its health critical on
+   * every beat (Consul: fails the TTL check; etcd: writes `health: critical`;
+   * the default), `'maintenance'` switches maintenance mode on.
    */
   outOfRotation?: 'check' | 'maintenance';
   /**
-   * Longest wait for the instance to disappear from the agent's passing health
-   * query. Default 3000.
+   * Longest wait until clients no longer see the instance (Consul: gone from the
+   * passing health query; etcd: key critical or gone). Default 3000.
    */
   propagationTimeoutMs?: number;
   /**
@@ -101,8 +102,8 @@ const shutdownKeys = optionKeys<ShutdownOptions>({
 
 /**
  * Maps signals to an ordered, deadline-bounded drain:
- * take the instance out of rotation → wait until it has left the agent's
- * passing set (bounded) → a short delay for polling watchers → deregister →
+ * take the instance out of rotation → wait until clients no longer see it
+ * (bounded) → a short delay for polling watchers → deregister →
  * close the HTTP servers (stop accepting, finish in-flight requests, close
  * idle keep-alive sockets, force-close at the deadline) → run the app's hooks
  * → exit (0 when every step succeeded, 1 otherwise). A second signal exits at
@@ -283,10 +284,10 @@ export class ShutdownCoordinator extends EventEmitter<ShutdownEvents> {
     );
     await step('propagation', softBudget(), async () => {
       const budget = Math.min(this.#propagationTimeoutMs, softBudget());
-      const gone = await Promise.all(registrars.map((r) => r.waitUntilNotPassing({ timeoutMs: budget })));
+      const gone = await Promise.all(registrars.map((r) => r.waitUntilOutOfRotation({ timeoutMs: budget })));
       const unconfirmed = registrars.filter((_, i) => !gone[i]).map((r) => r.options.id);
       // Not "still passing": an unreachable registry confirms nothing either way.
-      if (unconfirmed.length > 0) this.#log(`${unconfirmed.join(', ')}: not confirmed out of the passing set within ${budget} ms; going on`);
+      if (unconfirmed.length > 0) this.#log(`${unconfirmed.join(', ')}: not confirmed out of rotation within ${budget} ms; going on`);
     });
     // A ref'd timer on purpose (not core's unref'd sleep): the drain delay must keep the process alive.
     await step('drainDelay', softBudget() + 1, () => new Promise((r) => setTimeout(r, Math.min(this.#drainDelayMs, softBudget()))));

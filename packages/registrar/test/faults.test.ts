@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { startConsulAgent, freePort, type ConsulAgent } from '../../../test/support/consul.js';
 import { ConsulApiError, ConsulUnreachableError, TimeoutError } from '@proxyless/core';
-import { Registrar, ShutdownCoordinator, type RegistrarOptions } from '../src/index.js';
+import { Registrar, consulRegistry, ShutdownCoordinator, type RegistrarOptions } from '../src/index.js';
 import { startFaultProxy, type FaultProxy } from '../../../test/support/fault-proxy.js';
 import { checkStatus, passingIds, waitFor } from './helpers.js';
 
@@ -47,7 +47,7 @@ describe('Registrar with agent faults (fault proxy in front of the real agent)',
       ttlMs: 3000,
       requestTimeoutMs: 500,
       retry: { minDelayMs: 50, maxDelayMs: 200 },
-      consul: { address: proxy.addr },
+      registry: consulRegistry({ address: proxy.addr }),
       ...options,
     });
     registrars.push(registrar);
@@ -55,24 +55,24 @@ describe('Registrar with agent faults (fault proxy in front of the real agent)',
   };
 
   it('sends CheckID, TTL, DeregisterCriticalServiceAfter and a passing status, then a first heartbeat at once', async function () {
-    const registrar = make({ deregisterCriticalServiceAfterMs: 90_000 });
+    const registrar = make({ registry: consulRegistry({ address: proxy.addr, deregisterCriticalServiceAfterMs: 90_000 }) });
     await registrar.start();
     const register = proxy.requests.find((r) => r.url.startsWith('/v1/agent/service/register'));
     assert.ok(register);
     const body = JSON.parse(register.body);
     assert.equal(body.ID, registrar.options.id);
-    assert.equal(body.Check.CheckID, registrar.options.checkId);
+    assert.equal(body.Check.CheckID, registrar.registration.registrationId);
     assert.equal(body.Check.TTL, '3s');
     assert.equal(body.Check.Status, 'passing');
     assert.equal(body.Check.DeregisterCriticalServiceAfter, '90s');
     const index = proxy.requests.indexOf(register);
     assert.match(proxy.requests[index + 1]?.url ?? '', /^\/v1\/agent\/check\/update\//);
-    assert.equal(await checkStatus(agent.httpUrl, registrar.options.checkId), 'passing');
+    assert.equal(await checkStatus(agent.httpUrl, registrar.registration.registrationId), 'passing');
   });
 
   it('sends the token only in X-Consul-Token, never in a URL or an error message', async function () {
     const token = 'secret-token-d41d8cd9';
-    const registrar = make({ consul: { address: proxy.addr, token } });
+    const registrar = make({ registry: consulRegistry({ address: proxy.addr, token }) });
     const { errors } = record(registrar);
     await registrar.start();
     proxy.setFault({ kind: 'status', status: 403, body: 'Permission denied' }, '/check/update/');
@@ -105,10 +105,10 @@ describe('Registrar with agent faults (fault proxy in front of the real agent)',
     const registers = (): number => proxy.requests.filter((r) => r.url.startsWith('/v1/agent/service/register')).length;
     assert.equal(registers(), 1);
     proxy.setFault(
-      { kind: 'status', status: 500, body: `CheckID "${registrar.options.checkId}" does not have associated TTL` },
+      { kind: 'status', status: 500, body: `CheckID "${registrar.registration.registrationId}" does not have associated TTL` },
       '/check/update/',
     );
-    await waitFor('lost:unknown-check', () => events.includes('lost:unknown-check'), { timeoutMs: 5000 });
+    await waitFor('lost:forgotten', () => events.includes('lost:forgotten'), { timeoutMs: 5000 });
     proxy.setFault({ kind: 'pass' });
     await waitFor('reregistered', () => events.includes('reregistered'), { timeoutMs: 5000 });
     assert.ok(registers() >= 2);
@@ -156,7 +156,7 @@ describe('Registrar with agent faults (fault proxy in front of the real agent)',
 
   it('start() with timeoutMs gives up with a TimeoutError when the agent refuses connections', async function () {
     const port = await freePort();
-    const registrar = make({ consul: { address: `127.0.0.1:${port}` } });
+    const registrar = make({ registry: consulRegistry({ address: `127.0.0.1:${port}` }) });
     const { errors } = record(registrar);
     const t0 = Date.now();
     await assert.rejects(registrar.start({ timeoutMs: 1000 }), TimeoutError);

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { ConsulApiError, ConsulUnreachableError, TimeoutError } from '@proxyless/core';
 import { retryWithBackoff } from '@proxyless/core/internal';
-import { isRetryable, isUnknownCheck, isUnreachable, nextBeat, retryOptions } from '../src/heartbeat.js';
+import { nextBeat, retryOptions } from '../src/heartbeat.js';
+import { isRetryable, isUnknownCheck, isUnreachable } from '../src/registry-consul.js';
 
 describe('heartbeat scheduling', function () {
   it('runs on a fixed-rate grid from the anchor', function () {

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { InvalidOptionError } from '@proxyless/core';
-import { Registrar, parseDuration, validateMeta, type RegistrarOptions } from '../src/index.js';
-import { defaultAddress, formatDuration, resolveRegistrarOptions, truncateOutput } from '../src/options.js';
+import { ConsulHttpClient, InvalidOptionError } from '@proxyless/core';
+import { ConsulRegistry, Registrar, consulRegistry, parseDuration, validateMeta, type ConsulRegistryOptions, type RegistrarOptions } from '../src/index.js';
+import { defaultAddress, resolveRegistrarOptions } from '../src/options.js';
+import { truncateOutput } from '../src/health.js';
+import { formatDuration } from '../src/registry-consul.js';
 import { parseCliArgs, UsageError } from '../src/cli-args.js';
 
-const base: RegistrarOptions = { name: 'web', port: 8080, address: '10.0.0.5', consul: { address: '127.0.0.1:1' } };
+const base: RegistrarOptions = { name: 'web', port: 8080, address: '10.0.0.5', registry: consulRegistry({ address: '127.0.0.1:1' }) };
 
 function rejects(options: Partial<RegistrarOptions> | Record<string, unknown>, option: string | RegExp): void {
   assert.throws(
@@ -23,10 +25,8 @@ describe('Registrar options', function () {
   it('applies sensible defaults', function () {
     const o = resolveRegistrarOptions({ name: 'web', port: 8080, address: '10.0.0.5' });
     assert.match(o.id, /^web-.+-8080$/);
-    assert.equal(o.checkId, `service:${o.id}`);
     assert.equal(o.ttlMs, 15_000);
     assert.equal(o.heartbeatIntervalMs, 5000);
-    assert.equal(o.deregisterCriticalServiceAfterMs, 60_000);
     assert.equal(o.requestTimeoutMs, 5000);
     assert.equal(o.retryMaxDelayMs, 5000, 'backoff capped at one heartbeat interval');
     assert.deepEqual(o.tags, []);
@@ -67,10 +67,6 @@ describe('Registrar options', function () {
     assert.doesNotThrow(() => resolveRegistrarOptions({ ...base, ttlMs: 2000 }));
   });
 
-  it('rejects DeregisterCriticalServiceAfter under Consul\'s 1-minute minimum', function () {
-    rejects({ deregisterCriticalServiceAfterMs: 59_999 }, 'deregisterCriticalServiceAfterMs');
-    assert.equal(resolveRegistrarOptions({ ...base, deregisterCriticalServiceAfterMs: 0 }).deregisterCriticalServiceAfterMs, 0);
-  });
 
   it('rejects bad weights, tags, jitter and IDs', function () {
     rejects({ weights: { passing: 0, warning: 1 } }, 'weights.passing');
@@ -78,7 +74,7 @@ describe('Registrar options', function () {
     rejects({ tags: ['ok', 'has space'] }, 'tags[1]');
     rejects({ jitter: 0.9 }, 'jitter');
     rejects({ id: 'a/b' }, 'id');
-    rejects({ checkId: '' }, 'checkId');
+    rejects({ registry: 'consul' }, 'registry');
   });
 
   it('enforces Consul\'s meta rules', function () {
@@ -92,6 +88,76 @@ describe('Registrar options', function () {
     rejects({ meta: { big: 'x'.repeat(513) } }, 'meta.big');
     rejects({ meta: { n: 1 } }, 'meta.n');
     assert.doesNotThrow(() => validateMeta({ ['k'.repeat(128)]: 'x'.repeat(512) }));
+  });
+});
+
+describe('consulRegistry() and the options that moved to it', function () {
+  const rejectsRegistry = (options: ConsulRegistryOptions | Record<string, unknown>, option: string): void => {
+    assert.throws(
+      () => consulRegistry(options),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === option && error.message.includes(`"${option}"`),
+    );
+  };
+
+  it('is the default registry: a TTL check service:<id> in the agent from CONSUL_HTTP_ADDR', function () {
+    const registrar = new Registrar({ name: 'web', port: 8080, address: '10.0.0.5' });
+    assert.ok(registrar.registry instanceof ConsulRegistry);
+    assert.equal(registrar.registry.checkId, `service:${registrar.options.id}`);
+    assert.equal(registrar.registry.checkName, 'web TTL heartbeat');
+    assert.equal(registrar.registry.deregisterCriticalServiceAfterMs, 60_000);
+    assert.deepEqual(registrar.registration, {
+      name: 'web', id: registrar.options.id, address: '10.0.0.5', port: 8080, registry: 'consul', registrationId: `service:${registrar.options.id}`,
+    });
+  });
+
+  it('takes the TTL check settings and the connection', function () {
+    const registrar = new Registrar({
+      ...base,
+      registry: consulRegistry({ address: '10.0.0.9:8501', checkId: 'web-check', checkName: 'web beats', deregisterCriticalServiceAfterMs: 0 }),
+    });
+    assert.ok(registrar.registry instanceof ConsulRegistry);
+    assert.equal(registrar.registration.registrationId, 'web-check');
+    assert.equal(registrar.registry.checkName, 'web beats');
+    assert.equal(registrar.registry.deregisterCriticalServiceAfterMs, 0);
+    assert.equal(registrar.registry.client.connection.origin, 'http://10.0.0.9:8501');
+  });
+
+  it('validates its options at once, naming the bad one', function () {
+    rejectsRegistry({ deregisterCriticalServiceAfterMs: 59_999 }, 'deregisterCriticalServiceAfterMs');
+    rejectsRegistry({ checkId: '' }, 'checkId');
+    rejectsRegistry({ checkId: 'a/b' }, 'checkId');
+    rejectsRegistry({ checkName: '' }, 'checkName');
+    rejectsRegistry({ client: {} }, 'client');
+    rejectsRegistry({ adress: 'x' }, 'adress');
+    const client = new ConsulHttpClient({ address: '127.0.0.1:1' });
+    rejectsRegistry({ client, address: '127.0.0.1:2' }, 'client');
+    assert.throws(() => consulRegistry({ adress: 'x' } as never), /did you mean "address"\?/);
+  });
+
+  it('refuses the old top-level spellings with an error naming where each moved', function () {
+    const moved: [Record<string, unknown>, string, string][] = [
+      [{ checkId: 'c' }, 'checkId', 'moved: use registry: consulRegistry({ checkId })'],
+      [{ checkName: 'n' }, 'checkName', 'moved: use registry: consulRegistry({ checkName })'],
+      [{ deregisterCriticalServiceAfterMs: 90_000 }, 'deregisterCriticalServiceAfterMs', 'moved: use registry: consulRegistry({ deregisterCriticalServiceAfterMs })'],
+      [{ consul: { address: '127.0.0.1:1', token: 'secret-token' } }, 'consul', 'moved: use registry: consulRegistry({ address, token, … })'],
+      [{ consul: new ConsulHttpClient({ address: '127.0.0.1:1' }) }, 'consul', 'moved: use registry: consulRegistry({ client })'],
+    ];
+    for (const [options, option, words] of moved) {
+      // Beside an etcd registry too: etcd would have ignored them silently before.
+      for (const registry of [undefined, (): never => assert.fail('the registry must not be built')]) {
+        assert.throws(
+          () => new Registrar({ name: 'web', port: 8080, address: '10.0.0.5', ...(registry ? { registry } : {}), ...options }),
+          (error: unknown) => {
+            assert.ok(error instanceof InvalidOptionError, String(error));
+            assert.equal(error.code, 'ERR_INVALID_OPTION');
+            assert.equal(error.option, option);
+            assert.ok(error.message.startsWith(`Invalid option "${option}": ${words}`), error.message);
+            assert.doesNotMatch(error.message, /secret-token/);
+            return true;
+          },
+        );
+      }
+    }
   });
 });
 
@@ -134,6 +200,14 @@ describe('proxyless-register arguments', function () {
     assert.equal(c.drainDelayMs, 2000);
     assert.equal(c.deadlineMs, 20_000);
     assert.deepEqual(c.command, ['python3', '-m', 'http.server']);
+  });
+
+  it('gives the Consul settings to consulRegistry(), and refuses them with etcd', function () {
+    const c = parseCliArgs(['--name', 'w', '--port', '1', '--consul', '10.0.0.2:8500', '--deregister-after', '2m', '--', 'x']);
+    assert.deepEqual(c.consul, { address: '10.0.0.2:8500', deregisterCriticalServiceAfterMs: 120_000 });
+    assert.equal('consul' in c.registrar, false);
+    assert.equal('deregisterCriticalServiceAfterMs' in c.registrar, false);
+    assert.throws(() => parseCliArgs(['--name', 'w', '--port', '1', '--registry', 'etcd', '--deregister-after', '2m', '--', 'x']), /--deregister-after is a Consul setting/);
   });
 
   it('defaults to a TCP probe and names the bad argument', function () {

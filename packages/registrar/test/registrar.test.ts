@@ -3,7 +3,7 @@ import { createServer, connect, type Socket } from 'node:net';
 import { freePort, startConsulAgent, type ConsulAgent } from '../../../test/support/consul.js';
 import { startTcpProxy } from '../../../test/support/tcp-proxy.js';
 import { ConsulApiError, isProxylessError } from '@proxyless/core';
-import { Registrar, type RegistrarState } from '../src/index.js';
+import { Registrar, consulRegistry, type RegistrarState } from '../src/index.js';
 import { checkStatus, consulGet, passingIds, waitFor } from './helpers.js';
 
 describe('Registrar against a real Consul agent', function () {
@@ -29,7 +29,7 @@ describe('Registrar against a real Consul agent', function () {
       port: 20_000 + n,
       address: '127.0.0.1',
       ttlMs: 3000,
-      consul: { address: agent.httpAddr },
+      registry: consulRegistry({ address: agent.httpAddr }),
       ...options,
     });
     registrars.push(registrar);
@@ -51,8 +51,8 @@ describe('Registrar against a real Consul agent', function () {
     assert.deepEqual(service.Meta, { version: '1.2.3' });
     assert.deepEqual(service.Weights, { Passing: 3, Warning: 1 });
     const { body: checks } = await consulGet(agent.httpUrl, '/v1/agent/checks');
-    const check = checks[registrar.options.checkId];
-    assert.ok(check, `check ${registrar.options.checkId} exists`);
+    const check = checks[registrar.registration.registrationId];
+    assert.ok(check, `check ${registrar.registration.registrationId} exists`);
     assert.equal(check.Status, 'passing');
     assert.equal(check.ServiceID, registrar.options.id);
     assert.equal(check.Type, 'ttl');
@@ -67,7 +67,7 @@ describe('Registrar against a real Consul agent', function () {
     await registrar.start();
     const until = Date.now() + 2500;
     while (Date.now() < until) {
-      assert.equal(await checkStatus(agent.httpUrl, registrar.options.checkId), 'passing');
+      assert.equal(await checkStatus(agent.httpUrl, registrar.registration.registrationId), 'passing');
       await new Promise((r) => setTimeout(r, 200));
     }
     assert.ok(beats >= 5, `expected ≥ 5 beats in 2.5 s at ~333 ms, saw ${beats}`);
@@ -78,14 +78,14 @@ describe('Registrar against a real Consul agent', function () {
     const registrar = make({ health: () => ({ status: health, output: `health says ${health}` }) });
     await registrar.start();
     health = 'warning';
-    await waitFor('warning status', async () => (await checkStatus(agent.httpUrl, registrar.options.checkId)) === 'warning');
+    await waitFor('warning status', async () => (await checkStatus(agent.httpUrl, registrar.registration.registrationId)) === 'warning');
     const { body: checks } = await consulGet(agent.httpUrl, '/v1/agent/checks');
-    assert.equal(checks[registrar.options.checkId].Output, 'health says warning');
+    assert.equal(checks[registrar.registration.registrationId].Output, 'health says warning');
     health = 'passing';
     await registrar.setStatus('critical', 'db down');
-    assert.equal(await checkStatus(agent.httpUrl, registrar.options.checkId), 'critical');
+    assert.equal(await checkStatus(agent.httpUrl, registrar.registration.registrationId), 'critical');
     await registrar.setStatus('passing');
-    assert.equal(await checkStatus(agent.httpUrl, registrar.options.checkId), 'passing');
+    assert.equal(await checkStatus(agent.httpUrl, registrar.registration.registrationId), 'passing');
   });
 
   it('a throwing health function reports critical with its message', async function () {
@@ -96,8 +96,8 @@ describe('Registrar against a real Consul agent', function () {
     });
     await registrar.start();
     const { body: checks } = await consulGet(agent.httpUrl, '/v1/agent/checks');
-    assert.equal(checks[registrar.options.checkId].Status, 'critical');
-    assert.match(checks[registrar.options.checkId].Output, /boom/);
+    assert.equal(checks[registrar.registration.registrationId].Status, 'critical');
+    assert.match(checks[registrar.registration.registrationId].Output, /boom/);
   });
 
   it('maintenance mode takes the instance out of the passing set and back', async function () {
@@ -111,19 +111,19 @@ describe('Registrar against a real Consul agent', function () {
     assert.deepEqual(await passingIds(agent.httpUrl, registrar.options.name), [registrar.options.id]);
   });
 
-  it('drain() fails the check and waitUntilNotPassing() sees it leave the passing set', async function () {
+  it('drain() fails the check and waitUntilOutOfRotation() sees it leave the passing set', async function () {
     const registrar = make();
     await registrar.start();
     await registrar.drain();
-    assert.equal(await checkStatus(agent.httpUrl, registrar.options.checkId), 'critical');
-    assert.equal(await registrar.waitUntilNotPassing({ timeoutMs: 5000 }), true);
+    assert.equal(await checkStatus(agent.httpUrl, registrar.registration.registrationId), 'critical');
+    assert.equal(await registrar.waitUntilOutOfRotation({ timeoutMs: 5000 }), true);
   });
 
-  it('waitUntilNotPassing() answers false while the instance stays passing', async function () {
+  it('waitUntilOutOfRotation() answers false while the instance stays passing', async function () {
     const registrar = make();
     await registrar.start();
     const t0 = Date.now();
-    assert.equal(await registrar.waitUntilNotPassing({ timeoutMs: 700 }), false);
+    assert.equal(await registrar.waitUntilOutOfRotation({ timeoutMs: 700 }), false);
     assert.ok(Date.now() - t0 >= 650);
   });
 
@@ -151,7 +151,7 @@ describe('Registrar against a real Consul agent', function () {
     await fetch(`${agent.httpUrl}/v1/agent/service/deregister/${registrar.options.id}`, { method: 'PUT' });
     const t0 = Date.now();
     const [reason, error] = await lost;
-    assert.equal(reason, 'unknown-check');
+    assert.equal(reason, 'forgotten');
     assert.ok(error instanceof ConsulApiError && error.status === 404);
     await back;
     assert.ok(Date.now() - t0 < 3000);
@@ -191,7 +191,7 @@ describe('Registrar against a real Consul agent', function () {
     it('recovery never blocks shutdown: drain() and stop() return within their call deadlines while re-registration retries', async function () {
       const proxy = await startTcpProxy(agent.ports.http);
       try {
-        const registrar = make({ consul: { address: `127.0.0.1:${proxy.port}` }, ttlMs: 3000, requestTimeoutMs: 500, logger: false });
+        const registrar = make({ registry: consulRegistry({ address: `127.0.0.1:${proxy.port}` }), ttlMs: 3000, requestTimeoutMs: 500, logger: false });
         registrar.on('error', () => undefined);
         await registrar.start();
         const lost = new Promise((resolve) => registrar.once('lost', resolve));
@@ -216,7 +216,7 @@ describe('Registrar against a real Consul agent', function () {
       const address = await nowhere();
       const lines: string[] = [];
       const registrar = make({
-        consul: { address },
+        registry: consulRegistry({ address }),
         retry: { minDelayMs: 20, maxDelayMs: 100 },
         logger: { warn: (m) => lines.push(m), info: (m) => lines.push(`info ${m}`) },
       });
@@ -242,11 +242,11 @@ describe('Registrar against a real Consul agent', function () {
       const original = console.warn;
       console.warn = (...args: unknown[]) => void seen.push(args);
       try {
-        await make({ consul: { address } }).start({ timeoutMs: 300 }).catch(() => undefined);
+        await make({ registry: consulRegistry({ address }) }).start({ timeoutMs: 300 }).catch(() => undefined);
         assert.equal(seen.length, 1);
         assert.match(String(seen[0]![0]), /CONSUL_HTTP_ADDR/);
         seen.length = 0;
-        await make({ consul: { address }, logger: false }).start({ timeoutMs: 300 }).catch(() => undefined);
+        await make({ registry: consulRegistry({ address }), logger: false }).start({ timeoutMs: 300 }).catch(() => undefined);
         assert.deepEqual(seen, []);
       } finally {
         console.warn = original;
@@ -261,7 +261,7 @@ describe('Registrar against a real Consul agent', function () {
       const lines: string[] = [];
       const port = await freePort();
       const registrar = make({
-        consul: { address: `127.0.0.1:${port}` },
+        registry: consulRegistry({ address: `127.0.0.1:${port}` }),
         retry: { minDelayMs: 20, maxDelayMs: 200 },
         logger: { warn: (m) => lines.push(`warn ${m}`), info: (m) => lines.push(`info ${m}`) },
       });
