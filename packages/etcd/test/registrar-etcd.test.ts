@@ -215,6 +215,35 @@ describe('registration in etcd (lease) with the same Registrar lifecycle', funct
     }
   });
 
+  it('says why in words of no registry: a revoked lease is lost as expired, a key deleted under a live lease as forgotten; the registration is known by its key', async () => {
+    const server = await listen();
+    const registrar = new Registrar({
+      name: 'reasons', id: 'reasons-1', port: (server.address() as { port: number }).port, address: '127.0.0.1',
+      ttlMs: 3000, heartbeatIntervalMs: 500, logger: false, registry: etcdRegistry({ endpoints: etcd.clientUrl }),
+    });
+    registrar.on('error', () => undefined);
+    const reasons: string[] = [];
+    registrar.on('lost', (reason) => reasons.push(reason));
+    try {
+      await registrar.start({ timeoutMs: 10_000 });
+      assert.deepEqual(
+        [registrar.registration.registry, registrar.registration.registrationId],
+        ['etcd', '/proxyless/services/reasons/reasons-1'],
+      );
+      let back = nextEvent(registrar, 'reregistered');
+      await admin.leaseRevoke(leaseOf(registrar)!);
+      await back;
+      back = nextEvent(registrar, 'reregistered');
+      await admin.delete('/proxyless/services/reasons/reasons-1');
+      await back;
+      assert.deepEqual(reasons, ['expired', 'forgotten']);
+      assert.equal((await admin.range('/proxyless/services/reasons/reasons-1')).kvs.length, 1);
+    } finally {
+      await registrar.close();
+      server.close();
+    }
+  });
+
   it('a lease revoked behind its back is recognised as lost, and registered again, when @proxyless/etcd brings its own copy of @proxyless/core', async () => {
     // npm nests a second core under @proxyless/etcd when the versions differ: the registrar's
     // RegistrationLostError and the one the etcd registry throws are then two classes.

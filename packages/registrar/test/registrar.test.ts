@@ -3,7 +3,7 @@ import { createServer, connect, type Socket } from 'node:net';
 import { freePort, startConsulAgent, type ConsulAgent } from '../../../test/support/consul.js';
 import { startTcpProxy } from '../../../test/support/tcp-proxy.js';
 import { ConsulApiError, isProxylessError } from '@proxyless/core';
-import { Registrar, consulRegistry, type RegistrarState } from '../src/index.js';
+import { Registrar, consulRegistry, type RegistrarState, type RegistrationInfo } from '../src/index.js';
 import { checkStatus, consulGet, passingIds, waitFor } from './helpers.js';
 
 describe('Registrar against a real Consul agent', function () {
@@ -109,6 +109,29 @@ describe('Registrar against a real Consul agent', function () {
     assert.equal(checks[`_service_maintenance:${registrar.options.id}`]?.Notes, 'upgrading');
     await registrar.disableMaintenance();
     assert.deepEqual(await passingIds(agent.httpUrl, registrar.options.name), [registrar.options.id]);
+  });
+
+  it('registers in the Consul agent of CONSUL_HTTP_ADDR when no registry is given (consulRegistry() is the default)', async function () {
+    const saved = process.env['CONSUL_HTTP_ADDR'];
+    process.env['CONSUL_HTTP_ADDR'] = agent.httpAddr;
+    let registrar: Registrar;
+    try {
+      n++;
+      registrar = new Registrar({ name: `reg-${n}`, port: 20_000 + n, address: '127.0.0.1', ttlMs: 3000 });
+      registrars.push(registrar);
+    } finally {
+      if (saved === undefined) delete process.env['CONSUL_HTTP_ADDR'];
+      else process.env['CONSUL_HTTP_ADDR'] = saved;
+    }
+    const registered = new Promise<RegistrationInfo>((resolve) => registrar.once('registered', resolve));
+    await registrar.start({ timeoutMs: 10_000 });
+    const info = await registered;
+    assert.equal(info.registry, 'consul');
+    assert.equal(info.registrationId, `service:${registrar.options.id}`);
+    assert.deepEqual(await passingIds(agent.httpUrl, registrar.options.name), [registrar.options.id]);
+    const { body: checks } = await consulGet(agent.httpUrl, '/v1/agent/checks');
+    assert.equal(checks[info.registrationId]?.ServiceID, registrar.options.id);
+    assert.equal(checks[info.registrationId]?.Name, `${registrar.options.name} TTL heartbeat`);
   });
 
   it('drain() fails the check and waitUntilOutOfRotation() sees it leave the passing set', async function () {
