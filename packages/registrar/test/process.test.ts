@@ -40,8 +40,8 @@ describe('a registering service in a child process (real agent, real signals)', 
     const killedAt = Date.now();
     await svc.exited;
     // Still passing right after the kill: only the TTL can tell the agent.
-    assert.equal(await checkStatus(agent.httpUrl, listening.checkId), 'passing');
-    await waitFor('critical', async () => (await checkStatus(agent.httpUrl, listening.checkId)) === 'critical', {
+    assert.equal(await checkStatus(agent.httpUrl, listening.registrationId), 'passing');
+    await waitFor('critical', async () => (await checkStatus(agent.httpUrl, listening.registrationId)) === 'critical', {
       timeoutMs: 15_000,
       intervalMs: 20,
     });
