@@ -1,5 +1,5 @@
 import type { EventEmitter } from 'eventemitter3';
-import type { ServiceInstance } from './service-instance.js';
+import type { InstanceDiff, ServiceInstance } from './service-instance.js';
 import type { ResolutionFailedError } from './errors.js';
 
 /** Per-call controls accepted by {@link Resolver.resolve}. */
@@ -15,7 +15,12 @@ export interface ServiceSnapshot {
   readonly service: string;
   /** Healthy instances, frozen. */
   readonly instances: readonly ServiceInstance[];
-  /** True while the source is failing and this is the last good answer (stale-if-error). */
+  /**
+   * True when this may not be the registry's current answer: the source is failing and this is the
+   * last good one (stale-if-error: unreachable, timed out, a silent long poll past `watchIdleMs`), the
+   * answering server knows no leader or lags beyond `maxStaleMs` (Consul), or instances are held
+   * after a registry reset (reset grace). The set is kept, never emptied, while stale.
+   */
   readonly stale: boolean;
   /** When this data was last confirmed by its source (epoch ms). Age = `Date.now() - updatedAt`. */
   readonly updatedAt: number;
@@ -45,18 +50,20 @@ export interface SnapshotSourceInfo {
   readonly ttlMs?: number;
 }
 
-/** What changed between two snapshots. */
-export interface SnapshotChange {
-  readonly added: readonly ServiceInstance[];
-  readonly removed: readonly ServiceInstance[];
-  /** New versions of instances whose key stayed but whose data changed. */
-  readonly updated: readonly ServiceInstance[];
-}
+/**
+ * What changed between two snapshots: the same type as {@link InstanceDiff}.
+ * @deprecated Use {@link InstanceDiff}; this alias goes in the next minor release.
+ */
+export type SnapshotChange = InstanceDiff;
 
 /** Events of a {@link ServiceWatch}. */
 export interface ServiceWatchEvents {
-  /** A new snapshot; emitted only when the set really changed, or its staleness did. Never synchronously from `watch()`. */
-  update: [snapshot: ServiceSnapshot, change: SnapshotChange];
+  /**
+   * A new snapshot; emitted only when the set really changed, or its staleness did. Never synchronously from `watch()`.
+   * `change` is what changed since the snapshot this subscriber last heard (from empty for its first one), computed
+   * once per change by the watch and shared, frozen, by every subscriber: apply it rather than diff the lists again.
+   */
+  update: [snapshot: ServiceSnapshot, change: InstanceDiff];
   /** The source failed; the last good snapshot stays (marked stale). Never thrown at subscribers. */
   error: [error: Error];
 }
@@ -68,7 +75,7 @@ export interface ServiceWatchEvents {
  *
  * Subscribe with `on(name, listener)`; the listener's arguments are typed by {@link ServiceWatchEvents}.
  *
- * - {@link ServiceWatchEvents.update | `update`} `(snapshot, change)`: A new snapshot; emitted only when the set really changed, or its staleness did. Never synchronously from `watch()`.
+ * - {@link ServiceWatchEvents.update | `update`} `(snapshot, change)`: A new snapshot; emitted only when the set really changed, or its staleness did. Never synchronously from `watch()`. `change` ({@link InstanceDiff}) is relative to what this subscriber last heard, computed once and shared by every subscriber.
  * - {@link ServiceWatchEvents.error | `error`} `(error)`: The source failed; the last good snapshot stays (marked stale). Never thrown at subscribers.
  */
 export interface ServiceWatch extends EventEmitter<ServiceWatchEvents> {

@@ -161,18 +161,30 @@ export function sameInstance(a: ServiceInstance, b: ServiceInstance): boolean {
   return true;
 }
 
-/** What changed between two instance lists, matched by `key` (order is ignored). */
+/**
+ * What changed between two instance lists, matched by `key`: the one diff
+ * type of discovery. A watch computes it once per change and hands the same
+ * frozen object to every subscriber with the snapshot (see
+ * {@link ServiceWatchEvents.update}); a subscriber's first one is from empty.
+ */
 export interface InstanceDiff {
   readonly added: readonly ServiceInstance[];
   readonly removed: readonly ServiceInstance[];
+  /** New versions of instances whose key stayed but whose data changed. */
   readonly updated: readonly ServiceInstance[];
 }
 
+const none: readonly ServiceInstance[] = Object.freeze([]);
+
 /**
  * Compares two instance lists by `key`. Order does not matter: DNS and
- * `near=_agent` reorder answers without any real change.
+ * `near=_agent` reorder answers without any real change. From an empty list
+ * nothing is compared: a frozen `next` is itself the `added` list.
  */
 export function diffInstances(previous: readonly ServiceInstance[], next: readonly ServiceInstance[]): InstanceDiff {
+  if (previous.length === 0) {
+    return Object.freeze({ added: Object.isFrozen(next) ? next : Object.freeze([...next]), removed: none, updated: none });
+  }
   const before = new Map<string, ServiceInstance>();
   for (const instance of previous) before.set(instance.key, instance);
   const added: ServiceInstance[] = [];

@@ -7,8 +7,8 @@
  */
 import { EventEmitter } from 'eventemitter3';
 import { AbortedError, ClosedError, TimeoutError } from './errors.js';
-import type { CallOptions, ServiceSnapshot, ServiceWatch, ServiceWatchEvents, SnapshotChange, SnapshotSourceInfo } from './resolver.js';
-import { diffInstances, isEmptyDiff, type ServiceInstance } from './service-instance.js';
+import type { CallOptions, ServiceSnapshot, ServiceWatch, ServiceWatchEvents, SnapshotSourceInfo } from './resolver.js';
+import { diffInstances, isEmptyDiff, type InstanceDiff, type ServiceInstance } from './service-instance.js';
 import { ResetGrace } from './reset-grace.js';
 
 /** How a runner publishes a fresh answer. @internal */
@@ -43,7 +43,7 @@ export interface WatchSink {
 export type WatchRunner<Query> = (service: string, query: Query, sink: WatchSink) => Promise<void>;
 
 const emptyList: readonly ServiceInstance[] = Object.freeze([]);
-const noChange: SnapshotChange = Object.freeze({ added: emptyList, removed: emptyList, updated: emptyList });
+const noChange: InstanceDiff = Object.freeze({ added: emptyList, removed: emptyList, updated: emptyList });
 
 /** Rethrows a subscriber's exception outside our loop, like a throwing listener on a Node EventEmitter. */
 function rethrowLater(error: unknown): void {
@@ -61,6 +61,8 @@ class SharedWatch<Query> implements WatchSink {
   readonly #grace: ResetGrace<ServiceInstance>;
   /** The source's last answer as given, published again when the reset grace ends. */
   #answer: { instances: readonly ServiceInstance[]; options: PublishOptions; updatedAt: number } | undefined;
+  /** The diff from empty of the current set, made once and given to every subscriber that joins late. */
+  #greeting: InstanceDiff | undefined;
 
   constructor(
     readonly hub: WatchHub<Query>,
@@ -77,6 +79,12 @@ class SharedWatch<Query> implements WatchSink {
 
   get current(): ServiceSnapshot | undefined {
     return this.snapshot;
+  }
+
+  /** A late joiner's first change: the whole current set as added, one object per set (not per subscriber). */
+  greeting(instances: readonly ServiceInstance[]): InstanceDiff {
+    if (this.#greeting?.added !== instances) this.#greeting = diffInstances(emptyList, instances);
+    return this.#greeting;
   }
 
   reset(): void {
@@ -117,7 +125,8 @@ class SharedWatch<Query> implements WatchSink {
     this.snapshot = snapshot;
     this.lastError = undefined;
     if (previous && !changed && previous.stale === stale && previous.source === source) return;
-    for (const handle of this.subscribers) handle.deliver(snapshot, diff, before);
+    // One diff per change, the same frozen object for every subscriber in step (all but late joiners).
+    for (const handle of this.subscribers) handle.deliver(snapshot, diff);
   }
 
   fail(error: Error, options: { markStale?: boolean } = {}): void {
@@ -128,14 +137,15 @@ class SharedWatch<Query> implements WatchSink {
       // Stale-if-error: keep the last good set, flag it, keep its updatedAt (its age grows).
       const stale = Object.freeze({ ...previous, stale: true });
       this.snapshot = stale;
-      for (const handle of this.subscribers) handle.deliver(stale, noChange, previous.instances);
+      for (const handle of this.subscribers) handle.deliver(stale, noChange);
     }
     for (const handle of this.subscribers) handle.report(error);
   }
 }
 
 class WatchHandle extends EventEmitter<ServiceWatchEvents> implements ServiceWatch {
-  #delivered: readonly ServiceInstance[] | undefined;
+  /** True once this subscriber was given a snapshot (its diffs start from empty until then). */
+  #heard = false;
   #closed = false;
   readonly #waiters = new Set<{ resolve: (s: ServiceSnapshot) => void; reject: (e: Error) => void }>();
 
@@ -167,19 +177,19 @@ class WatchHandle extends EventEmitter<ServiceWatchEvents> implements ServiceWat
   /** Sends the current snapshot to a new subscriber, if it has heard nothing yet. */
   greet(): void {
     const snapshot = this.shared.snapshot;
-    if (this.#closed || this.#delivered !== undefined || !snapshot) return;
-    this.deliver(snapshot, diffInstances(emptyList, snapshot.instances), emptyList);
+    if (this.#closed || this.#heard || !snapshot) return;
+    this.deliver(snapshot, noChange); // replaced by the shared greeting: this subscriber has heard nothing
   }
 
-  deliver(snapshot: ServiceSnapshot, diff: SnapshotChange, before: readonly ServiceInstance[]): void {
+  /**
+   * Delivers a snapshot with the shared diff of this change. Every delivery
+   * reaches every subscriber, so one that has heard before is always in step
+   * with the diff's base; one that has not gets the shared from-empty diff.
+   */
+  deliver(snapshot: ServiceSnapshot, diff: InstanceDiff): void {
     if (this.#closed) return;
-    // A subscriber that joined mid-way (or missed nothing) gets a diff against what it actually saw.
-    const change = this.#delivered === undefined && before !== emptyList
-      ? diffInstances(emptyList, snapshot.instances)
-      : this.#delivered === undefined || this.#delivered === before
-        ? diff
-        : diffInstances(this.#delivered, snapshot.instances);
-    this.#delivered = snapshot.instances;
+    const change = this.#heard ? diff : this.shared.greeting(snapshot.instances);
+    this.#heard = true;
     for (const waiter of this.#waiters) waiter.resolve(snapshot);
     this.#waiters.clear();
     try {

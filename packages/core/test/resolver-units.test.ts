@@ -17,7 +17,7 @@ import {
   orderSrvRecords,
   type ServiceInstance,
   type ServiceSnapshot,
-  type SnapshotChange,
+  type InstanceDiff,
 } from '@proxyless/core';
 import { mapHealthEntries, consulInfo } from '../src/resolver-consul.js';
 import { TtlCache, validateDnsName } from '../src/resolver-dns-srv.js';
@@ -281,7 +281,7 @@ describe('shared watches (StaticResolver)', () => {
     try {
       const first = resolver.watch('web');
       await first.ready({ timeoutMs: 5000 });
-      const events: SnapshotChange[] = [];
+      const events: InstanceDiff[] = [];
       const second = resolver.watch('web');
       second.on('update', (_s, change) => events.push(change));
       assert.equal(events.length, 0);
@@ -296,7 +296,7 @@ describe('shared watches (StaticResolver)', () => {
     const resolver = new StaticResolver({ services: { web: [{ address: '10.0.0.1', port: 80 }] } });
     try {
       const watch = resolver.watch('web');
-      const updates: [ServiceSnapshot, SnapshotChange][] = [];
+      const updates: [ServiceSnapshot, InstanceDiff][] = [];
       watch.on('update', (s, c) => updates.push([s, c]));
       await until('one update', () => updates.length === 1, 5000);
       resolver.set('web', [{ address: '10.0.0.1', port: 80 }]); // same set
@@ -307,6 +307,67 @@ describe('shared watches (StaticResolver)', () => {
       assert.deepEqual(updates[1]![1].added.map((i) => i.address), ['10.0.0.2']);
       assert.equal(updates[1]![0].instances.length, 2);
       assert.ok(Object.isFrozen(updates[1]![0]));
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('computes one diff per change: every subscriber gets the same frozen change object with the snapshot', async () => {
+    const resolver = new StaticResolver({ services: { web: [{ address: '10.0.0.1', port: 80 }] } });
+    try {
+      const watches = [resolver.watch('web'), resolver.watch('web'), resolver.watch('web')];
+      const heard = watches.map(() => [] as [ServiceSnapshot, InstanceDiff][]);
+      watches.forEach((w, i) => w.on('update', (s, c) => heard[i]!.push([s, c])));
+      await until('the first snapshot everywhere', () => heard.every((h) => h.length === 1), 5000);
+      resolver.set('web', [{ address: '10.0.0.2', port: 80 }]);
+      await until('the change everywhere', () => heard.every((h) => h.length === 2), 5000);
+      for (const h of heard) {
+        assert.equal(h[0]![1], heard[0]![0]![1], 'one first diff for all');
+        assert.equal(h[1]![1], heard[0]![1]![1], 'one diff of the change for all');
+        assert.equal(h[1]![0], heard[0]![1]![0], 'one snapshot for all');
+      }
+      const change = heard[0]![1]![1];
+      assert.ok(Object.isFrozen(change));
+      assert.deepEqual([change.added.map((i) => i.key), change.removed.map((i) => i.key), change.updated.length], [['10.0.0.2:80'], ['10.0.0.1:80'], 0]);
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('late joiners share one diff from empty per set (not one per subscriber), whose added list is the snapshot itself', async () => {
+    const resolver = new StaticResolver({ services: { web: [{ address: '10.0.0.1', port: 80 }, { address: '10.0.0.2', port: 80 }] } });
+    try {
+      await resolver.watch('web').ready({ timeoutMs: 5000 });
+      const late = [resolver.watch('web'), resolver.watch('web'), resolver.watch('web')];
+      const heard: [ServiceSnapshot, InstanceDiff][] = [];
+      for (const w of late) w.on('update', (s, c) => heard.push([s, c]));
+      await until('three greetings', () => heard.length === 3, 5000);
+      const [snapshot, change] = heard[0]!;
+      for (const [s, c] of heard) assert.ok(s === snapshot && c === change, 'the same snapshot and change object for every late joiner');
+      assert.equal(change.added, snapshot.instances, 'from empty, nothing is copied or compared');
+      assert.deepEqual([change.removed.length, change.updated.length], [0, 0]);
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('a late joiner that hears a newer set before its greeting gets the shared diff from empty of that set', async () => {
+    const resolver = new StaticResolver({ services: { web: [{ address: '10.0.0.1', port: 80 }] } });
+    try {
+      const early = resolver.watch('web');
+      await early.ready({ timeoutMs: 5000 });
+      const heard: InstanceDiff[] = [];
+      early.on('update', (_s, c) => heard.push(c));
+      const late = [resolver.watch('web'), resolver.watch('web')];
+      const lateHeard: [ServiceSnapshot, InstanceDiff][] = [];
+      for (const w of late) w.on('update', (s, c) => lateHeard.push([s, c]));
+      resolver.set('web', [{ address: '10.0.0.1', port: 80 }, { address: '10.0.0.3', port: 80 }]); // before their greeting
+      await until('both late joiners', () => lateHeard.length === 2, 5000);
+      await new Promise((r) => setImmediate(r));
+      assert.equal(lateHeard.length, 2, 'no second greeting after the newer set');
+      assert.equal(lateHeard[0]![1], lateHeard[1]![1]);
+      assert.deepEqual(lateHeard[0]![1].added.map((i) => i.key), ['10.0.0.1:80', '10.0.0.3:80']);
+      assert.deepEqual(heard.map((c) => c.added.map((i) => i.key)), [['10.0.0.3:80']], 'the early subscriber hears only what changed');
     } finally {
       await resolver.close();
     }

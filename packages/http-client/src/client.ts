@@ -1,5 +1,8 @@
 import { EventEmitter } from 'eventemitter3';
-import { AbortedError, ClosedError, InvalidOptionError, ResolutionFailedError, TimeoutError, peakEwma, type Balancer, type ServiceWatch } from '@proxyless/core';
+import {
+  AbortedError, ClosedError, InvalidOptionError, ResolutionFailedError, TimeoutError, diffInstances, peakEwma,
+  type Balancer, type InstanceDiff, type ServiceInstance, type ServiceSnapshot, type ServiceWatch,
+} from '@proxyless/core';
 import { checkKnownKeys, optionKeys, withDeadline } from '@proxyless/core/internal';
 import { Call, CallList } from './request/call.js';
 import { EndpointSet } from './endpoints/endpoint-set.js';
@@ -13,6 +16,7 @@ import {
 } from './shared/errors.js';
 import { ClientDoctor, explainConfig, type ExplainedConfig } from './config/doctor.js';
 import type { ClientEvents, EmitClientEvent, OnClientEvent } from './shared/events.js';
+import type { DiscoveryStale } from './shared/discovery-stale.js';
 import { ClientTelemetry } from './observe/tracing.js';
 import { toRequestOptions, toWebResponse } from './request/fetch-adapter.js';
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './config/options.js';
@@ -50,8 +54,28 @@ const requestKeySet: ReadonlySet<string> = new Set(requestKeys);
  * - {@link ClientEvents.restore | `restore`} `(endpoint)`: An ejected endpoint returned to the pick set.
  * - {@link ClientEvents.panic | `panic`} `(active)`: Panic mode entered (`true`: too few endpoints available, balancing over all) or left (`false`).
  * - {@link ClientEvents.update | `update`} `(snapshot)`: The resolver published a snapshot the client applied.
+ * - {@link ClientEvents.discoveryStale | `discoveryStale`} `(stale)`: Discovery turned stale (registry unreachable or silent, no leader, reset grace): the client keeps serving its last known endpoints.
+ * - {@link ClientEvents.discoveryFresh | `discoveryFresh`} `(stale, durationMs)`: Discovery is fresh again after `durationMs` stale.
  * - {@link ClientEvents.configWarning | `configWarning`} `(warning)`: The configuration doctor found a setting that hurts in production (once per code); the warning names the fix.
  * - {@link ClientEvents.error | `error`} `(error)`: The resolver reported an error (the last good endpoints stay in use).
+ *
+ * ## Stale discovery
+ *
+ * While the resolver's snapshot is stale (`snapshot.stale`: the registry is
+ * unreachable or silent, its server knows no leader, or instances are held
+ * after a registry reset), the client:
+ * - keeps serving its last known endpoints: a stale snapshot never empties the
+ *   set (a registry that cannot answer says nothing about the instances, which
+ *   usually still serve; emptying would turn a registry outage into an outage);
+ * - says so: a `discoveryStale` event (and `discoveryFresh` when it ends),
+ *   `stats().discovery`, `discoveryStale` on a request error and in its message,
+ *   and in pick explanations;
+ * - keeps breakers and outlier ejection, with their caps, as they are: they now
+ *   are the only signal that an endpoint is gone, and they already remove a dead
+ *   endpoint from the picks within a few failures. Relaxing the ejection cap
+ *   while stale would let a network fault that cuts off the registry and the
+ *   backends alike eject everything; panic mode already balances over every
+ *   endpoint when too few are ready.
  */
 export class ProxylessClient extends EventEmitter<ClientEvents> implements AsyncDisposable {
   readonly #options: ResolvedOptions;
@@ -69,6 +93,20 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   /** Per-try timeouts and deadlines of every call: one Node timer for the client. */
   readonly #timers = new TimerQueue();
   #idle: (() => void) | undefined;
+  /** The instances the watch last gave this client (the same array is the same set). */
+  #heard: readonly ServiceInstance[] | undefined;
+  /**
+   * What the endpoint set holds when it is not what the watch last gave: the set applied
+   * from `watch.current` at construction, or the endpoints kept against a stale empty
+   * answer. The next change is diffed from it once; otherwise the watch's diff is applied.
+   */
+  #held: readonly ServiceInstance[] | undefined;
+  /** The last snapshot applied. */
+  #snapshot: ServiceSnapshot | undefined;
+  /** Set while discovery is stale. */
+  #stale: DiscoveryStale | undefined;
+  /** `discoveryStale` was emitted for {@link ProxylessClient.#stale} (not yet when the constructor saw it). */
+  #staleAnnounced = false;
   #closed = false;
   #closing: Promise<void> | undefined;
   #destroyError: Error | undefined;
@@ -93,6 +131,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     };
     this.#set = new EndpointSet(o, this.#balancer, emit);
     this.#telemetry = new ClientTelemetry(o.service, on);
+    const staleness = (): DiscoveryStale | undefined => this.#stale;
     this.#host = {
       service: o.service,
       set: this.#set,
@@ -102,18 +141,64 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       stoppedError: (call, context) => this.#stoppedError(call, context),
       waitForSnapshot: (req, call) => (this.#set.hasSnapshot ? undefined : this.#waitForSnapshot(req, call)),
       finished: (call) => this.#finished(call),
+      get discoveryStale() {
+        return staleness();
+      },
     };
     this.#watch = o.resolver.watch(o.service, o.query);
-    this.#watch.on('update', (snapshot) => {
-      this.#set.apply(snapshot.instances);
-      this.#doctor.endpoints(snapshot.instances.length);
+    this.#watch.on('update', (snapshot, change) => {
+      this.#onSnapshot(snapshot, change, true);
       this.emit('update', snapshot);
     });
     this.#watch.on('error', (error) => this.emit('error', error));
     const current = this.#watch.current;
     if (current) {
-      this.#set.apply(current.instances);
-      this.#doctor.endpoints(current.instances.length);
+      // Usable at once; the watch greets this client later with a diff from empty, applied from here instead.
+      this.#onSnapshot(current, diffInstances([], current.instances), false);
+      this.#held = current.instances;
+      this.#heard = undefined;
+    }
+  }
+
+  /**
+   * Applies one snapshot with the watch's diff of it (computed once by the
+   * watch for every subscriber; the set does not compare lists again), then
+   * notes its staleness.
+   */
+  #onSnapshot(snapshot: ServiceSnapshot, change: InstanceDiff, announce: boolean): void {
+    const previous = this.#heard;
+    if (snapshot.instances !== previous) {
+      this.#heard = snapshot.instances;
+      const held = this.#held;
+      if (snapshot.stale && snapshot.instances.length === 0 && this.#set.size > 0) {
+        // A stale answer never empties the set: the last known endpoints keep serving.
+        this.#held = held ?? previous ?? [];
+      } else {
+        this.#held = undefined;
+        if (held === undefined) this.#set.apply(change);
+        else if (held !== snapshot.instances) this.#set.apply(diffInstances(held, snapshot.instances));
+      }
+    }
+    this.#snapshot = snapshot;
+    this.#doctor.endpoints(snapshot.instances.length);
+    this.#noteStaleness(snapshot, announce);
+  }
+
+  #noteStaleness(snapshot: ServiceSnapshot, announce: boolean): void {
+    const stale = this.#stale;
+    if (snapshot.stale) {
+      const now = stale ?? Object.freeze({ service: this.#service, since: Date.now(), lastConfirmedAt: snapshot.updatedAt, cause: this.#watch.lastError });
+      this.#stale = now;
+      if (announce && !this.#staleAnnounced) {
+        this.#staleAnnounced = true;
+        this.emit('discoveryStale', now);
+      }
+    } else if (stale !== undefined) {
+      this.#stale = undefined;
+      if (this.#staleAnnounced) {
+        this.#staleAnnounced = false;
+        this.emit('discoveryFresh', stale, Date.now() - stale.since);
+      }
     }
   }
 
@@ -390,6 +475,12 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       panic: this.#set.panic,
       ready: this.#set.availableCount,
       retryBudget: this.#budget.available(performance.now()),
+      discovery: {
+        stale: this.#stale !== undefined,
+        staleSince: this.#stale?.since,
+        lastConfirmedAt: this.#snapshot?.updatedAt,
+        source: this.#snapshot?.source,
+      },
       endpoints,
     };
   }

@@ -30,9 +30,11 @@ export type {
   ProxylessRequestInit,
   ClientStats,
   EndpointStats,
+  DiscoveryStats,
 } from './request/request-types.js';
 export type { RequestPolicy, RetryPolicy, PolicyOptions, RetryOptions } from './config/policy.js';
 export type { ClientEvents } from './shared/events.js';
+export type { DiscoveryStale } from './shared/discovery-stale.js';
 export { telemetryReady } from './observe/otel-api.js';
 export type { PickExplanation, PickCandidate, ExclusionReason } from './shared/pick-explanation-types.js';
 export { checkRetryAmplification, checkPerTryRoom, checkEjectionCap } from './config/doctor.js';

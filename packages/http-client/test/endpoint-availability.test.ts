@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { roundRobin } from '@proxyless/core';
+import { diffInstances, roundRobin } from '@proxyless/core';
 import { EndpointSet } from '../src/endpoints/endpoint-set.js';
 import type { Endpoint } from '../src/endpoints/endpoint.js';
 import { isPanic } from '../src/endpoints/outlier-detection.js';
@@ -42,7 +42,7 @@ describe('http-client: endpoint availability (kept per endpoint, recounted only 
     const set = new EndpointSet(options, roundRobin(), () => undefined);
     const random = prng(20_261_124);
     let panics = 0;
-    set.apply([1, 2, 3, 4, 5, 6].map((i) => instance(40_000 + i)));
+    set.apply(diffInstances([], [1, 2, 3, 4, 5, 6].map((i) => instance(40_000 + i))));
     try {
       checkAgainstDefinition(set, panicThresholdPercent, 'start');
       let wasPanic = set.panic;
@@ -64,7 +64,7 @@ describe('http-client: endpoint availability (kept per endpoint, recounted only 
         }
         if (step === 300) {
           // A membership change in the middle: one leaves, one joins.
-          set.apply([2, 3, 4, 5, 6, 7].map((i) => instance(40_000 + i)));
+          set.apply(diffInstances([...set.endpoints].map((ep) => ep.instance), [2, 3, 4, 5, 6, 7].map((i) => instance(40_000 + i))));
           checkAgainstDefinition(set, panicThresholdPercent, 'after a membership change');
         }
       }

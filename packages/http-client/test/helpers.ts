@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EventEmitter } from 'eventemitter3';
-import type { Resolver, ServiceInstance, ServiceSnapshot, ServiceWatch, ServiceWatchEvents, CallOptions } from '@proxyless/core';
+import { diffInstances, type Resolver, type ServiceInstance, type ServiceSnapshot, type ServiceWatch, type ServiceWatchEvents, type CallOptions } from '@proxyless/core';
 import { until as untilHolds } from '../../../test/support/wait.js';
 
 /** A fake resolver implementing the public Resolver interface; `set()` publishes a snapshot. */
@@ -9,10 +9,19 @@ export class FakeResolver implements Resolver {
   readonly watches = new Set<FakeWatch>();
   current: ServiceSnapshot | undefined;
 
-  set(instances: readonly ServiceInstance[]): void {
-    const snapshot: ServiceSnapshot = { service: 'svc', instances: Object.freeze([...instances]), stale: false, updatedAt: Date.now(), source: 'fake' };
+  set(instances: readonly ServiceInstance[], options: { stale?: boolean } = {}): void {
+    const snapshot: ServiceSnapshot = { service: 'svc', instances: Object.freeze([...instances]), stale: options.stale ?? false, updatedAt: Date.now(), source: 'fake' };
     this.current = snapshot;
     for (const w of this.watches) w.publish(snapshot);
+  }
+
+  /** The source fails: the last set stays, marked stale (stale-if-error), and `error` is reported. */
+  fail(error: Error): void {
+    const last = this.current;
+    if (last === undefined) throw new Error('fail() needs a set first');
+    const snapshot: ServiceSnapshot = { ...last, stale: true };
+    this.current = snapshot;
+    for (const w of this.watches) w.fail(snapshot, error);
   }
 
   async resolve(): Promise<readonly ServiceInstance[]> {
@@ -45,9 +54,18 @@ class FakeWatch extends EventEmitter<ServiceWatchEvents> implements ServiceWatch
     super();
   }
   publish(snapshot: ServiceSnapshot): void {
+    // As the watch contract says: the change since what this subscriber last heard (from empty first).
+    const change = diffInstances(this.current?.instances ?? [], snapshot.instances);
     this.current = snapshot;
-    this.emit('update', snapshot, { added: [], removed: [], updated: [] });
+    this.lastError = undefined;
+    this.emit('update', snapshot, change);
     for (const w of this.#waiters.splice(0)) w(snapshot);
+  }
+  fail(snapshot: ServiceSnapshot, error: Error): void {
+    this.current = snapshot;
+    this.lastError = error;
+    this.emit('update', snapshot, diffInstances(snapshot.instances, snapshot.instances));
+    this.emit('error', error);
   }
   ready(options?: CallOptions): Promise<ServiceSnapshot> {
     if (this.current) return Promise.resolve(this.current);

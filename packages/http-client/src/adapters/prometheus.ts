@@ -111,6 +111,7 @@ class SharedMetrics {
     perClient('ready_endpoints', 'Endpoints in the pick set.', (s) => s.ready);
     perClient('panic', 'Panic mode (1: balancing over every endpoint).', (s) => (s.panic ? 1 : 0));
     perClient('retry_budget_available', 'Retries the budget allows now.', (s) => s.retryBudget);
+    perClient('discovery_stale', 'Discovery is stale (1: serving the last known endpoints; the registry is unreachable, silent or reset).', (s) => (s.discovery.stale ? 1 : 0));
 
     this.names.push(`${prefix}ejections_total`, `${prefix}breaker_opens_total`);
     this.ejections = new Counter({ name: `${prefix}ejections_total`, help: 'Outlier ejections.', labelNames: ['service', 'endpoint'], registers: [registry] });

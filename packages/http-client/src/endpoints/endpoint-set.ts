@@ -1,5 +1,5 @@
 import { EventEmitter as NodeEventEmitter } from 'node:events';
-import type { Balancer, PickContext, Picker, ServiceInstance } from '@proxyless/core';
+import type { Balancer, InstanceDiff, PickContext, Picker, ServiceInstance } from '@proxyless/core';
 import { Endpoint } from './endpoint.js';
 import type { LoadContext } from './load.js';
 import { isPanic, mayEject } from './outlier-detection.js';
@@ -154,41 +154,41 @@ export class EndpointSet implements LoadContext {
     return 'none';
   }
 
-  /** Applies a snapshot: adds new instances, updates changed ones, drains removed ones. */
-  apply(instances: readonly ServiceInstance[]): void {
+  /**
+   * Applies the watch's diff of one change (computed once by the watch, shared by every
+   * subscriber): drains the removed endpoints, adds the new ones, updates the changed ones
+   * (a new address or port is a new endpoint, with a new pool). O(size of the change), plus
+   * one picker build when anything changed. An added instance already present counts as an update.
+   */
+  apply(change: InstanceDiff): void {
     if (this.#closed) return;
     this.hasSnapshot = true;
-    const seen = new Set<string>();
     let changed = false;
-    for (const instance of instances) {
-      seen.add(instance.key);
-      const existing = this.#byKey.get(instance.key);
-      if (existing) {
-        if (existing.instance !== instance) {
-          if (existing.instance.address !== instance.address || existing.instance.port !== instance.port) {
-            // Same identity, new address: a new endpoint (new pool).
-            this.#remove(existing);
-            this.#add(instance);
-          } else {
-            existing.instance = instance;
-          }
-          changed = true;
-        }
-        continue;
-      }
-      this.#add(instance);
+    for (const instance of change.removed) {
+      const ep = this.#byKey.get(instance.key);
+      if (ep === undefined) continue;
+      this.#remove(ep);
       changed = true;
     }
-    for (const ep of [...this.#byKey.values()]) {
-      if (!seen.has(ep.instance.key)) {
-        this.#remove(ep);
-        changed = true;
-      }
-    }
+    for (const instance of change.updated) if (this.#upsert(instance)) changed = true;
+    for (const instance of change.added) if (this.#upsert(instance)) changed = true;
     if (changed) {
       this.#picker = this.#balancer.createPicker([...this.#byKey.values()]);
       this.#refreshAvailability();
     }
+  }
+
+  /** Adds an instance, or updates the endpoint of its key; false when it is already there as is. */
+  #upsert(instance: ServiceInstance): boolean {
+    const existing = this.#byKey.get(instance.key);
+    if (existing === undefined) this.#add(instance);
+    else if (existing.instance === instance) return false;
+    else if (existing.instance.address !== instance.address || existing.instance.port !== instance.port) {
+      // Same identity, new address: a new endpoint (new pool).
+      this.#remove(existing);
+      this.#add(instance);
+    } else existing.instance = instance;
+    return true;
   }
 
   #add(instance: ServiceInstance): void {

@@ -27,7 +27,7 @@ function candidate(ep: Endpoint, chosen: boolean, recorded: number | undefined, 
  * synchronous, so the state read here is the state it saw). Off the hot path: only with `explain: true`.
  * @internal
  */
-export function explainPick(set: EndpointSet, chosen: Endpoint, compared: readonly Endpoint[], scores: readonly number[] | undefined, tried: ReadonlySet<Endpoint> | undefined, attempt: number): PickExplanation {
+export function explainPick(set: EndpointSet, chosen: Endpoint, compared: readonly Endpoint[], scores: readonly number[] | undefined, tried: ReadonlySet<Endpoint> | undefined, attempt: number, discoveryStale: boolean): PickExplanation {
   const balancer = set.balancer;
   const score = balancer.score === undefined ? undefined : (e: BalancerEndpoint): number => balancer.score?.(e) ?? 0;
   const recorded = compared.length > 0 && scores?.length === compared.length ? scores : undefined;
@@ -38,5 +38,5 @@ export function explainPick(set: EndpointSet, chosen: Endpoint, compared: readon
     else if (!ep.available) excluded.push({ endpoint: ep.info.label, reason: ep.breakerState === 'open' ? 'breakerOpen' : 'ejected' });
   }
   for (const ep of set.draining) excluded.push({ endpoint: ep.info.label, reason: 'draining' });
-  return Object.freeze({ attempt, strategy: balancer.name, chosen: chosen.info.label, candidates: Object.freeze(candidates), excluded: Object.freeze(excluded), panic: set.panic });
+  return Object.freeze({ attempt, strategy: balancer.name, chosen: chosen.info.label, candidates: Object.freeze(candidates), excluded: Object.freeze(excluded), panic: set.panic, discoveryStale });
 }

@@ -20,6 +20,7 @@ import {
 import type { FailureKind } from '../shared/attempt-outcome.js';
 import type { Call, StepSignal, StopReason } from './call.js';
 import { explainPick } from '../endpoints/pick-explanation.js';
+import type { DiscoveryStale } from '../shared/discovery-stale.js';
 import type { PickExplanation } from '../shared/pick-explanation-types.js';
 import { pickFacts } from '../observe/tracing.js';
 import type { RequestPolicy } from '../config/policy.js';
@@ -77,6 +78,8 @@ export interface LoopHost {
   waitForSnapshot(req: RequestOptions, call: Call): Promise<void> | undefined;
   /** The call is over (settled either way). */
   finished(call: Call): void;
+  /** Set while discovery is stale (for errors and pick explanations). */
+  readonly discoveryStale: DiscoveryStale | undefined;
 }
 
 const FAILURE_KINDS: Record<string, FailureKind> = {
@@ -132,7 +135,7 @@ class Retries {
 }
 
 function errorContext(host: LoopHost, attempts: number, retries: Retries | undefined, cause?: unknown, picks?: readonly PickExplanation[]): RequestErrorContext {
-  return { service: host.service, attempts, endpointsTried: retries?.tried ?? [], cause, picks };
+  return { service: host.service, attempts, endpointsTried: retries?.tried ?? [], cause, picks, discoveryStale: host.discoveryStale };
 }
 
 /** Reads a retried answer's body to its end (bounded), so its connection is kept; undici closes it beyond the bound. */
@@ -177,7 +180,7 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
       const handle = host.set.pick(compared === undefined ? context : { ...context, candidates: compared, scores }, startMs);
       if (handle === undefined) throw host.emptyError(errorContext(host, attempt - 1, retries, undefined, picks));
       const ep = handle.endpoint;
-      if (picks !== undefined) picks.push(explainPick(host.set, ep, compared ?? [], scores, retries?.exclude, attempt));
+      if (picks !== undefined) picks.push(explainPick(host.set, ep, compared ?? [], scores, retries?.exclude, attempt, host.discoveryStale !== undefined));
       const span = trace?.attempt(ep, attempt, compared && pickFacts(host.set.balancer, compared, ep), req.headers);
       let result: Answer<B> | Failure<B>;
       try {

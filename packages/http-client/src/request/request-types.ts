@@ -100,6 +100,21 @@ export interface EndpointStats {
   ejected: boolean;
 }
 
+/** Discovery of a client's service in {@link ClientStats}. */
+export interface DiscoveryStats {
+  /**
+   * The resolver's snapshot is stale (registry unreachable or silent, no leader, reset grace):
+   * the client keeps serving its last known endpoints (see the `discoveryStale` event).
+   */
+  stale: boolean;
+  /** While stale: since when (epoch ms). */
+  staleSince: number | undefined;
+  /** When the registry last confirmed the set (epoch ms); undefined before the first snapshot. */
+  lastConfirmedAt: number | undefined;
+  /** The snapshot's source (`consul`, `etcd`, `dns`…); undefined before the first snapshot. */
+  source: string | undefined;
+}
+
 /** A point-in-time view of a client. */
 export interface ClientStats {
   service: string;
@@ -111,5 +126,7 @@ export interface ClientStats {
   ready: number;
   /** Retries the budget allows right now (the budget exists even with `retry: false`: per-request policies draw on it). */
   retryBudget: number;
+  /** The freshness of the endpoints' source. */
+  discovery: DiscoveryStats;
   endpoints: EndpointStats[];
 }

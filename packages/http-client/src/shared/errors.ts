@@ -1,6 +1,7 @@
 import { ProxylessError, type ProxylessErrorOptions } from '@proxyless/core';
 import { errorBrand } from '@proxyless/core/internal';
 import type { FailureKind } from './attempt-outcome.js';
+import { describeStale, type DiscoveryStale } from './discovery-stale.js';
 import type { PickExplanation } from './pick-explanation-types.js';
 
 /** Context every request error of this package carries. */
@@ -15,6 +16,8 @@ export interface RequestErrorContext {
   cause?: unknown;
   /** With `explain: true`: why each attempt went where it went. */
   picks?: readonly PickExplanation[] | undefined;
+  /** Set when the request failed while discovery was stale. */
+  discoveryStale?: DiscoveryStale | undefined;
 }
 
 /** Base class of request errors: carries the service, attempts and endpoints tried. */
@@ -33,16 +36,19 @@ export class RequestError extends ProxylessError {
   readonly endpointsTried: readonly string[];
   /** With `explain: true`: why each attempt went where it went. */
   readonly picks: readonly PickExplanation[] | undefined;
+  /** Set when the request failed while discovery was stale: the endpoints tried may be out of date. */
+  readonly discoveryStale: DiscoveryStale | undefined;
 
   constructor(code: string, message: string, context: RequestErrorContext) {
     const options: ProxylessErrorOptions = context.cause === undefined ? {} : { cause: context.cause };
     super(code, `${message} (service "${context.service}", ${context.attempts} attempt(s)${
       context.endpointsTried.length > 0 ? `, tried ${context.endpointsTried.join(', ')}` : ''
-    })`, options);
+    }${context.discoveryStale === undefined ? '' : `; ${describeStale(context.discoveryStale, Date.now())}`})`, options);
     this.service = context.service;
     this.attempts = context.attempts;
     this.endpointsTried = context.endpointsTried;
     this.picks = context.picks;
+    this.discoveryStale = context.discoveryStale;
   }
 }
 

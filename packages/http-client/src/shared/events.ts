@@ -1,4 +1,5 @@
 import type { ConfigWarning, ServiceSnapshot } from '@proxyless/core';
+import type { DiscoveryStale } from './discovery-stale.js';
 import type { EndpointInfo } from './endpoint-info.js';
 
 /** Events of a {@link ProxylessClient}, for every endpoint state change. */
@@ -21,6 +22,10 @@ export interface ClientEvents {
   panic: [active: boolean];
   /** The resolver published a snapshot the client applied. */
   update: [snapshot: ServiceSnapshot];
+  /** Discovery turned stale (registry unreachable or silent, no leader, reset grace): the client keeps serving its last known endpoints. */
+  discoveryStale: [stale: DiscoveryStale];
+  /** Discovery is fresh again after `durationMs` stale (`stale` is what {@link ClientEvents.discoveryStale} reported). */
+  discoveryFresh: [stale: DiscoveryStale, durationMs: number];
   /** The configuration doctor found a setting that hurts in production (once per code); the warning names the fix. */
   configWarning: [warning: ConfigWarning];
   /** The resolver reported an error (the last good endpoints stay in use). */

@@ -32,4 +32,6 @@ export interface PickExplanation {
   readonly excluded: readonly { readonly endpoint: string; readonly reason: ExclusionReason }[];
   /** Whether the set was in panic mode (balancing over every endpoint whose breaker is not open). */
   readonly panic: boolean;
+  /** Whether discovery was stale: the set picked from is the last known one, maybe out of date. */
+  readonly discoveryStale: boolean;
 }
