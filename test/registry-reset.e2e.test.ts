@@ -14,12 +14,12 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConsulHttpClient, ConsulResolver, isProxylessError, type CatalogWatch, type Resolver, type ServiceSnapshot } from '@proxyless/core';
 import { EtcdResolver, etcdRegistry } from '@proxyless/etcd';
-import { createClient } from '@proxyless/http-client';
+import { createClient, type DiscoveryStale } from '@proxyless/http-client';
 import { Registrar, consulRegistry, type RegistrarOptions } from '@proxyless/registrar';
 import { startAndTimeFirstAnswer } from './support/agent-back.js';
 import { startConsulAgent, type ConsulAgent } from './support/consul.js';
 import { startEtcd } from './support/etcd.js';
-import { untilSnapshot } from './support/wait.js';
+import { until, untilSnapshot } from './support/wait.js';
 
 const TTL_MS = 3000;
 const HEARTBEAT_MS = 1000;
@@ -87,6 +87,14 @@ async function resetsUnderLoad(options: {
     return registrar;
   });
   const client = createClient({ service: options.service, resolver: options.resolver, timeoutMs: 2000 });
+  // The client's own view of each reset: stale while the registry is away or held in its grace, then fresh.
+  const clientStale = { started: 0, ended: 0, longestMs: 0 };
+  client.on('discoveryStale', () => clientStale.started++);
+  client.on('discoveryFresh', (_s, ms) => {
+    clientStale.ended++;
+    clientStale.longestMs = Math.max(clientStale.longestMs, ms);
+  });
+  client.on('error', () => undefined);
   const watch = options.resolver.watch(options.service);
   // Every fresh snapshot with fewer than the three live instances is a wrong answer published as the truth.
   const shrunk: number[] = [];
@@ -126,12 +134,14 @@ async function resetsUnderLoad(options: {
     const result = await load.stop();
     load = undefined;
     recording = false;
+    await until('the client fresh again', () => !client.stats().discovery.stale, 5000);
+    const staleAtEnd = client.stats().discovery.stale;
     // Control: the registrars leave, the registry did not reset: the empty set is believed at once.
     const leftAt = performance.now();
     await Promise.all(registrars.map((r) => r.close({ timeoutMs: 5000 })));
     const empty = await untilSnapshot(watch, (s) => s.instances.length === 0, GRACE_MS, 'an empty fresh set');
     const emptyAfter = Math.round(performance.now() - leftAt);
-    return { ...result, shrunk, unlisted, backToFull, emptyAfter, emptyStale: empty.stale };
+    return { ...result, shrunk, unlisted, backToFull, emptyAfter, emptyStale: empty.stale, clientStale, staleAtEnd };
   } finally {
     await load?.stop();
     await watch.close();
@@ -145,7 +155,15 @@ async function resetsUnderLoad(options: {
 
 function report(what: string, r: Awaited<ReturnType<typeof resetsUnderLoad>>): void {
   console.log(`      [measure] ${what}: ${r.ok} GETs ok, ${r.failed} failed ${JSON.stringify([...r.failures])}; fresh smaller sets published: ${r.shrunk.length}; service unlisted: ${r.unlisted}×; ` +
-    `registry back → fresh full set: ${r.backToFull.join(', ')} ms (grace ${GRACE_MS} ms); deregistered → empty believed after ${r.emptyAfter} ms`);
+    `registry back → fresh full set: ${r.backToFull.join(', ')} ms (grace ${GRACE_MS} ms); deregistered → empty believed after ${r.emptyAfter} ms; ` +
+    `client discoveryStale ${r.clientStale.started}×, discoveryFresh ${r.clientStale.ended}× (longest ${r.clientStale.longestMs} ms)`);
+}
+
+/** Each reset made the client's discovery stale (it said so), and every stale period ended. */
+function assertClientSawStale(r: Awaited<ReturnType<typeof resetsUnderLoad>>, resets: number): void {
+  assert.ok(r.clientStale.started >= resets, `the client said discovery was stale ${r.clientStale.started}× over ${resets} resets`);
+  assert.equal(r.clientStale.ended, r.clientStale.started, 'every stale period ended with discoveryFresh');
+  assert.equal(r.staleAtEnd, false);
 }
 
 describe('registry resets under load, three live registrars', function () {
@@ -174,6 +192,7 @@ describe('registry resets under load, three live registrars', function () {
       for (const ms of result.backToFull) assert.ok(ms <= GRACE_MS, `full set fresh again ${ms} ms after etcd was back`);
       assert.equal(result.emptyStale, false);
       assert.ok(result.emptyAfter < GRACE_MS, `the empty set took ${result.emptyAfter} ms`);
+      assertClientSawStale(result, 3);
     } finally {
       await resolver.close();
       await etcd.close();
@@ -204,6 +223,7 @@ describe('registry resets under load, three live registrars', function () {
       for (const ms of result.backToFull) assert.ok(ms <= GRACE_MS, `full set fresh again ${ms} ms after the agent was back`);
       assert.equal(result.emptyStale, false);
       assert.ok(result.emptyAfter < GRACE_MS, `the empty set took ${result.emptyAfter} ms`);
+      assertClientSawStale(result, 2);
     } finally {
       await resolver.close();
       await agent.stop();
@@ -230,10 +250,25 @@ describe('a Consul agent that goes silent under a long poll', function () {
     const resolver = new ConsulResolver({ address: agent.httpAddr, watchIdleMs: idleMs, backoff: { initialMs: 50, maxMs: 200 } }, );
     const pid = agent.pid;
     assert.ok(pid !== undefined);
+    let closeClient = async (): Promise<void> => undefined;
     try {
       const watch = resolver.watch('frozen');
       watch.on('error', () => undefined);
       await untilSnapshot(watch, (s) => !s.stale && s.instances.length === 1, 10_000, 'the instance');
+      // The balancing client on the same watch: it must say discovery is stale, and keep its endpoint.
+      const client = createClient({ service: 'frozen', resolver, logger: false });
+      const staleEvents: DiscoveryStale[] = [];
+      const freshEvents: [DiscoveryStale, number][] = [];
+      client.on('error', () => undefined);
+      let staleSeenAt = 0;
+      client.on('discoveryStale', (s) => {
+        staleSeenAt = performance.now();
+        staleEvents.push(s);
+      });
+      client.on('discoveryFresh', (s, ms) => freshEvents.push([s, ms]));
+      closeClient = () => client.close();
+      await sleep(50);
+      assert.deepEqual([client.stats().discovery.stale, client.stats().endpoints.length], [false, 1]);
       await sleep(300); // the watch is now in its long poll (wait 60 s by default)
       process.kill(pid, 'SIGSTOP');
       const frozenAt = performance.now();
@@ -247,12 +282,23 @@ describe('a Consul agent that goes silent under a long poll', function () {
       const resumedAt = performance.now();
       assert.equal(stale.instances.length, 1, 'the last good set stays');
       assert.ok(isProxylessError(watch.lastError, 'ERR_RESOLUTION_FAILED'), String(watch.lastError));
+      assert.equal(staleEvents.length, 1, 'the client said discovery is stale');
+      assert.equal(staleEvents[0]!.service, 'frozen');
+      assert.equal(staleEvents[0]!.lastConfirmedAt, stale.updatedAt);
+      assert.ok(isProxylessError(staleEvents[0]!.cause, 'ERR_RESOLUTION_FAILED'), String(staleEvents[0]!.cause));
+      const during = client.stats();
+      assert.deepEqual([during.discovery.stale, during.discovery.staleSince, during.endpoints.length], [true, staleEvents[0]!.since, 1]);
       await untilSnapshot(watch, (s) => !s.stale && s.instances.length === 1, 15_000, 'a fresh snapshot');
       const fresh = Math.round(performance.now() - resumedAt);
+      await until('the client fresh again', () => freshEvents.length === 1, 5000);
+      assert.equal(freshEvents[0]![0], staleEvents[0]);
+      assert.deepEqual([client.stats().discovery.stale, client.stats().discovery.staleSince, client.stats().endpoints.length], [false, undefined, 1]);
+      console.log(`      [measure] client: discoveryStale ${Math.round(staleSeenAt - frozenAt)} ms after the freeze, discoveryFresh after ${freshEvents[0]![1]} ms stale`);
       console.log(`      [measure] Consul agent frozen under a long poll → stale after ${noticed} ms (watchIdleMs ${idleMs}, check deadline ${Math.min(2000, idleMs)} ms); SIGCONT → fresh after ${fresh} ms`);
       // At most watchIdleMs of silence, then the check's deadline; generous margin for a loaded machine.
       assert.ok(noticed <= idleMs + Math.min(2000, idleMs) + 3000, `noticed after ${noticed} ms`);
     } finally {
+      await closeClient();
       await resolver.close();
     }
   });

@@ -33,7 +33,6 @@ export type {
   ServiceWatch,
   ServiceWatchEvents,
   ServiceSnapshot,
-  SnapshotChange,
   CallOptions,
 } from './resolver.js';
 export type { Balancer, Picker, PickContext, BalancerEndpoint, EndpointLoad } from './balancer.js';

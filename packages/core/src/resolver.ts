@@ -50,12 +50,6 @@ export interface SnapshotSourceInfo {
   readonly ttlMs?: number;
 }
 
-/**
- * What changed between two snapshots: the same type as {@link InstanceDiff}.
- * @deprecated Use {@link InstanceDiff}; this alias goes in the next minor release.
- */
-export type SnapshotChange = InstanceDiff;
-
 /** Events of a {@link ServiceWatch}. */
 export interface ServiceWatchEvents {
   /**
