@@ -57,7 +57,8 @@ const endpointSetWithBreakers = (name: string, files: { set: string; options: st
       breaker: { failure(): void; success(): void; counts: { fires: number }; state: string } | undefined;
     }
     interface EpSet {
-      apply(instances: readonly ServiceInstance[]): void;
+      /** Older builds: the whole list; from one diff per discovery change on: the watch's diff (`InstanceDiff`). */
+      apply(change: readonly ServiceInstance[] | { added: readonly ServiceInstance[]; removed: readonly ServiceInstance[]; updated: readonly ServiceInstance[] }): void;
       pick(context: undefined, nowMs: number): { endpoint: Ep; done(outcome: 'success'): void } | undefined;
       endpoints: IterableIterator<Ep>;
       close(graceMs: number): Promise<void>;
@@ -73,7 +74,13 @@ const endpointSetWithBreakers = (name: string, files: { set: string; options: st
     // function, older ones an emitter (the client): this one value is both.
     const emit = Object.assign(() => undefined, { emit: () => false });
     const set = new EndpointSet(options, balancer, emit);
-    set.apply(instances);
+    try {
+      set.apply({ added: instances, removed: [], updated: [] });
+    } catch (error) {
+      // An older build's apply() takes the whole list (and throws "not iterable" on a diff, before any change).
+      if (!(error instanceof TypeError)) throw error;
+      set.apply(instances);
+    }
     const eps = [...set.endpoints];
     const breaker = (i: number): NonNullable<Ep['breaker']> => eps[i % eps.length]!.breaker!;
     return {

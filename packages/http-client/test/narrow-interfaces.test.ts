@@ -31,8 +31,9 @@ describe('http-client: each piece gets the narrow interface it needs, never the 
     const options = resolveOptions({ service: 'svc', resolver: new StaticResolver({ services: {} }), logger: false });
     const emitted: string[] = [];
     const set = new EndpointSet(options, roundRobin(), (event, ..._args) => void emitted.push(event));
-    set.apply([instance(1)]);
-    set.apply([]);
+    const one = instance(1);
+    set.apply({ added: [one], removed: [], updated: [] });
+    set.apply({ added: [], removed: [one], updated: [] });
     assert.deepEqual(emitted, ['endpointAdded', 'endpointRemoved']);
     await set.close(0);
   });
