@@ -180,7 +180,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       }
     }
     this.#snapshot = snapshot;
-    this.#doctor.endpoints(snapshot.instances.length);
+    this.#doctor.endpoints(this.#set.size); // what is held (a stale empty answer is not applied)
     this.#noteStaleness(snapshot, announce);
   }
 
