@@ -4,6 +4,7 @@ import { isIP, connect } from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import { BadResponseError } from './consul-http.js';
 import { AbortedError, ClosedError, InvalidOptionError, ProxylessError, TimeoutError, errorBrand } from './errors.js';
+import { checkNumber } from './validate.js';
 
 /** A DNS server to ask: an IP literal and a port. */
 export interface DnsServer {
@@ -17,7 +18,7 @@ export interface DnsServer {
 export interface DnsTransportOptions {
   /** Servers, tried in turn. Default: the local Consul agent, `127.0.0.1:8600`. */
   servers?: readonly (DnsServer | string)[];
-  /** Time limit per attempt on one server, in ms. Default 2000. */
+  /** Time limit per attempt on one server, in ms (at most 600 000). Default 2000. */
   timeoutMs?: number;
   /** Rounds over the server list before giving up. Default 2. */
   attempts?: number;
@@ -108,8 +109,7 @@ function parseServer(value: DnsServer | string, i: number): Required<DnsServer> 
   if (typeof server !== 'object' || server === null || isIP(server.host) === 0) {
     throw new InvalidOptionError(`servers[${i}]`, value, 'must be an IP literal with an optional port');
   }
-  const port = server.port ?? 53;
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidOptionError(`servers[${i}].port`, port, 'must be an integer between 1 and 65535');
+  const port = checkNumber(`servers[${i}].port`, server.port, 53, { integer: true, min: 1, max: 65535 });
   // Answers are matched against the source address in its canonical form (as Node reports it).
   const host = isIP(server.host) === 6 ? new URL(`http://[${server.host}]`).hostname.slice(1, -1) : server.host;
   return { host, port };
@@ -134,14 +134,10 @@ export class DnsTransport {
     const servers: readonly (DnsServer | string)[] = options.servers ?? [{ host: '127.0.0.1', port: 8600 }];
     if (!Array.isArray(servers) || servers.length === 0) throw new InvalidOptionError('servers', servers, 'must be a non-empty array');
     this.servers = Object.freeze((servers as readonly (DnsServer | string)[]).map((s, i) => Object.freeze(parseServer(s, i))));
-    this.#timeoutMs = options.timeoutMs ?? 2000;
-    if (!Number.isFinite(this.#timeoutMs) || this.#timeoutMs <= 0) throw new InvalidOptionError('timeoutMs', options.timeoutMs, 'must be a positive number');
-    this.#attempts = options.attempts ?? 2;
-    if (!Number.isInteger(this.#attempts) || this.#attempts < 1) throw new InvalidOptionError('attempts', options.attempts, 'must be a positive integer');
-    this.#payload = options.udpPayloadSize ?? 4096;
-    if (!Number.isInteger(this.#payload) || this.#payload < 512 || this.#payload > 65535) {
-      throw new InvalidOptionError('udpPayloadSize', options.udpPayloadSize, 'must be an integer between 512 and 65535');
-    }
+    // A per-attempt timer waits for timeoutMs: at most 10 minutes, as the Consul client's (a Node timer past 2^31 ms fires at once).
+    this.#timeoutMs = checkNumber('timeoutMs', options.timeoutMs, 2000, { above: 0, max: 600_000 });
+    this.#attempts = checkNumber('attempts', options.attempts, 2, { integer: true, min: 1 });
+    this.#payload = checkNumber('udpPayloadSize', options.udpPayloadSize, 4096, { integer: true, min: 512, max: 65535 });
   }
 
   /**

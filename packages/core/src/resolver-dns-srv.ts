@@ -36,11 +36,11 @@ export interface DnsSrvResolverOptions extends DnsTransportOptions {
   domain?: string;
   /** Name style for services: `consul` (`web.service.consul`) or `rfc2782` (`_web._tcp.service.consul`). Default `consul`. */
   style?: 'consul' | 'rfc2782';
-  /** TTL floor, in ms: also the re-query period of a watch when records say TTL 0, as Consul's do. Default 1000. */
+  /** TTL floor, in ms: also the re-query period of a watch when records say TTL 0, as Consul's do. Default 1000. The TTL settings are at most a day. */
   minTtlMs?: number;
-  /** TTL ceiling, in ms. Default 300 000. */
+  /** TTL ceiling, in ms. Default 300 000 (or `minTtlMs` when higher). */
   maxTtlMs?: number;
-  /** How long an NXDOMAIN is remembered, in ms (upper bound on the SOA minimum). Default 5000. */
+  /** How long an NXDOMAIN is remembered, in ms (upper bound on the SOA minimum). Default 5000 (or `minTtlMs` when higher). */
   negativeTtlMs?: number;
   /** Backoff of a watch on errors. Default `{ initialMs: 250, maxMs: 30 000 }`. */
   backoff?: BackoffOptions;
@@ -268,14 +268,11 @@ export class DnsSrvResolver implements Resolver<DnsSrvQuery> {
     this.#domain = validateDnsName(domain ?? 'consul', 'domain');
     this.#style = style ?? 'consul';
     if (this.#style !== 'consul' && this.#style !== 'rfc2782') throw new InvalidOptionError('style', style, 'must be consul or rfc2782');
-    const floor = minTtlMs ?? 1000;
-    const ceiling = maxTtlMs ?? 300_000;
-    const negative = negativeTtlMs ?? 5000;
-    if (!Number.isFinite(floor) || floor < 0) throw new InvalidOptionError('minTtlMs', minTtlMs, 'must be a number ≥ 0');
-    if (!Number.isFinite(ceiling) || ceiling < floor) throw new InvalidOptionError('maxTtlMs', maxTtlMs, 'must be a number ≥ minTtlMs');
-    if (!Number.isFinite(negative) || negative < floor) throw new InvalidOptionError('negativeTtlMs', negativeTtlMs, 'must be a number ≥ minTtlMs');
-    const entries = maxCacheEntries ?? 1000;
-    if (!Number.isInteger(entries) || entries < 1) throw new InvalidOptionError('maxCacheEntries', maxCacheEntries, 'must be a positive integer');
+    // At most a day: a watch sleeps for these (a Node timer cannot wait 2^31 ms); the defaults rise with a raised floor.
+    const floor = checkNumber('minTtlMs', minTtlMs, 1000, { min: 0, max: 86_400_000 });
+    const ceiling = checkNumber('maxTtlMs', maxTtlMs, Math.max(300_000, floor), { min: floor, minOf: 'minTtlMs', max: 86_400_000 });
+    const negative = checkNumber('negativeTtlMs', negativeTtlMs, Math.max(5000, floor), { min: floor, minOf: 'minTtlMs', max: 86_400_000 });
+    const entries = checkNumber('maxCacheEntries', maxCacheEntries, 1000, { integer: true, min: 1 });
     this.#cache = new TtlCache(floor, ceiling, negative, entries);
     const propagation = checkNumber('expectedPropagationMs', expectedPropagationMs, 10_000, { min: 0 });
     const log = checkLogger(logger);

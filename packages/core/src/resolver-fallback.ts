@@ -1,7 +1,7 @@
 import { ClosedError, InvalidOptionError, ResolutionFailedError, isProxylessError } from './errors.js';
 import type { CallOptions, Resolver, ServiceSnapshot, ServiceWatch } from './resolver.js';
 import type { ServiceInstance } from './service-instance.js';
-import { checkKnownKeys, optionKeys, validateServiceName } from './validate.js';
+import { checkKnownKeys, checkNumber, optionKeys, validateServiceName } from './validate.js';
 import { WatchHub, type WatchSink } from './watch-hub.js';
 
 /** Options of {@link FallbackResolver}. */
@@ -17,7 +17,7 @@ export interface FallbackResolverOptions<PrimaryQuery extends object, SecondaryQ
   /**
    * How long a new watch waits for the primary's first answer before it also
    * opens the secondary, in ms. Covers a primary that hangs rather than fails
-   * (its own request timeout can be many seconds). Default 2000.
+   * (its own request timeout can be many seconds). Default 2000; at most 3 600 000.
    */
   primaryTimeoutMs?: number;
 }
@@ -69,11 +69,8 @@ export class FallbackResolver<PrimaryQuery extends object = object, SecondaryQue
     this.#secondary = options.secondary;
     this.#map = options.secondaryQuery ?? ((q) => q as unknown as SecondaryQuery);
     this.#closeResolvers = options.closeResolvers ?? false;
-    const timeout = options.primaryTimeoutMs ?? 2000;
-    if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout < 0) {
-      throw new InvalidOptionError('primaryTimeoutMs', timeout, 'must be a finite number >= 0');
-    }
-    this.#primaryTimeoutMs = timeout;
+    // At most an hour: a timer waits for it (a Node timer past 2^31 ms fires at once, and the secondary would open at once).
+    this.#primaryTimeoutMs = checkNumber('primaryTimeoutMs', options.primaryTimeoutMs, 2000, { min: 0, max: 3_600_000 });
     this.#hub = new WatchHub<PrimaryQuery>('fallback', (service, query, sink) => this.#run(service, query, sink));
   }
 

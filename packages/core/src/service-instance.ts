@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { InvalidOptionError } from './errors.js';
+import { checkNumber, type NumberRule } from './validate.js';
 
 /** Health of one instance as its registry reports it. */
 export type HealthStatus = 'passing' | 'warning' | 'critical';
@@ -66,6 +67,8 @@ export interface ServiceInstanceInit {
 
 const hostnamePattern = /^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$/;
 const healthValues: readonly string[] = ['passing', 'warning', 'critical'];
+/** Consul's `Weights` are 16-bit. */
+const weightRule: NumberRule = { integer: true, min: 0, max: 65535 };
 
 /**
  * True when `address` is something a client can connect to: an IPv4/IPv6
@@ -82,12 +85,6 @@ function invalid(option: string, value: unknown, expectation: string): never {
   throw new InvalidOptionError(option, value, expectation);
 }
 
-function checkWeight(option: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 65535) {
-    invalid(option, value, 'must be an integer between 0 and 65535');
-  }
-  return value;
-}
 
 /**
  * Validates `init` and returns a frozen {@link ServiceInstance}.
@@ -97,10 +94,7 @@ export function createServiceInstance(init: ServiceInstanceInit): ServiceInstanc
   if (typeof init !== 'object' || init === null) invalid('instance', init, 'must be an object');
   if (typeof init.service !== 'string' || init.service.length === 0) invalid('instance.service', init.service, 'must be a non-empty string');
   if (!isConnectableAddress(init.address)) invalid('instance.address', init.address, 'must be an IP address or host name');
-  const port = init.port;
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-    invalid('instance.port', port, 'must be an integer between 1 and 65535');
-  }
+  const port = checkNumber('instance.port', init.port, undefined, { integer: true, min: 1, max: 65535 });
   const tags = init.tags ?? [];
   if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string')) invalid('instance.tags', tags, 'must be an array of strings');
   const metaIn = init.meta ?? {};
@@ -112,8 +106,8 @@ export function createServiceInstance(init: ServiceInstanceInit): ServiceInstanc
   }
   const weightsIn = init.weights ?? { passing: 1, warning: 1 };
   const weights: ServiceWeights = Object.freeze({
-    passing: checkWeight('instance.weights.passing', weightsIn.passing),
-    warning: checkWeight('instance.weights.warning', weightsIn.warning),
+    passing: checkNumber('instance.weights.passing', weightsIn.passing, undefined, weightRule),
+    warning: checkNumber('instance.weights.warning', weightsIn.warning, undefined, weightRule),
   });
   const health = init.health ?? 'passing';
   if (!healthValues.includes(health)) invalid('instance.health', health, 'must be passing, warning or critical');

@@ -73,6 +73,8 @@ export function validatePartition(partition: unknown, option = 'partition'): str
 export interface NumberRule {
   /** Inclusive lower bound. */
   min?: number;
+  /** The option `min` comes from, named in the message (`must be ≥ minTtlMs (1000)`). */
+  minOf?: string;
   /** Inclusive upper bound. */
   max?: number;
   /** Exclusive lower bound. */
@@ -94,7 +96,7 @@ export function checkNumber(option: string, value: unknown, fallback: number | u
   }
   if (typeof value !== 'number' || !Number.isFinite(value)) throw new InvalidOptionError(option, value, 'must be a finite number');
   if (rule.integer === true && !Number.isInteger(value)) throw new InvalidOptionError(option, value, 'must be an integer');
-  if (rule.min !== undefined && value < rule.min) throw new InvalidOptionError(option, value, `must be ≥ ${rule.min}`);
+  if (rule.min !== undefined && value < rule.min) throw new InvalidOptionError(option, value, rule.minOf === undefined ? `must be ≥ ${rule.min}` : `must be ≥ ${rule.minOf} (${rule.min})`);
   if (rule.max !== undefined && value > rule.max) throw new InvalidOptionError(option, value, `must be ≤ ${rule.max}`);
   if (rule.above !== undefined && value <= rule.above) throw new InvalidOptionError(option, value, `must be > ${rule.above}`);
   return value;

@@ -199,6 +199,25 @@ describe('validation of names and options', () => {
   });
 });
 
+describe('timer-bound options (checkNumber: named, bounded below a Node timer\'s 2^31 ms)', () => {
+  it('a raised minTtlMs raises the TTL defaults with it instead of failing on options the user never set', async () => {
+    const dns = new DnsSrvResolver({ minTtlMs: 10_000 });
+    await dns.close();
+    assert.throws(
+      () => new DnsSrvResolver({ minTtlMs: 10, maxTtlMs: 5 }),
+      (e: unknown) => e instanceof InvalidOptionError && e.option === 'maxTtlMs' && e.message.includes('must be ≥ minTtlMs (10)'),
+    );
+  });
+
+  it('rejects waits a Node timer cannot make (it would fire at once), naming the option', async () => {
+    const { DnsTransport } = await import('@proxyless/core');
+    const named = (option: string) => (e: unknown) => e instanceof InvalidOptionError && e.option === option;
+    assert.throws(() => new FallbackResolver({ primary: new StaticResolver(), secondary: new StaticResolver(), primaryTimeoutMs: 3e9 }), named('primaryTimeoutMs'));
+    assert.throws(() => new DnsTransport({ timeoutMs: 3e9 }), named('timeoutMs'));
+    assert.throws(() => new DnsSrvResolver({ minTtlMs: 3e9 }), named('minTtlMs'));
+  });
+});
+
 describe('DNS helpers', () => {
   it('decodes Consul .addr. targets: 8 hex digits are IPv4, 32 are IPv6', () => {
     assert.equal(decodeAddrTarget('7f000007.addr.dc1.consul.'), '127.0.0.7');

@@ -57,7 +57,7 @@ export interface EtcdResolverOptions extends EtcdConnectionOptions {
    * per endpoint, whatever the number of streams); a member that does not
    * answer within `timeoutMs` is left for the next endpoint and the snapshot
    * is marked stale meanwhile. Default 30 000 ms (at rest, one read per endpoint
-   * every 30 s, however many services are watched).
+   * every 30 s, however many services are watched); 100 to 3 600 000.
    */
   watchIdleMs?: number;
   /**
@@ -141,12 +141,10 @@ export class EtcdResolver extends EventEmitter<EtcdResolverEvents> implements Re
     if (typeof this.layout !== 'object' || typeof this.layout.servicePrefix !== 'function' || typeof this.layout.parse !== 'function') {
       throw new InvalidOptionError('layout', this.layout, 'must be an EtcdKeyLayout (servicePrefix and parse)');
     }
-    const max = maxValueBytes ?? 65_536;
-    if (!Number.isInteger(max) || max < 1) throw new InvalidOptionError('maxValueBytes', max, 'must be a positive integer');
-    this.#maxValueBytes = max;
+    this.#maxValueBytes = checkNumber('maxValueBytes', maxValueBytes, 65_536, { integer: true, min: 1 });
     this.#backoff = checkBackoff('backoff', backoff, { initialMs: 100, maxMs: 10_000 });
-    this.#watchIdleMs = watchIdleMs ?? 30_000;
-    if (!Number.isInteger(this.#watchIdleMs) || this.#watchIdleMs < 100) throw new InvalidOptionError('watchIdleMs', watchIdleMs, 'must be an integer of at least 100 (ms)');
+    // At most an hour: a timer waits for it (a Node timer past 2^31 ms fires at once).
+    this.#watchIdleMs = checkNumber('watchIdleMs', watchIdleMs, 30_000, { integer: true, min: 100, max: 3_600_000 });
     this.#resetGraceMs = checkNumber('resetGraceMs', resetGraceMs, defaultResetGraceMs, { integer: true, min: 0, max: 3_600_000 });
     if (client !== undefined) {
       if (!(client instanceof EtcdClient)) throw new InvalidOptionError('client', client, 'must be an EtcdClient');

@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { isProxylessError } from '@proxyless/core';
 import {
   EtcdClient,
+  EtcdResolver,
   MalformedValueError,
   confdLayout,
   etcdOptionsFromEnv,
@@ -49,6 +50,11 @@ describe('etcd connection settings', () => {
     assert.throws(() => resolveEtcdConnection({ endpoints: 'ftp://x:1' }, {}), /endpoints\[0\]/);
     assert.throws(() => resolveEtcdConnection({ endpoints: 'http://x:1/v3' }, {}), /path/);
     assert.throws(() => resolveEtcdConnection({ timeoutMs: 0 }, {}), /timeoutMs/);
+  });
+
+  it('rejects a watchIdleMs a Node timer cannot wait (it would fire at once), naming it', () => {
+    assert.throws(() => new EtcdResolver({ endpoints: '127.0.0.1:1', env: {}, watchIdleMs: 3e9 }), (e: unknown) => isProxylessError(e, 'ERR_INVALID_OPTION') && /watchIdleMs/.test(e.message));
+    assert.throws(() => new EtcdResolver({ endpoints: '127.0.0.1:1', env: {}, watchIdleMs: 99 }), /watchIdleMs/);
   });
 });
 

@@ -5,7 +5,7 @@
  * @module
  */
 import { InvalidOptionError, type ConfigLogger, type ConfigWarning } from '@proxyless/core';
-import { checkLogger, formatConfigWarning } from '@proxyless/core/internal';
+import { checkLogger, checkNumber, formatConfigWarning } from '@proxyless/core/internal';
 import type { ResolvedOptions, RetryLayer } from './options.js';
 import type { RequestPolicy } from './policy.js';
 
@@ -51,8 +51,7 @@ export function checkRetryLayers(value: unknown): readonly RetryLayer[] {
     value.map((layer: unknown, i) => {
       const l = layer as Partial<RetryLayer> | null;
       if (typeof l !== 'object' || l === null || typeof l.name !== 'string' || l.name === '') throw new InvalidOptionError(`retryLayers[${i}].name`, l?.name, 'must be a non-empty string');
-      if (typeof l.attempts !== 'number' || !Number.isInteger(l.attempts) || l.attempts < 1) throw new InvalidOptionError(`retryLayers[${i}].attempts`, l.attempts, 'must be an integer ≥ 1');
-      return Object.freeze({ name: l.name, attempts: l.attempts });
+      return Object.freeze({ name: l.name, attempts: checkNumber(`retryLayers[${i}].attempts`, l.attempts, undefined, { integer: true, min: 1 }) });
     }),
   );
 }
