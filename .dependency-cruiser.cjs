@@ -40,10 +40,10 @@ module.exports = {
       name: 'core-stays-generic',
       severity: 'error',
       comment:
-        '@proxyless/core is what every transport and registry builds on: it never imports http-client, registrar or etcd. ' +
+        '@proxyless/core is what every transport and registry builds on: it never imports http-client, registrar, etcd or load-report. ' +
         'Move the shared piece into core, or keep it in the package that needs it.',
       from: { path: '^packages/core/' },
-      to: { path: [pkg('http-client'), pkg('registrar'), pkg('etcd')] },
+      to: { path: [pkg('http-client'), pkg('registrar'), pkg('etcd'), pkg('load-report')] },
     },
     {
       name: 'registrar-not-http-client',
@@ -65,6 +65,15 @@ module.exports = {
       comment: '@proxyless/etcd is a resolver and registry; it does not depend on the HTTP client. Nothing in it may import @proxyless/http-client.',
       from: { path: '^packages/etcd/' },
       to: { path: pkg('http-client') },
+    },
+    {
+      name: 'load-report-core-only',
+      severity: 'error',
+      comment:
+        '@proxyless/load-report runs inside every service, on every request: it imports only @proxyless/core (the report format), ' +
+        'never the client, the registrar or etcd. A service that reports its load need not register through Proxyless nor call anything.',
+      from: { path: '^packages/load-report/' },
+      to: { path: [pkg('http-client'), pkg('registrar'), pkg('etcd')] },
     },
     {
       name: 'src-not-tests',

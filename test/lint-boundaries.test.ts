@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const bin = join(repoRoot, 'node_modules/dependency-cruiser/bin/dependency-cruise.mjs');
-const packages = ['core', 'registrar', 'http-client', 'etcd'];
+const packages = ['core', 'registrar', 'http-client', 'etcd', 'load-report'];
 
 interface Run {
   code: number;
@@ -94,6 +94,8 @@ describe('import rules (npm run lint:deps)', function () {
       // http-client's layers: a lower folder importing a higher one.
       ['http-client/src/endpoints/zz-leak.ts', "import type { Call } from '../request/call.js';\nexport type C = Call;\n", 'http-client-layer-endpoints', 'packages/http-client/src/request/call.ts'],
       ['http-client/src/shared/zz-leak.ts', "import type { ProxylessClient } from '../client.js';\nexport type C = ProxylessClient;\n", 'http-client-layer-shared', 'packages/http-client/src/client.ts'],
+      ['load-report/src/zz-leak.ts', "import type { Registrar } from '@proxyless/registrar';\nexport type R = Registrar;\n", 'load-report-core-only', 'packages/registrar/src/index.ts'],
+      ['core/src/zz-leak-report.ts', "export { LoadReporter } from '@proxyless/load-report';\n", 'core-stays-generic', 'packages/load-report/src/index.ts'],
       ['core/src/zz-leak-test.ts', "export * from '../test/zz-helper.js';\n", 'src-not-tests', 'packages/core/test/zz-helper.ts'],
     ] as const;
     await writeFile(join(copy, 'packages/core/test/zz-helper.ts'), 'export const helper = 1;\n');

@@ -134,7 +134,7 @@ describe('packaging: the tarballs installed into an app outside the repository',
       if (withPeers) {
         it('packs every workspace package (found from the root package.json)', () => {
           const names = packed.map((p) => p.manifest.name);
-          for (const name of ['@proxyless/core', '@proxyless/registrar', '@proxyless/http-client']) assert.ok(names.includes(name), names.join());
+          for (const name of ['@proxyless/core', '@proxyless/registrar', '@proxyless/http-client', '@proxyless/load-report']) assert.ok(names.includes(name), names.join());
           assert.equal(packed.length, workspacePackages().length);
         });
 
@@ -222,12 +222,14 @@ describe('packaging: the tarballs installed into an app outside the repository',
       /** The same program in both module systems: a registered service answers through the balancing client; metrics through prom-client when installed. */
       const flow = (load: (spec: string) => string): string => `
 const { createServer } = ${load('node:http')};
-const { ConsulResolver, ClosedError } = ${load('@proxyless/core')};
+const { ConsulResolver, ClosedError, parseLoadReport } = ${load('@proxyless/core')};
 const { Registrar } = ${load('@proxyless/registrar')};
+const { LoadReporter, loadReportListener } = ${load('@proxyless/load-report')};
 const http = ${load('@proxyless/http-client')};
 ${withPeers ? `const { registerClientMetrics } = ${load('@proxyless/http-client/prometheus')};\nconst { Registry } = ${load('prom-client')};` : ''}
 async function main(name) {
-  const server = createServer((req, res) => res.end('hello from ' + name));
+  const reporter = new LoadReporter();
+  const server = createServer(loadReportListener(reporter, (req, res) => res.end('hello from ' + name)));
   await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
   const registrar = new Registrar({ name, port: server.address().port, address: '127.0.0.1', logger: false });
   await registrar.start({ timeoutMs: 20000 });
@@ -237,11 +239,13 @@ async function main(name) {
   const res = await client.text('/');
   const metrics = ${withPeers ? '/proxyless_http_client_/.test(await registry.metrics())' : 'false'};
   const traces = await http.telemetryReady();
+  const report = parseLoadReport(res.headers['endpoint-load-metrics'])?.named_metrics?.rif === 0;
+  await reporter.close();
   await client.close();
   await resolver.close();
   await registrar.close();
   server.close();
-  return { status: res.statusCode, body: res.body, metrics, traces, oneCopy: http.ClosedError === ClosedError };
+  return { status: res.statusCode, body: res.body, metrics, traces, report, oneCopy: http.ClosedError === ClosedError };
 }
 `;
       /** Without peers: an entry point that needs one fails to load with an error that names it (not a type error, not a crash elsewhere). */
@@ -267,7 +271,7 @@ async function main(name) {
         assert.equal(result.code, 0, `${file}:\n${result.stdout}\n${result.stderr}`);
         return JSON.parse(result.stdout.trim().split('\n').at(-1)!) as Out;
       };
-      const expectedFlow = (name: string): Record<string, unknown> => ({ status: 200, body: `hello from ${name}`, metrics: withPeers, traces: withPeers, oneCopy: true });
+      const expectedFlow = (name: string): Record<string, unknown> => ({ status: 200, body: `hello from ${name}`, metrics: withPeers, traces: withPeers, report: true, oneCopy: true });
 
       let esmExports: Record<string, string[]> | undefined;
 
@@ -306,6 +310,7 @@ async function main(name) {
 import { ConsulResolver, StaticResolver, isProxylessError, type ServiceInstance, type DnsMessage } from '@proxyless/core';
 import { Registrar, type RegistrarLogger, type RegistrarOptions } from '@proxyless/registrar';
 import { createClient, telemetryReady, type ProxylessClient } from '@proxyless/http-client';
+import { LoadReporter, loadReportListener, loadReportExpress, loadReportFastify, type LoadReporterOptions } from '@proxyless/load-report';
 ${withPeers ? "import { registerClientMetrics } from '@proxyless/http-client/prometheus';\nimport { Registry } from 'prom-client';" : ''}
 
 const logger: RegistrarLogger = { warn: (m: string) => void m, info: (m: string) => void m };
@@ -316,6 +321,10 @@ export const fixed = new StaticResolver({ services: { web: [{ address: '127.0.0.
 export const client: ProxylessClient = createClient({ service: 'web', resolver });
 ${withPeers ? 'export const metrics = registerClientMetrics(client, { registry: new Registry() });' : ''}
 export const traces: Promise<boolean> = telemetryReady();
+const loadOptions: LoadReporterOptions = { format: 'JSON', probePath: false };
+export const load = new LoadReporter(loadOptions);
+export const listener = loadReportListener(load, (_req, res) => res.end());
+export const adapters = [loadReportExpress(load), loadReportFastify(load)] as const;
 export const first = (list: readonly ServiceInstance[]): string | undefined => list[0]?.id;
 export const coded = (e: unknown): boolean => isProxylessError(e, 'ERR_TIMEOUT');
 export type Message = DnsMessage;

@@ -96,6 +96,8 @@ const scalarMax: Readonly<Record<ScalarField, number>> = {
   eps: Infinity,
 };
 const mapMax: Readonly<Record<MapField, number>> = { request_cost: Infinity, utilization: 1, named_metrics: Infinity };
+const scalarMaxByIndex: readonly number[] = scalarFields.map((f) => scalarMax[f]);
+const mapMaxByIndex: readonly number[] = mapFields.map((f) => mapMax[f]);
 // proto3's JSON mapping accepts the lowerCamelCase name as well as the field's own.
 const jsonNames: ReadonlyMap<string, ScalarField | MapField> = new Map<string, ScalarField | MapField>([
   ...scalarFields.map((f) => [f, f] as const),
@@ -109,6 +111,8 @@ const jsonNames: ReadonlyMap<string, ScalarField | MapField> = new Map<string, S
 ]);
 
 const keyPattern = /^[A-Za-z0-9_\-./]+$/;
+// Names Object.prototype has (`__proto__`, `constructor`…): a Set, since `key in Object.prototype` is a slow lookup per key.
+const prototypeNames: ReadonlySet<string> = new Set(Object.getOwnPropertyNames(Object.prototype));
 // A decimal number as absl::SimpleAtod reads it, minus inf/nan/hex: Envoy's TEXT values.
 const textNumberPattern = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 
@@ -119,7 +123,7 @@ const textNumberPattern = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
  * map is a plain object that no key can reshape.
  */
 export function isLoadReportKey(key: string): boolean {
-  return key.length <= loadReportLimits.maxKeyChars && keyPattern.test(key) && !(key in Object.prototype);
+  return key.length <= loadReportLimits.maxKeyChars && keyPattern.test(key) && !prototypeNames.has(key);
 }
 
 function validValue(value: number, max: number): boolean {
@@ -179,44 +183,53 @@ export function formatLoadReport(report: LoadReport, format: LoadReportFormat = 
   return `TEXT ${parts.join(', ')}`;
 }
 
-/** A report under construction: rejects duplicates, out-of-range values and too many entries. */
+// Field name → index into scalarFields / mapFields (a Map: the names read from a header are never interned).
+const scalarIndex: ReadonlyMap<string, number> = new Map(scalarFields.map((f, i) => [f, i]));
+const mapIndex: ReadonlyMap<string, number> = new Map(mapFields.map((f, i) => [f, i]));
+
+/**
+ * A report under construction: rejects duplicates, out-of-range values and
+ * too many entries. Fields live in arrays by index and the report object is
+ * made once at the end, in proto order (parsing is on a client's hot path).
+ */
 class ReportBuilder {
-  readonly scalars: Partial<Record<ScalarField, number>> = {};
-  readonly maps: Partial<Record<MapField, Record<string, number>>> = {};
+  private readonly scalars: (number | undefined)[] = [undefined, undefined, undefined, undefined, undefined];
+  private readonly maps: (Record<string, number> | undefined)[] = [undefined, undefined, undefined];
   private entries = 0;
 
   /** False when the value is invalid or the field already set. */
-  setScalar(field: ScalarField, value: number): boolean {
-    if (field in this.scalars || !validValue(value, scalarMax[field])) return false;
-    this.scalars[field] = value + 0; // -0 reads as 0
+  setScalar(i: number, value: number): boolean {
+    if (this.scalars[i] !== undefined || !validValue(value, scalarMaxByIndex[i] ?? 0)) return false;
+    this.scalars[i] = value + 0; // -0 reads as 0
     return true;
   }
 
   /** False when the key or value is invalid, the key already set, or the report holds too many entries. */
-  setMapEntry(field: MapField, key: string, value: number): boolean {
-    if (!isLoadReportKey(key) || !validValue(value, mapMax[field])) return false;
+  setMapEntry(i: number, key: string, value: number): boolean {
+    if (!isLoadReportKey(key) || !validValue(value, mapMaxByIndex[i] ?? 0)) return false;
     if (++this.entries > loadReportLimits.maxMapEntries) return false;
-    const map = (this.maps[field] ??= {});
+    const map = (this.maps[i] ??= {});
     if (Object.hasOwn(map, key)) return false;
     map[key] = value + 0; // -0 reads as 0
     return true;
   }
 
-  /** Whether a map field was given (JSON: the same map twice is a duplicate even when empty). */
-  hasMap(field: MapField): boolean {
-    return field in this.maps;
-  }
-
-  openMap(field: MapField): void {
-    this.maps[field] ??= {};
+  /** Opens map `i`; false if it was already given (JSON: the same map twice is a duplicate, even empty). */
+  openMap(i: number): boolean {
+    if (this.maps[i] !== undefined) return false;
+    this.maps[i] = {};
+    return true;
   }
 
   build(): LoadReport {
     const report: Record<string, unknown> = {};
-    for (const field of scalarFields) if (this.scalars[field] !== undefined) report[field] = this.scalars[field];
-    for (const field of mapFields) {
-      const map = this.maps[field];
-      if (map !== undefined && Object.keys(map).length > 0) report[field] = Object.freeze(map);
+    for (let i = 0; i < scalarFields.length; i++) {
+      const value = this.scalars[i];
+      if (value !== undefined) report[scalarFields[i] ?? ''] = value;
+    }
+    for (let i = 0; i < mapFields.length; i++) {
+      const map = this.maps[i];
+      if (map !== undefined && Object.keys(map).length > 0) report[mapFields[i] ?? ''] = Object.freeze(map);
     }
     return Object.freeze(report);
   }
@@ -228,7 +241,9 @@ function parseText(body: string): LoadReport | undefined {
   if (body.trim() === '') return report.build();
   for (const rawEntry of body.split(',')) {
     const entry = rawEntry.trim();
-    const eq = entry.search(/[=:]/);
+    let eq = entry.indexOf('=');
+    const colon = entry.indexOf(':');
+    if (eq === -1 || (colon !== -1 && colon < eq)) eq = colon;
     if (eq <= 0) return undefined;
     const key = entry.slice(0, eq).trimEnd();
     const text = entry.slice(eq + 1).trimStart();
@@ -236,12 +251,11 @@ function parseText(body: string): LoadReport | undefined {
     const value = Number(text);
     const dot = key.indexOf('.');
     if (dot === -1) {
-      if (!(scalarFields as readonly string[]).includes(key)) return undefined;
-      if (!report.setScalar(key as ScalarField, value)) return undefined;
+      const i = scalarIndex.get(key);
+      if (i === undefined || !report.setScalar(i, value)) return undefined;
     } else {
-      const map = key.slice(0, dot);
-      if (!(mapFields as readonly string[]).includes(map)) return undefined;
-      if (!report.setMapEntry(map as MapField, key.slice(dot + 1), value)) return undefined;
+      const i = mapIndex.get(key.slice(0, dot));
+      if (i === undefined || !report.setMapEntry(i, key.slice(dot + 1), value)) return undefined;
     }
   }
   return report.build();
@@ -310,13 +324,13 @@ class JsonReader {
     const ok = this.members((name) => {
       const field = jsonNames.get(name);
       if (field === undefined) return false;
-      if ((scalarFields as readonly string[]).includes(field)) {
+      const scalar = scalarIndex.get(field);
+      if (scalar !== undefined) {
         const value = this.number();
-        return value !== undefined && report.setScalar(field as ScalarField, value);
+        return value !== undefined && report.setScalar(scalar, value);
       }
-      const map = field as MapField;
-      if (report.hasMap(map)) return false;
-      report.openMap(map);
+      const map = mapIndex.get(field) ?? -1;
+      if (!report.openMap(map)) return false;
       return this.members((key) => {
         const value = this.number();
         return value !== undefined && report.setMapEntry(map, key, value);
