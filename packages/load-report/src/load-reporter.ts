@@ -7,16 +7,8 @@
  */
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
-import {
-  InvalidOptionError,
-  checkNumber,
-  checkOptions,
-  formatLoadReport,
-  isLoadReportKey,
-  optionKeys,
-  type LoadReport,
-  type LoadReportFormat,
-} from '@proxyless/core';
+import { InvalidOptionError, formatLoadReport, isLoadReportKey, type LoadReport, type LoadReportFormat } from '@proxyless/core';
+import { checkNumber, checkOptions, optionKeys } from '@proxyless/core/internal';
 
 /** Options of {@link LoadReporter}; every one has a default ({@link loadReporterDefaults}). */
 export interface LoadReporterOptions {
