@@ -175,7 +175,7 @@ export async function run(): Promise<void> {
   } catch { /* no lscpu */ }
   process.stdout.write(
     `# http-client bench\ncommand: ${process.argv.map((a) => a.replace(/^.*node_modules\//, '')).join(' ')}\n` +
-      `node ${process.version}, undici ${version('undici')}, opossum ${version('opossum')}, nginx ${nginxVersion() ?? 'absent'}\n` +
+      `node ${process.version}, undici ${version('undici')}, nginx ${nginxVersion() ?? 'absent'}\n` +
       `machine: ${model}\nconcurrency ${CONCURRENCY}, ${RUNS} interleaved runs × ${RUN_MS} ms (≤ ${MAX_REQUESTS} requests) per config; median [min–max]\n`,
   );
   if (!nginxVersion()) throw new Error('nginx is required (apt-get install -y nginx)');

@@ -5,7 +5,8 @@ import {
 } from '@proxyless/core';
 import { checkKnownKeys, optionKeys, withDeadline } from '@proxyless/core/internal';
 import { Call, CallList } from './request/call.js';
-import { EndpointSet } from './endpoints/endpoint-set.js';
+import { EndpointSet, type EmptyReason } from './endpoints/endpoint-set.js';
+import { breakerStateOf } from './endpoints/health.js';
 import {
   CircuitOpenError,
   DeadlineExceededError,
@@ -15,7 +16,7 @@ import {
   type RequestErrorContext,
 } from './shared/errors.js';
 import { ClientDoctor, explainConfig, type ExplainedConfig } from './config/doctor.js';
-import type { ClientEvents, EmitClientEvent, OnClientEvent } from './shared/events.js';
+import type { ClientEvents, EmitClientEvent } from './shared/events.js';
 import type { DiscoveryStale } from './shared/discovery-stale.js';
 import { ClientTelemetry } from './observe/tracing.js';
 import { toRequestOptions, toWebResponse } from './request/fetch-adapter.js';
@@ -126,18 +127,16 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     const emit: EmitClientEvent = (event, ...args) => {
       emitAny(event, ...args);
     };
-    const on: OnClientEvent = (event, listener) => {
-      this.on(event, listener);
-    };
     this.#set = new EndpointSet(o, this.#balancer, emit);
-    this.#telemetry = new ClientTelemetry(o.service, on);
+    // Telemetry hears the endpoints' health transitions from the set that reports them.
+    this.#telemetry = new ClientTelemetry(o.service, this.#set);
     const staleness = (): DiscoveryStale | undefined => this.#stale;
     this.#host = {
       service: o.service,
       set: this.#set,
       budget: this.#budget,
       failureStatus: statusTable(o.failureStatuses),
-      emptyError: (context) => this.#emptyError(context),
+      emptyError: (context, reason) => this.#emptyError(context, reason),
       stoppedError: (call, context) => this.#stoppedError(call, context),
       waitForSnapshot: (req, call) => (this.#set.hasSnapshot ? undefined : this.#waitForSnapshot(req, call)),
       finished: (call) => this.#finished(call),
@@ -380,9 +379,9 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     return this.#destroyError ?? new ClosedError(`Client for "${this.#service}"`);
   }
 
-  #emptyError(context: RequestErrorContext): Error {
+  #emptyError(context: RequestErrorContext, reason: EmptyReason): Error {
     if (this.#closed) return this.#closedError();
-    return this.#set.emptyReason() === 'circuitOpen' ? new CircuitOpenError(context) : new NoHealthyEndpointsError(context);
+    return reason === 'circuitOpen' ? new CircuitOpenError(context) : new NoHealthyEndpointsError(context);
   }
 
   #stoppedError(call: Call, context: RequestErrorContext): Error {
@@ -458,6 +457,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   stats(): ClientStats {
     const endpoints: EndpointStats[] = [];
     for (const ep of this.#set.endpoints) {
+      const kind = ep.health.state.kind;
       endpoints.push({
         key: ep.info.key,
         label: ep.info.label,
@@ -465,8 +465,9 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
         ewmaMs: ep.load.ewmaMs,
         successes: ep.load.successes,
         failures: ep.load.failures,
-        breaker: ep.breakerState,
-        ejected: ep.outlier.ejected,
+        health: kind === 'removed' ? 'ready' : kind,
+        breaker: breakerStateOf(kind),
+        ejected: kind === 'ejected',
       });
     }
     return {

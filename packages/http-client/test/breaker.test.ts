@@ -1,146 +1,100 @@
 import assert from 'node:assert/strict';
-import { EventEmitter as NodeEventEmitter } from 'node:events';
-import CircuitBreaker from 'opossum';
-import { EndpointBreaker } from '../src/endpoints/breaker.js';
+import { EndpointHealth, type EjectionGate, type HealthState } from '../src/endpoints/health.js';
 
-describe('http-client: circuit breaker (opossum)', () => {
-  const opts = { errorThresholdPercentage: 50, volumeThreshold: 4, resetTimeoutMs: 50, rollingWindowMs: 1000, rollingBuckets: 10 };
-  it('opens on error rate above the threshold once volume is reached, half-opens, closes on a good trial', async () => {
-    const events: string[] = [];
-    const rotate = new NodeEventEmitter();
-    const b = new EndpointBreaker(opts, rotate, {
-      onBreakerOpen: () => events.push('open'),
-      onBreakerHalfOpen: () => events.push('halfOpen'),
-      onBreakerClose: () => events.push('close'),
-    }, 'x');
-    b.success();
-    b.failure();
-    b.failure();
-    assert.equal(b.state, 'closed', 'below volume threshold');
-    b.failure();
-    assert.equal(b.state, 'open');
-    assert.equal(b.tryAcquire(), false);
-    await new Promise((r) => setTimeout(r, 80));
-    assert.equal(b.state, 'halfOpen');
-    assert.equal(b.tryAcquire(), true, 'one trial');
-    assert.equal(b.tryAcquire(), false, 'only one trial at a time');
-    b.success();
-    assert.equal(b.state, 'closed');
-    assert.deepEqual(events, ['open', 'halfOpen', 'close']);
-    b.shutdown();
+const allow: EjectionGate = { mayEject: () => true };
+
+/** An endpoint's health with the breaker only, driven the way the set drives it: each attempt is picked in the state it starts in. */
+function breakerOnly(opts = { errorThresholdPercentage: 50, volumeThreshold: 4, resetTimeoutMs: 50, rollingWindowMs: 1000, rollingBuckets: 10 }): {
+  h: EndpointHealth;
+  run: (outcome: 'success' | 'connect' | 'cancelled', at: number) => void;
+  kinds: string[];
+} {
+  const h = new EndpointHealth({ breaker: opts, outlier: false }, 0);
+  const kinds: string[] = [];
+  return {
+    h,
+    kinds,
+    run: (outcome, at) => {
+      const t = h.outcome(outcome, h.state, at, allow);
+      if (t) kinds.push(t.to.kind);
+    },
+  };
+}
+
+describe('http-client: circuit breaker (the health state machine)', () => {
+  it('opens on error rate above the threshold once volume is reached, half-opens when due, closes on a good trial', () => {
+    const { h, run, kinds } = breakerOnly();
+    run('success', 1);
+    run('connect', 2);
+    run('connect', 3);
+    assert.equal(h.state.kind, 'ready', 'below volume threshold');
+    run('connect', 4);
+    assert.deepEqual(h.state, { kind: 'open', since: 4, until: 54 });
+    assert.equal(h.tryAcquire(), false);
+    assert.equal(h.due(53), undefined, 'not due before resetTimeoutMs');
+    const t = h.due(54);
+    assert.equal(t?.to.kind, 'probing');
+    assert.equal(h.tryAcquire(), true, 'one trial');
+    assert.equal(h.tryAcquire(), false, 'only one trial at a time');
+    run('success', 60);
+    assert.equal(h.state.kind, 'ready');
+    assert.deepEqual(kinds, ['open', 'ready']);
   });
-  it('re-opens when the half-open trial fails', async () => {
-    const b = new EndpointBreaker(opts, new NodeEventEmitter(), { onBreakerOpen() {}, onBreakerHalfOpen() {}, onBreakerClose() {} }, 'y');
-    for (let i = 0; i < 4; i++) b.failure();
-    assert.equal(b.state, 'open');
-    await new Promise((r) => setTimeout(r, 80));
-    assert.equal(b.tryAcquire(), true);
-    b.failure();
-    assert.equal(b.state, 'open');
-    b.shutdown();
+
+  it('re-opens when the probing trial fails; a cancelled trial frees the slot without a transition', () => {
+    const { h, run } = breakerOnly();
+    for (let i = 0; i < 4; i++) run('connect', i);
+    h.due(100);
+    assert.equal(h.tryAcquire(), true);
+    run('cancelled', 101);
+    assert.equal(h.state.kind, 'probing');
+    assert.equal(h.tryAcquire(), true, 'the cancelled trial freed the slot');
+    run('connect', 102);
+    assert.deepEqual(h.state, { kind: 'open', since: 102, until: 152 });
+  });
+
+  it('ignores outcomes of attempts picked in an earlier state (a hung attempt does not re-open a closed breaker)', () => {
+    const { h } = breakerOnly();
+    const before: HealthState = h.state;
+    for (let i = 0; i < 4; i++) h.outcome('connect', h.state, i, allow);
+    h.due(60);
+    h.tryAcquire();
+    h.outcome('success', h.state, 61, allow);
+    assert.equal(h.state.kind, 'ready');
+    for (let i = 0; i < 10; i++) assert.equal(h.outcome('connect', before, 62 + i, allow), undefined);
+    assert.equal(h.state.kind, 'ready');
+    assert.deepEqual(h.window?.counts(72), { calls: 5, failures: 4 }, 'not counted either');
   });
 });
 
-describe('http-client: circuit breaker rolling window', () => {
-  const opts = { errorThresholdPercentage: 50, volumeThreshold: 4, resetTimeoutMs: 50, rollingWindowMs: 1000, rollingBuckets: 10 };
+describe('http-client: circuit breaker rolling window (lazily advanced buckets)', () => {
   it('counts only the rolling window: outcomes older than its buckets no longer dilute the failure rate', () => {
-    const rotate = new NodeEventEmitter();
-    const b = new EndpointBreaker(opts, rotate, { onBreakerOpen() {}, onBreakerHalfOpen() {}, onBreakerClose() {} }, 'w');
-    try {
-      for (let i = 0; i < 10; i++) b.success();
-      for (let i = 0; i < 4; i++) b.failure();
-      assert.equal(b.state, 'closed', '4 failures of 14 calls: 29 %');
-      assert.deepEqual(b.counts, { fires: 14, failures: 4 });
-      for (let i = 0; i < 9; i++) rotate.emit('rotate');
-      assert.deepEqual(b.counts, { fires: 14, failures: 4 }, 'nine rotations: every bucket still in a ten-bucket window');
-      rotate.emit('rotate');
-      assert.deepEqual(b.counts, { fires: 0, failures: 0 }, 'the tenth rotation drops the bucket they were counted in');
-      b.success();
-      rotate.emit('rotate');
-      b.failure();
-      b.failure();
-      assert.equal(b.state, 'closed', 'below the volume threshold (3 calls)');
-      b.failure();
-      assert.equal(b.state, 'open', '3 failures of 4 calls in the window: 75 %');
-      assert.deepEqual(b.counts, { fires: 4, failures: 3 });
-      b.failure();
-      assert.deepEqual(b.counts, { fires: 4, failures: 3 }, 'a failure while open is not counted');
-    } finally {
-      b.shutdown();
-    }
-    assert.equal(rotate.listenerCount('rotate'), 0, 'shutdown leaves no listener on the shared clock');
+    const { h, run } = breakerOnly();
+    for (let i = 0; i < 10; i++) run('success', 0);
+    for (let i = 0; i < 4; i++) run('connect', 0);
+    assert.equal(h.state.kind, 'ready', '4 failures of 14 calls: 29 %');
+    assert.deepEqual(h.window?.counts(0), { calls: 14, failures: 4 });
+    assert.deepEqual(h.window?.counts(999), { calls: 14, failures: 4 }, 'nine bucket-lengths later: still in a ten-bucket window');
+    assert.deepEqual(h.window?.counts(1000), { calls: 0, failures: 0 }, 'the tenth drops the bucket they were counted in');
+    run('success', 1000);
+    run('connect', 1100);
+    run('connect', 1100);
+    assert.equal(h.state.kind, 'ready', 'below the volume threshold (3 calls)');
+    run('connect', 1100);
+    assert.equal(h.state.kind, 'open', '3 failures of 4 calls in the window: 75 %');
+    assert.deepEqual(h.window?.counts(1100), { calls: 4, failures: 3 });
+    run('connect', 1101);
+    assert.deepEqual(h.window?.counts(1101), { calls: 4, failures: 3 }, 'a failure while open is not counted');
   });
 
   it('opens at exactly the threshold rule: a rate equal to the threshold stays closed, above it opens', () => {
-    const b = new EndpointBreaker(opts, new NodeEventEmitter(), { onBreakerOpen() {}, onBreakerHalfOpen() {}, onBreakerClose() {} }, 'v');
-    try {
-      b.success();
-      b.success();
-      b.failure();
-      b.failure();
-      assert.equal(b.state, 'closed', '2 of 4: 50 %, not above 50 %');
-      b.failure();
-      assert.equal(b.state, 'open', '3 of 5: 60 %');
-    } finally {
-      b.shutdown();
-    }
-  });
-});
-
-describe('http-client: opossum behaviour the breaker relies on (pinned)', () => {
-  it('open() opens at once and starts the reset timer: half-open after resetTimeout; close() closes; open() from half-open re-arms it', async () => {
-    const cb = new CircuitBreaker(async () => 'unused', { resetTimeout: 40, rollingPercentilesEnabled: false, enableSnapshots: false });
-    const events: string[] = [];
-    cb.on('open', () => events.push('open'));
-    cb.on('halfOpen', () => events.push('halfOpen'));
-    cb.on('close', () => events.push('close'));
-    try {
-      assert.equal(cb.closed, true);
-      cb.open();
-      assert.deepEqual([cb.opened, cb.halfOpen, cb.closed, events], [true, false, false, ['open']], 'open() is synchronous');
-      await new Promise((r) => setTimeout(r, 80));
-      assert.deepEqual([cb.opened, cb.halfOpen, cb.closed], [false, true, false]);
-      cb.open();
-      assert.equal(cb.opened, true, 'open() from half-open');
-      await new Promise((r) => setTimeout(r, 80));
-      assert.equal(cb.halfOpen, true, 'the reset timer ran again');
-      cb.close();
-      assert.deepEqual([cb.opened, cb.halfOpen, cb.closed], [false, false, true]);
-      assert.deepEqual(events, ['open', 'halfOpen', 'open', 'halfOpen', 'close']);
-    } finally {
-      cb.shutdown();
-    }
-  });
-
-
-  it('opens on a failure rate above the threshold once volume is reached (the rule the breaker mirrors), counting a success fed as fire + success events as a fired call', async () => {
-    const options = { errorThresholdPercentage: 50, volumeThreshold: 4, resetTimeout: 1_000, rollingPercentilesEnabled: false, enableSnapshots: false };
-    const action = async (error?: Error): Promise<string> => {
-      if (error) throw error;
-      return 'ok';
-    };
-    const fired = new CircuitBreaker(action, options);
-    const fed = new CircuitBreaker(action, options);
-    try {
-      for (let i = 0; i < 3; i++) await fired.fire();
-      for (let i = 0; i < 3; i++) {
-        fed.emit('fire', []);
-        fed.emit('success', undefined, 1);
-      }
-      assert.deepEqual([fed.stats.fires, fed.stats.successes, fed.stats.failures], [fired.stats.fires, fired.stats.successes, fired.stats.failures]);
-      assert.deepEqual([fed.stats.fires, fed.stats.successes], [3, 3]);
-      // 3 successes + 3 failures: 50 %, not above the threshold; the 4th failure (4/7 = 57 %) opens it.
-      const failing = new Error('x');
-      const failOnce = async (): Promise<void> => {
-        await fed.fire(failing).catch(() => undefined);
-      };
-      for (let i = 0; i < 3; i++) await failOnce();
-      assert.equal(fed.opened, false);
-      await failOnce();
-      assert.equal(fed.opened, true);
-    } finally {
-      fired.shutdown();
-      fed.shutdown();
-    }
+    const { h, run } = breakerOnly();
+    run('success', 0);
+    run('success', 0);
+    run('connect', 0);
+    run('connect', 0);
+    assert.equal(h.state.kind, 'ready', '2 of 4: 50 %, not above 50 %');
+    run('connect', 0);
+    assert.equal(h.state.kind, 'open', '3 of 5: 60 %');
   });
 });

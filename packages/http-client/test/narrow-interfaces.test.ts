@@ -12,7 +12,7 @@ export function handedTheClient(client: ProxylessClient, options: ResolvedOption
   return [
     // @ts-expect-error the endpoint set takes an EmitClientEvent function
     new EndpointSet(options, balancer, client),
-    // @ts-expect-error the telemetry takes an OnClientEvent function
+    // @ts-expect-error the telemetry takes the set's transition reports (a TransitionSource)
     new ClientTelemetry('svc', client),
   ];
 }

@@ -20,7 +20,7 @@
 import { Counter, Gauge, register as defaultRegistry, type Registry } from 'prom-client';
 import { InvalidOptionError } from '@proxyless/core';
 import type { ProxylessClient } from '../client.js';
-import type { BreakerState } from '../endpoints/breaker.js';
+import type { BreakerState } from '../endpoints/health.js';
 import type { EndpointInfo } from '../shared/endpoint-info.js';
 import type { ClientStats, EndpointStats } from '../request/request-types.js';
 

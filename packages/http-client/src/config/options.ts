@@ -10,7 +10,7 @@ export interface RetryLayer {
   attempts: number;
 }
 
-/** Circuit breaker settings, per endpoint (opossum). */
+/** Circuit breaker settings, per endpoint (opossum's error-rate rule, as one health state with outlier detection). */
 export interface BreakerOptions {
   /** Error rate (percent of calls in the rolling window) above which the breaker opens. Default 50. */
   errorThresholdPercentage?: number;

@@ -1,48 +1,89 @@
-import { EventEmitter as NodeEventEmitter } from 'node:events';
 import type { Balancer, InstanceDiff, PickContext, Picker, ServiceInstance } from '@proxyless/core';
-import { Endpoint } from './endpoint.js';
+import { Endpoint, type HealthOwner } from './endpoint.js';
+import { DueHeap } from './due-heap.js';
+import { healthEvent, isPanic, mayEject, type EjectionGate, type EndpointHealthState, type HealthState, type HealthTransition } from './health.js';
 import type { LoadContext } from './load.js';
-import { isPanic, mayEject } from './outlier-detection.js';
 import type { ResolvedOptions } from '../config/options.js';
+import type { AttemptOutcome } from '../shared/attempt-outcome.js';
 import type { EmitClientEvent } from '../shared/events.js';
 import { PickHandle } from './pick-handle.js';
 
-/** Why no endpoint could be picked. @internal */
-export type EmptyReason = 'none' | 'circuitOpen';
+/**
+ * Why a pick found no endpoint, read from the per-state counts (no scan):
+ * `circuitOpen` when some breaker is open or probing (its trial in flight),
+ * else `ejected` when some endpoint is ejected (and panic is off), else
+ * `noEndpoints` (the set is empty).
+ * @internal
+ */
+export type EmptyReason = 'noEndpoints' | 'circuitOpen' | 'ejected';
+
+/** A pick that found no endpoint, and why. @internal */
+export interface EmptyPick {
+  readonly kind: 'empty';
+  readonly reason: EmptyReason;
+}
+
+const EMPTY: Readonly<Record<EmptyReason, EmptyPick>> = {
+  noEndpoints: Object.freeze({ kind: 'empty', reason: 'noEndpoints' }),
+  circuitOpen: Object.freeze({ kind: 'empty', reason: 'circuitOpen' }),
+  ejected: Object.freeze({ kind: 'empty', reason: 'ejected' }),
+};
+
+/** Hears every health transition of the set's endpoints, once each. @internal */
+export type TransitionListener = (endpoint: Endpoint, from: HealthState, to: HealthState) => void;
 
 /** How often the neutral latency (the set's median estimate) is recomputed, at most. */
 const NEUTRAL_REFRESH_MS = 1000;
 /** Endpoints sampled for that median (bounded work at any set size). */
 const NEUTRAL_SAMPLE = 31;
 
+/** The set's clock: `performance.now()` (tests inject their own). */
+const performanceClock = (): number => performance.now();
+
 /**
  * The endpoints of one service: follows snapshots, owns per-endpoint state,
  * keeps a picker over every endpoint (rebuilt only when membership changes)
- * whose picks skip the endpoints marked unavailable (breaker open, ejected;
- * flags kept on every breaker, ejection or panic change, no rebuild),
- * and hands out a {@link PickHandle} per attempt.
+ * whose picks skip unavailable endpoints, and hands out a
+ * {@link PickHandle} per attempt.
+ *
+ * Health: each endpoint's state is one union (health.ts). Every transition
+ * comes through {@link EndpointSet.#transitioned}, once: it moves one count
+ * per state, and from the counts derives the ready share, panic, the
+ * `available` flag of the endpoint (and of the ejected ones when panic
+ * flips), the empty-pick reason and the public events; then it tells the
+ * transition listeners (telemetry). Timed states are ended by one timer for
+ * the whole set, armed at the earliest due time (a min-heap), and checked at
+ * pick time too: no timer per endpoint, no tick over the endpoints.
  * @internal
  */
-export class EndpointSet implements LoadContext {
+export class EndpointSet implements LoadContext, HealthOwner, EjectionGate {
   readonly #options: ResolvedOptions;
   readonly #balancer: Balancer;
   /** The client's events, reported through this function alone. */
   readonly #emit: EmitClientEvent;
+  readonly #clock: () => number;
   readonly #byKey = new Map<string, Endpoint>();
   readonly #draining = new Set<Promise<void>>();
   /** Removed endpoints whose pools still drain (for pick explanations). */
   readonly #drainingEndpoints = new Set<Endpoint>();
-  /** Shared bucket-rotation clock for every breaker (one timer per client, not per endpoint). */
-  readonly #rotate = new NodeEventEmitter();
-  readonly #rotateTimer: NodeJS.Timeout | undefined;
+  /** One count per state of the current endpoints. */
+  readonly #count: Record<EndpointHealthState, number> = { ready: 0, open: 0, probing: 0, ejected: 0 };
+  /** The ejected endpoints (their `available` flag follows panic). */
+  readonly #ejected = new Set<Endpoint>();
+  readonly #due = new DueHeap<Endpoint>();
+  #dueTimer: NodeJS.Timeout | undefined;
+  /** When the armed timer is meant to fire (Infinity: none armed). */
+  #dueArmedFor = Infinity;
+  readonly #onDueTimer = (): void => {
+    this.#dueTimer = undefined;
+    this.#dueArmedFor = Infinity;
+    this.runDue(this.#clock());
+  };
+  readonly #listeners: TransitionListener[] = [];
   #picker: Picker<Endpoint>;
   #panic = false;
-  #ejectedCount = 0;
-  /** Endpoints marked available: the ready set (in panic, every endpoint whose breaker is not open). */
-  #availableCount = 0;
-  /** Endpoints whose breaker is not open, and of those the ones not ejected (the ready set), as last counted. */
-  #notOpenCount = 0;
-  #readyCount = 0;
+  /** True while a membership change is applied. */
+  #applying = false;
   #closed = false;
   #neutralMs = 0;
   #neutralAt = -Infinity;
@@ -51,17 +92,17 @@ export class EndpointSet implements LoadContext {
   /** True once a snapshot was applied. */
   hasSnapshot = false;
 
-  constructor(options: ResolvedOptions, balancer: Balancer, emit: EmitClientEvent) {
+  constructor(options: ResolvedOptions, balancer: Balancer, emit: EmitClientEvent, clock: () => number = performanceClock) {
     this.#options = options;
     this.#balancer = balancer;
     this.#emit = emit;
-    this.#rotate.setMaxListeners(0);
+    this.#clock = clock;
     this.#picker = balancer.createPicker<Endpoint>([]);
-    if (options.breaker) {
-      const t = setInterval(() => this.#rotate.emit('rotate'), options.breaker.rollingWindowMs / options.breaker.rollingBuckets);
-      t.unref();
-      this.#rotateTimer = t;
-    }
+  }
+
+  /** Adds a listener of every health transition (each reported once, after the counts and events). */
+  onTransition(listener: TransitionListener): void {
+    this.#listeners.push(listener);
   }
 
   /** All current (non-removed) endpoints. */
@@ -90,9 +131,28 @@ export class EndpointSet implements LoadContext {
     return this.#picker;
   }
 
-  /** How many endpoints picks may choose now. */
+  /** How many endpoints picks may choose now: ready and probing ones, and in panic the ejected ones too. */
   get availableCount(): number {
-    return this.#availableCount;
+    const c = this.#count;
+    return c.ready + c.probing + (this.#panic ? c.ejected : 0);
+  }
+
+  /** How many current endpoints are in each state. */
+  get counts(): Readonly<Record<EndpointHealthState, number>> {
+    return this.#count;
+  }
+
+  /** Why a pick finds nothing now (see {@link EmptyReason}). */
+  emptyReason(): EmptyReason {
+    const c = this.#count;
+    if (c.open + c.probing > 0) return 'circuitOpen';
+    return c.ejected > 0 ? 'ejected' : 'noEndpoints';
+  }
+
+  /** The ejection cap (maxEjectionPercent, at least one always allowed), asked by a health state reaching its threshold. */
+  mayEject(): boolean {
+    const o = this.#options.outlier;
+    return o !== false && mayEject(this.#count.ejected, this.#byKey.size, o.maxEjectionPercent);
   }
 
   /**
@@ -113,23 +173,32 @@ export class EndpointSet implements LoadContext {
     return this.#neutralMs;
   }
 
-  /** The time of the pick in progress (one clock read per pick, not one per candidate), else `performance.now()`. */
-  nowMs(): number {
-    return this.#pickingAt >= 0 ? this.#pickingAt : performance.now();
+  /** The set's clock. */
+  clockMs(): number {
+    return this.#clock();
   }
 
-  /** Picks an endpoint for one attempt starting at `nowMs` (`performance.now()`), honouring half-open trials (one at a time). Hot path. */
-  pick(context: PickContext | undefined, nowMs: number): PickHandle | undefined {
-    if (this.#availableCount === 0) return undefined;
+  /** The time of the pick in progress (one clock read per pick, not one per candidate), else the clock. */
+  nowMs(): number {
+    return this.#pickingAt >= 0 ? this.#pickingAt : this.#clock();
+  }
+
+  /**
+   * Picks an endpoint for one attempt starting at `nowMs` (the set's clock),
+   * honouring probing trials (one at a time). Hot path. Due states are ended
+   * first when their time came (the timer may run late).
+   */
+  pick(context: PickContext | undefined, nowMs: number): PickHandle | EmptyPick {
+    if (nowMs >= this.#due.nextAt) this.runDue(nowMs);
+    if (this.availableCount === 0) return EMPTY[this.emptyReason()];
     this.#pickingAt = nowMs;
     try {
       const ep = this.#picker.pick(context);
-      if (ep === undefined) return undefined;
-      const breaker = ep.breaker;
+      if (ep === undefined) return EMPTY[this.emptyReason()];
       // `available` is checked too for a custom balancer that does not honour it.
-      if (ep.available && (breaker === undefined || breaker.tryAcquire())) return new PickHandle(ep, nowMs);
+      if (ep.available && ep.health.tryAcquire()) return new PickHandle(ep, nowMs);
       const other = this.#pickAvoiding(ep, context);
-      return other === undefined ? undefined : new PickHandle(other, nowMs);
+      return other === undefined ? EMPTY[this.emptyReason()] : new PickHandle(other, nowMs);
     } finally {
       this.#pickingAt = -1;
     }
@@ -142,16 +211,89 @@ export class EndpointSet implements LoadContext {
     for (let i = 0; i < this.#picker.endpoints.length; i++) {
       const ep = this.#picker.pick(ctx);
       if (ep === undefined || exclude.has(ep)) return undefined;
-      if (ep.available && (ep.breaker === undefined || ep.breaker.tryAcquire())) return ep;
+      if (ep.available && ep.health.tryAcquire()) return ep;
       exclude.add(ep);
     }
     return undefined;
   }
 
-  /** Why the picker is empty. */
-  emptyReason(): EmptyReason {
-    for (const ep of this.#byKey.values()) if (ep.breakerState !== 'closed') return 'circuitOpen';
-    return 'none';
+  /** An attempt ended (from its {@link PickHandle}): the outcome is an input to the endpoint's health. */
+  attemptEnded(ep: Endpoint, outcome: AttemptOutcome, startedIn: HealthState, nowMs: number): HealthTransition | undefined {
+    const t = ep.health.outcome(outcome, startedIn, nowMs, this);
+    if (t !== undefined) this.#transitioned(ep, t);
+    return t;
+  }
+
+  /** Ends every timed state due at `nowMs` (the set's timer calls it; so do picks, and tests with their own clock). */
+  runDue(nowMs: number): void {
+    const due = this.#due;
+    while (due.nextAt <= nowMs) {
+      const ep = due.pop();
+      const t = ep.health.due(nowMs); // undefined for an entry whose state already ended (a trial, a removal)
+      if (t !== undefined) this.#transitioned(ep, t);
+    }
+    this.#armDue();
+  }
+
+  /** Arms the one timer for the earliest due time, if it is earlier than the armed one. */
+  #armDue(): void {
+    const at = this.#due.nextAt;
+    if (this.#closed || at === Infinity || at >= this.#dueArmedFor) return;
+    if (this.#dueTimer !== undefined) clearTimeout(this.#dueTimer);
+    // +1: a Node timer may fire up to 1 ms early by performance.now(); runDue re-arms if it still did.
+    const t = setTimeout(this.#onDueTimer, Math.max(0, Math.ceil(at - this.#clock())) + 1);
+    t.unref();
+    this.#dueTimer = t;
+    this.#dueArmedFor = at;
+  }
+
+  /**
+   * The one place a health transition lands: counts, availability, panic,
+   * the load's cold restart, the public event, then the listeners. O(1),
+   * plus O(ejected) flag writes when panic flips.
+   */
+  #transitioned(ep: Endpoint, t: HealthTransition): void {
+    const { from, to } = t;
+    const c = this.#count;
+    if (from.kind !== 'removed') c[from.kind]--;
+    if (from.kind === 'ejected') this.#ejected.delete(ep);
+    if (to.kind !== 'removed') c[to.kind]++;
+    if (to.kind === 'ejected') this.#ejected.add(ep);
+    if (to.kind === 'open' || to.kind === 'ejected') {
+      this.#due.push(to.until, ep);
+      this.#armDue();
+    }
+    // Back from an open breaker or an ejection: cold again, and slow start applies again.
+    if (to.kind === 'probing' || (to.kind === 'ready' && from.kind === 'ejected')) ep.load.rejoined();
+    ep.available = this.#availableIn(to);
+    // During a membership change, panic and the picker are settled once at its end.
+    if (!this.#applying && !this.#updatePanic()) this.#picker.availabilityChanged?.();
+    const event = healthEvent(from, to);
+    if (event === 'eject' && to.kind === 'ejected') this.#emit('eject', ep.info, to.durationMs);
+    else if (event !== undefined && event !== 'eject') this.#emit(event, ep.info);
+    for (const l of this.#listeners) l(ep, from, to);
+  }
+
+  /** Whether an endpoint in `state` may be picked, given panic now. */
+  #availableIn(state: HealthState): boolean {
+    const k = state.kind;
+    return k === 'ready' || k === 'probing' || (k === 'ejected' && this.#panic);
+  }
+
+  /**
+   * Panic from the counts: the ready share (ready and probing) below the
+   * threshold. When it flips, the ejected endpoints' flags follow, the picker
+   * is told and `panic` is emitted; returns whether it flipped.
+   */
+  #updatePanic(): boolean {
+    const o = this.#options.outlier;
+    const panic = o !== false && isPanic(this.#count.ready + this.#count.probing, this.#byKey.size, o.panicThresholdPercent);
+    if (panic === this.#panic) return false;
+    this.#panic = panic;
+    for (const ep of this.#ejected) ep.available = panic;
+    this.#picker.availabilityChanged?.();
+    this.#emit('panic', panic);
+    return true;
   }
 
   /**
@@ -163,19 +305,27 @@ export class EndpointSet implements LoadContext {
   apply(change: InstanceDiff): void {
     if (this.#closed) return;
     this.hasSnapshot = true;
+    this.#applying = true;
     let changed = false;
-    for (const instance of change.removed) {
-      const ep = this.#byKey.get(instance.key);
-      if (ep === undefined) continue;
-      this.#remove(ep);
-      changed = true;
+    try {
+      for (const instance of change.removed) {
+        const ep = this.#byKey.get(instance.key);
+        if (ep === undefined) continue;
+        this.#remove(ep);
+        changed = true;
+      }
+      for (const instance of change.updated) if (this.#upsert(instance)) changed = true;
+      for (const instance of change.added) if (this.#upsert(instance)) changed = true;
+    } finally {
+      this.#applying = false;
     }
-    for (const instance of change.updated) if (this.#upsert(instance)) changed = true;
-    for (const instance of change.added) if (this.#upsert(instance)) changed = true;
-    if (changed) {
-      this.#picker = this.#balancer.createPicker([...this.#byKey.values()]);
-      this.#refreshAvailability();
-    }
+    if (changed) this.#membershipChanged();
+  }
+
+  /** Membership changed: a new picker, and panic settled from the counts (no scan). */
+  #membershipChanged(): void {
+    this.#picker = this.#balancer.createPicker([...this.#byKey.values()]);
+    this.#updatePanic();
   }
 
   /** Adds an instance, or updates the endpoint of its key; false when it is already there as is. */
@@ -192,31 +342,24 @@ export class EndpointSet implements LoadContext {
   }
 
   #add(instance: ServiceInstance): void {
-    const ep: Endpoint = new Endpoint(instance, this.#options, this, this.#rotate, {
-      onBreakerOpen: () => this.#onBreaker(ep, 'breakerOpen'),
-      onBreakerHalfOpen: () => this.#onBreaker(ep, 'breakerHalfOpen'),
-      onBreakerClose: () => this.#onBreaker(ep, 'breakerClose'),
-      onOutlier: () => this.#onOutlier(ep),
-    });
+    const ep = new Endpoint(instance, this.#options, this, this);
     this.#byKey.set(instance.key, ep);
+    this.#count.ready++;
     this.#emit('endpointAdded', ep.info);
-  }
-
-  #onBreaker(ep: Endpoint, event: 'breakerOpen' | 'breakerHalfOpen' | 'breakerClose'): void {
-    if (ep.removed) return;
-    if (event === 'breakerHalfOpen') ep.rejoined();
-    this.#emit(event, ep.info);
-    this.#endpointChanged(ep);
   }
 
   #remove(ep: Endpoint): void {
     this.#byKey.delete(ep.instance.key);
-    ep.removed = true;
-    if (ep.outlier.ejected) this.#ejectedCount--;
-    ep.outlier.dispose();
-    ep.breaker?.shutdown();
+    this.#leave(ep);
     this.#emit('endpointRemoved', ep.info);
     this.#drain(ep, this.#options.drainTimeoutMs);
+  }
+
+  /** The endpoint's health ends in `removed` (its due-heap entry, if any, is dropped when it comes up). */
+  #leave(ep: Endpoint): void {
+    const t = ep.health.remove(this.#clock());
+    if (t !== undefined) this.#transitioned(ep, t);
+    ep.available = false;
   }
 
   /** Closes the pool once in-flight requests finish (bounded), then destroys it. */
@@ -242,98 +385,20 @@ export class EndpointSet implements LoadContext {
     this.#draining.add(done);
   }
 
-  /** Outlier detection's threshold was reached: eject, within the ejection cap. */
-  #onOutlier(ep: Endpoint): void {
-    const o = this.#options.outlier;
-    if (!o || ep.removed || ep.outlier.ejected) return;
-    if (!mayEject(this.#ejectedCount, this.#byKey.size, o.maxEjectionPercent)) return;
-    const duration = ep.outlier.eject(o, Date.now());
-    this.#ejectedCount++;
-    const timer = setTimeout(() => this.#restore(ep), duration);
-    timer.unref();
-    ep.outlier.timer = timer;
-    this.#emit('eject', ep.info, duration);
-    this.#endpointChanged(ep);
-  }
-
-  #restore(ep: Endpoint): void {
-    if (ep.removed || !ep.outlier.ejected) return;
-    ep.outlier.restore(Date.now());
-    ep.rejoined();
-    this.#ejectedCount--;
-    this.#emit('restore', ep.info);
-    this.#endpointChanged(ep);
-  }
-
-  /**
-   * One endpoint's breaker or ejection changed: its own flag and the counts,
-   * O(1); every endpoint's flag only when the set enters or leaves panic.
-   */
-  #endpointChanged(ep: Endpoint): void {
-    if (this.#closed) return;
-    const notOpen = ep.breakerState !== 'open';
-    const ready = notOpen && !ep.outlier.ejected;
-    if (notOpen !== ep.countedNotOpen) this.#notOpenCount += notOpen ? 1 : -1;
-    if (ready !== ep.countedReady) this.#readyCount += ready ? 1 : -1;
-    ep.countedNotOpen = notOpen;
-    ep.countedReady = ready;
-    if (this.#panicNow() !== this.#panic) {
-      this.#refreshAvailability();
-      return;
-    }
-    ep.available = this.#panic ? notOpen : ready;
-    this.#availableCount = this.#panic ? this.#notOpenCount : this.#readyCount;
-    this.#picker.availabilityChanged?.();
-  }
-
-  /** Is the ready share below the panic threshold? */
-  #panicNow(): boolean {
-    const o = this.#options.outlier;
-    return o !== false && isPanic(this.#readyCount, this.#byKey.size, o.panicThresholdPercent);
-  }
-
-  /**
-   * Marks which endpoints picks may choose: the ready set (breaker not open,
-   * not ejected), or, in panic, every endpoint whose breaker is not open; then
-   * tells the picker. O(n) flag writes, no picker build: on membership changes
-   * (the picker is rebuilt then anyway) and when panic starts or ends.
-   */
-  #refreshAvailability(): void {
-    if (this.#closed) return;
-    let ready = 0;
-    let notOpen = 0;
-    for (const ep of this.#byKey.values()) {
-      ep.countedNotOpen = ep.breakerState !== 'open';
-      ep.countedReady = ep.countedNotOpen && !ep.outlier.ejected;
-      if (ep.countedNotOpen) notOpen++;
-      if (ep.countedReady) ready++;
-    }
-    this.#readyCount = ready;
-    this.#notOpenCount = notOpen;
-    const panic = this.#panicNow();
-    for (const ep of this.#byKey.values()) ep.available = panic ? ep.countedNotOpen : ep.countedReady;
-    this.#availableCount = panic ? notOpen : ready;
-    this.#picker.availabilityChanged?.();
-    if (panic !== this.#panic) {
-      this.#panic = panic;
-      this.#emit('panic', panic);
-    }
-  }
-
-  /** Stops taking picks and every timer; pools drain within `graceMs` (0: destroyed at once). */
+  /** Stops taking picks and the due timer; pools drain within `graceMs` (0: destroyed at once). */
   async close(graceMs: number): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
-      if (this.#rotateTimer) clearInterval(this.#rotateTimer);
+      if (this.#dueTimer !== undefined) clearTimeout(this.#dueTimer);
+      this.#dueTimer = undefined;
+      this.#due.clear();
+      this.#applying = true; // no panic or picker updates while everything leaves
       for (const ep of [...this.#byKey.values()]) {
         this.#byKey.delete(ep.instance.key);
-        ep.removed = true;
-        ep.outlier.dispose();
-        ep.breaker?.shutdown();
+        this.#leave(ep);
         this.#drain(ep, graceMs);
       }
       this.#picker = this.#balancer.createPicker<Endpoint>([]);
-      this.#availableCount = 0;
     }
     await Promise.all([...this.#draining]);
   }

@@ -1,26 +1,25 @@
 import { Pool } from 'undici';
 import type { BalancerEndpoint, ServiceInstance } from '@proxyless/core';
 import { closeUnusedConnector, preciseConnector } from '@proxyless/core/internal';
-import { EndpointBreaker, type BreakerListener, type BreakerState } from './breaker.js';
+import { breakerStateOf, EndpointHealth, type BreakerState, type HealthState, type HealthTransition } from './health.js';
 import { LoadTracker, type LoadContext } from './load.js';
-import { OutlierState } from './outlier-detection.js';
 import type { ResolvedOptions } from '../config/options.js';
-import type { AttemptObserver } from '../shared/attempt-outcome.js';
+import type { AttemptOutcome } from '../shared/attempt-outcome.js';
 import type { EndpointInfo } from '../shared/endpoint-info.js';
-import type { EventEmitter as NodeEventEmitter } from 'node:events';
 
-
-/** What an endpoint reports to its set. @internal */
-export interface EndpointListener extends BreakerListener {
-  /** Outlier detection's consecutive-failure threshold was reached. */
-  onOutlier(): void;
+/** What an endpoint's attempts report to its set (the set's clock, and the outcome fed to its health). @internal */
+export interface HealthOwner {
+  /** The set's clock, ms (`performance.now()` unless a test injects one). */
+  clockMs(): number;
+  /** An attempt picked in state `startedIn` ended: feeds the endpoint's health and reports the transition, if any. */
+  attemptEnded(ep: Endpoint, outcome: AttemptOutcome, startedIn: HealthState, nowMs: number): HealthTransition | undefined;
 }
 
 /**
- * An instance plus the pieces that follow its attempts, keyed by instance
- * identity: load (in flight, latency), breaker, outlier detection, and its
- * keep-alive pool. Created when the instance appears, drained and closed
- * when it leaves.
+ * An instance plus what follows its attempts, keyed by instance identity:
+ * load (in flight, latency), health (one state machine: breaker and
+ * ejection, health.ts), and its keep-alive pool. Created when the instance
+ * appears, drained and closed when it leaves.
  * @internal
  */
 export class Endpoint implements BalancerEndpoint {
@@ -28,18 +27,12 @@ export class Endpoint implements BalancerEndpoint {
   readonly info: EndpointInfo;
   readonly load: LoadTracker;
   readonly pool: Pool;
-  readonly breaker: EndpointBreaker | undefined;
-  readonly outlier: OutlierState;
-  /** Everything that hears an attempt start and end, in order. */
-  readonly observers: readonly AttemptObserver[];
-  removed = false;
-  /** May picks choose it now (breaker not open; not ejected, unless in panic)? Kept by the endpoint set. */
+  readonly health: EndpointHealth;
+  readonly owner: HealthOwner;
+  /** May picks choose it now: derived by the set from the health state and panic, kept as a plain field for the pickers' hot path. */
   available = true;
-  /** What the endpoint set last counted it as: breaker not open; ready (not open, not ejected). */
-  countedNotOpen = true;
-  countedReady = true;
 
-  constructor(instance: ServiceInstance, options: ResolvedOptions, neutral: LoadContext, rotate: NodeEventEmitter, listener: EndpointListener) {
+  constructor(instance: ServiceInstance, options: ResolvedOptions, neutral: LoadContext, owner: HealthOwner) {
     this.instance = instance;
     const host = instance.address.includes(':') ? `[${instance.address}]` : instance.address;
     const label = `${host}:${instance.port}`;
@@ -56,21 +49,17 @@ export class Endpoint implements BalancerEndpoint {
       // A connection undici opens for an aborted request is closed, not left open (nodejs/undici#5845).
       connect: closeUnusedConnector(preciseConnector(options.connectTimeoutMs, options.tls)),
     });
-    this.breaker = options.breaker ? new EndpointBreaker(options.breaker, rotate, listener, label) : undefined;
-    this.outlier = new OutlierState(options.outlier, options.outlier ? () => listener.onOutlier() : undefined);
-    const observers: AttemptObserver[] = [this.load];
-    if (this.breaker) observers.push(this.breaker);
-    if (options.outlier) observers.push(this.outlier);
-    this.observers = observers;
+    this.owner = owner;
+    this.health = new EndpointHealth(options, owner.clockMs());
   }
 
-  /** Breaker state (`closed` when breakers are disabled). */
+  /** True once it left the set. */
+  get removed(): boolean {
+    return this.health.state.kind === 'removed';
+  }
+
+  /** Breaker state, read from the health state (`closed` when breakers are disabled). */
   get breakerState(): BreakerState {
-    return this.breaker ? this.breaker.state : 'closed';
-  }
-
-  /** Back in the ready set after an ejection or an open breaker: cold again, and slow start applies again. */
-  rejoined(): void {
-    this.load.rejoined();
+    return breakerStateOf(this.health.state.kind);
   }
 }

@@ -8,6 +8,13 @@ import type { BalancerEndpoint } from '@proxyless/core';
 import type { Endpoint } from './endpoint.js';
 import type { EndpointSet } from './endpoint-set.js';
 import type { ExclusionReason, PickCandidate, PickExplanation } from '../shared/pick-explanation-types.js';
+import type { EndpointHealthState } from './health.js';
+
+/** A current endpoint's health state (a removed one reads as `ready`: it is never a candidate). */
+function liveKind(ep: Endpoint): EndpointHealthState {
+  const k = ep.health.state.kind;
+  return k === 'removed' ? 'ready' : k;
+}
 
 /**
  * A candidate as the picker saw it. The chosen endpoint's attempt has started
@@ -19,7 +26,7 @@ function candidate(ep: Endpoint, chosen: boolean, recorded: number | undefined, 
   const inFlight = chosen ? Math.max(0, ep.load.inFlight - 1) : ep.load.inFlight;
   const ewmaMs = ep.load.ewmaMs;
   const seen: BalancerEndpoint = chosen ? { instance: ep.instance, load: { inFlight, ewmaMs, readySince: ep.load.readySince } } : ep;
-  return { endpoint: ep.info.label, score: recorded ?? score?.(seen), inFlight, ewmaMs };
+  return { endpoint: ep.info.label, score: recorded ?? score?.(seen), inFlight, ewmaMs, health: liveKind(ep) };
 }
 
 /**
@@ -35,7 +42,7 @@ export function explainPick(set: EndpointSet, chosen: Endpoint, compared: readon
   const excluded: { endpoint: string; reason: ExclusionReason }[] = [];
   for (const ep of set.endpoints) {
     if (tried?.has(ep)) excluded.push({ endpoint: ep.info.label, reason: 'alreadyTried' });
-    else if (!ep.available) excluded.push({ endpoint: ep.info.label, reason: ep.breakerState === 'open' ? 'breakerOpen' : 'ejected' });
+    else if (!ep.available) excluded.push({ endpoint: ep.info.label, reason: ep.health.state.kind === 'open' ? 'breakerOpen' : 'ejected' });
   }
   for (const ep of set.draining) excluded.push({ endpoint: ep.info.label, reason: 'draining' });
   return Object.freeze({ attempt, strategy: balancer.name, chosen: chosen.info.label, candidates: Object.freeze(candidates), excluded: Object.freeze(excluded), panic: set.panic, discoveryStale });

@@ -1,32 +1,42 @@
 import type { AttemptOutcome } from '../shared/attempt-outcome.js';
 import type { Endpoint } from './endpoint.js';
-
+import type { HealthState, HealthTransition } from './health.js';
 
 /**
  * The result of a pick: the endpoint for one attempt, and `done(outcome)`
  * to call exactly once when the attempt ends (later calls are ignored).
- * Every observer of the endpoint hears the start at pick time and the end at
- * `done`.
+ * The endpoint's load hears the start at pick time and the end at `done`;
+ * its health hears the outcome, as evidence about the state the attempt
+ * was picked in.
  * @internal
  */
 export class PickHandle {
+  readonly kind = 'handle';
   readonly endpoint: Endpoint;
   readonly startedAt: number;
+  /** The health state the attempt was picked in. */
+  readonly #startedIn: HealthState;
   #open = true;
 
-  /** @param nowMs - when the attempt starts (`performance.now()`). */
+  /** @param nowMs - when the attempt starts (the set's clock). */
   constructor(endpoint: Endpoint, nowMs: number) {
     this.endpoint = endpoint;
     this.startedAt = nowMs;
-    for (const o of endpoint.observers) o.started(nowMs);
+    this.#startedIn = endpoint.health.state;
+    endpoint.load.started(nowMs);
   }
 
-  /** Ends the attempt; the first call counts. */
-  done(outcome: AttemptOutcome): void {
-    if (!this.#open) return;
+  /**
+   * Ends the attempt; the first call counts. Returns the health transition
+   * the outcome caused, if any (the set has reported it to its listeners
+   * too): the caller's narrow path to put it on the attempt's span.
+   */
+  done(outcome: AttemptOutcome): HealthTransition | undefined {
+    if (!this.#open) return undefined;
     this.#open = false;
-    const now = performance.now();
-    const elapsed = now - this.startedAt;
-    for (const o of this.endpoint.observers) o.ended(outcome, elapsed, now, this.startedAt);
+    const ep = this.endpoint;
+    const now = ep.owner.clockMs();
+    ep.load.ended(outcome, now - this.startedAt, now, this.startedAt);
+    return ep.owner.attemptEnded(ep, outcome, this.#startedIn, now);
   }
 }

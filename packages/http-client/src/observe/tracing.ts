@@ -12,7 +12,8 @@
  * @module
  */
 import type { Endpoint } from '../endpoints/endpoint.js';
-import type { OnClientEvent } from '../shared/events.js';
+import type { TransitionListener } from '../endpoints/endpoint-set.js';
+import { healthEvent, type HealthEvent, type HealthState, type HealthTransition } from '../endpoints/health.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import { otelApi, type OtelApi, type OtelAttributes, type OtelContext, type OtelCounter, type OtelHistogram, type OtelSpan, type OtelTracer } from './otel-api.js';
 
@@ -56,7 +57,6 @@ interface Instruments {
   events: OtelCounter;
 }
 
-/** What the client's telemetry keeps per client (tracer, meter instruments). */
 /** What a trace reads of a request (the request loop's `RequestOptions` has these): declared here so tracing does not import the request layer above it. */
 export interface TracedRequest {
   method?: string;
@@ -66,24 +66,39 @@ export interface TracedRequest {
 /** Request headers as a trace sees them. */
 export type TracedHeaders = IncomingHttpHeaders | Record<string, string | string[] | undefined>;
 
+/** The span and metric event name of each health transition's public event. */
+const SPAN_EVENT: Record<HealthEvent, string> = {
+  breakerOpen: 'proxyless.breaker.open',
+  breakerHalfOpen: 'proxyless.breaker.half_open',
+  breakerClose: 'proxyless.breaker.close',
+  eject: 'proxyless.eject',
+  restore: 'proxyless.restore',
+};
+
+/** Where the client's health transitions are reported (the endpoint set). */
+export interface TransitionSource {
+  onTransition(listener: TransitionListener): void;
+}
+
+/**
+ * What the client's telemetry keeps per client (tracer, meter instruments).
+ * It subscribes to the endpoint set's transition reports for the event
+ * counter; an attempt's own transition (the one its outcome caused) comes
+ * back from `done()` and is handed to {@link RequestTrace.attemptEnd}, which
+ * puts it on that attempt's span — no "current span" slot.
+ */
 export class ClientTelemetry {
   readonly #service: string;
   #tracer: OtelTracer | undefined;
   #instruments: Instruments | undefined;
-  /** The attempt span open while an attempt's outcome is fed to the endpoint's observers (their events land on it). */
-  current: OtelSpan | undefined;
 
-  constructor(service: string, on: OnClientEvent) {
+  constructor(service: string, transitions: TransitionSource) {
     this.#service = service;
-    const note = (name: string, ep: { label: string }, extra: OtelAttributes = {}): void => {
-      this.current?.addEvent(name, { 'proxyless.endpoint': ep.label, ...extra });
-      this.#count(name);
-    };
-    on('eject', (ep, ms) => note('proxyless.eject', ep, { 'proxyless.ejection_ms': ms }));
-    on('breakerOpen', (ep) => note('proxyless.breaker.open', ep));
-    on('breakerHalfOpen', (ep) => note('proxyless.breaker.half_open', ep));
-    on('breakerClose', (ep) => note('proxyless.breaker.close', ep));
-    on('restore', (ep) => this.#count('proxyless.restore', ep.label));
+    transitions.onTransition((ep: Endpoint, from: HealthState, to: HealthState) => {
+      const event = healthEvent(from, to);
+      // Restores are counted per endpoint (they come from the set's timer, never from an attempt).
+      if (event !== undefined) this.#count(SPAN_EVENT[event], event === 'restore' ? ep.info.label : undefined);
+    });
   }
 
   #count(event: string, endpoint?: string): void {
@@ -112,7 +127,7 @@ export class ClientTelemetry {
     if (g === undefined || api === undefined || (g.trace === undefined && g.metrics === undefined)) return undefined;
     const tracer = g.trace === undefined ? undefined : (this.#tracer ??= api.trace.getTracer(SCOPE));
     const meter = g.metrics === undefined ? undefined : this.#meter();
-    const trace = new RequestTrace(api, tracer, meter, this, req, this.#service);
+    const trace = new RequestTrace(api, tracer, meter, req, this.#service);
     // A no-op tracer (nothing recorded, nothing to propagate) and no meter: drop the trace now, so the attempts pay nothing.
     return meter === undefined && !trace.live ? undefined : trace;
   }
@@ -129,7 +144,6 @@ export interface PickFacts {
 export class RequestTrace {
   readonly #api: OtelApi;
   readonly #meter: Instruments | undefined;
-  readonly #owner: ClientTelemetry;
   readonly #method: string;
   readonly #service: string;
   readonly #tracer: OtelTracer | undefined;
@@ -141,13 +155,11 @@ export class RequestTrace {
     otel: OtelApi,
     tracer: OtelTracer | undefined,
     meter: Instruments | undefined,
-    owner: ClientTelemetry,
     req: TracedRequest,
     service: string,
   ) {
     this.#api = otel;
     this.#meter = meter;
-    this.#owner = owner;
     this.#method = req.method ?? 'GET';
     this.#service = service;
     this.#tracer = tracer;
@@ -194,14 +206,9 @@ export class RequestTrace {
     return { span, headers: out, startedAt: performance.now(), ep };
   }
 
-  /** Ends an attempt: status or failure on its span, and the duration metric. `feed` runs the observers (their events land on this span). */
-  attemptEnd(a: AttemptTrace, statusCode: number | undefined, failure: string | undefined, feed: () => void): void {
-    this.#owner.current = a.span;
-    try {
-      feed();
-    } finally {
-      this.#owner.current = undefined;
-    }
+  /** Ends an attempt: status or failure on its span, the health transition its outcome caused (as a span event), and the duration metric. */
+  attemptEnd(a: AttemptTrace, statusCode: number | undefined, failure: string | undefined, transition: HealthTransition | undefined): void {
+    if (transition !== undefined) this.#transitionEvent(a, transition);
     const attrs: OtelAttributes = { 'http.request.method': this.#method, 'server.address': a.ep.info.address, 'server.port': a.ep.info.port, 'proxyless.service': this.#service };
     if (statusCode !== undefined) attrs['http.response.status_code'] = statusCode;
     if (failure !== undefined) attrs['error.type'] = failure;
@@ -215,6 +222,14 @@ export class RequestTrace {
       span.setStatus({ code: this.#api.SpanStatusCode.ERROR });
     }
     span.end();
+  }
+
+  #transitionEvent(a: AttemptTrace, t: HealthTransition): void {
+    const event = healthEvent(t.from, t.to);
+    if (event === undefined || a.span === undefined) return;
+    const attributes: OtelAttributes = { 'proxyless.endpoint': a.ep.info.label };
+    if (t.to.kind === 'ejected') attributes['proxyless.ejection_ms'] = t.to.durationMs;
+    a.span.addEvent(SPAN_EVENT[event], attributes);
   }
 
   /** A retry is about to wait `delayMs`. */

@@ -10,7 +10,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { backoffDelay, type PickContext } from '@proxyless/core';
 import type { Endpoint } from '../endpoints/endpoint.js';
-import type { EndpointSet } from '../endpoints/endpoint-set.js';
+import type { EmptyReason, EndpointSet } from '../endpoints/endpoint-set.js';
 import {
   DeadlineExceededError,
   RequestFailedError,
@@ -70,8 +70,8 @@ export interface LoopHost {
   readonly budget: RetryBudget;
   /** `failureStatus[code] === 1` when a status counts as an endpoint failure. */
   readonly failureStatus: Uint8Array;
-  /** The typed error for "no endpoint to pick" (none, circuit open, closed). */
-  emptyError(context: RequestErrorContext): Error;
+  /** The typed error for "no endpoint to pick" (none, circuit open, closed), given the set's reason. */
+  emptyError(context: RequestErrorContext, reason: EmptyReason): Error;
   /** The typed error for a request its caller or `destroy()` stopped. */
   stoppedError(call: Call, context: RequestErrorContext): Error;
   /** Waits for the resolver's first snapshot when none arrived yet (bounded by the call). */
@@ -178,7 +178,7 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
       const startMs = attempt === 1 && waiting === undefined ? call.startedAt : performance.now();
       const scores: number[] | undefined = picks === undefined ? undefined : [];
       const handle = host.set.pick(compared === undefined ? context : { ...context, candidates: compared, scores }, startMs);
-      if (handle === undefined) throw host.emptyError(errorContext(host, attempt - 1, retries, undefined, picks));
+      if (handle.kind === 'empty') throw host.emptyError(errorContext(host, attempt - 1, retries, undefined, picks), handle.reason);
       const ep = handle.endpoint;
       if (picks !== undefined) picks.push(explainPick(host.set, ep, compared ?? [], scores, retries?.exclude, attempt, host.discoveryStale !== undefined));
       const span = trace?.attempt(ep, attempt, compared && pickFacts(host.set.balancer, compared, ep), req.headers);
@@ -198,8 +198,8 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
       let failure: Failure<B>;
       if ('statusCode' in result) {
         const outcome = host.failureStatus[result.statusCode] === 1 ? 'status' : 'success';
-        if (span === undefined) handle.done(outcome);
-        else trace?.attemptEnd(span, result.statusCode, outcome === 'status' ? String(result.statusCode) : undefined, () => handle.done(outcome));
+        const transition = handle.done(outcome);
+        if (span !== undefined) trace?.attemptEnd(span, result.statusCode, outcome === 'status' ? String(result.statusCode) : undefined, transition);
         if (retry === false || retry.retryStatus[result.statusCode] !== 1 || attempt > retry.maxRetries) {
           const response: LoopResponse<B> = { statusCode: result.statusCode, headers: result.headers, body: result.body, endpoint: ep.info, attempts: attempt };
           if (picks !== undefined) response.picks = picks;
@@ -210,8 +210,8 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
         const stopped = call.ended as StopReason | undefined; // may have been set while the attempt ran
         // A timeout whose timer fired late (this process stalled) is not the endpoint's fault either.
         const outcome = stopped === 'caller' || stopped === 'destroyed' || call.stalled ? 'cancelled' : result.kind;
-        if (span === undefined) handle.done(outcome);
-        else trace?.attemptEnd(span, undefined, outcome, () => handle.done(outcome));
+        const transition = handle.done(outcome);
+        if (span !== undefined) trace?.attemptEnd(span, undefined, outcome, transition);
         failure = result;
       }
       retries ??= new Retries(req.hashKey);

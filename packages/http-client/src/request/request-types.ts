@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { EndpointInfo } from '../shared/endpoint-info.js';
-import type { BreakerState } from '../endpoints/breaker.js';
+import type { BreakerState, EndpointHealthState } from '../endpoints/health.js';
 import type { RequestPolicy, RetryOptions } from '../config/policy.js';
 import type { PickExplanation } from '../shared/pick-explanation-types.js';
 
@@ -96,7 +96,11 @@ export interface EndpointStats {
   successes: number;
   /** Attempts that failed since the endpoint appeared. */
   failures: number;
+  /** The endpoint's health state: one state machine for the breaker and outlier ejection. */
+  health: EndpointHealthState;
+  /** The breaker's public state, read from `health` (`probing` is `halfOpen`). */
   breaker: BreakerState;
+  /** `health === 'ejected'`. */
   ejected: boolean;
 }
 

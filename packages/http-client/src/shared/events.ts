@@ -34,6 +34,3 @@ export interface ClientEvents {
 
 /** How a piece of the client reports an event: this one function, never the client itself. @internal */
 export type EmitClientEvent = <K extends keyof ClientEvents>(event: K, ...args: ClientEvents[K]) => void;
-
-/** How a piece of the client listens to the client's events: this one function, never the client itself. @internal */
-export type OnClientEvent = <K extends keyof ClientEvents>(event: K, listener: (...args: ClientEvents[K]) => void) => void;

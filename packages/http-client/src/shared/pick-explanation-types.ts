@@ -16,6 +16,8 @@ export interface PickCandidate {
   readonly inFlight: number;
   /** Latency estimate as the balancer saw it, ms. */
   readonly ewmaMs: number;
+  /** The candidate's health state: `ready`, `probing` (its trial), or `ejected` (a panic pick). */
+  readonly health: 'ready' | 'open' | 'probing' | 'ejected';
 }
 
 /** Why one attempt went where it went. */
