@@ -110,7 +110,71 @@ const endpointSetWithBreakers = (name: string, files: { set: string; options: st
   },
 });
 
+/**
+ * `EndpointSet` with one health state per endpoint (`endpoints/health.js`):
+ * `pick()` returns a handle or a typed empty result; outcomes reach an
+ * endpoint's health through `set.attemptEnded(ep, outcome, startedIn, now)`
+ * (what a handle's `done` calls); due states end on `set.runDue(now)`.
+ * Outlier detection off, so the failures that fill the window only trip the breaker.
+ */
+const endpointSetWithHealth: Adapter = {
+  name: 'src/endpoints/ (EndpointSet + EndpointHealth)',
+  matches: (dist) => existsSync(join(dist, 'endpoints/health.js')),
+  async open(build, dist, balancer, instances) {
+    interface Ep {
+      available: boolean;
+      health: { state: { kind: string }; window: { counts(nowMs: number): { calls: number } } | undefined };
+    }
+    interface EpSet {
+      apply(instances: readonly ServiceInstance[]): void;
+      pick(context: undefined, nowMs: number): { kind: 'handle'; done(outcome: 'success'): void } | { kind: 'empty' };
+      attemptEnded(ep: Ep, outcome: 'success' | 'connect', startedIn: unknown, nowMs: number): unknown;
+      runDue(nowMs: number): void;
+      endpoints: IterableIterator<Ep>;
+      close(graceMs: number): Promise<void>;
+    }
+    const { EndpointSet } = await importFrom<{ EndpointSet: new (o: unknown, b: Balancer, e: unknown) => EpSet }>(join(dist, 'endpoints/endpoint-set.js'));
+    const { resolveOptions } = await importFrom<{ resolveOptions: (o: unknown) => { breaker: { volumeThreshold: number } | false } }>(join(dist, 'config/options.js'));
+    const resolver = new build.core.StaticResolver({ services: { svc: [] } });
+    const options = resolveOptions({ service: 'svc', resolver, breaker: { resetTimeoutMs: 1 }, outlierDetection: false });
+    if (options.breaker === false) throw new Error('breakers are off');
+    const volume = options.breaker.volumeThreshold;
+    const set = new EndpointSet(options, balancer, () => undefined);
+    set.apply(instances);
+    const eps = [...set.endpoints];
+    const ep = (i: number): Ep => eps[i % eps.length]!;
+    const end = (e: Ep, outcome: 'success' | 'connect'): unknown => set.attemptEnded(e, outcome, e.health.state, performance.now());
+    return {
+      attempt() {
+        const r = set.pick(undefined, performance.now());
+        if (r.kind === 'handle') r.done('success');
+      },
+      prepare(i) {
+        const e = ep(i);
+        while ((e.health.window?.counts(performance.now()).calls ?? volume) < volume - 1) end(e, 'connect');
+      },
+      open(i) {
+        end(ep(i), 'connect');
+      },
+      available: (i) => ep(i).available,
+      async restore(i) {
+        const e = ep(i);
+        await new Promise((r) => setTimeout(r, 2));
+        set.runDue(performance.now()); // open → probing (the set's timer may not have run yet)
+        end(e, 'success'); // the trial: probing → ready
+        if (e.health.state.kind !== 'ready') throw new Error(`endpoint ${i} is not ready again (${e.health.state.kind})`);
+      },
+      async close() {
+        await set.close(0);
+        await resolver.close();
+      },
+    };
+  },
+};
+
 const adapters: Adapter[] = [
+  // From the health-state change on (endpoints/health.js).
+  endpointSetWithHealth,
   // 1472cf1 on: the same classes in folders by role.
   endpointSetWithBreakers('src/endpoints/ (EndpointSet + EndpointBreaker)', { set: 'endpoints/endpoint-set.js', options: 'config/options.js' }),
   // Up to 23a33ce: one flat src/ folder.
