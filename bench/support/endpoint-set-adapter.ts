@@ -126,7 +126,7 @@ const endpointSetWithHealth: Adapter = {
       health: { state: { kind: string }; window: { counts(nowMs: number): { calls: number } } | undefined };
     }
     interface EpSet {
-      apply(instances: readonly ServiceInstance[]): void;
+      apply(change: { added: readonly ServiceInstance[]; removed: readonly ServiceInstance[]; updated: readonly ServiceInstance[] }): void;
       pick(context: undefined, nowMs: number): { kind: 'handle'; done(outcome: 'success'): void } | { kind: 'empty' };
       attemptEnded(ep: Ep, outcome: 'success' | 'connect', startedIn: unknown, nowMs: number): unknown;
       runDue(nowMs: number): void;
@@ -140,7 +140,7 @@ const endpointSetWithHealth: Adapter = {
     if (options.breaker === false) throw new Error('breakers are off');
     const volume = options.breaker.volumeThreshold;
     const set = new EndpointSet(options, balancer, () => undefined);
-    set.apply(instances);
+    set.apply({ added: instances, removed: [], updated: [] }); // the watch's diff (this layout came after it)
     const eps = [...set.endpoints];
     const ep = (i: number): Ep => eps[i % eps.length]!;
     const end = (e: Ep, outcome: 'success' | 'connect'): unknown => set.attemptEnded(e, outcome, e.health.state, performance.now());
