@@ -59,13 +59,13 @@ describe('typos fail loudly', function () {
       breaker: { errorThresholdPercentage: 50, volumeThreshold: 5, resetTimeoutMs: 100, rollingWindowMs: 1000, rollingBuckets: 10 },
       outlierDetection: { consecutiveFailures: 3, baseEjectionTimeMs: 10, maxEjectionTimeMs: 100, maxEjectionPercent: 50, panicThresholdPercent: 50 },
       failureStatuses: [500],
-      retry: { maxRetries: 1, baseDelayMs: 1, maxDelayMs: 10, retryOnStatuses: [503], budget: { ratio: 0.1, windowMs: 1000, minRetriesPerSecond: 1 } },
+      retry: { maxRetries: 1, initialMs: 1, maxMs: 10, retryOnStatuses: [503], budget: { ratio: 0.1, windowMs: 1000, minRetriesPerSecond: 1 } },
       scheme: 'auto', tls: { rejectUnauthorized: true, servername: 'x' }, logger: false, retryLayers: [],
     });
     // Policies, the other public options object of a client.
     rejectsKey(() => client.policy({ timeoutMS: 5 } as never), 'timeoutMS', 'timeoutMs');
-    rejectsKey(() => client.policy({ retry: { baseDelay: 5 } } as never), 'retry.baseDelay', 'baseDelayMs');
-    client.policy({ timeoutMs: 100, perTryTimeoutMs: 50, retry: { maxRetries: 1, baseDelayMs: 1, maxDelayMs: 2, retryOnStatuses: [503] } });
+    rejectsKey(() => client.policy({ retry: { initalMs: 5 } } as never), 'retry.initalMs', 'initialMs');
+    client.policy({ timeoutMs: 100, perTryTimeoutMs: 50, retry: { maxRetries: 1, initialMs: 1, maxMs: 2, retryOnStatuses: [503] } });
     // Request options too (checked on the call; the promise rejects).
     await assert.rejects(client.request({ path: '/', timeoutMS: 5 } as never), (e: Error) =>
       isProxylessError(e, 'ERR_INVALID_OPTION') && e.message === 'Invalid option "timeoutMS": not an option of client.request(); did you mean "timeoutMs"?');
@@ -105,7 +105,7 @@ describe('typos fail loudly', function () {
     rejectsKey(() => new Registrar({ ...base, ttl: 5000 } as never), 'ttl', 'ttlMs');
     rejectsKey(() => new Registrar({ ...base, tag: ['x'] } as never), 'tag', 'tags');
     rejectsKey(() => new Registrar({ ...base, weights: { passng: 1, warning: 1 } } as never), 'weights.passng', 'passing');
-    rejectsKey(() => new Registrar({ ...base, retry: { minDelay: 5 } } as never), 'retry.minDelay', 'minDelayMs');
+    rejectsKey(() => new Registrar({ ...base, retry: { initalMs: 5 } } as never), 'retry.initalMs', 'initialMs');
     rejectsKey(() => consulRegistry({ adress: 'x' } as never), 'adress', 'address');
     rejectsKey(() => new ShutdownCoordinator({ deadline: 5000 } as never), 'deadline', 'deadlineMs');
     new ShutdownCoordinator({ deadlineMs: 5000, drainDelayMs: 0, exit: false, log: () => undefined });

@@ -32,14 +32,56 @@ export function backoffDelay(attempt: number, options: BackoffOptions = {}, rand
 const backoffKeys = optionKeys<BackoffOptions>({ initialMs: true, maxMs: true });
 
 /**
- * Validates a {@link BackoffOptions} object and fills in defaults.
+ * Earlier spellings of the two settings (the registrar's `minDelayMs`,
+ * http-client's `baseDelayMs`, both packages' `maxDelayMs`): one backoff has
+ * one spelling everywhere, and an old key fails naming the new one rather
+ * than passing silently or as a bare "not an option".
+ */
+const renamedBackoffKeys: Readonly<Record<string, keyof BackoffOptions>> = { minDelayMs: 'initialMs', baseDelayMs: 'initialMs', maxDelayMs: 'maxMs' };
+
+/**
+ * Throws `InvalidOptionError` naming the key to use when `value` spells a
+ * backoff setting the old way (call it before a typo check, which would only
+ * say "not an option").
  * @internal
  */
-export function checkBackoff(option: string, value: BackoffOptions | undefined, defaults: Required<BackoffOptions> = { initialMs: 250, maxMs: 30_000 }): Required<BackoffOptions> {
+export function checkBackoffSpelling(option: string, value: unknown): void {
+  if (typeof value !== 'object' || value === null) return;
+  for (const [old, key] of Object.entries(renamedBackoffKeys)) {
+    if (!Object.hasOwn(value, old)) continue;
+    const at = (k: string): string => (option ? `${option}.${k}` : k);
+    throw new InvalidOptionError(at(old), (value as Record<string, unknown>)[old], `is spelt ${at(key)} now (one backoff spelling across Proxyless: initialMs, maxMs)`);
+  }
+}
+
+/** Limits of a backoff beyond the defaults' (`initialMs` > 0, `maxMs` ≥ `initialMs`). @internal */
+export interface BackoffRule {
+  /** Whole milliseconds only. */
+  integer?: boolean;
+  /** Smallest `initialMs` (default: anything above 0). 0 suits a loop bounded otherwise, such as a request's retries. */
+  minInitialMs?: number;
+  /** Largest `initialMs`. */
+  maxInitialMs?: number;
+  /** Largest `maxMs`. */
+  maxMs?: number;
+  /** The two keys sit in a larger options object whose other keys the caller checks (http-client's `retry`). */
+  inline?: boolean;
+}
+
+/**
+ * Validates a {@link BackoffOptions} object and fills in defaults. An old
+ * spelling (`minDelayMs`, `baseDelayMs`, `maxDelayMs`) throws
+ * `InvalidOptionError` naming the key to use.
+ * @internal
+ */
+export function checkBackoff(option: string, value: BackoffOptions | undefined, defaults: Required<BackoffOptions> = { initialMs: 250, maxMs: 30_000 }, rule: BackoffRule = {}): Required<BackoffOptions> {
   if (value !== undefined && (typeof value !== 'object' || value === null)) throw new InvalidOptionError(option, value, 'must be { initialMs, maxMs }');
-  checkKnownKeys(option, value, backoffKeys, 'a backoff');
-  const initialMs = checkNumber(`${option}.initialMs`, value?.initialMs, defaults.initialMs, { above: 0 });
-  const maxMs = checkNumber(`${option}.maxMs`, value?.maxMs, Math.max(initialMs, defaults.maxMs), { min: initialMs });
+  const at = (key: string): string => (option ? `${option}.${key}` : key);
+  checkBackoffSpelling(option, value);
+  if (rule.inline !== true) checkKnownKeys(option, value, backoffKeys, 'a backoff');
+  const integer = rule.integer === true;
+  const initialMs = checkNumber(at('initialMs'), value?.initialMs, defaults.initialMs, rule.minInitialMs === undefined ? { integer, above: 0, max: rule.maxInitialMs } : { integer, min: rule.minInitialMs, max: rule.maxInitialMs });
+  const maxMs = checkNumber(at('maxMs'), value?.maxMs, Math.max(initialMs, defaults.maxMs), { integer, min: initialMs, max: rule.maxMs });
   return { initialMs, maxMs };
 }
 

@@ -8,8 +8,8 @@
  * @packageDocumentation
  */
 export { errorBrand } from './errors.js';
-export { checkBackoff, retryWithBackoff } from './backoff.js';
-export type { RetryWithBackoffOptions } from './backoff.js';
+export { checkBackoff, checkBackoffSpelling, retryWithBackoff } from './backoff.js';
+export type { BackoffRule, RetryWithBackoffOptions } from './backoff.js';
 export { sleep } from './sleep.js';
 export { withDeadline } from './deadline.js';
 export type { DeadlineOptions } from './deadline.js';

@@ -29,6 +29,19 @@ describe('backoffDelay (the one backoff: capped exponential, full jitter)', () =
     assert.throws(() => checkBackoff('backoff', { initialMs: 0 }), (e: unknown) => e instanceof InvalidOptionError && e.option === 'backoff.initialMs');
     assert.throws(() => checkBackoff('retry', { initialMs: 10, maxMs: 5 }), (e: unknown) => e instanceof InvalidOptionError && e.option === 'retry.maxMs');
   });
+
+  it('rejects the earlier spellings (minDelayMs, baseDelayMs, maxDelayMs) naming initialMs / maxMs', () => {
+    for (const [old, spelling] of [['minDelayMs', 'backoff.initialMs'], ['baseDelayMs', 'backoff.initialMs'], ['maxDelayMs', 'backoff.maxMs']] as const) {
+      assert.throws(() => checkBackoff('backoff', { [old]: 10 }), (e: unknown) => e instanceof InvalidOptionError && e.option === `backoff.${old}` && e.message.includes(`is spelt ${spelling} now`));
+    }
+  });
+
+  it('applies a rule: whole milliseconds, 0 allowed where a loop is bounded otherwise, upper limits', () => {
+    const rule = { integer: true, minInitialMs: 0, maxInitialMs: 100, maxMs: 1_000 };
+    assert.deepEqual(checkBackoff('retry', { initialMs: 0 }, { initialMs: 25, maxMs: 500 }, rule), { initialMs: 0, maxMs: 500 });
+    assert.throws(() => checkBackoff('retry', { initialMs: 1.5 }, { initialMs: 25, maxMs: 500 }, rule), (e: unknown) => e instanceof InvalidOptionError && e.option === 'retry.initialMs');
+    assert.throws(() => checkBackoff('retry', { maxMs: 2_000 }, { initialMs: 25, maxMs: 500 }, rule), (e: unknown) => e instanceof InvalidOptionError && e.option === 'retry.maxMs');
+  });
 });
 
 describe('retryWithBackoff', () => {

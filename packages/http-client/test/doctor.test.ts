@@ -87,7 +87,7 @@ describe('configuration doctor', () => {
     assert.equal(c.timeoutMs, 5_000);
     assert.equal(c.perTryTimeoutMs, 2_000);
     assert.equal(c.perTryTimeoutFrom, 'default: 2/5 of timeoutMs');
-    assert.deepEqual(c.retry, { maxRetries: 2, baseDelayMs: 25, maxDelayMs: 1_000, retryOnStatuses: [502, 503, 504] });
+    assert.deepEqual(c.retry, { maxRetries: 2, initialMs: 25, maxMs: 1_000, retryOnStatuses: [502, 503, 504] });
     assert.deepEqual(c.retryBudget, { ratio: 0.2, windowMs: 10_000, minRetriesPerSecond: 10 });
     assert.equal(c.worstCaseAttempts, 3);
     assert.equal(c.balancer, 'peak-ewma');

@@ -81,7 +81,7 @@ describe('http-client: close() and destroy()', () => {
       service: 'svc',
       resolver,
       connectionsPerEndpoint: 1,
-      retry: { maxRetries: 2, baseDelayMs: 0 },
+      retry: { maxRetries: 2, initialMs: 0 },
       outlierDetection: { consecutiveFailures: 1 },
       breaker: false,
       logger: false,

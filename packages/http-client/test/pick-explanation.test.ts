@@ -44,7 +44,7 @@ describe('http-client: pick explanations (explain: true)', () => {
     servers = [bad, await startServer(ok), await startServer(ok), slow];
     const resolver = new FakeResolver();
     const [b, g1, g2, s] = servers.map((srv) => instance(srv.port));
-    client = createClient({ service: 'svc', resolver, outlierDetection: { consecutiveFailures: 1 }, failureStatuses: [503], retry: { maxRetries: 3, baseDelayMs: 0 } });
+    client = createClient({ service: 'svc', resolver, outlierDetection: { consecutiveFailures: 1 }, failureStatuses: [503], retry: { maxRetries: 3, initialMs: 0 } });
     const c = client;
     // A request in flight on the slow instance, then the instance leaves: it drains.
     resolver.set([s!]);

@@ -22,12 +22,12 @@ describe('http-client: per-request policies', () => {
     const byDefault = await client.request('/');
     await byDefault.body.dump();
     assert.equal(byDefault.attempts, 1, 'the client policy does not retry');
-    const patient = client.policy({ retry: { maxRetries: 2, baseDelayMs: 1 } });
+    const patient = client.policy({ retry: { maxRetries: 2, initialMs: 1 } });
     assert.ok(Object.isFrozen(patient), 'a policy is an immutable value');
     const viaPolicy = await client.request({ path: '/', policy: patient });
     await viaPolicy.body.dump();
     assert.equal(viaPolicy.attempts, 3, 'the per-request policy retried twice, each on another endpoint');
-    const inline = await client.request({ path: '/', retry: { maxRetries: 1, baseDelayMs: 1 } });
+    const inline = await client.request({ path: '/', retry: { maxRetries: 1, initialMs: 1 } });
     await inline.body.dump();
     assert.equal(inline.attempts, 2);
     const again = await client.request('/');
@@ -49,7 +49,7 @@ describe('http-client: per-request policies', () => {
     const byDefault = await client.request('/');
     await byDefault.body.dump();
     assert.deepEqual([byDefault.statusCode, byDefault.attempts], [503, 1], 'the client default does not retry');
-    const patient = client.policy({ retry: { maxRetries: 2, baseDelayMs: 1 } });
+    const patient = client.policy({ retry: { maxRetries: 2, initialMs: 1 } });
     const res = await client.request({ path: '/', policy: patient });
     assert.equal(await res.body.text(), 'ok');
     assert.deepEqual([res.statusCode, res.attempts], [200, 2], 'retried once, on the 200');
@@ -62,7 +62,7 @@ describe('http-client: per-request policies', () => {
     const resolver = new FakeResolver();
     resolver.set([instance(port)]);
     client = createClient({ service: 'svc', resolver, retry: false, breaker: false, outlierDetection: false });
-    await assert.rejects(client.request({ path: '/', retry: { maxRetries: 2, baseDelayMs: 1 } }), (e: unknown) => {
+    await assert.rejects(client.request({ path: '/', retry: { maxRetries: 2, initialMs: 1 } }), (e: unknown) => {
       assert.ok(e instanceof RequestFailedError, String(e));
       assert.equal(e.code, 'ERR_REQUEST_FAILED');
       assert.equal(e.reason, 'connect');
@@ -90,7 +90,7 @@ describe('http-client: per-request policies', () => {
       ['perTryTimeoutMs', () => c.request({ path: '/', perTryTimeoutMs: Number.NaN })],
       ['retry.maxRetries', () => c.request({ path: '/', retry: { maxRetries: 1.5 } })],
       ['retry.retryOnStatuses', () => c.request({ path: '/', retry: { retryOnStatuses: [999] } })],
-      ['retry.maxDelayMs', () => c.policy({ retry: { baseDelayMs: 100, maxDelayMs: 10 } })],
+      ['retry.maxMs', () => c.policy({ retry: { initialMs: 100, maxMs: 10 } })],
       ['policy', () => c.request({ path: '/', policy: { timeoutMs: 1, perTryTimeoutMs: 1, retry: false } })],
     ];
     for (const [field, run] of cases) {

@@ -53,7 +53,7 @@ describe('http-client: OpenTelemetry (spans, events, propagation, metrics)', () 
     servers = [failing, good];
     const resolver = new FakeResolver();
     resolver.set([instance(failing.port), instance(good.port)]);
-    client = createClient({ service: 'users', resolver, retry: { maxRetries: 3, baseDelayMs: 0 }, outlierDetection: false, breaker: false, logger: false });
+    client = createClient({ service: 'users', resolver, retry: { maxRetries: 3, initialMs: 0 }, outlierDetection: false, breaker: false, logger: false });
     const parent = trace.getTracer('test').startSpan('caller');
     // Until a request meets the 503 endpoint first: then it has two attempts.
     let attempts = 0;
@@ -113,7 +113,7 @@ describe('http-client: OpenTelemetry (spans, events, propagation, metrics)', () 
       breaker: false,
       outlierDetection: { consecutiveFailures: 1 },
       failureStatuses: [500],
-      retry: { maxRetries: 2, baseDelayMs: 0, retryOnStatuses: [500], budget: { ratio: 0, minRetriesPerSecond: 0 } },
+      retry: { maxRetries: 2, initialMs: 0, retryOnStatuses: [500], budget: { ratio: 0, minRetriesPerSecond: 0 } },
       logger: false,
     });
     const res = await client.request('/');

@@ -49,17 +49,17 @@ export function nextBeat(
 
 /**
  * Retry-loop options: retry (forever, unless `shouldRetry` refuses) with
- * core's full-jitter backoff capped at `maxDelayMs`, stopped by `signal`.
+ * core's full-jitter backoff capped at `maxMs`, stopped by `signal`.
  * @internal
  */
 export function retryOptions(
-  minDelayMs: number,
-  maxDelayMs: number,
+  initialMs: number,
+  maxMs: number,
   signal: AbortSignal,
   onFailedAttempt: (error: unknown) => void,
   shouldRetry: (error: unknown) => boolean = () => true,
 ): RetryWithBackoffOptions {
-  return { backoff: { initialMs: minDelayMs, maxMs: maxDelayMs }, signal, onFailedAttempt, shouldRetry };
+  return { backoff: { initialMs, maxMs }, signal, onFailedAttempt, shouldRetry };
 }
 
 /**
@@ -154,8 +154,8 @@ export class Session {
           await this.#heartbeat(report, startSignal);
         },
         retryOptions(
-          host.options.retryMinDelayMs,
-          host.options.retryMaxDelayMs,
+          host.options.retryInitialMs,
+          host.options.retryMaxMs,
           startSignal,
           (error) => {
             // The call cut short by the deadline itself says nothing about why it was not met.
@@ -295,7 +295,7 @@ export class Session {
         await host.register(report, never); // not aborted by stop(): see register()
         if (intent.maintenance) await registry.setMaintenance(true, intent.maintenance.reason, this.#call(signal));
         await this.#heartbeat(report, signal);
-      }, retryOptions(options.retryMinDelayMs, options.retryMaxDelayMs, signal, (e) => host.reportError(e)));
+      }, retryOptions(options.retryInitialMs, options.retryMaxMs, signal, (e) => host.reportError(e)));
     } catch (failure) {
       if (signal.aborted) return;
       host.reportError(failure);

@@ -1,6 +1,6 @@
 import { hostname, networkInterfaces } from 'node:os';
-import { ConsulHttpClient, InvalidOptionError, validateServiceName, validateTag, type RegistryFactory } from '@proxyless/core';
-import { checkKnownKeys, checkNumber, optionKeys } from '@proxyless/core/internal';
+import { ConsulHttpClient, InvalidOptionError, validateServiceName, validateTag, type BackoffOptions, type RegistryFactory } from '@proxyless/core';
+import { checkBackoff, checkBackoffSpelling, checkKnownKeys, checkNumber, optionKeys } from '@proxyless/core/internal';
 import type { HealthFunction } from './health.js';
 import type { RegistrarLogger } from './outage-log.js';
 
@@ -12,15 +12,19 @@ export interface RegistrationWeights {
   warning: number;
 }
 
-/** Backoff used while the registry is unreachable or refuses a (re-)registration. */
-export interface RetryBackoffOptions {
+/**
+ * Backoff used while the registry is unreachable or refuses a (re-)registration:
+ * core's {@link BackoffOptions}, spelt as everywhere in Proxyless (the earlier
+ * `minDelayMs`/`maxDelayMs` throw `InvalidOptionError` naming these).
+ */
+export interface RetryBackoffOptions extends BackoffOptions {
   /** Ceiling of the first delay, in ms (delays are drawn with full jitter). Default 250. */
-  minDelayMs?: number;
+  initialMs?: number;
   /**
    * Largest delay, in ms. Default: the heartbeat interval, so that the
-   * instance is back within one heartbeat interval after the agent is.
+   * instance is back within one heartbeat interval after the registry is.
    */
-  maxDelayMs?: number;
+  maxMs?: number;
 }
 
 /** Options of a {@link Registrar}. Durations are in milliseconds. */
@@ -107,10 +111,10 @@ export interface ResolvedRegistrarOptions {
   readonly health: HealthFunction | undefined;
   /** Time limit of each registry call, ms. */
   readonly requestTimeoutMs: number;
-  /** First retry delay, ms. */
-  readonly retryMinDelayMs: number;
+  /** Ceiling of the first retry delay, ms. */
+  readonly retryInitialMs: number;
   /** Largest retry delay, ms. */
-  readonly retryMaxDelayMs: number;
+  readonly retryMaxMs: number;
   /** Where outages are reported; `undefined` when silenced. */
   readonly logger: RegistrarLogger | undefined;
 }
@@ -216,7 +220,8 @@ export function resolveRegistrarOptions(options: RegistrarOptions): ResolvedRegi
   rejectMovedOptions(options);
   checkKnownKeys('', options, registrarKeys, 'Registrar');
   checkKnownKeys('weights', options.weights, optionKeys<RegistrationWeights>({ passing: true, warning: true }), 'Registrar');
-  checkKnownKeys('retry', options.retry, optionKeys<RetryBackoffOptions>({ minDelayMs: true, maxDelayMs: true }), 'Registrar');
+  checkBackoffSpelling('retry', options.retry);
+  checkKnownKeys('retry', options.retry, optionKeys<RetryBackoffOptions>({ initialMs: true, maxMs: true }), 'Registrar');
   if (options.name === undefined || options.name === '') {
     throw new InvalidOptionError('name', options.name, 'is required');
   }
@@ -275,12 +280,7 @@ export function resolveRegistrarOptions(options: RegistrarOptions): ResolvedRegi
   if (requestTimeoutMs > ttlMs) {
     throw new InvalidOptionError('requestTimeoutMs', requestTimeoutMs, `must not exceed ttlMs (${ttlMs}): a hung beat would let the check expire`);
   }
-  const retryMinDelayMs = checkNumber('retry.minDelayMs', options.retry?.minDelayMs, 250, { integer: true, min: 1, max: 3600_000 });
-  const retryMaxDelayMs = checkNumber('retry.maxDelayMs', options.retry?.maxDelayMs, Math.max(retryMinDelayMs, heartbeatIntervalMs), {
-    integer: true,
-    min: retryMinDelayMs,
-    max: 3600_000,
-  });
+  const retry = checkBackoff('retry', options.retry, { initialMs: 250, maxMs: heartbeatIntervalMs }, { integer: true, minInitialMs: 1, maxInitialMs: 3600_000, maxMs: 3600_000 });
   if (options.registry !== undefined && typeof options.registry !== 'function') {
     throw new InvalidOptionError('registry', options.registry, 'must be a registry factory, e.g. consulRegistry() or etcdRegistry()');
   }
@@ -304,8 +304,8 @@ export function resolveRegistrarOptions(options: RegistrarOptions): ResolvedRegi
     jitter,
     health: options.health,
     requestTimeoutMs,
-    retryMinDelayMs,
-    retryMaxDelayMs,
+    retryInitialMs: retry.initialMs,
+    retryMaxMs: retry.maxMs,
     logger: logger === false ? undefined : logger,
   };
 }

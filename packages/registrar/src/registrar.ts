@@ -350,7 +350,7 @@ export class Registrar extends EventEmitter<RegistrarEvents> implements Shutdown
         break;
       } catch (error) {
         this.#reportError(error);
-        const wait = backoffDelay(attempt, { initialMs: this.options.retryMinDelayMs, maxMs: 1000 });
+        const wait = backoffDelay(attempt, { initialMs: this.options.retryInitialMs, maxMs: 1000 });
         if (!this.registry.isRetryable(error) || options.signal?.aborted || Date.now() + wait >= deadline) {
           this.#enter({ kind: 'idle' });
           throw error;

@@ -46,7 +46,7 @@ describe('Registrar with agent faults (fault proxy in front of the real agent)',
       address: '127.0.0.1',
       ttlMs: 3000,
       requestTimeoutMs: 500,
-      retry: { minDelayMs: 50, maxDelayMs: 200 },
+      retry: { initialMs: 50, maxMs: 200 },
       registry: consulRegistry({ address: proxy.addr }),
       ...options,
     });

@@ -73,7 +73,7 @@ describe('agent error classification', function () {
 });
 
 describe('backoff', function () {
-  it('uses core\'s full-jitter backoff between minDelayMs and the cap', function () {
+  it('uses core\'s full-jitter backoff between initialMs and the cap', function () {
     const options = retryOptions(20, 80, new AbortController().signal, () => undefined);
     assert.deepEqual(options.backoff, { initialMs: 20, maxMs: 80 });
   });

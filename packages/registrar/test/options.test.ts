@@ -28,7 +28,7 @@ describe('Registrar options', function () {
     assert.equal(o.ttlMs, 15_000);
     assert.equal(o.heartbeatIntervalMs, 5000);
     assert.equal(o.requestTimeoutMs, 5000);
-    assert.equal(o.retryMaxDelayMs, 5000, 'backoff capped at one heartbeat interval');
+    assert.equal(o.retryMaxMs, 5000, 'backoff capped at one heartbeat interval');
     assert.deepEqual(o.tags, []);
   });
 

@@ -240,7 +240,7 @@ describe('Registrar against a real Consul agent', function () {
       const lines: string[] = [];
       const registrar = make({
         registry: consulRegistry({ address }),
-        retry: { minDelayMs: 20, maxDelayMs: 100 },
+        retry: { initialMs: 20, maxMs: 100 },
         logger: { warn: (m) => lines.push(m), info: (m) => lines.push(`info ${m}`) },
       });
       let attempts = 0;
@@ -285,7 +285,7 @@ describe('Registrar against a real Consul agent', function () {
       const port = await freePort();
       const registrar = make({
         registry: consulRegistry({ address: `127.0.0.1:${port}` }),
-        retry: { minDelayMs: 20, maxDelayMs: 200 },
+        retry: { initialMs: 20, maxMs: 200 },
         logger: { warn: (m) => lines.push(`warn ${m}`), info: (m) => lines.push(`info ${m}`) },
       });
       const started = registrar.start();

@@ -21,7 +21,7 @@ export interface ExplainedConfig {
   readonly perTryTimeoutMs: number;
   /** Where the per-try timeout came from. */
   readonly perTryTimeoutFrom: 'perTryTimeoutMs' | 'default: 2/5 of timeoutMs' | 'default: timeoutMs (retries off)';
-  readonly retry: { maxRetries: number; baseDelayMs: number; maxDelayMs: number; retryOnStatuses: readonly number[] } | false;
+  readonly retry: { maxRetries: number; initialMs: number; maxMs: number; retryOnStatuses: readonly number[] } | false;
   readonly retryBudget: { ratio: number; windowMs: number; minRetriesPerSecond: number };
   /** Worst-case attempts per user request across this client and the declared `retryLayers`. */
   readonly worstCaseAttempts: number;
@@ -179,7 +179,7 @@ export class ClientDoctor {
 /** Builds {@link ExplainedConfig}. @internal */
 export function explainConfig(o: ResolvedOptions, scheme: 'http' | 'https' | 'auto', doctor: ClientDoctor, resolverName: string, balancerName: string): ExplainedConfig {
   const policy = o.policy;
-  const retry = policy.retry === false ? false : { maxRetries: policy.retry.maxRetries, baseDelayMs: policy.retry.baseDelayMs, maxDelayMs: policy.retry.maxDelayMs, retryOnStatuses: policy.retry.retryOnStatuses };
+  const retry = policy.retry === false ? false : { maxRetries: policy.retry.maxRetries, initialMs: policy.retry.initialMs, maxMs: policy.retry.maxMs, retryOnStatuses: policy.retry.retryOnStatuses };
   const retries = policy.retry !== false && policy.retry.maxRetries > 0;
   const ours = attemptsOf(policy);
   return Object.freeze({

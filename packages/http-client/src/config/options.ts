@@ -1,5 +1,5 @@
 import { InvalidOptionError, validateServiceName, type Balancer, type ConfigLogger, type Resolver, type ServiceInstance } from '@proxyless/core';
-import { checkBalancer, checkKnownKeys, checkNumber, optionKeys } from '@proxyless/core/internal';
+import { checkBackoffSpelling, checkBalancer, checkKnownKeys, checkNumber, optionKeys } from '@proxyless/core/internal';
 import { buildPolicy, type PolicyOptions, type RequestPolicy, type RetryOptions } from './policy.js';
 
 /** Another layer that retries around (or below) this client: a gateway, an SDK, a service mesh. */
@@ -207,7 +207,7 @@ const breakerKeys = optionKeys<BreakerOptions>({ errorThresholdPercentage: true,
 const outlierKeys = optionKeys<OutlierDetectionOptions>({
   consecutiveFailures: true, baseEjectionTimeMs: true, maxEjectionTimeMs: true, maxEjectionPercent: true, panicThresholdPercent: true,
 });
-const clientRetryKeys = optionKeys<ClientRetryOptions>({ maxRetries: true, baseDelayMs: true, maxDelayMs: true, retryOnStatuses: true, budget: true });
+const clientRetryKeys = optionKeys<ClientRetryOptions>({ maxRetries: true, initialMs: true, maxMs: true, retryOnStatuses: true, budget: true });
 const budgetKeys = optionKeys<RetryBudgetOptions>({ ratio: true, windowMs: true, minRetriesPerSecond: true });
 const tlsKeys = optionKeys<BackendTlsOptions>({ ca: true, cert: true, key: true, servername: true, rejectUnauthorized: true });
 
@@ -243,6 +243,7 @@ export function resolveSettings(options: ClientSettings, owner = 'createClient()
   }
   checkKnownKeys(at('breaker'), options.breaker, breakerKeys, owner);
   checkKnownKeys(at('outlierDetection'), options.outlierDetection, outlierKeys, owner);
+  checkBackoffSpelling(at('retry'), options.retry);
   checkKnownKeys(at('retry'), options.retry, clientRetryKeys, owner);
   if (options.retry) checkKnownKeys(at('retry.budget'), options.retry.budget, budgetKeys, owner);
   checkKnownKeys(at('tls'), options.tls, tlsKeys, owner);

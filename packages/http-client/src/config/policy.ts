@@ -1,14 +1,19 @@
-import { InvalidOptionError } from '@proxyless/core';
-import { checkKnownKeys, checkNumber, checkOptions, optionKeys } from '@proxyless/core/internal';
+import { InvalidOptionError, type BackoffOptions } from '@proxyless/core';
+import { checkBackoff, checkBackoffSpelling, checkKnownKeys, checkNumber, checkOptions, optionKeys, type BackoffRule } from '@proxyless/core/internal';
 
-/** Retry settings of a {@link RequestPolicy} or a client. */
-export interface RetryOptions {
+/**
+ * Retry settings of a {@link RequestPolicy} or a client. The backoff between
+ * attempts is core's {@link BackoffOptions} (`initialMs`, `maxMs`), spelt as
+ * everywhere in Proxyless; the earlier `baseDelayMs`/`maxDelayMs` throw
+ * `InvalidOptionError` naming these.
+ */
+export interface RetryOptions extends BackoffOptions {
   /** Retries after the first attempt. Default 2. */
   maxRetries?: number;
-  /** Backoff base, in ms: retry n waits a uniformly random time in [0, min(max, base × 2^(n-1))) (full jitter). Default 25. */
-  baseDelayMs?: number;
-  /** Backoff cap, in ms (also caps how long a `Retry-After` is honoured). Default 1 000. */
-  maxDelayMs?: number;
+  /** Backoff ceiling of the first retry, in ms: retry n waits a uniformly random time in [0, min(maxMs, initialMs × 2^(n-1))) (full jitter). Default 25; 0 retries at once. */
+  initialMs?: number;
+  /** Largest backoff, in ms (also caps how long a `Retry-After` is honoured). Default 1 000. */
+  maxMs?: number;
   /** Statuses that are retried (when the request is safe to retry). Default [502, 503, 504]. */
   retryOnStatuses?: readonly number[];
 }
@@ -29,13 +34,15 @@ export interface PolicyOptions {
 }
 
 const policyKeys = optionKeys<PolicyOptions>({ timeoutMs: true, perTryTimeoutMs: true, retry: true });
-const retryKeys = optionKeys<RetryOptions>({ maxRetries: true, baseDelayMs: true, maxDelayMs: true, retryOnStatuses: true });
+const retryKeys = optionKeys<RetryOptions>({ maxRetries: true, initialMs: true, maxMs: true, retryOnStatuses: true });
 
 /** A resolved retry policy (immutable). */
 export interface RetryPolicy {
   readonly maxRetries: number;
-  readonly baseDelayMs: number;
-  readonly maxDelayMs: number;
+  /** Backoff ceiling of the first retry, ms. */
+  readonly initialMs: number;
+  /** Largest backoff, ms. */
+  readonly maxMs: number;
   readonly retryOnStatuses: readonly number[];
   /** Lookup table: `retryStatus[code] === 1` when `code` is retried. @internal */
   readonly retryStatus: Uint8Array;
@@ -76,6 +83,9 @@ export function statusTable(statuses: readonly number[]): Uint8Array {
   return t;
 }
 
+/** A request's retries are bounded by `maxRetries` and its deadline, so a 0 backoff (retry at once) is allowed. */
+const RETRY_BACKOFF_RULE: BackoffRule = { integer: true, minInitialMs: 0, maxInitialMs: 60_000, maxMs: 600_000, inline: true };
+
 const DEFAULT_RETRY_STATUSES = Object.freeze([502, 503, 504]);
 
 /** The rule for the default per-try timeout (see {@link PolicyOptions.perTryTimeoutMs}). @internal */
@@ -96,6 +106,7 @@ export function buildPolicy(options: PolicyOptions, base: RequestPolicy | undefi
   const r = options.retry;
   if (r !== undefined && r !== false) {
     checkOptions('retry', r);
+    checkBackoffSpelling('retry', r);
     checkKnownKeys('retry', r, retryKeys, 'a policy');
   }
   let retry: RetryPolicy | false;
@@ -104,10 +115,9 @@ export function buildPolicy(options: PolicyOptions, base: RequestPolicy | undefi
   else {
     const from = base?.retry || undefined;
     const maxRetries = checkNumber('retry.maxRetries', r?.maxRetries, from?.maxRetries ?? 2, { integer: true, min: 0, max: 100 });
-    const baseDelayMs = checkNumber('retry.baseDelayMs', r?.baseDelayMs, from?.baseDelayMs ?? 25, { integer: true, min: 0, max: 60_000 });
-    const maxDelayMs = checkNumber('retry.maxDelayMs', r?.maxDelayMs, Math.max(baseDelayMs, from?.maxDelayMs ?? 1_000), { integer: true, min: baseDelayMs, max: 600_000 });
+    const { initialMs, maxMs } = checkBackoff('retry', r, { initialMs: from?.initialMs ?? 25, maxMs: from?.maxMs ?? 1_000 }, RETRY_BACKOFF_RULE);
     const retryOnStatuses = statusList('retry.retryOnStatuses', r?.retryOnStatuses, from?.retryOnStatuses ?? DEFAULT_RETRY_STATUSES);
-    retry = Object.freeze({ maxRetries, baseDelayMs, maxDelayMs, retryOnStatuses, retryStatus: statusTable(retryOnStatuses) });
+    retry = Object.freeze({ maxRetries, initialMs, maxMs, retryOnStatuses, retryStatus: statusTable(retryOnStatuses) });
   }
   const retries = retry !== false && retry.maxRetries > 0;
   const explicit = options.perTryTimeoutMs !== undefined || (perTryExplicit && base !== undefined);

@@ -229,9 +229,9 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
         return giveUp(failure, ep, attempt, new RequestFailedError(failure.kind, errorContext(host, attempt, retries, failure.cause, picks)), picks);
       }
       const now = performance.now();
-      let delay = backoffDelay(attempt - 1, { initialMs: retry.baseDelayMs, maxMs: retry.maxDelayMs });
+      let delay = backoffDelay(attempt - 1, retry);
       const retryAfter = failure.response ? parseRetryAfter(failure.response.headers['retry-after']) : undefined;
-      if (retryAfter !== undefined) delay = Math.max(delay, Math.min(retryAfter, retry.maxDelayMs));
+      if (retryAfter !== undefined) delay = Math.max(delay, Math.min(retryAfter, retry.maxMs));
       // ERR_DEADLINE_EXCEEDED only once the deadline has passed (it was said up to ~50 ms early). When no
       // further attempt fits the time left, end now with this attempt's own error (as gRPC and Envoy do).
       if (now >= call.deadline) return giveUp(failure, ep, attempt, new DeadlineExceededError(call.timeoutMs, errorContext(host, attempt, retries, failure.cause, picks)), picks);
