@@ -113,8 +113,6 @@ const jsonNames: ReadonlyMap<string, ScalarField | MapField> = new Map<string, S
 const keyPattern = /^[A-Za-z0-9_\-./]+$/;
 // Names Object.prototype has (`__proto__`, `constructor`…): a Set, since `key in Object.prototype` is a slow lookup per key.
 const prototypeNames: ReadonlySet<string> = new Set(Object.getOwnPropertyNames(Object.prototype));
-// A decimal number as absl::SimpleAtod reads it, minus inf/nan/hex: Envoy's TEXT values.
-const textNumberPattern = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 
 /**
  * Whether `key` can be a map key of a report (the rule both forms share): 1 to
@@ -235,30 +233,82 @@ class ReportBuilder {
   }
 }
 
+/** HTTP's optional whitespace (space, tab): what Envoy trims around each entry. */
+function isOws(code: number): boolean {
+  return code === 0x20 || code === 0x09;
+}
+
+function isDigit(code: number): boolean {
+  return code >= 0x30 && code <= 0x39;
+}
+
+/**
+ * Whether `s[start, end)` is a decimal number as Envoy's TEXT values are
+ * (absl::SimpleAtod less inf/nan/hex): `[+-]digits[.digits][e[+-]digits]`,
+ * at least one digit before the exponent.
+ */
+function isDecimal(s: string, start: number, end: number): boolean {
+  let i = start;
+  if (i < end && (s.charCodeAt(i) === 0x2b || s.charCodeAt(i) === 0x2d)) i++;
+  const integerStart = i;
+  while (i < end && isDigit(s.charCodeAt(i))) i++;
+  let digits = i - integerStart;
+  if (i < end && s.charCodeAt(i) === 0x2e) {
+    const fractionStart = ++i;
+    while (i < end && isDigit(s.charCodeAt(i))) i++;
+    digits += i - fractionStart;
+  }
+  if (digits === 0) return false;
+  if (i < end && (s.charCodeAt(i) | 0x20) === 0x65 /* e or E */) {
+    i++;
+    if (i < end && (s.charCodeAt(i) === 0x2b || s.charCodeAt(i) === 0x2d)) i++;
+    const exponentStart = i;
+    while (i < end && isDigit(s.charCodeAt(i))) i++;
+    if (i === exponentStart) return false;
+  }
+  return i === end;
+}
+
+// One pass of index arithmetic and one slice per key and value: a client parses a report per response.
 function parseText(body: string): LoadReport | undefined {
   const report = new ReportBuilder();
+  const n = body.length;
+  let from = 0;
+  while (from < n && isOws(body.charCodeAt(from))) from++;
   // `TEXT` with nothing after it (a trailing space trimmed away) is an empty report, as Envoy reads it.
-  if (body.trim() === '') return report.build();
-  for (const rawEntry of body.split(',')) {
-    const entry = rawEntry.trim();
-    let eq = entry.indexOf('=');
-    const colon = entry.indexOf(':');
-    if (eq === -1 || (colon !== -1 && colon < eq)) eq = colon;
-    if (eq <= 0) return undefined;
-    const key = entry.slice(0, eq).trimEnd();
-    const text = entry.slice(eq + 1).trimStart();
-    if (!textNumberPattern.test(text)) return undefined;
-    const value = Number(text);
-    const dot = key.indexOf('.');
-    if (dot === -1) {
-      const i = scalarIndex.get(key);
+  if (from === n) return report.build();
+  for (;;) {
+    let end = body.indexOf(',', from);
+    if (end === -1) end = n;
+    let a = from;
+    let b = end;
+    while (a < b && isOws(body.charCodeAt(a))) a++;
+    while (b > a && isOws(body.charCodeAt(b - 1))) b--;
+    // The key ends at the first `=` (the spec) or `:` (Envoy accepts both).
+    let sep = a;
+    let dot = -1;
+    for (; sep < b; sep++) {
+      const c = body.charCodeAt(sep);
+      if (c === 0x3d || c === 0x3a) break;
+      if (c === 0x2e && dot === -1) dot = sep;
+    }
+    if (sep === a || sep === b) return undefined;
+    let keyEnd = sep;
+    while (keyEnd > a && isOws(body.charCodeAt(keyEnd - 1))) keyEnd--;
+    let valueStart = sep + 1;
+    while (valueStart < b && isOws(body.charCodeAt(valueStart))) valueStart++;
+    if (!isDecimal(body, valueStart, b)) return undefined;
+    const value = Number(body.slice(valueStart, b));
+    if (dot === -1 || dot >= keyEnd) {
+      const i = scalarIndex.get(body.slice(a, keyEnd));
       if (i === undefined || !report.setScalar(i, value)) return undefined;
     } else {
-      const i = mapIndex.get(key.slice(0, dot));
-      if (i === undefined || !report.setMapEntry(i, key.slice(dot + 1), value)) return undefined;
+      const i = mapIndex.get(body.slice(a, dot));
+      if (i === undefined || !report.setMapEntry(i, body.slice(dot + 1, keyEnd), value)) return undefined;
     }
+    if (end === n) return report.build();
+    from = end + 1;
   }
-  return report.build();
 }
 
 /**

@@ -247,6 +247,20 @@ describe('load report (endpoint-load-metrics)', () => {
       );
     });
 
+    it('a TEXT value is read exactly when it is a decimal number (oracle: the regular expression of absl::SimpleAtod less inf/nan/hex)', () => {
+      const decimal = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+      const text = fc.array(fc.constantFrom('0', '1', '9', '.', '+', '-', 'e', 'E', ' ', 'x'), { maxLength: 12 }).map((cs) => cs.join(''));
+      fc.assert(
+        fc.property(text, (value) => {
+          const trimmed = value.replace(/^ +| +$/g, '');
+          const n = Number(trimmed);
+          const expected = decimal.test(trimmed) && Number.isFinite(n) && n >= 0 ? { eps: n + 0 } : undefined;
+          assert.deepEqual(parseLoadReport(`TEXT eps=${value}`), expected, JSON.stringify(value));
+        }),
+        { numRuns: 5000 },
+      );
+    });
+
     it('a valid report with one byte changed parses to a valid report or to nothing, never throws', () => {
       fc.assert(
         fc.property(report, fc.constantFrom('TEXT' as const, 'JSON' as const), fc.nat(), fc.integer({ min: 0, max: 0xffff }), (r, format, at, code) => {
