@@ -136,28 +136,30 @@ export function isUsable(kind: HealthKind): boolean {
  * failure rate above `errorThresholdPercentage` — opossum's rule.
  * @internal
  */
-export class FailureWindow {
-  readonly #counts: RollingCounts;
+export class FailureWindow extends RollingCounts {
   readonly #volume: number;
   readonly #thresholdPercent: number;
 
   constructor(options: Required<BreakerOptions>) {
-    this.#counts = new RollingCounts(options.rollingWindowMs, options.rollingBuckets);
+    super(options.rollingWindowMs, options.rollingBuckets);
     this.#volume = options.volumeThreshold;
     this.#thresholdPercent = options.errorThresholdPercentage;
   }
 
   /** Counts one call; returns true when the window now trips. */
   record(nowMs: number, failed: boolean): boolean {
-    this.#counts.add(nowMs, 1, failed ? 1 : 0);
-    if (!failed) return false;
-    const calls = this.#counts.sumA(nowMs);
-    return calls >= this.#volume && (this.#counts.sumB(nowMs) / calls) * 100 > this.#thresholdPercent;
+    if (!failed) {
+      this.add(nowMs, 1, 0);
+      return false;
+    }
+    this.add(nowMs, 1, 1);
+    const calls = this.sumA(nowMs);
+    return calls >= this.#volume && (this.sumB(nowMs) / calls) * 100 > this.#thresholdPercent;
   }
 
   /** Calls and failures in the window now. */
   counts(nowMs: number): { calls: number; failures: number } {
-    return { calls: this.#counts.sumA(nowMs), failures: this.#counts.sumB(nowMs) };
+    return { calls: this.sumA(nowMs), failures: this.sumB(nowMs) };
   }
 }
 

@@ -10,11 +10,16 @@
 /** @internal */
 export class RollingCounts {
   readonly #bucketMs: number;
+  /** The closed buckets' counts (the current bucket's slot holds 0 until it closes). */
   readonly #a: Float64Array;
   readonly #b: Float64Array;
-  #sumA = 0;
-  #sumB = 0;
-  /** The bucket number (`floor(now / bucketMs)`) last advanced to; -1 before the first use. */
+  /** The current bucket's counts: plain fields, so a write touches this object only (not two arrays per owner). */
+  #curA = 0;
+  #curB = 0;
+  /** Sums of the closed buckets still in the window. */
+  #closedA = 0;
+  #closedB = 0;
+  /** The current bucket's number (`floor(now / bucketMs)`); -1 before the first use. */
   #epoch = -1;
 
   /** @param windowMs - the window's length; @param buckets - how many buckets it holds (a count leaves the window `buckets` bucket-lengths after its own bucket began). */
@@ -24,42 +29,49 @@ export class RollingCounts {
     this.#b = new Float64Array(buckets);
   }
 
-  /** Clears the buckets that left the window since the last use; returns the current bucket's slot. */
-  #advance(nowMs: number): number {
-    const n = this.#a.length;
+  /** Moves to the bucket of `nowMs`: closes the current one and drops those that left the window. */
+  #advance(nowMs: number): void {
     const epoch = Math.floor(nowMs / this.#bucketMs);
-    if (epoch !== this.#epoch) {
-      const steps = this.#epoch < 0 ? n : Math.min(n, epoch - this.#epoch);
-      for (let i = 1; i <= steps; i++) {
-        const j = (((this.#epoch + i) % n) + n) % n;
-        this.#sumA -= this.#a[j] ?? 0;
-        this.#sumB -= this.#b[j] ?? 0;
-        this.#a[j] = 0;
-        this.#b[j] = 0;
-      }
-      this.#epoch = epoch;
+    if (epoch === this.#epoch) return;
+    const n = this.#a.length;
+    const last = this.#epoch;
+    if (last >= 0) {
+      const j = last % n;
+      this.#a[j] = this.#curA;
+      this.#b[j] = this.#curB;
+      this.#closedA += this.#curA;
+      this.#closedB += this.#curB;
     }
-    return ((epoch % n) + n) % n;
+    // Buckets last+1 … epoch begin; the slots they reuse held buckets that are now out of the window.
+    const steps = last < 0 ? n : Math.min(n, epoch - last);
+    for (let i = 1; i <= steps; i++) {
+      const j = (((last + i) % n) + n) % n;
+      this.#closedA -= this.#a[j] ?? 0;
+      this.#closedB -= this.#b[j] ?? 0;
+      this.#a[j] = 0;
+      this.#b[j] = 0;
+    }
+    this.#curA = 0;
+    this.#curB = 0;
+    this.#epoch = epoch;
   }
 
   /** Adds `a` and `b` to the current bucket. `nowMs` is any monotonic clock in ms. */
   add(nowMs: number, a: number, b: number): void {
-    const i = this.#advance(nowMs);
-    this.#a[i] = (this.#a[i] ?? 0) + a;
-    this.#b[i] = (this.#b[i] ?? 0) + b;
-    this.#sumA += a;
-    this.#sumB += b;
+    this.#advance(nowMs);
+    this.#curA += a;
+    this.#curB += b;
   }
 
   /** The first count over the window. */
   sumA(nowMs: number): number {
     this.#advance(nowMs);
-    return this.#sumA;
+    return this.#closedA + this.#curA;
   }
 
   /** The second count over the window. */
   sumB(nowMs: number): number {
     this.#advance(nowMs);
-    return this.#sumB;
+    return this.#closedB + this.#curB;
   }
 }
