@@ -43,7 +43,7 @@ module.exports = {
         '@proxyless/core is what every transport and registry builds on: it never imports http-client, registrar, etcd or load-report. ' +
         'Move the shared piece into core, or keep it in the package that needs it.',
       from: { path: '^packages/core/' },
-      to: { path: [pkg('http-client'), pkg('registrar'), pkg('etcd'), pkg('load-report')] },
+      to: { path: [pkg('http-client'), pkg('registrar'), pkg('etcd'), pkg('load-report'), pkg('gateway')] },
     },
     {
       name: 'registrar-not-http-client',
@@ -74,6 +74,20 @@ module.exports = {
         'never the client, the registrar or etcd. A service that reports its load need not register through Proxyless nor call anything.',
       from: { path: '^packages/load-report/' },
       to: { path: [pkg('http-client'), pkg('registrar'), pkg('etcd')] },
+    },
+    {
+      name: 'nothing-imports-gateway',
+      severity: 'error',
+      comment: '@proxyless/gateway is the top of the stack (an application on the other packages): no other package imports it.',
+      from: { path: '^packages/(core|registrar|http-client|etcd|load-report)/' },
+      to: { path: pkg('gateway') },
+    },
+    {
+      name: 'gateway-public-http-client',
+      severity: 'error',
+      comment: 'The gateway uses @proxyless/http-client as any user does: its public entry point only, never its internals.',
+      from: { path: '^packages/gateway/' },
+      to: { path: '^packages/http-client/src/(?!index\\.ts$)' },
     },
     {
       name: 'src-not-tests',

@@ -137,7 +137,7 @@ describe('a first call, in a child process (real Consul, real etcd)', function (
     }
   });
 
-  describe('the example gateway fails fast at start when its registry is unreachable', () => {
+  describe('the proxyless-gateway bin fails fast at start when its registry is unreachable', () => {
     let dir: string;
     before(() => {
       dir = mkdtempSync(join(tmpdir(), 'gw-start-'));
@@ -151,14 +151,14 @@ describe('a first call, in a child process (real Consul, real etcd)', function (
         const address = `127.0.0.1:${port}`;
         const env = registry === 'consul' ? { CONSUL_HTTP_ADDR: address, REGISTRY: 'consul' } : { ETCDCTL_ENDPOINTS: `http://${address}`, REGISTRY: 'etcd' };
         const t0 = performance.now();
-        const r = await run(['examples/gateway/src/main.ts', join(dir, 'gateway.json')], env, 60_000);
+        const r = await run(['packages/gateway/src/cli.ts', '--config', join(dir, 'gateway.json')], env, 60_000);
         const took = performance.now() - t0;
         console.log(`      [measure] gateway exit ${String(r.code)} after ${took.toFixed(0)} ms (start timeout ${timeoutMs} ms): ${r.stderr.trim()}`);
         assert.equal(r.signal, null, 'killed: the gateway never gave up');
         assert.equal(r.code, 1, r.stderr);
         const lines = r.stderr.trim().split('\n');
         assert.equal(lines.length, 1, r.stderr);
-        assert.match(lines[0] ?? '', /^gateway: cannot list services: /);
+        assert.match(lines[0] ?? '', /^proxyless-gateway: cannot list services: /);
         assert.match(lines[0] ?? '', new RegExp(address.replace(/\./g, '\\.')));
         assert.match(lines[0] ?? '', registry === 'consul' ? /CONSUL_HTTP_ADDR/ : /ETCDCTL_ENDPOINTS/);
         assert.doesNotMatch(r.stdout, /listening/);

@@ -1,5 +1,5 @@
 /**
- * End to end: the example gateway (examples/gateway) against a real Consul
+ * End to end: @proxyless/gateway (packages/gateway) against a real Consul
  * dev agent and real backend services on loopback, its status page driven in
  * headless Chromium; then the same gateway on a real etcd.
  */
@@ -18,7 +18,7 @@ import { chromiumBinary } from './support/chromium.js';
 import { startConsulAgent, type ConsulAgent } from './support/consul.js';
 import { startEtcd, type EtcdServer } from './support/etcd.js';
 import { EtcdClient } from '@proxyless/etcd';
-import { Gateway } from '../examples/gateway/src/gateway.js';
+import { createGateway, type Gateway, type GatewayStatus } from '@proxyless/gateway';
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -124,9 +124,9 @@ function send(url: string, options: { method?: string; headers?: Record<string, 
   });
 }
 
-/** Runs examples/gateway/src/main.ts as a child process with `env`; resolves once it listens. */
-async function startGatewayProcess(env: Record<string, string>): Promise<{ child: ChildProcess; url: string; output: () => string; exited: Promise<unknown[]> }> {
-  const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', 'examples/gateway/src/main.ts'], {
+/** Runs the `proxyless-gateway` bin (packages/gateway/src/cli.ts) as a child process with `env`; resolves once it listens. */
+async function startGatewayProcess(env: Record<string, string>, args: string[] = []): Promise<{ child: ChildProcess; url: string; output: () => string; exited: Promise<unknown[]> }> {
+  const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', 'packages/gateway/src/cli.ts', ...args], {
     env: { ...process.env, ...env, PORT: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -155,7 +155,7 @@ async function routesThenExits(gw: Awaited<ReturnType<typeof startGatewayProcess
   assert.equal(code, 0, gw.output());
 }
 
-describe('example gateway, end to end (real Consul, real services, headless Chromium)', function () {
+describe('@proxyless/gateway, end to end (real Consul, real services, headless Chromium)', function () {
   this.timeout(120_000);
   let agent: ConsulAgent;
   let gateway: Gateway;
@@ -187,7 +187,7 @@ describe('example gateway, end to end (real Consul, real services, headless Chro
     await backend('users-1', 'users');
     await backend('users-2', 'users');
     await backend('orders-1', 'orders');
-    gateway = new Gateway({
+    gateway = createGateway({
       consulAddress: agent.httpAddr,
       port: 0,
       routes: [
@@ -424,7 +424,7 @@ describe('example gateway, end to end (real Consul, real services, headless Chro
     });
   });
 
-  describe('as a process (examples/gateway/src/main.ts)', () => {
+  describe('as a process (the proxyless-gateway bin)', () => {
     it('registers itself in Consul and, on SIGTERM, drains, deregisters and exits 0', async () => {
       const gw = await startGatewayProcess({ CONSUL_HTTP_ADDR: agent.httpAddr });
       const { child } = gw;
@@ -443,7 +443,7 @@ describe('example gateway, end to end (real Consul, real services, headless Chro
   });
 });
 
-describe('example gateway on etcd, end to end (real etcd, real services)', function () {
+describe('@proxyless/gateway on etcd, end to end (real etcd, real services)', function () {
   this.timeout(120_000);
   let etcd: EtcdServer & { close(): Promise<void> };
   let admin: EtcdClient;
@@ -470,7 +470,7 @@ describe('example gateway on etcd, end to end (real etcd, real services)', funct
     await backend('users-1', 'users', { tags: ['v1'] });
     await backend('users-2', 'users', { tags: ['v2'] });
     await backend('orders-1', 'orders');
-    gateway = new Gateway({ registry: 'etcd', etcdEndpoints: [etcd.clientUrl], port: 0, routes: [{ path: '/api/people/**', service: 'users' }] });
+    gateway = createGateway({ registry: 'etcd', etcdEndpoints: [etcd.clientUrl], port: 0, routes: [{ path: '/api/people/**', service: 'users' }] });
     base = await gateway.listen();
   });
 
@@ -518,14 +518,14 @@ describe('example gateway on etcd, end to end (real etcd, real services)', funct
   });
 
   it('shows the services and endpoints on the status document, with no catalog error', async () => {
-    const doc = JSON.parse((await send(`${base}/_proxyless/status.json`)).body.toString()) as ReturnType<Gateway['status']>;
+    const doc = JSON.parse((await send(`${base}/_proxyless/status.json`)).body.toString()) as GatewayStatus;
     const users = doc.services.find((s) => s.name === 'users');
     assert.ok(users, JSON.stringify(doc));
     assert.deepEqual(users.endpoints.map((e) => e.label), [`127.0.0.1:${backends[0]!.port}`]);
     assert.equal(doc.gateway.catalogError, null);
   });
 
-  describe('as a process (examples/gateway/src/main.ts with REGISTRY=etcd)', () => {
+  describe('as a process (the proxyless-gateway bin with REGISTRY=etcd)', () => {
     it('registers itself in etcd with a lease and, on SIGTERM, drains, deletes its key and exits 0', async () => {
       const gw = await startGatewayProcess({ REGISTRY: 'etcd', ETCDCTL_ENDPOINTS: etcd.clientUrl });
       const { child, url, output: log } = gw;

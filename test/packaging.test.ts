@@ -4,7 +4,7 @@
  * repository (offline, from npm's cache), then used the way users use them:
  * an ES module, a CommonJS module, TypeScript consumers with the default
  * `skipLibCheck: false` (node16, nodenext CommonJS, bundler), and the
- * installed `proxyless-register` bin, against a real Consul agent.
+ * installed `proxyless-register` and `proxyless-gateway` bins, against a real Consul agent.
  *
  * Twice: once with only what the packages require (no optional peer: a type
  * that names `@opentelemetry/api` or `prom-client` fails to check there), and
@@ -311,6 +311,7 @@ import { ConsulResolver, StaticResolver, isProxylessError, type ServiceInstance,
 import { Registrar, type RegistrarLogger, type RegistrarOptions } from '@proxyless/registrar';
 import { createClient, telemetryReady, type ProxylessClient } from '@proxyless/http-client';
 import { LoadReporter, loadReportListener, loadReportExpress, loadReportFastify, type LoadReporterOptions } from '@proxyless/load-report';
+import { createGateway, type Gateway, type GatewayStatus } from '@proxyless/gateway';
 ${withPeers ? "import { registerClientMetrics } from '@proxyless/http-client/prometheus';\nimport { Registry } from 'prom-client';" : ''}
 
 const logger: RegistrarLogger = { warn: (m: string) => void m, info: (m: string) => void m };
@@ -325,6 +326,8 @@ const loadOptions: LoadReporterOptions = { format: 'JSON', probePath: false };
 export const load = new LoadReporter(loadOptions);
 export const listener = loadReportListener(load, (_req, res) => res.end());
 export const adapters = [loadReportExpress(load), loadReportFastify(load)] as const;
+export const gateway: Gateway = createGateway({ port: 0, routes: [{ path: '/api/**', service: 'web' }] });
+export const services = (s: GatewayStatus): string[] => s.services.map((x) => x.name);
 export const first = (list: readonly ServiceInstance[]): string | undefined => list[0]?.id;
 export const coded = (e: unknown): boolean => isProxylessError(e, 'ERR_TIMEOUT');
 export type Message = DnsMessage;
@@ -356,6 +359,17 @@ export type Message = DnsMessage;
       });
 
       if (!withPeers) {
+        it('the installed proxyless-gateway bin answers --help, and a bad config is one line naming the key and exit code 2', async () => {
+          const bin = join(app, 'node_modules', '.bin', 'proxyless-gateway');
+          const help = await run(bin, ['--help'], { cwd: app, env: cleanEnv({}), timeoutMs: 30_000 });
+          assert.equal(help.code, 0, help.stderr);
+          assert.match(help.stdout, /^Usage: proxyless-gateway \[--config <file>\]/);
+          writeFileSync(join(app, 'gateway.json'), JSON.stringify({ port: 0, rotues: [] }));
+          const bad = await run(bin, ['--config', join(app, 'gateway.json')], { cwd: app, env: cleanEnv({}), timeoutMs: 30_000 });
+          assert.equal(bad.code, 2, bad.stderr);
+          assert.equal(bad.stderr, 'proxyless-gateway: Invalid option "rotues": not an option of the gateway config; did you mean "routes"?\n');
+        });
+
         it('the installed proxyless-register bin registers a command, and on SIGTERM deregisters and exits with its code', async () => {
           const port = await freePort();
           const bin = join(app, 'node_modules', '.bin', 'proxyless-register');

@@ -3,31 +3,80 @@
  * service, one row per endpoint. Self-contained (no CDN): the page fetches
  * `status.json` every second and re-renders with `textContent` only.
  */
-import type { EndpointStatus, UpstreamEvent } from './upstreams.js';
+/** Live state of one endpoint of a service, as the status page shows it. */
+export interface EndpointStatus {
+  /** Instance identity (`<node>/<service id>`). */
+  readonly key: string;
+  /** Service instance ID. */
+  readonly id: string;
+  /** `address:port`. */
+  readonly label: string;
+  /** Always `passing`: the resolvers only return healthy instances (Consul: every check passing; etcd: not `critical`). */
+  readonly health: string;
+  /** Requests to this endpoint in progress now. */
+  readonly inFlight: number;
+  /** Peak-EWMA latency estimate, ms (0 when unknown). */
+  readonly ewmaMs: number;
+  /** Answered tries since the endpoint appeared. */
+  readonly successes: number;
+  /** Failed tries (refused, reset, timed out, failure statuses) since the endpoint appeared. */
+  readonly failures: number;
+  /** Circuit breaker state. */
+  readonly breaker: 'closed' | 'open' | 'halfOpen';
+  /** Out of rotation by outlier ejection. */
+  readonly ejected: boolean;
+}
+
+/** A notable endpoint event, for the status page. */
+export interface UpstreamEvent {
+  /** When, ms since the epoch. */
+  readonly at: number;
+  /** The service the endpoint belongs to. */
+  readonly service: string;
+  /** What happened: `added`, `removed`, `breaker open`, `ejected`, `restored`… */
+  readonly event: string;
+  /** `address:port`. */
+  readonly endpoint: string;
+}
+
 
 /** The JSON document served at `/_proxyless/status.json`. */
 export interface GatewayStatus {
+  /** The gateway process as a whole. */
   readonly gateway: {
+    /** Its service name. */
     readonly name: string;
+    /** Start time, ms since the epoch. */
     readonly startedAt: number;
+    /** Time since start, ms. */
     readonly uptimeMs: number;
+    /** Requests received (status page requests excluded). */
     readonly requests: number;
+    /** Requests being forwarded now. */
     readonly inFlight: number;
+    /** Requests answered with a status of 400 or more, or cut off mid-body. */
     readonly errors: number;
+    /** The last catalog watch error, or null. */
     readonly catalogError: string | null;
     /** True while services missing since a registry reset still route (the reset grace). */
     readonly catalogStale: boolean;
   };
   /** Latest endpoint events (added, removed, breaker, ejection), newest first. */
   readonly events: readonly UpstreamEvent[];
+  /** Every routed service. */
   readonly services: readonly {
+    /** Service name. */
     readonly name: string;
+    /** The route paths leading to it. */
     readonly routes: readonly string[];
+    /** Its endpoints, by key. */
     readonly endpoints: readonly EndpointStatus[];
   }[];
+  /** When this document was made, ms since the epoch. */
   readonly generatedAt: number;
 }
 
+/** The status page (HTML, self-contained). @internal */
 export const statusPageHtml = `<!doctype html>
 <html lang="en">
 <head>

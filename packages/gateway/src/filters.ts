@@ -78,7 +78,8 @@ export function authFilter(options: { tokens?: readonly string[]; authorize?: Au
       if (!ctx.route.auth) return undefined;
       const header = ctx.req.headers.authorization ?? '';
       const match = /^Bearer\s+(\S+)$/i.exec(header);
-      if (match && (await authorize(match[1]!, ctx))) return undefined;
+      const token = match?.[1];
+      if (token !== undefined && (await authorize(token, ctx))) return undefined;
       return {
         status: 401,
         body: { error: 'unauthorized', message: 'this route needs a valid bearer token' },

@@ -8,14 +8,15 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse, t
 import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import type { AddressInfo } from 'node:net';
-import { InvalidOptionError, TimeoutError, isProxylessError, type CatalogWatch, type CatalogWatchOptions } from '@proxyless/core';
-import { catalogRoute, resolveRoutes, type GatewayConfig, type ResolvedRoute } from './config.js';
+import { ClosedError, InvalidOptionError, TimeoutError, isProxylessError, type CatalogWatch, type CatalogWatchOptions } from '@proxyless/core';
+import type { RegistrarOptions } from '@proxyless/registrar';
+import { catalogRoute, checkConfig, configKeys, resolveRoutes, type GatewayConfig, type ResolvedRoute } from './config.js';
 import { authFilter, byOrder, requestIdFilter, responseHeadersFilter, type AuthorizeHook, type Filter, type FilterContext, type FilterResponse } from './filters.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { statusPageHtml, type GatewayStatus } from './status-page.js';
-import { Upstreams, type Upstream } from './upstreams.js';
+import { Upstreams, type GatewayRegistry, type Upstream } from './upstreams.js';
 
-/** Options of {@link Gateway}: the config plus code-level hooks. */
+/** Options of {@link createGateway}: the config file's keys plus code-level hooks. */
 export interface GatewayOptions extends GatewayConfig {
   /** Extra filters, run with the built-in ones by type and order. */
   filters?: Filter[];
@@ -25,7 +26,70 @@ export interface GatewayOptions extends GatewayConfig {
   catalog?: CatalogWatchOptions;
 }
 
-/** Maps an error from the upstream client to a gateway answer. */
+const optionKeys: readonly string[] = [...configKeys, 'filters', 'authorize', 'catalog'];
+
+/** Options of {@link Gateway.close}. */
+export interface CloseOptions {
+  /** How long in-flight requests may take to finish before their sockets are closed, ms. Default 10 000. */
+  graceMs?: number;
+}
+
+/**
+ * A gateway made by {@link createGateway}: an HTTP server that routes to the
+ * services of a registry through Proxyless balancing clients.
+ */
+export interface Gateway extends AsyncDisposable {
+  /** The gateway's own service name (`serviceName`, default `gateway`). */
+  readonly name: string;
+  /** The `node:http` server (listening once {@link Gateway.listen} resolved). */
+  readonly server: Server;
+  /** The registry's list of services, once listening with discovery on. */
+  readonly catalog: CatalogWatch | undefined;
+  /** `http://host:port`; throws before {@link Gateway.listen} resolved. */
+  readonly url: string;
+  /** Where the registry is, for logs (`Consul at http://127.0.0.1:8500`, `etcd at …`). Empty before listening. */
+  readonly registryLabel: string;
+  /** Requests being forwarded now. */
+  readonly inFlight: number;
+  /**
+   * Connects to the registry, waits for its list of services (at most
+   * `discovery.startTimeoutMs`), then listens. Resolves with the base URL;
+   * rejects with one line naming the registry and its address when it
+   * cannot be reached.
+   */
+  listen(): Promise<string>;
+  /**
+   * Drains and stops: stops accepting connections, lets in-flight requests
+   * finish (up to `graceMs`), then closes every socket, the catalog watch and
+   * the upstream clients. Idempotent.
+   */
+  close(options?: CloseOptions): Promise<void>;
+  /** Stops at once: {@link Gateway.close} with no grace (in-flight requests are cut off). */
+  destroy(): Promise<void>;
+  /** The document behind `/_proxyless/status.json`. */
+  status(): GatewayStatus;
+  /** Registrar options that register the gateway in its own registry, on its connection (after {@link Gateway.listen}). */
+  registration(): Pick<RegistrarOptions, 'registry'>;
+}
+
+/**
+ * Creates a gateway. Options are checked at once (an unknown key or a bad
+ * value throws `InvalidOptionError` naming it); nothing connects before
+ * {@link Gateway.listen}.
+ * @example
+ * ```ts
+ * import { createGateway } from '@proxyless/gateway';
+ *
+ * const gateway = createGateway({ port: 8080, routes: [{ path: '/api/people/**', service: 'users' }] });
+ * console.log(`listening on ${await gateway.listen()}`);
+ * process.once('SIGTERM', () => void gateway.close({ graceMs: 5_000 }));
+ * ```
+ */
+export function createGateway(options: GatewayOptions = {}): Gateway {
+  return new GatewayServer(options);
+}
+
+/** Maps an error from the upstream client to a gateway answer. @internal */
 export function errorResponse(error: unknown): { status: number; code: string; message: string } {
   const code = isProxylessError(error) ? error.code : 'ERR_INTERNAL';
   const message = error instanceof Error ? error.message : String(error);
@@ -50,9 +114,10 @@ export function errorResponse(error: unknown): { status: number; code: string; m
 const statusPrefix = '/_proxyless';
 
 /** The gateway server. */
-export class Gateway {
+class GatewayServer implements Gateway {
   readonly server: Server;
-  readonly upstreams: Upstreams;
+  #upstreams: Upstreams | undefined;
+  readonly #registry: GatewayRegistry;
   /** The service-list watch (`watchServices()` of the registry's resolver), once listening with discovery on. */
   catalog: CatalogWatch | undefined;
   readonly name: string;
@@ -69,7 +134,8 @@ export class Gateway {
   #idle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
 
-  constructor(options: GatewayOptions = {}) {
+  constructor(options: GatewayOptions) {
+    checkConfig(options, optionKeys);
     this.#config = options;
     this.name = options.serviceName ?? 'gateway';
     this.#routes = resolveRoutes(options);
@@ -82,19 +148,23 @@ export class Gateway {
     ];
     const registry = options.registry ?? 'consul';
     if (registry !== 'consul' && registry !== 'etcd') throw new InvalidOptionError('registry', registry, 'must be "consul" or "etcd"');
-    this.upstreams = new Upstreams(registry === 'etcd'
+    this.#registry = registry === 'etcd'
       ? { kind: 'etcd', ...(options.etcdEndpoints ? { endpoints: options.etcdEndpoints } : {}) }
-      : { kind: 'consul', address: options.consulAddress ?? process.env['CONSUL_HTTP_ADDR'] ?? '127.0.0.1:8500' });
-    for (const route of this.#routes) this.#client(route.service);
+      : { kind: 'consul', address: options.consulAddress ?? process.env['CONSUL_HTTP_ADDR'] ?? '127.0.0.1:8500' };
     this.server = createServer((req, res) => void this.#handle(req, res));
     // Node's default (5 s) is shorter than many clients' idle timeouts; avoid racing them.
     this.server.keepAliveTimeout = 65_000;
   }
 
-  /** Starts the catalog watch, then listens. Resolves with the base URL. */
   async listen(): Promise<string> {
+    if (this.#closing) throw new ClosedError('gateway');
+    if (!this.#upstreams) {
+      this.#upstreams = await Upstreams.connect(this.#registry);
+      for (const route of this.#routes) this.#client(route.service);
+    }
+    const upstreams = this.#upstreams;
     if (this.#config.discovery?.enabled !== false && !this.catalog) {
-      const catalog = this.upstreams.watchServices(this.#config.catalog);
+      const catalog = upstreams.watchServices(this.#config.catalog);
       this.catalog = catalog;
       catalog.on('update', (services) => this.#syncCatalog(services));
       catalog.on('error', () => undefined); // shown on the status page via lastError
@@ -104,7 +174,7 @@ export class Gateway {
         await catalog.ready({ timeoutMs });
       } catch (error) {
         if (this.#closing) throw error;
-        throw new Error(`gateway: cannot list services: ${this.upstreams.describeFailure(catalog.lastError ?? new TimeoutError('Listing services', timeoutMs, error))}`, { cause: error });
+        throw new Error(`gateway: cannot list services: ${upstreams.describeFailure(catalog.lastError ?? new TimeoutError('Listing services', timeoutMs, error))}`, { cause: error });
       }
     }
     this.server.listen(this.#config.port ?? 8080, this.#config.host ?? '127.0.0.1');
@@ -112,22 +182,31 @@ export class Gateway {
     return this.url;
   }
 
-  /** `http://host:port` once listening. */
   get url(): string {
-    const address = this.server.address() as AddressInfo;
+    const address = this.server.address() as AddressInfo | null;
+    if (!address) throw new Error('gateway: not listening yet (await listen() first)');
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     return `http://${host}:${address.port}`;
   }
 
-  /** Requests being forwarded now. */
   get inFlight(): number {
     return this.#inFlight;
+  }
+
+  get registryLabel(): string {
+    return this.#upstreams?.label ?? '';
+  }
+
+  registration(): Pick<RegistrarOptions, 'registry'> {
+    if (!this.#upstreams) throw new Error('gateway: registration() needs a connected registry (await listen() first)');
+    return this.#upstreams.registration();
   }
 
   #client(service: string): Upstream {
     let client = this.#clients.get(service);
     if (!client) {
-      client = this.upstreams.open(service);
+      if (!this.#upstreams) throw new Error('gateway: not connected');
+      client = this.#upstreams.open(service);
       this.#clients.set(service, client);
     }
     return client;
@@ -152,7 +231,7 @@ export class Gateway {
   }
 
   /** Finds the route for a path: explicit routes (longest prefix) first, then `/<service>/**`. */
-  match(path: string): ResolvedRoute | undefined {
+  #match(path: string): ResolvedRoute | undefined {
     const matches = (prefix: string): boolean => path === prefix || path.startsWith(`${prefix}/`) || prefix === '';
     const explicit = this.#routes.find((r) => matches(r.prefix));
     if (explicit) return explicit;
@@ -178,7 +257,7 @@ export class Gateway {
       return;
     }
     this.#requests++;
-    const route = this.match(path);
+    const route = this.#match(path);
     if (!route) {
       this.#errors++;
       req.resume();
@@ -285,7 +364,6 @@ export class Gateway {
     }
   }
 
-  /** The document behind `/_proxyless/status.json`. */
   status(): GatewayStatus {
     const now = Date.now();
     const routesOf = (service: string): string[] => [
@@ -304,7 +382,7 @@ export class Gateway {
         // The registry reset (wiped, restarted): services it forgot still route, for the reset grace.
         catalogStale: this.catalog?.stale ?? false,
       },
-      events: this.upstreams.events.slice(0, 20),
+      events: this.#upstreams?.events.slice(0, 20) ?? [],
       services: [...this.#clients.entries()]
         .sort(([a], [b]) => a.localeCompare(b))
         .map(([name, client]) => ({ name, routes: routesOf(name), endpoints: client.stats().sort((a, b) => a.key.localeCompare(b.key)) })),
@@ -312,14 +390,17 @@ export class Gateway {
     };
   }
 
-  /**
-   * Drains and stops: stops accepting connections, lets in-flight requests
-   * finish (up to `graceMs`, default 10 000), then closes every socket,
-   * the catalog watch and the upstream clients. Idempotent.
-   */
-  close(options: { graceMs?: number } = {}): Promise<void> {
+  close(options: CloseOptions = {}): Promise<void> {
     this.#closing ??= this.#close(options.graceMs ?? 10_000);
     return this.#closing;
+  }
+
+  destroy(): Promise<void> {
+    return this.close({ graceMs: 0 });
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   async #close(graceMs: number): Promise<void> {
@@ -341,7 +422,7 @@ export class Gateway {
     await this.catalog?.close();
     await Promise.all([...this.#clients.values()].map((c) => c.close()));
     this.#clients.clear();
-    await this.upstreams.close();
+    await this.#upstreams?.close();
   }
 }
 

@@ -1,6 +1,7 @@
 /** Gateway configuration: types, defaults and validation. */
 import { readFileSync } from 'node:fs';
 import { InvalidOptionError, validateServiceName } from '@proxyless/core';
+import { checkKnownKeys, optionKeys } from '@proxyless/core/internal';
 
 /** Timeout and retry policy of a route. */
 export interface RoutePolicy {
@@ -28,7 +29,7 @@ export interface RouteConfig extends RoutePolicy {
   stripPrefix?: boolean;
 }
 
-/** Everything the gateway needs. */
+/** Everything the gateway needs: the JSON config file's shape (`proxyless-gateway --config <file>`). */
 export interface GatewayConfig {
   /** Where services are registered: `consul` or `etcd`. Default `consul`. */
   registry?: 'consul' | 'etcd';
@@ -135,7 +136,49 @@ export function catalogRoute(service: string, config: GatewayConfig): ResolvedRo
   return { id: `/${service}/** -> ${service}`, prefix: `/${service}`, service, stripPrefix: true, ...resolvePolicy('defaults', config.defaults ?? {}), source: 'catalog' };
 }
 
-/** Reads a JSON config file. */
+/** The config file's keys. @internal */
+export const configKeys = optionKeys<GatewayConfig>({
+  registry: true, consulAddress: true, etcdEndpoints: true, host: true, port: true, serviceName: true, routes: true, discovery: true, defaults: true, authTokens: true,
+});
+
+/**
+ * Checks the config's shape once, before anything starts: unknown keys (with
+ * the nearest known one), the listen address, the registry. Route policies are
+ * checked by {@link resolveRoutes}.
+ */
+export function checkConfig(config: unknown, known: readonly string[] = configKeys): asserts config is GatewayConfig {
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new InvalidOptionError('config', config, 'must be a JSON object');
+  checkKnownKeys('', config, known, 'the gateway config');
+  const c = config as GatewayConfig;
+  if (c.port !== undefined) checkInt('port', c.port, 0, 65_535);
+  if (c.host !== undefined && (typeof c.host !== 'string' || c.host === '')) throw new InvalidOptionError('host', c.host, 'must be an address such as 127.0.0.1 or 0.0.0.0');
+  if (c.registry !== undefined && c.registry !== 'consul' && c.registry !== 'etcd') throw new InvalidOptionError('registry', c.registry, 'must be "consul" or "etcd"');
+  if (c.routes !== undefined && !Array.isArray(c.routes)) throw new InvalidOptionError('routes', c.routes, 'must be an array of routes');
+  if (c.etcdEndpoints !== undefined && (!Array.isArray(c.etcdEndpoints) || c.etcdEndpoints.some((e) => typeof e !== 'string'))) {
+    throw new InvalidOptionError('etcdEndpoints', c.etcdEndpoints, 'must be an array of URLs such as ["http://127.0.0.1:2379"]');
+  }
+  if (c.authTokens !== undefined && (!Array.isArray(c.authTokens) || c.authTokens.some((t) => typeof t !== 'string'))) {
+    throw new InvalidOptionError('authTokens', '<not shown>', 'must be an array of strings');
+  }
+}
+
+/**
+ * Reads and checks a JSON config file. A file that cannot be read or parsed
+ * is an `InvalidOptionError` on `config` naming the file and the reason.
+ */
 export function loadConfigFile(path: string): GatewayConfig {
-  return JSON.parse(readFileSync(path, 'utf8')) as GatewayConfig;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new InvalidOptionError('config', path, `cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); pass an existing JSON file to --config or GATEWAY_CONFIG`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new InvalidOptionError('config', path, `is not valid JSON (${(error as Error).message})`);
+  }
+  checkConfig(parsed);
+  return parsed;
 }

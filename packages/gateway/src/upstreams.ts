@@ -6,32 +6,14 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { ConsulHttpClient, ConsulResolver, type CatalogWatch, type CatalogWatchOptions, type Resolver } from '@proxyless/core';
+import { ConsulHttpClient, ConsulResolver, InvalidOptionError, type CatalogWatch, type CatalogWatchOptions, type Resolver } from '@proxyless/core';
 // The packages' own failure sentences (internal, unsupported API): the gateway logs what the registrar and resolvers log.
 import { describeConsulFailure } from '@proxyless/core/internal';
-import { EtcdClient, EtcdResolver, etcdRegistry } from '@proxyless/etcd';
-import { describeEtcdFailure } from '@proxyless/etcd/internal';
+// @proxyless/etcd is an optional peer: loaded only for `registry: "etcd"`, so a Consul user need not install it.
+import type { EtcdClient, EtcdResolver } from '@proxyless/etcd';
 import { createClient, type EndpointInfo, type ProxylessClient, type RequestPolicy } from '@proxyless/http-client';
 import { consulRegistry, type RegistrarOptions } from '@proxyless/registrar';
-
-/** Live state of one endpoint of a service, as the status page shows it. */
-export interface EndpointStatus {
-  /** Instance identity (`<node>/<service id>`). */
-  readonly key: string;
-  /** Service instance ID. */
-  readonly id: string;
-  /** `address:port`. */
-  readonly label: string;
-  /** Always `passing`: the resolvers only return healthy instances (Consul: every check passing; etcd: not `critical`). */
-  readonly health: string;
-  readonly inFlight: number;
-  /** Peak-EWMA latency estimate, ms (0 when unknown). */
-  readonly ewmaMs: number;
-  readonly successes: number;
-  readonly failures: number;
-  readonly breaker: 'closed' | 'open' | 'halfOpen';
-  readonly ejected: boolean;
-}
+import type { EndpointStatus, UpstreamEvent } from './status-page.js';
 
 /** One forwarded request. Bodies stream; nothing is buffered. */
 export interface UpstreamRequest {
@@ -62,14 +44,6 @@ export interface UpstreamResponse {
   /** `address:port` of the endpoint that answered. */
   readonly endpoint: string;
   readonly attempts: number;
-}
-
-/** A notable endpoint event, for the status page. */
-export interface UpstreamEvent {
-  readonly at: number;
-  readonly service: string;
-  readonly event: string;
-  readonly endpoint: string;
 }
 
 /** A balancing client for one service. */
@@ -157,6 +131,14 @@ class ServiceUpstream implements Upstream {
 /** The registry the gateway discovers services in. */
 export type GatewayRegistry = { readonly kind: 'consul'; readonly address: string } | { readonly kind: 'etcd'; readonly endpoints?: readonly string[] };
 
+type EtcdModule = typeof import('@proxyless/etcd');
+type EtcdInternal = typeof import('@proxyless/etcd/internal');
+
+/** The registry connection: Consul's, or etcd's with the lazily loaded etcd package. */
+type Connection =
+  | { readonly kind: 'consul'; readonly client: ConsulHttpClient; readonly resolver: ConsulResolver }
+  | { readonly kind: 'etcd'; readonly client: EtcdClient; readonly resolver: EtcdResolver; readonly etcd: EtcdModule; readonly internal: EtcdInternal };
+
 /**
  * Creates upstreams over one shared registry connection and resolver (one
  * watch per service), and watches the registry's list of services: Consul's
@@ -165,55 +147,72 @@ export type GatewayRegistry = { readonly kind: 'consul'; readonly address: strin
  */
 export class Upstreams {
   readonly registry: GatewayRegistry;
-  readonly resolver: ConsulResolver | EtcdResolver;
   /** The latest endpoint events, newest first (at most 50). */
   readonly events: UpstreamEvent[] = [];
-  readonly #connection: ConsulHttpClient | EtcdClient;
+  readonly #connection: Connection;
 
-  constructor(registry: GatewayRegistry) {
+  private constructor(registry: GatewayRegistry, connection: Connection) {
     this.registry = registry;
-    if (registry.kind === 'etcd') {
-      const etcd = new EtcdClient(registry.endpoints ? { endpoints: registry.endpoints } : {});
-      this.#connection = etcd;
-      this.resolver = new EtcdResolver({ client: etcd });
-    } else {
-      const consul = new ConsulHttpClient({ address: registry.address });
-      this.#connection = consul;
-      this.resolver = new ConsulResolver({ client: consul });
+    this.#connection = connection;
+  }
+
+  /** Connects to the registry; for etcd, loads `@proxyless/etcd` (an optional peer) and says how to install it when absent. */
+  static async connect(registry: GatewayRegistry): Promise<Upstreams> {
+    if (registry.kind === 'consul') {
+      const client = new ConsulHttpClient({ address: registry.address });
+      return new Upstreams(registry, { kind: 'consul', client, resolver: new ConsulResolver({ client }) });
     }
+    let etcd: EtcdModule;
+    let internal: EtcdInternal;
+    try {
+      [etcd, internal] = await Promise.all([import('@proxyless/etcd'), import('@proxyless/etcd/internal')]);
+    } catch (error) {
+      throw new InvalidOptionError('registry', 'etcd', `needs the @proxyless/etcd package, which did not load (${(error as Error).message}): npm install @proxyless/etcd`);
+    }
+    const client = new etcd.EtcdClient(registry.endpoints ? { endpoints: registry.endpoints } : {});
+    return new Upstreams(registry, { kind: 'etcd', client, resolver: new etcd.EtcdResolver({ client }), etcd, internal });
+  }
+
+  /** The registry's resolver (one watch per service, shared by every client). */
+  get resolver(): Resolver {
+    return this.#connection.resolver;
   }
 
   /** Where the registry is, for logs. */
   get label(): string {
-    return this.#connection instanceof EtcdClient ? `etcd at ${this.#connection.connection.endpoints.join(',')}` : `Consul at ${this.#connection.connection.origin}`;
+    const c = this.#connection;
+    return c.kind === 'etcd' ? `etcd at ${c.client.connection.endpoints.join(',')}` : `Consul at ${c.client.connection.origin}`;
   }
 
   /** One line: what failed at the registry, its address and the variable or option that sets it (the registrar's shape). */
   describeFailure(error: unknown): string {
-    return this.#connection instanceof EtcdClient
-      ? describeEtcdFailure(error, this.#connection.connection.endpoints, 'read on /proxyless/services/')
-      : describeConsulFailure(error, this.#connection.connection.origin, 'service:read and node:read');
+    const c = this.#connection;
+    return c.kind === 'etcd'
+      ? c.internal.describeEtcdFailure(error, c.client.connection.endpoints, 'read on /proxyless/services/')
+      : describeConsulFailure(error, c.client.connection.origin, 'service:read and node:read');
   }
 
   /** The registry's list of services, kept current (`options` tune Consul's catalog poll). */
   watchServices(options?: CatalogWatchOptions): CatalogWatch {
-    return this.resolver instanceof EtcdResolver ? this.resolver.watchServices() : this.resolver.watchServices(options);
+    const c = this.#connection;
+    return c.kind === 'etcd' ? c.resolver.watchServices() : c.resolver.watchServices(options);
   }
 
   /** Registrar options that register the gateway itself in the same registry, on the same connection. */
   registration(): Pick<RegistrarOptions, 'registry'> {
-    return { registry: this.#connection instanceof EtcdClient ? etcdRegistry({ client: this.#connection }) : consulRegistry({ client: this.#connection }) };
+    const c = this.#connection;
+    return { registry: c.kind === 'etcd' ? c.etcd.etcdRegistry({ client: c.client }) : consulRegistry({ client: c.client }) };
   }
 
   open(service: string): Upstream {
-    return new ServiceUpstream(service, this.resolver, (event) => {
+    return new ServiceUpstream(service, this.#connection.resolver, (event) => {
       this.events.unshift(event);
       this.events.length = Math.min(this.events.length, 50);
     });
   }
 
   async close(): Promise<void> {
-    await this.resolver.close();
-    await this.#connection.close();
+    await this.#connection.resolver.close();
+    await this.#connection.client.close();
   }
 }
