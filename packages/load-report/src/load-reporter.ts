@@ -7,7 +7,7 @@
  */
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
-import { InvalidOptionError, formatLoadReport, isLoadReportKey, type LoadReport, type LoadReportFormat } from '@proxyless/core';
+import { InvalidOptionError, formatLoadReport, isLoadReportKey, loadReportLimits, type LoadReport, type LoadReportFormat } from '@proxyless/core';
 import { checkNumber, checkOptions, optionKeys } from '@proxyless/core/internal';
 
 /** Options of {@link LoadReporter}; every one has a default ({@link loadReporterDefaults}). */
@@ -30,8 +30,9 @@ export interface LoadReporterOptions {
   /**
    * The probe path: a `GET` or `HEAD` of it is answered with the current
    * report (header, and for `GET` the JSON body) without running the
-   * application's handler and without counting as a request. `false`: no
-   * probe. Default `'/endpoint-load-metrics'`.
+   * application's handler and without counting as a request (the "HTTP
+   * GET/HEAD out-of-band endpoint" the ORCA specification proposes). `false`:
+   * no probe. Default `'/endpoint-load-metrics'`.
    */
   probePath?: string | false;
   /** A response with a status this function accepts counts as an error (`eps`). Default: status ≥ 500. */
@@ -176,16 +177,39 @@ export class LoadReporter {
    * Sets (or with `undefined` removes) an application metric, written as
    * `named_metrics.<name>`. Values are finite and ≥ 0 (readers reject others).
    * @throws `InvalidOptionError` (from `@proxyless/core`) for a bad name (see `isLoadReportKey`),
-   * a name the reporter writes itself (`rif`, `latency_ms`), or a bad value.
+   * a name the reporter writes itself (`rif`, `latency_ms`), a bad value, or a metric that would
+   * take the report past what readers accept (62 of yours, 4,096 characters: `loadReportLimits`).
    */
   setNamedMetric(name: string, value: number | undefined): void {
     if (typeof name !== 'string' || !isLoadReportKey(name)) {
       throw new InvalidOptionError('name', name, 'must be 1-128 characters of A-Z a-z 0-9 _ - . /');
     }
     if (reserved.has(name)) throw new InvalidOptionError('name', name, `is written by the reporter itself (${[...reserved].join(', ')})`);
-    if (value === undefined) this.named.delete(name);
-    else this.named.set(name, checkNumber(`namedMetrics.${name}`, value, undefined, { min: 0 }));
-    this.fixed = undefined;
+    if (value === undefined) {
+      this.named.delete(name);
+      this.fixed = undefined;
+      return;
+    }
+    const checked = checkNumber(`namedMetrics.${name}`, value, undefined, { min: 0 });
+    const before = this.named.get(name);
+    this.named.set(name, checked);
+    // Readers reject a report with too many entries or too many characters (core's loadReportLimits): refuse the
+    // metric that would cross a limit rather than send reports every client discards.
+    const fixed = this.buildFixed();
+    const worstTail = `, named_metrics.${reporterMetricNames.requestsInFlight}=${Number.MAX_SAFE_INTEGER}, named_metrics.${reporterMetricNames.latencyMs}=${Number.MAX_SAFE_INTEGER}`.length;
+    const tooMany = this.named.size + reserved.size > loadReportLimits.maxMapEntries;
+    if (tooMany || Math.max(fixed.text.length, fixed.json.length) + worstTail > loadReportLimits.maxChars) {
+      if (before === undefined) this.named.delete(name);
+      else this.named.set(name, before);
+      throw new InvalidOptionError(
+        'name',
+        name,
+        tooMany
+          ? `would be named metric ${this.named.size + 1}: a report holds at most ${loadReportLimits.maxMapEntries - reserved.size} of yours (readers reject more)`
+          : `would make the report longer than ${loadReportLimits.maxChars} characters (readers reject it)`,
+      );
+    }
+    this.fixed = fixed;
   }
 
   /**

@@ -273,6 +273,34 @@ describe('load report (service side)', function () {
       assert.throws(() => load.setApplicationUtilization(-0.1), InvalidOptionError);
     });
 
+    it('refuses a named metric that would make readers reject the report (too many, too long), keeping the rest', async () => {
+      const load = reporter();
+      const base = await serve(loadReportListener(load, (_req, res) => res.end()));
+      let n = 0;
+      assert.throws(() => {
+        for (; n < 100; n++) load.setNamedMetric(`metric_${String(n)}`, 1);
+      }, /at most 62 of yours/);
+      assert.equal(n, 62);
+      for (const format of ['text', 'json']) {
+        const { report, raw } = await call(base, '/', { headers: { 'endpoint-load-metrics-format': format } });
+        assert.ok(report, `a valid report: ${String(raw)}`);
+        assert.equal(report.named_metrics?.['metric_61'], 1);
+        assert.equal(report.named_metrics?.['rif'], 0);
+      }
+      for (let i = 0; i < 62; i++) load.setNamedMetric(`metric_${String(i)}`, undefined);
+      const long = (i: number): string => `${String(i).padStart(3, '0')}_${'x'.repeat(120)}`;
+      let m = 0;
+      assert.throws(() => {
+        for (; m < 62; m++) load.setNamedMetric(long(m), 123456.789);
+      }, /longer than 4096 characters/);
+      assert.ok(m > 10 && m < 62, String(m));
+      for (const format of ['text', 'json']) {
+        const { report, raw } = await call(base, '/', { headers: { 'endpoint-load-metrics-format': format } });
+        assert.ok(report, `still a valid report (${String(raw?.length)} chars)`);
+        assert.equal(report.named_metrics?.[long(m)], undefined, 'the refused metric is not in it');
+      }
+    });
+
     it('rejects bad options naming them', () => {
       assert.throws(() => new LoadReporter({ windowMs: 5 }), /windowMs/);
       assert.throws(() => new LoadReporter({ format: 'BIN' as 'TEXT' }), /format/);
