@@ -21,9 +21,10 @@ export interface PeakEwmaOptions {
  * and the cheaper of two random endpoints wins (power of two choices, O(1)).
  * Latency and load are read live from `load`, which the transport owns.
  *
- * What the transport must do (see {@link PeakEwma}): feed every response
- * latency into a per-endpoint `PeakEwma` and publish its value as
- * `load.ewmaMs`; on a failure (connection error, timeout, 5xx) feed a
+ * What the transport must do (`@proxyless/http-client`'s endpoint load does it):
+ * keep a per-endpoint peak-sensitive moving average of response latency (a
+ * higher sample replaces it at once, a lower one pulls it down over a decay
+ * window) and publish it as `load.ewmaMs`; on a failure (connection error, timeout, 5xx) feed a
  * *penalty* latency instead (e.g. the per-try timeout, or several times the
  * current estimate), so that a failing endpoint which answers fast does not
  * attract traffic. Peak semantics make the penalty take effect at once and
@@ -95,79 +96,4 @@ export function peakEwma(options: PeakEwmaOptions = {}): Balancer {
       };
     },
   };
-}
-
-/** Options of {@link PeakEwma}. */
-export interface PeakEwmaEstimatorOptions {
-  /** Decay time constant in ms: a lower sample's weight after `t` ms of silence is `1 − e^(−t/τ)`. Default 10 000. */
-  tauMs?: number;
-}
-
-/**
- * A peak-sensitive exponentially weighted moving average of latency, for
- * transports feeding `EndpointLoad.ewmaMs`: a sample above the current
- * estimate replaces it at once (react to a slowdown immediately), a lower one
- * pulls it down with weight `1 − e^(−Δt/τ)` where Δt is the time since the
- * previous sample (recover gradually, independent of request rate).
- *
- * @example
- * ```ts
- * import { PeakEwma } from '@proxyless/core';
- * const ewma = new PeakEwma({ tauMs: 10_000 });
- * const started = performance.now();
- * // … request completes (on failure observe a penalty such as the per-try timeout) …
- * load.ewmaMs = ewma.observe(performance.now() - started, Date.now());
- * ```
- */
-export class PeakEwma {
-  /** Decay time constant, ms. */
-  readonly tauMs: number;
-  #value = 0;
-  #lastMs = Number.NaN;
-
-  constructor(options: PeakEwmaEstimatorOptions = {}) {
-    checkOptions('PeakEwma', options);
-    this.tauMs = checkNumber('tauMs', options.tauMs, 10_000, { above: 0 });
-  }
-
-  /** Current estimate in ms (0 before the first sample). */
-  get valueMs(): number {
-    return this.#value;
-  }
-
-  /**
-   * Records one latency sample and returns the new estimate.
-   * @param latencyMs observed latency (or penalty), ms; negative and non-finite samples are ignored
-   * @param nowMs current time, ms (any monotonic-enough clock, e.g. `Date.now()`)
-   */
-  observe(latencyMs: number, nowMs: number): number {
-    if (!(latencyMs >= 0) || latencyMs === Infinity) return this.#value;
-    if (Number.isNaN(this.#lastMs) || latencyMs > this.#value) {
-      this.#value = latencyMs;
-    } else {
-      const elapsed = nowMs > this.#lastMs ? nowMs - this.#lastMs : 0;
-      const decay = Math.exp(-elapsed / this.tauMs);
-      this.#value = this.#value * decay + latencyMs * (1 - decay);
-    }
-    this.#lastMs = nowMs;
-    return this.#value;
-  }
-
-  /**
-   * The estimate as of `nowMs` if no sample arrives meanwhile: it decays
-   * toward 0 with the same time constant, so an endpoint that was avoided
-   * because it was slow is eventually probed again. Transports may publish
-   * this periodically as `load.ewmaMs` for idle endpoints.
-   */
-  valueAt(nowMs: number): number {
-    if (Number.isNaN(this.#lastMs)) return 0;
-    const elapsed = nowMs > this.#lastMs ? nowMs - this.#lastMs : 0;
-    return this.#value * Math.exp(-elapsed / this.tauMs);
-  }
-
-  /** Forgets every sample. */
-  reset(): void {
-    this.#value = 0;
-    this.#lastMs = Number.NaN;
-  }
 }

@@ -26,5 +26,5 @@ export type { HeartbeatConfig, DnsTtlConfig } from './doctor.js';
 // For resolver packages (e.g. @proxyless/etcd): the shared-watch machinery.
 export { WatchHub } from './watch-hub.js';
 export type { WatchSink, WatchRunner, PublishOptions } from './watch-hub.js';
-export { ResetGrace, defaultResetGraceMs } from './reset-grace.js';
+export { defaultResetGraceMs } from './reset-grace.js';
 export type { CatalogSink, CatalogRunner } from './consul-catalog-watch.js';

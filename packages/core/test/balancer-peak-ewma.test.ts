@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
 import fc from 'fast-check';
-import { PeakEwma, peakEwma } from '../src/balancer-peak-ewma.js';
+import { peakEwma } from '../src/balancer-peak-ewma.js';
 import type { BalancerEndpoint } from '../src/balancer.js';
 import { InvalidOptionError } from '../src/errors.js';
 import { endpoint, endpoints, seeded, tally } from './balancer-fixtures.js';
@@ -89,38 +89,5 @@ describe('peakEwma()', () => {
 
   it('rejects a negative defaultLatencyMs', () => {
     assert.throws(() => peakEwma({ defaultLatencyMs: -1 }), (e: unknown) => e instanceof InvalidOptionError && e.option === 'defaultLatencyMs');
-  });
-});
-
-describe('PeakEwma', () => {
-  it('jumps to a higher sample at once and decays toward lower ones with tau', () => {
-    const ewma = new PeakEwma({ tauMs: 1000 });
-    assert.equal(ewma.valueMs, 0);
-    assert.equal(ewma.observe(10, 0), 10);
-    assert.equal(ewma.observe(100, 10), 100);
-    const after = ewma.observe(10, 1010); // one tau later: 100·e⁻¹ + 10·(1 − e⁻¹)
-    assert.ok(Math.abs(after - (100 * Math.exp(-1) + 10 * (1 - Math.exp(-1)))) < 1e-9);
-    // Samples at the same instant do not move the estimate down.
-    assert.equal(ewma.observe(1, 1010), after);
-  });
-
-  it('converges to a steady latency and decays while idle', () => {
-    const ewma = new PeakEwma();
-    ewma.observe(500, 0);
-    let t = 0;
-    for (let i = 0; i < 1000; i++) ewma.observe(20, (t += 100));
-    assert.ok(Math.abs(ewma.valueMs - 20) < 0.05, `estimate ${ewma.valueMs}`);
-    assert.ok(ewma.valueAt(t + 10_000) < ewma.valueMs / 2);
-    ewma.reset();
-    assert.equal(ewma.valueAt(t), 0);
-  });
-
-  it('ignores negative and non-finite samples and validates tauMs', () => {
-    const ewma = new PeakEwma();
-    ewma.observe(5, 0);
-    assert.equal(ewma.observe(-1, 1), 5);
-    assert.equal(ewma.observe(Number.NaN, 1), 5);
-    assert.equal(ewma.observe(Infinity, 1), 5);
-    assert.throws(() => new PeakEwma({ tauMs: 0 }), (e: unknown) => e instanceof InvalidOptionError && e.option === 'tauMs');
   });
 });
