@@ -1,9 +1,9 @@
 import { EventEmitter } from 'eventemitter3';
 import {
-  AbortedError, ClosedError, InvalidOptionError, ResolutionFailedError, TimeoutError, diffInstances, peakEwma,
+  AbortedError, ClosedError, ResolutionFailedError, TimeoutError, diffInstances, peakEwma,
   type Balancer, type InstanceDiff, type ServiceInstance, type ServiceSnapshot, type ServiceWatch,
 } from '@proxyless/core';
-import { checkKnownKeys, optionKeys, withDeadline } from '@proxyless/core/internal';
+import { withDeadline } from '@proxyless/core/internal';
 import { Call, CallList } from './request/call.js';
 import { EndpointSet, type EmptyReason } from './endpoints/endpoint-set.js';
 import { breakerStateOf } from './endpoints/health.js';
@@ -20,22 +20,17 @@ import type { ClientEvents, EmitClientEvent } from './shared/events.js';
 import type { DiscoveryStale } from './shared/discovery-stale.js';
 import { ClientTelemetry } from './observe/tracing.js';
 import { toRequestOptions, toWebResponse } from './request/fetch-adapter.js';
+import { callPolicy, checkRequestKeys, type ProxylessRequestInit, type RequestOptions } from './config/call-options.js';
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './config/options.js';
-import { buildPolicy, isRequestPolicy, statusTable, type PolicyOptions, type RequestPolicy } from './config/policy.js';
+import { buildPolicy, statusTable, type PolicyOptions, type RequestPolicy } from './config/policy.js';
 import { ForwardedAttempt, type ForwardedCall } from './request/forwarded-attempt.js';
 import { classifyError, runRequest, sendRequest, type LoopHost, type LoopResponse, type Send } from './request/request-loop.js';
-import type { BufferedResponse, ClientResponse, ClientStats, EndpointStats, ProxylessRequestInit, RequestOptions } from './request/request-types.js';
+import type { BufferedResponse, ClientResponse, ClientStats, EndpointStats } from './request/request-types.js';
 import { RetryBudget } from './request/retry-budget.js';
 import { TimerQueue } from './request/timer-queue.js';
 
 /** The dispatcher's way to send an attempt (see {@link ProxylessClient.forward}). */
 const sendForwarded: Send<ForwardedAttempt> = (pool, options, step) => new ForwardedAttempt(step).send(pool, options);
-
-const requestKeys = optionKeys<RequestOptions>({
-  path: true, method: true, headers: true, body: true, signal: true, policy: true, timeoutMs: true, perTryTimeoutMs: true,
-  retry: true, idempotent: true, hashKey: true, explain: true,
-});
-const requestKeySet: ReadonlySet<string> = new Set(requestKeys);
 
 /**
  * A balancing HTTP client for one service: per-endpoint keep-alive pools,
@@ -244,18 +239,9 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   }
 
   #policyFor(req: RequestOptions): RequestPolicy {
-    let policy = this.#options.policy;
-    if (req.policy !== undefined) {
-      if (!isRequestPolicy(req.policy)) throw new InvalidOptionError('policy', req.policy, 'must be a policy built by client.policy()');
-      policy = req.policy;
-    }
-    if (req.timeoutMs === undefined && req.perTryTimeoutMs === undefined && req.retry === undefined) return policy;
-    const overrides: PolicyOptions = {};
-    if (req.timeoutMs !== undefined) overrides.timeoutMs = req.timeoutMs;
-    if (req.perTryTimeoutMs !== undefined) overrides.perTryTimeoutMs = req.perTryTimeoutMs;
-    if (req.retry !== undefined) overrides.retry = req.retry;
-    return buildPolicy(overrides, policy, this.#options.perTryExplicit || req.policy !== undefined).policy;
+    return callPolicy(req, this.#options.policy, this.#options.perTryExplicit);
   }
+
 
   /**
    * Sends a request to one endpoint of the service, retrying on another when
@@ -268,15 +254,10 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
    */
   request(input: string | RequestOptions): Promise<ClientResponse> {
     if (typeof input === 'object' && input !== null) {
-      // On the hot path: a for-in over a few keys, Set lookups; the full check only on a miss.
-      for (const key in input) {
-        if (!requestKeySet.has(key)) {
-          try {
-            checkKnownKeys('', input, requestKeys, 'client.request()');
-          } catch (error) {
-            return Promise.reject(error instanceof Error ? error : new Error(String(error)));
-          }
-        }
+      try {
+        checkRequestKeys(input, 'client.request()');
+      } catch (error) {
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
       }
     }
     return this.#start(input);

@@ -22,12 +22,10 @@
 export { createClient, ProxylessClient } from './client.js';
 export { createDispatcher, ServiceDispatcher } from './adapters/dispatcher.js';
 export type { DispatcherOptions, ServiceDispatchOptions } from './adapters/dispatcher.js';
+export type { PerCallOptions, RequestOptions, RequestBody, ProxylessRequestInit } from './config/call-options.js';
 export type {
-  RequestOptions,
-  RequestBody,
   ClientResponse,
   BufferedResponse,
-  ProxylessRequestInit,
   ClientStats,
   EndpointStats,
   DiscoveryStats,

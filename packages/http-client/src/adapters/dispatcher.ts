@@ -10,65 +10,23 @@
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import { Agent, Dispatcher } from 'undici';
-import { AbortedError, ClosedError, InvalidOptionError, InvalidServiceNameError, validateServiceName, type Resolver } from '@proxyless/core';
-import { checkKnownKeys, optionKeys } from '@proxyless/core/internal';
+import { AbortedError, ClosedError, InvalidOptionError, InvalidServiceNameError, type Resolver } from '@proxyless/core';
 import { createClient, type ProxylessClient } from '../client.js';
 import { NoHealthyEndpointsError, UnknownServiceError } from '../shared/errors.js';
-import { resolveSettings, type ClientOptions, type ClientSettings } from '../config/options.js';
+import type { ClientOptions, ClientSettings } from '../config/options.js';
+import { resolveDispatcherOptions, type DispatcherOptions } from '../config/dispatcher-options.js';
 import type { CallHandle } from '../request/call.js';
+export type { DispatcherOptions } from '../config/dispatcher-options.js';
 import type { ForwardedAttempt, Sink } from '../request/forwarded-attempt.js';
-import type { RequestBody, RequestOptions } from '../request/request-types.js';
-import type { RequestPolicy, RetryOptions } from '../config/policy.js';
-
-/** Options of {@link createDispatcher}. */
-export interface DispatcherOptions {
-  /** Where every service's endpoints come from. */
-  resolver: Resolver;
-  /**
-   * Options of the client made for each service (everything but `service`
-   * and `resolver`). Default: the client's defaults.
-   */
-  client?: Omit<ClientOptions, 'service' | 'resolver'>;
-  /**
-   * Hosts that name a service, beyond the two built-in forms: `{ 'payments.internal': 'payments' }`.
-   * A key is a host name, or `host:port` to match that port only. Checked first.
-   */
-  services?: Readonly<Record<string, string>>;
-  /**
-   * The domain under which a host's first label is the service name:
-   * `users.service.consul` → `users`. Default `service.consul`; `false` turns the form off.
-   */
-  serviceDomain?: string | false;
-  /**
-   * Treat a single-label host (`http://users`, any port) as a service name.
-   * `localhost` never is. Default `true`.
-   */
-  bareHostnames?: boolean;
-  /**
-   * Where every other origin goes, untouched. Default: a new undici `Agent`
-   * (closed with the dispatcher). A dispatcher you pass is yours to close.
-   */
-  fallback?: Dispatcher;
-}
+import { copyPerCall, type PerCallOptions, type RequestBody, type RequestOptions } from '../config/call-options.js';
 
 /**
  * Per-request settings a caller of `undici.request()` / `dispatcher.request()`
- * may add to its options for a service origin (ignored for other origins).
+ * may add to its options for a service origin (ignored for other origins):
+ * the same {@link PerCallOptions} as `client.request()` and `client.fetch()`.
+ * Build a policy with {@link ProxylessClient.policy} on {@link ServiceDispatcher.client}.
  */
-export interface ServiceDispatchOptions {
-  /** Request policy built with {@link ProxylessClient.policy} (see {@link ServiceDispatcher.client}). */
-  policy?: RequestPolicy;
-  /** Overall deadline, in ms. */
-  timeoutMs?: number;
-  /** Per-attempt time limit, in ms. */
-  perTryTimeoutMs?: number;
-  /** Retry settings for this call. */
-  retry?: RetryOptions | false;
-  /** Consistent-hash key. */
-  hashKey?: string;
-}
-
-const dispatcherOptionKeys = optionKeys<DispatcherOptions>({ resolver: true, client: true, services: true, serviceDomain: true, bareHostnames: true, fallback: true });
+export type ServiceDispatchOptions = PerCallOptions;
 
 /** A service a host routes to. @internal */
 interface Route {
@@ -226,43 +184,14 @@ export class ServiceDispatcher extends Dispatcher {
   /** Use {@link createDispatcher}. */
   constructor(options: DispatcherOptions) {
     super();
-    if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'must be an object');
-    checkKnownKeys('', options, dispatcherOptionKeys, 'createDispatcher()');
-    const { resolver } = options;
-    if (typeof resolver !== 'object' || resolver === null || typeof (resolver as Partial<Resolver>).watch !== 'function') {
-      throw new InvalidOptionError('resolver', resolver, 'must implement Resolver (watch())');
-    }
-    this.#resolver = resolver;
-    if (options.client !== undefined && (typeof options.client !== 'object' || options.client === null)) {
-      throw new InvalidOptionError('client', options.client, 'must be an object of client options');
-    }
-    this.#clientOptions = options.client ?? {};
-    const mapping = new Map<string, string>();
-    if (options.services !== undefined) {
-      if (typeof options.services !== 'object' || options.services === null) throw new InvalidOptionError('services', options.services, 'must be an object');
-      for (const [host, service] of Object.entries(options.services)) {
-        if (typeof service !== 'string' || service === '') throw new InvalidOptionError(`services["${host}"]`, service, 'must be a service name');
-        mapping.set(host.toLowerCase(), service);
-      }
-    }
-    this.#mapping = mapping;
-    const domain = options.serviceDomain ?? 'service.consul';
-    if (domain !== false && (typeof domain !== 'string' || !/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(domain))) {
-      throw new InvalidOptionError('serviceDomain', domain, 'must be a domain name or false');
-    }
-    this.#domainSuffix = domain === false ? undefined : `.${domain.toLowerCase()}`;
-    if (options.bareHostnames !== undefined && typeof options.bareHostnames !== 'boolean') {
-      throw new InvalidOptionError('bareHostnames', options.bareHostnames, 'must be a boolean');
-    }
-    this.#bare = options.bareHostnames ?? true;
-    if (options.fallback !== undefined && (typeof options.fallback !== 'object' || options.fallback === null || typeof options.fallback.dispatch !== 'function')) {
-      throw new InvalidOptionError('fallback', options.fallback, 'must be an undici Dispatcher');
-    }
-    this.#fallback = options.fallback ?? new Agent();
-    this.#ownsFallback = options.fallback === undefined;
-    // Validate the settings every service's client shares (and the mapped names) now, not on the first request.
-    resolveSettings(this.#clientOptions, 'createDispatcher()', 'client');
-    for (const [host, service] of mapping) validateServiceName(service, `services["${host}"]`);
+    const o = resolveDispatcherOptions(options);
+    this.#resolver = o.resolver;
+    this.#clientOptions = o.client;
+    this.#mapping = o.services;
+    this.#domainSuffix = o.domainSuffix;
+    this.#bare = o.bareHostnames;
+    this.#fallback = o.fallback ?? new Agent();
+    this.#ownsFallback = o.fallback === undefined;
   }
 
   /** True after {@link ServiceDispatcher.close} or {@link ServiceDispatcher.destroy}. */
@@ -359,17 +288,12 @@ export class ServiceDispatcher extends Dispatcher {
       sink.start(exchange.abort);
       if (exchange.over) return;
       if (this.#closed) throw new ClosedError('Service dispatcher');
-      const { upgrade, method, path, query, headers, body, idempotent, policy, timeoutMs, perTryTimeoutMs, retry, hashKey } = options;
+      const { upgrade, method, path, query, headers, body } = options;
       if (upgrade || method === 'CONNECT') {
         throw new InvalidOptionError('upgrade', upgrade ?? method, `is not supported for the service origin ${origin}`);
       }
       req = { path: withQuery(path, query), method, headers: headers as RequestOptions['headers'], body: toBody(body) };
-      if (idempotent !== undefined) req.idempotent = idempotent;
-      if (policy !== undefined) req.policy = policy;
-      if (timeoutMs !== undefined) req.timeoutMs = timeoutMs;
-      if (perTryTimeoutMs !== undefined) req.perTryTimeoutMs = perTryTimeoutMs;
-      if (retry !== undefined) req.retry = retry;
-      if (hashKey !== undefined) req.hashKey = hashKey;
+      copyPerCall(options, req);
       client = this.#clients.get(route.key) ?? this.client(route.service, { https: route.https });
     } catch (error) {
       exchange.fail(error instanceof Error ? error : new Error(String(error)));

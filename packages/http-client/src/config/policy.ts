@@ -99,9 +99,9 @@ export function defaultPerTryTimeoutMs(timeoutMs: number, retries: boolean): num
  * prefixed with `prefix` (e.g. `retry.maxRetries`).
  * @internal
  */
-export function buildPolicy(options: PolicyOptions, base: RequestPolicy | undefined, perTryExplicit: boolean): { policy: RequestPolicy; perTryExplicit: boolean } {
+export function buildPolicy(options: PolicyOptions, base: RequestPolicy | undefined, perTryExplicit: boolean, checkKeys = true): { policy: RequestPolicy; perTryExplicit: boolean } {
   checkOptions('policy', options);
-  checkKnownKeys('', options, policyKeys, 'a policy');
+  if (checkKeys) checkKnownKeys('', options, policyKeys, 'a policy');
   const timeoutMs = checkNumber('timeoutMs', options.timeoutMs, base?.timeoutMs ?? 10_000, { integer: true, min: 1, max: 3_600_000 });
   const r = options.retry;
   if (r !== undefined && r !== false) {

@@ -4,7 +4,8 @@
  * @module
  */
 import { Readable } from 'node:stream';
-import type { ClientResponse, ProxylessRequestInit, RequestBody, RequestOptions } from './request-types.js';
+import { copyPerCall, type ProxylessRequestInit, type RequestBody, type RequestOptions } from '../config/call-options.js';
+import type { ClientResponse } from './request-types.js';
 
 const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
 
@@ -46,12 +47,7 @@ export async function toRequestOptions(input: string | URL | Request, init: Prox
   }
   const req: RequestOptions = { path, method: (method ?? 'GET').toUpperCase(), headers, body };
   if (signal) req.signal = signal;
-  if (init.policy !== undefined) req.policy = init.policy;
-  if (init.timeoutMs !== undefined) req.timeoutMs = init.timeoutMs;
-  if (init.perTryTimeoutMs !== undefined) req.perTryTimeoutMs = init.perTryTimeoutMs;
-  if (init.retry !== undefined) req.retry = init.retry;
-  if (init.idempotent !== undefined) req.idempotent = init.idempotent;
-  if (init.hashKey !== undefined) req.hashKey = init.hashKey;
+  copyPerCall(init, req);
   return req;
 }
 

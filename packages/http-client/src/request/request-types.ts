@@ -1,47 +1,10 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { EndpointInfo } from '../shared/endpoint-info.js';
 import type { BreakerState, EndpointHealthState } from '../endpoints/health.js';
-import type { RequestPolicy, RetryOptions } from '../config/policy.js';
 import type { PickExplanation } from '../shared/pick-explanation-types.js';
 
-/** Request body types. Strings and byte arrays are replayable (retries may resend them); streams are not. */
-export type RequestBody = string | Uint8Array | Readable | null;
-
-/** One request, undici style. */
-export interface RequestOptions {
-  /** Path and query, starting with `/`. */
-  path: string;
-  /** HTTP method. Default `GET`. */
-  method?: string;
-  /** Request headers. */
-  headers?: IncomingHttpHeaders | Record<string, string | string[] | undefined>;
-  /** Request body. */
-  body?: RequestBody;
-  /** Caller cancellation; carried through retries and into the transport. */
-  signal?: AbortSignal;
-  /**
-   * The policy (deadline, per-try timeout, retries) for this call, built once
-   * with {@link ProxylessClient.policy}. Default: the client's.
-   */
-  policy?: RequestPolicy;
-  /** Overall deadline (all attempts and backoff), in ms; overrides the policy's (validated per call). */
-  timeoutMs?: number;
-  /** Time limit of each attempt, in ms; overrides the policy's (validated per call). */
-  perTryTimeoutMs?: number;
-  /** Retry settings for this call (`false`: no retry); override the policy's (validated per call). */
-  retry?: RetryOptions | false;
-  /** Mark a non-idempotent method (e.g. POST) safe to retry, or an idempotent one unsafe. Default: by method. */
-  idempotent?: boolean;
-  /** Key for consistent-hash balancers (affinity). */
-  hashKey?: string;
-  /**
-   * Record why each attempt went where it went (candidates, scores, excluded
-   * endpoints and why) in `picks` of the response or error. Default false.
-   */
-  explain?: boolean;
-}
+export type { RequestBody, RequestOptions, ProxylessRequestInit } from '../config/call-options.js';
 
 /** A response; `body` is undici's readable body (consume or dump it). */
 export interface ClientResponse {
@@ -66,22 +29,6 @@ export interface BufferedResponse<T> {
   attempts: number;
   /** With `explain: true`: one explanation per attempt. */
   picks?: readonly PickExplanation[];
-}
-
-/** `RequestInit` plus Proxyless per-call settings, for {@link ProxylessClient.fetch}. */
-export interface ProxylessRequestInit extends RequestInit {
-  /** Policy for this call (see {@link RequestOptions.policy}). */
-  policy?: RequestPolicy;
-  /** Overall deadline, in ms. */
-  timeoutMs?: number;
-  /** Per-attempt time limit, in ms. */
-  perTryTimeoutMs?: number;
-  /** Retry settings for this call. */
-  retry?: RetryOptions | false;
-  /** Retry safety override (see {@link RequestOptions.idempotent}). */
-  idempotent?: boolean;
-  /** Consistent-hash key. */
-  hashKey?: string;
 }
 
 /** Per-endpoint statistics in {@link ClientStats}. */
