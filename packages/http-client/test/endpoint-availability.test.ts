@@ -167,3 +167,38 @@ describe('http-client: endpoint health and availability (property: seeded random
     sawStates = new Set();
   });
 });
+
+describe('http-client: due times (one timer per endpoint set)', () => {
+  it('arms one Node timer for any number of open breakers and ejections, at the earliest due time, and ends each when due', async () => {
+    let now = 1_000;
+    const options = resolveOptions({
+      service: 'svc',
+      resolver: new FakeResolver(),
+      logger: false,
+      breaker: { volumeThreshold: 1, errorThresholdPercentage: 1, resetTimeoutMs: 50, rollingWindowMs: 1000, rollingBuckets: 10 },
+      outlierDetection: { consecutiveFailures: 1, baseEjectionTimeMs: 80, maxEjectionPercent: 100, panicThresholdPercent: 0 },
+    });
+    const set = new EndpointSet(options, roundRobin(), () => undefined, () => now);
+    set.apply(diffInstances([], Array.from({ length: 100 }, (_, i) => inst(i))));
+    const realSetTimeout = globalThis.setTimeout;
+    let armed = 0;
+    globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
+      armed++;
+      return realSetTimeout(...args);
+    }) as typeof setTimeout;
+    try {
+      for (const ep of set.endpoints) {
+        now++;
+        set.attemptEnded(ep, 'connect', ep.health.state, now); // the breaker wins the tie: open for 50 ms
+      }
+    } finally {
+      globalThis.setTimeout = realSetTimeout;
+    }
+    assert.equal(set.counts.open, 100);
+    assert.equal(armed, 1, 'one timer for 100 open breakers (each later than the first)');
+    now = 1_100; // opened at 1 001…1 100, due at 1 051…1 150
+    set.runDue(now);
+    assert.deepEqual({ ...set.counts }, { ready: 0, open: 50, probing: 50, ejected: 0 }, 'the ones due by now, and only those');
+    await set.close(0);
+  });
+});
