@@ -18,7 +18,7 @@ import { chromiumBinary } from './support/chromium.js';
 import { startConsulAgent, type ConsulAgent } from './support/consul.js';
 import { startEtcd, type EtcdServer } from './support/etcd.js';
 import { EtcdClient } from '@proxyless/etcd';
-import { createGateway, type Gateway, type GatewayStatus } from '@proxyless/gateway';
+import { createGateway, type Gateway, type GatewayStatus, type RouteCounters } from '@proxyless/gateway';
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -75,6 +75,28 @@ async function startBackend(name: string): Promise<Backend> {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.write('first;');
       void Promise.all([hooks.release ?? Promise.resolve(), once(req, 'end')]).then(() => res.end('last'));
+      return;
+    }
+    if (url.startsWith('/delay')) {
+      // A known service time, for the measured latency on the status page.
+      const timer = setTimeout(() => res.end('done'), 40);
+      res.once('close', () => clearTimeout(timer));
+      req.resume();
+      return;
+    }
+    const status = /^\/status\/(\d{3})/.exec(url);
+    if (status) {
+      req.resume();
+      res.writeHead(Number(status[1]), { 'content-type': 'text/plain' });
+      res.end('as asked');
+      return;
+    }
+    if (url.startsWith('/break')) {
+      // Headers and a first chunk, then the instance dies mid-body.
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('partial;');
+      setTimeout(() => res.socket?.destroy(), 50);
       return;
     }
     if (url.startsWith('/slow')) {
@@ -376,6 +398,62 @@ describe('@proxyless/gateway, end to end (real Consul, real services, headless C
     await deregister('ghost-1');
   });
 
+  it('shows each endpoint\'s measured latency (p50/p99 of its answers) apart from the balancer\'s cost estimate', async () => {
+    const timed = await backend('timed-1', 'timed');
+    await eventually('timed to be routable', async () => (await send(`${base}/timed/delay`)).status === 200);
+    for (let i = 0; i < 20; i++) assert.equal((await send(`${base}/timed/delay`)).status, 200);
+    const doc = JSON.parse((await send(`${base}/_proxyless/status.json`)).body.toString()) as GatewayStatus;
+    const endpoint = doc.services.find((s) => s.name === 'timed')?.endpoints.find((e) => e.label === `127.0.0.1:${timed.port}`);
+    assert.ok(endpoint, JSON.stringify(doc.services));
+    assert.ok(endpoint.latency.samples >= 21, JSON.stringify(endpoint));
+    // The backend takes 40 ms: the measured median is at least that; generous upper bounds for a loaded machine.
+    assert.ok(endpoint.latency.p50Ms !== null && endpoint.latency.p50Ms >= 40 && endpoint.latency.p50Ms < 2_000, JSON.stringify(endpoint));
+    assert.ok(endpoint.latency.p99Ms !== null && endpoint.latency.p99Ms >= endpoint.latency.p50Ms, JSON.stringify(endpoint));
+    assert.ok(endpoint.latency.meanMs !== null && endpoint.latency.meanMs >= 40, JSON.stringify(endpoint));
+    assert.equal(typeof endpoint.costMs, 'number');
+    assert.equal('ewmaMs' in endpoint, false, 'the estimate is not labelled as a latency');
+  });
+
+  it('counts upstream failures (gateway 502/503/504, upstream 5xx, a body broken off) apart from client errors (4xx, hang-ups)', async () => {
+    const route = async (id: string): Promise<GatewayStatus['routes'][number]> => {
+      const doc = JSON.parse((await send(`${base}/_proxyless/status.json`)).body.toString()) as GatewayStatus;
+      return doc.routes.find((r) => r.id === id) ?? { id, service: '', requests: 0, succeeded: 0, clientErrors: 0, clientHangups: 0, upstreamFailures: 0 };
+    };
+    const users = '/users/** -> users';
+    const before = { users: await route(users), secure: await route('/secure/** -> orders'), quick: await route('/quick/** -> orders') };
+    assert.equal((await send(`${base}/users/status/404`)).status, 404);
+    assert.equal((await send(`${base}/users/status/400`)).status, 400);
+    assert.equal((await send(`${base}/users/status/500`)).status, 500);
+    assert.equal((await send(`${base}/users/status/503`)).status, 503);
+    assert.equal((await send(`${base}/users/ok`)).status, 200);
+    assert.equal((await send(`${base}/secure/o/1`)).status, 401);
+    assert.equal((await send(`${base}/quick/slow`)).status, 504);
+    // A body the instance breaks off: the client sees its answer cut short.
+    await assert.rejects(send(`${base}/users/break`));
+    // A client that hangs up before its answer.
+    await new Promise<void>((resolve) => {
+      const req = httpRequest(`${base}/users/slow`, { agent: false });
+      req.on('error', () => resolve());
+      req.end();
+      setTimeout(() => req.destroy(), 200);
+    });
+    const after = await eventually('the hang-up to be counted', async () => {
+      const r = await route(users);
+      return r.clientHangups > before.users.clientHangups ? r : undefined;
+    });
+    const delta = (k: keyof RouteCounters): number => after[k] - before.users[k];
+    assert.deepEqual(
+      { requests: delta('requests'), succeeded: delta('succeeded'), clientErrors: delta('clientErrors'), clientHangups: delta('clientHangups'), upstreamFailures: delta('upstreamFailures') },
+      { requests: 7, succeeded: 1, clientErrors: 2, clientHangups: 1, upstreamFailures: 3 },
+    );
+    const secure = await route('/secure/** -> orders');
+    assert.equal(secure.clientErrors - before.secure.clientErrors, 1);
+    assert.equal(secure.upstreamFailures - before.secure.upstreamFailures, 0);
+    const quick = await route('/quick/** -> orders');
+    assert.equal(quick.upstreamFailures - before.quick.upstreamFailures, 1);
+    assert.equal(quick.clientErrors - before.quick.clientErrors, 0);
+  });
+
   describe('status page in headless Chromium', () => {
     let profile: string | undefined;
     const contexts: BrowserContext[] = [];
@@ -407,6 +485,11 @@ describe('@proxyless/gateway, end to end (real Consul, real services, headless C
         assert.equal(await cell('users', b.port, 'health').textContent(), 'passing');
         assert.equal(await cell('users', b.port, 'breaker').textContent(), 'closed');
       }
+      // The columns say what they show: measured latency, and the balancer's estimate as a cost.
+      const headers = await page.locator('table[data-service="users"] th').allTextContents();
+      for (const title of ['Latency p50 ms', 'Latency p99 ms', 'Balancer cost (peak EWMA) ms']) assert.ok(headers.includes(title), headers.join(' | '));
+      assert.match((await page.locator('#summary').textContent()) ?? '', /upstream failures \d+ · client errors \d+ · client hang-ups \d+/);
+      await eventually('the users route row', async () => (await page.locator('#routes tr[data-route="/users/** -> users"] td[data-col="clientErrors"]').count()) === 1);
       const successes = async (): Promise<number> => {
         let total = 0;
         for (const b of users) total += Number(await cell('users', b.port, 'successes').textContent());

@@ -13,7 +13,7 @@ import type { RegistrarOptions } from '@proxyless/registrar';
 import { catalogRoute, checkConfig, configKeys, resolveRoutes, type GatewayConfig, type ResolvedRoute } from './config.js';
 import { authFilter, byOrder, requestIdFilter, responseHeadersFilter, type AuthorizeHook, type Filter, type FilterContext, type FilterResponse } from './filters.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
-import { statusPageHtml, type GatewayStatus } from './status-page.js';
+import { statusPageHtml, type GatewayStatus, type RouteCounters } from './status-page.js';
 import { Upstreams, type GatewayRegistry, type Upstream } from './upstreams.js';
 
 /** Options of {@link createGateway}: the config file's keys plus code-level hooks. */
@@ -130,7 +130,9 @@ class GatewayServer implements Gateway {
   readonly #startedAt = Date.now();
   #requests = 0;
   #inFlight = 0;
-  #errors = 0;
+  #noRoute = 0;
+  /** Outcome counters per route id (catalog routes included), in first-seen order. */
+  readonly #routeCounters = new Map<string, { id: string; service: string } & { -readonly [K in keyof RouteCounters]: number }>();
   #idle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
 
@@ -259,14 +261,16 @@ class GatewayServer implements Gateway {
     this.#requests++;
     const route = this.#match(path);
     if (!route) {
-      this.#errors++;
+      this.#noRoute++;
       req.resume();
       sendJson(res, 404, { error: 'no_route', message: `no route for ${path}` });
       return;
     }
     this.#inFlight++;
+    const exchange: Exchange = { upstreamBroke: false };
     res.once('close', () => {
       this.#inFlight--;
+      this.#count(route, exchange, res);
       if (this.#inFlight === 0) this.#idle?.();
     });
     const rest = route.stripPrefix ? path.slice(route.prefix.length) : path;
@@ -295,7 +299,7 @@ class GatewayServer implements Gateway {
           return;
         }
       }
-      await this.#forward(ctx, res);
+      await this.#forward(ctx, res, exchange);
     } catch (failure) {
       const mapped = errorResponse(failure);
       ctx.error = { status: mapped.status, code: mapped.code };
@@ -308,7 +312,24 @@ class GatewayServer implements Gateway {
     }
   }
 
-  async #forward(ctx: FilterContext, res: ServerResponse): Promise<void> {
+  /** Files the finished exchange under one outcome of its route. */
+  #count(route: ResolvedRoute, exchange: Exchange, res: ServerResponse): void {
+    let counters = this.#routeCounters.get(route.id);
+    if (!counters) {
+      counters = { id: route.id, service: route.service, requests: 0, succeeded: 0, clientErrors: 0, clientHangups: 0, upstreamFailures: 0 };
+      this.#routeCounters.set(route.id, counters);
+    }
+    counters.requests++;
+    // Which side broke first decides: the instance breaking off its body closes the client's
+    // response too, and a client hanging up aborts the upstream body too.
+    if (exchange.upstreamBroke) counters.upstreamFailures++;
+    else if (!res.writableFinished) counters.clientHangups++;
+    else if (res.statusCode >= 500) counters.upstreamFailures++;
+    else if (res.statusCode >= 400) counters.clientErrors++;
+    else counters.succeeded++;
+  }
+
+  async #forward(ctx: FilterContext, res: ServerResponse, exchange: Exchange): Promise<void> {
     const req = ctx.req;
     const abort = new AbortController();
     // The client went away: cancel the upstream call (and its body streams).
@@ -331,11 +352,14 @@ class GatewayServer implements Gateway {
     ctx.upstream = { endpoint: upstream.endpoint, statusCode: upstream.statusCode, attempts: upstream.attempts };
     await this.#runPost(ctx);
     res.writeHead(upstream.statusCode, { ...clientResponseHeaders(upstream.headers), ...ctx.responseHeaders });
+    // Set before the pipeline tears the client's response down, so the count blames the instance.
+    upstream.body.once('error', () => {
+      if (!res.destroyed) exchange.upstreamBroke = true;
+    });
     try {
       await pipeline(upstream.body, res);
     } catch {
-      // The client or the instance hung up mid-body; both sides are already torn down.
-      this.#errors++;
+      // The client or the instance hung up mid-body; both sides are already torn down (and counted).
     }
   }
 
@@ -344,7 +368,6 @@ class GatewayServer implements Gateway {
   }
 
   async #answer(ctx: FilterContext, res: ServerResponse, answer: FilterResponse): Promise<void> {
-    if (answer.status >= 400) this.#errors++;
     ctx.req.resume();
     await this.#runPost(ctx).catch(() => undefined);
     sendJson(res, answer.status, answer.body, { ...answer.headers, ...ctx.responseHeaders });
@@ -377,11 +400,13 @@ class GatewayServer implements Gateway {
         uptimeMs: now - this.#startedAt,
         requests: this.#requests,
         inFlight: this.#inFlight,
-        errors: this.#errors,
+        noRoute: this.#noRoute,
+        outcomes: sumCounters([...this.#routeCounters.values()]),
         catalogError: this.catalog?.lastError?.message ?? null,
         // The registry reset (wiped, restarted): services it forgot still route, for the reset grace.
         catalogStale: this.catalog?.stale ?? false,
       },
+      routes: [...this.#routeCounters.values()].map((c) => ({ ...c })),
       events: this.#upstreams?.events.slice(0, 20) ?? [],
       services: [...this.#clients.entries()]
         .sort(([a], [b]) => a.localeCompare(b))
@@ -424,6 +449,18 @@ class GatewayServer implements Gateway {
     this.#clients.clear();
     await this.#upstreams?.close();
   }
+}
+
+/** What the counters need to know about one exchange beyond its response. */
+interface Exchange {
+  /** The instance broke off its response body (the client's answer is cut short by the gateway, not by the client). */
+  upstreamBroke: boolean;
+}
+
+function sumCounters(all: readonly RouteCounters[]): RouteCounters {
+  const sum = { requests: 0, succeeded: 0, clientErrors: 0, clientHangups: 0, upstreamFailures: 0 };
+  for (const c of all) for (const k of Object.keys(sum) as (keyof RouteCounters)[]) sum[k] += c[k];
+  return sum;
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: OutgoingHttpHeaders = {}): void {

@@ -15,8 +15,15 @@ export interface EndpointStatus {
   readonly health: string;
   /** Requests to this endpoint in progress now. */
   readonly inFlight: number;
-  /** Peak-EWMA latency estimate, ms (0 when unknown). */
-  readonly ewmaMs: number;
+  /**
+   * The balancer's cost estimate for this endpoint, ms (0 when unknown):
+   * the peak EWMA it ranks endpoints by, which jumps to a slow answer at once
+   * and decays slowly, so it sits above the typical answer. Not a measured
+   * latency (that is `latency`).
+   */
+  readonly costMs: number;
+  /** Measured time from the gateway's request to this endpoint's response headers, over its recent answers. */
+  readonly latency: MeasuredLatency;
   /** Answered tries since the endpoint appeared. */
   readonly successes: number;
   /** Failed tries (refused, reset, timed out, failure statuses) since the endpoint appeared. */
@@ -25,6 +32,44 @@ export interface EndpointStatus {
   readonly breaker: 'closed' | 'open' | 'halfOpen';
   /** Out of rotation by outlier ejection. */
   readonly ejected: boolean;
+}
+
+/**
+ * Measured latency of one endpoint: time from the gateway's request to the
+ * response headers, over its last 512 answers that took one try (an answer
+ * after a retry also holds the failed tries, so it is left out). Null with
+ * no sample.
+ */
+export interface MeasuredLatency {
+  /** Answers the figures are over (at most 512). */
+  readonly samples: number;
+  /** Median, ms. */
+  readonly p50Ms: number | null;
+  /** 99th percentile, ms. */
+  readonly p99Ms: number | null;
+  /** Mean, ms. */
+  readonly meanMs: number | null;
+}
+
+/**
+ * Outcome counters of one route. A request ends in exactly one of
+ * `succeeded`, `clientErrors`, `clientHangups` or `upstreamFailures`.
+ */
+export interface RouteCounters {
+  /** Requests that matched the route. */
+  readonly requests: number;
+  /** Answered with a status below 400. */
+  readonly succeeded: number;
+  /** Answered with 4xx: the client's request was refused (401 from the auth filter, 404 or 400 from the upstream…). */
+  readonly clientErrors: number;
+  /** The client went away before its answer was complete. */
+  readonly clientHangups: number;
+  /**
+   * The upstream side failed: the gateway answered 502/503/504 (refused,
+   * reset, no healthy instance, timeout), the instance answered 5xx, or it
+   * broke off its body mid-way.
+   */
+  readonly upstreamFailures: number;
 }
 
 /** A notable endpoint event, for the status page. */
@@ -54,8 +99,10 @@ export interface GatewayStatus {
     readonly requests: number;
     /** Requests being forwarded now. */
     readonly inFlight: number;
-    /** Requests answered with a status of 400 or more, or cut off mid-body. */
-    readonly errors: number;
+    /** Requests that matched no route (answered 404 `no_route`). */
+    readonly noRoute: number;
+    /** Sums of the routes' counters. */
+    readonly outcomes: RouteCounters;
     /** The last catalog watch error, or null. */
     readonly catalogError: string | null;
     /** True while services missing since a registry reset still route (the reset grace). */
@@ -63,6 +110,13 @@ export interface GatewayStatus {
   };
   /** Latest endpoint events (added, removed, breaker, ejection), newest first. */
   readonly events: readonly UpstreamEvent[];
+  /** Every route that has seen a request, with its counters. */
+  readonly routes: readonly ({
+    /** `<path> -> <service>`. */
+    readonly id: string;
+    /** The service it leads to. */
+    readonly service: string;
+  } & RouteCounters)[];
   /** Every routed service. */
   readonly services: readonly {
     /** Service name. */
@@ -103,6 +157,8 @@ export const statusPageHtml = `<!doctype html>
 <h1>Proxyless gateway</h1>
 <div id="summary">loading…</div>
 <div id="error"></div>
+<h2>Routes</h2>
+<table id="routes"></table>
 <div id="services"></div>
 <h2>Recent endpoint events</h2>
 <ul id="events"></ul>
@@ -113,13 +169,16 @@ const cols = [
   ['id', (e) => e.id],
   ['health', (e) => e.health],
   ['inFlight', (e) => String(e.inFlight)],
-  ['ewmaMs', (e) => e.ewmaMs.toFixed(1)],
+  ['p50Ms', (e) => (e.latency.p50Ms === null ? '–' : e.latency.p50Ms.toFixed(1))],
+  ['p99Ms', (e) => (e.latency.p99Ms === null ? '–' : e.latency.p99Ms.toFixed(1))],
+  ['costMs', (e) => e.costMs.toFixed(1)],
   ['successes', (e) => String(e.successes)],
   ['failures', (e) => String(e.failures)],
   ['breaker', (e) => e.breaker],
   ['ejected', (e) => (e.ejected ? 'yes' : 'no')],
 ];
-const titles = { endpoint: 'Endpoint', id: 'Instance', health: 'Health', inFlight: 'In flight', ewmaMs: 'EWMA ms',
+const titles = { endpoint: 'Endpoint', id: 'Instance', health: 'Health', inFlight: 'In flight', p50Ms: 'Latency p50 ms', p99Ms: 'Latency p99 ms',
+  costMs: 'Balancer cost (peak EWMA) ms',
   successes: 'Successes', failures: 'Failures', breaker: 'Breaker', ejected: 'Ejected' };
 function el(tag, attrs, text) {
   const node = document.createElement(tag);
@@ -130,7 +189,8 @@ function el(tag, attrs, text) {
 function render(status) {
   const g = status.gateway;
   document.getElementById('summary').textContent = g.name + ' · up ' + Math.round(g.uptimeMs / 1000) + ' s · requests ' +
-    g.requests + ' · in flight ' + g.inFlight + ' · errors ' + g.errors + ' · updated ' + new Date(status.generatedAt).toLocaleTimeString();
+    g.requests + ' · in flight ' + g.inFlight + ' · upstream failures ' + g.outcomes.upstreamFailures + ' · client errors ' + g.outcomes.clientErrors +
+    ' · client hang-ups ' + g.outcomes.clientHangups + ' · no route ' + g.noRoute + ' · updated ' + new Date(status.generatedAt).toLocaleTimeString();
   document.getElementById('error').textContent = g.catalogError ? 'catalog watch: ' + g.catalogError : '';
   const root = document.getElementById('services');
   const next = document.createDocumentFragment();
@@ -159,6 +219,18 @@ function render(status) {
     next.appendChild(section);
   }
   root.replaceChildren(next);
+  const routes = el('table', { id: 'routes' });
+  const rhead = el('tr');
+  for (const t of ['Route', 'Requests', 'Succeeded', 'Upstream failures', 'Client errors', 'Client hang-ups']) rhead.appendChild(el('th', {}, t));
+  routes.appendChild(el('thead')).appendChild(rhead);
+  const rbody = routes.appendChild(el('tbody'));
+  for (const r of status.routes) {
+    const row = el('tr', { 'data-route': r.id });
+    row.appendChild(el('td', { 'data-col': 'route' }, r.id));
+    for (const k of ['requests', 'succeeded', 'upstreamFailures', 'clientErrors', 'clientHangups']) row.appendChild(el('td', { 'data-col': k }, String(r[k])));
+    rbody.appendChild(row);
+  }
+  document.getElementById('routes').replaceWith(routes);
   const log = el('ul', { id: 'events' });
   for (const ev of status.events) log.appendChild(el('li', {}, new Date(ev.at).toLocaleTimeString() + ' ' + ev.service + ' ' + ev.endpoint + ': ' + ev.event));
   document.getElementById('events').replaceWith(log);

@@ -13,7 +13,7 @@ import { describeConsulFailure } from '@proxyless/core/internal';
 import type { EtcdClient, EtcdResolver } from '@proxyless/etcd';
 import { createClient, type EndpointInfo, type ProxylessClient, type RequestPolicy } from '@proxyless/http-client';
 import { consulRegistry, type RegistrarOptions } from '@proxyless/registrar';
-import type { EndpointStatus, UpstreamEvent } from './status-page.js';
+import type { EndpointStatus, MeasuredLatency, UpstreamEvent } from './status-page.js';
 
 /** One forwarded request. Bodies stream; nothing is buffered. */
 export interface UpstreamRequest {
@@ -63,6 +63,8 @@ export interface Upstream {
 class ServiceUpstream implements Upstream {
   readonly #client: ProxylessClient;
   readonly #policies = new Map<string, RequestPolicy>();
+  /** Measured time to response headers per endpoint label: what the status page calls latency (the EWMA is the balancer's cost). */
+  readonly #latency = new Map<string, LatencyWindow>();
 
   constructor(
     readonly service: string,
@@ -97,6 +99,7 @@ class ServiceUpstream implements Upstream {
   }
 
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const startedAt = performance.now();
     const res = await this.#client.request({
       method: req.method,
       path: req.path,
@@ -105,17 +108,28 @@ class ServiceUpstream implements Upstream {
       signal: req.signal,
       policy: this.#policy(req),
     });
+    // One try: the time is this endpoint's own. After a retry it also holds the failed tries, so it is left out.
+    if (res.attempts === 1) {
+      let window = this.#latency.get(res.endpoint.label);
+      if (!window) this.#latency.set(res.endpoint.label, (window = new LatencyWindow()));
+      window.add(performance.now() - startedAt);
+    }
     return { statusCode: res.statusCode, headers: res.headers, body: res.body, endpoint: res.endpoint.label, attempts: res.attempts };
   }
 
   stats(): EndpointStatus[] {
-    return this.#client.stats().endpoints.map((e) => ({
+    const endpoints = this.#client.stats().endpoints;
+    // Endpoints that left take their samples with them.
+    const live = new Set(endpoints.map((e) => e.label));
+    for (const label of this.#latency.keys()) if (!live.has(label)) this.#latency.delete(label);
+    return endpoints.map((e) => ({
       key: e.key,
       id: e.key.slice(e.key.lastIndexOf('/') + 1),
       label: e.label,
       health: 'passing',
       inFlight: e.inFlight,
-      ewmaMs: Math.round(e.ewmaMs * 10) / 10,
+      costMs: round1(e.ewmaMs),
+      latency: this.#latency.get(e.label)?.summary() ?? { samples: 0, p50Ms: null, p99Ms: null, meanMs: null },
       successes: e.successes,
       failures: e.failures,
       breaker: e.breaker,
@@ -125,6 +139,32 @@ class ServiceUpstream implements Upstream {
 
   close(): Promise<void> {
     return this.#client.close();
+  }
+}
+
+const round1 = (ms: number): number => Math.round(ms * 10) / 10;
+
+/**
+ * The last {@link LatencyWindow.size} measured times of one endpoint, in a
+ * ring: percentiles over recent answers, cheap to record (the status page
+ * sorts a copy once a second).
+ */
+class LatencyWindow {
+  static readonly size = 512;
+  readonly #samples = new Float64Array(LatencyWindow.size);
+  #count = 0;
+
+  add(ms: number): void {
+    this.#samples[this.#count % LatencyWindow.size] = ms;
+    this.#count++;
+  }
+
+  summary(): MeasuredLatency {
+    const n = Math.min(this.#count, LatencyWindow.size);
+    if (n === 0) return { samples: 0, p50Ms: null, p99Ms: null, meanMs: null };
+    const sorted = this.#samples.slice(0, n).sort();
+    const at = (q: number): number => round1(sorted[Math.min(n - 1, Math.ceil(q * n) - 1)] ?? 0);
+    return { samples: n, p50Ms: at(0.5), p99Ms: at(0.99), meanMs: round1(sorted.reduce((a, b) => a + b, 0) / n) };
   }
 }
 
