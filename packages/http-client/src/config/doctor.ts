@@ -6,6 +6,7 @@
  */
 import { InvalidOptionError, type ConfigLogger, type ConfigWarning } from '@proxyless/core';
 import { checkLogger, checkNumber, formatConfigWarning } from '@proxyless/core/internal';
+import { clientDefaults, type ClientDefaults } from './defaults.js';
 import type { ResolvedOptions, RetryLayer } from './options.js';
 import type { RequestPolicy } from './policy.js';
 
@@ -20,7 +21,7 @@ export interface ExplainedConfig {
   readonly timeoutMs: number;
   readonly perTryTimeoutMs: number;
   /** Where the per-try timeout came from. */
-  readonly perTryTimeoutFrom: 'perTryTimeoutMs' | 'default: 2/5 of timeoutMs' | 'default: timeoutMs (retries off)';
+  readonly perTryTimeoutFrom: 'perTryTimeoutMs' | `default: ${string} of timeoutMs` | 'default: timeoutMs (retries off)';
   readonly retry: { maxRetries: number; initialMs: number; maxMs: number; retryOnStatuses: readonly number[] } | false;
   readonly retryBudget: { ratio: number; windowMs: number; minRetriesPerSecond: number };
   /** Worst-case attempts per user request across this client and the declared `retryLayers`. */
@@ -56,6 +57,15 @@ export function checkRetryLayers(value: unknown): readonly RetryLayer[] {
   );
 }
 
+/** A share as the simplest fraction (0.4 → `2/5`), as the docs write it. */
+function fraction(share: number): string {
+  for (let d = 1; d <= 100; d++) {
+    const n = share * d;
+    if (Math.abs(n - Math.round(n)) < 1e-9) return d === 1 ? String(Math.round(n)) : `${Math.round(n)}/${d}`;
+  }
+  return String(share);
+}
+
 function attemptsOf(policy: RequestPolicy): number {
   return policy.retry === false ? 1 : 1 + policy.retry.maxRetries;
 }
@@ -86,6 +96,11 @@ export function checkRetryAmplification(policy: RequestPolicy, layers: readonly 
  * the first attempt had.
  */
 export function checkPerTryRoom(policy: RequestPolicy): ConfigWarning[] {
+  return perTryRoom(policy, clientDefaults);
+}
+
+/** {@link checkPerTryRoom}, its fix quoting `defaults`. @internal */
+export function perTryRoom(policy: RequestPolicy, defaults: ClientDefaults): ConfigWarning[] {
   if (policy.retry === false || policy.retry.maxRetries === 0) return [];
   const room = policy.timeoutMs - policy.perTryTimeoutMs;
   if (room * 2 >= policy.perTryTimeoutMs) return [];
@@ -94,7 +109,7 @@ export function checkPerTryRoom(policy: RequestPolicy): ConfigWarning[] {
       code: 'PER_TRY_TIMEOUT_LEAVES_NO_RETRY',
       option: 'perTryTimeoutMs',
       message: `a per-try timeout of ${policy.perTryTimeoutMs} ms inside a ${policy.timeoutMs} ms deadline leaves ${room} ms after a timed-out attempt: the retries configured (${policy.retry.maxRetries}) cannot help against a hung endpoint.`,
-      fix: `set perTryTimeoutMs ≤ ${Math.floor((policy.timeoutMs * 2) / 5)} ms (2/5 of timeoutMs, the default when it is not set) or raise timeoutMs to ≥ ${Math.ceil(policy.perTryTimeoutMs * 1.5)} ms.`,
+      fix: `set perTryTimeoutMs ≤ ${Math.floor(policy.timeoutMs * defaults.perTryTimeoutShare)} ms (${fraction(defaults.perTryTimeoutShare)} of timeoutMs, the default when it is not set) or raise timeoutMs to ≥ ${Math.ceil(policy.perTryTimeoutMs * 1.5)} ms.`,
     },
   ];
 }
@@ -105,6 +120,11 @@ export function checkPerTryRoom(policy: RequestPolicy): ConfigWarning[] {
  * or one that lets every endpoint go at once with panic mode off.
  */
 export function checkEjectionCap(outlier: ResolvedOptions['outlier'], endpoints: number): ConfigWarning[] {
+  return ejectionCap(outlier, endpoints, clientDefaults);
+}
+
+/** {@link checkEjectionCap}, its fix quoting `defaults`. @internal */
+export function ejectionCap(outlier: ResolvedOptions['outlier'], endpoints: number, defaults: ClientDefaults): ConfigWarning[] {
   if (outlier === false || endpoints === 0) return [];
   const { maxEjectionPercent: pct, panicThresholdPercent: panic } = outlier;
   const allowed = Math.max(1, Math.floor((endpoints * pct) / 100));
@@ -114,7 +134,7 @@ export function checkEjectionCap(outlier: ResolvedOptions['outlier'], endpoints:
         code: 'EJECTION_CAN_EMPTY_THE_SET',
         option: 'outlierDetection.maxEjectionPercent',
         message: `maxEjectionPercent ${pct}% of ${endpoints} endpoints lets every endpoint be ejected at once, and panic mode is off: one bad minute (or a bad deploy of a dependency) fails every request with no healthy endpoint.`,
-        fix: `set outlierDetection.maxEjectionPercent ≤ ${Math.floor((100 * (endpoints - 1)) / endpoints)} or keep panicThresholdPercent > 0 (default 50).`,
+        fix: `set outlierDetection.maxEjectionPercent ≤ ${Math.floor((100 * (endpoints - 1)) / endpoints)} or keep panicThresholdPercent > 0 (default ${defaults.outlierDetection.panicThresholdPercent}).`,
       },
     ];
   }
@@ -154,7 +174,7 @@ export class ClientDoctor {
     this.loggerKind = this.#logger === undefined ? false : this.#logger === console ? 'console' : 'custom';
     this.layers = checkRetryLayers(layers);
     this.#emit = emit;
-    const warnings = [...checkPerTryRoom(options.policy), ...checkRetryAmplification(options.policy, this.layers)];
+    const warnings = [...perTryRoom(options.policy, options.defaults), ...checkRetryAmplification(options.policy, this.layers)];
     // On the next tick: listeners attached right after construction hear them too.
     if (warnings.length > 0) process.nextTick(() => this.#report(warnings));
   }
@@ -163,7 +183,7 @@ export class ClientDoctor {
   endpoints(count: number): void {
     if (count === this.#endpoints) return;
     this.#endpoints = count;
-    this.#report(checkEjectionCap(this.#options.outlier, count));
+    this.#report(ejectionCap(this.#options.outlier, count, this.#options.defaults));
   }
 
   #report(warnings: readonly ConfigWarning[]): void {
@@ -189,7 +209,7 @@ export function explainConfig(o: ResolvedOptions, scheme: 'http' | 'https' | 'au
     balancer: balancerName,
     timeoutMs: policy.timeoutMs,
     perTryTimeoutMs: policy.perTryTimeoutMs,
-    perTryTimeoutFrom: o.perTryExplicit ? 'perTryTimeoutMs' : retries ? 'default: 2/5 of timeoutMs' : 'default: timeoutMs (retries off)',
+    perTryTimeoutFrom: o.perTryExplicit ? 'perTryTimeoutMs' : retries ? `default: ${fraction(o.defaults.perTryTimeoutShare)} of timeoutMs` : 'default: timeoutMs (retries off)',
     retry,
     retryBudget: { ...o.budget },
     worstCaseAttempts: doctor.layers.reduce((n, l) => n * l.attempts, ours),

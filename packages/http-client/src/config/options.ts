@@ -1,5 +1,6 @@
 import { InvalidOptionError, validateServiceName, type Balancer, type ConfigLogger, type Resolver, type ServiceInstance } from '@proxyless/core';
 import { checkBackoffSpelling, checkBalancer, checkKnownKeys, checkNumber, optionKeys } from '@proxyless/core/internal';
+import { clientDefaults, clientLimits, type ClientDefaults } from './defaults.js';
 import { buildPolicy, type PolicyOptions, type RequestPolicy, type RetryOptions } from './policy.js';
 
 /** Another layer that retries around (or below) this client: a gateway, an SDK, a service mesh. */
@@ -158,6 +159,8 @@ export interface ResolvedOptions extends ResolvedSettings {
 
 /** {@link ClientSettings}, validated and defaulted. @internal */
 export interface ResolvedSettings {
+  /** The defaults table the settings were resolved against (the doctor and `explainConfig` quote it). */
+  defaults: ClientDefaults;
   query: object | undefined;
   balancer: Balancer | undefined;
   /** The client's default request policy. */
@@ -195,7 +198,6 @@ function statuses(option: string, value: unknown, fallback: readonly number[]): 
   return Object.freeze([...(value as number[])]);
 }
 
-const FIVE_XX = Object.freeze(Array.from({ length: 100 }, (_, i) => 500 + i));
 
 /** Every documented key, for the typo check (the compiler keeps each list equal to its type). @internal */
 export const clientOptionKeys = optionKeys<ClientOptions>({
@@ -212,7 +214,7 @@ const budgetKeys = optionKeys<RetryBudgetOptions>({ ratio: true, windowMs: true,
 const tlsKeys = optionKeys<BackendTlsOptions>({ ca: true, cert: true, key: true, servername: true, rejectUnauthorized: true });
 
 /** Validates and defaults client options; throws `InvalidOptionError` naming the option. @internal */
-export function resolveOptions(options: ClientOptions): ResolvedOptions {
+export function resolveOptions(options: ClientOptions, d: ClientDefaults = clientDefaults): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'must be an object');
   checkKnownKeys('', options, clientOptionKeys, 'createClient()');
   const { service, resolver, ...settings } = options;
@@ -220,7 +222,7 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   if (typeof resolver !== 'object' || resolver === null || typeof (resolver as Partial<Resolver>).watch !== 'function') {
     throw new InvalidOptionError('resolver', resolver, 'must implement Resolver (watch())');
   }
-  return { service, resolver, ...resolveSettings(settings) };
+  return { service, resolver, ...resolveSettings(settings, 'createClient()', '', d) };
 }
 
 const settingKeys = clientOptionKeys.filter((key) => key !== 'service' && key !== 'resolver');
@@ -231,7 +233,7 @@ const settingKeys = clientOptionKeys.filter((key) => key !== 'service' && key !=
  * errors name the option under `prefix`.
  * @internal
  */
-export function resolveSettings(options: ClientSettings, owner = 'createClient()', prefix = ''): ResolvedSettings {
+export function resolveSettings(options: ClientSettings, owner = 'createClient()', prefix = '', d: ClientDefaults = clientDefaults): ResolvedSettings {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError(prefix || 'options', options, 'must be an object');
   const at = (key: string): string => (prefix ? `${prefix}.${key}` : key);
   checkKnownKeys(prefix, options, settingKeys, owner);
@@ -254,18 +256,18 @@ export function resolveSettings(options: ClientSettings, owner = 'createClient()
   }
   const connections = options.connectionsPerEndpoint;
   const connectionsPerEndpoint =
-    connections === null ? null : checkNumber('connectionsPerEndpoint', connections, 256, { integer: true, min: 1, max: 65_536 });
+    connections === null ? null : checkNumber(at('connectionsPerEndpoint'), connections, d.connectionsPerEndpoint, clientLimits.connectionsPerEndpoint);
 
   const b = obj('breaker', options.breaker) as BreakerOptions | false | undefined;
   const breaker =
     b === false
       ? false
       : {
-          errorThresholdPercentage: checkNumber('breaker.errorThresholdPercentage', b?.errorThresholdPercentage, 50, { min: 1, max: 100 }),
-          volumeThreshold: checkNumber('breaker.volumeThreshold', b?.volumeThreshold, 20, { integer: true, min: 1 }),
-          resetTimeoutMs: checkNumber('breaker.resetTimeoutMs', b?.resetTimeoutMs, 10_000, { integer: true, min: 1, max: 3_600_000 }),
-          rollingWindowMs: checkNumber('breaker.rollingWindowMs', b?.rollingWindowMs, 10_000, { integer: true, min: 10, max: 3_600_000 }),
-          rollingBuckets: checkNumber('breaker.rollingBuckets', b?.rollingBuckets, 10, { integer: true, min: 1, max: 1000 }),
+          errorThresholdPercentage: checkNumber(at('breaker.errorThresholdPercentage'), b?.errorThresholdPercentage, d.breaker.errorThresholdPercentage, clientLimits.breaker.errorThresholdPercentage),
+          volumeThreshold: checkNumber(at('breaker.volumeThreshold'), b?.volumeThreshold, d.breaker.volumeThreshold, clientLimits.breaker.volumeThreshold),
+          resetTimeoutMs: checkNumber(at('breaker.resetTimeoutMs'), b?.resetTimeoutMs, d.breaker.resetTimeoutMs, clientLimits.breaker.resetTimeoutMs),
+          rollingWindowMs: checkNumber(at('breaker.rollingWindowMs'), b?.rollingWindowMs, d.breaker.rollingWindowMs, clientLimits.breaker.rollingWindowMs),
+          rollingBuckets: checkNumber(at('breaker.rollingBuckets'), b?.rollingBuckets, d.breaker.rollingBuckets, clientLimits.breaker.rollingBuckets),
         };
   if (breaker && breaker.rollingWindowMs % breaker.rollingBuckets !== 0) {
     throw new InvalidOptionError('breaker.rollingBuckets', breaker.rollingBuckets, 'must divide breaker.rollingWindowMs evenly');
@@ -276,11 +278,11 @@ export function resolveSettings(options: ClientSettings, owner = 'createClient()
     o === false
       ? false
       : {
-          consecutiveFailures: checkNumber('outlierDetection.consecutiveFailures', o?.consecutiveFailures, 5, { integer: true, min: 1 }),
-          baseEjectionTimeMs: checkNumber('outlierDetection.baseEjectionTimeMs', o?.baseEjectionTimeMs, 10_000, { integer: true, min: 1, max: 3_600_000 }),
-          maxEjectionTimeMs: checkNumber('outlierDetection.maxEjectionTimeMs', o?.maxEjectionTimeMs, 300_000, { integer: true, min: 1, max: 3_600_000 }),
-          maxEjectionPercent: checkNumber('outlierDetection.maxEjectionPercent', o?.maxEjectionPercent, 50, { min: 0, max: 100 }),
-          panicThresholdPercent: checkNumber('outlierDetection.panicThresholdPercent', o?.panicThresholdPercent, 50, { min: 0, max: 100 }),
+          consecutiveFailures: checkNumber(at('outlierDetection.consecutiveFailures'), o?.consecutiveFailures, d.outlierDetection.consecutiveFailures, clientLimits.outlierDetection.consecutiveFailures),
+          baseEjectionTimeMs: checkNumber(at('outlierDetection.baseEjectionTimeMs'), o?.baseEjectionTimeMs, d.outlierDetection.baseEjectionTimeMs, clientLimits.outlierDetection.baseEjectionTimeMs),
+          maxEjectionTimeMs: checkNumber(at('outlierDetection.maxEjectionTimeMs'), o?.maxEjectionTimeMs, d.outlierDetection.maxEjectionTimeMs, clientLimits.outlierDetection.maxEjectionTimeMs),
+          maxEjectionPercent: checkNumber(at('outlierDetection.maxEjectionPercent'), o?.maxEjectionPercent, d.outlierDetection.maxEjectionPercent, clientLimits.outlierDetection.maxEjectionPercent),
+          panicThresholdPercent: checkNumber(at('outlierDetection.panicThresholdPercent'), o?.panicThresholdPercent, d.outlierDetection.panicThresholdPercent, clientLimits.outlierDetection.panicThresholdPercent),
         };
   if (outlier && outlier.maxEjectionTimeMs < outlier.baseEjectionTimeMs) {
     throw new InvalidOptionError('outlierDetection.maxEjectionTimeMs', outlier.maxEjectionTimeMs, 'must be ≥ outlierDetection.baseEjectionTimeMs');
@@ -288,48 +290,49 @@ export function resolveSettings(options: ClientSettings, owner = 'createClient()
 
   const r = obj('retry', options.retry) as ClientRetryOptions | false | undefined;
   // The budget exists whatever the client's default: a per-request policy may retry on a `retry: false` client.
-  let budget = resolveBudget(undefined);
+  let budget = resolveBudget(undefined, d, at);
   const policyOptions: PolicyOptions = { retry: r === undefined ? {} : r };
   if (options.timeoutMs !== undefined) policyOptions.timeoutMs = options.timeoutMs;
   if (options.perTryTimeoutMs !== undefined) policyOptions.perTryTimeoutMs = options.perTryTimeoutMs;
   if (r !== false) {
     const { budget: bud, ...retryRest } = r ?? {};
     policyOptions.retry = retryRest;
-    budget = resolveBudget(bud);
+    budget = resolveBudget(bud, d, at);
   }
-  const { policy, perTryExplicit } = buildPolicy(policyOptions, undefined, false);
+  const { policy, perTryExplicit } = buildPolicy(policyOptions, undefined, false, true, d);
 
-  const scheme = options.scheme ?? 'auto';
+  const scheme = options.scheme ?? d.scheme;
   if (scheme !== 'http' && scheme !== 'https' && scheme !== 'auto') throw new InvalidOptionError('scheme', scheme, 'must be "http", "https" or "auto"');
   const tls = checkTls(options.tls);
 
   return {
+    defaults: d,
     query: options.query,
     balancer,
     policy,
     perTryExplicit,
     bodyTimeoutMs: policy.perTryTimeoutMs,
-    connectTimeoutMs: checkNumber('connectTimeoutMs', options.connectTimeoutMs, 1_000, { integer: true, min: 1, max: 600_000 }),
+    connectTimeoutMs: checkNumber(at('connectTimeoutMs'), options.connectTimeoutMs, d.connectTimeoutMs, clientLimits.connectTimeoutMs),
     connectionsPerEndpoint,
-    keepAliveTimeoutMs: checkNumber('keepAliveTimeoutMs', options.keepAliveTimeoutMs, 4_000, { integer: true, min: 1, max: 3_600_000 }),
-    maxResponseBytes: checkNumber('maxResponseBytes', options.maxResponseBytes, 8 * 1024 * 1024, { integer: true, min: 1 }),
-    drainTimeoutMs: checkNumber('drainTimeoutMs', options.drainTimeoutMs, 30_000, { integer: true, min: 0, max: 3_600_000 }),
+    keepAliveTimeoutMs: checkNumber(at('keepAliveTimeoutMs'), options.keepAliveTimeoutMs, d.keepAliveTimeoutMs, clientLimits.keepAliveTimeoutMs),
+    maxResponseBytes: checkNumber(at('maxResponseBytes'), options.maxResponseBytes, d.maxResponseBytes, clientLimits.maxResponseBytes),
+    drainTimeoutMs: checkNumber(at('drainTimeoutMs'), options.drainTimeoutMs, d.drainTimeoutMs, clientLimits.drainTimeoutMs),
     breaker,
     outlier,
-    failureStatuses: statuses(at('failureStatuses'), options.failureStatuses, FIVE_XX),
+    failureStatuses: statuses(at('failureStatuses'), options.failureStatuses, d.failureStatuses),
     budget,
     scheme: scheme === 'auto' ? instanceScheme : scheme === 'https' ? () => 'https' : () => 'http',
     tls,
   };
 }
 
-function resolveBudget(value: unknown): Required<RetryBudgetOptions> {
-  const b = obj('retry.budget', value) as RetryBudgetOptions | false | undefined;
-  if (b === false) throw new InvalidOptionError('retry.budget', false, 'must be an object (the budget cannot be turned off; a large ratio lifts it)');
+function resolveBudget(value: unknown, d: ClientDefaults, at: (key: string) => string): Required<RetryBudgetOptions> {
+  const b = obj(at('retry.budget'), value) as RetryBudgetOptions | false | undefined;
+  if (b === false) throw new InvalidOptionError(at('retry.budget'), false, 'must be an object (the budget cannot be turned off; a large ratio lifts it)');
   return {
-    ratio: checkNumber('retry.budget.ratio', b?.ratio, 0.2, { min: 0, max: 1000 }),
-    windowMs: checkNumber('retry.budget.windowMs', b?.windowMs, 10_000, { integer: true, min: 1_000, max: 600_000 }),
-    minRetriesPerSecond: checkNumber('retry.budget.minRetriesPerSecond', b?.minRetriesPerSecond, 10, { min: 0, max: 1e6 }),
+    ratio: checkNumber(at('retry.budget.ratio'), b?.ratio, d.retry.budget.ratio, clientLimits.retry.budget.ratio),
+    windowMs: checkNumber(at('retry.budget.windowMs'), b?.windowMs, d.retry.budget.windowMs, clientLimits.retry.budget.windowMs),
+    minRetriesPerSecond: checkNumber(at('retry.budget.minRetriesPerSecond'), b?.minRetriesPerSecond, d.retry.budget.minRetriesPerSecond, clientLimits.retry.budget.minRetriesPerSecond),
   };
 }
 

@@ -1,4 +1,5 @@
 import { InvalidOptionError, type BackoffOptions } from '@proxyless/core';
+import { clientDefaults, clientLimits, type ClientDefaults } from './defaults.js';
 import { checkBackoff, checkBackoffSpelling, checkKnownKeys, checkNumber, checkOptions, optionKeys, type BackoffRule } from '@proxyless/core/internal';
 
 /**
@@ -86,11 +87,10 @@ export function statusTable(statuses: readonly number[]): Uint8Array {
 /** A request's retries are bounded by `maxRetries` and its deadline, so a 0 backoff (retry at once) is allowed. */
 const RETRY_BACKOFF_RULE: BackoffRule = { integer: true, minInitialMs: 0, maxInitialMs: 60_000, maxMs: 600_000, inline: true };
 
-const DEFAULT_RETRY_STATUSES = Object.freeze([502, 503, 504]);
 
 /** The rule for the default per-try timeout (see {@link PolicyOptions.perTryTimeoutMs}). @internal */
-export function defaultPerTryTimeoutMs(timeoutMs: number, retries: boolean): number {
-  return retries ? Math.max(1, Math.floor((timeoutMs * 2) / 5)) : timeoutMs;
+export function defaultPerTryTimeoutMs(timeoutMs: number, retries: boolean, share = clientDefaults.perTryTimeoutShare): number {
+  return retries ? Math.max(1, Math.floor(timeoutMs * share)) : timeoutMs;
 }
 
 /**
@@ -99,10 +99,10 @@ export function defaultPerTryTimeoutMs(timeoutMs: number, retries: boolean): num
  * prefixed with `prefix` (e.g. `retry.maxRetries`).
  * @internal
  */
-export function buildPolicy(options: PolicyOptions, base: RequestPolicy | undefined, perTryExplicit: boolean, checkKeys = true): { policy: RequestPolicy; perTryExplicit: boolean } {
+export function buildPolicy(options: PolicyOptions, base: RequestPolicy | undefined, perTryExplicit: boolean, checkKeys = true, d: ClientDefaults = clientDefaults): { policy: RequestPolicy; perTryExplicit: boolean } {
   checkOptions('policy', options);
   if (checkKeys) checkKnownKeys('', options, policyKeys, 'a policy');
-  const timeoutMs = checkNumber('timeoutMs', options.timeoutMs, base?.timeoutMs ?? 10_000, { integer: true, min: 1, max: 3_600_000 });
+  const timeoutMs = checkNumber('timeoutMs', options.timeoutMs, base?.timeoutMs ?? d.timeoutMs, clientLimits.timeoutMs);
   const r = options.retry;
   if (r !== undefined && r !== false) {
     checkOptions('retry', r);
@@ -114,16 +114,16 @@ export function buildPolicy(options: PolicyOptions, base: RequestPolicy | undefi
   else if (r === undefined && base !== undefined) retry = base.retry;
   else {
     const from = base?.retry || undefined;
-    const maxRetries = checkNumber('retry.maxRetries', r?.maxRetries, from?.maxRetries ?? 2, { integer: true, min: 0, max: 100 });
-    const { initialMs, maxMs } = checkBackoff('retry', r, { initialMs: from?.initialMs ?? 25, maxMs: from?.maxMs ?? 1_000 }, RETRY_BACKOFF_RULE);
-    const retryOnStatuses = statusList('retry.retryOnStatuses', r?.retryOnStatuses, from?.retryOnStatuses ?? DEFAULT_RETRY_STATUSES);
+    const maxRetries = checkNumber('retry.maxRetries', r?.maxRetries, from?.maxRetries ?? d.retry.maxRetries, clientLimits.retry.maxRetries);
+    const { initialMs, maxMs } = checkBackoff('retry', r, { initialMs: from?.initialMs ?? d.retry.initialMs, maxMs: from?.maxMs ?? d.retry.maxMs }, RETRY_BACKOFF_RULE);
+    const retryOnStatuses = statusList('retry.retryOnStatuses', r?.retryOnStatuses, from?.retryOnStatuses ?? d.retry.retryOnStatuses);
     retry = Object.freeze({ maxRetries, initialMs, maxMs, retryOnStatuses, retryStatus: statusTable(retryOnStatuses) });
   }
   const retries = retry !== false && retry.maxRetries > 0;
   const explicit = options.perTryTimeoutMs !== undefined || (perTryExplicit && base !== undefined);
-  const fallback = explicit && base !== undefined ? base.perTryTimeoutMs : defaultPerTryTimeoutMs(timeoutMs, retries);
+  const fallback = explicit && base !== undefined ? base.perTryTimeoutMs : defaultPerTryTimeoutMs(timeoutMs, retries, d.perTryTimeoutShare);
   // An attempt never outlives its request: a per-try timeout above the deadline is the deadline.
-  const perTryTimeoutMs = Math.min(timeoutMs, checkNumber('perTryTimeoutMs', options.perTryTimeoutMs, fallback, { integer: true, min: 1, max: 3_600_000 }));
+  const perTryTimeoutMs = Math.min(timeoutMs, checkNumber('perTryTimeoutMs', options.perTryTimeoutMs, fallback, clientLimits.perTryTimeoutMs));
   const policy: RequestPolicy = Object.freeze({ timeoutMs, perTryTimeoutMs, retry });
   policies.add(policy);
   return { policy, perTryExplicit: explicit };

@@ -1,3 +1,4 @@
+import { clientDefaults } from '../config/defaults.js';
 import type { RetryBudgetOptions } from '../config/options.js';
 import { RollingCounts } from '../shared/rolling-counts.js';
 
@@ -20,9 +21,10 @@ export class RetryBudget {
    * @param options - ratio (default 0.2), windowMs (default 10 000), minRetriesPerSecond (default 10).
    */
   constructor(options: RetryBudgetOptions = {}) {
-    this.#ratio = options.ratio ?? 0.2;
-    const windowMs = options.windowMs ?? 10_000;
-    this.#floor = (options.minRetriesPerSecond ?? 10) * (windowMs / 1000);
+    const d = clientDefaults.retry.budget;
+    this.#ratio = options.ratio ?? d.ratio;
+    const windowMs = options.windowMs ?? d.windowMs;
+    this.#floor = (options.minRetriesPerSecond ?? d.minRetriesPerSecond) * (windowMs / 1000);
     this.#counts = new RollingCounts(windowMs, BUCKETS);
   }
 
