@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { peakEwma, type BalancerEndpoint } from '@proxyless/core';
 import { createClient, type ProxylessClient } from '@proxyless/http-client';
 import { LoadTracker } from '../src/endpoints/load.js';
+import { EndpointSet } from '../src/endpoints/endpoint-set.js';
+import { resolveOptions } from '../src/config/options.js';
 import { FakeResolver, instance, startServer, type TestServer } from './helpers.js';
 
 /** Peak EWMA as the client feeds it: no optimism about cold endpoints, penalties that end. */
@@ -122,4 +124,70 @@ describe('http-client: latency estimates (cold endpoints, failure penalties)', f
     console.log(`      [measure] recovered after ${failuresServed} failures: share ${(share * 100).toFixed(1)} % in second 4–5 (fair 20 %), estimate ${estimate.toFixed(1)} ms`);
     assert.ok(share >= 0.1, `share ${(share * 100).toFixed(1)} % (fair share 20 %)`);
   });
+});
+
+/**
+ * One request at a time (a script, a cron job, a gateway under light traffic):
+ * the real endpoint set and peak EWMA, on an injected clock, so a minute of
+ * traffic runs in milliseconds. An endpoint whose first (cold) answer was slow
+ * must be tried again once its estimate has decayed, not starve.
+ */
+describe('http-client: one request at a time, no healthy endpoint starves', () => {
+  /** Deterministic [0, 1) (mulberry32): the same draws on every run. */
+  function seeded(seed: number): () => number {
+    let s = seed >>> 0;
+    return () => {
+      s = (s + 0x6d2b79f5) >>> 0;
+      let t = s;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+    };
+  }
+
+  /**
+   * Sends one request at a time for `durationMs` of the injected clock, `gapMs`
+   * apart; every endpoint answers in 1–2 ms, except the first endpoint's first
+   * answer (a cold start, 7.8 ms as measured through the gateway). Returns the
+   * requests each endpoint served.
+   */
+  async function oneAtATime(endpoints: number, gapMs: number, durationMs: number): Promise<number[]> {
+    let now = 1_000;
+    const random = seeded(22);
+    const set = new EndpointSet(resolveOptions({ service: 'svc', resolver: new FakeResolver(), logger: false }), peakEwma({ random: seeded(7) }), () => undefined, () => now);
+    try {
+      const instances = Array.from({ length: endpoints }, (_, i) => instance(42_001 + i));
+      set.apply({ added: instances, removed: [], updated: [] });
+      const served = instances.map(() => 0);
+      while (now < 1_000 + durationMs) {
+        const pick = set.pick(undefined, now);
+        assert.equal(pick.kind, 'handle');
+        if (pick.kind !== 'handle') break;
+        const i = instances.findIndex((x) => x.key === pick.endpoint.instance.key);
+        now += i === 0 && served[0] === 0 ? 7.8 : 1 + random();
+        served[i]!++;
+        pick.done('success');
+        now += gapMs;
+      }
+      return served;
+    } finally {
+      await set.close(0);
+    }
+  }
+
+  for (const [endpoints, gapMs, what] of [
+    [2, 0, 'back to back'],
+    [2, 2_700, '2.7 s apart (332 requests in 15 min, as measured through the gateway)'],
+    [5, 0, 'back to back'],
+    [5, 500, '0.5 s apart'],
+  ] as const) {
+    it(`over ${endpoints} endpoints for 60 s, ${what}: each gets ≥ 1/3 of its fair share`, async () => {
+      const served = await oneAtATime(endpoints, gapMs, 60_000);
+      const total = served.reduce((a, b) => a + b, 0);
+      console.log(`      [measure] ${endpoints} endpoints, ${gapMs} ms apart: served ${served.join(' / ')} of ${total}`);
+      for (const [i, n] of served.entries()) {
+        assert.ok(n >= total / endpoints / 3, `endpoint ${i} served ${n} of ${total} (fair share ${(total / endpoints).toFixed(0)})`);
+      }
+    });
+  }
 });

@@ -3,7 +3,7 @@ import type { AttemptObserver, AttemptOutcome } from '../shared/attempt-outcome.
 
 /** What a {@link LoadTracker} reads from its endpoint set. @internal */
 export interface LoadContext {
-  /** The set's neutral latency (ms): 0 when nothing is known yet. */
+  /** The set's neutral latency (ms), the scale of the failure penalty: 0 when nothing is known yet. */
   neutralMs(nowMs: number): number;
   /** The time (`performance.now()`): during a pick, the pick's own time, so the candidates' estimates cost no clock read each. */
   nowMs(): number;
@@ -26,13 +26,23 @@ const COLD_BUSY_MS = 1e9;
  * decide, where a new endpoint only wins half the ties).
  */
 const COLD_IDLE_MS = 1e-3;
+/**
+ * The least an answered endpoint's estimate reads: a long-idle estimate decays
+ * to about this instead of underflowing to 0, which core reads as "unknown".
+ */
+const MIN_ESTIMATE_MS = 1e-6;
 
 /**
  * One endpoint's load as balancers read it: requests in flight and a
  * peak-EWMA latency estimate that
- * - decays when read (no timer over the endpoints), toward the set's neutral
- *   latency rather than 0, so an idle slow endpoint is probed again but an
- *   idle one never looks faster than the rest;
+ * - decays toward 0 with time constant {@link DECAY_TAU_MS}, as Finagle's and
+ *   tower's (Linkerd's) PeakEwma do: each read decays the estimate as of now
+ *   (no timer over the endpoints), so an idle endpoint ends up cheaper than a
+ *   busy one and is tried again. It used to decay toward the set's neutral
+ *   latency and never below it; with two endpoints the neutral was the slower
+ *   one's own estimate, so an endpoint whose first (cold) answer was slow kept
+ *   that estimate and, at one request at a time, never won a pick again (1 of
+ *   332 requests through the gateway over 15 minutes);
  * - tries a cold endpoint at once, one request at a time: idle and without
  *   an answer yet, it is the cheapest candidate (a new instance is served at
  *   the next pick it is drawn for); with a request outstanding, it is not
@@ -41,7 +51,8 @@ const COLD_IDLE_MS = 1e-3;
  *   counts as latency, so a hung endpoint stops being picked before its first
  *   timeout fires;
  * - takes a bounded failure penalty: `max(elapsed, 2 × neutral)`, never a
- *   multiple of its own (possibly already penalised) estimate;
+ *   multiple of its own (possibly already penalised) estimate; like any
+ *   estimate, it fades toward 0, so a failed endpoint is tried again;
  * - is cold again when the endpoint rejoins after an ejection or an open breaker.
  * Observes attempts through {@link AttemptObserver}.
  * @internal
@@ -63,14 +74,13 @@ export class LoadTracker implements EndpointLoad, AttemptObserver {
     this.#context = context;
   }
 
-  /** The estimate a balancer reads now, in ms. */
+  /** The estimate a balancer reads now, in ms (decayed as of now: a read moves the estimate's stamp, as in Finagle). */
   get ewmaMs(): number {
     const now = this.#context.nowMs();
     const n = this.inFlight;
     if (!this.#sampled) return n > 0 ? COLD_BUSY_MS : COLD_IDLE_MS;
-    let estimate = this.#value;
-    const floor = this.#context.neutralMs(now);
-    if (estimate > floor) estimate = floor + (estimate - floor) * Math.exp(-(now - this.#stamp) / DECAY_TAU_MS);
+    this.#decay(now);
+    let estimate = Math.max(this.#value, MIN_ESTIMATE_MS);
     if (n > 0) {
       const age = now - this.#startSum / n;
       if (age > estimate) estimate = age;
@@ -78,7 +88,7 @@ export class LoadTracker implements EndpointLoad, AttemptObserver {
     return estimate;
   }
 
-  /** The last recorded estimate, without decay or in-flight charge (for the set's median). */
+  /** The estimate as last recorded or read, without in-flight charge (for the set's median). */
   get rawMs(): number {
     return this.#sampled ? this.#value : 0;
   }
@@ -115,7 +125,19 @@ export class LoadTracker implements EndpointLoad, AttemptObserver {
     }
   }
 
-  /** Peak EWMA over an unevenly spaced series: a higher sample replaces the estimate, a lower one pulls it with weight 1 − e^(−Δt/τ). */
+  /** Decays the estimate toward 0 as of `nowMs` (reads and answers compose: e^(−a/τ)·e^(−b/τ) = e^(−(a+b)/τ)). */
+  #decay(nowMs: number): void {
+    const dt = nowMs - this.#stamp;
+    if (dt <= 0) return; // a pick's own time can be earlier than the last answer's
+    this.#value *= Math.exp(-dt / DECAY_TAU_MS);
+    this.#stamp = nowMs;
+  }
+
+  /**
+   * Peak EWMA over an unevenly spaced series (Finagle's `observe`): a sample
+   * above the estimate replaces it; a lower one pulls it with weight
+   * 1 − e^(−Δt/τ), Δt since the last read or answer.
+   */
   #observe(sampleMs: number, nowMs: number): void {
     if (!this.#sampled || sampleMs > this.#value) {
       this.#value = sampleMs;
@@ -123,7 +145,7 @@ export class LoadTracker implements EndpointLoad, AttemptObserver {
       const w = Math.exp(-Math.max(0, nowMs - this.#stamp) / DECAY_TAU_MS);
       this.#value = this.#value * w + sampleMs * (1 - w);
     }
-    this.#stamp = nowMs;
+    this.#stamp = Math.max(this.#stamp, nowMs);
     this.#sampled = true;
   }
 }
