@@ -115,7 +115,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     this.#service = o.service;
     this.#balancer = o.balancer ?? peakEwma();
     this.#budget = new RetryBudget(o.budget);
-    this.#scheme = options.scheme ?? 'auto';
+    this.#scheme = options.scheme ?? o.defaults.scheme;
     this.#doctor = new ClientDoctor(o, options.logger, options.retryLayers, (warning) => this.emit('configWarning', warning));
     // Each piece gets the one function it needs of the client's events, not the client.
     const emitAny = this.emit.bind(this) as (event: string, ...args: unknown[]) => boolean;
