@@ -437,6 +437,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   /** A cheap snapshot of the client's endpoints and their state. */
   stats(): ClientStats {
     const endpoints: EndpointStats[] = [];
+    const now = this.#set.clockMs();
     for (const ep of this.#set.endpoints) {
       const kind = ep.health.state.kind;
       endpoints.push({
@@ -449,6 +450,8 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
         health: kind === 'removed' ? 'ready' : kind,
         breaker: breakerStateOf(kind),
         ejected: kind === 'ejected',
+        loadReport: ep.reported.current(now),
+        malformedLoadReports: ep.reported.malformed,
       });
     }
     return {

@@ -40,6 +40,7 @@ export type { ExplainedConfig } from './config/doctor.js';
 export type { RetryLayer } from './config/options.js';
 export type { ConfigWarning, ConfigLogger } from '@proxyless/core';
 export type { EndpointInfo } from './shared/endpoint-info.js';
+export type { EndpointLoadReport } from './shared/load-report-types.js';
 export type { BreakerState, EndpointHealthState } from './endpoints/health.js';
 export type {
   ClientOptions,

@@ -264,7 +264,10 @@ export class EndpointSet implements LoadContext, HealthOwner, EjectionGate {
       this.#armDue();
     }
     // Back from an open breaker or an ejection: cold again, and slow start applies again.
-    if (to.kind === 'probing' || (to.kind === 'ready' && from.kind === 'ejected')) ep.load.rejoined();
+    if (to.kind === 'probing' || (to.kind === 'ready' && from.kind === 'ejected')) {
+      ep.load.rejoined();
+      ep.reported.rejoined();
+    }
     ep.available = this.#availableIn(to);
     // During a membership change, panic and the picker are settled once at its end.
     if (!this.#applying && !this.#updatePanic()) this.#picker.availabilityChanged?.();

@@ -3,6 +3,7 @@ import type { BalancerEndpoint, ServiceInstance } from '@proxyless/core';
 import { closeUnusedConnector, preciseConnector } from '@proxyless/core/internal';
 import { breakerStateOf, EndpointHealth, type BreakerState, type HealthState, type HealthTransition } from './health.js';
 import { LoadTracker, type LoadContext } from './load.js';
+import { ReportedLoad } from './reported-load.js';
 import type { ResolvedOptions } from '../config/options.js';
 import type { AttemptOutcome } from '../shared/attempt-outcome.js';
 import type { EndpointInfo } from '../shared/endpoint-info.js';
@@ -17,7 +18,7 @@ export interface HealthOwner {
 
 /**
  * An instance plus what follows its attempts, keyed by instance identity:
- * load (in flight, latency), health (one state machine: breaker and
+ * load (in flight, latency; and the server's own reports), health (one state machine: breaker and
  * ejection, health.ts), and its keep-alive pool. Created when the instance
  * appears, drained and closed when it leaves.
  * @internal
@@ -26,6 +27,8 @@ export class Endpoint implements BalancerEndpoint {
   instance: ServiceInstance;
   readonly info: EndpointInfo;
   readonly load: LoadTracker;
+  /** What the server reports about its own load (ORCA), beside what this client measures. */
+  readonly reported = new ReportedLoad();
   readonly pool: Pool;
   readonly health: EndpointHealth;
   readonly owner: HealthOwner;

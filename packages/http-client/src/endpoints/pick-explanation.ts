@@ -26,7 +26,7 @@ function candidate(ep: Endpoint, chosen: boolean, recorded: number | undefined, 
   const inFlight = chosen ? Math.max(0, ep.load.inFlight - 1) : ep.load.inFlight;
   const ewmaMs = ep.load.ewmaMs;
   const seen: BalancerEndpoint = chosen ? { instance: ep.instance, load: { inFlight, ewmaMs, readySince: ep.load.readySince } } : ep;
-  return { endpoint: ep.info.label, score: recorded ?? score?.(seen), inFlight, ewmaMs, health: liveKind(ep) };
+  return { endpoint: ep.info.label, score: recorded ?? score?.(seen), inFlight, ewmaMs, health: liveKind(ep), loadReport: ep.reported.current(ep.owner.clockMs()) };
 }
 
 /**

@@ -30,13 +30,15 @@ export class PickHandle {
    * Ends the attempt; the first call counts. Returns the health transition
    * the outcome caused, if any (the set has reported it to its listeners
    * too): the caller's narrow path to put it on the attempt's span.
+   * @param loadReport - the answer's `endpoint-load-metrics` value, if any (fed to the endpoint's reported load).
    */
-  done(outcome: AttemptOutcome): HealthTransition | undefined {
+  done(outcome: AttemptOutcome, loadReport?: string | readonly string[]): HealthTransition | undefined {
     if (!this.#open) return undefined;
     this.#open = false;
     const ep = this.endpoint;
     const now = ep.owner.clockMs();
     ep.load.ended(outcome, now - this.startedAt, now, this.startedAt);
+    if (loadReport !== undefined) ep.reported.received(loadReport, now);
     return ep.owner.attemptEnded(ep, outcome, this.#startedIn, now);
   }
 }

@@ -8,7 +8,7 @@
 import type { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
-import { backoffDelay, type PickContext } from '@proxyless/core';
+import { backoffDelay, loadReportHeader, type PickContext } from '@proxyless/core';
 import type { Endpoint } from '../endpoints/endpoint.js';
 import type { EmptyReason, EndpointSet } from '../endpoints/endpoint-set.js';
 import {
@@ -198,7 +198,7 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
       let failure: Failure<B>;
       if ('statusCode' in result) {
         const outcome = host.failureStatus[result.statusCode] === 1 ? 'status' : 'success';
-        const transition = handle.done(outcome);
+        const transition = handle.done(outcome, result.headers[loadReportHeader]);
         if (span !== undefined) trace?.attemptEnd(span, result.statusCode, outcome === 'status' ? String(result.statusCode) : undefined, transition);
         if (retry === false || retry.retryStatus[result.statusCode] !== 1 || attempt > retry.maxRetries) {
           const response: LoopResponse<B> = { statusCode: result.statusCode, headers: result.headers, body: result.body, endpoint: ep.info, attempts: attempt };

@@ -3,6 +3,7 @@ import type { Dispatcher } from 'undici';
 import type { EndpointInfo } from '../shared/endpoint-info.js';
 import type { BreakerState, EndpointHealthState } from '../endpoints/health.js';
 import type { PickExplanation } from '../shared/pick-explanation-types.js';
+import type { EndpointLoadReport } from '../shared/load-report-types.js';
 
 export type { RequestBody, RequestOptions, ProxylessRequestInit } from '../config/call-options.js';
 
@@ -49,6 +50,10 @@ export interface EndpointStats {
   breaker: BreakerState;
   /** `health === 'ejected'`. */
   ejected: boolean;
+  /** The endpoint's last ORCA load report (`endpoint-load-metrics`), if it sends one and it has not expired. */
+  loadReport: EndpointLoadReport | undefined;
+  /** `endpoint-load-metrics` values that did not parse (or came twice in one answer): ignored, never trusted. */
+  malformedLoadReports: number;
 }
 
 /** Discovery of a client's service in {@link ClientStats}. */

@@ -4,6 +4,8 @@
  * importing the endpoint set.
  * @module
  */
+import type { EndpointLoadReport } from './load-report-types.js';
+
 /** Why an endpoint could not be picked for an attempt. */
 export type ExclusionReason = 'breakerOpen' | 'ejected' | 'draining' | 'alreadyTried';
 
@@ -18,6 +20,8 @@ export interface PickCandidate {
   readonly ewmaMs: number;
   /** The candidate's health state: `ready`, `probing` (its trial), or `ejected` (a panic pick). */
   readonly health: 'ready' | 'open' | 'probing' | 'ejected';
+  /** The candidate's last ORCA load report, if it sends one (not yet used to pick: shown beside the score). */
+  readonly loadReport: EndpointLoadReport | undefined;
 }
 
 /** Why one attempt went where it went. */

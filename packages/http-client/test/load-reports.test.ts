@@ -1,0 +1,123 @@
+/**
+ * Clients read what servers report about their own load: the ORCA
+ * `endpoint-load-metrics` response header (TEXT or JSON), written here by
+ * `@proxyless/load-report` in front of real node:http backends, kept per
+ * endpoint under gRPC A58's expiry and blackout rules, shown in stats and
+ * pick explanations; anything malformed is counted and never trusted.
+ */
+import assert from 'node:assert/strict';
+import { roundRobin } from '@proxyless/core';
+import { createClient, type ProxylessClient } from '@proxyless/http-client';
+import { LoadReporter, loadReportListener } from '@proxyless/load-report';
+import { LOAD_REPORT_BLACKOUT_MS, LOAD_REPORT_EXPIRATION_MS, ReportedLoad } from '../src/endpoints/reported-load.js';
+import { FakeResolver, instance, ok, startServer, type TestServer } from './helpers.js';
+
+describe('http-client: server load reports (endpoint-load-metrics)', function () {
+  this.timeout(30_000);
+  let servers: TestServer[] = [];
+  let reporters: LoadReporter[] = [];
+  let client: ProxylessClient | undefined;
+  afterEach(async () => {
+    await client?.close();
+    client = undefined;
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+    await Promise.all(reporters.splice(0).map((r) => r.close()));
+  });
+
+  it('keeps each endpoint\'s last report, TEXT and JSON, in stats and in the pick explanation', async () => {
+    const text = new LoadReporter();
+    text.setApplicationUtilization(0.4);
+    const json = new LoadReporter({ format: 'JSON' });
+    json.setApplicationUtilization(0.7);
+    const silent = await startServer(ok); // never reports: behaves as today
+    reporters = [text, json];
+    const a = await startServer(() => undefined);
+    const b = await startServer(() => undefined);
+    a.server.removeAllListeners('request');
+    b.server.removeAllListeners('request');
+    a.server.on('request', loadReportListener(text, (_q, res) => res.end('text')));
+    b.server.on('request', loadReportListener(json, (_q, res) => res.end('json')));
+    servers = [a, b, silent];
+    const resolver = new FakeResolver();
+    resolver.set(servers.map((s) => instance(s.port)));
+    client = createClient({ service: 'svc', resolver, balancer: roundRobin() });
+    for (let i = 0; i < 9; i++) await client.text('/');
+    const res = await client.request({ path: '/', explain: true });
+    await res.body.dump();
+    const byPort = (s: TestServer) => client!.stats().endpoints.find((e) => e.key === instance(s.port).key)!;
+    const ra = byPort(a).loadReport;
+    const rb = byPort(b).loadReport;
+    console.log(`      [measure] TEXT endpoint: ${JSON.stringify(ra)}; JSON endpoint: ${JSON.stringify(rb)}`);
+    assert.equal(ra?.utilization, 0.4);
+    assert.equal(rb?.utilization, 0.7);
+    assert.equal(rb?.report.application_utilization, 0.7);
+    assert.ok(typeof ra?.rps === 'number' && ra.rps >= 0);
+    assert.ok(ra.ageMs >= 0 && ra.ageMs < 10_000);
+    assert.equal(ra.usable, false, 'within the blackout period (10 s) a report is shown, not used');
+    assert.equal(byPort(silent).loadReport, undefined);
+    for (const s of servers) assert.equal(byPort(s).malformedLoadReports, 0);
+    const chosen = res.picks?.[0]?.candidates.find((c) => c.endpoint === res.endpoint.label);
+    assert.ok(chosen !== undefined);
+    if (res.endpoint.port === silent.port) assert.equal(chosen.loadReport, undefined);
+    else assert.ok(chosen.loadReport !== undefined && chosen.loadReport.utilization! > 0, 'the chosen candidate shows its report');
+  });
+
+  it('ignores and counts malformed reports, keeping the last good one', async () => {
+    const bad = [
+      'TEXT cpu_utilization=-1', // negative
+      'TEXT mem_utilization=1.5', // out of range
+      'JSON {"cpu_utilization": 0.5', // broken JSON
+      'JSON {"cpu_utilization": 0.5, "cpu_utilization": 0.9}', // duplicate key
+      'BIN CgkJAAAAAAAA4D8=', // the form not read here
+      'TEXT cpu_utilization=NaN',
+      `TEXT named_metrics.${'x'.repeat(5_000)}=1`, // oversized
+      'cpu_utilization=0.5', // no prefix
+    ];
+    let n = 0;
+    const s = await startServer((_q, res) => {
+      const i = n++;
+      if (i === 0) res.setHeader('endpoint-load-metrics', 'TEXT cpu_utilization=0.25, rps_fractional=40, eps=2');
+      else if (i <= bad.length) res.setHeader('endpoint-load-metrics', bad[i - 1]!);
+      else res.setHeader('endpoint-load-metrics', ['TEXT cpu_utilization=0.9', 'TEXT cpu_utilization=0.1']); // sent twice: which one?
+      res.end('ok');
+    });
+    servers = [s];
+    const resolver = new FakeResolver();
+    resolver.set([instance(s.port)]);
+    client = createClient({ service: 'svc', resolver });
+    for (let i = 0; i < bad.length + 2; i++) assert.equal((await client.text('/')).body, 'ok', 'a malformed report never fails the request');
+    const ep = client.stats().endpoints[0]!;
+    console.log(`      [measure] ${ep.malformedLoadReports} malformed values ignored; report kept: ${JSON.stringify(ep.loadReport)}`);
+    assert.equal(ep.malformedLoadReports, bad.length + 1);
+    assert.equal(ep.loadReport?.utilization, 0.25);
+    assert.equal(ep.loadReport?.rps, 40);
+    assert.equal(ep.loadReport?.eps, 2);
+  });
+
+  it('A58: a report is used only after a 10 s blackout of reporting, dropped 3 min after the last one, and the blackout starts again after an expiry or a rejoin', () => {
+    const load = new ReportedLoad();
+    const report = 'TEXT application_utilization=0.5, cpu_utilization=0.9, rps_fractional=100';
+    assert.equal(load.current(0), undefined);
+    load.received(report, 1_000);
+    assert.equal(load.current(1_000)?.usable, false);
+    assert.equal(load.current(1_000)?.utilization, 0.5, 'application utilisation first, as A58 weighs');
+    load.received(report, 1_000 + LOAD_REPORT_BLACKOUT_MS - 1);
+    assert.equal(load.current(1_000 + LOAD_REPORT_BLACKOUT_MS - 1)?.usable, false);
+    assert.equal(load.current(1_000 + LOAD_REPORT_BLACKOUT_MS)?.usable, true, 'reporting for the blackout period');
+    const last = 1_000 + LOAD_REPORT_BLACKOUT_MS;
+    load.received(report, last);
+    assert.equal(load.current(last + LOAD_REPORT_EXPIRATION_MS)?.ageMs, LOAD_REPORT_EXPIRATION_MS);
+    assert.equal(load.current(last + LOAD_REPORT_EXPIRATION_MS + 1), undefined, 'expired: dropped');
+    const again = last + LOAD_REPORT_EXPIRATION_MS + 2;
+    load.received(report, again);
+    assert.equal(load.current(again)?.usable, false, 'a new run of reports: blackout again');
+    assert.equal(load.current(again + LOAD_REPORT_BLACKOUT_MS)?.usable, true);
+    load.rejoined();
+    assert.equal(load.current(again + LOAD_REPORT_BLACKOUT_MS), undefined, 'back from an ejection: the old report is gone');
+    load.received(report, again + LOAD_REPORT_BLACKOUT_MS + 5);
+    assert.equal(load.current(again + LOAD_REPORT_BLACKOUT_MS + 5)?.usable, false);
+    load.received('TEXT cpu_utilization=2, application_utilization=0', again + 2 * LOAD_REPORT_BLACKOUT_MS + 5);
+    assert.equal(load.current(again + 2 * LOAD_REPORT_BLACKOUT_MS + 5)?.utilization, 2, 'no application utilisation: CPU (may exceed 1)');
+    assert.equal(load.malformed, 0);
+  });
+});
