@@ -40,6 +40,14 @@ interface Adapter {
   open(build: Build, dist: string, balancer: Balancer, instances: readonly ServiceInstance[]): Promise<EndpointSetProbe>;
 }
 
+/**
+ * Would one more failure trip a window holding `calls` calls and `failures` failures (opossum's rule,
+ * which both layouts apply)? The attempts `attempt()` timed leave successes in the windows, so
+ * `prepare` adds failures until the next one trips, rather than a fixed count.
+ */
+const nextFailureTrips = (calls: number, failures: number, volume: number, thresholdPercent: number): boolean =>
+  calls + 1 >= volume && ((failures + 1) * 100) / (calls + 1) > thresholdPercent;
+
 const importFrom = async <T>(file: string): Promise<T> => (await import(pathToFileURL(file).href)) as T;
 
 /**
@@ -54,7 +62,7 @@ const endpointSetWithBreakers = (name: string, files: { set: string; options: st
   async open(build, dist, balancer, instances) {
     interface Ep {
       available: boolean;
-      breaker: { failure(): void; success(): void; counts: { fires: number }; state: string } | undefined;
+      breaker: { failure(): void; success(): void; counts: { fires: number; failures: number }; state: string } | undefined;
     }
     interface EpSet {
       /** Older builds: the whole list; from one diff per discovery change on: the watch's diff (`InstanceDiff`). */
@@ -64,12 +72,13 @@ const endpointSetWithBreakers = (name: string, files: { set: string; options: st
       close(graceMs: number): Promise<void>;
     }
     const { EndpointSet } = await importFrom<{ EndpointSet: new (o: unknown, b: Balancer, e: unknown) => EpSet }>(join(dist, files.set));
-    const { resolveOptions } = await importFrom<{ resolveOptions: (o: unknown) => { breaker: { volumeThreshold: number } | false } }>(join(dist, files.options));
+    const { resolveOptions } = await importFrom<{ resolveOptions: (o: unknown) => { breaker: { volumeThreshold: number; errorThresholdPercentage: number } | false } }>(join(dist, files.options));
     const resolver = new build.core.StaticResolver({ services: { svc: [] } });
     // Defaults, but a 1 ms breaker reset so that restore() (open → half-open → closed) is quick.
     const options = resolveOptions({ service: 'svc', resolver, breaker: { resetTimeoutMs: 1 } });
     if (options.breaker === false) throw new Error('breakers are off');
     const volume = options.breaker.volumeThreshold;
+    const threshold = options.breaker.errorThresholdPercentage;
     // No listeners: the client's events cost what their subscribers do. Builds from 922299c on take an emit
     // function, older ones an emitter (the client): this one value is both.
     const emit = Object.assign(() => undefined, { emit: () => false });
@@ -89,7 +98,7 @@ const endpointSetWithBreakers = (name: string, files: { set: string; options: st
       },
       prepare(i) {
         const b = breaker(i);
-        while (b.counts.fires < volume - 1) b.failure();
+        while (!nextFailureTrips(b.counts.fires, b.counts.failures, volume, threshold)) b.failure();
       },
       open(i) {
         breaker(i).failure();
@@ -123,7 +132,7 @@ const endpointSetWithHealth: Adapter = {
   async open(build, dist, balancer, instances) {
     interface Ep {
       available: boolean;
-      health: { state: { kind: string }; window: { counts(nowMs: number): { calls: number } } | undefined };
+      health: { state: { kind: string }; window: { counts(nowMs: number): { calls: number; failures: number } } | undefined };
     }
     interface EpSet {
       apply(change: { added: readonly ServiceInstance[]; removed: readonly ServiceInstance[]; updated: readonly ServiceInstance[] }): void;
@@ -134,11 +143,12 @@ const endpointSetWithHealth: Adapter = {
       close(graceMs: number): Promise<void>;
     }
     const { EndpointSet } = await importFrom<{ EndpointSet: new (o: unknown, b: Balancer, e: unknown) => EpSet }>(join(dist, 'endpoints/endpoint-set.js'));
-    const { resolveOptions } = await importFrom<{ resolveOptions: (o: unknown) => { breaker: { volumeThreshold: number } | false } }>(join(dist, 'config/options.js'));
+    const { resolveOptions } = await importFrom<{ resolveOptions: (o: unknown) => { breaker: { volumeThreshold: number; errorThresholdPercentage: number } | false } }>(join(dist, 'config/options.js'));
     const resolver = new build.core.StaticResolver({ services: { svc: [] } });
     const options = resolveOptions({ service: 'svc', resolver, breaker: { resetTimeoutMs: 1 }, outlierDetection: false });
     if (options.breaker === false) throw new Error('breakers are off');
     const volume = options.breaker.volumeThreshold;
+    const threshold = options.breaker.errorThresholdPercentage;
     const set = new EndpointSet(options, balancer, () => undefined);
     set.apply({ added: instances, removed: [], updated: [] }); // the watch's diff (this layout came after it)
     const eps = [...set.endpoints];
@@ -151,7 +161,9 @@ const endpointSetWithHealth: Adapter = {
       },
       prepare(i) {
         const e = ep(i);
-        while ((e.health.window?.counts(performance.now()).calls ?? volume) < volume - 1) end(e, 'connect');
+        const window = e.health.window;
+        if (window === undefined) return;
+        for (let c = window.counts(performance.now()); !nextFailureTrips(c.calls, c.failures, volume, threshold); c = window.counts(performance.now())) end(e, 'connect');
       },
       open(i) {
         end(ep(i), 'connect');
