@@ -10,9 +10,9 @@
 /** @internal */
 export class RollingCounts {
   readonly #bucketMs: number;
-  /** The closed buckets' counts (the current bucket's slot holds 0 until it closes). */
-  readonly #a: Float64Array;
-  readonly #b: Float64Array;
+  /** The closed buckets' counts, the first count's at `[0, n)` and the second's at `[n, 2n)` (one array per owner); the current bucket's slot holds 0 until it closes. */
+  readonly #slots: Float64Array;
+  readonly #n: number;
   /** The current bucket's counts: plain fields, so a write touches this object only (not two arrays per owner). */
   #curA = 0;
   #curB = 0;
@@ -25,38 +25,38 @@ export class RollingCounts {
   /** @param windowMs - the window's length; @param buckets - how many buckets it holds (a count leaves the window `buckets` bucket-lengths after its own bucket began). */
   constructor(windowMs: number, buckets: number) {
     this.#bucketMs = windowMs / buckets;
-    this.#a = new Float64Array(buckets);
-    this.#b = new Float64Array(buckets);
+    this.#n = buckets;
+    this.#slots = new Float64Array(2 * buckets);
   }
 
   /** Moves to the bucket of `nowMs`: closes the current one and drops those that left the window. */
   #advance(nowMs: number): void {
     const epoch = Math.floor(nowMs / this.#bucketMs);
-    if (epoch === this.#epoch) return;
-    const n = this.#a.length;
     const last = this.#epoch;
-    if (last >= 0) {
-      const j = last % n;
-      this.#a[j] = this.#curA;
-      this.#b[j] = this.#curB;
-      this.#closedA += this.#curA;
-      this.#closedB += this.#curB;
-    }
-    // Buckets last+1 … epoch begin; the slots they reuse held buckets that are now out of the window.
-    const steps = last < 0 ? n : Math.min(n, epoch - last);
-    for (let i = 1; i <= steps; i++) {
-      const j = (((last + i) % n) + n) % n;
-      this.#closedA -= this.#a[j] ?? 0;
-      this.#closedB -= this.#b[j] ?? 0;
-      this.#a[j] = 0;
-      this.#b[j] = 0;
-    }
+    if (epoch === last) return;
+    this.#epoch = epoch;
+    if (last < 0) return; // first use: every slot is still 0
+    const n = this.#n;
+    const slots = this.#slots;
+    const j = last % n;
+    slots[j] = this.#curA;
+    slots[n + j] = this.#curB;
+    this.#closedA += this.#curA;
+    this.#closedB += this.#curB;
     this.#curA = 0;
     this.#curB = 0;
-    this.#epoch = epoch;
+    // Buckets last+1 … epoch begin; the slots they reuse held buckets that are now out of the window.
+    const steps = Math.min(n, epoch - last);
+    for (let i = 1; i <= steps; i++) {
+      const k = (last + i) % n;
+      this.#closedA -= slots[k] ?? 0;
+      this.#closedB -= slots[n + k] ?? 0;
+      slots[k] = 0;
+      slots[n + k] = 0;
+    }
   }
 
-  /** Adds `a` and `b` to the current bucket. `nowMs` is any monotonic clock in ms. */
+  /** Adds `a` and `b` to the current bucket. `nowMs` is any monotonic clock in ms, never negative. */
   add(nowMs: number, a: number, b: number): void {
     this.#advance(nowMs);
     this.#curA += a;
