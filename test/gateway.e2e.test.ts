@@ -508,10 +508,64 @@ describe('@proxyless/gateway, end to end (real Consul, real services, headless C
   });
 
   describe('as a process (the proxyless-gateway bin)', () => {
-    it('registers itself in Consul and, on SIGTERM, drains, deregisters and exits 0', async () => {
-      const gw = await startGatewayProcess({ CONSUL_HTTP_ADDR: agent.httpAddr });
+    it('restarts its workers one by one on SIGHUP with no failed request under a load loop (a connection per request)', async () => {
+      const gw = await startGatewayProcess({ CONSUL_HTTP_ADDR: agent.httpAddr }, ['--workers', '1']);
       const { child } = gw;
       try {
+        await eventually('orders through the gateway', async () => (await send(`${gw.url}/orders/x`)).status === 200);
+        const pidsOf = async (): Promise<number[]> =>
+          ((JSON.parse((await send(`${gw.url}/_proxyless/status.json`)).body.toString()) as GatewayStatus).workers ?? []).map((w) => w.pid);
+        const before = await pidsOf();
+        assert.equal(before.length, 1);
+        let ok = 0;
+        const failures: string[] = [];
+        let stop = false;
+        // Bounded: 8 loops, until the restart is over (at most 30 s) or 20,000 requests.
+        const deadline = Date.now() + 30_000;
+        const loop = async (): Promise<void> => {
+          while (!stop && Date.now() < deadline && ok + failures.length < 20_000) {
+            try {
+              const r = await send(`${gw.url}/orders/x`);
+              if (r.status === 200) ok++;
+              else failures.push(`status ${String(r.status)}: ${r.body.toString()}`);
+            } catch (error) {
+              failures.push((error as Error).message);
+            }
+          }
+        };
+        const loops = Array.from({ length: 8 }, loop);
+        await sleep(300);
+        const sentBefore = ok;
+        child.kill('SIGHUP');
+        await eventually('the workers restarted', () => /workers restarted/.test(gw.output()), 25_000);
+        await sleep(300);
+        stop = true;
+        await Promise.all(loops);
+        const after = await pidsOf();
+        console.log(`      [measure] rolling restart: ${String(ok)} requests answered 200 (${String(ok - sentBefore)} after SIGHUP), ${String(failures.length)} failed; workers ${before.join()} -> ${after.join()}`);
+        assert.deepEqual(failures.slice(0, 5), []);
+        assert.ok(ok - sentBefore > 20, `only ${String(ok - sentBefore)} requests during the restart`);
+        assert.equal(after.length, 1);
+        assert.notEqual(after[0], before[0], 'a new worker serves');
+        gw.child.kill('SIGTERM');
+        const [code] = (await gw.exited) as [number | null];
+        assert.equal(code, 0, gw.output());
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      }
+    });
+
+    it('registers itself in Consul and, on SIGTERM, drains, deregisters and exits 0', async () => {
+      const gw = await startGatewayProcess({ CONSUL_HTTP_ADDR: agent.httpAddr }, ['--workers', '2']);
+      const { child } = gw;
+      try {
+        // Two workers behind one port, one status document for both (the primary merges them over IPC).
+        for (let i = 0; i < 10; i++) assert.equal((await send(`${gw.url}/orders/x`)).status, 200);
+        const doc = JSON.parse((await send(`${gw.url}/_proxyless/status.json`)).body.toString()) as GatewayStatus;
+        assert.equal(doc.workers?.length, 2, JSON.stringify(doc.workers));
+        assert.equal(doc.workers.reduce((a, w) => a + w.requests, 0), doc.gateway.requests);
+        assert.ok(doc.gateway.requests >= 10, JSON.stringify(doc.gateway));
+        assert.equal(doc.routes.find((r) => r.id === '/orders/** -> orders')?.succeeded, doc.gateway.outcomes.succeeded);
         await eventually('the gateway to be registered and passing', async () => {
           const r = await fetch(`${agent.httpUrl}/v1/health/service/gateway?passing`);
           return ((await r.json()) as unknown[]).length === 1;

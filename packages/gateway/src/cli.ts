@@ -10,20 +10,28 @@
  * @internal
  * @module
  */
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { isProxylessError } from '@proxyless/core';
 import { Registrar } from '@proxyless/registrar';
+import { ClusterPrimary, reportToPrimary, serveAsWorker } from './cluster.js';
 import { loadConfigFile, type GatewayConfig } from './config.js';
-import { createGateway } from './gateway.js';
+import { GatewayServer, gatewayRegistry } from './gateway.js';
+import { Upstreams } from './upstreams.js';
 
-const usage = `Usage: proxyless-gateway [--config <file>]
+const usage = `Usage: proxyless-gateway [--config <file>] [--workers <n>]
 
 Routes /<service>/** to every service in the registry, and the config's routes.
 Status page: /_proxyless/status.
 
 Options:
   --config <file>  JSON config (default: GATEWAY_CONFIG; none: every default)
+  --workers <n>    Worker processes under node:cluster, sharing the port (default: available parallelism)
   --help           Show this text
+
+Signals: SIGTERM/SIGINT leave rotation, drain every worker, deregister and exit 0;
+SIGHUP restarts the workers one by one (a new one listens before an old one drains).
 
 Environment:
   REGISTRY           consul (default) or etcd
@@ -42,15 +50,17 @@ function fail(line: string, code: number): never {
   process.exit(code);
 }
 
-/** The config from the command line, the file and the environment (the environment wins). */
-function readConfig(argv: string[], env: NodeJS.ProcessEnv): GatewayConfig | undefined {
-  let values: { config?: string | undefined; help?: boolean | undefined };
+/** The config from the command line, the file and the environment (the environment wins), and the worker count. */
+function readConfig(argv: string[], env: NodeJS.ProcessEnv): { config: GatewayConfig; workers: number } | undefined {
+  let values: { config?: string | undefined; workers?: string | undefined; help?: boolean | undefined };
   try {
-    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string' }, help: { type: 'boolean' } }, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string' }, workers: { type: 'string' }, help: { type: 'boolean' } }, strict: true, allowPositionals: false }));
   } catch (error) {
     throw new UsageError(`${(error as Error).message}; see --help`);
   }
   if (values.help) return undefined;
+  const workers = values.workers === undefined ? availableParallelism() : Number(values.workers);
+  if (!/^\d+$/.test(values.workers ?? '1') || workers < 1 || workers > 256) throw new UsageError(`--workers must be an integer from 1 to 256, got ${JSON.stringify(values.workers)}`);
   const path = values.config ?? env['GATEWAY_CONFIG'];
   const config: GatewayConfig = path ? loadConfigFile(path) : {};
   const port = env['PORT'];
@@ -68,50 +78,86 @@ function readConfig(argv: string[], env: NodeJS.ProcessEnv): GatewayConfig | und
     }
     config.registry = registry;
   }
-  return config;
+  return { config, workers };
 }
 
-async function main(): Promise<void> {
-  let config: GatewayConfig | undefined;
-  let gateway;
+/** Reads and checks everything; a bad command line or config ends the process with one line and exit code 2. */
+function setup(): { config: GatewayConfig; workers: number; gateway: GatewayServer } | undefined {
   try {
-    config = readConfig(process.argv.slice(2), process.env);
-    if (!config) {
-      process.stdout.write(usage);
-      return;
-    }
-    gateway = createGateway(config);
+    const read = readConfig(process.argv.slice(2), process.env);
+    if (!read) return undefined;
+    return { ...read, gateway: new GatewayServer(read.config) };
   } catch (error) {
     if (error instanceof UsageError || isProxylessError(error, 'ERR_INVALID_OPTION')) fail((error as Error).message, 2);
     throw error;
   }
-  let url: string;
+}
+
+/** A worker: one gateway, listening on the port the primary shares. */
+async function worker(): Promise<void> {
+  const set = setup();
+  if (!set) return;
+  const { gateway } = set;
+  serveAsWorker(gateway);
   try {
-    url = await gateway.listen();
+    const url = await gateway.listen();
+    await reportToPrimary({ type: 'ready', url });
   } catch (error) {
     await gateway.destroy();
+    await reportToPrimary({ type: 'failed', message: (error as Error).message.replace(/^gateway: /, ''), code: isProxylessError(error, 'ERR_INVALID_OPTION') ? 2 : 1 });
+    process.exit(1);
+  }
+}
+
+/** The primary: forks the workers, registers the gateway, restarts workers on SIGHUP, drains them on SIGTERM. */
+async function primary(): Promise<void> {
+  const set = setup();
+  if (!set) {
+    process.stdout.write(usage);
+    return;
+  }
+  const { config, workers } = set;
+  const log = (line: string): void => void process.stderr.write(`proxyless-gateway: ${line}\n`);
+  const pool = new ClusterPrimary({ workers, graceMs: 10_000, log });
+  let url: string;
+  try {
+    url = await pool.start();
+  } catch (error) {
+    await pool.stop();
     // One line naming the registry and its address (not a stack trace).
-    fail((error as Error).message.replace(/^gateway: /, ''), isProxylessError(error, 'ERR_INVALID_OPTION') ? 2 : 1);
+    fail((error as Error).message, (error as { exitCode?: number }).exitCode ?? 1);
+  }
+  let upstreams: Upstreams;
+  try {
+    upstreams = await Upstreams.connect(gatewayRegistry(config));
+  } catch (error) {
+    await pool.stop();
+    fail((error as Error).message, 2);
   }
   const port = Number(new URL(url).port);
   const host = config.host ?? '127.0.0.1';
   const registrar = new Registrar({
-    name: gateway.name,
+    name: set.gateway.name,
     port,
     // A gateway bound to every interface advertises the host's address (the registrar's default).
     ...(host === '0.0.0.0' || host === '::' ? {} : { address: host }),
     tags: ['gateway'],
     meta: { statusPage: '/_proxyless/status' },
-    ...gateway.registration(),
+    ...upstreams.registration(),
   });
   registrar.on('error', (error) => process.stderr.write(`registrar: ${error.message}\n`));
-  const g = gateway;
   registrar.handleSignals({
-    servers: [g.server],
-    hooks: [() => registrar.close(), () => g.close({ graceMs: 0 })],
+    hooks: [() => registrar.close(), () => pool.stop(), () => upstreams.close()],
+  });
+  process.on('SIGHUP', () => {
+    log('SIGHUP: restarting the workers one by one');
+    void pool.rollingRestart().then(
+      () => log(`workers restarted: ${pool.pids.join(', ')}`),
+      (error: unknown) => log(`rolling restart stopped: ${(error as Error).message}`),
+    );
   });
   await registrar.start();
-  process.stdout.write(`gateway listening on ${url} (status page ${url}/_proxyless/status), ${gateway.registryLabel}\n`);
+  process.stdout.write(`gateway listening on ${url} (status page ${url}/_proxyless/status), ${upstreams.label}, ${String(workers)} worker${workers === 1 ? '' : 's'}: ${pool.pids.join(', ')}\n`);
 }
 
-await main();
+await (cluster.isPrimary ? primary() : worker());

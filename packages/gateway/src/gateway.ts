@@ -113,8 +113,23 @@ export function errorResponse(error: unknown): { status: number; code: string; m
 
 const statusPrefix = '/_proxyless';
 
-/** The gateway server. */
-class GatewayServer implements Gateway {
+/** Where the config says services are registered. @internal */
+export function gatewayRegistry(options: GatewayConfig): GatewayRegistry {
+  return options.registry === 'etcd'
+    ? { kind: 'etcd', ...(options.etcdEndpoints ? { endpoints: options.etcdEndpoints } : {}) }
+    : { kind: 'consul', address: options.consulAddress ?? process.env['CONSUL_HTTP_ADDR'] ?? '127.0.0.1:8500' };
+}
+
+/** One worker's status plus its raw latency samples (service → endpoint label → ms), for the primary to merge. @internal */
+export interface WorkerStatus {
+  readonly status: GatewayStatus;
+  readonly samples: Record<string, Record<string, number[]>>;
+}
+
+/** The gateway server, with the hook a `node:cluster` worker uses to serve the merged status. @internal */
+export class GatewayServer implements Gateway {
+  /** Where `status.json` comes from when set (the primary's merge of every worker); else this process's {@link GatewayServer.status}. */
+  statusSource: (() => Promise<GatewayStatus>) | undefined;
   readonly server: Server;
   #upstreams: Upstreams | undefined;
   readonly #registry: GatewayRegistry;
@@ -150,9 +165,7 @@ class GatewayServer implements Gateway {
     ];
     const registry = options.registry ?? 'consul';
     if (registry !== 'consul' && registry !== 'etcd') throw new InvalidOptionError('registry', registry, 'must be "consul" or "etcd"');
-    this.#registry = registry === 'etcd'
-      ? { kind: 'etcd', ...(options.etcdEndpoints ? { endpoints: options.etcdEndpoints } : {}) }
-      : { kind: 'consul', address: options.consulAddress ?? process.env['CONSUL_HTTP_ADDR'] ?? '127.0.0.1:8500' };
+    this.#registry = gatewayRegistry(options);
     this.server = createServer((req, res) => void this.#handle(req, res));
     // Node's default (5 s) is shorter than many clients' idle timeouts; avoid racing them.
     this.server.keepAliveTimeout = 65_000;
@@ -259,6 +272,8 @@ class GatewayServer implements Gateway {
       return;
     }
     this.#requests++;
+    // Draining (a rolling restart, SIGTERM): the client's next request opens a connection another worker accepts.
+    if (this.#closing) res.shouldKeepAlive = false;
     const route = this.#match(path);
     if (!route) {
       this.#noRoute++;
@@ -379,7 +394,14 @@ class GatewayServer implements Gateway {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
       res.end(statusPageHtml);
     } else if (path === `${statusPrefix}/status.json`) {
-      sendJson(res, 200, this.status(), { 'cache-control': 'no-store' });
+      const source = this.statusSource;
+      if (!source) sendJson(res, 200, this.status(), { 'cache-control': 'no-store' });
+      else {
+        source().then(
+          (status) => sendJson(res, 200, status, { 'cache-control': 'no-store' }),
+          (error: unknown) => sendJson(res, 503, { error: 'status_unavailable', message: (error as Error).message }),
+        );
+      }
     } else if (path === `${statusPrefix}/health`) {
       sendJson(res, this.#closing ? 503 : 200, { status: this.#closing ? 'draining' : 'ok' });
     } else {
@@ -413,6 +435,10 @@ class GatewayServer implements Gateway {
         .map(([name, client]) => ({ name, routes: routesOf(name), endpoints: client.stats().sort((a, b) => a.key.localeCompare(b.key)) })),
       generatedAt: now,
     };
+  }
+
+  workerStatus(): WorkerStatus {
+    return { status: this.status(), samples: Object.fromEntries([...this.#clients].map(([name, client]) => [name, client.samples()])) };
   }
 
   close(options: CloseOptions = {}): Promise<void> {

@@ -110,6 +110,17 @@ export interface GatewayStatus {
   };
   /** Latest endpoint events (added, removed, breaker, ejection), newest first. */
   readonly events: readonly UpstreamEvent[];
+  /** With `--workers`: each worker's share (the rest of the document sums or merges them). */
+  readonly workers?: readonly {
+    /** Process id. */
+    readonly pid: number;
+    /** Time since it started, ms. */
+    readonly uptimeMs: number;
+    /** Requests it received. */
+    readonly requests: number;
+    /** Requests it forwards now. */
+    readonly inFlight: number;
+  }[];
   /** Every route that has seen a request, with its counters. */
   readonly routes: readonly ({
     /** `<path> -> <service>`. */
@@ -191,6 +202,7 @@ function render(status) {
   document.getElementById('summary').textContent = g.name + ' · up ' + Math.round(g.uptimeMs / 1000) + ' s · requests ' +
     g.requests + ' · in flight ' + g.inFlight + ' · upstream failures ' + g.outcomes.upstreamFailures + ' · client errors ' + g.outcomes.clientErrors +
     ' · client hang-ups ' + g.outcomes.clientHangups + ' · no route ' + g.noRoute + ' · updated ' + new Date(status.generatedAt).toLocaleTimeString();
+  if (status.workers) document.getElementById('summary').textContent += ' · workers ' + status.workers.map((w) => w.pid + ' (' + w.requests + ' req)').join(', ');
   document.getElementById('error').textContent = g.catalogError ? 'catalog watch: ' + g.catalogError : '';
   const root = document.getElementById('services');
   const next = document.createDocumentFragment();
@@ -242,7 +254,8 @@ async function refresh() {
     if (!res.ok) throw new Error('status.json answered ' + res.status);
     render(await res.json());
   } catch (error) {
-    document.getElementById('error').textContent = 'refresh failed: ' + error.message;
+    if (status.workers) document.getElementById('summary').textContent += ' · workers ' + status.workers.map((w) => w.pid + ' (' + w.requests + ' req)').join(', ');
+  document.getElementById('error').textContent = 'refresh failed: ' + error.message;
   } finally {
     setTimeout(refresh, 1000);
   }

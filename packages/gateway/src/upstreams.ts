@@ -51,6 +51,8 @@ export interface Upstream {
   readonly service: string;
   request(request: UpstreamRequest): Promise<UpstreamResponse>;
   stats(): EndpointStatus[];
+  /** The measured latency samples per endpoint label (for merging several workers' windows). */
+  samples(): Record<string, number[]>;
   close(): Promise<void>;
 }
 
@@ -117,6 +119,10 @@ class ServiceUpstream implements Upstream {
     return { statusCode: res.statusCode, headers: res.headers, body: res.body, endpoint: res.endpoint.label, attempts: res.attempts };
   }
 
+  samples(): Record<string, number[]> {
+    return Object.fromEntries([...this.#latency].map(([label, window]) => [label, window.values()]));
+  }
+
   stats(): EndpointStatus[] {
     const endpoints = this.#client.stats().endpoints;
     // Endpoints that left take their samples with them.
@@ -159,13 +165,22 @@ class LatencyWindow {
     this.#count++;
   }
 
-  summary(): MeasuredLatency {
-    const n = Math.min(this.#count, LatencyWindow.size);
-    if (n === 0) return { samples: 0, p50Ms: null, p99Ms: null, meanMs: null };
-    const sorted = this.#samples.slice(0, n).sort();
-    const at = (q: number): number => round1(sorted[Math.min(n - 1, Math.ceil(q * n) - 1)] ?? 0);
-    return { samples: n, p50Ms: at(0.5), p99Ms: at(0.99), meanMs: round1(sorted.reduce((a, b) => a + b, 0) / n) };
+  values(): number[] {
+    return [...this.#samples.subarray(0, Math.min(this.#count, LatencyWindow.size))];
   }
+
+  summary(): MeasuredLatency {
+    return summarizeLatency(this.#samples.subarray(0, Math.min(this.#count, LatencyWindow.size)));
+  }
+}
+
+/** p50, p99 and mean of latency samples (ms). */
+export function summarizeLatency(samples: ArrayLike<number>): MeasuredLatency {
+  const n = samples.length;
+  if (n === 0) return { samples: 0, p50Ms: null, p99Ms: null, meanMs: null };
+  const sorted = Float64Array.from(samples).sort();
+  const at = (q: number): number => round1(sorted[Math.min(n - 1, Math.ceil(q * n) - 1)] ?? 0);
+  return { samples: n, p50Ms: at(0.5), p99Ms: at(0.99), meanMs: round1(sorted.reduce((a, b) => a + b, 0) / n) };
 }
 
 /** The registry the gateway discovers services in. */
