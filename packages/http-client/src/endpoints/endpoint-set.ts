@@ -1,4 +1,5 @@
 import type { Balancer, InstanceDiff, PickContext, Picker, ServiceInstance } from '@proxyless/core';
+import { withDeadline } from '@proxyless/core/internal';
 import { Endpoint, type HealthOwner } from './endpoint.js';
 import { DueHeap } from './due-heap.js';
 import { healthEvent, isPanic, mayEject, type EjectionGate, type EndpointHealthState, type HealthState, type HealthTransition } from './health.js';
@@ -367,20 +368,12 @@ export class EndpointSet implements LoadContext, HealthOwner, EjectionGate {
 
   /** Closes the pool once in-flight requests finish (bounded), then destroys it. */
   #drain(ep: Endpoint, timeoutMs: number): void {
-    let timer: NodeJS.Timeout | undefined;
     this.#drainingEndpoints.add(ep);
-    const done: Promise<void> = Promise.race([
-      ep.pool.close().catch(() => undefined),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, timeoutMs);
-        timer.unref();
-      }),
-    ])
-      .then(() => {
-        clearTimeout(timer);
-        // close() resolved: a no-op; the drain timed out: cut what is left.
-        return ep.pool.destroy().catch(() => undefined);
-      })
+    // Background: a draining pool never holds the process; settle at the deadline even though close() ignores signals.
+    const done: Promise<void> = withDeadline(undefined, timeoutMs, () => ep.pool.close(), { background: true, settleAtDeadline: true, what: 'endpoint drain' })
+      .catch(() => undefined)
+      // close() resolved: a no-op; the drain timed out or failed: cut what is left.
+      .then(() => ep.pool.destroy().catch(() => undefined))
       .finally(() => {
         this.#draining.delete(done);
         this.#drainingEndpoints.delete(ep);
