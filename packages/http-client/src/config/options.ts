@@ -1,5 +1,5 @@
 import { InvalidOptionError, validateServiceName, type Balancer, type ConfigLogger, type Resolver, type ServiceInstance } from '@proxyless/core';
-import { checkBackoffSpelling, checkBalancer, checkKnownKeys, checkNumber, optionKeys } from '@proxyless/core/internal';
+import { checkBackoffSpelling, checkBalancer, checkKnownKeys, checkNumber, optionKeys, type NumberRule } from '@proxyless/core/internal';
 import { clientDefaults, clientLimits, type ClientDefaults } from './defaults.js';
 import { buildPolicy, type PolicyOptions, type RequestPolicy, type RetryOptions } from './policy.js';
 
@@ -227,6 +227,13 @@ export function resolveOptions(options: ClientOptions, d: ClientDefaults = clien
 
 const settingKeys = clientOptionKeys.filter((key) => key !== 'service' && key !== 'resolver');
 
+/** Checks a group of numbers against the defaults table: every key of `defaults`, in the table's order, with its limit. */
+function checkGroup<K extends string>(option: string, value: Partial<Record<K, unknown>> | undefined, defaults: Readonly<Record<K, number>>, limits: Readonly<Record<K, NumberRule>>): Record<K, number> {
+  const out = {} as Record<K, number>;
+  for (const key of Object.keys(defaults) as K[]) out[key] = checkNumber(`${option}.${key}`, value?.[key], defaults[key], limits[key]);
+  return out;
+}
+
 /**
  * Validates and defaults the settings of a client, whatever its service
  * (a dispatcher checks the settings its clients share with this, once);
@@ -259,31 +266,13 @@ export function resolveSettings(options: ClientSettings, owner = 'createClient()
     connections === null ? null : checkNumber(at('connectionsPerEndpoint'), connections, d.connectionsPerEndpoint, clientLimits.connectionsPerEndpoint);
 
   const b = obj('breaker', options.breaker) as BreakerOptions | false | undefined;
-  const breaker =
-    b === false
-      ? false
-      : {
-          errorThresholdPercentage: checkNumber(at('breaker.errorThresholdPercentage'), b?.errorThresholdPercentage, d.breaker.errorThresholdPercentage, clientLimits.breaker.errorThresholdPercentage),
-          volumeThreshold: checkNumber(at('breaker.volumeThreshold'), b?.volumeThreshold, d.breaker.volumeThreshold, clientLimits.breaker.volumeThreshold),
-          resetTimeoutMs: checkNumber(at('breaker.resetTimeoutMs'), b?.resetTimeoutMs, d.breaker.resetTimeoutMs, clientLimits.breaker.resetTimeoutMs),
-          rollingWindowMs: checkNumber(at('breaker.rollingWindowMs'), b?.rollingWindowMs, d.breaker.rollingWindowMs, clientLimits.breaker.rollingWindowMs),
-          rollingBuckets: checkNumber(at('breaker.rollingBuckets'), b?.rollingBuckets, d.breaker.rollingBuckets, clientLimits.breaker.rollingBuckets),
-        };
+  const breaker = b === false ? false : checkGroup(at('breaker'), b, d.breaker, clientLimits.breaker);
   if (breaker && breaker.rollingWindowMs % breaker.rollingBuckets !== 0) {
     throw new InvalidOptionError('breaker.rollingBuckets', breaker.rollingBuckets, 'must divide breaker.rollingWindowMs evenly');
   }
 
   const o = obj('outlierDetection', options.outlierDetection) as OutlierDetectionOptions | false | undefined;
-  const outlier =
-    o === false
-      ? false
-      : {
-          consecutiveFailures: checkNumber(at('outlierDetection.consecutiveFailures'), o?.consecutiveFailures, d.outlierDetection.consecutiveFailures, clientLimits.outlierDetection.consecutiveFailures),
-          baseEjectionTimeMs: checkNumber(at('outlierDetection.baseEjectionTimeMs'), o?.baseEjectionTimeMs, d.outlierDetection.baseEjectionTimeMs, clientLimits.outlierDetection.baseEjectionTimeMs),
-          maxEjectionTimeMs: checkNumber(at('outlierDetection.maxEjectionTimeMs'), o?.maxEjectionTimeMs, d.outlierDetection.maxEjectionTimeMs, clientLimits.outlierDetection.maxEjectionTimeMs),
-          maxEjectionPercent: checkNumber(at('outlierDetection.maxEjectionPercent'), o?.maxEjectionPercent, d.outlierDetection.maxEjectionPercent, clientLimits.outlierDetection.maxEjectionPercent),
-          panicThresholdPercent: checkNumber(at('outlierDetection.panicThresholdPercent'), o?.panicThresholdPercent, d.outlierDetection.panicThresholdPercent, clientLimits.outlierDetection.panicThresholdPercent),
-        };
+  const outlier = o === false ? false : checkGroup(at('outlierDetection'), o, d.outlierDetection, clientLimits.outlierDetection);
   if (outlier && outlier.maxEjectionTimeMs < outlier.baseEjectionTimeMs) {
     throw new InvalidOptionError('outlierDetection.maxEjectionTimeMs', outlier.maxEjectionTimeMs, 'must be ≥ outlierDetection.baseEjectionTimeMs');
   }
@@ -329,11 +318,7 @@ export function resolveSettings(options: ClientSettings, owner = 'createClient()
 function resolveBudget(value: unknown, d: ClientDefaults, at: (key: string) => string): Required<RetryBudgetOptions> {
   const b = obj(at('retry.budget'), value) as RetryBudgetOptions | false | undefined;
   if (b === false) throw new InvalidOptionError(at('retry.budget'), false, 'must be an object (the budget cannot be turned off; a large ratio lifts it)');
-  return {
-    ratio: checkNumber(at('retry.budget.ratio'), b?.ratio, d.retry.budget.ratio, clientLimits.retry.budget.ratio),
-    windowMs: checkNumber(at('retry.budget.windowMs'), b?.windowMs, d.retry.budget.windowMs, clientLimits.retry.budget.windowMs),
-    minRetriesPerSecond: checkNumber(at('retry.budget.minRetriesPerSecond'), b?.minRetriesPerSecond, d.retry.budget.minRetriesPerSecond, clientLimits.retry.budget.minRetriesPerSecond),
-  };
+  return checkGroup(at('retry.budget'), b, d.retry.budget, clientLimits.retry.budget);
 }
 
 /** `https` for an instance that says so (meta `scheme: https`, or the tag `https`), else `http`. */
