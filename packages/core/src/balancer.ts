@@ -1,4 +1,33 @@
+import type { LoadReport } from './load-report.js';
 import type { ServiceInstance } from './service-instance.js';
+
+/**
+ * What an endpoint last reported about its own load (ORCA
+ * `endpoint-load-metrics`), as balancers read it. The transport gives it only
+ * while gRPC A58 allows a balancer to use it: after the endpoint has reported
+ * for the blackout period (10 s) and before the last report expires (3 min).
+ * One object per report (no allocation per read); `ageMs` alone moves with time.
+ */
+export interface ReportedLoadView {
+  /**
+   * The utilisation to weigh by, as A58 does: `application_utilization` when
+   * > 0, else `cpu_utilization` (in Node, event-loop utilisation). ≥ 0, may
+   * exceed 1; undefined when the report has neither.
+   */
+  readonly utilization: number | undefined;
+  /** Requests per second the endpoint serves (`rps_fractional`), ≥ 0; undefined if not reported. */
+  readonly rps: number | undefined;
+  /** Errors per second the endpoint serves (`eps`), ≥ 0; undefined if not reported. */
+  readonly eps: number | undefined;
+  /** Requests in flight at the server (named metric `rif`, as `@proxyless/load-report` writes it); undefined if not reported. */
+  readonly rif: number | undefined;
+  /** Latency of the server's recent requests at its current load, ms (named metric `latency_ms`); undefined if not reported. */
+  readonly latencyMs: number | undefined;
+  /** Time since the report arrived, ms (read live). */
+  readonly ageMs: number;
+  /** The whole report as parsed (frozen; every number finite and ≥ 0). */
+  readonly report: LoadReport;
+}
 
 /**
  * Live load statistics of one endpoint, read by balancers at pick time.
@@ -11,6 +40,13 @@ export interface EndpointLoad {
   readonly ewmaMs: number;
   /** When the endpoint joined the ready set (epoch ms), for slow start. */
   readonly readySince: number;
+  /**
+   * The server's own report of its load, only while usable under gRPC A58
+   * (past the blackout, not expired); undefined for an endpoint that does not
+   * report (balancers then behave as without reports), or when the transport
+   * does not read reports.
+   */
+  readonly reported?: ReportedLoadView | undefined;
 }
 
 /** An endpoint as balancers see it: an instance plus its live load. */

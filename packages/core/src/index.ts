@@ -35,7 +35,7 @@ export type {
   ServiceSnapshot,
   CallOptions,
 } from './resolver.js';
-export type { Balancer, Picker, PickContext, BalancerEndpoint, EndpointLoad } from './balancer.js';
+export type { Balancer, Picker, PickContext, BalancerEndpoint, EndpointLoad, ReportedLoadView } from './balancer.js';
 export { roundRobin } from './balancer-round-robin.js';
 export type { RoundRobinOptions } from './balancer-round-robin.js';
 export { random } from './balancer-random.js';
@@ -59,6 +59,7 @@ export {
   loadReportHeader,
   loadReportFormatHeader,
   loadReportLimits,
+  loadReportMetricNames,
 } from './load-report.js';
 export type { LoadReport, LoadReportFormat } from './load-report.js';
 export { NoHealthyInstancesError, ResolutionFailedError } from './errors.js';

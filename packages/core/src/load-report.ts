@@ -81,6 +81,18 @@ export const loadReportLimits = Object.freeze({
   maxKeyChars: 128,
 });
 
+/**
+ * The named metrics (`named_metrics.<name>`) `@proxyless/load-report` writes
+ * beside ORCA's own fields, and that balancers read (`ReportedLoadView.rif`,
+ * `ReportedLoadView.latencyMs`).
+ */
+export const loadReportMetricNames = Object.freeze({
+  /** Requests in flight at the server, the response that carries the report not counted (grpc-go's ORCA example names it `rif`). */
+  requestsInFlight: 'rif',
+  /** The latency, in ms, of recent requests that arrived at the current `rif` (Prequal's latency at the current load). */
+  latencyMs: 'latency_ms',
+} as const);
+
 type ScalarField = 'cpu_utilization' | 'mem_utilization' | 'application_utilization' | 'rps_fractional' | 'eps';
 type MapField = 'request_cost' | 'utilization' | 'named_metrics';
 

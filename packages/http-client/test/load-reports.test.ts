@@ -6,10 +6,11 @@
  * pick explanations; anything malformed is counted and never trusted.
  */
 import assert from 'node:assert/strict';
-import { roundRobin } from '@proxyless/core';
+import { roundRobin, type ReportedLoadView } from '@proxyless/core';
 import { createClient, type ProxylessClient } from '@proxyless/http-client';
 import { LoadReporter, loadReportListener } from '@proxyless/load-report';
 import { LOAD_REPORT_BLACKOUT_MS, LOAD_REPORT_EXPIRATION_MS, ReportedLoad } from '../src/endpoints/reported-load.js';
+import { LoadTracker } from '../src/endpoints/load.js';
 import { FakeResolver, instance, ok, startServer, type TestServer } from './helpers.js';
 
 describe('http-client: server load reports (endpoint-load-metrics)', function () {
@@ -119,5 +120,42 @@ describe('http-client: server load reports (endpoint-load-metrics)', function ()
     load.received('TEXT cpu_utilization=2, application_utilization=0', again + 2 * LOAD_REPORT_BLACKOUT_MS + 5);
     assert.equal(load.current(again + 2 * LOAD_REPORT_BLACKOUT_MS + 5)?.utilization, 2, 'no application utilisation: CPU (may exceed 1)');
     assert.equal(load.malformed, 0);
+  });
+
+  it('gives balancers one view per report (load.reported), only while A58 allows its use, with rif and latency_ms', () => {
+    let now = 1_000;
+    const load = new ReportedLoad(() => now);
+    const tracker = new LoadTracker({ neutralMs: () => 0, nowMs: () => now }, load);
+    // A function, so each read is fresh (assert.equal would narrow a property read to undefined).
+    const reported = (): ReportedLoadView | undefined => tracker.reported;
+    const report = 'TEXT cpu_utilization=0.3, application_utilization=0, rps_fractional=50, eps=1, named_metrics.rif=4, named_metrics.latency_ms=2.5';
+    assert.equal(reported(), undefined, 'no report yet');
+    load.received(report, now);
+    assert.equal(reported(), undefined, 'in the blackout period');
+    now += LOAD_REPORT_BLACKOUT_MS;
+    load.received(report, now);
+    const view = reported();
+    assert.ok(view !== undefined);
+    assert.deepEqual(
+      { utilization: view.utilization, rps: view.rps, eps: view.eps, rif: view.rif, latencyMs: view.latencyMs, ageMs: view.ageMs },
+      { utilization: 0.3, rps: 50, eps: 1, rif: 4, latencyMs: 2.5, ageMs: 0 },
+    );
+    now += 250;
+    assert.equal(reported(), view, 'the same object while the report is the same: nothing allocated per pick');
+    assert.equal(view.ageMs, 250, 'age read live');
+    load.received('TEXT application_utilization=0.9, rps_fractional=10', now);
+    const next = reported();
+    assert.notEqual(next, view);
+    assert.equal(next?.utilization, 0.9);
+    assert.equal(next?.rif, undefined, 'a metric not reported is undefined');
+    now += LOAD_REPORT_EXPIRATION_MS + 1;
+    assert.equal(reported(), undefined, 'expired');
+    load.received(report, now);
+    assert.equal(reported(), undefined, 'a new run: blackout again');
+    now += LOAD_REPORT_BLACKOUT_MS;
+    assert.ok(reported() !== undefined);
+    load.rejoined();
+    assert.equal(reported(), undefined, 'rejoined: the old report is not used');
+    assert.equal(new LoadTracker({ neutralMs: () => 0, nowMs: () => now }).reported, undefined, 'a tracker without reports');
   });
 });

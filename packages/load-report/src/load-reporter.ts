@@ -7,7 +7,7 @@
  */
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
-import { InvalidOptionError, formatLoadReport, isLoadReportKey, loadReportLimits, type LoadReport, type LoadReportFormat } from '@proxyless/core';
+import { InvalidOptionError, formatLoadReport, isLoadReportKey, loadReportLimits, loadReportMetricNames, type LoadReport, type LoadReportFormat } from '@proxyless/core';
 import { checkNumber, checkOptions, optionKeys } from '@proxyless/core/internal';
 
 /** Options of {@link LoadReporter}; every one has a default ({@link loadReporterDefaults}). */
@@ -52,14 +52,10 @@ const optionNames = optionKeys<LoadReporterOptions>({ windowMs: true, format: tr
 
 /**
  * The named metrics the reporter writes itself; the application cannot set
- * them (a duplicate key would make every reader reject the report).
+ * them (a duplicate key would make every reader reject the report). The
+ * same object as core's `loadReportMetricNames`, which clients read by.
  */
-export const reporterMetricNames = Object.freeze({
-  /** Requests in flight at the server, the response that carries the report not counted (grpc-go's ORCA example names it `rif`). */
-  requestsInFlight: 'rif',
-  /** The latency, in ms, of recent requests that arrived at the current `rif` (Prequal's latency at the current load). */
-  latencyMs: 'latency_ms',
-});
+export const reporterMetricNames = loadReportMetricNames;
 const reserved = new Set<string>(Object.values(reporterMetricNames));
 
 // Latency per load: one estimate per requests-in-flight count up to this, the rest share the last.

@@ -27,8 +27,8 @@ export class Endpoint implements BalancerEndpoint {
   instance: ServiceInstance;
   readonly info: EndpointInfo;
   readonly load: LoadTracker;
-  /** What the server reports about its own load (ORCA), beside what this client measures. */
-  readonly reported = new ReportedLoad();
+  /** What the server reports about its own load (ORCA), beside what this client measures; balancers read it through `load.reported`. */
+  readonly reported: ReportedLoad;
   readonly pool: Pool;
   readonly health: EndpointHealth;
   readonly owner: HealthOwner;
@@ -40,7 +40,8 @@ export class Endpoint implements BalancerEndpoint {
     const host = instance.address.includes(':') ? `[${instance.address}]` : instance.address;
     const label = `${host}:${instance.port}`;
     this.info = Object.freeze({ key: instance.key, address: instance.address, port: instance.port, label });
-    this.load = new LoadTracker(neutral);
+    this.reported = new ReportedLoad(() => owner.clockMs());
+    this.load = new LoadTracker(neutral, this.reported);
     this.pool = new Pool(`${options.scheme(instance)}://${label}`, {
       connections: options.connectionsPerEndpoint,
       keepAliveTimeout: options.keepAliveTimeoutMs,

@@ -1,4 +1,5 @@
-import type { EndpointLoad } from '@proxyless/core';
+import type { EndpointLoad, ReportedLoadView } from '@proxyless/core';
+import type { ReportedLoad } from './reported-load.js';
 import type { AttemptObserver, AttemptOutcome } from '../shared/attempt-outcome.js';
 
 /** What a {@link LoadTracker} reads from its endpoint set. @internal */
@@ -64,14 +65,22 @@ export class LoadTracker implements EndpointLoad, AttemptObserver {
   successes = 0;
   failures = 0;
   readonly #context: LoadContext;
+  readonly #reported: ReportedLoad | undefined;
   /** Sum of the start times of the attempts in flight (their mean age is charged as latency). */
   #startSum = 0;
   #value = 0;
   #stamp = 0;
   #sampled = false;
 
-  constructor(context: LoadContext) {
+  /** @param reported - the endpoint's server-reported load, read through {@link LoadTracker.reported}. */
+  constructor(context: LoadContext, reported?: ReportedLoad) {
     this.#context = context;
+    this.#reported = reported;
+  }
+
+  /** The server's own report, while gRPC A58 lets a balancer use it (the pick's time; no allocation per read). */
+  get reported(): ReportedLoadView | undefined {
+    return this.#reported?.view(this.#context.nowMs());
   }
 
   /** The estimate a balancer reads now, in ms (decayed as of now: a read moves the estimate's stamp, as in Finagle). */

@@ -1,4 +1,4 @@
-import { parseLoadReport, type LoadReport } from '@proxyless/core';
+import { loadReportMetricNames, parseLoadReport, type LoadReport, type ReportedLoadView } from '@proxyless/core';
 import type { EndpointLoadReport } from '../shared/load-report-types.js';
 
 /** gRPC A58's `weight_expiration_period` default: a report older than this is dropped. */
@@ -20,11 +20,19 @@ export const LOAD_REPORT_BLACKOUT_MS = 10_000;
 export class ReportedLoad {
   /** Values that did not parse, since the endpoint appeared. */
   malformed = 0;
+  readonly #clock: () => number;
   #report: LoadReport | undefined;
+  /** The balancers' view of `#report`, built at its first read (one per report, not one per pick). */
+  #view: ReportView | undefined;
   /** When the last report arrived, ms (the set's clock). */
   #at = 0;
   /** When the current unbroken run of reports began (A58's `non_empty_since`). */
   #since = 0;
+
+  /** @param clock - the set's clock, ms (what `ReportedLoadView.ageMs` is measured by). */
+  constructor(clock: () => number = () => performance.now()) {
+    this.#clock = clock;
+  }
 
   /** An answer's `endpoint-load-metrics` value (absent: nothing to do). */
   received(value: string | readonly string[] | undefined, nowMs: number): void {
@@ -36,12 +44,25 @@ export class ReportedLoad {
     }
     if (this.#report === undefined || nowMs - this.#at > LOAD_REPORT_EXPIRATION_MS) this.#since = nowMs;
     this.#report = report;
+    this.#view = undefined;
     this.#at = nowMs;
   }
 
   /** Back from an ejection or an open breaker: A58 starts the blackout again. */
   rejoined(): void {
     this.#report = undefined;
+    this.#view = undefined;
+  }
+
+  /**
+   * What balancers read (`EndpointLoad.reported`): the report as of `nowMs`
+   * only while A58 lets a balancer use it — past the blackout and not
+   * expired — else undefined. Allocates once per report, not per read.
+   */
+  view(nowMs: number): ReportedLoadView | undefined {
+    const report = this.#report;
+    if (report === undefined || nowMs - this.#at > LOAD_REPORT_EXPIRATION_MS || nowMs - this.#since < LOAD_REPORT_BLACKOUT_MS) return undefined;
+    return (this.#view ??= new ReportView(report, this.#at, this.#clock));
   }
 
   /** The report as of `nowMs`, or undefined when none arrived or it expired (then it is dropped). */
@@ -53,9 +74,8 @@ export class ReportedLoad {
       this.#report = undefined;
       return undefined;
     }
-    const app = report.application_utilization;
     return Object.freeze({
-      utilization: app !== undefined && app > 0 ? app : report.cpu_utilization,
+      utilization: utilizationOf(report),
       rps: report.rps_fractional,
       eps: report.eps,
       ageMs,
@@ -63,4 +83,37 @@ export class ReportedLoad {
       report,
     });
   }
+}
+
+/** One report as balancers read it (see `ReportedLoadView`); only `ageMs` reads the clock. @internal */
+class ReportView implements ReportedLoadView {
+  readonly utilization: number | undefined;
+  readonly rps: number | undefined;
+  readonly eps: number | undefined;
+  readonly rif: number | undefined;
+  readonly latencyMs: number | undefined;
+  readonly report: LoadReport;
+  readonly #at: number;
+  readonly #clock: () => number;
+
+  constructor(report: LoadReport, at: number, clock: () => number) {
+    this.report = report;
+    this.utilization = utilizationOf(report);
+    this.rps = report.rps_fractional;
+    this.eps = report.eps;
+    this.rif = report.named_metrics?.[loadReportMetricNames.requestsInFlight];
+    this.latencyMs = report.named_metrics?.[loadReportMetricNames.latencyMs];
+    this.#at = at;
+    this.#clock = clock;
+  }
+
+  get ageMs(): number {
+    return Math.max(0, this.#clock() - this.#at);
+  }
+}
+
+/** A58's utilisation: `application_utilization` when > 0, else `cpu_utilization`. */
+function utilizationOf(report: LoadReport): number | undefined {
+  const app = report.application_utilization;
+  return app !== undefined && app > 0 ? app : report.cpu_utilization;
 }
