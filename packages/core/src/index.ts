@@ -62,6 +62,8 @@ export {
   loadReportMetricNames,
 } from './load-report.js';
 export type { LoadReport, LoadReportFormat } from './load-report.js';
+export { priorityHeader, shedHeader, requestPriorities, defaultRequestPriority, priorityLevel } from './priority.js';
+export type { RequestPriority } from './priority.js';
 export { NoHealthyInstancesError, ResolutionFailedError } from './errors.js';
 export { createServiceInstance, diffInstances, sameInstance, isEmptyDiff, isConnectableAddress } from './service-instance.js';
 export type { ServiceInstanceInit, InstanceDiff } from './service-instance.js';

@@ -447,6 +447,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
         ewmaMs: ep.load.ewmaMs,
         successes: ep.load.successes,
         failures: ep.load.failures,
+        shed: ep.load.shed,
         health: kind === 'removed' ? 'ready' : kind,
         breaker: breakerStateOf(kind),
         ejected: kind === 'ejected',

@@ -91,6 +91,7 @@ class SharedMetrics {
           for (const e of m.client.stats().endpoints) {
             this.inc({ service: m.client.service, endpoint: e.label, outcome: 'success' }, e.successes);
             this.inc({ service: m.client.service, endpoint: e.label, outcome: 'failure' }, e.failures);
+            this.inc({ service: m.client.service, endpoint: e.label, outcome: 'shed' }, e.shed);
           }
         }
       },

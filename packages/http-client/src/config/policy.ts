@@ -1,4 +1,4 @@
-import { InvalidOptionError, type BackoffOptions } from '@proxyless/core';
+import { InvalidOptionError, requestPriorities, type BackoffOptions, type RequestPriority } from '@proxyless/core';
 import { clientDefaults, clientLimits, type ClientDefaults } from './defaults.js';
 import { checkBackoff, checkBackoffSpelling, checkKnownKeys, checkNumber, checkOptions, optionKeys, type BackoffRule } from '@proxyless/core/internal';
 
@@ -32,9 +32,19 @@ export interface PolicyOptions {
   perTryTimeoutMs?: number;
   /** Retries; `false` disables them. */
   retry?: RetryOptions | false;
+  /**
+   * The request's priority, sent in core's `priorityHeader`
+   * (`x-proxyless-priority`): a server with `@proxyless/load-report`'s
+   * shedding on turns lower priorities away first when it is overloaded
+   * (`background` first, then `low`, `normal`, `high`; `critical` last).
+   * A shed answer (`503` + `x-proxyless-shed`) is not charged to the endpoint
+   * and is retried on another endpoint, never the same one. Default: none
+   * sent (the server treats the request as `normal`).
+   */
+  priority?: RequestPriority;
 }
 
-const policyKeys = optionKeys<PolicyOptions>({ timeoutMs: true, perTryTimeoutMs: true, retry: true });
+const policyKeys = optionKeys<PolicyOptions>({ timeoutMs: true, perTryTimeoutMs: true, retry: true, priority: true });
 const retryKeys = optionKeys<RetryOptions>({ maxRetries: true, initialMs: true, maxMs: true, retryOnStatuses: true });
 
 /** A resolved retry policy (immutable). */
@@ -60,6 +70,8 @@ export interface RequestPolicy {
   readonly perTryTimeoutMs: number;
   /** `false` when retries are off. */
   readonly retry: RetryPolicy | false;
+  /** The priority sent with each attempt (`x-proxyless-priority`); `undefined`: none sent. */
+  readonly priority?: RequestPriority | undefined;
 }
 
 const policies = new WeakSet<RequestPolicy>();
@@ -124,7 +136,11 @@ export function buildPolicy(options: PolicyOptions, base: RequestPolicy | undefi
   const fallback = explicit && base !== undefined ? base.perTryTimeoutMs : defaultPerTryTimeoutMs(timeoutMs, retries, d.perTryTimeoutShare);
   // An attempt never outlives its request: a per-try timeout above the deadline is the deadline.
   const perTryTimeoutMs = Math.min(timeoutMs, checkNumber('perTryTimeoutMs', options.perTryTimeoutMs, fallback, clientLimits.perTryTimeoutMs));
-  const policy: RequestPolicy = Object.freeze({ timeoutMs, perTryTimeoutMs, retry });
+  const priority = options.priority === undefined ? base?.priority : options.priority;
+  if (priority !== undefined && !requestPriorities.includes(priority)) {
+    throw new InvalidOptionError('priority', priority, `must be one of ${requestPriorities.map((p) => `'${p}'`).join(', ')}`);
+  }
+  const policy: RequestPolicy = Object.freeze({ timeoutMs, perTryTimeoutMs, retry, priority });
   policies.add(policy);
   return { policy, perTryExplicit: explicit };
 }

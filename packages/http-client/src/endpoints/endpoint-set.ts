@@ -220,6 +220,7 @@ export class EndpointSet implements LoadContext, HealthOwner, EjectionGate {
 
   /** An attempt ended (from its {@link PickHandle}): the outcome is an input to the endpoint's health. */
   attemptEnded(ep: Endpoint, outcome: AttemptOutcome, startedIn: HealthState, nowMs: number): HealthTransition | undefined {
+    if (outcome === 'shed') this.#emit('shed', ep.info);
     const t = ep.health.outcome(outcome, startedIn, nowMs, this);
     if (t !== undefined) this.#transitioned(ep, t);
     return t;

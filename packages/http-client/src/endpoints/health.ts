@@ -32,14 +32,17 @@
  * | probing | pick | probing(trial taken): one trial at a time | – |
  * | probing | trial success | ready | `breakerClose` |
  * | probing | trial failure | open(now + resetTimeoutMs) | `breakerOpen` |
- * | probing | trial cancelled | probing(trial free) | – |
+ * | probing | trial cancelled or shed | probing(trial free) | – |
  * | ejected | due (now ≥ until) | ready (the streak starts decaying) | `restore` |
  * | ejected | failure of panic traffic (started while ejected) that trips the window | open(now + resetTimeoutMs) | `breakerOpen` |
  * | ejected | other outcomes | ejected (the window counts them; consecutive failures are not counted) | – |
  * | any | removal | removed (terminal: every later input is ignored) | – |
  *
  * A cancelled attempt (the caller gave up, a stalled process) is never the
- * endpoint's fault: it only frees a probing trial.
+ * endpoint's fault: it only frees a probing trial. Nor is a shed answer (the
+ * server turned the request away under overload, `503` + `x-proxyless-shed`):
+ * the endpoint is alive and said so; counting it would open breakers exactly
+ * when a spike of low-priority work hits every endpoint at once.
  *
  * ## Room for what comes next
  * A concurrency limit and a server-reported load are more inputs to this
@@ -314,7 +317,7 @@ export class EndpointHealth {
     if (startedIn !== s) return undefined; // evidence about an earlier state
     switch (s.kind) {
       case 'ready': {
-        if (outcome === 'cancelled') return undefined;
+        if (outcome === 'cancelled' || outcome === 'shed') return undefined;
         const failed = outcome !== 'success';
         const trips = this.#window?.record(nowMs, failed) === true;
         const detector = this.#detector;
@@ -330,7 +333,7 @@ export class EndpointHealth {
         return this.#to({ kind: 'ejected', since: nowMs, until: nowMs + durationMs, durationMs, streak });
       }
       case 'probing':
-        if (outcome === 'cancelled') {
+        if (outcome === 'cancelled' || outcome === 'shed') {
           s.trialInFlight = false;
           return undefined;
         }
@@ -341,7 +344,7 @@ export class EndpointHealth {
         }
         return this.#open(nowMs);
       case 'ejected':
-        if (outcome === 'cancelled') return undefined;
+        if (outcome === 'cancelled' || outcome === 'shed') return undefined;
         if (this.#window?.record(nowMs, outcome !== 'success') === true) {
           this.#detector?.ended(nowMs);
           return this.#open(nowMs);

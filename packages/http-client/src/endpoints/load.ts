@@ -64,6 +64,8 @@ export class LoadTracker implements EndpointLoad, AttemptObserver {
   readySince = Date.now();
   successes = 0;
   failures = 0;
+  /** Answers the server shed (503 + `x-proxyless-shed`): neither successes nor failures, and no latency sample. */
+  shed = 0;
   readonly #context: LoadContext;
   readonly #reported: ReportedLoad | undefined;
   /** Sum of the start times of the attempts in flight (their mean age is charged as latency). */
@@ -125,6 +127,12 @@ export class LoadTracker implements EndpointLoad, AttemptObserver {
     this.inFlight--;
     this.#startSum = this.inFlight === 0 ? 0 : this.#startSum - startedAt;
     if (outcome === 'cancelled') return;
+    if (outcome === 'shed') {
+      // A shed answer is fast and says nothing about the latency of served work: as a sample it would draw
+      // more traffic to the overloaded endpoint, as a failure penalty it would punish an honest server.
+      this.shed++;
+      return;
+    }
     if (outcome === 'success') {
       this.successes++;
       this.#observe(elapsedMs, nowMs);

@@ -32,8 +32,8 @@ function registered(): OtelGlobal | undefined {
 
 type Headers = Record<string, string | string[] | undefined>;
 
-/** Request headers as an object (undici also takes flat arrays and iterables of pairs). */
-function headerObject(headers: unknown): Headers {
+/** Request headers as an object (undici also takes flat arrays and iterables of pairs). @internal */
+export function headerObject(headers: unknown): Headers {
   if (headers === undefined || headers === null) return {};
   if (Array.isArray(headers)) {
     const out: Headers = {};

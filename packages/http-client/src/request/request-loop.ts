@@ -8,7 +8,7 @@
 import type { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
-import { backoffDelay, loadReportHeader, type PickContext } from '@proxyless/core';
+import { backoffDelay, loadReportHeader, priorityHeader, shedHeader, type PickContext } from '@proxyless/core';
 import type { Endpoint } from '../endpoints/endpoint.js';
 import type { EmptyReason, EndpointSet } from '../endpoints/endpoint-set.js';
 import {
@@ -17,12 +17,12 @@ import {
   RetryBudgetExhaustedError,
   type RequestErrorContext,
 } from '../shared/errors.js';
-import type { FailureKind } from '../shared/attempt-outcome.js';
+import { isShedAnswer, type FailureKind } from '../shared/attempt-outcome.js';
 import type { Call, StepSignal, StopReason } from './call.js';
 import { explainPick } from '../endpoints/pick-explanation.js';
 import type { DiscoveryStale } from '../shared/discovery-stale.js';
 import type { PickExplanation } from '../shared/pick-explanation-types.js';
-import { pickFacts } from '../observe/tracing.js';
+import { headerObject, pickFacts } from '../observe/tracing.js';
 import type { RequestPolicy } from '../config/policy.js';
 import type { RetryBudget } from './retry-budget.js';
 import { isReplayableBody, isSafeToRetry, parseRetryAfter } from './retry.js';
@@ -121,6 +121,8 @@ interface Failure<B extends { dump(): Promise<unknown> }> {
   cause: unknown;
   /** The answer, for a retryable status. */
   response: Answer<B> | undefined;
+  /** The answer was shed (503 + `x-proxyless-shed`): the handler did not run. */
+  shed?: true;
 }
 
 /** What a request remembers once an attempt failed: endpoints tried (in order) and to avoid. Never allocated on the success path. */
@@ -141,6 +143,12 @@ function errorContext(host: LoopHost, attempts: number, retries: Retries | undef
 /** Reads a retried answer's body to its end (bounded), so its connection is kept; undici closes it beyond the bound. */
 function discard<B extends { dump(): Promise<unknown> }>(failure: Failure<B>): void {
   failure.response?.body.dump().catch(() => undefined);
+}
+
+/** Is there an available endpoint this request has not tried (`exclude` plus `last`, the one just tried)? */
+function hasUntried(set: EndpointSet, exclude: ReadonlySet<Endpoint>, last: Endpoint): boolean {
+  for (const ep of set.endpoints) if (ep.available && ep !== last && !exclude.has(ep)) return true;
+  return false;
 }
 
 /** Gives up after a failure: a retried status returns its response; anything else throws `error`. */
@@ -170,6 +178,8 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
     const picks: PickExplanation[] | undefined = req.explain === true ? [] : undefined;
     const trace = call.trace;
     host.budget.deposit(call.startedAt);
+    // The priority header is added once per request, and only when the policy names one (no copy otherwise).
+    const headers = policy.priority === undefined ? req.headers : { ...headerObject(req.headers), [priorityHeader]: policy.priority };
     for (let attempt = 1; ; attempt++) {
       if (call.ended !== undefined && call.ended !== 'deadline') throw host.stoppedError(call, errorContext(host, attempt - 1, retries, undefined, picks));
       const context = retries !== undefined ? retries.pickContext : req.hashKey === undefined ? undefined : { hashKey: req.hashKey };
@@ -181,13 +191,13 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
       if (handle.kind === 'empty') throw host.emptyError(errorContext(host, attempt - 1, retries, undefined, picks), handle.reason);
       const ep = handle.endpoint;
       if (picks !== undefined) picks.push(explainPick(host.set, ep, compared ?? [], scores, retries?.exclude, attempt, host.discoveryStale !== undefined));
-      const span = trace?.attempt(ep, attempt, compared && pickFacts(host.set.balancer, compared, ep), req.headers);
+      const span = trace?.attempt(ep, attempt, compared && pickFacts(host.set.balancer, compared, ep), headers);
       let result: Answer<B> | Failure<B>;
       try {
         const step = call.begin(policy.perTryTimeoutMs, startMs);
         // undici takes any object with EventEmitter's `once`/`removeListener` as a signal (call.ts).
         const signal = step as unknown as EventEmitter;
-        result = await send(ep.pool, { method: req.method ?? 'GET', path: req.path, headers: span === undefined ? req.headers : span.headers, body: req.body, signal }, step);
+        result = await send(ep.pool, { method: req.method ?? 'GET', path: req.path, headers: span === undefined ? headers : span.headers, body: req.body, signal }, step);
       } catch (error) {
         const stopped = call.stopped;
         result = { kind: stopped === 'perTry' || stopped === 'deadline' ? 'timeout' : classifyError(error), cause: error, response: undefined };
@@ -197,15 +207,17 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
 
       let failure: Failure<B>;
       if ('statusCode' in result) {
-        const outcome = host.failureStatus[result.statusCode] === 1 ? 'status' : 'success';
+        const shed = isShedAnswer(result.statusCode, result.headers[shedHeader]);
+        const outcome = shed ? 'shed' : host.failureStatus[result.statusCode] === 1 ? 'status' : 'success';
         const transition = handle.done(outcome, result.headers[loadReportHeader]);
-        if (span !== undefined) trace?.attemptEnd(span, result.statusCode, outcome === 'status' ? String(result.statusCode) : undefined, transition);
-        if (retry === false || retry.retryStatus[result.statusCode] !== 1 || attempt > retry.maxRetries) {
+        if (span !== undefined) trace?.attemptEnd(span, result.statusCode, outcome === 'success' ? undefined : shed ? 'shed' : String(result.statusCode), transition);
+        // A shed is retried whenever retries are on (like a connect failure: the handler did not run), whatever retryOnStatuses says.
+        if (retry === false || (!shed && retry.retryStatus[result.statusCode] !== 1) || attempt > retry.maxRetries) {
           const response: LoopResponse<B> = { statusCode: result.statusCode, headers: result.headers, body: result.body, endpoint: ep.info, attempts: attempt };
           if (picks !== undefined) response.picks = picks;
           return response;
         }
-        failure = { kind: 'status', cause: undefined, response: result };
+        failure = shed ? { kind: 'status', cause: undefined, response: result, shed: true } : { kind: 'status', cause: undefined, response: result };
       } else {
         const stopped = call.ended as StopReason | undefined; // may have been set while the attempt ran
         // A timeout whose timer fired late (this process stalled) is not the endpoint's fault either.
@@ -225,12 +237,19 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
       }
 
       // Retry, or give up (a status failure gives up by returning its response, others by a typed error).
-      if (retry === false || attempt > retry.maxRetries || !isSafeToRetry(failure.kind, req.method ?? 'GET', req.idempotent, isReplayableBody(req.body))) {
+      // A shed request never reached the handler: as safe to send again as one that never connected.
+      if (retry === false || attempt > retry.maxRetries || !isSafeToRetry(failure.shed ? 'connect' : failure.kind, req.method ?? 'GET', req.idempotent, isReplayableBody(req.body))) {
+        return giveUp(failure, ep, attempt, new RequestFailedError(failure.kind, errorContext(host, attempt, retries, failure.cause, picks)), picks);
+      }
+      // A shed is never sent back to an endpoint this request tried: with none untried left, its answer is the result.
+      if (failure.shed === true && !hasUntried(host.set, retries.exclude, ep)) {
         return giveUp(failure, ep, attempt, new RequestFailedError(failure.kind, errorContext(host, attempt, retries, failure.cause, picks)), picks);
       }
       const now = performance.now();
       let delay = backoffDelay(attempt - 1, retry);
-      const retryAfter = failure.response ? parseRetryAfter(failure.response.headers['retry-after']) : undefined;
+      // A shed's Retry-After speaks for the endpoint that shed (never picked again by this request), not for the
+      // others: the retry goes to another endpoint after the usual backoff.
+      const retryAfter = failure.response && failure.shed !== true ? parseRetryAfter(failure.response.headers['retry-after']) : undefined;
       if (retryAfter !== undefined) delay = Math.max(delay, Math.min(retryAfter, retry.maxMs));
       // ERR_DEADLINE_EXCEEDED only once the deadline has passed (it was said up to ~50 ms early). When no
       // further attempt fits the time left, end now with this attempt's own error (as gRPC and Envoy do).

@@ -44,6 +44,8 @@ export interface EndpointStats {
   successes: number;
   /** Attempts that failed since the endpoint appeared. */
   failures: number;
+  /** Attempts the endpoint shed since it appeared (`503` + `x-proxyless-shed`: overloaded; neither a success nor a failure). */
+  shed: number;
   /** The endpoint's health state: one state machine for the breaker and outlier ejection. */
   health: EndpointHealthState;
   /** The breaker's public state, read from `health` (`probing` is `halfOpen`). */

@@ -18,6 +18,11 @@ export interface ClientEvents {
   eject: [endpoint: EndpointInfo, durationMs: number];
   /** An ejected endpoint returned to the pick set. */
   restore: [endpoint: EndpointInfo];
+  /**
+   * The endpoint shed an attempt (answered `503` with `x-proxyless-shed`: overloaded, the handler did not run).
+   * Not a failure of the endpoint; the request goes to another endpoint if retries allow. Counted in `stats().endpoints[].shed`.
+   */
+  shed: [endpoint: EndpointInfo];
   /** Panic mode entered (`true`: too few endpoints available, balancing over all) or left (`false`). */
   panic: [active: boolean];
   /** The resolver published a snapshot the client applied. */
