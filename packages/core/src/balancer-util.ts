@@ -25,13 +25,15 @@ export function checkClock(option: string, value: unknown): () => number {
 }
 
 /** The balancer factories of this package, and the names people give their strategies. */
-const factories = ['roundRobin', 'random', 'leastRequest', 'peakEwma', 'weightedRoundRobin', 'consistentHash'] as const;
+const factories = ['roundRobin', 'random', 'leastRequest', 'peakEwma', 'weightedRoundRobin', 'loadWeightedRoundRobin', 'consistentHash'] as const;
 const wrappers = new Set(['locality', 'slowStart']);
 const aliases: Readonly<Record<string, (typeof factories)[number]>> = {
   rr: 'roundRobin', roundrobin: 'roundRobin', p2c: 'leastRequest', leastrequest: 'leastRequest', leastconn: 'leastRequest',
   leastconnections: 'leastRequest', ewma: 'peakEwma', peakewma: 'peakEwma', wrr: 'weightedRoundRobin', weighted: 'weightedRoundRobin',
   weightedroundrobin: 'weightedRoundRobin', hash: 'consistentHash', ringhash: 'consistentHash', maglev: 'consistentHash',
   consistenthash: 'consistentHash', consistenthashing: 'consistentHash', random: 'random',
+  loadweightedroundrobin: 'loadWeightedRoundRobin', loadweighted: 'loadWeightedRoundRobin', orca: 'loadWeightedRoundRobin',
+  clientsideweightedroundrobin: 'loadWeightedRoundRobin', weightedroundrobinorca: 'loadWeightedRoundRobin',
 };
 
 /**

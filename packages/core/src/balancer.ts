@@ -63,6 +63,35 @@ export interface BalancerEndpoint {
   readonly available?: boolean;
 }
 
+/**
+ * The signal that decided a pick, for explanations (`PickContext.signals`):
+ * - `latency`: the latency estimates (peak EWMA's `ewmaMs`) differed most;
+ * - `in-flight`: the requests in flight this client has on each;
+ * - `reported-utilization`: the utilisation the servers reported;
+ * - `reported-rif`: the requests in flight the servers reported (all clients');
+ * - `reported-weight`: a weight computed from the server's reports (load-weighted round robin);
+ * - `mean-weight`: the mean of the reported weights, given to an endpoint without a usable report;
+ * - `weight`: a configured weight (Consul `Weights`);
+ * - `rotation`: equal turns (round robin, or weighted round robin with equal weights);
+ * - `probe-latency`, `probe-in-flight`: a probe's answer (probing balancers);
+ * - `random`, `hash`: a random draw, a hash key;
+ * - `only-choice`: no other endpoint was eligible.
+ */
+export type PickSignal =
+  | 'latency'
+  | 'in-flight'
+  | 'reported-utilization'
+  | 'reported-rif'
+  | 'reported-weight'
+  | 'mean-weight'
+  | 'weight'
+  | 'rotation'
+  | 'probe-latency'
+  | 'probe-in-flight'
+  | 'random'
+  | 'hash'
+  | 'only-choice';
+
 /** Per-request facts a picker may use (e.g. the hash key for affinity). */
 export interface PickContext {
   /** Key for consistent hashing (e.g. a user id or session cookie). */
@@ -81,6 +110,11 @@ export interface PickContext {
    * decay with time), so the choice could look wrong. Costs nothing when absent.
    */
   readonly scores?: number[] | undefined;
+  /**
+   * Set only to explain a pick: a picker that knows which signal decided its
+   * choice pushes it here (one entry per pick). Costs nothing when absent.
+   */
+  readonly signals?: PickSignal[] | undefined;
 }
 
 /**

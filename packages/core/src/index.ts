@@ -35,13 +35,15 @@ export type {
   ServiceSnapshot,
   CallOptions,
 } from './resolver.js';
-export type { Balancer, Picker, PickContext, BalancerEndpoint, EndpointLoad, ReportedLoadView } from './balancer.js';
+export type { Balancer, Picker, PickContext, BalancerEndpoint, EndpointLoad, ReportedLoadView, PickSignal } from './balancer.js';
 export { roundRobin } from './balancer-round-robin.js';
 export type { RoundRobinOptions } from './balancer-round-robin.js';
 export { random } from './balancer-random.js';
 export type { RandomOptions } from './balancer-random.js';
 export { weightedRoundRobin, consulWeight } from './balancer-weighted.js';
 export type { WeightedRoundRobinOptions } from './balancer-weighted.js';
+export { loadWeightedRoundRobin, reportedLoadWeight, loadWeightedDefaults } from './balancer-load-weighted.js';
+export type { LoadWeightedRoundRobinOptions } from './balancer-load-weighted.js';
 export { leastRequest } from './balancer-least-request.js';
 export type { LeastRequestOptions } from './balancer-least-request.js';
 export { peakEwma } from './balancer-peak-ewma.js';
