@@ -11,9 +11,10 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startConsulAgent } from '../test/support/consul.js';
+import { startConsulAgent, type ConsulAgent } from '../test/support/consul.js';
 import { freePorts, nginxVersion, startNginx, startNodeBackends, stop } from './support/processes.js';
 
 const durationS = Number(process.env['BENCH_SECONDS'] ?? 10);
@@ -22,6 +23,8 @@ const repo = join(import.meta.dirname, '..');
 interface Row {
   path: string;
   rps: number;
+  /** The path's processes' CPU (user + system) per request, µs; NaN when not measured. */
+  cpuUs?: number;
   p50: string;
   p99: string;
   errors: string;
@@ -31,7 +34,22 @@ interface Row {
 function wrk(url: string): Omit<Row, 'path'> {
   const run = spawnSync('wrk', ['-t2', '-c32', `-d${String(durationS)}s`, '--latency', url], { encoding: 'utf8', timeout: (durationS + 30) * 1000 });
   if (run.status !== 0) throw new Error(`wrk failed: ${run.stderr}`);
-  const out = run.stdout;
+  return parseWrk(run.stdout);
+}
+
+/** wrk in the background for `seconds`, while faults are injected; resolves with its report and its request count. */
+async function wrkDuring(url: string, seconds: number): Promise<Omit<Row, 'path'> & { requests: number }> {
+  const child = spawn('wrk', ['-t2', '-c32', `-d${String(seconds)}s`, '--latency', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), (seconds + 30) * 1000);
+  const [code] = (await once(child, 'exit')) as [number | null];
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`wrk failed (${String(code)}): ${out}`);
+  return { ...parseWrk(out), requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN) };
+}
+
+function parseWrk(out: string): Omit<Row, 'path'> {
   const pick = (re: RegExp): string => re.exec(out)?.[1] ?? '?';
   const socketErrors = pick(/Socket errors: ([^\n]+)/);
   const non2xx = pick(/Non-2xx or 3xx responses: (\d+)/);
@@ -67,44 +85,172 @@ async function startGateway(consulAddr: string, port: number, workers: number): 
   return child;
 }
 
+/** A plain-JavaScript peer from bench/support (no tsx transform): resolves once it prints "ready". */
+async function startPeer(file: string, args: object, env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [join(import.meta.dirname, 'support', file), JSON.stringify(args)], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`${file} exited ${String(code)}`)));
+    child.stdout?.on('data', (d: Buffer) => {
+      if (d.toString().includes('ready')) resolve();
+    });
+  });
+  return child;
+}
+
+/** One path of the comparison: how to start it, where to send wrk, its process count. */
+interface Path {
+  name: string;
+  processes: number;
+  kind: 'nginx' | 'minimal' | 'gateway' | 'fastify';
+  start(port: number): Promise<ChildProcess>;
+  path: string;
+}
+
 async function main(): Promise<void> {
   if (spawnSync('wrk', ['--version']).error) throw new Error('wrk is required (apt-get install -y wrk)');
   if (!nginxVersion()) throw new Error('nginx is required (apt-get install -y nginx)');
+  const parts = (process.env['GATEWAY_PARTS'] ?? 'throughput,faults').split(',');
   const started: ChildProcess[] = [];
   const agent = await startConsulAgent();
   try {
-    const [b1, b2, b3, nginxPort, gw1Port, gw2Port] = await freePorts(6);
+    const [b1, b2, b3] = await freePorts(3);
     const backendPorts = [b1!, b2!, b3!];
     // Three Node backends, one process each (the same ones every path uses).
     for (const port of backendPorts) started.push(await startNodeBackends([{ port, delayMs: 0 }]));
-    for (const [i, port] of backendPorts.entries()) {
-      const res = await fetch(`${agent.httpUrl}/v1/agent/service/register`, { method: 'PUT', body: JSON.stringify({ Name: 'bench', ID: `bench-${String(i)}`, Address: '127.0.0.1', Port: port }) });
-      if (!res.ok) throw new Error(`register: ${String(res.status)}`);
-    }
-    const rows: Row[] = [];
-    const nginx = await startNginx([], nginxPort!, backendPorts, 2);
-    started.push(nginx.child);
-    await waitFor(`http://127.0.0.1:${String(nginxPort)}/`);
-    wrk(`http://127.0.0.1:${String(nginxPort)}/`); // warm-up, not reported
-    rows.push({ path: 'nginx, 2 workers (keep-alive upstream)', ...wrk(`http://127.0.0.1:${String(nginxPort)}/`) });
-    await stop(nginx.child);
-    for (const [workers, port] of [[1, gw1Port!], [2, gw2Port!]] as const) {
-      const gw = await startGateway(agent.httpAddr, port, workers);
-      started.push(gw);
-      const url = `http://127.0.0.1:${String(port)}/bench/`;
-      wrk(url); // warm-up: JIT, pools, peak-EWMA settled
-      rows.push({ path: `@proxyless/gateway, ${String(workers)} worker${workers === 1 ? '' : 's'}`, ...wrk(url) });
-      await stop(gw);
-      if (gw.exitCode === null && gw.signalCode === null) await once(gw, 'exit');
-    }
-    const nginxRps = rows[0]!.rps;
-    console.log(`\nwrk -t2 -c32 -d${String(durationS)}s --latency, 3 Node backends (one process each), node ${process.version}, ${nginxVersion() ?? ''}\n`);
-    console.log('| path | req/s | vs nginx | p50 | p99 | errors |\n|---|---|---|---|---|---|');
-    for (const r of rows) console.log(`| ${r.path} | ${r.rps.toFixed(0)} | ${(r.rps / nginxRps).toFixed(2)}× | ${r.p50} | ${r.p99} | ${r.errors} |`);
+    for (const [i, port] of backendPorts.entries()) await registerBackend(agent.httpUrl, i, port);
+    if (parts.includes('throughput')) await throughput(agent.httpAddr, backendPorts);
+    if (parts.includes('faults')) await faults(agent, backendPorts, started);
   } finally {
     for (const child of started.reverse()) await stop(child);
     await agent.stop();
   }
+}
+
+async function registerBackend(consulUrl: string, id: number | string, port: number): Promise<void> {
+  const res = await fetch(`${consulUrl}/v1/agent/service/register`, { method: 'PUT', body: JSON.stringify({ Name: 'bench', ID: typeof id === 'number' ? `bench-${String(id)}` : id, Address: '127.0.0.1', Port: port }) });
+  if (!res.ok) throw new Error(`register: ${String(res.status)}`);
+}
+
+/** Side by side in one run: nginx, the minimal Node proxy, the gateway, Fastify + reply-from over the Proxyless dispatcher. */
+async function throughput(consulAddr: string, backendPorts: number[]): Promise<void> {
+  const paths: Path[] = [
+    { name: 'nginx, 2 workers (keep-alive upstream)', processes: 2, kind: 'nginx', path: '/', start: async (port) => (await startNginx([], port, backendPorts, 2)).child },
+    ...[1, 2].map((n): Path => ({ name: `minimal Node proxy, ${String(n)} process${n === 1 ? '' : 'es'}`, processes: n, kind: 'minimal', path: '/bench/', start: (port) => startPeer('minimal-proxy.mjs', { port, backends: backendPorts, workers: n }) })),
+    ...[1, 2].map((n): Path => ({ name: `@proxyless/gateway, ${String(n)} worker${n === 1 ? '' : 's'}`, processes: n, kind: 'gateway', path: '/bench/', start: (port) => startGateway(consulAddr, port, n) })),
+    { name: 'Fastify + @fastify/reply-from + Proxyless dispatcher, 1 process', processes: 1, kind: 'fastify', path: '/bench/', start: (port) => startPeer('fastify-proxy.mjs', { port }, { CONSUL_HTTP_ADDR: consulAddr }) },
+  ];
+  const only = process.env['GATEWAY_PATHS']?.split(',');
+  const rows: (Row & Path)[] = [];
+  const load = uptime();
+  for (const p of paths.filter((x) => !only || only.includes(x.kind))) {
+    const [port] = await freePorts(1);
+    const child = await p.start(port!);
+    try {
+      const url = `http://127.0.0.1:${String(port)}${p.path}`;
+      await waitFor(url);
+      wrk(url); // warm-up: JIT, pools, peak-EWMA settled
+      const pids = processTree(child.pid!);
+      const before = cpuTicks(pids);
+      const result = wrk(url);
+      const requests = result.rps * durationS;
+      rows.push({ ...p, ...result, cpuUs: ((cpuTicks(pids) - before) * 1e6) / ticksPerSecond / requests });
+    } finally {
+      await stop(child);
+    }
+  }
+  const nginxRps = rows.find((r) => r.kind === 'nginx')?.rps ?? NaN;
+  const minimal = (n: number): number => rows.find((r) => r.kind === 'minimal' && r.processes === n)?.rps ?? NaN;
+  console.log(`\nwrk -t2 -c32 -d${String(durationS)}s --latency, 3 Node backends (one process each), node ${process.version}, ${nginxVersion() ?? ''}; load before: ${load}, after: ${uptime()}\n`);
+  console.log('| path | req/s | vs nginx | vs minimal Node proxy, same processes | proxy CPU µs/req | p50 | p99 | errors |\n|---|---|---|---|---|---|---|---|');
+  for (const r of rows) console.log(`| ${r.name} | ${r.rps.toFixed(0)} | ${(r.rps / nginxRps).toFixed(2)}× | ${(r.rps / minimal(r.processes)).toFixed(2)}× | ${(r.cpuUs ?? NaN).toFixed(0)} | ${r.p50} | ${r.p99} | ${r.errors} |`);
+}
+
+/**
+ * Faults under wrk (the gateway with 2 workers, wrk -t2 -c32 for
+ * FAULT_SECONDS): a rolling restart of the backends (a new instance
+ * registered, the old one deregistered, then SIGTERM), a rolling restart of
+ * the gateway's workers (SIGHUP), and a backend SIGKILL (left registered:
+ * the client's retries and breaker take it out). Failed requests: wrk's
+ * non-2xx plus socket errors; the target is 0 (idempotent GETs).
+ */
+async function faults(agent: ConsulAgent, backendPorts: number[], started: ChildProcess[]): Promise<void> {
+  const seconds = Number(process.env['FAULT_SECONDS'] ?? 10);
+  const [port] = await freePorts(1);
+  const gateway = await startGateway(agent.httpAddr, port!, 2);
+  started.push(gateway);
+  const url = `http://127.0.0.1:${String(port)}/bench/`;
+  wrk(url); // warm-up
+  const live = backendPorts.map((p, i) => ({ port: p, id: `bench-${String(i)}`, child: started[i]! }));
+  const rows: { scenario: string; result: Awaited<ReturnType<typeof wrkDuring>> }[] = [];
+  const load = uptime();
+
+  // 1. Rolling restart of the backends: each replaced by a new instance on a new port.
+  {
+    const run = wrkDuring(url, seconds);
+    await sleep(1_000);
+    for (const [i, old] of [...live].entries()) {
+      const [newPort] = await freePorts(1);
+      const child = await startNodeBackends([{ port: newPort!, delayMs: 0 }]);
+      started.push(child);
+      const id = `bench-r${String(i)}`;
+      await registerBackend(agent.httpUrl, id, newPort!);
+      await sleep(500);
+      await fetch(`${agent.httpUrl}/v1/agent/service/deregister/${old.id}`, { method: 'PUT' });
+      await sleep(1_000); // the watch sees it; requests on the old instance finish
+      await stop(old.child);
+      live[i] = { port: newPort!, id, child };
+    }
+    rows.push({ scenario: 'rolling restart of the 3 backends (register new, deregister old, SIGTERM old)', result: await run });
+  }
+  // 2. Rolling restart of the gateway's own workers.
+  {
+    const run = wrkDuring(url, seconds);
+    await sleep(1_000);
+    gateway.kill('SIGHUP');
+    rows.push({ scenario: "rolling restart of the gateway's 2 workers (SIGHUP)", result: await run });
+  }
+  // 3. A backend SIGKILLed, still registered.
+  {
+    const run = wrkDuring(url, seconds);
+    await sleep(1_000);
+    live[0]!.child.kill('SIGKILL');
+    rows.push({ scenario: 'one backend SIGKILLed (still registered)', result: await run });
+  }
+  console.log(`\nFaults under wrk -t2 -c32 -d${String(seconds)}s through @proxyless/gateway (2 workers), node ${process.version}; load before: ${load}, after: ${uptime()}\n`);
+  console.log('| scenario | requests | req/s | p99 | failed (non-2xx + socket errors) |\n|---|---|---|---|---|');
+  for (const { scenario, result } of rows) console.log(`| ${scenario} | ${String(result.requests)} | ${result.rps.toFixed(0)} | ${result.p99} | ${result.errors} |`);
+}
+
+/** Clock ticks per second of /proc's CPU times (USER_HZ). */
+const ticksPerSecond = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** `pid` and its descendants (cluster workers, nginx workers). */
+function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    const kids = spawnSync('ps', ['-o', 'pid=', '--ppid', String(out[i])], { encoding: 'utf8' }).stdout.split('\n').map((l) => Number(l.trim())).filter((n) => n > 0);
+    out.push(...kids);
+  }
+  return out;
+}
+
+/** User + system CPU of `pids` from /proc, in clock ticks (a process that left counts 0). */
+function cpuTicks(pids: readonly number[]): number {
+  let sum = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      sum += Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of stat(5))
+    } catch {
+      // gone
+    }
+  }
+  return sum;
+}
+
+function uptime(): string {
+  return /load average: (.*)/.exec(spawnSync('uptime', { encoding: 'utf8' }).stdout)?.[1]?.trim() ?? '?';
 }
 
 await main();
