@@ -27,6 +27,7 @@ import { ForwardedAttempt, type ForwardedCall } from './request/forwarded-attemp
 import { classifyError, runRequest, sendRequest, type LoopHost, type LoopResponse, type Send } from './request/request-loop.js';
 import type { BufferedResponse, ClientResponse, ClientStats, EndpointStats } from './request/request-types.js';
 import { RetryBudget } from './request/retry-budget.js';
+import { Hedging } from './request/hedging.js';
 import { TimerQueue } from './request/timer-queue.js';
 
 /** The dispatcher's way to send an attempt (see {@link ProxylessClient.forward}). */
@@ -49,6 +50,8 @@ const sendForwarded: Send<ForwardedAttempt> = (pool, options, step) => new Forwa
  * - {@link ClientEvents.eject | `eject`} `(endpoint, durationMs)`: Outlier detection ejected the endpoint for `durationMs`.
  * - {@link ClientEvents.restore | `restore`} `(endpoint)`: An ejected endpoint returned to the pick set.
  * - {@link ClientEvents.panic | `panic`} `(active)`: Panic mode entered (`true`: too few endpoints available, balancing over all) or left (`false`).
+ * - {@link ClientEvents.hedge | `hedge`} `(endpoint, copy, afterMs)`: A hedged request sent another copy to `endpoint`.
+ * - {@link ClientEvents.hedgeSettled | `hedgeSettled`} `(winner, copy, cancelled)`: A request that sent hedges got its answer from `winner`; the other copies were cancelled.
  * - {@link ClientEvents.update | `update`} `(snapshot)`: The resolver published a snapshot the client applied.
  * - {@link ClientEvents.discoveryStale | `discoveryStale`} `(stale)`: Discovery turned stale (registry unreachable or silent, no leader, reset grace): the client keeps serving its last known endpoints.
  * - {@link ClientEvents.discoveryFresh | `discoveryFresh`} `(stale, durationMs)`: Discovery is fresh again after `durationMs` stale.
@@ -80,6 +83,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   readonly #set: EndpointSet;
   readonly #watch: ServiceWatch;
   readonly #budget: RetryBudget;
+  readonly #hedging: Hedging;
   readonly #host: LoopHost;
   readonly #doctor: ClientDoctor;
   readonly #telemetry: ClientTelemetry;
@@ -123,6 +127,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       emitAny(event, ...args);
     };
     this.#set = new EndpointSet(o, this.#balancer, emit);
+    this.#hedging = new Hedging(emit);
     // Telemetry hears the endpoints' health transitions from the set that reports them.
     this.#telemetry = new ClientTelemetry(o.service, this.#set);
     const staleness = (): DiscoveryStale | undefined => this.#stale;
@@ -135,6 +140,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       stoppedError: (call, context) => this.#stoppedError(call, context),
       waitForSnapshot: (req, call) => (this.#set.hasSnapshot ? undefined : this.#waitForSnapshot(req, call)),
       finished: (call) => this.#finished(call),
+      hedging: this.#hedging,
       get discoveryStale() {
         return staleness();
       },
@@ -467,6 +473,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
         lastConfirmedAt: this.#snapshot?.updatedAt,
         source: this.#snapshot?.source,
       },
+      hedges: { ...this.#hedging.counts },
       endpoints,
     };
   }

@@ -29,8 +29,9 @@ export type {
   ClientStats,
   EndpointStats,
   DiscoveryStats,
+  HedgeStats,
 } from './request/request-types.js';
-export type { RequestPolicy, RetryPolicy, PolicyOptions, RetryOptions } from './config/policy.js';
+export type { RequestPolicy, RetryPolicy, PolicyOptions, RetryOptions, HedgeOptions, HedgePolicy } from './config/policy.js';
 export type { ClientEvents } from './shared/events.js';
 export type { DiscoveryStale } from './shared/discovery-stale.js';
 export { telemetryReady } from './observe/otel-api.js';

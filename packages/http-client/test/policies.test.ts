@@ -91,7 +91,7 @@ describe('http-client: per-request policies', () => {
       ['retry.maxRetries', () => c.request({ path: '/', retry: { maxRetries: 1.5 } })],
       ['retry.retryOnStatuses', () => c.request({ path: '/', retry: { retryOnStatuses: [999] } })],
       ['retry.maxMs', () => c.policy({ retry: { initialMs: 100, maxMs: 10 } })],
-      ['policy', () => c.request({ path: '/', policy: { timeoutMs: 1, perTryTimeoutMs: 1, retry: false } })],
+      ['policy', () => c.request({ path: '/', policy: { timeoutMs: 1, perTryTimeoutMs: 1, retry: false, hedge: false } })],
     ];
     for (const [field, run] of cases) {
       await assert.rejects(async () => run(), (e: unknown) => e instanceof InvalidOptionError && e.option === field, field);

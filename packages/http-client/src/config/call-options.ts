@@ -19,7 +19,7 @@ import { buildPolicy, isRequestPolicy, type PolicyOptions, type RequestPolicy } 
  */
 export interface PerCallOptions extends PolicyOptions {
   /**
-   * The policy (deadline, per-try timeout, retries) for this call, built once
+   * The policy (deadline, per-try timeout, retries, hedging) for this call, built once
    * with {@link ProxylessClient.policy}. Default: the client's.
    */
   policy?: RequestPolicy;
@@ -55,11 +55,11 @@ export interface RequestOptions extends PerCallOptions {
 export interface ProxylessRequestInit extends RequestInit, PerCallOptions {}
 
 /** Every per-call key (the compiler keeps the list equal to the type). */
-const perCallKeys = optionKeys<PerCallOptions>({ policy: true, timeoutMs: true, perTryTimeoutMs: true, retry: true, priority: true, idempotent: true, hashKey: true }) as readonly (keyof PerCallOptions)[];
+const perCallKeys = optionKeys<PerCallOptions>({ policy: true, timeoutMs: true, perTryTimeoutMs: true, retry: true, priority: true, hedge: true, idempotent: true, hashKey: true }) as readonly (keyof PerCallOptions)[];
 
 const requestKeys = optionKeys<RequestOptions>({
   path: true, method: true, headers: true, body: true, signal: true, explain: true,
-  policy: true, timeoutMs: true, perTryTimeoutMs: true, retry: true, priority: true, idempotent: true, hashKey: true,
+  policy: true, timeoutMs: true, perTryTimeoutMs: true, retry: true, priority: true, hedge: true, idempotent: true, hashKey: true,
 });
 const requestKeySet: ReadonlySet<string> = new Set(requestKeys);
 
@@ -97,7 +97,7 @@ export function callPolicy(call: PerCallOptions, clientPolicy: RequestPolicy, pe
     if (!isRequestPolicy(call.policy)) throw new InvalidOptionError('policy', call.policy, 'must be a policy built by client.policy()');
     policy = call.policy;
   }
-  if (call.timeoutMs === undefined && call.perTryTimeoutMs === undefined && call.retry === undefined && call.priority === undefined) return policy;
+  if (call.timeoutMs === undefined && call.perTryTimeoutMs === undefined && call.retry === undefined && call.priority === undefined && call.hedge === undefined) return policy;
   // The call's keys were checked with its request: its policy fields are read in place, not copied.
   return buildPolicy(call, policy, perTryExplicit || call.policy !== undefined, false).policy;
 }

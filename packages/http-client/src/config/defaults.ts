@@ -35,6 +35,13 @@ export const clientDefaults = Object.freeze({
     retryOnStatuses: Object.freeze<number[]>([502, 503, 504]),
     budget: Object.freeze({ ratio: 0.2, windowMs: 10_000, minRetriesPerSecond: 10 }),
   }),
+  /**
+   * Hedging (off unless a policy sets `hedge`): one hedge (the Tail at Scale's
+   * figures are for one; gRPC A6 caps copies at 5), a percentile delay never
+   * below 5 ms (below it a hedge races answers still in the socket) and armed
+   * after 100 samples (a p95 of fewer is one or two samples).
+   */
+  hedge: Object.freeze({ maxHedges: 1, minDelayMs: 5, minSamples: 100 }),
 } as const);
 
 /** The shape of {@link clientDefaults} (a test may resolve options against another table of this shape). @internal */
@@ -57,6 +64,7 @@ export interface ClientDefaults {
     readonly retryOnStatuses: readonly number[];
     readonly budget: { readonly [K in keyof typeof clientDefaults.retry.budget]: number };
   };
+  readonly hedge: { readonly [K in keyof typeof clientDefaults.hedge]: number };
 }
 
 const ms = (min: number, max = 3_600_000): NumberRule => ({ integer: true, min, max });
@@ -87,5 +95,15 @@ export const clientLimits = Object.freeze({
   retry: {
     maxRetries: { integer: true, min: 0, max: 100 },
     budget: { ratio: { min: 0, max: 1000 }, windowMs: ms(1_000, 600_000), minRetriesPerSecond: { min: 0, max: 1e6 } },
+  },
+  hedge: {
+    // gRPC A6 caps maxAttempts at 5: four hedges after the first copy.
+    maxHedges: { integer: true, min: 1, max: 4 },
+    delayMs: ms(0, 600_000),
+    // Below the median most requests would be hedged.
+    percentile: { min: 50, max: 99.99 },
+    minDelayMs: ms(0, 600_000),
+    // The latency window keeps the last 1 000 answers.
+    minSamples: { integer: true, min: 1, max: 1000 },
   },
 } satisfies Record<string, NumberRule | Record<string, NumberRule | Record<string, NumberRule>>>);

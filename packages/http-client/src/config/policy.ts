@@ -42,9 +42,58 @@ export interface PolicyOptions {
    * sent (the server treats the request as `normal`).
    */
   priority?: RequestPriority;
+  /**
+   * Hedged requests (The Tail at Scale): when the first copy has not
+   * answered after a delay, send another copy to a different endpoint; the
+   * first answer wins and the other copies are cancelled. Default `false`
+   * (off): every hedge is extra load on the service, and only requests safe
+   * to send twice are hedged (an idempotent method, or `idempotent: true`,
+   * and a replayable body); others run as if hedging were off. Hedges are
+   * paid from the retry budget, so under overload they stop.
+   */
+  hedge?: HedgeOptions | false;
 }
 
-const policyKeys = optionKeys<PolicyOptions>({ timeoutMs: true, perTryTimeoutMs: true, retry: true, priority: true });
+/**
+ * When and how often a request is hedged. Set exactly one of `delayMs` and
+ * `percentile`.
+ * @example
+ * ```ts
+ * const hedged = client.policy({ hedge: { percentile: 95 } }); // a second copy after the set's recent p95
+ * await client.request({ path: '/users/42', policy: hedged });
+ * ```
+ */
+export interface HedgeOptions {
+  /** Fixed delay before each hedge, in ms. */
+  delayMs?: number;
+  /**
+   * Delay before each hedge as a percentile (50–99.99) of the latency of
+   * the client's recent answers (its last 1 000 successful attempts, every
+   * endpoint), as tower's `hedge` does. Until `minSamples` answers were
+   * seen the request is not hedged.
+   */
+  percentile?: number;
+  /** With `percentile`: the delay is never shorter than this, ms. Default 5. */
+  minDelayMs?: number;
+  /** With `percentile`: answers seen before hedging starts. Default 100 (at most 1 000). */
+  minSamples?: number;
+  /** Hedges per request after the first copy (1–4). Default 1. */
+  maxHedges?: number;
+}
+
+/** A resolved hedge policy (immutable). */
+export interface HedgePolicy {
+  readonly maxHedges: number;
+  /** The fixed delay, ms; undefined with `percentile`. */
+  readonly delayMs: number | undefined;
+  /** The latency percentile; undefined with a fixed `delayMs`. */
+  readonly percentile: number | undefined;
+  readonly minDelayMs: number;
+  readonly minSamples: number;
+}
+
+const policyKeys = optionKeys<PolicyOptions>({ timeoutMs: true, perTryTimeoutMs: true, retry: true, priority: true, hedge: true });
+const hedgeKeys = optionKeys<HedgeOptions>({ delayMs: true, percentile: true, minDelayMs: true, minSamples: true, maxHedges: true });
 const retryKeys = optionKeys<RetryOptions>({ maxRetries: true, initialMs: true, maxMs: true, retryOnStatuses: true });
 
 /** A resolved retry policy (immutable). */
@@ -72,6 +121,8 @@ export interface RequestPolicy {
   readonly retry: RetryPolicy | false;
   /** The priority sent with each attempt (`x-proxyless-priority`); `undefined`: none sent. */
   readonly priority?: RequestPriority | undefined;
+  /** `false` when requests are not hedged (the default). */
+  readonly hedge: HedgePolicy | false;
 }
 
 const policies = new WeakSet<RequestPolicy>();
@@ -140,7 +191,25 @@ export function buildPolicy(options: PolicyOptions, base: RequestPolicy | undefi
   if (priority !== undefined && !requestPriorities.includes(priority)) {
     throw new InvalidOptionError('priority', priority, `must be one of ${requestPriorities.map((p) => `'${p}'`).join(', ')}`);
   }
-  const policy: RequestPolicy = Object.freeze({ timeoutMs, perTryTimeoutMs, retry, priority });
+  const h = options.hedge;
+  const hedge = h === undefined ? (base?.hedge ?? false) : h === false ? false : buildHedge(h, d);
+  const policy: RequestPolicy = Object.freeze({ timeoutMs, perTryTimeoutMs, retry, priority, hedge });
   policies.add(policy);
   return { policy, perTryExplicit: explicit };
+}
+
+/** Validates a policy's `hedge`. */
+function buildHedge(h: HedgeOptions, d: ClientDefaults): HedgePolicy {
+  checkOptions('hedge', h);
+  checkKnownKeys('hedge', h, hedgeKeys, 'a hedge policy');
+  if ((h.delayMs === undefined) === (h.percentile === undefined)) {
+    throw new InvalidOptionError('hedge', h, 'must set exactly one of delayMs (a fixed delay) and percentile (e.g. { percentile: 95 })');
+  }
+  const l = clientLimits.hedge;
+  const maxHedges = checkNumber('hedge.maxHedges', h.maxHedges, d.hedge.maxHedges, l.maxHedges);
+  const delayMs = h.delayMs === undefined ? undefined : checkNumber('hedge.delayMs', h.delayMs, undefined, l.delayMs);
+  const percentile = h.percentile === undefined ? undefined : checkNumber('hedge.percentile', h.percentile, undefined, l.percentile);
+  const minDelayMs = checkNumber('hedge.minDelayMs', h.minDelayMs, d.hedge.minDelayMs, l.minDelayMs);
+  const minSamples = checkNumber('hedge.minSamples', h.minSamples, d.hedge.minSamples, l.minSamples);
+  return Object.freeze({ maxHedges, delayMs, percentile, minDelayMs, minSamples });
 }

@@ -34,16 +34,18 @@ function candidate(ep: Endpoint, chosen: boolean, recorded: number | undefined, 
  * synchronous, so the state read here is the state it saw). Off the hot path: only with `explain: true`.
  * @internal
  */
-export function explainPick(set: EndpointSet, chosen: Endpoint, compared: readonly Endpoint[], scores: readonly number[] | undefined, tried: ReadonlySet<Endpoint> | undefined, attempt: number, discoveryStale: boolean): PickExplanation {
+export function explainPick(set: EndpointSet, chosen: Endpoint, compared: readonly Endpoint[], scores: readonly number[] | undefined, tried: ReadonlySet<Endpoint> | undefined, attempt: number, discoveryStale: boolean, inFlight?: readonly Endpoint[]): PickExplanation {
   const balancer = set.balancer;
   const score = balancer.score === undefined ? undefined : (e: BalancerEndpoint): number => balancer.score?.(e) ?? 0;
   const recorded = compared.length > 0 && scores?.length === compared.length ? scores : undefined;
   const candidates = (compared.length > 0 ? compared : [chosen]).map((ep, i) => candidate(ep, ep === chosen, recorded?.[i], score));
   const excluded: { endpoint: string; reason: ExclusionReason }[] = [];
   for (const ep of set.endpoints) {
-    if (tried?.has(ep)) excluded.push({ endpoint: ep.info.label, reason: 'alreadyTried' });
+    if (inFlight?.includes(ep) === true) excluded.push({ endpoint: ep.info.label, reason: 'hedgeInFlight' });
+    else if (tried?.has(ep)) excluded.push({ endpoint: ep.info.label, reason: 'alreadyTried' });
     else if (!ep.available) excluded.push({ endpoint: ep.info.label, reason: ep.health.state.kind === 'open' ? 'breakerOpen' : 'ejected' });
   }
   for (const ep of set.draining) excluded.push({ endpoint: ep.info.label, reason: 'draining' });
-  return Object.freeze({ attempt, strategy: balancer.name, chosen: chosen.info.label, candidates: Object.freeze(candidates), excluded: Object.freeze(excluded), panic: set.panic, discoveryStale });
+  const hedge = inFlight !== undefined && inFlight.length > 0 ? ({ hedge: true } as const) : undefined;
+  return Object.freeze({ attempt, ...hedge, strategy: balancer.name, chosen: chosen.info.label, candidates: Object.freeze(candidates), excluded: Object.freeze(excluded), panic: set.panic, discoveryStale });
 }

@@ -183,8 +183,11 @@ export class RequestTrace {
     return span !== undefined && (span.isRecording() || this.#api.trace.isSpanContextValid(span.spanContext()));
   }
 
-  /** Starts one attempt's span; returns it with the headers to send (trace context injected). */
-  attempt(ep: Endpoint, attempt: number, pick: PickFacts | undefined, headers: TracedHeaders | undefined): AttemptTrace {
+  /**
+   * Starts one attempt's span; returns it with the headers to send (trace context injected).
+   * @param hedgeCopy - for a copy of a hedged request: 0 for the first copy, 1 for the first hedge…
+   */
+  attempt(ep: Endpoint, attempt: number, pick: PickFacts | undefined, headers: TracedHeaders | undefined, hedgeCopy?: number): AttemptTrace {
     const otel = this.#api;
     const attributes: OtelAttributes = {
       'http.request.method': this.#method,
@@ -194,6 +197,10 @@ export class RequestTrace {
       'proxyless.endpoint': ep.info.label,
     };
     if (attempt > 1) attributes['http.request.resend_count'] = attempt - 1;
+    if (hedgeCopy !== undefined) {
+      attributes['proxyless.hedge.copy'] = hedgeCopy;
+      attributes['proxyless.hedge'] = hedgeCopy > 0;
+    }
     if (pick !== undefined) {
       attributes['proxyless.pick.strategy'] = pick.strategy;
       attributes['proxyless.pick.candidates'] = pick.candidates.map((c) => c.info.label);
@@ -206,8 +213,11 @@ export class RequestTrace {
     return { span, headers: out, startedAt: performance.now(), ep };
   }
 
-  /** Ends an attempt: status or failure on its span, the health transition its outcome caused (as a span event), and the duration metric. */
-  attemptEnd(a: AttemptTrace, statusCode: number | undefined, failure: string | undefined, transition: HealthTransition | undefined): void {
+  /**
+   * Ends an attempt: status or failure on its span, the health transition its outcome caused (as a span event), and the duration metric.
+   * @param hedge - for a copy of a hedged request: `won` (its answer was kept) or `lost` (cancelled because another copy answered; not an error).
+   */
+  attemptEnd(a: AttemptTrace, statusCode: number | undefined, failure: string | undefined, transition: HealthTransition | undefined, hedge?: 'won' | 'lost'): void {
     if (transition !== undefined) this.#transitionEvent(a, transition);
     const attrs: OtelAttributes = { 'http.request.method': this.#method, 'server.address': a.ep.info.address, 'server.port': a.ep.info.port, 'proxyless.service': this.#service };
     if (statusCode !== undefined) attrs['http.response.status_code'] = statusCode;
@@ -217,7 +227,8 @@ export class RequestTrace {
     const span = a.span;
     if (span === undefined) return;
     if (statusCode !== undefined) span.setAttribute('http.response.status_code', statusCode);
-    if (failure !== undefined) {
+    if (hedge !== undefined) span.setAttribute('proxyless.hedge.result', hedge);
+    if (failure !== undefined && hedge !== 'lost') {
       span.setAttribute('error.type', failure);
       span.setStatus({ code: this.#api.SpanStatusCode.ERROR });
     }
@@ -236,6 +247,18 @@ export class RequestTrace {
   retry(attempt: number, delayMs: number, reason: string): void {
     this.#span?.addEvent('proxyless.retry', { 'proxyless.attempt': attempt, 'proxyless.delay_ms': delayMs, 'proxyless.reason': reason });
     this.#meter?.retries.add(1, { 'proxyless.service': this.#service, 'proxyless.reason': reason });
+  }
+
+  /** A hedged request sent copy `copy` (1 for the first hedge) `afterMs` after its first copy. */
+  hedge(copy: number, afterMs: number): void {
+    this.#span?.addEvent('proxyless.hedge', { 'proxyless.hedge.copy': copy, 'proxyless.hedge.after_ms': afterMs });
+    this.#meter?.events.add(1, { 'proxyless.service': this.#service, 'proxyless.event': 'proxyless.hedge' });
+  }
+
+  /** A hedged request's answer came from copy `copy` (0 the first) of `copies` sent. */
+  hedgeWinner(copy: number, copies: number): void {
+    this.#span?.setAttribute('proxyless.hedge.winner', copy);
+    this.#span?.setAttribute('proxyless.hedge.copies', copies);
   }
 
   /** The retry budget refused a retry the policy allowed. */

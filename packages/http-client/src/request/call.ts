@@ -65,8 +65,8 @@ export class StepSignal {
   }
 }
 
-/** Something a step can be stopped through. */
-interface Abortable {
+/** Something a step can be stopped through. @internal */
+export interface Abortable {
   abort(reason: Error): void;
 }
 
@@ -86,6 +86,11 @@ function onDueAfterIo(call: Call, reason: StopReason, step: Abortable, stalled: 
  * late, as on any loaded machine, still count: a hung endpoint must be found out under load too.
  */
 const STALL_MIN_MS = 20;
+
+/** Whether a timer found due at `nowMs`, due at `timerAt` after `delayMs`, fired late because this process stalled (see above). @internal */
+export function firedLate(nowMs: number, timerAt: number, delayMs: number): boolean {
+  return nowMs - timerAt > Math.max(STALL_MIN_MS, delayMs);
+}
 
 /**
  * What a holder outside the request layer (the dispatcher, for a caller's
@@ -199,8 +204,33 @@ export class Call implements TimerEntry, CallHandle {
   expired(nowMs: number): void {
     const step = this.#timedStep;
     this.#timedStep = undefined;
-    const stalled = nowMs - this.timerAt > Math.max(STALL_MIN_MS, this.#timedDelayMs);
+    const stalled = firedLate(nowMs, this.timerAt, this.#timedDelayMs);
     if (step !== undefined) setImmediate(onDueAfterIo, this, this.#timedReason, step, stalled);
+  }
+
+  /** The client's timer queue (a hedged request's copies and hedge delay use it too). */
+  get timers(): TimerQueue {
+    return this.#timers;
+  }
+
+  /**
+   * Starts the copies of a hedged request as one step, bounded by the
+   * deadline (each copy keeps its own per-try timer): the deadline, the
+   * caller and `destroy()` stop `group`, which stops every copy. `group` is
+   * stopped at once when the request already ended.
+   */
+  beginGroup(group: Abortable): void {
+    this.#step = group;
+    this.#stopped = this.#ended;
+    this.#stalled = false;
+    if (this.#ended !== undefined) {
+      group.abort(stopError(this.#ended));
+      return;
+    }
+    this.#timedStep = group;
+    this.#timedReason = 'deadline';
+    this.#timedDelayMs = this.remaining();
+    this.#timers.add(this, this.timeoutMs, this.deadline);
   }
 
   /** A backoff wait as a step: ends early when the request is stopped. */
@@ -263,8 +293,8 @@ export class Call implements TimerEntry, CallHandle {
   }
 }
 
-/** The error undici rejects a stopped attempt with (the request loop maps it to a typed error). */
-function stopError(reason: StopReason): Error {
+/** The error undici rejects a stopped attempt with (the request loop maps it to a typed error). @internal */
+export function stopError(reason: StopReason | 'hedgeLost'): Error {
   const error = new Error(`attempt stopped: ${reason}`);
   error.name = 'AbortError';
   return error;

@@ -18,14 +18,18 @@ import {
   type RequestErrorContext,
 } from '../shared/errors.js';
 import { isShedAnswer, type FailureKind } from '../shared/attempt-outcome.js';
-import type { Call, StepSignal, StopReason } from './call.js';
+import { firedLate, StepSignal, stopError, type Abortable, type Call, type StopReason } from './call.js';
 import { explainPick } from '../endpoints/pick-explanation.js';
 import type { DiscoveryStale } from '../shared/discovery-stale.js';
 import type { PickExplanation } from '../shared/pick-explanation-types.js';
-import { headerObject, pickFacts } from '../observe/tracing.js';
-import type { RequestPolicy } from '../config/policy.js';
+import { headerObject, pickFacts, type AttemptTrace } from '../observe/tracing.js';
+import type { HedgePolicy, RequestPolicy } from '../config/policy.js';
 import type { RetryBudget } from './retry-budget.js';
-import { isReplayableBody, isSafeToRetry, parseRetryAfter } from './retry.js';
+import { isReplayableBody, isSafeToRetry, isSafeToSendTwice, parseRetryAfter } from './retry.js';
+import type { Hedging } from './hedging.js';
+import type { TimerEntry, TimerList } from './timer-queue.js';
+import type { PickHandle } from '../endpoints/pick-handle.js';
+import type { EndpointInfo } from '../shared/endpoint-info.js';
 import type { ClientResponse, RequestOptions } from './request-types.js';
 
 /** An attempt's answer: its head, and a body the loop hands on or (before a retry) dumps. @internal */
@@ -80,6 +84,8 @@ export interface LoopHost {
   finished(call: Call): void;
   /** Set while discovery is stale (for errors and pick explanations). */
   readonly discoveryStale: DiscoveryStale | undefined;
+  /** Hedged requests' latency window, counters and events. */
+  readonly hedging: Hedging;
 }
 
 const FAILURE_KINDS: Record<string, FailureKind> = {
@@ -172,6 +178,16 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
   try {
     const waiting = host.waitForSnapshot(req, call);
     if (waiting !== undefined) await waiting;
+    const hedge = policy.hedge;
+    if (hedge !== false && isSafeToSendTwice(req.method ?? 'GET', req.idempotent, isReplayableBody(req.body))) {
+      // A percentile delay with too few samples yet: not hedged (tower's min_data_points).
+      const delayMs = host.hedging.delayFor(hedge);
+      if (delayMs !== undefined) {
+        host.budget.deposit(call.startedAt);
+        if (call.ended !== undefined && call.ended !== 'deadline') throw host.stoppedError(call, errorContext(host, 0, undefined));
+        return await new Hedged(host, req, policy, hedge, delayMs, call, send, waiting === undefined ? call.startedAt : performance.now()).run();
+      }
+    }
     const retry = policy.retry;
     let retries: Retries | undefined;
     // Opt-in records (explain: true) and the OpenTelemetry trace: both undefined, and free, by default.
@@ -210,6 +226,9 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
         const shed = isShedAnswer(result.statusCode, result.headers[shedHeader]);
         const outcome = shed ? 'shed' : host.failureStatus[result.statusCode] === 1 ? 'status' : 'success';
         const transition = handle.done(outcome, result.headers[loadReportHeader]);
+        // Only once a hedge policy asked for a percentile: one property read otherwise.
+        const latency = host.hedging.latency;
+        if (latency !== undefined && outcome === 'success') latency.record(performance.now() - startMs);
         if (span !== undefined) trace?.attemptEnd(span, result.statusCode, outcome === 'success' ? undefined : shed ? 'shed' : String(result.statusCode), transition);
         // A shed is retried whenever retries are on (like a connect failure: the handler did not run), whatever retryOnStatuses says.
         if (retry === false || (!shed && retry.retryStatus[result.statusCode] !== 1) || attempt > retry.maxRetries) {
@@ -267,5 +286,367 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
   } finally {
     call.finish();
     host.finished(call);
+  }
+}
+
+/** One copy of a hedged request: its pick, abort handle, span and per-try timer (an entry of the client's timer queue). */
+class Copy implements TimerEntry {
+  /** 0 for the first copy of the request, 1 for the first hedge… (retries go on counting). */
+  readonly n: number;
+  readonly handle: PickHandle;
+  readonly ep: Endpoint;
+  readonly step = new StepSignal();
+  readonly startMs: number;
+  readonly span: AttemptTrace | undefined;
+  readonly perTryMs: number;
+  /** Set when this copy was stopped by its own per-try timer, or cancelled because another copy answered. */
+  stopped: 'perTry' | 'lost' | undefined = undefined;
+  /** Its per-try timer fired late because this process stalled: the timeout is not the endpoint's fault. */
+  stalled = false;
+  timerAt = 0;
+  timerPrev: TimerEntry | undefined = undefined;
+  timerNext: TimerEntry | undefined = undefined;
+  timerList: TimerList | undefined = undefined;
+
+  constructor(n: number, handle: PickHandle, startMs: number, span: AttemptTrace | undefined, perTryMs: number) {
+    this.n = n;
+    this.handle = handle;
+    this.ep = handle.endpoint;
+    this.startMs = startMs;
+    this.span = span;
+    this.perTryMs = perTryMs;
+  }
+
+  expired(nowMs: number): void {
+    // After the next I/O poll, as call.ts does: an answer already read is not cut off as a timeout.
+    setImmediate(copyDue, this, firedLate(nowMs, this.timerAt, this.perTryMs));
+  }
+}
+
+function copyDue(copy: Copy, stalled: boolean): void {
+  if (copy.stopped !== undefined || copy.step.aborted) return;
+  copy.stopped = 'perTry';
+  copy.stalled = stalled;
+  copy.step.abort(stopError('perTry'));
+}
+
+function hedgeDue(hedged: { hedgeNow(): void }): void {
+  hedged.hedgeNow();
+}
+
+/**
+ * A hedged request (The Tail at Scale; the rules of gRPC A6 hedging, tower's
+ * `hedge` and Envoy's `hedge_on_per_try_timeout`): the first copy goes out
+ * at once, another every `delayMs` while none has answered, up to
+ * `maxHedges`, each to an endpoint no copy is in flight on (the balancer
+ * picks with those excluded) and each paid from the retry budget (A6's
+ * throttling: when the budget refuses, no more hedges for this request).
+ *
+ * The **answer** is the first response that would not be retried (any status
+ * outside `retryOnStatuses`): it wins, and every other copy is cancelled at
+ * once through its abort handle, ended as `cancelled` (its endpoint is not
+ * charged). A copy that fails in a way a retry could fix (a retried status,
+ * a transport error, its per-try timeout) does not end the request while
+ * another copy is in flight; the next hedge, if any, goes out at once (A6).
+ * When every copy of a round failed, the request retries as the plain loop
+ * does (policy, budget, backoff, deadline), and the retry may be hedged too.
+ *
+ * A cancelled copy's connection is closed (undici destroys the socket of a
+ * request aborted in flight; HTTP/1.1 cannot stop one request and keep the
+ * connection), so the server sees the cancellation and stops its work; the
+ * pool opens a new connection when it needs one. Reading the loser's answer
+ * to its end instead would keep the socket, but hold it (and the server's
+ * work) for as long as the slow copy takes — the very tail hedging cuts.
+ */
+class Hedged<B extends { dump(): Promise<unknown> }> implements Abortable, TimerEntry {
+  readonly #host: LoopHost;
+  readonly #req: RequestOptions;
+  readonly #policy: RequestPolicy;
+  readonly #delayMs: number;
+  readonly #call: Call;
+  readonly #send: Send<B>;
+  readonly #inFlight: Copy[] = [];
+  /** Endpoints this request used (in flight or failed): never picked again for it. */
+  readonly #exclude = new Set<Endpoint>();
+  readonly #tried: string[] = [];
+  readonly #picks: PickExplanation[] | undefined;
+  /** The request's headers, with the policy's priority when it names one. */
+  readonly #headers: RequestOptions['headers'];
+  #hedgesLeft: number;
+  #attempts = 0;
+  #copies = 0;
+  #retries = 0;
+  /** When the current round's first copy went out. */
+  #roundStart = 0;
+  #last: { failure: Failure<B>; ep: Endpoint } | undefined;
+  #settled = false;
+  #resolve: (response: LoopResponse<B>) => void = () => undefined;
+  #reject: (error: Error) => void = () => undefined;
+  timerAt = 0;
+  timerPrev: TimerEntry | undefined = undefined;
+  timerNext: TimerEntry | undefined = undefined;
+  timerList: TimerList | undefined = undefined;
+
+  constructor(host: LoopHost, req: RequestOptions, policy: RequestPolicy, hedge: HedgePolicy, delayMs: number, call: Call, send: Send<B>, startMs: number) {
+    this.#host = host;
+    this.#req = req;
+    this.#policy = policy;
+    this.#delayMs = Math.ceil(delayMs);
+    this.#call = call;
+    this.#send = send;
+    this.#hedgesLeft = hedge.maxHedges;
+    this.#picks = req.explain === true ? [] : undefined;
+    this.#headers = policy.priority === undefined ? req.headers : { ...headerObject(req.headers), [priorityHeader]: policy.priority };
+    this.#roundStart = startMs;
+  }
+
+  run(): Promise<LoopResponse<B>> {
+    return new Promise<LoopResponse<B>>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+      this.#round(this.#roundStart);
+    });
+  }
+
+  /** Starts a round: the group step (bounded by the deadline), its first copy, its hedge timer. */
+  #round(nowMs: number): void {
+    this.#roundStart = nowMs;
+    this.#call.beginGroup(this);
+    if (this.#call.ended !== undefined) {
+      this.#fail(this.#stopped(undefined));
+      return;
+    }
+    if (this.#launch(nowMs, false)) this.#armHedge(nowMs);
+  }
+
+  /** The call was stopped (deadline, caller, destroy): every copy in flight stops. */
+  abort(reason: Error): void {
+    this.#call.timers.remove(this);
+    for (const copy of this.#inFlight) copy.step.abort(reason);
+  }
+
+  /** The hedge timer is due (TimerEntry). */
+  expired(): void {
+    setImmediate(hedgeDue, this);
+  }
+
+  #armHedge(nowMs: number): void {
+    if (this.#hedgesLeft > 0) this.#call.timers.add(this, this.#delayMs, nowMs + this.#delayMs);
+  }
+
+  /** Sends a copy to an endpoint none of this request's copies used; false when there is none. */
+  #launch(nowMs: number, isHedge: boolean): boolean {
+    const host = this.#host;
+    const req = this.#req;
+    const trace = this.#call.trace;
+    const picks = this.#picks;
+    const context: PickContext & { candidates?: Endpoint[]; scores?: number[] } = { hashKey: req.hashKey, exclude: this.#exclude };
+    const compared: Endpoint[] | undefined = picks === undefined && trace === undefined ? undefined : (context.candidates = []);
+    const scores: number[] | undefined = picks === undefined ? undefined : (context.scores = []);
+    const handle = host.set.pick(context, nowMs);
+    if (handle.kind === 'empty') {
+      if (!isHedge) this.#fail(host.emptyError(this.#context(undefined), handle.reason));
+      return false;
+    }
+    const ep = handle.endpoint;
+    if (isHedge && this.#exclude.has(ep)) {
+      // The picker falls back to a used endpoint when no other is left: a hedge there would race itself.
+      handle.done('cancelled');
+      return false;
+    }
+    const attempt = ++this.#attempts;
+    const n = this.#copies++;
+    if (picks !== undefined) picks.push(explainPick(host.set, ep, compared ?? [], scores, this.#exclude, attempt, host.discoveryStale !== undefined, isHedge ? this.#inFlight.map((c) => c.ep) : undefined));
+    const span = trace?.attempt(ep, attempt, compared && pickFacts(host.set.balancer, compared, ep), this.#headers, n);
+    const perTryMs = this.#policy.perTryTimeoutMs;
+    const copy = new Copy(n, handle, nowMs, span, perTryMs);
+    this.#exclude.add(ep);
+    this.#inFlight.push(copy);
+    // The deadline is the group's timer; a per-try timeout only when it comes first.
+    if (nowMs + perTryMs < this.#call.deadline) this.#call.timers.add(copy, perTryMs, nowMs + perTryMs);
+    const signal = copy.step as unknown as EventEmitter;
+    this.#send(ep.pool, { method: req.method ?? 'GET', path: req.path, headers: span === undefined ? this.#headers : span.headers, body: req.body, signal }, copy.step).then(
+      (answer) => this.#answered(copy, answer),
+      (error: unknown) => this.#failed(copy, error),
+    );
+    return true;
+  }
+
+  /** Sends the next hedge now (its timer is due, or a copy failed while others are in flight). @internal */
+  hedgeNow(): void {
+    if (this.#settled || this.#hedgesLeft === 0 || this.#inFlight.length === 0 || this.#call.ended !== undefined) return;
+    const host = this.#host;
+    this.#call.timers.remove(this);
+    // No endpoint left that this request has not used: no hedge, and the budget is not charged for one.
+    let usable = host.set.availableCount;
+    for (const ep of this.#exclude) if (ep.available) usable--;
+    if (usable <= 0) {
+      this.#hedgesLeft = 0;
+      return;
+    }
+    const now = performance.now();
+    if (!host.budget.tryWithdraw(now)) {
+      // Under overload the budget is spent on retries: hedges stop first (A6 throttling).
+      this.#hedgesLeft = 0;
+      host.hedging.counts.refused++;
+      this.#call.trace?.budgetRefused(this.#attempts);
+      return;
+    }
+    if (!this.#launch(now, true)) {
+      this.#hedgesLeft = 0;
+      return;
+    }
+    this.#hedgesLeft--;
+    const copy = this.#inFlight[this.#inFlight.length - 1] as Copy;
+    host.hedging.counts.sent++;
+    const afterMs = now - this.#roundStart;
+    this.#call.trace?.hedge(copy.n, afterMs);
+    host.hedging.emit('hedge', copy.ep.info, copy.n, afterMs);
+    this.#armHedge(now);
+  }
+
+  #remove(copy: Copy): void {
+    const i = this.#inFlight.indexOf(copy);
+    if (i >= 0) this.#inFlight.splice(i, 1);
+    this.#call.timers.remove(copy);
+  }
+
+  #answered(copy: Copy, answer: Answer<B>): void {
+    this.#remove(copy);
+    if (copy.stopped === 'lost' || this.#settled) {
+      // Answered as it was cancelled: its handle is done; the body is nobody's.
+      answer.body.dump().catch(() => undefined);
+      return;
+    }
+    const host = this.#host;
+    const shed = isShedAnswer(answer.statusCode, answer.headers[shedHeader]);
+    const outcome = shed ? 'shed' : host.failureStatus[answer.statusCode] === 1 ? 'status' : 'success';
+    const transition = copy.handle.done(outcome, answer.headers[loadReportHeader]);
+    if (outcome === 'success') host.hedging.latency?.record(performance.now() - copy.startMs);
+    const retry = this.#policy.retry;
+    const failure = outcome === 'success' ? undefined : shed ? 'shed' : String(answer.statusCode);
+    // A shed answer is never the answer while another copy may still give one (the handler did not run).
+    if (!shed && (retry === false || retry.retryStatus[answer.statusCode] !== 1)) {
+      if (copy.span !== undefined) this.#call.trace?.attemptEnd(copy.span, answer.statusCode, failure, transition, this.#copies > 1 ? 'won' : undefined);
+      this.#win(copy, answer);
+      return;
+    }
+    if (copy.span !== undefined) this.#call.trace?.attemptEnd(copy.span, answer.statusCode, failure, transition);
+    this.#failure(copy, shed ? { kind: 'status', cause: undefined, response: answer, shed: true } : { kind: 'status', cause: undefined, response: answer });
+  }
+
+  #failed(copy: Copy, error: unknown): void {
+    this.#remove(copy);
+    if (copy.stopped === 'lost' || this.#settled) return;
+    const ended = this.#call.ended;
+    const kind = copy.stopped === 'perTry' || ended === 'deadline' ? 'timeout' : classifyError(error);
+    const outcome = ended === 'caller' || ended === 'destroyed' || copy.stalled ? 'cancelled' : kind;
+    const transition = copy.handle.done(outcome);
+    if (copy.span !== undefined) this.#call.trace?.attemptEnd(copy.span, undefined, outcome, transition);
+    this.#failure(copy, { kind, cause: error, response: undefined });
+  }
+
+  /** One copy failed: wait for the others, or (the last one) retry or give up as the plain loop does. */
+  #failure(copy: Copy, failure: Failure<B>): void {
+    this.#tried.push(copy.ep.info.label);
+    if (this.#last !== undefined) discard(this.#last.failure);
+    this.#last = { failure, ep: copy.ep };
+    if (this.#inFlight.length > 0) {
+      this.hedgeNow();
+      return;
+    }
+    this.#call.timers.remove(this);
+    const call = this.#call;
+    const host = this.#host;
+    const req = this.#req;
+    if (call.ended !== undefined) {
+      discard(failure);
+      this.#fail(this.#stopped(failure.cause));
+      return;
+    }
+    const retry = this.#policy.retry;
+    const attempts = this.#attempts;
+    const context = (): RequestErrorContext => this.#context(failure.cause);
+    // As the plain loop: a shed is as safe to resend as a connect failure, and never resent to an endpoint this request used.
+    if (retry === false || this.#retries >= retry.maxRetries || !isSafeToRetry(failure.shed ? 'connect' : failure.kind, req.method ?? 'GET', req.idempotent, isReplayableBody(req.body))
+      || (failure.shed === true && !hasUntried(host.set, this.#exclude, copy.ep))) {
+      this.#giveUp(failure, copy.ep, new RequestFailedError(failure.kind, context()));
+      return;
+    }
+    const now = performance.now();
+    let delay = backoffDelay(this.#retries, retry);
+    const retryAfter = failure.response && failure.shed !== true ? parseRetryAfter(failure.response.headers['retry-after']) : undefined;
+    if (retryAfter !== undefined) delay = Math.max(delay, Math.min(retryAfter, retry.maxMs));
+    if (now >= call.deadline) return this.#giveUp(failure, copy.ep, new DeadlineExceededError(call.timeoutMs, context()));
+    if (now + delay >= call.deadline) return this.#giveUp(failure, copy.ep, new RequestFailedError(failure.kind, context()));
+    if (!host.budget.tryWithdraw(now)) {
+      call.trace?.budgetRefused(attempts);
+      return this.#giveUp(failure, copy.ep, new RetryBudgetExhaustedError(context()));
+    }
+    discard(failure);
+    this.#last = undefined;
+    this.#retries++;
+    call.trace?.retry(attempts, delay, failure.kind);
+    call.end();
+    void this.#retryAfter(delay);
+  }
+
+  async #retryAfter(delay: number): Promise<void> {
+    if (delay > 0) await this.#call.wait(delay);
+    if (this.#call.ended !== undefined) this.#fail(this.#stopped(undefined));
+    else this.#round(performance.now());
+  }
+
+  /** `copy` answered: it wins, every other copy is cancelled now (ended as `cancelled`: not the endpoint's fault). */
+  #win(copy: Copy, answer: Answer<B>): void {
+    this.#settled = true;
+    const host = this.#host;
+    const call = this.#call;
+    call.timers.remove(this);
+    let cancelled: EndpointInfo[] | undefined;
+    const losers = this.#inFlight.splice(0);
+    for (const loser of losers) {
+      loser.stopped = 'lost';
+      call.timers.remove(loser);
+      const transition = loser.handle.done('cancelled');
+      if (loser.span !== undefined) call.trace?.attemptEnd(loser.span, undefined, 'cancelled', transition, 'lost');
+      loser.step.abort(stopError('hedgeLost'));
+      host.hedging.counts.cancelled++;
+      (cancelled ??= []).push(loser.ep.info);
+    }
+    if (this.#last !== undefined) discard(this.#last.failure);
+    if (this.#copies > 1) {
+      if (copy.n > 0) host.hedging.counts.won++;
+      call.trace?.hedgeWinner(copy.n, this.#copies);
+      host.hedging.emit('hedgeSettled', copy.ep.info, copy.n, cancelled ?? []);
+    }
+    const response: LoopResponse<B> = { statusCode: answer.statusCode, headers: answer.headers, body: answer.body, endpoint: copy.ep.info, attempts: this.#attempts };
+    if (this.#picks !== undefined) response.picks = this.#picks;
+    this.#resolve(response);
+  }
+
+  #giveUp(failure: Failure<B>, ep: Endpoint, error: Error): void {
+    this.#settled = true;
+    try {
+      this.#resolve(giveUp(failure, ep, this.#attempts, error, this.#picks));
+    } catch (thrown) {
+      this.#reject(thrown as Error);
+    }
+  }
+
+  #fail(error: Error): void {
+    this.#settled = true;
+    this.#call.timers.remove(this);
+    this.#reject(error);
+  }
+
+  #stopped(cause: unknown): Error {
+    const call = this.#call;
+    if (call.ended === 'deadline') return new DeadlineExceededError(call.timeoutMs, this.#context(cause));
+    return this.#host.stoppedError(call, this.#context(cause));
+  }
+
+  #context(cause: unknown): RequestErrorContext {
+    return { service: this.#host.service, attempts: this.#attempts, endpointsTried: this.#tried, cause, picks: this.#picks, discoveryStale: this.#host.discoveryStale };
   }
 }

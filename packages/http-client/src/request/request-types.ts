@@ -73,6 +73,18 @@ export interface DiscoveryStats {
   source: string | undefined;
 }
 
+/** Hedged requests of a client since it was created, in {@link ClientStats}. */
+export interface HedgeStats {
+  /** Hedges sent (copies after the first). */
+  sent: number;
+  /** Requests whose answer came from a hedge rather than the first copy. */
+  won: number;
+  /** Copies stopped because another copy answered first (their endpoints are not charged). */
+  cancelled: number;
+  /** Hedges the retry budget refused (none sent for that request after it). */
+  refused: number;
+}
+
 /** A point-in-time view of a client. */
 export interface ClientStats {
   service: string;
@@ -86,5 +98,7 @@ export interface ClientStats {
   retryBudget: number;
   /** The freshness of the endpoints' source. */
   discovery: DiscoveryStats;
+  /** Hedged requests (all 0 unless a policy sets `hedge`). */
+  hedges: HedgeStats;
   endpoints: EndpointStats[];
 }

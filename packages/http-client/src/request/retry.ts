@@ -8,6 +8,17 @@ export function isReplayableBody(body: unknown): boolean {
 }
 
 /**
+ * Whether a request may be sent twice: its method is idempotent (GET, HEAD,
+ * OPTIONS, PUT, DELETE, TRACE) or the caller marked it so, and its body can
+ * be replayed. The rule for hedging, and for retrying after a failure that
+ * may have reached the server.
+ * @internal
+ */
+export function isSafeToSendTwice(method: string, idempotent: boolean | undefined, replayable: boolean): boolean {
+  return replayable && (idempotent ?? IDEMPOTENT_METHODS.has(method));
+}
+
+/**
  * The retry safety rule.
  * - A request that never reached the server (`connect`) is always safe to resend.
  * - Otherwise only if the method is idempotent (GET, HEAD, OPTIONS, PUT,
@@ -18,7 +29,7 @@ export function isSafeToRetry(kind: FailureKind, method: string, idempotent: boo
   if (!replayable) return false;
   if (kind === 'connect') return true;
   if (kind === 'protocol' || kind === 'other') return false;
-  return idempotent ?? IDEMPOTENT_METHODS.has(method);
+  return isSafeToSendTwice(method, idempotent, replayable);
 }
 
 /**

@@ -25,6 +25,18 @@ export interface ClientEvents {
   shed: [endpoint: EndpointInfo];
   /** Panic mode entered (`true`: too few endpoints available, balancing over all) or left (`false`). */
   panic: [active: boolean];
+  /**
+   * A hedged request sent another copy to `endpoint` (`copy` 1 for the first
+   * hedge), `afterMs` after its first copy, none of the copies in flight
+   * having answered (see the `hedge` field of a policy).
+   */
+  hedge: [endpoint: EndpointInfo, copy: number, afterMs: number];
+  /**
+   * A request that sent hedges got its answer from `winner` (`copy` 0 is
+   * the first copy, 1 the first hedge…); the `cancelled` copies were stopped
+   * (their endpoints are not charged a failure).
+   */
+  hedgeSettled: [winner: EndpointInfo, copy: number, cancelled: readonly EndpointInfo[]];
   /** The resolver published a snapshot the client applied. */
   update: [snapshot: ServiceSnapshot];
   /** Discovery turned stale (registry unreachable or silent, no leader, reset grace): the client keeps serving its last known endpoints. */

@@ -7,7 +7,7 @@
 import type { EndpointLoadReport } from './load-report-types.js';
 
 /** Why an endpoint could not be picked for an attempt. */
-export type ExclusionReason = 'breakerOpen' | 'ejected' | 'draining' | 'alreadyTried';
+export type ExclusionReason = 'breakerOpen' | 'ejected' | 'draining' | 'alreadyTried' | 'hedgeInFlight';
 
 /** One candidate a choice-of-N strategy compared. */
 export interface PickCandidate {
@@ -28,6 +28,8 @@ export interface PickCandidate {
 export interface PickExplanation {
   /** 1 for the first attempt. */
   readonly attempt: number;
+  /** Set on a hedge: a copy sent while earlier copies were in flight (their endpoints are excluded as `hedgeInFlight`). */
+  readonly hedge?: true;
   /** The balancer's name, e.g. `peak-ewma`. */
   readonly strategy: string;
   /** `address:port` of the endpoint picked. */
