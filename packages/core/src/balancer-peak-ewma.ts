@@ -1,6 +1,7 @@
-import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
+import type { Balancer, BalancerEndpoint, PickContext, Picker, PickSignal } from './balancer.js';
 import { checkRandom, emptyPicker, pickOfChoices } from './balancer-util.js';
 import { checkNumber, checkOptions, optionKeys } from './validate.js';
+import { InvalidOptionError } from './errors.js';
 
 /** Options of {@link peakEwma}. */
 export interface PeakEwmaOptions {
@@ -14,7 +15,21 @@ export interface PeakEwmaOptions {
   defaultLatencyMs?: number;
   /** Random source in [0, 1), sampled as in `LeastRequestOptions.random`. Default `Math.random`. */
   random?: () => number;
+  /**
+   * Fuse what the servers report about their own load (`load.reported`,
+   * ORCA `endpoint-load-metrics`) into the cost, when both compared
+   * endpoints report it: requests in flight become `max(inFlight, rif)` (the
+   * server's count includes other clients'), and the cost is divided by the
+   * reported headroom `max(1 − utilization, 0.05)` (a queue's wait grows as
+   * 1 / (1 − ρ)). An endpoint that does not report is compared exactly as
+   * without the option. Default `false`; the balancer is then named
+   * `peak-ewma-reported`.
+   */
+  reportedLoad?: boolean;
 }
+
+/** The least headroom {@link peakEwma}'s `reportedLoad` counts: a report of utilisation ≥ 0.95 multiplies the cost by 20, no more. */
+const MIN_HEADROOM = 0.05;
 
 /**
  * Peak EWMA (Finagle/Linkerd): each endpoint costs `ewmaMs × (inFlight + 1)`
@@ -30,7 +45,20 @@ export interface PeakEwmaOptions {
  * attract traffic. Peak semantics make the penalty take effect at once and
  * fade over the decay window.
  *
- * The default balancer of `@proxyless/http-client`.
+ * With `reportedLoad: true` (named `peak-ewma-reported`), the servers' own
+ * reports join the cost where both compared endpoints send them:
+ * `ewmaMs × (max(inFlight, rif) + 1) / max(1 − utilization, 0.05)`. Latency
+ * stays a factor, so a slow or hung endpoint loses as before, while one that
+ * is saturated but still answering fast (a CPU-bound neighbour, a queue in
+ * front of a fast handler) loses before its latency rises. An option rather
+ * than a new balancer: it is the same P2C over the same cost, and an
+ * endpoint that never reports is compared exactly as without it.
+ *
+ * Explained picks push the {@link PickSignal} that moved the costs most in
+ * the winner's favour (`latency`, `in-flight`, `reported-rif`,
+ * `reported-utilization`; `random` on a tie, `only-choice` alone).
+ *
+ * The default balancer of `@proxyless/http-client` (without `reportedLoad`).
  *
  * @example
  * ```ts
@@ -40,18 +68,22 @@ export interface PeakEwmaOptions {
  * ```
  */
 export function peakEwma(options: PeakEwmaOptions = {}): Balancer {
-  checkOptions('peakEwma', options, optionKeys<PeakEwmaOptions>({ defaultLatencyMs: true, random: true }));
+  checkOptions('peakEwma', options, optionKeys<PeakEwmaOptions>({ defaultLatencyMs: true, random: true, reportedLoad: true }));
   const defaultLatencyMs = checkNumber('defaultLatencyMs', options.defaultLatencyMs, 0, { min: 0 });
   const random = checkRandom('random', options.random);
+  const reportedLoad: unknown = options.reportedLoad ?? false;
+  if (typeof reportedLoad !== 'boolean') throw new InvalidOptionError('reportedLoad', reportedLoad, 'must be a boolean');
   const score = (e: BalancerEndpoint): number => {
     const l = e.load;
     // Read once: `ewmaMs` may be a getter that decays the estimate (and reads a clock).
     const raw = l.ewmaMs;
     const ewma = raw > 0 ? raw : defaultLatencyMs;
-    return ewma * (l.inFlight + 1);
+    if (!reportedLoad) return ewma * (l.inFlight + 1);
+    const r = l.reported;
+    return (ewma * (Math.max(l.inFlight, r?.rif ?? 0) + 1)) / headroom(r?.utilization);
   };
-  // The two costs of one comparison (one scratch object: no allocation per pick).
-  const costs = { a: 0, b: 0 };
+  // The two costs of one comparison and their factors (one scratch object: no allocation per pick).
+  const costs = { a: 0, b: 0, ea: 0, eb: 0, ia: 0, ib: 0, pa: 0, pb: 0, ha: 1, hb: 1 };
   const compare = (a: BalancerEndpoint, b: BalancerEndpoint): typeof costs => {
     const la = a.load;
     const lb = b.load;
@@ -62,8 +94,37 @@ export function peakEwma(options: PeakEwmaOptions = {}): Balancer {
     // Neutral default: an endpoint without data is assumed as fast as the other.
     if (!(ea > 0)) ea = eb > 0 ? eb : 1;
     if (!(eb > 0)) eb = ea;
-    costs.a = ea * (la.inFlight + 1);
-    costs.b = eb * (lb.inFlight + 1);
+    const ia = la.inFlight;
+    const ib = lb.inFlight;
+    let pa = ia;
+    let pb = ib;
+    let ha = 1;
+    let hb = 1;
+    if (reportedLoad) {
+      const qa = la.reported;
+      const qb = lb.reported;
+      // Only between two reporting endpoints: one that does not report is compared as without reports.
+      if (qa !== undefined && qb !== undefined) {
+        if (qa.rif !== undefined && qb.rif !== undefined) {
+          pa = Math.max(pa, qa.rif);
+          pb = Math.max(pb, qb.rif);
+        }
+        if (qa.utilization !== undefined && qb.utilization !== undefined) {
+          ha = headroom(qa.utilization);
+          hb = headroom(qb.utilization);
+        }
+      }
+    }
+    costs.ea = ea;
+    costs.eb = eb;
+    costs.ia = ia;
+    costs.ib = ib;
+    costs.pa = pa;
+    costs.pb = pb;
+    costs.ha = ha;
+    costs.hb = hb;
+    costs.a = (ea * (pa + 1)) / ha;
+    costs.b = (eb * (pb + 1)) / hb;
     return costs;
   };
   const cheaper = (a: BalancerEndpoint, b: BalancerEndpoint): boolean => {
@@ -71,29 +132,63 @@ export function peakEwma(options: PeakEwmaOptions = {}): Balancer {
     return c.a < c.b;
   };
   /** The explained pick: the same choice, recording the costs exactly as they were compared. */
-  const pickExplained = (endpoints: readonly BalancerEndpoint[], context: PickContext, scores: number[]): BalancerEndpoint | undefined => {
+  const pickExplained = (endpoints: readonly BalancerEndpoint[], context: PickContext): BalancerEndpoint | undefined => {
     const candidates = context.candidates ?? [];
     const compared = new Map<BalancerEndpoint, number>();
+    let signal: PickSignal = 'only-choice';
     const picked = pickOfChoices(endpoints, random, 2, context.exclude, (a, b) => {
       const c = compare(a, b);
       compared.set(a, c.a).set(b, c.b);
+      signal = decidingSignal(c);
       return c.a < c.b;
     }, candidates);
-    for (const candidate of candidates) scores.push(compared.get(candidate) ?? score(candidate));
+    if (context.scores !== undefined) for (const candidate of candidates) context.scores.push(compared.get(candidate) ?? score(candidate));
+    if (picked !== undefined) context.signals?.push(signal);
     return picked;
   };
   return {
-    name: 'peak-ewma',
+    name: reportedLoad ? 'peak-ewma-reported' : 'peak-ewma',
     score,
     createPicker<E extends BalancerEndpoint>(endpoints: readonly E[]): Picker<E> {
       if (endpoints.length === 0) return emptyPicker(endpoints);
       return {
         endpoints,
         pick(context?: PickContext): E | undefined {
-          if (context?.scores !== undefined) return pickExplained(endpoints, context, context.scores) as E | undefined;
+          if (context?.scores !== undefined || context?.signals !== undefined) return pickExplained(endpoints, context) as E | undefined;
           return pickOfChoices(endpoints, random, 2, context?.exclude, cheaper, context?.candidates);
         },
       };
     },
   };
+}
+
+/** `1 − utilization`, at least {@link MIN_HEADROOM} (1 when not reported). */
+function headroom(utilization: number | undefined): number {
+  return utilization === undefined ? 1 : Math.max(1 - utilization, MIN_HEADROOM);
+}
+
+/**
+ * Which factor of two compared costs decided: the one whose ratio moved the
+ * most in the winner's favour (latency, this client's in flight, the
+ * server's extra in flight, the reported headroom); `random` on a tie.
+ */
+function decidingSignal(c: { a: number; b: number; ea: number; eb: number; ia: number; ib: number; pa: number; pb: number; ha: number; hb: number }): PickSignal {
+  if (c.a === c.b) return 'random';
+  // Every factor as log(a's / b's), positive when it makes a costlier; the winner's side is the sign of the total.
+  const sign = c.a < c.b ? -1 : 1;
+  const factors: readonly [PickSignal, number][] = [
+    ['latency', Math.log(c.ea / c.eb)],
+    ['in-flight', Math.log((c.ia + 1) / (c.ib + 1))],
+    ['reported-rif', Math.log((c.pa + 1) / (c.pb + 1)) - Math.log((c.ia + 1) / (c.ib + 1))],
+    ['reported-utilization', Math.log(c.hb / c.ha)],
+  ];
+  let best: PickSignal = 'latency';
+  let most = 0;
+  for (const [signal, value] of factors) {
+    if (sign * value > most) {
+      most = sign * value;
+      best = signal;
+    }
+  }
+  return best;
 }

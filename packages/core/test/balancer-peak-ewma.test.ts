@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
 import fc from 'fast-check';
 import { peakEwma } from '../src/balancer-peak-ewma.js';
-import type { BalancerEndpoint } from '../src/balancer.js';
+import type { BalancerEndpoint, PickSignal, ReportedLoadView } from '../src/balancer.js';
 import { InvalidOptionError } from '../src/errors.js';
 import { endpoint, endpoints, seeded, tally } from './balancer-fixtures.js';
 
@@ -89,5 +89,81 @@ describe('peakEwma()', () => {
 
   it('rejects a negative defaultLatencyMs', () => {
     assert.throws(() => peakEwma({ defaultLatencyMs: -1 }), (e: unknown) => e instanceof InvalidOptionError && e.option === 'defaultLatencyMs');
+  });
+});
+
+describe('peakEwma({ reportedLoad: true })', () => {
+  const view = (utilization: number | undefined, rif?: number): ReportedLoadView => ({ utilization, rif, rps: 100, eps: 0, latencyMs: undefined, ageMs: 0, report: {} });
+  type Reporting = ReturnType<typeof endpoint> & { load: { reported?: ReportedLoadView | undefined } };
+  const reporting = (key: string, ewmaMs: number, inFlight: number, reported: ReportedLoadView | undefined): Reporting => {
+    const e = endpoint(key, {}, { ewmaMs, inFlight }) as Reporting;
+    e.load.reported = reported;
+    return e;
+  };
+  const explained = (balancer: ReturnType<typeof peakEwma>, set: BalancerEndpoint[]): { key: string; signal: PickSignal | undefined; scores: number[] } => {
+    const signals: PickSignal[] = [];
+    const scores: number[] = [];
+    const picked = balancer.createPicker(set).pick({ candidates: [], scores, signals })!;
+    return { key: picked.instance.key, signal: signals[0], scores };
+  };
+
+  it('is named peak-ewma-reported and rejects a non-boolean', () => {
+    assert.equal(peakEwma({ reportedLoad: true }).name, 'peak-ewma-reported');
+    assert.equal(peakEwma().name, 'peak-ewma');
+    assert.throws(() => peakEwma({ reportedLoad: 'yes' as never }), /reportedLoad/);
+  });
+
+  it('prefers the endpoint with more reported headroom when latency and in-flight are equal, and says so', () => {
+    const set = [reporting('busy', 10, 0, view(0.9)), reporting('idle', 10, 0, view(0.1))];
+    for (let i = 0; i < 20; i++) {
+      const r = explained(peakEwma({ reportedLoad: true, random: seeded(i) }), set);
+      assert.equal(r.key, 'idle');
+      assert.equal(r.signal, 'reported-utilization');
+    }
+    const picker = peakEwma({ random: seeded(3) }).createPicker(set);
+    const counts = tally(() => picker.pick(), 200);
+    assert.ok((counts.get('busy') ?? 0) > 50, 'without the option, reports are not read: a tie, shared');
+  });
+
+  it("counts the server's requests in flight (all clients') when it reports more than this client has", () => {
+    const set = [reporting('queued', 10, 1, view(0.5, 12)), reporting('free', 10, 2, view(0.5, 2))];
+    const r = explained(peakEwma({ reportedLoad: true, random: seeded(5) }), set);
+    assert.equal(r.key, 'free');
+    assert.equal(r.signal, 'reported-rif');
+    const p = explained(peakEwma({ random: seeded(5) }), set);
+    assert.equal(p.key, 'queued', 'without the option: fewer in flight from this client wins');
+    assert.equal(p.signal, 'in-flight');
+  });
+
+  it('still follows latency: a slow endpoint loses to a fast one that reports higher utilisation within reason', () => {
+    const set = [reporting('slow', 200, 0, view(0.2)), reporting('fast', 10, 0, view(0.7))];
+    const r = explained(peakEwma({ reportedLoad: true, random: seeded(2) }), set);
+    assert.equal(r.key, 'fast');
+    assert.equal(r.signal, 'latency');
+  });
+
+  it('compares an endpoint that does not report exactly as without the option (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(fc.double({ min: 0.1, max: 1000, noNaN: true }), fc.nat(20), fc.option(fc.tuple(fc.double({ min: 0, max: 3, noNaN: true }), fc.nat(50)), { nil: undefined })),
+          { minLength: 2, maxLength: 20 },
+        ),
+        fc.integer(),
+        (loads, seed) => {
+          // At most one endpoint reports: no comparison has two reporting endpoints.
+          const set = loads.map(([ewmaMs, inFlight, r], i) => reporting(`e${i}`, ewmaMs, inFlight, i === 0 && r !== undefined ? view(r[0], r[1]) : undefined));
+          const fused = peakEwma({ reportedLoad: true, random: seeded(seed) }).createPicker(set);
+          const plain = peakEwma({ random: seeded(seed) }).createPicker(set);
+          for (let k = 0; k < 10; k++) assert.equal(fused.pick()?.instance.key, plain.pick()?.instance.key);
+        },
+      ),
+    );
+  });
+
+  it('explains plain peak EWMA picks by latency or in-flight, and a lone endpoint as the only choice', () => {
+    assert.equal(explained(peakEwma({ random: seeded(1) }), [reporting('a', 5, 0, undefined), reporting('b', 50, 0, undefined)]).signal, 'latency');
+    assert.equal(explained(peakEwma({ random: seeded(1) }), [reporting('a', 5, 3, undefined), reporting('b', 5, 0, undefined)]).signal, 'in-flight');
+    assert.equal(explained(peakEwma({ random: seeded(1) }), [reporting('a', 5, 0, undefined)]).signal, 'only-choice');
   });
 });
