@@ -1,0 +1,331 @@
+/**
+ * Balancer testbed (issue 22): backends of known, changing capacity, an open
+ * loop at a fixed share of it, every balancer in turn on the same schedule,
+ * in one run.
+ *
+ * - BACKENDS backend processes (testbed-backend.ts: node:http +
+ *   `@proxyless/load-report` from dist, so every response carries
+ *   `endpoint-load-metrics`), 5 worker slots each (BENCH_SLOTS=4,5,6: in
+ *   turn, a mixed fleet) and a queue in front (64, then 503); service time
+ *   40 ms + exponential(40 ms), a timer: 750 req/s in all at 12 backends,
+ *   little CPU for two shared cores.
+ * - Antagonists: the run is cut into periods of PERIOD_S; every second period
+ *   one quarter of the backends (i % 4 = k, rotating) loses capacity: half its
+ *   slots, or (alternating) +80 ms per request (the same halving of capacity,
+ *   but one a latency balancer can see). Same schedule for every balancer.
+ * - Load: Poisson arrivals at LOAD × the full capacity (70–85 %: with a quarter
+ *   antagonised, the rest then run hotter), through `@proxyless/http-client`
+ *   (dist), a fresh client per balancer, 2 s deadline, defaults otherwise.
+ *   First every client is warmed together for BLACKOUT_S (gRPC A58 ignores an
+ *   endpoint's reports for its first 10 s), then each runs WARM_S + SECONDS alone.
+ *
+ * Per balancer: p50/p99/p99.9 of every request (failures count with their
+ * time), errors, the load generator's lag (issued − scheduled: when it is
+ * large the machine, not the balancer, made the tail), and per-backend utilisation (busy slots ÷ slots, sampled by
+ * the backends): per 1 s, max/avg and p95/avg across backends (p95
+ * interpolated between ranks), averaged over the run. Draws bench/results/balancer-testbed.svg: p99 per second per
+ * balancer and a utilisation heat map per balancer, antagonist periods marked.
+ *
+ * Run (after `npm run build`; ~6 × (SECONDS + 4) s + 12 s):
+ *   flock -x /tmp/proxyless-heavy.lock npm run bench -- bench/balancer-testbed.bench.ts
+ * Knobs: BENCH_SECONDS=30 BENCH_PERIOD_S=3 BENCH_LOAD=0.75 BENCH_BACKENDS=12
+ * BENCH_WARM_S=2 BENCH_BLACKOUT_S=11 BENCH_SLOTS=5 BENCH_BALANCERS='round robin,peak EWMA'
+ * BENCH_SVG=<path>; a short run: BENCH_SECONDS=12.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { dirname, relative } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ProxylessClient } from '@proxyless/http-client';
+import type { StaticResolver } from '@proxyless/core';
+import { loadBuild, describeCheckout, THIS_TREE, type Build } from './support/builds.js';
+import { selectBalancers, type BalancerChoice } from './support/balancers.js';
+import { freePorts } from './support/processes.js';
+import { epochNow, percentile, percentileInterpolated, poissonArrivals, settle, startTestbed, type BackendSpec, type TestbedBackend } from './support/testbed.js';
+import { heatKey, heatmap, lineChart, PALETTE, svgDocument, type Band } from './support/svg.js';
+
+const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 30);
+const PERIOD_S = Number(process.env['BENCH_PERIOD_S'] ?? 3);
+const LOAD = Number(process.env['BENCH_LOAD'] ?? 0.75);
+const BACKENDS = Number(process.env['BENCH_BACKENDS'] ?? 12);
+const WARM_S = Number(process.env['BENCH_WARM_S'] ?? 2);
+const BLACKOUT_S = Number(process.env['BENCH_BLACKOUT_S'] ?? 11);
+const SVG_PATH = process.env['BENCH_SVG'] ?? fileURLToPath(new URL('./results/balancer-testbed.svg', import.meta.url));
+const DEADLINE_MS = 2_000;
+const BIN_MS = 1_000;
+const SAMPLE_MS = 250;
+const SLOTS = (process.env['BENCH_SLOTS'] ?? '5').split(',').map(Number);
+const BASE_MS = 40;
+const EXP_MS = 40;
+const ANTAGONIST_EXTRA_MS = 80;
+
+/** One antagonist period: which backends, what it does, when (s from the run's start). */
+interface Antagonist {
+  from: number;
+  to: number;
+  backends: number[];
+  kind: 'halve' | 'delay';
+}
+
+function schedule(): Antagonist[] {
+  const out: Antagonist[] = [];
+  const groups = Math.min(4, BACKENDS);
+  for (let k = 1, n = 0; (k + 1) * PERIOD_S <= SECONDS; k += 2, n++) {
+    const g = n % groups;
+    out.push({
+      from: k * PERIOD_S,
+      to: (k + 1) * PERIOD_S,
+      backends: Array.from({ length: BACKENDS }, (_, i) => i).filter((i) => i % groups === g),
+      kind: n % 2 === 0 ? 'halve' : 'delay',
+    });
+  }
+  return out;
+}
+
+interface RunResult {
+  name: string;
+  requests: number;
+  errors: number;
+  errorKinds: Map<string, number>;
+  p50: number;
+  p99: number;
+  p999: number;
+  /** p99 per BIN_MS bin (by scheduled time). */
+  p99Bins: number[];
+  /** Utilisation per backend per bin. */
+  util: number[][];
+  utilAvg: number;
+  maxOverAvg: number;
+  p95OverAvg: number;
+  /** p99 of (issued − scheduled) arrival times, ms: the generator's own lag. */
+  lagP99: number;
+  /** Load generator's CPU µs per request. */
+  cpuUsPerRequest: number;
+  offered: number;
+}
+
+function newClient(build: Build, ports: number[], choice: BalancerChoice): { client: ProxylessClient; resolver: StaticResolver } {
+  const resolver = new build.core.StaticResolver({ services: { svc: ports.map((port) => ({ address: '127.0.0.1', port })) } });
+  const balancer = choice.make();
+  const client = build.http.createClient({ service: 'svc', resolver, timeoutMs: DEADLINE_MS, logger: false, ...(balancer !== undefined ? { balancer } : {}) });
+  return { client, resolver };
+}
+
+/** Sends one request; records its time from the scheduled arrival and its outcome. */
+async function send(client: ProxylessClient, scheduledAt: number, record?: (latencyMs: number, error: string | undefined) => void): Promise<void> {
+  let error: string | undefined;
+  try {
+    const res = await client.request('/');
+    await res.body.dump();
+    if (res.statusCode !== 200) error = `HTTP ${res.statusCode}`;
+  } catch (e) {
+    error = (e as { code?: string }).code ?? (e as Error).name;
+  }
+  record?.(performance.now() - scheduledAt, error);
+}
+
+/** Loads every client together for `s` seconds at `rate` in all (unrecorded): past A58's blackout, every client has reports. */
+async function warmTogether(clients: ProxylessClient[], rate: number, s: number): Promise<void> {
+  const pending = new Set<Promise<void>>();
+  let i = 0;
+  await poissonArrivals(rate, s * 1000, rate * s * 2, (at) => {
+    const p = send(clients[i++ % clients.length]!, at);
+    pending.add(p);
+    void p.finally(() => pending.delete(p));
+  });
+  await settle(pending, DEADLINE_MS + 500);
+}
+
+async function runOne(name: string, client: ProxylessClient, backends: TestbedBackend[], plan: Antagonist[], rate: number): Promise<RunResult> {
+  const pending = new Set<Promise<void>>();
+  const track = (p: Promise<void>): void => {
+    pending.add(p);
+    void p.finally(() => pending.delete(p));
+  };
+  // Warm-up at the full rate: connections and estimates settle; not recorded.
+  await poissonArrivals(rate, WARM_S * 1000, rate * WARM_S * 2, (at) => track(send(client, at)));
+  const latencies: number[] = [];
+  const bins: number[][] = Array.from({ length: Math.ceil((SECONDS * 1000) / BIN_MS) }, () => []);
+  const errorKinds = new Map<string, number>();
+  let errors = 0;
+  const t0 = performance.now();
+  const epoch0 = epochNow();
+  const timers = plan.flatMap((a) => [
+    setTimeout(() => {
+      for (const i of a.backends) {
+        const b = backends[i]!;
+        b.set(a.kind === 'halve' ? { slots: Math.max(1, Math.floor(b.spec.slots / 2)) } : { extraMs: ANTAGONIST_EXTRA_MS });
+      }
+    }, a.from * 1000),
+    setTimeout(() => {
+      for (const i of a.backends) backends[i]!.set({ slots: backends[i]!.spec.slots, extraMs: 0 });
+    }, a.to * 1000),
+  ]);
+  const lags: number[] = [];
+  const cpu0 = process.cpuUsage();
+  const offered = await poissonArrivals(rate, SECONDS * 1000, rate * SECONDS * 2, (at) => {
+    lags.push(performance.now() - at);
+    track(
+      send(client, at, (ms, error) => {
+        latencies.push(ms);
+        bins[Math.min(bins.length - 1, Math.floor((at - t0) / BIN_MS))]!.push(ms);
+        if (error !== undefined) {
+          errors++;
+          errorKinds.set(error, (errorKinds.get(error) ?? 0) + 1);
+        }
+      }),
+    );
+  });
+  await settle(pending, DEADLINE_MS + 1_000);
+  const cpu = process.cpuUsage(cpu0);
+  for (const t of timers) clearTimeout(t);
+  for (const b of backends) b.set({ slots: b.spec.slots, extraMs: 0 });
+
+  const sorted = Float64Array.from(latencies).sort();
+  const p99Bins = bins.map((xs) => percentile(Float64Array.from(xs).sort(), 99));
+  // Utilisation per backend per bin, from the samples whose middle falls in the bin.
+  const util = backends.map((b) => {
+    const sums = new Array<number>(bins.length).fill(0);
+    const counts = new Array<number>(bins.length).fill(0);
+    for (const s of b.samples) {
+      const bin = Math.floor((s.t - SAMPLE_MS / 2 - epoch0) / BIN_MS);
+      if (bin < 0 || bin >= bins.length) continue;
+      sums[bin]! += s.u;
+      counts[bin]!++;
+    }
+    return sums.map((sum, i) => (counts[i]! > 0 ? sum / counts[i]! : NaN));
+  });
+  const maxRatios: number[] = [];
+  const p95Ratios: number[] = [];
+  const avgs: number[] = [];
+  for (let bin = 0; bin < bins.length; bin++) {
+    const us = util.map((row) => row[bin]!).filter(Number.isFinite);
+    if (us.length < backends.length) continue;
+    const avg = us.reduce((s, x) => s + x, 0) / us.length;
+    if (avg <= 0) continue;
+    us.sort((a, b) => a - b);
+    avgs.push(avg);
+    maxRatios.push(us[us.length - 1]! / avg);
+    p95Ratios.push(percentileInterpolated(us, 95) / avg);
+  }
+  const mean = (xs: number[]): number => (xs.length === 0 ? NaN : xs.reduce((s, x) => s + x, 0) / xs.length);
+  return {
+    name,
+    requests: latencies.length,
+    errors,
+    errorKinds,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    p999: percentile(sorted, 99.9),
+    p99Bins,
+    util,
+    utilAvg: mean(avgs),
+    maxOverAvg: mean(maxRatios),
+    p95OverAvg: mean(p95Ratios),
+    lagP99: percentile(Float64Array.from(lags).sort(), 99),
+    cpuUsPerRequest: (cpu.user + cpu.system) / Math.max(1, offered),
+    offered,
+  };
+}
+
+function drawSvg(results: RunResult[], plan: Antagonist[], backends: TestbedBackend[]): string {
+  const width = 960;
+  const chartH = 300;
+  const mapH = 22 + backends.length * 9;
+  const bands: Band[] = plan.map((a) => ({ from: a.from, to: a.to, label: `${a.kind === 'halve' ? '½ slots' : `+${ANTAGONIST_EXTRA_MS} ms`}: b${a.backends.join(',b')}` }));
+  const allP99 = results.flatMap((r) => r.p99Bins).filter(Number.isFinite);
+  const parts = [
+    lineChart({
+      x: 0,
+      y: 0,
+      width,
+      height: chartH,
+      title: `p99 latency per second, ${BACKENDS} backends at ${Math.round(LOAD * 100)} % of capacity; shaded: antagonist periods`,
+      xLabel: 's',
+      yLabel: 'p99 ms (log)',
+      series: results.map((r, i) => ({ name: r.name, color: PALETTE[i % PALETTE.length]!, points: r.p99Bins.map((y, bin) => [((bin + 0.5) * BIN_MS) / 1000, y] as [number, number]) })),
+      bands,
+      xMax: SECONDS,
+      yMin: 20,
+      yMax: Math.max(100, ...allP99) * 1.1,
+      logY: true,
+    }),
+    heatKey(56, chartH + 8, 'per-backend utilisation (busy slots ÷ slots) per second; dashed: antagonised backend'),
+  ];
+  results.forEach((r, i) => {
+    parts.push(
+      heatmap({
+        x: 0,
+        y: chartH + 32 + i * (mapH + 6),
+        width,
+        height: mapH,
+        title: `${r.name}: max/avg ${r.maxOverAvg.toFixed(2)}, p95/avg ${r.p95OverAvg.toFixed(2)}, p99 ${r.p99.toFixed(0)} ms`,
+        rows: backends.map((b, j) => `b${j} (${b.spec.slots})`),
+        values: r.util,
+        xStep: BIN_MS / 1000,
+        xMax: SECONDS,
+        outlines: plan.map((a) => ({ from: a.from, to: a.to, rows: a.backends })),
+      }),
+    );
+  });
+  return svgDocument(width, chartH + 40 + results.length * (mapH + 6), parts);
+}
+
+export async function run(): Promise<void> {
+  if (!SLOTS.every((n) => Number.isInteger(n) && n >= 1)) throw new Error(`BENCH_SLOTS=${process.env['BENCH_SLOTS']}: a comma-separated list of whole numbers ≥ 1`);
+  const build = await loadBuild(THIS_TREE);
+  const plan = schedule();
+  console.log('# balancer testbed (npm run bench -- bench/balancer-testbed.bench.ts)');
+  console.log(
+    `BENCH_SECONDS=${SECONDS} BENCH_PERIOD_S=${PERIOD_S} BENCH_LOAD=${LOAD} BENCH_BACKENDS=${BACKENDS} BENCH_WARM_S=${WARM_S} BENCH_BLACKOUT_S=${BLACKOUT_S} BENCH_SLOTS=${SLOTS.join(',')}`,
+  );
+  console.log(`${describeCheckout(THIS_TREE)}; ${build.versions}; ${cpus()[0]?.model ?? '?'} × ${cpus().length}; load average at start ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  const choices = selectBalancers(build, process.env['BENCH_BALANCERS']);
+  const ports = await freePorts(BACKENDS);
+  const specs: BackendSpec[] = ports.map((port, i) => ({ port, slots: SLOTS[i % SLOTS.length]!, baseMs: BASE_MS, expMs: EXP_MS, queueMax: 64, sampleMs: SAMPLE_MS }));
+  const backends = await startTestbed(specs);
+  const capacity = backends.reduce((s, b) => s + b.capacity, 0);
+  const rate = LOAD * capacity;
+  console.log(
+    `${BACKENDS} backends, slots ${specs.map((s) => s.slots).join('/')}, service ${BASE_MS} ms + exp(${EXP_MS} ms), capacity ${capacity.toFixed(0)} req/s; offered ${rate.toFixed(0)} req/s (Poisson); deadline ${DEADLINE_MS} ms`,
+  );
+  console.log(`antagonists (s from start): ${plan.map((a) => `${a.from}–${a.to} ${a.kind === 'halve' ? '½ slots' : `+${ANTAGONIST_EXTRA_MS} ms`} on b${a.backends.join(',b')}`).join('; ')}`);
+  const clients = choices.map((c) => ({ choice: c, ...newClient(build, ports, c) }));
+  const results: RunResult[] = [];
+  try {
+    await warmTogether(
+      clients.map((c) => c.client),
+      rate,
+      BLACKOUT_S,
+    );
+    for (const c of clients) {
+      results.push(await runOne(c.choice.name, c.client, backends, plan, rate));
+      await sleep(500); // the backends' queues empty
+    }
+  } finally {
+    for (const c of clients) {
+      await c.client.destroy();
+      await c.resolver.close();
+    }
+    await Promise.all(backends.map((b) => b.stop()));
+  }
+  console.log(`load average at end ${loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
+  const byName = new Map(results.map((r) => [r.name, r]));
+  const rr = byName.get('round robin');
+  const ewma = byName.get('peak EWMA');
+  const ratio = (a: number, b: RunResult | undefined): string => (b === undefined ? 'n/a' : `${(a / b.p99).toFixed(2)}×`);
+  console.log('| balancer | requests | p50 ms | p99 ms | p99.9 ms | errors | util avg | util max/avg | util p95/avg | p99 ÷ RR | p99 ÷ peak EWMA | generator lag p99 ms | client CPU µs/req |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of results) {
+    const kinds = [...r.errorKinds].map(([k, n]) => `${k} ${n}`).join(', ');
+    console.log(
+      `| ${r.name} | ${r.requests} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.p999.toFixed(1)} | ${r.errors}${kinds ? ` (${kinds})` : ''} | ${r.utilAvg.toFixed(2)} | ${r.maxOverAvg.toFixed(2)} | ${r.p95OverAvg.toFixed(2)} | ${ratio(r.p99, rr)} | ${ratio(r.p99, ewma)} | ${r.lagP99.toFixed(1)} | ${r.cpuUsPerRequest.toFixed(0)} |`,
+    );
+  }
+  mkdirSync(dirname(SVG_PATH), { recursive: true });
+  writeFileSync(SVG_PATH, drawSvg(results, plan, backends));
+  console.log(`\nchart: ${relative(process.cwd(), SVG_PATH)}`);
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await run();

@@ -1,0 +1,50 @@
+/**
+ * Bench helper: the balancers the testbed and fairness benches compare, one
+ * line each, keyed by the name the report shows. An entry returns the
+ * balancer to pass to `createClient` (`undefined`: the client's default), or
+ * a string saying why it is skipped (a balancer not exported by this build),
+ * which the bench prints: never a silent skip.
+ */
+import type { Balancer } from '@proxyless/core';
+import type { Build } from './builds.js';
+
+type Entry = (build: Build) => Balancer | undefined | string;
+
+/** A balancer factory exported by core under `name`, or the reason it cannot be used. */
+function exported(build: Build, name: string, options: Record<string, unknown> = {}): Balancer | string {
+  const factory = (build.core as unknown as Record<string, unknown>)[name];
+  if (typeof factory !== 'function') return `skipped: @proxyless/core of this build exports no ${name}() (not landed yet)`;
+  return (factory as (o: Record<string, unknown>) => Balancer)(options);
+}
+
+export const BALANCERS: Record<string, Entry> = {
+  'round robin': (b) => b.core.roundRobin(),
+  'P2C least-request': (b) => b.core.leastRequest(),
+  'peak EWMA': (b) => b.core.peakEwma(),
+  'load-weighted WRR': (b) => exported(b, 'loadWeightedRoundRobin'),
+  'Prequal probing': (b) => exported(b, 'prequal'),
+  'client default': () => undefined,
+};
+
+/** A balancer to run: `make()` builds a fresh one per client (`undefined`: the client's default). */
+export interface BalancerChoice {
+  name: string;
+  make: () => Balancer | undefined;
+}
+
+/** The balancers to run (`names`: a comma-separated subset, e.g. from an env var), with the skipped ones' reasons printed. */
+export function selectBalancers(build: Build, names?: string): BalancerChoice[] {
+  const wanted = names === undefined || names === '' ? Object.keys(BALANCERS) : names.split(',').map((n) => n.trim());
+  const chosen: BalancerChoice[] = [];
+  for (const name of wanted) {
+    const entry = BALANCERS[name];
+    if (entry === undefined) throw new Error(`unknown balancer ${JSON.stringify(name)}: one of ${Object.keys(BALANCERS).join(', ')}`);
+    const balancer = entry(build);
+    if (typeof balancer === 'string') {
+      console.log(`- ${name}: ${balancer}`);
+      continue;
+    }
+    chosen.push({ name, make: () => entry(build) as Balancer | undefined });
+  }
+  return chosen;
+}
