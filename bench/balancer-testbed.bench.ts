@@ -29,7 +29,8 @@
  * Run (after `npm run build`; ~6 × (SECONDS + 4) s + 12 s):
  *   flock -x /tmp/proxyless-heavy.lock npm run bench -- bench/balancer-testbed.bench.ts
  * Knobs: BENCH_SECONDS=30 BENCH_PERIOD_S=3 BENCH_LOAD=0.75 BENCH_BACKENDS=12
- * BENCH_WARM_S=2 BENCH_BLACKOUT_S=11 BENCH_SLOTS=5 BENCH_BALANCERS='round robin,peak EWMA'
+ * BENCH_WARM_S=2 BENCH_BLACKOUT_S=11 BENCH_SLOTS=5 BENCH_UTIL=occupancy|busy
+ * (what backends report as application_utilization) BENCH_BALANCERS='round robin,peak EWMA'
  * BENCH_SVG=<path>; a short run: BENCH_SECONDS=12.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -56,6 +57,7 @@ const DEADLINE_MS = 2_000;
 const BIN_MS = 1_000;
 const SAMPLE_MS = 250;
 const SLOTS = (process.env['BENCH_SLOTS'] ?? '5').split(',').map(Number);
+const UTIL = process.env['BENCH_UTIL'] ?? 'occupancy';
 const BASE_MS = 40;
 const EXP_MS = 40;
 const ANTAGONIST_EXTRA_MS = 80;
@@ -241,7 +243,7 @@ function drawSvg(results: RunResult[], plan: Antagonist[], backends: TestbedBack
       y: 0,
       width,
       height: chartH,
-      title: `p99 latency per second, ${BACKENDS} backends at ${Math.round(LOAD * 100)} % of capacity; shaded: antagonist periods`,
+      title: `p99 latency per second (failures count with their time), ${BACKENDS} backends at ${Math.round(LOAD * 100)} % of capacity; shaded: antagonist periods`,
       xLabel: 's',
       yLabel: 'p99 ms (log)',
       series: results.map((r, i) => ({ name: r.name, color: PALETTE[i % PALETTE.length]!, points: r.p99Bins.map((y, bin) => [((bin + 0.5) * BIN_MS) / 1000, y] as [number, number]) })),
@@ -273,17 +275,18 @@ function drawSvg(results: RunResult[], plan: Antagonist[], backends: TestbedBack
 }
 
 export async function run(): Promise<void> {
+  if (UTIL !== 'occupancy' && UTIL !== 'busy') throw new Error(`BENCH_UTIL=${UTIL}: 'occupancy' or 'busy'`);
   if (!SLOTS.every((n) => Number.isInteger(n) && n >= 1)) throw new Error(`BENCH_SLOTS=${process.env['BENCH_SLOTS']}: a comma-separated list of whole numbers ≥ 1`);
   const build = await loadBuild(THIS_TREE);
   const plan = schedule();
   console.log('# balancer testbed (npm run bench -- bench/balancer-testbed.bench.ts)');
   console.log(
-    `BENCH_SECONDS=${SECONDS} BENCH_PERIOD_S=${PERIOD_S} BENCH_LOAD=${LOAD} BENCH_BACKENDS=${BACKENDS} BENCH_WARM_S=${WARM_S} BENCH_BLACKOUT_S=${BLACKOUT_S} BENCH_SLOTS=${SLOTS.join(',')}`,
+    `BENCH_SECONDS=${SECONDS} BENCH_PERIOD_S=${PERIOD_S} BENCH_LOAD=${LOAD} BENCH_BACKENDS=${BACKENDS} BENCH_WARM_S=${WARM_S} BENCH_BLACKOUT_S=${BLACKOUT_S} BENCH_SLOTS=${SLOTS.join(',')} BENCH_UTIL=${UTIL}`,
   );
   console.log(`${describeCheckout(THIS_TREE)}; ${build.versions}; ${cpus()[0]?.model ?? '?'} × ${cpus().length}; load average at start ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const choices = selectBalancers(build, process.env['BENCH_BALANCERS']);
   const ports = await freePorts(BACKENDS);
-  const specs: BackendSpec[] = ports.map((port, i) => ({ port, slots: SLOTS[i % SLOTS.length]!, baseMs: BASE_MS, expMs: EXP_MS, queueMax: 64, sampleMs: SAMPLE_MS }));
+  const specs: BackendSpec[] = ports.map((port, i) => ({ port, slots: SLOTS[i % SLOTS.length]!, baseMs: BASE_MS, expMs: EXP_MS, queueMax: 64, sampleMs: SAMPLE_MS, utilization: UTIL }));
   const backends = await startTestbed(specs);
   const capacity = backends.reduce((s, b) => s + b.capacity, 0);
   const rate = LOAD * capacity;

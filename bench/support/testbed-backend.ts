@@ -4,11 +4,12 @@
  * queue in front, whose service time is a timer (base + exponential), so a
  * dozen of them fit on two cores. It reports its load through
  * `@proxyless/load-report` (the built dist): `rif` and `latency_ms` as the
- * reporter measures them, and `application_utilization` = (busy slots +
- * queued requests) ÷ slots over the last sample (above 1: a queue), since a
- * timer-bound server's event loop is idle whatever its slots do.
+ * reporter measures them, and `application_utilization` over the last sample
+ * (a timer-bound server's event loop is idle whatever its slots do):
+ * `occupancy` (default) = (busy slots + queued requests) ÷ slots, above 1
+ * with a queue; `busy` = busy slots ÷ slots, at most 1, as a CPU would say.
  *
- * Args: JSON `{ port, slots, baseMs, expMs, queueMax, sampleMs, firstExtraMs? }`
+ * Args: JSON `{ port, slots, baseMs, expMs, queueMax, sampleMs, firstExtraMs?, utilization? }`
  * (`firstExtraMs`: added to the first request only, a cold start). A JSON line
  * on stdin `{ slots, extraMs }` changes capacity (an antagonist takes slots
  * away or adds service time); slots start or wait as the new count allows.
@@ -28,6 +29,7 @@ interface Spec {
   queueMax: number;
   sampleMs: number;
   firstExtraMs?: number;
+  utilization?: 'occupancy' | 'busy';
 }
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as Spec;
@@ -97,7 +99,7 @@ const sampler = setInterval(() => {
   account();
   const dt = lastChange - sampleStart;
   const u = dt > 0 ? utilArea / dt : 0;
-  reporter.setApplicationUtilization(dt > 0 ? occupancyArea / dt : 0);
+  reporter.setApplicationUtilization(dt > 0 ? (spec.utilization === 'busy' ? utilArea : occupancyArea) / dt : 0);
   process.stdout.write(`${JSON.stringify({ t: Math.round(performance.timeOrigin + lastChange), u, q: queue.length, n: served })}\n`);
   served = 0;
   utilArea = 0;

@@ -25,6 +25,8 @@ export interface BackendSpec {
   sampleMs: number;
   /** Added to the first request's service time only (a cold start). */
   firstExtraMs?: number;
+  /** What the backend reports as `application_utilization`: (busy + queued) ÷ slots (default), or busy ÷ slots. */
+  utilization?: 'occupancy' | 'busy';
 }
 
 /** One utilisation sample: epoch ms at its end, busy slots ÷ slots averaged over it, queue length, requests served. */
