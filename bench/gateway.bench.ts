@@ -76,8 +76,11 @@ async function waitFor(url: string, timeoutMs = 30_000): Promise<void> {
   }
 }
 
-async function startGateway(consulAddr: string, port: number, workers: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [join(repo, 'packages/gateway/dist/cli.js'), '--workers', String(workers)], {
+/** GATEWAY_BEFORE: another build's gateway bin (a checkout, or its dist/cli.js), run beside this tree's. */
+const beforeBin = process.env['GATEWAY_BEFORE'] ? (process.env['GATEWAY_BEFORE'].endsWith('.js') ? process.env['GATEWAY_BEFORE'] : join(process.env['GATEWAY_BEFORE'], 'packages/gateway/dist/cli.js')) : undefined;
+
+async function startGateway(consulAddr: string, port: number, workers: number, bin = join(repo, 'packages/gateway/dist/cli.js')): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [bin, '--workers', String(workers)], {
     env: { ...process.env, CONSUL_HTTP_ADDR: consulAddr, PORT: String(port), REGISTRY: 'consul' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -101,7 +104,7 @@ async function startPeer(file: string, args: object, env: NodeJS.ProcessEnv = {}
 interface Path {
   name: string;
   processes: number;
-  kind: 'nginx' | 'minimal' | 'gateway' | 'fastify';
+  kind: 'nginx' | 'minimal' | 'gateway' | 'before' | 'fastify';
   start(port: number): Promise<ChildProcess>;
   path: string;
 }
@@ -136,7 +139,10 @@ async function throughput(consulAddr: string, backendPorts: number[]): Promise<v
   const paths: Path[] = [
     { name: 'nginx, 2 workers (keep-alive upstream)', processes: 2, kind: 'nginx', path: '/', start: async (port) => (await startNginx([], port, backendPorts, 2)).child },
     ...[1, 2].map((n): Path => ({ name: `minimal Node proxy, ${String(n)} process${n === 1 ? '' : 'es'}`, processes: n, kind: 'minimal', path: '/bench/', start: (port) => startPeer('minimal-proxy.mjs', { port, backends: backendPorts, workers: n }) })),
-    ...[1, 2].map((n): Path => ({ name: `@proxyless/gateway, ${String(n)} worker${n === 1 ? '' : 's'}`, processes: n, kind: 'gateway', path: '/bench/', start: (port) => startGateway(consulAddr, port, n) })),
+    ...[1, 2].flatMap((n): Path[] => [
+      ...(beforeBin ? [{ name: `@proxyless/gateway BEFORE, ${String(n)} worker${n === 1 ? '' : 's'}`, processes: n, kind: 'before' as const, path: '/bench/', start: (port: number) => startGateway(consulAddr, port, n, beforeBin) }] : []),
+      { name: `@proxyless/gateway, ${String(n)} worker${n === 1 ? '' : 's'}`, processes: n, kind: 'gateway', path: '/bench/', start: (port) => startGateway(consulAddr, port, n) },
+    ]),
     { name: 'Fastify + @fastify/reply-from + Proxyless dispatcher, 1 process', processes: 1, kind: 'fastify', path: '/bench/', start: (port) => startPeer('fastify-proxy.mjs', { port }, { CONSUL_HTTP_ADDR: consulAddr }) },
   ];
   const only = process.env['GATEWAY_PATHS']?.split(',');

@@ -74,19 +74,23 @@ export function authFilter(options: { tokens?: readonly string[]; authorize?: Au
     name: 'auth',
     type: 'pre',
     order: 10,
-    async run(ctx) {
+    run(ctx) {
+      // Synchronous on routes without auth: no promise, no microtask per request.
       if (!ctx.route.auth) return undefined;
-      const header = ctx.req.headers.authorization ?? '';
-      const match = /^Bearer\s+(\S+)$/i.exec(header);
-      const token = match?.[1];
-      if (token !== undefined && (await authorize(token, ctx))) return undefined;
-      return {
-        status: 401,
-        body: { error: 'unauthorized', message: 'this route needs a valid bearer token' },
-        headers: { 'www-authenticate': 'Bearer realm="proxyless-gateway"' },
-      };
+      return check(ctx);
     },
   };
+  async function check(ctx: FilterContext): Promise<FilterResponse | undefined> {
+    const header = ctx.req.headers.authorization ?? '';
+    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    const token = match?.[1];
+    if (token !== undefined && (await authorize(token, ctx))) return undefined;
+    return {
+      status: 401,
+      body: { error: 'unauthorized', message: 'this route needs a valid bearer token' },
+      headers: { 'www-authenticate': 'Bearer realm="proxyless-gateway"' },
+    };
+  }
 }
 
 /** Adds `X-Request-Id`, `X-Proxyless-Upstream` (`service@address:port`) and `X-Proxyless-Route` to responses. */

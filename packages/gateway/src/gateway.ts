@@ -6,7 +6,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse, type OutgoingHttpHeaders } from 'node:http';
 import { once } from 'node:events';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { ClosedError, InvalidOptionError, TimeoutError, isProxylessError, type CatalogWatch, type CatalogWatchOptions } from '@proxyless/core';
 import type { RegistrarOptions } from '@proxyless/registrar';
@@ -143,6 +143,8 @@ export class GatewayServer implements Gateway {
   readonly #chain: Readonly<Record<Filter['type'], readonly Filter[]>>;
   readonly #clients = new Map<string, Upstream>();
   readonly #catalogServices = new Set<string>();
+  /** Each catalog service's route, built (and its policy checked) once, not per request. */
+  readonly #catalogRoutes = new Map<string, ResolvedRoute>();
   readonly #ignored: Set<string>;
   readonly #startedAt = Date.now();
   #requests = 0;
@@ -241,6 +243,7 @@ export class GatewayServer implements Gateway {
     for (const name of [...this.#catalogServices]) {
       if (services.has(name)) continue;
       this.#catalogServices.delete(name);
+      this.#catalogRoutes.delete(name);
       if (explicit.has(name)) continue;
       const client = this.#clients.get(name);
       this.#clients.delete(name);
@@ -250,19 +253,23 @@ export class GatewayServer implements Gateway {
 
   /** Finds the route for a path: explicit routes (longest prefix) first, then `/<service>/**`. */
   #match(path: string): ResolvedRoute | undefined {
-    const matches = (prefix: string): boolean => path === prefix || path.startsWith(`${prefix}/`) || prefix === '';
-    const explicit = this.#routes.find((r) => matches(r.prefix));
-    if (explicit) return explicit;
+    for (const r of this.#routes) {
+      const prefix = r.prefix;
+      if (prefix === '' || (path.startsWith(prefix) && (path.length === prefix.length || path.charCodeAt(prefix.length) === 47 /* / */))) return r;
+    }
     if (this.#config.discovery?.enabled === false) return undefined;
-    const first = path.split('/')[1] ?? '';
+    const end = path.indexOf('/', 1);
+    const first = end === -1 ? path.slice(1) : path.slice(1, end);
     let service: string;
     try {
-      service = decodeURIComponent(first);
+      service = first.includes('%') ? decodeURIComponent(first) : first;
     } catch {
       return undefined;
     }
     if (!this.#catalogServices.has(service)) return undefined;
-    return catalogRoute(service, this.#config);
+    let route = this.#catalogRoutes.get(service);
+    if (!route) this.#catalogRoutes.set(service, (route = catalogRoute(service, this.#config)));
+    return route;
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -285,8 +292,13 @@ export class GatewayServer implements Gateway {
       return;
     }
     this.#inFlight++;
-    const exchange: Exchange = { upstreamBroke: false };
+    const exchange: Exchange = { upstreamBroke: false, abort: undefined, body: undefined };
+    // One listener does the bookkeeping and, when the client left early, cancels the upstream call and its body.
     res.once('close', () => {
+      if (!res.writableFinished) {
+        exchange.abort?.abort();
+        exchange.body?.destroy();
+      }
       this.#inFlight--;
       this.#count(route, exchange, res);
       if (this.#inFlight === 0) this.#idle?.();
@@ -304,14 +316,17 @@ export class GatewayServer implements Gateway {
     };
     try {
       for (const filter of this.#chain.pre) {
-        const answer = await filter.run(ctx);
+        const ran = filter.run(ctx);
+        // A filter that decided synchronously costs no microtask turn.
+        const answer = ran instanceof Promise ? await ran : ran;
         if (answer) {
           await this.#answer(ctx, res, answer);
           return;
         }
       }
       for (const filter of this.#chain.route) {
-        const answer = await filter.run(ctx);
+        const ran = filter.run(ctx);
+        const answer = ran instanceof Promise ? await ran : ran;
         if (answer) {
           await this.#answer(ctx, res, answer);
           return;
@@ -349,11 +364,9 @@ export class GatewayServer implements Gateway {
 
   async #forward(ctx: FilterContext, res: ServerResponse, exchange: Exchange): Promise<void> {
     const req = ctx.req;
+    // The client going away cancels the upstream call (the close listener in #handle).
     const abort = new AbortController();
-    // The client went away: cancel the upstream call (and its body streams).
-    res.once('close', () => {
-      if (!res.writableFinished) abort.abort();
-    });
+    exchange.abort = abort;
     const length = req.headers['content-length'];
     const hasBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
     if (!hasBody) req.resume();
@@ -368,26 +381,45 @@ export class GatewayServer implements Gateway {
       retryOnStatus: ctx.route.retryOnStatus,
     });
     ctx.upstream = { endpoint: upstream.endpoint, statusCode: upstream.statusCode, attempts: upstream.attempts };
-    await this.#runPost(ctx);
-    res.writeHead(upstream.statusCode, { ...clientResponseHeaders(upstream.headers), ...ctx.responseHeaders });
-    // Set before the pipeline tears the client's response down, so the count blames the instance.
-    upstream.body.once('error', () => {
-      if (!res.destroyed) exchange.upstreamBroke = true;
-    });
-    try {
-      await pipeline(upstream.body, res);
-    } catch {
-      // The client or the instance hung up mid-body; both sides are already torn down (and counted).
+    const body = upstream.body;
+    exchange.body = body;
+    if (res.destroyed) {
+      body.destroy(); // the client left while the instance answered
+      return;
     }
+    const post = this.#runPost(ctx);
+    if (post) await post;
+    res.writeHead(upstream.statusCode, clientResponseHeaders(upstream.headers, ctx.responseHeaders));
+    // The instance breaking off its body cuts the client's response short, blamed on the instance.
+    // pipe(), not stream.pipeline(): the latter makes an AbortController and, on every finish, a DOMException.
+    body.once('error', () => {
+      if (!res.destroyed) exchange.upstreamBroke = true;
+      res.destroy();
+    });
+    body.pipe(res);
   }
 
-  async #runPost(ctx: FilterContext): Promise<void> {
-    for (const filter of this.#chain.post) await filter.run(ctx);
+  /** Runs the post filters; returns a promise only when one of them is asynchronous. */
+  #runPost(ctx: FilterContext): Promise<void> | undefined {
+    const filters = this.#chain.post;
+    for (const [i, filter] of filters.entries()) {
+      const ran = filter.run(ctx);
+      if (ran instanceof Promise) return ran.then(() => this.#runRest(ctx, i + 1));
+    }
+    return undefined;
+  }
+
+  async #runRest(ctx: FilterContext, from: number): Promise<void> {
+    for (const filter of this.#chain.post.slice(from)) await filter.run(ctx);
   }
 
   async #answer(ctx: FilterContext, res: ServerResponse, answer: FilterResponse): Promise<void> {
     ctx.req.resume();
-    await this.#runPost(ctx).catch(() => undefined);
+    try {
+      await this.#runPost(ctx);
+    } catch {
+      // a failing post filter does not stop the answer
+    }
     sendJson(res, answer.status, answer.body, { ...answer.headers, ...ctx.responseHeaders });
   }
 
@@ -484,6 +516,10 @@ export class GatewayServer implements Gateway {
 interface Exchange {
   /** The instance broke off its response body (the client's answer is cut short by the gateway, not by the client). */
   upstreamBroke: boolean;
+  /** Cancels the upstream call, once forwarding started. */
+  abort: AbortController | undefined;
+  /** The instance's response body, once it answered. */
+  body: Readable | undefined;
 }
 
 function sumCounters(all: readonly RouteCounters[]): RouteCounters {

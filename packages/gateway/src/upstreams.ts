@@ -65,6 +65,7 @@ export interface Upstream {
 class ServiceUpstream implements Upstream {
   readonly #client: ProxylessClient;
   readonly #policies = new Map<string, RequestPolicy>();
+  #lastPolicy: { retryOnStatus: readonly number[]; timeoutMs: number; retries: number; policy: RequestPolicy } | undefined;
   /** Measured time to response headers per endpoint label: what the status page calls latency (the EWMA is the balancer's cost). */
   readonly #latency = new Map<string, LatencyWindow>();
 
@@ -87,6 +88,9 @@ class ServiceUpstream implements Upstream {
 
   /** The route's policy: each try gets `timeoutMs`, and the deadline leaves every try its full time. */
   #policy(req: UpstreamRequest): RequestPolicy {
+    // A route's settings are one object for its lifetime: found by identity, not by building a key string per request.
+    const last = this.#lastPolicy;
+    if (last?.retryOnStatus === req.retryOnStatus && last.timeoutMs === req.timeoutMs && last.retries === req.retries) return last.policy;
     const id = `${req.timeoutMs}|${req.retries}|${req.retryOnStatus.join(',')}`;
     let policy = this.#policies.get(id);
     if (!policy) {
@@ -97,6 +101,7 @@ class ServiceUpstream implements Upstream {
       });
       this.#policies.set(id, policy);
     }
+    this.#lastPolicy = { retryOnStatus: req.retryOnStatus, timeoutMs: req.timeoutMs, retries: req.retries, policy };
     return policy;
   }
 
