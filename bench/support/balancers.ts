@@ -17,10 +17,20 @@ function exported(build: Build, name: string, options: Record<string, unknown> =
   return (factory as (o: Record<string, unknown>) => Balancer)(options);
 }
 
+/** `make()`, or the reason this build refuses it (e.g. an option it does not know yet). */
+function refused(make: () => Balancer): Balancer | string {
+  try {
+    return make();
+  } catch (e) {
+    return `skipped: this build refuses it (${(e as Error).message})`;
+  }
+}
+
 export const BALANCERS: Record<string, Entry> = {
   'round robin': (b) => b.core.roundRobin(),
   'P2C least-request': (b) => b.core.leastRequest(),
   'peak EWMA': (b) => b.core.peakEwma(),
+  'peak EWMA + reported load': (b) => refused(() => b.core.peakEwma({ reportedLoad: true })),
   'load-weighted WRR': (b) => exported(b, 'loadWeightedRoundRobin'),
   'Prequal probing': (b) => exported(b, 'prequal'),
   'client default': () => undefined,
