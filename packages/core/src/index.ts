@@ -50,6 +50,8 @@ export { peakEwma } from './balancer-peak-ewma.js';
 export type { PeakEwmaOptions } from './balancer-peak-ewma.js';
 export { consistentHash, hashKey32 } from './balancer-hash.js';
 export type { ConsistentHashOptions } from './balancer-hash.js';
+export { subsetInstances, rankInstances, baseSubsetSize, resolveSubset } from './subset.js';
+export type { SubsetOptions, SubsetCoordinate, ResolvedSubset } from './subset.js';
 export { locality } from './locality.js';
 export type { LocalityOptions } from './locality.js';
 export { slowStart } from './slow-start.js';

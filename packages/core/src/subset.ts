@@ -1,0 +1,168 @@
+import type { ServiceInstance } from './service-instance.js';
+import { InvalidOptionError } from './errors.js';
+import { hashKey32 } from './balancer-hash.js';
+import { checkKnownKeys, checkNumber, optionKeys } from './validate.js';
+
+/**
+ * A client's place among the clients (its peers) that call the same service,
+ * for deterministic aperture: `index` in `0 … count - 1`, distinct per peer.
+ * Typically from a resolver of the client's own service (its position among
+ * the sorted instance ids), or from the orchestrator (a StatefulSet ordinal).
+ */
+export interface SubsetCoordinate {
+  /** This client's index among its peers, integer `0 … count - 1`. */
+  index: number;
+  /** How many peers (clients of the same service) there are, integer ≥ 1. */
+  count: number;
+}
+
+/**
+ * Subsetting: each client connects to a stable subset of a service's
+ * instances instead of all of them (the connection explosion of hundreds of
+ * clients × hundreds of instances).
+ *
+ * Two modes, picked by whether a `coordinate` is given:
+ * - **rendezvous** (no coordinate; gRPC A68's random subsetting): each
+ *   instance is ranked by a hash of the client id and the instance key, the
+ *   `size` lowest win. No coordination; a join or leave changes at most one
+ *   member per client, and only for the ≈ size/N of clients that must change.
+ *   Balance is binomial: at 1,000 clients × 300 instances × 20, the busiest
+ *   instance holds ≈ 1.3× the average connections.
+ * - **aperture** (a `coordinate`; Finagle's deterministic aperture, the SRE
+ *   book's deterministic subsetting): instances sorted by key form a ring;
+ *   client `index` of `count` takes the `size` consecutive instances from
+ *   `⌊index × N / count⌋`, so every instance is covered by the same number of
+ *   clients ±1 (max/avg ≈ 1.02 at the figures above). The price: a join or
+ *   leave shifts the ring, and about half the clients swap one member.
+ *   When `count × size < N` the aperture widens to `⌈N / count⌉` so that
+ *   every instance has a client.
+ */
+export interface SubsetOptions {
+  /** Instances per client, integer ≥ 1 (gRPC's default is 20). The whole set when there are fewer. */
+  size: number;
+  /**
+   * Rendezvous: the id the ranking hashes with. Clients with the same id get
+   * the same subset. Default: a random id per client object (as A68's salt),
+   * so restarts spread anew.
+   */
+  clientId?: string;
+  /** Aperture: this client's place among its peers. Absent: rendezvous. */
+  coordinate?: SubsetCoordinate;
+}
+
+/** {@link SubsetOptions} validated by {@link resolveSubset}: what {@link subsetInstances} reads. */
+export interface ResolvedSubset {
+  readonly mode: 'rendezvous' | 'aperture';
+  readonly size: number;
+  readonly clientId: string;
+  readonly coordinate: SubsetCoordinate | undefined;
+}
+
+const subsetKeys = optionKeys<SubsetOptions>({ size: true, clientId: true, coordinate: true });
+const coordinateKeys = optionKeys<SubsetCoordinate>({ index: true, count: true });
+
+/** Most instances a subset may ask for (a subset larger than this is no subset). */
+const MAX_SUBSET_SIZE = 100_000;
+
+/**
+ * Validates subset options; errors name the option under `option` and the fix.
+ * `defaultClientId` is used when `clientId` is absent.
+ * @throws `InvalidOptionError` naming the option (`subset.size must be ≥ 1`).
+ * @example
+ * ```ts
+ * const subset = resolveSubset('subset', { size: 20, clientId: 'web-7' }, () => crypto.randomUUID());
+ * const mine = subsetInstances(instances, subset);
+ * ```
+ */
+export function resolveSubset(option: string, value: unknown, defaultClientId: () => string, owner = 'createClient()'): ResolvedSubset {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidOptionError(option, value, 'must be an object such as { size: 20 } (or false for no subsetting)');
+  }
+  checkKnownKeys(option, value, subsetKeys, owner);
+  const v = value as Partial<SubsetOptions>;
+  const size = checkNumber(`${option}.size`, v.size, undefined, { integer: true, min: 1, max: MAX_SUBSET_SIZE });
+  if (v.clientId !== undefined && (typeof v.clientId !== 'string' || v.clientId === '')) {
+    throw new InvalidOptionError(`${option}.clientId`, v.clientId, 'must be a non-empty string (or left out for a random id)');
+  }
+  let coordinate: SubsetCoordinate | undefined;
+  if (v.coordinate !== undefined) {
+    if (typeof v.coordinate !== 'object' || v.coordinate === null) {
+      throw new InvalidOptionError(`${option}.coordinate`, v.coordinate, 'must be { index, count } (this client\'s index among count peers)');
+    }
+    checkKnownKeys(`${option}.coordinate`, v.coordinate, coordinateKeys, owner);
+    const count = checkNumber(`${option}.coordinate.count`, v.coordinate.count, undefined, { integer: true, min: 1 });
+    const index = checkNumber(`${option}.coordinate.index`, v.coordinate.index, undefined, { integer: true, min: 0 });
+    if (index >= count) throw new InvalidOptionError(`${option}.coordinate.index`, index, `must be < coordinate.count (${count}): indexes run 0 … count - 1`);
+    coordinate = Object.freeze({ index, count });
+  }
+  return Object.freeze({
+    mode: coordinate === undefined ? 'rendezvous' : 'aperture',
+    size,
+    clientId: v.clientId ?? defaultClientId(),
+    coordinate,
+  });
+}
+
+/** How many instances the base subset holds out of `n` (aperture widens to cover the ring). */
+export function baseSubsetSize(n: number, subset: Pick<ResolvedSubset, 'size' | 'coordinate'>): number {
+  const c = subset.coordinate;
+  const size = c === undefined ? subset.size : Math.max(subset.size, Math.ceil(n / c.count));
+  return Math.min(n, size);
+}
+
+function byKey(a: ServiceInstance, b: ServiceInstance): number {
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}
+
+/**
+ * Every instance in this client's order of preference: the first
+ * {@link baseSubsetSize} are its subset, the rest are the candidates that
+ * back up unusable members, in order. Pure and deterministic: the same
+ * instances (in any order) and options give the same ranking.
+ * `hashOf` may cache the rendezvous hash per key (it must return
+ * `hashKey32(clientId + '\0' + key)`).
+ */
+export function rankInstances(
+  instances: readonly ServiceInstance[],
+  subset: Pick<ResolvedSubset, 'clientId' | 'coordinate'>,
+  hashOf: (key: string) => number = (key) => hashKey32(`${subset.clientId}\0${key}`),
+): ServiceInstance[] {
+  const n = instances.length;
+  const c = subset.coordinate;
+  if (c === undefined) {
+    const ranked = instances.map((instance) => ({ instance, h: hashOf(instance.key) }));
+    // Ties (a 32-bit collision) broken by key, so the order stays total and the same everywhere.
+    ranked.sort((a, b) => a.h - b.h || byKey(a.instance, b.instance));
+    return ranked.map((r) => r.instance);
+  }
+  // The ring: every peer sorts the same instances the same way.
+  const ring = [...instances].sort(byKey);
+  const start = Math.floor((c.index * n) / c.count);
+  const out = new Array<ServiceInstance>(n);
+  for (let i = 0; i < n; i++) out[i] = ring[(start + i) % n] as ServiceInstance;
+  return out;
+}
+
+/**
+ * This client's subset of `instances`. Each member that `usable` rejects
+ * (breaker open, ejected) is backed by the next instance of the ranking, at
+ * most as many extra members as the base subset holds, so a client keeps
+ * `size` usable members while the service has them and its connections stay
+ * bounded (≤ 2 × size) when many fail at once. The unusable members stay in
+ * the subset: their breakers and ejections need them there to recover.
+ */
+export function subsetInstances(
+  instances: readonly ServiceInstance[],
+  subset: ResolvedSubset,
+  usable: (instance: ServiceInstance) => boolean = () => true,
+  hashOf?: (key: string) => number,
+): ServiceInstance[] {
+  const ranked = rankInstances(instances, subset, hashOf);
+  const base = baseSubsetSize(ranked.length, subset);
+  const limit = Math.min(ranked.length, 2 * base);
+  let wanted = base;
+  let i = 0;
+  for (; i < limit && wanted > 0; i++) if (usable(ranked[i] as ServiceInstance)) wanted--;
+  // The base subset always, plus as many backups as unusable members needed.
+  return ranked.slice(0, Math.max(base, i));
+}
