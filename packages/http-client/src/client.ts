@@ -6,6 +6,7 @@ import {
 import { withDeadline } from '@proxyless/core/internal';
 import { Call, CallList } from './request/call.js';
 import { EndpointSet, type EmptyReason } from './endpoints/endpoint-set.js';
+import { SubsetFilter } from './endpoints/subset-filter.js';
 import { breakerStateOf } from './endpoints/health.js';
 import {
   CircuitOpenError,
@@ -81,6 +82,8 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   readonly #service: string;
   readonly #balancer: Balancer;
   readonly #set: EndpointSet;
+  /** Subsetting, when on: the set sees this client's subset of the instances. */
+  readonly #subset: SubsetFilter | undefined;
   readonly #watch: ServiceWatch;
   readonly #budget: RetryBudget;
   readonly #hedging: Hedging;
@@ -128,6 +131,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     };
     this.#set = new EndpointSet(o, this.#balancer, emit);
     this.#hedging = new Hedging(emit);
+    this.#subset = o.subset === undefined ? undefined : new SubsetFilter(o.subset, this.#set);
     // Telemetry hears the endpoints' health transitions from the set that reports them.
     this.#telemetry = new ClientTelemetry(o.service, this.#set);
     const staleness = (): DiscoveryStale | undefined => this.#stale;
@@ -175,7 +179,9 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
         this.#held = held ?? previous ?? [];
       } else {
         this.#held = undefined;
-        if (held === undefined) this.#set.apply(change);
+        if (this.#subset !== undefined) {
+          if (held !== snapshot.instances) this.#subset.update(snapshot.instances);
+        } else if (held === undefined) this.#set.apply(change);
         else if (held !== snapshot.instances) this.#set.apply(diffInstances(held, snapshot.instances));
       }
     }
@@ -467,6 +473,13 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       panic: this.#set.panic,
       ready: this.#set.availableCount,
       retryBudget: this.#budget.available(performance.now()),
+      subset: this.#subset === undefined ? undefined : {
+        mode: this.#subset.subset.mode,
+        size: this.#subset.subset.size,
+        members: this.#set.size,
+        backups: this.#subset.backups,
+        candidates: this.#subset.candidates,
+      },
       discovery: {
         stale: this.#stale !== undefined,
         staleSince: this.#stale?.since,

@@ -30,6 +30,7 @@ export type {
   EndpointStats,
   DiscoveryStats,
   HedgeStats,
+  SubsetStats,
 } from './request/request-types.js';
 export type { RequestPolicy, RetryPolicy, PolicyOptions, RetryOptions, HedgeOptions, HedgePolicy } from './config/policy.js';
 export type { ClientEvents } from './shared/events.js';

@@ -42,6 +42,8 @@ export interface ExplainedConfig {
   readonly tls: { ca: 'custom' | 'Node roots'; clientCertificate: boolean; servername: string | undefined; rejectUnauthorized: boolean };
   readonly retryLayers: readonly RetryLayer[];
   readonly logger: 'console' | 'custom' | false;
+  /** Subsetting: its mode, size, client id and coordinate; `false`: every instance. */
+  readonly subset: { mode: 'rendezvous' | 'aperture'; size: number; clientId: string; coordinate: { index: number; count: number } | undefined } | false;
 }
 
 /** Checks `retryLayers`. @internal */
@@ -231,5 +233,6 @@ export function explainConfig(o: ResolvedOptions, scheme: 'http' | 'https' | 'au
     },
     retryLayers: doctor.layers,
     logger: doctor.loggerKind,
+    subset: o.subset === undefined ? false : { mode: o.subset.mode, size: o.subset.size, clientId: o.subset.clientId, coordinate: o.subset.coordinate },
   } satisfies ExplainedConfig);
 }

@@ -115,6 +115,11 @@ export class EndpointSet implements LoadContext, HealthOwner, EjectionGate {
     return this.#byKey.size;
   }
 
+  /** The current endpoint of an instance key, if the set holds it. */
+  get(key: string): Endpoint | undefined {
+    return this.#byKey.get(key);
+  }
+
   /** Removed endpoints still draining their in-flight requests. */
   get draining(): ReadonlySet<Endpoint> {
     return this.#drainingEndpoints;

@@ -85,6 +85,20 @@ export interface HedgeStats {
   refused: number;
 }
 
+/** Subsetting in {@link ClientStats} (see `subset` in the client options). */
+export interface SubsetStats {
+  /** `rendezvous` (no coordinate) or `aperture` (a coordinate was given). */
+  mode: 'rendezvous' | 'aperture';
+  /** The configured subset size. */
+  size: number;
+  /** Instances the client holds endpoints for now: the subset, plus backups (and aperture's widening when peers are few). */
+  members: number;
+  /** Members beyond the base subset that back up members not ready (breaker open or probing, ejected). */
+  backups: number;
+  /** Instances of the service the subset is chosen from. */
+  candidates: number;
+}
+
 /** A point-in-time view of a client. */
 export interface ClientStats {
   service: string;
@@ -96,6 +110,8 @@ export interface ClientStats {
   ready: number;
   /** Retries the budget allows right now (the budget exists even with `retry: false`: per-request policies draw on it). */
   retryBudget: number;
+  /** Subsetting, when on (`subset` option); `undefined`: the client uses every instance. */
+  subset: SubsetStats | undefined;
   /** The freshness of the endpoints' source. */
   discovery: DiscoveryStats;
   /** Hedged requests (all 0 unless a policy sets `hedge`). */
