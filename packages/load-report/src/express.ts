@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { LoadReporter } from './load-reporter.js';
-import { answerProbe, countRequest, isProbe } from './http-response.js';
+import { answerProbe, countRequest, isProbe, shedIfOverloaded } from './http-response.js';
 
 /** A `(req, res, next)` middleware, as {@link loadReportExpress} returns it. */
 export type LoadReportMiddleware = (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void;
@@ -31,6 +31,7 @@ export function loadReportExpress(reporter: LoadReporter): LoadReportMiddleware 
       answerProbe(reporter, req, res);
       return;
     }
+    if (shedIfOverloaded(reporter, req, res)) return;
     countRequest(reporter, req, res);
     next();
   };

@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { LoadReporter } from './load-reporter.js';
-import { answerProbe, countRequest, isProbe } from './http-response.js';
+import { answerProbe, answerShed, countRequest, isProbe, shedLevel } from './http-response.js';
 
 /** The part of a Fastify request the plugin reads. */
 export interface FastifyRequestLike {
@@ -53,6 +53,12 @@ export function loadReportFastify(reporter: LoadReporter): LoadReportFastifyPlug
         // Written by hand, nothing after it in Fastify's lifecycle runs (no routing, no handler).
         reply.hijack();
         answerProbe(reporter, request.raw, reply.raw);
+        return;
+      }
+      const shed = shedLevel(reporter, request.raw);
+      if (shed >= 0) {
+        reply.hijack(); // answered by hand: no routing, no handler
+        answerShed(reporter, request.raw, reply.raw, shed);
         return;
       }
       countRequest(reporter, request.raw, reply.raw);

@@ -6,8 +6,9 @@
  * @module
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { loadReportFormatHeader, loadReportHeader, type LoadReportFormat } from '@proxyless/core';
+import { loadReportFormatHeader, loadReportHeader, priorityHeader, priorityLevel, requestPriorities, shedHeader, type LoadReportFormat } from '@proxyless/core';
 import type { LoadReporter } from './load-reporter.js';
+import { Shedder, shouldShed } from './shedding.js';
 
 // A response already counted (an Express middleware behind a wrapped listener): counted once.
 const counted = Symbol.for('proxyless.loadReport.counted');
@@ -78,4 +79,57 @@ export function countRequest(reporter: LoadReporter, req: IncomingMessage, res: 
   }
   // 'close' comes after 'finish', and alone when the client went away first.
   res.once('close', () => request.end(res.statusCode, res.writableFinished));
+}
+
+/** The level of the request's `x-proxyless-priority` (0 critical … 4 background), or `fallback` when absent or unknown. */
+function requestLevel(req: IncomingMessage, fallback: number): number {
+  // rawHeaders, as askedFormat: read only under pressure, and without building req.headers.
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] ?? '';
+    if (name.length !== priorityHeader.length || name.toLowerCase() !== priorityHeader) continue;
+    return priorityLevel(raw[i + 1]) ?? fallback;
+  }
+  return fallback;
+}
+
+/**
+ * The level (0 critical … 4 background) at which to shed this request now,
+ * or -1 to serve it: shedding is off, the pressure is below every band, or
+ * the draw admits it. Below the lowest band it only compares two numbers.
+ */
+export function shedLevel(reporter: LoadReporter, req: IncomingMessage, random: () => number = Math.random): number {
+  const shedder = reporter.shedder;
+  if (shedder === undefined) return -1;
+  const pressure = shedder.pressure(reporter.requestsInFlight);
+  if (!Shedder.mayShed(pressure)) return -1;
+  const level = requestLevel(req, shedder.defaultLevel);
+  return shouldShed(level, pressure, random()) ? level : -1;
+}
+
+/**
+ * Answers a shed request: `503` with `Retry-After`, `x-proxyless-shed:
+ * <priority>` and the load report, no body; counted by priority. The
+ * handler never runs (Node discards an unread request body itself).
+ */
+export function answerShed(reporter: LoadReporter, req: IncomingMessage, res: ServerResponse, level: number): void {
+  const shedder = reporter.shedder;
+  if (shedder === undefined) return;
+  shedder.shed[level] = (shedder.shed[level] ?? 0) + 1;
+  res.writeHead(503, {
+    'retry-after': shedder.retryAfter,
+    [shedHeader]: requestPriorities[level] ?? 'normal',
+    [loadReportHeader]: reporter.headerValue(askedFormat(req) ?? reporter.options.format),
+    'content-length': 0,
+    'cache-control': 'no-store',
+  });
+  res.end();
+}
+
+/** {@link shedLevel}, then {@link answerShed}: true when the request was shed (the caller runs nothing else for it). */
+export function shedIfOverloaded(reporter: LoadReporter, req: IncomingMessage, res: ServerResponse): boolean {
+  const level = shedLevel(reporter, req);
+  if (level < 0) return false;
+  answerShed(reporter, req, res, level);
+  return true;
 }

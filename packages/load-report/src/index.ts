@@ -16,7 +16,9 @@
  * @packageDocumentation
  */
 export { LoadReporter, loadReporterDefaults, reporterMetricNames } from './load-reporter.js';
-export type { LoadReporterOptions, LoadReportRequest } from './load-reporter.js';
+export type { LoadReporterOptions, LoadReportRequest, SheddingStats } from './load-reporter.js';
+export { sheddingDefaults, sheddingBands, shedShare, shouldShed } from './shedding.js';
+export type { SheddingOptions } from './shedding.js';
 export { loadReportListener, attachLoadReport } from './node-http.js';
 export { loadReportFastify } from './fastify.js';
 export type { LoadReportFastifyPlugin, FastifyInstanceLike, FastifyReplyLike, FastifyRequestLike } from './fastify.js';

@@ -7,8 +7,9 @@
  */
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
-import { InvalidOptionError, formatLoadReport, isLoadReportKey, loadReportLimits, loadReportMetricNames, type LoadReport, type LoadReportFormat } from '@proxyless/core';
+import { InvalidOptionError, formatLoadReport, isLoadReportKey, loadReportLimits, loadReportMetricNames, requestPriorities, type LoadReport, type LoadReportFormat, type RequestPriority } from '@proxyless/core';
 import { checkNumber, checkOptions, optionKeys } from '@proxyless/core/internal';
+import { Shedder, type SheddingOptions } from './shedding.js';
 
 /** Options of {@link LoadReporter}; every one has a default ({@link loadReporterDefaults}). */
 export interface LoadReporterOptions {
@@ -37,6 +38,27 @@ export interface LoadReporterOptions {
   probePath?: string | false;
   /** A response with a status this function accepts counts as an error (`eps`). Default: status ≥ 500. */
   isError?: (statusCode: number) => boolean;
+  /**
+   * Prioritised load shedding, off by default (`false`): `true` or options
+   * turn it on. When the process is overloaded (requests in flight, event-loop
+   * delay; see {@link SheddingOptions}), requests are turned away before the
+   * handler runs, lowest priority first (`x-proxyless-priority`:
+   * `background`, `low`, `normal`, `high`, `critical`), with `503`,
+   * `Retry-After`, `x-proxyless-shed: <priority>` and the load report. Shed
+   * requests are not counted as requests (`rif`, `rps_fractional`, `eps`);
+   * {@link LoadReporter.sheddingStats} counts them.
+   */
+  shedding?: SheddingOptions | boolean;
+}
+
+/** What {@link LoadReporter.sheddingStats} returns. */
+export interface SheddingStats {
+  /** The pressure now (1 = at a limit): the larger of requests in flight ÷ `inFlightLimit` and the last window's event-loop delay ÷ `eventLoopDelayMs`. */
+  pressure: number;
+  /** The last window's mean event-loop delay, ms (0 when `eventLoopDelayMs` is `false`). */
+  eventLoopDelayMs: number;
+  /** Requests shed since the reporter started, by priority. */
+  shed: Record<RequestPriority, number>;
 }
 
 /** Every default of {@link LoadReporterOptions}, in one place. */
@@ -46,9 +68,10 @@ export const loadReporterDefaults: Readonly<Required<LoadReporterOptions>> = Obj
   onlyWhenAsked: false,
   probePath: '/endpoint-load-metrics',
   isError: (statusCode: number): boolean => statusCode >= 500,
+  shedding: false,
 });
 
-const optionNames = optionKeys<LoadReporterOptions>({ windowMs: true, format: true, onlyWhenAsked: true, probePath: true, isError: true });
+const optionNames = optionKeys<LoadReporterOptions>({ windowMs: true, format: true, onlyWhenAsked: true, probePath: true, isError: true, shedding: true });
 
 /**
  * The named metrics the reporter writes itself; the application cannot set
@@ -111,8 +134,10 @@ export interface LoadReportRequest {
  * ```
  */
 export class LoadReporter {
-  /** The options in force, defaults applied. */
+  /** The options in force, defaults applied (`shedding`: as given; the shedding options in force are in {@link LoadReporter.sheddingOptions}). */
   readonly options: Readonly<Required<LoadReporterOptions>>;
+  /** The shedding state, when shedding is on. @internal */
+  readonly shedder: Shedder | undefined;
   private inFlight = 0;
   private completedInWindow = 0;
   private errorsInWindow = 0;
@@ -146,11 +171,29 @@ export class LoadReporter {
     }
     const isError = options.isError ?? d.isError;
     if (typeof isError !== 'function') throw new InvalidOptionError('isError', isError, 'must be a function (statusCode) => boolean');
-    this.options = Object.freeze({ windowMs, format, onlyWhenAsked, probePath, isError });
+    const shedding = options.shedding ?? d.shedding;
+    if (shedding !== false && shedding !== true && (typeof shedding !== 'object' || shedding === null)) {
+      throw new InvalidOptionError('shedding', shedding, 'must be a boolean or shedding options');
+    }
+    this.shedder = shedding === false ? undefined : new Shedder(shedding);
+    this.options = Object.freeze({ windowMs, format, onlyWhenAsked, probePath, isError, shedding });
     this.elu = performance.eventLoopUtilization();
     this.windowStart = performance.now();
     this.timer = setInterval(() => this.sample(), windowMs);
     this.timer.unref();
+  }
+
+  /** The shedding options in force, defaults applied; `undefined` when shedding is off. */
+  get sheddingOptions(): Readonly<Required<SheddingOptions>> | undefined {
+    return this.shedder?.options;
+  }
+
+  /** Shedding now: pressure, event-loop delay and requests shed by priority; `undefined` when shedding is off. */
+  sheddingStats(): SheddingStats | undefined {
+    const s = this.shedder;
+    if (s === undefined) return undefined;
+    const shed = Object.fromEntries(requestPriorities.map((p, i) => [p, s.shed[i] ?? 0])) as Record<RequestPriority, number>;
+    return { pressure: s.pressure(this.inFlight), eventLoopDelayMs: Math.round(s.delayMs * 100) / 100, shed };
   }
 
   /** Requests in flight now (begun and not ended). */
@@ -267,8 +310,9 @@ export class LoadReporter {
     return `${this.fixed.text}, ${tail}`;
   }
 
-  /** Stops the sampling timer (idempotent). The reporter keeps answering with its last window's figures and live `rif`. */
+  /** Stops the sampling timer and the event-loop delay monitor (idempotent). The reporter keeps answering with its last window's figures and live `rif`. */
   close(): Promise<void> {
+    this.shedder?.close();
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     return Promise.resolve();
@@ -295,6 +339,7 @@ export class LoadReporter {
     this.windowStart = now;
     this.windowIndex++;
     this.fixed = undefined;
+    this.shedder?.sample();
   }
 
   private recordLatency(arrivalLoad: number, ms: number): void {

@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { LoadReporter } from './load-reporter.js';
-import { answerProbe, countRequest, isProbe } from './http-response.js';
+import { answerProbe, countRequest, isProbe, shedIfOverloaded } from './http-response.js';
 
 /**
  * Wraps a `node:http` (or `node:https`) request listener: probes are answered
@@ -26,6 +26,7 @@ export function loadReportListener(
       answerProbe(reporter, req, res);
       return;
     }
+    if (shedIfOverloaded(reporter, req, res)) return;
     countRequest(reporter, req, res);
     listener.call(this, req, res);
   };
@@ -55,6 +56,7 @@ export function attachLoadReport(reporter: LoadReporter, server: Server): () => 
         answerProbe(reporter, req, res);
         return true;
       }
+      if (shedIfOverloaded(reporter, req, res)) return true;
       countRequest(reporter, req, res);
     }
     return emit.call(this, event, ...args);
