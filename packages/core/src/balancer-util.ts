@@ -25,7 +25,7 @@ export function checkClock(option: string, value: unknown): () => number {
 }
 
 /** The balancer factories of this package, and the names people give their strategies. */
-const factories = ['roundRobin', 'random', 'leastRequest', 'peakEwma', 'weightedRoundRobin', 'loadWeightedRoundRobin', 'consistentHash'] as const;
+const factories = ['roundRobin', 'random', 'leastRequest', 'peakEwma', 'weightedRoundRobin', 'loadWeightedRoundRobin', 'consistentHash', 'prequal'] as const;
 const wrappers = new Set(['locality', 'slowStart']);
 const aliases: Readonly<Record<string, (typeof factories)[number]>> = {
   rr: 'roundRobin', roundrobin: 'roundRobin', p2c: 'leastRequest', leastrequest: 'leastRequest', leastconn: 'leastRequest',
@@ -34,6 +34,7 @@ const aliases: Readonly<Record<string, (typeof factories)[number]>> = {
   consistenthash: 'consistentHash', consistenthashing: 'consistentHash', random: 'random',
   loadweightedroundrobin: 'loadWeightedRoundRobin', loadweighted: 'loadWeightedRoundRobin', orca: 'loadWeightedRoundRobin',
   clientsideweightedroundrobin: 'loadWeightedRoundRobin', weightedroundrobinorca: 'loadWeightedRoundRobin',
+  prequal: 'prequal', probing: 'prequal',
 };
 
 /**

@@ -118,6 +118,45 @@ export interface PickContext {
 }
 
 /**
+ * What a probe of an endpoint (or a report on one of its answers) said: the
+ * server's requests in flight and its latency at that load (the
+ * `named_metrics.rif` and `named_metrics.latency_ms` of an ORCA report).
+ */
+export interface ProbeResult {
+  /** Requests in flight at the server, ≥ 0. */
+  readonly rif: number;
+  /** The server's latency at its current load, ms; undefined when it has none yet. */
+  readonly latencyMs?: number | undefined;
+}
+
+/** How the transport probes for a probing picker (the picker does no I/O itself). */
+export interface ProbeSettings {
+  /** Path of the probe (`GET`). */
+  readonly path: string;
+  /** A probe's deadline, ms; a probe that misses it counts as failed. */
+  readonly timeoutMs: number;
+  /** Probes in flight at once, at most, per set of endpoints. */
+  readonly maxConcurrent: number;
+}
+
+/**
+ * The probing side of a picker that balances on probes (`prequal()`): it
+ * says which endpoints it wants probed and hears the answers; the transport
+ * sends the probes, bounded by {@link ProbeSettings}. Pure: no timers, no I/O.
+ */
+export interface PickerProbing<E extends BalancerEndpoint = BalancerEndpoint> {
+  readonly settings: ProbeSettings;
+  /** Endpoints to probe now, at most `max` (the transport's free slots); never more in total than the probe rate allows per pick. */
+  targets(max: number): E[];
+  /** A probe answered (or an answer carried a report). `undefined`: it answered without a usable report (the endpoint does not report). */
+  result(endpoint: E, result: ProbeResult | undefined): void;
+  /** A probe failed (no answer by its deadline, connection error): the endpoint's last probe is not trusted any more. */
+  failed(endpoint: E): void;
+  /** Probes in the pool now. */
+  readonly poolSize: number;
+}
+
+/**
  * A choice function over one set of endpoints, fixed when it is built.
  * `pick()` is synchronous and cheap; it skips endpoints whose `available` is
  * `false`, and returns `undefined` only when no endpoint is available.
@@ -132,6 +171,8 @@ export interface Picker<E extends BalancerEndpoint = BalancerEndpoint> {
    * read the flag at pick time and need nothing.
    */
   availabilityChanged?(): void;
+  /** Present on pickers that balance on probes: what to probe, and where answers go. */
+  readonly probing?: PickerProbing<E>;
 }
 
 /**

@@ -35,7 +35,9 @@ export type {
   ServiceSnapshot,
   CallOptions,
 } from './resolver.js';
-export type { Balancer, Picker, PickContext, BalancerEndpoint, EndpointLoad, ReportedLoadView, PickSignal } from './balancer.js';
+export type { Balancer, Picker, PickContext, BalancerEndpoint, EndpointLoad, ReportedLoadView, PickSignal, PickerProbing, ProbeResult, ProbeSettings } from './balancer.js';
+export { prequal, prequalDefaults } from './balancer-prequal.js';
+export type { PrequalOptions } from './balancer-prequal.js';
 export { roundRobin } from './balancer-round-robin.js';
 export type { RoundRobinOptions } from './balancer-round-robin.js';
 export { random } from './balancer-random.js';

@@ -467,9 +467,11 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
         malformedLoadReports: ep.reported.malformed,
       });
     }
+    const probes = this.#set.probes;
     return {
       service: this.#service,
       balancer: this.#balancer.name,
+      ...(probes === undefined ? {} : { probes: { ...probes } }),
       panic: this.#set.panic,
       ready: this.#set.availableCount,
       retryBudget: this.#budget.available(performance.now()),

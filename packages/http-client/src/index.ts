@@ -27,6 +27,7 @@ export type {
   ClientResponse,
   BufferedResponse,
   ClientStats,
+  ProbeStats,
   EndpointStats,
   DiscoveryStats,
   HedgeStats,

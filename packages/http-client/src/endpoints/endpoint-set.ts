@@ -1,4 +1,4 @@
-import type { Balancer, InstanceDiff, PickContext, Picker, ServiceInstance } from '@proxyless/core';
+import type { Balancer, InstanceDiff, LoadReport, PickContext, Picker, ServiceInstance } from '@proxyless/core';
 import { withDeadline } from '@proxyless/core/internal';
 import { Endpoint, type HealthOwner } from './endpoint.js';
 import { DueHeap } from './due-heap.js';
@@ -8,6 +8,7 @@ import type { ResolvedOptions } from '../config/options.js';
 import type { AttemptOutcome } from '../shared/attempt-outcome.js';
 import type { EmitClientEvent } from '../shared/events.js';
 import { PickHandle } from './pick-handle.js';
+import { Prober, probeResultOf, type ProbeCounts } from './prober.js';
 
 /**
  * Why a pick found no endpoint, read from the per-state counts (no scan):
@@ -81,6 +82,8 @@ export class EndpointSet implements LoadContext, HealthOwner, EjectionGate {
     this.runDue(this.#clock());
   };
   readonly #listeners: TransitionListener[] = [];
+  /** Sends the probes a probing picker asks for (idle unless the balancer probes). */
+  readonly #prober: Prober;
   #picker: Picker<Endpoint>;
   #panic = false;
   /** True while a membership change is applied. */
@@ -98,6 +101,7 @@ export class EndpointSet implements LoadContext, HealthOwner, EjectionGate {
     this.#balancer = balancer;
     this.#emit = emit;
     this.#clock = clock;
+    this.#prober = new Prober(clock);
     this.#picker = balancer.createPicker<Endpoint>([]);
   }
 
@@ -135,6 +139,12 @@ export class EndpointSet implements LoadContext, HealthOwner, EjectionGate {
 
   get picker(): Picker<Endpoint> {
     return this.#picker;
+  }
+
+  /** Probe counts and the pool's size, when the balancer probes (`prequal()`); else undefined. */
+  get probes(): (ProbeCounts & { readonly poolSize: number }) | undefined {
+    const probing = this.#picker.probing;
+    return probing === undefined ? undefined : { ...this.#prober.counts, poolSize: probing.poolSize };
   }
 
   /** How many endpoints picks may choose now: ready and probing ones, and in panic the ejected ones too. */
@@ -201,6 +211,9 @@ export class EndpointSet implements LoadContext, HealthOwner, EjectionGate {
     try {
       const ep = this.#picker.pick(context);
       if (ep === undefined) return EMPTY[this.emptyReason()];
+      // A probing picker owes probes for this pick: sent in the background, bounded.
+      const probing = this.#picker.probing;
+      if (probing !== undefined) this.#prober.probeFor(probing);
       // `available` is checked too for a custom balancer that does not honour it.
       if (ep.available && ep.health.tryAcquire()) return new PickHandle(ep, nowMs);
       const other = this.#pickAvoiding(ep, context);
@@ -229,6 +242,14 @@ export class EndpointSet implements LoadContext, HealthOwner, EjectionGate {
     const t = ep.health.outcome(outcome, startedIn, nowMs, this);
     if (t !== undefined) this.#transitioned(ep, t);
     return t;
+  }
+
+  /** An answer carried a load report: with `rif`, a free probe for a probing picker. */
+  loadReported(ep: Endpoint, report: LoadReport): void {
+    const probing = this.#picker.probing;
+    if (probing === undefined) return;
+    const result = probeResultOf(report);
+    if (result !== undefined) probing.result(ep, result);
   }
 
   /** Ends every timed state due at `nowMs` (the set's timer calls it; so do picks, and tests with their own clock). */
@@ -391,6 +412,7 @@ export class EndpointSet implements LoadContext, HealthOwner, EjectionGate {
   async close(graceMs: number): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
+      this.#prober.close();
       if (this.#dueTimer !== undefined) clearTimeout(this.#dueTimer);
       this.#dueTimer = undefined;
       this.#due.clear();

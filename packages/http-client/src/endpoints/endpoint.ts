@@ -1,5 +1,5 @@
 import { Pool } from 'undici';
-import type { BalancerEndpoint, ServiceInstance } from '@proxyless/core';
+import type { BalancerEndpoint, LoadReport, ServiceInstance } from '@proxyless/core';
 import { closeUnusedConnector, preciseConnector } from '@proxyless/core/internal';
 import { breakerStateOf, EndpointHealth, type BreakerState, type HealthState, type HealthTransition } from './health.js';
 import { LoadTracker, type LoadContext } from './load.js';
@@ -14,6 +14,8 @@ export interface HealthOwner {
   clockMs(): number;
   /** An attempt picked in state `startedIn` ended: feeds the endpoint's health and reports the transition, if any. */
   attemptEnded(ep: Endpoint, outcome: AttemptOutcome, startedIn: HealthState, nowMs: number): HealthTransition | undefined;
+  /** An attempt's answer carried a valid load report (a free probe for a probing picker). */
+  loadReported(ep: Endpoint, report: LoadReport): void;
 }
 
 /**

@@ -4,7 +4,7 @@
  * endpoints that were not eligible, with the reason.
  * @module
  */
-import type { BalancerEndpoint } from '@proxyless/core';
+import type { BalancerEndpoint, PickSignal } from '@proxyless/core';
 import type { Endpoint } from './endpoint.js';
 import type { EndpointSet } from './endpoint-set.js';
 import type { ExclusionReason, PickCandidate, PickExplanation } from '../shared/pick-explanation-types.js';
@@ -34,7 +34,7 @@ function candidate(ep: Endpoint, chosen: boolean, recorded: number | undefined, 
  * synchronous, so the state read here is the state it saw). Off the hot path: only with `explain: true`.
  * @internal
  */
-export function explainPick(set: EndpointSet, chosen: Endpoint, compared: readonly Endpoint[], scores: readonly number[] | undefined, tried: ReadonlySet<Endpoint> | undefined, attempt: number, discoveryStale: boolean, inFlight?: readonly Endpoint[]): PickExplanation {
+export function explainPick(set: EndpointSet, chosen: Endpoint, compared: readonly Endpoint[], scores: readonly number[] | undefined, tried: ReadonlySet<Endpoint> | undefined, attempt: number, discoveryStale: boolean, inFlight?: readonly Endpoint[], signal?: PickSignal): PickExplanation {
   const balancer = set.balancer;
   const score = balancer.score === undefined ? undefined : (e: BalancerEndpoint): number => balancer.score?.(e) ?? 0;
   const recorded = compared.length > 0 && scores?.length === compared.length ? scores : undefined;
@@ -47,5 +47,5 @@ export function explainPick(set: EndpointSet, chosen: Endpoint, compared: readon
   }
   for (const ep of set.draining) excluded.push({ endpoint: ep.info.label, reason: 'draining' });
   const hedge = inFlight !== undefined && inFlight.length > 0 ? ({ hedge: true } as const) : undefined;
-  return Object.freeze({ attempt, ...hedge, strategy: balancer.name, chosen: chosen.info.label, candidates: Object.freeze(candidates), excluded: Object.freeze(excluded), panic: set.panic, discoveryStale });
+  return Object.freeze({ attempt, ...hedge, strategy: balancer.name, chosen: chosen.info.label, ...(signal === undefined ? {} : { signal }), candidates: Object.freeze(candidates), excluded: Object.freeze(excluded), panic: set.panic, discoveryStale });
 }

@@ -38,7 +38,10 @@ export class PickHandle {
     const ep = this.endpoint;
     const now = ep.owner.clockMs();
     ep.load.ended(outcome, now - this.startedAt, now, this.startedAt);
-    if (loadReport !== undefined) ep.reported.received(loadReport, now);
+    if (loadReport !== undefined) {
+      const report = ep.reported.received(loadReport, now);
+      if (report !== undefined) ep.owner.loadReported(ep, report);
+    }
     return ep.owner.attemptEnded(ep, outcome, this.#startedIn, now);
   }
 }

@@ -34,18 +34,19 @@ export class ReportedLoad {
     this.#clock = clock;
   }
 
-  /** An answer's `endpoint-load-metrics` value (absent: nothing to do). */
-  received(value: string | readonly string[] | undefined, nowMs: number): void {
-    if (value === undefined) return;
+  /** An answer's `endpoint-load-metrics` value (absent: nothing to do); returns the report when it is valid. */
+  received(value: string | readonly string[] | undefined, nowMs: number): LoadReport | undefined {
+    if (value === undefined) return undefined;
     const report = typeof value === 'string' ? parseLoadReport(value) : undefined;
     if (report === undefined) {
       this.malformed++;
-      return;
+      return undefined;
     }
     if (this.#report === undefined || nowMs - this.#at > LOAD_REPORT_EXPIRATION_MS) this.#since = nowMs;
     this.#report = report;
     this.#view = undefined;
     this.#at = nowMs;
+    return report;
   }
 
   /** Back from an ejection or an open breaker: A58 starts the blackout again. */

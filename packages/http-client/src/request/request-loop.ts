@@ -8,7 +8,7 @@
 import type { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
-import { backoffDelay, loadReportHeader, priorityHeader, shedHeader, type PickContext } from '@proxyless/core';
+import { backoffDelay, loadReportHeader, priorityHeader, shedHeader, type PickContext, type PickSignal } from '@proxyless/core';
 import type { Endpoint } from '../endpoints/endpoint.js';
 import type { EmptyReason, EndpointSet } from '../endpoints/endpoint-set.js';
 import {
@@ -203,10 +203,11 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
       // The first attempt starts with the call (one clock read for both), unless it waited for a snapshot.
       const startMs = attempt === 1 && waiting === undefined ? call.startedAt : performance.now();
       const scores: number[] | undefined = picks === undefined ? undefined : [];
-      const handle = host.set.pick(compared === undefined ? context : { ...context, candidates: compared, scores }, startMs);
+      const signals: PickSignal[] | undefined = picks === undefined ? undefined : [];
+      const handle = host.set.pick(compared === undefined ? context : { ...context, candidates: compared, scores, signals }, startMs);
       if (handle.kind === 'empty') throw host.emptyError(errorContext(host, attempt - 1, retries, undefined, picks), handle.reason);
       const ep = handle.endpoint;
-      if (picks !== undefined) picks.push(explainPick(host.set, ep, compared ?? [], scores, retries?.exclude, attempt, host.discoveryStale !== undefined));
+      if (picks !== undefined) picks.push(explainPick(host.set, ep, compared ?? [], scores, retries?.exclude, attempt, host.discoveryStale !== undefined, undefined, signals?.[0]));
       const span = trace?.attempt(ep, attempt, compared && pickFacts(host.set.balancer, compared, ep), headers);
       let result: Answer<B> | Failure<B>;
       try {
@@ -440,9 +441,10 @@ class Hedged<B extends { dump(): Promise<unknown> }> implements Abortable, Timer
     const req = this.#req;
     const trace = this.#call.trace;
     const picks = this.#picks;
-    const context: PickContext & { candidates?: Endpoint[]; scores?: number[] } = { hashKey: req.hashKey, exclude: this.#exclude };
+    const context: PickContext & { candidates?: Endpoint[]; scores?: number[]; signals?: PickSignal[] } = { hashKey: req.hashKey, exclude: this.#exclude };
     const compared: Endpoint[] | undefined = picks === undefined && trace === undefined ? undefined : (context.candidates = []);
     const scores: number[] | undefined = picks === undefined ? undefined : (context.scores = []);
+    const signals: PickSignal[] | undefined = picks === undefined ? undefined : (context.signals = []);
     const handle = host.set.pick(context, nowMs);
     if (handle.kind === 'empty') {
       if (!isHedge) this.#fail(host.emptyError(this.#context(undefined), handle.reason));
@@ -456,7 +458,7 @@ class Hedged<B extends { dump(): Promise<unknown> }> implements Abortable, Timer
     }
     const attempt = ++this.#attempts;
     const n = this.#copies++;
-    if (picks !== undefined) picks.push(explainPick(host.set, ep, compared ?? [], scores, this.#exclude, attempt, host.discoveryStale !== undefined, isHedge ? this.#inFlight.map((c) => c.ep) : undefined));
+    if (picks !== undefined) picks.push(explainPick(host.set, ep, compared ?? [], scores, this.#exclude, attempt, host.discoveryStale !== undefined, isHedge ? this.#inFlight.map((c) => c.ep) : undefined, signals?.[0]));
     const span = trace?.attempt(ep, attempt, compared && pickFacts(host.set.balancer, compared, ep), this.#headers, n);
     const perTryMs = this.#policy.perTryTimeoutMs;
     const copy = new Copy(n, handle, nowMs, span, perTryMs);

@@ -99,6 +99,20 @@ export interface SubsetStats {
   candidates: number;
 }
 
+/** The probes of a probing balancer (`prequal()`), since the client started. */
+export interface ProbeStats {
+  /** Probes sent (`GET` of the balancer's probe path). */
+  sent: number;
+  /** Probes without an answer by their deadline, or with a connection error (ignored for picking; the endpoint's last probe is dropped). */
+  failed: number;
+  /** Probes answered without a report carrying `rif` (the endpoint does not report; it is balanced by least-request). */
+  unreported: number;
+  /** Probes in flight now. */
+  inFlight: number;
+  /** Probes in the picker's pool now. */
+  poolSize: number;
+}
+
 /** A point-in-time view of a client. */
 export interface ClientStats {
   service: string;
@@ -116,5 +130,7 @@ export interface ClientStats {
   discovery: DiscoveryStats;
   /** Hedged requests (all 0 unless a policy sets `hedge`). */
   hedges: HedgeStats;
+  /** Present when the balancer probes (`prequal()`). */
+  probes?: ProbeStats;
   endpoints: EndpointStats[];
 }

@@ -4,6 +4,7 @@
  * importing the endpoint set.
  * @module
  */
+import type { PickSignal } from '@proxyless/core';
 import type { EndpointLoadReport } from './load-report-types.js';
 
 /** Why an endpoint could not be picked for an attempt. */
@@ -34,6 +35,14 @@ export interface PickExplanation {
   readonly strategy: string;
   /** `address:port` of the endpoint picked. */
   readonly chosen: string;
+  /**
+   * The signal that decided, for strategies that name one (core's
+   * `PickSignal`): `prequal()` says `probe-latency` (hot–cold: the latency of
+   * a cold endpoint), `probe-in-flight` (every probed endpoint hot: the fewest
+   * requests in flight) or `in-flight` (no usable probe: least-request on this
+   * client's in-flight counts).
+   */
+  readonly signal?: PickSignal;
   /** What the strategy compared (two for P2C); just the chosen one for strategies that do not compare. */
   readonly candidates: readonly PickCandidate[];
   /** Endpoints that were not eligible, and why. */

@@ -1,0 +1,224 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'mocha';
+import fc from 'fast-check';
+import type { Picker, PickerProbing, PickSignal } from '../src/balancer.js';
+import { prequal, quantile, type PrequalOptions } from '../src/balancer-prequal.js';
+import { InvalidOptionError } from '../src/errors.js';
+import { endpoints, seeded, type TestEndpoint } from './balancer-fixtures.js';
+
+/** A picker with a clock the test moves. */
+function setup(n: number, options: PrequalOptions = {}): { set: TestEndpoint[]; picker: Picker<TestEndpoint>; probing: PickerProbing<TestEndpoint>; clock: { now: number } } {
+  const clock = { now: 0 };
+  const set = endpoints(n);
+  const picker = prequal({ random: seeded(7), clock: () => clock.now, ...options }).createPicker(set);
+  assert.ok(picker.probing);
+  return { set, picker, probing: picker.probing, clock };
+}
+
+function decided(picker: Picker<TestEndpoint>): { chosen: TestEndpoint | undefined; signal: PickSignal | undefined } {
+  const signals: PickSignal[] = [];
+  const chosen = picker.pick({ signals });
+  return { chosen, signal: signals[0] };
+}
+
+describe('prequal()', () => {
+  it('validates its options by name', () => {
+    assert.throws(() => prequal({ poolSize: 0 }), (e: unknown) => e instanceof InvalidOptionError && /poolSize/.test(e.message));
+    assert.throws(() => prequal({ hotQuantile: 1.5 }), (e: unknown) => e instanceof InvalidOptionError && /hotQuantile/.test(e.message));
+    assert.throws(() => prequal({ probePath: 'nope' }), (e: unknown) => e instanceof InvalidOptionError && /probePath/.test(e.message));
+    assert.throws(() => prequal({ probeRate: 17 }), InvalidOptionError);
+    assert.throws(() => prequal({ coldChoice: 'fastest' as 'lowest' }), (e: unknown) => e instanceof InvalidOptionError && /coldChoice/.test(e.message));
+    assert.throws(() => prequal({ bogus: 1 } as PrequalOptions), InvalidOptionError);
+  });
+
+  it('falls back to least-request (P2C on in-flight counts) while the pool is empty', () => {
+    const { set, picker } = setup(2);
+    set[0]!.load.inFlight = 5;
+    for (let i = 0; i < 20; i++) {
+      const { chosen, signal } = decided(picker);
+      assert.equal(signal, 'in-flight');
+      assert.equal(chosen, set[1]);
+    }
+  });
+
+  it("among cold endpoints picks the lowest latency (coldChoice: 'lowest', the paper's rule)", () => {
+    const { set, picker, probing } = setup(4, { maxReuse: 1000, coldChoice: 'lowest' });
+    probing.result(set[0]!, { rif: 1, latencyMs: 9 });
+    probing.result(set[1]!, { rif: 1, latencyMs: 2 });
+    probing.result(set[2]!, { rif: 0, latencyMs: 6 });
+    probing.result(set[3]!, { rif: 1, latencyMs: 5 });
+    const { chosen, signal } = decided(picker);
+    assert.equal(signal, 'probe-latency');
+    assert.equal(chosen, set[1]);
+  });
+
+  it('never picks a hot endpoint while a cold one is in the pool, however fast the hot one is', () => {
+    const { set, picker, probing } = setup(5, { maxReuse: 1000 });
+    for (let k = 0; k < 6; k++) for (let i = 1; i < 5; i++) probing.result(set[i]!, { rif: 1, latencyMs: 10 });
+    probing.result(set[0]!, { rif: 40, latencyMs: 0.1 }); // far above the 0.84 quantile of recent RIFs
+    const { chosen, signal } = decided(picker);
+    assert.equal(signal, 'probe-latency');
+    assert.notEqual(chosen, set[0]);
+  });
+
+  it('when every endpoint in the pool is hot, picks the fewest requests in flight', () => {
+    const { set, picker, probing } = setup(3, { maxReuse: 1000 });
+    // History of low RIFs sets the threshold; then the pool's probes are all above it.
+    for (let k = 0; k < 32; k++) probing.result(set[0]!, { rif: 0, latencyMs: 1 });
+    probing.result(set[0]!, { rif: 9, latencyMs: 1 });
+    probing.result(set[1]!, { rif: 4, latencyMs: 50 });
+    probing.result(set[2]!, { rif: 7, latencyMs: 2 });
+    const { chosen, signal } = decided(picker);
+    assert.equal(signal, 'probe-in-flight');
+    assert.equal(chosen, set[1]);
+  });
+
+  it('ages probes out after maxProbeAgeMs, then falls back', () => {
+    const { set, picker, probing, clock } = setup(2, { maxProbeAgeMs: 100, maxReuse: 1000 });
+    probing.result(set[0]!, { rif: 0, latencyMs: 1 });
+    assert.equal(decided(picker).signal, 'probe-latency');
+    assert.equal(probing.poolSize, 1);
+    clock.now = 101;
+    assert.equal(decided(picker).signal, 'in-flight');
+    assert.equal(probing.poolSize, 0);
+  });
+
+  it('drops a probe after maxReuse picks, and counts each pick in its RIF', () => {
+    const { set, picker, probing } = setup(2, { maxReuse: 2 });
+    probing.result(set[0]!, { rif: 0, latencyMs: 1 });
+    assert.equal(decided(picker).chosen, set[0]);
+    assert.equal(probing.poolSize, 1);
+    decided(picker);
+    assert.equal(probing.poolSize, 0);
+  });
+
+  it('drops an endpoint\'s probe when a later probe of it fails (a hung server stops being picked)', () => {
+    const { set, picker, probing } = setup(2, { maxReuse: 1000 });
+    probing.result(set[0]!, { rif: 0, latencyMs: 1 });
+    probing.result(set[1]!, { rif: 0, latencyMs: 50 });
+    assert.equal(decided(picker).chosen, set[0]);
+    probing.failed(set[0]!);
+    for (let i = 0; i < 10; i++) assert.equal(decided(picker).chosen, set[1]);
+  });
+
+  it('skips unavailable and excluded endpoints in the pool', () => {
+    const { set, picker, probing } = setup(3, { maxReuse: 1000 });
+    probing.result(set[0]!, { rif: 0, latencyMs: 1 });
+    probing.result(set[1]!, { rif: 0, latencyMs: 2 });
+    probing.result(set[2]!, { rif: 0, latencyMs: 3 });
+    (set[0] as { available?: boolean }).available = false;
+    assert.equal(picker.pick(), set[1]);
+    assert.equal(picker.pick({ exclude: new Set([set[1]!]) }), set[2]);
+  });
+
+  it('among cold endpoints picks at random with odds in inverse proportion to latency (default)', () => {
+    const { set, picker, probing } = setup(3, { maxReuse: 1000 });
+    const counts = [0, 0, 0];
+    for (let i = 0; i < 3000; i++) {
+      probing.result(set[0]!, { rif: 0, latencyMs: 1 });
+      probing.result(set[1]!, { rif: 0, latencyMs: 2 });
+      probing.result(set[2]!, { rif: 0, latencyMs: 30 });
+      counts[set.indexOf(picker.pick()!)]!++;
+    }
+    // Odds 1 : 1/2 : 1/30 → 64.5 % : 32.3 % : 2.2 %.
+    assert.ok(counts[0]! > 1750 && counts[0]! < 2150, counts.join('/'));
+    assert.ok(counts[1]! > 800 && counts[1]! < 1150, counts.join('/'));
+    assert.ok(counts[2]! < 150, counts.join('/'));
+  });
+
+  it('shares the picks of about equally fast endpoints at one request at a time', () => {
+    const { set, picker, probing } = setup(2, { maxReuse: 1000 });
+    const counts = [0, 0];
+    for (let i = 0; i < 1000; i++) {
+      // Each answer reports the server idle again (one request at a time); latencies differ by 10 % (coldChoice 'lowest' gives one all).
+      probing.result(set[0]!, { rif: 0, latencyMs: 1.0 });
+      probing.result(set[1]!, { rif: 0, latencyMs: 1.1 });
+      counts[set.indexOf(picker.pick()!)]!++;
+    }
+    assert.ok(counts[0]! > 350 && counts[1]! > 350, counts.join('/'));
+  });
+
+  it('gives endpoints that answer probes without a report their share, by least-request among themselves', () => {
+    const { set, picker, probing } = setup(4, { maxReuse: 1000 });
+    probing.result(set[0]!, { rif: 0, latencyMs: 1 });
+    probing.result(set[1]!, { rif: 0, latencyMs: 1 });
+    probing.result(set[2]!, undefined);
+    probing.result(set[3]!, undefined);
+    const counts = [0, 0, 0, 0];
+    for (let i = 0; i < 4000; i++) counts[set.indexOf(picker.pick()!)]!++;
+    for (const c of counts) assert.ok(c > 500, counts.join('/'));
+  });
+
+  it('never hands out more probe targets than probeRate per pick, distinct within a call (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 40 }),
+        fc.double({ min: 0, max: 16, noNaN: true }),
+        fc.array(fc.oneof(fc.constant(-1), fc.integer({ min: 0, max: 20 })), { maxLength: 200 }),
+        fc.integer(),
+        (n, probeRate, ops, seed) => {
+          const set = endpoints(n);
+          const picker = prequal({ probeRate, random: seeded(seed) }).createPicker(set);
+          let picks = 0;
+          let handed = 0;
+          for (const op of ops) {
+            if (op < 0) {
+              picker.pick();
+              picks++;
+            } else {
+              const t = picker.probing!.targets(op);
+              assert.ok(t.length <= op);
+              assert.equal(new Set(t).size, t.length);
+              handed += t.length;
+            }
+            assert.ok(handed <= probeRate * picks + 1e-9, `${handed} targets after ${picks} picks at rate ${probeRate}`);
+          }
+        },
+      ),
+    );
+  });
+
+  it('never holds more probes than poolSize, one per endpoint, all younger than maxProbeAgeMs at a pick (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 30 }),
+        fc.integer({ min: 1, max: 8 }),
+        fc.array(
+          fc.record({ kind: fc.constantFrom('result', 'fail', 'pick', 'tick', 'none'), i: fc.nat(29), rif: fc.nat(20), lat: fc.double({ min: 0, max: 100, noNaN: true }), dt: fc.nat(60) }),
+          { maxLength: 300 },
+        ),
+        (n, poolSize, ops) => {
+          let now = 0;
+          const set = endpoints(n);
+          const picker = prequal({ poolSize, maxProbeAgeMs: 100, maxReuse: 3, random: seeded(n), clock: () => now }).createPicker(set);
+          const probing = picker.probing!;
+          let lastResultAt = -Infinity;
+          for (const op of ops) {
+            const e = set[op.i % n]!;
+            if (op.kind === 'result') {
+              probing.result(e, { rif: op.rif, latencyMs: op.lat });
+              lastResultAt = now;
+            }
+            else if (op.kind === 'none') probing.result(e, undefined);
+            else if (op.kind === 'fail') probing.failed(e);
+            else if (op.kind === 'tick') now += op.dt;
+            else {
+              const chosen = picker.pick();
+              assert.ok(chosen !== undefined && set.includes(chosen));
+              if (now - lastResultAt > 100) assert.equal(probing.poolSize, 0, 'a probe outlived maxProbeAgeMs');
+            }
+            assert.ok(probing.poolSize <= Math.min(poolSize, n), `pool ${probing.poolSize} > ${poolSize}`);
+          }
+        },
+      ),
+    );
+  });
+
+  it('quantile() interpolates between ranks', () => {
+    const sorted = Float64Array.from([0, 1, 2, 10]);
+    assert.equal(quantile(sorted, 4, 0), 0);
+    assert.equal(quantile(sorted, 4, 1), 10);
+    assert.equal(quantile(sorted, 4, 0.5), 1.5);
+    assert.equal(quantile(sorted, 0, 0.5), Infinity);
+  });
+});
