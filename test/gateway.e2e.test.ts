@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
+import { Agent, createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -133,9 +133,9 @@ interface Reply {
   body: Buffer;
 }
 
-function send(url: string, options: { method?: string; headers?: Record<string, string>; body?: Buffer | string } = {}): Promise<Reply> {
+function send(url: string, options: { method?: string; headers?: Record<string, string>; body?: Buffer | string; agent?: Agent } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: options.method ?? 'GET', headers: options.headers ?? {}, agent: false }, (res) => {
+    const req = httpRequest(url, { method: options.method ?? 'GET', headers: options.headers ?? {}, agent: options.agent ?? false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
@@ -508,7 +508,10 @@ describe('@proxyless/gateway, end to end (real Consul, real services, headless C
   });
 
   describe('as a process (the proxyless-gateway bin)', () => {
-    it('restarts its workers one by one on SIGHUP with no failed request under a load loop (a connection per request)', async () => {
+    /** A SIGHUP rolling restart of a one-worker gateway under 8 request loops, each on a connection per request or on kept-alive ones. */
+    async function rollingRestart(connections: 'per request' | 'keep-alive'): Promise<void> {
+      // Kept-alive sockets as wrk and browsers hold them, and no retry: a socket the draining worker closed under a request fails it.
+      const keepAlive = connections === 'keep-alive' ? new Agent({ keepAlive: true, maxSockets: 8 }) : undefined;
       const gw = await startGatewayProcess({ CONSUL_HTTP_ADDR: agent.httpAddr }, ['--workers', '1']);
       const { child } = gw;
       try {
@@ -525,7 +528,7 @@ describe('@proxyless/gateway, end to end (real Consul, real services, headless C
         const loop = async (): Promise<void> => {
           while (!stop && Date.now() < deadline && ok + failures.length < 20_000) {
             try {
-              const r = await send(`${gw.url}/orders/x`);
+              const r = await send(`${gw.url}/orders/x`, keepAlive ? { agent: keepAlive } : {});
               if (r.status === 200) ok++;
               else failures.push(`status ${String(r.status)}: ${r.body.toString()}`);
             } catch (error) {
@@ -542,7 +545,7 @@ describe('@proxyless/gateway, end to end (real Consul, real services, headless C
         stop = true;
         await Promise.all(loops);
         const after = await pidsOf();
-        console.log(`      [measure] rolling restart: ${String(ok)} requests answered 200 (${String(ok - sentBefore)} after SIGHUP), ${String(failures.length)} failed; workers ${before.join()} -> ${after.join()}`);
+        console.log(`      [measure] rolling restart (${connections}): ${String(ok)} requests answered 200 (${String(ok - sentBefore)} after SIGHUP), ${String(failures.length)} failed; workers ${before.join()} -> ${after.join()}`);
         assert.deepEqual(failures.slice(0, 5), []);
         assert.ok(ok - sentBefore > 20, `only ${String(ok - sentBefore)} requests during the restart`);
         assert.equal(after.length, 1);
@@ -551,9 +554,14 @@ describe('@proxyless/gateway, end to end (real Consul, real services, headless C
         const [code] = (await gw.exited) as [number | null];
         assert.equal(code, 0, gw.output());
       } finally {
+        keepAlive?.destroy();
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       }
-    });
+    }
+
+    it('restarts its workers one by one on SIGHUP with no failed request under a load loop (a connection per request)', () => rollingRestart('per request'));
+
+    it('restarts its workers one by one on SIGHUP with no failed request on kept-alive connections (no retry)', () => rollingRestart('keep-alive'));
 
     it('registers itself in Consul and, on SIGTERM, drains, deregisters and exits 0', async () => {
       const gw = await startGatewayProcess({ CONSUL_HTTP_ADDR: agent.httpAddr }, ['--workers', '2']);

@@ -7,7 +7,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse, type OutgoingHttpHeaders } from 'node:http';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
-import type { AddressInfo } from 'node:net';
+import { Server as NetServer, type AddressInfo } from 'node:net';
 import { ClosedError, InvalidOptionError, TimeoutError, isProxylessError, type CatalogWatch, type CatalogWatchOptions } from '@proxyless/core';
 import type { RegistrarOptions } from '@proxyless/registrar';
 import { catalogRoute, checkConfig, configKeys, resolveRoutes, type GatewayConfig, type ResolvedRoute } from './config.js';
@@ -112,6 +112,9 @@ export function errorResponse(error: unknown): { status: number; code: string; m
 }
 
 const statusPrefix = '/_proxyless';
+
+/** How long a draining gateway keeps its kept-alive sockets open to answer their next request with `Connection: close`, ms. */
+const lastCallMaxMs = 1_000;
 
 /** Where the config says services are registered. @internal */
 export function gatewayRegistry(options: GatewayConfig): GatewayRegistry {
@@ -491,7 +494,14 @@ export class GatewayServer implements Gateway {
 
   async #close(graceMs: number): Promise<void> {
     const closed = this.server.listening ? once(this.server, 'close') : Promise.resolve([]);
-    if (this.server.listening) this.server.close();
+    // Closing a kept-alive socket between two of its requests races the client's next request, which
+    // then fails (wrk: read errors; a SIGHUP restart under load lost ~15 per worker). So first a last
+    // call: every answer now says `Connection: close`, and a busy client's next request gets one;
+    // only sockets that stayed idle through it are closed (what any keep-alive timeout does).
+    // http's close() would close the idle ones at once (Node >= 19): net's stops accepting only.
+    if (this.server.listening) NetServer.prototype.close.call(this.server);
+    const lastCallMs = Math.min(graceMs, lastCallMaxMs);
+    if (lastCallMs > 0) await new Promise((resolve) => setTimeout(resolve, lastCallMs).unref());
     this.server.closeIdleConnections();
     if (this.#inFlight > 0) {
       await new Promise<void>((resolve) => {
