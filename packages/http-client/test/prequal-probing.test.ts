@@ -139,6 +139,29 @@ describe('http-client: prequal() probing balancer', function () {
     });
   }
 
+  it('takes reports on answers (in-band rif and latency_ms) as free probes', async () => {
+    const backends = await Promise.all([backend(after(1)), backend(after(1))]);
+    const c = clientOver(backends, { probeRate: 0 });
+    for (let i = 0; i < 20; i++) await c.text('/');
+    const probes = c.stats().probes!;
+    const res = await c.text({ path: '/', explain: true });
+    assert.equal(probes.sent, 0);
+    assert.ok(probes.poolSize > 0, 'the pool holds in-band reports');
+    assert.equal(res.picks?.[0]?.signal, 'probe-latency');
+  });
+
+  it('close() aborts the probes in flight instead of waiting for them', async () => {
+    const hung = await backend(after(1), { probe: () => undefined }); // answers requests, never its probes
+    const c = clientOver([hung], { probeTimeoutMs: 20_000 });
+    for (let i = 0; i < 3; i++) await c.text('/');
+    assert.ok(c.stats().probes!.inFlight > 0, 'a probe is in flight');
+    const started = performance.now();
+    await c.close();
+    const ms = performance.now() - started;
+    console.log(`      [measure] close() with a probe in flight (deadline 20 s): ${ms.toFixed(0)} ms`);
+    assert.ok(ms < 5_000, `close() waited ${ms.toFixed(0)} ms for a probe`);
+  });
+
   it('falls back to least-request when no server answers probes, and stops probing on close()', async () => {
     const plain = await Promise.all([1, 2, 3].map(() => startServer((req, res) => {
       if (req.url === PROBE_PATH) res.statusCode = 404;
