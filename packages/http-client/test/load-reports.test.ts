@@ -6,7 +6,8 @@
  * pick explanations; anything malformed is counted and never trusted.
  */
 import assert from 'node:assert/strict';
-import { roundRobin, type ReportedLoadView } from '@proxyless/core';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { loadWeightedRoundRobin, roundRobin, type ReportedLoadView } from '@proxyless/core';
 import { createClient, type ProxylessClient } from '@proxyless/http-client';
 import { LoadReporter, loadReportListener } from '@proxyless/load-report';
 import { LOAD_REPORT_BLACKOUT_MS, LOAD_REPORT_EXPIRATION_MS, ReportedLoad } from '../src/endpoints/reported-load.js';
@@ -61,6 +62,46 @@ describe('http-client: server load reports (endpoint-load-metrics)', function ()
     assert.ok(chosen !== undefined);
     if (res.endpoint.port === silent.port) assert.equal(chosen.loadReport, undefined);
     else assert.ok(chosen.loadReport !== undefined && chosen.loadReport.utilization! > 0, 'the chosen candidate shows its report');
+  });
+
+  it('loadWeightedRoundRobin() gives a server that reports high utilisation a proportionally smaller share, once A58 lets it use the reports', async function () {
+    this.timeout(60_000);
+    const busy = new LoadReporter();
+    busy.setApplicationUtilization(0.8);
+    const idle = new LoadReporter();
+    idle.setApplicationUtilization(0.2);
+    reporters = [busy, idle];
+    const a = await startServer(() => undefined);
+    const b = await startServer(() => undefined);
+    a.server.removeAllListeners('request');
+    b.server.removeAllListeners('request');
+    a.server.on('request', loadReportListener(busy, (_q, res) => res.end('busy')));
+    b.server.on('request', loadReportListener(idle, (_q, res) => res.end('idle')));
+    servers = [a, b];
+    const resolver = new FakeResolver();
+    resolver.set(servers.map((s) => instance(s.port)));
+    // The balancer's clock is the test's: weights are computed once when it starts, once after the blackout.
+    let weightClock = 0;
+    client = createClient({ service: 'svc', resolver, balancer: loadWeightedRoundRobin({ now: () => weightClock }) });
+    // A58's blackout: reports are used only after 10 s of reporting. Until then: equal turns, equal rps.
+    const until = performance.now() + LOAD_REPORT_BLACKOUT_MS + 500;
+    const during = { busy: 0, idle: 0 };
+    while (performance.now() < until) {
+      during[(await client.text('/')).body as 'busy' | 'idle']++;
+      await sleep(20);
+    }
+    weightClock += 1_000; // the next pick recomputes the weights from the reports
+    const res = await client.request({ path: '/', explain: true });
+    await res.body.dump();
+    const after = { busy: 0, idle: 0 };
+    for (let i = 0; i < 200; i++) after[(await client.text('/')).body as 'busy' | 'idle']++;
+    const ra = client.stats().endpoints.find((e) => e.key === instance(a.port).key)?.loadReport;
+    const rb = client.stats().endpoints.find((e) => e.key === instance(b.port).key)?.loadReport;
+    console.log(`      [measure] blackout: ${JSON.stringify(during)}; after: ${JSON.stringify(after)} of 200 (utilisation 0.8 vs 0.2 at rps ${ra?.rps} vs ${rb?.rps}: busy's expected share ≈ 20 %); pick signal ${res.picks?.[0]?.signal}`);
+    assert.ok(Math.abs(during.busy - during.idle) <= 1, 'equal turns during the blackout');
+    assert.ok(after.busy >= 25 && after.busy <= 60, `busy got ${after.busy} of 200, expected ≈ 40`);
+    assert.equal(res.picks?.[0]?.strategy, 'load-weighted-round-robin');
+    assert.equal(res.picks?.[0]?.signal, 'reported-weight');
   });
 
   it('ignores and counts malformed reports, keeping the last good one', async () => {

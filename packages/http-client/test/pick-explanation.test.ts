@@ -30,6 +30,7 @@ describe('http-client: pick explanations (explain: true)', () => {
     const chosen = pick.candidates.find((c) => c.endpoint === pick.chosen);
     assert.ok(chosen, 'the chosen endpoint is one of the candidates');
     assert.ok(pick.candidates.every((c) => chosen.score! <= c.score!), 'the cheaper candidate wins');
+    assert.ok(pick.signal === 'latency' || pick.signal === 'in-flight' || pick.signal === 'random', `the signal that decided: ${String(pick.signal)}`);
     assert.deepEqual(pick.excluded, []);
     assert.equal(pick.panic, false);
     // Off by default: no record, no cost.

@@ -5,7 +5,8 @@ import type { LoadReport } from '@proxyless/core';
  * header, TEXT or JSON), as the client holds it under gRPC A58's rules: a
  * report older than the expiration period (3 min) is dropped, and a report is
  * `usable` by a balancer only once the endpoint has reported continuously for
- * the blackout period (10 s). No balancer reads it yet.
+ * the blackout period (10 s); balancers read the usable report as core's
+ * `EndpointLoad.reported` (`loadWeightedRoundRobin()`, `peakEwma({ reportedLoad: true })`).
  */
 export interface EndpointLoadReport {
   /** The utilisation A58 weighs by: `application_utilization` when > 0, else `cpu_utilization`; undefined if the report has neither. */

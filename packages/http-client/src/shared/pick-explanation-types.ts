@@ -14,14 +14,14 @@ export type ExclusionReason = 'breakerOpen' | 'ejected' | 'draining' | 'alreadyT
 export interface PickCandidate {
   /** `address:port`. */
   readonly endpoint: string;
-  /** The score the strategy compared (lower wins; peak EWMA: `ewmaMs × (inFlight + 1)`); undefined for strategies without one. */
+  /** The score the strategy compared (lower wins; peak EWMA: `ewmaMs × (inFlight + 1)`), or for `loadWeightedRoundRobin()` the endpoint's weight (higher gets more turns); undefined for strategies without one. */
   readonly score: number | undefined;
   readonly inFlight: number;
   /** Latency estimate as the balancer saw it, ms. */
   readonly ewmaMs: number;
   /** The candidate's health state: `ready`, `probing` (its trial), or `ejected` (a panic pick). */
   readonly health: 'ready' | 'open' | 'probing' | 'ejected';
-  /** The candidate's last ORCA load report, if it sends one (not yet used to pick: shown beside the score). */
+  /** The candidate's last ORCA load report, if it sends one (`usable` says whether a load-aware balancer could read it). */
   readonly loadReport: EndpointLoadReport | undefined;
 }
 
@@ -36,11 +36,14 @@ export interface PickExplanation {
   /** `address:port` of the endpoint picked. */
   readonly chosen: string;
   /**
-   * The signal that decided, for strategies that name one (core's
-   * `PickSignal`): `prequal()` says `probe-latency` (hot–cold: the latency of
-   * a cold endpoint), `probe-in-flight` (every probed endpoint hot: the fewest
+   * The signal that decided the pick, for strategies that name one (core's
+   * `PickSignal`): `latency` or `in-flight` for peak EWMA;
+   * `reported-utilization` or `reported-rif` for `peakEwma({ reportedLoad: true })`;
+   * `reported-weight`, `mean-weight` or `rotation` for `loadWeightedRoundRobin()`;
+   * `prequal()` says `probe-latency` (hot–cold: the latency of a cold
+   * endpoint), `probe-in-flight` (every probed endpoint hot: the fewest
    * requests in flight) or `in-flight` (no usable probe: least-request on this
-   * client's in-flight counts).
+   * client's in-flight counts). Absent for strategies that do not say.
    */
   readonly signal?: PickSignal;
   /** What the strategy compared (two for P2C); just the chosen one for strategies that do not compare. */
