@@ -67,6 +67,8 @@ export function slowStart(inner: Balancer, options: SlowStartOptions = {}): Bala
       let lastNow = -Infinity;
       const slowed: Picker<E> = {
         endpoints,
+        // A probing picker's probes pass through: slow start only re-draws its choices.
+        ...(picker.probing === undefined ? {} : { probing: picker.probing }),
         pick(context?: PickContext): E | undefined {
           let chosen = picker.pick(context);
           if (chosen === undefined || chosen.load.readySince + windowMs <= lastNow) return chosen;

@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import type { Picker, PickerProbing, PickSignal } from '../src/balancer.js';
 import { prequal, quantile, type PrequalOptions } from '../src/balancer-prequal.js';
 import { InvalidOptionError } from '../src/errors.js';
+import { slowStart } from '../src/slow-start.js';
 import { endpoints, seeded, type TestEndpoint } from './balancer-fixtures.js';
 
 /** A picker with a clock the test moves. */
@@ -212,6 +213,14 @@ describe('prequal()', () => {
         },
       ),
     );
+  });
+
+  it('keeps its probing side when wrapped in slowStart()', () => {
+    const set = endpoints(3);
+    const picker = slowStart(prequal({ random: seeded(3) })).createPicker(set);
+    assert.ok(picker.probing !== undefined, 'the transport can still send probes');
+    picker.pick();
+    assert.equal(picker.probing.targets(8).length, 3);
   });
 
   it('quantile() interpolates between ranks', () => {
