@@ -58,6 +58,8 @@ const samples: Record<string, (C: AnyArgs) => Error> = {
   RequestFailedError: (C) => new C('connect', context),
   ResponseTooLargeError: (C) => new C(10, context),
   UnknownServiceError: (C) => new C('http://svc', context),
+  ConcurrencyLimitError: (C) => new C(context),
+  AdmissionRejectedError: (C) => new C(0.5, context),
 };
 
 /** True when `ancestor` is `child` or one of its superclasses. */

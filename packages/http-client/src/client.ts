@@ -10,6 +10,7 @@ import { SubsetFilter } from './endpoints/subset-filter.js';
 import { breakerStateOf } from './endpoints/health.js';
 import {
   CircuitOpenError,
+  ConcurrencyLimitError,
   DeadlineExceededError,
   NoHealthyEndpointsError,
   RequestFailedError,
@@ -29,6 +30,7 @@ import { classifyError, runRequest, sendRequest, type LoopHost, type LoopRespons
 import type { BufferedResponse, ClientResponse, ClientStats, EndpointStats } from './request/request-types.js';
 import { RetryBudget } from './request/retry-budget.js';
 import { Hedging } from './request/hedging.js';
+import { AdmissionControl } from './request/admission.js';
 import { TimerQueue } from './request/timer-queue.js';
 
 /** The dispatcher's way to send an attempt (see {@link ProxylessClient.forward}). */
@@ -87,6 +89,8 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   readonly #watch: ServiceWatch;
   readonly #budget: RetryBudget;
   readonly #hedging: Hedging;
+  /** Undefined when `admissionControl` is off. */
+  readonly #admission: AdmissionControl | undefined;
   readonly #host: LoopHost;
   readonly #doctor: ClientDoctor;
   readonly #telemetry: ClientTelemetry;
@@ -122,6 +126,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     this.#service = o.service;
     this.#balancer = o.balancer ?? peakEwma();
     this.#budget = new RetryBudget(o.budget);
+    this.#admission = o.admissionControl === undefined ? undefined : new AdmissionControl(o.admissionControl);
     this.#scheme = options.scheme ?? o.defaults.scheme;
     this.#doctor = new ClientDoctor(o, options.logger, options.retryLayers, (warning) => this.emit('configWarning', warning));
     // Each piece gets the one function it needs of the client's events, not the client.
@@ -139,6 +144,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       service: o.service,
       set: this.#set,
       budget: this.#budget,
+      admission: this.#admission,
       failureStatus: statusTable(o.failureStatuses),
       emptyError: (context, reason) => this.#emptyError(context, reason),
       stoppedError: (call, context) => this.#stoppedError(call, context),
@@ -374,6 +380,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
 
   #emptyError(context: RequestErrorContext, reason: EmptyReason): Error {
     if (this.#closed) return this.#closedError();
+    if (reason === 'concurrencyLimit') return new ConcurrencyLimitError(context);
     return reason === 'circuitOpen' ? new CircuitOpenError(context) : new NoHealthyEndpointsError(context);
   }
 
@@ -465,6 +472,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
         ejected: kind === 'ejected',
         loadReport: ep.reported.current(now),
         malformedLoadReports: ep.reported.malformed,
+        concurrencyLimit: ep.limit?.stats(),
       });
     }
     const probes = this.#set.probes;
@@ -482,6 +490,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
         backups: this.#subset.backups,
         candidates: this.#subset.candidates,
       },
+      admission: this.#admission?.stats(performance.now()),
       discovery: {
         stale: this.#stale !== undefined,
         staleSince: this.#stale?.since,

@@ -52,6 +52,8 @@ export type {
   ClientRetryOptions,
   RetryBudgetOptions,
   BackendTlsOptions,
+  ConcurrencyLimitOptions,
+  AdmissionControlOptions,
 } from './config/options.js';
 export { RetryBudget } from './request/retry-budget.js';
 export {
@@ -63,7 +65,10 @@ export {
   RequestFailedError,
   ResponseTooLargeError,
   UnknownServiceError,
+  ConcurrencyLimitError,
+  AdmissionRejectedError,
 } from './shared/errors.js';
+export type { ConcurrencyLimitStats, AdmissionStats, ConcurrencyLimitAlgorithm } from './shared/limit-types.js';
 export type { FailureKind } from './shared/attempt-outcome.js';
 export type { RequestErrorContext } from './shared/errors.js';
 export { ClosedError, AbortedError, InvalidOptionError } from '@proxyless/core';

@@ -42,6 +42,20 @@ export const clientDefaults = Object.freeze({
    * after 100 samples (a p95 of fewer is one or two samples).
    */
   hedge: Object.freeze({ maxHedges: 1, minDelayMs: 5, minSamples: 100 }),
+  /**
+   * Adaptive concurrency limits (off unless `concurrencyLimit` is set). Vegas
+   * by measurement (bench/overload.bench.ts); initial 20 as Netflix's; min 1 so
+   * a backend with few slots is not flooded; max 200, under the pool's 256 connections.
+   */
+  concurrencyLimitAlgorithm: 'vegas',
+  concurrencyLimit: Object.freeze({ initialLimit: 20, minLimit: 1, maxLimit: 200 }),
+  /**
+   * Admission control (off unless `admissionControl` is set): SRE's K = 2 and
+   * Envoy's 80 % cap; a 10 s window like the retry budget's and the breaker's;
+   * 20 attempts in the window before any local rejection (a quiet client does not
+   * reject on its first overload answer).
+   */
+  admissionControl: Object.freeze({ k: 2, windowMs: 10_000, minRequests: 20, maxRejectProbability: 0.8 }),
 } as const);
 
 /** The shape of {@link clientDefaults} (a test may resolve options against another table of this shape). @internal */
@@ -65,6 +79,9 @@ export interface ClientDefaults {
     readonly budget: { readonly [K in keyof typeof clientDefaults.retry.budget]: number };
   };
   readonly hedge: { readonly [K in keyof typeof clientDefaults.hedge]: number };
+  readonly concurrencyLimitAlgorithm: 'vegas' | 'gradient2';
+  readonly concurrencyLimit: { readonly [K in keyof typeof clientDefaults.concurrencyLimit]: number };
+  readonly admissionControl: { readonly [K in keyof typeof clientDefaults.admissionControl]: number };
 }
 
 const ms = (min: number, max = 3_600_000): NumberRule => ({ integer: true, min, max });
@@ -105,5 +122,16 @@ export const clientLimits = Object.freeze({
     minDelayMs: ms(0, 600_000),
     // The latency window keeps the last 1 000 answers.
     minSamples: { integer: true, min: 1, max: 1000 },
+  },
+  concurrencyLimit: {
+    initialLimit: { integer: true, min: 1, max: 100_000 },
+    minLimit: { integer: true, min: 1, max: 100_000 },
+    maxLimit: { integer: true, min: 1, max: 100_000 },
+  },
+  admissionControl: {
+    k: { min: 1, max: 100 },
+    windowMs: ms(1_000, 600_000),
+    minRequests: { integer: true, min: 0, max: 1e9 },
+    maxRejectProbability: { min: 0, max: 1 },
   },
 } satisfies Record<string, NumberRule | Record<string, NumberRule | Record<string, NumberRule>>>);

@@ -44,6 +44,10 @@ export interface ExplainedConfig {
   readonly logger: 'console' | 'custom' | false;
   /** Subsetting: its mode, size, client id and coordinate; `false`: every instance. */
   readonly subset: { mode: 'rendezvous' | 'aperture'; size: number; clientId: string; coordinate: { index: number; count: number } | undefined } | false;
+  /** The adaptive concurrency limit per endpoint, or false (off, the default). */
+  readonly concurrencyLimit: Readonly<NonNullable<ResolvedOptions['concurrencyLimit']>> | false;
+  /** Client-side admission control, or false (off, the default). */
+  readonly admissionControl: Readonly<NonNullable<ResolvedOptions['admissionControl']>> | false;
 }
 
 /** Checks `retryLayers`. @internal */
@@ -234,5 +238,7 @@ export function explainConfig(o: ResolvedOptions, scheme: 'http' | 'https' | 'au
     retryLayers: doctor.layers,
     logger: doctor.loggerKind,
     subset: o.subset === undefined ? false : { mode: o.subset.mode, size: o.subset.size, clientId: o.subset.clientId, coordinate: o.subset.coordinate },
+    concurrencyLimit: o.concurrencyLimit ?? false,
+    admissionControl: o.admissionControl ?? false,
   } satisfies ExplainedConfig);
 }

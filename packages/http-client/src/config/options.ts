@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { InvalidOptionError, resolveSubset, validateServiceName, type Balancer, type ConfigLogger, type ResolvedSubset, type Resolver, type ServiceInstance, type SubsetOptions } from '@proxyless/core';
 import { checkBackoffSpelling, checkBalancer, checkKnownKeys, checkNumber, optionKeys, type NumberRule } from '@proxyless/core/internal';
 import { clientDefaults, clientLimits, type ClientDefaults } from './defaults.js';
+import type { ConcurrencyLimitAlgorithm } from '../shared/limit-types.js';
 import { buildPolicy, type PolicyOptions, type RequestPolicy, type RetryOptions } from './policy.js';
 
 /** Another layer that retries around (or below) this client: a gateway, an SDK, a service mesh. */
@@ -51,6 +52,68 @@ export interface RetryBudgetOptions {
   windowMs?: number;
   /** Retries always allowed per second, whatever the traffic. Default 10. */
   minRetriesPerSecond?: number;
+}
+
+export type { ConcurrencyLimitAlgorithm };
+
+/**
+ * An adaptive concurrency limit per endpoint (Netflix concurrency-limits):
+ * each endpoint may have at most `limit` attempts in flight, and the limit is
+ * learnt from its latency — it falls when answers queue up (RTT rises above
+ * the no-load RTT) and rises again when they do not. A pick never chooses an
+ * endpoint at its limit; when every endpoint is at its limit the request
+ * fails at once with `ConcurrencyLimitError` (no client-side queue: it would
+ * hold the very queue the limit keeps off the servers).
+ */
+export interface ConcurrencyLimitOptions {
+  /**
+   * `vegas` (default: TCP Vegas, the no-load RTT as the least RTT seen; in the
+   * overload bench it held goodput and p99 where gradient2 let its long-term
+   * RTT drift up with the queue) or `gradient2` (Netflix's Gradient2: long-term
+   * vs short-term RTT).
+   */
+  algorithm?: ConcurrencyLimitAlgorithm;
+  /** The limit an endpoint starts with. Default 20. */
+  initialLimit?: number;
+  /** The least the limit falls to. Default 1. */
+  minLimit?: number;
+  /** The most the limit rises to. Default 200. */
+  maxLimit?: number;
+}
+
+/**
+ * Client-side admission control (Google SRE book, "adaptive throttling";
+ * Envoy `admission_control`): over a sliding window, each attempt (first
+ * tries and retries) is rejected locally, with `AdmissionRejectedError`, with
+ * probability `max(0, (requests − k × accepts) / (requests + 1))`. An attempt
+ * is *not* accepted when it timed out or the service answered 503 or 429
+ * (overload); any other answer is accepted.
+ */
+export interface AdmissionControlOptions {
+  /** SRE's K: the client sends up to K times what the service accepts (Envoy's `1 / sr_threshold`). Default 2. */
+  k?: number;
+  /** The window over which attempts and accepts are counted, ms. Default 10 000. */
+  windowMs?: number;
+  /** Attempts in the window before any local rejection (Envoy's `rps_threshold` × window). Default 20. */
+  minRequests?: number;
+  /** The highest rejection probability (Envoy's `max_rejection_probability`). Default 0.8. */
+  maxRejectProbability?: number;
+}
+
+/** {@link ConcurrencyLimitOptions}, resolved. @internal */
+export interface ResolvedConcurrencyLimit {
+  readonly algorithm: ConcurrencyLimitAlgorithm;
+  readonly initialLimit: number;
+  readonly minLimit: number;
+  readonly maxLimit: number;
+}
+
+/** {@link AdmissionControlOptions}, resolved. @internal */
+export interface ResolvedAdmissionControl {
+  readonly k: number;
+  readonly windowMs: number;
+  readonly minRequests: number;
+  readonly maxRejectProbability: number;
 }
 
 /** Retry settings of a client: a {@link RetryOptions} plus the client-wide budget. */
@@ -163,6 +226,17 @@ export interface ClientOptions {
    * ```
    */
   subset?: SubsetOptions | false;
+  /**
+   * An adaptive concurrency limit per endpoint; `true` for the defaults. Off
+   * by default (`false`): with it, requests beyond what the endpoints take fail
+   * fast instead of queuing, a behaviour to choose knowingly.
+   */
+  concurrencyLimit?: ConcurrencyLimitOptions | boolean;
+  /**
+   * Client-side admission control for the service; `true` for the defaults.
+   * Off by default (`false`): it rejects requests locally, a behaviour to choose knowingly.
+   */
+  admissionControl?: AdmissionControlOptions | boolean;
 }
 
 /** Client options that are not about which service: what a dispatcher shares between its clients. @internal */
@@ -199,6 +273,10 @@ export interface ResolvedSettings {
   tls: BackendTlsOptions;
   /** Subsetting, validated; `undefined`: every instance. */
   subset: ResolvedSubset | undefined;
+  /** Undefined when off. */
+  concurrencyLimit: ResolvedConcurrencyLimit | undefined;
+  /** Undefined when off. */
+  admissionControl: ResolvedAdmissionControl | undefined;
 }
 
 function obj(option: string, value: unknown): object | false | undefined {
@@ -223,7 +301,10 @@ export const clientOptionKeys = optionKeys<ClientOptions>({
   service: true, resolver: true, query: true, balancer: true, timeoutMs: true, perTryTimeoutMs: true, connectTimeoutMs: true,
   connectionsPerEndpoint: true, keepAliveTimeoutMs: true, maxResponseBytes: true, drainTimeoutMs: true, breaker: true,
   outlierDetection: true, retry: true, scheme: true, tls: true, logger: true, retryLayers: true, failureStatuses: true, subset: true,
+  concurrencyLimit: true, admissionControl: true,
 });
+const concurrencyLimitKeys = optionKeys<ConcurrencyLimitOptions>({ algorithm: true, initialLimit: true, minLimit: true, maxLimit: true });
+const admissionKeys = optionKeys<AdmissionControlOptions>({ k: true, windowMs: true, minRequests: true, maxRejectProbability: true });
 const breakerKeys = optionKeys<BreakerOptions>({ errorThresholdPercentage: true, volumeThreshold: true, resetTimeoutMs: true, rollingWindowMs: true, rollingBuckets: true });
 const outlierKeys = optionKeys<OutlierDetectionOptions>({
   consecutiveFailures: true, baseEjectionTimeMs: true, maxEjectionTimeMs: true, maxEjectionPercent: true, panicThresholdPercent: true,
@@ -275,6 +356,8 @@ export function resolveSettings(options: ClientSettings, owner = 'createClient()
   checkKnownKeys(at('retry'), options.retry, clientRetryKeys, owner);
   if (options.retry) checkKnownKeys(at('retry.budget'), options.retry.budget, budgetKeys, owner);
   checkKnownKeys(at('tls'), options.tls, tlsKeys, owner);
+  if (typeof options.concurrencyLimit === 'object') checkKnownKeys(at('concurrencyLimit'), options.concurrencyLimit, concurrencyLimitKeys, owner);
+  if (typeof options.admissionControl === 'object') checkKnownKeys(at('admissionControl'), options.admissionControl, admissionKeys, owner);
   const { balancer } = options;
   if (balancer !== undefined) checkBalancer('balancer', balancer);
   if (options.query !== undefined && (typeof options.query !== 'object' || options.query === null)) {
@@ -334,7 +417,34 @@ export function resolveSettings(options: ClientSettings, owner = 'createClient()
     scheme: scheme === 'auto' ? instanceScheme : scheme === 'https' ? () => 'https' : () => 'http',
     tls,
     subset,
+    concurrencyLimit: resolveConcurrencyLimit(options.concurrencyLimit, d, at),
+    admissionControl: resolveAdmission(options.admissionControl, d, at),
   };
+}
+
+/** `false`/absent: off; `true`: the defaults; an object: checked against the table. */
+function enabled<T>(option: string, value: T | boolean | undefined): T | undefined | false {
+  if (value === undefined || value === false) return false;
+  if (value === true) return undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidOptionError(option, value, 'must be true, false or an object');
+  return value;
+}
+
+function resolveConcurrencyLimit(value: ConcurrencyLimitOptions | boolean | undefined, d: ClientDefaults, at: (key: string) => string): ResolvedConcurrencyLimit | undefined {
+  const o = enabled(at('concurrencyLimit'), value);
+  if (o === false) return undefined;
+  const algorithm = o?.algorithm ?? d.concurrencyLimitAlgorithm;
+  if (algorithm !== 'vegas' && algorithm !== 'gradient2') throw new InvalidOptionError(at('concurrencyLimit.algorithm'), algorithm, 'must be "vegas" or "gradient2"');
+  const { algorithm: _, ...numbers } = o ?? {};
+  const n = checkGroup(at('concurrencyLimit'), numbers, d.concurrencyLimit, clientLimits.concurrencyLimit);
+  if (n.minLimit > n.maxLimit) throw new InvalidOptionError(at('concurrencyLimit.minLimit'), n.minLimit, `must be ≤ concurrencyLimit.maxLimit (${n.maxLimit})`);
+  return Object.freeze({ ...n, algorithm });
+}
+
+function resolveAdmission(value: AdmissionControlOptions | boolean | undefined, d: ClientDefaults, at: (key: string) => string): ResolvedAdmissionControl | undefined {
+  const o = enabled(at('admissionControl'), value);
+  if (o === false) return undefined;
+  return Object.freeze(checkGroup(at('admissionControl'), o, d.admissionControl, clientLimits.admissionControl));
 }
 
 function resolveBudget(value: unknown, d: ClientDefaults, at: (key: string) => string): Required<RetryBudgetOptions> {

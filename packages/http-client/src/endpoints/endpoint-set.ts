@@ -14,10 +14,11 @@ import { Prober, probeResultOf, type ProbeCounts } from './prober.js';
  * Why a pick found no endpoint, read from the per-state counts (no scan):
  * `circuitOpen` when some breaker is open or probing (its trial in flight),
  * else `ejected` when some endpoint is ejected (and panic is off), else
- * `noEndpoints` (the set is empty).
+ * `noEndpoints` (the set is empty); `concurrencyLimit` when endpoints were
+ * available but every one tried was at its concurrency limit.
  * @internal
  */
-export type EmptyReason = 'noEndpoints' | 'circuitOpen' | 'ejected';
+export type EmptyReason = 'noEndpoints' | 'circuitOpen' | 'ejected' | 'concurrencyLimit';
 
 /** A pick that found no endpoint, and why. @internal */
 export interface EmptyPick {
@@ -29,7 +30,20 @@ const EMPTY: Readonly<Record<EmptyReason, EmptyPick>> = {
   noEndpoints: Object.freeze({ kind: 'empty', reason: 'noEndpoints' }),
   circuitOpen: Object.freeze({ kind: 'empty', reason: 'circuitOpen' }),
   ejected: Object.freeze({ kind: 'empty', reason: 'ejected' }),
+  concurrencyLimit: Object.freeze({ kind: 'empty', reason: 'concurrencyLimit' }),
 };
+
+/**
+ * Below its concurrency limit (always, when limits are off). Checked at pick
+ * time rather than through `available`: the count changes at every attempt,
+ * and flipping the flag would tell the picker twice per attempt.
+ */
+function underLimit(ep: Endpoint): boolean {
+  const limit = ep.limit;
+  if (limit === undefined || ep.load.inFlight < limit.limit) return true;
+  limit.atLimit++;
+  return false;
+}
 
 /** Hears every health transition of the set's endpoints, once each. @internal */
 export type TransitionListener = (endpoint: Endpoint, from: HealthState, to: HealthState) => void;
@@ -91,6 +105,8 @@ export class EndpointSet implements LoadContext, HealthOwner, EjectionGate {
   #closed = false;
   #neutralMs = 0;
   #neutralAt = -Infinity;
+  /** The last pick that found nothing passed over an endpoint at its concurrency limit. */
+  #limited = false;
   /** The time of the pick in progress, or -1 between picks. */
   #pickingAt = -1;
   /** True once a snapshot was applied. */
@@ -214,25 +230,33 @@ export class EndpointSet implements LoadContext, HealthOwner, EjectionGate {
       // A probing picker owes probes for this pick: sent in the background, bounded.
       const probing = this.#picker.probing;
       if (probing !== undefined) this.#prober.probeFor(probing);
-      // `available` is checked too for a custom balancer that does not honour it.
-      if (ep.available && ep.health.tryAcquire()) return new PickHandle(ep, nowMs);
+      // `available` is checked too for a custom balancer that does not honour it; the limit before a probing trial is taken.
+      if (ep.available && underLimit(ep) && ep.health.tryAcquire()) return new PickHandle(ep, nowMs);
       const other = this.#pickAvoiding(ep, context);
-      return other === undefined ? EMPTY[this.emptyReason()] : new PickHandle(other, nowMs);
+      if (other !== undefined) return new PickHandle(other, nowMs);
+      return EMPTY[this.#limited ? 'concurrencyLimit' : this.emptyReason()];
     } finally {
       this.#pickingAt = -1;
     }
   }
 
+  /** The pick's first choice could not take it: another one, avoiding every endpoint that could not. Sets {@link EndpointSet.#limited}. */
   #pickAvoiding(first: Endpoint, context: PickContext | undefined): Endpoint | undefined {
     const exclude = new Set(context?.exclude as ReadonlySet<Endpoint> | undefined);
     exclude.add(first);
+    let limited = first.limit !== undefined && first.available && first.load.inFlight >= first.limit.limit;
+    this.#limited = false;
     const ctx: PickContext = { hashKey: context?.hashKey, exclude };
     for (let i = 0; i < this.#picker.endpoints.length; i++) {
       const ep = this.#picker.pick(ctx);
-      if (ep === undefined || exclude.has(ep)) return undefined;
-      if (ep.available && ep.health.tryAcquire()) return ep;
+      if (ep === undefined || exclude.has(ep)) break;
+      if (ep.available) {
+        if (!underLimit(ep)) limited = true;
+        else if (ep.health.tryAcquire()) return ep;
+      }
       exclude.add(ep);
     }
+    this.#limited = limited;
     return undefined;
   }
 
@@ -250,6 +274,12 @@ export class EndpointSet implements LoadContext, HealthOwner, EjectionGate {
     if (probing === undefined) return;
     const result = probeResultOf(report);
     if (result !== undefined) probing.result(ep, result);
+  }
+
+  /** An endpoint's concurrency limit changed: the `concurrencyLimit` event (with the limit's inputs). */
+  limitChanged(ep: Endpoint): void {
+    const limit = ep.limit;
+    if (limit !== undefined) this.#emit('concurrencyLimit', ep.info, limit.stats());
   }
 
   /** Ends every timed state due at `nowMs` (the set's timer calls it; so do picks, and tests with their own clock). */

@@ -4,6 +4,7 @@ import { closeUnusedConnector, preciseConnector } from '@proxyless/core/internal
 import { breakerStateOf, EndpointHealth, type BreakerState, type HealthState, type HealthTransition } from './health.js';
 import { LoadTracker, type LoadContext } from './load.js';
 import { ReportedLoad } from './reported-load.js';
+import { ConcurrencyLimit } from './concurrency-limit.js';
 import type { ResolvedOptions } from '../config/options.js';
 import type { AttemptOutcome } from '../shared/attempt-outcome.js';
 import type { EndpointInfo } from '../shared/endpoint-info.js';
@@ -16,6 +17,8 @@ export interface HealthOwner {
   attemptEnded(ep: Endpoint, outcome: AttemptOutcome, startedIn: HealthState, nowMs: number): HealthTransition | undefined;
   /** An attempt's answer carried a valid load report (a free probe for a probing picker). */
   loadReported(ep: Endpoint, report: LoadReport): void;
+  /** The endpoint's concurrency limit changed (reported as an event). */
+  limitChanged(ep: Endpoint): void;
 }
 
 /**
@@ -34,6 +37,8 @@ export class Endpoint implements BalancerEndpoint {
   readonly pool: Pool;
   readonly health: EndpointHealth;
   readonly owner: HealthOwner;
+  /** The adaptive concurrency limit; undefined when `concurrencyLimit` is off (then picks do not look). */
+  readonly limit: ConcurrencyLimit | undefined;
   /** May picks choose it now: derived by the set from the health state and panic, kept as a plain field for the pickers' hot path. */
   available = true;
 
@@ -56,6 +61,7 @@ export class Endpoint implements BalancerEndpoint {
       connect: closeUnusedConnector(preciseConnector(options.connectTimeoutMs, options.tls)),
     });
     this.owner = owner;
+    this.limit = options.concurrencyLimit === undefined ? undefined : new ConcurrencyLimit(options.concurrencyLimit);
     this.health = new EndpointHealth(options, owner.clockMs());
   }
 

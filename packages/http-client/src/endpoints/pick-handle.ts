@@ -37,7 +37,11 @@ export class PickHandle {
     this.#open = false;
     const ep = this.endpoint;
     const now = ep.owner.clockMs();
+    const inFlight = ep.load.inFlight;
     ep.load.ended(outcome, now - this.startedAt, now, this.startedAt);
+    const limit = ep.limit;
+    // A cancelled attempt says nothing about the endpoint; a timeout, a failure status or a shed is a drop (Netflix's onDropped).
+    if (limit !== undefined && outcome !== 'cancelled' && limit.sample(now - this.startedAt, inFlight, outcome === 'timeout' || outcome === 'status' || outcome === 'shed', now)) ep.owner.limitChanged(ep);
     if (loadReport !== undefined) {
       const report = ep.reported.received(loadReport, now);
       if (report !== undefined) ep.owner.loadReported(ep, report);

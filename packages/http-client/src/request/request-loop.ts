@@ -12,6 +12,7 @@ import { backoffDelay, loadReportHeader, priorityHeader, shedHeader, type PickCo
 import type { Endpoint } from '../endpoints/endpoint.js';
 import type { EmptyReason, EndpointSet } from '../endpoints/endpoint-set.js';
 import {
+  AdmissionRejectedError,
   DeadlineExceededError,
   RequestFailedError,
   RetryBudgetExhaustedError,
@@ -30,6 +31,7 @@ import type { Hedging } from './hedging.js';
 import type { TimerEntry, TimerList } from './timer-queue.js';
 import type { PickHandle } from '../endpoints/pick-handle.js';
 import type { EndpointInfo } from '../shared/endpoint-info.js';
+import type { AdmissionControl } from './admission.js';
 import type { ClientResponse, RequestOptions } from './request-types.js';
 
 /** An attempt's answer: its head, and a body the loop hands on or (before a retry) dumps. @internal */
@@ -72,6 +74,8 @@ export interface LoopHost {
   readonly service: string;
   readonly set: EndpointSet;
   readonly budget: RetryBudget;
+  /** Client-side admission control; undefined when off (then the loop never looks further). */
+  readonly admission: AdmissionControl | undefined;
   /** `failureStatus[code] === 1` when a status counts as an endpoint failure. */
   readonly failureStatus: Uint8Array;
   /** The typed error for "no endpoint to pick" (none, circuit open, closed), given the set's reason. */
@@ -119,6 +123,11 @@ export function classifyError(error: unknown): FailureKind {
     if (code.startsWith('ERR_TLS') || code.includes('CERT')) return 'connect';
   }
   return 'other';
+}
+
+/** An answer that says the service is overloaded: not an accept for admission control. */
+function isOverloadStatus(status: number): boolean {
+  return status === 503 || status === 429;
 }
 
 /** One failed attempt. */
@@ -178,6 +187,10 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
   try {
     const waiting = host.waitForSnapshot(req, call);
     if (waiting !== undefined) await waiting;
+    const admission = host.admission;
+    if (admission !== undefined && !admission.admit(call.startedAt)) {
+      throw new AdmissionRejectedError(admission.probability(call.startedAt), errorContext(host, 0, undefined));
+    }
     const hedge = policy.hedge;
     if (hedge !== false && isSafeToSendTwice(req.method ?? 'GET', req.idempotent, isReplayableBody(req.body))) {
       // A percentile delay with too few samples yet: not hedged (tower's min_data_points).
@@ -205,7 +218,10 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
       const scores: number[] | undefined = picks === undefined ? undefined : [];
       const signals: PickSignal[] | undefined = picks === undefined ? undefined : [];
       const handle = host.set.pick(compared === undefined ? context : { ...context, candidates: compared, scores, signals }, startMs);
-      if (handle.kind === 'empty') throw host.emptyError(errorContext(host, attempt - 1, retries, undefined, picks), handle.reason);
+      if (handle.kind === 'empty') {
+        admission?.notSent(startMs);
+        throw host.emptyError(errorContext(host, attempt - 1, retries, undefined, picks), handle.reason);
+      }
       const ep = handle.endpoint;
       if (picks !== undefined) picks.push(explainPick(host.set, ep, compared ?? [], scores, retries?.exclude, attempt, host.discoveryStale !== undefined, undefined, signals?.[0]));
       const span = trace?.attempt(ep, attempt, compared && pickFacts(host.set.balancer, compared, ep), headers);
@@ -230,6 +246,8 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
         // Only once a hedge policy asked for a percentile: one property read otherwise.
         const latency = host.hedging.latency;
         if (latency !== undefined && outcome === 'success') latency.record(performance.now() - startMs);
+        // A 503 (shed or not) or a 429 is the service refusing work: not an accept.
+        if (admission !== undefined && !isOverloadStatus(result.statusCode)) admission.accepted(performance.now());
         if (span !== undefined) trace?.attemptEnd(span, result.statusCode, outcome === 'success' ? undefined : shed ? 'shed' : String(result.statusCode), transition);
         // A shed is retried whenever retries are on (like a connect failure: the handler did not run), whatever retryOnStatuses says.
         if (retry === false || (!shed && retry.retryStatus[result.statusCode] !== 1) || attempt > retry.maxRetries) {
@@ -243,6 +261,8 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
         // A timeout whose timer fired late (this process stalled) is not the endpoint's fault either.
         const outcome = stopped === 'caller' || stopped === 'destroyed' || call.stalled ? 'cancelled' : result.kind;
         const transition = handle.done(outcome);
+        // A timeout is an overload failure (not accepted); other transport failures are not the service refusing work.
+        if (admission !== undefined && outcome !== 'timeout') admission.accepted(performance.now());
         if (span !== undefined) trace?.attemptEnd(span, undefined, outcome, transition);
         failure = result;
       }
@@ -278,6 +298,10 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
       if (!host.budget.tryWithdraw(now)) {
         trace?.budgetRefused(attempt);
         return giveUp(failure, ep, attempt, new RetryBudgetExhaustedError(errorContext(host, attempt, retries, failure.cause, picks)), picks);
+      }
+      // A retry is an attempt like any other: admission control may refuse it (the last failure is the answer then).
+      if (admission !== undefined && !admission.admit(now)) {
+        return giveUp(failure, ep, attempt, new AdmissionRejectedError(admission.probability(now), errorContext(host, attempt, retries, failure.cause, picks)), picks);
       }
       discard(failure);
       trace?.retry(attempt, delay, failure.kind);
@@ -447,6 +471,7 @@ class Hedged<B extends { dump(): Promise<unknown> }> implements Abortable, Timer
     const signals: PickSignal[] | undefined = picks === undefined ? undefined : (context.signals = []);
     const handle = host.set.pick(context, nowMs);
     if (handle.kind === 'empty') {
+      host.admission?.notSent(nowMs);
       if (!isHedge) this.#fail(host.emptyError(this.#context(undefined), handle.reason));
       return false;
     }
@@ -494,6 +519,11 @@ class Hedged<B extends { dump(): Promise<unknown> }> implements Abortable, Timer
       this.#call.trace?.budgetRefused(this.#attempts);
       return;
     }
+    // A hedge is an attempt: admission control may refuse it, and then no more hedges for this request.
+    if (host.admission !== undefined && !host.admission.admit(now)) {
+      this.#hedgesLeft = 0;
+      return;
+    }
     if (!this.#launch(now, true)) {
       this.#hedgesLeft = 0;
       return;
@@ -525,6 +555,7 @@ class Hedged<B extends { dump(): Promise<unknown> }> implements Abortable, Timer
     const outcome = shed ? 'shed' : host.failureStatus[answer.statusCode] === 1 ? 'status' : 'success';
     const transition = copy.handle.done(outcome, answer.headers[loadReportHeader]);
     if (outcome === 'success') host.hedging.latency?.record(performance.now() - copy.startMs);
+    if (host.admission !== undefined && !isOverloadStatus(answer.statusCode)) host.admission.accepted(performance.now());
     const retry = this.#policy.retry;
     const failure = outcome === 'success' ? undefined : shed ? 'shed' : String(answer.statusCode);
     // A shed answer is never the answer while another copy may still give one (the handler did not run).
@@ -544,6 +575,7 @@ class Hedged<B extends { dump(): Promise<unknown> }> implements Abortable, Timer
     const kind = copy.stopped === 'perTry' || ended === 'deadline' ? 'timeout' : classifyError(error);
     const outcome = ended === 'caller' || ended === 'destroyed' || copy.stalled ? 'cancelled' : kind;
     const transition = copy.handle.done(outcome);
+    if (this.#host.admission !== undefined && outcome !== 'timeout') this.#host.admission.accepted(performance.now());
     if (copy.span !== undefined) this.#call.trace?.attemptEnd(copy.span, undefined, outcome, transition);
     this.#failure(copy, { kind, cause: error, response: undefined });
   }
@@ -585,6 +617,9 @@ class Hedged<B extends { dump(): Promise<unknown> }> implements Abortable, Timer
       call.trace?.budgetRefused(attempts);
       return this.#giveUp(failure, copy.ep, new RetryBudgetExhaustedError(context()));
     }
+    if (host.admission !== undefined && !host.admission.admit(now)) {
+      return this.#giveUp(failure, copy.ep, new AdmissionRejectedError(host.admission.probability(now), context()));
+    }
     discard(failure);
     this.#last = undefined;
     this.#retries++;
@@ -611,6 +646,8 @@ class Hedged<B extends { dump(): Promise<unknown> }> implements Abortable, Timer
       loser.stopped = 'lost';
       call.timers.remove(loser);
       const transition = loser.handle.done('cancelled');
+      // Cancelled by us, not refused by the service.
+      host.admission?.accepted(performance.now());
       if (loser.span !== undefined) call.trace?.attemptEnd(loser.span, undefined, 'cancelled', transition, 'lost');
       loser.step.abort(stopError('hedgeLost'));
       host.hedging.counts.cancelled++;

@@ -4,6 +4,7 @@ import type { EndpointInfo } from '../shared/endpoint-info.js';
 import type { BreakerState, EndpointHealthState } from '../endpoints/health.js';
 import type { PickExplanation } from '../shared/pick-explanation-types.js';
 import type { EndpointLoadReport } from '../shared/load-report-types.js';
+import type { AdmissionStats, ConcurrencyLimitStats } from '../shared/limit-types.js';
 
 export type { RequestBody, RequestOptions, ProxylessRequestInit } from '../config/call-options.js';
 
@@ -56,6 +57,8 @@ export interface EndpointStats {
   loadReport: EndpointLoadReport | undefined;
   /** `endpoint-load-metrics` values that did not parse (or came twice in one answer): ignored, never trusted. */
   malformedLoadReports: number;
+  /** The adaptive concurrency limit and its inputs; undefined when `concurrencyLimit` is off. */
+  concurrencyLimit: ConcurrencyLimitStats | undefined;
 }
 
 /** Discovery of a client's service in {@link ClientStats}. */
@@ -126,6 +129,8 @@ export interface ClientStats {
   retryBudget: number;
   /** Subsetting, when on (`subset` option); `undefined`: the client uses every instance. */
   subset: SubsetStats | undefined;
+  /** Admission control's window and rejection probability; undefined when `admissionControl` is off. */
+  admission: AdmissionStats | undefined;
   /** The freshness of the endpoints' source. */
   discovery: DiscoveryStats;
   /** Hedged requests (all 0 unless a policy sets `hedge`). */

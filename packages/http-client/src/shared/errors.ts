@@ -166,3 +166,45 @@ export class UnknownServiceError extends RequestError {
     this.origin = origin;
   }
 }
+
+/**
+ * Every endpoint the pick tried was at its adaptive concurrency limit
+ * (`concurrencyLimit` option): the request failed at once, without queuing
+ * and without reaching a server. Back off, shed the work, or raise
+ * `concurrencyLimit.maxLimit`/add instances. Code `ERR_CONCURRENCY_LIMIT`.
+ */
+export class ConcurrencyLimitError extends RequestError {
+  static override readonly brand: symbol = errorBrand('ERR_CONCURRENCY_LIMIT');
+
+  override get name(): string {
+    return 'ConcurrencyLimitError';
+  }
+
+  constructor(context: RequestErrorContext) {
+    super('ERR_CONCURRENCY_LIMIT', 'Every endpoint is at its concurrency limit (failed fast, nothing sent; back off or add capacity)', context);
+  }
+}
+
+/**
+ * Admission control (`admissionControl` option) rejected the request locally:
+ * the service has been rejecting much of what this client sent (503/429 or
+ * timeouts), so this one was not sent. `retryable` is false: retrying at once
+ * only feeds the overload; back off, or shed the work. Code `ERR_ADMISSION_REJECTED`.
+ */
+export class AdmissionRejectedError extends RequestError {
+  static override readonly brand: symbol = errorBrand('ERR_ADMISSION_REJECTED');
+
+  override get name(): string {
+    return 'AdmissionRejectedError';
+  }
+
+  /** Always false: do not retry this at once. */
+  readonly retryable = false;
+  /** The rejection probability when it was rejected. */
+  readonly rejectProbability: number;
+
+  constructor(rejectProbability: number, context: RequestErrorContext) {
+    super('ERR_ADMISSION_REJECTED', `Rejected locally by admission control (p=${rejectProbability.toFixed(2)}: the service is rejecting much of what it is sent; back off, do not retry at once)`, context);
+    this.rejectProbability = rejectProbability;
+  }
+}

@@ -1,6 +1,7 @@
 import type { ConfigWarning, ServiceSnapshot } from '@proxyless/core';
 import type { DiscoveryStale } from './discovery-stale.js';
 import type { EndpointInfo } from './endpoint-info.js';
+import type { ConcurrencyLimitStats } from './limit-types.js';
 
 /** Events of a {@link ProxylessClient}, for every endpoint state change. */
 export interface ClientEvents {
@@ -23,6 +24,8 @@ export interface ClientEvents {
    * Not a failure of the endpoint; the request goes to another endpoint if retries allow. Counted in `stats().endpoints[].shed`.
    */
   shed: [endpoint: EndpointInfo];
+  /** An endpoint's adaptive concurrency limit changed (`concurrencyLimit` option): the new limit and its inputs. */
+  concurrencyLimit: [endpoint: EndpointInfo, limit: ConcurrencyLimitStats];
   /** Panic mode entered (`true`: too few endpoints available, balancing over all) or left (`false`). */
   panic: [active: boolean];
   /**
