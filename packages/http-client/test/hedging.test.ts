@@ -8,6 +8,8 @@ import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { StaticResolver } from '@proxyless/core';
 import { createClient, createDispatcher, telemetryReady, type ClientResponse, type EndpointInfo, type ProxylessClient, type ServiceDispatcher } from '@proxyless/http-client';
+import { Registry } from 'prom-client';
+import { registerClientMetrics } from '@proxyless/http-client/prometheus';
 import { FakeResolver, instance, startServer, until, type TestServer } from './helpers.js';
 
 /**
@@ -130,6 +132,19 @@ describe('http-client: hedged requests', () => {
     }
     assert.equal(fromLoser, 1, 'the stalled endpoint answers again');
     assert.equal(c.stats().hedges.sent, 1);
+  });
+
+  it('counts hedges in the Prometheus metrics', async () => {
+    const c = await hedgedClient(2);
+    const registry = new Registry();
+    const metrics = registerClientMetrics(c, { registry });
+    backends.stalls = 1;
+    await (await c.request({ path: '/', hedge: { delayMs: 30 } })).body.dump();
+    const text = await registry.metrics();
+    assert.match(text, /proxyless_http_client_hedges_total\{service="svc",result="sent"\} 1/);
+    assert.match(text, /proxyless_http_client_hedges_total\{service="svc",result="won"\} 1/);
+    assert.match(text, /proxyless_http_client_hedges_total\{service="svc",result="cancelled"\} 1/);
+    metrics.unregister();
   });
 
   it('hedges through client.fetch and through the undici dispatcher too', async () => {

@@ -109,6 +109,20 @@ class SharedMetrics {
         },
       });
     };
+    this.names.push(`${prefix}hedges_total`);
+    new Counter({
+      name: `${prefix}hedges_total`,
+      help: 'Hedged requests: hedges sent, requests a hedge answered (won), copies cancelled, hedges the retry budget refused.',
+      labelNames: ['service', 'result'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const m of live()) {
+          const h = m.client.stats().hedges;
+          for (const result of ['sent', 'won', 'cancelled', 'refused'] as const) this.inc({ service: m.client.service, result }, h[result]);
+        }
+      },
+    });
     perClient('ready_endpoints', 'Endpoints in the pick set.', (s) => s.ready);
     perClient('panic', 'Panic mode (1: balancing over every endpoint).', (s) => (s.panic ? 1 : 0));
     perClient('retry_budget_available', 'Retries the budget allows now.', (s) => s.retryBudget);
