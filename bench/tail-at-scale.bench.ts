@@ -12,17 +12,20 @@
  * - p50/p99/p99.9 and the **extra requests** sent (attempts beyond one per
  *   request: hedges, and retries if any), from the responses' `attempts`.
  *
- * Then an **overload** phase with the hedged client, open loop: the backends
- * get one slot each and a 40 ms mean service time (capacity ≈ 500 req/s; a
- * request beyond the slot is answered 503 at once) while OVERLOAD_RATE
- * arrives (2× by default): retries spend the retry budget, and hedges, paid
- * from the same budget, fall to ~0; hedges before, during and after.
+ * Then an **overload** phase with the hedged client (breakers and outlier
+ * detection off, so only the budget decides), open loop: the backends get one
+ * slot each, a 40 ms mean service time (capacity ≈ 500 req/s) and a queue of
+ * 10 (beyond it, 503 at once) while OVERLOAD_RATE arrives (2× by default):
+ * every request is late, so without the budget every one would be hedged;
+ * retries and hedges spend the retry budget and hedges fall to ~0. Hedges
+ * per second before, during and after.
  *
  * Run (after `npm run build`, under the heavy-work lock):
  *   flock -x /tmp/proxyless-heavy.lock npm run bench -- bench/tail-at-scale.bench.ts
  * Defaults: TAIL_SECONDS=6 (per measured run) TAIL_RUNS=3 TAIL_RATE=600
  * TAIL_CONCURRENCY=16 TAIL_OVERLOAD_SECONDS=6 TAIL_OVERLOAD_RATE=1000 (~3.5 min).
- * Short mode: TAIL_SECONDS=1.5 TAIL_RUNS=1 TAIL_OVERLOAD_SECONDS=2 (~30 s).
+ * Short mode: TAIL_SECONDS=1.5 TAIL_RUNS=1 TAIL_OVERLOAD_SECONDS=2 (~30 s);
+ * TAIL_PARTS=tail or =overload runs one part.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
@@ -41,6 +44,7 @@ const RATE = Number(process.env['TAIL_RATE'] ?? 600);
 const CONCURRENCY = Number(process.env['TAIL_CONCURRENCY'] ?? 16);
 const OVERLOAD_SECONDS = Number(process.env['TAIL_OVERLOAD_SECONDS'] ?? 6);
 const OVERLOAD_RATE = Number(process.env['TAIL_OVERLOAD_RATE'] ?? 1_000);
+const PARTS = (process.env['TAIL_PARTS'] ?? 'tail,overload').split(',');
 const BACKENDS = 20;
 /** Warm-up per run (connections, the latency window's first 100 samples), not measured. */
 const WARM_MS = 700;
@@ -210,10 +214,10 @@ async function measure(resolver: StaticResolver, config: Config, loop: 'closed' 
   }
 }
 
-async function overload(resolver: StaticResolver, backends: Backends): Promise<void> {
-  const client = createClient({ service: 'tail', resolver, timeoutMs: 2_000, logger: false });
+async function overload(resolver: StaticResolver, backends: Backends, label: string, budget: { ratio: number; minRetriesPerSecond?: number } | undefined, rows: string[]): Promise<void> {
+  // Breakers and ejection off: they would take the overloaded endpoints out of the picks, and hide what the budget does.
+  const client = createClient({ service: 'tail', resolver, timeoutMs: 2_000, logger: false, breaker: false, outlierDetection: false, ...(budget === undefined ? {} : { retry: { budget } }) });
   const policy = client.policy({ hedge: { percentile: 95 } });
-  const rows: string[] = [];
   try {
     await closedLoop(client, policy, WARM_MS, undefined);
     const phase = async (name: string, rate: number): Promise<void> => {
@@ -233,25 +237,21 @@ async function overload(resolver: StaticResolver, backends: Backends): Promise<v
       const b1 = await backends.count();
       const offered = r.requests + r.errors;
       rows.push(
-        `| ${name} | ${rate} | ${offered} | ${((100 * r.requests) / Math.max(1, offered)).toFixed(1)} % | ${(h.getValueAtPercentile(99) / 1000).toFixed(1)} | ` +
+        `| ${label} | ${name} | ${rate} | ${offered} | ${((100 * r.requests) / Math.max(1, offered)).toFixed(1)} % | ${(h.getValueAtPercentile(99) / 1000).toFixed(1)} | ` +
           `${s1.sent - s0.sent} (${((100 * (s1.sent - s0.sent)) / Math.max(1, offered)).toFixed(2)} %) | ${perSecond.join(', ')} | ${s1.refused - s0.refused} | ${b1.count - b0.count} | ${b1.rejected - b0.rejected} |`,
       );
       h.destroy();
     };
     await phase('before (normal backends)', RATE);
     // One slot per backend, 40 ms mean service: capacity ≈ 20 / 0.04 s = 500 req/s.
-    backends.set({ slots: 1, baseMs: 80 });
+    backends.set({ slots: 1, queue: 10, baseMs: 80 });
     await phase(`overload (${(OVERLOAD_RATE / 500).toFixed(1)}× capacity)`, OVERLOAD_RATE);
-    backends.set({ slots: 0, baseMs: 2 });
+    backends.set({ slots: 0, queue: 0, baseMs: 2 });
     await phase('after (normal again)', RATE);
   } finally {
-    backends.set({ slots: 0, baseMs: 2 });
+    backends.set({ slots: 0, queue: 0, baseMs: 2 });
     await client.close();
   }
-  console.log('\n### Overload: hedges are paid from the retry budget (hedge at p95, open loop, default retry budget: 20 % + 10/s over 10 s)\n');
-  console.log('| phase | offered req/s | requests | 200 OK | p99 ms (OK) | hedges sent | hedges per second | hedges refused by the budget | backend requests | backend 503s |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|');
-  for (const row of rows) console.log(row);
 }
 
 function machine(): string {
@@ -274,7 +274,7 @@ export async function run(): Promise<void> {
   console.log(`node ${process.version}, undici ${undiciVersion}, ${machine()}, load average at start ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   console.log(`${BACKENDS} backends in one child process; 1.5 % of requests stall 100–200 ms, others [0, 2) ms; ${RUNS} interleaved runs × ${SECONDS} s per config and loop, medians [min–max]`);
   try {
-    for (const loop of ['closed', 'open'] as const) {
+    for (const loop of PARTS.includes('tail') ? (['closed', 'open'] as const) : []) {
       const results = new Map<string, Result[]>(CONFIGS.map((c) => [c.name, []]));
       for (let r = 0; r < RUNS; r++) {
         const order = r % 2 === 0 ? CONFIGS : [...CONFIGS].reverse();
@@ -294,7 +294,16 @@ export async function run(): Promise<void> {
         console.log(`p99.9 no hedging ÷ ${c.name}: ${mm(ratios, 1)}× (run by run)`);
       }
     }
-    await overload(resolver, backends);
+    if (PARTS.includes('overload')) {
+      const rows: string[] = [];
+      await overload(resolver, backends, 'default budget (20 % + 10/s over 10 s)', undefined, rows);
+      // The same without the cap: what hedging at a percentile does to an overloaded service when nothing stops it.
+      await overload(resolver, backends, 'no cap (budget ratio 1000)', { ratio: 1000 }, rows);
+      console.log('\n### Overload: hedges are paid from the retry budget (hedge at p95, open loop; breakers and ejection off)\n');
+      console.log('| client | phase | offered req/s | requests | 200 OK | p99 ms (OK) | hedges sent | hedges per second | hedges refused by the budget | backend requests | backend 503s |');
+      console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+      for (const row of rows) console.log(row);
+    }
   } finally {
     await resolver.close();
     await backends.stop();

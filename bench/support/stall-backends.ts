@@ -4,38 +4,35 @@
  * request is served after a short service time (uniform in [0, baseMs) ms,
  * on a timer), and with probability `stallShare` it stalls instead for a
  * uniform 100–200 ms (GC-pause-like; The Tail at Scale's setup). With
- * `slots > 0`, a backend serves at most that many requests at a time and
- * answers 503 at once beyond them (a known capacity, for overload).
+ * `slots > 0`, a backend serves at most that many requests at a time
+ * (a known capacity, for overload), queues up to `queue` more (FIFO) and
+ * answers 503 at once beyond them.
  * A JSON line on stdin changes the settings: `{ "baseMs", "stallShare",
  * "stallMinMs", "stallMaxMs", "slots" }`; `{ "count": true }` prints
  * `{"count": n, "rejected": m}` (requests received, 503s sent). A request
  * whose client went away releases its slot at once. Prints "ready" when all listen.
  */
-import { createServer } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import { createInterface } from 'node:readline';
 
 const ports = JSON.parse(process.argv[2] ?? '[]') as number[];
-const settings = { baseMs: 2, stallShare: 0.015, stallMinMs: 100, stallMaxMs: 200, slots: 0 };
+const settings = { baseMs: 2, stallShare: 0.015, stallMinMs: 100, stallMaxMs: 200, slots: 0, queue: 0 };
 let received = 0;
 let rejected = 0;
 let listening = 0;
 const body = Buffer.from('ok');
 for (const port of ports) {
   let busy = 0;
-  const server = createServer((_req, res) => {
-    received++;
-    if (settings.slots > 0 && busy >= settings.slots) {
-      rejected++;
-      res.writeHead(503, { 'content-length': 0 }).end();
-      return;
-    }
+  const waiting: (() => void)[] = [];
+  const serve = (res: ServerResponse): void => {
     busy++;
     let released = false;
     const release = (): void => {
-      if (!released) {
-        released = true;
-        busy--;
-      }
+      if (released) return;
+      released = true;
+      busy--;
+      // The next queued request whose client is still there takes the slot.
+      while (waiting.length > 0 && (settings.slots === 0 || busy < settings.slots)) waiting.shift()?.();
     };
     const stall = Math.random() < settings.stallShare;
     const ms = stall ? settings.stallMinMs + Math.random() * (settings.stallMaxMs - settings.stallMinMs) : Math.random() * settings.baseMs;
@@ -47,6 +44,23 @@ for (const port of ports) {
       clearTimeout(timer);
       release();
     });
+  };
+  const server = createServer((_req, res) => {
+    received++;
+    if (settings.slots > 0 && busy >= settings.slots) {
+      if (waiting.length >= settings.queue) {
+        rejected++;
+        res.writeHead(503, { 'content-length': 0 }).end();
+        return;
+      }
+      let gone = false;
+      res.on('close', () => (gone = true));
+      waiting.push(() => {
+        if (!gone) serve(res);
+      });
+      return;
+    }
+    serve(res);
   });
   server.keepAliveTimeout = 60_000;
   server.listen(port, '127.0.0.1', () => {
