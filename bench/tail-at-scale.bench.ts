@@ -29,6 +29,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createInterface } from 'node:readline';
@@ -73,6 +74,8 @@ interface Result {
   refused: number;
   /** Median delay after which hedges went out, ms. */
   hedgeAfterMs: number;
+  /** The client process's own event-loop delay (a stall delays every request in flight): max, ms. */
+  loopMaxMs: number;
 }
 
 class Backends {
@@ -194,7 +197,10 @@ async function measure(resolver: StaticResolver, config: Config, loop: 'closed' 
     client.on('hedge', (_ep, _copy, afterMs) => afters.push(afterMs));
     const before = client.stats().hedges;
     const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+    const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+    loopDelay.enable();
     const r = loop === 'closed' ? await closedLoop(client, policy, SECONDS * 1000, h) : await openLoop(client, policy, SECONDS * 1000, RATE, h);
+    loopDelay.disable();
     const after = client.stats().hedges;
     const result: Result = {
       requests: r.requests,
@@ -206,6 +212,7 @@ async function measure(resolver: StaticResolver, config: Config, loop: 'closed' 
       hedges: after.sent - before.sent,
       refused: after.refused - before.refused,
       hedgeAfterMs: median(afters),
+      loopMaxMs: loopDelay.max / 1e6,
     };
     h.destroy();
     return result;
@@ -281,11 +288,11 @@ export async function run(): Promise<void> {
         for (const config of order) results.get(config.name)!.push(await measure(resolver, config, loop));
       }
       console.log(`\n### ${loop === 'closed' ? `Closed loop, ${CONCURRENCY} in flight` : `Open loop, ${RATE} req/s (latency from the scheduled start)`}\n`);
-      console.log('| config | requests/run | errors | p50 ms | p99 ms | p99.9 ms | extra requests | hedges refused | hedge sent after (ms, median) |');
-      console.log('|---|---|---|---|---|---|---|---|---|');
+      console.log('| config | requests/run | errors | p50 ms | p99 ms | p99.9 ms | extra requests | hedges refused | hedge sent after (ms, median) | client event-loop delay, max ms |');
+      console.log('|---|---|---|---|---|---|---|---|---|---|');
       for (const c of CONFIGS) {
         const rs = results.get(c.name)!;
-        console.log(`| ${c.name} | ${mm(rs.map((x) => x.requests), 0)} | ${rs.reduce((n, x) => n + x.errors, 0)} | ${mm(rs.map((x) => x.p50), 2)} | ${mm(rs.map((x) => x.p99), 1)} | ${mm(rs.map((x) => x.p999), 1)} | ${mm(rs.map((x) => x.extraPct), 2)} % | ${rs.reduce((n, x) => n + x.refused, 0)} | ${c.hedge === false ? '—' : mm(rs.map((x) => x.hedgeAfterMs), 1)} |`);
+        console.log(`| ${c.name} | ${mm(rs.map((x) => x.requests), 0)} | ${rs.reduce((n, x) => n + x.errors, 0)} | ${mm(rs.map((x) => x.p50), 2)} | ${mm(rs.map((x) => x.p99), 1)} | ${mm(rs.map((x) => x.p999), 1)} | ${mm(rs.map((x) => x.extraPct), 2)} % | ${rs.reduce((n, x) => n + x.refused, 0)} | ${c.hedge === false ? '—' : mm(rs.map((x) => x.hedgeAfterMs), 1)} | ${mm(rs.map((x) => x.loopMaxMs), 0)} |`);
       }
       const none = results.get(CONFIGS[0]!.name)!;
       for (const c of CONFIGS.slice(1)) {
