@@ -216,8 +216,11 @@ describe('http-client: hedged requests', () => {
     assert.deepEqual(picks.map((p) => p.hedge), [undefined, true, true]);
     assert.equal(new Set(picks.map((p) => p.chosen)).size, 3, 'three different endpoints');
     assert.deepEqual(picks[2]!.excluded.filter((e) => e.reason === 'hedgeInFlight').map((e) => e.endpoint).sort(), [picks[0]!.chosen, picks[1]!.chosen].sort());
+    // All three stall alike: whichever answers first wins (usually the first copy), the other two are cancelled.
     const stats = c.stats();
-    assert.deepEqual(stats.hedges, { sent: 2, won: 0, cancelled: 2, refused: 0 });
+    assert.equal(stats.hedges.sent, 2);
+    assert.equal(stats.hedges.cancelled, 2);
+    assert.equal(stats.hedges.refused, 0);
     await until(() => backends.aborted.length === 2, 5_000, 'both losers are cancelled');
   });
 
