@@ -138,7 +138,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     this.#hedging = new Hedging(emit);
     this.#subset = o.subset === undefined ? undefined : new SubsetFilter(o.subset, this.#set);
     // Telemetry hears the endpoints' health transitions from the set that reports them.
-    this.#telemetry = new ClientTelemetry(o.service, this.#set);
+    this.#telemetry = new ClientTelemetry(o.service, this.#set, () => this.stats().endpoints);
     const staleness = (): DiscoveryStale | undefined => this.#stale;
     this.#host = {
       service: o.service,
@@ -511,6 +511,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   close(): Promise<void> {
     if (this.#closing) return this.#closing;
     this.#closed = true;
+    this.#telemetry.close();
     this.#closing = (async () => {
       await this.#watch.close().catch(() => undefined);
       if (this.#calls.size > 0) {
@@ -534,6 +535,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       this.#destroyError = error ?? new ClosedError(`Client for "${this.#service}" was destroyed; its request`);
     }
     this.#closed = true;
+    this.#telemetry.close();
     this.#calls.stopAll('destroyed');
     const destroying = (async () => {
       await this.#watch.close().catch(() => undefined);

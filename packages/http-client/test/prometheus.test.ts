@@ -30,6 +30,36 @@ describe('http-client: Prometheus adapter', () => {
     assert.equal((await registry.metrics()).trim(), '');
   });
 
+  it('exports what each server reports about its load (utilisation, rps, eps, rif, age, usable), and nothing for one that does not report', async () => {
+    let n = 0;
+    const reporting = await startServer((_q, res) => {
+      res.setHeader('endpoint-load-metrics', n++ === 0 ? 'TEXT application_utilization=0.75, rps_fractional=120, eps=3, named_metrics.rif=4' : 'TEXT cpu_utilization=oops');
+      res.end('ok');
+    });
+    const silent = await startServer(ok);
+    servers = [reporting, silent];
+    const resolver = new FakeResolver();
+    resolver.set([instance(reporting.port)]);
+    client = createClient({ service: 'svc', resolver });
+    const registry = new Registry();
+    registerClientMetrics(client, { registry });
+    for (let i = 0; i < 2; i++) await (await client.request('/')).body.dump();
+    resolver.set([instance(reporting.port), instance(silent.port)]);
+    const text = await registry.metrics();
+    const series = (name: string, port: number): string | undefined =>
+      new RegExp(`proxyless_http_client_${name}\\{service="svc",endpoint="127\\.0\\.0\\.1:${port}"\\} (\\S+)`).exec(text)?.[1];
+    assert.equal(series('endpoint_reported_utilization', reporting.port), '0.75');
+    assert.equal(series('endpoint_reported_rps', reporting.port), '120');
+    assert.equal(series('endpoint_reported_eps', reporting.port), '3');
+    assert.equal(series('endpoint_reported_requests_in_flight', reporting.port), '4');
+    assert.equal(series('endpoint_load_report_usable', reporting.port), '0', 'within the 10 s blackout');
+    assert.ok(Number(series('endpoint_load_report_age_seconds', reporting.port)) < 10);
+    assert.equal(series('endpoint_malformed_load_reports_total', reporting.port), '1');
+    assert.equal(series('endpoint_in_flight', silent.port), '0', 'the silent endpoint is listed');
+    assert.equal(series('endpoint_reported_utilization', silent.port), undefined, 'but has no reported-load series');
+    assert.equal(series('endpoint_load_report_age_seconds', silent.port), undefined);
+  });
+
   it('takes any number of clients on one registry: series labelled by service, a closed client\'s series removed', async () => {
     const usersServer = await startServer(ok);
     const ordersServer = await startServer(ok);

@@ -135,6 +135,45 @@ describe('http-client: OpenTelemetry (spans, events, propagation, metrics)', () 
     assert.ok(names.includes('proxyless.client.attempts'), names.join(', '));
   });
 
+  it('observes what each server reports about its load as gauges, read live at each collection', async () => {
+    servers = [
+      await startServer((_req, res) => {
+        res.setHeader('endpoint-load-metrics', 'TEXT application_utilization=0.75, rps_fractional=120, eps=3, named_metrics.rif=4');
+        res.end('ok');
+      }),
+      await startServer((_req, res) => res.end('silent')),
+    ];
+    const resolver = new FakeResolver();
+    resolver.set(servers.map((s) => instance(s.port)));
+    client = createClient({ service: 'users', resolver, logger: false });
+    for (let i = 0; i < 4; i++) await (await client.request('/')).body.dump();
+    const points = async (): Promise<Map<string, { value: number; endpoint: unknown; usable: unknown }[]>> => {
+      metricExporter.reset();
+      await reader.forceFlush();
+      const out = new Map<string, { value: number; endpoint: unknown; usable: unknown }[]>();
+      for (const rm of metricExporter.getMetrics()) {
+        for (const sm of rm.scopeMetrics) {
+          for (const m of sm.metrics) {
+            if (!m.descriptor.name.startsWith('proxyless.client.endpoint.')) continue;
+            out.set(m.descriptor.name, m.dataPoints.map((p) => ({ value: p.value as number, endpoint: p.attributes['proxyless.endpoint'], usable: p.attributes['proxyless.load_report.usable'] })));
+          }
+        }
+      }
+      return out;
+    };
+    const seen = await points();
+    const label = `127.0.0.1:${servers[0]!.port}`;
+    assert.deepEqual(seen.get('proxyless.client.endpoint.reported_utilization'), [{ value: 0.75, endpoint: label, usable: false }], 'one point: the silent endpoint has none');
+    assert.deepEqual(seen.get('proxyless.client.endpoint.reported_rps')?.map((p) => p.value), [120]);
+    assert.deepEqual(seen.get('proxyless.client.endpoint.reported_eps')?.map((p) => p.value), [3]);
+    assert.deepEqual(seen.get('proxyless.client.endpoint.reported_requests_in_flight')?.map((p) => p.value), [4]);
+    const age = seen.get('proxyless.client.endpoint.load_report_age')?.[0]?.value;
+    assert.ok(age !== undefined && age >= 0 && age < 10, `age ${age} s`);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const later = (await points()).get('proxyless.client.endpoint.load_report_age')?.[0]?.value;
+    assert.ok(later !== undefined && later > age, 'read live at each collection');
+  });
+
   it('costs nothing and changes nothing with no provider registered', async () => {
     trace.disable();
     metrics.disable();

@@ -18,7 +18,7 @@
  * @packageDocumentation
  */
 import { Counter, Gauge, register as defaultRegistry, type Registry } from 'prom-client';
-import { InvalidOptionError } from '@proxyless/core';
+import { InvalidOptionError, loadReportMetricNames } from '@proxyless/core';
 import type { ProxylessClient } from '../client.js';
 import type { BreakerState } from '../endpoints/health.js';
 import type { EndpointInfo } from '../shared/endpoint-info.js';
@@ -61,7 +61,8 @@ class SharedMetrics {
     readonly onEmpty: () => void,
   ) {
     const live = (): IterableIterator<Member> => this.live();
-    const perEndpoint = (name: string, help: string, read: (e: EndpointStats) => number): void => {
+    /** A gauge per endpoint; an endpoint for which `read` gives undefined (e.g. no load report) has no series. */
+    const perEndpoint = (name: string, help: string, read: (e: EndpointStats) => number | undefined): void => {
       this.names.push(prefix + name);
       new Gauge({
         name: prefix + name,
@@ -70,7 +71,12 @@ class SharedMetrics {
         registers: [registry],
         collect() {
           this.reset();
-          for (const m of live()) for (const e of m.client.stats().endpoints) this.set({ service: m.client.service, endpoint: e.label }, read(e));
+          for (const m of live()) {
+            for (const e of m.client.stats().endpoints) {
+              const value = read(e);
+              if (value !== undefined) this.set({ service: m.client.service, endpoint: e.label }, value);
+            }
+          }
         },
       });
     };
@@ -78,6 +84,13 @@ class SharedMetrics {
     perEndpoint('endpoint_ewma_latency_ms', 'Peak-EWMA latency estimate per endpoint, in ms.', (e) => e.ewmaMs);
     perEndpoint('endpoint_breaker_state', 'Circuit breaker state per endpoint (0 closed, 1 half-open, 2 open).', (e) => BREAKER_VALUE[e.breaker]);
     perEndpoint('endpoint_ejected', 'Whether outlier detection ejected the endpoint (1) or not (0).', (e) => (e.ejected ? 1 : 0));
+    // What each server last reported about its own load (ORCA endpoint-load-metrics); no series for an endpoint that does not report.
+    perEndpoint('endpoint_reported_utilization', 'Utilisation the endpoint last reported (application_utilization when > 0, else cpu_utilization).', (e) => e.loadReport?.utilization);
+    perEndpoint('endpoint_reported_rps', 'Requests per second the endpoint last reported (rps_fractional).', (e) => e.loadReport?.rps);
+    perEndpoint('endpoint_reported_eps', 'Errors per second the endpoint last reported (eps).', (e) => e.loadReport?.eps);
+    perEndpoint('endpoint_reported_requests_in_flight', 'Requests in flight the endpoint last reported (named metric rif).', (e) => e.loadReport?.report.named_metrics?.[loadReportMetricNames.requestsInFlight]);
+    perEndpoint('endpoint_load_report_age_seconds', 'Age of the endpoint\'s last load report, in seconds.', (e) => (e.loadReport === undefined ? undefined : e.loadReport.ageMs / 1000));
+    perEndpoint('endpoint_load_report_usable', 'Whether balancers may use the last report (1: past gRPC A58\'s 10 s blackout) or not yet (0).', (e) => (e.loadReport === undefined ? undefined : e.loadReport.usable ? 1 : 0));
 
     this.names.push(`${prefix}endpoint_attempts_total`);
     new Counter({
@@ -94,6 +107,17 @@ class SharedMetrics {
             this.inc({ service: m.client.service, endpoint: e.label, outcome: 'shed' }, e.shed);
           }
         }
+      },
+    });
+    this.names.push(`${prefix}endpoint_malformed_load_reports_total`);
+    new Counter({
+      name: `${prefix}endpoint_malformed_load_reports_total`,
+      help: 'endpoint-load-metrics values that did not parse (ignored), per endpoint, since the endpoint appeared.',
+      labelNames: ['service', 'endpoint'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const m of live()) for (const e of m.client.stats().endpoints) this.inc({ service: m.client.service, endpoint: e.label }, e.malformedLoadReports);
       },
     });
     const perClient = (name: string, help: string, read: (s: ClientStats) => number): void => {

@@ -45,6 +45,17 @@ export interface OtelHistogram {
   record(value: number, attributes?: OtelAttributes): void;
 }
 
+/** An OpenTelemetry observable (asynchronous) instrument, e.g. a gauge read at collection. @internal */
+export type OtelObservable = object;
+
+/** What a batch observable callback reports through. @internal */
+export interface OtelBatchObservableResult {
+  observe(observable: OtelObservable, value: number, attributes?: OtelAttributes): void;
+}
+
+/** A batch observable callback. @internal */
+export type OtelBatchObservableCallback = (result: OtelBatchObservableResult) => void;
+
 /** The part of the `@opentelemetry/api` module the client uses. @internal */
 export interface OtelApi {
   readonly context: { active(): OtelContext };
@@ -58,6 +69,9 @@ export interface OtelApi {
     getMeter(name: string): {
       createHistogram(name: string, options: { unit?: string; description?: string }): OtelHistogram;
       createCounter(name: string, options: { description?: string }): OtelCounter;
+      createObservableGauge(name: string, options: { unit?: string; description?: string }): OtelObservable;
+      addBatchObservableCallback(callback: OtelBatchObservableCallback, observables: OtelObservable[]): void;
+      removeBatchObservableCallback(callback: OtelBatchObservableCallback, observables: OtelObservable[]): void;
     };
   };
   readonly SpanKind: { readonly INTERNAL: number; readonly CLIENT: number };

@@ -15,7 +15,20 @@ import type { Endpoint } from '../endpoints/endpoint.js';
 import type { TransitionListener } from '../endpoints/endpoint-set.js';
 import { healthEvent, type HealthEvent, type HealthState, type HealthTransition } from '../endpoints/health.js';
 import type { IncomingHttpHeaders } from 'node:http';
-import { otelApi, type OtelApi, type OtelAttributes, type OtelContext, type OtelCounter, type OtelHistogram, type OtelSpan, type OtelTracer } from './otel-api.js';
+import { loadReportMetricNames } from '@proxyless/core';
+import type { EndpointLoadReport } from '../shared/load-report-types.js';
+import {
+  otelApi,
+  type OtelApi,
+  type OtelAttributes,
+  type OtelBatchObservableCallback,
+  type OtelContext,
+  type OtelCounter,
+  type OtelHistogram,
+  type OtelObservable,
+  type OtelSpan,
+  type OtelTracer,
+} from './otel-api.js';
 
 /** The API's global registry (`@opentelemetry/api` keeps its providers here, keyed by major version). */
 const OTEL_GLOBAL = Symbol.for('opentelemetry.js.api.1');
@@ -89,11 +102,17 @@ export interface TransitionSource {
  */
 export class ClientTelemetry {
   readonly #service: string;
+  readonly #reports: LoadReportSource | undefined;
   #tracer: OtelTracer | undefined;
   #instruments: Instruments | undefined;
+  /** The reported-load gauges and their callback, while registered with the meter. */
+  #gauges: { readonly observables: OtelObservable[]; readonly callback: OtelBatchObservableCallback } | undefined;
+  #closed = false;
 
-  constructor(service: string, transitions: TransitionSource) {
+  /** @param reports - each endpoint's last load report, observed as gauges at each metric collection. */
+  constructor(service: string, transitions: TransitionSource, reports?: LoadReportSource) {
     this.#service = service;
+    this.#reports = reports;
     transitions.onTransition((ep: Endpoint, from: HealthState, to: HealthState) => {
       const event = healthEvent(from, to);
       // Restores are counted per endpoint (they come from the set's timer, never from an attempt).
@@ -117,7 +136,43 @@ export class ClientTelemetry {
       retries: meter.createCounter('proxyless.client.retries', { description: 'Retries, by the failure that caused them.' }),
       events: meter.createCounter('proxyless.client.events', { description: 'Endpoint state changes: ejections, restores, breaker transitions.' }),
     };
+    if (this.#reports !== undefined && !this.#closed) this.#observeReports(meter, this.#reports);
     return this.#instruments;
+  }
+
+  /** Gauges of what each server last reported about its load (ORCA), read at each collection; no point for an endpoint that does not report. */
+  #observeReports(meter: ReturnType<OtelApi['metrics']['getMeter']>, reports: LoadReportSource): void {
+    const gauge = (name: string, unit: string, description: string): OtelObservable => meter.createObservableGauge(name, { unit, description });
+    const utilization = gauge('proxyless.client.endpoint.reported_utilization', '1', 'Utilisation the endpoint last reported (application_utilization when > 0, else cpu_utilization).');
+    const rps = gauge('proxyless.client.endpoint.reported_rps', '{request}/s', 'Requests per second the endpoint last reported (rps_fractional).');
+    const eps = gauge('proxyless.client.endpoint.reported_eps', '{error}/s', 'Errors per second the endpoint last reported (eps).');
+    const rif = gauge('proxyless.client.endpoint.reported_requests_in_flight', '{request}', 'Requests in flight the endpoint last reported (named metric rif).');
+    const age = gauge('proxyless.client.endpoint.load_report_age', 's', "Age of the endpoint's last load report.");
+    const service = this.#service;
+    const callback: OtelBatchObservableCallback = (result) => {
+      for (const { label, loadReport: r } of reports()) {
+        if (r === undefined) continue;
+        const attributes = { 'proxyless.service': service, 'proxyless.endpoint': label, 'proxyless.load_report.usable': r.usable };
+        if (r.utilization !== undefined) result.observe(utilization, r.utilization, attributes);
+        if (r.rps !== undefined) result.observe(rps, r.rps, attributes);
+        if (r.eps !== undefined) result.observe(eps, r.eps, attributes);
+        const inFlight = r.report.named_metrics?.[loadReportMetricNames.requestsInFlight];
+        if (inFlight !== undefined) result.observe(rif, inFlight, attributes);
+        result.observe(age, r.ageMs / 1000, attributes);
+      }
+    };
+    const observables = [utilization, rps, eps, rif, age];
+    meter.addBatchObservableCallback(callback, observables);
+    this.#gauges = { observables, callback };
+  }
+
+  /** The client closed: its gauges stop reporting (the meter keeps no reference to it). */
+  close(): void {
+    this.#closed = true;
+    const g = this.#gauges;
+    if (g === undefined) return;
+    this.#gauges = undefined;
+    otelApi()?.metrics.getMeter(SCOPE).removeBatchObservableCallback(g.callback, g.observables);
   }
 
   /** Starts the trace of one request, or returns undefined (nil cost) when no tracer or meter provider is registered. */
@@ -132,6 +187,9 @@ export class ClientTelemetry {
     return meter === undefined && !trace.live ? undefined : trace;
   }
 }
+
+/** Each endpoint's label and last load report (the client's stats), for the reported-load gauges. @internal */
+export type LoadReportSource = () => Iterable<{ readonly label: string; readonly loadReport: EndpointLoadReport | undefined }>;
 
 /** Why an attempt was sent where it was: for span attributes. @internal */
 export interface PickFacts {
