@@ -1,10 +1,22 @@
 /**
- * @proxyless/gateway against nginx, with wrk (Debian's), over the same three
- * Node backends (one process each, keep-alive to them on every path):
- * the `proxyless-gateway` bin (built, dist/cli.js) with 1 and 2 workers, and
- * nginx with 2 worker processes (keep-alive upstream). 10 s per run,
- * `wrk -t2 -c32 --latency`. Bounded; every process it starts is stopped by
- * its PID at the end (also on failure).
+ * @proxyless/gateway side by side with its peers, with wrk (Debian's), over
+ * the same three Node backends (one process each, keep-alive to them on every
+ * path), in one run: nginx with 2 worker processes (keep-alive upstream), the
+ * minimal Node proxy (support/minimal-proxy.mjs: node:http + undici Pools +
+ * round robin + piped bodies; 1 and 2 processes), the `proxyless-gateway` bin
+ * (built, dist/cli.js) with 1 and 2 workers, and Fastify + @fastify/reply-from
+ * over the Proxyless dispatcher (support/fastify-proxy.mjs). Per path: a
+ * warm-up, then `wrk -t2 -c32 --latency` for BENCH_SECONDS (default 10),
+ * req/s, p50/p99, errors, and the path's processes' CPU per request from
+ * /proc. GATEWAY_BEFORE=<checkout or its dist/cli.js> adds that build's
+ * gateway beside this one; GATEWAY_PATHS=nginx,minimal,gateway,before,fastify
+ * picks paths.
+ *
+ * Then faults under wrk (GATEWAY_PARTS=throughput,faults picks parts;
+ * FAULT_SECONDS, default 10, per scenario) through the gateway with 2
+ * workers: a rolling restart of the backends, a SIGHUP rolling restart of the
+ * gateway's workers, a backend SIGKILL; failed = non-2xx + socket errors.
+ * Bounded; every process it starts is stopped by its PID at the end (also on failure).
  *
  * Run under the machine's heavy-work lock:
  *   npm run build && flock -x /tmp/proxyless-heavy.lock node --import tsx bench/gateway.bench.ts
