@@ -1,7 +1,8 @@
 import type { ServiceInstance } from './service-instance.js';
+import type { Resolver } from './resolver.js';
 import { InvalidOptionError } from './errors.js';
 import { hashKey32 } from './balancer-hash.js';
-import { checkKnownKeys, checkNumber, optionKeys } from './validate.js';
+import { checkKnownKeys, checkNumber, optionKeys, validateServiceName } from './validate.js';
 
 /**
  * A client's place among the clients (its peers) that call the same service,
@@ -17,19 +18,36 @@ export interface SubsetCoordinate {
 }
 
 /**
+ * Where a client learns its {@link SubsetCoordinate} by itself: a watch of its
+ * own service (its peers, the processes that call the same service). Its
+ * index is its rank among the peers' instance ids, sorted; while its own
+ * registration is not (yet) in the list, the place it will take there.
+ */
+export interface SubsetPeers {
+  /** The client process's own service (where it and its peers register). */
+  service: string;
+  /** This process's own instance id in that service (as registered, e.g. the registrar's `id`). */
+  id: string;
+  /** Where to watch it. Default: the client's resolver. */
+  resolver?: Resolver;
+  /** Resolver-specific query for the peers' watch (tags, datacenter…). */
+  query?: object;
+}
+
+/**
  * Subsetting: each client connects to a stable subset of a service's
  * instances instead of all of them (the connection explosion of hundreds of
  * clients × hundreds of instances).
  *
- * Two modes, picked by whether a `coordinate` is given:
+ * Two modes, picked by whether the client knows its place among its peers
+ * (a `coordinate`, or `peers` to read it from):
  * - **rendezvous** (no coordinate; gRPC A68's random subsetting): each
  *   instance is ranked by a hash of the client id and the instance key, the
  *   `size` lowest win. No coordination; a join or leave changes at most one
  *   member per client, and only for the ≈ size/N of clients that must change.
  *   Balance is binomial: at 1,000 clients × 300 instances × 20, the busiest
  *   instance holds ≈ 1.3× the average connections.
- * - **aperture** (a `coordinate`; Finagle's deterministic aperture, the SRE
- *   book's deterministic subsetting): instances sorted by key form a ring;
+ * - **aperture** (a `coordinate` or `peers`; Finagle's deterministic aperture): instances sorted by key form a ring;
  *   client `index` of `count` takes the `size` consecutive instances from
  *   `⌊index × N / count⌋`, so every instance is covered by the same number of
  *   clients ±1 (max/avg ≈ 1.02 at the figures above). The price: a join or
@@ -46,8 +64,14 @@ export interface SubsetOptions {
    * so restarts spread anew.
    */
   clientId?: string;
-  /** Aperture: this client's place among its peers. Absent: rendezvous. */
+  /** Aperture: this client's place among its peers. Absent (and no `peers`): rendezvous. */
   coordinate?: SubsetCoordinate;
+  /**
+   * Aperture with a coordinate read from a watch of the client's own service
+   * (instead of `coordinate`): it follows the peers as they come and go.
+   * Until the peers' first snapshot, rendezvous.
+   */
+  peers?: SubsetPeers;
 }
 
 /** {@link SubsetOptions} validated by {@link resolveSubset}: what {@link subsetInstances} reads. */
@@ -56,9 +80,12 @@ export interface ResolvedSubset {
   readonly size: number;
   readonly clientId: string;
   readonly coordinate: SubsetCoordinate | undefined;
+  /** Where the coordinate comes from when it is watched (`peers`). */
+  readonly peers: Readonly<SubsetPeers> | undefined;
 }
 
-const subsetKeys = optionKeys<SubsetOptions>({ size: true, clientId: true, coordinate: true });
+const subsetKeys = optionKeys<SubsetOptions>({ size: true, clientId: true, coordinate: true, peers: true });
+const peersKeys = optionKeys<SubsetPeers>({ service: true, id: true, resolver: true, query: true });
 const coordinateKeys = optionKeys<SubsetCoordinate>({ index: true, count: true });
 
 /** Most instances a subset may ask for (a subset larger than this is no subset). */
@@ -95,16 +122,52 @@ export function resolveSubset(option: string, value: unknown, defaultClientId: (
     if (index >= count) throw new InvalidOptionError(`${option}.coordinate.index`, index, `must be < coordinate.count (${count}): indexes run 0 … count - 1`);
     coordinate = Object.freeze({ index, count });
   }
+  const peers = v.peers === undefined ? undefined : checkPeers(`${option}.peers`, v.peers, owner);
+  if (peers !== undefined && coordinate !== undefined) {
+    throw new InvalidOptionError(`${option}.peers`, '{…}', 'and coordinate are alternatives: give the coordinate, or the peers to read it from');
+  }
   return Object.freeze({
-    mode: coordinate === undefined ? 'rendezvous' : 'aperture',
+    mode: coordinate === undefined && peers === undefined ? 'rendezvous' : 'aperture',
     size,
     clientId: v.clientId ?? defaultClientId(),
     coordinate,
+    peers,
   });
 }
 
+function checkPeers(option: string, value: unknown, owner: string): Readonly<SubsetPeers> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidOptionError(option, value, "must be { service, id } (this process's own service and instance id)");
+  }
+  checkKnownKeys(option, value, peersKeys, owner);
+  const p = value as Partial<SubsetPeers>;
+  validateServiceName(p.service, `${option}.service`);
+  if (typeof p.id !== 'string' || p.id === '') throw new InvalidOptionError(`${option}.id`, p.id, "must be this process's instance id in its own service (a non-empty string)");
+  if (p.resolver !== undefined && (typeof p.resolver !== 'object' || p.resolver === null || typeof (p.resolver as Partial<Resolver>).watch !== 'function')) {
+    throw new InvalidOptionError(`${option}.resolver`, p.resolver, 'must implement Resolver (watch()), or be left out for the client\'s resolver');
+  }
+  if (p.query !== undefined && (typeof p.query !== 'object' || p.query === null)) throw new InvalidOptionError(`${option}.query`, p.query, 'must be an object');
+  const out: SubsetPeers = { service: p.service as string, id: p.id };
+  if (p.resolver !== undefined) out.resolver = p.resolver;
+  if (p.query !== undefined) out.query = p.query;
+  return Object.freeze(out);
+}
+
+/**
+ * A client's coordinate among its peers' instances: the rank of its own `id`
+ * among their ids, sorted (every peer sorts the same list the same way);
+ * while `id` is not among them (its registration is not there yet, or it
+ * left), the place it will take, counting itself. Duplicate ids count once.
+ */
+export function coordinateOf(peers: readonly ServiceInstance[], id: string): SubsetCoordinate {
+  const ids = new Set(peers.map((p) => p.id));
+  ids.add(id);
+  const sorted = [...ids].sort();
+  return Object.freeze({ index: sorted.indexOf(id), count: sorted.length });
+}
+
 /** How many instances the base subset holds out of `n` (aperture widens to cover the ring). */
-export function baseSubsetSize(n: number, subset: Pick<ResolvedSubset, 'size' | 'coordinate'>): number {
+export function baseSubsetSize(n: number, subset: { readonly size: number; readonly coordinate: SubsetCoordinate | undefined }): number {
   const c = subset.coordinate;
   const size = c === undefined ? subset.size : Math.max(subset.size, Math.ceil(n / c.count));
   return Math.min(n, size);
@@ -124,7 +187,7 @@ function byKey(a: ServiceInstance, b: ServiceInstance): number {
  */
 export function rankInstances(
   instances: readonly ServiceInstance[],
-  subset: Pick<ResolvedSubset, 'clientId' | 'coordinate'>,
+  subset: { readonly clientId: string; readonly coordinate: SubsetCoordinate | undefined },
   hashOf: (key: string) => number = (key) => hashKey32(`${subset.clientId}\0${key}`),
 ): ServiceInstance[] {
   const n = instances.length;
@@ -153,7 +216,7 @@ export function rankInstances(
  */
 export function subsetInstances(
   instances: readonly ServiceInstance[],
-  subset: ResolvedSubset,
+  subset: { readonly size: number; readonly clientId: string; readonly coordinate: SubsetCoordinate | undefined },
   usable: (instance: ServiceInstance) => boolean = () => true,
   hashOf?: (key: string) => number,
 ): ServiceInstance[] {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
-  InvalidOptionError, baseSubsetSize, createServiceInstance, rankInstances, resolveSubset, subsetInstances,
+  InvalidOptionError, InvalidServiceNameError, baseSubsetSize, coordinateOf, createServiceInstance, rankInstances, resolveSubset, subsetInstances,
   type ResolvedSubset, type ServiceInstance,
 } from '@proxyless/core';
 
@@ -137,6 +137,20 @@ describe('core: subsetInstances (subsetting for large fleets)', () => {
     );
   });
 
+  it('coordinateOf: peers that read the same list get distinct indexes 0 … count − 1; one not yet listed gets the place it will take', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.string({ minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 50 }), fc.string({ minLength: 1, maxLength: 6 }), (ids, newcomer) => {
+        const list = ids.map((id, i) => createServiceInstance({ service: 'web', address: '10.1.0.1', port: 1 + i, id }));
+        const indexes = ids.map((id) => coordinateOf(list, id));
+        for (const c of indexes) assert.equal(c.count, ids.length);
+        assert.deepEqual(indexes.map((c) => c.index).sort((a, b) => a - b), ids.map((_, i) => i), 'a permutation');
+        const early = coordinateOf(list, newcomer);
+        const listed = coordinateOf([...list, createServiceInstance({ service: 'web', address: '10.1.0.2', port: 1, id: newcomer })], newcomer);
+        assert.deepEqual(early, listed, 'the same place before and after its registration appears');
+      }),
+    );
+  });
+
   it('rejects bad options with InvalidOptionError naming the option and the fix', () => {
     const bad: [unknown, RegExp][] = [
       [{}, /subset\.size.*is required/],
@@ -148,10 +162,16 @@ describe('core: subsetInstances (subsetting for large fleets)', () => {
       [{ size: 3, coordinate: { index: 0, count: 0 } }, /subset\.coordinate\.count.*must be ≥ 1/],
       [{ size: 3, coordinate: 5 }, /subset\.coordinate.*\{ index, count \}/],
       [20, /subset.*must be an object such as \{ size: 20 \}/],
+      [{ size: 3, peers: { service: 'web' } }, /subset\.peers\.id.*instance id/],
+      [{ size: 3, peers: 'web' }, /subset\.peers.*\{ service, id \}/],
+      [{ size: 3, peers: { service: 'web', id: 'a', reslover: {} } }, /did you mean "resolver"/],
+      [{ size: 3, peers: { service: 'web', id: 'a' }, coordinate: { index: 0, count: 2 } }, /alternatives/],
     ];
     for (const [value, message] of bad) {
       assert.throws(() => resolveSubset('subset', value, noRandomId), (e: unknown) => e instanceof InvalidOptionError && message.test(e.message), JSON.stringify(value));
     }
+    assert.throws(() => resolveSubset('subset', { size: 3, peers: { service: 'no such', id: 'a' } }, noRandomId), (e: unknown) => e instanceof InvalidServiceNameError && /subset\.peers\.service/.test(e.message));
+    assert.equal(resolveSubset('subset', { size: 3, peers: { service: 'web', id: 'a' } }, () => 'x').mode, 'aperture');
     assert.equal(resolveSubset('subset', { size: 3 }, () => 'random-id').clientId, 'random-id');
     assert.equal(resolveSubset('subset', { size: 3, coordinate: { index: 2, count: 3 } }, () => 'x').mode, 'aperture');
   });

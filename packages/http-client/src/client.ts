@@ -1,7 +1,7 @@
 import { EventEmitter } from 'eventemitter3';
 import {
-  AbortedError, ClosedError, ResolutionFailedError, TimeoutError, diffInstances, peakEwma,
-  type Balancer, type InstanceDiff, type ServiceInstance, type ServiceSnapshot, type ServiceWatch,
+  AbortedError, ClosedError, ResolutionFailedError, TimeoutError, coordinateOf, diffInstances, peakEwma,
+  type Balancer, type InstanceDiff, type Resolver, type ServiceInstance, type ServiceSnapshot, type ServiceWatch,
 } from '@proxyless/core';
 import { withDeadline } from '@proxyless/core/internal';
 import { Call, CallList } from './request/call.js';
@@ -87,6 +87,8 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   /** Subsetting, when on: the set sees this client's subset of the instances. */
   readonly #subset: SubsetFilter | undefined;
   readonly #watch: ServiceWatch;
+  /** With `subset.peers`: the watch of this process's own service, where its coordinate comes from. */
+  readonly #peers: ServiceWatch | undefined;
   readonly #budget: RetryBudget;
   readonly #hedging: Hedging;
   /** Undefined when `admissionControl` is off. */
@@ -155,6 +157,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
         return staleness();
       },
     };
+    this.#peers = this.#subset === undefined ? undefined : this.#watchPeers(this.#subset, o.resolver);
     this.#watch = o.resolver.watch(o.service, o.query);
     this.#watch.on('update', (snapshot, change) => {
       this.#onSnapshot(snapshot, change, true);
@@ -168,6 +171,20 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       this.#held = current.instances;
       this.#heard = undefined;
     }
+  }
+
+  /** Watches the peers (`subset.peers`) and hands the filter each new coordinate; a stale empty answer is not believed. */
+  #watchPeers(filter: SubsetFilter, resolver: Resolver): ServiceWatch | undefined {
+    const peers = filter.subset.peers;
+    if (peers === undefined) return undefined;
+    const watch = (peers.resolver ?? resolver).watch(peers.service, peers.query);
+    const heard = (snapshot: ServiceSnapshot): void => {
+      if (!(snapshot.stale && snapshot.instances.length === 0)) filter.setCoordinate(coordinateOf(snapshot.instances, peers.id));
+    };
+    watch.on('update', heard);
+    watch.on('error', (error) => this.emit('error', error));
+    if (watch.current) heard(watch.current);
+    return watch;
   }
 
   /**
@@ -484,8 +501,9 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       ready: this.#set.availableCount,
       retryBudget: this.#budget.available(performance.now()),
       subset: this.#subset === undefined ? undefined : {
-        mode: this.#subset.subset.mode,
+        mode: this.#subset.mode,
         size: this.#subset.subset.size,
+        coordinate: this.#subset.coordinate,
         members: this.#set.size,
         backups: this.#subset.backups,
         candidates: this.#subset.candidates,
@@ -514,6 +532,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     this.#telemetry.close();
     this.#closing = (async () => {
       await this.#watch.close().catch(() => undefined);
+      await this.#peers?.close().catch(() => undefined);
       if (this.#calls.size > 0) {
         // Until the last call finishes or drainTimeoutMs passes (then the pools are cut); the requests, not the timer, hold the process.
         const idle = (): Promise<void> => new Promise<void>((resolve) => (this.#idle = resolve));
@@ -539,6 +558,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     this.#calls.stopAll('destroyed');
     const destroying = (async () => {
       await this.#watch.close().catch(() => undefined);
+      await this.#peers?.close().catch(() => undefined);
       await this.#set.destroy();
       if (this.#calls.size === 0) this.#timers.clear();
     })();

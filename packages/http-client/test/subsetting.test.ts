@@ -60,9 +60,9 @@ describe('http-client: subsetting (subset option) over a real resolver and real 
     for (let i = 0; i < 30; i++) assert.equal((await c.text('/')).statusCode, 200);
     const mine = await expected(subset);
     assert.deepEqual(reached(servers), portsOf(mine), 'no connection outside the subset, every member used');
-    assert.deepEqual(c.stats().subset, { mode: 'rendezvous', size: 3, members: 3, backups: 0, candidates: 8 });
+    assert.deepEqual(c.stats().subset, { mode: 'rendezvous', size: 3, coordinate: undefined, members: 3, backups: 0, candidates: 8 });
     assert.equal(c.stats().endpoints.length, 3);
-    assert.deepEqual(c.explainConfig().subset, { mode: 'rendezvous', size: 3, clientId: 'client-a', coordinate: undefined });
+    assert.deepEqual(c.explainConfig().subset, { mode: 'rendezvous', size: 3, clientId: 'client-a', coordinate: undefined, peers: undefined });
   });
 
   it('aperture: client 1 of 4 holds the 2 instances from ring position ⌊1 × 8 / 4⌋ = 2 of the key-sorted list', async () => {
@@ -73,6 +73,25 @@ describe('http-client: subsetting (subset option) over a real resolver and real 
     assert.deepEqual(portsOf(await expected({ ...subset, clientId: 'x' })), portsOf(ring.slice(2, 4)));
     assert.deepEqual(reached(servers), portsOf(ring.slice(2, 4)));
     assert.equal(c.stats().subset?.mode, 'aperture');
+  });
+
+  it('aperture from the peers: the coordinate is read from a watch of its own service and follows it as peers join', async () => {
+    const peer = (id: string, i: number): { address: string; port: number; id: string } => ({ address: `10.9.0.${i}`, port: 80, id });
+    resolver.set('web', ['web-a', 'web-b', 'web-c', 'web-d'].map(peer));
+    const c = client({ size: 2, clientId: 'x', peers: { service: 'web', id: 'web-c' } });
+    for (let i = 0; i < 20; i++) await c.text('/');
+    const ring = [...(await resolver.resolve('svc'))].sort((a, b) => (a.key < b.key ? -1 : 1));
+    // web-c is 2 of 4: ring position ⌊2 × 8 / 4⌋ = 4.
+    assert.deepEqual(c.stats().subset?.coordinate, { index: 2, count: 4 });
+    assert.equal(c.stats().subset?.mode, 'aperture');
+    assert.deepEqual(reached(servers), portsOf(ring.slice(4, 6)), 'only its aperture');
+    // Two peers join before it: 4 of 6, position ⌊4 × 8 / 6⌋ = 5.
+    resolver.set('web', ['web-0', 'web-00', 'web-a', 'web-b', 'web-c', 'web-d'].map(peer));
+    await until(() => c.stats().subset?.coordinate?.index === 4, 5_000, 'the new coordinate');
+    assert.deepEqual(c.stats().subset?.coordinate, { index: 4, count: 6 });
+    const held = (): number[] => c.stats().endpoints.map((e) => Number(e.label.split(':')[1])).sort((a, b) => a - b);
+    assert.deepEqual(held(), portsOf(ring.slice(5, 7)));
+    assert.deepEqual(c.explainConfig().subset, { mode: 'aperture', size: 2, clientId: 'x', coordinate: undefined, peers: { service: 'web', id: 'web-c' } });
   });
 
   it('a member leaving the registry is replaced by exactly one new member; the others keep their endpoints', async () => {
@@ -109,7 +128,7 @@ describe('http-client: subsetting (subset option) over a real resolver and real 
     const hits = backup.hits;
     for (let i = 0; i < 10; i++) assert.equal((await c.text('/')).statusCode, 200, 'only usable members now');
     assert.ok(backup.hits - hits >= 4, `the backup serves its share (${backup.hits - hits} of 10)`);
-    assert.deepEqual(c.stats().subset, { mode: 'rendezvous', size: 2, members: 3, backups: 1, candidates: 8 });
+    assert.deepEqual(c.stats().subset, { mode: 'rendezvous', size: 2, coordinate: undefined, members: 3, backups: 1, candidates: 8 });
     assert.deepEqual(reached(servers), portsOf(ranked));
     // The member recovers: its ejection ends, it is ready, and its backup leaves.
     failing.delete(mine[0]!.port);
@@ -123,6 +142,8 @@ describe('http-client: subsetting (subset option) over a real resolver and real 
       [{ size: 1.5 }, /subset\.size.*integer/],
       [{ size: 4, coordinate: { index: 4, count: 4 } }, /subset\.coordinate\.index.*< coordinate\.count/],
       [{ sizes: 4 }, /did you mean "size"/],
+      [{ size: 4, peers: { service: 'web', id: 'w', resolver: 'consul' } }, /subset\.peers\.resolver.*must implement Resolver/],
+      [{ size: 4, peers: { service: 'web', id: 'w' }, coordinate: { index: 0, count: 2 } }, /subset\.peers.*alternatives/],
     ] as const) {
       assert.throws(() => createClient({ service: 'svc', resolver, subset: subset as SubsetOptions }), (e: unknown) => e instanceof InvalidOptionError && message.test(e.message));
     }

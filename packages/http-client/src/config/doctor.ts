@@ -43,7 +43,14 @@ export interface ExplainedConfig {
   readonly retryLayers: readonly RetryLayer[];
   readonly logger: 'console' | 'custom' | false;
   /** Subsetting: its mode, size, client id and coordinate; `false`: every instance. */
-  readonly subset: { mode: 'rendezvous' | 'aperture'; size: number; clientId: string; coordinate: { index: number; count: number } | undefined } | false;
+  readonly subset: {
+    mode: 'rendezvous' | 'aperture';
+    size: number;
+    clientId: string;
+    coordinate: { index: number; count: number } | undefined;
+    /** Where the coordinate is read from (`subset.peers`): the service and this process's id in it. */
+    peers: { service: string; id: string } | undefined;
+  } | false;
   /** The adaptive concurrency limit per endpoint, or false (off, the default). */
   readonly concurrencyLimit: Readonly<NonNullable<ResolvedOptions['concurrencyLimit']>> | false;
   /** Client-side admission control, or false (off, the default). */
@@ -237,7 +244,13 @@ export function explainConfig(o: ResolvedOptions, scheme: 'http' | 'https' | 'au
     },
     retryLayers: doctor.layers,
     logger: doctor.loggerKind,
-    subset: o.subset === undefined ? false : { mode: o.subset.mode, size: o.subset.size, clientId: o.subset.clientId, coordinate: o.subset.coordinate },
+    subset: o.subset === undefined ? false : {
+      mode: o.subset.mode,
+      size: o.subset.size,
+      clientId: o.subset.clientId,
+      coordinate: o.subset.coordinate,
+      peers: o.subset.peers === undefined ? undefined : { service: o.subset.peers.service, id: o.subset.peers.id },
+    },
     concurrencyLimit: o.concurrencyLimit ?? false,
     admissionControl: o.admissionControl ?? false,
   } satisfies ExplainedConfig);

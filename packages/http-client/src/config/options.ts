@@ -215,14 +215,16 @@ export interface ClientOptions {
    * instances, not all of them. `{ size: 20 }` alone: rendezvous hashing
    * (gRPC A68; no coordination; busiest instance ≈ 1.3× the average
    * connections at 1,000 clients × 300 instances). With
-   * `coordinate: { index, count }` (this client's place among its peers):
-   * deterministic aperture (≈ 1.005× the average). A member whose breaker
+   * `coordinate: { index, count }` (this client's place among its peers), or
+   * `peers: { service, id }` to read that place from a watch of its own
+   * service: deterministic aperture (≈ 1.005× the average). A member whose breaker
    * opens or that is ejected is backed by the next candidate (at most `size`
    * extra) until it is ready again. Default `false`: every instance.
    * @example
    * ```ts
    * createClient({ service: 'users', resolver, subset: { size: 20 } });
    * createClient({ service: 'users', resolver, subset: { size: 20, coordinate: { index: ordinal, count: replicas } } });
+   * createClient({ service: 'users', resolver, subset: { size: 20, peers: { service: 'web', id: registrar.id } } });
    * ```
    */
   subset?: SubsetOptions | false;

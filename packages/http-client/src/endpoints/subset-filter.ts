@@ -1,4 +1,4 @@
-import { baseSubsetSize, diffInstances, hashKey32, isEmptyDiff, subsetInstances, type ResolvedSubset, type ServiceInstance } from '@proxyless/core';
+import { baseSubsetSize, diffInstances, hashKey32, isEmptyDiff, subsetInstances, type ResolvedSubset, type ServiceInstance, type SubsetCoordinate } from '@proxyless/core';
 import type { EndpointSet } from './endpoint-set.js';
 import type { HealthState } from './health.js';
 
@@ -15,11 +15,16 @@ import type { HealthState } from './health.js';
  * leaves (and drains). Availability changes reach the filter through the
  * set's transition listener and are applied in a microtask, never inside a
  * pick or an attempt's bookkeeping.
+ *
+ * With `peers`, the coordinate comes from a watch of the client's own
+ * service ({@link SubsetFilter.setCoordinate}); until it has one, rendezvous.
  * @internal
  */
 export class SubsetFilter {
   readonly #subset: ResolvedSubset;
   readonly #set: EndpointSet;
+  /** The coordinate in use: the configured one, or the one read from the peers (undefined: rendezvous). */
+  #coordinate: SubsetCoordinate | undefined;
   /** Rendezvous hashes by instance key (the client id is fixed, so each key is hashed once while it exists). */
   #hashes = new Map<string, number>();
   /** Every instance of the service, as the watch last gave them. */
@@ -41,14 +46,33 @@ export class SubsetFilter {
   constructor(subset: ResolvedSubset, set: EndpointSet) {
     this.#subset = subset;
     this.#set = set;
+    this.#coordinate = subset.coordinate;
     set.onTransition((_ep, from, to) => {
       if (isReady(from) !== isReady(to) && from.kind !== 'removed' && to.kind !== 'removed') this.#schedule();
     });
   }
 
-  /** The subset's size and mode, for stats. */
+  /** The subset's options. */
   get subset(): ResolvedSubset {
     return this.#subset;
+  }
+
+  /** The mode in use now (with `peers`: rendezvous until the first coordinate). */
+  get mode(): 'rendezvous' | 'aperture' {
+    return this.#coordinate === undefined ? 'rendezvous' : 'aperture';
+  }
+
+  /** The coordinate in use now. */
+  get coordinate(): SubsetCoordinate | undefined {
+    return this.#coordinate;
+  }
+
+  /** A coordinate read from the peers: when it moved, the subset is recomputed and its change applied. */
+  setCoordinate(coordinate: SubsetCoordinate): void {
+    const c = this.#coordinate;
+    if (c !== undefined && c.index === coordinate.index && c.count === coordinate.count) return;
+    this.#coordinate = coordinate;
+    this.#reapply();
   }
 
   /** How many instances the service has (the candidates). */
@@ -58,7 +82,7 @@ export class SubsetFilter {
 
   /** Members beyond the base subset, backing unusable ones. */
   get backups(): number {
-    return Math.max(0, this.#applied.length - baseSubsetSize(this.#all.length, this.#subset));
+    return Math.max(0, this.#applied.length - baseSubsetSize(this.#all.length, { size: this.#subset.size, coordinate: this.#coordinate }));
   }
 
   /** A new instance list from the watch: the subset is recomputed and its change applied to the set. */
@@ -70,7 +94,8 @@ export class SubsetFilter {
   }
 
   #next(): ReturnType<typeof diffInstances> {
-    const next = subsetInstances(this.#all, this.#subset, this.#usable, this.#hashOf);
+    const spec = { size: this.#subset.size, clientId: this.#subset.clientId, coordinate: this.#coordinate };
+    const next = subsetInstances(this.#all, spec, this.#usable, this.#hashOf);
     const change = diffInstances(this.#applied, next);
     this.#applied = next;
     return change;
@@ -81,9 +106,13 @@ export class SubsetFilter {
     this.#scheduled = true;
     queueMicrotask(() => {
       this.#scheduled = false;
-      const change = this.#next();
-      if (!isEmptyDiff(change)) this.#set.apply(change);
+      this.#reapply();
     });
+  }
+
+  #reapply(): void {
+    const change = this.#next();
+    if (!isEmptyDiff(change)) this.#set.apply(change);
   }
 }
 

@@ -90,10 +90,12 @@ export interface HedgeStats {
 
 /** Subsetting in {@link ClientStats} (see `subset` in the client options). */
 export interface SubsetStats {
-  /** `rendezvous` (no coordinate) or `aperture` (a coordinate was given). */
+  /** `rendezvous` (no coordinate) or `aperture` (a coordinate given, or read from the peers). */
   mode: 'rendezvous' | 'aperture';
   /** The configured subset size. */
   size: number;
+  /** This client's place among its peers in use now (aperture); `undefined` in rendezvous mode (with `peers`: until their first snapshot). */
+  coordinate: { index: number; count: number } | undefined;
   /** Instances the client holds endpoints for now: the subset, plus backups (and aperture's widening when peers are few). */
   members: number;
   /** Members beyond the base subset that back up members not ready (breaker open or probing, ejected). */
