@@ -77,6 +77,13 @@ async function startBackend(name: string): Promise<Backend> {
       void Promise.all([hooks.release ?? Promise.resolve(), once(req, 'end')]).then(() => res.end('last'));
       return;
     }
+    if (url.startsWith('/reported')) {
+      // A server that reports its load (ORCA's inline header), for the status page's column.
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain', 'endpoint-load-metrics': 'TEXT application_utilization=0.75, rps_fractional=120, eps=0' });
+      res.end('reported');
+      return;
+    }
     if (url.startsWith('/delay')) {
       // A known service time, for the measured latency on the status page.
       const timer = setTimeout(() => res.end('done'), 40);
@@ -414,6 +421,20 @@ describe('@proxyless/gateway, end to end (real Consul, real services, headless C
     assert.equal('ewmaMs' in endpoint, false, 'the estimate is not labelled as a latency');
   });
 
+  it("shows each endpoint's reported load (utilisation, rps, age), and null for one that does not report", async () => {
+    const reporting = await backend('reporting-1', 'reporting');
+    await eventually('reporting to be routable', async () => (await send(`${base}/reporting/reported`)).status === 200);
+    for (let i = 0; i < 3; i++) assert.equal((await send(`${base}/reporting/reported`)).status, 200);
+    const doc = JSON.parse((await send(`${base}/_proxyless/status.json`)).body.toString()) as GatewayStatus;
+    const endpoint = doc.services.find((s) => s.name === 'reporting')?.endpoints.find((e) => e.label === `127.0.0.1:${reporting.port}`);
+    assert.ok(endpoint, JSON.stringify(doc.services));
+    assert.deepEqual({ ...endpoint.reportedLoad, ageMs: 0 }, { utilization: 0.75, rps: 120, ageMs: 0, usable: false });
+    assert.ok(endpoint.reportedLoad !== null && endpoint.reportedLoad.ageMs >= 0 && endpoint.reportedLoad.ageMs < 10_000, JSON.stringify(endpoint));
+    const silent = doc.services.find((s) => s.name === 'users')?.endpoints[0];
+    assert.ok(silent !== undefined);
+    assert.equal(silent.reportedLoad, null);
+  });
+
   it('counts upstream failures (gateway 502/503/504, upstream 5xx, a body broken off) apart from client errors (4xx, hang-ups)', async () => {
     const route = async (id: string): Promise<GatewayStatus['routes'][number]> => {
       const doc = JSON.parse((await send(`${base}/_proxyless/status.json`)).body.toString()) as GatewayStatus;
@@ -487,7 +508,7 @@ describe('@proxyless/gateway, end to end (real Consul, real services, headless C
       }
       // The columns say what they show: measured latency, and the balancer's estimate as a cost.
       const headers = await page.locator('table[data-service="users"] th').allTextContents();
-      for (const title of ['Latency p50 ms', 'Latency p99 ms', 'Balancer cost (peak EWMA) ms']) assert.ok(headers.includes(title), headers.join(' | '));
+      for (const title of ['Latency p50 ms', 'Latency p99 ms', 'Balancer cost (peak EWMA) ms', 'Reported load (utilisation · rps · age)']) assert.ok(headers.includes(title), headers.join(' | '));
       assert.match((await page.locator('#summary').textContent()) ?? '', /upstream failures \d+ · client errors \d+ · client hang-ups \d+/);
       await eventually('the users route row', async () => (await page.locator('#routes tr[data-route="/users/** -> users"] td[data-col="clientErrors"]').count()) === 1);
       const successes = async (): Promise<number> => {

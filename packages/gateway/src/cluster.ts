@@ -251,6 +251,8 @@ export function mergeStatuses(parts: readonly { pid: number; status: WorkerStatu
           costMs: Math.max(seen.costMs, e.costMs),
           breaker: breakerRank[e.breaker] > breakerRank[seen.breaker] ? e.breaker : seen.breaker,
           ejected: seen.ejected || e.ejected,
+          // Each worker holds its own last report: show the freshest.
+          reportedLoad: seen.reportedLoad === null || (e.reportedLoad !== null && e.reportedLoad.ageMs < seen.reportedLoad.ageMs) ? e.reportedLoad : seen.reportedLoad,
         } : e);
       }
       for (const [label, values] of Object.entries(status.samples[svc.name] ?? {})) s.samples.set(label, [...(s.samples.get(label) ?? []), ...values]);

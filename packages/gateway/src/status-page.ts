@@ -32,6 +32,20 @@ export interface EndpointStatus {
   readonly breaker: 'closed' | 'open' | 'halfOpen';
   /** Out of rotation by outlier ejection. */
   readonly ejected: boolean;
+  /** What the endpoint last reported about its own load (ORCA `endpoint-load-metrics`); null when it does not report. */
+  readonly reportedLoad: ReportedLoadStatus | null;
+}
+
+/** An endpoint's last load report, as the status page shows it. */
+export interface ReportedLoadStatus {
+  /** Utilisation (`application_utilization` when > 0, else `cpu_utilization`); null if the report has neither. */
+  readonly utilization: number | null;
+  /** Requests per second it reported; null if not reported. */
+  readonly rps: number | null;
+  /** Time since the report arrived, ms. */
+  readonly ageMs: number;
+  /** Past gRPC A58's 10 s blackout: a load-aware balancer may use it. */
+  readonly usable: boolean;
 }
 
 /**
@@ -187,10 +201,18 @@ const cols = [
   ['failures', (e) => String(e.failures)],
   ['breaker', (e) => e.breaker],
   ['ejected', (e) => (e.ejected ? 'yes' : 'no')],
+  ['reportedLoad', (e) => {
+    const r = e.reportedLoad;
+    if (!r) return '–';
+    const util = r.utilization === null ? '–' : Math.round(r.utilization * 100) + ' %';
+    const rps = r.rps === null ? '–' : r.rps.toFixed(1) + ' rps';
+    return util + ' · ' + rps + ' · ' + (r.ageMs / 1000).toFixed(1) + ' s ago' + (r.usable ? '' : ' (blackout)');
+  }],
 ];
 const titles = { endpoint: 'Endpoint', id: 'Instance', health: 'Health', inFlight: 'In flight', p50Ms: 'Latency p50 ms', p99Ms: 'Latency p99 ms',
   costMs: 'Balancer cost (peak EWMA) ms',
-  successes: 'Successes', failures: 'Failures', breaker: 'Breaker', ejected: 'Ejected' };
+  successes: 'Successes', failures: 'Failures', breaker: 'Breaker', ejected: 'Ejected',
+  reportedLoad: 'Reported load (utilisation · rps · age)' };
 function el(tag, attrs, text) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);

@@ -145,6 +145,7 @@ class ServiceUpstream implements Upstream {
       failures: e.failures,
       breaker: e.breaker,
       ejected: e.ejected,
+      reportedLoad: e.loadReport === undefined ? null : { utilization: e.loadReport.utilization ?? null, rps: e.loadReport.rps ?? null, ageMs: Math.round(e.loadReport.ageMs), usable: e.loadReport.usable },
     }));
   }
 
