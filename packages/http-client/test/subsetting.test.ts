@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
-import { StaticResolver, resolveSubset, roundRobin, subsetInstances, InvalidOptionError, type ServiceInstance, type SubsetOptions } from '@proxyless/core';
+import { StaticResolver, resolveSubset, type Resolver, roundRobin, subsetInstances, InvalidOptionError, type ServiceInstance, type SubsetOptions } from '@proxyless/core';
 import { createClient, type ProxylessClient } from '@proxyless/http-client';
 import { ok, startServer, until, type TestServer } from './helpers.js';
 
@@ -92,6 +92,32 @@ describe('http-client: subsetting (subset option) over a real resolver and real 
     const held = (): number[] => c.stats().endpoints.map((e) => Number(e.label.split(':')[1])).sort((a, b) => a - b);
     assert.deepEqual(held(), portsOf(ring.slice(5, 7)));
     assert.deepEqual(c.explainConfig().subset, { mode: 'aperture', size: 2, clientId: 'x', coordinate: undefined, peers: { service: 'web', id: 'web-c' } });
+  });
+
+  it('closes the peers watch with the client (nothing left open)', async () => {
+    resolver.set('web', [{ address: '10.9.0.1', port: 80, id: 'web-a' }]);
+    const opened: string[] = [];
+    const closed: string[] = [];
+    // The peers' resolver: the real StaticResolver, its watches' close() recorded.
+    const peersResolver: Resolver = {
+      resolve: (service, options) => resolver.resolve(service, options),
+      watch: (service, options) => {
+        const w = resolver.watch(service, options);
+        opened.push(service);
+        const close = w.close.bind(w);
+        w.close = async () => {
+          closed.push(service);
+          await close();
+        };
+        return w;
+      },
+      close: async () => undefined,
+    };
+    const c = client({ size: 2, peers: { service: 'web', id: 'web-a', resolver: peersResolver } });
+    await c.text('/');
+    assert.deepEqual(c.stats().subset?.coordinate, { index: 0, count: 1 });
+    await c.close();
+    assert.deepEqual({ opened, closed }, { opened: ['web'], closed: ['web'] });
   });
 
   it('a member leaving the registry is replaced by exactly one new member; the others keep their endpoints', async () => {
