@@ -53,6 +53,8 @@ const sendForwarded: Send<ForwardedAttempt> = (pool, options, step) => new Forwa
  * - {@link ClientEvents.eject | `eject`} `(endpoint, durationMs)`: Outlier detection ejected the endpoint for `durationMs`.
  * - {@link ClientEvents.restore | `restore`} `(endpoint)`: An ejected endpoint returned to the pick set.
  * - {@link ClientEvents.panic | `panic`} `(active)`: Panic mode entered (`true`: too few endpoints available, balancing over all) or left (`false`).
+ * - {@link ClientEvents.shed | `shed`} `(endpoint)`: The endpoint shed an attempt (`503` with `x-proxyless-shed`): not counted as its failure; the request may go to another endpoint.
+ * - {@link ClientEvents.concurrencyLimit | `concurrencyLimit`} `(endpoint, limit)`: The endpoint's adaptive concurrency limit changed (`concurrencyLimit` option).
  * - {@link ClientEvents.hedge | `hedge`} `(endpoint, copy, afterMs)`: A hedged request sent another copy to `endpoint`.
  * - {@link ClientEvents.hedgeSettled | `hedgeSettled`} `(winner, copy, cancelled)`: A request that sent hedges got its answer from `winner`; the other copies were cancelled.
  * - {@link ClientEvents.update | `update`} `(snapshot)`: The resolver published a snapshot the client applied.
