@@ -7,7 +7,7 @@
 import { InvalidOptionError, type ConfigLogger, type ConfigWarning } from '@proxyless/core';
 import { checkLogger, checkNumber, formatConfigWarning } from '@proxyless/core/internal';
 import { clientDefaults, type ClientDefaults } from './defaults.js';
-import type { ResolvedOptions, RetryLayer } from './options.js';
+import type { AdmissionControlOptions, ConcurrencyLimitOptions, ResolvedOptions, RetryLayer } from './options.js';
 import type { RequestPolicy } from './policy.js';
 
 /** The resolved configuration of a client, every default spelled out ({@link ProxylessClient.explainConfig}). */
@@ -52,9 +52,9 @@ export interface ExplainedConfig {
     peers: { service: string; id: string } | undefined;
   } | false;
   /** The adaptive concurrency limit per endpoint, or false (off, the default). */
-  readonly concurrencyLimit: Readonly<NonNullable<ResolvedOptions['concurrencyLimit']>> | false;
+  readonly concurrencyLimit: Readonly<Required<ConcurrencyLimitOptions>> | false;
   /** Client-side admission control, or false (off, the default). */
-  readonly admissionControl: Readonly<NonNullable<ResolvedOptions['admissionControl']>> | false;
+  readonly admissionControl: Readonly<Required<AdmissionControlOptions>> | false;
 }
 
 /** Checks `retryLayers`. @internal */
