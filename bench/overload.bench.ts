@@ -19,8 +19,8 @@
  * admission control with its defaults).
  *
  * Per phase: goodput (successful requests per second), the p99 of the
- * successful (admitted) requests, requests rejected locally (limit or
- * admission) and failed otherwise. Recovery: from the drop to 0.5×, the time
+ * successful (admitted) requests, requests rejected locally (by the limit,
+ * by admission control) and failed otherwise. Recovery: from the drop to 0.5×, the time
  * until every later 250 ms bucket (by scheduled time) has ≥ 95 % successes
  * and a p99 ≤ 3× the unloaded p99.
  *
@@ -53,7 +53,7 @@ interface Sample {
   /** Scheduled time (performance.now()). */
   at: number;
   ms: number;
-  outcome: 'ok' | 'local' | 'failed';
+  outcome: 'ok' | 'limit' | 'admission' | 'failed';
 }
 
 interface PhaseResult {
@@ -62,7 +62,8 @@ interface PhaseResult {
   goodput: number;
   p99: number;
   p50: number;
-  local: number;
+  limit: number;
+  admission: number;
   failed: number;
 }
 
@@ -99,8 +100,8 @@ async function runConfig(config: Config): Promise<ConfigResult> {
           samples.push({ at, ms: performance.now() - at, outcome: res.statusCode === 200 ? 'ok' : 'failed' });
         },
         (error: unknown) => {
-          const local = error instanceof ConcurrencyLimitError || error instanceof AdmissionRejectedError;
-          samples.push({ at, ms: performance.now() - at, outcome: local ? 'local' : 'failed' });
+          const outcome = error instanceof ConcurrencyLimitError ? 'limit' : error instanceof AdmissionRejectedError ? 'admission' : 'failed';
+          samples.push({ at, ms: performance.now() - at, outcome });
         },
       );
       pending.add(p);
@@ -128,7 +129,8 @@ async function runConfig(config: Config): Promise<ConfigResult> {
         goodput: ok.length / seconds,
         p50: percentile(ok, 50),
         p99: percentile(ok, 99),
-        local: inPhase.filter((s) => s.outcome === 'local').length,
+        limit: inPhase.filter((s) => s.outcome === 'limit').length,
+        admission: inPhase.filter((s) => s.outcome === 'admission').length,
         failed: inPhase.filter((s) => s.outcome === 'failed').length,
       };
     });
@@ -165,11 +167,11 @@ export async function run(): Promise<void> {
   console.log(`${BACKENDS} backends × ${SLOTS} slots × ${SERVICE_MS} ms (unbounded FIFO queue) = capacity ${CAPACITY} req/s; open loop, phases of ${PHASE_S} s: ${PHASES.join('×, ')}×; deadline ${TIMEOUT_MS} ms, default retries`);
   const results: ConfigResult[] = [];
   for (const config of CONFIGS) results.push(await runConfig(config));
-  console.log('\n| config | load | offered req/s | goodput req/s (% of capacity) | admitted p50 / p99 ms | rejected locally | failed |');
+  console.log('\n| config | load | offered req/s | goodput req/s (% of capacity) | admitted p50 / p99 ms | rejected locally: limit / admission | failed |');
   console.log('|---|---|---|---|---|---|---|');
   for (const r of results) {
     for (const p of r.phases) {
-      console.log(`| ${r.config} | ${p.multiple}× | ${f0(p.offered)} | ${f0(p.goodput)} (${f0((100 * p.goodput) / CAPACITY)} %) | ${f0(p.p50)} / ${f0(p.p99)} | ${p.local} | ${p.failed} |`);
+      console.log(`| ${r.config} | ${p.multiple}× | ${f0(p.offered)} | ${f0(p.goodput)} (${f0((100 * p.goodput) / CAPACITY)} %) | ${f0(p.p50)} / ${f0(p.p99)} | ${p.limit} / ${p.admission} | ${p.failed} |`);
     }
   }
   console.log('\n| config | goodput at 3× (target ≥ 90 % of capacity) | p99 at 3× ÷ unloaded p99 (target ≤ 3) | recovery after the drop (target ≤ 5 s) | final limits |');
