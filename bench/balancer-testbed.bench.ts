@@ -24,7 +24,8 @@
  * large the machine, not the balancer, made the tail), and per-backend utilisation (busy slots ÷ slots, sampled by
  * the backends): per 1 s, max/avg and p95/avg across backends (p95
  * interpolated between ranks), averaged over the run. Draws bench/results/balancer-testbed.svg: p99 per second per
- * balancer and a utilisation heat map per balancer, antagonist periods marked.
+ * balancer, failed requests per second, and a utilisation heat map per
+ * balancer, antagonist periods marked.
  *
  * Run (after `npm run build`; ~6 × (SECONDS + 4) s + 12 s):
  *   flock -x /tmp/proxyless-heavy.lock npm run bench -- bench/balancer-testbed.bench.ts
@@ -95,6 +96,8 @@ interface RunResult {
   p999: number;
   /** p99 per BIN_MS bin (by scheduled time). */
   p99Bins: number[];
+  /** Failed requests per bin, % of the bin's requests. */
+  errorBins: number[];
   /** Utilisation per backend per bin. */
   util: number[][];
   utilAvg: number;
@@ -164,6 +167,7 @@ async function runOne(name: string, client: ProxylessClient, backends: TestbedBa
       for (const i of a.backends) backends[i]!.set({ slots: backends[i]!.spec.slots, extraMs: 0 });
     }, a.to * 1000),
   ]);
+  const failedBins = new Array<number>(bins.length).fill(0);
   const lags: number[] = [];
   const cpu0 = process.cpuUsage();
   const offered = await poissonArrivals(rate, SECONDS * 1000, rate * SECONDS * 2, (at) => {
@@ -171,8 +175,10 @@ async function runOne(name: string, client: ProxylessClient, backends: TestbedBa
     track(
       send(client, at, (ms, error) => {
         latencies.push(ms);
-        bins[Math.min(bins.length - 1, Math.floor((at - t0) / BIN_MS))]!.push(ms);
+        const bin = Math.min(bins.length - 1, Math.floor((at - t0) / BIN_MS));
+        bins[bin]!.push(ms);
         if (error !== undefined) {
+          failedBins[bin]!++;
           errors++;
           errorKinds.set(error, (errorKinds.get(error) ?? 0) + 1);
         }
@@ -221,6 +227,7 @@ async function runOne(name: string, client: ProxylessClient, backends: TestbedBa
     p99: percentile(sorted, 99),
     p999: percentile(sorted, 99.9),
     p99Bins,
+    errorBins: failedBins.map((n, i) => (100 * n) / Math.max(1, bins[i]!.length)),
     util,
     utilAvg: mean(avgs),
     maxOverAvg: mean(maxRatios),
@@ -234,6 +241,7 @@ async function runOne(name: string, client: ProxylessClient, backends: TestbedBa
 function drawSvg(results: RunResult[], plan: Antagonist[], backends: TestbedBackend[]): string {
   const width = 960;
   const chartH = 300;
+  const errorH = 180;
   const mapH = 22 + backends.length * 9;
   const bands: Band[] = plan.map((a) => ({ from: a.from, to: a.to, label: `${a.kind === 'halve' ? '½ slots' : `+${ANTAGONIST_EXTRA_MS} ms`}: b${a.backends.join(',b')}` }));
   const allP99 = results.flatMap((r) => r.p99Bins).filter(Number.isFinite);
@@ -253,13 +261,28 @@ function drawSvg(results: RunResult[], plan: Antagonist[], backends: TestbedBack
       yMax: Math.max(100, ...allP99) * 1.1,
       logY: true,
     }),
-    heatKey(56, chartH + 8, 'per-backend utilisation (busy slots ÷ slots) per second; dashed: antagonised backend'),
+    lineChart({
+      x: 0,
+      y: chartH,
+      width,
+      height: errorH,
+      title: 'failed requests per second, % (a balancer whose requests fail fast shows a low p99 above)',
+      xLabel: 's',
+      yLabel: 'failed %',
+      series: results.map((r, i) => ({ name: r.name, color: PALETTE[i % PALETTE.length]!, points: r.errorBins.map((y, bin) => [((bin + 0.5) * BIN_MS) / 1000, y] as [number, number]) })),
+      bands,
+      xMax: SECONDS,
+      yMin: 0,
+      yMax: Math.max(1, ...results.flatMap((r) => r.errorBins)),
+      logY: false,
+    }),
+    heatKey(56, chartH + errorH + 8, 'per-backend utilisation (busy slots ÷ slots) per second; dashed: antagonised backend'),
   ];
   results.forEach((r, i) => {
     parts.push(
       heatmap({
         x: 0,
-        y: chartH + 32 + i * (mapH + 6),
+        y: chartH + errorH + 32 + i * (mapH + 6),
         width,
         height: mapH,
         title: `${r.name}: max/avg ${r.maxOverAvg.toFixed(2)}, p95/avg ${r.p95OverAvg.toFixed(2)}, p99 ${r.p99.toFixed(0)} ms`,
@@ -271,7 +294,7 @@ function drawSvg(results: RunResult[], plan: Antagonist[], backends: TestbedBack
       }),
     );
   });
-  return svgDocument(width, chartH + 40 + results.length * (mapH + 6), parts);
+  return svgDocument(width, chartH + errorH + 40 + results.length * (mapH + 6), parts);
 }
 
 export async function run(): Promise<void> {

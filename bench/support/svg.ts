@@ -73,7 +73,7 @@ export function lineChart(o: Box & { series: Series[]; bands: Band[]; xMax: numb
   const yTicks = o.logY ? logTicks(o.yMin, o.yMax) : [0, 0.25, 0.5, 0.75, 1].map((f) => f * o.yMax);
   for (const t of yTicks) {
     out.push(`<line x1="${o.x + left}" x2="${o.x + left + w}" y1="${fmt(sy(t))}" y2="${fmt(sy(t))}" stroke="#ddd"/>`);
-    out.push(text(o.x + left - 4, sy(t) + 3, String(t), 'text-anchor="end" font-size="10"'));
+    out.push(text(o.x + left - 4, sy(t) + 3, String(Number(t.toPrecision(2))), 'text-anchor="end" font-size="10"'));
   }
   const xStep = o.xMax > 60 ? 10 : o.xMax > 20 ? 5 : 2;
   for (let t = 0; t <= o.xMax; t += xStep) out.push(text(sx(t), o.y + top + h + 14, String(t), 'text-anchor="middle" font-size="10"'));
