@@ -18,6 +18,9 @@
  *   (dist), a fresh client per balancer, 2 s deadline, defaults otherwise.
  *   First every client is warmed together for BLACKOUT_S (gRPC A58 ignores an
  *   endpoint's reports for its first 10 s), then each runs WARM_S + SECONDS alone.
+ *   BENCH_ROUNDS rounds (default 1), the order reversed every other round, fresh
+ *   clients each: median [min–max] over rounds, ratios taken within a round;
+ *   the chart shows the first round.
  *
  * Per balancer: p50/p99/p99.9 of every request (failures count with their
  * time), errors, the load generator's lag (issued − scheduled: when it is
@@ -27,12 +30,12 @@
  * balancer, failed requests per second, and a utilisation heat map per
  * balancer, antagonist periods marked.
  *
- * Run (after `npm run build`; ~6 × (SECONDS + 4) s + 12 s):
+ * Run (after `npm run build`; ROUNDS × (balancers × (SECONDS + 3) s + 12 s)):
  *   flock -x /tmp/proxyless-heavy.lock npm run bench -- bench/balancer-testbed.bench.ts
  * Knobs: BENCH_SECONDS=30 BENCH_PERIOD_S=3 BENCH_LOAD=0.75 BENCH_BACKENDS=12
  * BENCH_WARM_S=2 BENCH_BLACKOUT_S=11 BENCH_SLOTS=5 BENCH_UTIL=occupancy|busy
  * (what backends report as application_utilization) BENCH_BALANCERS='round robin,peak EWMA'
- * BENCH_SVG=<path>; a short run: BENCH_SECONDS=12.
+ * BENCH_SVG=<path>; a short run: BENCH_SECONDS=12; figures: BENCH_ROUNDS=3.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -55,6 +58,7 @@ const WARM_S = Number(process.env['BENCH_WARM_S'] ?? 2);
 const BLACKOUT_S = Number(process.env['BENCH_BLACKOUT_S'] ?? 11);
 const SVG_PATH = process.env['BENCH_SVG'] ?? fileURLToPath(new URL('./results/balancer-testbed.svg', import.meta.url));
 const DEADLINE_MS = 2_000;
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 1);
 const BIN_MS = 1_000;
 const SAMPLE_MS = 250;
 const SLOTS = (process.env['BENCH_SLOTS'] ?? '5').split(',').map(Number);
@@ -304,7 +308,7 @@ export async function run(): Promise<void> {
   const plan = schedule();
   console.log('# balancer testbed (npm run bench -- bench/balancer-testbed.bench.ts)');
   console.log(
-    `BENCH_SECONDS=${SECONDS} BENCH_PERIOD_S=${PERIOD_S} BENCH_LOAD=${LOAD} BENCH_BACKENDS=${BACKENDS} BENCH_WARM_S=${WARM_S} BENCH_BLACKOUT_S=${BLACKOUT_S} BENCH_SLOTS=${SLOTS.join(',')} BENCH_UTIL=${UTIL}`,
+    `BENCH_ROUNDS=${ROUNDS} BENCH_SECONDS=${SECONDS} BENCH_PERIOD_S=${PERIOD_S} BENCH_LOAD=${LOAD} BENCH_BACKENDS=${BACKENDS} BENCH_WARM_S=${WARM_S} BENCH_BLACKOUT_S=${BLACKOUT_S} BENCH_SLOTS=${SLOTS.join(',')} BENCH_UTIL=${UTIL}`,
   );
   console.log(`${describeCheckout(THIS_TREE)}; ${build.versions}; ${cpus()[0]?.model ?? '?'} × ${cpus().length}; load average at start ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const choices = selectBalancers(build, process.env['BENCH_BALANCERS']);
@@ -317,38 +321,61 @@ export async function run(): Promise<void> {
     `${BACKENDS} backends, slots ${specs.map((s) => s.slots).join('/')}, service ${BASE_MS} ms + exp(${EXP_MS} ms), capacity ${capacity.toFixed(0)} req/s; offered ${rate.toFixed(0)} req/s (Poisson); deadline ${DEADLINE_MS} ms`,
   );
   console.log(`antagonists (s from start): ${plan.map((a) => `${a.from}–${a.to} ${a.kind === 'halve' ? '½ slots' : `+${ANTAGONIST_EXTRA_MS} ms`} on b${a.backends.join(',b')}`).join('; ')}`);
-  const clients = choices.map((c) => ({ choice: c, ...newClient(build, ports, c) }));
-  const results: RunResult[] = [];
+  // Rounds, the order reversed every other round (interleaved, as bench.md asks): a burst of other work on the machine
+  // then lands on different balancers in different rounds. Fresh clients each round, warmed together past A58's blackout.
+  const rounds: RunResult[][] = [];
   try {
-    await warmTogether(
-      clients.map((c) => c.client),
-      rate,
-      BLACKOUT_S,
-    );
-    for (const c of clients) {
-      results.push(await runOne(c.choice.name, c.client, backends, plan, rate));
-      await sleep(500); // the backends' queues empty
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = round % 2 === 0 ? choices : [...choices].reverse();
+      const clients = order.map((c) => ({ choice: c, ...newClient(build, ports, c) }));
+      const results: RunResult[] = [];
+      try {
+        await warmTogether(
+          clients.map((c) => c.client),
+          rate,
+          BLACKOUT_S,
+        );
+        for (const c of clients) {
+          results.push(await runOne(c.choice.name, c.client, backends, plan, rate));
+          await sleep(500); // the backends' queues empty
+        }
+      } finally {
+        for (const c of clients) {
+          await c.client.destroy();
+          await c.resolver.close();
+        }
+      }
+      rounds.push(choices.map((c) => results.find((r) => r.name === c.name)!));
     }
   } finally {
-    for (const c of clients) {
-      await c.client.destroy();
-      await c.resolver.close();
-    }
     await Promise.all(backends.map((b) => b.stop()));
   }
   console.log(`load average at end ${loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
-  const byName = new Map(results.map((r) => [r.name, r]));
-  const rr = byName.get('round robin');
-  const ewma = byName.get('peak EWMA');
-  const ratio = (a: number, b: RunResult | undefined): string => (b === undefined ? 'n/a' : `${(a / b.p99).toFixed(2)}×`);
+  const median = (xs: number[]): number => {
+    const v = [...xs].sort((a, b) => a - b);
+    return v.length === 0 ? NaN : (v[(v.length - 1) >> 1]! + v[v.length >> 1]!) / 2;
+  };
+  /** One round: the figure; several: `median [min–max]`. */
+  const mm = (xs: number[], digits: number, unit = ''): string =>
+    xs.length === 1 ? `${xs[0]!.toFixed(digits)}${unit}` : `${median(xs).toFixed(digits)}${unit} [${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]`;
+  const rrAt = choices.findIndex((c) => c.name === 'round robin');
+  const ewmaAt = choices.findIndex((c) => c.name === 'peak EWMA');
+  /** p99 ÷ the reference's p99, round by round (taken in the same round). */
+  const ratio = (i: number, ref: number): string => (ref < 0 ? 'n/a' : mm(rounds.map((rs) => rs[i]!.p99 / rs[ref]!.p99), 2, '×'));
+  console.log(`${ROUNDS} round(s)${ROUNDS > 1 ? ', order reversed every other round; median [min–max] over rounds' : ''}\n`);
   console.log('| balancer | requests | p50 ms | p99 ms | p99.9 ms | errors | util avg | util max/avg | util p95/avg | p99 ÷ RR | p99 ÷ peak EWMA | generator lag p99 ms | client CPU µs/req |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
-  for (const r of results) {
-    const kinds = [...r.errorKinds].map(([k, n]) => `${k} ${n}`).join(', ');
+  choices.forEach((c, i) => {
+    const rs = rounds.map((round) => round[i]!);
+    const f = (k: keyof RunResult): number[] => rs.map((r) => r[k] as number);
+    const kinds = new Map<string, number>();
+    for (const r of rs) for (const [k, n] of r.errorKinds) kinds.set(k, (kinds.get(k) ?? 0) + n);
+    const kindText = [...kinds].map(([k, n]) => `${k} ${n}`).join(', ');
     console.log(
-      `| ${r.name} | ${r.requests} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.p999.toFixed(1)} | ${r.errors}${kinds ? ` (${kinds})` : ''} | ${r.utilAvg.toFixed(2)} | ${r.maxOverAvg.toFixed(2)} | ${r.p95OverAvg.toFixed(2)} | ${ratio(r.p99, rr)} | ${ratio(r.p99, ewma)} | ${r.lagP99.toFixed(1)} | ${r.cpuUsPerRequest.toFixed(0)} |`,
+      `| ${c.name} | ${mm(f('requests'), 0)} | ${mm(f('p50'), 1)} | ${mm(f('p99'), 1)} | ${mm(f('p999'), 1)} | ${f('errors').reduce((a, b) => a + b, 0)}${kindText ? ` (${kindText})` : ''} | ${mm(f('utilAvg'), 2)} | ${mm(f('maxOverAvg'), 2)} | ${mm(f('p95OverAvg'), 2)} | ${ratio(i, rrAt)} | ${ratio(i, ewmaAt)} | ${mm(f('lagP99'), 1)} | ${mm(f('cpuUsPerRequest'), 0)} |`,
     );
-  }
+  });
+  const results = rounds[0]!;
   mkdirSync(dirname(SVG_PATH), { recursive: true });
   writeFileSync(SVG_PATH, drawSvg(results, plan, backends));
   console.log(`\nchart: ${relative(process.cwd(), SVG_PATH)}`);
