@@ -55,7 +55,7 @@ function logTicks(min: number, max: number): number[] {
  */
 export function lineChart(o: Box & { series: Series[]; bands: Band[]; xMax: number; xLabel: string; yLabel: string; yMin: number; yMax: number; logY: boolean }): string {
   const left = 56;
-  const top = 40;
+  const top = 54;
   const w = o.width - left - 12;
   const h = o.height - top - 32;
   const sx = (x: number): number => o.x + left + (x / o.xMax) * w;
@@ -93,11 +93,18 @@ export function lineChart(o: Box & { series: Series[]; bands: Band[]; xMax: numb
     }
     out.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="1.6"/>`);
   }
+  // The legend wraps to a second line (the top margin has room for two).
   let lx = o.x + left;
+  let ly = o.y + 24;
   for (const s of o.series) {
-    out.push(`<rect x="${lx}" y="${o.y + 24}" width="14" height="4" fill="${s.color}"/>`);
-    out.push(text(lx + 18, o.y + 30, s.name, 'font-size="11"'));
-    lx += 30 + s.name.length * 6.8;
+    const w = 30 + s.name.length * 6.8;
+    if (lx + w > o.x + o.width && lx > o.x + left) {
+      lx = o.x + left;
+      ly += 13;
+    }
+    out.push(`<rect x="${fmt(lx)}" y="${ly}" width="14" height="4" fill="${s.color}"/>`);
+    out.push(text(lx + 18, ly + 6, s.name, 'font-size="11"'));
+    lx += w;
   }
   return out.join('\n');
 }
