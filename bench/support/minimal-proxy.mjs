@@ -2,13 +2,12 @@
  * Bench peer, plain JavaScript (run by node itself, no tsx transform): the
  * minimal Node reverse proxy the issue names as the ceiling of any Node
  * gateway. A `node:http` server, one undici Pool per backend, round robin,
- * bodies piped both ways, hop-by-hop headers dropped; `workers > 1` runs
+ * bodies piped both ways (`pipe()`), hop-by-hop headers dropped; `workers > 1` runs
  * that many copies under `node:cluster` sharing the port.
  * Args: a JSON object { port, backends: [port…], workers }. Prints "ready".
  */
 import cluster from 'node:cluster';
 import { createServer } from 'node:http';
-import { pipeline } from 'node:stream';
 import { Pool } from 'undici';
 
 const { port, backends, workers } = JSON.parse(process.argv[2] ?? '{}');
@@ -38,7 +37,10 @@ if (cluster.isPrimary && workers > 1) {
         const out = {};
         for (const [k, v] of Object.entries(up.headers)) if (!hop.has(k)) out[k] = v;
         res.writeHead(up.statusCode, out);
-        pipeline(up.body, res, () => undefined);
+        // pipe(), not stream.pipeline(): the latter costs an AbortController and a DOMException per request.
+        up.body.once('error', () => res.destroy());
+        res.once('close', () => up.body.destroy());
+        up.body.pipe(res);
       },
       () => {
         res.statusCode = 502;
