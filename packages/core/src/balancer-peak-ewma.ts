@@ -21,7 +21,11 @@ export interface PeakEwmaOptions {
    * endpoints report it: requests in flight become `max(inFlight, rif)` (the
    * server's count includes other clients'), and the cost is divided by the
    * reported headroom `max(1 − utilization, 0.05)` (a queue's wait grows as
-   * 1 / (1 − ρ)). An endpoint that does not report is compared exactly as
+   * 1 / (1 − ρ)). A report fades with its age (`rif` and `utilization` ×
+   * e^(−age / 1 s)): an endpoint that stopped being picked sends no new
+   * report, and its last one, taken while it was busy, must not keep it out
+   * (at one request at a time that starved an endpoint: 0.12 of its fair
+   * share over five). An endpoint that does not report is compared exactly as
    * without the option. Default `false`; the balancer is then named
    * `peak-ewma-reported`.
    */
@@ -30,6 +34,19 @@ export interface PeakEwmaOptions {
 
 /** The least headroom {@link peakEwma}'s `reportedLoad` counts: a report of utilisation ≥ 0.95 multiplies the cost by 20, no more. */
 const MIN_HEADROOM = 0.05;
+/**
+ * Time constant (ms) over which a report's `rif` and `utilization` fade: a
+ * report describes its server's last window (`@proxyless/load-report`: 1 s),
+ * and under steady traffic every endpoint answers, so reports stay far
+ * younger than this; only a report left behind by an endpoint no longer
+ * picked grows old.
+ */
+const REPORT_FADE_MS = 1_000;
+
+/** How much of a report of age `ageMs` still counts (1 when fresh, toward 0). */
+function freshness(ageMs: number): number {
+  return ageMs > 0 ? Math.exp(-ageMs / REPORT_FADE_MS) : 1;
+}
 
 /**
  * Peak EWMA (Finagle/Linkerd): each endpoint costs `ewmaMs × (inFlight + 1)`
@@ -47,7 +64,8 @@ const MIN_HEADROOM = 0.05;
  *
  * With `reportedLoad: true` (named `peak-ewma-reported`), the servers' own
  * reports join the cost where both compared endpoints send them:
- * `ewmaMs × (max(inFlight, rif) + 1) / max(1 − utilization, 0.05)`. Latency
+ * `ewmaMs × (max(inFlight, rif) + 1) / max(1 − utilization, 0.05)`, the
+ * report's `rif` and `utilization` faded by e^(−age / 1 s). Latency
  * stays a factor, so a slow or hung endpoint loses as before, while one that
  * is saturated but still answering fast (a CPU-bound neighbour, a queue in
  * front of a fast handler) loses before its latency rises. An option rather
@@ -80,7 +98,9 @@ export function peakEwma(options: PeakEwmaOptions = {}): Balancer {
     const ewma = raw > 0 ? raw : defaultLatencyMs;
     if (!reportedLoad) return ewma * (l.inFlight + 1);
     const r = l.reported;
-    return (ewma * (Math.max(l.inFlight, r?.rif ?? 0) + 1)) / headroom(r?.utilization);
+    if (r === undefined) return ewma * (l.inFlight + 1);
+    const f = freshness(r.ageMs);
+    return (ewma * (Math.max(l.inFlight, (r.rif ?? 0) * f) + 1)) / headroom(r.utilization === undefined ? undefined : r.utilization * f);
   };
   // The two costs of one comparison and their factors (one scratch object: no allocation per pick).
   const costs = { a: 0, b: 0, ea: 0, eb: 0, ia: 0, ib: 0, pa: 0, pb: 0, ha: 1, hb: 1 };
@@ -105,13 +125,15 @@ export function peakEwma(options: PeakEwmaOptions = {}): Balancer {
       const qb = lb.reported;
       // Only between two reporting endpoints: one that does not report is compared as without reports.
       if (qa !== undefined && qb !== undefined) {
+        const fa = freshness(qa.ageMs);
+        const fb = freshness(qb.ageMs);
         if (qa.rif !== undefined && qb.rif !== undefined) {
-          pa = Math.max(pa, qa.rif);
-          pb = Math.max(pb, qb.rif);
+          pa = Math.max(pa, qa.rif * fa);
+          pb = Math.max(pb, qb.rif * fb);
         }
         if (qa.utilization !== undefined && qb.utilization !== undefined) {
-          ha = headroom(qa.utilization);
-          hb = headroom(qb.utilization);
+          ha = headroom(qa.utilization * fa);
+          hb = headroom(qb.utilization * fb);
         }
       }
     }

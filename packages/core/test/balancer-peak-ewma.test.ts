@@ -93,7 +93,7 @@ describe('peakEwma()', () => {
 });
 
 describe('peakEwma({ reportedLoad: true })', () => {
-  const view = (utilization: number | undefined, rif?: number): ReportedLoadView => ({ utilization, rif, rps: 100, eps: 0, latencyMs: undefined, ageMs: 0, report: {} });
+  const view = (utilization: number | undefined, rif?: number, ageMs = 0): ReportedLoadView => ({ utilization, rif, rps: 100, eps: 0, latencyMs: undefined, ageMs, report: {} });
   type Reporting = ReturnType<typeof endpoint> & { load: { reported?: ReportedLoadView | undefined } };
   const reporting = (key: string, ewmaMs: number, inFlight: number, reported: ReportedLoadView | undefined): Reporting => {
     const e = endpoint(key, {}, { ewmaMs, inFlight }) as Reporting;
@@ -140,6 +140,18 @@ describe('peakEwma({ reportedLoad: true })', () => {
     const r = explained(peakEwma({ reportedLoad: true, random: seeded(2) }), set);
     assert.equal(r.key, 'fast');
     assert.equal(r.signal, 'latency');
+  });
+
+  it("lets an old report fade (e^(−age / 1 s)): a report left by an endpoint no longer picked does not keep it out", () => {
+    // Equal latency; "left" last reported utilisation 0.9 and 8 in flight, 5 s ago (it has not been picked since).
+    const set = [reporting('left', 10, 0, view(0.9, 8, 5_000)), reporting('current', 10, 0, view(0.3, 1, 0))];
+    for (let i = 0; i < 20; i++) assert.equal(explained(peakEwma({ reportedLoad: true, random: seeded(i) }), set).key, 'left', 'its 5 s old report counts e^−5 ≈ 0.7 %');
+    // The same report, fresh, keeps it out.
+    const fresh = [reporting('left', 10, 0, view(0.9, 8, 0)), reporting('current', 10, 0, view(0.3, 1, 0))];
+    for (let i = 0; i < 20; i++) assert.equal(explained(peakEwma({ reportedLoad: true, random: seeded(i) }), fresh).key, 'current');
+    // score() (explanations of non-compared candidates) fades the same way.
+    const balancer = peakEwma({ reportedLoad: true });
+    assert.ok(balancer.score!(set[0]!) < balancer.score!(fresh[0]!) / 10);
   });
 
   it('compares an endpoint that does not report exactly as without the option (property)', () => {

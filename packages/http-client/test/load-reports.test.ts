@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadWeightedRoundRobin, roundRobin, type ReportedLoadView } from '@proxyless/core';
+import { loadWeightedRoundRobin, peakEwma, roundRobin, type ReportedLoadView } from '@proxyless/core';
 import { createClient, type ProxylessClient } from '@proxyless/http-client';
 import { LoadReporter, loadReportListener } from '@proxyless/load-report';
 import { LOAD_REPORT_BLACKOUT_MS, LOAD_REPORT_EXPIRATION_MS, ReportedLoad } from '../src/endpoints/reported-load.js';
@@ -199,4 +199,60 @@ describe('http-client: server load reports (endpoint-load-metrics)', function ()
     assert.equal(reported(), undefined, 'rejoined: the old report is not used');
     assert.equal(new LoadTracker({ neutralMs: () => 0, nowMs: () => now }).reported, undefined, 'a tracker without reports');
   });
+
+  it('peakEwma({ reportedLoad: true }) at one request at a time: every endpoint keeps ≥ 1/3 of its fair share (simulated clock, the real load tracker and A58 rules)', () => {
+    // The fairness bench's setting in simulated time: one request at a time over 2 and 5 endpoints that report
+    // their utilisation as the busy share of their last 1 s window; endpoint i takes 2 + 0.5·i ms, and its first
+    // answer 20 ms more (a cold start). 70 s; shares counted after A58's 10 s blackout.
+    const run = (n: number): number[] => {
+      let now = 0;
+      const context = { neutralMs: () => 0, nowMs: () => now };
+      const eps = Array.from({ length: n }, (_, i) => {
+        const reported = new ReportedLoad(() => now);
+        const load = new LoadTracker(context, reported);
+        return { instance: instance(9000 + i), load, reported, serviceMs: 2 + 0.5 * i, first: true, windowStart: 0, busy: 0, served: 0, util: 0, rps: 0 };
+      });
+      const picker = peakEwma({ reportedLoad: true, random: seededRandom(n) }).createPicker(eps);
+      const counts = new Array<number>(n).fill(0);
+      while (now < 70_000) {
+        const ep = picker.pick()!;
+        const start = now;
+        const ms = ep.serviceMs + (ep.first ? 20 : 0);
+        ep.first = false;
+        ep.load.started(start);
+        now += ms;
+        ep.busy += ms;
+        ep.served++;
+        if (now - ep.windowStart >= 1_000) {
+          ep.util = Math.min(1, ep.busy / (now - ep.windowStart));
+          ep.rps = (ep.served * 1_000) / (now - ep.windowStart);
+          ep.windowStart = now;
+          ep.busy = 0;
+          ep.served = 0;
+        }
+        ep.reported.received(`TEXT application_utilization=${ep.util}, rps_fractional=${ep.rps}, named_metrics.rif=0`, now);
+        ep.load.ended('success', ms, now, start);
+        if (start >= LOAD_REPORT_BLACKOUT_MS) counts[eps.indexOf(ep)]!++;
+      }
+      const total = counts.reduce((a, b) => a + b, 0);
+      return counts.map((c) => (c / total) * n);
+    };
+    for (const n of [2, 5]) {
+      const shares = run(n);
+      console.log(`      [measure] ${n} endpoints, share ÷ fair share: ${shares.map((x) => x.toFixed(2)).join(' / ')}`);
+      for (const share of shares) assert.ok(share >= 1 / 3, `${n} endpoints: ${shares.map((x) => x.toFixed(2)).join(' / ')}`);
+    }
+  });
 });
+
+/** Deterministic PRNG (mulberry32) in [0, 1). */
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

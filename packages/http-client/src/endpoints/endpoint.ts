@@ -47,7 +47,8 @@ export class Endpoint implements BalancerEndpoint {
     const host = instance.address.includes(':') ? `[${instance.address}]` : instance.address;
     const label = `${host}:${instance.port}`;
     this.info = Object.freeze({ key: instance.key, address: instance.address, port: instance.port, label });
-    this.reported = new ReportedLoad(() => owner.clockMs());
+    // The load context's clock: during a pick, the pick's own time (no clock read per candidate).
+    this.reported = new ReportedLoad(() => neutral.nowMs());
     this.load = new LoadTracker(neutral, this.reported);
     this.pool = new Pool(`${options.scheme(instance)}://${label}`, {
       connections: options.connectionsPerEndpoint,
