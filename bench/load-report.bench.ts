@@ -26,7 +26,7 @@ import { requireBuilt } from './support/builds.js';
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 8);
 const REQUESTS = Number(process.env['BENCH_REQUESTS'] ?? 4_000);
 const CONCURRENCY = 16;
-const variants = ['plain', 'text', 'json'] as const;
+const variants = ['plain', 'text', 'json', 'shedding', 'shed'] as const;
 type Variant = (typeof variants)[number];
 
 interface Stats {
@@ -51,7 +51,7 @@ async function startServer(variant: Variant): Promise<{ child: ChildProcess; por
 }
 
 /** Sends `count` GETs over `CONCURRENCY` keep-alive connections; returns the wall time in ms. */
-async function load(pool: Pool, count: number): Promise<number> {
+async function load(pool: Pool, count: number, expect = 200): Promise<number> {
   let left = count;
   const t0 = performance.now();
   await Promise.all(
@@ -59,7 +59,7 @@ async function load(pool: Pool, count: number): Promise<number> {
       while (left-- > 0) {
         const { body, statusCode } = await pool.request({ path: '/', method: 'GET' });
         await body.dump();
-        if (statusCode !== 200) throw new Error(`status ${String(statusCode)}`);
+        if (statusCode !== expect) throw new Error(`status ${String(statusCode)}`);
       }
     }),
   );
@@ -91,12 +91,12 @@ export async function run(): Promise<void> {
   const perRequest = new Map<Variant, number[]>(variants.map((v) => [v, []]));
   const rps = new Map<Variant, number[]>(variants.map((v) => [v, []]));
   try {
-    for (const s of servers.values()) await load(s.pool, 2_000); // warm-up: JIT, connections
+    for (const [v, s] of servers) await load(s.pool, 2_000, v === 'shed' ? 503 : 200); // warm-up: JIT, connections
     for (let round = 0; round < ROUNDS; round++) {
       for (const v of variants) {
         const s = servers.get(v)!;
         const before = await ask(s.child);
-        const ms = await load(s.pool, REQUESTS);
+        const ms = await load(s.pool, REQUESTS, v === 'shed' ? 503 : 200);
         const after = await ask(s.child);
         const served = after.served - before.served;
         perRequest.get(v)!.push((after.cpuUs - before.cpuUs) / served);
@@ -117,7 +117,7 @@ export async function run(): Promise<void> {
     const min = Math.min(...xs);
     const m = median(xs);
     process.stdout.write(
-      `${v.padEnd(6)} min ${min.toFixed(2)} µs/request (×${(min / baseMin).toFixed(3)}, +${(min - baseMin).toFixed(2)} µs)` +
+      `${v.padEnd(8)} min ${min.toFixed(2)} µs/request (×${(min / baseMin).toFixed(3)}, +${(min - baseMin).toFixed(2)} µs)` +
         `  median ${m.toFixed(2)} (×${(m / baseMedian).toFixed(3)}) [max ${Math.max(...xs).toFixed(2)}]  ${Math.round(median(rps.get(v)!))} req/s\n`,
     );
   }
