@@ -67,7 +67,7 @@ async function startBackend(port: number, shedding: boolean): Promise<ChildProce
   const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'support', 'priority-backend.ts'), JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`backend on ${port} exited (${String(code)})`)));
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
       if (line === 'ready') return resolve();
       const s = JSON.parse(line) as { eventLoopDelayMs: number; pressure: number };
       reported = { delayMs: Math.max(reported.delayMs, s.eventLoopDelayMs), pressure: Math.max(reported.pressure, s.pressure) };
