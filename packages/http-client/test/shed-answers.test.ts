@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { InvalidOptionError, priorityHeader, roundRobin, shedHeader } from '@proxyless/core';
 import { createClient, type ProxylessClient } from '@proxyless/http-client';
+import { LoadReporter, loadReportListener } from '@proxyless/load-report';
 import { FakeResolver, instance, ok, startServer, type TestServer } from './helpers.js';
 
 /** What a shedding server answers: 503, Retry-After, the shed marker; the handler never runs. */
@@ -78,6 +79,50 @@ describe('http-client: shed answers (503 + x-proxyless-shed)', function () {
     assert.ok(priorities.every((p) => p === 'low'), 'the priority travels in x-proxyless-priority');
     // Retry-After (5 s) speaks for the endpoint that shed; the retry on another one does not wait for it.
     assert.ok(slowest < 2_500, `no request waited for Retry-After (slowest ${slowest.toFixed(0)} ms)`);
+  });
+
+  it('end to end with @proxyless/load-report shedding: low priority goes to the endpoint that is not overloaded, high is served by both', async () => {
+    // The busy backend holds two requests against an in-flight limit of 2: pressure 1, where low is shed and high is not.
+    const busyLoad = new LoadReporter({ shedding: { inFlightLimit: 2, eventLoopDelayMs: false } });
+    const calmLoad = new LoadReporter({ shedding: { inFlightLimit: 2, eventLoopDelayMs: false } });
+    const heldResponses: ServerResponse[] = [];
+    const busy = await startServer(() => undefined);
+    const calm = await startServer(() => undefined);
+    busy.server.removeAllListeners('request');
+    calm.server.removeAllListeners('request');
+    busy.server.on('request', loadReportListener(busyLoad, (req, res) => (req.url === '/hold' ? heldResponses.push(res) : res.end('busy'))));
+    calm.server.on('request', loadReportListener(calmLoad, (_req, res) => res.end('calm')));
+    servers = [busy, calm];
+    try {
+      const held = [0, 1].map(() => fetch(`http://127.0.0.1:${busy.port}/hold`, { headers: { [priorityHeader]: 'critical' }, signal: AbortSignal.timeout(10_000) }));
+      for (let i = 0; i < 100 && busyLoad.requestsInFlight < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(busyLoad.requestsInFlight, 2);
+      const resolver = new FakeResolver();
+      resolver.set([instance(busy.port), instance(calm.port)]);
+      client = createClient({ service: 'svc', resolver, balancer: roundRobin(), breaker: { volumeThreshold: 2, errorThresholdPercentage: 10 }, retry: { budget: { minRetriesPerSecond: 1000 } } });
+      const bodies = { low: new Set<string>(), high: new Set<string>() };
+      // Two of each in a row, so round robin offers both endpoints to both priorities.
+      for (let i = 0; i < 6; i++) {
+        for (const priority of ['low', 'low', 'high', 'high'] as const) {
+          const res = await client.text({ path: '/', priority });
+          assert.equal(res.statusCode, 200);
+          bodies[priority].add(res.body);
+        }
+      }
+      const b = client.stats().endpoints.find((e) => e.key === instance(busy.port).key)!;
+      console.log(`      [measure] low answered by ${JSON.stringify([...bodies.low])}, high by ${JSON.stringify([...bodies.high])}; busy endpoint: shed ${b.shed}, failures ${b.failures}, breaker ${b.breaker}; server shed ${JSON.stringify(busyLoad.sheddingStats()?.shed)}`);
+      assert.deepEqual([...bodies.low], ['calm']);
+      assert.deepEqual([...bodies.high].sort(), ['busy', 'calm']);
+      assert.equal(b.shed, busyLoad.sheddingStats()?.shed.low);
+      assert.ok(b.shed > 0);
+      assert.equal(b.failures, 0);
+      assert.equal(b.breaker, 'closed');
+      for (const res of heldResponses) res.end('held');
+      await Promise.all((await Promise.all(held)).map((r) => r.text()));
+    } finally {
+      await busyLoad.close();
+      await calmLoad.close();
+    }
   });
 
   it('returns the shed answer when no other endpoint is left, after trying the endpoint once', async () => {
