@@ -4,7 +4,7 @@
  *
  * - BACKENDS backend processes (support/priority-backend.ts: node:http with
  *   SLOTS worker slots, SERVICE_MS timers, an unbounded queue), behind
- *   `@proxyless/load-report` with shedding on (`inFlightLimit` = 2 × slots,
+ *   `@proxyless/load-report` with shedding on (`inFlightLimit` = 6 × slots,
  *   event-loop delay at its default) or off. Capacity is known:
  *   BACKENDS × SLOTS × 1000 / SERVICE_MS requests per second.
  * - One Proxyless client (the built packages, default balancer, 1 s deadline,
@@ -63,7 +63,7 @@ const cell = (): Cell => ({ sent: 0, ok: 0, shed: 0, failed: 0, dropped: 0, late
 let reported = { delayMs: 0, pressure: 0 };
 
 async function startBackend(port: number, shedding: boolean): Promise<ChildProcess> {
-  const spec = { port, slots: SLOTS, serviceMs: SERVICE_MS, shedding: shedding ? { inFlightLimit: 3 * SLOTS } : false };
+  const spec = { port, slots: SLOTS, serviceMs: SERVICE_MS, shedding: shedding ? { inFlightLimit: 6 * SLOTS } : false };
   const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'support', 'priority-backend.ts'), JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`backend on ${port} exited (${String(code)})`)));

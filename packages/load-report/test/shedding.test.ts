@@ -148,9 +148,10 @@ describe('load shedding by priority (service side)', function () {
   });
 
   it('a blocked event loop sheds by delay pressure, and stops once the loop is free again', async () => {
-    const load = reporter({ windowMs: 100, shedding: { eventLoopDelayMs: 5 } });
+    // 20 ms: far below what 40 ms busy turns cause (~34 ms measured), far above an idle loop on a loaded machine (~2 ms).
+    const load = reporter({ windowMs: 100, shedding: { eventLoopDelayMs: 20 } });
     const base = await serve(loadReportListener(load, (_req, res) => res.end('ok')));
-    // Busy turns of 40 ms for 500 ms: the loop's delay is far past 5 ms for the windows it spans.
+    // Busy turns of 40 ms for 500 ms: the loop's delay is far past 20 ms for the windows it spans.
     const end = Date.now() + 500;
     while (Date.now() < end) {
       const turn = Date.now() + 40;
@@ -159,9 +160,9 @@ describe('load shedding by priority (service side)', function () {
     }
     const stats = load.sheddingStats();
     console.log(`      [measure] after 500 ms of 40 ms busy turns: ${JSON.stringify(stats)}`);
-    assert.ok(stats !== undefined && stats.eventLoopDelayMs > 5 && stats.pressure > 1, JSON.stringify(stats));
+    assert.ok(stats !== undefined && stats.eventLoopDelayMs > 10 && stats.pressure > 0.5, JSON.stringify(stats));
     assert.equal((await call(base, '/', 'background')).shed, 'background');
-    await until(() => (load.sheddingStats()?.pressure ?? 1) < 0.5, 'the delay pressure to fall after idle windows');
+    await until(() => (load.sheddingStats()?.pressure ?? 1) < 0.35, 'the delay pressure to fall after idle windows');
     assert.equal((await call(base, '/', 'background')).status, 200);
   });
 
