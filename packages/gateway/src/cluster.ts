@@ -271,6 +271,12 @@ export function mergeStatuses(parts: readonly { pid: number; status: WorkerStatu
       outcomes: sum(gateways.map((g) => g.outcomes), counterKeys) as unknown as RouteCounters,
       catalogError: gateways.find((g) => g.catalogError !== null)?.catalogError ?? null,
       catalogStale: gateways.some((g) => g.catalogStale),
+      upgrades: {
+        requests: gateways.reduce((a, g) => a + (g.upgrades?.requests ?? 0), 0),
+        upgraded: gateways.reduce((a, g) => a + (g.upgrades?.upgraded ?? 0), 0),
+        open: gateways.reduce((a, g) => a + (g.upgrades?.open ?? 0), 0),
+        failed: gateways.reduce((a, g) => a + (g.upgrades?.failed ?? 0), 0),
+      },
     },
     workers: parts.map(({ pid, status }) => ({ pid, uptimeMs: status.status.gateway.uptimeMs, requests: status.status.gateway.requests, inFlight: status.status.gateway.inFlight })),
     routes: [...routes.values()],

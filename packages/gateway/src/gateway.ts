@@ -15,6 +15,8 @@ import { authFilter, byOrder, requestIdFilter, responseHeadersFilter, type Autho
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { statusPageHtml, type GatewayStatus, type RouteCounters } from './status-page.js';
 import { Upstreams, type GatewayRegistry, type Upstream } from './upstreams.js';
+import { UpgradeProxy, writeRawJson } from './upgrade.js';
+import type { Duplex } from 'node:stream';
 
 /** Options of {@link createGateway}: the config file's keys plus code-level hooks. */
 export interface GatewayOptions extends GatewayConfig {
@@ -157,6 +159,8 @@ export class GatewayServer implements Gateway {
   readonly #routeCounters = new Map<string, { id: string; service: string } & { -readonly [K in keyof RouteCounters]: number }>();
   #idle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
+  /** WebSocket (and other protocol upgrade) tunnels. */
+  readonly #upgrades = new UpgradeProxy();
 
   constructor(options: GatewayOptions) {
     checkConfig(options, optionKeys);
@@ -175,6 +179,7 @@ export class GatewayServer implements Gateway {
     if (registry !== 'consul' && registry !== 'etcd') throw new InvalidOptionError('registry', registry, 'must be "consul" or "etcd"');
     this.#registry = gatewayRegistry(options);
     this.server = createServer((req, res) => void this.#handle(req, res));
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.#upgrade(req, socket, head));
     // Node's default (5 s) is shorter than many clients' idle timeouts; avoid racing them.
     this.server.keepAliveTimeout = 65_000;
   }
@@ -348,6 +353,44 @@ export class GatewayServer implements Gateway {
     }
   }
 
+  /** An upgrade request (WebSocket): routed and filtered like any request, then tunnelled by {@link UpgradeProxy}. */
+  async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => undefined); // a reset client is handled by close; never an uncaught error
+    const url = req.url ?? '/';
+    const queryAt = url.indexOf('?');
+    const path = queryAt === -1 ? url : url.slice(0, queryAt);
+    const route = this.#closing || path.startsWith(statusPrefix) ? undefined : this.#match(path);
+    if (!route) {
+      if (this.#closing) writeRawJson(socket, 503, { error: 'service_unavailable', message: 'the gateway is shutting down' });
+      else writeRawJson(socket, 404, { error: 'no_route', message: `no route for ${path}` });
+      return;
+    }
+    const rest = route.stripPrefix ? path.slice(route.prefix.length) : path;
+    const ctx: FilterContext = {
+      req,
+      requestId: '',
+      route,
+      upstreamPath: (rest.startsWith('/') ? rest : `/${rest}`) + (queryAt === -1 ? '' : url.slice(queryAt)),
+      upstreamHeaders: upstreamRequestHeaders(req, route.stripPrefix ? route.prefix : undefined),
+      responseHeaders: {},
+      startedAt: Date.now(),
+      attributes: new Map(),
+    };
+    try {
+      for (const filter of [...this.#chain.pre, ...this.#chain.route]) {
+        const answer = await filter.run(ctx);
+        if (answer) {
+          writeRawJson(socket, answer.status, answer.body);
+          return;
+        }
+      }
+      await this.#upgrades.forward(ctx, this.#client(route.service), socket, head);
+    } catch (failure) {
+      const mapped = errorResponse(failure);
+      writeRawJson(socket, mapped.status, { error: 'bad_gateway', code: mapped.code, message: mapped.message, requestId: ctx.requestId });
+    }
+  }
+
   /** Files the finished exchange under one outcome of its route. */
   #count(route: ResolvedRoute, exchange: Exchange, res: ServerResponse): void {
     let counters = this.#routeCounters.get(route.id);
@@ -465,6 +508,7 @@ export class GatewayServer implements Gateway {
         catalogError: this.catalog?.lastError?.message ?? null,
         // The registry reset (wiped, restarted): services it forgot still route, for the reset grace.
         catalogStale: this.catalog?.stale ?? false,
+        upgrades: this.#upgrades.counters(),
       },
       routes: [...this.#routeCounters.values()].map((c) => ({ ...c })),
       events: this.#upstreams?.events.slice(0, 20) ?? [],
@@ -500,6 +544,8 @@ export class GatewayServer implements Gateway {
     // only sockets that stayed idle through it are closed (what any keep-alive timeout does).
     // http's close() would close the idle ones at once (Node >= 19): net's stops accepting only.
     if (this.server.listening) NetServer.prototype.close.call(this.server);
+    // Upgraded sockets are not the http server's any more: they get their 1001 now, and the server's close waits for them.
+    const tunnelsClosed = this.#upgrades.drain(graceMs);
     const lastCallMs = Math.min(graceMs, lastCallMaxMs);
     if (lastCallMs > 0) await new Promise((resolve) => setTimeout(resolve, lastCallMs).unref());
     this.server.closeIdleConnections();
@@ -514,6 +560,7 @@ export class GatewayServer implements Gateway {
       });
     }
     this.server.closeAllConnections();
+    await tunnelsClosed;
     await closed;
     await this.catalog?.close();
     await Promise.all([...this.#clients.values()].map((c) => c.close()));

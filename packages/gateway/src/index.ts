@@ -19,4 +19,4 @@ export type { CloseOptions, Gateway, GatewayOptions } from './gateway.js';
 export { loadConfigFile } from './config.js';
 export type { GatewayConfig, ResolvedRoute, RouteConfig, RoutePolicy } from './config.js';
 export type { AuthorizeHook, Filter, FilterContext, FilterResponse } from './filters.js';
-export type { EndpointStatus, GatewayStatus, MeasuredLatency, ReportedLoadStatus, RouteCounters, UpstreamEvent } from './status-page.js';
+export type { EndpointStatus, GatewayStatus, MeasuredLatency, ReportedLoadStatus, RouteCounters, UpgradeCounters, UpstreamEvent } from './status-page.js';

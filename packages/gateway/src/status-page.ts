@@ -3,6 +3,18 @@
  * service, one row per endpoint. Self-contained (no CDN): the page fetches
  * `status.json` every second and re-renders with `textContent` only.
  */
+/** Upgrade counters on the status page. */
+export interface UpgradeCounters {
+  /** Upgrade requests received on routed paths. */
+  readonly requests: number;
+  /** Tunnels opened (the instance answered `101`). */
+  readonly upgraded: number;
+  /** Tunnels open now. */
+  readonly open: number;
+  /** Upgrades the gateway answered 502/503/504 (no instance, refused connection, handshake timeout). */
+  readonly failed: number;
+}
+
 /** Live state of one endpoint of a service, as the status page shows it. */
 export interface EndpointStatus {
   /** Instance identity (`<node>/<service id>`). */
@@ -121,6 +133,8 @@ export interface GatewayStatus {
     readonly catalogError: string | null;
     /** True while services missing since a registry reset still route (the reset grace). */
     readonly catalogStale: boolean;
+    /** Protocol upgrades (WebSocket): requests, tunnels opened, open now, failed. Absent from older workers. */
+    readonly upgrades?: UpgradeCounters;
   };
   /** Latest endpoint events (added, removed, breaker, ejection), newest first. */
   readonly events: readonly UpstreamEvent[];
@@ -223,7 +237,8 @@ function render(status) {
   const g = status.gateway;
   document.getElementById('summary').textContent = g.name + ' · up ' + Math.round(g.uptimeMs / 1000) + ' s · requests ' +
     g.requests + ' · in flight ' + g.inFlight + ' · upstream failures ' + g.outcomes.upstreamFailures + ' · client errors ' + g.outcomes.clientErrors +
-    ' · client hang-ups ' + g.outcomes.clientHangups + ' · no route ' + g.noRoute + ' · updated ' + new Date(status.generatedAt).toLocaleTimeString();
+    ' · client hang-ups ' + g.outcomes.clientHangups + ' · no route ' + g.noRoute +
+    (g.upgrades ? ' · websockets open ' + g.upgrades.open + ' (' + g.upgrades.upgraded + ' upgraded, ' + g.upgrades.failed + ' failed)' : '') + ' · updated ' + new Date(status.generatedAt).toLocaleTimeString();
   if (status.workers) document.getElementById('summary').textContent += ' · workers ' + status.workers.map((w) => w.pid + ' (' + w.requests + ' req)').join(', ');
   document.getElementById('error').textContent = g.catalogError ? 'catalog watch: ' + g.catalogError : '';
   const root = document.getElementById('services');

@@ -50,6 +50,12 @@ export interface UpstreamResponse {
 export interface Upstream {
   readonly service: string;
   request(request: UpstreamRequest): Promise<UpstreamResponse>;
+  /**
+   * `address:port` of the endpoints a raw connection (a WebSocket upgrade) may
+   * go to now: ready ones (breaker closed, not ejected). Waits up to `waitMs`
+   * for the first snapshot of a service just discovered.
+   */
+  connectable(waitMs: number): Promise<string[]>;
   stats(): EndpointStatus[];
   /** The measured latency samples per endpoint label (for merging several workers' windows). */
   samples(): Record<string, number[]>;
@@ -122,6 +128,24 @@ class ServiceUpstream implements Upstream {
       window.add(performance.now() - startedAt);
     }
     return { statusCode: res.statusCode, headers: res.headers, body: res.body, endpoint: res.endpoint.label, attempts: res.attempts };
+  }
+
+  async connectable(waitMs: number): Promise<string[]> {
+    const ready = (): string[] => this.#client.stats().endpoints.filter((e) => e.health === 'ready').map((e) => e.label);
+    let labels = ready();
+    if (labels.length > 0 || this.#client.stats().discovery.source !== undefined) return labels;
+    // No snapshot yet (a service the catalog just listed): wait for the first, bounded.
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#client.off('update', done);
+        resolve();
+      };
+      const timer = setTimeout(done, waitMs);
+      this.#client.on('update', done);
+    });
+    labels = ready();
+    return labels;
   }
 
   samples(): Record<string, number[]> {
