@@ -35,6 +35,8 @@ export const STRATEGIES = [
   'maglev (keyed)',
   'locality(peak-ewma)',
   'slow-start(peak-ewma)',
+  'load-weighted-round-robin',
+  'peak-ewma+reported (P2C)',
 ] as const;
 /** Strategies also measured through the client's endpoint set: the default, and a keyed one. */
 export const SET_STRATEGIES = ['peak-ewma (P2C)', 'maglev (keyed)'] as const;
@@ -52,7 +54,19 @@ function balancer(core: Build['core'], label: string): Balancer | undefined {
     case 'maglev (keyed)': return core.consistentHash?.({ algorithm: 'maglev' });
     case 'locality(peak-ewma)': return core.locality?.(core.peakEwma(), { zone: 'z0' });
     case 'slow-start(peak-ewma)': return core.slowStart?.(core.peakEwma());
+    // Issue 22: balancers that read the servers' reports (load.reported below); absent from older builds.
+    case 'load-weighted-round-robin': return (core as { loadWeightedRoundRobin?: () => Balancer }).loadWeightedRoundRobin?.();
+    case 'peak-ewma+reported (P2C)': return optional(() => core.peakEwma({ reportedLoad: true } as never));
     default: return undefined;
+  }
+}
+
+/** A balancer an older build refuses (an option it does not know): left out. */
+function optional(make: () => Balancer): Balancer | undefined {
+  try {
+    return make();
+  } catch {
+    return undefined;
   }
 }
 
@@ -81,7 +95,8 @@ function instances(n: number): ServiceInstance[] {
 function endpoints(n: number, unavailableEvery = 0): BenchEndpoint[] {
   return instances(n).map((instance, i) => ({
     instance,
-    load: { inFlight: i % 7, ewmaMs: 1 + (i % 11), readySince: 0 },
+    // A report per endpoint (utilisation 0.1–0.9, 50–500 rps, rif 0–9), as the http-client hands usable ones to balancers; older builds ignore it.
+    load: { inFlight: i % 7, ewmaMs: 1 + (i % 11), readySince: 0, reported: { utilization: 0.1 + (i % 9) / 10, rps: 50 + (i % 10) * 50, eps: i % 5, rif: i % 10, latencyMs: 1 + (i % 11), ageMs: 5, report: {} } },
     available: unavailableEvery === 0 || i % unavailableEvery !== 0,
   }));
 }
