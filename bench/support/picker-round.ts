@@ -56,7 +56,7 @@ function balancer(core: Build['core'], label: string): Balancer | undefined {
     case 'slow-start(peak-ewma)': return core.slowStart?.(core.peakEwma());
     // Issue 22: balancers that read the servers' reports (load.reported below); absent from older builds.
     case 'load-weighted-round-robin': return (core as { loadWeightedRoundRobin?: () => Balancer }).loadWeightedRoundRobin?.();
-    case 'peak-ewma+reported (P2C)': return optional(() => core.peakEwma({ reportedLoad: true } as never));
+    case 'peak-ewma+reported (P2C)': return optional(() => core.peakEwma({ reportedLoad: true }));
     default: return undefined;
   }
 }
