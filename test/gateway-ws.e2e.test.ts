@@ -129,7 +129,11 @@ describe('@proxyless/gateway WebSocket and server-sent events, end to end (real 
       routes: [
         { path: '/secure-chat/**', service: 'chat', auth: true },
         { path: '/events/**', service: 'sse', timeoutMs: 300, retries: 0 },
+        { path: '/events-patient/**', service: 'sse', timeoutMs: 300, idleTimeoutMs: 8_000, retries: 0 },
+        { path: '/events-tight/**', service: 'sse-tight', timeoutMs: 1_000, retries: 0 },
       ],
+      // Routed by the explicit routes only, so their idle timeouts are the services' own.
+      discovery: { ignored: ['sse', 'sse-tight'] },
       authTokens: ['s3cret'],
     });
     base = await gateway.listen();
@@ -301,16 +305,18 @@ describe('@proxyless/gateway WebSocket and server-sent events, end to end (real 
       server.listen(0, '127.0.0.1');
       await once(server, 'listening');
       await register('sse', 'sse-1', (server.address() as AddressInfo).port);
+      await register('sse-tight', 'sse-tight-1', (server.address() as AddressInfo).port);
     });
 
     /** Reads the stream; resolves with each event and when it arrived. */
-    function subscribe(path: string, stopAfter = Infinity): Promise<{ events: { data: string; at: number }[]; status: number; contentType: string }> {
+    function subscribe(path: string, stopAfter = Infinity): Promise<{ events: { data: string; at: number }[]; status: number; contentType: string; complete: boolean; headersAt: number }> {
       return new Promise((resolve, reject) => {
         const events: { data: string; at: number }[] = [];
         const req = httpRequest(base + path, { agent: false, headers: { accept: 'text/event-stream' } }, (res) => {
+          const headersAt = Date.now();
           let buffered = '';
           res.setEncoding('utf8');
-          const done = (): void => resolve({ events, status: res.statusCode ?? 0, contentType: String(res.headers['content-type']) });
+          const done = (): void => resolve({ events, status: res.statusCode ?? 0, contentType: String(res.headers['content-type']), complete: res.complete, headersAt });
           res.on('data', (chunk: string) => {
             buffered += chunk;
             let end: number;
@@ -325,6 +331,7 @@ describe('@proxyless/gateway WebSocket and server-sent events, end to end (real 
             }
           });
           res.on('end', done);
+          res.on('close', done); // cut short: complete stays false
           res.on('error', () => undefined);
         });
         req.on('error', (e) => (events.length >= stopAfter ? undefined : reject(e)));
@@ -343,6 +350,19 @@ describe('@proxyless/gateway WebSocket and server-sent events, end to end (real 
       console.log(`      [measure] SSE: 12 events 200 ms apart, lag per event ${lags.join(',')} ms`);
       assert.ok(Math.max(...lags) < 150, `each event within 150 ms of being written (lags ${lags.join(',')})`);
       assert.ok((events[11]!.at - events[0]!.at) > 1_500, 'spread over the stream, not in one burst');
+    });
+
+    it('keeps a stream whose events are 5.5 s apart with idleTimeoutMs 8000 (the default 4 s body timeout cut it), sends its headers at once, and cuts one silent past its idleTimeoutMs', async () => {
+      const patient = await subscribe('/events-patient/stream?every=5500&count=2');
+      assert.deepEqual(patient.events.map((e) => e.data), ['event 1', 'event 2']);
+      assert.equal(patient.complete, true);
+      // The stream's headers reach the client when the backend sends them, not with the first event 5.5 s later.
+      assert.ok(patient.events[0]!.at - patient.headersAt > 4_000, `headers ${patient.events[0]!.at - patient.headersAt} ms before the first event`);
+      // idleTimeoutMs defaults to the route's timeoutMs (1 s here): a 2.5 s silence ends the stream.
+      const tight = await subscribe('/events-tight/stream?every=2500&count=3');
+      assert.equal(tight.status, 200);
+      assert.deepEqual(tight.events, [], 'the first event comes 2.5 s after the headers: too late');
+      assert.equal(tight.complete, false, 'cut short by the gateway');
     });
 
     it("aborts the backend's stream at once when the client hangs up", async () => {

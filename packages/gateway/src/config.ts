@@ -8,6 +8,15 @@ export interface RoutePolicy {
   /** Time until the upstream's response headers arrive, per try, in ms. Default 10 000. */
   timeoutMs?: number;
   /**
+   * Longest silence between two chunks of the instance's response body, ms
+   * (up to 1 200 000): a server-sent event stream or a long download lives as
+   * long as it keeps sending; set it above the stream's heartbeat interval.
+   * Default: the route's `timeoutMs`. Every route to a service shares its
+   * connection pools, so the service gets the longest of its routes' values
+   * (undici's `bodyTimeout`, checked about once a second).
+   */
+  idleTimeoutMs?: number;
+  /**
    * Extra tries on another instance after a connection failure or a
    * `retryOnStatus` answer. Only requests without a body are retried (a
    * streamed body cannot be replayed). Default 1.
@@ -71,13 +80,16 @@ export interface ResolvedRoute {
   readonly service: string;
   readonly stripPrefix: boolean;
   readonly timeoutMs: number;
+  /** Longest silence between two response body chunks, ms (`idleTimeoutMs`, else `timeoutMs`). */
+  readonly idleTimeoutMs: number;
   readonly retries: number;
   readonly retryOnStatus: readonly number[];
   readonly auth: boolean;
   readonly source: 'config' | 'catalog';
 }
 
-const builtInDefaults: Required<RoutePolicy> = { timeoutMs: 10_000, retries: 1, retryOnStatus: [], auth: false };
+/** `idleTimeoutMs: 0` stands for "the route's `timeoutMs`" until a route is resolved. */
+const builtInDefaults: Required<RoutePolicy> = { timeoutMs: 10_000, idleTimeoutMs: 0, retries: 1, retryOnStatus: [], auth: false };
 
 function checkInt(option: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
@@ -90,6 +102,7 @@ function checkInt(option: string, value: unknown, min: number, max: number): num
 export function resolvePolicy(option: string, policy: RoutePolicy, base: Required<RoutePolicy> = builtInDefaults): Required<RoutePolicy> {
   const out = { ...base };
   if (policy.timeoutMs !== undefined) out.timeoutMs = checkInt(`${option}.timeoutMs`, policy.timeoutMs, 1, 3_600_000);
+  if (policy.idleTimeoutMs !== undefined) out.idleTimeoutMs = checkInt(`${option}.idleTimeoutMs`, policy.idleTimeoutMs, 1, 1_200_000);
   if (policy.retries !== undefined) out.retries = checkInt(`${option}.retries`, policy.retries, 0, 10);
   if (policy.retryOnStatus !== undefined) {
     if (!Array.isArray(policy.retryOnStatus)) throw new InvalidOptionError(`${option}.retryOnStatus`, policy.retryOnStatus, 'must be an array of statuses');
@@ -125,6 +138,7 @@ export function resolveRoutes(config: GatewayConfig): ResolvedRoute[] {
       service: validateServiceName(route.service, `${option}.service`),
       stripPrefix: route.stripPrefix ?? true,
       ...policy,
+      idleTimeoutMs: policy.idleTimeoutMs || policy.timeoutMs,
       source: 'config',
     };
   });
@@ -133,7 +147,8 @@ export function resolveRoutes(config: GatewayConfig): ResolvedRoute[] {
 
 /** The policy applied to catalog routes. */
 export function catalogRoute(service: string, config: GatewayConfig): ResolvedRoute {
-  return { id: `/${service}/** -> ${service}`, prefix: `/${service}`, service, stripPrefix: true, ...resolvePolicy('defaults', config.defaults ?? {}), source: 'catalog' };
+  const policy = resolvePolicy('defaults', config.defaults ?? {});
+  return { id: `/${service}/** -> ${service}`, prefix: `/${service}`, service, stripPrefix: true, ...policy, idleTimeoutMs: policy.idleTimeoutMs || policy.timeoutMs, source: 'catalog' };
 }
 
 /** The config file's keys. @internal */

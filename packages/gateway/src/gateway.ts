@@ -234,10 +234,18 @@ export class GatewayServer implements Gateway {
     let client = this.#clients.get(service);
     if (!client) {
       if (!this.#upstreams) throw new Error('gateway: not connected');
-      client = this.#upstreams.open(service);
+      client = this.#upstreams.open(service, this.#idleTimeoutMs(service));
       this.#clients.set(service, client);
     }
     return client;
+  }
+
+  /** The longest `idleTimeoutMs` of the routes to `service` (its `/<service>/**` catalog route included): one pool, one body timeout. */
+  #idleTimeoutMs(service: string): number {
+    const catalogRouted = this.#config.discovery?.enabled !== false && !this.#ignored.has(service);
+    let ms = catalogRouted ? catalogRoute(service, this.#config).idleTimeoutMs : 0;
+    for (const route of this.#routes) if (route.service === service) ms = Math.max(ms, route.idleTimeoutMs);
+    return Math.min(ms, 1_200_000); // a longer route timeoutMs is not a body timeout
   }
 
   #syncCatalog(services: ReadonlyMap<string, readonly string[]>): void {
@@ -436,6 +444,8 @@ export class GatewayServer implements Gateway {
     const post = this.#runPost(ctx);
     if (post) await post;
     res.writeHead(upstream.statusCode, clientResponseHeaders(upstream.headers, ctx.responseHeaders));
+    // An event stream's client learns it is open now, not at the first event (Node sends headers with the first chunk).
+    if (upstream.headers['content-type']?.startsWith('text/event-stream') === true) res.flushHeaders();
     // The instance breaking off its body cuts the client's response short, blamed on the instance.
     // pipe(), not stream.pipeline(): the latter makes an AbortController and, on every finish, a DOMException.
     body.once('error', () => {

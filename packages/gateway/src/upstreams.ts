@@ -79,8 +79,11 @@ class ServiceUpstream implements Upstream {
     readonly service: string,
     resolver: Resolver,
     onEvent: (event: UpstreamEvent) => void,
+    idleTimeoutMs: number,
   ) {
-    this.#client = createClient({ service, resolver });
+    // The client's own per-try timeout is its pools' body timeout (the gap between body chunks); requests carry their route's policy.
+    // Its deadline leaves room for two retries, so the client's config check has nothing to say.
+    this.#client = createClient({ service, resolver, perTryTimeoutMs: idleTimeoutMs, timeoutMs: idleTimeoutMs * 3 });
     const report = (event: string) => (endpoint: EndpointInfo): void => onEvent({ at: Date.now(), service, event, endpoint: endpoint.label });
     this.#client.on('endpointAdded', report('added'));
     this.#client.on('endpointRemoved', report('removed'));
@@ -289,11 +292,12 @@ export class Upstreams {
     return { registry: c.kind === 'etcd' ? c.etcd.etcdRegistry({ client: c.client }) : consulRegistry({ client: c.client }) };
   }
 
-  open(service: string): Upstream {
+  /** A client for `service`; `idleTimeoutMs` is the longest silence allowed between two response body chunks. */
+  open(service: string, idleTimeoutMs: number): Upstream {
     return new ServiceUpstream(service, this.#connection.resolver, (event) => {
       this.events.unshift(event);
       this.events.length = Math.min(this.events.length, 50);
-    });
+    }, idleTimeoutMs);
   }
 
   async close(): Promise<void> {
