@@ -438,7 +438,7 @@ describe('@proxyless/gateway, end to end (real Consul, real services, headless C
   it('counts upstream failures (gateway 502/503/504, upstream 5xx, a body broken off) apart from client errors (4xx, hang-ups)', async () => {
     const route = async (id: string): Promise<GatewayStatus['routes'][number]> => {
       const doc = JSON.parse((await send(`${base}/_proxyless/status.json`)).body.toString()) as GatewayStatus;
-      return doc.routes.find((r) => r.id === id) ?? { id, service: '', requests: 0, succeeded: 0, clientErrors: 0, clientHangups: 0, upstreamFailures: 0 };
+      return doc.routes.find((r) => r.id === id) ?? { id, service: '', requests: 0, succeeded: 0, clientErrors: 0, rejected: 0, clientHangups: 0, upstreamFailures: 0 };
     };
     const users = '/users/** -> users';
     const before = { users: await route(users), secure: await route('/secure/** -> orders'), quick: await route('/quick/** -> orders') };

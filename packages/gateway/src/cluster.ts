@@ -227,7 +227,7 @@ export function mergeStatuses(parts: readonly { pid: number; status: WorkerStatu
   if (!first) throw new Error('no worker status to merge');
   const sum = <T extends object>(items: readonly T[], keys: readonly (keyof T)[]): Record<string, number> =>
     Object.fromEntries(keys.map((k) => [k, items.reduce((a, i) => a + (i[k] as number), 0)]));
-  const counterKeys: (keyof RouteCounters)[] = ['requests', 'succeeded', 'clientErrors', 'clientHangups', 'upstreamFailures'];
+  const counterKeys: (keyof RouteCounters)[] = ['requests', 'succeeded', 'clientErrors', 'rejected', 'clientHangups', 'upstreamFailures'];
   const routes = new Map<string, { id: string; service: string } & RouteCounters>();
   for (const { status } of parts) {
     for (const r of status.status.routes) {

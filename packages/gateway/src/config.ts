@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { InvalidOptionError, validateServiceName } from '@proxyless/core';
 import { checkKnownKeys, optionKeys } from '@proxyless/core/internal';
+import { checkRateLimit, type RateLimitConfig, type ResolvedRateLimit } from './rate-limit.js';
 
 /** Timeout and retry policy of a route. */
 export interface RoutePolicy {
@@ -26,6 +27,11 @@ export interface RoutePolicy {
   retryOnStatus?: number[];
   /** Require `Authorization: Bearer <token>`. Default false. */
   auth?: boolean;
+  /**
+   * Local rate limit per client key (a token bucket); `null` turns off one set in `defaults`.
+   * Default none. With `--workers N` each worker limits on its own (see the README).
+   */
+  rateLimit?: RateLimitConfig | null;
 }
 
 /** An explicit route. */
@@ -85,11 +91,15 @@ export interface ResolvedRoute {
   readonly retries: number;
   readonly retryOnStatus: readonly number[];
   readonly auth: boolean;
+  readonly rateLimit: ResolvedRateLimit | null;
   readonly source: 'config' | 'catalog';
 }
 
+/** A policy with every default applied (`rateLimit` validated). */
+export type FullPolicy = Required<Omit<RoutePolicy, 'rateLimit'>> & { rateLimit: ResolvedRateLimit | null };
+
 /** `idleTimeoutMs: 0` stands for "the route's `timeoutMs`" until a route is resolved. */
-const builtInDefaults: Required<RoutePolicy> = { timeoutMs: 10_000, idleTimeoutMs: 0, retries: 1, retryOnStatus: [], auth: false };
+const builtInDefaults: FullPolicy = { timeoutMs: 10_000, idleTimeoutMs: 0, retries: 1, retryOnStatus: [], auth: false, rateLimit: null };
 
 function checkInt(option: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
@@ -99,7 +109,7 @@ function checkInt(option: string, value: unknown, min: number, max: number): num
 }
 
 /** Applies defaults to a policy and validates it. */
-export function resolvePolicy(option: string, policy: RoutePolicy, base: Required<RoutePolicy> = builtInDefaults): Required<RoutePolicy> {
+export function resolvePolicy(option: string, policy: RoutePolicy, base: FullPolicy = builtInDefaults): FullPolicy {
   const out = { ...base };
   if (policy.timeoutMs !== undefined) out.timeoutMs = checkInt(`${option}.timeoutMs`, policy.timeoutMs, 1, 3_600_000);
   if (policy.idleTimeoutMs !== undefined) out.idleTimeoutMs = checkInt(`${option}.idleTimeoutMs`, policy.idleTimeoutMs, 1, 1_200_000);
@@ -112,6 +122,7 @@ export function resolvePolicy(option: string, policy: RoutePolicy, base: Require
     if (typeof policy.auth !== 'boolean') throw new InvalidOptionError(`${option}.auth`, policy.auth, 'must be a boolean');
     out.auth = policy.auth;
   }
+  if (policy.rateLimit !== undefined) out.rateLimit = checkRateLimit(`${option}.rateLimit`, policy.rateLimit);
   return out;
 }
 

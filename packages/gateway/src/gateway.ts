@@ -12,6 +12,7 @@ import { ClosedError, InvalidOptionError, TimeoutError, isProxylessError, type C
 import type { RegistrarOptions } from '@proxyless/registrar';
 import { catalogRoute, checkConfig, configKeys, resolveRoutes, type GatewayConfig, type ResolvedRoute } from './config.js';
 import { authFilter, byOrder, requestIdFilter, responseHeadersFilter, type AuthorizeHook, type Filter, type FilterContext, type FilterResponse } from './filters.js';
+import { rateLimitFilter } from './rate-limit-filter.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { statusPageHtml, type GatewayStatus, type RouteCounters } from './status-page.js';
 import { Upstreams, type GatewayRegistry, type Upstream } from './upstreams.js';
@@ -170,6 +171,7 @@ export class GatewayServer implements Gateway {
     this.#ignored = new Set(['consul', this.name, ...(options.discovery?.ignored ?? [])]);
     this.#filters = [
       requestIdFilter(),
+      rateLimitFilter(),
       authFilter({ ...(options.authTokens ? { tokens: options.authTokens } : {}), ...(options.authorize ? { authorize: options.authorize } : {}) }),
       responseHeadersFilter(),
       ...(options.filters ?? []),
@@ -308,7 +310,7 @@ export class GatewayServer implements Gateway {
       return;
     }
     this.#inFlight++;
-    const exchange: Exchange = { upstreamBroke: false, abort: undefined, body: undefined };
+    const exchange: Exchange = { upstreamBroke: false, rejected: false, abort: undefined, body: undefined };
     // One listener does the bookkeeping and, when the client left early, cancels the upstream call and its body.
     res.once('close', () => {
       if (!res.writableFinished) {
@@ -336,6 +338,7 @@ export class GatewayServer implements Gateway {
         // A filter that decided synchronously costs no microtask turn.
         const answer = ran instanceof Promise ? await ran : ran;
         if (answer) {
+          exchange.rejected = isRejection(answer.status);
           await this.#answer(ctx, res, answer);
           return;
         }
@@ -403,13 +406,14 @@ export class GatewayServer implements Gateway {
   #count(route: ResolvedRoute, exchange: Exchange, res: ServerResponse): void {
     let counters = this.#routeCounters.get(route.id);
     if (!counters) {
-      counters = { id: route.id, service: route.service, requests: 0, succeeded: 0, clientErrors: 0, clientHangups: 0, upstreamFailures: 0 };
+      counters = { id: route.id, service: route.service, requests: 0, succeeded: 0, clientErrors: 0, rejected: 0, clientHangups: 0, upstreamFailures: 0 };
       this.#routeCounters.set(route.id, counters);
     }
     counters.requests++;
     // Which side broke first decides: the instance breaking off its body closes the client's
     // response too, and a client hanging up aborts the upstream body too.
-    if (exchange.upstreamBroke) counters.upstreamFailures++;
+    if (exchange.rejected) counters.rejected++;
+    else if (exchange.upstreamBroke) counters.upstreamFailures++;
     else if (!res.writableFinished) counters.clientHangups++;
     else if (res.statusCode >= 500) counters.upstreamFailures++;
     else if (res.statusCode >= 400) counters.clientErrors++;
@@ -583,6 +587,8 @@ export class GatewayServer implements Gateway {
 interface Exchange {
   /** The instance broke off its response body (the client's answer is cut short by the gateway, not by the client). */
   upstreamBroke: boolean;
+  /** The gateway refused it for a limit (429 rate limit, 413 body size): neither a client nor an upstream failure. */
+  rejected: boolean;
   /** Cancels the upstream call, once forwarding started. */
   abort: AbortController | undefined;
   /** The instance's response body, once it answered. */
@@ -590,9 +596,14 @@ interface Exchange {
 }
 
 function sumCounters(all: readonly RouteCounters[]): RouteCounters {
-  const sum = { requests: 0, succeeded: 0, clientErrors: 0, clientHangups: 0, upstreamFailures: 0 };
+  const sum = { requests: 0, succeeded: 0, clientErrors: 0, rejected: 0, clientHangups: 0, upstreamFailures: 0 };
   for (const c of all) for (const k of Object.keys(sum) as (keyof RouteCounters)[]) sum[k] += c[k];
   return sum;
+}
+
+/** A pre filter's answer that is a limit's refusal (counted as `rejected`). */
+function isRejection(status: number): boolean {
+  return status === 429 || status === 413;
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: OutgoingHttpHeaders = {}): void {

@@ -79,7 +79,7 @@ export interface MeasuredLatency {
 
 /**
  * Outcome counters of one route. A request ends in exactly one of
- * `succeeded`, `clientErrors`, `clientHangups` or `upstreamFailures`.
+ * `succeeded`, `clientErrors`, `rejected`, `clientHangups` or `upstreamFailures`.
  */
 export interface RouteCounters {
   /** Requests that matched the route. */
@@ -88,6 +88,8 @@ export interface RouteCounters {
   readonly succeeded: number;
   /** Answered with 4xx: the client's request was refused (401 from the auth filter, 404 or 400 from the upstream…). */
   readonly clientErrors: number;
+  /** Refused by the gateway's own limits and never forwarded: 429 (`rateLimit`) or 413 (body size). */
+  readonly rejected: number;
   /** The client went away before its answer was complete. */
   readonly clientHangups: number;
   /**
@@ -237,7 +239,7 @@ function render(status) {
   const g = status.gateway;
   document.getElementById('summary').textContent = g.name + ' · up ' + Math.round(g.uptimeMs / 1000) + ' s · requests ' +
     g.requests + ' · in flight ' + g.inFlight + ' · upstream failures ' + g.outcomes.upstreamFailures + ' · client errors ' + g.outcomes.clientErrors +
-    ' · client hang-ups ' + g.outcomes.clientHangups + ' · no route ' + g.noRoute +
+    ' · client hang-ups ' + g.outcomes.clientHangups + ' · rejected (429/413) ' + g.outcomes.rejected + ' · no route ' + g.noRoute +
     (g.upgrades ? ' · websockets open ' + g.upgrades.open + ' (' + g.upgrades.upgraded + ' upgraded, ' + g.upgrades.failed + ' failed)' : '') + ' · updated ' + new Date(status.generatedAt).toLocaleTimeString();
   if (status.workers) document.getElementById('summary').textContent += ' · workers ' + status.workers.map((w) => w.pid + ' (' + w.requests + ' req)').join(', ');
   document.getElementById('error').textContent = g.catalogError ? 'catalog watch: ' + g.catalogError : '';
@@ -270,13 +272,13 @@ function render(status) {
   root.replaceChildren(next);
   const routes = el('table', { id: 'routes' });
   const rhead = el('tr');
-  for (const t of ['Route', 'Requests', 'Succeeded', 'Upstream failures', 'Client errors', 'Client hang-ups']) rhead.appendChild(el('th', {}, t));
+  for (const t of ['Route', 'Requests', 'Succeeded', 'Upstream failures', 'Client errors', 'Rejected (429/413)', 'Client hang-ups']) rhead.appendChild(el('th', {}, t));
   routes.appendChild(el('thead')).appendChild(rhead);
   const rbody = routes.appendChild(el('tbody'));
   for (const r of status.routes) {
     const row = el('tr', { 'data-route': r.id });
     row.appendChild(el('td', { 'data-col': 'route' }, r.id));
-    for (const k of ['requests', 'succeeded', 'upstreamFailures', 'clientErrors', 'clientHangups']) row.appendChild(el('td', { 'data-col': k }, String(r[k])));
+    for (const k of ['requests', 'succeeded', 'upstreamFailures', 'clientErrors', 'rejected', 'clientHangups']) row.appendChild(el('td', { 'data-col': k }, String(r[k])));
     rbody.appendChild(row);
   }
   document.getElementById('routes').replaceWith(routes);

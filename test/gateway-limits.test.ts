@@ -1,0 +1,132 @@
+/**
+ * @proxyless/gateway's protection: local rate limiting per route and client
+ * key (429 + Retry-After, never forwarded), with a real Consul agent, real
+ * backends and real sockets.
+ */
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startConsulAgent, type ConsulAgent } from './support/consul.js';
+import { createGateway, type Gateway, type GatewayStatus } from '@proxyless/gateway';
+import { RateLimiter, checkRateLimit } from '../packages/gateway/src/rate-limit.js';
+
+describe('@proxyless/gateway limits (real Consul, real backend, real sockets)', function () {
+  this.timeout(60_000);
+  let agent: ConsulAgent;
+  let backend: Server;
+  let gateway: Gateway;
+  let base: string;
+  /** Requests the backend received, by path. */
+  const hits = new Map<string, number>();
+
+  before(async () => {
+    agent = await startConsulAgent();
+    backend = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0] ?? '/';
+      hits.set(path, (hits.get(path) ?? 0) + 1);
+      req.resume();
+      req.once('end', () => res.end('ok'));
+    });
+    backend.listen(0, '127.0.0.1');
+    await once(backend, 'listening');
+    const port = (backend.address() as AddressInfo).port;
+    const reg = await fetch(`${agent.httpUrl}/v1/agent/service/register`, {
+      method: 'PUT',
+      body: JSON.stringify({ Name: 'limits', ID: 'limits-1', Address: '127.0.0.1', Port: port }),
+    });
+    assert.equal(reg.status, 200, await reg.text());
+    gateway = createGateway({
+      consulAddress: agent.httpAddr,
+      port: 0,
+      discovery: { enabled: false },
+      defaults: { rateLimit: { ratePerSecond: 1, burst: 1 } },
+      routes: [
+        { path: '/keyed/**', service: 'limits', rateLimit: { ratePerSecond: 2, burst: 3, key: 'header:x-api-key' } },
+        { path: '/by-ip/**', service: 'limits' },
+        { path: '/open/**', service: 'limits', rateLimit: null },
+      ],
+    });
+    base = await gateway.listen();
+  });
+
+  after(async () => {
+    await gateway?.close({ graceMs: 500 });
+    backend?.close();
+    backend?.closeAllConnections();
+    await agent?.stop();
+  });
+
+  async function get(path: string, headers: Record<string, string> = {}): Promise<{ status: number; retryAfter: string | null; body: string }> {
+    const res = await fetch(`${base}${path}`, { headers, signal: AbortSignal.timeout(10_000) });
+    return { status: res.status, retryAfter: res.headers.get('retry-after'), body: await res.text() };
+  }
+
+  it('answers 429 with Retry-After past the burst of one key, without forwarding; other keys, the ip fallback and unlimited routes pass; the bucket refills', async () => {
+    const a = { 'x-api-key': 'key-a' };
+    for (let i = 0; i < 3; i++) assert.equal((await get('/keyed/a', a)).status, 200, `burst request ${i + 1}`);
+    const over = await get('/keyed/a', a);
+    assert.equal(over.status, 429);
+    // 2 tokens/s: the next one is at most 0.5 s away, rounded up to whole seconds.
+    assert.equal(over.retryAfter, '1');
+    assert.equal(JSON.parse(over.body).error, 'rate_limited');
+    assert.equal(hits.get('/a'), 3, 'the refused request never reached the backend');
+    // Another key and a request without the header (keyed by its ip) have buckets of their own.
+    assert.equal((await get('/keyed/b', { 'x-api-key': 'key-b' })).status, 200);
+    assert.equal((await get('/keyed/c')).status, 200);
+    // A route with rateLimit: null ignores the default limit.
+    for (let i = 0; i < 5; i++) assert.equal((await get('/open/o')).status, 200);
+    // Refill: 2 tokens/s, so one token within 0.5 s (generous wait for a loaded machine).
+    await sleep(700);
+    assert.equal((await get('/keyed/a', a)).status, 200);
+
+    const routes = (await (await fetch(`${base}/_proxyless/status.json`)).json() as GatewayStatus).routes;
+    const keyed = routes.find((r) => r.id === '/keyed/** -> limits');
+    assert.ok(keyed);
+    assert.deepEqual(
+      { requests: keyed.requests, succeeded: keyed.succeeded, rejected: keyed.rejected, clientErrors: keyed.clientErrors, upstreamFailures: keyed.upstreamFailures },
+      { requests: 7, succeeded: 6, rejected: 1, clientErrors: 0, upstreamFailures: 0 },
+    );
+  });
+
+  it('applies the defaults rateLimit per ip to routes without their own', async () => {
+    assert.equal((await get('/by-ip/x')).status, 200);
+    const over = await get('/by-ip/x');
+    assert.equal(over.status, 429);
+    assert.equal(over.retryAfter, '1');
+    assert.equal(hits.get('/x'), 1);
+  });
+});
+
+describe('@proxyless/gateway rate limit config and buckets', () => {
+  it('rejects bad rateLimit settings with errors naming the fix', () => {
+    const make = (rateLimit: unknown): unknown => createGateway({ routes: [{ path: '/a/**', service: 'a', rateLimit: rateLimit as never }] });
+    assert.throws(() => make({ ratePerSecond: 0 }), /routes\[0\]\.rateLimit\.ratePerSecond.*must be a number above 0/);
+    assert.throws(() => make({ ratePerSecond: -1 }), /must be a number above 0/);
+    assert.throws(() => make({ ratePerSecond: 1, brust: 2 }), /routes\[0\]\.rateLimit\.brust.*did you mean "burst"/);
+    assert.throws(() => make({ ratePerSecond: 1, burst: 0 }), /rateLimit\.burst.*integer of at least 1/);
+    assert.throws(() => make({ ratePerSecond: 1, key: 'cookie' }), /rateLimit\.key.*"ip" or "header:<name>"/);
+    assert.throws(() => make(5), /rateLimit.*must be an object/);
+    assert.throws(() => createGateway({ defaults: { rateLimit: { ratePerSecond: Number.NaN } } }), /defaults\.rateLimit\.ratePerSecond/);
+  });
+
+  it('keeps at most maxKeys buckets and forgets idle ones that are full again, with no timer', () => {
+    const rule = checkRateLimit('rateLimit', { ratePerSecond: 10, burst: 2, maxKeys: 3 });
+    assert.ok(rule);
+    const limiter = new RateLimiter(rule);
+    for (let i = 0; i < 10; i++) limiter.take(`k${i}`, 1_000);
+    assert.equal(limiter.size, 3);
+    // Full again after burst / rate = 0.2 s: a new key at 1.3 s drops the oldest idle one.
+    const idle = new RateLimiter(rule);
+    idle.take('a', 1_000);
+    idle.take('b', 1_300);
+    assert.equal(idle.size, 1);
+    // Lazy refill: empty at t, 1 token 0.1 s later.
+    const refill = new RateLimiter(rule);
+    assert.equal(refill.take('a', 0), 0);
+    assert.equal(refill.take('a', 0), 0);
+    assert.ok(Math.abs(refill.take('a', 0) - 100) < 1e-6);
+    assert.equal(refill.take('a', 100), 0);
+  });
+});
