@@ -202,6 +202,17 @@ export async function run(): Promise<void> {
     const balanced = new BalancedPool(trivial.map((p) => `http://127.0.0.1:${p}`));
     const { client: px } = makeClient(trivial);
     const { client: px1 } = makeClient([t1]);
+    // Issue 23's controls all on: a hedge at the set's p95, Vegas concurrency limits, SRE admission control.
+    const pxAll = createClient({
+      service: 'svc',
+      resolver: new StaticResolver({ services: { svc: trivial.map((port) => ({ address: '127.0.0.1', port })) } }),
+      concurrencyLimit: true,
+      admissionControl: true,
+    });
+    const hedgedCall: Call = async () => {
+      const { body } = await pxAll.request({ path: '/', method: 'GET', hedge: { percentile: 95 } });
+      await body.dump();
+    };
     const rrPools = trivial.map((p) => new Pool(`http://127.0.0.1:${p}`));
     let next = 0;
     const rrCall: Call = async () => {
@@ -210,13 +221,14 @@ export async function run(): Promise<void> {
       const { body } = await pool.request({ path: '/', method: 'GET' });
       await body.dump();
     };
-    closers.push(() => raw.close(), () => balanced.close(), () => px.close(), () => px1.close(), ...rrPools.map((p) => () => p.close()));
+    closers.push(() => raw.close(), () => balanced.close(), () => px.close(), () => px1.close(), () => pxAll.close(), ...rrPools.map((p) => () => p.close()));
     const overheadConfigs: Config[] = [
       { name: 'raw undici Pool → 1 backend', call: poolCall(raw) },
       { name: 'proxyless client → 1 backend', call: clientCall(px1) },
       { name: 'undici BalancedPool ×3', call: poolCall(balanced) },
       { name: 'round-robin over 3 raw undici Pools', call: rrCall },
       { name: 'proxyless client ×3 (peak EWMA, breakers, ejection, retries)', call: clientCall(px) },
+      { name: 'proxyless client ×3, + hedge at p95, concurrency limit, admission control', call: hedgedCall },
     ];
     const workers: BuildProcess[] = [];
     closers.push(async () => {

@@ -118,29 +118,48 @@ describe('http-client: admission control (SRE adaptive throttling)', () => {
         const accepts = Math.min(requests, acceptsRaw);
         // random() = 1: never rejects, so the counts are exactly what was fed.
         const a = new AdmissionControl({ k, windowMs: 10_000, minRequests: 0, maxRejectProbability: 1 }, () => 1);
-        for (let i = 0; i < requests; i++) assert.equal(a.admit(5), true);
-        for (let i = 0; i < accepts; i++) a.accepted(5);
+        for (let i = 0; i < requests; i++) {
+          assert.equal(a.admit(5), true);
+          a.completed(5, i < accepts);
+        }
         const expected = Math.max(0, (requests - k * accepts) / (requests + 1));
         assert.ok(Math.abs(a.probability(5) - expected) < 1e-12, `${a.probability(5)} vs ${expected}`);
         const capped = new AdmissionControl({ k, windowMs: 10_000, minRequests: 0, maxRejectProbability: 0.8 }, () => 1);
-        for (let i = 0; i < requests; i++) capped.admit(5);
-        for (let i = 0; i < accepts; i++) capped.accepted(5);
+        for (let i = 0; i < requests; i++) {
+          capped.admit(5);
+          capped.completed(5, i < accepts);
+        }
         assert.ok(Math.abs(capped.probability(5) - Math.min(0.8, expected)) < 1e-12);
       }),
     );
+  });
+
+  it('does not count attempts in flight: a burst of concurrent first requests to a healthy service is admitted', () => {
+    // random() = 0: any probability above 0 rejects.
+    const a = new AdmissionControl({ k: 2, windowMs: 10_000, minRequests: 20, maxRejectProbability: 0.8 }, () => 0);
+    for (let i = 0; i < 200; i++) assert.equal(a.admit(1), true, `attempt ${i} of a burst, none completed yet`);
+    for (let i = 0; i < 200; i++) a.completed(2, true);
+    assert.equal(a.probability(2), 0);
+    assert.deepEqual(a.stats(2), { requests: 200, accepts: 200, rejectProbability: 0, rejected: 0 });
   });
 
   it('rejects locally at that probability, counts the rejected attempts as requests, and forgets them after the window', () => {
     let r = 0;
     const draws = [0.1, 0.9];
     const a = new AdmissionControl({ k: 2, windowMs: 1_000, minRequests: 10, maxRejectProbability: 0.8 }, () => draws[r++ % 2]!);
-    for (let i = 0; i < 9; i++) assert.equal(a.admit(0), true, 'below minRequests nothing is rejected');
+    for (let i = 0; i < 9; i++) {
+      assert.equal(a.admit(0), true, 'below minRequests nothing is rejected');
+      a.completed(0, false);
+    }
     assert.equal(a.probability(0), 0);
-    a.admit(0); // 10 requests, 0 accepts: p = 10/11, capped at 0.8
+    a.admit(0);
+    a.completed(0, false); // 10 requests, 0 accepts: p = 10/11, capped at 0.8
     assert.equal(a.probability(0), 0.8);
     assert.equal(a.admit(1), false, 'draw 0.1 < 0.8: rejected');
     assert.equal(a.admit(1), true, 'draw 0.9 ≥ 0.8: admitted');
     assert.equal(a.rejected, 1);
+    assert.equal(a.stats(1).requests, 11, 'the rejection is counted at once, the admitted attempt when it completes');
+    a.completed(1, false);
     assert.equal(a.stats(1).requests, 12);
     // The window (1 s) passes: nothing counted, nothing rejected.
     assert.equal(a.probability(1_101), 0);

@@ -219,7 +219,6 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
       const signals: PickSignal[] | undefined = picks === undefined ? undefined : [];
       const handle = host.set.pick(compared === undefined ? context : { ...context, candidates: compared, scores, signals }, startMs);
       if (handle.kind === 'empty') {
-        admission?.notSent(startMs);
         throw host.emptyError(errorContext(host, attempt - 1, retries, undefined, picks), handle.reason);
       }
       const ep = handle.endpoint;
@@ -247,7 +246,7 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
         const latency = host.hedging.latency;
         if (latency !== undefined && outcome === 'success') latency.record(performance.now() - startMs);
         // A 503 (shed or not) or a 429 is the service refusing work: not an accept.
-        if (admission !== undefined && !isOverloadStatus(result.statusCode)) admission.accepted(performance.now());
+        admission?.completed(performance.now(), !isOverloadStatus(result.statusCode));
         if (span !== undefined) trace?.attemptEnd(span, result.statusCode, outcome === 'success' ? undefined : shed ? 'shed' : String(result.statusCode), transition);
         // A shed is retried whenever retries are on (like a connect failure: the handler did not run), whatever retryOnStatuses says.
         if (retry === false || (!shed && retry.retryStatus[result.statusCode] !== 1) || attempt > retry.maxRetries) {
@@ -262,7 +261,7 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
         const outcome = stopped === 'caller' || stopped === 'destroyed' || call.stalled ? 'cancelled' : result.kind;
         const transition = handle.done(outcome);
         // A timeout is an overload failure (not accepted); other transport failures are not the service refusing work.
-        if (admission !== undefined && outcome !== 'timeout') admission.accepted(performance.now());
+        admission?.completed(performance.now(), outcome !== 'timeout');
         if (span !== undefined) trace?.attemptEnd(span, undefined, outcome, transition);
         failure = result;
       }
@@ -471,7 +470,6 @@ class Hedged<B extends { dump(): Promise<unknown> }> implements Abortable, Timer
     const signals: PickSignal[] | undefined = picks === undefined ? undefined : (context.signals = []);
     const handle = host.set.pick(context, nowMs);
     if (handle.kind === 'empty') {
-      host.admission?.notSent(nowMs);
       if (!isHedge) this.#fail(host.emptyError(this.#context(undefined), handle.reason));
       return false;
     }
@@ -555,7 +553,7 @@ class Hedged<B extends { dump(): Promise<unknown> }> implements Abortable, Timer
     const outcome = shed ? 'shed' : host.failureStatus[answer.statusCode] === 1 ? 'status' : 'success';
     const transition = copy.handle.done(outcome, answer.headers[loadReportHeader]);
     if (outcome === 'success') host.hedging.latency?.record(performance.now() - copy.startMs);
-    if (host.admission !== undefined && !isOverloadStatus(answer.statusCode)) host.admission.accepted(performance.now());
+    host.admission?.completed(performance.now(), !isOverloadStatus(answer.statusCode));
     const retry = this.#policy.retry;
     const failure = outcome === 'success' ? undefined : shed ? 'shed' : String(answer.statusCode);
     // A shed answer is never the answer while another copy may still give one (the handler did not run).
@@ -575,7 +573,7 @@ class Hedged<B extends { dump(): Promise<unknown> }> implements Abortable, Timer
     const kind = copy.stopped === 'perTry' || ended === 'deadline' ? 'timeout' : classifyError(error);
     const outcome = ended === 'caller' || ended === 'destroyed' || copy.stalled ? 'cancelled' : kind;
     const transition = copy.handle.done(outcome);
-    if (this.#host.admission !== undefined && outcome !== 'timeout') this.#host.admission.accepted(performance.now());
+    this.#host.admission?.completed(performance.now(), outcome !== 'timeout');
     if (copy.span !== undefined) this.#call.trace?.attemptEnd(copy.span, undefined, outcome, transition);
     this.#failure(copy, { kind, cause: error, response: undefined });
   }
@@ -647,7 +645,7 @@ class Hedged<B extends { dump(): Promise<unknown> }> implements Abortable, Timer
       call.timers.remove(loser);
       const transition = loser.handle.done('cancelled');
       // Cancelled by us, not refused by the service.
-      host.admission?.accepted(performance.now());
+      host.admission?.completed(performance.now(), true);
       if (loser.span !== undefined) call.trace?.attemptEnd(loser.span, undefined, 'cancelled', transition, 'lost');
       loser.step.abort(stopError('hedgeLost'));
       host.hedging.counts.cancelled++;
