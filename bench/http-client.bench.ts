@@ -203,10 +203,12 @@ export async function run(): Promise<void> {
     const { client: px } = makeClient(trivial);
     const { client: px1 } = makeClient([t1]);
     // Issue 23's controls all on: a hedge at the set's p95, Vegas concurrency limits, SRE admission control.
+    // minLimit 32 per endpoint (96 > 64 in flight): the row measures what the controls cost, not local
+    // rejections (at the default floor, Vegas reads this process's own CPU queueing as the backends').
     const pxAll = createClient({
       service: 'svc',
       resolver: new StaticResolver({ services: { svc: trivial.map((port) => ({ address: '127.0.0.1', port })) } }),
-      concurrencyLimit: true,
+      concurrencyLimit: { initialLimit: 64, minLimit: 32 },
       admissionControl: true,
     });
     const hedgedCall: Call = async () => {
