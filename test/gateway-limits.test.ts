@@ -4,7 +4,7 @@
  * backends and real sockets.
  */
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -46,6 +46,7 @@ describe('@proxyless/gateway limits (real Consul, real backend, real sockets)', 
         { path: '/keyed/**', service: 'limits', rateLimit: { ratePerSecond: 2, burst: 3, key: 'header:x-api-key' } },
         { path: '/by-ip/**', service: 'limits' },
         { path: '/open/**', service: 'limits', rateLimit: null },
+        { path: '/small/**', service: 'limits', rateLimit: null, maxBodyBytes: 1000 },
       ],
     });
     base = await gateway.listen();
@@ -90,6 +91,60 @@ describe('@proxyless/gateway limits (real Consul, real backend, real sockets)', 
     );
   });
 
+  /** Sends `chunks` (a pause between them) without ending the body, and resolves with the gateway's answer. */
+  function upload(path: string, chunks: Buffer[], headers: Record<string, string> = {}): Promise<{ status: number; body: string; connection: string | undefined }> {
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(`${base}${path}`, { method: 'POST', headers, signal: AbortSignal.timeout(10_000) });
+      req.once('error', reject);
+      req.once('response', (res: IncomingMessage) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.once('end', () => {
+          resolve({ status: res.statusCode ?? 0, body, connection: res.headers.connection });
+          req.destroy();
+        });
+        res.once('error', reject);
+      });
+      void (async () => {
+        for (const chunk of chunks) {
+          if (req.destroyed) return;
+          req.write(chunk);
+          await sleep(50);
+        }
+      })();
+    });
+  }
+
+  it('answers 413 at once to a Content-Length over maxBodyBytes, without reading the body or forwarding', async () => {
+    const answer = await upload('/small/declared', [Buffer.alloc(10)], { 'content-length': '100000' });
+    assert.equal(answer.status, 413);
+    assert.equal(answer.connection, 'close');
+    assert.equal(JSON.parse(answer.body).error, 'body_too_large');
+    assert.equal(hits.get('/declared'), undefined);
+  });
+
+  it('cuts off a chunked body once it passes maxBodyBytes (413, upstream aborted) and forwards one under it', async () => {
+    const over = await upload('/small/chunked', [Buffer.alloc(600), Buffer.alloc(600), Buffer.alloc(600)]);
+    assert.equal(over.status, 413);
+    assert.equal(JSON.parse(over.body).error, 'body_too_large');
+    const ok = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(`${base}/small/fits`, { method: 'POST', signal: AbortSignal.timeout(10_000) }, (res) => {
+        res.resume();
+        res.once('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.once('error', reject);
+      req.write(Buffer.alloc(500));
+      req.end(Buffer.alloc(500));
+    });
+    assert.equal(ok, 200);
+    const routes = (await (await fetch(`${base}/_proxyless/status.json`)).json() as GatewayStatus).routes;
+    const small = routes.find((r) => r.id === '/small/** -> limits');
+    assert.ok(small);
+    assert.equal(small.upstreamFailures, 0);
+    assert.ok(small.rejected >= 2, JSON.stringify(small));
+  });
+
   it('applies the defaults rateLimit per ip to routes without their own', async () => {
     assert.equal((await get('/by-ip/x')).status, 200);
     const over = await get('/by-ip/x');
@@ -108,6 +163,7 @@ describe('@proxyless/gateway rate limit config and buckets', () => {
     assert.throws(() => make({ ratePerSecond: 1, burst: 0 }), /rateLimit\.burst.*integer of at least 1/);
     assert.throws(() => make({ ratePerSecond: 1, key: 'cookie' }), /rateLimit\.key.*"ip" or "header:<name>"/);
     assert.throws(() => make(5), /rateLimit.*must be an object/);
+    assert.throws(() => createGateway({ routes: [{ path: '/a/**', service: 'a', maxBodyBytes: -1 }] }), /routes\[0\]\.maxBodyBytes.*integer between 0/);
     assert.throws(() => createGateway({ defaults: { rateLimit: { ratePerSecond: Number.NaN } } }), /defaults\.rateLimit\.ratePerSecond/);
   });
 

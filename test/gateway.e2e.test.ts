@@ -228,6 +228,8 @@ describe('@proxyless/gateway, end to end (real Consul, real services, headless C
         { path: '/sturdy/**', service: 'flaky', retries: 2 },
       ],
       authTokens: ['s3cret'],
+      // The 5 MB upload below is over the 1 MiB default body limit.
+      defaults: { maxBodyBytes: 8 * 1024 * 1024 },
     });
     base = await gateway.listen();
   });

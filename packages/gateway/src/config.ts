@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { InvalidOptionError, validateServiceName } from '@proxyless/core';
 import { checkKnownKeys, optionKeys } from '@proxyless/core/internal';
+import { defaultMaxBodyBytes } from './body-limit.js';
 import { checkRateLimit, type RateLimitConfig, type ResolvedRateLimit } from './rate-limit.js';
 
 /** Timeout and retry policy of a route. */
@@ -32,6 +33,11 @@ export interface RoutePolicy {
    * Default none. With `--workers N` each worker limits on its own (see the README).
    */
   rateLimit?: RateLimitConfig | null;
+  /**
+   * Largest request body forwarded, bytes; 0 for no limit. Default 1 048 576 (nginx's
+   * `client_max_body_size` 1m). Over it the gateway answers 413.
+   */
+  maxBodyBytes?: number;
 }
 
 /** An explicit route. */
@@ -92,6 +98,8 @@ export interface ResolvedRoute {
   readonly retryOnStatus: readonly number[];
   readonly auth: boolean;
   readonly rateLimit: ResolvedRateLimit | null;
+  /** 0: no limit. */
+  readonly maxBodyBytes: number;
   readonly source: 'config' | 'catalog';
 }
 
@@ -99,7 +107,7 @@ export interface ResolvedRoute {
 export type FullPolicy = Required<Omit<RoutePolicy, 'rateLimit'>> & { rateLimit: ResolvedRateLimit | null };
 
 /** `idleTimeoutMs: 0` stands for "the route's `timeoutMs`" until a route is resolved. */
-const builtInDefaults: FullPolicy = { timeoutMs: 10_000, idleTimeoutMs: 0, retries: 1, retryOnStatus: [], auth: false, rateLimit: null };
+const builtInDefaults: FullPolicy = { timeoutMs: 10_000, idleTimeoutMs: 0, retries: 1, retryOnStatus: [], auth: false, rateLimit: null, maxBodyBytes: defaultMaxBodyBytes };
 
 function checkInt(option: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
@@ -122,6 +130,7 @@ export function resolvePolicy(option: string, policy: RoutePolicy, base: FullPol
     if (typeof policy.auth !== 'boolean') throw new InvalidOptionError(`${option}.auth`, policy.auth, 'must be a boolean');
     out.auth = policy.auth;
   }
+  if (policy.maxBodyBytes !== undefined) out.maxBodyBytes = checkInt(`${option}.maxBodyBytes`, policy.maxBodyBytes, 0, Number.MAX_SAFE_INTEGER);
   if (policy.rateLimit !== undefined) out.rateLimit = checkRateLimit(`${option}.rateLimit`, policy.rateLimit);
   return out;
 }

@@ -12,6 +12,7 @@ import { ClosedError, InvalidOptionError, TimeoutError, isProxylessError, type C
 import type { RegistrarOptions } from '@proxyless/registrar';
 import { catalogRoute, checkConfig, configKeys, resolveRoutes, type GatewayConfig, type ResolvedRoute } from './config.js';
 import { authFilter, byOrder, requestIdFilter, responseHeadersFilter, type AuthorizeHook, type Filter, type FilterContext, type FilterResponse } from './filters.js';
+import { declaresTooLarge, limitBody } from './body-limit.js';
 import { rateLimitFilter } from './rate-limit-filter.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { statusPageHtml, type GatewayStatus, type RouteCounters } from './status-page.js';
@@ -353,6 +354,12 @@ export class GatewayServer implements Gateway {
       }
       await this.#forward(ctx, res, exchange);
     } catch (failure) {
+      if (exchange.rejected) {
+        // A chunked body passed maxBodyBytes: the upstream call is aborted; 413 if the client has no head yet.
+        if (res.headersSent) res.destroy();
+        else await this.#refuseBody(ctx, res, exchange);
+        return;
+      }
       const mapped = errorResponse(failure);
       ctx.error = { status: mapped.status, code: mapped.code };
       if (res.headersSent) {
@@ -428,11 +435,17 @@ export class GatewayServer implements Gateway {
     const length = req.headers['content-length'];
     const hasBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
     if (!hasBody) req.resume();
+    const max = ctx.route.maxBodyBytes;
+    if (hasBody && max > 0 && declaresTooLarge(req, max)) {
+      await this.#refuseBody(ctx, res, exchange);
+      return;
+    }
     const upstream = await this.#client(ctx.route.service).request({
       method: req.method ?? 'GET',
       path: ctx.upstreamPath,
       headers: ctx.upstreamHeaders,
-      body: hasBody ? req : null,
+      // Content-Length within the limit is enforced by Node's parser; a chunked body is counted.
+      body: !hasBody ? null : max > 0 && length === undefined ? limitBody(req, max, () => (exchange.rejected = true)) : req,
       signal: abort.signal,
       timeoutMs: ctx.route.timeoutMs,
       retries: ctx.route.retries,
@@ -453,7 +466,7 @@ export class GatewayServer implements Gateway {
     // The instance breaking off its body cuts the client's response short, blamed on the instance.
     // pipe(), not stream.pipeline(): the latter makes an AbortController and, on every finish, a DOMException.
     body.once('error', () => {
-      if (!res.destroyed) exchange.upstreamBroke = true;
+      if (!res.destroyed && !exchange.rejected) exchange.upstreamBroke = true;
       res.destroy();
     });
     body.pipe(res);
@@ -471,6 +484,20 @@ export class GatewayServer implements Gateway {
 
   async #runRest(ctx: FilterContext, from: number): Promise<void> {
     for (const filter of this.#chain.post.slice(from)) await filter.run(ctx);
+  }
+
+  /** 413 without reading the rest of the body: the connection closes after the answer. */
+  async #refuseBody(ctx: FilterContext, res: ServerResponse, exchange: Exchange): Promise<void> {
+    exchange.rejected = true;
+    ctx.error = { status: 413, code: 'ERR_BODY_TOO_LARGE' };
+    res.shouldKeepAlive = false;
+    try {
+      await this.#runPost(ctx);
+    } catch {
+      // a failing post filter does not stop the answer
+    }
+    const body = { error: 'body_too_large', message: `request body over this route's limit of ${ctx.route.maxBodyBytes} bytes (maxBodyBytes)`, requestId: ctx.requestId };
+    sendJson(res, 413, body, { ...ctx.responseHeaders, connection: 'close' });
   }
 
   async #answer(ctx: FilterContext, res: ServerResponse, answer: FilterResponse): Promise<void> {
