@@ -51,8 +51,15 @@ export interface RequestOptions extends PerCallOptions {
   explain?: boolean;
 }
 
-/** `RequestInit` plus the {@link PerCallOptions}, for {@link ProxylessClient.fetch}. */
-export interface ProxylessRequestInit extends RequestInit, PerCallOptions {}
+/**
+ * `RequestInit` plus the {@link PerCallOptions}, for {@link ProxylessClient.fetch}.
+ * `priority` is Proxyless's request priority (`PerCallOptions.priority`, sent
+ * as `x-proxyless-priority` for servers that shed by priority), not the
+ * browser's fetch hint of the same name (`'high' | 'low' | 'auto'`, which
+ * Node's fetch ignores): newer `RequestInit` types declare that one, and a type
+ * cannot extend both.
+ */
+export interface ProxylessRequestInit extends Omit<RequestInit, 'priority'>, PerCallOptions {}
 
 /** Every per-call key (the compiler keeps the list equal to the type). */
 const perCallKeys = optionKeys<PerCallOptions>({ policy: true, timeoutMs: true, perTryTimeoutMs: true, retry: true, priority: true, hedge: true, idempotent: true, hashKey: true }) as readonly (keyof PerCallOptions)[];
