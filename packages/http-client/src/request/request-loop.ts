@@ -176,6 +176,33 @@ function giveUp<B extends { dump(): Promise<unknown> }>(failure: Failure<B>, end
 }
 
 /**
+ * The gates a retry passes, in order — one rule for the plain loop and the
+ * hedged loop: the backoff (at least a non-shed answer's `Retry-After`, within
+ * `maxMs`; a shed's speaks for the endpoint that shed, never picked again by
+ * this request), the deadline (ERR_DEADLINE_EXCEEDED only once it has passed;
+ * when no further attempt fits the time left, the attempt's own error, as gRPC
+ * and Envoy do), the retry budget, admission control (a retry is an attempt
+ * like any other). Returns the delay before the retry, or the error to give up with.
+ */
+function retryGate<B extends { dump(): Promise<unknown> }>(
+  host: LoopHost, call: Call, retry: Exclude<RequestPolicy['retry'], false>, failure: Failure<B>,
+  retriesSoFar: number, attempts: number, now: number, context: () => RequestErrorContext,
+): number | Error {
+  let delay = backoffDelay(retriesSoFar, retry);
+  const retryAfter = failure.response && failure.shed !== true ? parseRetryAfter(failure.response.headers['retry-after']) : undefined;
+  if (retryAfter !== undefined) delay = Math.max(delay, Math.min(retryAfter, retry.maxMs));
+  if (now >= call.deadline) return new DeadlineExceededError(call.timeoutMs, context());
+  if (now + delay >= call.deadline) return new RequestFailedError(failure.kind, context());
+  if (!host.budget.tryWithdraw(now)) {
+    call.trace?.budgetRefused(attempts);
+    return new RetryBudgetExhaustedError(context());
+  }
+  const admission = host.admission;
+  if (admission !== undefined && !admission.admit(now)) return new AdmissionRejectedError(admission.probability(now), context());
+  return delay;
+}
+
+/**
  * Runs one request to completion: a response (any status, once retries are
  * spent or not allowed) or a typed error carrying the attempts and endpoints
  * tried. Every pick's handle is ended exactly once. The loop is pick →
@@ -284,24 +311,9 @@ export async function runRequest<B extends { dump(): Promise<unknown> }>(host: L
       if (failure.shed === true && !hasUntried(host.set, retries.exclude, ep)) {
         return giveUp(failure, ep, attempt, new RequestFailedError(failure.kind, errorContext(host, attempt, retries, failure.cause, picks)), picks);
       }
-      const now = performance.now();
-      let delay = backoffDelay(attempt - 1, retry);
-      // A shed's Retry-After speaks for the endpoint that shed (never picked again by this request), not for the
-      // others: the retry goes to another endpoint after the usual backoff.
-      const retryAfter = failure.response && failure.shed !== true ? parseRetryAfter(failure.response.headers['retry-after']) : undefined;
-      if (retryAfter !== undefined) delay = Math.max(delay, Math.min(retryAfter, retry.maxMs));
-      // ERR_DEADLINE_EXCEEDED only once the deadline has passed (it was said up to ~50 ms early). When no
-      // further attempt fits the time left, end now with this attempt's own error (as gRPC and Envoy do).
-      if (now >= call.deadline) return giveUp(failure, ep, attempt, new DeadlineExceededError(call.timeoutMs, errorContext(host, attempt, retries, failure.cause, picks)), picks);
-      if (now + delay >= call.deadline) return giveUp(failure, ep, attempt, new RequestFailedError(failure.kind, errorContext(host, attempt, retries, failure.cause, picks)), picks);
-      if (!host.budget.tryWithdraw(now)) {
-        trace?.budgetRefused(attempt);
-        return giveUp(failure, ep, attempt, new RetryBudgetExhaustedError(errorContext(host, attempt, retries, failure.cause, picks)), picks);
-      }
-      // A retry is an attempt like any other: admission control may refuse it (the last failure is the answer then).
-      if (admission !== undefined && !admission.admit(now)) {
-        return giveUp(failure, ep, attempt, new AdmissionRejectedError(admission.probability(now), errorContext(host, attempt, retries, failure.cause, picks)), picks);
-      }
+      const gate = retryGate(host, call, retry, failure, attempt - 1, attempt, performance.now(), () => errorContext(host, attempt, retries, failure.cause, picks));
+      if (typeof gate !== 'number') return giveUp(failure, ep, attempt, gate, picks);
+      const delay = gate;
       discard(failure);
       trace?.retry(attempt, delay, failure.kind);
       if (delay > 0) await call.wait(delay);
@@ -605,19 +617,9 @@ class Hedged<B extends { dump(): Promise<unknown> }> implements Abortable, Timer
       this.#giveUp(failure, copy.ep, new RequestFailedError(failure.kind, context()));
       return;
     }
-    const now = performance.now();
-    let delay = backoffDelay(this.#retries, retry);
-    const retryAfter = failure.response && failure.shed !== true ? parseRetryAfter(failure.response.headers['retry-after']) : undefined;
-    if (retryAfter !== undefined) delay = Math.max(delay, Math.min(retryAfter, retry.maxMs));
-    if (now >= call.deadline) return this.#giveUp(failure, copy.ep, new DeadlineExceededError(call.timeoutMs, context()));
-    if (now + delay >= call.deadline) return this.#giveUp(failure, copy.ep, new RequestFailedError(failure.kind, context()));
-    if (!host.budget.tryWithdraw(now)) {
-      call.trace?.budgetRefused(attempts);
-      return this.#giveUp(failure, copy.ep, new RetryBudgetExhaustedError(context()));
-    }
-    if (host.admission !== undefined && !host.admission.admit(now)) {
-      return this.#giveUp(failure, copy.ep, new AdmissionRejectedError(host.admission.probability(now), context()));
-    }
+    const gate = retryGate(host, call, retry, failure, this.#retries, attempts, performance.now(), context);
+    if (typeof gate !== 'number') return this.#giveUp(failure, copy.ep, gate);
+    const delay = gate;
     discard(failure);
     this.#last = undefined;
     this.#retries++;
