@@ -105,7 +105,11 @@ describe('loadWeightedRoundRobin()', () => {
     assert.deepEqual([equal.get('ok'), equal.get('failing')], [150, 150]);
   });
 
-  it('gives each endpoint its share of the weights over any run of picks, whatever the reports (property)', () => {
+  // The schedule is Sainte-Laguë (deadlines (k + 0.5) / weight), and divisor methods do not keep every
+  // prefix within one pick of its quota: the deviation grows with the number of endpoints (measured
+  // over 40,000 runs: 0.98 at 2 endpoints, 1.65 at 4, 2.60 at 10). A run of picks from a random phase
+  // is the difference of two prefixes, so it is held to 1 + n / 2 picks.
+  it('gives each endpoint its share of the weights, within 1 + n / 2 picks, over any run of picks, whatever the reports (property)', () => {
     const reportArb = fc.option(
       fc.record({ rps: fc.double({ min: 0.5, max: 5_000, noNaN: true }), util: fc.double({ min: 0.01, max: 4, noNaN: true }), eps: fc.double({ min: 0, max: 100, noNaN: true }) }),
       { nil: undefined },
@@ -123,7 +127,7 @@ describe('loadWeightedRoundRobin()', () => {
         weights.forEach((w, i) => {
           const expected = (picks * w) / total;
           const got = counts.get(`e${i}`) ?? 0;
-          assert.ok(Math.abs(got - expected) <= 2, `e${i}: ${got} picks, expected ${expected.toFixed(2)} (weights ${weights.map((x) => x.toFixed(2)).join(', ')})`);
+          assert.ok(Math.abs(got - expected) <= 1 + set.length / 2, `e${i}: ${got} picks, expected ${expected.toFixed(2)} (weights ${weights.map((x) => x.toFixed(2)).join(', ')})`);
         });
       }),
       { numRuns: 200 },
