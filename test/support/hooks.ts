@@ -10,7 +10,7 @@ import { etcdBinary } from './etcd.js';
 // A property that fails shrinks synchronously, and mocha's timeout cannot stop a synchronous
 // test: one failing property over doubles shrank for 89 minutes and took CI past its cap.
 // Past this limit the run (shrinking included) stops and fails with its best counterexample.
-fc.configureGlobal({ plugins: [fc.interruptAfterTimeLimit(15_000, { failOnInterrupt: true })] });
+fc.installGlobalPlugin(fc.interruptAfterTimeLimit(15_000, { failOnInterrupt: true }));
 
 export const mochaHooks = {
   beforeAll(this: Mocha.Context): void {
