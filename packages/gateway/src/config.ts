@@ -116,8 +116,23 @@ function checkInt(option: string, value: unknown, min: number, max: number): num
   return value;
 }
 
-/** Applies defaults to a policy and validates it. */
+/** The keys of a policy (`defaults`), checked so that a misspelt `timeoutMS` fails instead of being ignored. */
+const policyKeys = optionKeys<RoutePolicy>({ timeoutMs: true, idleTimeoutMs: true, retries: true, retryOnStatus: true, auth: true, rateLimit: true, maxBodyBytes: true });
+
+/** The keys of a route: its policy's, plus where it matches and where it sends. */
+const routeKeys: readonly string[] = [...policyKeys, ...optionKeys<Omit<RouteConfig, keyof RoutePolicy>>({ path: true, service: true, stripPrefix: true })];
+
+const discoveryKeys = optionKeys<NonNullable<GatewayConfig['discovery']>>({ enabled: true, ignored: true, startTimeoutMs: true });
+
+/** Checks that `value` is an object with only `known` keys (the nearest one named when not). */
+function checkObject(option: string, value: unknown, known: readonly string[], owner: string, example: string): void {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidOptionError(option, value, `must be an object such as ${example}`);
+  checkKnownKeys(option, value, known, owner);
+}
+
+/** Applies defaults to a policy and validates it (`defaults`: its keys too; a route's are checked by {@link resolveRoutes}). */
 export function resolvePolicy(option: string, policy: RoutePolicy, base: FullPolicy = builtInDefaults): FullPolicy {
+  if (option === 'defaults') checkObject(option, policy, policyKeys, 'a route policy (defaults)', '{ "timeoutMs": 2000, "retries": 1 }');
   const out = { ...base };
   if (policy.timeoutMs !== undefined) out.timeoutMs = checkInt(`${option}.timeoutMs`, policy.timeoutMs, 1, 3_600_000);
   if (policy.idleTimeoutMs !== undefined) out.idleTimeoutMs = checkInt(`${option}.idleTimeoutMs`, policy.idleTimeoutMs, 1, 1_200_000);
@@ -148,6 +163,7 @@ export function resolveRoutes(config: GatewayConfig): ResolvedRoute[] {
   const defaults = resolvePolicy('defaults', config.defaults ?? {});
   const routes = (config.routes ?? []).map((route, i): ResolvedRoute => {
     const option = `routes[${i}]`;
+    checkObject(option, route, routeKeys, 'a route', '{ "path": "/api/**", "service": "users" }');
     const policy = resolvePolicy(option, route, defaults);
     if (route.stripPrefix !== undefined && typeof route.stripPrefix !== 'boolean') {
       throw new InvalidOptionError(`${option}.stripPrefix`, route.stripPrefix, 'must be a boolean');
@@ -189,6 +205,7 @@ export function checkConfig(config: unknown, known: readonly string[] = configKe
   if (c.host !== undefined && (typeof c.host !== 'string' || c.host === '')) throw new InvalidOptionError('host', c.host, 'must be an address such as 127.0.0.1 or 0.0.0.0');
   if (c.registry !== undefined && c.registry !== 'consul' && c.registry !== 'etcd') throw new InvalidOptionError('registry', c.registry, 'must be "consul" or "etcd"');
   if (c.routes !== undefined && !Array.isArray(c.routes)) throw new InvalidOptionError('routes', c.routes, 'must be an array of routes');
+  if (c.discovery !== undefined) checkObject('discovery', c.discovery, discoveryKeys, 'discovery', '{ "enabled": true, "ignored": ["legacy"] }');
   if (c.etcdEndpoints !== undefined && (!Array.isArray(c.etcdEndpoints) || c.etcdEndpoints.some((e) => typeof e !== 'string'))) {
     throw new InvalidOptionError('etcdEndpoints', c.etcdEndpoints, 'must be an array of URLs such as ["http://127.0.0.1:2379"]');
   }
