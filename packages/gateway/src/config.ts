@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { InvalidOptionError, validateServiceName } from '@proxyless/core';
 import { checkKnownKeys, optionKeys } from '@proxyless/core/internal';
 import { defaultMaxBodyBytes } from './body-limit.js';
+import { checkTrustedProxies } from './trusted-proxies.js';
 import { checkRateLimit, type RateLimitConfig, type ResolvedRateLimit } from './rate-limit.js';
 
 /** Timeout and retry policy of a route. */
@@ -82,6 +83,17 @@ export interface GatewayConfig {
   defaults?: RoutePolicy;
   /** Bearer tokens accepted on `auth: true` routes (the example auth hook). */
   authTokens?: string[];
+  /**
+   * Peers allowed to say who the client is: IP addresses, CIDRs (IPv4 or
+   * IPv6: `"10.0.0.0/8"`, `"2001:db8::/32"`) and the shorthands `loopback`,
+   * `private` (RFC 1918 and `fc00::/7`) and `linklocal`. A request's
+   * `X-Forwarded-*`, `Forwarded` and `X-Real-IP` headers are honoured only
+   * when the socket's peer is one of them (`X-Forwarded-For` is then appended
+   * to, and the client's address, for rate limits and the access log, is the
+   * right-most untrusted `X-Forwarded-For` entry); from anyone else they are
+   * dropped and replaced by the gateway's own. Default `[]`: trust nobody.
+   */
+  trustedProxies?: string[];
 }
 
 /** A route with every default applied. */
@@ -189,7 +201,7 @@ export function catalogRoute(service: string, config: GatewayConfig): ResolvedRo
 
 /** The config file's keys. @internal */
 export const configKeys = optionKeys<GatewayConfig>({
-  registry: true, consulAddress: true, etcdEndpoints: true, host: true, port: true, serviceName: true, routes: true, discovery: true, defaults: true, authTokens: true,
+  registry: true, consulAddress: true, etcdEndpoints: true, host: true, port: true, serviceName: true, routes: true, discovery: true, defaults: true, authTokens: true, trustedProxies: true,
 });
 
 /**
@@ -212,6 +224,7 @@ export function checkConfig(config: unknown, known: readonly string[] = configKe
   if (c.authTokens !== undefined && (!Array.isArray(c.authTokens) || c.authTokens.some((t) => typeof t !== 'string'))) {
     throw new InvalidOptionError('authTokens', '<not shown>', 'must be an array of strings');
   }
+  checkTrustedProxies('trustedProxies', c.trustedProxies);
 }
 
 /**

@@ -7,7 +7,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse, type OutgoingHttpHeaders } from 'node:http';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
-import { Server as NetServer, type AddressInfo } from 'node:net';
+import { Server as NetServer, type AddressInfo, type BlockList } from 'node:net';
 import { ClosedError, InvalidOptionError, TimeoutError, isProxylessError, type CatalogWatch, type CatalogWatchOptions } from '@proxyless/core';
 import type { RegistrarOptions } from '@proxyless/registrar';
 import { catalogRoute, checkConfig, configKeys, resolveRoutes, type GatewayConfig, type ResolvedRoute } from './config.js';
@@ -15,6 +15,7 @@ import { authFilter, byOrder, requestIdFilter, responseHeadersFilter, type Autho
 import { declaresTooLarge, limitBody } from './body-limit.js';
 import { rateLimitFilter } from './rate-limit-filter.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { checkTrustedProxies } from './trusted-proxies.js';
 import { statusPageHtml, type GatewayStatus, type RouteCounters } from './status-page.js';
 import { Upstreams, type GatewayRegistry, type Upstream } from './upstreams.js';
 import { UpgradeProxy, writeRawJson } from './upgrade.js';
@@ -153,6 +154,8 @@ export class GatewayServer implements Gateway {
   /** Each catalog service's route, built (and its policy checked) once, not per request. */
   readonly #catalogRoutes = new Map<string, ResolvedRoute>();
   readonly #ignored: Set<string>;
+  /** `trustedProxies`; undefined: trust nobody (no address check per request). */
+  readonly #trust: BlockList | undefined;
   readonly #startedAt = Date.now();
   #requests = 0;
   #inFlight = 0;
@@ -170,6 +173,7 @@ export class GatewayServer implements Gateway {
     this.name = options.serviceName ?? 'gateway';
     this.#routes = resolveRoutes(options);
     this.#ignored = new Set(['consul', this.name, ...(options.discovery?.ignored ?? [])]);
+    this.#trust = checkTrustedProxies('trustedProxies', options.trustedProxies);
     this.#filters = [
       requestIdFilter(),
       rateLimitFilter(),
@@ -323,12 +327,14 @@ export class GatewayServer implements Gateway {
       if (this.#inFlight === 0) this.#idle?.();
     });
     const rest = route.stripPrefix ? path.slice(route.prefix.length) : path;
+    const forwarded = upstreamRequestHeaders(req, route.stripPrefix ? route.prefix : undefined, this.#trust);
     const ctx: FilterContext = {
       req,
+      clientIp: forwarded.clientIp,
       requestId: '',
       route,
       upstreamPath: (rest.startsWith('/') ? rest : `/${rest}`) + query,
-      upstreamHeaders: upstreamRequestHeaders(req, route.stripPrefix ? route.prefix : undefined),
+      upstreamHeaders: forwarded.headers,
       responseHeaders: {},
       startedAt: Date.now(),
       attributes: new Map(),
@@ -384,12 +390,14 @@ export class GatewayServer implements Gateway {
       return;
     }
     const rest = route.stripPrefix ? path.slice(route.prefix.length) : path;
+    const forwarded = upstreamRequestHeaders(req, route.stripPrefix ? route.prefix : undefined, this.#trust);
     const ctx: FilterContext = {
       req,
+      clientIp: forwarded.clientIp,
       requestId: '',
       route,
       upstreamPath: (rest.startsWith('/') ? rest : `/${rest}`) + (queryAt === -1 ? '' : url.slice(queryAt)),
-      upstreamHeaders: upstreamRequestHeaders(req, route.stripPrefix ? route.prefix : undefined),
+      upstreamHeaders: forwarded.headers,
       responseHeaders: {},
       startedAt: Date.now(),
       attributes: new Map(),

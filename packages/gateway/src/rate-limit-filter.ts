@@ -19,7 +19,7 @@ export function rateLimitFilter(): Filter {
       if (!rule) return undefined;
       let limiter = limiters.get(ctx.route.id);
       if (!limiter) limiters.set(ctx.route.id, (limiter = new RateLimiter(rule)));
-      const waitMs = limiter.take(limiter.keyOf(ctx.req));
+      const waitMs = limiter.take(limiter.keyOf(ctx.req, ctx.clientIp));
       if (waitMs === 0) return undefined;
       const retryAfter = Math.max(1, Math.ceil(waitMs / 1000));
       return {

@@ -16,7 +16,8 @@ export interface RateLimitConfig {
   /** Bucket size: requests a key may send at once after being idle. Default `ceil(ratePerSecond)`, at least 1. */
   burst?: number;
   /**
-   * What identifies a client: `ip` (the socket's remote address; default) or
+   * What identifies a client: `ip` (the socket's remote address, or the client
+   * behind `trustedProxies`; default) or
    * `header:<name>` (an API key, say). A request without that header is keyed by its ip.
    */
   key?: string;
@@ -79,14 +80,14 @@ export class RateLimiter {
     this.#fullAfterMs = (rule.burst / rule.ratePerSecond) * 1000;
   }
 
-  /** The client key of a request. */
-  keyOf(req: IncomingMessage): string {
+  /** The client key of a request from `clientIp` (the peer, or the client behind trusted proxies). */
+  keyOf(req: IncomingMessage, clientIp: string): string {
     const header = this.#rule.header;
     if (header !== undefined) {
       const value = req.headers[header];
       if (typeof value === 'string' && value !== '') return `h:${value}`;
     }
-    return `ip:${req.socket.remoteAddress ?? ''}`;
+    return `ip:${clientIp}`;
   }
 
   /** Takes a token for `key`: 0 when allowed, else the ms until one is available. */
