@@ -10,7 +10,7 @@
  * req/s, p50/p99, errors, and the path's processes' CPU per request from
  * /proc. GATEWAY_BEFORE=<checkout or its dist/cli.js> adds that build's
  * gateway beside this one; GATEWAY_PATHS=nginx,minimal,gateway,before,fastify
- * picks paths.
+ * picks paths; GATEWAY_NODE_ARGS adds node flags to the gateway and the Node peers (a `--cpu-prof` run).
  *
  * Then faults under wrk (GATEWAY_PARTS=throughput,faults picks parts;
  * FAULT_SECONDS, default 10, per scenario) through the gateway with 2
@@ -92,7 +92,9 @@ async function waitFor(url: string, timeoutMs = 30_000): Promise<void> {
 const beforeBin = process.env['GATEWAY_BEFORE'] ? (process.env['GATEWAY_BEFORE'].endsWith('.js') ? process.env['GATEWAY_BEFORE'] : join(process.env['GATEWAY_BEFORE'], 'packages/gateway/dist/cli.js')) : undefined;
 
 async function startGateway(consulAddr: string, port: number, workers: number, bin = join(repo, 'packages/gateway/dist/cli.js')): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [bin, '--workers', String(workers)], {
+  // GATEWAY_NODE_ARGS: extra node flags (cluster workers inherit them), e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
+  const nodeArgs = process.env['GATEWAY_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, bin, '--workers', String(workers)], {
     env: { ...process.env, CONSUL_HTTP_ADDR: consulAddr, PORT: String(port), REGISTRY: 'consul' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -102,7 +104,8 @@ async function startGateway(consulAddr: string, port: number, workers: number, b
 
 /** A plain-JavaScript peer from bench/support (no tsx transform): resolves once it prints "ready". */
 async function startPeer(file: string, args: object, env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [join(import.meta.dirname, 'support', file), JSON.stringify(args)], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const nodeArgs = process.env['GATEWAY_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, join(import.meta.dirname, 'support', file), JSON.stringify(args)], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`${file} exited ${String(code)}`)));
     child.stdout?.on('data', (d: Buffer) => {

@@ -4,9 +4,8 @@
  * plus explicit routes,
  * through pre/route/post filters, streaming bodies both ways.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse, type OutgoingHttpHeaders } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse, type OutgoingHttpHeaders } from 'node:http';
 import { once } from 'node:events';
-import type { Readable } from 'node:stream';
 import { Server as NetServer, type AddressInfo, type BlockList } from 'node:net';
 import { ClosedError, InvalidOptionError, TimeoutError, isProxylessError, type CatalogWatch, type CatalogWatchOptions } from '@proxyless/core';
 import type { RegistrarOptions } from '@proxyless/registrar';
@@ -17,7 +16,7 @@ import { rateLimitFilter } from './rate-limit-filter.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { checkTrustedProxies } from './trusted-proxies.js';
 import { statusPageHtml, type GatewayStatus, type RouteCounters } from './status-page.js';
-import { Upstreams, type GatewayRegistry, type Upstream } from './upstreams.js';
+import { Upstreams, type AnswerSink, type ForwardedRequest, type GatewayRegistry, type Upstream, type UpstreamAnswer } from './upstreams.js';
 import { UpgradeProxy, writeRawJson } from './upgrade.js';
 import type { Duplex } from 'node:stream';
 
@@ -315,12 +314,12 @@ export class GatewayServer implements Gateway {
       return;
     }
     this.#inFlight++;
-    const exchange: Exchange = { upstreamBroke: false, rejected: false, abort: undefined, body: undefined };
-    // One listener does the bookkeeping and, when the client left early, cancels the upstream call and its body.
+    const exchange: Exchange = { upstreamBroke: false, rejected: false, call: undefined, answer: undefined };
+    // One listener does the bookkeeping and, when the client left early, cancels the upstream call or its body.
     res.once('close', () => {
       if (!res.writableFinished) {
-        exchange.abort?.abort();
-        exchange.body?.destroy();
+        if (exchange.answer) exchange.answer.abort();
+        else exchange.call?.stop();
       }
       this.#inFlight--;
       this.#count(route, exchange, res);
@@ -437,9 +436,6 @@ export class GatewayServer implements Gateway {
 
   async #forward(ctx: FilterContext, res: ServerResponse, exchange: Exchange): Promise<void> {
     const req = ctx.req;
-    // The client going away cancels the upstream call (the close listener in #handle).
-    const abort = new AbortController();
-    exchange.abort = abort;
     const length = req.headers['content-length'];
     const hasBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
     if (!hasBody) req.resume();
@@ -448,36 +444,34 @@ export class GatewayServer implements Gateway {
       await this.#refuseBody(ctx, res, exchange);
       return;
     }
-    const upstream = await this.#client(ctx.route.service).request({
+    // The dispatcher path: the answer's body goes from undici's handler straight to `res` (AnswerWriter),
+    // with no body stream and no AbortController per request; the client going away stops the call
+    // (the close listener in #handle).
+    const call = this.#client(ctx.route.service).forward({
       method: req.method ?? 'GET',
       path: ctx.upstreamPath,
       headers: ctx.upstreamHeaders,
       // Content-Length within the limit is enforced by Node's parser; a chunked body is counted.
       body: !hasBody ? null : max > 0 && length === undefined ? limitBody(req, max, () => (exchange.rejected = true)) : req,
-      signal: abort.signal,
       timeoutMs: ctx.route.timeoutMs,
       retries: ctx.route.retries,
       retryOnStatus: ctx.route.retryOnStatus,
     });
-    ctx.upstream = { endpoint: upstream.endpoint, statusCode: upstream.statusCode, attempts: upstream.attempts };
-    const body = upstream.body;
-    exchange.body = body;
+    exchange.call = call;
+    const answer = await call.response;
+    exchange.answer = answer;
+    ctx.upstream = { endpoint: answer.endpoint, statusCode: answer.statusCode, attempts: answer.attempts };
     if (res.destroyed) {
-      body.destroy(); // the client left while the instance answered
+      answer.abort(); // the client left while the instance answered
       return;
     }
     const post = this.#runPost(ctx);
     if (post) await post;
-    res.writeHead(upstream.statusCode, clientResponseHeaders(upstream.headers, ctx.responseHeaders));
-    // An event stream's client learns it is open now, not at the first event (Node sends headers with the first chunk).
-    if (upstream.headers['content-type']?.startsWith('text/event-stream') === true) res.flushHeaders();
-    // The instance breaking off its body cuts the client's response short, blamed on the instance.
-    // pipe(), not stream.pipeline(): the latter makes an AbortController and, on every finish, a DOMException.
-    body.once('error', () => {
-      if (!res.destroyed && !exchange.rejected) exchange.upstreamBroke = true;
-      res.destroy();
-    });
-    body.pipe(res);
+    if (res.destroyed) {
+      answer.abort();
+      return;
+    }
+    answer.pipe(new AnswerWriter(res, ctx, exchange));
   }
 
   /** Runs the post filters; returns a promise only when one of them is asynchronous. */
@@ -624,10 +618,64 @@ interface Exchange {
   upstreamBroke: boolean;
   /** The gateway refused it for a limit (429 rate limit, 413 body size): neither a client nor an upstream failure. */
   rejected: boolean;
-  /** Cancels the upstream call, once forwarding started. */
-  abort: AbortController | undefined;
-  /** The instance's response body, once it answered. */
-  body: Readable | undefined;
+  /** The upstream call, once forwarding started (stopped when the client leaves before the answer). */
+  call: ForwardedRequest | undefined;
+  /** The instance's answer, once it came (aborted when the client leaves during its body). */
+  answer: UpstreamAnswer | undefined;
+}
+
+/**
+ * Writes an instance's answer to the client's response as undici hands it
+ * over: the head once the post filters ran, each chunk with `res.write()`
+ * (pausing the instance's connection while `res` is full), `res.end()` at the
+ * end. In place of `body.pipe(res)`: no readable stream per answer.
+ */
+class AnswerWriter implements AnswerSink {
+  readonly #res: ServerResponse;
+  readonly #ctx: FilterContext;
+  readonly #exchange: Exchange;
+  #resume: (() => void) | undefined;
+  #waiting = false;
+
+  constructor(res: ServerResponse, ctx: FilterContext, exchange: Exchange) {
+    this.#res = res;
+    this.#ctx = ctx;
+    this.#exchange = exchange;
+  }
+
+  headers(statusCode: number, _rawHeaders: Buffer[], headers: IncomingHttpHeaders, resume: () => void): boolean {
+    const res = this.#res;
+    this.#resume = resume;
+    res.writeHead(statusCode, clientResponseHeaders(headers, this.#ctx.responseHeaders));
+    // An event stream's client learns it is open now, not at the first event (Node sends headers with the first chunk).
+    if (headers['content-type']?.startsWith('text/event-stream') === true) res.flushHeaders();
+    return true;
+  }
+
+  data(chunk: Buffer): boolean {
+    if (this.#res.write(chunk)) return true;
+    if (!this.#waiting) {
+      this.#waiting = true;
+      this.#res.once('drain', this.#drained);
+    }
+    return false;
+  }
+
+  readonly #drained = (): void => {
+    this.#waiting = false;
+    this.#resume?.();
+  };
+
+  end(): void {
+    this.#res.end();
+  }
+
+  /** The instance breaking off its body cuts the client's response short, blamed on the instance. */
+  error(): void {
+    const res = this.#res;
+    if (!res.destroyed && !this.#exchange.rejected) this.#exchange.upstreamBroke = true;
+    res.destroy();
+  }
 }
 
 function sumCounters(all: readonly RouteCounters[]): RouteCounters {

@@ -23,7 +23,6 @@ export interface UpstreamRequest {
   readonly headers: Record<string, string | string[]>;
   /** Request body stream, or null when there is none. */
   readonly body: Readable | null;
-  readonly signal: AbortSignal;
   /** Time limit of each try (to the response headers, then between body chunks), in ms. */
   readonly timeoutMs: number;
   /**
@@ -36,20 +35,50 @@ export interface UpstreamRequest {
   readonly retryOnStatus: readonly number[];
 }
 
-/** An instance's answer; `body` streams. */
-export interface UpstreamResponse {
+/**
+ * Where an answer's head and body go, as they come from the instance (no body
+ * stream in between): the gateway writes them straight to its client's response.
+ */
+export interface AnswerSink {
+  /** The head; returns false to pause the body until `resume` is called. */
+  headers(statusCode: number, rawHeaders: Buffer[], headers: IncomingHttpHeaders, resume: () => void): boolean;
+  /** A body chunk; returns false to pause the body until `resume` is called. */
+  data(chunk: Buffer): boolean;
+  end(): void;
+  /** The instance broke off its body (or the answer was aborted). */
+  error(error: Error): void;
+}
+
+/** An instance's answer: its head now, its body once {@link UpstreamAnswer.pipe} gives it somewhere to go. */
+export interface UpstreamAnswer {
   readonly statusCode: number;
   readonly headers: IncomingHttpHeaders;
-  readonly body: Readable;
   /** `address:port` of the endpoint that answered. */
   readonly endpoint: string;
   readonly attempts: number;
+  /** Sends the head and then the body to `sink`, with its back-pressure. */
+  pipe(sink: AnswerSink): void;
+  /** Drops the answer: its connection is closed, the sink (if any) gets `error`. */
+  abort(): void;
+}
+
+/** A forwarded request in progress. */
+export interface ForwardedRequest {
+  /** The kept answer (after retries on other instances); rejects with the client's typed error. */
+  readonly response: Promise<UpstreamAnswer>;
+  /** Stops the call before it answered (the client went away): `response` rejects. */
+  stop(): void;
 }
 
 /** A balancing client for one service. */
 export interface Upstream {
   readonly service: string;
-  request(request: UpstreamRequest): Promise<UpstreamResponse>;
+  /**
+   * Forwards a request through the balancing client's dispatcher path: each
+   * try is dispatched with a handler, and the kept answer's body goes to the
+   * caller's sink as undici reads it (no body stream, no AbortController).
+   */
+  forward(request: UpstreamRequest): ForwardedRequest;
   /**
    * `address:port` of the endpoints a raw connection (a WebSocket upgrade) may
    * go to now: ready ones (breaker closed, not ejected). Waits up to `waitMs`
@@ -114,23 +143,33 @@ class ServiceUpstream implements Upstream {
     return policy;
   }
 
-  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+  forward(req: UpstreamRequest): ForwardedRequest {
     const startedAt = performance.now();
-    const res = await this.#client.request({
+    const call = this.#client.forward({
       method: req.method,
       path: req.path,
       headers: req.headers,
       body: req.body,
-      signal: req.signal,
       policy: this.#policy(req),
     });
-    // One try: the time is this endpoint's own. After a retry it also holds the failed tries, so it is left out.
-    if (res.attempts === 1) {
-      let window = this.#latency.get(res.endpoint.label);
-      if (!window) this.#latency.set(res.endpoint.label, (window = new LatencyWindow()));
-      window.add(performance.now() - startedAt);
-    }
-    return { statusCode: res.statusCode, headers: res.headers, body: res.body, endpoint: res.endpoint.label, attempts: res.attempts };
+    const response = call.response.then((res): UpstreamAnswer => {
+      // One try: the time is this endpoint's own. After a retry it also holds the failed tries, so it is left out.
+      if (res.attempts === 1) {
+        let window = this.#latency.get(res.endpoint.label);
+        if (!window) this.#latency.set(res.endpoint.label, (window = new LatencyWindow()));
+        window.add(performance.now() - startedAt);
+      }
+      const answer = res.body;
+      return {
+        statusCode: res.statusCode,
+        headers: res.headers,
+        endpoint: res.endpoint.label,
+        attempts: res.attempts,
+        pipe: (sink) => answer.pipe(sink),
+        abort: () => answer.abort(),
+      };
+    });
+    return { response, stop: () => call.stop('caller') };
   }
 
   async connectable(waitMs: number): Promise<string[]> {
