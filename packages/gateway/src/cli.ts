@@ -32,6 +32,7 @@ Options:
 
 Signals: SIGTERM/SIGINT leave rotation, drain every worker, deregister and exit 0;
 SIGHUP restarts the workers one by one (a new one listens before an old one drains).
+TLS certificates (config "tls") are reloaded by every worker when their files change.
 
 Environment:
   REGISTRY           consul (default) or etcd
@@ -86,7 +87,8 @@ function setup(): { config: GatewayConfig; workers: number; gateway: GatewayServ
   try {
     const read = readConfig(process.argv.slice(2), process.env);
     if (!read) return undefined;
-    return { ...read, gateway: new GatewayServer(read.config) };
+    const log = (line: string): void => void process.stderr.write(`proxyless-gateway: ${cluster.isPrimary ? '' : `worker ${String(process.pid)}: `}${line}\n`);
+    return { ...read, gateway: new GatewayServer({ ...read.config, log }) };
   } catch (error) {
     if (error instanceof UsageError || isProxylessError(error, 'ERR_INVALID_OPTION')) fail((error as Error).message, 2);
     throw error;

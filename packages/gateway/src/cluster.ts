@@ -11,6 +11,7 @@ import { once } from 'node:events';
 import type { EndpointStatus, GatewayStatus, RouteCounters, UpstreamEvent } from './status-page.js';
 import type { GatewayServer, WorkerStatus } from './gateway.js';
 import { summarizeLatency } from './upstreams.js';
+import type { TlsStatus } from './tls.js';
 
 /** Messages between the primary and its workers. */
 type Message =
@@ -219,6 +220,14 @@ export function reportToPrimary(message: { type: 'ready'; url: string } | { type
   });
 }
 
+/** Every worker's certificate state as one: a worker whose reload was refused shows (each reloads on its own), counts summed. */
+function mergeTls(all: readonly (TlsStatus | undefined)[]): { tls?: TlsStatus } {
+  const present = all.filter((t): t is TlsStatus => t !== undefined);
+  const shown = present.find((t) => t.lastError !== null) ?? present.sort((a, b) => b.loadedAt - a.loadedAt)[0];
+  if (!shown) return {};
+  return { tls: { ...shown, reloads: present.reduce((a, t) => a + t.reloads, 0), failedReloads: present.reduce((a, t) => a + t.failedReloads, 0) } };
+}
+
 const breakerRank = { closed: 0, halfOpen: 1, open: 2 } as const;
 
 /** One document from every worker's: counters summed, latency windows merged, the worst breaker state shown. */
@@ -277,6 +286,7 @@ export function mergeStatuses(parts: readonly { pid: number; status: WorkerStatu
         open: gateways.reduce((a, g) => a + (g.upgrades?.open ?? 0), 0),
         failed: gateways.reduce((a, g) => a + (g.upgrades?.failed ?? 0), 0),
       },
+      ...mergeTls(gateways.map((g) => g.tls)),
     },
     workers: parts.map(({ pid, status }) => ({ pid, uptimeMs: status.status.gateway.uptimeMs, requests: status.status.gateway.requests, inFlight: status.status.gateway.inFlight })),
     routes: [...routes.values()],

@@ -5,6 +5,7 @@ import { checkKnownKeys, optionKeys } from '@proxyless/core/internal';
 import { defaultMaxBodyBytes } from './body-limit.js';
 import { checkTrustedProxies } from './trusted-proxies.js';
 import { checkRateLimit, type RateLimitConfig, type ResolvedRateLimit } from './rate-limit.js';
+import { checkTls, type TlsConfig } from './tls.js';
 
 /** Timeout and retry policy of a route. */
 export interface RoutePolicy {
@@ -94,6 +95,12 @@ export interface GatewayConfig {
    * dropped and replaced by the gateway's own. Default `[]`: trust nobody.
    */
   trustedProxies?: string[];
+  /**
+   * TLS termination: the port speaks TLS (HTTPS, and HTTP/2 by ALPN unless
+   * `tls.http2` is false) with this certificate, reloaded when its files
+   * change. Default: plain HTTP/1.1.
+   */
+  tls?: TlsConfig;
 }
 
 /** A route with every default applied. */
@@ -201,7 +208,7 @@ export function catalogRoute(service: string, config: GatewayConfig): ResolvedRo
 
 /** The config file's keys. @internal */
 export const configKeys = optionKeys<GatewayConfig>({
-  registry: true, consulAddress: true, etcdEndpoints: true, host: true, port: true, serviceName: true, routes: true, discovery: true, defaults: true, authTokens: true, trustedProxies: true,
+  registry: true, consulAddress: true, etcdEndpoints: true, host: true, port: true, serviceName: true, routes: true, discovery: true, defaults: true, authTokens: true, trustedProxies: true, tls: true,
 });
 
 /**
@@ -225,6 +232,7 @@ export function checkConfig(config: unknown, known: readonly string[] = configKe
     throw new InvalidOptionError('authTokens', '<not shown>', 'must be an array of strings');
   }
   checkTrustedProxies('trustedProxies', c.trustedProxies);
+  if (c.tls !== undefined) checkTls(c.tls);
 }
 
 /**

@@ -5,6 +5,9 @@
  * through pre/route/post filters, streaming bodies both ways.
  */
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse, type OutgoingHttpHeaders } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type ServerHttp2Session } from 'node:http2';
+import type { Socket } from 'node:net';
 import { once } from 'node:events';
 import { Server as NetServer, type AddressInfo, type BlockList } from 'node:net';
 import { ClosedError, InvalidOptionError, TimeoutError, isProxylessError, type CatalogWatch, type CatalogWatchOptions } from '@proxyless/core';
@@ -18,6 +21,7 @@ import { checkTrustedProxies } from './trusted-proxies.js';
 import { statusPageHtml, type GatewayStatus, type RouteCounters } from './status-page.js';
 import { Upstreams, type AnswerSink, type ForwardedRequest, type GatewayRegistry, type Upstream, type UpstreamAnswer } from './upstreams.js';
 import { UpgradeProxy, writeRawJson } from './upgrade.js';
+import { CertificateReloader } from './tls.js';
 import type { Duplex } from 'node:stream';
 
 /** Options of {@link createGateway}: the config file's keys plus code-level hooks. */
@@ -28,9 +32,18 @@ export interface GatewayOptions extends GatewayConfig {
   authorize?: AuthorizeHook;
   /** Consul catalog watch tuning (core's `watchServices()`; default one poll per second at most). etcd pushes changes. */
   catalog?: CatalogWatchOptions;
+  /** Where the gateway's operational lines go (a TLS certificate reloaded or refused). Default: standard error, prefixed `gateway: `. */
+  log?: (line: string) => void;
 }
 
-const optionKeys: readonly string[] = [...configKeys, 'filters', 'authorize', 'catalog'];
+const optionKeys: readonly string[] = [...configKeys, 'filters', 'authorize', 'catalog', 'log'];
+
+/**
+ * The gateway's listening server: `node:http`'s without `tls`; with `tls`,
+ * `node:http2`'s secure server (HTTP/2 and HTTP/1.1 by ALPN), or `node:https`'s
+ * with `tls.http2: false`.
+ */
+export type GatewayHttpServer = Server | HttpsServer | Http2SecureServer;
 
 /** Options of {@link Gateway.close}. */
 export interface CloseOptions {
@@ -45,11 +58,11 @@ export interface CloseOptions {
 export interface Gateway extends AsyncDisposable {
   /** The gateway's own service name (`serviceName`, default `gateway`). */
   readonly name: string;
-  /** The `node:http` server (listening once {@link Gateway.listen} resolved). */
-  readonly server: Server;
+  /** The listening server (once {@link Gateway.listen} resolved): `node:http`'s, or with `tls` a TLS one (see {@link GatewayHttpServer}). */
+  readonly server: GatewayHttpServer;
   /** The registry's list of services, once listening with discovery on. */
   readonly catalog: CatalogWatch | undefined;
-  /** `http://host:port`; throws before {@link Gateway.listen} resolved. */
+  /** `http://host:port` (`https://` with `tls`); throws before {@link Gateway.listen} resolved. */
   readonly url: string;
   /** Where the registry is, for logs (`Consul at http://127.0.0.1:8500`, `etcd at …`). Empty before listening. */
   readonly registryLabel: string;
@@ -72,6 +85,13 @@ export interface Gateway extends AsyncDisposable {
   destroy(): Promise<void>;
   /** The document behind `/_proxyless/status.json`. */
   status(): GatewayStatus;
+  /**
+   * Reads the `tls` files again now (they are also re-read when they change)
+   * and serves them to new connections; established ones keep theirs. False
+   * when they cannot be used: the served certificate stays, and
+   * `status().gateway.tls.lastError` says why. Throws without `tls`.
+   */
+  reloadCertificate(): boolean;
   /** Registrar options that register the gateway in its own registry, on its connection (after {@link Gateway.listen}). */
   registration(): Pick<RegistrarOptions, 'registry'>;
 }
@@ -137,7 +157,7 @@ export interface WorkerStatus {
 export class GatewayServer implements Gateway {
   /** Where `status.json` comes from when set (the primary's merge of every worker); else this process's {@link GatewayServer.status}. */
   statusSource: (() => Promise<GatewayStatus>) | undefined;
-  readonly server: Server;
+  readonly server: GatewayHttpServer;
   #upstreams: Upstreams | undefined;
   readonly #registry: GatewayRegistry;
   /** The service-list watch (`watchServices()` of the registry's resolver), once listening with discovery on. */
@@ -165,6 +185,11 @@ export class GatewayServer implements Gateway {
   #closing: Promise<void> | undefined;
   /** WebSocket (and other protocol upgrade) tunnels. */
   readonly #upgrades = new UpgradeProxy();
+  /** With `tls`: keeps the served certificate in step with its files. */
+  readonly #certificates: CertificateReloader | undefined;
+  /** With `tls`: open HTTP/2 sessions (a drain sends each a GOAWAY) and every TLS connection (closed at the end of a drain). */
+  readonly #sessions = new Set<ServerHttp2Session>();
+  readonly #tlsSockets = new Set<Socket>();
 
   constructor(options: GatewayOptions) {
     checkConfig(options, optionKeys);
@@ -184,10 +209,44 @@ export class GatewayServer implements Gateway {
     const registry = options.registry ?? 'consul';
     if (registry !== 'consul' && registry !== 'etcd') throw new InvalidOptionError('registry', registry, 'must be "consul" or "etcd"');
     this.#registry = gatewayRegistry(options);
-    this.server = createServer((req, res) => void this.#handle(req, res));
-    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.#upgrade(req, socket, head));
+    const log = options.log ?? ((line: string) => void process.stderr.write(`gateway: ${line}\n`));
+    this.#certificates = options.tls ? new CertificateReloader(options.tls, log) : undefined;
+    this.server = this.#createServer();
+  }
+
+  /** The listening server for the config: plain HTTP/1.1, or TLS with HTTP/2 and HTTP/1.1 by ALPN (or HTTP/1.1 only). */
+  #createServer(): GatewayHttpServer {
+    const handle = (req: IncomingMessage, res: ServerResponse): void => void this.#handle(req, res);
+    const certificates = this.#certificates;
+    let server: GatewayHttpServer;
+    if (!certificates) server = createServer(handle);
+    else if (this.#config.tls?.http2 === false) server = createHttpsServer(certificates.serverOptions(), handle);
+    else {
+      // The compatibility API gives HTTP/2 requests the shape of node:http's (url, method, headers, writeHead,
+      // pipe), which is all the request path uses; HTTP/1.1 clients on the same port get node:http itself.
+      const h2 = createSecureServer({ ...certificates.serverOptions(), allowHTTP1: true }, handle as unknown as Parameters<typeof createSecureServer>[1]);
+      h2.on('session', (session: ServerHttp2Session) => {
+        this.#sessions.add(session);
+        session.once('close', () => this.#sessions.delete(session));
+        if (this.#closing) session.close(); // accepted just before the drain began
+      });
+      server = h2;
+    }
+    if (certificates) {
+      server.on('secureConnection', (socket: Socket) => {
+        this.#tlsSockets.add(socket);
+        socket.once('close', () => this.#tlsSockets.delete(socket));
+      });
+    }
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => void this.#upgrade(req, socket, head));
     // Node's default (5 s) is shorter than many clients' idle timeouts; avoid racing them.
-    this.server.keepAliveTimeout = 65_000;
+    if ('keepAliveTimeout' in server) server.keepAliveTimeout = 65_000;
+    return server;
+  }
+
+  reloadCertificate(): boolean {
+    if (!this.#certificates) throw new InvalidOptionError('tls', undefined, 'is not set: reloadCertificate() needs a gateway created with tls');
+    return this.#certificates.reload();
   }
 
   async listen(): Promise<string> {
@@ -213,6 +272,8 @@ export class GatewayServer implements Gateway {
     }
     this.server.listen(this.#config.port ?? 8080, this.#config.host ?? '127.0.0.1');
     await once(this.server, 'listening');
+    // Watched from here on (not in the constructor: the CLI's primary makes a gateway it never listens with).
+    this.#certificates?.attach(this.server as HttpsServer);
     return this.url;
   }
 
@@ -220,7 +281,7 @@ export class GatewayServer implements Gateway {
     const address = this.server.address() as AddressInfo | null;
     if (!address) throw new Error('gateway: not listening yet (await listen() first)');
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    return `http://${host}:${address.port}`;
+    return `${this.#certificates ? 'https' : 'http'}://${host}:${address.port}`;
   }
 
   get inFlight(): number {
@@ -437,7 +498,7 @@ export class GatewayServer implements Gateway {
   async #forward(ctx: FilterContext, res: ServerResponse, exchange: Exchange): Promise<void> {
     const req = ctx.req;
     const length = req.headers['content-length'];
-    const hasBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+    const hasBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0') || h2HasBody(req);
     if (!hasBody) req.resume();
     const max = ctx.route.maxBodyBytes;
     if (hasBody && max > 0 && declaresTooLarge(req, max)) {
@@ -552,6 +613,7 @@ export class GatewayServer implements Gateway {
         // The registry reset (wiped, restarted): services it forgot still route, for the reset grace.
         catalogStale: this.catalog?.stale ?? false,
         upgrades: this.#upgrades.counters(),
+        ...(this.#certificates ? { tls: this.#certificates.status() } : {}),
       },
       routes: [...this.#routeCounters.values()].map((c) => ({ ...c })),
       events: this.#upstreams?.events.slice(0, 20) ?? [],
@@ -587,11 +649,14 @@ export class GatewayServer implements Gateway {
     // only sockets that stayed idle through it are closed (what any keep-alive timeout does).
     // http's close() would close the idle ones at once (Node >= 19): net's stops accepting only.
     if (this.server.listening) NetServer.prototype.close.call(this.server);
+    this.#certificates?.close();
+    // HTTP/2: a GOAWAY now; the client sends its next requests on a new connection (another worker's), the streams in flight finish.
+    for (const session of this.#sessions) session.close();
     // Upgraded sockets are not the http server's any more: they get their 1001 now, and the server's close waits for them.
     const tunnelsClosed = this.#upgrades.drain(graceMs);
     const lastCallMs = Math.min(graceMs, lastCallMaxMs);
     if (lastCallMs > 0) await new Promise((resolve) => setTimeout(resolve, lastCallMs).unref());
-    this.server.closeIdleConnections();
+    if ('closeIdleConnections' in this.server) this.server.closeIdleConnections();
     if (this.#inFlight > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, graceMs);
@@ -602,7 +667,10 @@ export class GatewayServer implements Gateway {
         };
       });
     }
-    this.server.closeAllConnections();
+    if ('closeAllConnections' in this.server) this.server.closeAllConnections();
+    // The http2 server has no closeAllConnections(): its sessions and HTTP/1.1 sockets are closed here.
+    for (const session of this.#sessions) session.destroy();
+    for (const socket of this.#tlsSockets) socket.destroy();
     await tunnelsClosed;
     await closed;
     await this.catalog?.close();
@@ -676,6 +744,11 @@ class AnswerWriter implements AnswerSink {
     if (!res.destroyed && !this.#exchange.rejected) this.#exchange.upstreamBroke = true;
     res.destroy();
   }
+}
+
+/** An HTTP/2 request may carry a body with neither Content-Length nor Transfer-Encoding: it has one unless its HEADERS frame ended the stream. */
+function h2HasBody(req: IncomingMessage): boolean {
+  return req.httpVersionMajor === 2 && !(req as unknown as Http2ServerRequest).stream.endAfterHeaders;
 }
 
 function sumCounters(all: readonly RouteCounters[]): RouteCounters {

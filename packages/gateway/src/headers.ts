@@ -40,7 +40,8 @@ export function withoutHopByHop(headers: IncomingHttpHeaders, alsoDrop: Readonly
   const named = connection ? connection.split(',').map((token) => token.trim().toLowerCase()) : undefined;
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || hopByHop.has(name) || name.startsWith('proxy-') || alsoDrop.has(name) || named?.includes(name)) continue;
+    // HTTP/2 pseudo-headers (`:path`, `:authority`…) describe the client's stream, not the request to forward.
+    if (value === undefined || name.charCodeAt(0) === 58 /* : */ || hopByHop.has(name) || name.startsWith('proxy-') || alsoDrop.has(name) || named?.includes(name)) continue;
     out[name] = value;
   }
   return out;
@@ -85,7 +86,8 @@ export function upstreamRequestHeaders(req: IncomingMessage, prefix: string | un
   }
   const encrypted = (req.socket as Partial<TLSSocket>).encrypted === true;
   headers['x-forwarded-proto'] = (trusted ? firstValue(given['x-forwarded-proto']) : undefined) ?? (encrypted ? 'https' : 'http');
-  const host = (trusted ? firstValue(given['x-forwarded-host']) : undefined) ?? given.host;
+  // HTTP/2 says the host in `:authority` (RFC 9113 §8.3.1) and usually sends no Host.
+  const host = (trusted ? firstValue(given['x-forwarded-host']) : undefined) ?? given.host ?? (given[':authority'] as string | undefined);
   if (host) headers['x-forwarded-host'] = host;
   if (prefix) {
     // Behind a trusted proxy that stripped a prefix of its own, the instance's public prefix is both.

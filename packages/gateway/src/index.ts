@@ -15,7 +15,8 @@
  * @packageDocumentation
  */
 export { createGateway } from './gateway.js';
-export type { CloseOptions, Gateway, GatewayOptions } from './gateway.js';
+export type { CloseOptions, Gateway, GatewayHttpServer, GatewayOptions } from './gateway.js';
+export type { TlsConfig, TlsStatus } from './tls.js';
 export { loadConfigFile } from './config.js';
 export type { GatewayConfig, ResolvedRoute, RouteConfig, RoutePolicy } from './config.js';
 export type { RateLimitConfig, ResolvedRateLimit } from './rate-limit.js';

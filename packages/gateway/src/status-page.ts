@@ -3,6 +3,8 @@
  * service, one row per endpoint. Self-contained (no CDN): the page fetches
  * `status.json` every second and re-renders with `textContent` only.
  */
+import type { TlsStatus } from './tls.js';
+
 /** Upgrade counters on the status page. */
 export interface UpgradeCounters {
   /** Upgrade requests received on routed paths. */
@@ -137,6 +139,8 @@ export interface GatewayStatus {
     readonly catalogStale: boolean;
     /** Protocol upgrades (WebSocket): requests, tunnels opened, open now, failed. Absent from older workers. */
     readonly upgrades?: UpgradeCounters;
+    /** With `tls`: the certificate served and its reloads (across workers: a refused reload shows, counts are summed). */
+    readonly tls?: TlsStatus;
   };
   /** Latest endpoint events (added, removed, breaker, ejection), newest first. */
   readonly events: readonly UpstreamEvent[];

@@ -1,0 +1,375 @@
+/**
+ * @proxyless/gateway over TLS: termination with certificate reload, HTTP/2
+ * downstream by ALPN (and HTTP/1.1 on the same port), GOAWAY on drain.
+ * Real Consul agent, real backend, real sockets, certificates made by openssl
+ * at test time; the bin as a child process with two workers.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { connect as h2connect, type ClientHttp2Session, type IncomingHttpHeaders as H2Headers } from 'node:http2';
+import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
+import { execFile, spawn } from 'node:child_process';
+import { copyFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startConsulAgent, type ConsulAgent } from './support/consul.js';
+import { createTestCa, type IssuedCertificate, type TestCa } from './support/certificates.js';
+import { trackChild } from './support/processes.js';
+import { createGateway, type Gateway, type GatewayStatus } from '@proxyless/gateway';
+import { isProxylessError } from '@proxyless/core';
+
+async function eventually<T>(what: string, check: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
+    await sleep(50);
+  }
+}
+
+/** The certificate a new TLS connection to `url` is shown (and the protocol ALPN chose). */
+async function peerCertificate(url: string, ca: Buffer, alpn: string[] = ['h2', 'http/1.1']): Promise<{ fingerprint256: string; alpn: string | false }> {
+  const { hostname, port } = new URL(url);
+  const socket = tlsConnect({ host: hostname, port: Number(port), ca, ALPNProtocols: alpn, servername: 'localhost' });
+  socket.setTimeout(10_000, () => socket.destroy(new Error('TLS handshake timed out')));
+  try {
+    await once(socket, 'secureConnect');
+    const cert: PeerCertificate = socket.getPeerCertificate();
+    return { fingerprint256: cert.fingerprint256, alpn: socket.alpnProtocol ?? false };
+  } finally {
+    socket.destroy();
+  }
+}
+
+/** One HTTP/2 request on `session`; the body collected. */
+function h2request(session: ClientHttp2Session, headers: Record<string, string>, body?: Buffer): Promise<{ headers: H2Headers; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request(headers, { endStream: body === undefined });
+    stream.setTimeout(20_000, () => stream.close());
+    let responseHeaders: H2Headers = {};
+    const chunks: Buffer[] = [];
+    stream.once('response', (h) => (responseHeaders = h));
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.once('end', () => resolve({ headers: responseHeaders, body: Buffer.concat(chunks) }));
+    stream.once('error', reject);
+    stream.once('close', () => {
+      if (stream.rstCode !== 0) reject(new Error(`stream reset (code ${stream.rstCode})`));
+    });
+    if (body !== undefined) stream.end(body);
+  });
+}
+
+function h1request(url: string, ca: Buffer, options: { method?: string; body?: Buffer; agent?: false } = {}): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer; alpn: string | false }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { method: options.method ?? 'GET', ca, servername: 'localhost', agent: false, ALPNProtocols: ['http/1.1'], signal: AbortSignal.timeout(20_000) } as never, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), alpn: (res.socket as unknown as { alpnProtocol: string | false }).alpnProtocol }));
+      res.once('error', reject);
+    });
+    req.once('error', reject);
+    req.end(options.body);
+  });
+}
+
+async function statusOf(url: string, ca: Buffer): Promise<GatewayStatus> {
+  const res = await h1request(`${url}/_proxyless/status.json`, ca);
+  return JSON.parse(res.body.toString()) as GatewayStatus;
+}
+
+/** Replaces the gateway's certificate files with `next`'s (the key first: a reload in between is refused and retried). */
+function install(next: IssuedCertificate, files: { certFile: string; keyFile: string }): void {
+  copyFileSync(next.keyFile, files.keyFile);
+  copyFileSync(next.certFile, files.certFile);
+}
+
+describe('@proxyless/gateway TLS and HTTP/2 (real Consul, real backend, openssl certificates)', function () {
+  this.timeout(120_000);
+  let agent: ConsulAgent;
+  let backend: Server;
+  let ca: TestCa;
+  let first: IssuedCertificate;
+  let second: IssuedCertificate;
+  let third: IssuedCertificate;
+  /** The files the gateway is configured with (overwritten to reload). */
+  let files: { certFile: string; keyFile: string };
+
+  before(async () => {
+    ca = createTestCa();
+    first = ca.issue('first');
+    second = ca.issue('second');
+    third = ca.issue('third');
+    files = { certFile: join(ca.dir, 'gateway.pem'), keyFile: join(ca.dir, 'gateway.key') };
+    agent = await startConsulAgent();
+    // Echoes what it was sent; /slow/<ms> answers after that long.
+    backend = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.once('end', () => {
+        const body = Buffer.concat(chunks);
+        const delay = /^\/slow\/(\d+)/.exec(req.url ?? '')?.[1];
+        const answer = (): void => {
+          // A chunked answer on a kept-alive connection: Connection, Keep-Alive and Transfer-Encoding all come back.
+          res.writeHead(201, { 'content-type': 'application/json', 'x-backend': 'yes', connection: 'keep-alive', 'keep-alive': 'timeout=5' });
+          res.write(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, bodySha256: createHash('sha256').update(body).digest('hex'), bodyLength: body.length }));
+          res.end();
+        };
+        if (delay) setTimeout(answer, Number(delay));
+        else answer();
+      });
+    });
+    backend.listen(0, '127.0.0.1');
+    await once(backend, 'listening');
+    const reg = await fetch(`${agent.httpUrl}/v1/agent/service/register`, {
+      method: 'PUT',
+      body: JSON.stringify({ Name: 'echo', ID: 'echo-1', Address: '127.0.0.1', Port: (backend.address() as AddressInfo).port }),
+    });
+    assert.equal(reg.status, 200, await reg.text());
+  });
+
+  after(async () => {
+    backend?.close();
+    backend?.closeAllConnections();
+    await agent?.stop();
+    ca?.remove();
+  });
+
+  function gatewayWith(tls: Record<string, unknown>, log?: (line: string) => void): Gateway {
+    return createGateway({
+      consulAddress: agent.httpAddr,
+      port: 0,
+      discovery: { enabled: false },
+      routes: [{ path: '/api/**', service: 'echo', retries: 0 }],
+      tls: { ...files, reloadIntervalMs: 100, ...tls },
+      ...(log ? { log } : {}),
+    });
+  }
+
+  it('refuses a bad tls config with an InvalidOptionError naming the key and the fix', () => {
+    install(first, files);
+    const refused = (tls: unknown, option: string, words: RegExp): void => {
+      assert.throws(() => createGateway({ consulAddress: agent.httpAddr, tls: tls as never }), (error: Error) => {
+        assert.ok(isProxylessError(error, 'ERR_INVALID_OPTION'), error.message);
+        assert.equal((error as unknown as { option: string }).option, option, error.message);
+        assert.match(error.message, words);
+        return true;
+      });
+    };
+    refused({ certFile: files.certFile }, 'tls.keyFile', /path of a PEM file/);
+    refused({ ...files, certfile: 'x' }, 'tls.certfile', /did you mean "certFile"/);
+    refused({ ...files, minVersion: 'TLSv1.1' }, 'tls.minVersion', /TLSv1\.2/);
+    refused({ ...files, reloadIntervalMs: -1 }, 'tls.reloadIntervalMs', /integer/);
+    refused({ ...files, certFile: join(ca.dir, 'missing.pem') }, 'tls.certFile', /cannot be read \(ENOENT\)/);
+    refused({ certFile: files.certFile, keyFile: second.keyFile }, 'tls.keyFile', /private key of that certificate/);
+    refused({ certFile: ca.issue('junk').keyFile, keyFile: files.keyFile }, 'tls.certFile', /does not hold a PEM certificate/);
+  });
+
+  it('terminates TLS and reloads the certificate when its files change: new connections get the new one, an open connection keeps working, a bad one keeps the old', async () => {
+    install(first, files);
+    const lines: string[] = [];
+    const gateway = gatewayWith({}, (line) => lines.push(line));
+    try {
+      const url = await gateway.listen();
+      assert.match(url, /^https:\/\//);
+      assert.equal((await peerCertificate(url, ca.ca)).fingerprint256, first.fingerprint256);
+      const session = h2connect(url, { ca: ca.ca, servername: 'localhost' });
+      session.on('error', () => undefined);
+      try {
+        assert.equal((await h2request(session, { ':path': '/api/one' })).headers[':status'], 201);
+        const before = (session.socket as unknown as { getPeerCertificate(): PeerCertificate }).getPeerCertificate().fingerprint256;
+        assert.equal(before, first.fingerprint256);
+
+        install(second, files);
+        await eventually('new connections to see the second certificate', async () => (await peerCertificate(url, ca.ca)).fingerprint256 === second.fingerprint256);
+        // The session opened before the reload still works, on its first certificate.
+        const again = await h2request(session, { ':path': '/api/two' });
+        assert.equal(again.headers[':status'], 201);
+        assert.equal(JSON.parse(again.body.toString()).url, '/two');
+        assert.equal((session.socket as unknown as { getPeerCertificate(): PeerCertificate }).getPeerCertificate().fingerprint256, first.fingerprint256);
+        let tls = (await statusOf(url, ca.ca)).gateway.tls;
+        assert.equal(tls?.fingerprint256, second.fingerprint256);
+        assert.equal(tls?.subject, 'CN=second');
+        assert.equal(tls?.reloads, 1);
+        assert.ok(lines.some((l) => l.startsWith('TLS certificate reloaded: CN=second')), lines.join('\n'));
+
+        // A key that is not the certificate's, then a file that is not PEM: both refused, the second certificate stays.
+        copyFileSync(third.certFile, files.certFile);
+        await eventually('the mismatched key to be refused', async () => (await statusOf(url, ca.ca)).gateway.tls?.lastError?.includes('tls.keyFile'));
+        writeFileSync(files.certFile, 'not a certificate\n');
+        await eventually('the broken certificate to be refused', async () => (await statusOf(url, ca.ca)).gateway.tls?.lastError?.includes('does not hold a PEM certificate'));
+        assert.equal((await peerCertificate(url, ca.ca)).fingerprint256, second.fingerprint256);
+        tls = (await statusOf(url, ca.ca)).gateway.tls;
+        assert.equal(tls?.fingerprint256, second.fingerprint256);
+        assert.ok((tls?.failedReloads ?? 0) >= 2, JSON.stringify(tls));
+        assert.equal(gateway.reloadCertificate(), false);
+        assert.ok(lines.some((l) => l.startsWith('TLS reload refused, still serving')), lines.join('\n'));
+        assert.equal((await h2request(session, { ':path': '/api/three' })).headers[':status'], 201);
+
+        // Fixed: the next change is served, and the error is cleared.
+        install(third, files);
+        await eventually('the third certificate', async () => (await peerCertificate(url, ca.ca)).fingerprint256 === third.fingerprint256);
+        assert.equal((await statusOf(url, ca.ca)).gateway.tls?.lastError, null);
+      } finally {
+        session.close();
+      }
+    } finally {
+      await gateway.close({ graceMs: 500 });
+    }
+  });
+
+  it('asks for client certificates signed by tls.caFile (mutual TLS)', async () => {
+    install(first, files);
+    const gateway = gatewayWith({ caFile: ca.caFile });
+    try {
+      const url = await gateway.listen();
+      const client = ca.issue('client');
+      const { port } = new URL(url);
+      const handshake = (options: object): Promise<string> => new Promise((resolve) => {
+        const socket = tlsConnect({ host: '127.0.0.1', port: Number(port), ca: ca.ca, servername: 'localhost', ALPNProtocols: ['http/1.1'], ...options });
+        socket.once('secureConnect', () => socket.write('GET /_proxyless/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'));
+        let text = '';
+        socket.on('data', (c: Buffer) => (text += c.toString()));
+        socket.once('close', () => resolve(text));
+        socket.once('error', (error) => resolve(`error: ${error.message}`));
+      });
+      assert.match(await handshake({ cert: client.cert, key: client.key }), /^HTTP\/1\.1 200/);
+      assert.doesNotMatch(await handshake({}), /^HTTP\/1\.1 200/);
+    } finally {
+      await gateway.close({ graceMs: 500 });
+    }
+  });
+
+  it('speaks HTTP/2 by ALPN: status, headers and bodies intact, 100 sequential and 100 concurrent streams on one session; HTTP/1.1 on the same port', async () => {
+    install(first, files);
+    const gateway = gatewayWith({});
+    try {
+      const url = await gateway.listen();
+      assert.equal((await peerCertificate(url, ca.ca)).alpn, 'h2');
+      const session = h2connect(url, { ca: ca.ca, servername: 'localhost' });
+      session.on('error', () => undefined);
+      let sessions = 0;
+      session.socket.on('close', () => sessions++);
+      try {
+        const body = Buffer.alloc(300_000, 'x');
+        const post = await h2request(session, { ':method': 'POST', ':path': '/api/things?id=7', ':authority': 'gw.example:8443', 'content-type': 'text/plain', 'x-client': 'h2' }, body);
+        assert.equal(post.headers[':status'], 201);
+        assert.equal(post.headers['x-backend'], 'yes');
+        assert.equal(post.headers['content-type'], 'application/json');
+        // Connection-specific headers are never sent on HTTP/2 (RFC 9113 §8.2.2).
+        for (const name of ['connection', 'keep-alive', 'transfer-encoding']) assert.equal(post.headers[name], undefined, name);
+        const seen = JSON.parse(post.body.toString()) as { method: string; url: string; headers: Record<string, string>; bodySha256: string; bodyLength: number };
+        assert.equal(seen.method, 'POST');
+        assert.equal(seen.url, '/things?id=7');
+        assert.equal(seen.bodyLength, body.length);
+        assert.equal(seen.bodySha256, createHash('sha256').update(body).digest('hex'));
+        assert.equal(seen.headers['x-client'], 'h2');
+        assert.equal(seen.headers['x-forwarded-proto'], 'https');
+        assert.equal(seen.headers['x-forwarded-host'], 'gw.example:8443', ':authority becomes X-Forwarded-Host');
+        assert.ok(!Object.keys(seen.headers).some((h) => h.startsWith(':')), `no pseudo-header upstream: ${Object.keys(seen.headers).join(', ')}`);
+
+        for (let i = 0; i < 100; i++) {
+          const r = await h2request(session, { ':path': `/api/seq/${i}` });
+          assert.equal(r.headers[':status'], 201);
+          assert.equal(JSON.parse(r.body.toString()).url, `/seq/${i}`);
+        }
+        const all = await Promise.all(Array.from({ length: 100 }, (_, i) => h2request(session, { ':method': 'POST', ':path': `/api/par/${i}` }, Buffer.from(`body ${i}`))));
+        all.forEach((r, i) => {
+          assert.equal(r.headers[':status'], 201);
+          const echo = JSON.parse(r.body.toString()) as { url: string; bodyLength: number };
+          assert.equal(echo.url, `/par/${i}`);
+          assert.equal(echo.bodyLength, `body ${i}`.length);
+        });
+        assert.equal(sessions, 0, 'all on the one session');
+
+        // HTTP/1.1 on the same port.
+        const h1 = await h1request(`${url}/api/h1?x=1`, ca.ca, { method: 'POST', body: Buffer.from('hello') });
+        assert.equal(h1.alpn, 'http/1.1');
+        assert.equal(h1.status, 201);
+        assert.equal(JSON.parse(h1.body.toString()).url, '/h1?x=1');
+        assert.equal(JSON.parse(h1.body.toString()).bodyLength, 5);
+
+        // A real HTTP/2 client other than Node's: curl (built with nghttp2).
+        const curl = await new Promise<string>((resolve, reject) => {
+          execFile('curl', ['-sS', '--http2', '--cacert', ca.caFile, '--resolve', `localhost:${new URL(url).port}:127.0.0.1`, '-w', '\n%{http_version} %{http_code}', '-d', 'from curl', `https://localhost:${new URL(url).port}/api/curl`], { timeout: 20_000 }, (error, stdout, stderr) => (error ? reject(new Error(`${error.message} ${stderr}`)) : resolve(stdout)));
+        });
+        const [json, last] = curl.split('\n');
+        assert.equal(last, '2 201');
+        assert.equal(JSON.parse(json ?? '').bodyLength, 'from curl'.length);
+        assert.equal(JSON.parse(json ?? '').headers['x-forwarded-host'], `localhost:${new URL(url).port}`);
+      } finally {
+        session.close();
+      }
+    } finally {
+      await gateway.close({ graceMs: 500 });
+    }
+  });
+
+  it('sends HTTP/2 sessions a GOAWAY when it drains, and their streams in flight finish', async () => {
+    install(first, files);
+    const gateway = gatewayWith({});
+    const url = await gateway.listen();
+    const session = h2connect(url, { ca: ca.ca, servername: 'localhost' });
+    session.on('error', () => undefined);
+    let goawayAt = 0;
+    session.once('goaway', () => (goawayAt = Date.now()));
+    try {
+      assert.equal((await h2request(session, { ':path': '/api/warm' })).headers[':status'], 201);
+      const inFlight = Array.from({ length: 8 }, (_, i) => h2request(session, { ':path': `/api/slow/1500?i=${i}` }));
+      await eventually('the streams to reach the backend', () => gateway.inFlight === 8);
+      const closed = gateway.close({ graceMs: 10_000 });
+      const answers = await Promise.all(inFlight);
+      const finishedAt = Date.now();
+      assert.ok(goawayAt > 0, 'a GOAWAY arrived');
+      assert.ok(goawayAt < finishedAt, 'the GOAWAY came while the streams were in flight');
+      answers.forEach((a, i) => {
+        assert.equal(a.headers[':status'], 201);
+        assert.equal(JSON.parse(a.body.toString()).url, `/slow/1500?i=${i}`);
+      });
+      await closed;
+    } finally {
+      session.destroy();
+      await gateway.close({ graceMs: 0 });
+    }
+  });
+
+  it('with --workers 2, every worker reloads the certificate when its files change (the bin, a child process)', async () => {
+    install(first, files);
+    const config = join(ca.dir, 'gateway.json');
+    writeFileSync(config, JSON.stringify({ discovery: { enabled: false }, routes: [{ path: '/api/**', service: 'echo' }], tls: { ...files, reloadIntervalMs: 100 } }));
+    const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', 'packages/gateway/src/cli.ts', '--config', config, '--workers', '2'], {
+      env: { ...process.env, CONSUL_HTTP_ADDR: agent.httpAddr, PORT: '0', GATEWAY_HOST: '127.0.0.1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    trackChild(child);
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    const exited = once(child, 'exit');
+    try {
+      const url = await eventually('the gateway to listen', () => /listening on (https:\/\/\S+)/.exec(output)?.[1], 30_000);
+      assert.equal((await peerCertificate(url, ca.ca)).fingerprint256, first.fingerprint256);
+      install(second, files);
+      // Both workers reloaded: the merged status counts two reloads, and every new connection (spread over both) sees the new one.
+      await eventually('both workers to reload', async () => (await statusOf(url, ca.ca)).gateway.tls?.reloads === 2, 20_000);
+      for (let i = 0; i < 6; i++) assert.equal((await peerCertificate(url, ca.ca)).fingerprint256, second.fingerprint256, `connection ${i}`);
+      assert.equal((output.match(/TLS certificate reloaded: CN=second/g) ?? []).length, 2, output);
+      const r = await h1request(`${url}/api/w`, ca.ca);
+      assert.equal(r.status, 201);
+      child.kill('SIGTERM');
+      const [code] = (await exited) as [number | null];
+      assert.equal(code, 0, output);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
