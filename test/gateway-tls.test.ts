@@ -360,7 +360,7 @@ describe('@proxyless/gateway TLS and HTTP/2 (real Consul, real backend, openssl 
       assert.equal((await peerCertificate(url, ca.ca)).fingerprint256, first.fingerprint256);
       install(second, files);
       // Both workers reloaded: the merged status counts two reloads, and every new connection (spread over both) sees the new one.
-      await eventually('both workers to reload', async () => (await statusOf(url, ca.ca)).gateway.tls?.reloads === 2, 20_000);
+      await eventually('both workers to reload', async () => (await statusOf(url, ca.ca)).gateway.tls?.reloads === 2, 40_000);
       for (let i = 0; i < 6; i++) assert.equal((await peerCertificate(url, ca.ca)).fingerprint256, second.fingerprint256, `connection ${i}`);
       assert.equal((output.match(/TLS certificate reloaded: CN=second/g) ?? []).length, 2, output);
       const r = await h1request(`${url}/api/w`, ca.ca);
