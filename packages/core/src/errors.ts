@@ -95,8 +95,12 @@ export class InvalidOptionError extends ProxylessError {
   /** The rejected value. */
   readonly value: unknown;
 
-  constructor(option: string, value: unknown, expectation: string, code: ProxylessErrorCode = 'ERR_INVALID_OPTION') {
-    super(code, `Invalid option "${option}": ${describeValue(value)} ${expectation}`);
+  /**
+   * @param message - the whole message instead of `Invalid option "<option>": <value> <expectation>`,
+   *   for a value the caller did not pass as an option (e.g. a URL's host), where those words would mislead.
+   */
+  constructor(option: string, value: unknown, expectation: string, code: ProxylessErrorCode = 'ERR_INVALID_OPTION', message?: string) {
+    super(code, message ?? `Invalid option "${option}": ${describeValue(value)} ${expectation}`);
     this.option = option;
     this.value = value;
   }
@@ -110,8 +114,9 @@ export class InvalidServiceNameError extends InvalidOptionError {
     return 'InvalidServiceNameError';
   }
 
-  constructor(option: string, value: unknown, expectation: string) {
-    super(option, value, expectation, 'ERR_INVALID_SERVICE_NAME');
+  /** @param message - the whole message, as for {@link InvalidOptionError}. */
+  constructor(option: string, value: unknown, expectation: string, message?: string) {
+    super(option, value, expectation, 'ERR_INVALID_SERVICE_NAME', message);
   }
 }
 

@@ -5,8 +5,8 @@ import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
 import { Agent, fetch as undiciFetch, request } from 'undici';
-import { InvalidServiceNameError, StaticResolver } from '@proxyless/core';
-import { createDispatcher, type ServiceDispatcher } from '@proxyless/http-client';
+import { InvalidServiceNameError, StaticResolver, isProxylessError } from '@proxyless/core';
+import { createClient, createDispatcher, type ServiceDispatcher } from '@proxyless/http-client';
 import { ok, startServer, type TestServer } from './helpers.js';
 
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
@@ -66,8 +66,13 @@ describe('http-client: the dispatcher never hands a malformed service host to th
         assert.ok(error instanceof InvalidServiceNameError, `got ${String(error)}`);
         assert.equal(error.code, 'ERR_INVALID_SERVICE_NAME');
         assert.equal(error.option, 'host');
-        assert.ok(error.message.includes(parsedHost), error.message);
-        assert.match(error.message, /service domain but (names no service|has )/);
+        // The URL's host, said as such: the caller passed a URL, not an option called host.
+        assert.ok(error.message.startsWith(`Invalid host "${parsedHost}" in the request URL: it is under the service domain "service.consul" but `), error.message);
+        assert.doesNotMatch(error.message, /Invalid option/);
+        // The fix: the form to write, and (for a host that has a name) the mapping that routes it.
+        assert.match(error.message, /Fix: .*http:\/\/<service>\.service\.consul\/…/);
+        if (!/^\.?service\.consul$/.test(parsedHost)) assert.ok(error.message.includes(`createDispatcher({ services: { "${parsedHost}": "<service>" } })`), error.message);
+        assert.match(error.message, /Nothing was sent\.$/);
         return true;
       };
       await assert.rejects(request(url, { dispatcher }), check);
@@ -81,6 +86,34 @@ describe('http-client: the dispatcher never hands a malformed service host to th
       assert.equal(accepts, 0, 'connections accepted');
     });
   }
+
+  it('the host named in the message routes once mapped with the services option, as its fix says', async () => {
+    const mapped = createDispatcher({ resolver, fallback, services: { 'a.b.service.consul': 'web' } });
+    try {
+      const res = await request('http://a.b.service.consul/x', { dispatcher: mapped });
+      assert.match(await res.body.text(), /^ok \d+$/);
+    } finally {
+      await mapped.close();
+    }
+  });
+
+  it('a host, URL or port given to client.request() or createClient() names the fix, not a list of valid keys', async () => {
+    const client = dispatcher.client('web');
+    for (const key of ['host', 'url', 'port'] as const) {
+      await assert.rejects(client.request({ path: '/', [key]: 'web.service.consul' }), (error: Error) => {
+        assert.ok(isProxylessError(error, 'ERR_INVALID_OPTION'), String(error));
+        assert.equal(error.message, `Invalid option "${key}": client.request() takes no ${key}: a client calls the one service it was created for, on the instances its resolver finds. ` +
+          `Fix: pass the path alone ({ path: '/users/42' }); to pick the service from a URL's host, send through createDispatcher()`);
+        return true;
+      });
+    }
+    assert.throws(() => createClient({ service: 'web', resolver, host: 'http://user:secret@10.0.0.1' } as never), (error: Error) => {
+      assert.ok(isProxylessError(error, 'ERR_INVALID_OPTION'), String(error));
+      assert.match(error.message, /^Invalid option "host": createClient\(\) takes no host: .* Fix: name the service \(\{ service: 'users' \}\) and where its instances are found/);
+      assert.doesNotMatch(error.message, /secret/);
+      return true;
+    });
+  });
 
   it('routes the trailing-dot form web.service.consul. like the dotless host: balanced, no DNS lookup', async () => {
     const port = (listener.address() as { port: number }).port;

@@ -209,7 +209,7 @@ export class ServiceDispatcher extends Dispatcher {
    */
   serviceOf(origin: string | URL): string | undefined {
     const route = this.#route(typeof origin === 'string' ? origin : origin.origin);
-    if (route !== undefined && 'reason' in route) throw invalidHost(route);
+    if (route !== undefined && 'reason' in route) throw invalidHost(route, this.#domainSuffix ?? '');
     return route?.service;
   }
 
@@ -229,7 +229,7 @@ export class ServiceDispatcher extends Dispatcher {
           // Everything under the service domain is ours: a host that names no valid service is an error, never a DNS lookup.
           const label = name.slice(0, Math.max(0, name.length - this.#domainSuffix.length));
           if (SERVICE_LABEL.test(label)) service = label;
-          else route = { host: url.hostname, reason: whyNotAServiceLabel(label, this.#domainSuffix) };
+          else route = { host: url.hostname, reason: whyNotAServiceLabel(label, this.#domainSuffix, url.hostname) };
         }
         if (route === null && service === undefined && this.#bare && SERVICE_LABEL.test(name) && name !== 'localhost' && !/^\d+$/.test(name)) service = name;
         if (service !== undefined) {
@@ -273,7 +273,7 @@ export class ServiceDispatcher extends Dispatcher {
     if ('reason' in route) {
       const exchange = new Exchange(sink, route.host);
       sink.start(exchange.abort);
-      exchange.fail(invalidHost(route));
+      exchange.fail(invalidHost(route, this.#domainSuffix ?? ''));
     } else {
       this.#send(route, origin, options, sink);
     }
@@ -409,15 +409,30 @@ class Exchange {
 /** A service name as one DNS label (what `validateServiceName` accepts, lower-cased hosts). */
 const SERVICE_LABEL = /^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$/;
 
-/** Why the part of a host before the service domain is not a service name (`label` fails {@link SERVICE_LABEL}). */
-function whyNotAServiceLabel(label: string, domainSuffix: string): string {
-  if (label === '') return `names no service before "${domainSuffix}"`;
-  if (label.includes('.')) return `has ${label.split('.').length} labels before "${domainSuffix}" ("${label}"); a service name is one label (map other hosts with the services option)`;
-  return `has "${label}" before "${domainSuffix}", which is not a valid service name (letters, digits, "-", "_"; 1-63 characters; first and last a letter or digit)`;
+/**
+ * Why the part of a host before the service domain is not a service name
+ * (`label` fails {@link SERVICE_LABEL}), and the fix: the host the caller
+ * should have written, or the `services` mapping that routes this one.
+ */
+function whyNotAServiceLabel(label: string, domainSuffix: string, host: string): string {
+  const form = `http://<service>${domainSuffix}/…`;
+  const mapIt = `or route this host to a service with createDispatcher({ services: { "${host}": "<service>" } })`;
+  if (label === '') return `names no service before it. Fix: put the service's name first (${form})`;
+  if (label.includes('.')) {
+    return `has ${label.split('.').length} labels before it ("${label}"), and a service name is one label. Fix: call ${form}, ${mapIt}`;
+  }
+  return `has "${label}" before it, which is not a valid service name (letters, digits, "-", "_"; 1-63 characters; first and last a letter or digit). ` +
+    `Fix: use the name the service registered with (${form}), ${mapIt}`;
 }
 
-function invalidHost({ host, reason }: InvalidHost): InvalidServiceNameError {
-  return new InvalidServiceNameError('host', host, `is under the service domain but ${reason}; nothing was sent`);
+/**
+ * The error of a host under the service domain that names no service. Its
+ * message says "host in the request URL", not `Invalid option "host"`: the
+ * caller passed a URL, not an option called host. `option` stays `host`.
+ */
+function invalidHost({ host, reason }: InvalidHost, domainSuffix: string): InvalidServiceNameError {
+  const message = `Invalid host "${host}" in the request URL: it is under the service domain "${domainSuffix.slice(1)}" but ${reason}. Nothing was sent.`;
+  return new InvalidServiceNameError('host', host, reason, message);
 }
 
 /**

@@ -78,7 +78,29 @@ const requestKeySet: ReadonlySet<string> = new Set(requestKeys);
  */
 export function checkRequestKeys(input: RequestOptions, owner: string): void {
   for (const key in input) {
-    if (!requestKeySet.has(key)) checkKnownKeys('', input, requestKeys, owner);
+    if (requestKeySet.has(key)) continue;
+    checkNoLocation(input, owner, 'pass the path alone ({ path: \'/users/42\' }); to pick the service from a URL\'s host, send through createDispatcher()');
+    checkKnownKeys('', input, requestKeys, owner);
+  }
+}
+
+/** Where a request would go in a plain HTTP client: a balancing client takes none of them. */
+const locationKeys = ['host', 'hostname', 'origin', 'url', 'baseUrl', 'port'] as const;
+
+/**
+ * Throws `InvalidOptionError` for a key that names where to send (`host`,
+ * `url`…), with `fix`: a client's instances come from its resolver, so a
+ * "not an option, valid keys: …" list would not say what to do instead.
+ * @internal
+ */
+export function checkNoLocation(input: object, owner: string, fix: string): void {
+  for (const key of locationKeys) {
+    if (!Object.hasOwn(input, key) || (input as Record<string, unknown>)[key] === undefined) continue;
+    // The value is left out, as for any unknown key: it may carry credentials (a URL with a password).
+    const error = new InvalidOptionError(key, '<not shown>', '');
+    error.message = `Invalid option "${key}": ${owner} takes no ${key}: a client calls the one service it was created for, ` +
+      `on the instances its resolver finds. Fix: ${fix}`;
+    throw error;
   }
 }
 

@@ -3,6 +3,7 @@ import { InvalidOptionError, resolveSubset, validateServiceName, type Balancer, 
 import { checkBackoffSpelling, checkBalancer, checkKnownKeys, checkNumber, optionKeys, type NumberRule } from '@proxyless/core/internal';
 import { clientDefaults, clientLimits, type ClientDefaults } from './defaults.js';
 import type { ConcurrencyLimitAlgorithm } from '../shared/limit-types.js';
+import { checkNoLocation } from './call-options.js';
 import { buildPolicy, type PolicyOptions, type RequestPolicy, type RetryOptions } from './policy.js';
 
 /** Another layer that retries around (or below) this client: a gateway, an SDK, a service mesh. */
@@ -318,6 +319,7 @@ const tlsKeys = optionKeys<BackendTlsOptions>({ ca: true, cert: true, key: true,
 /** Validates and defaults client options; throws `InvalidOptionError` naming the option. @internal */
 export function resolveOptions(options: ClientOptions, d: ClientDefaults = clientDefaults): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('options', options, 'must be an object');
+  checkNoLocation(options, 'createClient()', 'name the service ({ service: \'users\' }) and where its instances are found ({ resolver: new ConsulResolver() }, or a StaticResolver listing host and port)');
   checkKnownKeys('', options, clientOptionKeys, 'createClient()');
   const { service, resolver, ...settings } = options;
   validateServiceName(service);
