@@ -1,5 +1,5 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker, PickerProbing, ProbeResult, ProbeSettings } from './balancer.js';
-import { checkClock, checkRandom, emptyPicker, hasExclude, pickOfChoices, randomIndex, type RandomSource } from './balancer-util.js';
+import { checkClock, checkRandom, emptyPicker, hasExclude, pickOfChoices, ProbingGroup, randomIndex, type RandomSource } from './balancer-util.js';
 import { InvalidOptionError } from './errors.js';
 import { checkNumber, checkOptions, optionKeys } from './validate.js';
 
@@ -109,9 +109,10 @@ export function quantile(sorted: Float64Array, n: number, q: number): number {
  * (hot–cold: a cold endpoint's latency), `probe-in-flight` (all hot: the
  * fewest RIF) or `in-flight` (the fallback).
  *
- * The picker is pure (no timers, no I/O); its pool is the picker's, so it
- * starts empty when the set of endpoints changes. `@proxyless/http-client`
- * sends the probes.
+ * The picker is pure (no timers, no I/O). When the set of endpoints changes,
+ * the new picker inherits the old one's probes of the endpoints still present
+ * ({@link PickerProbing.inherit}); only those of removed endpoints are
+ * dropped. `@proxyless/http-client` sends the probes.
  *
  * @example
  * ```ts
@@ -419,6 +420,76 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
     if (i === undefined) return;
     const s = this.#slotOf[i] as number;
     if (s >= 0) this.#remove(s);
+  }
+
+  /**
+   * Takes over the probes of `previous` (a picker of the same `prequal()`
+   * value, or a group of them, as `locality()` builds) for the endpoints this
+   * picker holds too, with their ages and uses; the RIF history, the probes
+   * owed and the endpoints known not to report carry over as well. Where
+   * several old pickers probed one endpoint, the newest probe wins.
+   */
+  inherit(previous: PickerProbing<E>): void {
+    const sources = previous instanceof ProbingGroup ? previous.parts : [previous];
+    const map = this.#matcher();
+    let first = true;
+    for (const src of sources) {
+      if (!(src instanceof PrequalPicker) || src === this || src.#c !== this.#c) continue;
+      if (first) {
+        first = false;
+        this.#history.set(src.#history);
+        this.#historyLen = src.#historyLen;
+        this.#historyPos = src.#historyPos;
+        this.#thresholdStale = true;
+        this.#owed = Math.max(this.#owed, src.#owed);
+      }
+      for (const j of src.#unreported) {
+        const i = map(src.endpoints[j] as BalancerEndpoint);
+        if (i >= 0) this.#markUnreported(i, true);
+      }
+      for (let t = 0; t < src.#size; t++) {
+        const i = map(src.endpoints[src.#ep[t] as number] as BalancerEndpoint);
+        if (i < 0) continue; // a removed endpoint: its probe goes with it
+        const at = src.#at[t] as number;
+        let s = this.#slotOf[i] as number;
+        if (s >= 0 && (this.#at[s] as number) >= at) continue;
+        if (s < 0) {
+          if (this.#size === this.#c.poolSize) {
+            const oldest = this.#oldestSlot();
+            if ((this.#at[oldest] as number) >= at) continue;
+            this.#remove(oldest);
+          }
+          s = this.#size++;
+          this.#ep[s] = i;
+          this.#slotOf[i] = s;
+        }
+        this.#rif[s] = src.#rif[t] as number;
+        this.#lat[s] = src.#lat[t] as number;
+        this.#at[s] = at;
+        this.#uses[s] = src.#uses[t] as number;
+      }
+    }
+  }
+
+  /**
+   * Finds an old picker's endpoint in this one: the same object (a transport
+   * that keeps its endpoints, as http-client does), else the same instance key
+   * at the same address and port (one that wraps them anew); -1 when gone.
+   */
+  #matcher(): (e: BalancerEndpoint) => number {
+    let byKey: Map<string, number> | undefined;
+    return (e) => {
+      const i = this.#index.get(e as E);
+      if (i !== undefined) return i;
+      if (byKey === undefined) {
+        byKey = new Map();
+        this.endpoints.forEach((x, k) => byKey?.set(x.instance.key, k));
+      }
+      const k = byKey.get(e.instance.key);
+      if (k === undefined) return -1;
+      const mine = (this.endpoints[k] as E).instance;
+      return mine.address === e.instance.address && mine.port === e.instance.port ? k : -1;
+    };
   }
 
   #oldestSlot(): number {

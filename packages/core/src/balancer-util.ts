@@ -4,7 +4,7 @@
  * @internal
  * @module
  */
-import type { BalancerEndpoint, Picker } from './balancer.js';
+import type { BalancerEndpoint, Picker, PickerProbing, ProbeResult, ProbeSettings } from './balancer.js';
 import { InvalidOptionError } from './errors.js';
 
 /** A source of uniform numbers in [0, 1), like `Math.random`. */
@@ -208,4 +208,64 @@ export function pickOfChoices<E extends BalancerEndpoint>(
     if (better(candidate, best)) best = candidate;
   }
   return best;
+}
+
+/**
+ * The probing side of a wrapper over several inner pickers (`locality()`'s
+ * tiers): targets come from each part in turn (the part that picks is the one
+ * that owes probes), answers go to every part (each ignores endpoints it does
+ * not hold), and `inherit` reaches every part.
+ * @internal
+ */
+export class ProbingGroup<E extends BalancerEndpoint> implements PickerProbing<E> {
+  readonly parts: readonly PickerProbing<E>[];
+
+  constructor(parts: readonly PickerProbing<E>[]) {
+    this.parts = parts;
+  }
+
+  get settings(): ProbeSettings {
+    return (this.parts[0] as PickerProbing<E>).settings;
+  }
+
+  /** The largest part's pool (every part hears every answer, so the widest one holds the most). */
+  get poolSize(): number {
+    let size = 0;
+    for (const p of this.parts) size = Math.max(size, p.poolSize);
+    return size;
+  }
+
+  targets(max: number): E[] {
+    const out: E[] = [];
+    for (const p of this.parts) {
+      if (out.length >= max) break;
+      for (const e of p.targets(max - out.length)) if (!out.includes(e)) out.push(e);
+    }
+    return out;
+  }
+
+  result(endpoint: E, result: ProbeResult | undefined): void {
+    for (const p of this.parts) p.result(endpoint, result);
+  }
+
+  failed(endpoint: E): void {
+    for (const p of this.parts) p.failed(endpoint);
+  }
+
+  inherit(previous: PickerProbing<E>): void {
+    for (const p of this.parts) p.inherit?.(previous);
+  }
+}
+
+/**
+ * The probing side of a wrapper over `pickers`: undefined when none probes,
+ * the one part's own when one does, else a {@link ProbingGroup}. Wrappers
+ * must forward it, or a probing inner balancer (`prequal()`) is never probed
+ * for and never hears an answer.
+ * @internal
+ */
+export function probingOf<E extends BalancerEndpoint>(pickers: readonly Picker<E>[]): PickerProbing<E> | undefined {
+  const parts: PickerProbing<E>[] = [];
+  for (const p of pickers) if (p.probing !== undefined) parts.push(p.probing);
+  return parts.length <= 1 ? parts[0] : new ProbingGroup(parts);
 }

@@ -154,6 +154,15 @@ export interface PickerProbing<E extends BalancerEndpoint = BalancerEndpoint> {
   failed(endpoint: E): void;
   /** Probes in the pool now. */
   readonly poolSize: number;
+  /**
+   * The transport calls this on a new picker's probing side when the set of
+   * endpoints changed (an instance joined or left), with the old picker's:
+   * the new picker takes over what the old one learnt about the endpoints
+   * still present (same endpoint object, or same instance key and address),
+   * so picks right after a change are not blind. Optional: a picker without
+   * it starts over.
+   */
+  inherit?(previous: PickerProbing<E>): void;
 }
 
 /**

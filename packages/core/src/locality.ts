@@ -1,6 +1,6 @@
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from './balancer.js';
 import { InvalidOptionError } from './errors.js';
-import { checkBalancer, emptyPicker, hasExclude } from './balancer-util.js';
+import { checkBalancer, emptyPicker, hasExclude, probingOf } from './balancer-util.js';
 import { checkNumber, checkOptions, optionKeys } from './validate.js';
 
 /** Options of {@link locality}. */
@@ -82,8 +82,11 @@ export function locality(inner: Balancer, options: LocalityOptions): Balancer {
         });
       };
       recount();
+      // A probing inner balancer (prequal()) is probed for through the wrapper: every tier's picks owe probes, every answer reaches every tier.
+      const probing = probingOf([...tiers, all]);
       return {
         endpoints,
+        ...(probing === undefined ? {} : { probing }),
         pick(context?: PickContext): E | undefined {
           const exclude = context?.exclude;
           for (let t = 0; t < tiers.length; t++) {

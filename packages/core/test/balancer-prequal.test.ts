@@ -4,8 +4,9 @@ import fc from 'fast-check';
 import type { Picker, PickerProbing, PickSignal } from '../src/balancer.js';
 import { prequal, quantile, type PrequalOptions } from '../src/balancer-prequal.js';
 import { InvalidOptionError } from '../src/errors.js';
+import { locality } from '../src/locality.js';
 import { slowStart } from '../src/slow-start.js';
-import { endpoints, seeded, type TestEndpoint } from './balancer-fixtures.js';
+import { endpoint, endpoints, seeded, tally, type TestEndpoint } from './balancer-fixtures.js';
 
 /** A picker with a clock the test moves. */
 function setup(n: number, options: PrequalOptions = {}): { set: TestEndpoint[]; picker: Picker<TestEndpoint>; probing: PickerProbing<TestEndpoint>; clock: { now: number } } {
@@ -229,5 +230,99 @@ describe('prequal()', () => {
     assert.equal(quantile(sorted, 4, 1), 10);
     assert.equal(quantile(sorted, 4, 0.5), 1.5);
     assert.equal(quantile(sorted, 0, 0.5), Infinity);
+  });
+});
+
+describe('prequal(): a change of the endpoint set', () => {
+  /** A balancer value with a clock the test moves, and a probed picker over `set`. */
+  function probed(set: TestEndpoint[], options: PrequalOptions = {}) {
+    const clock = { now: 0 };
+    const balancer = prequal({ random: seeded(3), clock: () => clock.now, maxReuse: 1000, ...options });
+    const picker = balancer.createPicker(set);
+    set.forEach((e, i) => picker.probing!.result(e, { rif: 0, latencyMs: 1 + i }));
+    return { balancer, picker, clock };
+  }
+
+  it('keeps the probes of the endpoints still present and drops those of the removed ones', () => {
+    const set = endpoints(3);
+    const { balancer, picker } = probed(set);
+    assert.equal(picker.probing!.poolSize, 3);
+    const joined = endpoint('e9');
+    const next = balancer.createPicker([set[0]!, set[1]!, joined]); // e2 left, e9 joined
+    next.probing!.inherit?.(picker.probing!);
+    assert.equal(next.probing!.poolSize, 2, 'e0 and e1 keep their probes; e2 is gone; e9 has none yet');
+    // Picks right after the change still decide on probes (no fallback to blind least-request).
+    for (let i = 0; i < 20; i++) {
+      const { chosen, signal } = decided(next);
+      assert.match(String(signal), /^probe-/);
+      assert.notEqual(chosen, joined);
+    }
+  });
+
+  it('matches endpoints wrapped anew by instance key and address, never an instance that moved', () => {
+    const set = endpoints(2);
+    const { balancer, picker } = probed(set);
+    const same = { instance: set[0]!.instance, load: { inFlight: 0, ewmaMs: 0, readySince: 0 } };
+    const moved = { instance: { ...set[1]!.instance, port: 9999 }, load: { inFlight: 0, ewmaMs: 0, readySince: 0 } };
+    const next = balancer.createPicker([same, moved]);
+    next.probing!.inherit?.(picker.probing!);
+    assert.equal(next.probing!.poolSize, 1);
+    assert.equal(next.pick(), same);
+  });
+
+  it('keeps the ages and uses of the inherited probes (they still age out on time)', () => {
+    const set = endpoints(2);
+    const { balancer, picker, clock } = probed(set, { maxProbeAgeMs: 100 });
+    clock.now = 60;
+    const next = balancer.createPicker(set);
+    next.probing!.inherit?.(picker.probing!);
+    assert.equal(decided(next).signal, 'probe-latency');
+    clock.now = 101;
+    assert.equal(decided(next).signal, 'in-flight');
+  });
+
+  it('inherits nothing from a picker of another prequal() value', () => {
+    const set = endpoints(2);
+    const { picker } = probed(set);
+    const other = prequal().createPicker(set);
+    other.probing!.inherit?.(picker.probing!);
+    assert.equal(other.probing!.poolSize, 0);
+  });
+});
+
+describe('prequal() inside wrappers', () => {
+  const zoned = [
+    endpoint('a1', { zone: 'a' }), endpoint('a2', { zone: 'a' }), endpoint('a3', { zone: 'a' }),
+    endpoint('b1', { zone: 'b' }), endpoint('b2', { zone: 'b' }),
+  ];
+
+  it('locality(prequal()) asks for probes and hands every answer to the tier that picks', () => {
+    const picker = locality(prequal({ random: seeded(5), maxReuse: 1000 }), { zone: 'a' }).createPicker(zoned);
+    const probing = picker.probing;
+    assert.ok(probing, 'the wrapper forwards the probing side');
+    assert.equal(probing.settings.path, '/endpoint-load-metrics');
+    picker.pick();
+    const targets = probing.targets(8);
+    assert.ok(targets.length > 0 && targets.every((e) => e.instance.zone === 'a'), 'the local tier owes the probes');
+    const counts = tally(() => {
+      // Each answer reports the servers idle again (one request at a time).
+      for (const e of zoned) probing.result(e, { rif: 0, latencyMs: e.instance.key === 'a2' ? 1 : 50 });
+      const signals: PickSignal[] = [];
+      const e = picker.pick({ signals });
+      assert.equal(signals[0], 'probe-latency');
+      return e;
+    }, 200);
+    assert.deepEqual([...counts.keys()].filter((k) => !k.startsWith('a')), [], 'traffic stays local');
+    assert.ok((counts.get('a2') ?? 0) > 150, `the fast local endpoint wins: ${JSON.stringify([...counts])}`);
+  });
+
+  it('locality(prequal()) inherits its probes across a change of the set', () => {
+    const balancer = locality(prequal({ random: seeded(5), maxReuse: 1000 }), { zone: 'a' });
+    const picker = balancer.createPicker(zoned);
+    for (const e of zoned) picker.probing!.result(e, { rif: 0, latencyMs: 1 });
+    const next = balancer.createPicker([...zoned.slice(1), endpoint('a9', { zone: 'a' })]);
+    next.probing!.inherit?.(picker.probing!);
+    assert.equal(next.probing!.poolSize, 4, 'every endpoint still present keeps its probe');
+    assert.equal(decided(next).signal, 'probe-latency');
   });
 });

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { prequal } from '@proxyless/core';
+import { locality, prequal, type ServiceInstance } from '@proxyless/core';
 import { createClient, type ProxylessClient } from '@proxyless/http-client';
 import { LoadReporter, loadReportListener } from '@proxyless/load-report';
 import { FakeResolver, instance, startServer, until, type TestServer } from './helpers.js';
@@ -138,6 +138,45 @@ describe('http-client: prequal() probing balancer', function () {
       for (const count of counts) assert.ok(count >= total / n / 3, counts.join('/'));
     });
   }
+
+  it('keeps the probes of the servers still present when a server joins or leaves', async () => {
+    const backends = await Promise.all([backend(after(1)), backend(after(1)), backend(after(1))]);
+    const resolver = new FakeResolver();
+    const all = backends.map((b) => instance(b.server.port));
+    resolver.set(all);
+    // Probes live long enough that nothing ages out while the test looks.
+    const c = createClient({ service: 'svc', resolver, balancer: prequal({ maxProbeAgeMs: 60_000, maxReuse: 1000 }) });
+    client = c;
+    await load(c, 40, 2);
+    await until(() => c.stats().probes!.inFlight === 0);
+    assert.equal(c.stats().probes!.poolSize, 3);
+    const joined = await backend(after(1));
+    // One leaves, one joins: the two that stay keep their probes (no pick, so no new probe, in between).
+    resolver.set([all[0]!, all[1]!, instance(joined.server.port)]);
+    await until(() => c.stats().endpoints.length === 3 && c.stats().endpoints.some((e) => e.label.endsWith(`:${joined.server.port}`)));
+    assert.equal(c.stats().probes!.poolSize, 2, JSON.stringify(c.stats().probes));
+    const res = await c.text({ path: '/', explain: true });
+    assert.match(String(res.picks?.[0]?.signal), /^probe-/, 'the first pick after the change decides on probes');
+  });
+
+  it('locality(prequal()) probes through the wrapper and keeps traffic in the zone', async () => {
+    const local = await Promise.all([backend(after(1)), backend(after(30))]);
+    const remote = await backend(after(1));
+    const zoned = (b: Backend, zone: string): ServiceInstance => ({ ...instance(b.server.port), zone });
+    const resolver = new FakeResolver();
+    resolver.set([zoned(local[0], 'a'), zoned(local[1], 'a'), zoned(remote, 'b')]);
+    const c = createClient({ service: 'svc', resolver, balancer: locality(prequal(), { zone: 'a' }) });
+    client = c;
+    await load(c, 150, 1);
+    const probes = c.stats().probes;
+    console.log(`      [measure] locality(prequal()): served ${[...local, remote].map((b) => b.served()).join('/')}; probes ${JSON.stringify(probes)}`);
+    assert.ok(probes !== undefined && probes.sent > 0, 'probes were sent');
+    assert.ok(local.every((b) => b.probes() > 0), 'both local servers were probed');
+    assert.equal(remote.served(), 0, 'traffic stays in the zone');
+    assert.ok(local[1].served() < 40, `the slow local server gets a small share: ${local[1].served()} of 150`);
+    const res = await c.text({ path: '/', explain: true });
+    assert.match(String(res.picks?.[0]?.signal), /^probe-/);
+  });
 
   it('takes reports on answers (in-band rif and latency_ms) as free probes', async () => {
     const backends = await Promise.all([backend(after(1)), backend(after(1))]);

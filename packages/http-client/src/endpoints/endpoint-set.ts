@@ -117,7 +117,8 @@ export class EndpointSet implements LoadContext, HealthOwner, EjectionGate {
     this.#balancer = balancer;
     this.#emit = emit;
     this.#clock = clock;
-    this.#prober = new Prober(clock);
+    // Answers go to the picker of the moment: a probe sent before a membership change still counts after it.
+    this.#prober = new Prober(clock, () => this.#picker.probing);
     this.#picker = balancer.createPicker<Endpoint>([]);
   }
 
@@ -383,9 +384,11 @@ export class EndpointSet implements LoadContext, HealthOwner, EjectionGate {
     if (changed) this.#membershipChanged();
   }
 
-  /** Membership changed: a new picker, and panic settled from the counts (no scan). */
+  /** Membership changed: a new picker (inheriting the old one's probes of the endpoints still here), and panic settled from the counts (no scan). */
   #membershipChanged(): void {
+    const previous = this.#picker.probing;
     this.#picker = this.#balancer.createPicker([...this.#byKey.values()]);
+    if (previous !== undefined) this.#picker.probing?.inherit?.(previous);
     this.#updatePanic();
   }
 

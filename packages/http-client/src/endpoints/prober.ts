@@ -4,7 +4,7 @@
  * bounded number at once; answers and failures go back to the picker.
  * @module
  */
-import { loadReportHeader, loadReportMetricNames, type LoadReport, type PickerProbing, type ProbeResult } from '@proxyless/core';
+import { loadReportHeader, loadReportMetricNames, type LoadReport, type PickerProbing, type ProbeResult, type ProbeSettings } from '@proxyless/core';
 import { withDeadline } from '@proxyless/core/internal';
 import type { Endpoint } from './endpoint.js';
 
@@ -42,9 +42,12 @@ export class Prober {
   readonly #inFlight = new Set<Endpoint>();
   readonly #stop = new AbortController();
   readonly #clock: () => number;
+  /** The probing side of the set's current picker: an answer goes to the picker of the moment, not to the one that asked. */
+  readonly #current: () => PickerProbing<Endpoint> | undefined;
 
-  constructor(clock: () => number) {
+  constructor(clock: () => number, current: () => PickerProbing<Endpoint> | undefined) {
     this.#clock = clock;
+    this.#current = current;
   }
 
   get counts(): ProbeCounts {
@@ -56,11 +59,11 @@ export class Prober {
     if (this.#stop.signal.aborted) return;
     const free = probing.settings.maxConcurrent - this.#inFlight.size;
     if (free <= 0) return;
-    for (const ep of probing.targets(free)) if (!this.#inFlight.has(ep)) void this.#probe(ep, probing);
+    for (const ep of probing.targets(free)) if (!this.#inFlight.has(ep)) void this.#probe(ep, probing.settings);
   }
 
-  async #probe(ep: Endpoint, probing: PickerProbing<Endpoint>): Promise<void> {
-    const { path, timeoutMs } = probing.settings;
+  async #probe(ep: Endpoint, settings: ProbeSettings): Promise<void> {
+    const { path, timeoutMs } = settings;
     this.#inFlight.add(ep);
     this.#sent++;
     try {
@@ -75,11 +78,11 @@ export class Prober {
       const report = ep.reported.received(value, this.#clock());
       const result = probeResultOf(report);
       if (result === undefined) this.#unreported++;
-      probing.result(ep, result);
+      this.#current()?.result(ep, result);
     } catch {
       if (this.#stop.signal.aborted) return;
       this.#failed++;
-      probing.failed(ep);
+      this.#current()?.failed(ep);
     } finally {
       this.#inFlight.delete(ep);
     }
