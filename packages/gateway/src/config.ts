@@ -1,6 +1,6 @@
 /** Gateway configuration: types, defaults and validation. */
 import { readFileSync } from 'node:fs';
-import { InvalidOptionError, validateServiceName } from '@proxyless/core';
+import { InvalidOptionError } from '@proxyless/core';
 import { checkKnownKeys, optionKeys } from '@proxyless/core/internal';
 import { defaultMaxBodyBytes } from './body-limit.js';
 import { checkTrustedProxies } from './trusted-proxies.js';
@@ -42,12 +42,57 @@ export interface RoutePolicy {
   maxBodyBytes?: number;
 }
 
-/** An explicit route. */
+/** One service of a weighted route (`services`). */
+export interface WeightedService {
+  /** Service to send this share to. */
+  service: string;
+  /**
+   * Its share, relative to the route's other services (`95` and `5` send 95 % and 5 %).
+   * A number ≥ 0; `0` sends it nothing (a canary turned off). The weights must not all be 0.
+   */
+  weight: number;
+}
+
+/**
+ * Keeps a client on one service of a weighted route: the request's value of
+ * this header or cookie is hashed to the same share every time (while the
+ * weights stay the same). Requests without it are split at random.
+ */
+export type StickyConfig = { header: string } | { cookie: string };
+
+/**
+ * An explicit route. It matches on its path prefix, and optionally on the
+ * request's `host` and `headers`; it sends to one `service` or splits over
+ * weighted `services` (a canary).
+ *
+ * Precedence: the longest matching `path` wins; among routes with the same
+ * path, the most specific one: an exact `host` before a `*.` wildcard (the
+ * longer wildcard first) before none, then more `headers` conditions before
+ * fewer, then the order in the config.
+ */
 export interface RouteConfig extends RoutePolicy {
   /** Path prefix, written `/api/users/**` or `/api/users`. */
   path: string;
-  /** Service to send it to. */
-  service: string;
+  /** Service to send it to. Either `service` or `services`. */
+  service?: string;
+  /**
+   * Weighted services to split the route's requests over, e.g. a canary:
+   * `[{ "service": "users", "weight": 95 }, { "service": "users-v2", "weight": 5 }]`.
+   * Each request picks one at random by weight (or by `sticky`). Either `service` or `services`.
+   */
+  services?: WeightedService[];
+  /** With `services`: pick by the hash of this header's or cookie's value instead of at random. */
+  sticky?: StickyConfig;
+  /**
+   * Match only requests for this host (the `Host` header, without its port; case-insensitive):
+   * `api.example.com`, or `*.example.com` for any subdomain (not `example.com` itself).
+   */
+  host?: string;
+  /**
+   * Match only requests with these headers (names case-insensitive): a string is the exact
+   * value, `true` any value (present), `false` absent. E.g. `{ "x-canary": "1" }`.
+   */
+  headers?: Record<string, string | boolean>;
   /** Remove the matched prefix before forwarding. Default true (Zuul's `stripPrefix`). */
   stripPrefix?: boolean;
 }
@@ -138,18 +183,21 @@ function checkInt(option: string, value: unknown, min: number, max: number): num
 /** The keys of a policy (`defaults`), checked so that a misspelt `timeoutMS` fails instead of being ignored. */
 const policyKeys = optionKeys<RoutePolicy>({ timeoutMs: true, idleTimeoutMs: true, retries: true, retryOnStatus: true, auth: true, rateLimit: true, maxBodyBytes: true });
 
-/** The keys of a route: its policy's, plus where it matches and where it sends. */
-const routeKeys: readonly string[] = [...policyKeys, ...optionKeys<Omit<RouteConfig, keyof RoutePolicy>>({ path: true, service: true, stripPrefix: true })];
+/** The keys of a route: its policy's, plus where it matches and where it sends. @internal */
+export const routeKeys: readonly string[] = [
+  ...policyKeys,
+  ...optionKeys<Omit<RouteConfig, keyof RoutePolicy>>({ path: true, service: true, services: true, sticky: true, host: true, headers: true, stripPrefix: true }),
+];
 
 const discoveryKeys = optionKeys<NonNullable<GatewayConfig['discovery']>>({ enabled: true, ignored: true, startTimeoutMs: true });
 
-/** Checks that `value` is an object with only `known` keys (the nearest one named when not). */
-function checkObject(option: string, value: unknown, known: readonly string[], owner: string, example: string): void {
+/** Checks that `value` is an object with only `known` keys (the nearest one named when not). @internal */
+export function checkObject(option: string, value: unknown, known: readonly string[], owner: string, example: string): void {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidOptionError(option, value, `must be an object such as ${example}`);
   checkKnownKeys(option, value, known, owner);
 }
 
-/** Applies defaults to a policy and validates it (`defaults`: its keys too; a route's are checked by {@link resolveRoutes}). */
+/** Applies defaults to a policy and validates it (`defaults`: its keys too; a route's are checked by `resolveRouteTable`). */
 export function resolvePolicy(option: string, policy: RoutePolicy, base: FullPolicy = builtInDefaults): FullPolicy {
   if (option === 'defaults') checkObject(option, policy, policyKeys, 'a route policy (defaults)', '{ "timeoutMs": 2000, "retries": 1 }');
   const out = { ...base };
@@ -177,29 +225,6 @@ export function routePrefix(option: string, path: unknown): string {
   return prefix;
 }
 
-/** Validates explicit routes and sorts them longest prefix first. */
-export function resolveRoutes(config: GatewayConfig): ResolvedRoute[] {
-  const defaults = resolvePolicy('defaults', config.defaults ?? {});
-  const routes = (config.routes ?? []).map((route, i): ResolvedRoute => {
-    const option = `routes[${i}]`;
-    checkObject(option, route, routeKeys, 'a route', '{ "path": "/api/**", "service": "users" }');
-    const policy = resolvePolicy(option, route, defaults);
-    if (route.stripPrefix !== undefined && typeof route.stripPrefix !== 'boolean') {
-      throw new InvalidOptionError(`${option}.stripPrefix`, route.stripPrefix, 'must be a boolean');
-    }
-    return {
-      id: `${route.path} -> ${route.service}`,
-      prefix: routePrefix(`${option}.path`, route.path),
-      service: validateServiceName(route.service, `${option}.service`),
-      stripPrefix: route.stripPrefix ?? true,
-      ...policy,
-      idleTimeoutMs: policy.idleTimeoutMs || policy.timeoutMs,
-      source: 'config',
-    };
-  });
-  return routes.sort((a, b) => b.prefix.length - a.prefix.length);
-}
-
 /** The policy applied to catalog routes. */
 export function catalogRoute(service: string, config: GatewayConfig): ResolvedRoute {
   const policy = resolvePolicy('defaults', config.defaults ?? {});
@@ -214,7 +239,7 @@ export const configKeys = optionKeys<GatewayConfig>({
 /**
  * Checks the config's shape once, before anything starts: unknown keys (with
  * the nearest known one), the listen address, the registry. Route policies are
- * checked by {@link resolveRoutes}.
+ * checked by `resolveRouteTable`.
  */
 export function checkConfig(config: unknown, known: readonly string[] = configKeys): asserts config is GatewayConfig {
   if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new InvalidOptionError('config', config, 'must be a JSON object');

@@ -12,7 +12,8 @@ import { once } from 'node:events';
 import { Server as NetServer, type AddressInfo, type BlockList } from 'node:net';
 import { ClosedError, InvalidOptionError, TimeoutError, isProxylessError, type CatalogWatch, type CatalogWatchOptions } from '@proxyless/core';
 import type { RegistrarOptions } from '@proxyless/registrar';
-import { catalogRoute, checkConfig, configKeys, resolveRoutes, type GatewayConfig, type ResolvedRoute } from './config.js';
+import { catalogRoute, checkConfig, configKeys, type GatewayConfig, type ResolvedRoute } from './config.js';
+import { resolveRouteTable, type RouteTable } from './routing.js';
 import { authFilter, byOrder, requestIdFilter, responseHeadersFilter, type AuthorizeHook, type Filter, type FilterContext, type FilterResponse } from './filters.js';
 import { declaresTooLarge, limitBody } from './body-limit.js';
 import { rateLimitFilter } from './rate-limit-filter.js';
@@ -164,7 +165,8 @@ export class GatewayServer implements Gateway {
   catalog: CatalogWatch | undefined;
   readonly name: string;
   readonly #config: GatewayOptions;
-  readonly #routes: ResolvedRoute[];
+  /** The explicit routes: an immutable table, replaced whole (a request keeps the route it matched). */
+  #table: RouteTable;
   readonly #filters: Filter[];
   /** The filters by type, in order: sorted once, not on every request. */
   readonly #chain: Readonly<Record<Filter['type'], readonly Filter[]>>;
@@ -195,7 +197,7 @@ export class GatewayServer implements Gateway {
     checkConfig(options, optionKeys);
     this.#config = options;
     this.name = options.serviceName ?? 'gateway';
-    this.#routes = resolveRoutes(options);
+    this.#table = resolveRouteTable(options.routes, options);
     this.#ignored = new Set(['consul', this.name, ...(options.discovery?.ignored ?? [])]);
     this.#trust = checkTrustedProxies('trustedProxies', options.trustedProxies);
     this.#filters = [
@@ -253,7 +255,7 @@ export class GatewayServer implements Gateway {
     if (this.#closing) throw new ClosedError('gateway');
     if (!this.#upstreams) {
       this.#upstreams = await Upstreams.connect(this.#registry);
-      for (const route of this.#routes) this.#client(route.service);
+      for (const service of this.#table.services) this.#client(service);
     }
     const upstreams = this.#upstreams;
     if (this.#config.discovery?.enabled !== false && !this.catalog) {
@@ -311,13 +313,13 @@ export class GatewayServer implements Gateway {
   #idleTimeoutMs(service: string): number {
     const catalogRouted = this.#config.discovery?.enabled !== false && !this.#ignored.has(service);
     let ms = catalogRouted ? catalogRoute(service, this.#config).idleTimeoutMs : 0;
-    for (const route of this.#routes) if (route.service === service) ms = Math.max(ms, route.idleTimeoutMs);
+    for (const route of this.#table.routes) if (route.service === service) ms = Math.max(ms, route.idleTimeoutMs);
     return Math.min(ms, 1_200_000); // a longer route timeoutMs is not a body timeout
   }
 
   #syncCatalog(services: ReadonlyMap<string, readonly string[]>): void {
     if (this.#closing) return;
-    const explicit = new Set(this.#routes.map((r) => r.service));
+    const explicit = this.#table.services;
     for (const name of services.keys()) {
       if (this.#ignored.has(name)) continue;
       this.#catalogServices.add(name);
@@ -334,12 +336,10 @@ export class GatewayServer implements Gateway {
     }
   }
 
-  /** Finds the route for a path: explicit routes (longest prefix) first, then `/<service>/**`. */
-  #match(path: string): ResolvedRoute | undefined {
-    for (const r of this.#routes) {
-      const prefix = r.prefix;
-      if (prefix === '' || (path.startsWith(prefix) && (path.length === prefix.length || path.charCodeAt(prefix.length) === 47 /* / */))) return r;
-    }
+  /** Finds the route for a request: explicit routes (by precedence, see {@link RouteTable}) first, then `/<service>/**`. */
+  #match(path: string, req: IncomingMessage): ResolvedRoute | undefined {
+    const explicit = this.#table.match(path, req);
+    if (explicit) return explicit;
     if (this.#config.discovery?.enabled === false) return undefined;
     const end = path.indexOf('/', 1);
     const first = end === -1 ? path.slice(1) : path.slice(1, end);
@@ -367,7 +367,7 @@ export class GatewayServer implements Gateway {
     this.#requests++;
     // Draining (a rolling restart, SIGTERM): the client's next request opens a connection another worker accepts.
     if (this.#closing) res.shouldKeepAlive = false;
-    const route = this.#match(path);
+    const route = this.#match(path, req);
     if (!route) {
       this.#noRoute++;
       req.resume();
@@ -443,7 +443,7 @@ export class GatewayServer implements Gateway {
     const url = req.url ?? '/';
     const queryAt = url.indexOf('?');
     const path = queryAt === -1 ? url : url.slice(0, queryAt);
-    const route = this.#closing || path.startsWith(statusPrefix) ? undefined : this.#match(path);
+    const route = this.#closing || path.startsWith(statusPrefix) ? undefined : this.#match(path, req);
     if (!route) {
       if (this.#closing) writeRawJson(socket, 503, { error: 'service_unavailable', message: 'the gateway is shutting down' });
       else writeRawJson(socket, 404, { error: 'no_route', message: `no route for ${path}` });
@@ -597,7 +597,7 @@ export class GatewayServer implements Gateway {
   status(): GatewayStatus {
     const now = Date.now();
     const routesOf = (service: string): string[] => [
-      ...this.#routes.filter((r) => r.service === service).map((r) => `${r.prefix}/**`),
+      ...new Set(this.#table.routes.filter((r) => r.service === service).map((r) => `${r.prefix}/**`)),
       ...(this.#catalogServices.has(service) ? [`/${service}/**`] : []),
     ];
     return {

@@ -18,7 +18,7 @@ export { createGateway } from './gateway.js';
 export type { CloseOptions, Gateway, GatewayHttpServer, GatewayOptions } from './gateway.js';
 export type { TlsConfig, TlsStatus } from './tls.js';
 export { loadConfigFile } from './config.js';
-export type { GatewayConfig, ResolvedRoute, RouteConfig, RoutePolicy } from './config.js';
+export type { GatewayConfig, ResolvedRoute, RouteConfig, RoutePolicy, StickyConfig, WeightedService } from './config.js';
 export type { RateLimitConfig, ResolvedRateLimit } from './rate-limit.js';
 export type { AuthorizeHook, Filter, FilterContext, FilterResponse } from './filters.js';
 export type { EndpointStatus, GatewayStatus, MeasuredLatency, ReportedLoadStatus, RouteCounters, UpgradeCounters, UpstreamEvent } from './status-page.js';

@@ -1,6 +1,6 @@
 /** The `rateLimit` pre filter, apart from the limiter so that config.ts (which validates limits) and filters.ts stay acyclic. */
 import type { Filter, FilterResponse } from './filters.js';
-import { RateLimiter } from './rate-limit.js';
+import { RateLimiter, type ResolvedRateLimit } from './rate-limit.js';
 
 /**
  * The `rateLimit` pre filter: a request over its route's limit is answered
@@ -8,7 +8,9 @@ import { RateLimiter } from './rate-limit.js';
  * Synchronous: no promise per request.
  */
 export function rateLimitFilter(): Filter {
-  const limiters = new Map<string, RateLimiter>();
+  // One limiter per configured rule: the shares of a weighted route have one rule object and share
+  // it; a route reloaded from the registry has a new one (its new limit applies). Old tables' rules go with them.
+  const limiters = new WeakMap<ResolvedRateLimit, RateLimiter>();
   return {
     name: 'rateLimit',
     type: 'pre',
@@ -17,8 +19,8 @@ export function rateLimitFilter(): Filter {
     run(ctx): FilterResponse | undefined {
       const rule = ctx.route.rateLimit;
       if (!rule) return undefined;
-      let limiter = limiters.get(ctx.route.id);
-      if (!limiter) limiters.set(ctx.route.id, (limiter = new RateLimiter(rule)));
+      let limiter = limiters.get(rule);
+      if (!limiter) limiters.set(rule, (limiter = new RateLimiter(rule)));
       const waitMs = limiter.take(limiter.keyOf(ctx.req, ctx.clientIp));
       if (waitMs === 0) return undefined;
       const retryAfter = Math.max(1, Math.ceil(waitMs / 1000));
