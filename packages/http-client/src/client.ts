@@ -509,6 +509,8 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
         members: this.#set.size,
         backups: this.#subset.backups,
         candidates: this.#subset.candidates,
+        joined: this.#subset.joined,
+        left: this.#subset.left,
       },
       admission: this.#admission?.stats(performance.now()),
       discovery: {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
 import { InvalidOptionError, createClient, type ProxylessClient } from '@proxyless/http-client';
 import { registerClientMetrics } from '@proxyless/http-client/prometheus';
-import { FakeResolver, instance, ok, startServer, type TestServer } from './helpers.js';
+import { FakeResolver, instance, ok, startServer, until, type TestServer } from './helpers.js';
 
 describe('http-client: Prometheus adapter', () => {
   let servers: TestServer[] = [];
@@ -28,6 +28,37 @@ describe('http-client: Prometheus adapter', () => {
     assert.match(text, /proxyless_http_client_ready_endpoints\{service="svc"\} 1/);
     metrics.unregister();
     assert.equal((await registry.metrics()).trim(), '');
+  });
+
+  it('exports the subset (size, members, backups, candidates, member changes) for a client with subset, and no subset series without', async () => {
+    servers = await Promise.all([1, 2, 3, 4, 5].map(() => startServer(ok)));
+    const resolver = new FakeResolver();
+    resolver.set(servers.map((s) => instance(s.port)));
+    client = createClient({ service: 'svc', resolver, subset: { size: 2, clientId: 'client-p' } });
+    const plain = createClient({ service: 'other', resolver });
+    const registry = new Registry();
+    registerClientMetrics(client, { registry });
+    registerClientMetrics(plain, { registry });
+    try {
+      for (let i = 0; i < 4; i++) await (await client.request('/')).body.dump();
+      // A member leaves the service: the subset takes the next candidate.
+      const member = client.stats().endpoints[0]!.key;
+      resolver.set(servers.map((s) => instance(s.port)).filter((x) => x.key !== member));
+      await until(() => client!.stats().endpoints.every((e) => e.key !== member) && client!.stats().endpoints.length === 2);
+      const text = await registry.metrics();
+      const series = (name: string, labels = ''): string | undefined =>
+        new RegExp(`proxyless_http_client_${name}\\{service="svc"${labels}\\} (\\S+)`).exec(text)?.[1];
+      assert.equal(series('subset_size'), '2');
+      assert.equal(series('subset_members'), '2');
+      assert.equal(series('subset_backups'), '0');
+      assert.equal(series('subset_candidates'), '4');
+      assert.equal(series('subset_member_changes_total', ',change="joined"'), '3', 'two first members and the newcomer');
+      assert.equal(series('subset_member_changes_total', ',change="left"'), '1');
+      assert.doesNotMatch(text, /proxyless_http_client_subset_\w+\{service="other"/, 'no subset series for a client without subset');
+      assert.match(text, /proxyless_http_client_ready_endpoints\{service="other"\} 4/);
+    } finally {
+      await plain.close();
+    }
   });
 
   it('exports what each server reports about its load (utilisation, rps, eps, rif, age, usable), and nothing for one that does not report', async () => {

@@ -60,7 +60,7 @@ describe('http-client: subsetting (subset option) over a real resolver and real 
     for (let i = 0; i < 30; i++) assert.equal((await c.text('/')).statusCode, 200);
     const mine = await expected(subset);
     assert.deepEqual(reached(servers), portsOf(mine), 'no connection outside the subset, every member used');
-    assert.deepEqual(c.stats().subset, { mode: 'rendezvous', size: 3, coordinate: undefined, members: 3, backups: 0, candidates: 8 });
+    assert.deepEqual(c.stats().subset, { mode: 'rendezvous', size: 3, coordinate: undefined, members: 3, backups: 0, candidates: 8, joined: 3, left: 0 });
     assert.equal(c.stats().endpoints.length, 3);
     assert.deepEqual(c.explainConfig().subset, { mode: 'rendezvous', size: 3, clientId: 'client-a', coordinate: undefined, peers: undefined });
   });
@@ -138,6 +138,7 @@ describe('http-client: subsetting (subset option) over a real resolver and real 
     assert.equal(newcomer.length, 1, 'one newcomer');
     for (let i = 0; i < 12; i++) await c.text('/');
     assert.deepEqual({ added, removed }, { added: newcomer, removed: [gone.port] }, 'the kept members keep their endpoints (and pools)');
+    assert.deepEqual([c.stats().subset?.joined, c.stats().subset?.left], [4, 1], 'stats count the change: 3 first members + 1 newcomer joined, 1 left');
     assert.deepEqual(reached(servers).filter((p) => p !== gone.port), portsOf(after));
   });
 
@@ -154,12 +155,13 @@ describe('http-client: subsetting (subset option) over a real resolver and real 
     const hits = backup.hits;
     for (let i = 0; i < 10; i++) assert.equal((await c.text('/')).statusCode, 200, 'only usable members now');
     assert.ok(backup.hits - hits >= 4, `the backup serves its share (${backup.hits - hits} of 10)`);
-    assert.deepEqual(c.stats().subset, { mode: 'rendezvous', size: 2, coordinate: undefined, members: 3, backups: 1, candidates: 8 });
+    assert.deepEqual(c.stats().subset, { mode: 'rendezvous', size: 2, coordinate: undefined, members: 3, backups: 1, candidates: 8, joined: 3, left: 0 });
     assert.deepEqual(reached(servers), portsOf(ranked));
     // The member recovers: its ejection ends, it is ready, and its backup leaves.
     failing.delete(mine[0]!.port);
     await until(() => c.stats().subset?.backups === 0, 10_000, 'the backup left');
     assert.deepEqual(c.stats().endpoints.map((e) => Number(e.label.split(':')[1])).sort((a, b) => a - b), portsOf(mine));
+    assert.equal(c.stats().subset?.left, 1, 'the backup left');
   });
 
   it('rejects bad subset options at createClient with InvalidOptionError naming the fix', () => {

@@ -22,7 +22,7 @@ import { InvalidOptionError, loadReportMetricNames } from '@proxyless/core';
 import type { ProxylessClient } from '../client.js';
 import type { BreakerState } from '../endpoints/health.js';
 import type { EndpointInfo } from '../shared/endpoint-info.js';
-import type { ClientStats, EndpointStats } from '../request/request-types.js';
+import type { ClientStats, EndpointStats, SubsetStats } from '../request/request-types.js';
 
 /** Options of {@link registerClientMetrics}. */
 export interface PrometheusOptions {
@@ -152,6 +152,44 @@ class SharedMetrics {
     perClient('retry_budget_available', 'Retries the budget allows now.', (s) => s.retryBudget);
     perClient('discovery_stale', 'Discovery is stale (1: serving the last known endpoints; the registry is unreachable, silent or reset).', (s) => (s.discovery.stale ? 1 : 0));
 
+    // Subsetting (the `subset` option): no series for a client that uses every instance.
+    const perSubset = (name: string, help: string, read: (s: SubsetStats) => number): void => {
+      this.names.push(prefix + name);
+      new Gauge({
+        name: prefix + name,
+        help,
+        labelNames: ['service'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const m of live()) {
+            const subset = m.client.stats().subset;
+            if (subset !== undefined) this.set({ service: m.client.service }, read(subset));
+          }
+        },
+      });
+    };
+    perSubset('subset_size', 'The configured subset size (subset.size).', (s) => s.size);
+    perSubset('subset_members', 'Instances the client holds endpoints for: its subset, plus backups of members not ready.', (s) => s.members);
+    perSubset('subset_backups', 'Members beyond the base subset, backing members whose breaker is open or that are ejected.', (s) => s.backups);
+    perSubset('subset_candidates', 'Instances of the service the subset is chosen from.', (s) => s.candidates);
+    this.names.push(`${prefix}subset_member_changes_total`);
+    new Counter({
+      name: `${prefix}subset_member_changes_total`,
+      help: 'Members that joined or left the subset since the client started (change="joined" counts the first snapshot\'s members too); its rate is the subset\'s churn.',
+      labelNames: ['service', 'change'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const m of live()) {
+          const subset = m.client.stats().subset;
+          if (subset === undefined) continue;
+          this.inc({ service: m.client.service, change: 'joined' }, subset.joined);
+          this.inc({ service: m.client.service, change: 'left' }, subset.left);
+        }
+      },
+    });
+
     this.names.push(`${prefix}ejections_total`, `${prefix}breaker_opens_total`);
     this.ejections = new Counter({ name: `${prefix}ejections_total`, help: 'Outlier ejections.', labelNames: ['service', 'endpoint'], registers: [registry] });
     this.openings = new Counter({ name: `${prefix}breaker_opens_total`, help: 'Circuit breaker openings.', labelNames: ['service', 'endpoint'], registers: [registry] });
@@ -209,7 +247,8 @@ const sharedByRegistry = new WeakMap<Registry, Map<string, SharedMetrics>>();
 /**
  * Registers a client's metrics: per endpoint in-flight, peak-EWMA latency,
  * attempts by outcome, breaker state (0 closed, 1 half-open, 2 open),
- * ejection; per client ready endpoints, panic, retry budget; counters of
+ * ejection; per client ready endpoints, panic, retry budget; with `subset`,
+ * its size, members, backups, candidates and member changes; counters of
  * ejections and breaker openings. Labels: `service`, `endpoint`. Any number of
  * clients (one per service) share one registry's metrics.
  * @throws `InvalidOptionError` when a client for the same service is already registered there.

@@ -32,6 +32,9 @@ export class SubsetFilter {
   /** What the set holds: the subset last applied. */
   #applied: readonly ServiceInstance[] = [];
   #scheduled = false;
+  /** Members that joined and left the applied subset since the client started (backups included). */
+  #joined = 0;
+  #left = 0;
   readonly #hashOf = (key: string): number => {
     let h = this.#hashes.get(key);
     if (h === undefined) this.#hashes.set(key, (h = hashKey32(`${this.#subset.clientId}\0${key}`)));
@@ -80,6 +83,16 @@ export class SubsetFilter {
     return this.#all.length;
   }
 
+  /** Members that joined the subset since the client started (the first snapshot's members included). */
+  get joined(): number {
+    return this.#joined;
+  }
+
+  /** Members that left the subset since the client started (left the service, replaced, or a backup no longer needed). */
+  get left(): number {
+    return this.#left;
+  }
+
   /** Members beyond the base subset, backing unusable ones. */
   get backups(): number {
     return Math.max(0, this.#applied.length - baseSubsetSize(this.#all.length, { size: this.#subset.size, coordinate: this.#coordinate }));
@@ -98,6 +111,8 @@ export class SubsetFilter {
     const next = subsetInstances(this.#all, spec, this.#usable, this.#hashOf);
     const change = diffInstances(this.#applied, next);
     this.#applied = next;
+    this.#joined += change.added.length;
+    this.#left += change.removed.length;
     return change;
   }
 

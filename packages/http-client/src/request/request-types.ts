@@ -102,6 +102,10 @@ export interface SubsetStats {
   backups: number;
   /** Instances of the service the subset is chosen from. */
   candidates: number;
+  /** Members that joined the subset since the client started (the first snapshot's members included; backups too). */
+  joined: number;
+  /** Members that left the subset since the client started (an instance gone, a member replaced, a backup no longer needed). */
+  left: number;
 }
 
 /** The probes of a probing balancer (`prequal()`), since the client started. */
