@@ -10,7 +10,8 @@
  * req/s, p50/p99, errors, and the path's processes' CPU per request from
  * /proc. GATEWAY_BEFORE=<checkout or its dist/cli.js> adds that build's
  * gateway beside this one; GATEWAY_PATHS=nginx,minimal,gateway,before,fastify
- * picks paths; GATEWAY_NODE_ARGS adds node flags to the gateway and the Node peers (a `--cpu-prof` run).
+ * picks paths; GATEWAY_ROUNDS=3 runs them interleaved three times (median
+ * [min–max]); GATEWAY_NODE_ARGS adds node flags to the gateway and the Node peers (a `--cpu-prof` run).
  *
  * Then faults under wrk (GATEWAY_PARTS=throughput,faults picks parts;
  * FAULT_SECONDS, default 10, per scenario) through the gateway with 2
@@ -161,29 +162,55 @@ async function throughput(consulAddr: string, backendPorts: number[]): Promise<v
     { name: 'Fastify + @fastify/reply-from + Proxyless dispatcher, 1 process', processes: 1, kind: 'fastify', path: '/bench/', start: (port) => startPeer('fastify-proxy.mjs', { port }, { CONSUL_HTTP_ADDR: consulAddr }) },
   ];
   const only = process.env['GATEWAY_PATHS']?.split(',');
-  const rows: (Row & Path)[] = [];
+  // GATEWAY_ROUNDS: the paths run interleaved (A B C A B C …), each round a side-by-side of its own.
+  const rounds = Math.max(1, Number(process.env['GATEWAY_ROUNDS'] ?? 1));
+  const chosen = paths.filter((x) => !only || only.includes(x.kind));
+  const runs: (Row & Path & { round: number })[] = [];
   const load = uptime();
-  for (const p of paths.filter((x) => !only || only.includes(x.kind))) {
-    const [port] = await freePorts(1);
-    const child = await p.start(port!);
-    try {
-      const url = `http://127.0.0.1:${String(port)}${p.path}`;
-      await waitFor(url);
-      wrk(url); // warm-up: JIT, pools, peak-EWMA settled
-      const pids = processTree(child.pid!);
-      const before = cpuTicks(pids);
-      const result = wrk(url);
-      const requests = result.rps * durationS;
-      rows.push({ ...p, ...result, cpuUs: ((cpuTicks(pids) - before) * 1e6) / ticksPerSecond / requests });
-    } finally {
-      await stop(child);
+  for (let round = 0; round < rounds; round++) {
+    for (const p of chosen) {
+      const [port] = await freePorts(1);
+      const child = await p.start(port!);
+      try {
+        const url = `http://127.0.0.1:${String(port)}${p.path}`;
+        await waitFor(url);
+        wrk(url); // warm-up: JIT, pools, peak-EWMA settled
+        const pids = processTree(child.pid!);
+        const before = cpuTicks(pids);
+        const result = wrk(url);
+        const requests = result.rps * durationS;
+        runs.push({ ...p, ...result, round, cpuUs: ((cpuTicks(pids) - before) * 1e6) / ticksPerSecond / requests });
+      } finally {
+        await stop(child);
+      }
     }
   }
-  const nginxRps = rows.find((r) => r.kind === 'nginx')?.rps ?? NaN;
-  const minimal = (n: number): number => rows.find((r) => r.kind === 'minimal' && r.processes === n)?.rps ?? NaN;
-  console.log(`\nwrk -t2 -c32 -d${String(durationS)}s --latency, 3 Node backends (one process each), node ${process.version}, ${nginxVersion() ?? ''}; load before: ${load}, after: ${uptime()}\n`);
-  console.log('| path | req/s | vs nginx | vs minimal Node proxy, same processes | proxy CPU µs/req | p50 | p99 | errors |\n|---|---|---|---|---|---|---|---|');
-  for (const r of rows) console.log(`| ${r.name} | ${r.rps.toFixed(0)} | ${(r.rps / nginxRps).toFixed(2)}× | ${(r.rps / minimal(r.processes)).toFixed(2)}× | ${(r.cpuUs ?? NaN).toFixed(0)} | ${r.p50} | ${r.p99} | ${r.errors} |`);
+  const inRound = (round: number, pick: (r: Path) => boolean): number => runs.find((r) => r.round === round && pick(r))?.rps ?? NaN;
+  const spread = (values: number[], digits: number): string => {
+    const sorted = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+    if (sorted.length === 0) return 'NaN';
+    const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
+    return sorted.length === 1 ? median.toFixed(digits) : `${median.toFixed(digits)} [${sorted[0]!.toFixed(digits)}–${sorted.at(-1)!.toFixed(digits)}]`;
+  };
+  console.log(`\nwrk -t2 -c32 -d${String(durationS)}s --latency, 3 Node backends (one process each), node ${process.version}, ${nginxVersion() ?? ''}; ${String(rounds)} round(s) interleaved${rounds > 1 ? ', median [min–max]' : ''}; load before: ${load}, after: ${uptime()}\n`);
+  console.log('| path | req/s | vs nginx | vs minimal Node proxy, same processes | proxy CPU µs/req | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|---|');
+  for (const p of chosen) {
+    const mine = runs.filter((r) => r.name === p.name);
+    const vsNginx = mine.map((r) => r.rps / inRound(r.round, (x) => x.kind === 'nginx'));
+    const vsMinimal = mine.map((r) => r.rps / inRound(r.round, (x) => x.kind === 'minimal' && x.processes === r.processes));
+    const errors = mine.map((r) => r.errors).filter((e) => e !== '0');
+    console.log(
+      `| ${p.name} | ${spread(mine.map((r) => r.rps), 0)} | ${spread(vsNginx, 2)}× | ${spread(vsMinimal, 2)}× | ${spread(mine.map((r) => r.cpuUs ?? NaN), 0)} | ${spread(mine.map((r) => ms(r.p50)), 2)} | ${spread(mine.map((r) => ms(r.p99)), 2)} | ${errors.length === 0 ? '0' : errors.join(', ')} |`,
+    );
+  }
+}
+
+/** wrk's latency (`950.00us`, `3.38ms`, `1.02s`) in ms. */
+function ms(text: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(text);
+  if (!m) return NaN;
+  const value = Number(m[1]);
+  return m[2] === 'us' ? value / 1000 : m[2] === 's' ? value * 1000 : value;
 }
 
 /**
