@@ -14,13 +14,17 @@ import { FakeResolver, instance, startServer, until, type TestServer } from './h
 
 /**
  * Backends that share one script: the next `stalls` requests to arrive (at
- * any of them) stall for `stallMs` before answering; the rest answer at once
- * with `status`. Each notes requests whose client went away before the answer.
+ * any of them) stall for `stallMs` before answering (those after the first
+ * for `laterStallMs`, when set); the rest answer at once with `status`. Each
+ * notes requests whose client went away before the answer.
  */
 class Backends {
   servers: TestServer[] = [];
   stalls = 0;
   stallMs = 5_000;
+  /** How long the stalled requests after the first stall, ms; default `stallMs`. */
+  laterStallMs: number | undefined;
+  #stalled = 0;
   status = 200;
   /** Stalled requests whose connection closed before they answered (the server saw the cancellation). */
   aborted: number[] = [];
@@ -32,7 +36,8 @@ class Backends {
   #handle(_req: IncomingMessage, res: ServerResponse, s: TestServer): void {
     if (this.stalls > 0) {
       this.stalls--;
-      const timer = setTimeout(() => res.end(`slow ${s.port}`), this.stallMs);
+      const ms = this.#stalled++ === 0 ? this.stallMs : (this.laterStallMs ?? this.stallMs);
+      const timer = setTimeout(() => res.end(`slow ${s.port}`), ms);
       res.on('close', () => {
         clearTimeout(timer);
         if (!res.writableEnded) this.aborted.push(s.port);
@@ -207,6 +212,10 @@ describe('http-client: hedged requests', () => {
   it('sends at most maxHedges hedges, each to an endpoint no copy is on', async () => {
     const c = await hedgedClient(4);
     backends.stallMs = 400;
+    // The hedges stall far longer, so the first copy wins and both losers are still stalled when
+    // cancelled: with all three at 400 ms, a loaded run fired the three timers in one tick and the
+    // losers answered before their cancellation reached them (CI, Node 26, load 20).
+    backends.laterStallMs = 10_000;
     backends.stalls = 3;
     const res = await c.request({ path: '/', hedge: { delayMs: 40, maxHedges: 2 }, explain: true });
     assert.match(await res.body.text(), /^slow /);
@@ -216,7 +225,7 @@ describe('http-client: hedged requests', () => {
     assert.deepEqual(picks.map((p) => p.hedge), [undefined, true, true]);
     assert.equal(new Set(picks.map((p) => p.chosen)).size, 3, 'three different endpoints');
     assert.deepEqual(picks[2]!.excluded.filter((e) => e.reason === 'hedgeInFlight').map((e) => e.endpoint).sort(), [picks[0]!.chosen, picks[1]!.chosen].sort());
-    // All three stall alike: whichever answers first wins (usually the first copy), the other two are cancelled.
+    // The first copy won; the two hedges are cancelled.
     const stats = c.stats();
     assert.equal(stats.hedges.sent, 2);
     assert.equal(stats.hedges.cancelled, 2);

@@ -327,6 +327,8 @@ export class LoadReporter {
   private sample(): void {
     const now = performance.now();
     const seconds = (now - this.windowStart) / 1000;
+    // How late this window's own timer fired: a loop blocked past a whole window records no delay sample in it.
+    const lateMs = now - this.windowStart - this.options.windowMs;
     const elu = performance.eventLoopUtilization();
     this.cpu = round4(performance.eventLoopUtilization(elu, this.elu).utilization);
     this.elu = elu;
@@ -339,7 +341,7 @@ export class LoadReporter {
     this.windowStart = now;
     this.windowIndex++;
     this.fixed = undefined;
-    this.shedder?.sample();
+    this.shedder?.sample(lateMs);
   }
 
   private recordLatency(arrivalLoad: number, ms: number): void {

@@ -155,12 +155,19 @@ export class Shedder {
     return pressure >= firstStart;
   }
 
-  /** Ends a window: the pressure from its mean event-loop delay. */
-  sample(): void {
+  /**
+   * Ends a window: the pressure from its mean event-loop delay, or from how
+   * late the window's own timer fired (`lateMs`) when that is larger. A loop
+   * blocked longer than a window gives the delay monitor no turn to record
+   * in it, so the histogram alone read such a window as idle: after 350 ms
+   * blocks, every other window showed pressure 0.
+   */
+  sample(lateMs = 0): void {
     const h = this.#histogram;
     const limit = this.options.eventLoopDelayMs;
     if (h === undefined || limit === false) return;
-    this.delayMs = h.count === 0 ? 0 : Math.max(0, h.mean / 1e6 - delayResolutionMs);
+    const mean = h.count === 0 ? 0 : h.mean / 1e6 - delayResolutionMs;
+    this.delayMs = Math.max(0, mean, lateMs);
     this.delayPressure = this.delayMs / limit;
     h.reset();
   }

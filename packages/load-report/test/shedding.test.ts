@@ -166,6 +166,21 @@ describe('load shedding by priority (service side)', function () {
     assert.equal((await call(base, '/', 'background')).status, 200);
   });
 
+  it('a loop blocked longer than a whole window reads as loaded in every window, not as idle', async () => {
+    const load = reporter({ windowMs: 100, shedding: { eventLoopDelayMs: 20 } });
+    await new Promise((ok) => setTimeout(ok, 250));
+    const seen: number[] = [];
+    for (let k = 0; k < 5; k++) {
+      const end = Date.now() + 350;
+      while (Date.now() < end);
+      // Two turns: the window's timer runs, then the reading.
+      await new Promise((ok) => setImmediate(ok));
+      await new Promise((ok) => setImmediate(ok));
+      seen.push(load.sheddingStats()?.pressure ?? 0);
+    }
+    assert.ok(seen.every((p) => p > 1), `pressure after each 350 ms block: ${seen.join(', ')}`);
+  });
+
   it('the decision is monotone in priority: when a priority is admitted, every more important one is at the same load', () => {
     fc.assert(
       fc.property(fc.double({ min: 0, max: 5, noNaN: true }), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), (pressure, draw) => {
