@@ -52,9 +52,12 @@ interface Backend {
   readonly server: Server;
   readonly port: number;
   readonly seen: Seen[];
-  /** Resolvers waiting for the streaming test's signals. */
-  readonly hooks: { firstChunk?: () => void; release?: Promise<void> };
+  /** Resolvers waiting for the streaming test's signals; `flooded`: bytes /flood has handed to its socket so far. */
+  readonly hooks: { firstChunk?: () => void; release?: Promise<void>; flooded?: number };
 }
+
+/** What the /flood route sends: far more than the socket buffers of two loopback hops hold. */
+const FLOOD_BYTES = 96 << 20;
 
 async function startBackend(name: string): Promise<Backend> {
   const seen: Seen[] = [];
@@ -75,6 +78,26 @@ async function startBackend(name: string): Promise<Backend> {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.write('first;');
       void Promise.all([hooks.release ?? Promise.resolve(), once(req, 'end')]).then(() => res.end('last'));
+      return;
+    }
+    if (url.startsWith('/flood')) {
+      // As fast as its socket takes it: FLOOD_BYTES in 1 MiB chunks, waiting for 'drain' only when write() says so.
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': FLOOD_BYTES });
+      const chunk = Buffer.alloc(1 << 20, 120);
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < FLOOD_BYTES) {
+          sent += chunk.length;
+          hooks.flooded = sent;
+          if (!res.write(chunk)) {
+            res.once('drain', pump);
+            return;
+          }
+        }
+        res.end();
+      };
+      pump();
       return;
     }
     if (url.startsWith('/reported')) {
@@ -383,6 +406,32 @@ describe('@proxyless/gateway, end to end (real Consul, real services, headless C
     assert.equal(Buffer.concat(rest).toString(), 'last');
     delete orders.hooks.release;
     delete orders.hooks.firstChunk;
+  });
+
+  it('passes back-pressure on: a client that stops reading pauses the instance instead of the gateway buffering its body', async () => {
+    const orders = backends.find((b) => b.name === 'orders-1')!;
+    orders.hooks.flooded = 0;
+    const req = httpRequest(`${base}/orders/flood`, { agent: false });
+    req.end();
+    const [res] = (await once(req, 'response')) as [IncomingMessage];
+    assert.equal(res.statusCode, 200);
+    res.pause();
+    // Wait until the instance stops writing (its socket full) or has sent everything.
+    let last = -1;
+    for (let stable = 0; stable < 5; ) {
+      await sleep(100);
+      const now = orders.hooks.flooded;
+      stable = now === last ? stable + 1 : 0;
+      last = now;
+      if (now >= FLOOD_BYTES) break;
+    }
+    // Kernel buffers of the two hops and the gateway's high-water marks hold some MiB; never the whole body.
+    assert.ok(last < FLOOD_BYTES / 2, `the instance wrote ${String(last >> 20)} MiB of ${String(FLOOD_BYTES >> 20)} to a client that read nothing`);
+    let received = 0;
+    res.on('data', (c: Buffer) => (received += c.length));
+    res.resume();
+    await once(res, 'end');
+    assert.equal(received, FLOOD_BYTES);
   });
 
   it('answers 504 past a route timeout, 503 with no instances, 502 when the instance is unreachable, as small JSON', async () => {
