@@ -22,12 +22,17 @@
  *   BENCH_CLIENT_BEFORE=/work/wt/before npm run bench -- bench/failure-scenarios.bench.ts
  * Defaults: BENCH_RUNS=3 BENCH_RUN_MS=3000 BRR_RUNS=3 BRR_WARM_MS=5000
  * BRR_SLOW_MS=30000 BRR_AFTER_MS=60000 BRR_RATE=1000; FAILURE_PARTS=hung,brr
- * (one of them alone); smaller values shorten it.
+ * (one of them alone); smaller values shorten it. BENCH_BALANCERS: a
+ * comma-separated subset of support/balancers.ts's list (default: all of it,
+ * the same list as the testbed and fairness benches; each Beyond Round Robin
+ * run takes BRR_WARM_MS + BRR_SLOW_MS + BRR_AFTER_MS per balancer), e.g.
+ * BENCH_BALANCERS='round robin,peak EWMA,client default'.
  */
 import { pathToFileURL } from 'node:url';
 import { checkoutsToCompare } from './support/builds.js';
 import { startBuildProcesses, type BuildProcess } from './support/build-process.js';
-import { BALANCERS, type BrrResult, type HungResult } from './support/failure-runs.js';
+import { balancerNames } from './support/balancers.js';
+import type { BrrResult, HungResult, Skipped } from './support/failure-runs.js';
 import { freePorts, startNodeBackends, stop } from './support/processes.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
@@ -39,6 +44,18 @@ const AFTER_MS = Number(process.env['BRR_AFTER_MS'] ?? 60_000);
 const RATE = Number(process.env['BRR_RATE'] ?? 1_000);
 const PARTS = (process.env['FAILURE_PARTS'] ?? 'hung,brr').split(',');
 const MODULE = './failure-runs.ts';
+/** The shared list (support/balancers.ts) the testbed and fairness benches run too; BENCH_BALANCERS picks a subset. */
+const BALANCERS = balancerNames(process.env['BENCH_BALANCERS']);
+
+/** Prints why a build skipped a balancer (once per build and balancer); true when it did. */
+const skips = new Set<string>();
+function skipped(r: object, balancer: string, b: BuildProcess): r is Skipped {
+  if (!('skipped' in r)) return false;
+  const k = `${b.label}\u0000${balancer}`;
+  if (!skips.has(k)) console.log(`- ${balancer} (${b.label}): ${(r as Skipped).skipped}`);
+  skips.add(k);
+  return true;
+}
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -67,7 +84,8 @@ async function hungBackend(builds: BuildProcess[]): Promise<void> {
     for (let run = 0; run < RUNS; run++) {
       for (const balancer of BALANCERS) {
         for (const b of order(builds, run)) {
-          const r = await b.call<HungResult>(MODULE, 'hung', { ports, balancer, ms: RUN_MS });
+          const r = await b.call<HungResult | Skipped>(MODULE, 'hung', { ports, balancer, ms: RUN_MS });
+          if (skipped(r, balancer, b)) continue;
           results.set(key(b, balancer), [...(results.get(key(b, balancer)) ?? []), r]);
         }
       }
@@ -103,7 +121,8 @@ async function beyondRoundRobin(builds: BuildProcess[]): Promise<void> {
   for (let run = 0; run < BRR_RUNS; run++) {
     for (const balancer of BALANCERS) {
       for (const b of order(builds, run)) {
-        const r = await b.call<BrrResult>(MODULE, 'beyondRoundRobin', { balancer, slowMs: SLOW_MS, afterMs: AFTER_MS, rate: RATE, warmMs: WARM_MS });
+        const r = await b.call<BrrResult | Skipped>(MODULE, 'beyondRoundRobin', { balancer, slowMs: SLOW_MS, afterMs: AFTER_MS, rate: RATE, warmMs: WARM_MS });
+        if (skipped(r, balancer, b)) continue;
         results.set(key(b, balancer), [...(results.get(key(b, balancer)) ?? []), r]);
       }
     }

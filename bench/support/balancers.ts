@@ -1,5 +1,5 @@
 /**
- * Bench helper: the balancers the testbed and fairness benches compare, one
+ * Bench helper: the balancers the testbed, fairness and failure-scenario benches compare, one
  * line each, keyed by the name the report shows. An entry returns the
  * balancer to pass to `createClient` (`undefined`: the client's default), or
  * a string saying why it is skipped (a balancer not exported by this build),
@@ -42,13 +42,27 @@ export interface BalancerChoice {
   make: () => Balancer | undefined;
 }
 
+/** The names to run: every entry, or `names` (a comma-separated subset, e.g. `BENCH_BALANCERS`), each checked. */
+export function balancerNames(names?: string): string[] {
+  const wanted = names === undefined || names === '' ? Object.keys(BALANCERS) : names.split(',').map((n) => n.trim());
+  for (const name of wanted) {
+    if (BALANCERS[name] === undefined) throw new Error(`unknown balancer ${JSON.stringify(name)}: one of ${Object.keys(BALANCERS).join(', ')}`);
+  }
+  return wanted;
+}
+
+/** The balancer `name` in `build` (`undefined`: the client's default), or why it is skipped. */
+export function balancerFor(build: Build, name: string): Balancer | undefined | string {
+  const entry = BALANCERS[name];
+  if (entry === undefined) throw new Error(`unknown balancer ${JSON.stringify(name)}: one of ${Object.keys(BALANCERS).join(', ')}`);
+  return entry(build);
+}
+
 /** The balancers to run (`names`: a comma-separated subset, e.g. from an env var), with the skipped ones' reasons printed. */
 export function selectBalancers(build: Build, names?: string): BalancerChoice[] {
-  const wanted = names === undefined || names === '' ? Object.keys(BALANCERS) : names.split(',').map((n) => n.trim());
   const chosen: BalancerChoice[] = [];
-  for (const name of wanted) {
-    const entry = BALANCERS[name];
-    if (entry === undefined) throw new Error(`unknown balancer ${JSON.stringify(name)}: one of ${Object.keys(BALANCERS).join(', ')}`);
+  for (const name of balancerNames(names)) {
+    const entry = BALANCERS[name]!;
     const balancer = entry(build);
     if (typeof balancer === 'string') {
       console.log(`- ${name}: ${balancer}`);

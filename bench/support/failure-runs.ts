@@ -7,21 +7,21 @@
 import * as hdr from 'hdr-histogram-js';
 import type { Balancer } from '@proxyless/core';
 import type { Build } from './builds.js';
+import { balancerFor } from './balancers.js';
 import { freePorts, setBackendDelay, startNodeBackends, stop } from './processes.js';
 
-/** The balancers compared, by the name the report shows. */
-export const BALANCERS = ['round-robin', 'least-request (P2C)', 'peak EWMA (default)'] as const;
-export type BalancerName = (typeof BALANCERS)[number];
+/** A balancer of the shared list (support/balancers.ts, as the testbed and fairness benches use), by the name the report shows. */
+export type BalancerName = string;
 
-function balancer(build: Build, name: BalancerName): Balancer {
-  if (name === 'round-robin') return build.core.roundRobin();
-  if (name === 'least-request (P2C)') return build.core.leastRequest();
-  return build.core.peakEwma();
+/** A run this build cannot do (a balancer it does not export), and why: printed, never a silent skip. */
+export interface Skipped {
+  skipped: string;
 }
 
-function clientFor(build: Build, ports: number[], name: BalancerName, timeoutMs: number) {
+function clientFor(build: Build, ports: number[], balancer: Balancer | undefined, timeoutMs: number) {
   const resolver = new build.core.StaticResolver({ services: { svc: ports.map((port) => ({ address: '127.0.0.1', port })) } });
-  return { client: build.http.createClient({ service: 'svc', resolver, balancer: balancer(build, name), timeoutMs }), resolver };
+  // `undefined`: the client's default balancer (the 'client default' entry).
+  return { client: build.http.createClient({ service: 'svc', resolver, ...(balancer === undefined ? {} : { balancer }), timeoutMs }), resolver };
 }
 
 export interface HungResult {
@@ -32,9 +32,11 @@ export interface HungResult {
 }
 
 /** Hung backend: a fresh client over `ports` (one of them hung; 500 ms deadline), 64 in flight for `ms`. */
-export async function hung(build: Build, args: { ports: number[]; balancer: BalancerName; ms: number }): Promise<HungResult> {
+export async function hung(build: Build, args: { ports: number[]; balancer: BalancerName; ms: number }): Promise<HungResult | Skipped> {
+  const balancer = balancerFor(build, args.balancer);
+  if (typeof balancer === 'string') return { skipped: balancer };
   // A fresh client per run: the hung endpoint is cold every time (the worst case).
-  const { client, resolver } = clientFor(build, args.ports, args.balancer, 500);
+  const { client, resolver } = clientFor(build, args.ports, balancer, 500);
   const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
   let requests = 0;
   let failures = 0;
@@ -74,11 +76,13 @@ export interface BrrResult {
  * 2 s for `slowMs`, open loop at `rate` req/s, 1 s deadline; counts while
  * slow and in the `afterMs` after it recovers.
  */
-export async function beyondRoundRobin(build: Build, args: { balancer: BalancerName; slowMs: number; afterMs: number; rate: number; warmMs: number }): Promise<BrrResult> {
+export async function beyondRoundRobin(build: Build, args: { balancer: BalancerName; slowMs: number; afterMs: number; rate: number; warmMs: number }): Promise<BrrResult | Skipped> {
+  const balancer = balancerFor(build, args.balancer);
+  if (typeof balancer === 'string') return { skipped: balancer };
   const ports = await freePorts(11);
   // ~167 ms each: uniform 117–217 ms would need per-request jitter; a fixed 167 ms keeps the comparison clean.
   const backends = await startNodeBackends(ports.map((port) => ({ port, delayMs: 167 })));
-  const { client, resolver } = clientFor(build, ports, args.balancer, 1_000);
+  const { client, resolver } = clientFor(build, ports, balancer, 1_000);
   const slowLabel = `127.0.0.1:${ports[0]}`;
   const phase = { name: 'warm' as 'warm' | 'slow' | 'after' };
   const counts: BrrResult = { slow: { ok: 0, all: 0 }, after: { ok: 0, all: 0, toSlow: 0, lastThird: 0, lastThirdToSlow: 0 } };
