@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { connect as h2connect, type ClientHttp2Session, type IncomingHttpHeaders as H2Headers } from 'node:http2';
+import { connect as h2connect, createSecureServer, type ClientHttp2Session, type IncomingHttpHeaders as H2Headers, type ServerHttp2Session } from 'node:http2';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { execFile, spawn } from 'node:child_process';
 import { copyFileSync, writeFileSync } from 'node:fs';
@@ -172,6 +172,18 @@ describe('@proxyless/gateway TLS and HTTP/2 (real Consul, real backend, openssl 
     refused({ ...files, certFile: join(ca.dir, 'missing.pem') }, 'tls.certFile', /cannot be read \(ENOENT\)/);
     refused({ certFile: files.certFile, keyFile: second.keyFile }, 'tls.keyFile', /private key of that certificate/);
     refused({ certFile: ca.issue('junk').keyFile, keyFile: files.keyFile }, 'tls.certFile', /does not hold a PEM certificate/);
+    const refusedBackends = (backends: unknown, option: string, words: RegExp): void => {
+      assert.throws(() => createGateway({ consulAddress: agent.httpAddr, backends: backends as never }), (error: Error) => {
+        assert.ok(isProxylessError(error, 'ERR_INVALID_OPTION'), error.message);
+        assert.equal((error as unknown as { option: string }).option, option, error.message);
+        assert.match(error.message, words);
+        return true;
+      });
+    };
+    refusedBackends({ allowh2: true }, 'backends.allowh2', /did you mean "allowH2"/);
+    refusedBackends({ allowH2: 'yes' }, 'backends.allowH2', /boolean/);
+    refusedBackends({ caFile: join(ca.dir, 'missing.pem') }, 'backends.caFile', /cannot be read \(ENOENT\)/);
+    refusedBackends({ certFile: files.certFile }, 'backends.keyFile', /together/);
   });
 
   it('terminates TLS and reloads the certificate when its files change: new connections get the new one, an open connection keeps working, a bad one keeps the old', async () => {
@@ -339,6 +351,67 @@ describe('@proxyless/gateway TLS and HTTP/2 (real Consul, real backend, openssl 
     } finally {
       session.destroy();
       await gateway.close({ graceMs: 0 });
+    }
+  });
+
+  it('speaks HTTP/2 to HTTPS backends that pick h2 by ALPN with backends.allowH2 (an h2-only Node backend): bodies intact, GETs multiplexed on one connection', async () => {
+    install(first, files);
+    const backendCert = ca.issue('backend');
+    const versions: string[] = [];
+    const sessions = new Set<ServerHttp2Session>();
+    // No allowHTTP1: this backend answers HTTP/2 only.
+    const h2backend = createSecureServer({ key: backendCert.key, cert: backendCert.cert }, (req, res) => {
+      versions.push(req.httpVersion);
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.once('end', () => {
+        const body = Buffer.concat(chunks);
+        res.writeHead(200, { 'content-type': 'application/json', 'x-h2-backend': 'yes' });
+        res.end(JSON.stringify({ url: req.url, method: req.method, bodyLength: body.length, bodySha256: createHash('sha256').update(body).digest('hex'), host: req.headers[':authority'] }));
+      });
+    });
+    h2backend.on('session', (session: ServerHttp2Session) => sessions.add(session));
+    h2backend.listen(0, '127.0.0.1');
+    await once(h2backend, 'listening');
+    const reg = await fetch(`${agent.httpUrl}/v1/agent/service/register`, {
+      method: 'PUT',
+      body: JSON.stringify({ Name: 'h2echo', ID: 'h2echo-1', Address: '127.0.0.1', Port: (h2backend.address() as AddressInfo).port, Tags: ['https'] }),
+    });
+    assert.equal(reg.status, 200, await reg.text());
+    const gateway = createGateway({
+      consulAddress: agent.httpAddr,
+      port: 0,
+      discovery: { enabled: false },
+      routes: [{ path: '/h2/**', service: 'h2echo', retries: 0 }],
+      tls: { ...files, reloadIntervalMs: 0 },
+      backends: { allowH2: true, caFile: ca.caFile },
+    });
+    try {
+      const url = await gateway.listen();
+      const session = h2connect(url, { ca: ca.ca, servername: 'localhost' });
+      session.on('error', () => undefined);
+      try {
+        const body = Buffer.alloc(200_000, 'y');
+        const post = await h2request(session, { ':method': 'POST', ':path': '/h2/upload?n=1' }, body);
+        assert.equal(post.headers[':status'], 200, post.body.toString());
+        assert.equal(post.headers['x-h2-backend'], 'yes');
+        const echo = JSON.parse(post.body.toString()) as { url: string; method: string; bodyLength: number; bodySha256: string; host: string };
+        assert.deepEqual({ url: echo.url, method: echo.method, bodyLength: echo.bodyLength }, { url: '/upload?n=1', method: 'POST', bodyLength: body.length });
+        assert.equal(echo.bodySha256, createHash('sha256').update(body).digest('hex'));
+        const gets = await Promise.all(Array.from({ length: 50 }, (_, i) => h2request(session, { ':path': `/h2/get/${i}` })));
+        gets.forEach((g, i) => {
+          assert.equal(g.headers[':status'], 200);
+          assert.equal(JSON.parse(g.body.toString()).url, `/get/${i}`);
+        });
+        assert.ok(versions.length === 51 && versions.every((v) => v === '2.0'), versions.join(' '));
+        assert.equal(sessions.size, 1, 'the 50 concurrent GETs shared the gateway\'s one HTTP/2 connection to the backend');
+      } finally {
+        session.close();
+      }
+    } finally {
+      await gateway.close({ graceMs: 500 });
+      for (const s of sessions) s.destroy();
+      h2backend.close();
     }
   });
 

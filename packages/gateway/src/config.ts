@@ -5,7 +5,7 @@ import { checkKnownKeys, optionKeys } from '@proxyless/core/internal';
 import { defaultMaxBodyBytes } from './body-limit.js';
 import { checkTrustedProxies } from './trusted-proxies.js';
 import { checkRateLimit, type RateLimitConfig, type ResolvedRateLimit } from './rate-limit.js';
-import { checkTls, type TlsConfig } from './tls.js';
+import { checkBackends, checkTls, type BackendsConfig, type TlsConfig } from './tls.js';
 
 /** Timeout and retry policy of a route. */
 export interface RoutePolicy {
@@ -146,6 +146,8 @@ export interface GatewayConfig {
    * change. Default: plain HTTP/1.1.
    */
   tls?: TlsConfig;
+  /** How instances are reached: HTTP/2 (`allowH2`) and TLS settings for HTTPS instances. Default: HTTP/1.1, Node's CA roots. */
+  backends?: BackendsConfig;
 }
 
 /** A route with every default applied. */
@@ -233,7 +235,7 @@ export function catalogRoute(service: string, config: GatewayConfig): ResolvedRo
 
 /** The config file's keys. @internal */
 export const configKeys = optionKeys<GatewayConfig>({
-  registry: true, consulAddress: true, etcdEndpoints: true, host: true, port: true, serviceName: true, routes: true, discovery: true, defaults: true, authTokens: true, trustedProxies: true, tls: true,
+  registry: true, consulAddress: true, etcdEndpoints: true, host: true, port: true, serviceName: true, routes: true, discovery: true, defaults: true, authTokens: true, trustedProxies: true, tls: true, backends: true,
 });
 
 /**
@@ -258,6 +260,7 @@ export function checkConfig(config: unknown, known: readonly string[] = configKe
   }
   checkTrustedProxies('trustedProxies', c.trustedProxies);
   if (c.tls !== undefined) checkTls(c.tls);
+  if (c.backends !== undefined) checkBackends(c.backends);
 }
 
 /**

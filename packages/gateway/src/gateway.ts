@@ -22,7 +22,7 @@ import { checkTrustedProxies } from './trusted-proxies.js';
 import { statusPageHtml, type GatewayStatus, type RouteCounters } from './status-page.js';
 import { Upstreams, type AnswerSink, type ForwardedRequest, type GatewayRegistry, type Upstream, type UpstreamAnswer } from './upstreams.js';
 import { UpgradeProxy, writeRawJson } from './upgrade.js';
-import { CertificateReloader } from './tls.js';
+import { CertificateReloader, backendClientOptions } from './tls.js';
 import type { Duplex } from 'node:stream';
 
 /** Options of {@link createGateway}: the config file's keys plus code-level hooks. */
@@ -189,6 +189,8 @@ export class GatewayServer implements Gateway {
   readonly #upgrades = new UpgradeProxy();
   /** With `tls`: keeps the served certificate in step with its files. */
   readonly #certificates: CertificateReloader | undefined;
+  /** The balancing clients' HTTP/2 and TLS options (`backends`), its files read once. */
+  readonly #backend: ReturnType<typeof backendClientOptions>;
   /** With `tls`: open HTTP/2 sessions (a drain sends each a GOAWAY) and every TLS connection (closed at the end of a drain). */
   readonly #sessions = new Set<ServerHttp2Session>();
   readonly #tlsSockets = new Set<Socket>();
@@ -213,6 +215,7 @@ export class GatewayServer implements Gateway {
     this.#registry = gatewayRegistry(options);
     const log = options.log ?? ((line: string) => void process.stderr.write(`gateway: ${line}\n`));
     this.#certificates = options.tls ? new CertificateReloader(options.tls, log) : undefined;
+    this.#backend = backendClientOptions(options.backends);
     this.server = this.#createServer();
   }
 
@@ -303,7 +306,7 @@ export class GatewayServer implements Gateway {
     let client = this.#clients.get(service);
     if (!client) {
       if (!this.#upstreams) throw new Error('gateway: not connected');
-      client = this.#upstreams.open(service, this.#idleTimeoutMs(service));
+      client = this.#upstreams.open(service, this.#idleTimeoutMs(service), this.#backend);
       this.#clients.set(service, client);
     }
     return client;

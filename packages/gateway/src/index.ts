@@ -16,7 +16,7 @@
  */
 export { createGateway } from './gateway.js';
 export type { CloseOptions, Gateway, GatewayHttpServer, GatewayOptions } from './gateway.js';
-export type { TlsConfig, TlsStatus } from './tls.js';
+export type { BackendsConfig, TlsConfig, TlsStatus } from './tls.js';
 export { loadConfigFile } from './config.js';
 export type { GatewayConfig, ResolvedRoute, RouteConfig, RoutePolicy, StickyConfig, WeightedService } from './config.js';
 export type { RateLimitConfig, ResolvedRateLimit } from './rate-limit.js';

@@ -212,3 +212,61 @@ export class CertificateReloader {
     for (const file of this.#files) unwatchFile(file, this.#onChange);
   }
 }
+
+/**
+ * How the gateway talks to instances (`backends` in the config). An instance
+ * is reached over HTTPS when its registration says so (meta `scheme: https`,
+ * or the tag `https`), else over plain HTTP/1.1.
+ */
+export interface BackendsConfig {
+  /**
+   * Offer HTTP/2 to HTTPS instances by ALPN (undici's `allowH2`): one that
+   * picks `h2` gets one connection carrying up to 100 requests at once;
+   * one that picks `http/1.1` stays on HTTP/1.1. Default false.
+   */
+  allowH2?: boolean;
+  /** CA certificate(s), PEM, that HTTPS instances' certificates chain to (a private CA). Default: Node's bundled roots. */
+  caFile?: string;
+  /** Client certificate chain, PEM, presented to HTTPS instances (mutual TLS); with `keyFile`. */
+  certFile?: string;
+  /** Its private key, PEM; with `certFile`. */
+  keyFile?: string;
+  /** Name the instances' certificates are checked against (SNI), when they are registered by IP. Default: the instance's address. */
+  servername?: string;
+}
+
+/** The `backends` config's keys. @internal */
+export const backendsKeys = optionKeys<BackendsConfig>({ allowH2: true, caFile: true, certFile: true, keyFile: true, servername: true });
+
+/** Checks `backends` (shape only). @internal */
+export function checkBackends(value: unknown): asserts value is BackendsConfig {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidOptionError('backends', value, 'must be an object such as { "allowH2": true, "caFile": "ca.pem" }');
+  }
+  checkKnownKeys('backends', value, backendsKeys, 'the gateway config\'s backends');
+  const b = value as Partial<BackendsConfig>;
+  if (b.allowH2 !== undefined && typeof b.allowH2 !== 'boolean') throw new InvalidOptionError('backends.allowH2', b.allowH2, 'must be a boolean');
+  for (const key of ['caFile', 'certFile', 'keyFile', 'servername'] as const) {
+    if (b[key] !== undefined && (typeof b[key] !== 'string' || b[key] === '')) throw new InvalidOptionError(`backends.${key}`, b[key], key === 'servername' ? 'must be a host name' : 'must be the path of a PEM file');
+  }
+  if ((b.certFile === undefined) !== (b.keyFile === undefined)) throw new InvalidOptionError('backends.keyFile', b.keyFile, 'and backends.certFile must be given together');
+}
+
+/** The balancing clients' options for `backends`, the files read (throws `InvalidOptionError` naming the key of a file that cannot be read). @internal */
+export function backendClientOptions(backends: BackendsConfig | undefined): { allowH2?: boolean; tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; servername?: string } } {
+  if (!backends) return {};
+  const read = (key: 'caFile' | 'certFile' | 'keyFile'): Buffer | undefined => {
+    const path = backends[key];
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw new InvalidOptionError(`backends.${key}`, path, `cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); give the path of a PEM file`);
+    }
+  };
+  const ca = read('caFile');
+  const cert = read('certFile');
+  const key = read('keyFile');
+  const tls = { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}), ...(backends.servername ? { servername: backends.servername } : {}) };
+  return { ...(backends.allowH2 !== undefined ? { allowH2: backends.allowH2 } : {}), ...(Object.keys(tls).length > 0 ? { tls } : {}) };
+}

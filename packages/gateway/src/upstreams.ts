@@ -11,7 +11,10 @@ import { ConsulHttpClient, ConsulResolver, InvalidOptionError, type CatalogWatch
 import { describeConsulFailure } from '@proxyless/core/internal';
 // @proxyless/etcd is an optional peer: loaded only for `registry: "etcd"`, so a Consul user need not install it.
 import type { EtcdClient, EtcdResolver } from '@proxyless/etcd';
-import { createClient, type EndpointInfo, type ProxylessClient, type RequestPolicy } from '@proxyless/http-client';
+import { createClient, type ClientOptions, type EndpointInfo, type ProxylessClient, type RequestPolicy } from '@proxyless/http-client';
+
+/** The balancing client's options the gateway's `backends` config sets. */
+export type BackendClientOptions = Pick<ClientOptions, 'allowH2' | 'tls'>;
 import { consulRegistry, type RegistrarOptions } from '@proxyless/registrar';
 import type { EndpointStatus, MeasuredLatency, UpstreamEvent } from './status-page.js';
 
@@ -109,10 +112,11 @@ class ServiceUpstream implements Upstream {
     resolver: Resolver,
     onEvent: (event: UpstreamEvent) => void,
     idleTimeoutMs: number,
+    backend: BackendClientOptions,
   ) {
     // The client's own per-try timeout is its pools' body timeout (the gap between body chunks); requests carry their route's policy.
     // Its deadline leaves room for two retries, so the client's config check has nothing to say.
-    this.#client = createClient({ service, resolver, perTryTimeoutMs: idleTimeoutMs, timeoutMs: idleTimeoutMs * 3 });
+    this.#client = createClient({ service, resolver, perTryTimeoutMs: idleTimeoutMs, timeoutMs: idleTimeoutMs * 3, ...backend });
     const report = (event: string) => (endpoint: EndpointInfo): void => onEvent({ at: Date.now(), service, event, endpoint: endpoint.label });
     this.#client.on('endpointAdded', report('added'));
     this.#client.on('endpointRemoved', report('removed'));
@@ -331,12 +335,12 @@ export class Upstreams {
     return { registry: c.kind === 'etcd' ? c.etcd.etcdRegistry({ client: c.client }) : consulRegistry({ client: c.client }) };
   }
 
-  /** A client for `service`; `idleTimeoutMs` is the longest silence allowed between two response body chunks. */
-  open(service: string, idleTimeoutMs: number): Upstream {
+  /** A client for `service`; `idleTimeoutMs` is the longest silence allowed between two response body chunks; `backend`: HTTP/2 and TLS to its instances. */
+  open(service: string, idleTimeoutMs: number, backend: BackendClientOptions = {}): Upstream {
     return new ServiceUpstream(service, this.#connection.resolver, (event) => {
       this.events.unshift(event);
       this.events.length = Math.min(this.events.length, 50);
-    }, idleTimeoutMs);
+    }, idleTimeoutMs, backend);
   }
 
   async close(): Promise<void> {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
+import { createSecureServer, type Http2SecureServer } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -87,5 +88,34 @@ describe('http-client: HTTPS backends (private CA, client certificate, real TLS 
     clients.push(forced, plain);
     assert.equal((await forced.text('/')).body, 'hello gateway');
     await assert.rejects(plain.text('/'), RequestError, 'plain HTTP to a TLS port fails typed');
+  });
+
+  it('speaks HTTP/2 to an instance that picks h2 by ALPN with allowH2, many streams on one connection; HTTP/1.1 without it', async () => {
+    const sessions: unknown[] = [];
+    const h2 = createSecureServer({ key: pki.serverKey, cert: pki.serverCert, allowHTTP1: true }, (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.once('end', () => res.end(`${req.httpVersion} ${req.method} ${req.url} ${Buffer.concat(chunks).length}`));
+    });
+    h2.on('session', (s) => sessions.push(s));
+    const h2Server: Http2SecureServer = h2;
+    await new Promise<void>((r) => h2Server.listen(0, '127.0.0.1', r));
+    try {
+      const resolver = new FakeResolver();
+      resolver.set([Object.freeze({ ...instance((h2Server.address() as AddressInfo).port), tags: Object.freeze(['https']) })]);
+      const withH2 = createClient({ service: 'svc', resolver, tls: { ca: pki.ca }, allowH2: true });
+      const without = createClient({ service: 'svc', resolver, tls: { ca: pki.ca } });
+      clients.push(withH2, without);
+      assert.equal(withH2.explainConfig().allowH2, true);
+      assert.equal((await withH2.text({ path: '/a?b=1', method: 'POST', body: 'x'.repeat(70_000) })).body, '2.0 POST /a?b=1 70000');
+      const all = await Promise.all(Array.from({ length: 50 }, (_, i) => withH2.text(`/p/${i}`)));
+      all.forEach((r, i) => assert.equal(r.body, `2.0 GET /p/${i} 0`));
+      assert.equal(sessions.length, 1, 'every stream on one HTTP/2 connection');
+      assert.equal((await without.text('/c')).body, '1.1 GET /c 0');
+      assert.throws(() => createClient({ service: 'svc', resolver, allowH2: 'yes' as never }), /allowH2/);
+    } finally {
+      for (const s of sessions) (s as { destroy(): void }).destroy();
+      await new Promise((r) => h2Server.close(r));
+    }
   });
 });

@@ -26,6 +26,7 @@ export const clientDefaults = Object.freeze({
   drainTimeoutMs: 30_000,
   failureStatuses: FIVE_XX,
   scheme: 'auto',
+  allowH2: false,
   breaker: Object.freeze({ errorThresholdPercentage: 50, volumeThreshold: 20, resetTimeoutMs: 10_000, rollingWindowMs: 10_000, rollingBuckets: 10 }),
   outlierDetection: Object.freeze({ consecutiveFailures: 5, baseEjectionTimeMs: 10_000, maxEjectionTimeMs: 300_000, maxEjectionPercent: 50, panicThresholdPercent: 50 }),
   retry: Object.freeze({
@@ -69,6 +70,7 @@ export interface ClientDefaults {
   readonly drainTimeoutMs: number;
   readonly failureStatuses: readonly number[];
   readonly scheme: 'http' | 'https' | 'auto';
+  readonly allowH2: boolean;
   readonly breaker: { readonly [K in keyof typeof clientDefaults.breaker]: number };
   readonly outlierDetection: { readonly [K in keyof typeof clientDefaults.outlierDetection]: number };
   readonly retry: {

@@ -40,6 +40,8 @@ export interface ExplainedConfig {
   readonly scheme: 'http' | 'https' | 'auto';
   /** TLS settings with every secret left out. */
   readonly tls: { ca: 'custom' | 'Node roots'; clientCertificate: boolean; servername: string | undefined; rejectUnauthorized: boolean };
+  /** HTTP/2 offered to HTTPS instances by ALPN. */
+  readonly allowH2: boolean;
   readonly retryLayers: readonly RetryLayer[];
   readonly logger: 'console' | 'custom' | false;
   /** Subsetting: its mode, size, client id and coordinate; `false`: every instance. */
@@ -236,6 +238,7 @@ export function explainConfig(o: ResolvedOptions, scheme: 'http' | 'https' | 'au
     outlierDetection: o.outlier === false ? false : { ...o.outlier },
     failureStatuses: o.failureStatuses,
     scheme,
+    allowH2: o.allowH2,
     tls: {
       ca: o.tls.ca === undefined ? 'Node roots' : 'custom',
       clientCertificate: o.tls.cert !== undefined,

@@ -202,6 +202,14 @@ export interface ClientOptions {
   /** TLS settings for HTTPS backends. */
   tls?: BackendTlsOptions;
   /**
+   * Offer HTTP/2 to HTTPS instances by ALPN (undici's `allowH2`): an instance
+   * that picks `h2` gets one connection with up to 100 concurrent streams
+   * (the server's `SETTINGS_MAX_CONCURRENT_STREAMS` when lower), one that
+   * picks `http/1.1` stays on HTTP/1.1 pools. Plain-`http` instances always use
+   * HTTP/1.1 (no h2c). Default false.
+   */
+  allowH2?: boolean;
+  /**
    * Where configuration warnings go (the `configWarning` event fires too);
    * `false` silences the logger. Default `console`.
    */
@@ -274,6 +282,7 @@ export interface ResolvedSettings {
   budget: Required<RetryBudgetOptions>;
   scheme: (instance: ServiceInstance) => 'http' | 'https';
   tls: BackendTlsOptions;
+  allowH2: boolean;
   /** Subsetting, validated; `undefined`: every instance. */
   subset: ResolvedSubset | undefined;
   /** Undefined when off. */
@@ -303,7 +312,7 @@ function statuses(option: string, value: unknown, fallback: readonly number[]): 
 export const clientOptionKeys = optionKeys<ClientOptions>({
   service: true, resolver: true, query: true, balancer: true, timeoutMs: true, perTryTimeoutMs: true, connectTimeoutMs: true,
   connectionsPerEndpoint: true, keepAliveTimeoutMs: true, maxResponseBytes: true, drainTimeoutMs: true, breaker: true,
-  outlierDetection: true, retry: true, scheme: true, tls: true, logger: true, retryLayers: true, failureStatuses: true, subset: true,
+  outlierDetection: true, retry: true, scheme: true, tls: true, allowH2: true, logger: true, retryLayers: true, failureStatuses: true, subset: true,
   concurrencyLimit: true, admissionControl: true,
 });
 const concurrencyLimitKeys = optionKeys<ConcurrencyLimitOptions>({ algorithm: true, initialLimit: true, minLimit: true, maxLimit: true });
@@ -399,6 +408,8 @@ export function resolveSettings(options: ClientSettings, owner = 'createClient()
   const scheme = options.scheme ?? d.scheme;
   if (scheme !== 'http' && scheme !== 'https' && scheme !== 'auto') throw new InvalidOptionError('scheme', scheme, 'must be "http", "https" or "auto"');
   const tls = checkTls(options.tls);
+  const allowH2 = options.allowH2 ?? d.allowH2;
+  if (typeof allowH2 !== 'boolean') throw new InvalidOptionError(at('allowH2'), allowH2, 'must be a boolean');
   // A random id per settings object when none is given (A68's salt): restarts spread anew.
   const subset = options.subset === undefined || options.subset === false ? undefined : resolveSubset(at('subset'), options.subset, randomUUID, owner);
 
@@ -420,6 +431,7 @@ export function resolveSettings(options: ClientSettings, owner = 'createClient()
     budget,
     scheme: scheme === 'auto' ? instanceScheme : scheme === 'https' ? () => 'https' : () => 'http',
     tls,
+    allowH2,
     subset,
     concurrencyLimit: resolveConcurrencyLimit(options.concurrencyLimit, d, at),
     admissionControl: resolveAdmission(options.admissionControl, d, at),

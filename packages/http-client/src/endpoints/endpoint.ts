@@ -1,4 +1,5 @@
-import { Pool } from 'undici';
+import type { TLSSocket } from 'node:tls';
+import { Client, Pool, type buildConnector } from 'undici';
 import type { BalancerEndpoint, LoadReport, ServiceInstance } from '@proxyless/core';
 import { closeUnusedConnector, preciseConnector } from '@proxyless/core/internal';
 import { breakerStateOf, EndpointHealth, type BreakerState, type HealthState, type HealthTransition } from './health.js';
@@ -59,7 +60,10 @@ export class Endpoint implements BalancerEndpoint {
       headersTimeout: 0,
       bodyTimeout: options.bodyTimeoutMs,
       // A connection undici opens for an aborted request is closed, not left open (nodejs/undici#5845).
-      connect: closeUnusedConnector(preciseConnector(options.connectTimeoutMs, options.tls)),
+      connect: closeUnusedConnector(preciseConnector(options.connectTimeoutMs, { ...options.tls, allowH2: options.allowH2 })),
+      // With allowH2 the connector offers h2 by ALPN and the pool speaks it to an instance that picks it.
+      allowH2: options.allowH2,
+      ...(options.allowH2 ? { factory: multiplexingClient } : {}),
     });
     this.owner = owner;
     this.limit = options.concurrencyLimit === undefined ? undefined : new ConcurrencyLimit(options.concurrencyLimit);
@@ -75,4 +79,34 @@ export class Endpoint implements BalancerEndpoint {
   get breakerState(): BreakerState {
     return breakerStateOf(this.health.state.kind);
   }
+}
+
+/** Streams an HTTP/2 connection carries at once, as the pool sees it: undici's default peer limit (Node's servers advertise 100). */
+const h2StreamsPerConnection = 100;
+
+/**
+ * A pool's connection that multiplexes once it speaks HTTP/2. undici's Client
+ * counts itself busy at `pipelining` requests (default 1) whatever the
+ * protocol, so a Pool with `allowH2` opened one HTTP/2 connection per
+ * concurrent request (measured: 50 concurrent requests, 50 sessions). Its
+ * `pipelining` is set from each connection's ALPN: 100 on `h2`, 1 on
+ * `http/1.1` (no HTTP/1.1 pipelining for an instance that declined h2).
+ */
+function multiplexingClient(origin: URL, opts: object): Client {
+  const connect = (opts as { connect: buildConnector.connector }).connect;
+  let h2 = false;
+  const client: Client = new Client(origin, {
+    ...opts,
+    connect: (target, callback) => {
+      connect(target, (...args) => {
+        h2 = (args[1] as TLSSocket | null)?.alpnProtocol === 'h2';
+        callback(...args);
+      });
+    },
+  });
+  client.on('connect', () => {
+    const pipelining = h2 ? h2StreamsPerConnection : 1;
+    if (client.pipelining !== pipelining) client.pipelining = pipelining;
+  });
+  return client;
 }
