@@ -159,6 +159,26 @@ describe('http-client: prequal() probing balancer', function () {
     assert.match(String(res.picks?.[0]?.signal), /^probe-/, 'the first pick after the change decides on probes');
   });
 
+  it('a probe answered after the set changed reaches the new picker', async () => {
+    // Probes answer after 400 ms: the set changes while they are in flight.
+    const slowProbe = (_req: IncomingMessage, res: ServerResponse): void => {
+      setTimeout(() => res.writeHead(200, { 'endpoint-load-metrics': 'TEXT named_metrics.rif=0, named_metrics.latency_ms=1' }).end(), 400);
+    };
+    const backends = await Promise.all([backend(after(1), { probe: slowProbe }), backend(after(1), { probe: slowProbe })]);
+    const resolver = new FakeResolver();
+    const all = backends.map((b) => instance(b.server.port));
+    resolver.set(all);
+    const c = createClient({ service: 'svc', resolver, balancer: prequal({ maxProbeAgeMs: 60_000, maxReuse: 1000 }) });
+    client = c;
+    await c.text('/'); // one pick: both servers probed; its answer's in-band report is in the pool
+    assert.ok(c.stats().probes!.inFlight > 0, 'probes in flight');
+    const joined = await backend(after(1));
+    resolver.set([...all, instance(joined.server.port)]);
+    await until(() => c.stats().endpoints.length === 3);
+    await until(() => c.stats().probes!.inFlight === 0);
+    assert.equal(c.stats().probes!.poolSize, 2, `both probes' answers are in the new pool: ${JSON.stringify(c.stats().probes)}`);
+  });
+
   it('locality(prequal()) probes through the wrapper and keeps traffic in the zone', async () => {
     const local = await Promise.all([backend(after(1)), backend(after(30))]);
     const remote = await backend(after(1));
