@@ -450,6 +450,8 @@ export interface BlockingQuery<T> {
    * call takes a token too). Default false.
    */
   poll?: boolean;
+  /** A 404 is an answer (`decode` gets an undefined body) rather than a failed poll: a KV key that does not exist (yet). Default false. */
+  allowNotFound?: boolean;
 }
 
 /**
@@ -489,7 +491,7 @@ export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: Blocki
     try {
       let res: ConsulResponse;
       if (index === undefined || spec.poll) {
-        res = await client.request({ path: spec.path, query: spec.query, signal, background: true }); // a watch never holds the process open
+        res = await client.request({ path: spec.path, query: spec.query, signal, background: true, allowNotFound: spec.allowNotFound }); // a watch never holds the process open
       } else {
         release = await longPolls.acquire(signal);
         if (!release) return; // aborted while queued
@@ -502,6 +504,7 @@ export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: Blocki
           // Consul adds up to wait/16 of jitter to a blocking query: stay above it.
           timeoutMs: Math.ceil((waitMs * 17) / 16) + 5000,
           background: true,
+          allowNotFound: spec.allowNotFound,
         });
         watched.release();
         release();

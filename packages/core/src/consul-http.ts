@@ -153,6 +153,12 @@ export interface ConsulRequest {
    * unref'd deadline. Default false: a call in progress keeps the process alive.
    */
   background?: boolean;
+  /**
+   * A 404 is an answer (`status` 404, `body` undefined, its `X-Consul-*` headers), not a
+   * {@link ConsulApiError}: a KV key that does not exist (yet) is watched with a blocking
+   * query on the index of that 404. Default false.
+   */
+  allowNotFound?: boolean;
 }
 
 /** A decoded answer. `body` is parsed JSON (or `undefined` for an empty body). */
@@ -266,6 +272,7 @@ export class ConsulHttpClient {
         });
         this.#lastAnswerAt = performance.now();
         const text = await readCappedText(res.body, this.connection.maxResponseBytes, `Consul response for ${req.path}`);
+        if (res.statusCode === 404 && req.allowNotFound === true) return { status: 404, headers: res.headers, body: undefined };
         if (res.statusCode < 200 || res.statusCode >= 300) {
           const message = scrubConsulMessage(text.slice(0, 4096), this.#secrets);
           const hint = res.statusCode === 400 && /HTTP request to an HTTPS server/.test(message) ? httpToHttpsHint : undefined;

@@ -6,3 +6,6 @@
  * @packageDocumentation
  */
 export { describeEtcdFailure } from './etcd-failure.js';
+// The one etcd watch loop (compaction, restored or wiped history, lost streams), for the gateway's routes key.
+export { runPrefixWatch } from './prefix-watch.js';
+export type { PrefixWatchTarget, PrefixWatchOptions } from './prefix-watch.js';

@@ -8,7 +8,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { once } from 'node:events';
-import type { EndpointStatus, GatewayStatus, RouteCounters, UpstreamEvent } from './status-page.js';
+import type { EndpointStatus, GatewayStatus, RouteCounters, RoutesSourceStatus, UpstreamEvent } from './status-page.js';
 import type { GatewayServer, WorkerStatus } from './gateway.js';
 import { summarizeLatency } from './upstreams.js';
 import type { TlsStatus } from './tls.js';
@@ -288,6 +288,7 @@ export function mergeStatuses(parts: readonly { pid: number; status: WorkerStatu
       },
       ...mergeTls(gateways.map((g) => g.tls)),
     },
+    ...mergeRoutesSource(parts.map((p) => p.status.status.routesSource)),
     workers: parts.map(({ pid, status }) => ({ pid, uptimeMs: status.status.gateway.uptimeMs, requests: status.status.gateway.requests, inFlight: status.status.gateway.inFlight })),
     routes: [...routes.values()],
     events,
@@ -298,4 +299,12 @@ export function mergeStatuses(parts: readonly { pid: number; status: WorkerStatu
     })),
     generatedAt: Date.now(),
   };
+}
+
+/** Each worker watches the routes key itself: show the newest revision any of them uses, and any error one reports. */
+function mergeRoutesSource(all: readonly (RoutesSourceStatus | undefined)[]): { routesSource?: RoutesSourceStatus } {
+  const present = all.filter((r): r is RoutesSourceStatus => r !== undefined);
+  const newest = present.reduce<RoutesSourceStatus | undefined>((a, r) => (a === undefined || (r.updatedAt ?? 0) > (a.updatedAt ?? 0) ? r : a), undefined);
+  if (!newest) return {};
+  return { routesSource: { ...newest, lastError: newest.lastError ?? present.find((r) => r.lastError !== null)?.lastError ?? null } };
 }

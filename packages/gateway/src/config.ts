@@ -97,6 +97,14 @@ export interface RouteConfig extends RoutePolicy {
   stripPrefix?: boolean;
 }
 
+/** Where hot-reloaded routes live: one key, in the registry the gateway uses (`consulKey` with Consul, `etcdKey` with etcd). */
+export interface RoutesSourceConfig {
+  /** A Consul KV key, e.g. `proxyless/gateway/routes` (watched with a blocking query; read needs `key:read`). */
+  consulKey?: string;
+  /** An etcd key, e.g. `/proxyless/gateway/routes` (watched with an etcd watch). */
+  etcdKey?: string;
+}
+
 /** Everything the gateway needs: the JSON config file's shape (`proxyless-gateway --config <file>`). */
 export interface GatewayConfig {
   /** Where services are registered: `consul` or `etcd`. Default `consul`. */
@@ -129,6 +137,14 @@ export interface GatewayConfig {
   defaults?: RoutePolicy;
   /** Bearer tokens accepted on `auth: true` routes (the example auth hook). */
   authTokens?: string[];
+  /**
+   * Routes hot-reloaded from a registry key (Zuul's dynamic routing, consul-template's job):
+   * the key holds a JSON array of routes, checked exactly like `routes`. A valid value replaces
+   * the explicit routes at once (no reload, no dropped connection; a request in flight keeps its
+   * route); an invalid one is refused and reported (the last good routes stay); while the key is
+   * absent, `routes` from the config apply. Default none.
+   */
+  routesSource?: RoutesSourceConfig;
   /**
    * Peers allowed to say who the client is: IP addresses, CIDRs (IPv4 or
    * IPv6: `"10.0.0.0/8"`, `"2001:db8::/32"`) and the shorthands `loopback`,
@@ -233,9 +249,22 @@ export function catalogRoute(service: string, config: GatewayConfig): ResolvedRo
   return { id: `/${service}/** -> ${service}`, prefix: `/${service}`, service, stripPrefix: true, ...policy, idleTimeoutMs: policy.idleTimeoutMs || policy.timeoutMs, source: 'catalog' };
 }
 
+/** `routesSource`: one key, in the registry the gateway uses. */
+function checkRoutesSource(value: unknown, registry: string): void {
+  checkObject('routesSource', value, ['consulKey', 'etcdKey'], 'routesSource', '{ "consulKey": "proxyless/gateway/routes" } or { "etcdKey": "/proxyless/gateway/routes" }');
+  const v = value as RoutesSourceConfig;
+  const option = registry === 'etcd' ? 'etcdKey' : 'consulKey';
+  const other = registry === 'etcd' ? 'consulKey' : 'etcdKey';
+  if (v[other] !== undefined) throw new InvalidOptionError(`routesSource.${other}`, v[other], `needs registry "${other === 'etcdKey' ? 'etcd' : 'consul'}" (the registry is "${registry}"): use routesSource.${option}`);
+  const key = v[option];
+  if (typeof key !== 'string' || key === '' || key.length > 512 || (option === 'consulKey' && key.startsWith('/'))) {
+    throw new InvalidOptionError(`routesSource.${option}`, key, option === 'consulKey' ? 'must be a Consul KV key such as "proxyless/gateway/routes" (no leading /)' : 'must be an etcd key such as "/proxyless/gateway/routes"');
+  }
+}
+
 /** The config file's keys. @internal */
 export const configKeys = optionKeys<GatewayConfig>({
-  registry: true, consulAddress: true, etcdEndpoints: true, host: true, port: true, serviceName: true, routes: true, discovery: true, defaults: true, authTokens: true, trustedProxies: true, tls: true, backends: true,
+  registry: true, consulAddress: true, etcdEndpoints: true, host: true, port: true, serviceName: true, routes: true, discovery: true, defaults: true, authTokens: true, trustedProxies: true, tls: true, backends: true, routesSource: true,
 });
 
 /**
@@ -251,6 +280,7 @@ export function checkConfig(config: unknown, known: readonly string[] = configKe
   if (c.host !== undefined && (typeof c.host !== 'string' || c.host === '')) throw new InvalidOptionError('host', c.host, 'must be an address such as 127.0.0.1 or 0.0.0.0');
   if (c.registry !== undefined && c.registry !== 'consul' && c.registry !== 'etcd') throw new InvalidOptionError('registry', c.registry, 'must be "consul" or "etcd"');
   if (c.routes !== undefined && !Array.isArray(c.routes)) throw new InvalidOptionError('routes', c.routes, 'must be an array of routes');
+  if (c.routesSource !== undefined) checkRoutesSource(c.routesSource, c.registry ?? 'consul');
   if (c.discovery !== undefined) checkObject('discovery', c.discovery, discoveryKeys, 'discovery', '{ "enabled": true, "ignored": ["legacy"] }');
   if (c.etcdEndpoints !== undefined && (!Array.isArray(c.etcdEndpoints) || c.etcdEndpoints.some((e) => typeof e !== 'string'))) {
     throw new InvalidOptionError('etcdEndpoints', c.etcdEndpoints, 'must be an array of URLs such as ["http://127.0.0.1:2379"]');

@@ -14,6 +14,7 @@ import { ClosedError, InvalidOptionError, TimeoutError, isProxylessError, type C
 import type { RegistrarOptions } from '@proxyless/registrar';
 import { catalogRoute, checkConfig, configKeys, type GatewayConfig, type ResolvedRoute } from './config.js';
 import { resolveRouteTable, type RouteTable } from './routing.js';
+import { RoutesSource } from './routes-source.js';
 import { authFilter, byOrder, requestIdFilter, responseHeadersFilter, type AuthorizeHook, type Filter, type FilterContext, type FilterResponse } from './filters.js';
 import { declaresTooLarge, limitBody } from './body-limit.js';
 import { rateLimitFilter } from './rate-limit-filter.js';
@@ -167,6 +168,10 @@ export class GatewayServer implements Gateway {
   readonly #config: GatewayOptions;
   /** The explicit routes: an immutable table, replaced whole (a request keeps the route it matched). */
   #table: RouteTable;
+  /** The config file's routes: in use unless `routesSource`'s key holds valid ones. */
+  readonly #fileTable: RouteTable;
+  /** With `routesSource`: the key's watch. */
+  readonly #routesSource: RoutesSource | undefined;
   readonly #filters: Filter[];
   /** The filters by type, in order: sorted once, not on every request. */
   readonly #chain: Readonly<Record<Filter['type'], readonly Filter[]>>;
@@ -200,6 +205,7 @@ export class GatewayServer implements Gateway {
     this.#config = options;
     this.name = options.serviceName ?? 'gateway';
     this.#table = resolveRouteTable(options.routes, options);
+    this.#fileTable = this.#table;
     this.#ignored = new Set(['consul', this.name, ...(options.discovery?.ignored ?? [])]);
     this.#trust = checkTrustedProxies('trustedProxies', options.trustedProxies);
     this.#filters = [
@@ -216,6 +222,7 @@ export class GatewayServer implements Gateway {
     const log = options.log ?? ((line: string) => void process.stderr.write(`gateway: ${line}\n`));
     this.#certificates = options.tls ? new CertificateReloader(options.tls, log) : undefined;
     this.#backend = backendClientOptions(options.backends);
+    this.#routesSource = options.routesSource ? new RoutesSource(options.routesSource, options, (table) => this.#swapRoutes(table ?? this.#fileTable), log) : undefined;
     this.server = this.#createServer();
   }
 
@@ -261,6 +268,12 @@ export class GatewayServer implements Gateway {
       for (const service of this.#table.services) this.#client(service);
     }
     const upstreams = this.#upstreams;
+    const startTimeoutMs = this.#config.discovery?.startTimeoutMs ?? 10_000;
+    // The key's routes are in place before the first request (a restarted worker never serves stale ones).
+    if (this.#routesSource && !(await this.#routesSource.start(upstreams, startTimeoutMs)) && !this.#closing) {
+      const error = new TimeoutError('Reading the routesSource key', startTimeoutMs);
+      throw new Error(`gateway: cannot read routes: ${upstreams.describeFailure(this.#routesSource.watchError === null ? error : new Error(this.#routesSource.watchError))}`);
+    }
     if (this.#config.discovery?.enabled !== false && !this.catalog) {
       const catalog = upstreams.watchServices(this.#config.catalog);
       this.catalog = catalog;
@@ -335,6 +348,27 @@ export class GatewayServer implements Gateway {
       if (explicit.has(name)) continue;
       const client = this.#clients.get(name);
       this.#clients.delete(name);
+      void client?.close();
+    }
+  }
+
+  /**
+   * Puts a new route table in place: one reference swap, so a request matches the old table or
+   * the new one, never a mix, and one in flight keeps the route it matched. Clients for the new
+   * table's services open now; those no route and no catalog entry uses any more close (their
+   * calls in flight finish first).
+   */
+  #swapRoutes(table: RouteTable): void {
+    if (this.#closing) return;
+    const before = this.#table.services;
+    this.#table = table;
+    if (!this.#upstreams) return;
+    const now = table.services;
+    for (const service of now) this.#client(service);
+    for (const service of before) {
+      if (now.has(service) || this.#catalogServices.has(service)) continue;
+      const client = this.#clients.get(service);
+      this.#clients.delete(service);
       void client?.close();
     }
   }
@@ -618,6 +652,7 @@ export class GatewayServer implements Gateway {
         upgrades: this.#upgrades.counters(),
         ...(this.#certificates ? { tls: this.#certificates.status() } : {}),
       },
+      ...(this.#routesSource ? { routesSource: this.#routesSource.status() } : {}),
       routes: [...this.#routeCounters.values()].map((c) => ({ ...c })),
       events: this.#upstreams?.events.slice(0, 20) ?? [],
       services: [...this.#clients.entries()]
@@ -676,6 +711,7 @@ export class GatewayServer implements Gateway {
     for (const socket of this.#tlsSockets) socket.destroy();
     await tunnelsClosed;
     await closed;
+    this.#routesSource?.close();
     await this.catalog?.close();
     await Promise.all([...this.#clients.values()].map((c) => c.close()));
     this.#clients.clear();

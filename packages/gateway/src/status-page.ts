@@ -114,6 +114,20 @@ export interface UpstreamEvent {
   readonly endpoint: string;
 }
 
+/** `routesSource` in `status.json`: the routes key and which routes are in use. */
+export interface RoutesSourceStatus {
+  /** The watched key. */
+  readonly key: string;
+  readonly registry: 'consul' | 'etcd';
+  /** `key`: the key's routes are in use; `file`: the config file's (the key is absent, or no valid value was read yet). */
+  readonly active: 'key' | 'file';
+  /** The key's modify index (Consul) or mod revision (etcd) of the routes in use; null while the file's are. */
+  readonly revision: number | null;
+  /** Why the key's latest value was refused (not JSON, an invalid route: the last good routes stay), or the watch's last failure; null when neither. */
+  readonly lastError: string | null;
+  /** When the routes in use last changed, ms since the epoch; null before any change. */
+  readonly updatedAt: number | null;
+}
 
 /** The JSON document served at `/_proxyless/status.json`. */
 export interface GatewayStatus {
@@ -142,6 +156,8 @@ export interface GatewayStatus {
     /** With `tls`: the certificate served and its reloads (across workers: a refused reload shows, counts are summed). */
     readonly tls?: TlsStatus;
   };
+  /** With `routesSource`: the routes key, the revision in use, the last refused value (across workers: the newest revision, any error). */
+  readonly routesSource?: RoutesSourceStatus;
   /** Latest endpoint events (added, removed, breaker, ejection), newest first. */
   readonly events: readonly UpstreamEvent[];
   /** With `--workers`: each worker's share (the rest of the document sums or merges them). */

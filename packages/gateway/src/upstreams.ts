@@ -6,7 +6,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { ConsulHttpClient, ConsulResolver, InvalidOptionError, type CatalogWatch, type CatalogWatchOptions, type Resolver } from '@proxyless/core';
+import { BadResponseError, ConsulHttpClient, ConsulResolver, InvalidOptionError, runBlockingQuery, type CatalogWatch, type CatalogWatchOptions, type Resolver } from '@proxyless/core';
 // The packages' own failure sentences (internal, unsupported API): the gateway logs what the registrar and resolvers log.
 import { describeConsulFailure } from '@proxyless/core/internal';
 // @proxyless/etcd is an optional peer: loaded only for `registry: "etcd"`, so a Consul user need not install it.
@@ -343,8 +343,62 @@ export class Upstreams {
     }, idleTimeoutMs, backend);
   }
 
+  /**
+   * Watches one key's value until `signal` aborts, reporting every answer (also unchanged ones:
+   * the caller compares). Consul: a blocking query on `GET /v1/kv/<key>` (a missing key blocks on
+   * its 404's index), on core's loop (rate limit, full-jitter backoff, agent probe); etcd: the
+   * package's prefix-watch loop on the key, keeping only the exact key (resync after compaction
+   * or a restored history). `revision` is the key's modify index / mod revision, or the index at
+   * which it was found absent.
+   */
+  watchKey(key: string, sink: KeySink, signal: AbortSignal): Promise<void> {
+    const c = this.#connection;
+    if (c.kind === 'consul') {
+      return runBlockingQuery(c.client, {
+        path: `/v1/kv/${key.split('/').map(encodeURIComponent).join('/')}`,
+        signal,
+        allowNotFound: true,
+        decode: (body, info) => decodeKvAnswer(key, body, info.index),
+        onAnswer: ({ value, revision }) => sink.value(value, revision),
+        onError: (error) => sink.fail(error),
+      });
+    }
+    const exact = (k: Buffer): boolean => k.toString('utf8') === key;
+    return c.internal.runPrefixWatch(c.client, key, { signal, backoff: { initialMs: 100, maxMs: 1_000 }, idleTimeoutMs: 10_000 }, {
+      reset: (kvs, revision) => {
+        const kv = kvs.find((k) => exact(k.key));
+        sink.value(kv?.value.toString('utf8'), kv?.modRevision ?? revision);
+      },
+      apply: (events) => {
+        const last = events.filter((e) => exact(e.kv.key)).at(-1);
+        if (last) sink.value(last.type === 'put' ? last.kv.value.toString('utf8') : undefined, last.kv.modRevision);
+      },
+      live: () => undefined,
+      resync: () => undefined,
+      fail: (error) => sink.fail(error instanceof Error ? error : new Error(String(error))),
+    });
+  }
+
   async close(): Promise<void> {
     await this.#connection.resolver.close();
     await this.#connection.client.close();
   }
+}
+
+/** Where {@link Upstreams.watchKey} reports. */
+export interface KeySink {
+  /** The key's value (undefined: absent) and its revision. */
+  value(value: string | undefined, revision: number): void;
+  /** A failed read or watch; the loop backs off and retries. */
+  fail(error: Error): void;
+}
+
+/** A `GET /v1/kv/<key>` answer: `[{ Key, Value (base64 or null), ModifyIndex, … }]`, or undefined for a 404. */
+function decodeKvAnswer(key: string, body: unknown, index: number): { value: string | undefined; revision: number } {
+  if (body === undefined) return { value: undefined, revision: index };
+  const entry: unknown = Array.isArray(body) ? body.find((e: { Key?: unknown }) => e.Key === key) : undefined;
+  if (typeof entry !== 'object' || entry === null) throw new BadResponseError(`Consul KV answer for "${key}" has no entry for the key`);
+  const { Value, ModifyIndex } = entry as { Value?: unknown; ModifyIndex?: unknown };
+  if ((Value !== null && typeof Value !== 'string') || typeof ModifyIndex !== 'number') throw new BadResponseError(`Consul KV answer for "${key}" is not a key entry`);
+  return { value: Value === null ? '' : Buffer.from(Value, 'base64').toString('utf8'), revision: ModifyIndex };
 }
