@@ -326,6 +326,40 @@ describe('@proxyless/gateway TLS and HTTP/2 (real Consul, real backend, openssl 
     }
   });
 
+  it('answers 413 over HTTP/2 without a Connection header (none exists in HTTP/2; Node would warn and drop it)', async () => {
+    install(first, files);
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    const gateway = createGateway({
+      consulAddress: agent.httpAddr,
+      port: 0,
+      discovery: { enabled: false },
+      routes: [{ path: '/small/**', service: 'echo', maxBodyBytes: 1000 }],
+      tls: { ...files, reloadIntervalMs: 0 },
+    });
+    try {
+      const url = await gateway.listen();
+      const session = h2connect(url, { ca: ca.ca, servername: 'localhost' });
+      session.on('error', () => undefined);
+      try {
+        const answer = await h2request(session, { ':method': 'POST', ':path': '/small/x', 'content-length': '5000' }, Buffer.alloc(5000));
+        assert.equal(answer.headers[':status'], 413);
+        assert.equal(JSON.parse(answer.body.toString()).error, 'body_too_large');
+        assert.equal(answer.headers.connection, undefined);
+        // The session still carries requests.
+        assert.equal((await h2request(session, { ':method': 'POST', ':path': '/small/y' }, Buffer.alloc(10))).headers[':status'], 201);
+      } finally {
+        session.close();
+      }
+      await sleep(50); // warnings are emitted on the next tick
+      assert.deepEqual(warnings.filter((w) => /connection header/i.test(w)), []);
+    } finally {
+      process.off('warning', onWarning);
+      await gateway.close({ graceMs: 500 });
+    }
+  });
+
   it('sends HTTP/2 sessions a GOAWAY when it drains, and their streams in flight finish', async () => {
     install(first, files);
     const gateway = gatewayWith({});
@@ -438,6 +472,60 @@ describe('@proxyless/gateway TLS and HTTP/2 (real Consul, real backend, openssl 
       assert.equal((output.match(/TLS certificate reloaded: CN=second/g) ?? []).length, 2, output);
       const r = await h1request(`${url}/api/w`, ca.ca);
       assert.equal(r.status, 201);
+      child.kill('SIGTERM');
+      const [code] = (await exited) as [number | null];
+      assert.equal(code, 0, output);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('a rolling restart (SIGHUP) sends the old worker\'s HTTP/2 sessions a GOAWAY: every stream sent before it is answered, a new session reaches the new worker', async () => {
+    install(first, files);
+    const config = join(ca.dir, 'gateway-restart.json');
+    writeFileSync(config, JSON.stringify({ discovery: { enabled: false }, routes: [{ path: '/api/**', service: 'echo', retries: 0 }], tls: { ...files, reloadIntervalMs: 0 } }));
+    const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', 'packages/gateway/src/cli.ts', '--config', config, '--workers', '1'], {
+      env: { ...process.env, CONSUL_HTTP_ADDR: agent.httpAddr, PORT: '0', GATEWAY_HOST: '127.0.0.1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    trackChild(child);
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    const exited = once(child, 'exit');
+    try {
+      const url = await eventually('the gateway to listen', () => /listening on (https:\/\/\S+)/.exec(output)?.[1], 30_000);
+      const workersOf = async (): Promise<number[]> => ((await statusOf(url, ca.ca)) as unknown as { workers: { pid: number }[] }).workers.map((w) => w.pid);
+      const [oldPid] = await workersOf();
+      const session = h2connect(url, { ca: ca.ca, servername: 'localhost' });
+      session.on('error', () => undefined);
+      let goaway = false;
+      session.once('goaway', () => (goaway = true));
+      assert.equal((await h2request(session, { ':path': '/api/warm' })).headers[':status'], 201);
+      child.kill('SIGHUP');
+      // Streams of 1.5 s each, one every 100 ms, until the GOAWAY: the old worker drains with some in flight.
+      const sent: Promise<{ headers: H2Headers; body: Buffer }>[] = [];
+      const deadline = Date.now() + 60_000;
+      while (!goaway && Date.now() < deadline) {
+        sent.push(h2request(session, { ':path': `/api/slow/1500?i=${sent.length}` }));
+        await sleep(100);
+      }
+      assert.ok(goaway, `no GOAWAY within 60 s: ${output}`);
+      const answers = await Promise.all(sent);
+      answers.forEach((a, i) => assert.equal(a.headers[':status'], 201, `stream ${i}`));
+      session.close();
+      const fresh = h2connect(url, { ca: ca.ca, servername: 'localhost' });
+      fresh.on('error', () => undefined);
+      try {
+        assert.equal((await h2request(fresh, { ':path': '/api/after' })).headers[':status'], 201);
+      } finally {
+        fresh.close();
+      }
+      const pids = await eventually('the old worker to leave', async () => {
+        const now = await workersOf();
+        return now.length === 1 && now[0] !== oldPid ? now : undefined;
+      }, 30_000);
+      assert.notEqual(pids[0], oldPid);
       child.kill('SIGTERM');
       const [code] = (await exited) as [number | null];
       assert.equal(code, 0, output);

@@ -597,7 +597,8 @@ export class GatewayServer implements Gateway {
       // a failing post filter does not stop the answer
     }
     const body = { error: 'body_too_large', message: `request body over this route's limit of ${ctx.route.maxBodyBytes} bytes (maxBodyBytes)`, requestId: ctx.requestId };
-    sendJson(res, 413, body, { ...ctx.responseHeaders, connection: 'close' });
+    // HTTP/2 has no Connection header (Node drops it with a warning): the stream ends with the answer.
+    sendJson(res, 413, body, ctx.req.httpVersionMajor === 2 ? ctx.responseHeaders : { ...ctx.responseHeaders, connection: 'close' });
   }
 
   async #answer(ctx: FilterContext, res: ServerResponse, answer: FilterResponse): Promise<void> {
