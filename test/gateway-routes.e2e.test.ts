@@ -5,6 +5,10 @@
  * loop.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Agent, createServer, request as httpRequest, type Server } from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
@@ -245,6 +249,43 @@ describe('@proxyless/gateway routes hot-reloaded from Consul KV (real agent, rea
       assert.equal(res.status, 200);
     };
     await hotReload('Consul KV', base, write, remove);
+  });
+
+  it('with --workers 2, every worker watches the key: a write reaches both, and status.json shows it once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gw-routes-'));
+    const file = join(dir, 'gateway.json');
+    writeFileSync(file, JSON.stringify({ discovery: { enabled: false }, serviceName: 'gw-workers', routes: [{ path: '/app/**', service: 'blue' }], routesSource: { consulKey: 'proxyless/gateway/workers-routes' } }));
+    const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', 'packages/gateway/src/cli.ts', '--config', file, '--workers', '2'], {
+      env: { ...process.env, CONSUL_HTTP_ADDR: agent.httpAddr, PORT: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    const exited = once(child, 'exit');
+    try {
+      const url = await eventually('the gateway to listen', () => /listening on (http:\/\/\S+)/.exec(output)?.[1], 30_000);
+      // A connection per request: the kernel spreads them over both workers.
+      const bodies = async (n: number): Promise<Set<string>> => new Set(await Promise.all(Array.from({ length: n }, async () => (await get(`${url}/app/x`)).body)));
+      assert.deepEqual([...(await bodies(20))], ['blue']);
+      const res = await fetch(`${agent.httpUrl}/v1/kv/proxyless/gateway/workers-routes`, { method: 'PUT', body: JSON.stringify([{ path: '/app/**', service: 'green' }]) });
+      assert.equal(await res.text(), 'true');
+      await eventually('both workers on the new route', async () => {
+        const seen = await bodies(20);
+        return seen.size === 1 && seen.has('green');
+      });
+      const doc = JSON.parse((await get(`${url}/_proxyless/status.json`)).body) as GatewayStatus;
+      assert.equal(doc.workers?.length, 2);
+      assert.equal(doc.routesSource?.active, 'key', JSON.stringify(doc.routesSource));
+      assert.equal(doc.routesSource?.lastError, null);
+      assert.match(output, /routes: consul key proxyless\/gateway\/workers-routes revision \d+: 1 route in use/);
+      child.kill('SIGTERM');
+      const [code] = (await exited) as [number | null];
+      assert.equal(code, 0, output);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
