@@ -35,7 +35,9 @@ function isFinal(error: unknown): boolean {
  * Composes two resolvers: the primary first; the secondary while the primary
  * errors, is stale or has not answered yet; back to the primary as soon as it
  * publishes fresh data again. The secondary is watched only while needed.
- * Primary errors are still reported as `error` events.
+ * Primary errors are still reported as `error` events (one that comes before
+ * anything was served, once the secondary answers or fails: a client's first
+ * call waits for the secondary rather than failing on the primary's error).
  *
  * @example
  * ```ts
@@ -78,6 +80,13 @@ export class FallbackResolver<PrimaryQuery extends object = object, SecondaryQue
     const primary = this.#primary.watch(service, query);
     let secondary: ServiceWatch | undefined;
     let secondaryBroken = false;
+    /** The primary's error, held back while the watch has nothing and the secondary's first answer is awaited. */
+    let held: Error | undefined;
+    const reportHeld = (): void => {
+      const error = held;
+      held = undefined;
+      if (error !== undefined) sink.fail(error, { markStale: false });
+    };
     const primaryHealthy = (): boolean => primary.current !== undefined && !primary.current.stale;
     const publish = (snapshot: ServiceSnapshot): void => {
       sink.publish(snapshot.instances, { source: snapshot.source, stale: snapshot.stale, updatedAt: snapshot.updatedAt, info: snapshot.info });
@@ -96,8 +105,10 @@ export class FallbackResolver<PrimaryQuery extends object = object, SecondaryQue
       secondary = watch;
       watch.on('update', (snapshot) => {
         if (!primaryHealthy()) publish(snapshot);
+        reportHeld();
       });
       watch.on('error', (error) => {
+        reportHeld();
         if (!primaryHealthy()) sink.fail(error);
       });
     };
@@ -107,6 +118,7 @@ export class FallbackResolver<PrimaryQuery extends object = object, SecondaryQue
       void watch?.close();
     };
     primary.on('update', (snapshot) => {
+      held = undefined; // the primary answered: its earlier error is news no more
       if (!snapshot.stale) {
         closeSecondary();
         publish(snapshot);
@@ -120,6 +132,13 @@ export class FallbackResolver<PrimaryQuery extends object = object, SecondaryQue
     primary.on('error', (error) => {
       openSecondary();
       const fallback = secondary?.current;
+      if (sink.current === undefined && secondary !== undefined && fallback === undefined && secondary.lastError === undefined) {
+        // Nothing to serve yet, and the secondary is being asked: its answer (or error) reports this one, so a
+        // first call waits for the secondary instead of failing on the primary's error. Recorded as lastError now.
+        held = error;
+        sink.fail(error, { markStale: false, report: false });
+        return;
+      }
       // Keep serving the secondary's fresh data; the primary's error is still reported.
       sink.fail(error, { markStale: !(fallback && !fallback.stale) });
     });

@@ -30,8 +30,12 @@ export interface WatchSink {
   readonly current: ServiceSnapshot | undefined;
   /** Publishes an answer; subscribers hear about it only if the set (or staleness/source) changed. */
   publish(instances: readonly ServiceInstance[], options?: PublishOptions): void;
-  /** Reports a failure: an `error` event, and (by default) the last snapshot marked stale. */
-  fail(error: Error, options?: { markStale?: boolean }): void;
+  /**
+   * Reports a failure: an `error` event, and (by default) the last snapshot marked stale.
+   * `report: false` only records it as `lastError` (no event): for a composition still
+   * asking another source, whose subscribers (a client's first call) should wait for that.
+   */
+  fail(error: Error, options?: { markStale?: boolean; report?: boolean }): void;
   /**
    * The source's history reset (registry wiped, restored or restarted): instances missing
    * from the next answers are held, the snapshot marked stale, for the hub's reset grace.
@@ -129,7 +133,7 @@ class SharedWatch<Query> implements WatchSink {
     for (const handle of this.subscribers) handle.deliver(snapshot, diff);
   }
 
-  fail(error: Error, options: { markStale?: boolean } = {}): void {
+  fail(error: Error, options: { markStale?: boolean; report?: boolean } = {}): void {
     if (this.signal.aborted) return;
     this.lastError = error;
     const previous = this.snapshot;
@@ -139,7 +143,7 @@ class SharedWatch<Query> implements WatchSink {
       this.snapshot = stale;
       for (const handle of this.subscribers) handle.deliver(stale, noChange);
     }
-    for (const handle of this.subscribers) handle.report(error);
+    if (options.report ?? true) for (const handle of this.subscribers) handle.report(error);
   }
 }
 

@@ -118,6 +118,14 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
   #stale: DiscoveryStale | undefined;
   /** `discoveryStale` was emitted for {@link ProxylessClient.#stale} (not yet when the constructor saw it). */
   #staleAnnounced = false;
+  /**
+   * The resolver's error while the client has no snapshot yet: new calls fail
+   * with it at once instead of waiting for their deadline. Cleared by the
+   * first snapshot (a resolver that recovers serves the next calls).
+   */
+  #failedFirst: Error | undefined;
+  /** Calls waiting for the first snapshot: the resolver's error fails each at once. */
+  readonly #firstWaiters = new Set<(error: Error) => void>();
   #closed = false;
   #closing: Promise<void> | undefined;
   #destroyError: Error | undefined;
@@ -165,7 +173,13 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       this.#onSnapshot(snapshot, change, true);
       this.emit('update', snapshot);
     });
-    this.#watch.on('error', (error) => this.emit('error', error));
+    this.#watch.on('error', (error) => {
+      if (!this.#set.hasSnapshot) {
+        this.#failedFirst = error;
+        for (const fail of this.#firstWaiters) fail(error);
+      }
+      this.emit('error', error);
+    });
     const current = this.#watch.current;
     if (current) {
       // Usable at once; the watch greets this client later with a diff from empty, applied from here instead.
@@ -211,6 +225,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
       }
     }
     this.#snapshot = snapshot;
+    if (this.#set.hasSnapshot) this.#failedFirst = undefined;
     this.#doctor.endpoints(this.#set.size); // what is held (a stale empty answer is not applied)
     this.#noteStaleness(snapshot, announce);
   }
@@ -286,7 +301,8 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
    * with a typed error carrying the attempts and endpoints tried.
    * @param input - a path (`/users/42`) or {@link RequestOptions}.
    * @throws {@link NoHealthyEndpointsError}, {@link CircuitOpenError}, {@link DeadlineExceededError},
-   *   `ResolutionFailedError` (no snapshot by the deadline: its message names the registry, the address tried and what sets it),
+   *   `ResolutionFailedError` (no snapshot: at once when the resolver has reported an error and has no snapshot,
+   *   else at the deadline; its message names the registry, the address tried and what sets it),
    *   {@link RetryBudgetExhaustedError}, {@link RequestFailedError}, `AbortedError`, `ClosedError`, `InvalidOptionError`.
    */
   request(input: string | RequestOptions): Promise<ClientResponse> {
@@ -367,25 +383,41 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     }
   }
 
-  /** Waits for the resolver's first snapshot as a step of the call (bounded by its deadline, kept alive by its timer). */
+  /**
+   * Waits for the resolver's first snapshot as a step of the call (bounded by
+   * its deadline, kept alive by its timer). A resolver that reports an error
+   * before it has a snapshot ends the wait at once, with its error: waiting out
+   * the deadline would only hide why (an unreachable registry, a refusal).
+   * One that is merely slow is waited for.
+   */
   async #waitForSnapshot(req: RequestOptions, call: Call): Promise<void> {
+    if (this.#failedFirst !== undefined) throw this.#discoveryError(call, this.#failedFirst);
+    let failed: Error | undefined;
     try {
-      await call.waitFor((signal) => this.#watch.ready({ signal }));
+      await call.waitFor((signal) => new Promise<unknown>((resolve, reject) => {
+        const fail = (error: Error): void => {
+          failed = error;
+          reject(error);
+        };
+        this.#firstWaiters.add(fail);
+        void this.#watch.ready({ signal }).then(resolve, reject).finally(() => this.#firstWaiters.delete(fail));
+      }));
     } catch {
       if (req.signal?.aborted) throw new AbortedError(`Request to "${this.#service}"`, req.signal.reason);
       if (this.#closed || call.ended === 'destroyed') throw this.#closedError();
       if (this.#set.hasSnapshot) return;
-      throw this.#discoveryError(call);
+      throw this.#discoveryError(call, failed);
     }
   }
 
   /**
-   * No snapshot by the deadline: discovery is why the call failed. The error
-   * says so in the resolver's own words (the registry, the address tried,
-   * what sets it); "no instance" is said only once the registry answered.
+   * No snapshot: the resolver failed, or none came by the deadline. Discovery
+   * is why the call failed, and the error says so in the resolver's own words
+   * (the registry, the address tried, what sets it); "no instance" is said
+   * only once the registry answered.
    */
-  #discoveryError(call: Call): ResolutionFailedError {
-    const last = this.#watch.lastError;
+  #discoveryError(call: Call, failed?: Error): ResolutionFailedError {
+    const last = failed ?? this.#watch.lastError;
     const resolver = this.#options.resolver.constructor.name;
     if (last instanceof ResolutionFailedError) return new ResolutionFailedError(this.#service, last.source, last, last.detail);
     if (last !== undefined) return new ResolutionFailedError(this.#service, resolver, last);
