@@ -5,11 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, request as httpRequest, type Server } from 'node:http';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { isIP, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
 import { startConsulAgent, type ConsulAgent } from './support/consul.js';
-import { createGateway, type Gateway } from '@proxyless/gateway';
+import { createGateway, type AccessLogEntry, type Gateway, type GatewayStatus } from '@proxyless/gateway';
 import { checkTrustedProxies, clientAddress } from '../packages/gateway/src/trusted-proxies.js';
 import { InvalidOptionError } from '@proxyless/core';
 
@@ -85,7 +90,7 @@ describe('@proxyless/gateway trusted proxies: the client-address walk', () => {
   });
 });
 
-describe('@proxyless/gateway trusted proxies (real Consul, real backend, real sockets)', function () {
+describe('@proxyless/gateway trusted proxies and access log (real Consul, real backend, real sockets)', function () {
   this.timeout(60_000);
   let agent: ConsulAgent;
   let backend: Server;
@@ -93,6 +98,9 @@ describe('@proxyless/gateway trusted proxies (real Consul, real backend, real so
   let trusting: Gateway;
   /** The default: trusts nobody. */
   let plain: Gateway;
+
+  let backendPort: number;
+  const dir = mkdtempSync(join(tmpdir(), 'gwedge-'));
 
   before(async () => {
     agent = await startConsulAgent();
@@ -104,7 +112,7 @@ describe('@proxyless/gateway trusted proxies (real Consul, real backend, real so
     await once(backend, 'listening');
     const reg = await fetch(`${agent.httpUrl}/v1/agent/service/register`, {
       method: 'PUT',
-      body: JSON.stringify({ Name: 'echo', ID: 'echo-1', Address: '127.0.0.1', Port: (backend.address() as AddressInfo).port }),
+      body: JSON.stringify({ Name: 'echo', ID: 'echo-1', Address: '127.0.0.1', Port: (backendPort = (backend.address() as AddressInfo).port) }),
     });
     assert.equal(reg.status, 200, await reg.text());
     const routes = [
@@ -122,21 +130,22 @@ describe('@proxyless/gateway trusted proxies (real Consul, real backend, real so
     backend?.close();
     backend?.closeAllConnections();
     await agent?.stop();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   /** A request over a fresh socket from `from` (a loopback address) to the gateway. */
-  function send(gateway: Gateway, from: string, path: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
-    const port = Number(new URL(gateway.url).port);
+  function send(gateway: Gateway | string, from: string, path: string, headers: Record<string, string>, body?: string): Promise<{ status: number; body: string; requestId: string }> {
+    const port = Number(new URL(typeof gateway === 'string' ? gateway : gateway.url).port);
     return new Promise((resolve, reject) => {
-      const req = httpRequest({ host: '127.0.0.1', port, path, localAddress: from, headers, agent: false, signal: AbortSignal.timeout(10_000) }, (res) => {
-        let body = '';
+      const req = httpRequest({ host: '127.0.0.1', port, path, localAddress: from, headers, method: body === undefined ? 'GET' : 'POST', agent: false, signal: AbortSignal.timeout(10_000) }, (res) => {
+        let text = '';
         res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.once('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on('data', (c: string) => (text += c));
+        res.once('end', () => resolve({ status: res.statusCode ?? 0, body: text, requestId: String(res.headers['x-request-id'] ?? '') }));
         res.once('error', reject);
       });
       req.once('error', reject);
-      req.end();
+      req.end(body);
     });
   }
 
@@ -180,5 +189,121 @@ describe('@proxyless/gateway trusted proxies (real Consul, real backend, real so
     // A client that invents a new X-Forwarded-For each time still has one bucket: its socket's.
     assert.equal((await send(trusting, '127.0.0.1', '/limited/a', { 'x-forwarded-for': '198.51.100.3' })).status, 200);
     assert.equal((await send(trusting, '127.0.0.1', '/limited/a', { 'x-forwarded-for': '198.51.100.4' })).status, 429);
+  });
+
+  /** The access log's lines, each parsed (a torn or partial line fails the parse). */
+  function logLines(file: string): AccessLogEntry[] {
+    const text = readFileSync(file, 'utf8');
+    assert.ok(text === '' || text.endsWith('\n'), 'the log ends with a whole line');
+    return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as AccessLogEntry);
+  }
+
+  it('writes one JSON line per request, checked against the requests made; no token, cookie or query reaches it; complete once the gateway drained', async () => {
+    const file = join(dir, 'access.log');
+    const gateway = createGateway({ consulAddress: agent.httpAddr, port: 0, discovery: { enabled: false }, routes: [
+      { path: '/echo/**', service: 'echo' },
+      { path: '/limited/**', service: 'echo', rateLimit: { ratePerSecond: 0.1, burst: 1 } },
+    ], accessLog: { path: file } });
+    await gateway.listen();
+    const secrets = { authorization: 'Bearer SECRET-BEARER-1', cookie: 'sid=SECRET-COOKIE-2' };
+    const made = [
+      { method: 'GET', path: '/echo/a', sent: '/echo/a?access_token=SECRET-QUERY-3&x=1', body: undefined, status: 200, outcome: 'succeeded' },
+      { method: 'POST', path: '/echo/b', sent: '/echo/b', body: 'hello', status: 200, outcome: 'succeeded' },
+      { method: 'GET', path: '/nowhere', sent: '/nowhere?token=SECRET-QUERY-4', body: undefined, status: 404, outcome: 'noRoute' },
+      { method: 'GET', path: '/limited/c', sent: '/limited/c', body: undefined, status: 200, outcome: 'succeeded' },
+      { method: 'GET', path: '/limited/c', sent: '/limited/c', body: undefined, status: 429, outcome: 'rejected' },
+    ];
+    const answers: { status: number; requestId: string }[] = [];
+    for (const m of made) answers.push(await send(gateway, '127.0.0.1', m.sent, secrets, m.body));
+    assert.deepEqual(answers.map((a) => a.status), made.map((m) => m.status));
+    await gateway.close({ graceMs: 1_000 });
+    const text = readFileSync(file, 'utf8');
+    assert.doesNotMatch(text, /SECRET/, 'a token, a cookie or a query was logged');
+    const lines = logLines(file);
+    assert.equal(lines.length, made.length, text);
+    lines.forEach((line, i) => {
+      const m = made[i]!;
+      assert.equal(line.method, m.method);
+      assert.equal(line.path, m.path);
+      assert.equal(line.status, m.status);
+      assert.equal(line.outcome, m.outcome);
+      assert.equal(line.clientIp, '127.0.0.1');
+      assert.ok(line.bytes !== null && line.bytes > 100 && line.bytes < 2_000, `bytes ${line.bytes}`);
+      assert.ok(line.durationMs >= 0 && line.durationMs < 10_000);
+      assert.ok(Math.abs(Date.parse(line.time) - Date.now()) < 60_000, line.time);
+      if (m.outcome === 'noRoute') {
+        assert.deepEqual([line.route, line.service, line.endpoint, line.attempts, line.requestId], [null, null, null, 0, null]);
+        return;
+      }
+      assert.equal(line.requestId, answers[i]!.requestId);
+      assert.equal(line.service, 'echo');
+      assert.equal(line.endpoint, m.outcome === 'succeeded' ? `127.0.0.1:${backendPort}` : null);
+      assert.equal(line.attempts, m.outcome === 'succeeded' ? 1 : 0);
+    });
+  });
+
+  it('logs the query with includeQuery, secret-looking values redacted; a bad accessLog is a typed error', async () => {
+    const file = join(dir, 'access-query.log');
+    const gateway = createGateway({ consulAddress: agent.httpAddr, port: 0, discovery: { enabled: false }, routes: [{ path: '/echo/**', service: 'echo' }], accessLog: { path: file, includeQuery: true } });
+    await gateway.listen();
+    await send(gateway, '127.0.0.1', '/echo/q?page=2&access_token=SECRET-5&api_key=SECRET-6&Password=SECRET-7&q=a+b', {});
+    await gateway.close({ graceMs: 1_000 });
+    assert.deepEqual(logLines(file).map((l) => l.path), ['/echo/q?page=2&access_token=[redacted]&api_key=[redacted]&Password=[redacted]&q=a+b']);
+    assert.throws(() => createGateway({ accessLog: { path: '' } }), (e: unknown) => e instanceof InvalidOptionError && e.message.includes('accessLog.path'));
+    assert.throws(() => createGateway({ accessLog: { path: 'stdout', inclideQuery: true } as never }), (e: unknown) => e instanceof InvalidOptionError && e.message.includes('includeQuery'));
+    const unwritable = createGateway({ consulAddress: agent.httpAddr, port: 0, discovery: { enabled: false }, accessLog: { path: join(dir, 'no-such-dir', 'a.log') } });
+    await assert.rejects(unwritable.listen(), (e: unknown) => e instanceof InvalidOptionError && e.message.includes('no-such-dir') && e.message.includes('ENOENT'));
+    await unwritable.destroy();
+  });
+
+  it('with --workers 2, every worker appends whole lines to one file; SIGUSR2 reopens it after logrotate moved it', async () => {
+    const file = join(dir, 'workers.log');
+    const config = join(dir, 'gateway.json');
+    writeFileSync(config, JSON.stringify({ discovery: { enabled: false }, routes: [{ path: '/echo/**', service: 'echo' }], accessLog: { path: file } }));
+    const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', 'packages/gateway/src/cli.ts', '--config', config, '--workers', '2'], {
+      env: { ...process.env, CONSUL_HTTP_ADDR: agent.httpAddr, PORT: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    const exited = once(child, 'exit');
+    try {
+      const started = Date.now();
+      while (!/listening on (http:\/\/\S+)/.test(output)) {
+        assert.ok(Date.now() - started < 30_000 && child.exitCode === null, `the gateway did not start: ${output}`);
+        await sleep(50);
+      }
+      const url = /listening on (http:\/\/\S+)/.exec(output)![1]!;
+      // A connection per request: the kernel spreads them over both workers.
+      const burst = async (n: number, tag: string): Promise<void> => {
+        const answers = await Promise.all(Array.from({ length: n }, (_, i) => send(url, '127.0.0.1', `/echo/${tag}/${i}`, {})));
+        assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([200]));
+      };
+      for (let i = 0; i < 4; i++) await burst(20, 'before');
+      renameSync(file, `${file}.1`); // what logrotate does
+      child.kill('SIGUSR2');
+      const reopened = Date.now();
+      while (!existsSync(file)) {
+        assert.ok(Date.now() - reopened < 10_000, `SIGUSR2 did not reopen the log: ${output}`);
+        await sleep(20);
+      }
+      await sleep(300); // the second worker's reopen
+      await burst(20, 'after');
+      const status = (await (await fetch(`${url}/_proxyless/status.json`, { signal: AbortSignal.timeout(10_000) })).json()) as GatewayStatus;
+      assert.equal(status.workers?.length, 2);
+      assert.ok(status.workers.every((w) => w.requests > 0), `both workers served (and logged) requests: ${JSON.stringify(status.workers)}`);
+      child.kill('SIGTERM');
+      const [code] = (await exited) as [number | null];
+      assert.equal(code, 0, output);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+    const rotated = logLines(`${file}.1`);
+    const fresh = logLines(file);
+    assert.equal(rotated.length, 80, 'every request before the rotation, one whole line each');
+    assert.ok(rotated.every((l) => l.path.startsWith('/echo/before/') && l.status === 200));
+    assert.equal(fresh.length, 20, 'every request after the rotation, in the new file');
+    assert.ok(fresh.every((l) => l.path.startsWith('/echo/after/') && l.status === 200));
   });
 });

@@ -31,7 +31,8 @@ Options:
   --help           Show this text
 
 Signals: SIGTERM/SIGINT leave rotation, drain every worker, deregister and exit 0;
-SIGHUP restarts the workers one by one (a new one listens before an old one drains).
+SIGHUP restarts the workers one by one (a new one listens before an old one drains);
+SIGUSR2 reopens the access log file (after logrotate moved it).
 TLS certificates (config "tls") are reloaded by every worker when their files change.
 
 Environment:
@@ -101,6 +102,8 @@ async function worker(): Promise<void> {
   if (!set) return;
   const { gateway } = set;
   serveAsWorker(gateway);
+  // logrotate's postrotate: the primary passes SIGUSR2 on to every worker.
+  process.on('SIGUSR2', () => gateway.reopenAccessLog());
   try {
     const url = await gateway.listen();
     await reportToPrimary({ type: 'ready', url });
@@ -150,6 +153,10 @@ async function primary(): Promise<void> {
   registrar.on('error', (error) => process.stderr.write(`registrar: ${error.message}\n`));
   registrar.handleSignals({
     hooks: [() => registrar.close(), () => pool.stop(), () => upstreams.close()],
+  });
+  process.on('SIGUSR2', () => {
+    // Only to workers that are ready: one still starting has no handler yet, and SIGUSR2 would end it.
+    for (const pid of pool.pids) process.kill(pid, 'SIGUSR2');
   });
   process.on('SIGHUP', () => {
     log('SIGHUP: restarting the workers one by one');

@@ -4,6 +4,7 @@ import { InvalidOptionError } from '@proxyless/core';
 import { checkKnownKeys, optionKeys } from '@proxyless/core/internal';
 import { defaultMaxBodyBytes } from './body-limit.js';
 import { checkTrustedProxies } from './trusted-proxies.js';
+import { checkAccessLog, type AccessLogConfig } from './access-log.js';
 import { checkRateLimit, type RateLimitConfig, type ResolvedRateLimit } from './rate-limit.js';
 import { checkBackends, checkTls, type BackendsConfig, type TlsConfig } from './tls.js';
 
@@ -164,6 +165,13 @@ export interface GatewayConfig {
   tls?: TlsConfig;
   /** How instances are reached: HTTP/2 (`allowH2`) and TLS settings for HTTPS instances. Default: HTTP/1.1, Node's CA roots. */
   backends?: BackendsConfig;
+  /**
+   * One JSON line per request (time, method, path, status, bytes, duration,
+   * route, service, endpoint, attempts, client address, request id, outcome)
+   * to `stdout` or appended to a file. Default off. Headers are never logged;
+   * the query only with `includeQuery` (secret-looking values redacted).
+   */
+  accessLog?: AccessLogConfig;
 }
 
 /** A route with every default applied. */
@@ -264,7 +272,7 @@ function checkRoutesSource(value: unknown, registry: string): void {
 
 /** The config file's keys. @internal */
 export const configKeys = optionKeys<GatewayConfig>({
-  registry: true, consulAddress: true, etcdEndpoints: true, host: true, port: true, serviceName: true, routes: true, discovery: true, defaults: true, authTokens: true, trustedProxies: true, tls: true, backends: true, routesSource: true,
+  registry: true, consulAddress: true, etcdEndpoints: true, host: true, port: true, serviceName: true, routes: true, discovery: true, defaults: true, authTokens: true, trustedProxies: true, tls: true, backends: true, accessLog: true, routesSource: true,
 });
 
 /**
@@ -291,6 +299,7 @@ export function checkConfig(config: unknown, known: readonly string[] = configKe
   checkTrustedProxies('trustedProxies', c.trustedProxies);
   if (c.tls !== undefined) checkTls(c.tls);
   if (c.backends !== undefined) checkBackends(c.backends);
+  checkAccessLog('accessLog', c.accessLog);
 }
 
 /**

@@ -19,7 +19,9 @@ import { authFilter, byOrder, requestIdFilter, responseHeadersFilter, type Autho
 import { declaresTooLarge, limitBody } from './body-limit.js';
 import { rateLimitFilter } from './rate-limit-filter.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
-import { checkTrustedProxies } from './trusted-proxies.js';
+import { checkTrustedProxies, clientIpOf } from './trusted-proxies.js';
+import { AccessLog, checkAccessLog, redactQuery, type AccessLogOutcome, type ResolvedAccessLog } from './access-log.js';
+import { performance } from 'node:perf_hooks';
 import { statusPageHtml, type GatewayStatus, type RouteCounters } from './status-page.js';
 import { Upstreams, type AnswerSink, type ForwardedRequest, type GatewayRegistry, type Upstream, type UpstreamAnswer } from './upstreams.js';
 import { UpgradeProxy, writeRawJson } from './upgrade.js';
@@ -96,6 +98,12 @@ export interface Gateway extends AsyncDisposable {
   reloadCertificate(): boolean;
   /** Registrar options that register the gateway in its own registry, on its connection (after {@link Gateway.listen}). */
   registration(): Pick<RegistrarOptions, 'registry'>;
+  /**
+   * Reopens the access log file (after logrotate renamed it: the next lines
+   * go to a new file at `accessLog.path`). `proxyless-gateway` does this on
+   * SIGUSR2. No-op without a file log.
+   */
+  reopenAccessLog(): void;
 }
 
 /**
@@ -182,6 +190,9 @@ export class GatewayServer implements Gateway {
   readonly #ignored: Set<string>;
   /** `trustedProxies`; undefined: trust nobody (no address check per request). */
   readonly #trust: BlockList | undefined;
+  readonly #accessLogConfig: ResolvedAccessLog | undefined;
+  /** Open once listening with `accessLog` set. */
+  #accessLog: AccessLog | undefined;
   readonly #startedAt = Date.now();
   #requests = 0;
   #inFlight = 0;
@@ -208,6 +219,7 @@ export class GatewayServer implements Gateway {
     this.#fileTable = this.#table;
     this.#ignored = new Set(['consul', this.name, ...(options.discovery?.ignored ?? [])]);
     this.#trust = checkTrustedProxies('trustedProxies', options.trustedProxies);
+    this.#accessLogConfig = checkAccessLog('accessLog', options.accessLog);
     this.#filters = [
       requestIdFilter(),
       rateLimitFilter(),
@@ -288,6 +300,7 @@ export class GatewayServer implements Gateway {
         throw new Error(`gateway: cannot list services: ${upstreams.describeFailure(catalog.lastError ?? new TimeoutError('Listing services', timeoutMs, error))}`, { cause: error });
       }
     }
+    if (this.#accessLogConfig && !this.#accessLog) this.#accessLog = await AccessLog.open(this.#accessLogConfig);
     this.server.listen(this.#config.port ?? 8080, this.#config.host ?? '127.0.0.1');
     await once(this.server, 'listening');
     // Watched from here on (not in the constructor: the CLI's primary makes a gateway it never listens with).
@@ -313,6 +326,10 @@ export class GatewayServer implements Gateway {
   registration(): Pick<RegistrarOptions, 'registry'> {
     if (!this.#upstreams) throw new Error('gateway: registration() needs a connected registry (await listen() first)');
     return this.#upstreams.registration();
+  }
+
+  reopenAccessLog(): void {
+    this.#accessLog?.reopen();
   }
 
   #client(service: string): Upstream {
@@ -404,25 +421,21 @@ export class GatewayServer implements Gateway {
     this.#requests++;
     // Draining (a rolling restart, SIGTERM): the client's next request opens a connection another worker accepts.
     if (this.#closing) res.shouldKeepAlive = false;
+    const log = this.#accessLog;
+    const logStart = log ? performance.now() : 0;
+    // Kept: req.socket is null once a response closed on a connection that then ended.
+    const socket = req.socket;
+    const logBytes = log ? socket.bytesWritten : 0;
     const route = this.#match(path, req);
     if (!route) {
       this.#noRoute++;
       req.resume();
+      if (log) res.once('close', () => this.#logLine(log, req, socket, res, path, query, logStart, logBytes, undefined, 'noRoute'));
       sendJson(res, 404, { error: 'no_route', message: `no route for ${path}` });
       return;
     }
     this.#inFlight++;
     const exchange: Exchange = { upstreamBroke: false, rejected: false, call: undefined, answer: undefined };
-    // One listener does the bookkeeping and, when the client left early, cancels the upstream call or its body.
-    res.once('close', () => {
-      if (!res.writableFinished) {
-        if (exchange.answer) exchange.answer.abort();
-        else exchange.call?.stop();
-      }
-      this.#inFlight--;
-      this.#count(route, exchange, res);
-      if (this.#inFlight === 0) this.#idle?.();
-    });
     const rest = route.stripPrefix ? path.slice(route.prefix.length) : path;
     const forwarded = upstreamRequestHeaders(req, route.stripPrefix ? route.prefix : undefined, this.#trust);
     const ctx: FilterContext = {
@@ -436,6 +449,18 @@ export class GatewayServer implements Gateway {
       startedAt: Date.now(),
       attributes: new Map(),
     };
+    // One listener does the bookkeeping and, when the client left early, cancels the upstream call or its body.
+    res.once('close', () => {
+      if (!res.writableFinished) {
+        if (exchange.answer) exchange.answer.abort();
+        else exchange.call?.stop();
+      }
+      this.#inFlight--;
+      const outcome = outcomeOf(exchange, res);
+      this.#count(route, outcome);
+      if (log) this.#logLine(log, req, socket, res, path, query, logStart, logBytes, ctx, outcome);
+      if (this.#inFlight === 0) this.#idle?.();
+    });
     try {
       for (const filter of this.#chain.pre) {
         const ran = filter.run(ctx);
@@ -514,22 +539,36 @@ export class GatewayServer implements Gateway {
     }
   }
 
-  /** Files the finished exchange under one outcome of its route. */
-  #count(route: ResolvedRoute, exchange: Exchange, res: ServerResponse): void {
+  /** Files the finished exchange under its outcome on its route. */
+  #count(route: ResolvedRoute, outcome: Exclude<AccessLogOutcome, 'noRoute'>): void {
     let counters = this.#routeCounters.get(route.id);
     if (!counters) {
       counters = { id: route.id, service: route.service, requests: 0, succeeded: 0, clientErrors: 0, rejected: 0, clientHangups: 0, upstreamFailures: 0 };
       this.#routeCounters.set(route.id, counters);
     }
     counters.requests++;
-    // Which side broke first decides: the instance breaking off its body closes the client's
-    // response too, and a client hanging up aborts the upstream body too.
-    if (exchange.rejected) counters.rejected++;
-    else if (exchange.upstreamBroke) counters.upstreamFailures++;
-    else if (!res.writableFinished) counters.clientHangups++;
-    else if (res.statusCode >= 500) counters.upstreamFailures++;
-    else if (res.statusCode >= 400) counters.clientErrors++;
-    else counters.succeeded++;
+    counters[counterOf[outcome]]++;
+  }
+
+  /** Queues the request's access log line. */
+  #logLine(log: AccessLog, req: IncomingMessage, socket: Socket, res: ServerResponse, path: string, query: string, start: number, bytesBefore: number, ctx: FilterContext | undefined, outcome: AccessLogOutcome): void {
+    const upstream = ctx?.upstream;
+    log.write({
+      time: new Date(performance.timeOrigin + start).toISOString(),
+      method: req.method ?? '',
+      path: log.includeQuery ? path + redactQuery(query) : path,
+      status: res.headersSent ? res.statusCode : 0,
+      // HTTP/2 streams share one connection: its byte count is not this response's.
+      bytes: req.httpVersionMajor === 2 ? null : socket.bytesWritten - bytesBefore,
+      durationMs: Math.round((performance.now() - start) * 1000) / 1000,
+      route: ctx?.route.id ?? null,
+      service: ctx?.route.service ?? null,
+      endpoint: upstream?.endpoint ?? null,
+      attempts: upstream?.attempts ?? 0,
+      clientIp: ctx?.clientIp ?? clientIpOf(socket, req.headers, this.#trust),
+      requestId: ctx?.requestId || null,
+      outcome,
+    });
   }
 
   async #forward(ctx: FilterContext, res: ServerResponse, exchange: Exchange): Promise<void> {
@@ -717,6 +756,8 @@ export class GatewayServer implements Gateway {
     await Promise.all([...this.#clients.values()].map((c) => c.close()));
     this.#clients.clear();
     await this.#upstreams?.close();
+    // Last: every request's line is queued by now (the server closed after its connections).
+    await this.#accessLog?.close();
   }
 }
 
@@ -795,6 +836,27 @@ function sumCounters(all: readonly RouteCounters[]): RouteCounters {
   const sum = { requests: 0, succeeded: 0, clientErrors: 0, rejected: 0, clientHangups: 0, upstreamFailures: 0 };
   for (const c of all) for (const k of Object.keys(sum) as (keyof RouteCounters)[]) sum[k] += c[k];
   return sum;
+}
+
+/** The route counter each outcome is filed under. */
+const counterOf = {
+  succeeded: 'succeeded',
+  clientError: 'clientErrors',
+  rejected: 'rejected',
+  clientHangup: 'clientHangups',
+  upstreamFailure: 'upstreamFailures',
+} as const satisfies Record<Exclude<AccessLogOutcome, 'noRoute'>, keyof RouteCounters>;
+
+/** What became of a finished exchange. */
+function outcomeOf(exchange: Exchange, res: ServerResponse): Exclude<AccessLogOutcome, 'noRoute'> {
+  // Which side broke first decides: the instance breaking off its body closes the client's
+  // response too, and a client hanging up aborts the upstream body too.
+  if (exchange.rejected) return 'rejected';
+  if (exchange.upstreamBroke) return 'upstreamFailure';
+  if (!res.writableFinished) return 'clientHangup';
+  if (res.statusCode >= 500) return 'upstreamFailure';
+  if (res.statusCode >= 400) return 'clientError';
+  return 'succeeded';
 }
 
 /** A pre filter's answer that is a limit's refusal (counted as `rejected`). */

@@ -20,5 +20,6 @@ export type { BackendsConfig, TlsConfig, TlsStatus } from './tls.js';
 export { loadConfigFile } from './config.js';
 export type { GatewayConfig, ResolvedRoute, RouteConfig, RoutePolicy, RoutesSourceConfig, StickyConfig, WeightedService } from './config.js';
 export type { RateLimitConfig, ResolvedRateLimit } from './rate-limit.js';
+export type { AccessLogConfig, AccessLogEntry, AccessLogOutcome } from './access-log.js';
 export type { AuthorizeHook, Filter, FilterContext, FilterResponse } from './filters.js';
 export type { EndpointStatus, GatewayStatus, MeasuredLatency, ReportedLoadStatus, RouteCounters, RoutesSourceStatus, UpgradeCounters, UpstreamEvent } from './status-page.js';

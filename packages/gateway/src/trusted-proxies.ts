@@ -6,6 +6,7 @@
  * IPv4-mapped IPv6 peers included).
  */
 import { BlockList, isIP } from 'node:net';
+import type { IncomingHttpHeaders } from 'node:http';
 import { InvalidOptionError } from '@proxyless/core';
 
 /** Address ranges behind the shorthands of `trustedProxies`. */
@@ -80,4 +81,12 @@ export function clientAddress(trust: BlockList, peer: string, forwardedFor: stri
     if (!isTrusted(trust, entry)) return client;
   }
   return client;
+}
+
+/** The client's address of a request: its peer, or behind trusted proxies the one {@link clientAddress} finds. */
+export function clientIpOf(socket: { readonly remoteAddress?: string | undefined }, headers: IncomingHttpHeaders, trust: BlockList | undefined): string {
+  const peer = socket.remoteAddress ?? 'unknown';
+  const forwardedFor = headers['x-forwarded-for'];
+  if (!trust || forwardedFor === undefined) return peer;
+  return clientAddress(trust, peer, Array.isArray(forwardedFor) ? forwardedFor.join(', ') : forwardedFor);
 }
