@@ -128,6 +128,11 @@ describe('@proxyless/gateway TLS and HTTP/2 (real Consul, real backend, openssl 
         else answer();
       });
     });
+    // An upgrade is answered 101 and its bytes echoed (a tunnel, whatever the protocol).
+    backend.on('upgrade', (_req, socket: import('node:stream').Duplex) => {
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
+      socket.pipe(socket);
+    });
     backend.listen(0, '127.0.0.1');
     await once(backend, 'listening');
     const reg = await fetch(`${agent.httpUrl}/v1/agent/service/register`, {
@@ -320,6 +325,43 @@ describe('@proxyless/gateway TLS and HTTP/2 (real Consul, real backend, openssl 
         assert.equal(JSON.parse(json ?? '').headers['x-forwarded-host'], `localhost:${new URL(url).port}`);
       } finally {
         session.close();
+      }
+    } finally {
+      await gateway.close({ graceMs: 500 });
+    }
+  });
+
+  it('tunnels an HTTP/1.1 upgrade (WebSocket-style) on the TLS port that also speaks HTTP/2', async () => {
+    install(first, files);
+    const gateway = gatewayWith({});
+    try {
+      const url = await gateway.listen();
+      const socket = await new Promise<import('node:stream').Duplex>((resolve, reject) => {
+        const req = httpsRequest(`${url}/api/tunnel`, { ca: ca.ca, servername: 'localhost', agent: false, ALPNProtocols: ['http/1.1'], headers: { connection: 'Upgrade', upgrade: 'echo' }, signal: AbortSignal.timeout(20_000) } as never);
+        req.once('upgrade', (res: import('node:http').IncomingMessage, upgraded: import('node:stream').Duplex) => {
+          assert.equal(res.statusCode, 101);
+          resolve(upgraded);
+        });
+        req.once('response', (res: import('node:http').IncomingMessage) => reject(new Error(`no upgrade: ${String(res.statusCode)}`)));
+        req.once('error', reject);
+        req.end();
+      });
+      try {
+        const payload = Buffer.alloc(100_000, 'w');
+        const received: Buffer[] = [];
+        let length = 0;
+        const echoed = new Promise<void>((resolve) => {
+          socket.on('data', (c: Buffer) => {
+            received.push(c);
+            length += c.length;
+            if (length >= payload.length) resolve();
+          });
+        });
+        socket.write(payload);
+        await echoed;
+        assert.ok(Buffer.concat(received).equals(payload), 'the bytes came back intact');
+      } finally {
+        socket.destroy();
       }
     } finally {
       await gateway.close({ graceMs: 500 });
