@@ -19,6 +19,7 @@ import { Registrar, consulRegistry, type RegistrarOptions } from '@proxyless/reg
 import { startAndTimeFirstAnswer } from './support/agent-back.js';
 import { startConsulAgent, type ConsulAgent } from './support/consul.js';
 import { startEtcd } from './support/etcd.js';
+import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.js';
 import { until, untilSnapshot } from './support/wait.js';
 
 const TTL_MS = 3000;
@@ -299,6 +300,90 @@ describe('a Consul agent that goes silent under a long poll', function () {
       assert.ok(noticed <= idleMs + Math.min(2000, idleMs) + 3000, `noticed after ${noticed} ms`);
     } finally {
       await closeClient();
+      await resolver.close();
+    }
+  });
+});
+
+describe('a Consul blip is no registry reset (Consul\'s rule: only an index that goes backwards is)', function () {
+  this.timeout(90_000);
+  /** Long enough that a wrongly held instance is still held when the test looks. */
+  const graceMs = 60_000;
+  let agent: ConsulAgent;
+  let proxy: TcpProxy;
+  let admin: ConsulHttpClient;
+  const register = (id: string, name: string, port: number): Promise<unknown> =>
+    admin.request({ method: 'PUT', path: '/v1/agent/service/register', body: { ID: id, Name: name, Address: '127.0.0.1', Port: port } });
+  before(async () => {
+    agent = await startConsulAgent();
+    admin = new ConsulHttpClient({ address: agent.httpAddr }, {});
+  });
+  beforeEach(async () => {
+    proxy = await startTcpProxy(agent.ports.http);
+  });
+  afterEach(async () => {
+    await proxy.close();
+  });
+  after(async () => {
+    await admin?.close();
+    await agent?.stop();
+  });
+
+  it('connections refused for ~1 s, an instance and a service deregistered meanwhile: both gone as soon as the agent answers, fresh, nothing held', async () => {
+    await register('blip-1', 'blip', 9101);
+    await register('blip-2', 'blip', 9102);
+    await register('blip-gone-1', 'blip-gone', 9103);
+    // Through the proxy, as an application reaches its agent; small backoffs so the return is seen soon.
+    const resolver = new ConsulResolver({ address: `127.0.0.1:${proxy.port}`, env: {}, resetGraceMs: graceMs, probeMaxMs: 100, backoff: { initialMs: 20, maxMs: 200 } });
+    try {
+      const watch = resolver.watch('blip');
+      watch.on('error', () => undefined);
+      const catalog = resolver.watchServices();
+      catalog.on('error', () => undefined);
+      await untilSnapshot(watch, (s) => !s.stale && s.instances.length === 2, 10_000, 'both instances');
+      await until('blip-gone listed', () => catalog.services?.has('blip-gone') === true, 10_000);
+      await sleep(300); // both watches in their long polls
+      proxy.cut();
+      const cutAt = performance.now();
+      await untilSnapshot(watch, (s) => s.stale, 10_000, 'stale while the agent is unreachable');
+      // Changes behind the blip, made on the agent itself: real departures, not a reset.
+      await admin.request({ method: 'PUT', path: '/v1/agent/service/deregister/blip-2' });
+      await admin.request({ method: 'PUT', path: '/v1/agent/service/deregister/blip-gone-1' });
+      await sleep(Math.max(0, 1000 - (performance.now() - cutAt)));
+      proxy.restore();
+      const backAt = performance.now();
+      const fresh = await untilSnapshot(watch, (s) => !s.stale, 15_000, 'a fresh snapshot after the blip');
+      const freshAfter = Math.round(performance.now() - backAt);
+      assert.deepEqual(fresh.instances.map((i) => i.id), ['blip-1'], 'the instance that left during the blip is gone, not held');
+      await until('blip-gone unlisted', () => catalog.services?.has('blip-gone') === false, 15_000);
+      assert.equal(catalog.stale, false, 'the service list holds nothing');
+      console.log(`      [measure] blip of ${Math.round(backAt - cutAt)} ms: fresh ${freshAfter} ms after the agent was reachable again, with the departed instance gone (grace ${graceMs} ms)`);
+      await catalog.close();
+      await watch.close();
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('control: the dev agent restarted (its data gone) is still a reset: the instances it lost are held, stale', async () => {
+    await register('restart-1', 'restart', 9201);
+    const resolver = new ConsulResolver({ address: agent.httpAddr, env: {}, resetGraceMs: graceMs, probeMaxMs: 100, backoff: { initialMs: 20, maxMs: 200 } });
+    try {
+      const watch = resolver.watch('restart');
+      watch.on('error', () => undefined);
+      await untilSnapshot(watch, (s) => !s.stale && s.instances.length === 1, 10_000, 'the instance');
+      const before = watch.current?.info?.index;
+      await agent.restart();
+      // The new agent knows nothing; its first answer must not be believed as the truth.
+      const seen: ServiceSnapshot[] = [];
+      watch.on('update', (s) => seen.push(s));
+      await until('an answer from the new agent', () => watch.current?.info?.index !== before && watch.lastError === undefined, 20_000);
+      console.log(`      [measure] index before the restart ${String(before)}, after ${String(watch.current?.info?.index)}; snapshots after: ${JSON.stringify(seen.map((s) => [s.instances.length, s.stale]))}`);
+      assert.deepEqual(watch.current?.instances.map((i) => i.id), ['restart-1'], 'the instance is held through the reset');
+      assert.equal(watch.current?.stale, true);
+      assert.ok(!seen.some((s) => !s.stale && s.instances.length === 0), 'an empty set was published as fresh');
+      await watch.close();
+    } finally {
       await resolver.close();
     }
   });

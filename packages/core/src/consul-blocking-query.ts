@@ -23,9 +23,12 @@
  *   `GET /v1/status/leader` with a short deadline, and an agent that does not
  *   answer ends every long poll of that client as failed (its host went away
  *   without a reset, or it froze);
- * - an answer after the agent was unreachable, or whose index went backwards,
- *   is the start of a new history (agent restarted, snapshot restored):
- *   `onReset` is called before it is handed over.
+ * - an answer whose index went backwards is the start of a new history (agent
+ *   restarted with its data gone, snapshot restored): `onReset` is called
+ *   before it is handed over. Being unreachable for a while is not a reset by
+ *   itself: after a blip (connections refused, same agent, same data) the
+ *   index has not gone backwards, and an instance that left meanwhile has
+ *   really left.
  */
 import { BadResponseError, ConsulApiError, ConsulUnreachableError, h2StreamsPerConnection, type ConsulHttpClient, type ConsulRequest, type ConsulResponse } from './consul-http.js';
 import { InvalidOptionError } from './errors.js';
@@ -439,9 +442,9 @@ export interface BlockingQuery<T> {
   /** Receives each failure, typed (`ConsulApiError`, `ConsulUnreachableError`, `TimeoutError`, `BadResponseError`…). */
   onError?: (error: Error) => void;
   /**
-   * The agent's history started over: the next answer comes after the agent was unreachable
-   * (restarted, or its host came back), or carries an index lower than the last one (agent
-   * restarted, snapshot restored). Called just before that answer's `onAnswer`.
+   * The agent's history started over: the next answer carries an index lower than the last one
+   * (agent restarted with its data gone, snapshot restored). Not called for an answer after the
+   * agent was merely unreachable (a blip: same agent, same data). Called just before that answer's `onAnswer`.
    */
   onReset?: () => void;
   /**
@@ -477,7 +480,6 @@ export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: Blocki
   let failures = 0;
   let first = true;
   let lastIndex = 0; // the last answer's index, kept across failures: one lower is a new history
-  let wentAway = false; // the agent was unreachable since the last answer
   const watchdog = watchdogFor(client, settings.watchIdleMs);
   while (!signal.aborted) {
     if (!first || spec.poll) {
@@ -517,8 +519,8 @@ export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: Blocki
       // backwards (agent restarted, snapshot restore) starts over with a plain read.
       const next = Math.max(1, info.index);
       index = index !== undefined && next < index ? undefined : next;
-      if (wentAway || next < lastIndex) spec.onReset?.();
-      wentAway = false;
+      // Consul's rule: an index that went backwards means a new history; an outage alone does not.
+      if (next < lastIndex) spec.onReset?.();
       lastIndex = next;
       const verdict = await spec.onAnswer(value, info);
       if (verdict === false) return;
@@ -535,7 +537,6 @@ export async function runBlockingQuery<T>(client: ConsulHttpClient, spec: Blocki
       // Ended by the watchdog: the agent's silence (the check's error) is the failure.
       const reason: unknown = watched?.signal.aborted ? watched.signal.reason : error;
       const failure = reason instanceof Error ? reason : new Error(String(reason));
-      if (failure instanceof ConsulUnreachableError) wentAway = true;
       spec.onError?.(failure);
       // After a failure the server's index may be unrelated to ours: ask plainly once back.
       index = undefined;

@@ -1,7 +1,8 @@
 /**
  * Registry resets. When a registry's history starts over (etcd wiped or
  * restored: its revision went back or its cluster ID changed; a Consul agent
- * restarted: it went away and came back, or its index went backwards), its
+ * restarted with its data gone, or a snapshot restored: its index went
+ * backwards; an agent merely unreachable for a while is no reset), its
  * first answers lack every instance that has not registered again yet. Live
  * instances come back at their next heartbeat, so for a grace period an
  * instance missing from the answers is held (and the snapshot marked stale);

@@ -94,8 +94,9 @@ export interface ConsulResolverOptions extends ConsulConnectionOptions, Blocking
   /** Poll interval of a watch through a prepared query (`preparedQuery`), in ms. Default 5000; at least 100. */
   preparedQueryIntervalMs?: number;
   /**
-   * Grace after the agent's history reset (it was unreachable and answers again, e.g. a `-dev`
-   * agent restarted, or its `X-Consul-Index` went backwards), in ms: an instance missing from the
+   * Grace after the agent's history reset (its `X-Consul-Index` went backwards: e.g. a `-dev`
+   * agent restarted, a snapshot restored; an agent that was merely unreachable for a while is
+   * not a reset), in ms: an instance missing from the
    * answers is kept, the snapshot marked stale, until it registers again or the grace ends;
    * new instances are added at once. Set it to the TTL of your registrations (a live registrar
    * is back within about half of it). An empty answer without a reset is believed at once.
