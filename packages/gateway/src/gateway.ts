@@ -284,7 +284,7 @@ export class GatewayServer implements Gateway {
     // The key's routes are in place before the first request (a restarted worker never serves stale ones).
     if (this.#routesSource && !(await this.#routesSource.start(upstreams, startTimeoutMs)) && !this.#closing) {
       const error = new TimeoutError('Reading the routesSource key', startTimeoutMs);
-      throw new Error(`gateway: cannot read routes: ${upstreams.describeFailure(this.#routesSource.watchError === null ? error : new Error(this.#routesSource.watchError))}`);
+      throw new Error(`gateway: cannot read routes: ${upstreams.describeFailure(this.#routesSource.watchFailure ?? error, this.#routesSource.key)}`);
     }
     if (this.#config.discovery?.enabled !== false && !this.catalog) {
       const catalog = upstreams.watchServices(this.#config.catalog);

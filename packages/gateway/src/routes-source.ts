@@ -22,9 +22,10 @@ export class RoutesSource {
   #revision: number | null = null;
   #active: 'key' | 'file' = 'file';
   #valueError: string | null = null;
-  #watchError: string | null = null;
+  #watchError: Error | undefined;
   #updatedAt: number | null = null;
   #firstAnswer: (() => void) | undefined;
+  #started = false;
   readonly #answered: Promise<void>;
 
   /**
@@ -41,7 +42,13 @@ export class RoutesSource {
 
   /** Starts watching; resolves once the key was read once (its routes, if valid, in place), or after `timeoutMs` with false. */
   async start(upstreams: Upstreams, timeoutMs: number): Promise<boolean> {
-    void upstreams.watchKey(this.#key, { value: (value, revision) => this.#onValue(value, revision), fail: (error) => this.#onFail(error) }, this.#stop.signal);
+    if (!this.#started) {
+      this.#started = true;
+      // The loops report failures and retry; they end only with the signal. A throw would be a bug: reported, not a crash.
+      upstreams.watchKey(this.#key, { value: (value, revision) => this.#onValue(value, revision), fail: (error) => this.#onFail(error) }, this.#stop.signal).catch((error: unknown) => {
+        this.#onFail(error instanceof Error ? error : new Error(String(error)));
+      });
+    }
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
     try {
@@ -51,13 +58,18 @@ export class RoutesSource {
     }
   }
 
-  /** The last watch failure, if the key was never read. */
-  get watchError(): string | null {
+  /** The watched key. */
+  get key(): string {
+    return this.#key;
+  }
+
+  /** The watch's last failure, until the next answer. */
+  get watchFailure(): Error | undefined {
     return this.#watchError;
   }
 
   #onValue(value: string | undefined, revision: number): void {
-    this.#watchError = null;
+    this.#watchError = undefined;
     this.#firstAnswer?.();
     this.#firstAnswer = undefined;
     if (this.#last && this.#last.value === value) return;
@@ -96,7 +108,7 @@ export class RoutesSource {
 
   #onFail(error: Error): void {
     // Reported, not logged per attempt: the loop retries with backoff, and a down registry shows in the catalog too.
-    this.#watchError = error.message;
+    this.#watchError = error;
   }
 
   status(): RoutesSourceStatus {
@@ -105,7 +117,7 @@ export class RoutesSource {
       registry: this.#registry,
       active: this.#active,
       revision: this.#revision,
-      lastError: this.#valueError ?? this.#watchError,
+      lastError: this.#valueError ?? this.#watchError?.message ?? null,
       updatedAt: this.#updatedAt,
     };
   }

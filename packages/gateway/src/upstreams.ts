@@ -316,11 +316,12 @@ export class Upstreams {
   }
 
   /** One line: what failed at the registry, its address and the variable or option that sets it (the registrar's shape). */
-  describeFailure(error: unknown): string {
+  describeFailure(error: unknown, key?: string): string {
     const c = this.#connection;
+    // The permission named is the one the failed read needs: the catalog's, or the routes key's.
     return c.kind === 'etcd'
-      ? c.internal.describeEtcdFailure(error, c.client.connection.endpoints, 'read on /proxyless/services/')
-      : describeConsulFailure(error, c.client.connection.origin, 'service:read and node:read');
+      ? c.internal.describeEtcdFailure(error, c.client.connection.endpoints, key === undefined ? 'read on /proxyless/services/' : `read on ${key}`)
+      : describeConsulFailure(error, c.client.connection.origin, key === undefined ? 'service:read and node:read' : `key:read on ${key}`);
   }
 
   /** The registry's list of services, kept current (`options` tune Consul's catalog poll). */
