@@ -507,6 +507,13 @@ describe('@proxyless/gateway TLS and HTTP/2 (real Consul, real backend, openssl 
     try {
       const url = await eventually('the gateway to listen', () => /listening on (https:\/\/\S+)/.exec(output)?.[1], 30_000);
       assert.equal((await peerCertificate(url, ca.ca)).fingerprint256, first.fingerprint256);
+      // Registered as an HTTPS service, so Proxyless clients (scheme "auto") call it over TLS.
+      const registered = await eventually('the gateway to register', async () => {
+        const services = await (await fetch(`${agent.httpUrl}/v1/agent/services`)).json() as Record<string, { Service: string; Tags: string[]; Meta: Record<string, string> }>;
+        return Object.values(services).find((s) => s.Service === 'gateway');
+      });
+      assert.equal(registered.Meta['scheme'], 'https');
+      assert.ok(registered.Tags.includes('https'), registered.Tags.join(','));
       install(second, files);
       // Both workers reloaded: the merged status counts two reloads, and every new connection (spread over both) sees the new one.
       await eventually('both workers to reload', async () => (await statusOf(url, ca.ca)).gateway.tls?.reloads === 2, 40_000);

@@ -146,8 +146,9 @@ async function primary(): Promise<void> {
     port,
     // A gateway bound to every interface advertises the host's address (the registrar's default).
     ...(host === '0.0.0.0' || host === '::' ? {} : { address: host }),
-    tags: ['gateway'],
-    meta: { statusPage: '/_proxyless/status' },
+    // Over TLS it says so the way Proxyless clients read it (scheme "auto": meta scheme https, or the tag https).
+    tags: config.tls ? ['gateway', 'https'] : ['gateway'],
+    meta: { statusPage: '/_proxyless/status', ...(config.tls ? { scheme: 'https' } : {}) },
     ...upstreams.registration(),
   });
   registrar.on('error', (error) => process.stderr.write(`registrar: ${error.message}\n`));
