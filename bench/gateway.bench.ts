@@ -13,6 +13,9 @@
  * picks paths; GATEWAY_ROUNDS=3 runs them interleaved three times (median
  * [min–max]); GATEWAY_NODE_ARGS adds node flags to the gateway and the Node peers (a `--cpu-prof` run).
  *
+ * GATEWAY_PARTS=ratelimit (not in the default parts): an unlimited route's
+ * p50/p99 alone and beside a flood on a rate-limited route (see rateLimitIsolation).
+ *
  * Then faults under wrk (GATEWAY_PARTS=throughput,faults picks parts;
  * FAULT_SECONDS, default 10, per scenario) through the gateway with 2
  * workers: a rolling restart of the backends, a SIGHUP rolling restart of the
@@ -24,7 +27,8 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startConsulAgent, type ConsulAgent } from '../test/support/consul.js';
@@ -92,11 +96,11 @@ async function waitFor(url: string, timeoutMs = 30_000): Promise<void> {
 /** GATEWAY_BEFORE: another build's gateway bin (a checkout, or its dist/cli.js), run beside this tree's. */
 const beforeBin = process.env['GATEWAY_BEFORE'] ? (process.env['GATEWAY_BEFORE'].endsWith('.js') ? process.env['GATEWAY_BEFORE'] : join(process.env['GATEWAY_BEFORE'], 'packages/gateway/dist/cli.js')) : undefined;
 
-async function startGateway(consulAddr: string, port: number, workers: number, bin = join(repo, 'packages/gateway/dist/cli.js')): Promise<ChildProcess> {
+async function startGateway(consulAddr: string, port: number, workers: number, bin = join(repo, 'packages/gateway/dist/cli.js'), env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
   // GATEWAY_NODE_ARGS: extra node flags (cluster workers inherit them), e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
   const nodeArgs = process.env['GATEWAY_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
   const child = spawn(process.execPath, [...nodeArgs, bin, '--workers', String(workers)], {
-    env: { ...process.env, CONSUL_HTTP_ADDR: consulAddr, PORT: String(port), REGISTRY: 'consul' },
+    env: { ...process.env, CONSUL_HTTP_ADDR: consulAddr, PORT: String(port), REGISTRY: 'consul', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   await waitFor(`http://127.0.0.1:${String(port)}/bench/`);
@@ -139,6 +143,7 @@ async function main(): Promise<void> {
     for (const [i, port] of backendPorts.entries()) await registerBackend(agent.httpUrl, i, port);
     if (parts.includes('throughput')) await throughput(agent.httpAddr, backendPorts);
     if (parts.includes('faults')) await faults(agent, backendPorts, started);
+    if (parts.includes('ratelimit')) await rateLimitIsolation(agent.httpAddr, started);
   } finally {
     for (const child of started.reverse()) await stop(child);
     await agent.stop();
@@ -267,6 +272,124 @@ async function faults(agent: ConsulAgent, backendPorts: number[], started: Child
   console.log(`\nFaults under wrk -t2 -c32 -d${String(seconds)}s through @proxyless/gateway (2 workers), node ${process.version}; load before: ${load}, after: ${uptime()}\n`);
   console.log('| scenario | requests | req/s | p99 | failed (non-2xx + socket errors) |\n|---|---|---|---|---|');
   for (const { scenario, result } of rows) console.log(`| ${scenario} | ${String(result.requests)} | ${result.rps.toFixed(0)} | ${result.p99} | ${result.errors} |`);
+}
+
+/**
+ * Rate limiting leaves the rest unaffected (issue 24): wrk -t2 -c32 on a
+ * route without a limit (`/open/`), alone and then while one client key
+ * (`x-api-key: flooder`) floods a route limited to 100/s per key
+ * (`/limited/`, nearly every answer a 429): at a fixed FLOOD_RPS (default
+ * 2000, bench/support/flood.mjs), the same fixed rate on a route without a
+ * limit (every request forwarded: what the limit saves), and wrk -t1 -c8 as
+ * fast as it can (the CPU a flood of 429s costs on a shared machine). The gateway
+ * runs 1 worker (the limit is per worker). The three scenarios run
+ * interleaved GATEWAY_ROUNDS times (default 3), BENCH_SECONDS each; the
+ * table gives the open route's median p50/p99 and their ratio to "alone" in
+ * the same round.
+ */
+async function rateLimitIsolation(consulAddr: string, started: ChildProcess[]): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'gateway-bench-'));
+  const config = join(dir, 'gateway.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      routes: [
+        { path: '/limited/**', service: 'bench', rateLimit: { ratePerSecond: 100, burst: 100, key: 'header:x-api-key' } },
+        { path: '/open/**', service: 'bench' },
+        { path: '/open2/**', service: 'bench' },
+      ],
+    }),
+  );
+  const [port] = await freePorts(1);
+  const gateway = await startGateway(consulAddr, port!, 1, undefined, { GATEWAY_CONFIG: config });
+  started.push(gateway);
+  const base = `http://127.0.0.1:${String(port)}`;
+  const flood = ['-t1', '-c8', '-H', 'x-api-key: flooder'];
+  await wrkRun([], `${base}/open/`, 3); // warm-up
+  await wrkRun(flood, `${base}/limited/`, 2);
+  const rounds = Math.max(1, Number(process.env['GATEWAY_ROUNDS'] ?? 3));
+  const floodRps = Number(process.env['FLOOD_RPS'] ?? 2000);
+  const scenarios = [
+    { name: 'open route alone', flood: undefined },
+    { name: `+ ${String(floodRps)} req/s from one key on a route limited to 100/s (429s)`, flood: { path: '/limited/', rate: true } },
+    { name: `+ the same ${String(floodRps)} req/s on an unlimited route (forwarded)`, flood: { path: '/open2/', rate: true } },
+    { name: '+ wrk flooding the limited route as fast as it can (429s)', flood: { path: '/limited/', rate: false } },
+  ] as const;
+  const runs: { scenario: string; round: number; p50: number; p99: number; rps: number; errors: string; floodRps: number; flood429: number; floodOther: number }[] = [];
+  const load = uptime();
+  for (let round = 0; round < rounds; round++) {
+    for (const scenario of scenarios) {
+      const f = scenario.flood;
+      const flooding = !f ? undefined : f.rate ? floodAt(`${base}${f.path}`, floodRps, durationS + 2) : wrkRun(flood, `${base}${f.path}`, durationS + 2).then((r) => ({ rps: r.rps, rejected: r.non2xx, other: r.requests - r.non2xx }));
+      if (flooding) await sleep(1_000); // the flood is on before the measured run starts, and outlasts it
+      const open = await wrkRun([], `${base}/open/`, durationS);
+      const floodResult = await flooding;
+      runs.push({
+        scenario: scenario.name,
+        round,
+        p50: ms(open.p50),
+        p99: ms(open.p99),
+        rps: open.rps,
+        errors: open.errors,
+        floodRps: floodResult?.rps ?? NaN,
+        flood429: floodResult?.rejected ?? NaN,
+        floodOther: floodResult?.other ?? NaN,
+      });
+    }
+  }
+  await stop(gateway);
+  rmSync(dir, { recursive: true, force: true });
+  const median = (values: number[]): number => {
+    const sorted = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+    return sorted[Math.floor((sorted.length - 1) / 2)] ?? NaN;
+  };
+  const range = (values: number[], digits: number): string => {
+    const sorted = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b);
+    if (sorted.length === 0) return '—';
+    const m = median(sorted).toFixed(digits);
+    return sorted.length === 1 ? m : `${m} [${sorted[0]!.toFixed(digits)}–${sorted.at(-1)!.toFixed(digits)}]`;
+  };
+  const alone = (round: number): (typeof runs)[number] | undefined => runs.find((r) => r.round === round && r.scenario === scenarios[0].name);
+  console.log(
+    `\nRate limiting leaves the rest unaffected: wrk -t2 -c32 -d${String(durationS)}s on /open/ through @proxyless/gateway (1 worker); floods from one x-api-key: bench/support/flood.mjs at a fixed rate, or wrk -t1 -c8; ${String(rounds)} round(s) interleaved, median [min–max]; node ${process.version}; load before: ${load}, after: ${uptime()}\n`,
+  );
+  console.log('| scenario | open req/s | open p50 ms | open p99 ms | p50 / alone | p99 / alone | open errors | flood req/s | flood 429s / other |\n|---|---|---|---|---|---|---|---|---|');
+  for (const scenario of scenarios) {
+    const mine = runs.filter((r) => r.scenario === scenario.name);
+    const p50Ratio = mine.map((r) => r.p50 / (alone(r.round)?.p50 ?? NaN));
+    const p99Ratio = mine.map((r) => r.p99 / (alone(r.round)?.p99 ?? NaN));
+    const errors = mine.map((r) => r.errors).filter((e) => e !== '0');
+    console.log(
+      `| ${scenario.name} | ${range(mine.map((r) => r.rps), 0)} | ${range(mine.map((r) => r.p50), 2)} | ${range(mine.map((r) => r.p99), 2)} | ${range(p50Ratio, 2)}× | ${range(p99Ratio, 2)}× | ${errors.length === 0 ? '0' : errors.join(', ')} | ${range(mine.map((r) => r.floodRps), 0)} | ${scenario.flood ? `${String(median(mine.map((r) => r.flood429)))} / ${String(median(mine.map((r) => r.floodOther)))}` : '—'} |`,
+    );
+  }
+}
+
+/** bench/support/flood.mjs: `rps` requests per second (from one `x-api-key`) for `seconds`; its rate, 429s and the rest. */
+async function floodAt(url: string, rps: number, seconds: number): Promise<{ rps: number; rejected: number; other: number }> {
+  const child = spawn(process.execPath, [join(import.meta.dirname, 'support', 'flood.mjs'), JSON.stringify({ url, rps, seconds, headers: { 'x-api-key': 'flooder' } })], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), (seconds + 30) * 1000);
+  await once(child, 'exit');
+  clearTimeout(timer);
+  const report = JSON.parse(out) as { sent: number; statuses: Record<string, number> };
+  const rejected = report.statuses['429'] ?? 0;
+  return { rps: report.sent / seconds, rejected, other: report.sent - rejected };
+}
+
+/** wrk with extra arguments, in the background; its report with the request and non-2xx counts. */
+async function wrkRun(args: readonly string[], url: string, seconds: number): Promise<Omit<Row, 'path'> & { requests: number; non2xx: number }> {
+  // The measured client's shape unless args give their own threads and connections.
+  const shape = args.some((a) => a.startsWith('-t')) ? [] : ['-t2', '-c32'];
+  const child = spawn('wrk', [...shape, ...args, `-d${String(seconds)}s`, '--latency', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), (seconds + 30) * 1000);
+  const [code] = (await once(child, 'exit')) as [number | null];
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`wrk failed (${String(code)}): ${out}`);
+  return { ...parseWrk(out), requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN), non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0) };
 }
 
 /** Clock ticks per second of /proc's CPU times (USER_HZ). */
