@@ -58,7 +58,11 @@ export interface ServiceWatchEvents {
    * once per change by the watch and shared, frozen, by every subscriber: apply it rather than diff the lists again.
    */
   update: [snapshot: ServiceSnapshot, change: InstanceDiff];
-  /** The source failed; the last good snapshot stays (marked stale). Never thrown at subscribers. */
+  /**
+   * The source failed; the last good snapshot stays (marked stale). Never thrown at subscribers.
+   * Before the first snapshot, a balancing client fails the calls waiting for it at once on this
+   * event: a watch still trying another source (a fallback) should report only once that one fails.
+   */
   error: [error: Error];
 }
 
@@ -70,7 +74,7 @@ export interface ServiceWatchEvents {
  * Subscribe with `on(name, listener)`; the listener's arguments are typed by {@link ServiceWatchEvents}.
  *
  * - {@link ServiceWatchEvents.update | `update`} `(snapshot, change)`: A new snapshot; emitted only when the set really changed, or its staleness did. Never synchronously from `watch()`. `change` ({@link InstanceDiff}) is relative to what this subscriber last heard, computed once and shared by every subscriber.
- * - {@link ServiceWatchEvents.error | `error`} `(error)`: The source failed; the last good snapshot stays (marked stale). Never thrown at subscribers.
+ * - {@link ServiceWatchEvents.error | `error`} `(error)`: The source failed; the last good snapshot stays (marked stale). Never thrown at subscribers. Before the first snapshot, a balancing client fails the calls waiting for it at once on this event.
  */
 export interface ServiceWatch extends EventEmitter<ServiceWatchEvents> {
   readonly service: string;
