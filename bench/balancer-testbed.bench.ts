@@ -15,7 +15,11 @@
  *   but one a latency balancer can see). Same schedule for every balancer.
  * - Load: Poisson arrivals at LOAD × the full capacity (70–85 %: with a quarter
  *   antagonised, the rest then run hotter), through `@proxyless/http-client`
- *   (dist), a fresh client per balancer, 2 s deadline, defaults otherwise.
+ *   (dist), CLIENTS fresh, independent clients per balancer (each arrival to
+ *   one at random, so each sees 1/CLIENTS of the traffic, as one of a fleet
+ *   does: its own in-flight counts no longer see the whole load, the
+ *   servers' reports do), 2 s deadline, defaults otherwise. BENCH_CLIENTS=1:
+ *   one client alone, as before.
  *   First every client is warmed together for BLACKOUT_S (gRPC A58 ignores an
  *   endpoint's reports for its first 10 s), then each runs WARM_S + SECONDS alone.
  *   BENCH_ROUNDS rounds (default 1), the order reversed every other round, fresh
@@ -33,7 +37,7 @@
  * Run (after `npm run build`; ROUNDS × (balancers × (SECONDS + 3) s + 12 s)):
  *   flock -x /tmp/proxyless-heavy.lock npm run bench -- bench/balancer-testbed.bench.ts
  * Knobs: BENCH_SECONDS=30 BENCH_PERIOD_S=3 BENCH_LOAD=0.75 BENCH_BACKENDS=12
- * BENCH_WARM_S=2 BENCH_BLACKOUT_S=11 BENCH_SLOTS=5 BENCH_UTIL=occupancy|busy
+ * BENCH_WARM_S=2 BENCH_BLACKOUT_S=11 BENCH_CLIENTS=8 BENCH_SLOTS=5 BENCH_UTIL=occupancy|busy
  * (what backends report as application_utilization) BENCH_BALANCERS='round robin,peak EWMA'
  * BENCH_SVG=<path>; a short run: BENCH_SECONDS=12; figures: BENCH_ROUNDS=3.
  */
@@ -56,6 +60,8 @@ const LOAD = Number(process.env['BENCH_LOAD'] ?? 0.75);
 const BACKENDS = Number(process.env['BENCH_BACKENDS'] ?? 12);
 const WARM_S = Number(process.env['BENCH_WARM_S'] ?? 2);
 const BLACKOUT_S = Number(process.env['BENCH_BLACKOUT_S'] ?? 11);
+/** Independent clients per balancer sharing the load (each sees 1/CLIENTS of it, as in a fleet); 1: one client alone. */
+const CLIENTS = Number(process.env['BENCH_CLIENTS'] ?? 8);
 const SVG_PATH = process.env['BENCH_SVG'] ?? fileURLToPath(new URL('./results/balancer-testbed.svg', import.meta.url));
 const DEADLINE_MS = 2_000;
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 1);
@@ -112,6 +118,8 @@ interface RunResult {
   /** Load generator's CPU µs per request. */
   cpuUsPerRequest: number;
   offered: number;
+  /** Share of (client, backend) pairs whose reports a balancer could use (past A58's blackout) when recording began. */
+  reportsUsable: number;
 }
 
 function newClient(build: Build, ports: number[], choice: BalancerChoice): { client: ProxylessClient; resolver: StaticResolver } {
@@ -120,6 +128,14 @@ function newClient(build: Build, ports: number[], choice: BalancerChoice): { cli
   const client = build.http.createClient({ service: 'svc', resolver, timeoutMs: DEADLINE_MS, logger: false, ...(balancer !== undefined ? { balancer } : {}) });
   return { client, resolver };
 }
+
+/** `CLIENTS` independent clients of one balancer (separate `createClient`s, resolvers and balancer instances). */
+function newClients(build: Build, ports: number[], choice: BalancerChoice): { client: ProxylessClient; resolver: StaticResolver }[] {
+  return Array.from({ length: CLIENTS }, () => newClient(build, ports, choice));
+}
+
+/** Each arrival goes to one client at random: every client sees a Poisson stream of 1/K of the rate, as independent callers would. */
+const anyOf = (clients: readonly ProxylessClient[]): ProxylessClient => clients[Math.floor(Math.random() * clients.length)]!;
 
 /** Sends one request; records its time from the scheduled arrival and its outcome. */
 async function send(client: ProxylessClient, scheduledAt: number, record?: (latencyMs: number, error: string | undefined) => void): Promise<void> {
@@ -137,23 +153,24 @@ async function send(client: ProxylessClient, scheduledAt: number, record?: (late
 /** Loads every client together for `s` seconds at `rate` in all (unrecorded): past A58's blackout, every client has reports. */
 async function warmTogether(clients: ProxylessClient[], rate: number, s: number): Promise<void> {
   const pending = new Set<Promise<void>>();
-  let i = 0;
   await poissonArrivals(rate, s * 1000, rate * s * 2, (at) => {
-    const p = send(clients[i++ % clients.length]!, at);
+    const p = send(anyOf(clients), at);
     pending.add(p);
     void p.finally(() => pending.delete(p));
   });
   await settle(pending, DEADLINE_MS + 500);
 }
 
-async function runOne(name: string, client: ProxylessClient, backends: TestbedBackend[], plan: Antagonist[], rate: number): Promise<RunResult> {
+async function runOne(name: string, clients: readonly ProxylessClient[], backends: TestbedBackend[], plan: Antagonist[], rate: number): Promise<RunResult> {
   const pending = new Set<Promise<void>>();
   const track = (p: Promise<void>): void => {
     pending.add(p);
     void p.finally(() => pending.delete(p));
   };
   // Warm-up at the full rate: connections and estimates settle; not recorded.
-  await poissonArrivals(rate, WARM_S * 1000, rate * WARM_S * 2, (at) => track(send(client, at)));
+  await poissonArrivals(rate, WARM_S * 1000, rate * WARM_S * 2, (at) => track(send(anyOf(clients), at)));
+  const pairs = clients.flatMap((c) => c.stats().endpoints);
+  const reportsUsable = pairs.filter((e) => e.loadReport?.usable === true).length / Math.max(1, pairs.length);
   const latencies: number[] = [];
   const bins: number[][] = Array.from({ length: Math.ceil((SECONDS * 1000) / BIN_MS) }, () => []);
   const errorKinds = new Map<string, number>();
@@ -177,7 +194,7 @@ async function runOne(name: string, client: ProxylessClient, backends: TestbedBa
   const offered = await poissonArrivals(rate, SECONDS * 1000, rate * SECONDS * 2, (at) => {
     lags.push(performance.now() - at);
     track(
-      send(client, at, (ms, error) => {
+      send(anyOf(clients), at, (ms, error) => {
         latencies.push(ms);
         const bin = Math.min(bins.length - 1, Math.floor((at - t0) / BIN_MS));
         bins[bin]!.push(ms);
@@ -239,6 +256,7 @@ async function runOne(name: string, client: ProxylessClient, backends: TestbedBa
     lagP99: percentile(Float64Array.from(lags).sort(), 99),
     cpuUsPerRequest: (cpu.user + cpu.system) / Math.max(1, offered),
     offered,
+    reportsUsable,
   };
 }
 
@@ -255,7 +273,7 @@ function drawSvg(results: RunResult[], plan: Antagonist[], backends: TestbedBack
       y: 0,
       width,
       height: chartH,
-      title: `p99 latency per second (failures count with their time), ${BACKENDS} backends at ${Math.round(LOAD * 100)} % of capacity; shaded: antagonist periods`,
+      title: `p99 latency per second (failures count with their time), ${BACKENDS} backends at ${Math.round(LOAD * 100)} % of capacity, ${CLIENTS} client${CLIENTS === 1 ? '' : 's'} per balancer; shaded: antagonist periods`,
       xLabel: 's',
       yLabel: 'p99 ms (log)',
       series: results.map((r, i) => ({ name: r.name, color: PALETTE[i % PALETTE.length]!, points: r.p99Bins.map((y, bin) => [((bin + 0.5) * BIN_MS) / 1000, y] as [number, number]) })),
@@ -303,12 +321,13 @@ function drawSvg(results: RunResult[], plan: Antagonist[], backends: TestbedBack
 
 export async function run(): Promise<void> {
   if (UTIL !== 'occupancy' && UTIL !== 'busy') throw new Error(`BENCH_UTIL=${UTIL}: 'occupancy' or 'busy'`);
+  if (!Number.isInteger(CLIENTS) || CLIENTS < 1) throw new Error(`BENCH_CLIENTS=${process.env['BENCH_CLIENTS']}: a whole number ≥ 1 (clients per balancer)`);
   if (!SLOTS.every((n) => Number.isInteger(n) && n >= 1)) throw new Error(`BENCH_SLOTS=${process.env['BENCH_SLOTS']}: a comma-separated list of whole numbers ≥ 1`);
   const build = await loadBuild(THIS_TREE);
   const plan = schedule();
   console.log('# balancer testbed (npm run bench -- bench/balancer-testbed.bench.ts)');
   console.log(
-    `BENCH_ROUNDS=${ROUNDS} BENCH_SECONDS=${SECONDS} BENCH_PERIOD_S=${PERIOD_S} BENCH_LOAD=${LOAD} BENCH_BACKENDS=${BACKENDS} BENCH_WARM_S=${WARM_S} BENCH_BLACKOUT_S=${BLACKOUT_S} BENCH_SLOTS=${SLOTS.join(',')} BENCH_UTIL=${UTIL}`,
+    `BENCH_ROUNDS=${ROUNDS} BENCH_SECONDS=${SECONDS} BENCH_PERIOD_S=${PERIOD_S} BENCH_LOAD=${LOAD} BENCH_BACKENDS=${BACKENDS} BENCH_WARM_S=${WARM_S} BENCH_BLACKOUT_S=${BLACKOUT_S} BENCH_CLIENTS=${CLIENTS} BENCH_SLOTS=${SLOTS.join(',')} BENCH_UTIL=${UTIL}`,
   );
   console.log(`${describeCheckout(THIS_TREE)}; ${build.versions}; ${cpus()[0]?.model ?? '?'} × ${cpus().length}; load average at start ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const choices = selectBalancers(build, process.env['BENCH_BALANCERS']);
@@ -318,7 +337,7 @@ export async function run(): Promise<void> {
   const capacity = backends.reduce((s, b) => s + b.capacity, 0);
   const rate = LOAD * capacity;
   console.log(
-    `${BACKENDS} backends, slots ${specs.map((s) => s.slots).join('/')}, service ${BASE_MS} ms + exp(${EXP_MS} ms), capacity ${capacity.toFixed(0)} req/s; offered ${rate.toFixed(0)} req/s (Poisson); deadline ${DEADLINE_MS} ms`,
+    `${BACKENDS} backends, slots ${specs.map((s) => s.slots).join('/')}, service ${BASE_MS} ms + exp(${EXP_MS} ms), capacity ${capacity.toFixed(0)} req/s; offered ${rate.toFixed(0)} req/s (Poisson) through ${CLIENTS} client(s) per balancer; deadline ${DEADLINE_MS} ms`,
   );
   console.log(`antagonists (s from start): ${plan.map((a) => `${a.from}–${a.to} ${a.kind === 'halve' ? '½ slots' : `+${ANTAGONIST_EXTRA_MS} ms`} on b${a.backends.join(',b')}`).join('; ')}`);
   // Rounds, the order reversed every other round (interleaved, as bench.md asks): a burst of other work on the machine
@@ -327,22 +346,30 @@ export async function run(): Promise<void> {
   try {
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 === 0 ? choices : [...choices].reverse();
-      const clients = order.map((c) => ({ choice: c, ...newClient(build, ports, c) }));
+      const fleets = order.map((c) => ({ choice: c, members: newClients(build, ports, c) }));
       const results: RunResult[] = [];
       try {
         await warmTogether(
-          clients.map((c) => c.client),
+          fleets.flatMap((f) => f.members.map((m) => m.client)),
           rate,
           BLACKOUT_S,
         );
-        for (const c of clients) {
-          results.push(await runOne(c.choice.name, c.client, backends, plan, rate));
+        for (const f of fleets) {
+          results.push(
+            await runOne(
+              f.choice.name,
+              f.members.map((m) => m.client),
+              backends,
+              plan,
+              rate,
+            ),
+          );
           await sleep(500); // the backends' queues empty
         }
       } finally {
-        for (const c of clients) {
-          await c.client.destroy();
-          await c.resolver.close();
+        for (const m of fleets.flatMap((f) => f.members)) {
+          await m.client.destroy();
+          await m.resolver.close();
         }
       }
       rounds.push(choices.map((c) => results.find((r) => r.name === c.name)!));
@@ -375,6 +402,9 @@ export async function run(): Promise<void> {
       `| ${c.name} | ${mm(f('requests'), 0)} | ${mm(f('p50'), 1)} | ${mm(f('p99'), 1)} | ${mm(f('p999'), 1)} | ${f('errors').reduce((a, b) => a + b, 0)}${kindText ? ` (${kindText})` : ''} | ${mm(f('utilAvg'), 2)} | ${mm(f('maxOverAvg'), 2)} | ${mm(f('p95OverAvg'), 2)} | ${ratio(i, rrAt)} | ${ratio(i, ewmaAt)} | ${mm(f('lagP99'), 1)} | ${mm(f('cpuUsPerRequest'), 0)} |`,
     );
   });
+  console.log(
+    `\nreports usable when recording began (client, backend pairs past A58's blackout): ${choices.map((c, i) => `${c.name} ${mm(rounds.map((round) => 100 * round[i]!.reportsUsable), 0, ' %')}`).join('; ')}`,
+  );
   const results = rounds[0]!;
   mkdirSync(dirname(SVG_PATH), { recursive: true });
   writeFileSync(SVG_PATH, drawSvg(results, plan, backends));
