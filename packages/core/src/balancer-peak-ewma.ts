@@ -19,9 +19,16 @@ export interface PeakEwmaOptions {
    * Fuse what the servers report about their own load (`load.reported`,
    * ORCA `endpoint-load-metrics`) into the cost, when both compared
    * endpoints report it: requests in flight become `max(inFlight, rif)` (the
-   * server's count includes other clients'), and the cost is divided by the
-   * reported headroom `max(1 − utilization, 0.05)` (a queue's wait grows as
-   * 1 / (1 − ρ)). A report fades with its age (`rif` and `utilization` ×
+   * server's count includes other clients'), and the cost is multiplied by
+   * `1 + 2 × min(utilization, 1)`: a full server costs up to three times an
+   * idle one. Bounded on purpose: until 5 Dec the cost was divided by the
+   * headroom `max(1 − utilization, 0.05)` (up to × 20), and with many clients
+   * reading the same reports (each a few hundred ms old) they all fled the
+   * same backends at once and herded onto the others (balancer testbed, 8
+   * clients: p99 3.9× plain peak EWMA's; see bench/README.md). Without a
+   * utilisation term, one request at a time left a slightly slower endpoint
+   * 0.21 of its fair share (× 2 at most: 0.27 over five; × 3: 0.49). A
+   * report fades with its age (`rif` and `utilization` ×
    * e^(−age / 1 s)): an endpoint that stopped being picked sends no new
    * report, and its last one, taken while it was busy, must not keep it out
    * (at one request at a time that starved an endpoint: 0.12 of its fair
@@ -32,8 +39,6 @@ export interface PeakEwmaOptions {
   reportedLoad?: boolean;
 }
 
-/** The least headroom {@link peakEwma}'s `reportedLoad` counts: a report of utilisation ≥ 0.95 multiplies the cost by 20, no more. */
-const MIN_HEADROOM = 0.05;
 /**
  * Time constant (ms) over which a report's `rif` and `utilization` fade: a
  * report describes its server's last window (`@proxyless/load-report`: 1 s),
@@ -64,7 +69,7 @@ function freshness(ageMs: number): number {
  *
  * With `reportedLoad: true` (named `peak-ewma-reported`), the servers' own
  * reports join the cost where both compared endpoints send them:
- * `ewmaMs × (max(inFlight, rif) + 1) / max(1 − utilization, 0.05)`, the
+ * `ewmaMs × (max(inFlight, rif) + 1) × (1 + 2 × min(utilization, 1))`, the
  * report's `rif` and `utilization` faded by e^(−age / 1 s). Latency
  * stays a factor, so a slow or hung endpoint loses as before, while one that
  * is saturated but still answering fast (a CPU-bound neighbour, a queue in
@@ -184,9 +189,13 @@ export function peakEwma(options: PeakEwmaOptions = {}): Balancer {
   };
 }
 
-/** `1 − utilization`, at least {@link MIN_HEADROOM} (1 when not reported). */
+/**
+ * What the cost is divided by for a reported utilisation: 1 ÷ (1 + 2 × min(utilization, 1)), so the cost
+ * grows threefold at most (1 when not reported). A divisor, so that the
+ * explanation reads it as the reported headroom.
+ */
 function headroom(utilization: number | undefined): number {
-  return utilization === undefined ? 1 : Math.max(1 - utilization, MIN_HEADROOM);
+  return utilization === undefined ? 1 : 1 / (1 + 2 * Math.min(utilization, 1));
 }
 
 /**

@@ -154,6 +154,41 @@ describe('peakEwma({ reportedLoad: true })', () => {
     assert.ok(balancer.score!(set[0]!) < balancer.score!(fresh[0]!) / 10);
   });
 
+  it('lets a reported utilisation multiply a cost by at most 3 (1 + 2 × utilisation, capped): the live rif outweighs a full window', () => {
+    // Same latency; "hot" last reported a full window (0.95) but nothing in flight now, "cool" 0.1 but 3 in flight.
+    // Divided by the headroom (× 20 at 0.95, as until 5 Dec), "hot" lost; with many clients reading the same reports that herded.
+    const set = [reporting('hot', 10, 0, view(0.95, 0)), reporting('cool', 10, 0, view(0.1, 3))];
+    for (let i = 0; i < 20; i++) {
+      const r = explained(peakEwma({ reportedLoad: true, random: seeded(i) }), set);
+      assert.equal(r.key, 'hot');
+      assert.equal(r.signal, 'reported-rif');
+      assert.deepEqual(
+        [...r.scores].sort((x, y) => x - y).map((x) => Math.round(x * 1e9) / 1e9),
+        [29, 48],
+      );
+    }
+  });
+
+  it('an endpoint whose cost without utilisation is under a third of the other\'s wins whatever both report (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.tuple(fc.double({ min: 0.1, max: 1000, noNaN: true }), fc.nat(20), fc.option(fc.nat(50), { nil: undefined }), fc.double({ min: 0, max: 5, noNaN: true })),
+        fc.tuple(fc.double({ min: 0.1, max: 1000, noNaN: true }), fc.nat(20), fc.option(fc.nat(50), { nil: undefined }), fc.double({ min: 0, max: 5, noNaN: true })),
+        fc.integer(),
+        ([ea, ia, ra, ua], [eb, ib, rb, ub], seed) => {
+          const set = [reporting('a', ea, ia, view(ua, ra)), reporting('b', eb, ib, view(ub, rb))];
+          const both = ra !== undefined && rb !== undefined;
+          const base = (ewma: number, inFlight: number, rif: number | undefined): number => ewma * ((both ? Math.max(inFlight, rif!) : inFlight) + 1);
+          const ca = base(ea, ia, ra);
+          const cb = base(eb, ib, rb);
+          fc.pre(ca * 3 < cb || cb * 3 < ca);
+          const picked = peakEwma({ reportedLoad: true, random: seeded(seed) }).createPicker(set).pick()!.instance.key;
+          assert.equal(picked, ca < cb ? 'a' : 'b');
+        },
+      ),
+    );
+  });
+
   it('compares an endpoint that does not report exactly as without the option (property)', () => {
     fc.assert(
       fc.property(
