@@ -21,7 +21,9 @@
  *   servers' reports do), 2 s deadline, defaults otherwise. BENCH_CLIENTS=1:
  *   one client alone, as before.
  *   First every client is warmed together for BLACKOUT_S (gRPC A58 ignores an
- *   endpoint's reports for its first 10 s), then each runs WARM_S + SECONDS alone.
+ *   endpoint's reports for its first 10 s), and on until 95 % of (client,
+ *   backend) pairs are past it (at most 2 × BLACKOUT_S more), then each
+ *   balancer's clients run WARM_S + SECONDS alone.
  *   BENCH_ROUNDS rounds (default 1), the order reversed every other round, fresh
  *   clients each: median [min–max] over rounds, ratios taken within a round;
  *   the chart shows the first round.
@@ -150,14 +152,28 @@ async function send(client: ProxylessClient, scheduledAt: number, record?: (late
   record?.(performance.now() - scheduledAt, error);
 }
 
-/** Loads every client together for `s` seconds at `rate` in all (unrecorded): past A58's blackout, every client has reports. */
+/** Share of (client, backend) pairs whose reports a balancer may use now (past A58's blackout). */
+function usableShare(clients: readonly ProxylessClient[]): number {
+  const pairs = clients.flatMap((c) => c.stats().endpoints);
+  return pairs.filter((e) => e.loadReport?.usable === true).length / Math.max(1, pairs.length);
+}
+
+/**
+ * Loads every client together at `rate` in all (unrecorded) for `s` seconds, then on in 1 s steps
+ * (at most 2 × `s` more) until 95 % of (client, backend) pairs are past A58's blackout: with many
+ * clients each one's first report from a backend comes later, and a balancer must not be judged
+ * without the reports it reads.
+ */
 async function warmTogether(clients: ProxylessClient[], rate: number, s: number): Promise<void> {
   const pending = new Set<Promise<void>>();
-  await poissonArrivals(rate, s * 1000, rate * s * 2, (at) => {
-    const p = send(anyOf(clients), at);
-    pending.add(p);
-    void p.finally(() => pending.delete(p));
-  });
+  const load = (ms: number): Promise<number> =>
+    poissonArrivals(rate, ms, (rate * ms) / 500, (at) => {
+      const p = send(anyOf(clients), at);
+      pending.add(p);
+      void p.finally(() => pending.delete(p));
+    });
+  await load(s * 1000);
+  for (let extra = 0; extra < 2 * s && usableShare(clients) < 0.95; extra++) await load(1_000);
   await settle(pending, DEADLINE_MS + 500);
 }
 
@@ -169,8 +185,7 @@ async function runOne(name: string, clients: readonly ProxylessClient[], backend
   };
   // Warm-up at the full rate: connections and estimates settle; not recorded.
   await poissonArrivals(rate, WARM_S * 1000, rate * WARM_S * 2, (at) => track(send(anyOf(clients), at)));
-  const pairs = clients.flatMap((c) => c.stats().endpoints);
-  const reportsUsable = pairs.filter((e) => e.loadReport?.usable === true).length / Math.max(1, pairs.length);
+  const reportsUsable = usableShare(clients);
   const latencies: number[] = [];
   const bins: number[][] = Array.from({ length: Math.ceil((SECONDS * 1000) / BIN_MS) }, () => []);
   const errorKinds = new Map<string, number>();

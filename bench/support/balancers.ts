@@ -7,6 +7,7 @@
  */
 import type { Balancer } from '@proxyless/core';
 import type { Build } from './builds.js';
+import { EXPERIMENTS } from './experimental-balancers.js';
 
 type Entry = (build: Build) => Balancer | undefined | string;
 
@@ -46,13 +47,17 @@ export interface BalancerChoice {
 export function balancerNames(names?: string): string[] {
   const wanted = names === undefined || names === '' ? Object.keys(BALANCERS) : names.split(',').map((n) => n.trim());
   for (const name of wanted) {
-    if (BALANCERS[name] === undefined) throw new Error(`unknown balancer ${JSON.stringify(name)}: one of ${Object.keys(BALANCERS).join(', ')}`);
+    if (BALANCERS[name] === undefined && EXPERIMENTS[name] === undefined) {
+      throw new Error(`unknown balancer ${JSON.stringify(name)}: one of ${[...Object.keys(BALANCERS), ...Object.keys(EXPERIMENTS)].join(', ')}`);
+    }
   }
   return wanted;
 }
 
 /** The balancer `name` in `build` (`undefined`: the client's default), or why it is skipped. */
 export function balancerFor(build: Build, name: string): Balancer | undefined | string {
+  const experiment = EXPERIMENTS[name];
+  if (experiment !== undefined) return experiment();
   const entry = BALANCERS[name];
   if (entry === undefined) throw new Error(`unknown balancer ${JSON.stringify(name)}: one of ${Object.keys(BALANCERS).join(', ')}`);
   return entry(build);
@@ -62,6 +67,11 @@ export function balancerFor(build: Build, name: string): Balancer | undefined | 
 export function selectBalancers(build: Build, names?: string): BalancerChoice[] {
   const chosen: BalancerChoice[] = [];
   for (const name of balancerNames(names)) {
+    const experiment = EXPERIMENTS[name];
+    if (experiment !== undefined) {
+      chosen.push({ name, make: experiment });
+      continue;
+    }
     const entry = BALANCERS[name]!;
     const balancer = entry(build);
     if (typeof balancer === 'string') {

@@ -25,7 +25,7 @@ export interface PeakEwmaOptions {
    * headroom `max(1 − utilization, 0.05)` (up to × 20), and with many clients
    * reading the same reports (each a few hundred ms old) they all fled the
    * same backends at once and herded onto the others (balancer testbed, 8
-   * clients: p99 3.9× plain peak EWMA's; see bench/README.md). Without a
+   * clients: p99 1.8× plain peak EWMA's, 1.3× now; see bench/README.md). Without a
    * utilisation term, one request at a time left a slightly slower endpoint
    * 0.21 of its fair share (× 2 at most: 0.27 over five; × 3: 0.49). A
    * report fades with its age (`rif` and `utilization` ×
