@@ -430,7 +430,11 @@ export class GatewayServer implements Gateway {
     if (!route) {
       this.#noRoute++;
       req.resume();
-      if (log) res.once('close', () => this.#logLine(log, req, socket, res, path, query, logStart, logBytes, undefined, 'noRoute'));
+      if (log) {
+        // Now: an HTTP/2 stream's socket cannot be read once its session closed.
+        const clientIp = clientIpOf(socket, req.headers, this.#trust);
+        res.once('close', () => this.#logLine(log, req, socket, res, path, query, logStart, logBytes, clientIp, 'noRoute'));
+      }
       sendJson(res, 404, { error: 'no_route', message: `no route for ${path}` });
       return;
     }
@@ -551,8 +555,10 @@ export class GatewayServer implements Gateway {
   }
 
   /** Queues the request's access log line. */
-  #logLine(log: AccessLog, req: IncomingMessage, socket: Socket, res: ServerResponse, path: string, query: string, start: number, bytesBefore: number, ctx: FilterContext | undefined, outcome: AccessLogOutcome): void {
-    const upstream = ctx?.upstream;
+  #logLine(log: AccessLog, req: IncomingMessage, socket: Socket, res: ServerResponse, path: string, query: string, start: number, bytesBefore: number, ctx: FilterContext | string, outcome: AccessLogOutcome): void {
+    // No route: ctx is the client's address.
+    const routed = typeof ctx === 'string' ? undefined : ctx;
+    const upstream = routed?.upstream;
     log.write({
       time: new Date(performance.timeOrigin + start).toISOString(),
       method: req.method ?? '',
@@ -561,12 +567,12 @@ export class GatewayServer implements Gateway {
       // HTTP/2 streams share one connection: its byte count is not this response's.
       bytes: req.httpVersionMajor === 2 ? null : socket.bytesWritten - bytesBefore,
       durationMs: Math.round((performance.now() - start) * 1000) / 1000,
-      route: ctx?.route.id ?? null,
-      service: ctx?.route.service ?? null,
+      route: routed?.route.id ?? null,
+      service: routed?.route.service ?? null,
       endpoint: upstream?.endpoint ?? null,
       attempts: upstream?.attempts ?? 0,
-      clientIp: ctx?.clientIp ?? clientIpOf(socket, req.headers, this.#trust),
-      requestId: ctx?.requestId || null,
+      clientIp: typeof ctx === 'string' ? ctx : ctx.clientIp,
+      requestId: routed?.requestId || null,
       outcome,
     });
   }
