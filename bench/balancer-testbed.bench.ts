@@ -32,7 +32,12 @@
  * time), errors, the load generator's lag (issued − scheduled: when it is
  * large the machine, not the balancer, made the tail), and per-backend utilisation (busy slots ÷ slots, sampled by
  * the backends): per 1 s, max/avg and p95/avg across backends (p95
- * interpolated between ranks), averaged over the run. Draws bench/results/balancer-testbed.svg: p99 per second per
+ * interpolated between ranks), averaged over the run, and max/avg of each backend's
+ * utilisation over the whole run (persistent imbalance without the 1 s sampling noise). Last
+ * row, an oracle: a seeded in-process simulation of the same backends, schedule and load
+ * (support/oracle-sim.ts, no sockets) dispatched by join-the-shortest-expected-wait with perfect
+ * instant knowledge, measured by the same utilisation code: the floor of every figure on this
+ * testbed; each real row's ratio to it is printed. Draws bench/results/balancer-testbed.svg: p99 per second per
  * balancer, failed requests per second, and a utilisation heat map per
  * balancer, antagonist periods marked.
  *
@@ -53,7 +58,8 @@ import type { StaticResolver } from '@proxyless/core';
 import { loadBuild, describeCheckout, THIS_TREE, type Build } from './support/builds.js';
 import { selectBalancers, type BalancerChoice } from './support/balancers.js';
 import { freePorts } from './support/processes.js';
-import { epochNow, percentile, percentileInterpolated, poissonArrivals, settle, startTestbed, type BackendSpec, type TestbedBackend } from './support/testbed.js';
+import { epochNow, percentile, percentileInterpolated, poissonArrivals, settle, startTestbed, type BackendSpec, type TestbedBackend, type UtilSample } from './support/testbed.js';
+import { simulateOracle, type OracleChange } from './support/oracle-sim.js';
 import { heatKey, heatmap, lineChart, PALETTE, svgDocument, type Band } from './support/svg.js';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 30);
@@ -115,6 +121,8 @@ interface RunResult {
   utilAvg: number;
   maxOverAvg: number;
   p95OverAvg: number;
+  /** Each backend's utilisation over the whole run, max ÷ avg across backends (no 1 s sampling noise). */
+  wholeMaxOverAvg: number;
   /** p99 of (issued − scheduled) arrival times, ms: the generator's own lag. */
   lagP99: number;
   /** Load generator's CPU µs per request. */
@@ -177,6 +185,51 @@ async function warmTogether(clients: ProxylessClient[], rate: number, s: number)
   await settle(pending, DEADLINE_MS + 500);
 }
 
+const mean = (xs: number[]): number => (xs.length === 0 ? NaN : xs.reduce((s, x) => s + x, 0) / xs.length);
+
+/**
+ * Utilisation per backend per BIN_MS bin from its samples (stamped at their end, `epoch0` the
+ * recorded start): the mean of the samples whose middle falls in the bin; NaN for a bin without one.
+ * The real rows and the oracle's simulated samples both go through here.
+ */
+function utilisationBins(samples: readonly (readonly UtilSample[])[], epoch0: number, nBins: number): number[][] {
+  return samples.map((backend) => {
+    const sums = new Array<number>(nBins).fill(0);
+    const counts = new Array<number>(nBins).fill(0);
+    for (const s of backend) {
+      const bin = Math.floor((s.t - SAMPLE_MS / 2 - epoch0) / BIN_MS);
+      if (bin < 0 || bin >= nBins) continue;
+      sums[bin]! += s.u;
+      counts[bin]!++;
+    }
+    return sums.map((sum, i) => (counts[i]! > 0 ? sum / counts[i]! : NaN));
+  });
+}
+
+/**
+ * Balance across backends: per bin max/avg and p95/avg (p95 interpolated), averaged over the run
+ * (the bench's figure: includes 1 s sampling noise), and over the whole run (each backend's mean
+ * over the bins, then max/avg: imbalance that persists, most of the noise averaged out).
+ */
+function balance(util: readonly (readonly number[])[]): Pick<RunResult, 'utilAvg' | 'maxOverAvg' | 'p95OverAvg' | 'wholeMaxOverAvg'> {
+  const maxRatios: number[] = [];
+  const p95Ratios: number[] = [];
+  const avgs: number[] = [];
+  const nBins = Math.max(0, ...util.map((row) => row.length));
+  for (let bin = 0; bin < nBins; bin++) {
+    const us = util.map((row) => row[bin]!).filter(Number.isFinite);
+    if (us.length < util.length) continue;
+    const avg = mean(us);
+    if (avg <= 0) continue;
+    us.sort((a, b) => a - b);
+    avgs.push(avg);
+    maxRatios.push(us[us.length - 1]! / avg);
+    p95Ratios.push(percentileInterpolated(us, 95) / avg);
+  }
+  const perBackend = util.map((row) => mean(row.filter(Number.isFinite)));
+  return { utilAvg: mean(avgs), maxOverAvg: mean(maxRatios), p95OverAvg: mean(p95Ratios), wholeMaxOverAvg: Math.max(...perBackend) / mean(perBackend) };
+}
+
 async function runOne(name: string, clients: readonly ProxylessClient[], backends: TestbedBackend[], plan: Antagonist[], rate: number): Promise<RunResult> {
   const pending = new Set<Promise<void>>();
   const track = (p: Promise<void>): void => {
@@ -228,32 +281,11 @@ async function runOne(name: string, clients: readonly ProxylessClient[], backend
 
   const sorted = Float64Array.from(latencies).sort();
   const p99Bins = bins.map((xs) => percentile(Float64Array.from(xs).sort(), 99));
-  // Utilisation per backend per bin, from the samples whose middle falls in the bin.
-  const util = backends.map((b) => {
-    const sums = new Array<number>(bins.length).fill(0);
-    const counts = new Array<number>(bins.length).fill(0);
-    for (const s of b.samples) {
-      const bin = Math.floor((s.t - SAMPLE_MS / 2 - epoch0) / BIN_MS);
-      if (bin < 0 || bin >= bins.length) continue;
-      sums[bin]! += s.u;
-      counts[bin]!++;
-    }
-    return sums.map((sum, i) => (counts[i]! > 0 ? sum / counts[i]! : NaN));
-  });
-  const maxRatios: number[] = [];
-  const p95Ratios: number[] = [];
-  const avgs: number[] = [];
-  for (let bin = 0; bin < bins.length; bin++) {
-    const us = util.map((row) => row[bin]!).filter(Number.isFinite);
-    if (us.length < backends.length) continue;
-    const avg = us.reduce((s, x) => s + x, 0) / us.length;
-    if (avg <= 0) continue;
-    us.sort((a, b) => a - b);
-    avgs.push(avg);
-    maxRatios.push(us[us.length - 1]! / avg);
-    p95Ratios.push(percentileInterpolated(us, 95) / avg);
-  }
-  const mean = (xs: number[]): number => (xs.length === 0 ? NaN : xs.reduce((s, x) => s + x, 0) / xs.length);
+  const util = utilisationBins(
+    backends.map((b) => b.samples),
+    epoch0,
+    bins.length,
+  );
   return {
     name,
     requests: latencies.length,
@@ -265,13 +297,64 @@ async function runOne(name: string, clients: readonly ProxylessClient[], backend
     p99Bins,
     errorBins: failedBins.map((n, i) => (100 * n) / Math.max(1, bins[i]!.length)),
     util,
-    utilAvg: mean(avgs),
-    maxOverAvg: mean(maxRatios),
-    p95OverAvg: mean(p95Ratios),
+    ...balance(util),
     lagP99: percentile(Float64Array.from(lags).sort(), 99),
     cpuUsPerRequest: (cpu.user + cpu.system) / Math.max(1, offered),
     offered,
     reportsUsable,
+  };
+}
+
+const ORACLE = 'oracle (simulation: JSQ, perfect knowledge)';
+
+/**
+ * The oracle row: the same backends, schedule and Poisson load, simulated in-process
+ * (support/oracle-sim.ts, seeded) and dispatched by join-the-shortest-expected-wait with instant
+ * knowledge: what no balancer can beat on this testbed. Measured with the real rows' code.
+ */
+function runOracle(specs: readonly BackendSpec[], plan: readonly Antagonist[], rate: number, seed: number): RunResult {
+  const changes: OracleChange[] = plan.flatMap((a) => [
+    a.kind === 'halve'
+      ? { at: a.from * 1000, backends: a.backends, slots: a.backends.map((i) => Math.max(1, Math.floor(specs[i]!.slots / 2))) }
+      : { at: a.from * 1000, backends: a.backends, extraMs: ANTAGONIST_EXTRA_MS },
+    { at: a.to * 1000, backends: a.backends, slots: a.backends.map((i) => specs[i]!.slots), extraMs: 0 },
+  ]);
+  const sim = simulateOracle({ backends: specs, rate, warmMs: WARM_S * 1000, durationMs: SECONDS * 1000, changes, sampleMs: SAMPLE_MS, deadlineMs: DEADLINE_MS, seed });
+  // The model must offer what the testbed offers: base work ÷ capacity ≈ LOAD (Poisson and exp noise: a few %).
+  console.log(`oracle simulation (seed ${seed}): ${sim.requests.length} requests, offered base work ${(100 * sim.offeredLoad).toFixed(1)} % of capacity`);
+  if (sim.requests.length > 1_000 && Math.abs(sim.offeredLoad / LOAD - 1) > 0.05) throw new Error(`oracle simulation offered ${sim.offeredLoad.toFixed(3)} of capacity, expected ≈ ${LOAD}`);
+  const nBins = Math.ceil((SECONDS * 1000) / BIN_MS);
+  const bins: number[][] = Array.from({ length: nBins }, () => []);
+  const failedBins = new Array<number>(nBins).fill(0);
+  const errorKinds = new Map<string, number>();
+  let errors = 0;
+  for (const r of sim.requests) {
+    const bin = Math.min(nBins - 1, Math.floor(r.at / BIN_MS));
+    bins[bin]!.push(r.latencyMs);
+    if (r.error !== undefined) {
+      failedBins[bin]!++;
+      errors++;
+      errorKinds.set(r.error, (errorKinds.get(r.error) ?? 0) + 1);
+    }
+  }
+  const sorted = Float64Array.from(sim.requests.map((r) => r.latencyMs)).sort();
+  const util = utilisationBins(sim.samples, 0, nBins);
+  return {
+    name: ORACLE,
+    requests: sim.requests.length,
+    errors,
+    errorKinds,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    p999: percentile(sorted, 99.9),
+    p99Bins: bins.map((xs) => percentile(Float64Array.from(xs).sort(), 99)),
+    errorBins: failedBins.map((n, i) => (100 * n) / Math.max(1, bins[i]!.length)),
+    util,
+    ...balance(util),
+    lagP99: NaN,
+    cpuUsPerRequest: NaN,
+    offered: sim.requests.length,
+    reportsUsable: NaN,
   };
 }
 
@@ -387,7 +470,7 @@ export async function run(): Promise<void> {
           await m.resolver.close();
         }
       }
-      rounds.push(choices.map((c) => results.find((r) => r.name === c.name)!));
+      rounds.push([...choices.map((c) => results.find((r) => r.name === c.name)!), runOracle(specs, plan, rate, round + 1)]);
     }
   } finally {
     await Promise.all(backends.map((b) => b.stop()));
@@ -400,21 +483,26 @@ export async function run(): Promise<void> {
   /** One round: the figure; several: `median [min–max]`. */
   const mm = (xs: number[], digits: number, unit = ''): string =>
     xs.length === 1 ? `${xs[0]!.toFixed(digits)}${unit}` : `${median(xs).toFixed(digits)}${unit} [${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]`;
-  const rrAt = choices.findIndex((c) => c.name === 'round robin');
-  const ewmaAt = choices.findIndex((c) => c.name === 'peak EWMA');
-  /** p99 ÷ the reference's p99, round by round (taken in the same round). */
-  const ratio = (i: number, ref: number): string => (ref < 0 ? 'n/a' : mm(rounds.map((rs) => rs[i]!.p99 / rs[ref]!.p99), 2, '×'));
-  console.log(`${ROUNDS} round(s)${ROUNDS > 1 ? ', order reversed every other round; median [min–max] over rounds' : ''}\n`);
-  console.log('| balancer | requests | p50 ms | p99 ms | p99.9 ms | errors | util avg | util max/avg | util p95/avg | p99 ÷ RR | p99 ÷ peak EWMA | generator lag p99 ms | client CPU µs/req |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
-  choices.forEach((c, i) => {
+  const names = [...choices.map((c) => c.name), ORACLE];
+  const rrAt = names.indexOf('round robin');
+  const ewmaAt = names.indexOf('peak EWMA');
+  const oracleAt = names.length - 1;
+  /** p99 (or another figure) ÷ the reference's, round by round (taken in the same round). */
+  const ratio = (i: number, ref: number, k: 'p99' | 'maxOverAvg' | 'wholeMaxOverAvg' = 'p99'): string => (ref < 0 ? 'n/a' : mm(rounds.map((rs) => rs[i]![k] / rs[ref]![k]), 2, '×'));
+  console.log(`${ROUNDS} round(s)${ROUNDS > 1 ? ', order reversed every other round; median [min–max] over rounds' : ''}; the last row is a simulation (seeded), not a run\n`);
+  console.log(
+    '| balancer | requests | p50 ms | p99 ms | p99.9 ms | errors | util avg | util max/avg | util p95/avg | whole-run util max/avg | p99 ÷ RR | p99 ÷ peak EWMA | p99 ÷ oracle | max/avg ÷ oracle | whole-run max/avg ÷ oracle | generator lag p99 ms | client CPU µs/req |',
+  );
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  names.forEach((name, i) => {
     const rs = rounds.map((round) => round[i]!);
     const f = (k: keyof RunResult): number[] => rs.map((r) => r[k] as number);
     const kinds = new Map<string, number>();
     for (const r of rs) for (const [k, n] of r.errorKinds) kinds.set(k, (kinds.get(k) ?? 0) + n);
     const kindText = [...kinds].map(([k, n]) => `${k} ${n}`).join(', ');
+    const real = (text: string): string => (i === oracleAt ? '—' : text);
     console.log(
-      `| ${c.name} | ${mm(f('requests'), 0)} | ${mm(f('p50'), 1)} | ${mm(f('p99'), 1)} | ${mm(f('p999'), 1)} | ${f('errors').reduce((a, b) => a + b, 0)}${kindText ? ` (${kindText})` : ''} | ${mm(f('utilAvg'), 2)} | ${mm(f('maxOverAvg'), 2)} | ${mm(f('p95OverAvg'), 2)} | ${ratio(i, rrAt)} | ${ratio(i, ewmaAt)} | ${mm(f('lagP99'), 1)} | ${mm(f('cpuUsPerRequest'), 0)} |`,
+      `| ${name} | ${mm(f('requests'), 0)} | ${mm(f('p50'), 1)} | ${mm(f('p99'), 1)} | ${mm(f('p999'), 1)} | ${f('errors').reduce((a, b) => a + b, 0)}${kindText ? ` (${kindText})` : ''} | ${mm(f('utilAvg'), 2)} | ${mm(f('maxOverAvg'), 2)} | ${mm(f('p95OverAvg'), 2)} | ${mm(f('wholeMaxOverAvg'), 3)} | ${ratio(i, rrAt)} | ${ratio(i, ewmaAt)} | ${ratio(i, oracleAt)} | ${ratio(i, oracleAt, 'maxOverAvg')} | ${ratio(i, oracleAt, 'wholeMaxOverAvg')} | ${real(mm(f('lagP99'), 1))} | ${real(mm(f('cpuUsPerRequest'), 0))} |`,
     );
   });
   console.log(
