@@ -37,7 +37,8 @@
  * row, an oracle: a seeded in-process simulation of the same backends, schedule and load
  * (support/oracle-sim.ts, no sockets) dispatched by join-the-shortest-expected-wait with perfect
  * instant knowledge, measured by the same utilisation code: the floor of every figure on this
- * testbed; each real row's ratio to it is printed. Draws bench/results/balancer-testbed.svg: p99 per second per
+ * testbed; each real row's ratio to it is printed. Beside it, the same simulation split
+ * uniformly at random (a fair share with no knowledge): what sampling noise alone gives. Draws bench/results/balancer-testbed.svg: p99 per second per
  * balancer, failed requests per second, and a utilisation heat map per
  * balancer, antagonist periods marked.
  *
@@ -306,22 +307,23 @@ async function runOne(name: string, clients: readonly ProxylessClient[], backend
 }
 
 const ORACLE = 'oracle (simulation: JSQ, perfect knowledge)';
+const SPLIT = 'random split (simulation: fair share, no knowledge)';
 
 /**
  * The oracle row: the same backends, schedule and Poisson load, simulated in-process
  * (support/oracle-sim.ts, seeded) and dispatched by join-the-shortest-expected-wait with instant
  * knowledge: what no balancer can beat on this testbed. Measured with the real rows' code.
  */
-function runOracle(specs: readonly BackendSpec[], plan: readonly Antagonist[], rate: number, seed: number): RunResult {
+function runOracle(specs: readonly BackendSpec[], plan: readonly Antagonist[], rate: number, seed: number, dispatch: 'jsq' | 'random' = 'jsq'): RunResult {
   const changes: OracleChange[] = plan.flatMap((a) => [
     a.kind === 'halve'
       ? { at: a.from * 1000, backends: a.backends, slots: a.backends.map((i) => Math.max(1, Math.floor(specs[i]!.slots / 2))) }
       : { at: a.from * 1000, backends: a.backends, extraMs: ANTAGONIST_EXTRA_MS },
     { at: a.to * 1000, backends: a.backends, slots: a.backends.map((i) => specs[i]!.slots), extraMs: 0 },
   ]);
-  const sim = simulateOracle({ backends: specs, rate, warmMs: WARM_S * 1000, durationMs: SECONDS * 1000, changes, sampleMs: SAMPLE_MS, deadlineMs: DEADLINE_MS, seed });
+  const sim = simulateOracle({ backends: specs, rate, warmMs: WARM_S * 1000, durationMs: SECONDS * 1000, changes, sampleMs: SAMPLE_MS, deadlineMs: DEADLINE_MS, seed, dispatch });
   // The model must offer what the testbed offers: base work ÷ capacity ≈ LOAD (Poisson and exp noise: a few %).
-  console.log(`oracle simulation (seed ${seed}): ${sim.requests.length} requests, offered base work ${(100 * sim.offeredLoad).toFixed(1)} % of capacity`);
+  console.log(`${dispatch === 'jsq' ? 'oracle' : 'random split'} simulation (seed ${seed}): ${sim.requests.length} requests, offered base work ${(100 * sim.offeredLoad).toFixed(1)} % of capacity`);
   if (sim.requests.length > 1_000 && Math.abs(sim.offeredLoad / LOAD - 1) > 0.05) throw new Error(`oracle simulation offered ${sim.offeredLoad.toFixed(3)} of capacity, expected ≈ ${LOAD}`);
   const nBins = Math.ceil((SECONDS * 1000) / BIN_MS);
   const bins: number[][] = Array.from({ length: nBins }, () => []);
@@ -340,7 +342,7 @@ function runOracle(specs: readonly BackendSpec[], plan: readonly Antagonist[], r
   const sorted = Float64Array.from(sim.requests.map((r) => r.latencyMs)).sort();
   const util = utilisationBins(sim.samples, 0, nBins);
   return {
-    name: ORACLE,
+    name: dispatch === 'jsq' ? ORACLE : SPLIT,
     requests: sim.requests.length,
     errors,
     errorKinds,
@@ -470,7 +472,7 @@ export async function run(): Promise<void> {
           await m.resolver.close();
         }
       }
-      rounds.push([...choices.map((c) => results.find((r) => r.name === c.name)!), runOracle(specs, plan, rate, round + 1)]);
+      rounds.push([...choices.map((c) => results.find((r) => r.name === c.name)!), runOracle(specs, plan, rate, round + 1, 'random'), runOracle(specs, plan, rate, round + 1)]);
     }
   } finally {
     await Promise.all(backends.map((b) => b.stop()));
@@ -483,13 +485,13 @@ export async function run(): Promise<void> {
   /** One round: the figure; several: `median [min–max]`. */
   const mm = (xs: number[], digits: number, unit = ''): string =>
     xs.length === 1 ? `${xs[0]!.toFixed(digits)}${unit}` : `${median(xs).toFixed(digits)}${unit} [${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]`;
-  const names = [...choices.map((c) => c.name), ORACLE];
+  const names = [...choices.map((c) => c.name), SPLIT, ORACLE];
   const rrAt = names.indexOf('round robin');
   const ewmaAt = names.indexOf('peak EWMA');
   const oracleAt = names.length - 1;
   /** p99 (or another figure) ÷ the reference's, round by round (taken in the same round). */
   const ratio = (i: number, ref: number, k: 'p99' | 'maxOverAvg' | 'wholeMaxOverAvg' = 'p99'): string => (ref < 0 ? 'n/a' : mm(rounds.map((rs) => rs[i]![k] / rs[ref]![k]), 2, '×'));
-  console.log(`${ROUNDS} round(s)${ROUNDS > 1 ? ', order reversed every other round; median [min–max] over rounds' : ''}; the last row is a simulation (seeded), not a run\n`);
+  console.log(`${ROUNDS} round(s)${ROUNDS > 1 ? ', order reversed every other round; median [min–max] over rounds' : ''}; the last two rows are simulations (seeded), not runs\n`);
   console.log(
     '| balancer | requests | p50 ms | p99 ms | p99.9 ms | errors | util avg | util max/avg | util p95/avg | whole-run util max/avg | p99 ÷ RR | p99 ÷ peak EWMA | p99 ÷ oracle | max/avg ÷ oracle | whole-run max/avg ÷ oracle | generator lag p99 ms | client CPU µs/req |',
   );
@@ -500,7 +502,7 @@ export async function run(): Promise<void> {
     const kinds = new Map<string, number>();
     for (const r of rs) for (const [k, n] of r.errorKinds) kinds.set(k, (kinds.get(k) ?? 0) + n);
     const kindText = [...kinds].map(([k, n]) => `${k} ${n}`).join(', ');
-    const real = (text: string): string => (i === oracleAt ? '—' : text);
+    const real = (text: string): string => (i >= oracleAt - 1 ? '—' : text);
     console.log(
       `| ${name} | ${mm(f('requests'), 0)} | ${mm(f('p50'), 1)} | ${mm(f('p99'), 1)} | ${mm(f('p999'), 1)} | ${f('errors').reduce((a, b) => a + b, 0)}${kindText ? ` (${kindText})` : ''} | ${mm(f('utilAvg'), 2)} | ${mm(f('maxOverAvg'), 2)} | ${mm(f('p95OverAvg'), 2)} | ${mm(f('wholeMaxOverAvg'), 3)} | ${ratio(i, rrAt)} | ${ratio(i, ewmaAt)} | ${ratio(i, oracleAt)} | ${ratio(i, oracleAt, 'maxOverAvg')} | ${ratio(i, oracleAt, 'wholeMaxOverAvg')} | ${real(mm(f('lagP99'), 1))} | ${real(mm(f('cpuUsPerRequest'), 0))} |`,
     );

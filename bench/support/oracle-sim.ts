@@ -3,7 +3,7 @@
  * testbed (no sockets, no timers: pure computation, seeded) dispatched by an ideal balancer with
  * perfect, instant knowledge of every backend: join the shortest expected wait,
  * (queued + busy + 1) ÷ current slots × mean service time (the antagonist's extra delay included),
- * ties at random. The backends are modelled as `testbed-backend.ts` runs them: slots, a queue of
+ * ties at random (or, for comparison, a uniform random split). The backends are modelled as `testbed-backend.ts` runs them: slots, a queue of
  * `queueMax` then 503, service time `baseMs + extraMs + exp(expMs)` drawn when a request starts,
  * busy ÷ slots integrated over time and emitted as `UtilSample`s every `sampleMs`, so the bench
  * measures the oracle with the same code as its real rows.
@@ -38,6 +38,8 @@ export interface OracleOptions {
   /** A request slower than this fails with this time (the client's deadline). */
   deadlineMs: number;
   seed: number;
+  /** `jsq` (default): the oracle; `random`: a uniform random split (each backend a fair share, no knowledge). */
+  dispatch?: 'jsq' | 'random';
 }
 
 export interface OracleRequest {
@@ -154,6 +156,10 @@ export function simulateOracle(o: OracleOptions): OracleResult {
   };
   /** Shortest expected wait, ties at random (reservoir over the tied). */
   const pick = (): number => {
+    if (o.dispatch === 'random') {
+      const i = Math.floor(random() * servers.length);
+      return servers[i]!.queue.length >= servers[i]!.spec.queueMax ? -1 : i;
+    }
     let best = -1;
     let bestCost = Infinity;
     let ties = 0;
