@@ -101,6 +101,8 @@ describe('@proxyless/gateway TLS and HTTP/2 (real Consul, real backend, openssl 
   let first: IssuedCertificate;
   let second: IssuedCertificate;
   let third: IssuedCertificate;
+  /** Every path the backend was sent, in order. */
+  const backendSeen: string[] = [];
   /** The files the gateway is configured with (overwritten to reload). */
   let files: { certFile: string; keyFile: string };
 
@@ -113,6 +115,7 @@ describe('@proxyless/gateway TLS and HTTP/2 (real Consul, real backend, openssl 
     agent = await startConsulAgent();
     // Echoes what it was sent; /slow/<ms> answers after that long.
     backend = createServer((req, res) => {
+      backendSeen.push(req.url ?? '');
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.once('end', () => {
@@ -553,15 +556,40 @@ describe('@proxyless/gateway TLS and HTTP/2 (real Consul, real backend, openssl 
       assert.equal((await h2request(session, { ':path': '/api/warm' })).headers[':status'], 201);
       child.kill('SIGHUP');
       // Streams of 1.5 s each, one every 100 ms, until the GOAWAY: the old worker drains with some in flight.
+      // A stream on the wire while the GOAWAY is (above its last stream id) is refused unprocessed
+      // (RFC 9113 §6.8, §8.7), and a client retries it on a new connection, as browsers and curl do.
+      // Node's http2 cannot send the two-step shutdown notice (nghttp2 ignores every new stream after
+      // any GOAWAY it sent), so such a crossing stream is possible: a loaded CI run had one.
       const sent: Promise<{ headers: H2Headers; body: Buffer }>[] = [];
+      let refused = 0;
+      const send = async (path: string): Promise<{ headers: H2Headers; body: Buffer }> => {
+        try {
+          return await h2request(session, { ':path': path });
+        } catch (error) {
+          if (!/REFUSED_STREAM|code 7\)/.test((error as Error).message)) throw error;
+          refused++;
+          const retry = h2connect(url, { ca: ca.ca, servername: 'localhost' });
+          retry.on('error', () => undefined);
+          try {
+            return await h2request(retry, { ':path': path });
+          } finally {
+            retry.close();
+          }
+        }
+      };
+      const seenBefore = backendSeen.length;
       const deadline = Date.now() + 60_000;
       while (!goaway && Date.now() < deadline) {
-        sent.push(h2request(session, { ':path': `/api/slow/1500?i=${sent.length}` }));
+        sent.push(send(`/api/slow/1500?i=${sent.length}`));
         await sleep(100);
       }
       assert.ok(goaway, `no GOAWAY within 60 s: ${output}`);
       const answers = await Promise.all(sent);
       answers.forEach((a, i) => assert.equal(a.headers[':status'], 201, `stream ${i}`));
+      // Each stream reached the backend exactly once: a refused one was not processed before its retry.
+      const seen = backendSeen.slice(seenBefore);
+      sent.forEach((_, i) => assert.equal(seen.filter((u) => u === `/slow/1500?i=${i}`).length, 1, `stream ${i} reached the backend once: ${seen.join(' ')}`));
+      console.log(`      [measure] ${sent.length} streams across the GOAWAY, ${refused} refused unprocessed and retried on a new connection`);
       session.close();
       const fresh = h2connect(url, { ca: ca.ca, servername: 'localhost' });
       fresh.on('error', () => undefined);
