@@ -22,7 +22,7 @@ import { InvalidOptionError, loadReportMetricNames } from '@proxyless/core';
 import type { ProxylessClient } from '../client.js';
 import type { BreakerState } from '../endpoints/health.js';
 import type { EndpointInfo } from '../shared/endpoint-info.js';
-import type { ClientStats, EndpointStats, SubsetStats } from '../request/request-types.js';
+import type { ClientStats, EndpointStats } from '../request/request-types.js';
 
 /** Options of {@link registerClientMetrics}. */
 export interface PrometheusOptions {
@@ -120,7 +120,8 @@ class SharedMetrics {
         for (const m of live()) for (const e of m.client.stats().endpoints) this.inc({ service: m.client.service, endpoint: e.label }, e.malformedLoadReports);
       },
     });
-    const perClient = (name: string, help: string, read: (s: ClientStats) => number): void => {
+    /** A gauge per client; a client for which `read` gives `undefined` has no series. */
+    const perClient = (name: string, help: string, read: (s: ClientStats) => number | undefined): void => {
       this.names.push(prefix + name);
       new Gauge({
         name: prefix + name,
@@ -129,7 +130,10 @@ class SharedMetrics {
         registers: [registry],
         collect() {
           this.reset();
-          for (const m of live()) this.set({ service: m.client.service }, read(m.client.stats()));
+          for (const m of live()) {
+            const value = read(m.client.stats());
+            if (value !== undefined) this.set({ service: m.client.service }, value);
+          }
         },
       });
     };
@@ -153,26 +157,10 @@ class SharedMetrics {
     perClient('discovery_stale', 'Discovery is stale (1: serving the last known endpoints; the registry is unreachable, silent or reset).', (s) => (s.discovery.stale ? 1 : 0));
 
     // Subsetting (the `subset` option): no series for a client that uses every instance.
-    const perSubset = (name: string, help: string, read: (s: SubsetStats) => number): void => {
-      this.names.push(prefix + name);
-      new Gauge({
-        name: prefix + name,
-        help,
-        labelNames: ['service'],
-        registers: [registry],
-        collect() {
-          this.reset();
-          for (const m of live()) {
-            const subset = m.client.stats().subset;
-            if (subset !== undefined) this.set({ service: m.client.service }, read(subset));
-          }
-        },
-      });
-    };
-    perSubset('subset_size', 'The configured subset size (subset.size).', (s) => s.size);
-    perSubset('subset_members', 'Instances the client holds endpoints for: its subset, plus backups of members not ready.', (s) => s.members);
-    perSubset('subset_backups', 'Members beyond the base subset, backing members whose breaker is open or that are ejected.', (s) => s.backups);
-    perSubset('subset_candidates', 'Instances of the service the subset is chosen from.', (s) => s.candidates);
+    perClient('subset_size', 'The configured subset size (subset.size).', (s) => s.subset?.size);
+    perClient('subset_members', 'Instances the client holds endpoints for: its subset, plus backups of members not ready.', (s) => s.subset?.members);
+    perClient('subset_backups', 'Members beyond the base subset, backing members whose breaker is open or that are ejected.', (s) => s.subset?.backups);
+    perClient('subset_candidates', 'Instances of the service the subset is chosen from.', (s) => s.subset?.candidates);
     this.names.push(`${prefix}subset_member_changes_total`);
     new Counter({
       name: `${prefix}subset_member_changes_total`,
