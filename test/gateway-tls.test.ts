@@ -21,21 +21,7 @@ import { createTestCa, type IssuedCertificate, type TestCa } from './support/cer
 import { trackChild } from './support/processes.js';
 import { createGateway, type Gateway, type GatewayStatus } from '@proxyless/gateway';
 import { isProxylessError } from '@proxyless/core';
-
-async function eventually<T>(what: string, check: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
-    await sleep(50);
-  }
-}
+import { eventually } from './support/wait.js';
 
 /** The certificate a new TLS connection to `url` is shown (and the protocol ALPN chose). */
 async function peerCertificate(url: string, ca: Buffer, alpn: string[] = ['h2', 'http/1.1']): Promise<{ fingerprint256: string; alpn: string | false }> {

@@ -8,25 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket, WebSocketServer } from 'ws';
 import { startConsulAgent, freePort, type ConsulAgent } from './support/consul.js';
 import { createGateway, type Gateway, type GatewayStatus } from '@proxyless/gateway';
-
-async function eventually<T>(what: string, check: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
-    await sleep(50);
-  }
-}
+import { eventually } from './support/wait.js';
 
 /** A WebSocket echo backend that greets each connection with its name; `/refuse` answers 403. */
 interface WsBackend {

@@ -19,25 +19,10 @@ import { startConsulAgent, type ConsulAgent } from './support/consul.js';
 import { startEtcd, type EtcdServer } from './support/etcd.js';
 import { EtcdClient } from '@proxyless/etcd';
 import { createGateway, type Gateway, type GatewayStatus, type RouteCounters } from '@proxyless/gateway';
+import { eventually } from './support/wait.js';
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
-/** Polls `check` until it returns a truthy value or the deadline passes. */
-async function eventually<T>(what: string, check: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
-    await sleep(50);
-  }
-}
 
 /** What a backend saw of one request. */
 interface Seen {

@@ -7,6 +7,25 @@
  */
 import type { CatalogServices, CatalogWatch, ServiceSnapshot, ServiceWatch } from '@proxyless/core';
 
+/**
+ * Polls `check` every 50 ms until it gives a truthy value (a throw counts as not yet) and returns
+ * that value; after `timeoutMs` throws naming `what` and the last error.
+ */
+export async function eventually<T>(what: string, check: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** Polls `condition` every 5 ms until it holds; throws naming `what` after `timeoutMs`. */
 export async function until(what: string, condition: () => boolean, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
