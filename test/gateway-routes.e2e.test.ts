@@ -251,6 +251,88 @@ describe('@proxyless/gateway routes hot-reloaded from Consul KV (real agent, rea
     await hotReload('Consul KV', base, write, remove);
   });
 
+  /** Writes the key and waits until the gateway uses that revision. */
+  async function apply(routes: unknown[]): Promise<void> {
+    const res = await fetch(`${agent.httpUrl}/v1/kv/${key}`, { method: 'PUT', body: JSON.stringify(routes) });
+    assert.equal(await res.text(), 'true');
+    const index = Number((await fetch(`${agent.httpUrl}/v1/kv/${key}`)).headers.get('x-consul-index'));
+    await eventually(`revision ${index} in use`, async () => ((await routesSourceOf(base)).revision ?? 0) >= index);
+  }
+
+  it('keeps the rate-limit buckets of routes whose limit did not change across a reload (no fresh burst); a changed limit starts a new bucket', async () => {
+    const limited = { path: '/limited/**', service: 'blue', rateLimit: { ratePerSecond: 0.05, burst: 2 } };
+    try {
+      await apply([limited, { path: '/other/**', service: 'blue' }]);
+      for (let i = 0; i < 2; i++) assert.equal((await get(`${base}/limited/x`)).status, 200, `burst request ${i + 1}`);
+      assert.equal((await get(`${base}/limited/x`)).status, 429);
+      // An unrelated route changes, and the limited one moves down the list: same route, same limit.
+      await apply([{ path: '/other/**', service: 'green' }, limited]);
+      assert.equal((await get(`${base}/other/x`)).body, 'green');
+      assert.equal((await get(`${base}/limited/x`)).status, 429, 'an unrelated route change refilled the bucket');
+      // Its service changes, its limit does not: still the same bucket.
+      await apply([{ ...limited, service: 'green' }]);
+      assert.equal((await get(`${base}/limited/x`)).status, 429, 'a route whose limit did not change got a fresh burst');
+      // A changed limit is a new bucket (full).
+      await apply([{ ...limited, rateLimit: { ratePerSecond: 0.05, burst: 3 } }]);
+      for (let i = 0; i < 3; i++) assert.equal((await get(`${base}/limited/x`)).status, 200, `new burst request ${i + 1}`);
+      assert.equal((await get(`${base}/limited/x`)).status, 429);
+    } finally {
+      await fetch(`${agent.httpUrl}/v1/kv/${key}`, { method: 'DELETE' });
+    }
+  });
+
+  it("applies a reloaded idleTimeoutMs to the service's pools; an event stream in flight on the old pools is not cut", async () => {
+    // A backend writing `n` chunks `gapMs` apart: /<gapMs>/<n>.
+    const ticker = createServer((req, res) => {
+      req.resume();
+      const [, gap, n] = (req.url ?? '/').split('/').map(Number);
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      let sent = 0;
+      const tick = (): void => {
+        if (res.destroyed) return;
+        res.write(`${sent}.`);
+        if (++sent === n) res.end();
+        else setTimeout(tick, gap).unref();
+      };
+      tick();
+    });
+    ticker.listen(0, '127.0.0.1');
+    await once(ticker, 'listening');
+    const reg = await fetch(`${agent.httpUrl}/v1/agent/service/register`, { method: 'PUT', body: JSON.stringify({ Name: 'ticker', ID: 'ticker-1', Address: '127.0.0.1', Port: (ticker.address() as AddressInfo).port }) });
+    assert.equal(reg.status, 200);
+    /** The stream's text and whether it ended whole. */
+    const stream = (path: string): Promise<{ body: string; complete: boolean }> =>
+      new Promise((resolve) => {
+        const req = httpRequest(`${base}${path}`, { agent: false, signal: AbortSignal.timeout(20_000) }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.once('end', () => resolve({ body, complete: res.complete }));
+          res.once('error', () => resolve({ body, complete: false }));
+        });
+        req.once('error', () => resolve({ body: '', complete: false }));
+        req.end();
+      });
+    const route = { path: '/tick/**', service: 'ticker', retries: 0 };
+    try {
+      await apply([{ ...route, idleTimeoutMs: 1_000 }]);
+      // The 1 s body timeout cuts a stream silent for 3 s (undici's timer is coarse: ~1–2 s).
+      assert.deepEqual(await stream('/tick/3000/2'), { body: '0.', complete: false });
+      // In flight across the change: 12 chunks 300 ms apart, on the old pools.
+      const before = stream('/tick/300/12');
+      await sleep(500);
+      await apply([{ ...route, idleTimeoutMs: 6_000 }]);
+      const after = await stream('/tick/3000/2');
+      assert.deepEqual(after, { body: '0.1.', complete: true }, 'the reloaded idleTimeoutMs did not reach the pools');
+      assert.deepEqual(await before, { body: Array.from({ length: 12 }, (_, i) => `${i}.`).join(''), complete: true }, 'the stream in flight was cut');
+    } finally {
+      await fetch(`${agent.httpUrl}/v1/kv/${key}`, { method: 'DELETE' });
+      await fetch(`${agent.httpUrl}/v1/agent/service/deregister/ticker-1`, { method: 'PUT' });
+      ticker.closeAllConnections();
+      ticker.close();
+    }
+  });
+
   it('with --workers 2, every worker watches the key: a write reaches both, and status.json shows it once', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gw-routes-'));
     const file = join(dir, 'gateway.json');

@@ -18,7 +18,8 @@ export interface RoutePolicy {
    * long as it keeps sending; set it above the stream's heartbeat interval.
    * Default: the route's `timeoutMs`. Every route to a service shares its
    * connection pools, so the service gets the longest of its routes' values
-   * (undici's `bodyTimeout`, checked about once a second).
+   * (undici's `bodyTimeout`, checked about once a second). A reload that
+   * changes it gives the service new pools; exchanges in flight finish on the old ones.
    */
   idleTimeoutMs?: number;
   /**
@@ -33,7 +34,8 @@ export interface RoutePolicy {
   auth?: boolean;
   /**
    * Local rate limit per client key (a token bucket); `null` turns off one set in `defaults`.
-   * Default none. With `--workers N` each worker limits on its own (see the README).
+   * Default none. With `--workers N` each worker limits on its own (see the README). A routes
+   * reload keeps the buckets of a route (same path, host and headers) whose limit is unchanged.
    */
   rateLimit?: RateLimitConfig | null;
   /**

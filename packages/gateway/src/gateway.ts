@@ -184,6 +184,8 @@ export class GatewayServer implements Gateway {
   /** The filters by type, in order: sorted once, not on every request. */
   readonly #chain: Readonly<Record<Filter['type'], readonly Filter[]>>;
   readonly #clients = new Map<string, Upstream>();
+  /** Upstreams replaced by a reload (a changed `idleTimeoutMs`) with exchanges still in flight: each closes when its last ends. */
+  readonly #retired = new Set<Upstream>();
   readonly #catalogServices = new Set<string>();
   /** Each catalog service's route, built (and its policy checked) once, not per request. */
   readonly #catalogRoutes = new Map<string, ResolvedRoute>();
@@ -372,22 +374,30 @@ export class GatewayServer implements Gateway {
   /**
    * Puts a new route table in place: one reference swap, so a request matches the old table or
    * the new one, never a mix, and one in flight keeps the route it matched. Clients for the new
-   * table's services open now; those no route and no catalog entry uses any more close (their
-   * calls in flight finish first).
+   * table's services open now; those no route and no catalog entry uses any more, and those whose
+   * `idleTimeoutMs` changed (replaced by new ones), close once their exchanges in flight ended.
    */
   #swapRoutes(table: RouteTable): void {
     if (this.#closing) return;
-    const before = this.#table.services;
-    this.#table = table;
+    // Routes whose limit did not change keep their buckets (see RouteTable.keepRateLimitsOf).
+    this.#table = table.keepRateLimitsOf(this.#table);
     if (!this.#upstreams) return;
-    const now = table.services;
-    for (const service of now) this.#client(service);
-    for (const service of before) {
-      if (now.has(service) || this.#catalogServices.has(service)) continue;
-      const client = this.#clients.get(service);
-      this.#clients.delete(service);
-      void client?.close();
+    const now = this.#table.services;
+    for (const [service, client] of [...this.#clients]) {
+      const unused = !now.has(service) && !this.#catalogServices.has(service);
+      // A pool's body timeout is fixed: after a change, new exchanges go to new pools (opened below).
+      if (unused || client.idleTimeoutMs !== this.#idleTimeoutMs(service)) {
+        this.#clients.delete(service);
+        this.#retire(client);
+      }
     }
+    for (const service of now) this.#client(service);
+  }
+
+  /** Closes `client` once it has no exchange in flight (at once when it has none): a long event stream on it is not cut. */
+  #retire(client: Upstream): void {
+    if (client.active === 0) void client.close();
+    else this.#retired.add(client);
   }
 
   /** Finds the route for a request: explicit routes (by precedence, see {@link RouteTable}) first, then `/<service>/**`. */
@@ -439,7 +449,7 @@ export class GatewayServer implements Gateway {
       return;
     }
     this.#inFlight++;
-    const exchange: Exchange = { upstreamBroke: false, rejected: false, call: undefined, answer: undefined };
+    const exchange: Exchange = { upstreamBroke: false, rejected: false, upstream: undefined, call: undefined, answer: undefined };
     const rest = route.stripPrefix ? path.slice(route.prefix.length) : path;
     const forwarded = upstreamRequestHeaders(req, route.stripPrefix ? route.prefix : undefined, this.#trust);
     const ctx: FilterContext = {
@@ -460,6 +470,8 @@ export class GatewayServer implements Gateway {
         else exchange.call?.stop();
       }
       this.#inFlight--;
+      const upstream = exchange.upstream;
+      if (upstream !== undefined && --upstream.active === 0 && this.#retired.delete(upstream)) void upstream.close();
       const outcome = outcomeOf(exchange, res);
       this.#count(route, outcome);
       if (log) this.#logLine(log, req, socket, res, path, query, logStart, logBytes, ctx, outcome);
@@ -590,7 +602,10 @@ export class GatewayServer implements Gateway {
     // The dispatcher path: the answer's body goes from undici's handler straight to `res` (AnswerWriter),
     // with no body stream and no AbortController per request; the client going away stops the call
     // (the close listener in #handle).
-    const call = this.#client(ctx.route.service).forward({
+    const upstream = this.#client(ctx.route.service);
+    upstream.active++;
+    exchange.upstream = upstream;
+    const call = upstream.forward({
       method: req.method ?? 'GET',
       path: ctx.upstreamPath,
       headers: ctx.upstreamHeaders,
@@ -759,8 +774,9 @@ export class GatewayServer implements Gateway {
     await closed;
     this.#routesSource?.close();
     await this.catalog?.close();
-    await Promise.all([...this.#clients.values()].map((c) => c.close()));
+    await Promise.all([...this.#clients.values(), ...this.#retired].map((c) => c.close()));
     this.#clients.clear();
+    this.#retired.clear();
     await this.#upstreams?.close();
     // Last: every request's line is queued by now (the server closed after its connections).
     await this.#accessLog?.close();
@@ -773,6 +789,8 @@ interface Exchange {
   upstreamBroke: boolean;
   /** The gateway refused it for a limit (429 rate limit, 413 body size): neither a client nor an upstream failure. */
   rejected: boolean;
+  /** The upstream it was forwarded through (its `active` count includes this exchange until the response closes). */
+  upstream: Upstream | undefined;
   /** The upstream call, once forwarding started (stopped when the client leaves before the answer). */
   call: ForwardedRequest | undefined;
   /** The instance's answer, once it came (aborted when the client leaves during its body). */

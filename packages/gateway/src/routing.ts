@@ -7,6 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 import { InvalidOptionError, hashKey32, validateServiceName } from '@proxyless/core';
 import { checkObject, resolvePolicy, routeKeys, routePrefix, type FullPolicy, type GatewayConfig, type ResolvedRoute } from './config.js';
+import type { ResolvedRateLimit } from './rate-limit.js';
 
 /** A route's host condition: exact, or a `*.` suffix. */
 type HostRule = { readonly exact: string } | { readonly suffix: string };
@@ -19,6 +20,8 @@ interface HeaderRule {
 
 /** One configured route, resolved: where it matches and the routes (one per service) it sends to. */
 interface Rule {
+  /** What makes it the same route in another table: its path and its host and header conditions. */
+  readonly identity: string;
   readonly prefix: string;
   readonly host: HostRule | undefined;
   readonly headers: readonly HeaderRule[];
@@ -110,6 +113,33 @@ export class RouteTable {
     this.#random = random;
   }
 
+  /**
+   * This table, but with `previous`'s rate-limit rule objects where a route
+   * (same path, host and header conditions) kept an equal `rateLimit`
+   * (`ratePerSecond`, `burst`, `key`, `maxKeys`): limiters belong to a rule
+   * object, so those routes keep their buckets across a reload, and a reload
+   * never hands out a fresh burst. A changed limit keeps its new object (new,
+   * full buckets); a route that is new or lost its limit has nothing to keep.
+   */
+  keepRateLimitsOf(previous: RouteTable): RouteTable {
+    const before = new Map<string, ResolvedRateLimit>();
+    for (const rule of previous.#rules) {
+      const limit = rule.targets[0]?.rateLimit;
+      // Two routes with one identity: the first in precedence is the one that matches.
+      if (limit && !before.has(rule.identity)) before.set(rule.identity, limit);
+    }
+    let kept = false;
+    const rules = this.#rules.map((rule): Rule => {
+      const limit = rule.targets[0]?.rateLimit;
+      const old = before.get(rule.identity);
+      if (!limit || !old || limit === old || !sameLimit(limit, old)) return rule;
+      kept = true;
+      // The shares of a weighted route share one rule object: they keep sharing the old one.
+      return { ...rule, targets: rule.targets.map((t) => ({ ...t, rateLimit: old })) };
+    });
+    return kept ? new RouteTable(rules, this.#random) : this;
+  }
+
   /** The services the routes send to. */
   get services(): Set<string> {
     return new Set(this.routes.map((r) => r.service));
@@ -146,6 +176,10 @@ export class RouteTable {
     for (let i = 0; i < rule.cumulative.length; i++) if (point < (rule.cumulative[i] ?? 0)) return rule.targets[i];
     return rule.targets[rule.targets.length - 1];
   }
+}
+
+function sameLimit(a: ResolvedRateLimit, b: ResolvedRateLimit): boolean {
+  return a.ratePerSecond === b.ratePerSecond && a.burst === b.burst && a.header === b.header && a.maxKeys === b.maxKeys;
 }
 
 function matchesHeader(req: IncomingMessage, condition: HeaderRule): boolean {
@@ -185,10 +219,13 @@ function resolveRule(option: string, value: unknown, defaults: FullPolicy, order
     ...(host === undefined ? [] : [`host=${'exact' in host ? host.exact : `*${host.suffix}`}`]),
     ...headers.map((h) => (h.value === true ? h.name : h.value === false ? `!${h.name}` : `${h.name}=${h.value}`)),
   ];
+  // Sorted: the same conditions written in another order are the same route.
+  const identity = `${prefix} [${[...conditions].sort().join(', ')}]`;
   const base = `${String(route['path'])}${conditions.length > 0 ? ` [${conditions.join(', ')}]` : ''} -> `;
   const total = split.reduce((a, s) => a + s.weight, 0);
   let sum = 0;
   return {
+    identity,
     prefix,
     host,
     headers,

@@ -76,6 +76,13 @@ export interface ForwardedRequest {
 /** A balancing client for one service. */
 export interface Upstream {
   readonly service: string;
+  /** The longest silence between two response body chunks its pools allow, ms (undici's `bodyTimeout`, fixed per pool). */
+  readonly idleTimeoutMs: number;
+  /**
+   * Exchanges forwarded through it whose answer has not ended yet, kept by
+   * the gateway: an upstream replaced by a reload is closed once it reaches 0.
+   */
+  active: number;
   /**
    * Forwards a request through the balancing client's dispatcher path: each
    * try is dispatched with a handler, and the kept answer's body goes to the
@@ -102,6 +109,7 @@ export interface Upstream {
  */
 class ServiceUpstream implements Upstream {
   readonly #client: ProxylessClient;
+  active = 0;
   readonly #policies = new Map<string, RequestPolicy>();
   #lastPolicy: { retryOnStatus: readonly number[]; timeoutMs: number; retries: number; policy: RequestPolicy } | undefined;
   /** Measured time to response headers per endpoint label: what the status page calls latency (the EWMA is the balancer's cost). */
@@ -111,7 +119,7 @@ class ServiceUpstream implements Upstream {
     readonly service: string,
     resolver: Resolver,
     onEvent: (event: UpstreamEvent) => void,
-    idleTimeoutMs: number,
+    readonly idleTimeoutMs: number,
     backend: BackendClientOptions,
   ) {
     // The client's own per-try timeout is its pools' body timeout (the gap between body chunks); requests carry their route's policy.
