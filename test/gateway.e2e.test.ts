@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { chromiumBinary } from './support/chromium.js';
+import { createTestCa } from './support/certificates.js';
 import { startConsulAgent, type ConsulAgent } from './support/consul.js';
 import { startEtcd, type EtcdServer } from './support/etcd.js';
 import { EtcdClient } from '@proxyless/etcd';
@@ -521,7 +522,8 @@ describe('@proxyless/gateway, end to end (real Consul, real services, headless C
       const executablePath = await chromiumBinary();
       profile = mkdtempSync(join(tmpdir(), 'proxyless-gateway-chromium-'));
       // A fresh user-data-dir per run (launchPersistentContext is how Playwright takes one).
-      contexts.push(await chromium.launchPersistentContext(profile, { executablePath, args: CHROMIUM_ARGS, headless: true }));
+      // ignoreHTTPSErrors: the TLS gateway below serves a certificate of a throw-away CA.
+      contexts.push(await chromium.launchPersistentContext(profile, { executablePath, args: CHROMIUM_ARGS, headless: true, ignoreHTTPSErrors: true }));
     });
 
     after(async () => {
@@ -562,6 +564,56 @@ describe('@proxyless/gateway, end to end (real Consul, real services, headless C
       await eventually('the new users endpoint to appear on the page', async () => (await cell('users', late.port, 'endpoint').count()) === 1);
       assert.equal(await cell('users', late.port, 'endpoint').textContent(), `127.0.0.1:${late.port}`);
       await page.close();
+    });
+
+    it("shows the routes key (revision, when applied, last error) and the TLS certificate (subject, expiry, reloads, last refusal)", async () => {
+      const ca = createTestCa();
+      const issued = ca.issue('status-page');
+      const files = { certFile: join(ca.dir, 'served.pem'), keyFile: join(ca.dir, 'served.key') };
+      copyFileSync(issued.certFile, files.certFile);
+      copyFileSync(issued.keyFile, files.keyFile);
+      const key = 'proxyless/gateway/status-page-routes';
+      const put = async (value: string): Promise<void> => assert.equal(await (await fetch(`${agent.httpUrl}/v1/kv/${key}`, { method: 'PUT', body: value })).text(), 'true');
+      await put(JSON.stringify([{ path: '/kv/**', service: 'users' }]));
+      const tlsGateway = createGateway({
+        consulAddress: agent.httpAddr,
+        port: 0,
+        serviceName: 'gateway-status-tls',
+        discovery: { enabled: false },
+        routesSource: { consulKey: key },
+        tls: { ...files, reloadIntervalMs: 0 },
+        log: () => undefined,
+      });
+      try {
+        const url = await tlsGateway.listen();
+        const page = await contexts[0]!.newPage();
+        await page.goto(`${url}/_proxyless/status`);
+        const field = (source: string, name: string) => page.locator(`#sources [data-source="${source}"] [data-field="${name}"]`);
+        await eventually('the routes source line', async () => (await field('routes', 'key').count()) === 1);
+        assert.equal(await field('routes', 'key').textContent(), `consul key ${key}`);
+        assert.match((await field('routes', 'active').textContent()) ?? '', /^in use: revision \d+$/);
+        assert.match((await field('routes', 'updatedAt').textContent()) ?? '', /^applied \S/);
+        assert.equal(await field('routes', 'lastError').textContent(), 'no error');
+        assert.equal(await field('tls', 'subject').textContent(), 'CN=status-page');
+        assert.match((await field('tls', 'validTo').textContent()) ?? '', /^expires \w{3} +\d+ [\d:]+ \d{4} GMT$/);
+        assert.equal(await field('tls', 'fingerprint256').textContent(), `SHA-256 ${issued.fingerprint256}`);
+        assert.match((await field('tls', 'loadedAt').textContent()) ?? '', /^loaded \S/);
+        assert.equal(await field('tls', 'reloads').textContent(), '0 reloads, 0 refused');
+        assert.equal(await field('tls', 'lastError').textContent(), 'no error');
+
+        // A refused routes value and a refused certificate show up on the next refresh.
+        await put('[{ "path": ');
+        writeFileSync(files.certFile, 'not a certificate');
+        assert.equal(tlsGateway.reloadCertificate(), false);
+        await eventually('the refusals on the page', async () => /refused: is not JSON/.test((await field('routes', 'lastError').textContent()) ?? '') && (await field('tls', 'reloads').textContent()) === '0 reloads, 1 refused');
+        assert.match((await field('tls', 'lastError').textContent()) ?? '', /^last reload refused: .*tls\.certFile/);
+        assert.equal(await field('tls', 'lastError').getAttribute('class'), 'bad');
+        await page.close();
+      } finally {
+        await tlsGateway.close({ graceMs: 200 });
+        await fetch(`${agent.httpUrl}/v1/kv/${key}`, { method: 'DELETE' });
+        ca.remove();
+      }
     });
   });
 

@@ -1,6 +1,7 @@
 /**
  * The live status page, in the spirit of HAProxy's stats page: one table per
- * service, one row per endpoint. Self-contained (no CDN): the page fetches
+ * service, one row per endpoint, and a line each for the routes key and the
+ * TLS certificate when they are configured. Self-contained (no CDN): the page fetches
  * `status.json` every second and re-renders with `textContent` only.
  */
 import type { TlsStatus } from './tls.js';
@@ -211,13 +212,15 @@ export const statusPageHtml = `<!doctype html>
   tr.halfOpen td { background: #fff4d6; }
   .routes { color: #666; font-weight: normal; }
   .empty { color: #a00; }
-  #error { color: #a00; }
+  #error, .bad { color: #a00; }
+  #sources p { margin: 2px 0; }
 </style>
 </head>
 <body>
 <h1>Proxyless gateway</h1>
 <div id="summary">loading…</div>
 <div id="error"></div>
+<div id="sources"></div>
 <h2>Routes</h2>
 <table id="routes"></table>
 <div id="services"></div>
@@ -255,6 +258,43 @@ function el(tag, attrs, text) {
   if (text !== undefined) node.textContent = text;
   return node;
 }
+// The routes key and the TLS certificate: one line each, one span per field (data-field), an error in red.
+function line(source, title, fields) {
+  const p = el('p', { 'data-source': source });
+  p.appendChild(el('strong', {}, title + ': '));
+  fields.forEach(([name, text, bad], i) => {
+    if (i > 0) p.appendChild(document.createTextNode(' · '));
+    p.appendChild(el('span', bad ? { 'data-field': name, class: 'bad' } : { 'data-field': name }, text));
+  });
+  return p;
+}
+function when(ms) {
+  return new Date(ms).toLocaleString();
+}
+function renderSources(status) {
+  const box = el('div', { id: 'sources' });
+  const rs = status.routesSource;
+  if (rs) {
+    box.appendChild(line('routes', 'Routes source', [
+      ['key', rs.registry + ' key ' + rs.key],
+      ['active', rs.active === 'key' ? 'in use: revision ' + rs.revision : "in use: the config file's routes"],
+      ['updatedAt', rs.updatedAt === null ? 'unchanged since start' : 'applied ' + when(rs.updatedAt)],
+      ['lastError', rs.lastError === null ? 'no error' : 'last error: ' + rs.lastError, rs.lastError !== null],
+    ]));
+  }
+  const tls = status.gateway.tls;
+  if (tls) {
+    box.appendChild(line('tls', 'TLS certificate', [
+      ['subject', tls.subject],
+      ['validTo', 'expires ' + tls.validTo],
+      ['fingerprint256', 'SHA-256 ' + tls.fingerprint256],
+      ['loadedAt', 'loaded ' + when(tls.loadedAt)],
+      ['reloads', tls.reloads + ' reloads, ' + tls.failedReloads + ' refused', tls.failedReloads > 0],
+      ['lastError', tls.lastError === null ? 'no error' : 'last reload refused: ' + tls.lastError, tls.lastError !== null],
+    ]));
+  }
+  document.getElementById('sources').replaceWith(box);
+}
 function render(status) {
   const g = status.gateway;
   document.getElementById('summary').textContent = g.name + ' · up ' + Math.round(g.uptimeMs / 1000) + ' s · requests ' +
@@ -263,6 +303,7 @@ function render(status) {
     (g.upgrades ? ' · websockets open ' + g.upgrades.open + ' (' + g.upgrades.upgraded + ' upgraded, ' + g.upgrades.failed + ' failed)' : '') + ' · updated ' + new Date(status.generatedAt).toLocaleTimeString();
   if (status.workers) document.getElementById('summary').textContent += ' · workers ' + status.workers.map((w) => w.pid + ' (' + w.requests + ' req)').join(', ');
   document.getElementById('error').textContent = g.catalogError ? 'catalog watch: ' + g.catalogError : '';
+  renderSources(status);
   const root = document.getElementById('services');
   const next = document.createDocumentFragment();
   for (const svc of status.services) {
@@ -313,8 +354,7 @@ async function refresh() {
     if (!res.ok) throw new Error('status.json answered ' + res.status);
     render(await res.json());
   } catch (error) {
-    if (status.workers) document.getElementById('summary').textContent += ' · workers ' + status.workers.map((w) => w.pid + ' (' + w.requests + ' req)').join(', ');
-  document.getElementById('error').textContent = 'refresh failed: ' + error.message;
+    document.getElementById('error').textContent = 'refresh failed: ' + error.message;
   } finally {
     setTimeout(refresh, 1000);
   }
