@@ -114,6 +114,14 @@ export interface EtcdCallOptions {
    * process alive. Default false: a call in progress keeps the process alive until it settles.
    */
   background?: boolean;
+  /**
+   * Called once (synchronously), the first time a whole round over every
+   * endpoint failed to connect (refused, reset, TLS, connect timeout); the
+   * call goes on trying until its deadline. A watch reports an outage through
+   * it at once instead of when the call gives up. An endpoint that answers,
+   * even "unavailable", or is merely slow, never calls it. Default: none.
+   */
+  onUnreachable?: (error: EtcdUnreachableError) => void;
 }
 
 /** One key-value pair as read from etcd (key and value are raw bytes). */
@@ -438,6 +446,9 @@ export class EtcdClient {
     const pinned = options.endpoint;
     let reauthenticated = false;
     let lastError: unknown;
+    // Every member of this round refused the connection (or the like); told once per call.
+    let roundUnreachable = true;
+    let toldUnreachable = false;
     for (let attempt = 0; ; attempt++) {
       const origin = pinned ?? this.endpoint;
       try {
@@ -461,9 +472,17 @@ export class EtcdClient {
         }
         const retryable = error instanceof EtcdUnreachableError || (error instanceof EtcdApiError && error.grpcCode === grpcCode.Unavailable);
         if (!retryable || pinned !== undefined) throw error;
+        if (!(error instanceof EtcdUnreachableError)) roundUnreachable = false;
         this.#rotate(origin);
         // A full round over every endpoint failed: wait a little (an election takes ~1 s) before the next.
-        if ((attempt + 1) % this.connection.endpoints.length === 0) await sleep(Math.min(1000, 50 * 2 ** Math.min(attempt, 5)), signal);
+        if ((attempt + 1) % this.connection.endpoints.length === 0) {
+          if (roundUnreachable && !toldUnreachable && error instanceof EtcdUnreachableError) {
+            toldUnreachable = true;
+            options.onUnreachable?.(error);
+          }
+          roundUnreachable = true;
+          await sleep(Math.min(1000, 50 * 2 ** Math.min(attempt, 5)), signal);
+        }
       }
     }
   }

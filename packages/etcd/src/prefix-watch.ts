@@ -4,7 +4,7 @@
  */
 import { BadResponseError, backoffDelay, type BackoffOptions } from '@proxyless/core';
 import { sleep } from '@proxyless/core/internal';
-import { EtcdApiError, type EtcdClient, type EtcdKeyValue, type EtcdWatchEvent } from './etcd-client.js';
+import { EtcdApiError, type EtcdClient, type EtcdKeyValue, type EtcdUnreachableError, type EtcdWatchEvent } from './etcd-client.js';
 
 /**
  * Why a watch started over with a full read: its revision was `compacted`
@@ -26,7 +26,11 @@ export interface PrefixWatchTarget {
   live(revision: number): void;
   /** Starting over with a full read. */
   resync(reason: ResyncReason): void;
-  /** An attempt failed; the loop backs off and tries again. */
+  /**
+   * An attempt failed; the loop backs off and tries again. Also told, at once,
+   * when a read finds every member unreachable while the read goes on trying
+   * (once until the watch hears from etcd again).
+   */
   fail(error: unknown): void;
 }
 
@@ -55,10 +59,17 @@ const stamp = (kv: EtcdKeyValue): string => `${kv.modRevision}/${kv.lease}`;
  * get new IDs, so a registration written again never matches). One keys-only
  * range per stream lost, no values.
  */
-async function checkHistory(client: EtcdClient, prefix: string, revision: number, held: ReadonlyMap<string, string>, signal: AbortSignal): Promise<ResyncReason | undefined> {
+async function checkHistory(
+  client: EtcdClient,
+  prefix: string,
+  revision: number,
+  held: ReadonlyMap<string, string>,
+  signal: AbortSignal,
+  onUnreachable: (error: EtcdUnreachableError) => void,
+): Promise<ResyncReason | undefined> {
   let kvs: EtcdKeyValue[];
   try {
-    ({ kvs } = await client.range(prefix, { prefix: true, keysOnly: true, revision, signal }));
+    ({ kvs } = await client.range(prefix, { prefix: true, keysOnly: true, revision, signal, onUnreachable }));
   } catch (error) {
     if (error instanceof EtcdApiError && /required revision has been compacted/i.test(error.etcdMessage)) return 'compacted';
     if (error instanceof EtcdApiError && /required revision is a future revision/i.test(error.etcdMessage)) return 'revision-backwards';
@@ -85,6 +96,16 @@ export async function runPrefixWatch(client: EtcdClient, prefix: string, options
   let failures = 0;
   const held = new Map<string, string>(); // key (latin1) → stamp, as of `revision`
   let current = false; // no stream lost since the last read or check: `held` is the server's state at `revision`
+  // Nothing reported since etcd last answered: a read that finds every member unreachable says so at
+  // once (a client's first call fails now, not at the read's deadline) and goes on trying until then.
+  let reported = false;
+  const fail = (error: unknown): void => {
+    reported = true;
+    target.fail(error);
+  };
+  const onUnreachable = (error: EtcdUnreachableError): void => {
+    if (!reported) fail(error);
+  };
   const resync = (reason: ResyncReason): void => {
     revision = 0;
     target.resync(reason);
@@ -92,11 +113,12 @@ export async function runPrefixWatch(client: EtcdClient, prefix: string, options
   while (!signal.aborted) {
     try {
       if (revision !== 0 && !current) {
-        const reason = await checkHistory(client, prefix, revision, held, signal);
+        const reason = await checkHistory(client, prefix, revision, held, signal, onUnreachable);
         if (reason !== undefined) resync(reason);
       }
       if (revision === 0) {
-        const { header, kvs } = await client.range(prefix, { prefix: true, signal, background: true }); // a watch never holds the process open
+        const { header, kvs } = await client.range(prefix, { prefix: true, signal, background: true, onUnreachable }); // a watch never holds the process open
+        reported = false;
         revision = header.revision;
         clusterId = header.clusterId;
         held.clear();
@@ -122,6 +144,7 @@ export async function runPrefixWatch(client: EtcdClient, prefix: string, options
             break;
           }
           failures = 0;
+          reported = false;
           target.live(revision);
           continue;
         }
@@ -152,7 +175,7 @@ export async function runPrefixWatch(client: EtcdClient, prefix: string, options
       // from the same revision (an oversized value stays in the history until compaction): read
       // everything again instead, which succeeds once the bad entry is gone.
       if (error instanceof BadResponseError) revision = 0;
-      target.fail(error);
+      fail(error);
       await sleep(backoffDelay(failures++, backoff), signal);
     }
   }

@@ -8,7 +8,7 @@ import { EtcdClient, EtcdResolver, confdLayout, proxylessLayout, type DroppedEnt
 import { startEtcd, startEtcdCluster, type EtcdServer } from '../../../test/support/etcd.js';
 import { startTcpProxy } from '../../../test/support/tcp-proxy.js';
 import { startFaultProxy, withJsonBody } from '../../../test/support/fault-proxy.js';
-import { untilServices, untilSnapshot } from '../../../test/support/wait.js';
+import { until, untilServices, untilSnapshot } from '../../../test/support/wait.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const value = (port: number, extra: Record<string, unknown> = {}): string => JSON.stringify({ address: '127.0.0.1', port, ...extra });
@@ -447,11 +447,42 @@ describe('EtcdResolver against a real etcd', function () {
     const resolver = new EtcdResolver({ endpoints: ['http://127.0.0.1:1', etcd.clientUrl] });
     try {
       await admin.put('/proxyless/services/failover/a', value(7001));
-      assert.deepEqual((await resolver.resolve('failover')).map((i) => i.port), [7001]);
+      // The watch's first read meets the dead member first: passed over within the round, nothing reported.
       const watch = resolver.watch('failover');
+      const errors: Error[] = [];
+      watch.on('error', (e) => errors.push(e));
       await watch.ready({ timeoutMs: 10_000 });
+      assert.deepEqual((await resolver.resolve('failover')).map((i) => i.port), [7001]);
       await admin.put('/proxyless/services/failover/b', value(7002));
       await untilSnapshot(watch, (s) => ports(s).join() === '7001,7002');
+      assert.deepEqual(errors.map(String), [], 'a live member answered: no error');
+    } finally {
+      await resolver.close();
+    }
+  });
+
+  it('a watch on an etcd that refuses connections reports it at once, once per read (not per retry round), the read trying on until its timeoutMs', async () => {
+    const resolver = new EtcdResolver({ endpoints: 'http://127.0.0.1:1', timeoutMs: 3000, env: {} });
+    try {
+      const t0 = performance.now();
+      const errors: { error: Error; ms: number }[] = [];
+      const watch = resolver.watch('refused');
+      watch.on('error', (error) => errors.push({ error, ms: performance.now() - t0 }));
+      await until('a first error', () => errors.length > 0, 10_000);
+      const first = errors[0]!;
+      console.log(`      [measure] refused: first error after ${first.ms.toFixed(0)} ms (read timeoutMs 3000): ${first.error.message}`);
+      // Before: reported when the read gave up, at its timeoutMs (3 s). Generous: a loaded machine.
+      assert.ok(first.ms < 1500, `first error after ${first.ms.toFixed(0)} ms`);
+      assert.ok(isProxylessError(first.error, 'ERR_RESOLUTION_FAILED'), String(first.error));
+      assert.ok(isProxylessError(first.error.cause, 'ERR_ETCD_UNREACHABLE'), String(first.error.cause));
+      assert.match(first.error.message, /Resolving "refused" via etcd failed: etcd at http:\/\/127\.0\.0\.1:1 is unreachable: ECONNREFUSED.*ETCDCTL_ENDPOINTS/);
+      assert.equal(watch.current, undefined);
+      // The read keeps retrying (a round at least every second) without reporting each round; it ends at its timeoutMs.
+      await new Promise((r) => setTimeout(r, Math.max(0, 2500 - (performance.now() - t0))));
+      assert.equal(errors.length, 1, errors.map((e) => `${e.ms.toFixed(0)} ms ${e.error.message}`).join('\n'));
+      await until('the read to give up', () => errors.length > 1, 10_000);
+      assert.ok(errors[1]!.ms >= 2900, `second error after ${errors[1]!.ms.toFixed(0)} ms`);
+      assert.match(errors[1]!.error.message, /retried for 3000 ms/);
     } finally {
       await resolver.close();
     }
