@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import type { ServerResponse } from 'node:http';
 import { Registry } from 'prom-client';
+import { prequal } from '@proxyless/core';
 import { InvalidOptionError, createClient, type ProxylessClient } from '@proxyless/http-client';
 import { registerClientMetrics } from '@proxyless/http-client/prometheus';
 import { FakeResolver, instance, ok, startServer, until, type TestServer } from './helpers.js';
@@ -89,6 +91,43 @@ describe('http-client: Prometheus adapter', () => {
     assert.equal(series('endpoint_in_flight', silent.port), '0', 'the silent endpoint is listed');
     assert.equal(series('endpoint_reported_utilization', silent.port), undefined, 'but has no reported-load series');
     assert.equal(series('endpoint_load_report_age_seconds', silent.port), undefined);
+  });
+
+  it('exports a probing balancer\'s probes (sent, failed, unreported; in flight, pooled), and no probe series for a client that does not probe', async () => {
+    const PROBE_PATH = '/endpoint-load-metrics';
+    const reportingProbe = (res: ServerResponse): void => void res.writeHead(200, { 'endpoint-load-metrics': 'TEXT named_metrics.rif=0, named_metrics.latency_ms=1' }).end();
+    // One server answers probes with a report, one without (unreported), one resets them (failed).
+    const reporting = await startServer((req, res) => (req.url === PROBE_PATH ? reportingProbe(res) : res.end('ok')));
+    const silent = await startServer(ok);
+    const resetting = await startServer((req, res) => (req.url === PROBE_PATH ? req.socket.destroy() : res.end('ok')));
+    servers = [reporting, silent, resetting];
+    const resolver = new FakeResolver();
+    resolver.set(servers.map((s) => instance(s.port)));
+    client = createClient({ service: 'svc', resolver, balancer: prequal(), retry: { maxRetries: 2 } });
+    const plain = createClient({ service: 'other', resolver });
+    const registry = new Registry();
+    registerClientMetrics(client, { registry });
+    registerClientMetrics(plain, { registry });
+    try {
+      for (let i = 0; i < 30; i++) await (await client.request('/')).body.dump();
+      await (await plain.request('/')).body.dump();
+      await until(() => client!.stats().probes!.inFlight === 0);
+      const probes = client.stats().probes!;
+      assert.ok(probes.failed > 0 && probes.unreported > 0 && probes.sent > probes.failed + probes.unreported, JSON.stringify(probes));
+      const text = await registry.metrics();
+      const series = (name: string, labels = ''): string | undefined =>
+        new RegExp(`proxyless_http_client_${name}\\{service="svc"${labels}\\} (\\S+)`).exec(text)?.[1];
+      assert.equal(series('probes_total', ',result="sent"'), String(probes.sent));
+      assert.equal(series('probes_total', ',result="failed"'), String(probes.failed));
+      assert.equal(series('probes_total', ',result="unreported"'), String(probes.unreported));
+      assert.equal(series('probes_in_flight'), '0');
+      assert.equal(series('probe_pool_size'), String(probes.poolSize));
+      assert.match(text, /# TYPE proxyless_http_client_probes_total counter/);
+      assert.doesNotMatch(text, /proxyless_http_client_probe\w*\{service="other"/, 'no probe series for a client whose balancer does not probe');
+      assert.match(text, /proxyless_http_client_ready_endpoints\{service="other"\} 3/);
+    } finally {
+      await plain.close();
+    }
   });
 
   it('takes any number of clients on one registry: series labelled by service, a closed client\'s series removed', async () => {

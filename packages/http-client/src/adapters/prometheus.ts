@@ -151,6 +151,24 @@ class SharedMetrics {
         }
       },
     });
+    // Probing balancers (prequal()): no series for a client whose balancer does not probe.
+    this.names.push(`${prefix}probes_total`);
+    new Counter({
+      name: `${prefix}probes_total`,
+      help: 'Probes of a probing balancer (prequal()): sent, failed (no answer by the deadline, or a connection error), answered without a report carrying rif (unreported).',
+      labelNames: ['service', 'result'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const m of live()) {
+          const p = m.client.stats().probes;
+          if (p === undefined) continue;
+          for (const result of ['sent', 'failed', 'unreported'] as const) this.inc({ service: m.client.service, result }, p[result]);
+        }
+      },
+    });
+    perClient('probes_in_flight', 'Probes of a probing balancer (prequal()) in flight now.', (s) => s.probes?.inFlight);
+    perClient('probe_pool_size', 'Probe answers in the probing balancer\'s (prequal()) pool now.', (s) => s.probes?.poolSize);
     perClient('ready_endpoints', 'Endpoints in the pick set.', (s) => s.ready);
     perClient('panic', 'Panic mode (1: balancing over every endpoint).', (s) => (s.panic ? 1 : 0));
     perClient('retry_budget_available', 'Retries the budget allows now.', (s) => s.retryBudget);
@@ -236,7 +254,8 @@ const sharedByRegistry = new WeakMap<Registry, Map<string, SharedMetrics>>();
  * Registers a client's metrics: per endpoint in-flight, peak-EWMA latency,
  * attempts by outcome, breaker state (0 closed, 1 half-open, 2 open),
  * ejection; per client ready endpoints, panic, retry budget; with `subset`,
- * its size, members, backups, candidates and member changes; counters of
+ * its size, members, backups, candidates and member changes; with a probing
+ * balancer (`prequal()`), probes by result, in flight and pooled; counters of
  * ejections and breaker openings. Labels: `service`, `endpoint`. Any number of
  * clients (one per service) share one registry's metrics.
  * @throws `InvalidOptionError` when a client for the same service is already registered there.
