@@ -7,11 +7,16 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { startConsulAgent, freePort, type ConsulAgent } from './support/consul.js';
-import { createGateway, type Gateway, type GatewayStatus } from '@proxyless/gateway';
+import { createGateway, type AccessLogEntry, type Gateway, type GatewayStatus } from '@proxyless/gateway';
 import { eventually } from './support/wait.js';
+import { createTestCa } from './support/certificates.js';
 
 /** A WebSocket echo backend that greets each connection with its name; `/refuse` answers 403. */
 interface WsBackend {
@@ -86,6 +91,11 @@ describe('@proxyless/gateway WebSocket and server-sent events, end to end (real 
   let wsBase: string;
   const backends: WsBackend[] = [];
   const servers: Server[] = [];
+  const logDir = mkdtempSync(join(tmpdir(), 'gw-ws-log-'));
+  const logFile = join(logDir, 'access.log');
+  /** The access log's upgrade lines so far. */
+  const upgradeLines = (): AccessLogEntry[] =>
+    readFileSync(logFile, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as AccessLogEntry).filter((e) => e.upgrade !== undefined);
 
   async function register(name: string, id: string, port: number): Promise<void> {
     const res = await fetch(`${agent.httpUrl}/v1/agent/service/register`, { method: 'PUT', body: JSON.stringify({ Name: name, ID: id, Address: '127.0.0.1', Port: port }) });
@@ -120,6 +130,7 @@ describe('@proxyless/gateway WebSocket and server-sent events, end to end (real 
       // Routed by the explicit routes only, so their idle timeouts are the services' own.
       discovery: { ignored: ['sse', 'sse-tight'] },
       authTokens: ['s3cret'],
+      accessLog: { path: logFile, includeQuery: true },
     });
     base = await gateway.listen();
     wsBase = base.replace('http:', 'ws:');
@@ -134,6 +145,7 @@ describe('@proxyless/gateway WebSocket and server-sent events, end to end (real 
       s.close();
     }
     await agent?.stop();
+    rmSync(logDir, { recursive: true, force: true });
   });
 
   it('carries 1,000 echo round trips (text and binary, 0 B to 200 KB) intact, with the subprotocol and X-Forwarded-For', async () => {
@@ -195,6 +207,107 @@ describe('@proxyless/gateway WebSocket and server-sent events, end to end (real 
     assert.equal(JSON.parse(greeting.toString()).url, '/x');
     authed.close();
     await closed(authed);
+  });
+
+  it('writes an access log line per upgrade when it ends: 101 with its duration, bytes each way, who closed and the close code; refusals and failures with their status', async () => {
+    const { ws, hello } = await connect(`${wsBase}/chat/logged?room=1&token=secret`, ['chat.v1']);
+    const payload = randomBytes(10_000);
+    const reply = once(ws, 'message') as Promise<[Buffer]>;
+    ws.send(payload);
+    assert.ok((await reply)[0].equals(payload));
+    const opened = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    ws.close(1000, 'done');
+    await closed(ws);
+    const lifeMs = performance.now() - opened;
+    const tunnel = await eventually('the tunnel line', () => upgradeLines().find((e) => e.path.startsWith('/chat/logged')));
+    assert.deepEqual(
+      { method: tunnel.method, path: tunnel.path, status: tunnel.status, route: tunnel.route, service: tunnel.service, attempts: tunnel.attempts, clientIp: tunnel.clientIp, outcome: tunnel.outcome, upgrade: tunnel.upgrade, closedBy: tunnel.closedBy, closeCode: tunnel.closeCode },
+      { method: 'GET', path: '/chat/logged?room=1&token=[redacted]', status: 101, route: '/chat/** -> chat', service: 'chat', attempts: 1, clientIp: '127.0.0.1', outcome: 'succeeded', upgrade: 'websocket', closedBy: 'client', closeCode: 1000 },
+    );
+    assert.equal(tunnel.endpoint, `127.0.0.1:${backends.find((b) => b.name === hello.hello)!.port}`);
+    assert.match(tunnel.requestId ?? '', /^[\w-]{36}$/);
+    // The whole tunnel's life, and bytes both ways: the 10 kB echo (plus frame headers, the 101 head, the greeting).
+    assert.ok(tunnel.durationMs >= lifeMs - 50, `durationMs ${tunnel.durationMs} covers the tunnel (${lifeMs.toFixed(0)} ms open)`);
+    assert.ok(tunnel.bytes !== null && tunnel.bytes > 10_000 && tunnel.bytes < 11_000, `bytes ${tunnel.bytes}`);
+    assert.ok(tunnel.bytesReceived !== undefined && tunnel.bytesReceived > 10_000 && tunnel.bytesReceived < 10_100, `bytesReceived ${tunnel.bytesReceived}`);
+
+    // Refused by the instance (403), by the gateway (404, 401), failed (502): one line each, with the status the client got.
+    assert.equal((await refused(`${wsBase}/chat/refuse-logged`)).status, 403);
+    assert.equal((await refused(`${wsBase}/nowhere-logged/x`)).status, 404);
+    assert.equal((await refused(`${wsBase}/secure-chat/logged`)).status, 401);
+    assert.equal((await refused(`${wsBase}/dead/logged`)).status, 502);
+    const lines = await eventually('the refusal lines', () => {
+      const all = upgradeLines();
+      const find = (prefix: string): AccessLogEntry | undefined => all.find((e) => e.path.startsWith(prefix));
+      const found = [find('/chat/refuse-logged'), find('/nowhere-logged'), find('/secure-chat/logged'), find('/dead/logged')];
+      return found.every((e) => e !== undefined) ? found : undefined;
+    });
+    assert.deepEqual(
+      lines.map((e) => ({ status: e.status, outcome: e.outcome, route: e.route, attempts: e.attempts, closedBy: e.closedBy, upgrade: e.upgrade })),
+      [
+        { status: 403, outcome: 'clientError', route: '/chat/** -> chat', attempts: 1, closedBy: undefined, upgrade: 'websocket' },
+        { status: 404, outcome: 'noRoute', route: null, attempts: 0, closedBy: undefined, upgrade: 'websocket' },
+        { status: 401, outcome: 'clientError', route: '/secure-chat/** -> chat', attempts: 0, closedBy: undefined, upgrade: 'websocket' },
+        { status: 502, outcome: 'upstreamFailure', route: '/dead/** -> dead', attempts: 1, closedBy: undefined, upgrade: 'websocket' },
+      ],
+    );
+    assert.ok(lines.every((e) => e.bytes !== null && e.bytes > 0), 'each answer\'s bytes are counted');
+  });
+
+  it('tunnels to an HTTPS (wss) instance over TLS with the backends CA, and refuses an instance whose certificate is not trusted (502)', async () => {
+    const ca = createTestCa();
+    const issued = ca.issue('wss-backend');
+    const tlsServer = createHttpsServer({ key: issued.key, cert: issued.cert }, (_req, res) => res.end('plain'));
+    const wss = new WebSocketServer({ server: tlsServer });
+    const seenTls: boolean[] = [];
+    wss.on('connection', (ws, req) => {
+      seenTls.push('encrypted' in req.socket && req.socket.encrypted === true);
+      ws.on('message', (data: Buffer, isBinary) => ws.send(data, { binary: isBinary }));
+    });
+    tlsServer.listen(0, '127.0.0.1');
+    await once(tlsServer, 'listening');
+    const res = await fetch(`${agent.httpUrl}/v1/agent/service/register`, {
+      method: 'PUT',
+      body: JSON.stringify({ Name: 'secure-echo', ID: 'secure-echo-1', Address: '127.0.0.1', Port: (tlsServer.address() as AddressInfo).port, Tags: ['https'] }),
+    });
+    assert.equal(res.status, 200);
+    const trusting = createGateway({ consulAddress: agent.httpAddr, port: 0, serviceName: 'gw-wss', backends: { caFile: ca.caFile } });
+    // No backends CA: the test CA is not among Node's roots, so the certificate check (on by default) refuses it.
+    const strict = createGateway({ consulAddress: agent.httpAddr, port: 0, serviceName: 'gw-wss-strict' });
+    try {
+      const url = (await trusting.listen()).replace('http:', 'ws:');
+      const ws = await eventually('the wss instance to be routable', async () => {
+        const socket = new WebSocket(`${url}/secure-echo/x`);
+        socket.on('error', () => undefined);
+        await Promise.race([once(socket, 'open'), once(socket, 'unexpected-response').then(() => Promise.reject(new Error('refused')))]);
+        return socket;
+      });
+      for (let i = 0; i < 50; i++) {
+        const payload = randomBytes(i * 1_000);
+        const reply = once(ws, 'message') as Promise<[Buffer]>;
+        ws.send(payload);
+        assert.ok((await reply)[0].equals(payload), `round trip ${i}`);
+      }
+      ws.close(1000);
+      await closed(ws);
+      assert.ok(seenTls.length >= 1 && seenTls.every(Boolean), 'the backend saw its WebSocket arrive over TLS');
+
+      const strictUrl = (await strict.listen()).replace('http:', 'ws:');
+      const answer = await eventually('the untrusted instance to be tried', async () => {
+        const r = await refused(`${strictUrl}/secure-echo/x`);
+        return r.status === 502 ? r : undefined;
+      });
+      assert.match(JSON.parse(answer.body).message, /\(TLS\) failed: .*(self.signed|unable to (verify|get local issuer))/i);
+    } finally {
+      await trusting.close({ graceMs: 200 });
+      await strict.close({ graceMs: 200 });
+      await deregister('secure-echo-1');
+      for (const c of wss.clients) c.terminate();
+      tlsServer.closeAllConnections();
+      tlsServer.close();
+      ca.remove();
+    }
   });
 
   it("closes with 1001 when a backend drains, and a reconnect lands on the other instance", async () => {

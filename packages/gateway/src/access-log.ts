@@ -58,6 +58,25 @@ export interface AccessLogEntry {
   requestId: string | null;
   /** As the status page counts it. */
   outcome: AccessLogOutcome;
+  /**
+   * Upgrade lines only (a WebSocket, or another protocol the client asked to
+   * switch to): the `Upgrade` header's protocol, lower case (`websocket`).
+   * Such a line is written when the upgrade ends: when it was refused or
+   * failed (`status` is then the answer's), or when its tunnel closed
+   * (`status` 101, `durationMs` the tunnel's whole life, `bytes` everything
+   * written to the client, the 101 head included).
+   */
+  upgrade?: string;
+  /** Upgrade lines only: bytes read from the client's connection after its request head (what it sent through the tunnel). */
+  bytesReceived?: number;
+  /** Tunnels only (status 101): the side that ended it first: `client`, `upstream` (the instance), or `gateway` (a drain). */
+  closedBy?: 'client' | 'upstream' | 'gateway';
+  /**
+   * WebSocket tunnels only: the code of the close frame the client was sent
+   * (the instance's, e.g. 1000, or the gateway's 1001 on a drain); null when
+   * the connection closed without one.
+   */
+  closeCode?: number | null;
 }
 
 /** What became of a request, as the status page's route counters file it. */

@@ -170,7 +170,9 @@ export interface GatewayConfig {
   /**
    * One JSON line per request (time, method, path, status, bytes, duration,
    * route, service, endpoint, attempts, client address, request id, outcome)
-   * to `stdout` or appended to a file. Default off. Headers are never logged;
+   * to `stdout` or appended to a file, and per WebSocket upgrade when it ends
+   * (status 101 and the tunnel's life, bytes each way, who closed it, the
+   * close code; or the refusal's status). Default off. Headers are never logged;
    * the query only with `includeQuery` (secret-looking values redacted).
    */
   accessLog?: AccessLogConfig;

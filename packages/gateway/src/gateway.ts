@@ -24,7 +24,7 @@ import { AccessLog, checkAccessLog, redactQuery, type AccessLogOutcome, type Res
 import { performance } from 'node:perf_hooks';
 import { statusPageHtml, type GatewayStatus, type RouteCounters } from './status-page.js';
 import { Upstreams, type AnswerSink, type ForwardedRequest, type GatewayRegistry, type Upstream, type UpstreamAnswer } from './upstreams.js';
-import { UpgradeProxy, writeRawJson } from './upgrade.js';
+import { UpgradeProxy, writeRawJson, type UpgradeEnd } from './upgrade.js';
 import { CertificateReloader, backendClientOptions } from './tls.js';
 import type { Duplex } from 'node:stream';
 
@@ -204,7 +204,7 @@ export class GatewayServer implements Gateway {
   #idle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
   /** WebSocket (and other protocol upgrade) tunnels. */
-  readonly #upgrades = new UpgradeProxy();
+  readonly #upgrades: UpgradeProxy;
   /** With `tls`: keeps the served certificate in step with its files. */
   readonly #certificates: CertificateReloader | undefined;
   /** The balancing clients' HTTP/2 and TLS options (`backends`), its files read once. */
@@ -236,6 +236,7 @@ export class GatewayServer implements Gateway {
     const log = options.log ?? ((line: string) => void process.stderr.write(`gateway: ${line}\n`));
     this.#certificates = options.tls ? new CertificateReloader(options.tls, log) : undefined;
     this.#backend = backendClientOptions(options.backends);
+    this.#upgrades = new UpgradeProxy(this.#backend.tls);
     this.#routesSource = options.routesSource ? new RoutesSource(options.routesSource, options, (table) => this.#swapRoutes(table ?? this.#fileTable), log) : undefined;
     this.server = this.#createServer();
   }
@@ -521,10 +522,16 @@ export class GatewayServer implements Gateway {
     const url = req.url ?? '/';
     const queryAt = url.indexOf('?');
     const path = queryAt === -1 ? url : url.slice(0, queryAt);
+    const query = queryAt === -1 ? '' : url.slice(queryAt);
+    const log = this.#accessLog;
+    // Off the request path: an upgrade is one line per connection, written when it ends.
+    const logEnd = log ? this.#upgradeLogger(log, req, socket, head, path, query) : undefined;
     const route = this.#closing || path.startsWith(statusPrefix) ? undefined : this.#match(path, req);
     if (!route) {
+      const status = this.#closing ? 503 : 404;
       if (this.#closing) writeRawJson(socket, 503, { error: 'service_unavailable', message: 'the gateway is shutting down' });
       else writeRawJson(socket, 404, { error: 'no_route', message: `no route for ${path}` });
+      logEnd?.(undefined, { status, endpoint: null, attempts: 0 }, this.#closing ? 'upstreamFailure' : 'noRoute');
       return;
     }
     const rest = route.stripPrefix ? path.slice(route.prefix.length) : path;
@@ -534,25 +541,66 @@ export class GatewayServer implements Gateway {
       clientIp: forwarded.clientIp,
       requestId: '',
       route,
-      upstreamPath: (rest.startsWith('/') ? rest : `/${rest}`) + (queryAt === -1 ? '' : url.slice(queryAt)),
+      upstreamPath: (rest.startsWith('/') ? rest : `/${rest}`) + query,
       upstreamHeaders: forwarded.headers,
       responseHeaders: {},
       startedAt: Date.now(),
       attributes: new Map(),
     };
+    const ended = (end: UpgradeEnd): void => logEnd?.(ctx, end);
     try {
       for (const filter of [...this.#chain.pre, ...this.#chain.route]) {
         const answer = await filter.run(ctx);
         if (answer) {
           writeRawJson(socket, answer.status, answer.body);
+          ended({ status: answer.status, endpoint: null, attempts: 0 });
           return;
         }
       }
-      await this.#upgrades.forward(ctx, this.#client(route.service), socket, head);
+      await this.#upgrades.forward(ctx, this.#client(route.service), socket, head, ended);
     } catch (failure) {
       const mapped = errorResponse(failure);
       writeRawJson(socket, mapped.status, { error: 'bad_gateway', code: mapped.code, message: mapped.message, requestId: ctx.requestId });
+      ended({ status: mapped.status, endpoint: null, attempts: 0 });
     }
+  }
+
+  /**
+   * The access log line of an upgrade, written once its connection closed (so the duration and
+   * byte counts are the connection's whole life). `ctx` undefined: no route (the client's own address is logged).
+   */
+  #upgradeLogger(log: AccessLog, req: IncomingMessage, socket: Duplex & Partial<Pick<Socket, 'bytesRead' | 'bytesWritten' | 'remoteAddress'>>, head: Buffer, path: string, query: string): (ctx: FilterContext | undefined, end: UpgradeEnd, outcome?: AccessLogOutcome) => void {
+    const start = performance.now();
+    // The head's bytes were read with the request's; they go through the tunnel.
+    const readBefore = (socket.bytesRead ?? 0) - head.length;
+    const writtenBefore = socket.bytesWritten ?? 0;
+    const clientIp = clientIpOf(socket, req.headers, this.#trust);
+    let logged = false;
+    return (ctx, end, outcome) => {
+      if (logged) return;
+      logged = true;
+      const write = (): void =>
+        log.write({
+          time: new Date(performance.timeOrigin + start).toISOString(),
+          method: req.method ?? '',
+          path: log.includeQuery ? path + redactQuery(query) : path,
+          status: end.status,
+          bytes: (socket.bytesWritten ?? 0) - writtenBefore,
+          durationMs: Math.round((performance.now() - start) * 1000) / 1000,
+          route: ctx?.route.id ?? null,
+          service: ctx?.route.service ?? null,
+          endpoint: end.endpoint,
+          attempts: end.attempts,
+          clientIp: ctx?.clientIp ?? clientIp,
+          requestId: ctx?.requestId || null,
+          outcome: outcome ?? upgradeOutcome(end.status),
+          upgrade: (req.headers.upgrade ?? '').toLowerCase(),
+          bytesReceived: (socket.bytesRead ?? 0) - readBefore,
+          ...(end.closedBy === undefined ? {} : { closedBy: end.closedBy, closeCode: end.closeCode ?? null }),
+        });
+      if (socket.closed) write();
+      else socket.once('close', write);
+    };
   }
 
   /** Files the finished exchange under its outcome on its route. */
@@ -880,6 +928,15 @@ function outcomeOf(exchange: Exchange, res: ServerResponse): Exclude<AccessLogOu
   if (!res.writableFinished) return 'clientHangup';
   if (res.statusCode >= 500) return 'upstreamFailure';
   if (res.statusCode >= 400) return 'clientError';
+  return 'succeeded';
+}
+
+/** What became of an upgrade, by the status its client got (0: it left before an answer). */
+function upgradeOutcome(status: number): Exclude<AccessLogOutcome, 'noRoute'> {
+  if (status === 0) return 'clientHangup';
+  if (isRejection(status)) return 'rejected';
+  if (status >= 500) return 'upstreamFailure';
+  if (status >= 400) return 'clientError';
   return 'succeeded';
 }
 

@@ -216,7 +216,9 @@ export class CertificateReloader {
 /**
  * How the gateway talks to instances (`backends` in the config). An instance
  * is reached over HTTPS when its registration says so (meta `scheme: https`,
- * or the tag `https`), else over plain HTTP/1.1.
+ * or the tag `https`), else over plain HTTP/1.1. WebSocket (upgrade) tunnels
+ * to an HTTPS instance go over TLS with the same CA, client certificate and
+ * server name, the certificate always checked.
  */
 export interface BackendsConfig {
   /**

@@ -9,16 +9,41 @@
  * (only ready endpoints: breaker closed, not ejected, still registered, so a
  * draining instance is out) and takes the one with the fewest open tunnels
  * (least connections, what HAProxy advises for long-lived connections). The
- * handshake goes over `node:http` (a fresh connection, `agent: false`):
- * unlike undici's `upgrade()`, it hands back a non-`101` answer, which the
- * client then gets as the instance sent it.
+ * handshake goes over `node:http` (a fresh connection, `agent: false`), or
+ * `node:https` to an instance that speaks HTTPS (as the balancing client
+ * decides it: meta `scheme: https` or the tag `https`), with the `backends`
+ * CA, client certificate and server name and the certificate checked: unlike
+ * undici's `upgrade()`, it hands back a non-`101` answer, which the client
+ * then gets as the instance sent it.
  */
 import { request as httpRequest, STATUS_CODES, type ClientRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import type { FilterContext } from './filters.js';
 import type { UpgradeCounters } from './status-page.js';
-import type { Upstream } from './upstreams.js';
+import type { ConnectTarget, Upstream } from './upstreams.js';
+import type { backendClientOptions } from './tls.js';
+
+/** The `backends` TLS settings, files read. */
+type BackendTls = ReturnType<typeof backendClientOptions>['tls'];
+
+/** How an upgrade ended, for its access log line. */
+export interface UpgradeEnd {
+  /** The status the client got: 101 (a tunnel, now closed), the instance's refusal, the gateway's 502/503/504, or 0 (the client left first). */
+  readonly status: number;
+  /** The instance that answered or was tried last (`address:port`), or null. */
+  readonly endpoint: string | null;
+  /** Instances tried. */
+  readonly attempts: number;
+  /** A tunnel's end: which side ended it first. */
+  readonly closedBy?: TunnelCloser;
+  /** A WebSocket tunnel's end: the code of the close frame sent to the client (the instance's, or the gateway's 1001), null if none. */
+  readonly closeCode?: number | null;
+}
+
+/** Which side ended a tunnel: the client, the instance, or the gateway (its drain, or a failed write). */
+export type TunnelCloser = 'client' | 'upstream' | 'gateway';
 
 
 /** WebSocket close code 1001 "going away": the server is shutting down (RFC 6455 §7.4.1). */
@@ -40,6 +65,8 @@ interface Tunnel {
   goingAway: boolean;
   /** The close frame was written to the client. */
   closeSent: boolean;
+  /** Who ended it first. */
+  closedBy: TunnelCloser | undefined;
 }
 
 /** Joins upgrade requests to instances, counts them, and closes them with 1001 on drain. */
@@ -51,6 +78,12 @@ export class UpgradeProxy {
   #upgraded = 0;
   #failed = 0;
   #turn = 0;
+  /** TLS to HTTPS instances: the `backends` CA, client certificate and server name. */
+  readonly #tls: BackendTls;
+
+  constructor(tls?: BackendTls) {
+    this.#tls = tls;
+  }
 
   counters(): UpgradeCounters {
     return { requests: this.#requests, upgraded: this.#upgraded, open: this.#tunnels.size, failed: this.#failed };
@@ -60,62 +93,72 @@ export class UpgradeProxy {
    * Sends the upgrade request of `ctx` (filters already run) to an instance of
    * `upstream`. `socket` is the client's raw socket, `head` the bytes read past
    * the request's headers. Handshake deadline: the route's `timeoutMs`.
+   * `ended` hears how it ended, once: at the answer, or at a tunnel's close.
    */
-  async forward(ctx: FilterContext, upstream: Upstream, socket: Duplex, head: Buffer): Promise<void> {
+  async forward(ctx: FilterContext, upstream: Upstream, socket: Duplex, head: Buffer, ended: (end: UpgradeEnd) => void = () => undefined): Promise<void> {
     this.#requests++;
     const req = ctx.req;
     const timeoutMs = ctx.route.timeoutMs;
-    const labels = await upstream.connectable(timeoutMs);
-    if (socket.destroyed) return;
-    if (labels.length === 0) {
+    const targets = await upstream.connectable(timeoutMs);
+    if (socket.destroyed) {
+      ended({ status: 0, endpoint: null, attempts: 0 });
+      return;
+    }
+    if (targets.length === 0) {
       this.#fail(socket, 503, 'service_unavailable', `no ready instance of ${ctx.route.service}`, ctx.requestId);
+      ended({ status: 503, endpoint: null, attempts: 0 });
       return;
     }
     const headers: Record<string, string | string[]> = { ...ctx.upstreamHeaders, connection: 'upgrade', upgrade: String(req.headers.upgrade) };
     const tried = new Set<string>();
     let lastError: Error | undefined;
-    for (let attempt = 0; attempt < Math.min(maxConnectTries, labels.length); attempt++) {
-      const endpoint = this.#pick(labels, tried);
-      tried.add(endpoint);
-      const outcome = await this.#handshake(endpoint, req.method ?? 'GET', ctx.upstreamPath, headers, socket, timeoutMs);
+    let target: ConnectTarget | undefined;
+    for (let attempt = 0; attempt < Math.min(maxConnectTries, targets.length); attempt++) {
+      target = this.#pick(targets, tried);
+      tried.add(target.label);
+      const outcome = await this.#handshake(target, req.method ?? 'GET', ctx.upstreamPath, headers, socket, timeoutMs);
       if (outcome.kind === 'upgraded') {
-        this.#join(socket, head, outcome.res, outcome.socket, outcome.head, endpoint, req.headers.upgrade?.toLowerCase() === 'websocket');
+        this.#join(socket, head, outcome.res, outcome.socket, outcome.head, target.label, req.headers.upgrade?.toLowerCase() === 'websocket', (closedBy, closeCode) =>
+          ended({ status: 101, endpoint: target?.label ?? null, attempts: tried.size, closedBy, closeCode }));
         return;
       }
       if (outcome.kind === 'answered') {
-        relayAnswer(socket, outcome.res);
+        relayAnswer(socket, outcome.res, () => ended({ status: outcome.res.statusCode ?? 502, endpoint: target?.label ?? null, attempts: tried.size }));
         return;
       }
-      if (outcome.kind === 'gone') return;
+      if (outcome.kind === 'gone') {
+        ended({ status: 0, endpoint: target.label, attempts: tried.size });
+        return;
+      }
       lastError = outcome.error;
       // A timeout may have reached the instance; only a connection never made is tried elsewhere.
       if (outcome.kind === 'timeout' || !outcome.refused) break;
     }
     const timedOut = lastError?.name === 'TimeoutError';
     this.#fail(socket, timedOut ? 504 : 502, timedOut ? 'gateway_timeout' : 'bad_gateway', lastError?.message ?? 'upgrade failed', ctx.requestId);
+    ended({ status: timedOut ? 504 : 502, endpoint: target?.label ?? null, attempts: tried.size });
   }
 
   /** The ready endpoint with the fewest open tunnels, not yet tried; ties in turn. */
-  #pick(labels: readonly string[], tried: ReadonlySet<string>): string {
-    let best: string | undefined;
+  #pick(targets: readonly ConnectTarget[], tried: ReadonlySet<string>): ConnectTarget {
+    let best: ConnectTarget | undefined;
     let bestOpen = Infinity;
-    const start = this.#turn++ % labels.length;
-    for (let i = 0; i < labels.length; i++) {
-      const label = labels[(start + i) % labels.length] as string;
-      if (tried.has(label)) continue;
-      const open = this.#perEndpoint.get(label) ?? 0;
+    const start = this.#turn++ % targets.length;
+    for (let i = 0; i < targets.length; i++) {
+      const target = targets[(start + i) % targets.length] as ConnectTarget;
+      if (tried.has(target.label)) continue;
+      const open = this.#perEndpoint.get(target.label) ?? 0;
       if (open < bestOpen) {
-        best = label;
+        best = target;
         bestOpen = open;
       }
     }
-    return best ?? (labels[0] as string);
+    return best ?? (targets[0] as ConnectTarget);
   }
 
-  #handshake(endpoint: string, method: string, path: string, headers: Record<string, string | string[]>, client: Duplex, timeoutMs: number): Promise<Handshake> {
-    const colon = endpoint.lastIndexOf(':');
-    const host = endpoint.slice(0, colon).replace(/^\[|\]$/g, '');
-    const port = Number(endpoint.slice(colon + 1));
+  #handshake(target: ConnectTarget, method: string, path: string, headers: Record<string, string | string[]>, client: Duplex, timeoutMs: number): Promise<Handshake> {
+    const endpoint = target.label;
+    const { host, port } = target;
     return new Promise<Handshake>((resolve) => {
       let settled = false;
       const settle = (outcome: Handshake): void => {
@@ -126,7 +169,12 @@ export class UpgradeProxy {
         resolve(outcome);
       };
       let connected = false;
-      const upstreamReq: ClientRequest = httpRequest({ host, port, method, path, headers, agent: false });
+      // TLS as the HTTP path has it (undici's connector): the backends' CA (else Node's roots), client certificate and
+      // server name, the certificate always checked; no ALPN offered, so the instance speaks HTTP/1.1 (no upgrade in HTTP/2).
+      const tls = this.#tls;
+      const upstreamReq: ClientRequest = target.tls
+        ? httpsRequest({ host, port, method, path, headers, agent: false, ca: tls?.ca, cert: tls?.cert, key: tls?.key, ...(tls?.servername ? { servername: tls.servername } : {}), rejectUnauthorized: true })
+        : httpRequest({ host, port, method, path, headers, agent: false });
       upstreamReq.once('socket', (s: Socket) => s.once('connect', () => (connected = true)));
       const timer = setTimeout(() => {
         const error = new Error(`the instance ${endpoint} did not answer the upgrade within ${timeoutMs} ms (the route's timeoutMs)`);
@@ -143,34 +191,39 @@ export class UpgradeProxy {
       upstreamReq.once('upgrade', (res: IncomingMessage, socket: Duplex, head: Buffer) => settle({ kind: 'upgraded', res, socket, head }));
       upstreamReq.once('response', (res: IncomingMessage) => settle({ kind: 'answered', res }));
       upstreamReq.on('error', (error: Error) => {
-        settle({ kind: 'failed', error: new Error(`the upgrade to ${endpoint} failed: ${error.message}`, { cause: error }), refused: !connected });
+        // A TLS failure (an untrusted or mismatched certificate) comes after the TCP connect: not retried elsewhere.
+        settle({ kind: 'failed', error: new Error(`the upgrade to ${endpoint}${target.tls ? ' (TLS)' : ''} failed: ${error.message}`, { cause: error }), refused: !connected });
       });
       upstreamReq.end();
     });
   }
 
   /** Writes the instance's `101` to the client and joins the sockets both ways, with backpressure. */
-  #join(client: Duplex, clientHead: Buffer, res: IncomingMessage, upstream: Duplex, upstreamHead: Buffer, endpoint: string, websocket: boolean): void {
-    const tunnel: Tunnel = { client, upstream, endpoint, websocket, frames: new FrameCursor(), goingAway: false, closeSent: false };
+  #join(client: Duplex, clientHead: Buffer, res: IncomingMessage, upstream: Duplex, upstreamHead: Buffer, endpoint: string, websocket: boolean, ended: (closedBy: TunnelCloser, closeCode: number | null) => void): void {
+    const tunnel: Tunnel = { client, upstream, endpoint, websocket, frames: new FrameCursor(), goingAway: false, closeSent: false, closedBy: undefined };
     this.#upgraded++;
     this.#tunnels.add(tunnel);
     this.#perEndpoint.set(endpoint, (this.#perEndpoint.get(endpoint) ?? 0) + 1);
     let closed = false;
-    const close = (): void => {
+    const close = (by: TunnelCloser): void => {
       if (closed) return;
       closed = true;
+      tunnel.closedBy ??= by;
       client.destroy();
       upstream.destroy();
       this.#tunnels.delete(tunnel);
       const left = (this.#perEndpoint.get(endpoint) ?? 1) - 1;
       if (left === 0) this.#perEndpoint.delete(endpoint);
       else this.#perEndpoint.set(endpoint, left);
+      ended(tunnel.closedBy, websocket ? tunnel.frames.closeCode : null);
     };
-    // Either side failing or closing ends both: nothing half-open is left behind.
-    client.on('error', close).once('close', close);
-    upstream.on('error', close).once('close', close);
+    const byClient = (): void => close('client');
+    const byUpstream = (): void => close('upstream');
+    // Either side failing or closing ends both: nothing half-open is left behind. A side ending its half first is the one that closed.
+    client.on('error', byClient).once('close', byClient).once('end', () => (tunnel.closedBy ??= 'client'));
+    upstream.on('error', byUpstream).once('close', byUpstream).once('end', () => (tunnel.closedBy ??= 'upstream'));
     if (client.destroyed || upstream.destroyed) {
-      close();
+      close(client.destroyed ? 'client' : 'upstream');
       return;
     }
     setNoDelay(client);
@@ -184,6 +237,18 @@ export class UpgradeProxy {
     });
     client.on('drain', () => upstream.resume());
     upstream.once('end', () => client.end());
+    if (websocket) {
+      // The client's frame headers only, for who began the close handshake (the side that sends the first close frame).
+      const frames = new FrameCursor();
+      const watch = (chunk: Buffer): void => {
+        frames.feed(chunk);
+        if (!frames.closeSeen) return;
+        tunnel.closedBy ??= 'client';
+        client.off('data', watch);
+      };
+      if (clientHead.length > 0) watch(clientHead);
+      client.on('data', watch);
+    }
     client.pipe(upstream);
   }
 
@@ -192,6 +257,7 @@ export class UpgradeProxy {
     if (tunnel.closeSent) return true; // the instance's bytes after our close frame are dropped
     if (!tunnel.goingAway) {
       tunnel.frames.feed(chunk);
+      if (tunnel.frames.closeSeen) tunnel.closedBy ??= 'upstream';
       return tunnel.client.write(chunk);
     }
     const upTo = tunnel.frames.feed(chunk, true);
@@ -202,6 +268,8 @@ export class UpgradeProxy {
 
   #sendClose(tunnel: Tunnel): void {
     tunnel.closeSent = true;
+    tunnel.closedBy ??= 'gateway';
+    tunnel.frames.closeCode ??= goingAway;
     tunnel.client.write(closeFrame(goingAway, 'gateway shutting down'));
   }
 
@@ -220,6 +288,7 @@ export class UpgradeProxy {
     const deadline = Date.now() + Math.max(graceMs, 0);
     while (this.#tunnels.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20).unref());
     for (const tunnel of [...this.#tunnels]) {
+      tunnel.closedBy ??= 'gateway';
       tunnel.client.destroy();
       tunnel.upstream.destroy();
     }
@@ -247,8 +316,15 @@ export function writeRawJson(socket: Duplex, status: number, body: Record<string
   );
 }
 
-/** The instance's non-`101` answer to an upgrade, passed on (body up to 64 KiB; the connection then closes). */
-function relayAnswer(socket: Duplex, res: IncomingMessage): void {
+/** The instance's non-`101` answer to an upgrade, passed on (body up to 64 KiB; the connection then closes); `done` once sent or abandoned. */
+function relayAnswer(socket: Duplex, res: IncomingMessage, done: () => void): void {
+  let reported = false;
+  const report = (): void => {
+    if (reported) return;
+    reported = true;
+    done();
+  };
+  socket.once('close', report);
   const chunks: Buffer[] = [];
   let size = 0;
   res.on('data', (chunk: Buffer) => {
@@ -256,7 +332,7 @@ function relayAnswer(socket: Duplex, res: IncomingMessage): void {
     if (size <= 65_536) chunks.push(chunk);
     else res.destroy();
   });
-  const done = (): void => {
+  const send = (): void => {
     if (socket.destroyed) return;
     const body = Buffer.concat(chunks);
     const kept: string[] = [];
@@ -267,8 +343,9 @@ function relayAnswer(socket: Duplex, res: IncomingMessage): void {
     }
     socket.write(`HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}\r\n${rawHeaderLines(kept)}content-length: ${body.length}\r\nconnection: close\r\n\r\n`);
     socket.end(body);
+    report();
   };
-  res.once('end', done);
+  res.once('end', send);
   res.once('error', () => socket.destroy());
   res.once('close', () => {
     if (!res.complete) socket.destroy();
@@ -301,10 +378,16 @@ export function closeFrame(code: number, reason: string): Buffer {
  * without copying payloads: the header is parsed, the payload counted.
  */
 export class FrameCursor {
+  /** The status code of the first close frame read (or set by the gateway sending its own); null before one, or for a close frame without a code. */
+  closeCode: number | null = null;
+  /** A close frame's header was read. */
+  closeSeen = false;
   /** Bytes of a header split across chunks. */
   #header: Buffer = Buffer.alloc(0);
   /** Payload bytes left in the current frame. */
   #remaining = 0;
+  /** The first close frame's code bytes read so far, while its payload is being read (unmasked: server → client). */
+  #code: number[] | undefined;
 
   /** No frame is partly sent. */
   get atBoundary(): boolean {
@@ -321,6 +404,14 @@ export class FrameCursor {
       if (stopAtBoundary && this.atBoundary) return at;
       if (this.#remaining > 0) {
         const take = Math.min(this.#remaining, chunk.length - at);
+        const code = this.#code;
+        if (code !== undefined) {
+          for (let i = at; i < at + take && code.length < 2; i++) code.push(chunk[i] as number);
+          if (code.length === 2) {
+            this.closeCode ??= ((code[0] as number) << 8) | (code[1] as number);
+            this.#code = undefined;
+          }
+        }
         this.#remaining -= take;
         at += take;
         continue;
@@ -337,12 +428,17 @@ export class FrameCursor {
       at += parsed.headerLength - this.#header.length;
       this.#header = Buffer.alloc(0);
       this.#remaining = parsed.payloadLength;
+      if (parsed.opcode === 8) {
+        this.closeSeen = true;
+        // Its code: the first two payload bytes, read as is from the instance's unmasked frames (a client's are masked).
+        if (!parsed.masked && parsed.payloadLength >= 2 && this.closeCode === null) this.#code = [];
+      }
     }
     return at;
   }
 }
 
-function parseHeader(b: Buffer): { headerLength: number; payloadLength: number } | undefined {
+function parseHeader(b: Buffer): { headerLength: number; payloadLength: number; opcode: number; masked: boolean } | undefined {
   if (b.length < 2) return undefined;
   const masked = ((b[1] as number) & 0x80) !== 0;
   const len7 = (b[1] as number) & 0x7f;
@@ -350,5 +446,5 @@ function parseHeader(b: Buffer): { headerLength: number; payloadLength: number }
   const headerLength = 2 + ext + (masked ? 4 : 0);
   if (b.length < headerLength) return undefined;
   const payloadLength = len7 === 126 ? b.readUInt16BE(2) : len7 === 127 ? Number(b.readBigUInt64BE(2)) : len7;
-  return { headerLength, payloadLength };
+  return { headerLength, payloadLength, opcode: (b[0] as number) & 0x0f, masked };
 }

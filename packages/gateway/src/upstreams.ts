@@ -6,12 +6,12 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { BadResponseError, ConsulHttpClient, ConsulResolver, InvalidOptionError, runBlockingQuery, type CatalogWatch, type CatalogWatchOptions, type Resolver } from '@proxyless/core';
+import { BadResponseError, ConsulHttpClient, ConsulResolver, InvalidOptionError, runBlockingQuery, type CatalogWatch, type CatalogWatchOptions, type Resolver, type ServiceInstance, type ServiceSnapshot, type ServiceWatch } from '@proxyless/core';
 // The packages' own failure sentences (internal, unsupported API): the gateway logs what the registrar and resolvers log.
 import { describeConsulFailure } from '@proxyless/core/internal';
 // @proxyless/etcd is an optional peer: loaded only for `registry: "etcd"`, so a Consul user need not install it.
 import type { EtcdClient, EtcdResolver } from '@proxyless/etcd';
-import { createClient, type ClientOptions, type EndpointInfo, type ProxylessClient, type RequestPolicy } from '@proxyless/http-client';
+import { createClient, instanceScheme, type ClientOptions, type EndpointInfo, type ProxylessClient, type RequestPolicy } from '@proxyless/http-client';
 
 /** The balancing client's options the gateway's `backends` config sets. */
 export type BackendClientOptions = Pick<ClientOptions, 'allowH2' | 'tls'>;
@@ -73,6 +73,16 @@ export interface ForwardedRequest {
   stop(): void;
 }
 
+/** An endpoint a raw connection may go to. */
+export interface ConnectTarget {
+  /** `address:port` (`[v6]:port`), as the status page shows it. */
+  readonly label: string;
+  readonly host: string;
+  readonly port: number;
+  /** It speaks HTTPS (meta `scheme: https` or the tag `https`, as the balancing client decides): connect with TLS. */
+  readonly tls: boolean;
+}
+
 /** A balancing client for one service. */
 export interface Upstream {
   readonly service: string;
@@ -90,11 +100,11 @@ export interface Upstream {
    */
   forward(request: UpstreamRequest): ForwardedRequest;
   /**
-   * `address:port` of the endpoints a raw connection (a WebSocket upgrade) may
-   * go to now: ready ones (breaker closed, not ejected). Waits up to `waitMs`
-   * for the first snapshot of a service just discovered.
+   * The endpoints a raw connection (a WebSocket upgrade) may go to now: ready
+   * ones (breaker closed, not ejected). Waits up to `waitMs` for the first
+   * snapshot of a service just discovered.
    */
-  connectable(waitMs: number): Promise<string[]>;
+  connectable(waitMs: number): Promise<ConnectTarget[]>;
   stats(): EndpointStatus[];
   /** The measured latency samples per endpoint label (for merging several workers' windows). */
   samples(): Record<string, number[]>;
@@ -109,6 +119,9 @@ export interface Upstream {
  */
 class ServiceUpstream implements Upstream {
   readonly #client: ProxylessClient;
+  /** A second subscriber to the resolver's shared watch of the service: its current instances as the client first got them. */
+  readonly #watch: ServiceWatch;
+  #instances = new Map<string, ServiceInstance>();
   active = 0;
   readonly #policies = new Map<string, RequestPolicy>();
   #lastPolicy: { retryOnStatus: readonly number[]; timeoutMs: number; retries: number; policy: RequestPolicy } | undefined;
@@ -134,6 +147,15 @@ class ServiceUpstream implements Upstream {
     this.#client.on('eject', report('ejected'));
     this.#client.on('restore', report('restored'));
     this.#client.on('error', () => undefined); // the last good endpoints stay in use
+    // The instances by key, for the scheme of an upgrade's connection (the client's stats carry labels only).
+    // An empty answer keeps the last ones: the client keeps its endpoints against one too.
+    const remember = (snapshot: ServiceSnapshot): void => {
+      if (snapshot.instances.length > 0) this.#instances = new Map(snapshot.instances.map((i) => [i.key, i]));
+    };
+    this.#watch = resolver.watch(service);
+    if (this.#watch.current) remember(this.#watch.current);
+    this.#watch.on('update', remember);
+    this.#watch.on('error', () => undefined);
   }
 
   /** The route's policy: each try gets `timeoutMs`, and the deadline leaves every try its full time. */
@@ -184,8 +206,22 @@ class ServiceUpstream implements Upstream {
     return { response, stop: () => call.stop('caller') };
   }
 
-  async connectable(waitMs: number): Promise<string[]> {
-    const ready = (): string[] => this.#client.stats().endpoints.filter((e) => e.health === 'ready').map((e) => e.label);
+  async connectable(waitMs: number): Promise<ConnectTarget[]> {
+    const ready = (): ConnectTarget[] => {
+      const out: ConnectTarget[] = [];
+      for (const e of this.#client.stats().endpoints) {
+        if (e.health !== 'ready') continue;
+        const instance = this.#instances.get(e.key);
+        const colon = e.label.lastIndexOf(':');
+        out.push({
+          label: e.label,
+          host: instance?.address ?? e.label.slice(0, colon).replace(/^\[|\]$/g, ''),
+          port: instance?.port ?? Number(e.label.slice(colon + 1)),
+          tls: instance !== undefined && instanceScheme(instance) === 'https',
+        });
+      }
+      return out;
+    };
     let labels = ready();
     if (labels.length > 0 || this.#client.stats().discovery.source !== undefined) return labels;
     // No snapshot yet (a service the catalog just listed): wait for the first, bounded.
@@ -227,8 +263,9 @@ class ServiceUpstream implements Upstream {
     }));
   }
 
-  close(): Promise<void> {
-    return this.#client.close();
+  async close(): Promise<void> {
+    await this.#watch.close();
+    await this.#client.close();
   }
 }
 

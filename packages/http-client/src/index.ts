@@ -41,6 +41,7 @@ export type { PickExplanation, PickCandidate, ExclusionReason } from './shared/p
 export { checkRetryAmplification, checkPerTryRoom, checkEjectionCap } from './config/doctor.js';
 export type { ExplainedConfig } from './config/doctor.js';
 export type { RetryLayer } from './config/options.js';
+export { instanceScheme } from './config/options.js';
 export type { ConfigWarning, ConfigLogger, PickSignal } from '@proxyless/core';
 export type { EndpointInfo } from './shared/endpoint-info.js';
 export type { EndpointLoadReport } from './shared/load-report-types.js';

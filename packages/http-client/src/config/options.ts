@@ -469,8 +469,13 @@ function resolveBudget(value: unknown, d: ClientDefaults, at: (key: string) => s
   return checkGroup(at('retry.budget'), b, d.retry.budget, clientLimits.retry.budget);
 }
 
-/** `https` for an instance that says so (meta `scheme: https`, or the tag `https`), else `http`. */
-function instanceScheme(instance: ServiceInstance): 'http' | 'https' {
+/**
+ * The scheme a client with `scheme: "auto"` (the default) uses for an
+ * instance: `https` for one that says so (meta `scheme: https`, or the tag
+ * `https`), else `http`. Exported for code that connects to instances itself
+ * (a gateway's WebSocket tunnels) and must agree with the client.
+ */
+export function instanceScheme(instance: ServiceInstance): 'http' | 'https' {
   return instance.meta['scheme'] === 'https' || instance.tags.includes('https') ? 'https' : 'http';
 }
 
