@@ -152,6 +152,37 @@ describe('@proxyless/gateway limits (real Consul, real backend, real sockets)', 
     assert.equal(over.retryAfter, '1');
     assert.equal(hits.get('/x'), 1);
   });
+
+  it('answers a request over the limit before any filter or context: no pre filter sees it; the 429 keeps its request id, route and Retry-After; post filters of the user still shape it', async () => {
+    const seen: string[] = [];
+    const watcher = { name: 'watcher', type: 'pre' as const, order: 1, run: (ctx: { req: IncomingMessage; upstreamHeaders: Record<string, unknown> }) => void seen.push(String(ctx.req.headers['x-seq'])) };
+    const make = (filters: NonNullable<Parameters<typeof createGateway>[0]>['filters']): Gateway =>
+      createGateway({ consulAddress: agent.httpAddr, port: 0, discovery: { enabled: false }, serviceName: 'gw-limit-fast', routes: [{ path: '/fast/**', service: 'limits', rateLimit: { ratePerSecond: 0.01, burst: 2 } }], filters });
+    const bare = make([watcher]);
+    const shaped = make([watcher, { name: 'stamp', type: 'post', run: (ctx) => void (ctx.responseHeaders['x-stamp'] = `${ctx.route.id} ${ctx.requestId}`) }]);
+    try {
+      for (const [gateway, label] of [[bare, 'bare'], [shaped, 'shaped']] as const) {
+        const url = await gateway.listen();
+        seen.length = 0;
+        const answers = [];
+        for (let i = 1; i <= 4; i++) answers.push(await fetch(`${url}/fast/x`, { headers: { 'x-seq': String(i), 'x-request-id': `req-${label}-${i}` }, signal: AbortSignal.timeout(10_000) }));
+        assert.deepEqual(answers.map((a) => a.status), [200, 200, 429, 429], label);
+        assert.deepEqual(seen, ['1', '2'], `${label}: a filter saw a request over the limit`);
+        const over = answers[3]!;
+        assert.equal(over.headers.get('x-request-id'), `req-${label}-4`);
+        assert.equal(over.headers.get('x-proxyless-route'), '/fast/** -> limits');
+        assert.equal(over.headers.get('retry-after'), '100');
+        assert.deepEqual(await over.json(), { error: 'rate_limited', message: "over this route's limit of 0.01/s (burst 2); retry in 100 s", requestId: `req-${label}-4` });
+        assert.equal(over.headers.get('x-stamp'), label === 'shaped' ? `/fast/** -> limits req-${label}-4` : null);
+        const route = gateway.status().routes.find((r) => r.id === '/fast/** -> limits');
+        assert.deepEqual({ requests: route?.requests, succeeded: route?.succeeded, rejected: route?.rejected }, { requests: 4, succeeded: 2, rejected: 2 });
+        assert.equal(gateway.inFlight, 0);
+      }
+    } finally {
+      await bare.close({ graceMs: 200 });
+      await shaped.close({ graceMs: 200 });
+    }
+  });
 });
 
 describe('@proxyless/gateway rate limit config and buckets', () => {

@@ -36,6 +36,8 @@ export interface RoutePolicy {
    * Local rate limit per client key (a token bucket); `null` turns off one set in `defaults`.
    * Default none. With `--workers N` each worker limits on its own (see the README). A routes
    * reload keeps the buckets of a route (same path, host and headers) whose limit is unchanged.
+   * Checked before any filter: a request over the limit is answered 429 without reaching one
+   * (post filters given in `filters` still shape the answer).
    */
   rateLimit?: RateLimitConfig | null;
   /**

@@ -56,13 +56,18 @@ export function requestIdFilter(): Filter {
     type: 'pre',
     order: 0,
     run(ctx) {
-      const given = ctx.req.headers['x-request-id'];
-      const id = typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
+      const id = requestIdOf(ctx.req);
       ctx.requestId = id;
       ctx.upstreamHeaders['x-request-id'] = id;
       return undefined;
     },
   };
+}
+
+/** The request's id: its `X-Request-Id` when it looks sane (1–128 of `[\w.:-]`), else a new UUID. */
+export function requestIdOf(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
 }
 
 /** Decides whether a bearer token may use a route. */

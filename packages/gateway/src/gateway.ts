@@ -15,9 +15,9 @@ import type { RegistrarOptions } from '@proxyless/registrar';
 import { catalogRoute, checkConfig, configKeys, type GatewayConfig, type ResolvedRoute } from './config.js';
 import { resolveRouteTable, type RouteTable } from './routing.js';
 import { RoutesSource } from './routes-source.js';
-import { authFilter, byOrder, requestIdFilter, responseHeadersFilter, type AuthorizeHook, type Filter, type FilterContext, type FilterResponse } from './filters.js';
+import { authFilter, byOrder, requestIdFilter, requestIdOf, responseHeadersFilter, type AuthorizeHook, type Filter, type FilterContext, type FilterResponse } from './filters.js';
 import { declaresTooLarge, limitBody } from './body-limit.js';
-import { rateLimitFilter } from './rate-limit-filter.js';
+import { RouteLimits } from './rate-limit-filter.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { checkTrustedProxies, clientIpOf } from './trusted-proxies.js';
 import { AccessLog, checkAccessLog, redactQuery, type AccessLogOutcome, type ResolvedAccessLog } from './access-log.js';
@@ -183,6 +183,10 @@ export class GatewayServer implements Gateway {
   readonly #filters: Filter[];
   /** The filters by type, in order: sorted once, not on every request. */
   readonly #chain: Readonly<Record<Filter['type'], readonly Filter[]>>;
+  /** Some of `filters` are post filters: a 429 goes through them too (else it is answered without a filter context). */
+  readonly #userPost: boolean;
+  /** The routes' rate limits, checked before anything else is built for a request. */
+  readonly #limits = new RouteLimits();
   readonly #clients = new Map<string, Upstream>();
   /** Upstreams replaced by a reload (a changed `idleTimeoutMs`) with exchanges still in flight: each closes when its last ends. */
   readonly #retired = new Set<Upstream>();
@@ -224,12 +228,12 @@ export class GatewayServer implements Gateway {
     this.#accessLogConfig = checkAccessLog('accessLog', options.accessLog);
     this.#filters = [
       requestIdFilter(),
-      rateLimitFilter(),
       authFilter({ ...(options.authTokens ? { tokens: options.authTokens } : {}), ...(options.authorize ? { authorize: options.authorize } : {}) }),
       responseHeadersFilter(),
       ...(options.filters ?? []),
     ];
     this.#chain = { pre: byOrder(this.#filters, 'pre'), route: byOrder(this.#filters, 'route'), post: byOrder(this.#filters, 'post') };
+    this.#userPost = (options.filters ?? []).some((f) => f.type === 'post');
     const registry = options.registry ?? 'consul';
     if (registry !== 'consul' && registry !== 'etcd') throw new InvalidOptionError('registry', registry, 'must be "consul" or "etcd"');
     this.#registry = gatewayRegistry(options);
@@ -449,6 +453,7 @@ export class GatewayServer implements Gateway {
       sendJson(res, 404, { error: 'no_route', message: `no route for ${path}` });
       return;
     }
+    if (route.rateLimit !== null && this.#overLimit(route, req, res, socket, log, path, query, logStart, logBytes)) return;
     this.#inFlight++;
     const exchange: Exchange = { upstreamBroke: false, rejected: false, upstream: undefined, call: undefined, answer: undefined };
     const rest = route.stripPrefix ? path.slice(route.prefix.length) : path;
@@ -516,6 +521,30 @@ export class GatewayServer implements Gateway {
     }
   }
 
+  /**
+   * Answers 429 when the request is over its route's rate limit (true), doing as little as it can: no
+   * filter context, no upstream headers, no filter, no in-flight bookkeeping; the answer carries the
+   * request id, `Retry-After` and `X-Proxyless-Route`. Only when the gateway has post filters of its
+   * user does the answer go through them (on a context with no upstream headers: nothing is forwarded).
+   */
+  #overLimit(route: ResolvedRoute, req: IncomingMessage, res: ServerResponse, socket: Socket, log: AccessLog | undefined, path: string, query: string, logStart: number, logBytes: number): boolean {
+    const clientIp = clientIpOf(socket, req.headers, this.#trust);
+    const answer = this.#limits.check(route, req, clientIp);
+    if (!answer) return false;
+    req.resume();
+    const requestId = requestIdOf(req);
+    this.#count(route, 'rejected');
+    if (log) res.once('close', () => this.#logLine(log, req, socket, res, path, query, logStart, logBytes, { route, clientIp, requestId, upstream: undefined }, 'rejected'));
+    const body = { ...answer.body, requestId };
+    if (!this.#userPost) {
+      sendJson(res, answer.status, body, { ...answer.headers, 'x-request-id': requestId, 'x-proxyless-route': route.id });
+      return true;
+    }
+    const ctx: FilterContext = { req, clientIp, requestId, route, upstreamPath: '', upstreamHeaders: {}, responseHeaders: {}, startedAt: Date.now(), attributes: new Map() };
+    void this.#answer(ctx, res, { ...answer, body });
+    return true;
+  }
+
   /** An upgrade request (WebSocket): routed and filtered like any request, then tunnelled by {@link UpgradeProxy}. */
   async #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => undefined); // a reset client is handled by close; never an uncaught error
@@ -548,6 +577,13 @@ export class GatewayServer implements Gateway {
       attributes: new Map(),
     };
     const ended = (end: UpgradeEnd): void => logEnd?.(ctx, end);
+    const limited = this.#limits.check(route, req, ctx.clientIp);
+    if (limited) {
+      ctx.requestId = requestIdOf(req);
+      writeRawJson(socket, limited.status, { ...limited.body, requestId: ctx.requestId });
+      ended({ status: limited.status, endpoint: null, attempts: 0 });
+      return;
+    }
     try {
       for (const filter of [...this.#chain.pre, ...this.#chain.route]) {
         const answer = await filter.run(ctx);
@@ -615,7 +651,7 @@ export class GatewayServer implements Gateway {
   }
 
   /** Queues the request's access log line. */
-  #logLine(log: AccessLog, req: IncomingMessage, socket: Socket, res: ServerResponse, path: string, query: string, start: number, bytesBefore: number, ctx: FilterContext | string, outcome: AccessLogOutcome): void {
+  #logLine(log: AccessLog, req: IncomingMessage, socket: Socket, res: ServerResponse, path: string, query: string, start: number, bytesBefore: number, ctx: Pick<FilterContext, 'route' | 'clientIp' | 'requestId' | 'upstream'> | string, outcome: AccessLogOutcome): void {
     // No route: ctx is the client's address.
     const routed = typeof ctx === 'string' ? undefined : ctx;
     const upstream = routed?.upstream;
