@@ -105,6 +105,30 @@ describe('@proxyless/gateway route table: predicates, precedence, weighted split
     assert.equal(table.match('/api/x', req({ 'x-canary': '1' }))?.id, '/api/** [x-canary=1] -> canary');
   });
 
+  it('keeps the rate-limit rule (so the buckets) of a route whose limit is unchanged across tables: same path, host and headers in any order; a changed limit or route gets its own', () => {
+    const limit = { ratePerSecond: 5, burst: 10 };
+    const before = resolveRouteTable([
+      { path: '/a/**', service: 'a', rateLimit: limit, headers: { 'x-one': '1', 'x-two': true } },
+      { path: '/b/**', services: [{ service: 'b1', weight: 1 }, { service: 'b2', weight: 1 }], rateLimit: limit },
+      { path: '/c/**', service: 'c', rateLimit: limit },
+      { path: '/d/**', service: 'd', rateLimit: limit, host: 'd.example.com' },
+    ], {});
+    const after = resolveRouteTable([
+      // Moved, headers written in another order, another service: the same route, the same limit.
+      { path: '/a', service: 'a2', rateLimit: { ...limit }, headers: { 'x-two': true, 'X-One': '1' } },
+      { path: '/b/**', services: [{ service: 'b1', weight: 3 }, { service: 'b2', weight: 1 }], rateLimit: { ...limit } },
+      { path: '/c/**', service: 'c', rateLimit: { ...limit, burst: 11 } },
+      { path: '/d/**', service: 'd', rateLimit: { ...limit } },
+    ], {}).keepRateLimitsOf(before);
+    const ruleOf = (table: typeof before, id: string): unknown => table.routes.find((r) => r.id.startsWith(id))?.rateLimit;
+    assert.equal(ruleOf(after, '/a'), ruleOf(before, '/a/**'));
+    assert.equal(ruleOf(after, '/b/** -> b1'), ruleOf(before, '/b/** -> b1'));
+    assert.equal(ruleOf(after, '/b/** -> b2'), ruleOf(before, '/b/** -> b1'), 'the shares of a weighted route keep sharing one rule');
+    assert.notEqual(ruleOf(after, '/c/**'), ruleOf(before, '/c/**'), 'a changed burst is a new bucket');
+    assert.notEqual(ruleOf(after, '/d/**'), ruleOf(before, '/d/**'), 'without its host condition it is another route');
+    assert.equal(after.match('/a/x', req({ 'x-one': '1', 'x-two': '' }))?.service, 'a2', 'the kept table still routes by the new routes');
+  });
+
   it('splits a weighted route by its weights: 95/5 within 5 sigma over 20,000 requests, a 0 weight gets nothing', () => {
     const table = resolveRouteTable([{ path: '/**', services: [{ service: 'stable', weight: 95 }, { service: 'canary', weight: 5 }, { service: 'dark', weight: 0 }] }], {}, 'routes', seeded(24));
     const counts = new Map<string, number>();
