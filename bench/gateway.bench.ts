@@ -11,7 +11,9 @@
  * /proc. GATEWAY_BEFORE=<checkout or its dist/cli.js> adds that build's
  * gateway beside this one; GATEWAY_PATHS=nginx,minimal,gateway,before,fastify
  * picks paths; GATEWAY_ROUNDS=3 runs them interleaved three times (median
- * [min–max]); GATEWAY_NODE_ARGS adds node flags to the gateway and the Node peers (a `--cpu-prof` run).
+ * [min–max]); GATEWAY_WORKERS=1 measures the gateway and the minimal proxy with 1 process only (default 1,2);
+ * GATEWAY_NODE_ARGS adds node flags to the gateway and the Node peers (a `--cpu-prof` run);
+ * GATEWAY_ALT_ARGS="<node flags>[;<node flags>…]" adds the gateway run with each set of flags (path kind `alt`).
  *
  * GATEWAY_PARTS=ratelimit (not in the default parts): an unlimited route's
  * p50/p99 alone and beside a flood on a rate-limited route (see rateLimitIsolation).
@@ -35,6 +37,10 @@ import { startConsulAgent, type ConsulAgent } from '../test/support/consul.js';
 import { freePorts, nginxVersion, startNginx, startNodeBackends, stop } from './support/processes.js';
 
 const durationS = Number(process.env['BENCH_SECONDS'] ?? 10);
+/** GATEWAY_ALT_ARGS: node flags for more gateway paths beside the plain one (`;` between variants, e.g. `--max-semi-space-size=16;--max-semi-space-size=64`), kind `alt`. */
+const altArgs = (process.env['GATEWAY_ALT_ARGS'] ?? '').split(';').map((v) => v.split(' ').filter(Boolean)).filter((v) => v.length > 0);
+/** GATEWAY_WORKERS=1 (or 1,2, the default): the gateway's worker counts measured. */
+const gatewayWorkers = (process.env['GATEWAY_WORKERS'] ?? '1,2').split(',').map(Number).filter((n) => n >= 1);
 const repo = join(import.meta.dirname, '..');
 
 interface Row {
@@ -42,6 +48,8 @@ interface Row {
   rps: number;
   /** The path's processes' CPU (user + system) per request, µs; NaN when not measured. */
   cpuUs?: number;
+  /** Its user-space part (the system part is mostly the loopback socket writes, the same for every Node path). */
+  userUs?: number;
   p50: string;
   p99: string;
   errors: string;
@@ -96,9 +104,9 @@ async function waitFor(url: string, timeoutMs = 30_000): Promise<void> {
 /** GATEWAY_BEFORE: another build's gateway bin (a checkout, or its dist/cli.js), run beside this tree's. */
 const beforeBin = process.env['GATEWAY_BEFORE'] ? (process.env['GATEWAY_BEFORE'].endsWith('.js') ? process.env['GATEWAY_BEFORE'] : join(process.env['GATEWAY_BEFORE'], 'packages/gateway/dist/cli.js')) : undefined;
 
-async function startGateway(consulAddr: string, port: number, workers: number, bin = join(repo, 'packages/gateway/dist/cli.js'), env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
+async function startGateway(consulAddr: string, port: number, workers: number, bin = join(repo, 'packages/gateway/dist/cli.js'), env: NodeJS.ProcessEnv = {}, extraArgs: readonly string[] = []): Promise<ChildProcess> {
   // GATEWAY_NODE_ARGS: extra node flags (cluster workers inherit them), e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
-  const nodeArgs = process.env['GATEWAY_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
+  const nodeArgs = [...(process.env['GATEWAY_NODE_ARGS']?.split(' ').filter(Boolean) ?? []), ...extraArgs];
   const child = spawn(process.execPath, [...nodeArgs, bin, '--workers', String(workers)], {
     env: { ...process.env, CONSUL_HTTP_ADDR: consulAddr, PORT: String(port), REGISTRY: 'consul', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -124,7 +132,7 @@ async function startPeer(file: string, args: object, env: NodeJS.ProcessEnv = {}
 interface Path {
   name: string;
   processes: number;
-  kind: 'nginx' | 'minimal' | 'gateway' | 'before' | 'fastify';
+  kind: 'nginx' | 'minimal' | 'gateway' | 'before' | 'alt' | 'fastify';
   start(port: number): Promise<ChildProcess>;
   path: string;
 }
@@ -159,10 +167,11 @@ async function registerBackend(consulUrl: string, id: number | string, port: num
 async function throughput(consulAddr: string, backendPorts: number[]): Promise<void> {
   const paths: Path[] = [
     { name: 'nginx, 2 workers (keep-alive upstream)', processes: 2, kind: 'nginx', path: '/', start: async (port) => (await startNginx([], port, backendPorts, 2)).child },
-    ...[1, 2].map((n): Path => ({ name: `minimal Node proxy, ${String(n)} process${n === 1 ? '' : 'es'}`, processes: n, kind: 'minimal', path: '/bench/', start: (port) => startPeer('minimal-proxy.mjs', { port, backends: backendPorts, workers: n }) })),
-    ...[1, 2].flatMap((n): Path[] => [
+    ...gatewayWorkers.map((n): Path => ({ name: `minimal Node proxy, ${String(n)} process${n === 1 ? '' : 'es'}`, processes: n, kind: 'minimal', path: '/bench/', start: (port) => startPeer('minimal-proxy.mjs', { port, backends: backendPorts, workers: n }) })),
+    ...gatewayWorkers.flatMap((n): Path[] => [
       ...(beforeBin ? [{ name: `@proxyless/gateway BEFORE, ${String(n)} worker${n === 1 ? '' : 's'}`, processes: n, kind: 'before' as const, path: '/bench/', start: (port: number) => startGateway(consulAddr, port, n, beforeBin) }] : []),
       { name: `@proxyless/gateway, ${String(n)} worker${n === 1 ? '' : 's'}`, processes: n, kind: 'gateway', path: '/bench/', start: (port) => startGateway(consulAddr, port, n) },
+      ...altArgs.map((args) => ({ name: `@proxyless/gateway, ${String(n)} worker${n === 1 ? '' : 's'}, node ${args.join(' ')}`, processes: n, kind: 'alt' as const, path: '/bench/', start: (port: number) => startGateway(consulAddr, port, n, undefined, {}, args) })),
     ]),
     { name: 'Fastify + @fastify/reply-from + Proxyless dispatcher, 1 process', processes: 1, kind: 'fastify', path: '/bench/', start: (port) => startPeer('fastify-proxy.mjs', { port }, { CONSUL_HTTP_ADDR: consulAddr }) },
   ];
@@ -184,7 +193,9 @@ async function throughput(consulAddr: string, backendPorts: number[]): Promise<v
         const before = cpuTicks(pids);
         const result = wrk(url);
         const requests = result.rps * durationS;
-        runs.push({ ...p, ...result, round, cpuUs: ((cpuTicks(pids) - before) * 1e6) / ticksPerSecond / requests });
+        const after = cpuTicks(pids);
+        const perRequest = (ticks: number): number => (ticks * 1e6) / ticksPerSecond / requests;
+        runs.push({ ...p, ...result, round, cpuUs: perRequest(after.user + after.system - before.user - before.system), userUs: perRequest(after.user - before.user) });
       } finally {
         await stop(child);
       }
@@ -198,14 +209,14 @@ async function throughput(consulAddr: string, backendPorts: number[]): Promise<v
     return sorted.length === 1 ? median.toFixed(digits) : `${median.toFixed(digits)} [${sorted[0]!.toFixed(digits)}–${sorted.at(-1)!.toFixed(digits)}]`;
   };
   console.log(`\nwrk -t2 -c32 -d${String(durationS)}s --latency, 3 Node backends (one process each), node ${process.version}, ${nginxVersion() ?? ''}; ${String(rounds)} round(s) interleaved${rounds > 1 ? ', median [min–max]' : ''}; load before: ${load}, after: ${uptime()}\n`);
-  console.log('| path | req/s | vs nginx | vs minimal Node proxy, same processes | proxy CPU µs/req | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|---|');
+  console.log('| path | req/s | vs nginx | vs minimal Node proxy, same processes | proxy CPU µs/req | of which user | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|---|---|');
   for (const p of chosen) {
     const mine = runs.filter((r) => r.name === p.name);
     const vsNginx = mine.map((r) => r.rps / inRound(r.round, (x) => x.kind === 'nginx'));
     const vsMinimal = mine.map((r) => r.rps / inRound(r.round, (x) => x.kind === 'minimal' && x.processes === r.processes));
     const errors = mine.map((r) => r.errors).filter((e) => e !== '0');
     console.log(
-      `| ${p.name} | ${spread(mine.map((r) => r.rps), 0)} | ${spread(vsNginx, 2)}× | ${spread(vsMinimal, 2)}× | ${spread(mine.map((r) => r.cpuUs ?? NaN), 0)} | ${spread(mine.map((r) => ms(r.p50)), 2)} | ${spread(mine.map((r) => ms(r.p99)), 2)} | ${errors.length === 0 ? '0' : errors.join(', ')} |`,
+      `| ${p.name} | ${spread(mine.map((r) => r.rps), 0)} | ${spread(vsNginx, 2)}× | ${spread(vsMinimal, 2)}× | ${spread(mine.map((r) => r.cpuUs ?? NaN), 0)} | ${spread(mine.map((r) => r.userUs ?? NaN), 0)} | ${spread(mine.map((r) => ms(r.p50)), 2)} | ${spread(mine.map((r) => ms(r.p99)), 2)} | ${errors.length === 0 ? '0' : errors.join(', ')} |`,
     );
   }
 }
@@ -405,14 +416,15 @@ function processTree(pid: number): number[] {
   return out;
 }
 
-/** User + system CPU of `pids` from /proc, in clock ticks (a process that left counts 0). */
-function cpuTicks(pids: readonly number[]): number {
-  let sum = 0;
+/** User and system CPU of `pids` from /proc, in clock ticks (a process that left counts 0). */
+function cpuTicks(pids: readonly number[]): { user: number; system: number } {
+  const sum = { user: 0, system: 0 };
   for (const pid of pids) {
     try {
       const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      sum += Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of stat(5))
+      sum.user += Number(fields[11]); // utime, stime: fields 14 and 15 of stat(5)
+      sum.system += Number(fields[12]);
     } catch {
       // gone
     }

@@ -1,10 +1,11 @@
 /** Gateway configuration: types, defaults and validation. */
 import { readFileSync } from 'node:fs';
+import type { BlockList } from 'node:net';
 import { InvalidOptionError } from '@proxyless/core';
 import { checkKnownKeys, optionKeys } from '@proxyless/core/internal';
 import { defaultMaxBodyBytes } from './body-limit.js';
 import { checkTrustedProxies } from './trusted-proxies.js';
-import { checkAccessLog, type AccessLogConfig } from './access-log.js';
+import { checkAccessLog, type AccessLogConfig, type ResolvedAccessLog } from './access-log.js';
 import { checkRateLimit, type RateLimitConfig, type ResolvedRateLimit } from './rate-limit.js';
 import { checkBackends, checkTls, type BackendsConfig, type TlsConfig } from './tls.js';
 
@@ -287,6 +288,19 @@ export const configKeys = optionKeys<GatewayConfig>({
  * checked by `resolveRouteTable`.
  */
 export function checkConfig(config: unknown, known: readonly string[] = configKeys): asserts config is GatewayConfig {
+  checkedConfig(config, known);
+}
+
+/** What checking the config builds on the way, kept so the gateway does not build it again. @internal */
+export interface CheckedConfig {
+  /** `trustedProxies` as a BlockList; undefined: trust nobody. */
+  readonly trust: BlockList | undefined;
+  /** `accessLog`; undefined: off. */
+  readonly accessLog: ResolvedAccessLog | undefined;
+}
+
+/** {@link checkConfig}, returning what it built. @internal */
+export function checkedConfig(config: unknown, known: readonly string[] = configKeys): CheckedConfig {
   if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new InvalidOptionError('config', config, 'must be a JSON object');
   checkKnownKeys('', config, known, 'the gateway config');
   const c = config as GatewayConfig;
@@ -302,10 +316,10 @@ export function checkConfig(config: unknown, known: readonly string[] = configKe
   if (c.authTokens !== undefined && (!Array.isArray(c.authTokens) || c.authTokens.some((t) => typeof t !== 'string'))) {
     throw new InvalidOptionError('authTokens', '<not shown>', 'must be an array of strings');
   }
-  checkTrustedProxies('trustedProxies', c.trustedProxies);
+  const trust = checkTrustedProxies('trustedProxies', c.trustedProxies);
   if (c.tls !== undefined) checkTls(c.tls);
   if (c.backends !== undefined) checkBackends(c.backends);
-  checkAccessLog('accessLog', c.accessLog);
+  return { trust, accessLog: checkAccessLog('accessLog', c.accessLog) };
 }
 
 /**

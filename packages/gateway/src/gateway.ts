@@ -12,15 +12,15 @@ import { once } from 'node:events';
 import { Server as NetServer, type AddressInfo, type BlockList } from 'node:net';
 import { ClosedError, InvalidOptionError, TimeoutError, isProxylessError, type CatalogWatch, type CatalogWatchOptions } from '@proxyless/core';
 import type { RegistrarOptions } from '@proxyless/registrar';
-import { catalogRoute, checkConfig, configKeys, type GatewayConfig, type ResolvedRoute } from './config.js';
+import { catalogRoute, checkedConfig, configKeys, type GatewayConfig, type ResolvedRoute } from './config.js';
 import { resolveRouteTable, type RouteTable } from './routing.js';
 import { RoutesSource } from './routes-source.js';
 import { authFilter, byOrder, requestIdFilter, requestIdOf, responseHeadersFilter, type AuthorizeHook, type Filter, type FilterContext, type FilterResponse } from './filters.js';
 import { declaresTooLarge, limitBody } from './body-limit.js';
 import { RouteLimits } from './rate-limit-filter.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
-import { checkTrustedProxies, clientIpOf } from './trusted-proxies.js';
-import { AccessLog, checkAccessLog, redactQuery, type AccessLogOutcome, type ResolvedAccessLog } from './access-log.js';
+import { clientIpOf } from './trusted-proxies.js';
+import { AccessLog, redactQuery, type AccessLogOutcome, type ResolvedAccessLog } from './access-log.js';
 import { performance } from 'node:perf_hooks';
 import { statusPageHtml, type GatewayStatus, type RouteCounters } from './status-page.js';
 import { Upstreams, type AnswerSink, type ForwardedRequest, type GatewayRegistry, type Upstream, type UpstreamAnswer } from './upstreams.js';
@@ -146,6 +146,7 @@ export function errorResponse(error: unknown): { status: number; code: string; m
 }
 
 const statusPrefix = '/_proxyless';
+const statusPrefixSlash = `${statusPrefix}/`;
 
 /** How long a draining gateway keeps its kept-alive sockets open to answer their next request with `Connection: close`, ms. */
 const lastCallMaxMs = 1_000;
@@ -218,14 +219,15 @@ export class GatewayServer implements Gateway {
   readonly #tlsSockets = new Set<Socket>();
 
   constructor(options: GatewayOptions) {
-    checkConfig(options, optionKeys);
+    // Checked once: the trusted proxies' BlockList and the access log's settings come from the check.
+    const checked = checkedConfig(options, optionKeys);
     this.#config = options;
     this.name = options.serviceName ?? 'gateway';
     this.#table = resolveRouteTable(options.routes, options);
     this.#fileTable = this.#table;
     this.#ignored = new Set(['consul', this.name, ...(options.discovery?.ignored ?? [])]);
-    this.#trust = checkTrustedProxies('trustedProxies', options.trustedProxies);
-    this.#accessLogConfig = checkAccessLog('accessLog', options.accessLog);
+    this.#trust = checked.trust;
+    this.#accessLogConfig = checked.accessLog;
     this.#filters = [
       requestIdFilter(),
       authFilter({ ...(options.authTokens ? { tokens: options.authTokens } : {}), ...(options.authorize ? { authorize: options.authorize } : {}) }),
@@ -429,7 +431,7 @@ export class GatewayServer implements Gateway {
     const queryAt = url.indexOf('?');
     const path = queryAt === -1 ? url : url.slice(0, queryAt);
     const query = queryAt === -1 ? '' : url.slice(queryAt);
-    if (path === statusPrefix || path.startsWith(`${statusPrefix}/`)) {
+    if (path === statusPrefix || path.startsWith(statusPrefixSlash)) {
       this.#handleAdmin(path, req, res);
       return;
     }
@@ -458,17 +460,7 @@ export class GatewayServer implements Gateway {
     const exchange: Exchange = { upstreamBroke: false, rejected: false, upstream: undefined, call: undefined, answer: undefined };
     const rest = route.stripPrefix ? path.slice(route.prefix.length) : path;
     const forwarded = upstreamRequestHeaders(req, route.stripPrefix ? route.prefix : undefined, this.#trust);
-    const ctx: FilterContext = {
-      req,
-      clientIp: forwarded.clientIp,
-      requestId: '',
-      route,
-      upstreamPath: (rest.startsWith('/') ? rest : `/${rest}`) + query,
-      upstreamHeaders: forwarded.headers,
-      responseHeaders: {},
-      startedAt: Date.now(),
-      attributes: new Map(),
-    };
+    const ctx = new RequestContext(req, forwarded.clientIp, route, (rest.startsWith('/') ? rest : `/${rest}`) + query, forwarded.headers);
     // One listener does the bookkeeping and, when the client left early, cancels the upstream call or its body.
     res.once('close', () => {
       if (!res.writableFinished) {
@@ -565,17 +557,7 @@ export class GatewayServer implements Gateway {
     }
     const rest = route.stripPrefix ? path.slice(route.prefix.length) : path;
     const forwarded = upstreamRequestHeaders(req, route.stripPrefix ? route.prefix : undefined, this.#trust);
-    const ctx: FilterContext = {
-      req,
-      clientIp: forwarded.clientIp,
-      requestId: '',
-      route,
-      upstreamPath: (rest.startsWith('/') ? rest : `/${rest}`) + query,
-      upstreamHeaders: forwarded.headers,
-      responseHeaders: {},
-      startedAt: Date.now(),
-      attributes: new Map(),
-    };
+    const ctx = new RequestContext(req, forwarded.clientIp, route, (rest.startsWith('/') ? rest : `/${rest}`) + query, forwarded.headers);
     const ended = (end: UpgradeEnd): void => logEnd?.(ctx, end);
     const limited = this.#limits.check(route, req, ctx.clientIp);
     if (limited) {
@@ -719,15 +701,17 @@ export class GatewayServer implements Gateway {
   /** Runs the post filters; returns a promise only when one of them is asynchronous. */
   #runPost(ctx: FilterContext): Promise<void> | undefined {
     const filters = this.#chain.post;
-    for (const [i, filter] of filters.entries()) {
-      const ran = filter.run(ctx);
+    // Indexed: no iterator or [index, value] pair per filter per request.
+    for (let i = 0; i < filters.length; i++) {
+      const ran = (filters[i] as Filter).run(ctx);
       if (ran instanceof Promise) return ran.then(() => this.#runRest(ctx, i + 1));
     }
     return undefined;
   }
 
   async #runRest(ctx: FilterContext, from: number): Promise<void> {
-    for (const filter of this.#chain.post.slice(from)) await filter.run(ctx);
+    const filters = this.#chain.post;
+    for (let i = from; i < filters.length; i++) await (filters[i] as Filter).run(ctx);
   }
 
   /** 413 without reading the rest of the body: the connection closes after the answer. */
@@ -864,6 +848,31 @@ export class GatewayServer implements Gateway {
     await this.#upstreams?.close();
     // Last: every request's line is queued by now (the server closed after its connections).
     await this.#accessLog?.close();
+  }
+}
+
+/**
+ * One request's {@link FilterContext}: a class (one shape for every request), whose `attributes`
+ * Map is made only when a filter uses it.
+ */
+class RequestContext implements FilterContext {
+  requestId = '';
+  upstream?: { endpoint: string; statusCode: number; attempts: number };
+  error?: { status: number; code: string };
+  readonly responseHeaders: OutgoingHttpHeaders = {};
+  readonly startedAt = Date.now();
+  #attributes: Map<string, unknown> | undefined;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly clientIp: string,
+    readonly route: ResolvedRoute,
+    public upstreamPath: string,
+    readonly upstreamHeaders: Record<string, string | string[]>,
+  ) {}
+
+  get attributes(): Map<string, unknown> {
+    return (this.#attributes ??= new Map());
   }
 }
 

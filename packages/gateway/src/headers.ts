@@ -24,24 +24,25 @@ const hopByHop = new Set([
  */
 const forwardedClaims = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-prefix', 'x-forwarded-port', 'forwarded', 'x-real-ip'];
 /** Dropped upstream from a trusted proxy: `Host` (the instance's own authority is used) and `Expect` (the gateway answers `100-continue`). */
-const dropFromTrusted = new Set(['host', 'expect']);
+/** What each direction drops, hop-by-hop headers included: one Set lookup per header. */
+const dropFromTrusted = new Set([...hopByHop, 'host', 'expect']);
 const dropFromUntrusted = new Set([...dropFromTrusted, ...forwardedClaims]);
-const noneDropped = new Set<string>();
 
 /**
  * Copies `headers` without hop-by-hop headers, any header named in
- * `Connection`, and the names in `alsoDrop`. Node and undici give header
- * names lower-cased; a for-in loop and Sets built once keep this off the
- * profile (it runs twice per forwarded request).
+ * `Connection`, and the names in `drop` (a Set that includes the hop-by-hop
+ * ones). Node and undici give header names lower-cased; a for-in loop and
+ * Sets built once keep this off the profile (it runs twice per forwarded request).
  */
-export function withoutHopByHop(headers: IncomingHttpHeaders, alsoDrop: ReadonlySet<string> = noneDropped): Record<string, string | string[]> {
+export function withoutHopByHop(headers: IncomingHttpHeaders, drop: ReadonlySet<string> = hopByHop): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   const connection = headers.connection;
   const named = connection ? connection.split(',').map((token) => token.trim().toLowerCase()) : undefined;
   for (const name in headers) {
     const value = headers[name];
     // HTTP/2 pseudo-headers (`:path`, `:authority`…) describe the client's stream, not the request to forward.
-    if (value === undefined || name.charCodeAt(0) === 58 /* : */ || hopByHop.has(name) || name.startsWith('proxy-') || alsoDrop.has(name) || named?.includes(name)) continue;
+    const first = name.charCodeAt(0);
+    if (value === undefined || first === 58 /* : */ || drop.has(name) || (first === 112 /* p */ && name.startsWith('proxy-')) || named?.includes(name)) continue;
     out[name] = value;
   }
   return out;

@@ -193,15 +193,7 @@ class ServiceUpstream implements Upstream {
         if (!window) this.#latency.set(res.endpoint.label, (window = new LatencyWindow()));
         window.add(performance.now() - startedAt);
       }
-      const answer = res.body;
-      return {
-        statusCode: res.statusCode,
-        headers: res.headers,
-        endpoint: res.endpoint.label,
-        attempts: res.attempts,
-        pipe: (sink) => answer.pipe(sink),
-        abort: () => answer.abort(),
-      };
+      return new ServiceAnswer(res);
     });
     return { response, stop: () => call.stop('caller') };
   }
@@ -266,6 +258,34 @@ class ServiceUpstream implements Upstream {
   async close(): Promise<void> {
     await this.#watch.close();
     await this.#client.close();
+  }
+}
+
+/** The client's kept answer to a forwarded request. */
+type ForwardedResponse = Awaited<ReturnType<ProxylessClient['forward']>['response']>;
+
+/** An {@link UpstreamAnswer} over the client's answer: one object per answer, no closures. */
+class ServiceAnswer implements UpstreamAnswer {
+  readonly statusCode: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly endpoint: string;
+  readonly attempts: number;
+  readonly #body: ForwardedResponse['body'];
+
+  constructor(res: ForwardedResponse) {
+    this.statusCode = res.statusCode;
+    this.headers = res.headers;
+    this.endpoint = res.endpoint.label;
+    this.attempts = res.attempts;
+    this.#body = res.body;
+  }
+
+  pipe(sink: AnswerSink): void {
+    this.#body.pipe(sink);
+  }
+
+  abort(): void {
+    this.#body.abort();
   }
 }
 
