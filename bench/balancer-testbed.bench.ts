@@ -78,8 +78,8 @@ const BIN_MS = 1_000;
 const SAMPLE_MS = 250;
 const SLOTS = (process.env['BENCH_SLOTS'] ?? '5').split(',').map(Number);
 const UTIL = process.env['BENCH_UTIL'] ?? 'occupancy';
-const BASE_MS = 40;
-const EXP_MS = 40;
+const BASE_MS = Number(process.env['BENCH_BASE_MS'] ?? 40);
+const EXP_MS = Number(process.env['BENCH_EXP_MS'] ?? 40);
 const ANTAGONIST_EXTRA_MS = 80;
 
 /** One antagonist period: which backends, what it does, when (s from the run's start). */

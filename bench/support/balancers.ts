@@ -57,7 +57,7 @@ export function balancerNames(names?: string): string[] {
 /** The balancer `name` in `build` (`undefined`: the client's default), or why it is skipped. */
 export function balancerFor(build: Build, name: string): Balancer | undefined | string {
   const experiment = EXPERIMENTS[name];
-  if (experiment !== undefined) return experiment();
+  if (experiment !== undefined) return experiment(build);
   const entry = BALANCERS[name];
   if (entry === undefined) throw new Error(`unknown balancer ${JSON.stringify(name)}: one of ${Object.keys(BALANCERS).join(', ')}`);
   return entry(build);
@@ -69,7 +69,7 @@ export function selectBalancers(build: Build, names?: string): BalancerChoice[] 
   for (const name of balancerNames(names)) {
     const experiment = EXPERIMENTS[name];
     if (experiment !== undefined) {
-      chosen.push({ name, make: experiment });
+      chosen.push({ name, make: () => experiment(build) });
       continue;
     }
     const entry = BALANCERS[name]!;

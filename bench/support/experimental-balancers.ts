@@ -4,6 +4,7 @@
  * not-excluded endpoints; costs as named.
  */
 import type { Balancer, BalancerEndpoint, PickContext, Picker } from '@proxyless/core';
+import type { Build } from './builds.js';
 
 type Cost = (e: BalancerEndpoint) => number;
 
@@ -48,7 +49,29 @@ function rifOf(e: BalancerEndpoint, tauMs = 1_000): number {
   return Math.max(e.load.inFlight, r.rif * fresh(r.ageMs, tauMs));
 }
 
-export const EXPERIMENTS: Record<string, () => Balancer> = {
+/** `prequal(options)` of the build under test (bench-only settings to compare). */
+const prequalWith = (options: Record<string, unknown>) => (b: Build): Balancer => (b.core as unknown as { prequal: (o: Record<string, unknown>) => Balancer }).prequal(options);
+
+export const EXPERIMENTS: Record<string, (build: Build) => Balancer> = {
+  /** Prequal with the paper's cold rule: the lowest latency. */
+  'x prequal lowest': prequalWith({ coldChoice: 'lowest' }),
+  /** Prequal, hot above the median RIF. */
+  'x prequal q0.5': prequalWith({ hotQuantile: 0.5 }),
+  'x prequal lowest q0.5': prequalWith({ coldChoice: 'lowest', hotQuantile: 0.5 }),
+  /** Fresher probes: each serves one pick. */
+  'x prequal fresh': prequalWith({ maxReuse: 1, probeRate: 2 }),
+  'x prequal q0.5 fresh': prequalWith({ hotQuantile: 0.5, maxReuse: 1, probeRate: 2 }),
+  'x prequal q0.3': prequalWith({ hotQuantile: 0.3 }),
+  'x prequal q0.5 r1': prequalWith({ hotQuantile: 0.5, probeRate: 1 }),
+  'x prequal q0.5 r0.5': prequalWith({ hotQuantile: 0.5, probeRate: 0.5 }),
+  /** No probes at all: the pool fed by the reports answers carry in-band. */
+  'x prequal q0.5 r0': prequalWith({ hotQuantile: 0.5, probeRate: 0 }),
+  'x prequal q0.3 r1': prequalWith({ hotQuantile: 0.3, probeRate: 1 }),
+  /** The default balancer with Prequal's probe rate at 1 and 0.5 per pick. */
+  'x default r1': (b) => (b.core as unknown as { defaultBalancer: (o: Record<string, unknown>) => Balancer }).defaultBalancer({ prequal: { probeRate: 1 } }),
+  'x default k2': (b) => (b.core as unknown as { defaultBalancer: (o: Record<string, unknown>) => Balancer }).defaultBalancer({ prequal: { probeRate: 1, coldLatencyExponent: 2 } }),
+  'x default k3': (b) => (b.core as unknown as { defaultBalancer: (o: Record<string, unknown>) => Balancer }).defaultBalancer({ prequal: { probeRate: 1, coldLatencyExponent: 3 } }),
+  'x default r0.5': (b) => (b.core as unknown as { defaultBalancer: (o: Record<string, unknown>) => Balancer }).defaultBalancer({ prequal: { probeRate: 0.5 } }),
   /** The fused cost before 5 Dec: ewma × (max(in flight, rif) + 1) ÷ max(1 − utilisation, 0.05), reports faded over 1 s. */
   'x old fused': () =>
     p2c('x-old-fused', (e) => {

@@ -243,4 +243,39 @@ describe('http-client: prequal() probing balancer', function () {
     assert.deepEqual(plain.map((s) => s.hits), hits, 'nothing sent after close()');
     await until(() => true);
   });
+  it('the default balancer: peak EWMA without a probe while one server does not report, Prequal probing once every server has reported past the 10 s blackout', async function () {
+    this.timeout(90_000);
+    const reporting = await Promise.all([backend(after(1)), backend(after(1))]);
+    let plainProbes = 0;
+    const plain = await startServer((req, res) => {
+      if (req.url === PROBE_PATH) plainProbes++;
+      res.end('ok');
+    });
+    servers.push(plain);
+    const resolver = new FakeResolver();
+    resolver.set([...reporting.map((b) => instance(b.server.port)), instance(plain.port)]);
+    client = createClient({ service: 'svc', resolver, timeoutMs: 6_000 });
+    const c = client;
+    // Past A58's blackout (10 s of reports) with the plain server in the set: still peak EWMA, nobody probed.
+    const started = performance.now();
+    while (performance.now() - started < 11_000) {
+      await load(c, 20, 2);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(reporting.reduce((n, b) => n + b.probes(), 0) + plainProbes, 0, 'no probe while a server does not report');
+    const before = await c.text({ path: '/', explain: true });
+    assert.equal(before.picks?.[0]?.strategy, 'peak-ewma+prequal');
+    assert.ok(before.picks?.[0]?.signal === 'latency' || before.picks?.[0]?.signal === 'in-flight', String(before.picks?.[0]?.signal));
+    // The plain server leaves: every server reports, and the next picks probe.
+    resolver.set(reporting.map((b) => instance(b.server.port)));
+    const switched = performance.now();
+    while (!reporting.every((b) => b.probes() > 0)) {
+      assert.ok(performance.now() - switched < 10_000, 'probes within 10 s of every server reporting');
+      await load(c, 10, 2);
+    }
+    const after_ = await c.text({ path: '/', explain: true });
+    const signal = after_.picks?.[0]?.signal;
+    assert.ok(signal === 'probe-latency' || signal === 'probe-in-flight', String(signal));
+    assert.equal(plainProbes, 0);
+  });
 });

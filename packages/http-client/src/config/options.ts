@@ -153,7 +153,11 @@ export interface ClientOptions {
   resolver: Resolver;
   /** Resolver-specific query (tags, datacenter…) passed to `resolver.watch()`. */
   query?: object;
-  /** Balancing strategy. Default: `peakEwma()` from `@proxyless/core`. */
+  /**
+   * Balancing strategy. Default: `defaultBalancer()` from `@proxyless/core`:
+   * peak EWMA, and Prequal probing while every endpoint reports its load
+   * (servers running `@proxyless/load-report`).
+   */
   balancer?: Balancer;
   /** Overall deadline of one request (all attempts and backoff), in ms. Default 10 000. */
   timeoutMs?: number;
