@@ -33,12 +33,6 @@ export interface PrequalOptions {
    * about 1 %.
    */
   coldChoice?: 'weighted' | 'lowest';
-  /**
-   * With `coldChoice: 'weighted'`, the odds are latency^−k: 1 (default) is
-   * inverse proportion, larger values lean harder toward the fastest cold
-   * endpoint (2: twice as fast, four times the odds). 0.5–8.
-   */
-  coldLatencyExponent?: number;
   /** Path the transport probes (`GET`). Default `'/endpoint-load-metrics'` (`@proxyless/load-report` answers it without running the app). */
   probePath?: string;
   /** A probe's deadline, ms (1–60,000). Default 500. */
@@ -59,7 +53,6 @@ export const prequalDefaults = Object.freeze({
   maxReuse: 3,
   hotQuantile: 0.84,
   coldChoice: 'weighted',
-  coldLatencyExponent: 1,
   probePath: '/endpoint-load-metrics',
   probeTimeoutMs: 500,
   maxConcurrentProbes: 8,
@@ -71,7 +64,7 @@ const RIF_HISTORY = 32;
 const MIN_LATENCY_MS = 0.01;
 
 const optionNames = optionKeys<PrequalOptions>({
-  poolSize: true, probeRate: true, maxProbeAgeMs: true, maxReuse: true, hotQuantile: true, coldChoice: true, coldLatencyExponent: true,
+  poolSize: true, probeRate: true, maxProbeAgeMs: true, maxReuse: true, hotQuantile: true, coldChoice: true,
   probePath: true, probeTimeoutMs: true, maxConcurrentProbes: true, random: true, clock: true,
 });
 
@@ -139,7 +132,6 @@ export function prequal(options: PrequalOptions = {}): Balancer {
   const coldChoice = options.coldChoice ?? d.coldChoice;
   if (coldChoice !== 'weighted' && coldChoice !== 'lowest') throw new InvalidOptionError('coldChoice', coldChoice, "must be 'weighted' or 'lowest'");
   const lowest = coldChoice === 'lowest';
-  const exponent = checkNumber('coldLatencyExponent', options.coldLatencyExponent, d.coldLatencyExponent, { min: 0.5, max: 8 });
   const path = options.probePath ?? d.probePath;
   if (typeof path !== 'string' || !/^\/[\x21-\x7E]*$/.test(path)) {
     throw new InvalidOptionError('probePath', path, "must be a path starting with '/' (printable ASCII)");
@@ -151,7 +143,7 @@ export function prequal(options: PrequalOptions = {}): Balancer {
   });
   const random = checkRandom('random', options.random);
   const clock = options.clock === undefined ? performanceClock : checkClock('clock', options.clock);
-  const config: PoolConfig = { poolSize, probeRate, maxAgeMs, maxReuse, hotQuantile, lowest, exponent, settings, random, clock };
+  const config: PoolConfig = { poolSize, probeRate, maxAgeMs, maxReuse, hotQuantile, lowest, settings, random, clock };
   return {
     name: 'prequal',
     createPicker<E extends BalancerEndpoint>(endpoints: readonly E[]): Picker<E> {
@@ -169,8 +161,6 @@ interface PoolConfig {
   readonly hotQuantile: number;
   /** `coldChoice: 'lowest'`. */
   readonly lowest: boolean;
-  /** `coldLatencyExponent`. */
-  readonly exponent: number;
   readonly settings: ProbeSettings;
   readonly random: RandomSource;
   readonly clock: () => number;
@@ -294,7 +284,7 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
           continue;
         }
         known++;
-        coldOdds += this.#odds(lat);
+        coldOdds += 1 / Math.max(lat, MIN_LATENCY_MS);
         if (coldBest < 0 || lat < (this.#lat[coldBest] as number)) coldBest = s;
       } else if (rif < minRif) {
         minRif = rif;
@@ -318,17 +308,10 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
       if (e.available === false || (exclude !== undefined && exclude.has(e))) continue;
       if ((this.#rif[s] as number) + (this.#uses[s] as number) > threshold) continue;
       const lat = this.#lat[s] as number;
-      draw -= Number.isNaN(lat) ? unknownOdds : this.#odds(lat);
+      draw -= Number.isNaN(lat) ? unknownOdds : 1 / Math.max(lat, MIN_LATENCY_MS);
       if (draw < 0) return s;
     }
     return anyCold; // rounding left the draw at the very end
-  }
-
-  /** A cold endpoint's odds: latency^−k. */
-  #odds(latencyMs: number): number {
-    const k = this.#c.exponent;
-    const inverse = 1 / Math.max(latencyMs, MIN_LATENCY_MS);
-    return k === 1 ? inverse : inverse ** k;
   }
 
   /** Least-request over two random endpoints that do not report; undefined when the draw finds none usable. */

@@ -128,20 +128,6 @@ describe('prequal()', () => {
     assert.ok(counts[2]! < 150, counts.join('/'));
   });
 
-  it('coldLatencyExponent: k sharpens the odds to latency^−k, and is validated', () => {
-    assert.throws(() => prequal({ coldLatencyExponent: 0.4 }), (e: unknown) => e instanceof InvalidOptionError && /coldLatencyExponent/.test(e.message));
-    assert.throws(() => prequal({ coldLatencyExponent: 9 }), InvalidOptionError);
-    const { set, picker, probing } = setup(2, { maxReuse: 1000, coldLatencyExponent: 2 });
-    const counts = [0, 0];
-    for (let i = 0; i < 3000; i++) {
-      probing.result(set[0]!, { rif: 0, latencyMs: 1 });
-      probing.result(set[1]!, { rif: 0, latencyMs: 2 });
-      counts[set.indexOf(picker.pick()!)]!++;
-    }
-    // Odds 1 : 1/4 → 80 % : 20 % (k = 1 would give 67 % : 33 %).
-    assert.ok(counts[0]! > 2280 && counts[0]! < 2520, counts.join('/'));
-  });
-
   it('shares the picks of about equally fast endpoints at one request at a time', () => {
     const { set, picker, probing } = setup(2, { maxReuse: 1000 });
     const counts = [0, 0];
