@@ -35,6 +35,9 @@ const REPORTING_CHECK_MS = 250;
 
 const performanceClock = (): number => performance.now();
 
+/** No probe targets (while on peak EWMA): one shared empty list, no allocation per pick. */
+const NO_TARGETS: readonly never[] = Object.freeze([]);
+
 /**
  * The `@proxyless/http-client` default: **peak EWMA** ({@link peakEwma}) for
  * as long as some available endpoint does not report its load, and
@@ -139,7 +142,7 @@ class DefaultPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
   }
 
   targets(max: number): E[] {
-    return this.#reporting ? this.#probing.targets(max) : [];
+    return this.#reporting ? this.#probing.targets(max) : (NO_TARGETS as unknown as E[]);
   }
 
   result(endpoint: E, result: ProbeResult | undefined): void {
