@@ -80,6 +80,8 @@ export function defaultBalancer(options: DefaultBalancerOptions = {}): Balancer 
   const clock = options.clock === undefined ? performanceClock : checkClock('clock', options.clock);
   return {
     name: 'peak-ewma+prequal',
+    // Peak EWMA's cost, what decides while not every endpoint reports; while probing, the pick's signal names what decided.
+    ...(ewma.score === undefined ? {} : { score: ewma.score.bind(ewma) }),
     createPicker<E extends BalancerEndpoint>(endpoints: readonly E[]): Picker<E> {
       if (endpoints.length === 0) return emptyPicker(endpoints);
       return new DefaultPicker(ewma.createPicker(endpoints), probing.createPicker(endpoints), clock);

@@ -32,6 +32,10 @@ describe('defaultBalancer()', () => {
     assert.throws(() => defaultBalancer({ peakEwma: { defaultLatencyMs: -1 } }), (e: unknown) => e instanceof InvalidOptionError && /defaultLatencyMs/.test(e.message));
     assert.equal(defaultBalancer({ prequal: false }).name, 'peak-ewma');
     assert.equal(defaultBalancer().name, 'peak-ewma+prequal');
+    const [e] = endpoints(1);
+    e!.load.ewmaMs = 4;
+    e!.load.inFlight = 2;
+    assert.equal(defaultBalancer().score?.(e!), 12, "peak EWMA's cost, ewmaMs × (inFlight + 1), explains its picks");
   });
 
   it('picks by peak EWMA and asks for no probe while the endpoints do not report', () => {
