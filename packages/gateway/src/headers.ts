@@ -37,7 +37,8 @@ const dropFromUntrusted = new Set([...dropFromTrusted, ...forwardedClaims]);
 export function withoutHopByHop(headers: IncomingHttpHeaders, drop: ReadonlySet<string> = hopByHop): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   const connection = headers.connection;
-  const named = connection ? connection.split(',').map((token) => token.trim().toLowerCase()) : undefined;
+  // `keep-alive` and `close` (nearly every Connection header) name nothing beyond the hop-by-hop set: no token list.
+  const named = connection && connection !== 'keep-alive' && connection !== 'close' ? connection.split(',').map((token) => token.trim().toLowerCase()) : undefined;
   for (const name in headers) {
     const value = headers[name];
     // HTTP/2 pseudo-headers (`:path`, `:authority`…) describe the client's stream, not the request to forward.
