@@ -123,21 +123,33 @@ async function primary(): Promise<void> {
   }
   const { config, workers } = set;
   const log = (line: string): void => void process.stderr.write(`proxyless-gateway: ${line}\n`);
+  let upstreams: Upstreams;
+  try {
+    upstreams = await Upstreams.connect(gatewayRegistry(config));
+  } catch (error) {
+    fail((error as Error).message, 2);
+  }
+  if (config.discovery?.enabled !== false) {
+    // A registry that cannot be reached ends the start here, before forking workers that would each find it so.
+    const catalog = upstreams.watchServices();
+    try {
+      await upstreams.firstServices(catalog, config.discovery?.startTimeoutMs ?? 10_000);
+    } catch (error) {
+      await upstreams.close();
+      // One line naming the registry and its address (not a stack trace).
+      fail((error as Error).message, 1);
+    } finally {
+      await catalog.close();
+    }
+  }
   const pool = new ClusterPrimary({ workers, graceMs: 10_000, log });
   let url: string;
   try {
     url = await pool.start();
   } catch (error) {
     await pool.stop();
-    // One line naming the registry and its address (not a stack trace).
+    await upstreams.close();
     fail((error as Error).message, (error as { exitCode?: number }).exitCode ?? 1);
-  }
-  let upstreams: Upstreams;
-  try {
-    upstreams = await Upstreams.connect(gatewayRegistry(config));
-  } catch (error) {
-    await pool.stop();
-    fail((error as Error).message, 2);
   }
   const port = Number(new URL(url).port);
   const host = config.host ?? '127.0.0.1';

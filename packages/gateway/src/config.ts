@@ -135,7 +135,8 @@ export interface GatewayConfig {
     ignored?: string[];
     /**
      * How long `listen()` waits for the registry's first list of services, ms. Default 10000.
-     * A registry that cannot be reached by then fails the start with one line naming it and its address.
+     * A registry that has not answered by then fails the start with one line naming it and its address;
+     * one where nothing answers at the address (refused, unknown host, TLS) fails it at once.
      */
     startTimeoutMs?: number;
   };

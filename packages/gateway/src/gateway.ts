@@ -74,9 +74,9 @@ export interface Gateway extends AsyncDisposable {
   readonly inFlight: number;
   /**
    * Connects to the registry, waits for its list of services (at most
-   * `discovery.startTimeoutMs`), then listens. Resolves with the base URL;
-   * rejects with one line naming the registry and its address when it
-   * cannot be reached.
+   * `discovery.startTimeoutMs`; not at all once nothing answers at its
+   * address), then listens. Resolves with the base URL; rejects with one
+   * line naming the registry and its address when it cannot be reached.
    */
   listen(): Promise<string>;
   /**
@@ -301,12 +301,11 @@ export class GatewayServer implements Gateway {
       catalog.on('update', (services) => this.#syncCatalog(services));
       catalog.on('error', () => undefined); // shown on the status page via lastError
       // Routes from the catalog exist before the first request; a registry that cannot be reached fails the start.
-      const timeoutMs = this.#config.discovery?.startTimeoutMs ?? 10_000;
       try {
-        await catalog.ready({ timeoutMs });
+        await upstreams.firstServices(catalog, startTimeoutMs);
       } catch (error) {
         if (this.#closing) throw error;
-        throw new Error(`gateway: cannot list services: ${upstreams.describeFailure(catalog.lastError ?? new TimeoutError('Listing services', timeoutMs, error))}`, { cause: error });
+        throw new Error(`gateway: ${(error as Error).message}`, { cause: error });
       }
     }
     if (this.#accessLogConfig && !this.#accessLog) this.#accessLog = await AccessLog.open(this.#accessLogConfig);
@@ -809,20 +808,22 @@ export class GatewayServer implements Gateway {
   }
 
   async #close(graceMs: number): Promise<void> {
-    const closed = this.server.listening ? once(this.server, 'close') : Promise.resolve([]);
+    // A gateway that never listened (its start failed) has no connection to give a last call to.
+    const wasListening = this.server.listening;
+    const closed = wasListening ? once(this.server, 'close') : Promise.resolve([]);
     // Closing a kept-alive socket between two of its requests races the client's next request, which
     // then fails (wrk: read errors; a SIGHUP restart under load lost ~15 per worker). So first a last
     // call: every answer now says `Connection: close`, and a busy client's next request gets one;
     // only sockets that stayed idle through it are closed (what any keep-alive timeout does).
     // http's close() would close the idle ones at once (Node >= 19): net's stops accepting only.
-    if (this.server.listening) NetServer.prototype.close.call(this.server);
+    if (wasListening) NetServer.prototype.close.call(this.server);
     this.#certificates?.close();
     // HTTP/2: a GOAWAY now; the client sends its next requests on a new connection (another worker's), the streams in flight finish.
     for (const session of this.#sessions) session.close();
     // Upgraded sockets are not the http server's any more: they get their 1001 now, and the server's close waits for them.
     const tunnelsClosed = this.#upgrades.drain(graceMs);
     const lastCallMs = Math.min(graceMs, lastCallMaxMs);
-    if (lastCallMs > 0) await new Promise((resolve) => setTimeout(resolve, lastCallMs).unref());
+    if (lastCallMs > 0 && wasListening) await new Promise((resolve) => setTimeout(resolve, lastCallMs).unref());
     if ('closeIdleConnections' in this.server) this.server.closeIdleConnections();
     if (this.#inFlight > 0) {
       await new Promise<void>((resolve) => {

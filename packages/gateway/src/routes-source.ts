@@ -25,6 +25,8 @@ export class RoutesSource {
   #watchError: Error | undefined;
   #updatedAt: number | null = null;
   #firstAnswer: (() => void) | undefined;
+  /** While {@link RoutesSource.start} waits: told each failure, to stop waiting on an unreachable registry. */
+  #failedAtStart: ((error: Error) => void) | undefined;
   #started = false;
   readonly #answered: Promise<void>;
 
@@ -40,8 +42,17 @@ export class RoutesSource {
     this.#answered = new Promise((resolve) => (this.#firstAnswer = resolve));
   }
 
-  /** Starts watching; resolves once the key was read once (its routes, if valid, in place), or after `timeoutMs` with false. */
+  /**
+   * Starts watching; resolves once the key was read once (its routes, if valid, in place), or with false
+   * after `timeoutMs`, or at once when the registry is unreachable (see {@link Upstreams.isUnreachable}).
+   */
   async start(upstreams: Upstreams, timeoutMs: number): Promise<boolean> {
+    if (this.#watchError && upstreams.isUnreachable(this.#watchError)) return false;
+    const unreachable = new Promise<boolean>((resolve) => {
+      this.#failedAtStart = (error) => {
+        if (upstreams.isUnreachable(error)) resolve(false);
+      };
+    });
     if (!this.#started) {
       this.#started = true;
       // The loops report failures and retry; they end only with the signal. A throw would be a bug: reported, not a crash.
@@ -52,9 +63,10 @@ export class RoutesSource {
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
     try {
-      return await Promise.race([this.#answered.then(() => true), timedOut]);
+      return await Promise.race([this.#answered.then(() => true), timedOut, unreachable]);
     } finally {
       clearTimeout(timer);
+      this.#failedAtStart = undefined;
     }
   }
 
@@ -109,6 +121,7 @@ export class RoutesSource {
   #onFail(error: Error): void {
     // Reported, not logged per attempt: the loop retries with backoff, and a down registry shows in the catalog too.
     this.#watchError = error;
+    this.#failedAtStart?.(error);
   }
 
   status(): RoutesSourceStatus {

@@ -6,7 +6,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
-import { BadResponseError, ConsulHttpClient, ConsulResolver, InvalidOptionError, runBlockingQuery, type CatalogWatch, type CatalogWatchOptions, type Resolver, type ServiceInstance, type ServiceSnapshot, type ServiceWatch } from '@proxyless/core';
+import { BadResponseError, ConsulHttpClient, ConsulResolver, InvalidOptionError, TimeoutError, isProxylessError, runBlockingQuery, type CatalogWatch, type CatalogWatchOptions, type Resolver, type ServiceInstance, type ServiceSnapshot, type ServiceWatch } from '@proxyless/core';
 // The packages' own failure sentences (internal, unsupported API): the gateway logs what the registrar and resolvers log.
 import { describeConsulFailure } from '@proxyless/core/internal';
 // @proxyless/etcd is an optional peer: loaded only for `registry: "etcd"`, so a Consul user need not install it.
@@ -389,10 +389,40 @@ export class Upstreams {
       : describeConsulFailure(error, c.client.connection.origin, key === undefined ? 'service:read and node:read' : `key:read on ${key}`);
   }
 
+  /**
+   * True when nothing answered at the registry's address (refused, unknown host, reset, TLS
+   * handshake, connect timeout; for etcd, every endpoint): a wrong address or a registry not
+   * running, which waiting will not fix. A slow or leaderless registry is not unreachable.
+   */
+  isUnreachable(error: unknown): boolean {
+    return isProxylessError(error, this.#connection.kind === 'etcd' ? 'ERR_ETCD_UNREACHABLE' : 'ERR_CONSUL_UNREACHABLE');
+  }
+
   /** The registry's list of services, kept current (`options` tune Consul's catalog poll). */
   watchServices(options?: CatalogWatchOptions): CatalogWatch {
     const c = this.#connection;
     return c.kind === 'etcd' ? c.resolver.watchServices() : c.resolver.watchServices(options);
+  }
+
+  /**
+   * Waits for `catalog`'s first list, at most `timeoutMs`. An unreachable registry ends the wait
+   * at once (waiting does not fix a wrong address); a slow one, or one answering with errors, is
+   * waited for until then.
+   * @throws Error `cannot list services: ` and {@link Upstreams.describeFailure}'s line.
+   */
+  async firstServices(catalog: CatalogWatch, timeoutMs: number): Promise<void> {
+    const unreachable = new AbortController();
+    const onError = (error: Error): void => {
+      if (this.isUnreachable(error)) unreachable.abort(error);
+    };
+    catalog.on('error', onError);
+    try {
+      await catalog.ready({ timeoutMs, signal: unreachable.signal });
+    } catch (error) {
+      throw new Error(`cannot list services: ${this.describeFailure(catalog.lastError ?? new TimeoutError('Listing services', timeoutMs, error))}`, { cause: error });
+    } finally {
+      catalog.off('error', onError);
+    }
   }
 
   /** Registrar options that register the gateway itself in the same registry, on the same connection. */
