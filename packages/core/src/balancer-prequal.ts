@@ -93,7 +93,9 @@ export function quantile(sorted: Float64Array, n: number, q: number): number {
  *   probe per endpoint, at most `poolSize`; a probe is dropped when older than
  *   `maxProbeAgeMs`, after serving `maxReuse` picks, or when a later probe of
  *   its endpoint fails. Each pick it serves adds one to its RIF (the request
- *   just sent is in flight there now).
+ *   just sent is in flight there now), and an endpoint's RIF is never taken
+ *   below this client's own requests in flight there (a probe older than
+ *   them says less than the client knows).
  * - **Hot–cold.** An endpoint is hot when its RIF exceeds the `hotQuantile`
  *   quantile of recently probed RIFs. Among cold endpoints, the faster wins:
  *   by default at random with odds in inverse proportion to latency (see
@@ -275,7 +277,7 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
       if (e.available === false || (exclude !== undefined && exclude.has(e))) continue;
       usable++;
       context?.candidates?.push(e);
-      const rif = (this.#rif[s] as number) + (this.#uses[s] as number);
+      const rif = Math.max((this.#rif[s] as number) + (this.#uses[s] as number), e.load.inFlight);
       if (rif <= threshold) {
         anyCold = s;
         const lat = this.#lat[s] as number;
@@ -306,7 +308,7 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
     for (let s = 0; s < this.#size; s++) {
       const e = endpoints[this.#ep[s] as number] as E;
       if (e.available === false || (exclude !== undefined && exclude.has(e))) continue;
-      if ((this.#rif[s] as number) + (this.#uses[s] as number) > threshold) continue;
+      if (Math.max((this.#rif[s] as number) + (this.#uses[s] as number), e.load.inFlight) > threshold) continue;
       const lat = this.#lat[s] as number;
       draw -= Number.isNaN(lat) ? unknownOdds : 1 / Math.max(lat, MIN_LATENCY_MS);
       if (draw < 0) return s;

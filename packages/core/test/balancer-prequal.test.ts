@@ -75,6 +75,15 @@ describe('prequal()', () => {
     assert.equal(chosen, set[1]);
   });
 
+  it("counts this client's own requests in flight when they exceed the probe's count (a stale probe says idle)", () => {
+    const { set, picker, probing } = setup(2, { maxReuse: 1000, coldChoice: 'lowest' });
+    for (let k = 0; k < 32; k++) probing.result(set[1]!, { rif: 1, latencyMs: 5 });
+    probing.result(set[0]!, { rif: 0, latencyMs: 1 }); // the faster one, idle when probed…
+    set[0]!.load.inFlight = 6; // …but this client has sent it six requests since
+    const { chosen } = decided(picker);
+    assert.equal(chosen, set[1]);
+  });
+
   it('ages probes out after maxProbeAgeMs, then falls back', () => {
     const { set, picker, probing, clock } = setup(2, { maxProbeAgeMs: 100, maxReuse: 1000 });
     probing.result(set[0]!, { rif: 0, latencyMs: 1 });
