@@ -29,46 +29,93 @@ export interface HungResult {
   failures: number;
   p99: number;
   p999: number;
+  /** Probes the client had sent when the measurement started (0 while a default client is on peak EWMA; undefined: a balancer that never probes). */
+  probesAtStart?: number;
+  /** Probes sent during the measurement. */
+  probesDuring?: number;
 }
 
-/** Hung backend: a fresh client over `ports` (one of them hung; 500 ms deadline), 64 in flight for `ms`. */
-export async function hung(build: Build, args: { ports: number[]; balancer: BalancerName; ms: number }): Promise<HungResult | Skipped> {
-  const balancer = balancerFor(build, args.balancer);
-  if (typeof balancer === 'string') return { skipped: balancer };
-  // A fresh client per run: the hung endpoint is cold every time (the worst case).
-  const { client, resolver } = clientFor(build, args.ports, balancer, 500);
-  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+/** Closed loop: `concurrency` in flight for `ms`; failures and the latency histogram when `histogram` is given. */
+async function closedLoop(
+  client: { request(path: string): Promise<{ statusCode: number; body: { dump(): Promise<unknown> } }> },
+  concurrency: number,
+  ms: number,
+  histogram?: hdr.Histogram,
+): Promise<{ requests: number; failures: number }> {
   let requests = 0;
   let failures = 0;
-  const stopAt = performance.now() + args.ms;
-  try {
-    await Promise.all(
-      Array.from({ length: 64 }, async () => {
-        while (performance.now() < stopAt && requests < 500_000) {
-          const s = performance.now();
-          requests++;
-          try {
-            const res = await client.request('/');
-            await res.body.dump();
-            if (res.statusCode !== 200) failures++;
-          } catch {
-            failures++;
-          }
-          histogram.recordValue(Math.max(1, Math.round((performance.now() - s) * 1000)));
+  const stopAt = performance.now() + ms;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < stopAt && requests < 500_000) {
+        const s = performance.now();
+        requests++;
+        try {
+          const res = await client.request('/');
+          await res.body.dump();
+          if (res.statusCode !== 200) failures++;
+        } catch {
+          failures++;
         }
-      }),
-    );
-    return { requests, failures, p99: histogram.getValueAtPercentile(99) / 1000, p999: histogram.getValueAtPercentile(99.9) / 1000 };
+        histogram?.recordValue(Math.max(1, Math.round((performance.now() - s) * 1000)));
+      }
+    }),
+  );
+  return { requests, failures };
+}
+
+/**
+ * Hung backend (`delayMs` -1) or one slow backend (`delayMs` > 0) of five: a
+ * fresh client (500 ms deadline), 64 in flight for `ms`. Without `report`:
+ * over `ports` (started by the caller, the first one already at `delayMs`),
+ * measured from the client's first request. With `report` (FAILURE_REPORTING):
+ * five backends behind `@proxyless/load-report` started here, all answering
+ * for `warmMs` at 16 in flight (the default client hears reports for longer
+ * than A58's 10 s blackout and switches to probing), then the first one goes
+ * to `delayMs` and the measurement starts.
+ */
+export async function hung(
+  build: Build,
+  args: { ports?: number[]; balancer: BalancerName; ms: number; report?: boolean; warmMs?: number; delayMs?: number },
+): Promise<HungResult | Skipped> {
+  const balancer = balancerFor(build, args.balancer);
+  if (typeof balancer === 'string') return { skipped: balancer };
+  const report = args.report === true;
+  const ports = report || args.ports === undefined ? await freePorts(5) : args.ports;
+  const backends = report ? await startNodeBackends(ports.map((port) => ({ port, delayMs: 0 })), { report: true }) : undefined;
+  // A fresh client per run: without reports the hung endpoint is cold every time (the worst case).
+  const { client, resolver } = clientFor(build, ports, balancer, 500);
+  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+  try {
+    if (backends !== undefined) {
+      await closedLoop(client, 16, args.warmMs ?? 12_000);
+      setBackendDelay(backends, ports[0]!, args.delayMs ?? -1);
+    }
+    const probesAtStart = client.stats().probes?.sent;
+    const { requests, failures } = await closedLoop(client, 64, args.ms, histogram);
+    const probesEnd = client.stats().probes?.sent;
+    return {
+      requests,
+      failures,
+      p99: histogram.getValueAtPercentile(99) / 1000,
+      p999: histogram.getValueAtPercentile(99.9) / 1000,
+      ...(probesAtStart === undefined ? {} : { probesAtStart, probesDuring: (probesEnd ?? 0) - probesAtStart }),
+    };
   } finally {
     histogram.destroy();
     await client.destroy();
     await resolver.close();
+    await stop(backends);
   }
 }
 
 export interface BrrResult {
   slow: { ok: number; all: number };
   after: { ok: number; all: number; toSlow: number; lastThird: number; lastThirdToSlow: number };
+  /** Per second after recovery: requests issued in it, and those the slow backend answered (when it is back at its fair share). */
+  afterBySecond: { all: number; toSlow: number }[];
+  /** Probes the client had sent when the slow phase started (see {@link HungResult.probesAtStart}). */
+  probesAtStart?: number;
 }
 
 /**
@@ -76,16 +123,19 @@ export interface BrrResult {
  * 2 s for `slowMs`, open loop at `rate` req/s, 1 s deadline; counts while
  * slow and in the `afterMs` after it recovers.
  */
-export async function beyondRoundRobin(build: Build, args: { balancer: BalancerName; slowMs: number; afterMs: number; rate: number; warmMs: number }): Promise<BrrResult | Skipped> {
+export async function beyondRoundRobin(
+  build: Build,
+  args: { balancer: BalancerName; slowMs: number; afterMs: number; rate: number; warmMs: number; report?: boolean },
+): Promise<BrrResult | Skipped> {
   const balancer = balancerFor(build, args.balancer);
   if (typeof balancer === 'string') return { skipped: balancer };
   const ports = await freePorts(11);
   // ~167 ms each: uniform 117–217 ms would need per-request jitter; a fixed 167 ms keeps the comparison clean.
-  const backends = await startNodeBackends(ports.map((port) => ({ port, delayMs: 167 })));
+  const backends = await startNodeBackends(ports.map((port) => ({ port, delayMs: 167 })), { report: args.report === true });
   const { client, resolver } = clientFor(build, ports, balancer, 1_000);
   const slowLabel = `127.0.0.1:${ports[0]}`;
   const phase = { name: 'warm' as 'warm' | 'slow' | 'after' };
-  const counts: BrrResult = { slow: { ok: 0, all: 0 }, after: { ok: 0, all: 0, toSlow: 0, lastThird: 0, lastThirdToSlow: 0 } };
+  const counts: BrrResult = { slow: { ok: 0, all: 0 }, after: { ok: 0, all: 0, toSlow: 0, lastThird: 0, lastThirdToSlow: 0 }, afterBySecond: [] };
   let afterStartedAt = 0;
   const inFlight = new Set<Promise<void>>();
   const fire = (): void => {
@@ -109,6 +159,10 @@ export async function beyondRoundRobin(build: Build, args: { balancer: BalancerN
         counts.after.all++;
         if (ok) counts.after.ok++;
         if (label === slowLabel) counts.after.toSlow++;
+        const second = Math.floor((issuedAt - afterStartedAt) / 1000);
+        while (counts.afterBySecond.length <= second) counts.afterBySecond.push({ all: 0, toSlow: 0 });
+        counts.afterBySecond[second]!.all++;
+        if (label === slowLabel) counts.afterBySecond[second]!.toSlow++;
         if (issuedAt - afterStartedAt >= (2 * args.afterMs) / 3) {
           counts.after.lastThird++;
           if (label === slowLabel) counts.after.lastThirdToSlow++;
@@ -132,7 +186,9 @@ export async function beyondRoundRobin(build: Build, args: { balancer: BalancerN
     }
   };
   try {
-    await runFor(args.warmMs); // warm-up: every endpoint has an estimate
+    await runFor(args.warmMs); // warm-up: every endpoint has an estimate (and, reporting, past A58's 10 s blackout)
+    const probesAtStart = client.stats().probes?.sent;
+    if (probesAtStart !== undefined) counts.probesAtStart = probesAtStart;
     phase.name = 'slow';
     setBackendDelay(backends, ports[0]!, 2_000);
     await runFor(args.slowMs);

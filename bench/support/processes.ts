@@ -43,8 +43,8 @@ async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
 }
 
 /** A child process hosting Node backends (one per spec); resolves when they listen. */
-export async function startNodeBackends(specs: { port: number; delayMs: number }[]): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'node-backends.ts'), JSON.stringify(specs)], {
+export async function startNodeBackends(specs: { port: number; delayMs: number }[], options: { report?: boolean } = {}): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'node-backends.ts'), JSON.stringify(specs), ...(options.report === true ? ['report'] : [])], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {
