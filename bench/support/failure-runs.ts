@@ -91,6 +91,7 @@ export async function hung(
       await closedLoop(client, 16, args.warmMs ?? 12_000);
       setBackendDelay(backends, ports[0]!, args.delayMs ?? -1);
     }
+    // Undefined before the client's first pick (no picker yet) as for a balancer that never probes.
     const probesAtStart = client.stats().probes?.sent;
     const { requests, failures } = await closedLoop(client, 64, args.ms, histogram);
     const probesEnd = client.stats().probes?.sent;
@@ -99,7 +100,7 @@ export async function hung(
       failures,
       p99: histogram.getValueAtPercentile(99) / 1000,
       p999: histogram.getValueAtPercentile(99.9) / 1000,
-      ...(probesAtStart === undefined ? {} : { probesAtStart, probesDuring: (probesEnd ?? 0) - probesAtStart }),
+      ...(probesEnd === undefined ? {} : { probesAtStart: probesAtStart ?? 0, probesDuring: probesEnd - (probesAtStart ?? 0) }),
     };
   } finally {
     histogram.destroy();
