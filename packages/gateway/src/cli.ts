@@ -41,7 +41,7 @@ Environment:
   ETCDCTL_ENDPOINTS  etcd endpoints (default 127.0.0.1:2379); ETCDCTL_CACERT/CERT/KEY/USER apply
   PORT, GATEWAY_HOST Listen port (0: a free one) and address; override the config
 
-Exit codes: 0 drained after SIGTERM/SIGINT, 1 registry unreachable at start, 2 bad command line or config.
+Exit codes: 0 drained after SIGTERM/SIGINT, 1 registry unreachable at start, 2 bad command line or config (a port in use included).
 `;
 
 /** A bad command line or environment: one line, exit code 2. */
@@ -151,7 +151,9 @@ async function primary(): Promise<void> {
     await upstreams.close();
     fail((error as Error).message, (error as { exitCode?: number }).exitCode ?? 1);
   }
-  const port = Number(new URL(url).port);
+  // URL leaves out a scheme's default port (http://127.0.0.1:80 has port ''), which is still the port to register.
+  const { port: portText, protocol } = new URL(url);
+  const port = portText ? Number(portText) : protocol === 'https:' ? 443 : 80;
   const host = config.host ?? '127.0.0.1';
   const registrar = new Registrar({
     name: set.gateway.name,

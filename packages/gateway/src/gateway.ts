@@ -309,8 +309,14 @@ export class GatewayServer implements Gateway {
       }
     }
     if (this.#accessLogConfig && !this.#accessLog) this.#accessLog = await AccessLog.open(this.#accessLogConfig);
-    this.server.listen(this.#config.port ?? 8080, this.#config.host ?? '127.0.0.1');
-    await once(this.server, 'listening');
+    const port = this.#config.port ?? 8080;
+    const host = this.#config.host ?? '127.0.0.1';
+    this.server.listen(port, host);
+    try {
+      await once(this.server, 'listening');
+    } catch (error) {
+      throw listenError(error, port, host);
+    }
     // Watched from here on (not in the constructor: the CLI's primary makes a gateway it never listens with).
     this.#certificates?.attach(this.server as HttpsServer);
     return this.url;
@@ -850,6 +856,16 @@ export class GatewayServer implements Gateway {
     // Last: every request's line is queued by now (the server closed after its connections).
     await this.#accessLog?.close();
   }
+}
+
+/** A failed listen as the option to change (`bind EADDRINUSE …` alone names no fix). */
+function listenError(error: unknown, port: number, host: string): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  const portFix = 'set "port" in the config or PORT (0: any free port)';
+  if (code === 'EADDRINUSE') return new InvalidOptionError('port', port, `is in use on ${host} (EADDRINUSE): stop what listens there, or ${portFix}`);
+  if (code === 'EACCES') return new InvalidOptionError('port', port, `needs privileges on ${host} (EACCES; ports below 1024 do without CAP_NET_BIND_SERVICE): ${portFix}`);
+  if (code === 'EADDRNOTAVAIL') return new InvalidOptionError('host', host, `is not an address of this machine (EADDRNOTAVAIL): set "host" in the config or GATEWAY_HOST (0.0.0.0: every interface)`);
+  return error;
 }
 
 /**
