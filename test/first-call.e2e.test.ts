@@ -180,7 +180,8 @@ describe('a first call, in a child process (real Consul, real etcd)', function (
           assert.equal(lines.length, 1, r.stderr);
           assert.match(lines[0] ?? '', read === 'catalog' ? /^proxyless-gateway: cannot list services: / : /^proxyless-gateway: cannot read routes: /);
           assert.match(lines[0] ?? '', new RegExp(address.replace(/\./g, '\\.')));
-          assert.match(lines[0] ?? '', registry === 'consul' ? /CONSUL_HTTP_ADDR/ : /ETCDCTL_ENDPOINTS/);
+          // The config's own key, not the client library's option.
+          assert.match(lines[0] ?? '', registry === 'consul' ? /Set CONSUL_HTTP_ADDR \(or the config's consulAddress\)/ : /Set ETCDCTL_ENDPOINTS \(or the config's etcdEndpoints\)/);
           assert.doesNotMatch(r.stdout, /listening/);
         });
       }

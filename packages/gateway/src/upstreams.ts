@@ -330,6 +330,10 @@ export type GatewayRegistry = { readonly kind: 'consul'; readonly address: strin
 type EtcdModule = typeof import('@proxyless/etcd');
 type EtcdInternal = typeof import('@proxyless/etcd/internal');
 
+/** The gateway config's own spelling of the registry's address, for the failure lines (not the client option's). */
+const consulWords = { address: 'the config\'s consulAddress', token: 'no config key: the gateway reads the token from the environment' };
+const etcdWords = 'the config\'s etcdEndpoints';
+
 /** The registry connection: Consul's, or etcd's with the lazily loaded etcd package. */
 type Connection =
   | { readonly kind: 'consul'; readonly client: ConsulHttpClient; readonly resolver: ConsulResolver }
@@ -385,8 +389,8 @@ export class Upstreams {
     const c = this.#connection;
     // The permission named is the one the failed read needs: the catalog's, or the routes key's.
     return c.kind === 'etcd'
-      ? c.internal.describeEtcdFailure(error, c.client.connection.endpoints, key === undefined ? 'read on /proxyless/services/' : `read on ${key}`)
-      : describeConsulFailure(error, c.client.connection.origin, key === undefined ? 'service:read and node:read' : `key:read on ${key}`);
+      ? c.internal.describeEtcdFailure(error, c.client.connection.endpoints, key === undefined ? 'read on /proxyless/services/' : `read on ${key}`, { endpoints: etcdWords })
+      : describeConsulFailure(error, c.client.connection.origin, key === undefined ? 'service:read and node:read' : `key:read on ${key}`, consulWords);
   }
 
   /**
