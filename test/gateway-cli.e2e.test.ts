@@ -2,13 +2,18 @@
  * The `proxyless-gateway` bin's first minutes, as a new user meets them: a
  * port or host it cannot listen on is one line naming the option and the
  * variable that set it (exit 2), never `bind EADDRINUSE …` alone or a stack
- * trace; on a scheme's default port it registers that port. Real Consul,
+ * trace; on a scheme's default port it registers that port; a registry
+ * address where another HTTP server answers is named at once. Real Consul,
  * real child processes, real signals.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { startConsulAgent, type ConsulAgent } from './support/consul.js';
 import { runSource, trackChild } from './support/processes.js';
@@ -51,6 +56,41 @@ describe('proxyless-gateway: where it listens (real Consul, child processes)', f
     const line = await oneLine({ PORT: '0', GATEWAY_HOST: '203.0.113.9' }); // TEST-NET-3: never a local address
     assert.match(line, /^proxyless-gateway: Invalid option "host": "203\.0\.113\.9" is not an address of this machine \(EADDRNOTAVAIL\)/);
     assert.match(line, /GATEWAY_HOST/);
+  });
+
+  describe('the registry address pointing at another HTTP server: one line naming the variable, at once (not at the 30 s start timeout), exit 1', () => {
+    let other: HttpServer;
+    let dir: string;
+    before(async () => {
+      // Another application's server (a web app on the wrong port): a 404 page for every path.
+      other = createHttpServer((_req, res) => res.writeHead(404, { 'content-type': 'text/html' }).end('<!DOCTYPE html>\n<html>\n<body>Not Found</body>\n</html>\n'));
+      other.listen(0, '127.0.0.1');
+      await once(other, 'listening');
+      dir = mkdtempSync(join(tmpdir(), 'gw-other-'));
+      writeFileSync(join(dir, 'gateway.json'), JSON.stringify({ port: 0, discovery: { startTimeoutMs: 30_000 } }));
+    });
+    after(() => {
+      other?.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    for (const registry of ['consul', 'etcd'] as const) {
+      it(registry, async () => {
+        const address = `127.0.0.1:${String((other.address() as AddressInfo).port)}`;
+        const env = registry === 'consul' ? { CONSUL_HTTP_ADDR: address, REGISTRY: 'consul' } : { ETCDCTL_ENDPOINTS: `http://${address}`, REGISTRY: 'etcd' };
+        const t0 = performance.now();
+        const r = await runSource(['packages/gateway/src/cli.ts', '--config', join(dir, 'gateway.json')], env, 60_000);
+        const took = performance.now() - t0;
+        console.log(`      [measure] exit ${String(r.code)} after ${took.toFixed(0)} ms: ${r.stderr.trim()}`);
+        assert.equal(r.signal, null, 'killed');
+        assert.ok(took < 10_000, `took ${took.toFixed(0)} ms of a 30 000 ms start timeout`);
+        assert.equal(r.code, 1, r.stderr);
+        const lines = r.stderr.trim().split('\n');
+        assert.equal(lines.length, 1, r.stderr);
+        assert.match(lines[0] ?? '', registry === 'consul'
+          ? new RegExp(`^proxyless-gateway: cannot list services: the server at http://${address.replace(/\./g, '\\.')} answered 404 .*not a Consul agent's HTTP API\\. Set CONSUL_HTTP_ADDR`)
+          : new RegExp(`^proxyless-gateway: cannot list services: the server at http://${address.replace(/\./g, '\\.')} answered 404 .*not etcd's v3 API\\. Set ETCDCTL_ENDPOINTS`));
+      });
+    }
   });
 
   it('port 80: registers port 80 (URL drops a default port); without the privilege, one line naming PORT', async () => {

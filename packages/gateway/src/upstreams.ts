@@ -384,9 +384,25 @@ export class Upstreams {
     return c.kind === 'etcd' ? `etcd at ${c.client.connection.endpoints.join(',')}` : `Consul at ${c.client.connection.origin}`;
   }
 
+  /**
+   * True for an answer the registry's API never gives (404, 405, 501 on its list of services): another
+   * HTTP server is at the address. Waiting does not fix that either.
+   */
+  isNotTheRegistry(error: unknown): boolean {
+    const status = isProxylessError(error, this.#connection.kind === 'etcd' ? 'ERR_ETCD_API' : 'ERR_CONSUL_API') ? (error as unknown as { status: number }).status : 0;
+    return status === 404 || status === 405 || status === 501;
+  }
+
   /** One line: what failed at the registry, its address and the variable or option that sets it (the registrar's shape). */
   describeFailure(error: unknown, key?: string): string {
     const c = this.#connection;
+    if (key === undefined && this.isNotTheRegistry(error)) {
+      // Its body is another server's page (HTML, many lines): the status says enough.
+      const status = (error as { status: number }).status;
+      return c.kind === 'etcd'
+        ? `the server at ${c.client.connection.endpoints.join(',')} answered ${String(status)} to etcd's range call: it is not etcd's v3 API. Set ETCDCTL_ENDPOINTS (or ${etcdWords}) to etcd's client URLs (port 2379 by default)`
+        : `the server at ${c.client.connection.origin} answered ${String(status)} to GET /v1/catalog/services: it is not a Consul agent's HTTP API. Set CONSUL_HTTP_ADDR (or ${consulWords.address}) to the agent's address (port 8500 by default)`;
+    }
     // The permission named is the one the failed read needs: the catalog's, or the routes key's.
     return c.kind === 'etcd'
       ? c.internal.describeEtcdFailure(error, c.client.connection.endpoints, key === undefined ? 'read on /proxyless/services/' : `read on ${key}`, { endpoints: etcdWords })
@@ -409,15 +425,15 @@ export class Upstreams {
   }
 
   /**
-   * Waits for `catalog`'s first list, at most `timeoutMs`. An unreachable registry ends the wait
-   * at once (waiting does not fix a wrong address); a slow one, or one answering with errors, is
-   * waited for until then.
+   * Waits for `catalog`'s first list, at most `timeoutMs`. An unreachable registry, or another
+   * server at its address, ends the wait at once (waiting does not fix a wrong address); a slow
+   * one, or one answering with errors, is waited for until then.
    * @throws Error `cannot list services: ` and {@link Upstreams.describeFailure}'s line.
    */
   async firstServices(catalog: CatalogWatch, timeoutMs: number): Promise<void> {
     const unreachable = new AbortController();
     const onError = (error: Error): void => {
-      if (this.isUnreachable(error)) unreachable.abort(error);
+      if (this.isUnreachable(error) || this.isNotTheRegistry(error)) unreachable.abort(error);
     };
     catalog.on('error', onError);
     try {
