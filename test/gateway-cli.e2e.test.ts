@@ -93,6 +93,16 @@ describe('proxyless-gateway: where it listens (real Consul, child processes)', f
     }
   });
 
+  it('Consul at an https:// address that speaks plain HTTP: the TLS failure and its fix on one line, exit 1', async () => {
+    const env = { CONSUL_HTTP_ADDR: `https://${agent.httpAddr}`, REGISTRY: 'consul' };
+    const r = await runSource(['packages/gateway/src/cli.ts', '--workers', '1'], { PORT: '0', ...env }, 60_000);
+    console.log(`      [measure] exit ${String(r.code)}: ${r.stderr.trim()}`);
+    assert.equal(r.code, 1, r.stderr);
+    // OpenSSL's message ends in a newline: it split the line in two.
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /^proxyless-gateway: cannot list services: .*unreachable: .*wrong version number.* — the agent at this address does not speak TLS/);
+  });
+
   it('port 80: registers port 80 (URL drops a default port); without the privilege, one line naming PORT', async () => {
     const child = spawn(process.execPath, ['--conditions=proxyless-source', '--import', 'tsx', 'packages/gateway/src/cli.ts', '--workers', '1'], {
       env: { ...process.env, CONSUL_HTTP_ADDR: agent.httpAddr, REGISTRY: 'consul', PORT: '80' },

@@ -107,7 +107,9 @@ export function scrubConsulMessage(text: string, secrets: readonly string[], max
 function describeCause(cause: unknown): string {
   if (cause instanceof Error) {
     const code = (cause as { code?: unknown }).code;
-    return typeof code === 'string' ? `${code} ${cause.message}` : cause.message;
+    // One line: OpenSSL's messages end in a newline (and may hold more), which split a log line or a CLI's error in two.
+    const message = cause.message.trim().replace(/\s*\n\s*/g, ' ');
+    return typeof code === 'string' ? `${code} ${message}` : message;
   }
   return String(cause);
 }
