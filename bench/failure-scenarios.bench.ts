@@ -121,20 +121,20 @@ async function hungBackend(builds: BuildProcess[], delayMs = -1): Promise<void> 
   } finally {
     await stop(backends);
   }
-  console.log('| balancer | build | requests | failures | failure rate % | p99 ms | p99.9 ms | probes sent before / during |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log('| balancer | build | requests | failures | failure rate % | p99 ms | p99.9 ms | first backend\'s share % | probes sent before / during |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
   for (const balancer of BALANCERS) {
     for (const b of builds) {
       const rs = results.get(key(b, balancer)) ?? [];
       console.log(
-        `| ${balancer} | ${b.label} | ${mm(rs.map((r) => r.requests), 0)} | ${mm(rs.map((r) => r.failures), 0)} | ${mm(rs.map((r) => pct(r.failures, r.requests)), 3)} | ${mm(rs.map((r) => r.p99), 1)} | ${mm(rs.map((r) => r.p999), 1)} | ${probesColumn(rs.map((r) => r.probesAtStart))} / ${probesColumn(rs.map((r) => r.probesDuring))} |`,
+        `| ${balancer} | ${b.label} | ${mm(rs.map((r) => r.requests), 0)} | ${mm(rs.map((r) => r.failures), 0)} | ${mm(rs.map((r) => pct(r.failures, r.requests)), 3)} | ${mm(rs.map((r) => r.p99), 1)} | ${mm(rs.map((r) => r.p999), 1)} | ${mm(rs.map((r) => r.firstShare), 2)} | ${probesColumn(rs.map((r) => r.probesAtStart))} / ${probesColumn(rs.map((r) => r.probesDuring))} |`,
       );
     }
     if (builds.length === 2) {
       const [a, z] = builds.map((b) => results.get(key(b, balancer)) ?? []) as [HungResult[], HungResult[]];
       const f = (rs: HungResult[], k: 'requests' | 'failures' | 'p99' | 'p999'): number[] => rs.map((r) => r[k]);
       console.log(
-        `| ${balancer} | **this ÷ BEFORE** | ${ratio(f(a, 'requests'), f(z, 'requests'))} | ${f(a, 'failures').reduce((s, x) => s + x, 0)} vs ${f(z, 'failures').reduce((s, x) => s + x, 0)} (total) | | ${ratio(f(a, 'p99'), f(z, 'p99'))} | ${ratio(f(a, 'p999'), f(z, 'p999'))} | |`,
+        `| ${balancer} | **this ÷ BEFORE** | ${ratio(f(a, 'requests'), f(z, 'requests'))} | ${f(a, 'failures').reduce((s, x) => s + x, 0)} vs ${f(z, 'failures').reduce((s, x) => s + x, 0)} (total) | | ${ratio(f(a, 'p99'), f(z, 'p99'))} | ${ratio(f(a, 'p999'), f(z, 'p999'))} | | |`,
       );
     }
   }

@@ -33,17 +33,21 @@ export interface HungResult {
   probesAtStart?: number;
   /** Probes sent during the measurement. */
   probesDuring?: number;
+  /** Requests the first backend (the hung or slow one) answered during the measurement, % of all. */
+  firstShare: number;
 }
 
 /** Closed loop: `concurrency` in flight for `ms`; failures and the latency histogram when `histogram` is given. */
 async function closedLoop(
-  client: { request(path: string): Promise<{ statusCode: number; body: { dump(): Promise<unknown> } }> },
+  client: { request(path: string): Promise<{ statusCode: number; endpoint: { label: string }; body: { dump(): Promise<unknown> } }> },
   concurrency: number,
   ms: number,
   histogram?: hdr.Histogram,
-): Promise<{ requests: number; failures: number }> {
+  label?: string,
+): Promise<{ requests: number; failures: number; toLabel: number }> {
   let requests = 0;
   let failures = 0;
+  let toLabel = 0;
   const stopAt = performance.now() + ms;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -54,6 +58,7 @@ async function closedLoop(
           const res = await client.request('/');
           await res.body.dump();
           if (res.statusCode !== 200) failures++;
+          if (res.endpoint.label === label) toLabel++;
         } catch {
           failures++;
         }
@@ -61,7 +66,7 @@ async function closedLoop(
       }
     }),
   );
-  return { requests, failures };
+  return { requests, failures, toLabel };
 }
 
 /**
@@ -93,13 +98,14 @@ export async function hung(
     }
     // Undefined before the client's first pick (no picker yet) as for a balancer that never probes.
     const probesAtStart = client.stats().probes?.sent;
-    const { requests, failures } = await closedLoop(client, 64, args.ms, histogram);
+    const { requests, failures, toLabel } = await closedLoop(client, 64, args.ms, histogram, `127.0.0.1:${ports[0]}`);
     const probesEnd = client.stats().probes?.sent;
     return {
       requests,
       failures,
       p99: histogram.getValueAtPercentile(99) / 1000,
       p999: histogram.getValueAtPercentile(99.9) / 1000,
+      firstShare: (100 * toLabel) / Math.max(1, requests),
       ...(probesEnd === undefined ? {} : { probesAtStart: probesAtStart ?? 0, probesDuring: probesEnd - (probesAtStart ?? 0) }),
     };
   } finally {
