@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { startConsulAgent, type ConsulAgent } from './support/consul.js';
-import { runSource, trackChild } from './support/processes.js';
+import { freePort, runSource, trackChild } from './support/processes.js';
 import { eventually } from './support/wait.js';
 
 describe('proxyless-gateway: where it listens (real Consul, child processes)', function () {
@@ -101,6 +101,23 @@ describe('proxyless-gateway: where it listens (real Consul, child processes)', f
     // OpenSSL's message ends in a newline: it split the line in two.
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, /^proxyless-gateway: cannot list services: .*unreachable: .*wrong version number.* — the agent at this address does not speak TLS/);
+  });
+
+  it('discovery off, Consul on a closed port: the registration fails the start at once naming CONSUL_HTTP_ADDR, exit 1 (not a retry line per second, forever)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gw-nodisc-'));
+    try {
+      writeFileSync(join(dir, 'gateway.json'), JSON.stringify({ port: 0, discovery: { enabled: false }, routes: [{ path: '/api/**', service: 'web' }] }));
+      const address = `127.0.0.1:${String(await freePort())}`;
+      const r = await runSource(['packages/gateway/src/cli.ts', '--workers', '1', '--config', join(dir, 'gateway.json')], { CONSUL_HTTP_ADDR: address, REGISTRY: 'consul' }, 30_000);
+      console.log(`      [measure] exit ${String(r.code)}: ${r.stderr.trim()}`);
+      assert.equal(r.signal, null, `killed: the registrar retried on\n${r.stderr.slice(0, 2000)}`);
+      assert.equal(r.code, 1, r.stderr);
+      const last = r.stderr.trim().split('\n').at(-1) ?? '';
+      assert.match(last, new RegExp(`^proxyless-gateway: cannot register the gateway: Consul at http://${address.replace(/\./g, '\\.')} is unreachable: .*Set CONSUL_HTTP_ADDR \\(or the config's consulAddress\\)`));
+      assert.doesNotMatch(r.stdout, /listening/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('port 80: registers port 80 (URL drops a default port); without the privilege, one line naming PORT', async () => {

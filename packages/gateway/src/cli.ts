@@ -165,7 +165,19 @@ async function primary(): Promise<void> {
     meta: { statusPage: '/_proxyless/status', ...(config.tls ? { scheme: 'https' } : {}) },
     ...upstreams.registration(),
   });
-  registrar.on('error', (error) => process.stderr.write(`registrar: ${error.message}\n`));
+  let registered = false;
+  let failing = false;
+  registrar.on('error', (error) => {
+    if (failing) return;
+    // Before the first registration (no catalog read with discovery off), nothing at the registry's
+    // address ends the start as the catalog read would: exit 1 naming the fix, not a retry line per second.
+    if (!registered && (upstreams.isUnreachable(error) || upstreams.isNotTheRegistry(error))) {
+      failing = true;
+      void pool.stop().finally(() => fail(`cannot register the gateway: ${upstreams.describeFailure(error)}`, 1));
+      return;
+    }
+    process.stderr.write(`registrar: ${error.message}\n`);
+  });
   registrar.handleSignals({
     hooks: [() => registrar.close(), () => pool.stop(), () => upstreams.close()],
   });
@@ -180,7 +192,14 @@ async function primary(): Promise<void> {
       (error: unknown) => log(`rolling restart stopped: ${(error as Error).message}`),
     );
   });
-  await registrar.start();
+  try {
+    await registrar.start();
+  } catch (error) {
+    // SIGTERM/SIGINT during the start: the drain under way exits; not an uncaught error.
+    if (isProxylessError(error, 'ERR_ABORTED') || isProxylessError(error, 'ERR_CLOSED')) return;
+    throw error;
+  }
+  registered = true;
   process.stdout.write(`gateway listening on ${url} (status page ${url}/_proxyless/status), ${upstreams.label}, ${String(workers)} worker${workers === 1 ? '' : 's'}: ${pool.pids.join(', ')}\n`);
 }
 
