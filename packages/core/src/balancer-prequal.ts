@@ -60,6 +60,13 @@ export const prequalDefaults = Object.freeze({
 
 /** Recent probe RIFs the hot threshold is a quantile of (the pool holds one per endpoint; the threshold needs more history). */
 const RIF_HISTORY = 32;
+/**
+ * A probe target whose pool entry is younger than this fraction of
+ * `maxProbeAgeMs` is not probed (the owed probe counts as done): the answers
+ * of a busy client carry reports in-band, and probing what they just
+ * refreshed cost the client CPU for nothing.
+ */
+const FRESH_FRACTION = 0.25;
 /** Latencies below this count as this, ms (the odds 1/latency stay finite). */
 const MIN_LATENCY_MS = 0.01;
 
@@ -89,7 +96,8 @@ export function quantile(sorted: Float64Array, n: number, q: number): number {
  * - **Probes are asynchronous and reused.** Each pick asks for `probeRate`
  *   probes of random endpoints ({@link PickerProbing.targets}); the transport
  *   sends them (`GET probePath`) and hands back the answers, and an answer that
- *   carries a report in-band counts as a free probe. The pool keeps the newest
+ *   carries a report in-band counts as a free probe, and a target whose pool
+ *   entry is younger than a quarter of `maxProbeAgeMs` is not probed again. The pool keeps the newest
  *   probe per endpoint, at most `poolSize`; a probe is dropped when older than
  *   `maxProbeAgeMs`, after serving `maxReuse` picks, or when a later probe of
  *   its endpoint fails. Each pick it serves adds one to its RIF (the request
@@ -374,16 +382,22 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
     if (!(k > 0)) return [];
     const out: E[] = [];
     const order = this.#order;
+    // A target whose pool entry is this fresh needs no probe: an answer's in-band report refreshed it (a free probe).
+    const freshSince = this.#c.clock() - this.#c.maxAgeMs * FRESH_FRACTION;
+    let fresh = 0;
     // A partial Fisher–Yates shuffle: distinct endpoints, uniformly; unavailable ones are skipped (and cost no probe).
-    for (let j = 0; j < n && out.length < k; j++) {
+    for (let j = 0; j < n && out.length + fresh < k; j++) {
       const r = j + randomIndex(this.#c.random, n - j);
       const pick = order[r] as number;
       order[r] = order[j] as number;
       order[j] = pick;
       const e = this.endpoints[pick] as E;
-      if (e.available !== false) out.push(e);
+      if (e.available === false) continue;
+      const slot = this.#slotOf[pick] as number;
+      if (slot >= 0 && (this.#at[slot] as number) >= freshSince) fresh++;
+      else out.push(e);
     }
-    this.#owed -= out.length;
+    this.#owed -= out.length + fresh;
     return out;
   }
 

@@ -84,6 +84,20 @@ describe('prequal()', () => {
     assert.equal(chosen, set[1]);
   });
 
+  it('does not probe a target whose pool entry is fresh (an in-band report just refreshed it); the owed probe counts as done', () => {
+    const { set, picker, probing, clock } = setup(2, { probeRate: 2, maxReuse: 1000, maxProbeAgeMs: 1_000 });
+    probing.result(set[0]!, { rif: 0, latencyMs: 1 });
+    probing.result(set[1]!, { rif: 0, latencyMs: 1 });
+    picker.pick();
+    assert.deepEqual(probing.targets(8), [], 'both entries are fresh');
+    clock.now += 200;
+    picker.pick();
+    assert.deepEqual(probing.targets(8), [], 'still younger than a quarter of maxProbeAgeMs, and the earlier owed probes were paid');
+    clock.now += 100; // 300 ms old now
+    picker.pick();
+    assert.equal(probing.targets(8).length, 2);
+  });
+
   it('ages probes out after maxProbeAgeMs, then falls back', () => {
     const { set, picker, probing, clock } = setup(2, { maxProbeAgeMs: 100, maxReuse: 1000 });
     probing.result(set[0]!, { rif: 0, latencyMs: 1 });
