@@ -90,10 +90,10 @@ describe('prequal()', () => {
     probing.result(set[1]!, { rif: 0, latencyMs: 1 });
     picker.pick();
     assert.deepEqual(probing.targets(8), [], 'both entries are fresh');
-    clock.now += 200;
+    clock.now += 80;
     picker.pick();
-    assert.deepEqual(probing.targets(8), [], 'still younger than a quarter of maxProbeAgeMs, and the earlier owed probes were paid');
-    clock.now += 100; // 300 ms old now
+    assert.deepEqual(probing.targets(8), [], 'still younger than a tenth of maxProbeAgeMs, and the earlier owed probes were paid');
+    clock.now += 40; // 120 ms old now
     picker.pick();
     assert.equal(probing.targets(8).length, 2);
   });

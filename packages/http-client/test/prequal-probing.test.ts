@@ -273,7 +273,7 @@ describe('http-client: prequal() probing balancer', function () {
     const after_ = await c.text({ path: '/', explain: true });
     const signal = after_.picks?.[0]?.signal;
     assert.ok(signal === 'probe-latency' || signal === 'probe-in-flight', String(signal));
-    // Idle for longer than a quarter of maxProbeAgeMs, the pool is stale: the next picks send probes.
+    // Idle for longer than a tenth of maxProbeAgeMs (100 ms), the pool is stale: the next picks send probes.
     await new Promise((r) => setTimeout(r, 400));
     const sent = c.stats().probes!.sent;
     await load(c, 10, 1);
