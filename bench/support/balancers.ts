@@ -34,6 +34,7 @@ export const BALANCERS: Record<string, Entry> = {
   'peak EWMA + reported load': (b) => refused(() => b.core.peakEwma({ reportedLoad: true })),
   'load-weighted WRR': (b) => exported(b, 'loadWeightedRoundRobin'),
   'Prequal probing': (b) => exported(b, 'prequal'),
+  'Prequal when reported': (b) => exported(b, 'prequalWhenReported'),
   'client default': () => undefined,
 };
 

@@ -68,8 +68,8 @@ export const EXPERIMENTS: Record<string, (build: Build) => Balancer> = {
   'x prequal q0.5 r0': prequalWith({ hotQuantile: 0.5, probeRate: 0 }),
   'x prequal q0.3 r1': prequalWith({ hotQuantile: 0.3, probeRate: 1 }),
   /** The default balancer with Prequal's probe rate at 1 and 0.5 per pick. */
-  'x default r1': (b) => (b.core as unknown as { defaultBalancer: (o: Record<string, unknown>) => Balancer }).defaultBalancer({ prequal: { probeRate: 1 } }),
-  'x default r0.5': (b) => (b.core as unknown as { defaultBalancer: (o: Record<string, unknown>) => Balancer }).defaultBalancer({ prequal: { probeRate: 0.5 } }),
+  'x default r1': (b) => (b.core as unknown as { prequalWhenReported: (o: Record<string, unknown>) => Balancer }).prequalWhenReported({ prequal: { probeRate: 1 } }),
+  'x default r0.5': (b) => (b.core as unknown as { prequalWhenReported: (o: Record<string, unknown>) => Balancer }).prequalWhenReported({ prequal: { probeRate: 0.5 } }),
   /** The fused cost before 5 Dec: ewma × (max(in flight, rif) + 1) ÷ max(1 − utilisation, 0.05), reports faded over 1 s. */
   'x old fused': () =>
     p2c('x-old-fused', (e) => {

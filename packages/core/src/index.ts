@@ -49,8 +49,8 @@ export type { LoadWeightedRoundRobinOptions } from './balancer-load-weighted.js'
 export { leastRequest } from './balancer-least-request.js';
 export type { LeastRequestOptions } from './balancer-least-request.js';
 export { peakEwma } from './balancer-peak-ewma.js';
-export { defaultBalancer, defaultBalancerPrequal } from './balancer-default.js';
-export type { DefaultBalancerOptions } from './balancer-default.js';
+export { prequalWhenReported, prequalWhenReportedDefaults } from './balancer-prequal-when-reported.js';
+export type { PrequalWhenReportedOptions } from './balancer-prequal-when-reported.js';
 export type { PeakEwmaOptions } from './balancer-peak-ewma.js';
 export { consistentHash, hashKey32 } from './balancer-hash.js';
 export type { ConsistentHashOptions } from './balancer-hash.js';

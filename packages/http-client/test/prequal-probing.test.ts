@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { locality, prequal, type ServiceInstance } from '@proxyless/core';
+import { locality, prequal, prequalWhenReported, type ServiceInstance } from '@proxyless/core';
 import { createClient, type ProxylessClient } from '@proxyless/http-client';
 import { LoadReporter, loadReportListener } from '@proxyless/load-report';
 import { FakeResolver, instance, startServer, until, type TestServer } from './helpers.js';
@@ -243,7 +243,7 @@ describe('http-client: prequal() probing balancer', function () {
     assert.deepEqual(plain.map((s) => s.hits), hits, 'nothing sent after close()');
     await until(() => true);
   });
-  it('the default balancer: peak EWMA without a probe while one server does not report, Prequal probing once every server has reported past the 10 s blackout', async function () {
+  it('prequalWhenReported(): peak EWMA without a probe while one server does not report, Prequal once every server has reported past the 10 s blackout', async function () {
     this.timeout(90_000);
     const reporting = await Promise.all([backend(after(1)), backend(after(1))]);
     let plainProbes = 0;
@@ -254,7 +254,7 @@ describe('http-client: prequal() probing balancer', function () {
     servers.push(plain);
     const resolver = new FakeResolver();
     resolver.set([...reporting.map((b) => instance(b.server.port)), instance(plain.port)]);
-    client = createClient({ service: 'svc', resolver, timeoutMs: 6_000 });
+    client = createClient({ service: 'svc', resolver, balancer: prequalWhenReported(), timeoutMs: 6_000 });
     const c = client;
     // Past A58's blackout (10 s of reports) with the plain server in the set: still peak EWMA, nobody probed.
     const started = performance.now();
@@ -264,7 +264,7 @@ describe('http-client: prequal() probing balancer', function () {
     }
     assert.equal(reporting.reduce((n, b) => n + b.probes(), 0) + plainProbes, 0, 'no probe while a server does not report');
     const before = await c.text({ path: '/', explain: true });
-    assert.equal(before.picks?.[0]?.strategy, 'peak-ewma+prequal');
+    assert.equal(before.picks?.[0]?.strategy, 'prequal-when-reported');
     assert.ok(before.picks?.[0]?.signal === 'latency' || before.picks?.[0]?.signal === 'in-flight', String(before.picks?.[0]?.signal));
     // The plain server leaves: every server reports, and the next picks are Prequal's (on probes, or on the reports answers carry).
     resolver.set(reporting.map((b) => instance(b.server.port)));

@@ -154,9 +154,9 @@ export interface ClientOptions {
   /** Resolver-specific query (tags, datacenter…) passed to `resolver.watch()`. */
   query?: object;
   /**
-   * Balancing strategy. Default: `defaultBalancer()` from `@proxyless/core`:
-   * peak EWMA, and Prequal probing while every endpoint reports its load
-   * (servers running `@proxyless/load-report`).
+   * Balancing strategy. Default: `peakEwma()` from `@proxyless/core`. For one
+   * client of many in front of servers that run `@proxyless/load-report`,
+   * `prequalWhenReported()` evens their load (bench/README.md).
    */
   balancer?: Balancer;
   /** Overall deadline of one request (all attempts and backoff), in ms. Default 10 000. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
 import type { Picker, PickSignal, ReportedLoadView } from '../src/balancer.js';
-import { defaultBalancer, type DefaultBalancerOptions } from '../src/balancer-default.js';
+import { prequalWhenReported, type PrequalWhenReportedOptions } from '../src/balancer-prequal-when-reported.js';
 import { InvalidOptionError } from '../src/errors.js';
 import { locality } from '../src/locality.js';
 import { endpoints, seeded, type TestEndpoint } from './balancer-fixtures.js';
@@ -11,10 +11,10 @@ type Reporting = TestEndpoint & { load: { reported?: ReportedLoadView | undefine
 const view = (rif: number): ReportedLoadView => ({ utilization: 0.5, rif, rps: 100, eps: 0, latencyMs: 10, ageMs: 0, report: {} });
 
 /** A default picker over `n` endpoints with a clock the test moves; `reports` sets each endpoint's usable report. */
-function setup(n: number, options: DefaultBalancerOptions = {}): { set: Reporting[]; picker: Picker<Reporting>; clock: { now: number } } {
+function setup(n: number, options: PrequalWhenReportedOptions = {}): { set: Reporting[]; picker: Picker<Reporting>; clock: { now: number } } {
   const clock = { now: 1_000 };
   const set = endpoints(n) as Reporting[];
-  const picker = defaultBalancer({ clock: () => clock.now, peakEwma: { random: seeded(3) }, prequal: { random: seeded(5), clock: () => clock.now }, ...options }).createPicker(set);
+  const picker = prequalWhenReported({ clock: () => clock.now, peakEwma: { random: seeded(3) }, prequal: { random: seeded(5), clock: () => clock.now }, ...options }).createPicker(set);
   return { set, picker, clock };
 }
 
@@ -24,18 +24,18 @@ function signalOf(picker: Picker<Reporting>): { chosen: Reporting | undefined; s
   return { chosen, signal: signals[0] };
 }
 
-describe('defaultBalancer()', () => {
+describe('prequalWhenReported()', () => {
   it('validates its options by name, and prequal: false is plain peak EWMA', () => {
-    assert.throws(() => defaultBalancer({ bogus: 1 } as DefaultBalancerOptions), InvalidOptionError);
-    assert.throws(() => defaultBalancer({ prequal: 'yes' as unknown as false }), (e: unknown) => e instanceof InvalidOptionError && /prequal/.test(e.message));
-    assert.throws(() => defaultBalancer({ prequal: { hotQuantile: 2 } }), (e: unknown) => e instanceof InvalidOptionError && /hotQuantile/.test(e.message));
-    assert.throws(() => defaultBalancer({ peakEwma: { defaultLatencyMs: -1 } }), (e: unknown) => e instanceof InvalidOptionError && /defaultLatencyMs/.test(e.message));
-    assert.equal(defaultBalancer({ prequal: false }).name, 'peak-ewma');
-    assert.equal(defaultBalancer().name, 'peak-ewma+prequal');
+    assert.throws(() => prequalWhenReported({ bogus: 1 } as PrequalWhenReportedOptions), InvalidOptionError);
+    assert.throws(() => prequalWhenReported({ prequal: 'yes' as unknown as false }), (e: unknown) => e instanceof InvalidOptionError && /prequal/.test(e.message));
+    assert.throws(() => prequalWhenReported({ prequal: { hotQuantile: 2 } }), (e: unknown) => e instanceof InvalidOptionError && /hotQuantile/.test(e.message));
+    assert.throws(() => prequalWhenReported({ peakEwma: { defaultLatencyMs: -1 } }), (e: unknown) => e instanceof InvalidOptionError && /defaultLatencyMs/.test(e.message));
+    assert.equal(prequalWhenReported({ prequal: false }).name, 'peak-ewma');
+    assert.equal(prequalWhenReported().name, 'prequal-when-reported');
     const [e] = endpoints(1);
     e!.load.ewmaMs = 4;
     e!.load.inFlight = 2;
-    assert.equal(defaultBalancer().score?.(e!), 12, "peak EWMA's cost, ewmaMs × (inFlight + 1), explains its picks");
+    assert.equal(prequalWhenReported().score?.(e!), 12, "peak EWMA's cost, ewmaMs × (inFlight + 1), explains its picks");
   });
 
   it('picks by peak EWMA and asks for no probe while the endpoints do not report', () => {
@@ -66,7 +66,7 @@ describe('defaultBalancer()', () => {
     clock.now += 200;
     const { signal } = signalOf(picker);
     assert.equal(signal, 'probe-latency');
-    signalOf(picker); // half a probe per pick (defaultBalancerPrequal): two picks owe one
+    signalOf(picker); // half a probe per pick (prequalWhenReportedDefaults): two picks owe one
     assert.equal(probing.targets(8).length, 1, 'now it asks for probes');
   });
 
@@ -88,7 +88,7 @@ describe('defaultBalancer()', () => {
   });
 
   it('a new picker inherits the probe pool of the previous one, also through locality()', () => {
-    const balancer = defaultBalancer({ prequal: { random: seeded(9), maxReuse: 1000 } });
+    const balancer = prequalWhenReported({ prequal: { random: seeded(9), maxReuse: 1000 } });
     const set = endpoints(3) as Reporting[];
     for (const e of set) e.load.reported = view(0);
     const first = balancer.createPicker(set);
