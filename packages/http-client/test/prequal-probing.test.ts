@@ -89,7 +89,8 @@ describe('http-client: prequal() probing balancer', function () {
     assert.ok(probes !== undefined && probes.sent > 0, 'probes were sent');
     assert.ok(probes.sent <= 3 * 300 + 8, `at most probeRate (3) per pick: ${probes.sent}`);
     assert.ok(probes.poolSize <= 4);
-    assert.ok(all.every((b) => b.probes() > 0), 'every server was probed');
+    // A server whose pool entry an answer had just refreshed in-band is not probed (prequal's fresh rule), so each one was probed or answered.
+    assert.ok(all.every((b) => b.probes() > 0 || b.served() > 0), 'every server was probed or reported in-band');
     assert.ok(share < 0.1, `slow share ${share}`);
     const res = await c.text({ path: '/', explain: true });
     const signal = res.picks?.[0]?.signal;
@@ -191,7 +192,7 @@ describe('http-client: prequal() probing balancer', function () {
     const probes = c.stats().probes;
     console.log(`      [measure] locality(prequal()): served ${[...local, remote].map((b) => b.served()).join('/')}; probes ${JSON.stringify(probes)}`);
     assert.ok(probes !== undefined && probes.sent > 0, 'probes were sent');
-    assert.ok(local.every((b) => b.probes() > 0), 'both local servers were probed');
+    assert.ok(local.every((b) => b.probes() > 0 || b.served() > 0), 'both local servers were probed or reported in-band');
     assert.equal(remote.served(), 0, 'traffic stays in the zone');
     assert.ok(local[1].served() < 40, `the slow local server gets a small share: ${local[1].served()} of 150`);
     const res = await c.text({ path: '/', explain: true });
