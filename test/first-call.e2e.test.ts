@@ -39,6 +39,13 @@ async function deadPort(): Promise<number> {
   return freePort();
 }
 
+/** Times a call that must fail; returns its error and how long it took. */
+async function failing(call: Promise<unknown>): Promise<{ error: Error; ms: number }> {
+  const t0 = performance.now();
+  const error = await call.then(() => assert.fail('the call succeeded'), (e: unknown) => e as Error);
+  return { error, ms: performance.now() - t0 };
+}
+
 describe('a first call, in a child process (real Consul, real etcd)', function () {
   this.timeout(180_000);
   const timeoutMs = 1500;
@@ -221,13 +228,6 @@ describe('a first call when the resolver has failed and has no snapshot (real Co
     await agent?.stop();
   });
 
-  /** Times a call that must fail; returns its error and how long it took. */
-  async function failing(call: Promise<unknown>): Promise<{ error: Error; ms: number }> {
-    const t0 = performance.now();
-    const error = await call.then(() => assert.fail('the call succeeded'), (e: unknown) => e as Error);
-    return { error, ms: performance.now() - t0 };
-  }
-
   it('Consul unreachable: a waiting call and a new one fail at once with the resolver error; once Consul is back, calls succeed', async () => {
     proxy.cut(); // connections refused from the start: the resolver's first poll fails
     const addr = `127.0.0.1:${proxy.port}`;
@@ -370,13 +370,6 @@ describe('a first call over etcd when the resolver has failed and has no snapsho
     backend?.close();
     await etcd?.close();
   });
-
-  /** Times a call that must fail; returns its error and how long it took. */
-  async function failing(call: Promise<unknown>): Promise<{ error: Error; ms: number }> {
-    const t0 = performance.now();
-    const error = await call.then(() => assert.fail('the call succeeded'), (e: unknown) => e as Error);
-    return { error, ms: performance.now() - t0 };
-  }
 
   it('etcd on a closed port: a first call and a new one fail within about a second (not at etcd\'s 5 s call timeout), naming etcd, its address and ETCDCTL_ENDPOINTS', async () => {
     const endpoint = `http://127.0.0.1:${await deadPort()}`;
