@@ -51,6 +51,10 @@
  * BENCH_WARM_S=2 BENCH_BLACKOUT_S=11 BENCH_CLIENTS=8 BENCH_SLOTS=5 BENCH_UTIL=occupancy|busy
  * (what backends report as application_utilization) BENCH_BALANCERS='round robin,peak EWMA'
  * BENCH_SVG=<path>; a short run: BENCH_SECONDS=12; figures: BENCH_ROUNDS=3.
+ * After the table, p99 by phase (no antagonist, ½ slots, +80 ms). BENCH_PROFILE=1 adds, per balancer:
+ * p99/p50 by 250 ms into each phase (a transient at its start, or a steady imbalance), each backend
+ * group's served rate, queue and busy share per phase (antagonised or not), and the signal of every
+ * pick (requests sent with `explain: true`, which costs a little client CPU).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -134,7 +138,63 @@ interface RunResult {
   offered: number;
   /** Share of (client, backend) pairs whose reports a balancer could use (past A58's blackout) when recording began. */
   reportsUsable: number;
+  /** p99 of the requests scheduled in each phase: no antagonist, slots halved, service time delayed. */
+  phaseP99: Record<Phase, number>;
 }
+
+const PHASES = ['calm', 'halve', 'delay'] as const;
+type Phase = (typeof PHASES)[number];
+
+/** The phase at `ms` from the recorded start: which antagonist, if any, is active. */
+function phaseAt(plan: readonly Antagonist[], ms: number): Phase {
+  const s = ms / 1000;
+  return plan.find((a) => s >= a.from && s < a.to)?.kind ?? 'calm';
+}
+
+const phaseP99 = (byPhase: Record<Phase, number[]>): Record<Phase, number> =>
+  Object.fromEntries(PHASES.map((k) => [k, percentile(Float64Array.from(byPhase[k]).sort(), 99)])) as Record<Phase, number>;
+/** BENCH_PROFILE=1: p99 by time into the phase (250 ms steps), per phase kind: a transient at the phase's start, or a steady imbalance. */
+const PROFILE = process.env['BENCH_PROFILE'] === '1';
+function printProfile(name: string, plan: readonly Antagonist[], requests: readonly [number, number][]): void {
+  const step = 250;
+  const steps = Math.ceil((PERIOD_S * 1000) / step);
+  const cells = new Map<string, number[]>();
+  for (const [at, ms] of requests) {
+    const s = at / 1000;
+    const a = plan.find((x) => s >= x.from && s < x.to);
+    const kind = a?.kind ?? 'calm';
+    const into = a !== undefined ? at - a.from * 1000 : at - Math.floor(s / PERIOD_S) * PERIOD_S * 1000;
+    const key = `${kind}:${Math.min(steps - 1, Math.floor(into / step))}`;
+    (cells.get(key) ?? cells.set(key, []).get(key)!).push(ms);
+  }
+  for (const kind of PHASES) {
+    const row = Array.from({ length: steps }, (_, i) => {
+      const xs = Float64Array.from(cells.get(`${kind}:${i}`) ?? []).sort();
+      return `${percentile(xs, 99).toFixed(0)}/${percentile(xs, 50).toFixed(0)}`;
+    });
+    console.log(`profile ${name} ${kind} (p99/p50 per ${step} ms into the phase): ${row.join(' ')}`);
+  }
+}
+/** BENCH_PROFILE=1: per phase kind, antagonised backends against the rest: served per second each, mean queue, mean busy share. */
+function printBackendProfile(name: string, plan: readonly Antagonist[], backends: readonly TestbedBackend[], epoch0: number): void {
+  const acc = new Map<string, { n: number; q: number; u: number; k: number }>();
+  backends.forEach((b, i) => {
+    for (const x of b.samples) {
+      const ms = x.t - SAMPLE_MS / 2 - epoch0;
+      if (ms < 0 || ms >= SECONDS * 1000) continue;
+      const a = plan.find((p) => ms / 1000 >= p.from && ms / 1000 < p.to);
+      const key = `${a?.kind ?? 'calm'} ${a?.backends.includes(i) === true ? 'hit' : 'rest'}`;
+      const c = acc.get(key) ?? acc.set(key, { n: 0, q: 0, u: 0, k: 0 }).get(key)!;
+      c.n += x.n;
+      c.q += x.q;
+      c.u += x.u;
+      c.k++;
+    }
+  });
+  const cells = [...acc].sort().map(([key, c]) => `${key}: ${((c.n / c.k) * (1000 / SAMPLE_MS)).toFixed(1)}/s q ${(c.q / c.k).toFixed(2)} u ${(c.u / c.k).toFixed(2)}`);
+  console.log(`backends ${name}: ${cells.join('; ')}`);
+}
+const emptyPhases = (): Record<Phase, number[]> => ({ calm: [], halve: [], delay: [] });
 
 function newClient(build: Build, ports: number[], choice: BalancerChoice): { client: ProxylessClient; resolver: StaticResolver } {
   const resolver = new build.core.StaticResolver({ services: { svc: ports.map((port) => ({ address: '127.0.0.1', port })) } });
@@ -152,10 +212,12 @@ function newClients(build: Build, ports: number[], choice: BalancerChoice): { cl
 const anyOf = (clients: readonly ProxylessClient[]): ProxylessClient => clients[Math.floor(Math.random() * clients.length)]!;
 
 /** Sends one request; records its time from the scheduled arrival and its outcome. */
-async function send(client: ProxylessClient, scheduledAt: number, record?: (latencyMs: number, error: string | undefined) => void): Promise<void> {
+async function send(client: ProxylessClient, scheduledAt: number, record?: (latencyMs: number, error: string | undefined) => void, onPick?: (chosen: string, signal: string) => void): Promise<void> {
   let error: string | undefined;
   try {
-    const res = await client.request('/');
+    const res = await client.request(onPick === undefined ? '/' : { path: '/', explain: true });
+    const pick = res.picks?.[0];
+    if (pick !== undefined) onPick?.(pick.chosen, pick.signal ?? '?');
     await res.body.dump();
     if (res.statusCode !== 200) error = `HTTP ${res.statusCode}`;
   } catch (e) {
@@ -261,6 +323,9 @@ async function runOne(name: string, clients: readonly ProxylessClient[], backend
     }, a.to * 1000),
   ]);
   const failedBins = new Array<number>(bins.length).fill(0);
+  const byPhase = emptyPhases();
+  const profile: [number, number][] = [];
+  const pickTally = new Map<string, number>();
   const lags: number[] = [];
   const cpu0 = process.cpuUsage();
   const offered = await poissonArrivals(rate, SECONDS * 1000, rate * SECONDS * 2, (at) => {
@@ -268,6 +333,8 @@ async function runOne(name: string, clients: readonly ProxylessClient[], backend
     track(
       send(anyOf(clients), at, (ms, error) => {
         latencies.push(ms);
+        byPhase[phaseAt(plan, at - t0)].push(ms);
+        if (PROFILE) profile.push([at - t0, ms]);
         const bin = Math.min(bins.length - 1, Math.floor((at - t0) / BIN_MS));
         bins[bin]!.push(ms);
         if (error !== undefined) {
@@ -275,10 +342,21 @@ async function runOne(name: string, clients: readonly ProxylessClient[], backend
           errors++;
           errorKinds.set(error, (errorKinds.get(error) ?? 0) + 1);
         }
-      }),
+      }, PROFILE ? (chosen, signal) => {
+        const a = plan.find((x) => (at - t0) / 1000 >= x.from && (at - t0) / 1000 < x.to);
+        const port = Number(chosen.split(':').pop());
+        const hit = a !== undefined && a.backends.some((i) => backends[i]!.spec.port === port);
+        const key = `${a?.kind ?? 'calm'} ${hit ? 'hit' : 'rest'} ${signal}`;
+        pickTally.set(key, (pickTally.get(key) ?? 0) + 1);
+      } : undefined),
     );
   });
   await settle(pending, DEADLINE_MS + 1_000);
+  if (PROFILE) {
+    printProfile(name, plan, profile);
+    printBackendProfile(name, plan, backends, epoch0);
+    console.log(`picks ${name}: ${[...pickTally].sort().map(([k, n]) => `${k} ${n}`).join('; ')}`);
+  }
   const cpu = process.cpuUsage(cpu0);
   for (const t of timers) clearTimeout(t);
   for (const b of backends) b.set({ slots: b.spec.slots, extraMs: 0 });
@@ -306,6 +384,7 @@ async function runOne(name: string, clients: readonly ProxylessClient[], backend
     cpuUsPerRequest: (cpu.user + cpu.system) / Math.max(1, offered),
     offered,
     reportsUsable,
+    phaseP99: phaseP99(byPhase),
   };
 }
 
@@ -333,7 +412,9 @@ function runOracle(specs: readonly BackendSpec[], plan: readonly Antagonist[], r
   const failedBins = new Array<number>(nBins).fill(0);
   const errorKinds = new Map<string, number>();
   let errors = 0;
+  const byPhase = emptyPhases();
   for (const r of sim.requests) {
+    byPhase[phaseAt(plan, r.at)].push(r.latencyMs);
     const bin = Math.min(nBins - 1, Math.floor(r.at / BIN_MS));
     bins[bin]!.push(r.latencyMs);
     if (r.error !== undefined) {
@@ -360,6 +441,7 @@ function runOracle(specs: readonly BackendSpec[], plan: readonly Antagonist[], r
     cpuUsPerRequest: NaN,
     offered: sim.requests.length,
     reportsUsable: NaN,
+    phaseP99: phaseP99(byPhase),
   };
 }
 
@@ -510,6 +592,13 @@ export async function run(): Promise<void> {
     console.log(
       `| ${name} | ${mm(f('requests'), 0)} | ${mm(f('p50'), 1)} | ${mm(f('p99'), 1)} | ${mm(f('p999'), 1)} | ${f('errors').reduce((a, b) => a + b, 0)}${kindText ? ` (${kindText})` : ''} | ${mm(f('utilAvg'), 2)} | ${mm(f('maxOverAvg'), 2)} | ${mm(f('p95OverAvg'), 2)} | ${mm(f('wholeMaxOverAvg'), 3)} | ${ratio(i, rrAt)} | ${ratio(i, ewmaAt)} | ${ratio(i, oracleAt)} | ${ratio(i, oracleAt, 'maxOverAvg')} | ${ratio(i, oracleAt, 'wholeMaxOverAvg')} | ${real(mm(f('lagP99'), 1))} | ${real(mm(f('cpuUsPerRequest'), 0))} |`,
     );
+  });
+  console.log('\np99 ms by phase (requests scheduled while no antagonist ran, while a quarter had half its slots, while a quarter had +80 ms):\n');
+  console.log('| balancer | calm | ½ slots | +80 ms |');
+  console.log('|---|---|---|---|');
+  names.forEach((name, i) => {
+    const rs = rounds.map((round) => round[i]!);
+    console.log(`| ${name} | ${PHASES.map((k) => mm(rs.map((r) => r.phaseP99[k]), 1)).join(' | ')} |`);
   });
   console.log(
     `\nreports usable when recording began (client, backend pairs past A58's blackout): ${choices.map((c, i) => `${c.name} ${mm(rounds.map((round) => 100 * round[i]!.reportsUsable), 0, ' %')}`).join('; ')}`,
