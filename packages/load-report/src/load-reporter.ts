@@ -87,6 +87,13 @@ const latencyBuckets = 64;
 const latencyMaxAgeWindows = 30;
 // Weight of a new sample in a bucket's moving average.
 const latencyAlpha = 0.2;
+// The drift: every request's latency ÷ its load's estimate, a moving average with this weight, within ×/÷ driftMax.
+// Each bucket learns only from requests that arrived at its load, a few per second each at a modest rate, so after a
+// change of capacity (half the workers gone, a slower dependency) the loads not seen since kept their old figure for
+// seconds, and a client that read one of them (a stale rif) sent its full share to a server with half the capacity
+// (balancer testbed: the halved backends stayed saturated). The drift, fed by every request, moves them all at once.
+const driftAlpha = 0.2;
+const driftMax = 8;
 
 /** Rounds to 4 decimals: a utilisation needs no more, and the header stays short. */
 function round4(value: number): number {
@@ -114,7 +121,7 @@ export interface LoadReportRequest {
  * | `application_utilization` | yours ({@link LoadReporter.setApplicationUtilization}) | — |
  * | `rps_fractional`, `eps` | responses and errors per second | over the last window |
  * | `named_metrics.rif` | requests in flight besides the one answered | live |
- * | `named_metrics.latency_ms` | latency of recent requests that arrived at this load (Prequal's "latency at the current RIF") | live |
+ * | `named_metrics.latency_ms` | latency of recent requests that arrived at this load (Prequal's "latency at the current RIF"), scaled by how far all recent requests ran from their load's figure | live |
  * | `named_metrics.*` | yours ({@link LoadReporter.setNamedMetric}) | — |
  *
  * Feed it with an adapter: {@link loadReportListener} (node:http, or an
@@ -154,6 +161,8 @@ export class LoadReporter {
   // Latency at load: a moving average per arrival load, and the window it was last fed in.
   private readonly latency = new Float64Array(latencyBuckets);
   private readonly latencyWindow = new Int32Array(latencyBuckets).fill(-latencyMaxAgeWindows - 1);
+  /** How far recent requests ran from what their load's estimate said (observed ÷ estimated), a moving average; 1 while the estimates hold. */
+  private drift = 1;
   // The report's fixed part (all but rif and latency), rebuilt once per window or when the app sets a value.
   private fixed: { text: string; json: string } | undefined;
 
@@ -346,14 +355,24 @@ export class LoadReporter {
 
   private recordLatency(arrivalLoad: number, ms: number): void {
     const i = Math.min(arrivalLoad, latencyBuckets - 1);
+    const predicted = this.estimateAt(arrivalLoad);
+    if (predicted !== undefined && predicted > 0) {
+      this.drift += driftAlpha * (Math.min(driftMax, Math.max(1 / driftMax, ms / predicted)) - this.drift);
+    }
     // A bucket gone stale starts again from this sample instead of averaging with the past.
     const last = this.latency[i] ?? 0;
     this.latency[i] = this.windowIndex - (this.latencyWindow[i] ?? 0) > latencyMaxAgeWindows ? ms : last + latencyAlpha * (ms - last);
     this.latencyWindow[i] = this.windowIndex;
   }
 
-  /** The estimate for a request arriving at load `rif`: its bucket, else the nearest fresh one below, else above; undefined if none. */
+  /** What a request arriving at load `rif` would take now: its load's estimate, corrected by the drift; undefined if none. */
   private latencyAt(rif: number): number | undefined {
+    const estimate = this.estimateAt(rif);
+    return estimate === undefined ? undefined : Math.round(estimate * this.drift * 100) / 100;
+  }
+
+  /** The estimate for a request arriving at load `rif`: its bucket, else the nearest fresh one below, else above; undefined if none. */
+  private estimateAt(rif: number): number | undefined {
     const at = Math.min(rif, latencyBuckets - 1);
     for (let d = 0; at - d >= 0 || at + d < latencyBuckets; d++) {
       const found = this.latencyIn(at - d) ?? (d > 0 ? this.latencyIn(at + d) : undefined);

@@ -235,6 +235,35 @@ describe('load report (service side)', function () {
       assert.ok(latency >= 35 && latency < 2_000, `latency ${String(latency)}`);
     });
 
+    it('latency_ms at a load no request arrived at since follows a slowdown (the drift)', async () => {
+      const load = reporter();
+      const atLoadOne = (): number => {
+        const held = load.begin(); // one in flight: the report is for a request arriving at load 1
+        const latency = load.report().named_metrics?.['latency_ms'] ?? NaN;
+        held.end(200, false);
+        return latency;
+      };
+      // Requests arriving at loads 0 and 1 take 20 ms.
+      for (let i = 0; i < 4; i++) {
+        const a = load.begin();
+        const b = load.begin();
+        await sleep(20);
+        a.end(200);
+        b.end(200);
+      }
+      const before = atLoadOne();
+      assert.ok(before >= 15 && before < 200, `before: ${String(before)}`);
+      // Then they take 100 ms, one at a time: only load 0's own figure sees it.
+      for (let i = 0; i < 6; i++) {
+        const r = load.begin();
+        await sleep(100);
+        r.end(200);
+      }
+      const after = atLoadOne();
+      // Without the drift it stays at its 20 ms: no request arrived at load 1 since.
+      assert.ok(after > 1.5 * before, `load 1's figure after the slowdown: ${String(after)} ms (before ${String(before)} ms)`);
+    });
+
     it('a request whose client went away leaves the in-flight count and is not a latency sample', async () => {
       const load = reporter();
       const g = gate();
