@@ -51,6 +51,9 @@ function rifOf(e: BalancerEndpoint, tauMs = 1_000): number {
 
 /** `prequal(options)` of the build under test (bench-only settings to compare). */
 const prequalWith = (options: Record<string, unknown>) => (b: Build): Balancer => (b.core as unknown as { prequal: (o: Record<string, unknown>) => Balancer }).prequal(options);
+/** `prequalWhenReported({ prequal: options })` of the build under test: its defaults, then `options`. */
+const compositeWith = (options: Record<string, unknown>) => (b: Build): Balancer =>
+  (b.core as unknown as { prequalWhenReported: (o: Record<string, unknown>) => Balancer }).prequalWhenReported({ prequal: options });
 
 export const EXPERIMENTS: Record<string, (build: Build) => Balancer> = {
   /** Prequal with the paper's cold rule: the lowest latency. */
@@ -67,9 +70,14 @@ export const EXPERIMENTS: Record<string, (build: Build) => Balancer> = {
   /** No probes at all: the pool fed by the reports answers carry in-band. */
   'x prequal q0.5 r0': prequalWith({ hotQuantile: 0.5, probeRate: 0 }),
   'x prequal q0.3 r1': prequalWith({ hotQuantile: 0.3, probeRate: 1 }),
-  /** The default balancer with Prequal's probe rate at 1 and 0.5 per pick. */
-  'x default r1': (b) => (b.core as unknown as { prequalWhenReported: (o: Record<string, unknown>) => Balancer }).prequalWhenReported({ prequal: { probeRate: 1 } }),
-  'x default r0.5': (b) => (b.core as unknown as { prequalWhenReported: (o: Record<string, unknown>) => Balancer }).prequalWhenReported({ prequal: { probeRate: 0.5 } }),
+  /** The composite as it was at 12:25 on 5 Dec: ½ probe per pick, odds 1/latency, RIFs as reported, the threshold from the history. */
+  'x composite 12:25': compositeWith({ probeRate: 0.5, latencyExponent: 1, rifAging: false, hotThresholdOf: 'history' }),
+  /** Today's composite with one setting back (what each one brings). */
+  'x composite ½ probe': compositeWith({ probeRate: 0.5 }),
+  'x composite x=1': compositeWith({ latencyExponent: 1 }),
+  'x composite x=4': compositeWith({ latencyExponent: 4 }),
+  'x composite as reported': compositeWith({ rifAging: false }),
+  'x composite history': compositeWith({ hotThresholdOf: 'history' }),
   /** The fused cost before 5 Dec: ewma × (max(in flight, rif) + 1) ÷ max(1 − utilisation, 0.05), reports faded over 1 s. */
   'x old fused': () =>
     p2c('x-old-fused', (e) => {

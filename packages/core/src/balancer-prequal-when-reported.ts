@@ -21,14 +21,30 @@ export interface PrequalWhenReportedOptions {
 
 /**
  * The Prequal settings {@link prequalWhenReported} starts from, measured on the
- * balancer testbed (bench/README.md): hot above the **median** probed
- * requests in flight (the paper's 0.84 quantile spread the load no better
- * than peak EWMA; the median brought per-backend utilisation max/avg from
- * 1.13 to 1.09), and **half a probe per pick** (answers carry reports
- * in-band, free probes; 3 per pick cost 2× the client CPU of peak EWMA for
- * the same p99 and spread).
+ * balancer testbed (bench/README.md, 8 clients, 12 backends whose capacity
+ * drops by half in turns):
+ *
+ * - hot above the **median** requests in flight (the paper's 0.84 quantile
+ *   spread the load no better than peak EWMA);
+ * - the threshold taken from **the pool's** counts as each pick reads them,
+ *   and each count **aged** toward its server's mean (`hotThresholdOf:
+ *   'pool'`, `rifAging`): without them a backend at half its capacity kept its
+ *   full share, saturated, because a count taken as its queue drained said
+ *   "idle" to every client at once, and most picks found every endpoint hot
+ *   and chose by count alone, blind to latency;
+ * - cold odds latency^−**3** (`latencyExponent`): 1 left a backend at twice
+ *   the latency half a share; 4 cut p99 further but left the slowed backends
+ *   so idle that utilisation max/avg rose past 1.10;
+ * - **2 probes per pick**: ½ (answers carry reports in-band) cost less CPU
+ *   for a p99 about 5 % higher.
  */
-export const prequalWhenReportedDefaults: Readonly<PrequalOptions> = Object.freeze({ hotQuantile: 0.5, probeRate: 0.5 });
+export const prequalWhenReportedDefaults: Readonly<PrequalOptions> = Object.freeze({
+  hotQuantile: 0.5,
+  probeRate: 2,
+  latencyExponent: 3,
+  rifAging: true,
+  hotThresholdOf: 'pool',
+});
 
 /** How often the picker checks again whether every available endpoint reports, ms. */
 const REPORTING_CHECK_MS = 250;
@@ -40,8 +56,8 @@ const NO_TARGETS: readonly never[] = Object.freeze([]);
 
 /**
  * **Peak EWMA** ({@link peakEwma}) for as long as some available endpoint
- * does not report its load, and **Prequal probing** ({@link prequal}, hot
- * above the median requests in flight, half a probe per pick) while every
+ * does not report its load, and **Prequal probing** ({@link prequal}, with
+ * {@link prequalWhenReportedDefaults}) while every
  * available endpoint does — that is, once the servers run
  * `@proxyless/load-report` and their reports are usable (gRPC A58: after 10 s
  * of reports, until 3 min without one).
@@ -54,21 +70,19 @@ const NO_TARGETS: readonly never[] = Object.freeze([]);
  * - Whether every endpoint reports is checked at most every 250 ms, and at
  *   once after an availability change.
  *
- * When to use it (balancer testbed, quiet machine, bench/README.md): a fleet
- * where each client sends a small share of a service's traffic. With 8
- * clients it evened the servers' utilisation (max/avg 1.09 against peak
- * EWMA's 1.17–1.18) at the same p99 (0.88–1.10×) and a 3–5 % lower p50. It is
- * not the http-client's default because a client that sends all of a
- * service's traffic already knows every server's queue: alone, peak EWMA's
- * p99 was 9–17 % lower. Explanations name the signal of the side that picked
+ * The http-client's default balancer. Measured (balancer testbed, quiet
+ * machine, bench/README.md: 12 backends, a quarter at half capacity in
+ * turns): with 8 clients p99 0.59–0.75× peak EWMA's, per-second utilisation
+ * max/avg 1.10–1.13 against 1.18–1.20; one client alone, p99 0.93–0.99×; client
+ * CPU 1.3× peak EWMA's. Explanations name the signal of the side that picked
  * (`probe-latency`, `probe-in-flight`, `in-flight`, `latency`).
  *
  * @example
  * ```ts
  * import { prequalWhenReported } from '@proxyless/core';
  * import { createClient } from '@proxyless/http-client';
- * // one client of many in front of servers that run @proxyless/load-report:
- * const client = createClient({ service: 'users', resolver, balancer: prequalWhenReported() });
+ * // the default; spelled out to change its Prequal settings:
+ * const client = createClient({ service: 'users', resolver, balancer: prequalWhenReported({ prequal: { probeRate: 0.5 } }) });
  * ```
  */
 export function prequalWhenReported(options: PrequalWhenReportedOptions = {}): Balancer {

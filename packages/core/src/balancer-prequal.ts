@@ -33,6 +33,38 @@ export interface PrequalOptions {
    * about 1 %.
    */
   coldChoice?: 'weighted' | 'lowest';
+  /**
+   * How sharply `coldChoice: 'weighted'` favours the faster: the odds are
+   * latency^−latencyExponent, 0–16. 1 (default): in inverse proportion to
+   * latency. 4: an endpoint 1.5× slower gets a fifth of the odds, 2× slower
+   * a sixteenth, 10 % slower still two thirds (`prequalWhenReported()` uses
+   * 4: on the balancer testbed a backend at half its capacity kept getting
+   * its full share at 1). 0: uniform among the cold.
+   */
+  latencyExponent?: number;
+  /**
+   * Let a probe's RIF age toward its server's mean: `mean + (rif − mean) ×
+   * e^(−age / latency)`, where `mean` is Little's law over what the server
+   * reported and this client measured (`rps_fractional` × this client's
+   * latency estimate, `load.ewmaMs`) and `latency` that estimate too: a
+   * count taken one latency ago says little about now. Without it (default
+   * `false`, the paper's rule), a server whose queue had just drained kept
+   * saying "idle" for the probe's whole life, and every client that held
+   * that probe sent to it at once. Needs `rps_fractional` in the reports
+   * (`@proxyless/load-report` writes it); an endpoint without one is read as
+   * reported.
+   */
+  rifAging?: boolean;
+  /**
+   * What the hot threshold is a quantile of: `'history'` (default, the
+   * paper's), the last 32 probed RIFs as they arrived; `'pool'`, the RIFs of
+   * the probes in the pool as this pick reads them (with the picks each
+   * served, and aged under `rifAging`). `'pool'` compares like with like:
+   * against the history, the counts a pick reads (raised by the picks each
+   * probe served) were above the threshold so often that most picks found
+   * every endpoint hot and fell back to the fewest RIF, blind to latency.
+   */
+  hotThresholdOf?: 'history' | 'pool';
   /** Path the transport probes (`GET`). Default `'/endpoint-load-metrics'` (`@proxyless/load-report` answers it without running the app). */
   probePath?: string;
   /** A probe's deadline, ms (1–60,000). Default 500. */
@@ -53,6 +85,9 @@ export const prequalDefaults = Object.freeze({
   maxReuse: 3,
   hotQuantile: 0.84,
   coldChoice: 'weighted',
+  latencyExponent: 1,
+  rifAging: false,
+  hotThresholdOf: 'history',
   probePath: '/endpoint-load-metrics',
   probeTimeoutMs: 500,
   maxConcurrentProbes: 8,
@@ -69,12 +104,12 @@ const RIF_HISTORY = 32;
  * saved more CPU but let p99 slip, 1.10× against 1.00×).
  */
 const FRESH_FRACTION = 0.1;
-/** Latencies below this count as this, ms (the odds 1/latency stay finite). */
+/** Latencies below this count as this, ms (the odds latency^−x stay finite). */
 const MIN_LATENCY_MS = 0.01;
 
 const optionNames = optionKeys<PrequalOptions>({
   poolSize: true, probeRate: true, maxProbeAgeMs: true, maxReuse: true, hotQuantile: true, coldChoice: true,
-  probePath: true, probeTimeoutMs: true, maxConcurrentProbes: true, random: true, clock: true,
+  probePath: true, probeTimeoutMs: true, maxConcurrentProbes: true, random: true, clock: true, latencyExponent: true, rifAging: true, hotThresholdOf: true,
 });
 
 const performanceClock = (): number => performance.now();
@@ -108,7 +143,7 @@ export function quantile(sorted: Float64Array, n: number, q: number): number {
  *   them says less than the client knows).
  * - **Hot–cold.** An endpoint is hot when its RIF exceeds the `hotQuantile`
  *   quantile of recently probed RIFs. Among cold endpoints, the faster wins:
- *   by default at random with odds in inverse proportion to latency (see
+ *   by default at random with odds latency^−`latencyExponent` (see
  *   `coldChoice` for why not strictly the lowest); when all are hot, the
  *   fewest RIF (ties at random).
  * - **Fallback.** With no usable probe in the pool (none yet, all aged out,
@@ -144,6 +179,11 @@ export function prequal(options: PrequalOptions = {}): Balancer {
   const coldChoice = options.coldChoice ?? d.coldChoice;
   if (coldChoice !== 'weighted' && coldChoice !== 'lowest') throw new InvalidOptionError('coldChoice', coldChoice, "must be 'weighted' or 'lowest'");
   const lowest = coldChoice === 'lowest';
+  const latencyExponent = checkNumber('latencyExponent', options.latencyExponent, d.latencyExponent, { min: 0, max: 16 });
+  const rifAging = options.rifAging ?? d.rifAging;
+  if (typeof rifAging !== 'boolean') throw new InvalidOptionError('rifAging', rifAging, 'must be true or false');
+  const thresholdOf = options.hotThresholdOf ?? d.hotThresholdOf;
+  if (thresholdOf !== 'history' && thresholdOf !== 'pool') throw new InvalidOptionError('hotThresholdOf', thresholdOf, "must be 'history' or 'pool'");
   const path = options.probePath ?? d.probePath;
   if (typeof path !== 'string' || !/^\/[\x21-\x7E]*$/.test(path)) {
     throw new InvalidOptionError('probePath', path, "must be a path starting with '/' (printable ASCII)");
@@ -155,7 +195,7 @@ export function prequal(options: PrequalOptions = {}): Balancer {
   });
   const random = checkRandom('random', options.random);
   const clock = options.clock === undefined ? performanceClock : checkClock('clock', options.clock);
-  const config: PoolConfig = { poolSize, probeRate, maxAgeMs, maxReuse, hotQuantile, lowest, settings, random, clock };
+  const config: PoolConfig = { poolSize, probeRate, maxAgeMs, maxReuse, hotQuantile, lowest, latencyExponent, rifAging, poolThreshold: thresholdOf === 'pool', settings, random, clock };
   return {
     name: 'prequal',
     createPicker<E extends BalancerEndpoint>(endpoints: readonly E[]): Picker<E> {
@@ -173,6 +213,11 @@ interface PoolConfig {
   readonly hotQuantile: number;
   /** `coldChoice: 'lowest'`. */
   readonly lowest: boolean;
+  /** The weighted cold choice's odds: latency^−latencyExponent. */
+  readonly latencyExponent: number;
+  readonly rifAging: boolean;
+  /** `hotThresholdOf: 'pool'`. */
+  readonly poolThreshold: boolean;
   readonly settings: ProbeSettings;
   readonly random: RandomSource;
   readonly clock: () => number;
@@ -195,6 +240,10 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
   readonly #lat: Float64Array;
   readonly #at: Float64Array;
   readonly #uses: Int32Array;
+  /** Each slot's RIF as the last pick read it (the weighted draw's second pass reads it again). */
+  readonly #eff: Float64Array;
+  /** Scratch for the pool's threshold. */
+  readonly #scratch: Float64Array;
   #size = 0;
   /** Endpoint index → its pool slot, or -1. */
   readonly #slotOf: Int32Array;
@@ -224,6 +273,8 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
     this.#lat = new Float64Array(p);
     this.#at = new Float64Array(p);
     this.#uses = new Int32Array(p);
+    this.#eff = new Float64Array(p);
+    this.#scratch = new Float64Array(p);
     this.#slotOf = new Int32Array(n).fill(-1);
     this.#unreportedAt = new Int32Array(n).fill(-1);
     this.#order = Int32Array.from({ length: n }, (_, i) => i);
@@ -244,7 +295,8 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
   pick(context?: PickContext): E | undefined {
     const c = this.#c;
     this.#owed = Math.min(this.#owed + c.probeRate, Math.max(c.probeRate, c.poolSize));
-    this.#ageOut(c.clock());
+    const now = c.clock();
+    this.#ageOut(now);
     const excluding = context?.exclude;
     const exclude = hasExclude(excluding) ? excluding : undefined;
     const unreported = this.#unreported.length;
@@ -253,7 +305,7 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
       const e = this.#pickUnreported(exclude, context);
       if (e !== undefined) return e;
     }
-    const slot = this.#hotCold(exclude, context);
+    const slot = this.#hotCold(exclude, context, now);
     if (slot < 0) {
       context?.signals?.push('in-flight');
       return pickOfChoices(this.endpoints, c.random, 2, exclude, fewerInFlight, context?.candidates);
@@ -267,13 +319,26 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
   }
 
   /** The hot–cold choice over the usable probes; the chosen slot, or -1 when none is usable. */
-  #hotCold(exclude: ReadonlySet<BalancerEndpoint> | undefined, context: PickContext | undefined): number {
-    const threshold = this.#hotThreshold();
+  #hotCold(exclude: ReadonlySet<BalancerEndpoint> | undefined, context: PickContext | undefined, now: number): number {
     const endpoints = this.endpoints;
     const random = this.#c.random;
     const lowest = this.#c.lowest;
     let usable = 0;
-    // Cold: the odds (1/latency) summed, and the lowest latency; hot: the fewest RIF, ties at random.
+    // Each usable slot's RIF as this pick reads it; the hot threshold, a quantile of the recent probes or of these.
+    for (let s = 0; s < this.#size; s++) {
+      const e = endpoints[this.#ep[s] as number] as E;
+      if (e.available === false || (exclude !== undefined && exclude.has(e))) continue;
+      const rif = this.#effectiveRif(s, e, now);
+      this.#eff[s] = rif;
+      this.#scratch[usable++] = rif;
+    }
+    if (usable === 0) return -1;
+    let threshold: number;
+    if (this.#c.poolThreshold) {
+      const sorted = this.#scratch.subarray(0, usable).sort();
+      threshold = quantile(sorted, usable, this.#c.hotQuantile);
+    } else threshold = this.#hotThreshold();
+    // Cold: the odds (latency^−x) summed, and the lowest latency; hot: the fewest RIF, ties at random.
     let coldOdds = 0;
     let known = 0;
     let unknown = 0;
@@ -285,9 +350,8 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
     for (let s = 0; s < this.#size; s++) {
       const e = endpoints[this.#ep[s] as number] as E;
       if (e.available === false || (exclude !== undefined && exclude.has(e))) continue;
-      usable++;
       context?.candidates?.push(e);
-      const rif = Math.max((this.#rif[s] as number) + (this.#uses[s] as number), e.load.inFlight);
+      const rif = this.#eff[s] as number;
       if (rif <= threshold) {
         anyCold = s;
         const lat = this.#lat[s] as number;
@@ -296,7 +360,7 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
           continue;
         }
         known++;
-        coldOdds += 1 / Math.max(lat, MIN_LATENCY_MS);
+        coldOdds += this.#odds(lat);
         if (coldBest < 0 || lat < (this.#lat[coldBest] as number)) coldBest = s;
       } else if (rif < minRif) {
         minRif = rif;
@@ -304,7 +368,6 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
         ties = 1;
       } else if (rif === minRif && random() * ++ties < 1) hotBest = s;
     }
-    if (usable === 0) return -1;
     if (anyCold < 0) {
       context?.signals?.push('probe-in-flight');
       return hotBest;
@@ -318,12 +381,31 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
     for (let s = 0; s < this.#size; s++) {
       const e = endpoints[this.#ep[s] as number] as E;
       if (e.available === false || (exclude !== undefined && exclude.has(e))) continue;
-      if (Math.max((this.#rif[s] as number) + (this.#uses[s] as number), e.load.inFlight) > threshold) continue;
+      if ((this.#eff[s] as number) > threshold) continue;
       const lat = this.#lat[s] as number;
-      draw -= Number.isNaN(lat) ? unknownOdds : 1 / Math.max(lat, MIN_LATENCY_MS);
+      draw -= Number.isNaN(lat) ? unknownOdds : this.#odds(lat);
       if (draw < 0) return s;
     }
     return anyCold; // rounding left the draw at the very end
+  }
+
+  /** Slot `s`'s RIF as this pick reads it: aged (`rifAging`), plus the picks it served, never below this client's own. */
+  #effectiveRif(s: number, e: E, now: number): number {
+    let rif = this.#rif[s] as number;
+    const report = e.load.reported;
+    const w = e.load.ewmaMs;
+    if (this.#c.rifAging && report?.rps !== undefined && w > 0) {
+      const mean = (report.rps * w) / 1000;
+      rif = mean + (rif - mean) * Math.exp(-(now - (this.#at[s] as number)) / w);
+    }
+    return Math.max(rif + (this.#uses[s] as number), e.load.inFlight);
+  }
+
+  /** A cold endpoint's odds in the weighted choice: latency^−latencyExponent. */
+  #odds(latencyMs: number): number {
+    const x = this.#c.latencyExponent;
+    const lat = Math.max(latencyMs, MIN_LATENCY_MS);
+    return x === 1 ? 1 / lat : lat ** -x;
   }
 
   /** Least-request over two random endpoints that do not report; undefined when the draw finds none usable. */

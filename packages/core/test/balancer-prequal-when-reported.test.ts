@@ -66,8 +66,8 @@ describe('prequalWhenReported()', () => {
     clock.now += 200;
     const { signal } = signalOf(picker);
     assert.equal(signal, 'probe-latency');
-    signalOf(picker); // half a probe per pick (prequalWhenReportedDefaults): two picks owe one
-    assert.equal(probing.targets(8).length, 1, 'now it asks for probes');
+    // Two probes per pick (prequalWhenReportedDefaults), of targets whose pool entry is older than a tenth of maxProbeAgeMs.
+    assert.equal(probing.targets(8).length, 2, 'now it asks for probes');
   });
 
   it('ignores an unavailable endpoint that does not report, and goes back to peak EWMA when a reporting one stops', () => {

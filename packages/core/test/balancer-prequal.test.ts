@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
 import fc from 'fast-check';
-import type { Picker, PickerProbing, PickSignal } from '../src/balancer.js';
+import type { Picker, PickerProbing, PickSignal, ReportedLoadView } from '../src/balancer.js';
 import { prequal, quantile, type PrequalOptions } from '../src/balancer-prequal.js';
 import { InvalidOptionError } from '../src/errors.js';
 import { locality } from '../src/locality.js';
@@ -31,6 +31,62 @@ describe('prequal()', () => {
     assert.throws(() => prequal({ probeRate: 17 }), InvalidOptionError);
     assert.throws(() => prequal({ coldChoice: 'fastest' as 'lowest' }), (e: unknown) => e instanceof InvalidOptionError && /coldChoice/.test(e.message));
     assert.throws(() => prequal({ bogus: 1 } as PrequalOptions), InvalidOptionError);
+    assert.throws(() => prequal({ latencyExponent: 17 }), (e: unknown) => e instanceof InvalidOptionError && /latencyExponent/.test(e.message));
+    assert.throws(() => prequal({ rifAging: 'yes' as unknown as boolean }), (e: unknown) => e instanceof InvalidOptionError && /rifAging/.test(e.message));
+    assert.throws(() => prequal({ hotThresholdOf: 'all' as 'pool' }), (e: unknown) => e instanceof InvalidOptionError && /hotThresholdOf/.test(e.message));
+  });
+
+  it('latencyExponent sets how sharply the weighted cold choice favours the faster (odds latency^−x)', () => {
+    const share = (latencyExponent: number): number => {
+      const { set, picker, probing } = setup(2, { maxReuse: 1000, latencyExponent });
+      let fast = 0;
+      for (let i = 0; i < 4_000; i++) {
+        probing.result(set[0]!, { rif: 0, latencyMs: 10 });
+        probing.result(set[1]!, { rif: 0, latencyMs: 20 });
+        if (picker.pick() === set[0]) fast++;
+      }
+      return fast / 4_000;
+    };
+    const linear = share(1); // odds 2 : 1
+    const sharp = share(4); // odds 16 : 1
+    const flat = share(0); // uniform
+    assert.ok(linear > 0.62 && linear < 0.71, `x = 1: ${linear}`);
+    assert.ok(sharp > 0.92 && sharp < 0.97, `x = 4: ${sharp}`);
+    assert.ok(flat > 0.46 && flat < 0.54, `x = 0: ${flat}`);
+  });
+
+  it("rifAging: a probe's RIF ages toward its server's mean (reported rps × this client's latency), so an old 'idle' loses to a fresh count", () => {
+    const pick = (rifAging: boolean): TestEndpoint | undefined => {
+      const { set, picker, probing, clock } = setup(2, { maxReuse: 1000, coldChoice: 'lowest', hotThresholdOf: 'pool', hotQuantile: 0.5, rifAging });
+      const reported = (rps: number): ReportedLoadView => ({ utilization: undefined, rps, eps: 0, rif: undefined, latencyMs: undefined, ageMs: 0, report: {} });
+      Object.assign(set[0]!.load, { ewmaMs: 20, reported: reported(400) }); // a busy server: mean 400/s × 20 ms = 8 in flight
+      Object.assign(set[1]!.load, { ewmaMs: 20, reported: reported(100) }); // mean 2
+      probing.result(set[0]!, { rif: 0, latencyMs: 10 }); // idle when probed…
+      clock.now += 100; // …five latencies ago
+      probing.result(set[1]!, { rif: 3, latencyMs: 10 }); // three in flight, just now
+      return picker.pick();
+    };
+    const asReported = pick(false);
+    const aged = pick(true);
+    assert.equal(asReported?.instance.key, 'e0', 'as reported: the old idle count wins');
+    assert.equal(aged?.instance.key, 'e1', 'aged: e0 reads ≈ 8 in flight now, e1 3');
+  });
+
+  it("hotThresholdOf: 'pool' takes the threshold from the pool's counts, so a pool above the recent history still has cold endpoints, chosen by latency", () => {
+    const decide = (hotThresholdOf: 'history' | 'pool'): { chosen: TestEndpoint | undefined; signal: PickSignal | undefined } => {
+      const { set, picker, probing } = setup(3, { maxReuse: 1000, coldChoice: 'lowest', hotQuantile: 0.5, hotThresholdOf });
+      for (let k = 0; k < 32; k++) probing.result(set[0]!, { rif: 0, latencyMs: 1 }); // a history of idle
+      probing.result(set[0]!, { rif: 9, latencyMs: 1 });
+      probing.result(set[1]!, { rif: 4, latencyMs: 50 });
+      probing.result(set[2]!, { rif: 7, latencyMs: 2 });
+      return decided(picker);
+    };
+    const history = decide('history');
+    assert.equal(history.signal, 'probe-in-flight', 'against the idle history all three are hot');
+    assert.equal(history.chosen?.instance.key, 'e1');
+    const pool = decide('pool');
+    assert.equal(pool.signal, 'probe-latency', 'against the pool (median 7), e1 and e2 are cold');
+    assert.equal(pool.chosen?.instance.key, 'e2', 'the faster cold one');
   });
 
   it('falls back to least-request (P2C on in-flight counts) while the pool is empty', () => {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'eventemitter3';
 import {
-  AbortedError, ClosedError, ResolutionFailedError, TimeoutError, coordinateOf, diffInstances, peakEwma,
+  AbortedError, ClosedError, ResolutionFailedError, TimeoutError, coordinateOf, diffInstances, prequalWhenReported,
   type Balancer, type InstanceDiff, type Resolver, type ServiceInstance, type ServiceSnapshot, type ServiceWatch,
 } from '@proxyless/core';
 import { withDeadline } from '@proxyless/core/internal';
@@ -136,7 +136,7 @@ export class ProxylessClient extends EventEmitter<ClientEvents> implements Async
     const o = resolveOptions(options);
     this.#options = o;
     this.#service = o.service;
-    this.#balancer = o.balancer ?? peakEwma();
+    this.#balancer = o.balancer ?? prequalWhenReported();
     this.#budget = new RetryBudget(o.budget);
     this.#admission = o.admissionControl === undefined ? undefined : new AdmissionControl(o.admissionControl);
     this.#scheme = options.scheme ?? o.defaults.scheme;

@@ -90,7 +90,7 @@ describe('configuration doctor', () => {
     assert.deepEqual(c.retry, { maxRetries: 2, initialMs: 25, maxMs: 1_000, retryOnStatuses: [502, 503, 504] });
     assert.deepEqual(c.retryBudget, { ratio: 0.2, windowMs: 10_000, minRetriesPerSecond: 10 });
     assert.equal(c.worstCaseAttempts, 3);
-    assert.equal(c.balancer, 'peak-ewma');
+    assert.equal(c.balancer, 'prequal-when-reported');
     assert.equal(c.resolver, 'StaticResolver');
     assert.equal(c.scheme, 'auto');
     assert.equal(c.connectTimeoutMs, 1_000);

@@ -22,7 +22,7 @@ describe('http-client: pick explanations (explain: true)', () => {
     assert.equal(res.picks?.length, 1);
     const pick = res.picks[0]!;
     assert.equal(pick.attempt, 1);
-    assert.equal(pick.strategy, 'peak-ewma');
+    assert.equal(pick.strategy, 'prequal-when-reported', 'the default: peak EWMA until every server reports');
     assert.equal(pick.chosen, res.endpoint.label);
     assert.equal(pick.candidates.length, 2);
     assert.notEqual(pick.candidates[0]!.endpoint, pick.candidates[1]!.endpoint);

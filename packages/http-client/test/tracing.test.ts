@@ -81,7 +81,7 @@ describe('http-client: OpenTelemetry (spans, events, propagation, metrics)', () 
     assert.equal(second!.attributes['server.port'], good.port);
     assert.equal(second!.attributes['proxyless.service'], 'users');
     assert.equal(second!.attributes['proxyless.endpoint'], `127.0.0.1:${good.port}`);
-    assert.equal(first!.attributes['proxyless.pick.strategy'], 'peak-ewma');
+    assert.equal(first!.attributes['proxyless.pick.strategy'], 'prequal-when-reported');
     const candidates = first!.attributes['proxyless.pick.candidates'] as string[];
     const scores = first!.attributes['proxyless.pick.scores'] as number[];
     assert.equal(candidates.length, 2);

@@ -154,9 +154,10 @@ export interface ClientOptions {
   /** Resolver-specific query (tags, datacenter…) passed to `resolver.watch()`. */
   query?: object;
   /**
-   * Balancing strategy. Default: `peakEwma()` from `@proxyless/core`. For one
-   * client of many in front of servers that run `@proxyless/load-report`,
-   * `prequalWhenReported()` evens their load (bench/README.md).
+   * Balancing strategy. Default: `prequalWhenReported()` from
+   * `@proxyless/core`: peak EWMA, and Prequal probing once every server
+   * reports its load (servers running `@proxyless/load-report`); with servers
+   * that do not report, exactly `peakEwma()`.
    */
   balancer?: Balancer;
   /** Overall deadline of one request (all attempts and backoff), in ms. Default 10 000. */
