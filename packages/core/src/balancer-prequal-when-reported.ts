@@ -74,7 +74,7 @@ const NO_TARGETS: readonly never[] = Object.freeze([]);
  * machine, bench/README.md: 12 backends, a quarter at half capacity in
  * turns): with 8 clients p99 0.59–0.75× peak EWMA's, per-second utilisation
  * max/avg 1.10–1.13 against 1.18–1.20; one client alone, p99 0.93–0.99×; client
- * CPU 1.3× peak EWMA's. Explanations name the signal of the side that picked
+ * CPU 1.3–1.6× peak EWMA's. Explanations name the signal of the side that picked
  * (`probe-latency`, `probe-in-flight`, `in-flight`, `latency`).
  *
  * @example
