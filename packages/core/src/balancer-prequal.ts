@@ -124,6 +124,13 @@ export function quantile(sorted: Float64Array, n: number, q: number): number {
   return a + ((sorted[hi] ?? 0) - a) * (pos - lo);
 }
 
+/** Inserts `value` into the first `n` values of `sorted` (ascending), keeping them sorted: a pool is at most a few dozen. */
+function insertSorted(sorted: Float64Array, n: number, value: number): void {
+  let i = n;
+  for (; i > 0 && (sorted[i - 1] as number) > value; i--) sorted[i] = sorted[i - 1] as number;
+  sorted[i] = value;
+}
+
 /**
  * A Prequal-style probing balancer (Google, NSDI '24, "Load is not what you
  * should balance"): picks on what the servers say — their requests in flight
@@ -242,7 +249,7 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
   readonly #uses: Int32Array;
   /** Each slot's RIF as the last pick read it (the weighted draw's second pass reads it again). */
   readonly #eff: Float64Array;
-  /** Scratch for the pool's threshold. */
+  /** The usable slots' RIFs, sorted, for the pool's threshold. */
   readonly #scratch: Float64Array;
   #size = 0;
   /** Endpoint index → its pool slot, or -1. */
@@ -323,21 +330,22 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
     const endpoints = this.endpoints;
     const random = this.#c.random;
     const lowest = this.#c.lowest;
+    const poolThreshold = this.#c.poolThreshold;
     let usable = 0;
-    // Each usable slot's RIF as this pick reads it; the hot threshold, a quantile of the recent probes or of these.
+    // Each usable slot's RIF as this pick reads it (NaN: excluded or unavailable), kept sorted in the scratch for the pool's threshold.
     for (let s = 0; s < this.#size; s++) {
       const e = endpoints[this.#ep[s] as number] as E;
-      if (e.available === false || (exclude !== undefined && exclude.has(e))) continue;
+      if (e.available === false || (exclude !== undefined && exclude.has(e))) {
+        this.#eff[s] = NaN;
+        continue;
+      }
       const rif = this.#effectiveRif(s, e, now);
       this.#eff[s] = rif;
-      this.#scratch[usable++] = rif;
+      if (poolThreshold) insertSorted(this.#scratch, usable, rif);
+      usable++;
     }
     if (usable === 0) return -1;
-    let threshold: number;
-    if (this.#c.poolThreshold) {
-      const sorted = this.#scratch.subarray(0, usable).sort();
-      threshold = quantile(sorted, usable, this.#c.hotQuantile);
-    } else threshold = this.#hotThreshold();
+    const threshold = poolThreshold ? quantile(this.#scratch, usable, this.#c.hotQuantile) : this.#hotThreshold();
     // Cold: the odds (latency^−x) summed, and the lowest latency; hot: the fewest RIF, ties at random.
     let coldOdds = 0;
     let known = 0;
@@ -348,10 +356,9 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
     let hotBest = -1;
     let ties = 0;
     for (let s = 0; s < this.#size; s++) {
-      const e = endpoints[this.#ep[s] as number] as E;
-      if (e.available === false || (exclude !== undefined && exclude.has(e))) continue;
-      context?.candidates?.push(e);
       const rif = this.#eff[s] as number;
+      if (Number.isNaN(rif)) continue;
+      context?.candidates?.push(endpoints[this.#ep[s] as number] as E);
       if (rif <= threshold) {
         anyCold = s;
         const lat = this.#lat[s] as number;
@@ -379,9 +386,8 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
     // A second pass over the cold ones: the slot where a uniform draw over the summed odds falls.
     let draw = random() * (coldOdds + unknown * unknownOdds);
     for (let s = 0; s < this.#size; s++) {
-      const e = endpoints[this.#ep[s] as number] as E;
-      if (e.available === false || (exclude !== undefined && exclude.has(e))) continue;
-      if ((this.#eff[s] as number) > threshold) continue;
+      const rif = this.#eff[s] as number;
+      if (Number.isNaN(rif) || rif > threshold) continue;
       const lat = this.#lat[s] as number;
       draw -= Number.isNaN(lat) ? unknownOdds : this.#odds(lat);
       if (draw < 0) return s;
@@ -392,11 +398,14 @@ class PrequalPicker<E extends BalancerEndpoint> implements Picker<E>, PickerProb
   /** Slot `s`'s RIF as this pick reads it: aged (`rifAging`), plus the picks it served, never below this client's own. */
   #effectiveRif(s: number, e: E, now: number): number {
     let rif = this.#rif[s] as number;
-    const report = e.load.reported;
-    const w = e.load.ewmaMs;
-    if (this.#c.rifAging && report?.rps !== undefined && w > 0) {
-      const mean = (report.rps * w) / 1000;
-      rif = mean + (rif - mean) * Math.exp(-(now - (this.#at[s] as number)) / w);
+    if (this.#c.rifAging) {
+      // Read only when aging: both are getters that do work (the report's A58 check, the estimate's decay).
+      const rps = e.load.reported?.rps;
+      const w = rps === undefined ? 0 : e.load.ewmaMs;
+      if (w > 0) {
+        const mean = ((rps as number) * w) / 1000;
+        rif = mean + (rif - mean) * Math.exp(-(now - (this.#at[s] as number)) / w);
+      }
     }
     return Math.max(rif + (this.#uses[s] as number), e.load.inFlight);
   }

@@ -1,5 +1,5 @@
 /** Test helpers: frozen ServiceInstance objects and endpoints with mutable loads. */
-import type { BalancerEndpoint, EndpointLoad } from '../src/balancer.js';
+import type { BalancerEndpoint, EndpointLoad, Picker, PickSignal } from '../src/balancer.js';
 import type { HealthStatus, ServiceInstance } from '../src/service-instance.js';
 
 export interface MutableLoad extends EndpointLoad {
@@ -65,4 +65,11 @@ export function tally(pick: () => BalancerEndpoint | undefined, times: number): 
     counts.set(e.instance.key, (counts.get(e.instance.key) ?? 0) + 1);
   }
   return counts;
+}
+
+/** One pick with its explanation's signals: the endpoint chosen and the signal that decided. */
+export function decided<E extends BalancerEndpoint>(picker: Picker<E>): { chosen: E | undefined; signal: PickSignal | undefined } {
+  const signals: PickSignal[] = [];
+  const chosen = picker.pick({ signals });
+  return { chosen, signal: signals[0] };
 }

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
-import type { Picker, PickSignal, ReportedLoadView } from '../src/balancer.js';
+import type { Picker, ReportedLoadView } from '../src/balancer.js';
 import { prequalWhenReported, type PrequalWhenReportedOptions } from '../src/balancer-prequal-when-reported.js';
 import { InvalidOptionError } from '../src/errors.js';
 import { locality } from '../src/locality.js';
-import { endpoints, seeded, type TestEndpoint } from './balancer-fixtures.js';
+import { decided, endpoints, seeded, type TestEndpoint } from './balancer-fixtures.js';
 
 type Reporting = TestEndpoint & { load: { reported?: ReportedLoadView | undefined }; available?: boolean };
 
@@ -16,12 +16,6 @@ function setup(n: number, options: PrequalWhenReportedOptions = {}): { set: Repo
   const set = endpoints(n) as Reporting[];
   const picker = prequalWhenReported({ clock: () => clock.now, peakEwma: { random: seeded(3) }, prequal: { random: seeded(5), clock: () => clock.now }, ...options }).createPicker(set);
   return { set, picker, clock };
-}
-
-function signalOf(picker: Picker<Reporting>): { chosen: Reporting | undefined; signal: PickSignal | undefined } {
-  const signals: PickSignal[] = [];
-  const chosen = picker.pick({ signals });
-  return { chosen, signal: signals[0] };
 }
 
 describe('prequalWhenReported()', () => {
@@ -45,7 +39,7 @@ describe('prequalWhenReported()', () => {
     set[2]!.load.ewmaMs = 50;
     const probing = picker.probing!;
     for (let i = 0; i < 50; i++) {
-      const { signal } = signalOf(picker);
+      const { signal } = decided(picker);
       assert.notEqual(signal, 'probe-latency');
       assert.notEqual(signal, 'probe-in-flight');
       assert.deepEqual(probing.targets(8), []);
@@ -57,14 +51,14 @@ describe('prequalWhenReported()', () => {
     for (const e of set.slice(0, 3)) e.load.reported = view(1);
     const probing = picker.probing!;
     for (const e of set) probing.result(e, { rif: 1, latencyMs: 10 }); // the in-band reports fill the pool all along
-    signalOf(picker);
+    decided(picker);
     assert.deepEqual(probing.targets(8), [], 'one endpoint does not report: no probes');
     set[3]!.load.reported = view(1);
     clock.now += 100;
-    signalOf(picker);
+    decided(picker);
     assert.deepEqual(probing.targets(8), [], 'checked again only after 250 ms');
     clock.now += 200;
-    const { signal } = signalOf(picker);
+    const { signal } = decided(picker);
     assert.equal(signal, 'probe-latency');
     // Two probes per pick (prequalWhenReportedDefaults), of targets whose pool entry is older than a tenth of maxProbeAgeMs.
     assert.equal(probing.targets(8).length, 2, 'now it asks for probes');
@@ -77,14 +71,14 @@ describe('prequalWhenReported()', () => {
     set[2]!.available = false; // ejected, no report
     const probing = picker.probing!;
     for (const e of set) probing.result(e, { rif: 0, latencyMs: 10 });
-    assert.equal(signalOf(picker).signal, 'probe-latency');
+    assert.equal(decided(picker).signal, 'probe-latency');
     set[1]!.load.reported = undefined; // its report expired (or it was replaced by a build without the reporter)
     clock.now += 250;
-    assert.notEqual(signalOf(picker).signal, 'probe-latency');
+    assert.notEqual(decided(picker).signal, 'probe-latency');
     set[2]!.available = true;
     set[1]!.load.reported = view(0);
     picker.availabilityChanged?.(); // checked at the next pick, without waiting
-    assert.notEqual(signalOf(picker).signal, 'probe-latency', 'the endpoint back in rotation does not report');
+    assert.notEqual(decided(picker).signal, 'probe-latency', 'the endpoint back in rotation does not report');
   });
 
   it('a new picker inherits the probe pool of the previous one, also through locality()', () => {

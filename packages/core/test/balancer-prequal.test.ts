@@ -6,7 +6,7 @@ import { prequal, quantile, type PrequalOptions } from '../src/balancer-prequal.
 import { InvalidOptionError } from '../src/errors.js';
 import { locality } from '../src/locality.js';
 import { slowStart } from '../src/slow-start.js';
-import { endpoint, endpoints, seeded, tally, type TestEndpoint } from './balancer-fixtures.js';
+import { decided, endpoint, endpoints, seeded, tally, type TestEndpoint } from './balancer-fixtures.js';
 
 /** A picker with a clock the test moves. */
 function setup(n: number, options: PrequalOptions = {}): { set: TestEndpoint[]; picker: Picker<TestEndpoint>; probing: PickerProbing<TestEndpoint>; clock: { now: number } } {
@@ -15,12 +15,6 @@ function setup(n: number, options: PrequalOptions = {}): { set: TestEndpoint[]; 
   const picker = prequal({ random: seeded(7), clock: () => clock.now, ...options }).createPicker(set);
   assert.ok(picker.probing);
   return { set, picker, probing: picker.probing, clock };
-}
-
-function decided(picker: Picker<TestEndpoint>): { chosen: TestEndpoint | undefined; signal: PickSignal | undefined } {
-  const signals: PickSignal[] = [];
-  const chosen = picker.pick({ signals });
-  return { chosen, signal: signals[0] };
 }
 
 describe('prequal()', () => {
